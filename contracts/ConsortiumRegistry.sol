@@ -1,0 +1,485 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
+import {EnumerableSet} from "@openzeppelin/contracts/utils/structs/EnumerableSet.sol";
+import {Time} from "@openzeppelin/contracts/utils/types/Time.sol";
+
+import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
+import {Roles} from "./libraries/Roles.sol";
+
+/// @title ConsortiumRegistry
+/// @notice Members, accounts and roles of the Waymark consortium, changed only by m-of-n votes.
+/// @dev Current state lives in plain mappings for cheap reads by other contracts; the same changes
+///      are also written as checkpoints keyed by block timestamp so that `hasRoleAt` can answer
+///      for any past moment. The deployer has no privilege.
+contract ConsortiumRegistry is IConsortiumRegistry {
+    using Checkpoints for Checkpoints.Trace208;
+    using EnumerableSet for EnumerableSet.AddressSet;
+
+    /// @dev Storage form of an organisation; country, status and role mask share one slot.
+    struct OrgRecord {
+        bytes2 country;
+        OrganisationStatus status;
+        uint8 roleMask;
+        bytes32 metadataHash;
+        string name;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    bytes32 public constant MANUFACTURER_ROLE = Roles.MANUFACTURER;
+    /// @inheritdoc IConsortiumRegistry
+    bytes32 public constant INSPECTOR_ROLE = Roles.INSPECTOR;
+    /// @inheritdoc IConsortiumRegistry
+    bytes32 public constant CARRIER_ROLE = Roles.CARRIER;
+    /// @inheritdoc IConsortiumRegistry
+    bytes32 public constant CUSTOMS_ROLE = Roles.CUSTOMS;
+    /// @inheritdoc IConsortiumRegistry
+    bytes32 public constant ORACLE_ROLE = Roles.ORACLE;
+    /// @inheritdoc IConsortiumRegistry
+    bytes32 public constant ARBITRATOR_ROLE = Roles.ARBITRATOR;
+    /// @inheritdoc IConsortiumRegistry
+    bytes32 public constant AUDITOR_ROLE = Roles.AUDITOR;
+    /// @inheritdoc IConsortiumRegistry
+    bytes32 public constant OPERATOR_ROLE = Roles.OPERATOR;
+
+    /// @inheritdoc IConsortiumRegistry
+    uint256 public constant VOTING_PERIOD = 7 days;
+
+    /// @dev Longest organisation name accepted, in bytes.
+    uint256 private constant _MAX_NAME_LENGTH = 128;
+
+    /// @dev Checkpoint values for status and role history.
+    uint208 private constant _YES = 1;
+    uint208 private constant _NO = 0;
+
+    uint64 private _orgCount;
+    uint256 private _activeMembers;
+    uint256 private _threshold;
+    uint256 private _proposalCount;
+
+    mapping(uint64 orgId => OrgRecord) private _orgs;
+    mapping(uint64 orgId => EnumerableSet.AddressSet) private _accounts;
+    mapping(address account => uint64 orgId) private _orgOf;
+
+    mapping(address account => Checkpoints.Trace208 orgIds) private _orgOfHistory;
+    mapping(uint64 orgId => Checkpoints.Trace208 isActive) private _statusHistory;
+    mapping(uint64 orgId => mapping(bytes32 role => Checkpoints.Trace208 isHeld)) private _roleHistory;
+
+    mapping(uint256 proposalId => Proposal) private _proposals;
+    mapping(uint256 proposalId => mapping(uint64 orgId => bool)) private _voted;
+
+    /// @param founders Organisations admitted Active at deployment, with their first account and roles.
+    /// @param threshold_ Votes a proposal needs; 1 <= threshold_ <= founders.length.
+    constructor(FoundingMember[] memory founders, uint256 threshold_) {
+        if (threshold_ == 0 || threshold_ > founders.length) {
+            revert RegistryInvalidThreshold(threshold_, founders.length);
+        }
+        for (uint256 i = 0; i < founders.length; ++i) {
+            FoundingMember memory founder = founders[i];
+            uint8 mask = _checkAdmission(founder.name, founder.country, founder.account, founder.roles);
+            _admit(founder.name, founder.country, founder.metadataHash, founder.account, mask);
+        }
+        _threshold = threshold_;
+        emit ThresholdChanged(0, threshold_);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Governance
+    // ------------------------------------------------------------------------------------------
+
+    /// @inheritdoc IConsortiumRegistry
+    function propose(ProposalKind kind, bytes calldata data) external returns (uint256 proposalId) {
+        uint64 orgId = _requireActiveMember(msg.sender);
+        _checkWellFormed(kind, data);
+        _run(kind, data, false);
+
+        proposalId = ++_proposalCount;
+        uint48 now_ = Time.timestamp();
+        uint48 deadline = now_ + uint48(VOTING_PERIOD);
+        Proposal storage p = _proposals[proposalId];
+        p.kind = kind;
+        p.proposerOrg = orgId;
+        p.created = now_;
+        p.deadline = deadline;
+        p.data = data;
+        emit ProposalCreated(proposalId, orgId, msg.sender, kind, data, deadline);
+
+        _castVote(proposalId, p, orgId);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function vote(uint256 proposalId) external {
+        uint64 orgId = _requireActiveMember(msg.sender);
+        Proposal storage p = _openProposal(proposalId);
+        if (_voted[proposalId][orgId]) revert RegistryAlreadyVoted(proposalId, orgId);
+        _castVote(proposalId, p, orgId);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function execute(uint256 proposalId) external {
+        _requireActiveMember(msg.sender);
+        Proposal storage p = _openProposal(proposalId);
+        if (p.votes < _threshold) revert RegistryBelowThreshold(proposalId, p.votes, _threshold);
+        _execute(proposalId, p);
+    }
+
+    /// @notice Decodes the data of an AdmitOrganisation proposal; reverts (without data) if malformed.
+    /// @dev External so that `propose` can catch a malformed encoding and report it as
+    ///      RegistryMalformedProposal; also handy for off-chain tools.
+    function decodeAdmission(
+        bytes calldata data
+    )
+        external
+        pure
+        returns (string memory name, bytes2 country, bytes32 metadataHash, address firstAccount, bytes32[] memory roles)
+    {
+        return abi.decode(data, (string, bytes2, bytes32, address, bytes32[]));
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Accounts
+    // ------------------------------------------------------------------------------------------
+
+    /// @inheritdoc IConsortiumRegistry
+    function addAccount(address account) external {
+        uint64 orgId = _requireActiveMember(msg.sender);
+        _checkFreeAccount(account);
+        _link(orgId, account, msg.sender);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function removeAccount(address account) external {
+        uint64 orgId = _requireActiveMember(msg.sender);
+        if (_orgOf[account] != orgId) revert RegistryAccountNotInOrganisation(account, orgId);
+        if (_accounts[orgId].length() == 1) revert RegistryLastAccount(orgId, account);
+
+        delete _orgOf[account];
+        _orgOfHistory[account].push(Time.timestamp(), 0);
+        _accounts[orgId].remove(account);
+        emit AccountRemoved(orgId, account, msg.sender);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Views
+    // ------------------------------------------------------------------------------------------
+
+    /// @inheritdoc IConsortiumRegistry
+    function hasRole(address account, bytes32 role) external view returns (bool) {
+        uint8 bit = _requireKnownRole(role);
+        uint64 orgId = _orgOf[account];
+        if (orgId == 0) return false;
+        OrgRecord storage org = _orgs[orgId];
+        return org.status == OrganisationStatus.Active && org.roleMask & bit != 0;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function hasRoleAt(address account, bytes32 role, uint256 timestamp) external view returns (bool) {
+        _requireKnownRole(role);
+        uint48 key = _historyKey(timestamp);
+        uint64 orgId = uint64(_orgOfHistory[account].upperLookupRecent(key));
+        if (orgId == 0) return false;
+        return
+            _statusHistory[orgId].upperLookupRecent(key) == _YES &&
+            _roleHistory[orgId][role].upperLookupRecent(key) == _YES;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function organisationWithAnyRole(address account, bytes32[] calldata roles) external view returns (uint64) {
+        uint8 mask;
+        for (uint256 i = 0; i < roles.length; ++i) {
+            mask |= _requireKnownRole(roles[i]);
+        }
+        uint64 orgId = _orgOf[account];
+        if (orgId == 0) return 0;
+        OrgRecord storage org = _orgs[orgId];
+        if (org.status != OrganisationStatus.Active || org.roleMask & mask == 0) return 0;
+        return orgId;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function organisationOf(address account) external view returns (uint64) {
+        return _orgOf[account];
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function organisationOfAt(address account, uint256 timestamp) external view returns (uint64) {
+        return uint64(_orgOfHistory[account].upperLookupRecent(_historyKey(timestamp)));
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function organisation(uint64 orgId) external view returns (Organisation memory) {
+        OrgRecord storage org = _existingOrg(orgId);
+        return
+            Organisation({
+                id: orgId,
+                name: org.name,
+                country: org.country,
+                metadataHash: org.metadataHash,
+                status: org.status
+            });
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function organisationCount() external view returns (uint256) {
+        return _orgCount;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function activeMemberCount() external view returns (uint256) {
+        return _activeMembers;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function accountsOf(uint64 orgId) external view returns (address[] memory) {
+        _existingOrg(orgId);
+        return _accounts[orgId].values();
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function rolesOf(uint64 orgId) external view returns (bytes32[] memory roles) {
+        uint8 mask = _existingOrg(orgId).roleMask;
+        roles = new bytes32[](Roles.COUNT);
+        uint256 count;
+        for (uint256 i = 0; i < Roles.COUNT; ++i) {
+            if (mask & (1 << i) != 0) roles[count++] = Roles.byIndex(i);
+        }
+        // Shrink the array to the roles actually held.
+        assembly ("memory-safe") {
+            mstore(roles, count)
+        }
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function orgHasRole(uint64 orgId, bytes32 role) external view returns (bool) {
+        return _orgs[orgId].roleMask & _requireKnownRole(role) != 0;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function threshold() external view returns (uint256) {
+        return _threshold;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function proposalCount() external view returns (uint256) {
+        return _proposalCount;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function proposal(uint256 proposalId) external view returns (Proposal memory) {
+        if (proposalId == 0 || proposalId > _proposalCount) revert RegistryUnknownProposal(proposalId);
+        return _proposals[proposalId];
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function hasVoted(uint256 proposalId, uint64 orgId) external view returns (bool) {
+        return _voted[proposalId][orgId];
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Proposal machinery
+    // ------------------------------------------------------------------------------------------
+
+    function _castVote(uint256 proposalId, Proposal storage p, uint64 orgId) private {
+        _voted[proposalId][orgId] = true;
+        uint32 votes = ++p.votes;
+        emit Voted(proposalId, orgId, msg.sender, votes);
+        if (votes >= _threshold) _execute(proposalId, p);
+    }
+
+    function _execute(uint256 proposalId, Proposal storage p) private {
+        p.executed = true;
+        ProposalKind kind = p.kind;
+        _run(kind, p.data, true);
+        emit ProposalExecuted(proposalId, kind);
+    }
+
+    function _openProposal(uint256 proposalId) private view returns (Proposal storage p) {
+        if (proposalId == 0 || proposalId > _proposalCount) revert RegistryUnknownProposal(proposalId);
+        p = _proposals[proposalId];
+        if (p.executed) revert RegistryProposalAlreadyExecuted(proposalId);
+        if (block.timestamp > p.deadline) revert RegistryProposalExpired(proposalId, p.deadline);
+    }
+
+    /// @dev Rejects encodings that `abi.decode` would reject without a reason, so that a malformed
+    ///      proposal fails with a named error. Fixed-size kinds are checked by length and range.
+    function _checkWellFormed(ProposalKind kind, bytes calldata data) private view {
+        if (kind == ProposalKind.AdmitOrganisation) {
+            try this.decodeAdmission(data) {
+                return;
+            } catch {
+                revert RegistryMalformedProposal(kind, data);
+            }
+        }
+        bool withRole = kind == ProposalKind.GrantRole || kind == ProposalKind.RevokeRole;
+        if (data.length != (withRole ? 64 : 32)) revert RegistryMalformedProposal(kind, data);
+        if (kind != ProposalKind.ChangeThreshold && uint256(bytes32(data[:32])) > type(uint64).max) {
+            revert RegistryMalformedProposal(kind, data);
+        }
+    }
+
+    /// @dev Checks a proposal against the current state and, when `commit`, applies it. The same
+    ///      code serves the check at proposal time and the check-and-apply at execution.
+    function _run(ProposalKind kind, bytes memory data, bool commit) private {
+        if (kind == ProposalKind.AdmitOrganisation) {
+            _runAdmission(data, commit);
+        } else if (kind == ProposalKind.SuspendOrganisation) {
+            uint64 orgId = abi.decode(data, (uint64));
+            OrgRecord storage org = _existingOrg(orgId);
+            if (org.status != OrganisationStatus.Active) revert RegistryOrganisationNotActive(orgId);
+            // The remaining Active members must still be able to reach the threshold.
+            if (_threshold > _activeMembers - 1) revert RegistryInvalidThreshold(_threshold, _activeMembers - 1);
+            if (commit) _setStatus(orgId, org, OrganisationStatus.Suspended);
+        } else if (kind == ProposalKind.ReinstateOrganisation) {
+            uint64 orgId = abi.decode(data, (uint64));
+            OrgRecord storage org = _existingOrg(orgId);
+            if (org.status != OrganisationStatus.Suspended) revert RegistryOrganisationNotSuspended(orgId);
+            if (commit) _setStatus(orgId, org, OrganisationStatus.Active);
+        } else if (kind == ProposalKind.GrantRole) {
+            (uint64 orgId, bytes32 role) = abi.decode(data, (uint64, bytes32));
+            OrgRecord storage org = _existingOrg(orgId);
+            uint8 bit = _requireKnownRole(role);
+            if (org.roleMask & bit != 0) revert RegistryRoleAlreadyHeld(orgId, role);
+            if (commit) _setRole(orgId, org, role, bit, true);
+        } else if (kind == ProposalKind.RevokeRole) {
+            (uint64 orgId, bytes32 role) = abi.decode(data, (uint64, bytes32));
+            OrgRecord storage org = _existingOrg(orgId);
+            uint8 bit = _requireKnownRole(role);
+            if (org.roleMask & bit == 0) revert RegistryRoleNotHeld(orgId, role);
+            if (commit) _setRole(orgId, org, role, bit, false);
+        } else {
+            uint256 newThreshold = abi.decode(data, (uint256));
+            if (newThreshold == 0 || newThreshold > _activeMembers) {
+                revert RegistryInvalidThreshold(newThreshold, _activeMembers);
+            }
+            if (commit) {
+                uint256 oldThreshold = _threshold;
+                _threshold = newThreshold;
+                emit ThresholdChanged(oldThreshold, newThreshold);
+            }
+        }
+    }
+
+    function _runAdmission(bytes memory data, bool commit) private {
+        (string memory name, bytes2 country, bytes32 metadataHash, address firstAccount, bytes32[] memory roles) = abi
+            .decode(data, (string, bytes2, bytes32, address, bytes32[]));
+        uint8 mask = _checkAdmission(name, country, firstAccount, roles);
+        if (commit) _admit(name, country, metadataHash, firstAccount, mask);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // State changes
+    // ------------------------------------------------------------------------------------------
+
+    function _admit(
+        string memory name,
+        bytes2 country,
+        bytes32 metadataHash,
+        address firstAccount,
+        uint8 mask
+    ) private {
+        uint64 orgId = ++_orgCount;
+        OrgRecord storage org = _orgs[orgId];
+        org.name = name;
+        org.country = country;
+        org.metadataHash = metadataHash;
+        org.status = OrganisationStatus.Active;
+        ++_activeMembers;
+        _statusHistory[orgId].push(Time.timestamp(), _YES);
+        emit OrganisationAdmitted(orgId, name, country, metadataHash, firstAccount);
+
+        for (uint256 i = 0; i < Roles.COUNT; ++i) {
+            uint8 bit = uint8(1 << i);
+            if (mask & bit != 0) _setRole(orgId, org, Roles.byIndex(i), bit, true);
+        }
+        _link(orgId, firstAccount, address(0));
+    }
+
+    function _setStatus(uint64 orgId, OrgRecord storage org, OrganisationStatus status) private {
+        org.status = status;
+        if (status == OrganisationStatus.Active) {
+            ++_activeMembers;
+            _statusHistory[orgId].push(Time.timestamp(), _YES);
+        } else {
+            --_activeMembers;
+            _statusHistory[orgId].push(Time.timestamp(), _NO);
+        }
+        emit OrganisationStatusChanged(orgId, status);
+    }
+
+    function _setRole(uint64 orgId, OrgRecord storage org, bytes32 role, uint8 bit, bool held) private {
+        if (held) {
+            org.roleMask |= bit;
+            _roleHistory[orgId][role].push(Time.timestamp(), _YES);
+            emit RoleGranted(orgId, role);
+        } else {
+            org.roleMask &= ~bit;
+            _roleHistory[orgId][role].push(Time.timestamp(), _NO);
+            emit RoleRevoked(orgId, role);
+        }
+    }
+
+    function _link(uint64 orgId, address account, address addedBy) private {
+        _orgOf[account] = orgId;
+        _orgOfHistory[account].push(Time.timestamp(), orgId);
+        _accounts[orgId].add(account);
+        emit AccountAdded(orgId, account, addedBy);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Checks
+    // ------------------------------------------------------------------------------------------
+
+    /// @dev Validates a new organisation and returns its role mask.
+    function _checkAdmission(
+        string memory name,
+        bytes2 country,
+        address firstAccount,
+        bytes32[] memory roles
+    ) private view returns (uint8 mask) {
+        uint256 nameLength = bytes(name).length;
+        if (nameLength == 0 || nameLength > _MAX_NAME_LENGTH) revert RegistryInvalidName(name);
+        if (!_isCountryCode(country)) revert RegistryInvalidCountry(country);
+        _checkFreeAccount(firstAccount);
+        // Bounded: an unknown or repeated role reverts, so at most Roles.COUNT + 1 iterations run.
+        for (uint256 i = 0; i < roles.length; ++i) {
+            uint8 bit = _requireKnownRole(roles[i]);
+            if (mask & bit != 0) revert RegistryDuplicateRole(roles[i]);
+            mask |= bit;
+        }
+    }
+
+    function _checkFreeAccount(address account) private view {
+        if (account == address(0)) revert RegistryInvalidAccount(account);
+        uint64 current = _orgOf[account];
+        if (current != 0) revert RegistryAccountTaken(account, current);
+    }
+
+    function _requireActiveMember(address account) private view returns (uint64 orgId) {
+        orgId = _orgOf[account];
+        if (orgId == 0 || _orgs[orgId].status != OrganisationStatus.Active) revert RegistryNotActiveMember(account);
+    }
+
+    function _existingOrg(uint64 orgId) private view returns (OrgRecord storage org) {
+        org = _orgs[orgId];
+        if (org.status == OrganisationStatus.None) revert RegistryUnknownOrganisation(orgId);
+    }
+
+    function _requireKnownRole(bytes32 role) private pure returns (uint8 bit) {
+        bit = Roles.bit(role);
+        if (bit == 0) revert RegistryUnknownRole(role);
+    }
+
+    function _isCountryCode(bytes2 country) private pure returns (bool) {
+        return _isUpper(country[0]) && _isUpper(country[1]);
+    }
+
+    function _isUpper(bytes1 char) private pure returns (bool) {
+        return char >= 0x41 && char <= 0x5A;
+    }
+
+    /// @dev Checkpoint keys are uint48 seconds; later timestamps mean "as of now".
+    function _historyKey(uint256 timestamp) private pure returns (uint48) {
+        return timestamp > type(uint48).max ? type(uint48).max : uint48(timestamp);
+    }
+}

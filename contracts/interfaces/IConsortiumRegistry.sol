@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// @title IConsortiumRegistry
+/// @notice The members of the Waymark consortium, their accounts and their roles, governed by
+///         m-of-n member votes. Nobody holds an owner or admin key: after construction every change
+///         to membership, roles or the threshold goes through a proposal.
+/// @dev Roles are held by organisations, never by accounts directly. An account holds a role at a
+///      time T when, at T, it was linked to an organisation that was Active and held the role.
+///      History is kept per block timestamp, and a change made at timestamp T applies from T on
+///      (a role revoked at T is not held at T).
+///
+///      Each kind of proposal carries `data = abi.encode(<the kind's arguments>)`:
+///      - AdmitOrganisation:     (string name, bytes2 country, bytes32 metadataHash, address firstAccount, bytes32[] roles)
+///      - SuspendOrganisation:   (uint64 orgId)
+///      - ReinstateOrganisation: (uint64 orgId)
+///      - GrantRole:             (uint64 orgId, bytes32 role)
+///      - RevokeRole:            (uint64 orgId, bytes32 role)
+///      - ChangeThreshold:       (uint256 newThreshold)
+///      The data is checked when the proposal is made (a bad proposal reverts at once) and again
+///      when it executes, since state may have changed in between.
+interface IConsortiumRegistry {
+    // ------------------------------------------------------------------------------------------
+    // Types
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Life cycle of an organisation. `None` only describes ids that were never admitted.
+    enum OrganisationStatus {
+        None,
+        Active,
+        Suspended
+    }
+
+    /// @notice What a proposal does when it passes.
+    enum ProposalKind {
+        AdmitOrganisation,
+        SuspendOrganisation,
+        ReinstateOrganisation,
+        GrantRole,
+        RevokeRole,
+        ChangeThreshold
+    }
+
+    /// @notice One founding member, admitted Active by the constructor.
+    struct FoundingMember {
+        string name;
+        bytes2 country;
+        bytes32 metadataHash;
+        address account;
+        bytes32[] roles;
+    }
+
+    /// @notice An organisation as seen from outside.
+    struct Organisation {
+        uint64 id;
+        string name;
+        bytes2 country;
+        bytes32 metadataHash;
+        OrganisationStatus status;
+    }
+
+    /// @notice A proposal as seen from outside.
+    struct Proposal {
+        ProposalKind kind;
+        uint64 proposerOrg;
+        uint32 votes;
+        uint48 created;
+        uint48 deadline;
+        bool executed;
+        bytes data;
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Errors
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice `account` is not linked to an organisation, or its organisation is not Active.
+    error RegistryNotActiveMember(address account);
+    /// @notice `role` is not one of the consortium's role ids.
+    error RegistryUnknownRole(bytes32 role);
+    /// @notice `role` appears twice in a list of roles.
+    error RegistryDuplicateRole(bytes32 role);
+    /// @notice `threshold` is zero or larger than the number of Active members it would apply to.
+    error RegistryInvalidThreshold(uint256 threshold, uint256 activeMembers);
+    /// @notice `account` already belongs to organisation `orgId`.
+    error RegistryAccountTaken(address account, uint64 orgId);
+    /// @notice `account` is the zero address.
+    error RegistryInvalidAccount(address account);
+    /// @notice `country` is not two upper-case ASCII letters (ISO 3166-1 alpha-2).
+    error RegistryInvalidCountry(bytes2 country);
+    /// @notice `name` is empty or longer than 128 bytes.
+    error RegistryInvalidName(string name);
+    /// @notice No organisation has id `orgId`.
+    error RegistryUnknownOrganisation(uint64 orgId);
+    /// @notice Organisation `orgId` must be Active for this and is not.
+    error RegistryOrganisationNotActive(uint64 orgId);
+    /// @notice Organisation `orgId` must be Suspended for this and is not.
+    error RegistryOrganisationNotSuspended(uint64 orgId);
+    /// @notice Organisation `orgId` already holds `role`.
+    error RegistryRoleAlreadyHeld(uint64 orgId, bytes32 role);
+    /// @notice Organisation `orgId` does not hold `role`.
+    error RegistryRoleNotHeld(uint64 orgId, bytes32 role);
+    /// @notice `account` does not belong to organisation `orgId`.
+    error RegistryAccountNotInOrganisation(address account, uint64 orgId);
+    /// @notice `account` is the last account of organisation `orgId` and cannot be removed.
+    error RegistryLastAccount(uint64 orgId, address account);
+    /// @notice No proposal has id `proposalId`.
+    error RegistryUnknownProposal(uint256 proposalId);
+    /// @notice Voting on `proposalId` closed at `deadline`.
+    error RegistryProposalExpired(uint256 proposalId, uint256 deadline);
+    /// @notice Proposal `proposalId` has already been executed.
+    error RegistryProposalAlreadyExecuted(uint256 proposalId);
+    /// @notice Organisation `orgId` has already voted for `proposalId`.
+    error RegistryAlreadyVoted(uint256 proposalId, uint64 orgId);
+    /// @notice `data` is not a valid encoding of the arguments of a `kind` proposal.
+    error RegistryMalformedProposal(ProposalKind kind, bytes data);
+    /// @notice Proposal `proposalId` has `votes` votes, fewer than the `threshold` needed to execute.
+    error RegistryBelowThreshold(uint256 proposalId, uint256 votes, uint256 threshold);
+
+    // ------------------------------------------------------------------------------------------
+    // Events
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Organisation `orgId` was admitted (Active) with `firstAccount` as its first account.
+    event OrganisationAdmitted(
+        uint64 indexed orgId,
+        string name,
+        bytes2 country,
+        bytes32 metadataHash,
+        address indexed firstAccount
+    );
+    /// @notice Organisation `orgId` became `status` (Active or Suspended).
+    event OrganisationStatusChanged(uint64 indexed orgId, OrganisationStatus status);
+    /// @notice Organisation `orgId` was granted `role`.
+    event RoleGranted(uint64 indexed orgId, bytes32 indexed role);
+    /// @notice Organisation `orgId` lost `role`.
+    event RoleRevoked(uint64 indexed orgId, bytes32 indexed role);
+    /// @notice `account` was linked to organisation `orgId` by `addedBy` (zero for admissions).
+    event AccountAdded(uint64 indexed orgId, address indexed account, address indexed addedBy);
+    /// @notice `account` was unlinked from organisation `orgId` by `removedBy`.
+    event AccountRemoved(uint64 indexed orgId, address indexed account, address indexed removedBy);
+    /// @notice `proposer` of organisation `proposerOrg` made proposal `proposalId`; voting closes at `deadline`.
+    event ProposalCreated(
+        uint256 indexed proposalId,
+        uint64 indexed proposerOrg,
+        address indexed proposer,
+        ProposalKind kind,
+        bytes data,
+        uint256 deadline
+    );
+    /// @notice Organisation `orgId` voted for `proposalId` through `voter`; the proposal now has `votes` votes.
+    event Voted(uint256 indexed proposalId, uint64 indexed orgId, address indexed voter, uint256 votes);
+    /// @notice Proposal `proposalId` passed and its change was applied.
+    event ProposalExecuted(uint256 indexed proposalId, ProposalKind kind);
+    /// @notice The number of votes a proposal needs changed from `oldThreshold` to `newThreshold`.
+    event ThresholdChanged(uint256 oldThreshold, uint256 newThreshold);
+
+    // ------------------------------------------------------------------------------------------
+    // Role ids
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice keccak256("MANUFACTURER"): registers products, commissions units, posts production events.
+    function MANUFACTURER_ROLE() external view returns (bytes32);
+    /// @notice keccak256("INSPECTOR"): posts inspection results.
+    function INSPECTOR_ROLE() external view returns (bytes32);
+    /// @notice keccak256("CARRIER"): posts logistics and sensor events.
+    function CARRIER_ROLE() external view returns (bytes32);
+    /// @notice keccak256("CUSTOMS"): posts declarations, clearances and duties.
+    function CUSTOMS_ROLE() external view returns (bytes32);
+    /// @notice keccak256("ORACLE"): posts events from external data sources.
+    function ORACLE_ROLE() external view returns (bytes32);
+    /// @notice keccak256("ARBITRATOR"): rules on escrow disputes.
+    function ARBITRATOR_ROLE() external view returns (bytes32);
+    /// @notice keccak256("AUDITOR"): verifies history; no write rights.
+    function AUDITOR_ROLE() external view returns (bytes32);
+    /// @notice keccak256("OPERATOR"): runs the marketplace (escrow administration).
+    function OPERATOR_ROLE() external view returns (bytes32);
+
+    /// @notice How long a proposal stays open for votes, in seconds.
+    function VOTING_PERIOD() external view returns (uint256);
+
+    // ------------------------------------------------------------------------------------------
+    // Governance
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Makes a proposal; the caller's organisation votes for it at once, so with a
+    ///         threshold of one it executes inside this call.
+    /// @dev Reverts with RegistryNotActiveMember if the caller's organisation is not Active,
+    ///      RegistryMalformedProposal if `data` does not decode, and with the kind's own errors
+    ///      if the change could not be applied now (see `vote`).
+    /// @return proposalId Sequential id, starting at 1.
+    function propose(ProposalKind kind, bytes calldata data) external returns (uint256 proposalId);
+
+    /// @notice Votes for `proposalId` on behalf of the caller's organisation. The vote that brings
+    ///         the proposal to `threshold()` votes executes it inside this call.
+    /// @dev Reverts with RegistryNotActiveMember, RegistryUnknownProposal, RegistryProposalAlreadyExecuted,
+    ///      RegistryProposalExpired (after `deadline`), RegistryAlreadyVoted, and, when executing,
+    ///      with the errors of the change: RegistryAccountTaken, RegistryUnknownOrganisation,
+    ///      RegistryOrganisationNotActive, RegistryOrganisationNotSuspended, RegistryRoleAlreadyHeld,
+    ///      RegistryRoleNotHeld, RegistryInvalidThreshold.
+    function vote(uint256 proposalId) external;
+
+    /// @notice Executes a proposal that already has `threshold()` votes but did not execute
+    ///         (possible after the threshold was lowered). Any account of an Active member may call it.
+    /// @dev Reverts with RegistryBelowThreshold if it lacks votes, plus the errors listed for `vote`.
+    function execute(uint256 proposalId) external;
+
+    // ------------------------------------------------------------------------------------------
+    // Accounts (self-service within one's own organisation)
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Links `account` to the caller's organisation (key rotation, more staff).
+    /// @dev Reverts with RegistryNotActiveMember, RegistryInvalidAccount (zero address) or
+    ///      RegistryAccountTaken (already linked to any organisation).
+    function addAccount(address account) external;
+
+    /// @notice Unlinks `account` from the caller's organisation; the caller may remove itself.
+    /// @dev Reverts with RegistryNotActiveMember, RegistryAccountNotInOrganisation or RegistryLastAccount.
+    function removeAccount(address account) external;
+
+    // ------------------------------------------------------------------------------------------
+    // Views
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Whether `account` holds `role` now. Reverts with RegistryUnknownRole for unknown roles.
+    function hasRole(address account, bytes32 role) external view returns (bool);
+
+    /// @notice Whether `account` held `role` at `timestamp` (a block timestamp, in seconds).
+    /// @dev A change made at timestamp T applies from T on. Timestamps after the latest change
+    ///      answer with the current state. Reverts with RegistryUnknownRole for unknown roles.
+    function hasRoleAt(address account, bytes32 role, uint256 timestamp) external view returns (bool);
+
+    /// @notice The Active organisation of `account` if it holds at least one of `roles`, else 0.
+    /// @dev One call for contracts that accept any of several roles. Reverts with RegistryUnknownRole.
+    function organisationWithAnyRole(address account, bytes32[] calldata roles) external view returns (uint64 orgId);
+
+    /// @notice The organisation `account` is linked to now (0 for none), whatever its status.
+    function organisationOf(address account) external view returns (uint64 orgId);
+
+    /// @notice The organisation `account` was linked to at `timestamp` (0 for none).
+    function organisationOfAt(address account, uint256 timestamp) external view returns (uint64 orgId);
+
+    /// @notice Organisation `orgId`. Reverts with RegistryUnknownOrganisation.
+    function organisation(uint64 orgId) external view returns (Organisation memory);
+
+    /// @notice Number of organisations ever admitted (ids run from 1 to this).
+    function organisationCount() external view returns (uint256);
+
+    /// @notice Number of Active organisations, i.e. of members that may vote.
+    function activeMemberCount() external view returns (uint256);
+
+    /// @notice Accounts linked to `orgId` now, in no particular order. Reverts with RegistryUnknownOrganisation.
+    function accountsOf(uint64 orgId) external view returns (address[] memory);
+
+    /// @notice Roles held by `orgId` now. Reverts with RegistryUnknownOrganisation.
+    function rolesOf(uint64 orgId) external view returns (bytes32[] memory);
+
+    /// @notice Whether `orgId` holds `role` now, whatever its status. Reverts with RegistryUnknownRole.
+    function orgHasRole(uint64 orgId, bytes32 role) external view returns (bool);
+
+    /// @notice Votes a proposal needs to execute.
+    function threshold() external view returns (uint256);
+
+    /// @notice Number of proposals ever made (ids run from 1 to this).
+    function proposalCount() external view returns (uint256);
+
+    /// @notice Proposal `proposalId`. Reverts with RegistryUnknownProposal.
+    function proposal(uint256 proposalId) external view returns (Proposal memory);
+
+    /// @notice Whether organisation `orgId` has voted for `proposalId`.
+    function hasVoted(uint256 proposalId, uint64 orgId) external view returns (bool);
+}
