@@ -1,0 +1,1 @@
+"""Waymark node: the shared core (settings, chain client, domain model, database, services)."""

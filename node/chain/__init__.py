@@ -1,0 +1,1 @@
+"""Chain access: contract build, artifacts, the chain client, custom-error decoding, deployment."""

@@ -1,0 +1,189 @@
+"""The chain client: connect by RPC URL, check the chain id, sign locally, manage nonces.
+
+Works against any EVM JSON-RPC node (Anvil for the devnet, Besu for a consortium);
+nothing here is Anvil-specific.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import requests
+from eth_account.signers.local import LocalAccount
+from web3 import HTTPProvider, Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractConstructor, ContractFunction
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.types import TxParams, TxReceipt
+
+from node.chain.build import all_artifacts, load_artifact
+from node.chain.errors import (
+    ContractRevert,
+    ErrorDecoder,
+    RpcUnreachable,
+    TransactionDropped,
+    TransactionFailed,
+    UnknownRevert,
+    WrongChainId,
+)
+
+T = TypeVar("T")
+
+
+class ChainClient:
+    """One connection to one chain, with per-sender nonce tracking.
+
+    `transact` estimates gas first (so a revert is reported before anything is sent,
+    decoded into its named custom error), signs locally, sends, and waits for the
+    receipt with a bound; a transaction the node forgot is submitted again with the
+    same nonce.
+    """
+
+    def __init__(
+        self,
+        rpc_url: str,
+        expected_chain_id: int | None = None,
+        *,
+        request_timeout: float = 10.0,
+        receipt_timeout: float = 60.0,
+        resubmissions: int = 3,
+    ) -> None:
+        self.rpc_url = rpc_url
+        self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": request_timeout}))
+        self.receipt_timeout = receipt_timeout
+        self.resubmissions = resubmissions
+        try:
+            self.chain_id = int(self.w3.eth.chain_id)
+        except (requests.RequestException, OSError, ValueError) as exc:
+            raise RpcUnreachable(rpc_url, type(exc).__name__) from None
+        if expected_chain_id is not None and self.chain_id != expected_chain_id:
+            raise WrongChainId(rpc_url, expected_chain_id, self.chain_id)
+        self.decoder = ErrorDecoder([a.abi for a in all_artifacts()])
+        self._nonces: dict[str, int] = {}
+        self._nonce_lock = threading.Lock()
+
+    # ---- contracts -------------------------------------------------------------
+
+    def contract(self, name: str, address: str) -> Contract:
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(name).abi)
+
+    def deploy(self, name: str, *args: Any, sender: LocalAccount) -> Contract:
+        receipt = self.deploy_receipt(name, *args, sender=sender)
+        address = receipt["contractAddress"]
+        assert address is not None
+        return self.contract(name, address)
+
+    def deploy_receipt(self, name: str, *args: Any, sender: LocalAccount) -> TxReceipt:
+        artifact = load_artifact(name)
+        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        return self.transact(factory.constructor(*args), sender=sender)
+
+    # ---- calls and transactions ----------------------------------------------------
+
+    def call(self, fn: ContractFunction, block: int | str = "latest") -> Any:
+        return self._decoding_reverts(lambda: fn.call(block_identifier=block))
+
+    def transact(
+        self,
+        fn: ContractFunction | ContractConstructor,
+        *,
+        sender: LocalAccount,
+        gas: int | None = None,
+        value: int = 0,
+    ) -> TxReceipt:
+        base: TxParams = {"from": sender.address, "value": value, "chainId": self.chain_id}
+        tx: TxParams = self._decoding_reverts(lambda: fn.build_transaction({**base, "gas": gas or 1}))
+        if gas is None:
+            estimate = self._decoding_reverts(lambda: self.w3.eth.estimate_gas(_without_gas(tx)))
+            tx["gas"] = estimate + estimate // 5 + 10_000
+        return self.send(tx, sender)
+
+    def send(self, tx: TxParams, sender: LocalAccount) -> TxReceipt:
+        """Sign and send a prepared transaction, then wait for it; fee fields are filled in here."""
+        tx = {**tx, **self._fees()}
+        with self._nonce_lock:
+            nonce = self._next_nonce(sender.address)
+            tx["nonce"] = nonce
+            raw = sender.sign_transaction(tx).raw_transaction
+            try:
+                tx_hash = self.w3.eth.send_raw_transaction(raw)
+            except Web3RPCError as exc:
+                self._nonces.pop(sender.address, None)  # re-read the nonce next time
+                raise TransactionFailed("(not sent)", str(exc)) from None
+            self._nonces[sender.address] = nonce + 1
+        receipt = self._await_receipt(tx_hash, raw)
+        if receipt["status"] != 1:
+            raise self._replay_failure(tx, receipt)
+        return receipt
+
+    # ---- internals --------------------------------------------------------------------
+
+    def _fees(self) -> dict[str, int]:
+        block = self.w3.eth.get_block("latest")
+        base_fee = int(block.get("baseFeePerGas", 0) or 0)
+        priority = 0 if base_fee == 0 else int(self.w3.eth.max_priority_fee)
+        return {"maxFeePerGas": 2 * base_fee + priority, "maxPriorityFeePerGas": priority}
+
+    def _next_nonce(self, address: str) -> int:
+        if address not in self._nonces:
+            self._nonces[address] = int(self.w3.eth.get_transaction_count(address, "pending"))
+        return self._nonces[address]
+
+    def _await_receipt(self, tx_hash: bytes, raw: bytes) -> TxReceipt:
+        for _attempt in range(self.resubmissions + 1):
+            deadline = time.monotonic() + self.receipt_timeout
+            delay = 0.005
+            while time.monotonic() < deadline:
+                try:
+                    return self.w3.eth.get_transaction_receipt(tx_hash)
+                except TransactionNotFound:
+                    pass
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            # Not mined in time: if the node no longer knows it, submit it again.
+            try:
+                self.w3.eth.get_transaction(tx_hash)
+            except TransactionNotFound:
+                try:
+                    self.w3.eth.send_raw_transaction(raw)
+                except Web3RPCError:
+                    pass  # already known or nonce used: keep waiting for the receipt
+        raise TransactionDropped("0x" + tx_hash.hex(), self.resubmissions + 1)
+
+    def _replay_failure(self, tx: TxParams, receipt: TxReceipt) -> Exception:
+        """A mined transaction failed: replay it as a call at its block to learn why."""
+        tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+        call: TxParams = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")}  # type: ignore[assignment]
+        try:
+            self.w3.eth.call(call, receipt["blockNumber"] - 1)
+        except ContractLogicError as exc:
+            return self.decode_revert(exc)
+        except Web3RPCError as exc:
+            return TransactionFailed(tx_hash, str(exc))
+        return TransactionFailed(tx_hash, "reverted (out of gas or no reason given)")
+
+    def decode_revert(self, exc: ContractLogicError) -> ContractRevert:
+        data = exc.data
+        if isinstance(data, dict):
+            data = data.get("data")
+        return self.decoder.decode(data if isinstance(data, str) else None)
+
+    def _decoding_reverts(self, action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except ContractLogicError as exc:
+            raise self.decode_revert(exc) from None
+        except Web3RPCError as exc:
+            message = str(exc)
+            if "revert" in message.lower():
+                raise UnknownRevert(message) from None
+            raise
+        except requests.RequestException as exc:
+            raise RpcUnreachable(self.rpc_url, type(exc).__name__) from None
+
+
+def _without_gas(tx: TxParams) -> TxParams:
+    return {k: v for k, v in tx.items() if k != "gas"}  # type: ignore[return-value]

@@ -1,0 +1,139 @@
+"""Chain-side errors, and the one place where a revert is decoded into a named exception.
+
+Every custom error of every compiled contract becomes a subclass of `ContractRevert`
+named after it (`revert_class("RegistryNotMember")`), carrying the error's arguments
+by name. Callers catch those classes; only the API maps them to HTTP statuses.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+
+from node.errors import WaymarkError
+
+
+class ChainError(WaymarkError):
+    code = "chain_error"
+
+
+class RpcUnreachable(ChainError):
+    code = "rpc_unreachable"
+
+    def __init__(self, url: str, detail: str = "") -> None:
+        self.url = url
+        super().__init__(f"cannot reach the chain at {url}" + (f": {detail}" if detail else ""))
+
+
+class WrongChainId(ChainError):
+    code = "wrong_chain_id"
+
+    def __init__(self, url: str, expected: int, actual: int) -> None:
+        self.expected, self.actual = expected, actual
+        super().__init__(f"the chain at {url} has chain id {actual}, expected {expected}")
+
+
+class TransactionDropped(ChainError):
+    code = "transaction_dropped"
+
+    def __init__(self, tx_hash: str, attempts: int) -> None:
+        super().__init__(f"transaction {tx_hash} was not mined after {attempts} submissions")
+
+
+class TransactionFailed(ChainError):
+    code = "transaction_failed"
+
+    def __init__(self, tx_hash: str, detail: str) -> None:
+        super().__init__(f"transaction {tx_hash} failed: {detail}")
+
+
+class DeploymentMissing(ChainError):
+    code = "deployment_missing"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Waymark is not deployed: {detail}; run `waymark deploy`")
+
+
+class ContractRevert(ChainError):
+    """A contract call reverted. Subclasses are named after the custom error."""
+
+    code = "contract_revert"
+    error_name: str = "Revert"
+
+    def __init__(self, error_args: dict[str, Any] | None = None, raw: str = "") -> None:
+        self.error_args = error_args or {}
+        self.raw = raw
+        args = ", ".join(f"{k}={_show(v)}" for k, v in self.error_args.items())
+        super().__init__(f"{self.error_name}({args})")
+
+
+class UnknownRevert(ContractRevert):
+    """A revert whose data matches no known custom error (or carries no data)."""
+
+    error_name = "UnknownRevert"
+
+    def __init__(self, raw: str = "") -> None:
+        super().__init__({"data": raw or "0x"}, raw)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
+
+
+@cache
+def revert_class(error_name: str) -> type[ContractRevert]:
+    """The exception class for a custom error name; the same class on every call."""
+    return type(error_name, (ContractRevert,), {"error_name": error_name, "__module__": __name__})
+
+
+def _abi_type(param: dict[str, Any]) -> str:
+    if param["type"].startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in param["components"])
+        return f"({inner}){param['type'][5:]}"
+    return str(param["type"])
+
+
+class ErrorDecoder:
+    """Maps 4-byte selectors of custom errors (from ABIs) to their names and argument types."""
+
+    BUILTIN = {
+        bytes.fromhex("08c379a0"): ("Error", [{"name": "message", "type": "string"}]),
+        bytes.fromhex("4e487b71"): ("Panic", [{"name": "code", "type": "uint256"}]),
+    }
+
+    def __init__(self, abis: list[list[dict[str, Any]]]) -> None:
+        self._errors: dict[bytes, tuple[str, list[dict[str, Any]]]] = dict(self.BUILTIN)
+        for abi in abis:
+            for item in abi:
+                if item.get("type") == "error":
+                    signature = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
+                    self._errors[function_signature_to_4byte_selector(signature)] = (
+                        item["name"],
+                        item["inputs"],
+                    )
+
+    def decode(self, revert_data: str | bytes | None) -> ContractRevert:
+        if isinstance(revert_data, str):
+            data = bytes.fromhex(revert_data.removeprefix("0x"))
+        else:
+            data = revert_data or b""
+        known = self._errors.get(data[:4])
+        if known is None:
+            return UnknownRevert("0x" + data.hex())
+        name, inputs = known
+        try:
+            values = abi_decode([_abi_type(i) for i in inputs], data[4:])
+        except Exception:  # malformed revert data: report it raw rather than guess
+            return UnknownRevert("0x" + data.hex())
+        args = {
+            (i["name"] or f"arg{n}"): (
+                to_checksum_address(v) if i["type"] == "address" else v
+            )
+            for n, (i, v) in enumerate(zip(inputs, values))
+        }
+        return revert_class(name)(args, "0x" + data.hex())

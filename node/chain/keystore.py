@@ -1,0 +1,92 @@
+"""Local signing keys from encrypted keystore files (the Web3 Secret Storage format)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from node.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_MNEMONIC
+from node.errors import WaymarkError
+
+
+class KeystoreError(WaymarkError):
+    code = "keystore_error"
+
+
+class KeystoreMissing(KeystoreError):
+    code = "keystore_missing"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"keystore file {path} does not exist")
+
+
+class KeystoreUnreadable(KeystoreError):
+    code = "keystore_unreadable"
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(f"keystore file {path} is not a valid encrypted keystore: {detail}")
+
+
+class KeystoreWrongPassword(KeystoreError):
+    code = "keystore_wrong_password"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"keystore file {path} cannot be decrypted with the given password")
+
+
+class DevnetKeyRefused(KeystoreError):
+    code = "devnet_key_refused"
+
+    def __init__(self, address: str, chain_id: int) -> None:
+        super().__init__(
+            f"account {address} is a publicly known devnet key; it is refused on chain {chain_id} "
+            f"(allowed only on the devnet, chain {DEVNET_CHAIN_ID})"
+        )
+
+
+def load_keystore(path: Path, password: str) -> LocalAccount:
+    if not path.is_file():
+        raise KeystoreMissing(path)
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or "crypto" not in {k.lower() for k in data}:
+            raise ValueError("no 'crypto' section")
+    except (OSError, ValueError) as exc:
+        raise KeystoreUnreadable(path, str(exc)) from None
+    try:
+        key = Account.decrypt(data, password)
+    except ValueError as exc:
+        if "MAC mismatch" in str(exc):
+            raise KeystoreWrongPassword(path) from None
+        raise KeystoreUnreadable(path, str(exc)) from None
+    return Account.from_key(key)
+
+
+def write_keystore(account: LocalAccount, password: str, path: Path, *, light: bool = False) -> Path:
+    """Encrypt a key to a keystore file. `light` uses a cheap KDF: for public devnet keys only."""
+    kdf_options = {"kdf": "pbkdf2", "iterations": 1024} if light else {}
+    data = Account.encrypt(account.key, password, **kdf_options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    path.chmod(0o600)
+    return path
+
+
+@cache
+def devnet_addresses(count: int = 20) -> frozenset[str]:
+    """Addresses derived from the public devnet mnemonic."""
+    Account.enable_unaudited_hdwallet_features()
+    return frozenset(
+        Account.from_mnemonic(DEVNET_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").address
+        for i in range(count)
+    )
+
+
+def refuse_devnet_key(account: LocalAccount, chain_id: int) -> LocalAccount:
+    if chain_id != DEVNET_CHAIN_ID and account.address in devnet_addresses():
+        raise DevnetKeyRefused(account.address, chain_id)
+    return account

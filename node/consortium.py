@@ -1,0 +1,83 @@
+"""A consortium's founding members and vote threshold, as written in a JSON file.
+
+The same file drives the registry's deployment and the Besu network's generated
+configuration, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_utils import is_address, keccak, to_checksum_address
+
+from node.errors import WaymarkError
+
+ROLES = ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE", "ARBITRATOR", "AUDITOR", "OPERATOR")
+
+
+class ConsortiumFileError(WaymarkError):
+    code = "consortium_file_invalid"
+
+    def __init__(self, path: Path, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"{path}: {field}: {problem}")
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    country: str
+    account: str
+    roles: tuple[str, ...]
+    metadata_hash: bytes
+
+
+@dataclass(frozen=True)
+class ConsortiumSpec:
+    threshold: int
+    members: tuple[Member, ...]
+
+    def founding_members(self) -> list[tuple[str, bytes, bytes, str, list[bytes]]]:
+        return [
+            (m.name, m.country.encode(), m.metadata_hash, m.account, [keccak(text=r) for r in m.roles])
+            for m in self.members
+        ]
+
+
+def load_consortium(path: Path) -> ConsortiumSpec:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConsortiumFileError(path, "(file)", exc.strerror or str(exc)) from None
+    except ValueError as exc:
+        raise ConsortiumFileError(path, "(file)", f"not JSON ({exc})") from None
+    members_raw = data.get("members")
+    if not isinstance(members_raw, list) or not members_raw:
+        raise ConsortiumFileError(path, "members", "must be a non-empty list")
+    members = []
+    for i, raw in enumerate(members_raw):
+        where = f"members[{i}]"
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConsortiumFileError(path, f"{where}.name", "must be a non-empty string")
+        country = raw.get("country")
+        if not isinstance(country, str) or not re.fullmatch(r"[A-Z]{2}", country):
+            raise ConsortiumFileError(path, f"{where}.country", "must be an ISO 3166-1 alpha-2 code like 'NL'")
+        account = raw.get("account")
+        if not isinstance(account, str) or not is_address(account):
+            raise ConsortiumFileError(path, f"{where}.account", "must be a 0x-prefixed account address")
+        roles = raw.get("roles", [])
+        unknown = [r for r in roles if r not in ROLES]
+        if not isinstance(roles, list) or unknown:
+            raise ConsortiumFileError(path, f"{where}.roles", f"unknown roles {unknown}; known: {', '.join(ROLES)}")
+        metadata = raw.get("metadataHash", "0x" + "00" * 32)
+        if not isinstance(metadata, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", metadata):
+            raise ConsortiumFileError(path, f"{where}.metadataHash", "must be 0x followed by 64 hex digits")
+        members.append(Member(name, country, to_checksum_address(account), tuple(roles), bytes.fromhex(metadata[2:])))
+    threshold = data.get("threshold")
+    if not isinstance(threshold, int) or not 1 <= threshold <= len(members):
+        raise ConsortiumFileError(path, "threshold", f"must be a whole number from 1 to {len(members)}")
+    return ConsortiumSpec(threshold, tuple(members))

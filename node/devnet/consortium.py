@@ -1,0 +1,53 @@
+"""The demo consortium the devnet is deployed with: fictional member organisations, each
+holding one of Anvil's public dev accounts (index into the devnet mnemonic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from node.consortium import ConsortiumSpec, Member
+from node.devnet.anvil import DEVNET_MNEMONIC
+
+
+@dataclass(frozen=True)
+class DemoMember:
+    key: str
+    name: str
+    country: str
+    roles: tuple[str, ...]
+    account_index: int
+
+
+DEPLOYER_INDEX = 0
+DEMO_MEMBERS: tuple[DemoMember, ...] = (
+    DemoMember("manufacturer", "Lumen Ceramics Co.", "VN", ("MANUFACTURER", "ORACLE"), 1),
+    DemoMember("inspector", "Meridian Inspection Services", "SG", ("INSPECTOR", "ORACLE"), 2),
+    DemoMember("carrier", "Bluewater Ocean Freight", "SG", ("CARRIER", "ORACLE"), 3),
+    DemoMember("customs", "Customs Office Rotterdam", "NL", ("CUSTOMS", "ORACLE"), 4),
+    DemoMember("operator", "Waymark Marketplace B.V.", "NL", ("OPERATOR",), 5),
+    DemoMember("arbitrator", "Hanseatic Trade Arbitration", "DE", ("ARBITRATOR",), 6),
+    DemoMember("auditor", "Fjord Assurance AS", "NO", ("AUDITOR",), 7),
+)
+DEMO_THRESHOLD = 3
+# Accounts that are not members: buyers (on chain they are just accounts).
+DEMO_BUYER_INDICES = (10, 11)
+
+
+def devnet_account(index: int) -> LocalAccount:
+    Account.enable_unaudited_hdwallet_features()
+    return Account.from_mnemonic(DEVNET_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+
+
+def demo_consortium() -> ConsortiumSpec:
+    """The demo consortium as a consortium spec, the same shape a real consortium file gives."""
+    return ConsortiumSpec(
+        DEMO_THRESHOLD,
+        tuple(
+            Member(m.name, m.country, devnet_account(m.account_index).address, m.roles, keccak(text=f"waymark-demo:{m.key}"))
+            for m in DEMO_MEMBERS
+        ),
+    )

@@ -1,0 +1,111 @@
+"""Read and govern the ConsortiumRegistry from Python (used by the CLI and the services)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from eth_abi import encode as abi_encode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from web3.contract import Contract
+
+from node.chain.client import ChainClient
+from node.chain.deploy import Deployment
+from node.consortium import ROLES
+from node.errors import WaymarkError
+
+ROLE_IDS: dict[bytes, str] = {keccak(text=r): r for r in ROLES}
+
+
+class UnknownRoleName(WaymarkError):
+    code = "unknown_role"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown role {name!r}; known roles: {', '.join(ROLES)}")
+
+
+def role_id(name: str) -> bytes:
+    if name.upper() not in ROLES:
+        raise UnknownRoleName(name)
+    return keccak(text=name.upper())
+
+
+class ProposalKind(IntEnum):
+    ADMIT = 0
+    SUSPEND = 1
+    REINSTATE = 2
+    GRANT_ROLE = 3
+    REVOKE_ROLE = 4
+    CHANGE_THRESHOLD = 5
+
+
+class OrgStatus(IntEnum):
+    NONE = 0
+    ACTIVE = 1
+    SUSPENDED = 2
+
+
+@dataclass(frozen=True)
+class Organisation:
+    id: int
+    name: str
+    country: str
+    status: OrgStatus
+    roles: tuple[str, ...]
+    accounts: tuple[str, ...]
+
+
+class RegistryClient:
+    def __init__(self, client: ChainClient, deployment: Deployment) -> None:
+        self.client = client
+        self.contract: Contract = client.contract("ConsortiumRegistry", deployment.address("ConsortiumRegistry"))
+
+    def organisations(self) -> list[Organisation]:
+        fns = self.contract.functions
+        result = []
+        for org_id in range(1, self.client.call(fns.organisationCount()) + 1):
+            _id, name, country, _meta, status = self.client.call(fns.organisation(org_id))
+            roles = tuple(ROLE_IDS.get(bytes(r), "0x" + bytes(r).hex()) for r in self.client.call(fns.rolesOf(org_id)))
+            accounts = tuple(self.client.call(fns.accountsOf(org_id)))
+            result.append(Organisation(org_id, name, bytes(country).decode(), OrgStatus(status), roles, accounts))
+        return result
+
+    def roles_at(self, account: str, timestamp: int | None = None) -> dict[str, bool]:
+        account = to_checksum_address(account)
+        fns = self.contract.functions
+        if timestamp is None:
+            return {r: self.client.call(fns.hasRole(account, role_id(r))) for r in ROLES}
+        return {r: self.client.call(fns.hasRoleAt(account, role_id(r), timestamp)) for r in ROLES}
+
+    def threshold(self) -> int:
+        return int(self.client.call(self.contract.functions.threshold()))
+
+    def propose(self, kind: ProposalKind, data: bytes, sender: LocalAccount) -> int:
+        receipt = self.client.transact(self.contract.functions.propose(int(kind), data), sender=sender)
+        (event,) = self.contract.events.ProposalCreated().process_receipt(receipt)
+        return int(event["args"]["proposalId"])
+
+    def vote(self, proposal_id: int, sender: LocalAccount) -> bool:
+        """Vote; returns True if this vote executed the proposal."""
+        receipt = self.client.transact(self.contract.functions.vote(proposal_id), sender=sender)
+        return bool(self.contract.events.ProposalExecuted().process_receipt(receipt))
+
+
+def admit_data(name: str, country: str, metadata_hash: bytes, account: str, roles: list[str]) -> bytes:
+    return abi_encode(
+        ["string", "bytes2", "bytes32", "address", "bytes32[]"],
+        [name, country.encode(), metadata_hash, to_checksum_address(account), [role_id(r) for r in roles]],
+    )
+
+
+def org_data(org_id: int) -> bytes:
+    return abi_encode(["uint64"], [org_id])
+
+
+def role_data(org_id: int, role: str) -> bytes:
+    return abi_encode(["uint64", "bytes32"], [org_id, role_id(role)])
+
+
+def threshold_data(threshold: int) -> bytes:
+    return abi_encode(["uint256"], [threshold])

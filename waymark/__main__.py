@@ -1,0 +1,3 @@
+from waymark.cli import main
+
+raise SystemExit(main())

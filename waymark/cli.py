@@ -1,0 +1,63 @@
+"""`waymark`: build, run the devnet, deploy, and govern the consortium.
+
+Exit codes: 0 success; 1 a Waymark error (message on stderr); 2 bad usage;
+3 the chain cannot be reached or is the wrong chain; 4 a keystore problem; 5 compile error.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from node.chain.build import CompileError
+from node.chain.errors import RpcUnreachable, WrongChainId
+from node.chain.keystore import KeystoreError
+from node.errors import WaymarkError
+from waymark import cmd_chain, cmd_registry
+from waymark.common import err_console
+
+app = typer.Typer(
+    help="Waymark: provenance and escrow for cross-border trade on a consortium EVM chain.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cmd_chain.register(app)
+app.add_typer(cmd_registry.app, name="registry")
+
+EXIT_CODES: list[tuple[type[WaymarkError], int]] = [
+    (RpcUnreachable, 3),
+    (WrongChainId, 3),
+    (KeystoreError, 4),
+    (CompileError, 5),
+]
+
+
+def exit_code_for(error: WaymarkError) -> int:
+    for kind, code in EXIT_CODES:
+        if isinstance(error, kind):
+            return code
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="waymark")
+    except WaymarkError as error:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        return exit_code_for(error)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return int(exc.exit_code)
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""build, devnet up/down/status, deploy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from node.chain.build import ARTIFACTS_DIR, build
+from node.chain.deploy import deploy, is_current, waymark_steps
+from node.chain.errors import DeploymentMissing
+from node.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_PORT, LOG_FILE, devnet_down, devnet_status, devnet_up
+from node.consortium import load_consortium
+from node.devnet.consortium import demo_consortium
+from waymark.common import (
+    AsMember,
+    ChainId,
+    KeystoreOpt,
+    PasswordFileOpt,
+    RpcUrl,
+    connect,
+    console,
+    signer,
+)
+
+devnet_app = typer.Typer(help="The embedded Anvil devnet (state kept in hardhat-free-devnet/anvil/state).", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build_command)
+    app.command("deploy")(deploy_command)
+    app.command("status")(status_command)
+    app.add_typer(devnet_app, name="devnet")
+
+
+def build_command(force: Annotated[bool, typer.Option("--force", help="Compile even if nothing changed")] = False) -> None:
+    """Compile the contracts (solc 0.8.28, cancun, optimizer on) into build/contracts/."""
+    compiled = build(force=force)
+    console.print(("compiled" if compiled else "up to date") + f" -> {ARTIFACTS_DIR}")
+
+
+@devnet_app.command("up")
+def devnet_up_command(port: Annotated[int, typer.Option(help="RPC port")] = DEVNET_PORT) -> None:
+    """Start Anvil in the background (idempotent); its chain state persists across restarts."""
+    status = devnet_up(port)
+    console.print(f"devnet running: {status.rpc_url} chain {status.chain_id} block {status.block} (pid {status.pid})")
+    console.print(f"state: {status.state_file}  log: {LOG_FILE}")
+
+
+@devnet_app.command("down")
+def devnet_down_command() -> None:
+    """Stop the devnet; it saves its state first."""
+    console.print("devnet stopped" if devnet_down() else "devnet was not running")
+
+
+@devnet_app.command("status")
+def devnet_status_command(port: Annotated[int, typer.Option(help="RPC port")] = DEVNET_PORT) -> None:
+    """Say whether the devnet runs, and whether Waymark is deployed on it."""
+    status = devnet_status(port)
+    if not status.running:
+        console.print(f"devnet: not running (state file {'present' if status.state_file.exists() else 'absent'}: {status.state_file})")
+        raise typer.Exit(1)
+    console.print(f"devnet: running at {status.rpc_url}, chain {status.chain_id}, block {status.block}, pid {status.pid}")
+    _print_deployment(status.rpc_url, DEVNET_CHAIN_ID)
+
+
+def status_command(rpc_url: RpcUrl = None, chain_id: ChainId = None) -> None:
+    """Show the chain and the Waymark deployment on it."""
+    session = connect(rpc_url, chain_id)
+    console.print(f"chain {session.client.chain_id} at {session.settings.rpc_url}, block {session.client.w3.eth.block_number}")
+    _print_deployment(session.settings.rpc_url, session.settings.chain_id)
+
+
+def _print_deployment(rpc_url: str, chain_id: int) -> None:
+    session = connect(rpc_url, chain_id)
+    try:
+        deployment = session.deployment()
+    except DeploymentMissing as exc:
+        console.print(f"deployment: none ({exc})")
+        raise typer.Exit(1) from None
+    current = is_current(session.client, deployment, list(deployment.contracts))
+    console.print(f"deployment: {'deployed' if current else 'STALE (chain does not hold the recorded code)'} "
+                  f"-> {session.settings.deployment_file}")
+    table = Table("contract", "address", "block")
+    for name, contract in deployment.contracts.items():
+        table.add_row(name, contract.address, str(contract.block))
+    console.print(table)
+    if not current:
+        raise typer.Exit(1)
+
+
+def deploy_command(
+    rpc_url: RpcUrl = None,
+    chain_id: ChainId = None,
+    keystore: KeystoreOpt = None,
+    password_file: PasswordFileOpt = None,
+    as_member: AsMember = None,
+    consortium: Annotated[
+        Path | None,
+        typer.Option(help="Founding members and threshold (JSON, see hardhat-free-devnet/besu/README.md); "
+                     "default on the devnet: the demo consortium"),
+    ] = None,
+) -> None:
+    """Deploy the contracts and register the consortium; does nothing if already deployed."""
+    build()
+    session = connect(rpc_url, chain_id)
+    on_devnet = session.client.chain_id == DEVNET_CHAIN_ID
+    if on_devnet and keystore is None and as_member is None:
+        as_member = "deployer"
+    if consortium is not None:
+        spec = load_consortium(consortium)
+    elif on_devnet:
+        spec = demo_consortium()
+    else:
+        raise typer.BadParameter("a consortium chain needs --consortium FILE", param_hint="--consortium")
+    deployer = signer(session, keystore, password_file, as_member)
+    steps = waymark_steps(spec)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("deploying", total=len(steps))
+
+        def advance(name: str) -> None:
+            progress.update(task, advance=1, description=f"deploying {name}")
+
+        deployment, deployed_now = deploy(session.client, deployer, steps, session.settings.deployment_file, advance)
+    console.print(("deployed" if deployed_now else "already deployed, nothing to do") + f" -> {session.settings.deployment_file}")
+    for name, contract in deployment.contracts.items():
+        console.print(f"  {name:<20} {contract.address}")
+
+
