@@ -1,0 +1,317 @@
+"""ProvenanceRegistry against a real Anvil: product classes, batch anchors, proofs laid out by
+the reference @openzeppelin/merkle-tree, and the EIP-712 attestation digest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from eth_abi import encode as abi_encode
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from web3.contract import Contract
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from node.chain.client import ChainClient
+from node.paths import PROJECT_ROOT
+from tests.helpers import reverts
+
+MANUFACTURER, CARRIER, ORACLE, AUDITOR = (keccak(text=r) for r in ("MANUFACTURER", "CARRIER", "ORACLE", "AUDITOR"))
+SUSPEND = 1  # IConsortiumRegistry.ProposalKind.SuspendOrganisation
+
+
+def gtin_with_check_digit(body: int) -> int:
+    """Append the GS1 mod-10 check digit to the 13 leading digits of a GTIN-14."""
+    digits = [int(d) for d in f"{body:013d}"]
+    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    return body * 10 + (10 - total % 10) % 10
+
+
+GTIN = 4006381333931  # EAN-13 4006381333931, i.e. GTIN-14 04006381333931
+assert gtin_with_check_digit(GTIN // 10) == GTIN
+
+
+@dataclass
+class Setup:
+    chain: ChainClient
+    registry: Contract
+    provenance: Contract
+    manufacturer: LocalAccount  # org 1: MANUFACTURER
+    carrier: LocalAccount  # org 2: CARRIER
+    auditor: LocalAccount  # org 3: AUDITOR (not an attesting role)
+    oracle: LocalAccount  # org 4: ORACLE
+    outsider: LocalAccount
+
+    def send(self, fn: str, *args: Any, sender: LocalAccount) -> TxReceipt:
+        return self.chain.transact(getattr(self.provenance.functions, fn)(*args), sender=sender)
+
+    def view(self, fn: str, *args: Any) -> Any:
+        return self.chain.call(getattr(self.provenance.functions, fn)(*args))
+
+    def suspend(self, org_id: int) -> None:
+        """Suspend an organisation by the votes of orgs 1 and 2 (threshold 2)."""
+        data = abi_encode(["uint64"], [org_id])
+        receipt = self.chain.transact(self.registry.functions.propose(SUSPEND, data), sender=self.manufacturer)
+        (created,) = self.registry.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
+        self.chain.transact(self.registry.functions.vote(created.args.proposalId), sender=self.carrier)
+
+
+@pytest.fixture
+def s(chain: ChainClient, accounts: list[LocalAccount]) -> Setup:
+    manufacturer, carrier, auditor, oracle, outsider = accounts[1:6]
+    founders = [
+        (name, country, keccak(text=name), account.address, roles)
+        for name, country, account, roles in [
+            ("Lumen Ceramics Co.", b"VN", manufacturer, [MANUFACTURER]),
+            ("Bluewater Ocean Freight", b"SG", carrier, [CARRIER]),
+            ("Fjord Assurance AS", b"NO", auditor, [AUDITOR]),
+            ("Tidewater Sensors", b"NL", oracle, [ORACLE]),
+        ]
+    ]
+    registry = chain.deploy("ConsortiumRegistry", founders, 2, sender=accounts[0])
+    provenance = chain.deploy("ProvenanceRegistry", registry.address, sender=accounts[0])
+    return Setup(chain, registry, provenance, manufacturer, carrier, auditor, oracle, outsider)
+
+
+def oz_tree(values: list[tuple[str, str]]) -> dict[str, Any]:
+    """Root, proofs and leaf hashes from the reference implementation, @openzeppelin/merkle-tree."""
+    script = """
+const { StandardMerkleTree } = require("@openzeppelin/merkle-tree");
+const values = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const tree = StandardMerkleTree.of(values, ["bytes32", "address"]);
+process.stdout.write(JSON.stringify({
+  root: tree.root,
+  proofs: values.map((_, i) => tree.getProof(i)),
+  leaves: values.map((v) => tree.leafHash(v)),
+}));
+"""
+    result = subprocess.run(
+        ["node", "-e", script], input=json.dumps(values), capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60, check=True
+    )
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def b32(hex_str: str) -> bytes:
+    return bytes.fromhex(hex_str.removeprefix("0x"))
+
+
+# ---- construction -------------------------------------------------------------------------------
+
+
+def test_constructor_reverts_when_registry_is_not_a_contract(chain: ChainClient, accounts: list[LocalAccount]) -> None:
+    with reverts("ProvenanceInvalidRegistry", registry=accounts[9].address):
+        chain.deploy("ProvenanceRegistry", accounts[9].address, sender=accounts[0])
+
+
+def test_registry_is_recorded(s: Setup) -> None:
+    assert s.view("registry") == s.registry.address
+
+
+# ---- products -----------------------------------------------------------------------------------
+
+
+def test_register_product_by_manufacturer(s: Setup) -> None:
+    meta = keccak(text="product sheet")
+    receipt = s.send("registerProduct", GTIN, meta, sender=s.manufacturer)
+    block = s.chain.w3.eth.get_block(receipt["blockNumber"])
+    assert s.view("productOf", GTIN) == (1, block["timestamp"], meta)
+    (event,) = s.provenance.events.ProductRegistered().process_receipt(receipt, errors=DISCARD)
+    assert (event.args.gtin, event.args.orgId, event.args.registrant, event.args.metadataHash) == (
+        GTIN,
+        1,
+        s.manufacturer.address,
+        meta,
+    )
+
+
+def test_product_of_unregistered_gtin_is_empty(s: Setup) -> None:
+    assert s.view("productOf", GTIN) == (0, 0, b"\0" * 32)
+
+
+def test_register_product_reverts_when_caller_lacks_manufacturer_role(s: Setup) -> None:
+    for account in (s.carrier, s.auditor, s.outsider):
+        with reverts("ProvenanceMissingRole", account=account.address, role=MANUFACTURER):
+            s.send("registerProduct", GTIN, b"\0" * 32, sender=account)
+
+
+def test_register_product_reverts_when_manufacturer_is_suspended(s: Setup) -> None:
+    s.suspend(1)
+    with reverts("ProvenanceMissingRole", account=s.manufacturer.address, role=MANUFACTURER):
+        s.send("registerProduct", GTIN, b"\0" * 32, sender=s.manufacturer)
+
+
+def test_register_product_reverts_when_gtin_exists(s: Setup) -> None:
+    s.send("registerProduct", GTIN, b"\0" * 32, sender=s.manufacturer)
+    with reverts("ProvenanceProductExists", gtin=GTIN, orgId=1):
+        s.send("registerProduct", GTIN, b"\x01" * 32, sender=s.manufacturer)
+
+
+@pytest.mark.parametrize("gtin", [0, GTIN + 1, 10**14, gtin_with_check_digit(10**13)])
+def test_register_product_reverts_when_gtin_is_invalid(s: Setup, gtin: int) -> None:
+    with reverts("ProvenanceInvalidGtin", gtin=gtin):
+        s.send("registerProduct", gtin, b"\0" * 32, sender=s.manufacturer)
+
+
+@pytest.mark.parametrize("body", [1, 9_614_141_00001, 1_234_567_890_123, 10**13 - 1])
+def test_register_product_accepts_gtins_with_a_valid_check_digit(s: Setup, body: int) -> None:
+    gtin = gtin_with_check_digit(body)
+    s.send("registerProduct", gtin, b"\0" * 32, sender=s.manufacturer)
+    assert s.view("productOf", gtin)[0] == 1
+
+
+# ---- anchors ------------------------------------------------------------------------------------
+
+
+def test_anchor_batch_by_attester(s: Setup) -> None:
+    root = keccak(text="batch 1")
+    uri = "waymark://batches/1"
+    receipt = s.send("anchorBatch", root, 1200, uri, sender=s.carrier)
+    block = s.chain.w3.eth.get_block(receipt["blockNumber"])
+    assert s.view("anchorOf", root) == (2, receipt["blockNumber"], block["timestamp"], 1200)
+    assert s.view("isAnchored", root)
+    (event,) = s.provenance.events.BatchAnchored().process_receipt(receipt, errors=DISCARD)
+    assert dict(event.args) == {
+        "root": root,
+        "orgId": 2,
+        "submitter": s.carrier.address,
+        "eventCount": 1200,
+        "uri": uri,
+    }
+
+
+def test_every_attesting_role_may_anchor(s: Setup) -> None:
+    for n, account in enumerate((s.manufacturer, s.carrier, s.oracle)):
+        s.send("anchorBatch", keccak(text=f"root {n}"), 1, "", sender=account)
+
+
+def test_anchor_of_unknown_root_is_empty(s: Setup) -> None:
+    assert s.view("anchorOf", keccak(text="nothing")) == (0, 0, 0, 0)
+    assert not s.view("isAnchored", keccak(text="nothing"))
+
+
+def test_anchor_batch_reverts_when_caller_is_not_attester(s: Setup) -> None:
+    for account in (s.auditor, s.outsider):
+        with reverts("ProvenanceNotAttester", account=account.address):
+            s.send("anchorBatch", keccak(text="batch"), 10, "", sender=account)
+
+
+def test_anchor_batch_reverts_when_attester_is_suspended(s: Setup) -> None:
+    s.suspend(4)
+    with reverts("ProvenanceNotAttester", account=s.oracle.address):
+        s.send("anchorBatch", keccak(text="batch"), 10, "", sender=s.oracle)
+
+
+def test_anchor_batch_reverts_when_root_exists(s: Setup) -> None:
+    root = keccak(text="batch")
+    s.send("anchorBatch", root, 10, "", sender=s.carrier)
+    with reverts("ProvenanceRootExists", root=root, orgId=2):
+        s.send("anchorBatch", root, 10, "", sender=s.manufacturer)
+
+
+def test_anchor_batch_reverts_when_root_is_zero(s: Setup) -> None:
+    with reverts("ProvenanceZeroRoot"):
+        s.send("anchorBatch", b"\0" * 32, 10, "", sender=s.carrier)
+
+
+def test_anchor_batch_reverts_when_batch_is_empty(s: Setup) -> None:
+    root = keccak(text="batch")
+    with reverts("ProvenanceEmptyBatch", root=root):
+        s.send("anchorBatch", root, 0, "", sender=s.carrier)
+
+
+def test_anchor_batch_gas_per_event(s: Setup) -> None:
+    """Not a benchmark: prints the cost and guards the single-slot design against regressions."""
+    events = 2000
+    uri = "waymark://batches/0x" + "ab" * 32
+    receipt = s.send("anchorBatch", keccak(text="big batch"), events, uri, sender=s.carrier)
+    gas = int(receipt["gasUsed"])
+    print(f"\nanchorBatch: {gas} gas for {events} events = {gas / events:.1f} gas/event")
+    assert gas <= 100 * events
+
+
+# ---- proofs -------------------------------------------------------------------------------------
+
+
+def test_verify_leaf_accepts_proofs_built_by_openzeppelin_merkle_tree(s: Setup) -> None:
+    attesters = [s.manufacturer.address, s.carrier.address, s.oracle.address, s.carrier.address]
+    values = [("0x" + keccak(text=f"event {i}").hex(), attesters[i]) for i in range(4)]
+    tree = oz_tree(values)
+    root = b32(tree["root"])
+    s.send("anchorBatch", root, len(values), "", sender=s.carrier)
+
+    for (event_hash, attester), proof, leaf in zip(values, tree["proofs"], tree["leaves"]):
+        assert s.view("leafHash", b32(event_hash), attester) == b32(leaf)
+        assert s.view("verifyLeaf", root, [b32(p) for p in proof], b32(event_hash), attester)
+
+    event_hash, attester = values[0]
+    proof = [b32(p) for p in tree["proofs"][0]]
+    assert not s.view("verifyLeaf", root, proof, keccak(text="forged event"), attester)
+    assert not s.view("verifyLeaf", root, proof, b32(event_hash), s.outsider.address)
+    assert not s.view("verifyLeaf", root, [b32(p) for p in tree["proofs"][1]], b32(event_hash), attester)
+
+
+def test_verify_leaf_is_false_for_a_root_that_is_not_anchored(s: Setup) -> None:
+    values = [("0x" + keccak(text=f"event {i}").hex(), s.carrier.address) for i in range(2)]
+    tree = oz_tree(values)
+    proof = [b32(p) for p in tree["proofs"][0]]
+    assert not s.view("verifyLeaf", b32(tree["root"]), proof, b32(values[0][0]), s.carrier.address)
+
+
+def test_single_leaf_tree_verifies_with_an_empty_proof(s: Setup) -> None:
+    values = [("0x" + keccak(text="only event").hex(), s.oracle.address)]
+    tree = oz_tree(values)
+    s.send("anchorBatch", b32(tree["root"]), 1, "", sender=s.oracle)
+    assert tree["proofs"][0] == []
+    assert s.view("verifyLeaf", b32(tree["root"]), [], b32(values[0][0]), s.oracle.address)
+
+
+# ---- EIP-712 ------------------------------------------------------------------------------------
+
+
+def test_eip712_domain_is_waymark_version_1_on_this_contract(s: Setup) -> None:
+    fields, name, version, chain_id, verifying_contract, salt, extensions = s.view("eip712Domain")
+    assert (fields, name, version, chain_id, verifying_contract) == (
+        b"\x0f",
+        "Waymark",
+        "1",
+        s.chain.chain_id,
+        s.provenance.address,
+    )
+    assert salt == b"\0" * 32 and extensions == []
+
+
+def test_hash_attestation_matches_eip712_typed_data_hashing(s: Setup) -> None:
+    assert s.view("ATTESTATION_TYPEHASH") == keccak(text="Attestation(bytes32 eventHash,bytes32 subject,uint64 eventTime)")
+    event_hash, subject, event_time = keccak(text="event"), keccak(text="subject"), 1_750_000_000
+    message = encode_typed_data(
+        full_message={
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Attestation": [
+                    {"name": "eventHash", "type": "bytes32"},
+                    {"name": "subject", "type": "bytes32"},
+                    {"name": "eventTime", "type": "uint64"},
+                ],
+            },
+            "primaryType": "Attestation",
+            "domain": {
+                "name": "Waymark",
+                "version": "1",
+                "chainId": s.chain.chain_id,
+                "verifyingContract": s.provenance.address,
+            },
+            "message": {"eventHash": event_hash, "subject": subject, "eventTime": event_time},
+        }
+    )
+    expected = keccak(b"\x19" + message.version + message.header + message.body)
+    assert s.view("hashAttestation", event_hash, subject, event_time) == expected
