@@ -7,12 +7,14 @@ each other or on the order they run in.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from node.chain.build import build
+from node.chain.deploy import Deployment
 from node.chain.client import ChainClient
 from node.devnet.anvil import DEVNET_ACCOUNTS, DEVNET_MNEMONIC, AnvilControl, AnvilProcess, free_port
 
@@ -55,3 +57,13 @@ def devnet(anvil: AnvilProcess) -> Iterator[AnvilControl]:
 def chain(anvil: AnvilProcess, devnet: AnvilControl) -> ChainClient:
     """A fresh client per test (its nonce cache must not outlive the snapshot revert)."""
     return ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
+
+
+@pytest.fixture
+def deployment(chain: ChainClient, accounts: list[LocalAccount], tmp_path: Path) -> Deployment:
+    """Waymark deployed with the demo consortium on the test chain (reverted after the test)."""
+    from node.chain.deploy import deploy, waymark_steps
+    from node.devnet.consortium import DEPLOYER_INDEX, demo_consortium
+
+    deployed, _ = deploy(chain, accounts[DEPLOYER_INDEX], waymark_steps(demo_consortium()), tmp_path / "deployment.json")
+    return deployed

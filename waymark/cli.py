@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from node.chain.build import CompileError
 from node.chain.errors import RpcUnreachable, WrongChainId
 from node.chain.keystore import KeystoreError
 from node.errors import WaymarkError
-from waymark import cmd_chain, cmd_registry
+from waymark import cmd_chain, cmd_demo, cmd_registry
 from waymark.common import err_console
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 cmd_chain.register(app)
+app.command("demo")(cmd_demo.demo)
 app.add_typer(cmd_registry.app, name="registry")
 
 EXIT_CODES: list[tuple[type[WaymarkError], int]] = [
@@ -48,14 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     except WaymarkError as error:
         err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         return exit_code_for(error)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("aborted")
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return int(exc.exit_code)
+    except TyperException as exc:  # usage errors: typer prints them with the command's help hint
+        exc.show()  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", 2))
     return result if isinstance(result, int) else 0
 
 

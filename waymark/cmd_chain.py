@@ -9,7 +9,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from node.chain.build import ARTIFACTS_DIR, build
+from node.chain.build import ARTIFACTS_DIR, CONTRACTS_DIR, build
 from node.chain.deploy import deploy, is_current, waymark_steps
 from node.chain.errors import DeploymentMissing
 from node.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_PORT, LOG_FILE, devnet_down, devnet_status, devnet_up
@@ -36,10 +36,14 @@ def register(app: typer.Typer) -> None:
     app.add_typer(devnet_app, name="devnet")
 
 
-def build_command(force: Annotated[bool, typer.Option("--force", help="Compile even if nothing changed")] = False) -> None:
+def build_command(
+    force: Annotated[bool, typer.Option("--force", help="Compile even if nothing changed")] = False,
+    contracts: Annotated[Path, typer.Option(help="Folder of Solidity sources")] = CONTRACTS_DIR,
+    out: Annotated[Path, typer.Option(help="Folder for the artifacts")] = ARTIFACTS_DIR,
+) -> None:
     """Compile the contracts (solc 0.8.28, cancun, optimizer on) into build/contracts/."""
-    compiled = build(force=force)
-    console.print(("compiled" if compiled else "up to date") + f" -> {ARTIFACTS_DIR}")
+    compiled = build(contracts, out, force=force)
+    console.print(("compiled" if compiled else "up to date") + f" -> {out}")
 
 
 @devnet_app.command("up")

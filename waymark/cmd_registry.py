@@ -59,7 +59,8 @@ def roles(
     """Show which roles an account holds now, or held at a past time."""
     if not is_address(account):
         raise typer.BadParameter(f"{account!r} is not an account address", param_hint="ACCOUNT")
-    held = _registry(rpc_url, chain_id).roles_at(account, _parse_time(at))
+    timestamp = _parse_time(at)
+    held = _registry(rpc_url, chain_id).roles_at(account, timestamp)
     names = [name for name, yes in held.items() if yes]
     console.print(f"{account} {'at ' + at if at else 'now'}: {', '.join(names) if names else 'no roles'}")
 

@@ -71,15 +71,17 @@ def member_index(name: str) -> int:
     raise typer.BadParameter(f"unknown demo member {name!r}", param_hint="--as")
 
 
+def signer_from_keystore(path: Path, chain_id: int, password: str = DEVNET_KEYSTORE_PASSWORD) -> LocalAccount:
+    return refuse_devnet_key(load_keystore(path, password), chain_id)
+
+
 def signer(session: Session, keystore: Path | None, password_file: Path | None, as_member: str | None) -> LocalAccount:
     """The signing account: a keystore (any chain) or a demo member's devnet key (devnet only)."""
     if as_member is not None:
         if session.client.chain_id != DEVNET_CHAIN_ID:
             raise typer.BadParameter("demo members exist only on the devnet; use --keystore", param_hint="--as")
-        path = devnet_keystore(as_member, member_index(as_member))
-        return load_keystore(path, DEVNET_KEYSTORE_PASSWORD)
+        return signer_from_keystore(devnet_keystore(as_member, member_index(as_member)), session.client.chain_id)
     settings = SignerSettings(**({"keystore": keystore} if keystore else {}), **({"password_file": password_file} if password_file else {}))  # type: ignore[arg-type]
     if settings.keystore is None:
         raise typer.BadParameter("a signing account is needed: --keystore (or --as on the devnet)", param_hint="--keystore")
-    account = load_keystore(settings.keystore, settings.resolved_password())
-    return refuse_devnet_key(account, session.client.chain_id)
+    return signer_from_keystore(settings.keystore, session.client.chain_id, settings.resolved_password())

@@ -1,0 +1,45 @@
+# Waymark: the two commands are `make demo` and `make test`; both set everything up first.
+# Re-running is fast: each set-up step is redone only when its inputs change.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_DEBIAN := $(VENV)/.debian-packages.stamp
+STAMP_PY := $(VENV)/.requirements.stamp
+STAMP_NPM := node_modules/.package-lock.stamp
+
+.PHONY: setup demo test build clean-devnet help
+
+help:
+	@echo "make demo   set up, start the devnet, deploy, run the demo story (Ctrl-C stops it)"
+	@echo "make test   set up and run the test suite"
+
+setup: $(STAMP_DEBIAN) $(STAMP_PY) $(STAMP_NPM)
+	@$(PY) -m node.chain.build
+
+$(STAMP_DEBIAN): scripts/debian-packages.txt
+	@bash scripts/install-debian-packages.sh scripts/debian-packages.txt
+	@mkdir -p $(VENV) && touch $@
+
+$(STAMP_PY): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(STAMP_NPM): package-lock.json
+	@npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+build: setup
+
+demo: setup
+	@$(VENV)/bin/waymark demo
+
+test: setup
+	@bash scripts/run-tests.sh
+
+clean-devnet:
+	-@$(VENV)/bin/waymark devnet down
+	rm -rf hardhat-free-devnet/anvil/state hardhat-free-devnet/deployments/31337.json var

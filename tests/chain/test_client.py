@@ -1,0 +1,96 @@
+"""The chain client against a real Anvil: chain checks, reverts decoded by name, nonces, resubmission."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from eth_account.signers.local import LocalAccount
+
+from node.chain.client import ChainClient
+from node.chain.deploy import Deployment
+from node.chain.errors import ContractRevert, RpcUnreachable, WrongChainId, revert_class
+from node.devnet.anvil import AnvilControl, AnvilProcess, free_port, rpc
+from node.registry import ProposalKind, RegistryClient, org_data
+from tests.helpers import reverts
+
+
+def test_connect_refuses_a_chain_with_another_chain_id(anvil: AnvilProcess) -> None:
+    with pytest.raises(WrongChainId) as info:
+        ChainClient(anvil.rpc_url, expected_chain_id=1)
+    assert "chain id 31337, expected 1" in str(info.value)
+
+
+def test_connect_reports_an_unreachable_rpc_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(RpcUnreachable) as info:
+        ChainClient(url, request_timeout=2)
+    assert url in str(info.value)
+
+
+def test_revert_is_decoded_into_a_class_named_after_the_custom_error(
+    chain: ChainClient, deployment: Deployment, accounts: list[LocalAccount]
+) -> None:
+    registry = RegistryClient(chain, deployment)
+    outsider = accounts[15]
+    with pytest.raises(revert_class("RegistryNotActiveMember")) as info:
+        registry.propose(ProposalKind.SUSPEND, org_data(1), outsider)
+    assert isinstance(info.value, ContractRevert)
+    assert info.value.error_args == {"account": outsider.address}
+    assert str(info.value) == f"RegistryNotActiveMember(account={outsider.address})"
+
+
+def test_consecutive_transactions_from_one_sender_use_consecutive_nonces(
+    chain: ChainClient, deployment: Deployment, accounts: list[LocalAccount]
+) -> None:
+    registry = RegistryClient(chain, deployment)
+    manufacturer = accounts[1]
+    start = chain.w3.eth.get_transaction_count(manufacturer.address)
+    ids = [registry.propose(ProposalKind.SUSPEND, org_data(org), manufacturer) for org in (5, 6, 7)]
+    assert ids == [ids[0], ids[0] + 1, ids[0] + 2]
+    assert chain.w3.eth.get_transaction_count(manufacturer.address) == start + 3
+
+
+def test_a_failed_send_does_not_leave_a_gap_in_the_nonces(
+    chain: ChainClient, deployment: Deployment, accounts: list[LocalAccount]
+) -> None:
+    registry = RegistryClient(chain, deployment)
+    manufacturer = accounts[1]
+    with reverts("RegistryUnknownOrganisation"):
+        registry.propose(ProposalKind.SUSPEND, org_data(99), manufacturer)
+    assert registry.propose(ProposalKind.SUSPEND, org_data(5), manufacturer) >= 1
+
+
+def test_a_dropped_transaction_is_submitted_again(
+    anvil: AnvilProcess, devnet: AnvilControl, deployment: Deployment, accounts: list[LocalAccount]
+) -> None:
+    client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id, receipt_timeout=0.5)
+    registry = RegistryClient(client, deployment)
+    manufacturer = accounts[1]
+    devnet.set_automine(False)
+    result: dict[str, object] = {}
+
+    def propose() -> None:
+        try:
+            result["id"] = registry.propose(ProposalKind.SUSPEND, org_data(5), manufacturer)
+        except Exception as exc:  # surfaced by the assertion below
+            result["error"] = exc
+
+    worker = threading.Thread(target=propose)
+    worker.start()
+    try:
+        # Wait (bounded) until the transaction sits in the pool, then make the node forget it.
+        for _ in range(2000):
+            if int(rpc(anvil.rpc_url, "txpool_status")["pending"], 16) == 1:
+                break
+            threading.Event().wait(0.005)
+        else:
+            pytest.fail("the transaction never reached the pool")
+        devnet.drop_all_transactions()
+        devnet.set_automine(True)
+        worker.join(timeout=30)
+    finally:
+        devnet.set_automine(True)
+    assert not worker.is_alive()
+    assert "error" not in result, result.get("error")
+    assert isinstance(result["id"], int)
