@@ -1,0 +1,669 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
+import {ITradeEscrow} from "./interfaces/ITradeEscrow.sol";
+import {Roles} from "./libraries/Roles.sol";
+
+/// @title TradeEscrow
+/// @notice Milestone escrow for cross-border trade; see ITradeEscrow for the specification and
+///         contracts/ESCROW.md for the state machine.
+/// @dev Storage per order is one slot (`Order`); the terms travel in calldata and are checked
+///      against the order id, which is their hash. Every external function that changes state is
+///      nonReentrant, and credits are pulled with `withdraw`.
+contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
+    /// @dev Allowlist entry; one slot.
+    struct TokenConfig {
+        bool allowed;
+        uint8 decimals;
+        bytes3 currency;
+    }
+
+    /// @dev A seller-side amount split into its three credits.
+    struct Payout {
+        uint256 toSeller;
+        uint256 platformFee;
+        uint256 carrierFee;
+    }
+
+    /// @dev The FX rate an order was funded at; one slot.
+    struct LockedRate {
+        uint192 rate;
+        uint64 timestamp;
+    }
+
+    bytes32 private constant _MILESTONE_TYPEHASH = keccak256(
+        "MilestoneAttestation(uint256 orderId,uint8 milestone,uint256 duty,address dutyPayee,uint256 deadline)"
+    );
+    bytes32 private constant _CUSTOMS_RETURN_TYPEHASH =
+        keccak256("CustomsReturn(uint256 orderId,uint8 milestone,uint256 deadline)");
+    bytes32 private constant _CONFIRMATION_TYPEHASH = keccak256("DeliveryConfirmation(uint256 orderId,uint256 deadline)");
+    bytes32 private constant _FX_RATE_TYPEHASH =
+        keccak256("FxRate(bytes3 base,bytes3 quote,uint256 rate,uint64 timestamp,uint256 deadline)");
+
+    uint256 private constant _BPS = 10_000;
+    uint256 private constant _MIN_MILESTONES = 2;
+    uint256 private constant _MAX_MILESTONES = 5;
+
+    IConsortiumRegistry private immutable _registry;
+    uint256 private immutable _disputeTimeout;
+    uint256 private immutable _fxQuorum;
+
+    mapping(uint256 orderId => Order) private _orders;
+    mapping(uint256 orderId => LockedRate) private _rates;
+    mapping(address token => TokenConfig) private _tokens;
+    mapping(address token => mapping(address account => uint256 amount)) private _credits;
+
+    /// @param registry_ The ConsortiumRegistry that answers role questions.
+    /// @param disputeTimeout_ Seconds an arbitrator has to rule on a dispute.
+    /// @param fxQuorum_ ORACLE organisations that must sign an FX quote.
+    constructor(IConsortiumRegistry registry_, uint256 disputeTimeout_, uint256 fxQuorum_)
+        EIP712("Waymark Escrow", "1")
+    {
+        if (address(registry_) == address(0)) revert EscrowInvalidAccount(address(0));
+        if (disputeTimeout_ == 0 || fxQuorum_ == 0) revert EscrowInvalidConfiguration(disputeTimeout_, fxQuorum_);
+        _registry = registry_;
+        _disputeTimeout = disputeTimeout_;
+        _fxQuorum = fxQuorum_;
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Administration
+    // ------------------------------------------------------------------------------------------
+
+    /// @inheritdoc ITradeEscrow
+    function allowToken(address token, bytes3 currency) external {
+        _requireOperator();
+        uint8 decimals = IERC20Metadata(token).decimals();
+        if (decimals > 18 || currency == bytes3(0)) revert EscrowUnsupportedToken(token, decimals, currency);
+        _tokens[token] = TokenConfig({allowed: true, decimals: decimals, currency: currency});
+        emit TokenAllowed(token, currency, decimals);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function disallowToken(address token) external {
+        _requireOperator();
+        if (!_tokens[token].allowed) revert EscrowTokenNotAllowed(token);
+        _tokens[token].allowed = false;
+        emit TokenDisallowed(token);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function pause() external {
+        _requireOperator();
+        _pause();
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function unpause() external {
+        _requireOperator();
+        _unpause();
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Orders
+    // ------------------------------------------------------------------------------------------
+
+    /// @inheritdoc ITradeEscrow
+    function createOrder(OrderTerms calldata terms) external whenNotPaused nonReentrant returns (uint256 orderId) {
+        orderId = _idOf(terms);
+        if (msg.sender != terms.seller) revert EscrowNotSeller(orderId, msg.sender);
+        if (terms.buyer == address(0) || terms.buyer == terms.seller) revert EscrowInvalidAccount(terms.buyer);
+        TokenConfig memory config = _tokens[terms.token];
+        if (!config.allowed) revert EscrowTokenNotAllowed(terms.token);
+        if (terms.amount == 0) revert EscrowInvalidAmount(0);
+        if (terms.priceCurrency != bytes3(0) && terms.priceCurrency == config.currency) {
+            revert EscrowInvalidPriceCurrency(terms.priceCurrency);
+        }
+        _checkFees(terms);
+        if (terms.shipBy <= block.timestamp || terms.deliverBy <= terms.shipBy) {
+            revert EscrowInvalidDeadlines(terms.shipBy, terms.deliverBy);
+        }
+        _checkSchedule(terms.milestones);
+        if (_orders[orderId].state != State.None) revert EscrowOrderExists(orderId);
+
+        _orders[orderId].state = State.Created;
+        emit OrderCreated(orderId, terms.seller, terms.buyer, terms);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function cancelOrder(OrderTerms calldata terms) external nonReentrant {
+        (uint256 orderId, Order memory order) = _load(terms);
+        if (msg.sender != terms.seller) revert EscrowNotSeller(orderId, msg.sender);
+        if (order.state != State.Created && order.state != State.Funded) {
+            revert EscrowInvalidState(orderId, order.state, State.Funded);
+        }
+        if (order.milestonesReached != 0) revert EscrowAlreadyShipped(orderId);
+
+        uint256 refunded = order.remaining;
+        order.state = State.Cancelled;
+        order.remaining = 0;
+        _orders[orderId] = order;
+        _credit(terms.token, terms.buyer, refunded);
+        emit OrderCancelled(orderId, terms.seller, terms.buyer, refunded);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function fund(OrderTerms calldata terms, FxQuote calldata fx) external whenNotPaused nonReentrant {
+        _fund(terms, fx);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function fundWithPermit(OrderTerms calldata terms, FxQuote calldata fx, PermitSignature calldata permit)
+        external
+        whenNotPaused
+        nonReentrant
+    {
+        // A permit someone else already used (front-running) reverts here; the allowance it set
+        // is in place all the same, so funding goes on and fails only if the allowance is short.
+        try IERC20Permit(terms.token).permit(
+            msg.sender, address(this), permit.value, permit.deadline, permit.v, permit.r, permit.s
+        ) {} catch {}
+        _fund(terms, fx);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function attestMilestone(
+        OrderTerms calldata terms,
+        uint8 milestone,
+        uint256 duty,
+        address dutyPayee,
+        Attestation[] calldata signatures
+    ) external nonReentrant {
+        (uint256 orderId, Order memory order) = _load(terms);
+        _requireNext(orderId, order, milestone, terms.milestones.length);
+        Milestone calldata step = terms.milestones[milestone];
+        uint256 deadline = step.kind == MilestoneKind.Shipped ? terms.shipBy : terms.deliverBy;
+        if (block.timestamp > deadline) revert EscrowDeadlinePassed(orderId, deadline);
+        if (duty != 0) {
+            if (step.kind != MilestoneKind.CustomsCleared) revert EscrowNotCustomsMilestone(orderId, milestone);
+            if (dutyPayee == address(0)) revert EscrowInvalidAccount(address(0));
+        }
+        _checkBundle(
+            abi.encode(_MILESTONE_TYPEHASH, orderId, milestone, duty, dutyPayee),
+            signatures,
+            step.quorum,
+            _roleFor(step.kind),
+            terms,
+            orderId
+        );
+        _reachMilestone(terms, orderId, order, milestone, duty, dutyPayee);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function attestCustomsReturn(OrderTerms calldata terms, uint8 milestone, Attestation[] calldata signatures)
+        external
+        nonReentrant
+    {
+        (uint256 orderId, Order memory order) = _load(terms);
+        _requireNext(orderId, order, milestone, terms.milestones.length);
+        Milestone calldata step = terms.milestones[milestone];
+        if (step.kind != MilestoneKind.CustomsCleared) revert EscrowNotCustomsMilestone(orderId, milestone);
+        _checkBundle(
+            abi.encode(_CUSTOMS_RETURN_TYPEHASH, orderId, milestone),
+            signatures,
+            step.quorum,
+            Roles.CUSTOMS,
+            terms,
+            orderId
+        );
+        _refund(terms, orderId, order, RefundReason.CustomsReturned);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function confirmDelivery(OrderTerms calldata terms) external nonReentrant {
+        (uint256 orderId, Order memory order) = _load(terms);
+        if (msg.sender != terms.buyer) revert EscrowNotBuyer(orderId, msg.sender);
+        _release(terms, orderId, order, true);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function confirmDeliveryBySig(OrderTerms calldata terms, uint256 deadline, bytes calldata signature)
+        external
+        nonReentrant
+    {
+        (uint256 orderId, Order memory order) = _load(terms);
+        if (block.timestamp > deadline) revert EscrowSignatureExpired(terms.buyer, deadline);
+        bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(_CONFIRMATION_TYPEHASH, orderId, deadline)));
+        if (!_isValidSignature(terms.buyer, digest, signature)) revert EscrowInvalidSignature(terms.buyer);
+        _release(terms, orderId, order, true);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function release(OrderTerms calldata terms) external nonReentrant {
+        (uint256 orderId, Order memory order) = _load(terms);
+        if (order.state == State.Delivered) {
+            uint256 endsAt = uint256(order.since) + Math.max(terms.reviewWindow, terms.disputeWindow);
+            if (block.timestamp <= endsAt) revert EscrowReviewWindowOpen(orderId, endsAt);
+        }
+        _release(terms, orderId, order, false);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function refund(OrderTerms calldata terms) external nonReentrant {
+        (uint256 orderId, Order memory order) = _load(terms);
+        _requireState(orderId, order.state, State.Funded);
+        bool shipped = order.milestonesReached != 0;
+        uint256 deadline = shipped ? terms.deliverBy : terms.shipBy;
+        if (block.timestamp <= deadline) revert EscrowDeadlineNotPassed(orderId, deadline);
+        _refund(terms, orderId, order, shipped ? RefundReason.DeliverByPassed : RefundReason.ShipByPassed);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function openDispute(OrderTerms calldata terms, bytes32 evidenceHash) external nonReentrant {
+        (uint256 orderId, Order memory order) = _load(terms);
+        if (msg.sender != terms.buyer && msg.sender != terms.seller) revert EscrowNotParty(orderId, msg.sender);
+        if (order.state == State.Delivered) {
+            uint256 closedAt = uint256(order.since) + terms.disputeWindow;
+            if (block.timestamp > closedAt) revert EscrowDisputeWindowClosed(orderId, closedAt);
+        } else {
+            _requireState(orderId, order.state, State.Funded);
+        }
+        order.state = State.Disputed;
+        order.since = uint40(block.timestamp);
+        _orders[orderId] = order;
+        emit DisputeOpened(orderId, msg.sender, evidenceHash);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function resolveDispute(OrderTerms calldata terms, uint16 buyerShareBps, bytes32 rulingHash)
+        external
+        nonReentrant
+    {
+        (uint256 orderId, Order memory order) = _load(terms);
+        uint64 orgId = _organisationWithRole(msg.sender, Roles.ARBITRATOR);
+        if (orgId == 0) revert EscrowMissingRole(msg.sender, Roles.ARBITRATOR);
+        if (_isPartyOrganisation(orgId, terms)) revert EscrowConflictOfInterest(orderId, msg.sender);
+        _requireState(orderId, order.state, State.Disputed);
+        uint256 expiresAt = uint256(order.since) + _disputeTimeout;
+        if (block.timestamp > expiresAt) revert EscrowDisputeExpired(orderId, expiresAt);
+        if (buyerShareBps > _BPS) revert EscrowInvalidSplit(buyerShareBps);
+        _resolve(terms, orderId, order, buyerShareBps, msg.sender, rulingHash);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function resolveExpiredDispute(OrderTerms calldata terms) external nonReentrant {
+        (uint256 orderId, Order memory order) = _load(terms);
+        _requireState(orderId, order.state, State.Disputed);
+        uint256 expiresAt = uint256(order.since) + _disputeTimeout;
+        if (block.timestamp <= expiresAt) revert EscrowDisputeNotExpired(orderId, expiresAt);
+        // The attested facts decide: delivered goods are paid for, undelivered ones refunded.
+        bool delivered = order.milestonesReached == terms.milestones.length;
+        _resolve(terms, orderId, order, delivered ? 0 : uint16(_BPS), address(0), bytes32(0));
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function withdraw(address token, address to) external nonReentrant returns (uint256 amount) {
+        if (to == address(0)) revert EscrowInvalidAccount(address(0));
+        amount = _credits[token][msg.sender];
+        if (amount == 0) revert EscrowNothingToWithdraw(msg.sender, token);
+        _credits[token][msg.sender] = 0;
+        emit Withdrawn(msg.sender, token, to, amount);
+        IERC20(token).safeTransfer(to, amount);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Views
+    // ------------------------------------------------------------------------------------------
+
+    /// @inheritdoc ITradeEscrow
+    function orderIdOf(OrderTerms calldata terms) external pure returns (uint256) {
+        return _idOf(terms);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function getOrder(uint256 orderId) external view returns (Order memory) {
+        return _orders[orderId];
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function lockedRate(uint256 orderId) external view returns (uint256 rate, uint64 timestamp) {
+        LockedRate memory locked = _rates[orderId];
+        return (locked.rate, locked.timestamp);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function creditOf(address token, address account) external view returns (uint256) {
+        return _credits[token][account];
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function tokenInfo(address token) external view returns (bool allowed, bytes3 currency, uint8 decimals) {
+        TokenConfig memory config = _tokens[token];
+        return (config.allowed, config.currency, config.decimals);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function registry() external view returns (address) {
+        return address(_registry);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function disputeTimeout() external view returns (uint256) {
+        return _disputeTimeout;
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function fxQuorum() external view returns (uint256) {
+        return _fxQuorum;
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function milestoneDigest(uint256 orderId, uint8 milestone, uint256 duty, address dutyPayee, uint256 deadline)
+        external
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(
+            keccak256(abi.encode(_MILESTONE_TYPEHASH, orderId, milestone, duty, dutyPayee, deadline))
+        );
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function customsReturnDigest(uint256 orderId, uint8 milestone, uint256 deadline) external view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(_CUSTOMS_RETURN_TYPEHASH, orderId, milestone, deadline)));
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function confirmationDigest(uint256 orderId, uint256 deadline) external view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(_CONFIRMATION_TYPEHASH, orderId, deadline)));
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function fxRateDigest(bytes3 base, bytes3 quote, uint256 rate, uint64 timestamp, uint256 deadline)
+        external
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(keccak256(abi.encode(_FX_RATE_TYPEHASH, base, quote, rate, timestamp, deadline)));
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Internals: funding and settlement
+    // ------------------------------------------------------------------------------------------
+
+    function _fund(OrderTerms calldata terms, FxQuote calldata fx) private {
+        (uint256 orderId, Order memory order) = _load(terms);
+        _requireState(orderId, order.state, State.Created);
+        if (msg.sender != terms.buyer) revert EscrowNotBuyer(orderId, msg.sender);
+        if (block.timestamp > terms.shipBy) revert EscrowDeadlinePassed(orderId, terms.shipBy);
+        TokenConfig memory config = _tokens[terms.token];
+        if (!config.allowed) revert EscrowTokenNotAllowed(terms.token);
+        uint256 due = terms.priceCurrency == bytes3(0) ? terms.amount : _lockRate(terms, orderId, config, fx);
+
+        order.state = State.Funded;
+        _orders[orderId] = order;
+        // Balance delta: a token that takes a fee on transfer delivers less than `due`, and the
+        // order holds what arrived. The reentrancy guard covers the token's callbacks.
+        IERC20 token = IERC20(terms.token);
+        uint256 before = token.balanceOf(address(this));
+        token.safeTransferFrom(msg.sender, address(this), due);
+        uint256 received = token.balanceOf(address(this)) - before;
+        if (received == 0) revert EscrowNothingReceived(orderId);
+        if (received > type(uint96).max) revert EscrowInvalidAmount(received);
+        order.deposited = uint96(received);
+        order.remaining = uint96(received);
+        _orders[orderId] = order;
+        emit OrderFunded(orderId, terms.buyer, terms.seller, due, received);
+    }
+
+    /// @dev Verifies the FX quote, records it and returns the token amount due (rounded up).
+    function _lockRate(OrderTerms calldata terms, uint256 orderId, TokenConfig memory config, FxQuote calldata fx)
+        private
+        returns (uint256 due)
+    {
+        if (fx.base != terms.priceCurrency || fx.quote != config.currency) revert EscrowRateMismatch(fx.base, fx.quote);
+        if (fx.rate == 0 || fx.rate > type(uint192).max) revert EscrowInvalidAmount(fx.rate);
+        _checkBundle(
+            abi.encode(_FX_RATE_TYPEHASH, fx.base, fx.quote, fx.rate, fx.timestamp),
+            fx.signatures,
+            _fxQuorum,
+            Roles.ORACLE,
+            terms,
+            orderId
+        );
+        // amount (18 decimals) * rate (18 decimals) -> token units with `decimals`.
+        due = Math.mulDiv(terms.amount, fx.rate, 10 ** (36 - uint256(config.decimals)), Math.Rounding.Ceil);
+        if (due == 0 || due > type(uint96).max) revert EscrowInvalidAmount(due);
+        _rates[orderId] = LockedRate({rate: uint192(fx.rate), timestamp: fx.timestamp});
+        emit RateLocked(orderId, fx.base, fx.quote, fx.rate, fx.timestamp);
+    }
+
+    /// @dev Effects of reaching `milestone`: duty first (capped at what remains), then the
+    ///      milestone's share of what is left; the Delivered share waits for release.
+    function _reachMilestone(
+        OrderTerms calldata terms,
+        uint256 orderId,
+        Order memory order,
+        uint8 milestone,
+        uint256 duty,
+        address dutyPayee
+    ) private {
+        Milestone calldata step = terms.milestones[milestone];
+        uint256 remaining = order.remaining;
+        uint256 dutyPaid = Math.min(duty, remaining);
+        remaining -= dutyPaid;
+        uint256 released;
+        order.milestonesReached = milestone + 1;
+        if (milestone + 1 == terms.milestones.length) {
+            order.state = State.Delivered;
+            order.since = uint40(block.timestamp);
+        } else if (step.shareBps != 0) {
+            released = (remaining * step.shareBps) / _sharesFrom(terms.milestones, milestone);
+            remaining -= released;
+        }
+        order.remaining = uint96(remaining);
+        _orders[orderId] = order;
+        _credit(terms.token, dutyPayee, dutyPaid);
+        Payout memory payout = _creditSellerSide(terms, released);
+        emit MilestoneReached(
+            orderId,
+            terms.seller,
+            terms.buyer,
+            milestone,
+            step.kind,
+            dutyPaid,
+            dutyPayee,
+            payout.toSeller,
+            payout.platformFee,
+            payout.carrierFee
+        );
+    }
+
+    function _release(OrderTerms calldata terms, uint256 orderId, Order memory order, bool confirmedByBuyer)
+        private
+    {
+        _requireState(orderId, order.state, State.Delivered);
+        uint256 amount = order.remaining;
+        order.state = State.Released;
+        order.remaining = 0;
+        _orders[orderId] = order;
+        Payout memory payout = _creditSellerSide(terms, amount);
+        emit OrderReleased(
+            orderId, terms.seller, terms.buyer, confirmedByBuyer, payout.toSeller, payout.platformFee, payout.carrierFee
+        );
+    }
+
+    function _refund(OrderTerms calldata terms, uint256 orderId, Order memory order, RefundReason reason) private {
+        uint256 amount = order.remaining;
+        order.state = State.Refunded;
+        order.remaining = 0;
+        _orders[orderId] = order;
+        _credit(terms.token, terms.buyer, amount);
+        emit OrderRefunded(orderId, terms.buyer, terms.seller, reason, amount);
+    }
+
+    function _resolve(
+        OrderTerms calldata terms,
+        uint256 orderId,
+        Order memory order,
+        uint16 buyerShareBps,
+        address arbitrator,
+        bytes32 rulingHash
+    ) private {
+        uint256 toBuyer = (uint256(order.remaining) * buyerShareBps) / _BPS;
+        uint256 sellerSide = order.remaining - toBuyer;
+        order.state = State.Resolved;
+        order.remaining = 0;
+        _orders[orderId] = order;
+        _credit(terms.token, terms.buyer, toBuyer);
+        Payout memory payout = _creditSellerSide(terms, sellerSide);
+        emit DisputeResolved(
+            orderId,
+            arbitrator,
+            buyerShareBps,
+            rulingHash,
+            toBuyer,
+            payout.toSeller,
+            payout.platformFee,
+            payout.carrierFee
+        );
+    }
+
+    /// @dev Splits a seller-side amount into the two fees and the seller's part, and credits them.
+    function _creditSellerSide(OrderTerms calldata terms, uint256 amount) private returns (Payout memory payout) {
+        if (amount == 0) return payout;
+        payout.platformFee = (amount * terms.platformFeeBps) / _BPS;
+        payout.carrierFee = (amount * terms.carrierFeeBps) / _BPS;
+        payout.toSeller = amount - payout.platformFee - payout.carrierFee;
+        _credit(terms.token, terms.seller, payout.toSeller);
+        _credit(terms.token, terms.platform, payout.platformFee);
+        _credit(terms.token, terms.carrier, payout.carrierFee);
+    }
+
+    function _credit(address token, address account, uint256 amount) private {
+        if (amount != 0) _credits[token][account] += amount;
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Internals: signatures and roles
+    // ------------------------------------------------------------------------------------------
+
+    /// @dev Checks a k-of-n bundle. `encodedPrefix` is the ABI encoding of the typed struct
+    ///      without its last member, the signer's deadline, which is appended per signature.
+    function _checkBundle(
+        bytes memory encodedPrefix,
+        Attestation[] calldata signatures,
+        uint256 quorum,
+        bytes32 role,
+        OrderTerms calldata terms,
+        uint256 orderId
+    ) private view {
+        if (signatures.length < quorum) revert EscrowQuorumNotMet(signatures.length, quorum);
+        uint64 buyerOrg = _registry.organisationOf(terms.buyer);
+        uint64 sellerOrg = _registry.organisationOf(terms.seller);
+        uint64 previousOrg;
+        for (uint256 i = 0; i < signatures.length; ++i) {
+            Attestation calldata attestation = signatures[i];
+            address signer = attestation.signer;
+            if (block.timestamp > attestation.deadline) revert EscrowSignatureExpired(signer, attestation.deadline);
+            bytes32 digest = _hashTypedDataV4(keccak256(abi.encodePacked(encodedPrefix, attestation.deadline)));
+            if (!_isValidSignature(signer, digest, attestation.signature)) revert EscrowInvalidSignature(signer);
+            uint64 orgId = _organisationWithRole(signer, role);
+            if (orgId == 0) revert EscrowMissingRole(signer, role);
+            if (orgId == buyerOrg || orgId == sellerOrg) revert EscrowConflictOfInterest(orderId, signer);
+            if (orgId <= previousOrg) revert EscrowSignersUnsorted(signer, orgId, previousOrg);
+            previousOrg = orgId;
+        }
+    }
+
+    /// @dev ECDSA first (no code lookup for the common EOA case), then ERC-1271.
+    function _isValidSignature(address signer, bytes32 digest, bytes calldata signature)
+        private
+        view
+        returns (bool)
+    {
+        (address recovered, ECDSA.RecoverError error, ) = ECDSA.tryRecoverCalldata(digest, signature);
+        if (error == ECDSA.RecoverError.NoError && recovered == signer) return true;
+        return SignatureChecker.isValidERC1271SignatureNowCalldata(signer, digest, signature);
+    }
+
+    function _organisationWithRole(address account, bytes32 role) private view returns (uint64) {
+        bytes32[] memory roles = new bytes32[](1);
+        roles[0] = role;
+        return _registry.organisationWithAnyRole(account, roles);
+    }
+
+    function _isPartyOrganisation(uint64 orgId, OrderTerms calldata terms) private view returns (bool) {
+        return orgId == _registry.organisationOf(terms.buyer) || orgId == _registry.organisationOf(terms.seller);
+    }
+
+    function _requireOperator() private view {
+        if (!_registry.hasRole(msg.sender, Roles.OPERATOR)) revert EscrowMissingRole(msg.sender, Roles.OPERATOR);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Internals: orders and terms
+    // ------------------------------------------------------------------------------------------
+
+    function _idOf(OrderTerms calldata terms) private pure returns (uint256) {
+        return uint256(keccak256(abi.encode(terms)));
+    }
+
+    function _load(OrderTerms calldata terms) private view returns (uint256 orderId, Order memory order) {
+        orderId = _idOf(terms);
+        order = _orders[orderId];
+        if (order.state == State.None) revert EscrowUnknownOrder(orderId);
+    }
+
+    function _requireState(uint256 orderId, State current, State expected) private pure {
+        if (current != expected) revert EscrowInvalidState(orderId, current, expected);
+    }
+
+    function _requireNext(uint256 orderId, Order memory order, uint8 milestone, uint256 count) private pure {
+        _requireState(orderId, order.state, State.Funded);
+        uint8 next = order.milestonesReached;
+        if (milestone < next) revert EscrowMilestoneAlreadyReached(orderId, milestone);
+        if (milestone != next || milestone >= count) revert EscrowMilestoneNotNext(orderId, milestone, next);
+    }
+
+    function _roleFor(MilestoneKind kind) private pure returns (bytes32) {
+        return kind == MilestoneKind.CustomsCleared ? Roles.CUSTOMS : Roles.CARRIER;
+    }
+
+    /// @dev Sum of the shares of milestone `from` and all after it.
+    function _sharesFrom(Milestone[] calldata milestones, uint256 from) private pure returns (uint256 total) {
+        for (uint256 i = from; i < milestones.length; ++i) {
+            total += milestones[i].shareBps;
+        }
+    }
+
+    function _checkFees(OrderTerms calldata terms) private pure {
+        if (uint256(terms.platformFeeBps) + terms.carrierFeeBps > _BPS) {
+            revert EscrowInvalidFees(terms.platformFeeBps, terms.carrierFeeBps);
+        }
+        if (terms.platformFeeBps != 0 && terms.platform == address(0)) revert EscrowInvalidAccount(address(0));
+        if (terms.carrierFeeBps != 0 && terms.carrier == address(0)) revert EscrowInvalidAccount(address(0));
+    }
+
+    /// @dev Shipped, then 0 to 3 CustomsCleared, then Delivered; quorums of at least 1; shares
+    ///      summing to 10,000. The schedule is at most five steps, so the loop is bounded.
+    function _checkSchedule(Milestone[] calldata milestones) private pure {
+        uint256 count = milestones.length;
+        if (count < _MIN_MILESTONES || count > _MAX_MILESTONES) revert EscrowInvalidMilestoneCount(count);
+        uint256 total;
+        for (uint256 i = 0; i < count; ++i) {
+            Milestone calldata step = milestones[i];
+            MilestoneKind expected = i == 0
+                ? MilestoneKind.Shipped
+                : (i == count - 1 ? MilestoneKind.Delivered : MilestoneKind.CustomsCleared);
+            if (step.kind != expected) revert EscrowInvalidMilestoneKind(i, step.kind);
+            if (step.quorum == 0) revert EscrowInvalidQuorum(i);
+            total += step.shareBps;
+        }
+        if (total != _BPS) revert EscrowInvalidShares(total);
+    }
+}

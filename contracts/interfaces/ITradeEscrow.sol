@@ -1,0 +1,499 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// @title ITradeEscrow
+/// @notice Escrow for one cross-border trade per order: the buyer's stablecoins are locked and
+///         released by attested facts (shipped, cleared by customs, delivered, accepted), with
+///         refunds, customs duty and disputes handled by the same contract.
+///
+/// @dev ## Orders are identified by their terms
+///      An order's terms (`OrderTerms`) are not kept in storage: the order id is
+///      `uint256(keccak256(abi.encode(terms)))` and every call about an order passes the terms
+///      again, which the contract checks against the id it hashes them to. Storage holds one
+///      32-byte slot per order (`Order`). The terms are published in full in `OrderCreated`, so a
+///      client or relayer always has them. `salt` lets a seller offer the same terms twice.
+///
+///      ## Who does what
+///      - The seller creates the order (an offer naming its buyer) and may cancel it until the
+///        goods ship; the buyer accepts by funding it before `shipBy`.
+///      - Milestones are attested off chain by k distinct consortium organisations holding the
+///        milestone's role (CARRIER for Shipped and Delivered, CUSTOMS for CustomsCleared), each
+///        signing EIP-712 typed data; anyone (a relayer) submits the bundle.
+///      - The buyer confirms receipt (directly, or by a signature someone else relays); otherwise
+///        anyone releases the funds once the review and dispute windows after delivery have passed.
+///      - The buyer or the seller may open a dispute; an ARBITRATOR rules a split; if nobody rules
+///        within `disputeTimeout()` seconds, the timeout rule decides (see `resolveExpiredDispute`).
+///      - OPERATOR accounts allowlist tokens and may pause new orders and funding. Nobody can
+///        move funds that belong to an order or a party.
+///
+///      ## Money
+///      - `deposited` is what actually arrived (balance-delta accounting), `remaining` what is
+///        still held for the order. Every payout is credited to an account and withdrawn with
+///        `withdraw` (pull payments).
+///      - An intermediate milestone i releases `remaining * share_i / (share_i + ... + share_last)`
+///        to the seller side; the final (Delivered) share is held until release, which pays all
+///        that remains. Customs duty is taken from `remaining` before the customs share, so a duty
+///        reduces the later shares in proportion (the buyer's deposit is the all-in price).
+///      - Every amount released to the seller side pays the platform fee and the carrier fee
+///        (rounded down, in basis points of that amount) and the rest to the seller. Refunds to
+///        the buyer carry no fee.
+///      - Conservation: deposited = seller + platform + carrier + customs + buyer credits of the
+///        order, exactly; each transition credits each party at most once.
+///
+///      ## Signatures
+///      Domain: name "Waymark Escrow", version "1", the chain id, verifyingContract = this.
+///      Types (each signer chooses its own `deadline`):
+///        MilestoneAttestation(uint256 orderId,uint8 milestone,uint256 duty,address dutyPayee,uint256 deadline)
+///        CustomsReturn(uint256 orderId,uint8 milestone,uint256 deadline)
+///        DeliveryConfirmation(uint256 orderId,uint256 deadline)
+///        FxRate(bytes3 base,bytes3 quote,uint256 rate,uint64 timestamp,uint256 deadline)
+///      A bundle lists each signature with its signer; EOAs sign with ECDSA, contract accounts
+///      answer ERC-1271. Signers must hold the role now, belong to an Active organisation other
+///      than the buyer's and the seller's, and be sorted by strictly increasing organisation id
+///      (so each organisation counts once). A milestone is reached once and signatures name the
+///      order and the milestone, so a signature cannot be replayed.
+interface ITradeEscrow {
+    // ------------------------------------------------------------------------------------------
+    // Types
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Life cycle of an order. Terminal states: Released, Refunded, Cancelled, Resolved.
+    /// @dev Created -> Funded -> Delivered -> Released is the happy path. While Funded,
+    ///      `Order.milestonesReached` tells how far the goods got (0: not shipped yet).
+    enum State {
+        None, //      no such order
+        Created, //   offered by the seller, not funded
+        Funded, //    buyer's money held; milestones before Delivered being reached
+        Delivered, // every milestone reached; review window running
+        Disputed, //  frozen until an arbitrator rules or the dispute times out
+        Released, //  all that remained went to the seller side
+        Refunded, //  all that remained went back to the buyer (deadline missed, customs return)
+        Cancelled, // withdrawn by the seller before shipping (deposit, if any, refunded)
+        Resolved //   dispute decided by an arbitrator or by the timeout rule
+    }
+
+    /// @notice What a milestone attests. A schedule is Shipped, then 0 to 3 CustomsCleared
+    ///         (export, transit, import clearances), then Delivered.
+    enum MilestoneKind {
+        Shipped,
+        CustomsCleared,
+        Delivered
+    }
+
+    /// @notice Why remaining funds went back to the buyer.
+    enum RefundReason {
+        ShipByPassed,
+        DeliverByPassed,
+        CustomsReturned
+    }
+
+    /// @notice One step of the schedule.
+    /// @param kind Shipped and Delivered are attested by CARRIER organisations, CustomsCleared by CUSTOMS ones.
+    /// @param shareBps Share of the order released when reached, in basis points (all shares sum to 10,000).
+    /// @param quorum Number of distinct organisations that must attest (at least 1).
+    struct Milestone {
+        MilestoneKind kind;
+        uint16 shareBps;
+        uint8 quorum;
+    }
+
+    /// @notice Everything agreed for one trade; hashed into the order id.
+    /// @param seller Creates the order and receives the proceeds.
+    /// @param buyer Funds the order and receives refunds.
+    /// @param token Allowlisted ERC-20 the order is paid in.
+    /// @param amount In token units when `priceCurrency` is zero; otherwise the price in
+    ///        `priceCurrency` as a fixed-point number with 18 decimals, converted at funding with an
+    ///        attested FX rate.
+    /// @param priceCurrency ISO 4217 code of the price (e.g. "EUR"), or zero when priced in the token.
+    /// @param platform Receives `platformFeeBps` of every seller-side release.
+    /// @param carrier Receives `carrierFeeBps` of every seller-side release.
+    /// @param shipmentRef The lot or shipment the order covers (e.g. hash of an SSCC or lot URI).
+    /// @param shipBy Unix time by which Shipped must be attested (and funding must happen).
+    /// @param deliverBy Unix time by which the remaining milestones must be attested.
+    /// @param reviewWindow Seconds after delivery before anyone may release without the buyer.
+    /// @param disputeWindow Seconds after delivery during which a dispute may still be opened.
+    /// @param salt Distinguishes otherwise identical orders.
+    /// @param milestones The schedule, 2 to 5 steps.
+    struct OrderTerms {
+        address seller;
+        address buyer;
+        address token;
+        uint96 amount;
+        bytes3 priceCurrency;
+        address platform;
+        uint16 platformFeeBps;
+        address carrier;
+        uint16 carrierFeeBps;
+        bytes32 shipmentRef;
+        uint40 shipBy;
+        uint40 deliverBy;
+        uint32 reviewWindow;
+        uint32 disputeWindow;
+        uint64 salt;
+        Milestone[] milestones;
+    }
+
+    /// @notice The mutable part of an order (one storage slot).
+    /// @param state Where the order is in its life cycle.
+    /// @param milestonesReached Number of milestones reached so far (they are reached in order).
+    /// @param since Delivery time while Delivered; dispute opening time while Disputed (and after).
+    /// @param deposited Token units that actually arrived at funding.
+    /// @param remaining Token units still held for the order.
+    struct Order {
+        State state;
+        uint8 milestonesReached;
+        uint40 since;
+        uint96 deposited;
+        uint96 remaining;
+    }
+
+    /// @notice One signature of a k-of-n bundle.
+    /// @param signer The account that signed (an EOA, or a contract answering ERC-1271).
+    /// @param deadline Last unix time the signature may be used; part of the signed message.
+    /// @param signature 65-byte ECDSA signature, or whatever the signer contract accepts.
+    struct Attestation {
+        address signer;
+        uint256 deadline;
+        bytes signature;
+    }
+
+    /// @notice An attested FX rate: `rate` units of `quote` per unit of `base`, with 18 decimals.
+    /// @param timestamp When the rate was observed (recorded with the order).
+    /// @param signatures ORACLE signatures, at least `fxQuorum()` of them.
+    struct FxQuote {
+        bytes3 base;
+        bytes3 quote;
+        uint256 rate;
+        uint64 timestamp;
+        Attestation[] signatures;
+    }
+
+    /// @notice An EIP-2612 permit from the buyer to this contract.
+    struct PermitSignature {
+        uint256 value;
+        uint256 deadline;
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Errors
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice The constructor got a zero dispute timeout or a zero FX quorum.
+    error EscrowInvalidConfiguration(uint256 disputeTimeout, uint256 fxQuorum);
+    /// @notice No order has id `orderId` (the terms passed do not hash to a created order).
+    error EscrowUnknownOrder(uint256 orderId);
+    /// @notice An order with these terms already exists.
+    error EscrowOrderExists(uint256 orderId);
+    /// @notice Order `orderId` is in state `current`; the call needs `expected`.
+    error EscrowInvalidState(uint256 orderId, State current, State expected);
+    /// @notice Only the order's seller may do this.
+    error EscrowNotSeller(uint256 orderId, address caller);
+    /// @notice Only the order's buyer may do this.
+    error EscrowNotBuyer(uint256 orderId, address caller);
+    /// @notice Only the order's buyer or seller may do this.
+    error EscrowNotParty(uint256 orderId, address caller);
+    /// @notice `account` does not hold `role` in an Active organisation.
+    error EscrowMissingRole(address account, bytes32 role);
+    /// @notice `account` is, or belongs to the organisation of, the order's buyer or seller.
+    error EscrowConflictOfInterest(uint256 orderId, address account);
+    /// @notice `account` cannot be used here: zero, or the buyer equal to the seller.
+    error EscrowInvalidAccount(address account);
+    /// @notice `token` is not on the allowlist.
+    error EscrowTokenNotAllowed(address token);
+    /// @notice `token` has more than 18 decimals, or `currency` is empty.
+    error EscrowUnsupportedToken(address token, uint8 decimals, bytes3 currency);
+    /// @notice `amount` is zero or does not fit in 96 bits.
+    error EscrowInvalidAmount(uint256 amount);
+    /// @notice The two fees together exceed 10,000 basis points.
+    error EscrowInvalidFees(uint16 platformFeeBps, uint16 carrierFeeBps);
+    /// @notice `shipBy` is not in the future, or `deliverBy` is not after it.
+    error EscrowInvalidDeadlines(uint40 shipBy, uint40 deliverBy);
+    /// @notice The schedule has `count` milestones; 2 to 5 are allowed.
+    error EscrowInvalidMilestoneCount(uint256 count);
+    /// @notice Milestone `index` has a kind that cannot stand at that place in the schedule.
+    error EscrowInvalidMilestoneKind(uint256 index, MilestoneKind kind);
+    /// @notice Milestone `index` has a zero quorum.
+    error EscrowInvalidQuorum(uint256 index);
+    /// @notice The milestone shares sum to `totalBps` instead of 10,000.
+    error EscrowInvalidShares(uint256 totalBps);
+    /// @notice The price currency equals the token's own currency (price it in the token instead).
+    error EscrowInvalidPriceCurrency(bytes3 currency);
+    /// @notice Too late: `deadline` passed (funding or a milestone after its deadline).
+    error EscrowDeadlinePassed(uint256 orderId, uint256 deadline);
+    /// @notice Too early: nothing is overdue until `deadline` has passed.
+    error EscrowDeadlineNotPassed(uint256 orderId, uint256 deadline);
+    /// @notice The seller can no longer cancel: the goods have shipped.
+    error EscrowAlreadyShipped(uint256 orderId);
+    /// @notice Funding moved no tokens to the escrow.
+    error EscrowNothingReceived(uint256 orderId);
+    /// @notice The FX quote is for `base`/`quote`, not for the order's currencies.
+    error EscrowRateMismatch(bytes3 base, bytes3 quote);
+    /// @notice Milestone `milestone` was already reached.
+    error EscrowMilestoneAlreadyReached(uint256 orderId, uint8 milestone);
+    /// @notice Milestone `milestone` is not the next one (`next`), or does not exist.
+    error EscrowMilestoneNotNext(uint256 orderId, uint8 milestone, uint8 next);
+    /// @notice A duty or a customs return was attested for a milestone that is not CustomsCleared.
+    error EscrowNotCustomsMilestone(uint256 orderId, uint8 milestone);
+    /// @notice `provided` signatures were given; `required` are needed.
+    error EscrowQuorumNotMet(uint256 provided, uint256 required);
+    /// @notice The signature of `signer` expired at `deadline`.
+    error EscrowSignatureExpired(address signer, uint256 deadline);
+    /// @notice The signature does not verify for `signer` (wrong key, message or domain).
+    error EscrowInvalidSignature(address signer);
+    /// @notice Signers must come in strictly increasing organisation order; `signer` of
+    ///         organisation `orgId` follows organisation `previousOrgId`.
+    error EscrowSignersUnsorted(address signer, uint64 orgId, uint64 previousOrgId);
+    /// @notice The review or dispute window after delivery is still open until `endsAt`.
+    error EscrowReviewWindowOpen(uint256 orderId, uint256 endsAt);
+    /// @notice The dispute window closed at `closedAt`.
+    error EscrowDisputeWindowClosed(uint256 orderId, uint256 closedAt);
+    /// @notice A buyer share above 10,000 basis points.
+    error EscrowInvalidSplit(uint256 buyerShareBps);
+    /// @notice The dispute can be decided by the timeout rule only after `expiresAt`.
+    error EscrowDisputeNotExpired(uint256 orderId, uint256 expiresAt);
+    /// @notice The dispute timed out at `expiredAt`; only the timeout rule can decide it now.
+    error EscrowDisputeExpired(uint256 orderId, uint256 expiredAt);
+    /// @notice `account` has no credit in `token`.
+    error EscrowNothingToWithdraw(address account, address token);
+
+    // ------------------------------------------------------------------------------------------
+    // Events
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice `token` may be used by new orders; it stands for `currency` and has `decimals`.
+    event TokenAllowed(address indexed token, bytes3 currency, uint8 decimals);
+    /// @notice `token` may no longer be used by new orders (existing ones are unaffected).
+    event TokenDisallowed(address indexed token);
+    /// @notice The seller offered an order; `terms` are what every later call must pass.
+    event OrderCreated(uint256 indexed orderId, address indexed seller, address indexed buyer, OrderTerms terms);
+    /// @notice The seller withdrew the order before shipping; `refunded` went to the buyer.
+    event OrderCancelled(uint256 indexed orderId, address indexed seller, address indexed buyer, uint256 refunded);
+    /// @notice The buyer funded the order: `due` was asked for, `deposited` arrived.
+    event OrderFunded(
+        uint256 indexed orderId,
+        address indexed buyer,
+        address indexed seller,
+        uint256 due,
+        uint256 deposited
+    );
+    /// @notice The order's price was converted at `rate` (18 decimals, `quote` per `base`) observed at `timestamp`.
+    event RateLocked(uint256 indexed orderId, bytes3 base, bytes3 quote, uint256 rate, uint64 timestamp);
+    /// @notice Milestone `milestone` was reached: `duty` was paid to `dutyPayee`, then `toSeller`,
+    ///         `platformFee` and `carrierFee` were released from the order.
+    event MilestoneReached(
+        uint256 indexed orderId,
+        address indexed seller,
+        address indexed buyer,
+        uint8 milestone,
+        MilestoneKind kind,
+        uint256 duty,
+        address dutyPayee,
+        uint256 toSeller,
+        uint256 platformFee,
+        uint256 carrierFee
+    );
+    /// @notice Everything that remained went to the seller side; `confirmedByBuyer` is false
+    ///         for a release after the review window.
+    event OrderReleased(
+        uint256 indexed orderId,
+        address indexed seller,
+        address indexed buyer,
+        bool confirmedByBuyer,
+        uint256 toSeller,
+        uint256 platformFee,
+        uint256 carrierFee
+    );
+    /// @notice Everything that remained (`amount`) went back to the buyer.
+    event OrderRefunded(
+        uint256 indexed orderId,
+        address indexed buyer,
+        address indexed seller,
+        RefundReason reason,
+        uint256 amount
+    );
+    /// @notice `openedBy` (buyer or seller) froze the order; the evidence hashes to `evidenceHash`.
+    event DisputeOpened(uint256 indexed orderId, address indexed openedBy, bytes32 evidenceHash);
+    /// @notice The dispute was decided: by `arbitrator`, or by the timeout rule when it is zero.
+    event DisputeResolved(
+        uint256 indexed orderId,
+        address indexed arbitrator,
+        uint16 buyerShareBps,
+        bytes32 rulingHash,
+        uint256 toBuyer,
+        uint256 toSeller,
+        uint256 platformFee,
+        uint256 carrierFee
+    );
+    /// @notice `account` withdrew its `amount` credit in `token`, sent to `to`.
+    event Withdrawn(address indexed account, address indexed token, address indexed to, uint256 amount);
+
+    // ------------------------------------------------------------------------------------------
+    // Administration (OPERATOR role)
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Allows `token` for new orders, standing for ISO 4217 `currency` (its decimals are
+    ///         read from the token). Calling it again updates the currency.
+    /// @dev Reverts with EscrowMissingRole (caller not OPERATOR), EscrowUnsupportedToken
+    ///      (more than 18 decimals, or zero currency).
+    function allowToken(address token, bytes3 currency) external;
+
+    /// @notice Stops new orders and funding in `token`; orders already funded continue.
+    /// @dev Reverts with EscrowMissingRole, EscrowTokenNotAllowed.
+    function disallowToken(address token) external;
+
+    /// @notice Stops order creation and funding. Milestones, releases, refunds, disputes and
+    ///         withdrawals keep working. Reverts with EscrowMissingRole, or EnforcedPause.
+    function pause() external;
+
+    /// @notice Lifts `pause`. Reverts with EscrowMissingRole, or ExpectedPause.
+    function unpause() external;
+
+    // ------------------------------------------------------------------------------------------
+    // Orders
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice The seller offers an order to its buyer. Returns its id.
+    /// @dev Reverts with EnforcedPause; EscrowNotSeller (caller is not `terms.seller`);
+    ///      EscrowInvalidAccount (zero buyer, buyer = seller, zero fee account with a fee);
+    ///      EscrowTokenNotAllowed; EscrowInvalidAmount; EscrowInvalidPriceCurrency; EscrowInvalidFees;
+    ///      EscrowInvalidDeadlines; EscrowInvalidMilestoneCount; EscrowInvalidMilestoneKind;
+    ///      EscrowInvalidQuorum; EscrowInvalidShares; EscrowOrderExists.
+    function createOrder(OrderTerms calldata terms) external returns (uint256 orderId);
+
+    /// @notice The seller withdraws the order before shipping; a deposit is credited back to the buyer.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowNotSeller, EscrowInvalidState (not Created or
+    ///      Funded), EscrowAlreadyShipped.
+    function cancelOrder(OrderTerms calldata terms) external;
+
+    /// @notice The buyer funds the order by transferFrom (approve first). Orders priced in
+    ///         another currency need an FX quote signed by `fxQuorum()` ORACLE organisations;
+    ///         for orders priced in the token `fx` is ignored (pass an empty quote).
+    /// @dev The order records what actually arrived. Reverts with EnforcedPause, EscrowUnknownOrder,
+    ///      EscrowInvalidState (not Created), EscrowNotBuyer, EscrowDeadlinePassed (after shipBy),
+    ///      EscrowTokenNotAllowed, the FX errors (EscrowRateMismatch, EscrowInvalidAmount and
+    ///      those of signature bundles), EscrowNothingReceived, and SafeERC20FailedOperation
+    ///      when the token reports failure.
+    function fund(OrderTerms calldata terms, FxQuote calldata fx) external;
+
+    /// @notice As `fund`, after applying an EIP-2612 permit from the buyer. A permit that fails
+    ///         (for example because someone already submitted it) is ignored; funding then
+    ///         needs the allowance to be in place, whoever set it.
+    function fundWithPermit(OrderTerms calldata terms, FxQuote calldata fx, PermitSignature calldata permit) external;
+
+    /// @notice Reaches the next milestone with a k-of-n bundle of MilestoneAttestation signatures.
+    ///         A CustomsCleared attestation may carry a `duty`, paid to `dutyPayee` out of the
+    ///         order (capped at what remains); every signer signs the same duty and payee.
+    ///         Intermediate milestones release their share; the Delivered share waits for release.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Funded),
+    ///      EscrowMilestoneAlreadyReached, EscrowMilestoneNotNext, EscrowDeadlinePassed (Shipped
+    ///      after shipBy, later milestones after deliverBy), EscrowNotCustomsMilestone (a duty on
+    ///      another kind), EscrowInvalidAccount (a duty without payee), and the bundle errors:
+    ///      EscrowQuorumNotMet, EscrowSignatureExpired, EscrowInvalidSignature, EscrowMissingRole,
+    ///      EscrowConflictOfInterest, EscrowSignersUnsorted.
+    function attestMilestone(
+        OrderTerms calldata terms,
+        uint8 milestone,
+        uint256 duty,
+        address dutyPayee,
+        Attestation[] calldata signatures
+    ) external;
+
+    /// @notice Customs detained the goods at milestone `milestone` (the next, a CustomsCleared one)
+    ///         and returned them: what remains is refunded to the buyer. Needs that milestone's
+    ///         quorum of CustomsReturn signatures from CUSTOMS organisations. No deadline applies.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Funded), EscrowMilestoneAlreadyReached,
+    ///      EscrowMilestoneNotNext, EscrowNotCustomsMilestone, and the bundle errors.
+    function attestCustomsReturn(OrderTerms calldata terms, uint8 milestone, Attestation[] calldata signatures)
+        external;
+
+    /// @notice The buyer accepts the delivered goods: everything remaining goes to the seller side.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowNotBuyer, EscrowInvalidState (not Delivered).
+    function confirmDelivery(OrderTerms calldata terms) external;
+
+    /// @notice As `confirmDelivery`, on a DeliveryConfirmation signature of the buyer relayed by anyone.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState, EscrowSignatureExpired, EscrowInvalidSignature.
+    function confirmDeliveryBySig(OrderTerms calldata terms, uint256 deadline, bytes calldata signature) external;
+
+    /// @notice Anyone releases a delivered order once both the review window and the dispute
+    ///         window after delivery have passed without a dispute.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Delivered), EscrowReviewWindowOpen.
+    function release(OrderTerms calldata terms) external;
+
+    /// @notice Anyone refunds what remains of an overdue order to the buyer: not shipped by
+    ///         `shipBy`, or not delivered by `deliverBy`. Shares already released stay released.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Funded), EscrowDeadlineNotPassed.
+    function refund(OrderTerms calldata terms) external;
+
+    /// @notice The buyer or the seller freezes the order, while it is Funded or within the
+    ///         dispute window after delivery, citing evidence by its hash.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowNotParty, EscrowInvalidState (not Funded or
+    ///      Delivered), EscrowDisputeWindowClosed.
+    function openDispute(OrderTerms calldata terms, bytes32 evidenceHash) external;
+
+    /// @notice An ARBITRATOR (not of the buyer's or seller's organisation) decides the dispute
+    ///         before it times out: `buyerShareBps` of what remains is refunded to the buyer,
+    ///         the rest goes to the seller side. `rulingHash` identifies the written ruling.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowMissingRole, EscrowConflictOfInterest,
+    ///      EscrowInvalidState (not Disputed), EscrowInvalidSplit, EscrowDisputeExpired.
+    function resolveDispute(OrderTerms calldata terms, uint16 buyerShareBps, bytes32 rulingHash) external;
+
+    /// @notice Anyone decides a dispute nobody ruled on within `disputeTimeout()` seconds, by the
+    ///         attested facts: if the order had reached Delivered, what remains goes to the seller
+    ///         side; otherwise it is refunded to the buyer. Either party can avoid this outcome
+    ///         only by getting an arbitrator to rule in time.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Disputed), EscrowDisputeNotExpired.
+    function resolveExpiredDispute(OrderTerms calldata terms) external;
+
+    /// @notice Sends the caller's whole credit in `token` to `to`. Returns the amount.
+    /// @dev Reverts with EscrowInvalidAccount (zero `to`), EscrowNothingToWithdraw, or the token's error.
+    function withdraw(address token, address to) external returns (uint256 amount);
+
+    // ------------------------------------------------------------------------------------------
+    // Views
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice The id of the order with these terms (whether or not it was created).
+    function orderIdOf(OrderTerms calldata terms) external pure returns (uint256);
+
+    /// @notice The mutable state of order `orderId` (all zero if unknown).
+    function getOrder(uint256 orderId) external view returns (Order memory);
+
+    /// @notice The FX rate (18 decimals) and its observation time locked by `orderId`, or zeros.
+    function lockedRate(uint256 orderId) external view returns (uint256 rate, uint64 timestamp);
+
+    /// @notice What `account` can withdraw in `token`.
+    function creditOf(address token, address account) external view returns (uint256);
+
+    /// @notice Whether `token` is allowed, and its currency and decimals.
+    function tokenInfo(address token) external view returns (bool allowed, bytes3 currency, uint8 decimals);
+
+    /// @notice The role registry (ConsortiumRegistry).
+    function registry() external view returns (address);
+
+    /// @notice Seconds an arbitrator has to rule before the timeout rule applies.
+    function disputeTimeout() external view returns (uint256);
+
+    /// @notice Number of ORACLE organisations that must sign an FX quote.
+    function fxQuorum() external view returns (uint256);
+
+    /// @notice EIP-712 digest a milestone attester signs.
+    function milestoneDigest(uint256 orderId, uint8 milestone, uint256 duty, address dutyPayee, uint256 deadline)
+        external
+        view
+        returns (bytes32);
+
+    /// @notice EIP-712 digest a customs-return attester signs.
+    function customsReturnDigest(uint256 orderId, uint8 milestone, uint256 deadline) external view returns (bytes32);
+
+    /// @notice EIP-712 digest the buyer signs to confirm delivery.
+    function confirmationDigest(uint256 orderId, uint256 deadline) external view returns (bytes32);
+
+    /// @notice EIP-712 digest an FX oracle signs.
+    function fxRateDigest(bytes3 base, bytes3 quote, uint256 rate, uint64 timestamp, uint256 deadline)
+        external
+        view
+        returns (bytes32);
+}
