@@ -28,8 +28,10 @@ $(STAMP_PY): requirements.lock pyproject.toml
 	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
-$(STAMP_NPM): package-lock.json
-	@npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+# `npm install` with the committed lock installs exactly the locked versions. (`npm ci` refuses
+# here: the registry we can reach serves only this platform's optional anvil binary package.)
+$(STAMP_NPM): package-lock.json package.json
+	@npm install --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
 build: setup
