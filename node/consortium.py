@@ -39,6 +39,8 @@ class Member:
 class ConsortiumSpec:
     threshold: int
     members: tuple[Member, ...]
+    #: The consortium chain's id (optional top-level `chainId`); None where the file has none.
+    chain_id: int | None = None
 
     def founding_members(self) -> list[tuple[str, bytes, bytes, str, list[bytes]]]:
         return [
@@ -54,12 +56,16 @@ def load_consortium(path: Path) -> ConsortiumSpec:
         raise ConsortiumFileError(path, "(file)", exc.strerror or str(exc)) from None
     except ValueError as exc:
         raise ConsortiumFileError(path, "(file)", f"not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConsortiumFileError(path, "(file)", "must be a JSON object with members and threshold")
     members_raw = data.get("members")
     if not isinstance(members_raw, list) or not members_raw:
         raise ConsortiumFileError(path, "members", "must be a non-empty list")
     members = []
     for i, raw in enumerate(members_raw):
         where = f"members[{i}]"
+        if not isinstance(raw, dict):
+            raise ConsortiumFileError(path, where, "must be an object with name, country, account and roles")
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ConsortiumFileError(path, f"{where}.name", "must be a non-empty string")
@@ -70,14 +76,27 @@ def load_consortium(path: Path) -> ConsortiumSpec:
         if not isinstance(account, str) or not is_address(account):
             raise ConsortiumFileError(path, f"{where}.account", "must be a 0x-prefixed account address")
         roles = raw.get("roles", [])
+        if not isinstance(roles, list):
+            raise ConsortiumFileError(path, f"{where}.roles", f"must be a list of role names ({', '.join(ROLES)})")
         unknown = [r for r in roles if r not in ROLES]
-        if not isinstance(roles, list) or unknown:
+        if unknown:
             raise ConsortiumFileError(path, f"{where}.roles", f"unknown roles {unknown}; known: {', '.join(ROLES)}")
         metadata = raw.get("metadataHash", "0x" + "00" * 32)
         if not isinstance(metadata, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", metadata):
             raise ConsortiumFileError(path, f"{where}.metadataHash", "must be 0x followed by 64 hex digits")
         members.append(Member(name, country, to_checksum_address(account), tuple(roles), bytes.fromhex(metadata[2:])))
     threshold = data.get("threshold")
-    if not isinstance(threshold, int) or not 1 <= threshold <= len(members):
+    if not _is_int(threshold) or not 1 <= threshold <= len(members):
         raise ConsortiumFileError(path, "threshold", f"must be a whole number from 1 to {len(members)}")
-    return ConsortiumSpec(threshold, tuple(members))
+    chain_id = data.get("chainId")
+    if chain_id is not None and (not _is_int(chain_id) or not 1 <= chain_id <= MAX_CHAIN_ID):
+        raise ConsortiumFileError(path, "chainId", f"must be a whole number from 1 to {MAX_CHAIN_ID}")
+    return ConsortiumSpec(threshold, tuple(members), chain_id)
+
+
+# Wallets and JavaScript tooling handle chain ids only up to 2^53 - 1 exactly.
+MAX_CHAIN_ID = 2**53 - 1
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

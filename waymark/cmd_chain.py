@@ -15,6 +15,7 @@ from node.chain.errors import DeploymentMissing
 from node.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_PORT, LOG_FILE, devnet_down, devnet_status, devnet_up
 from node.consortium import load_consortium
 from node.devnet.consortium import demo_consortium
+from waymark import cmd_besu
 from waymark.common import (
     AsMember,
     ChainId,
@@ -34,6 +35,7 @@ def register(app: typer.Typer) -> None:
     app.command("deploy")(deploy_command)
     app.command("status")(status_command)
     app.add_typer(devnet_app, name="devnet")
+    cmd_besu.register(devnet_app)
 
 
 def build_command(
