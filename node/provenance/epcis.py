@@ -1,0 +1,1039 @@
+"""EPCIS 2.0 events (JSON-LD binding) as plain dicts: vocabulary, builders, validation.
+
+Events are built and validated as the JSON objects EPCIS 2.0 defines (``type``,
+``eventTime``, ``eventTimeZoneOffset``, ``epcList``, ``action``, ``bizStep``, ...), so what
+is stored, signed, hashed and shown is one thing. CBV 2.0 terms may be written bare
+(``"shipping"``), as CURIEs (``"cbv:BizStep-shipping"``) or as full IRIs; the event hash
+treats all three alike.
+
+Waymark's own vocabulary lives in two namespaces, declared by :data:`WAYMARK_CONTEXT`:
+
+* ``wmc:`` = ``https://ns.waymark.example/customs/`` - customs steps CBV lacks, as bizStep
+  values (``wmc:declared``, ``wmc:cleared``, ``wmc:detained``, ``wmc:returned``,
+  ``wmc:duty_assessed``), customs dispositions (``wmc:held``, ``wmc:released``,
+  ``wmc:refused``) and extension fields (``wmc:declarationId``, ``wmc:customsOffice``,
+  ``wmc:duty`` = ``{wmc:amount, wmc:currency}``, ``wmc:reason``).
+* ``wm:`` = ``https://ns.waymark.example/epcis/`` - document references
+  ``wm:documents`` = ``[{wm:documentType, wm:digest: "sha256:<hex>"}]``.
+
+Document hashes go in the ``wm:documents`` extension, not ``certificationInfo``: the CBV 2.0
+event hash leaves ``certificationInfo`` out of the pre-hash string, so a changed certificate
+would not change the event id; user extensions are hashed.
+
+Validation raises :class:`EpcisValidationError` whose ``field`` is the path of the offending
+value (``epcisBody.eventList[3].epcList[0]``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Mapping, Sequence
+
+from node.errors import WaymarkError
+
+# --- namespaces and contexts --------------------------------------------------------------
+
+EPCIS_CONTEXT_URL = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+CBV_NS = "https://ref.gs1.org/cbv/"
+GS1_VOC_NS = "https://ref.gs1.org/voc/"
+EPCIS_NS = "https://ref.gs1.org/epcis/"
+
+WAYMARK_PREFIX = "wm"
+WAYMARK_NS = "https://ns.waymark.example/epcis/"
+CUSTOMS_PREFIX = "wmc"
+CUSTOMS_NS = "https://ns.waymark.example/customs/"
+
+WAYMARK_CONTEXT: list[Any] = [EPCIS_CONTEXT_URL, {WAYMARK_PREFIX: WAYMARK_NS, CUSTOMS_PREFIX: CUSTOMS_NS}]
+"""The ``@context`` of every event Waymark builds."""
+
+# --- CBV 2.0 vocabulary (terms of the EPCIS 2.0 JSON-LD context) --------------------------
+
+BIZ_STEPS = frozenset(
+    "accepting arriving assembling collecting commissioning consigning creating_class_instance "
+    "cycle_counting decommissioning departing destroying disassembling dispensing encoding "
+    "entering_exiting holding inspecting installing killing loading other packing picking "
+    "receiving removing repackaging repairing replacing reserving retail_selling sampling "
+    "sensor_reporting shipping staging_outbound stock_taking stocking storing transporting "
+    "unloading unpacking void_shipping".split()
+)
+DISPOSITIONS = frozenset(
+    "active available completeness_inferred completeness_verified conformant container_closed "
+    "container_open damaged destroyed dispensed disposed encoded expired in_progress in_transit "
+    "inactive mismatch_class mismatch_instance mismatch_quantity needs_replacement "
+    "no_pedigree_match non_conformant non_sellable_other partially_dispensed recalled reserved "
+    "retail_sold returned sellable_accessible sellable_not_accessible stolen unavailable unknown".split()
+)
+BIZ_TRANSACTION_TYPES = frozenset(
+    "bol cert desadv inv pedigree po poc prodorder recadv rma testprd testres upevt".split()
+)
+SOURCE_DESTINATION_TYPES = frozenset("location owning_party possessing_party".split())
+ERROR_REASONS = frozenset("did_not_occur incorrect_data".split())
+MEASUREMENT_TYPES = frozenset(
+    "AbsoluteHumidity AbsorbedDose AbsorbedDoseRate Acceleration Altitude AmountOfSubstance "
+    "AmountOfSubstancePerUnitVolume Angle AngularAcceleration AngularMomentum AngularVelocity "
+    "Area Capacitance Conductance Conductivity Count Density Dimensionless DoseEquivalent "
+    "DoseEquivalentRate DynamicViscosity ElectricCharge ElectricCurrent ElectricCurrentDensity "
+    "ElectricFieldStrength Energy Exposure Force Frequency Illuminance Inductance Irradiance "
+    "KinematicViscosity Length LinearMomentum Luminance LuminousFlux LuminousIntensity "
+    "MagneticFlux MagneticFluxDensity MagneticVectorPotential Mass MassConcentration "
+    "MassFlowRate MassPerAreaTime MemoryCapacity MolalityOfSolute MolarEnergy MolarMass "
+    "MolarVolume Power Pressure RadiantFlux RadiantIntensity Radioactivity RelativeHumidity "
+    "Resistance Resistivity SolidAngle SpecificVolume Speed SurfaceDensity SurfaceTension "
+    "Temperature Time Torque Voltage Volume VolumeFlowRate VolumeFraction VolumetricFlux "
+    "Wavenumber".split()
+)
+SENSOR_EXCEPTIONS = frozenset(("ALARM_CONDITION", "ERROR_CONDITION"))
+SENSOR_COMPONENTS = frozenset(
+    "x y z axial_distance azimuth height spherical_radius polar_angle elevation_angle easting "
+    "northing latitude longitude altitude".split()
+)
+
+# Bare term -> full IRI, per field kind (what JSON-LD expansion with the EPCIS context gives).
+BIZ_STEP_IRIS = {term: f"{CBV_NS}BizStep-{term}" for term in BIZ_STEPS}
+DISPOSITION_IRIS = {term: f"{CBV_NS}Disp-{term}" for term in DISPOSITIONS}
+BIZ_TRANSACTION_TYPE_IRIS = {term: f"{CBV_NS}BTT-{term}" for term in BIZ_TRANSACTION_TYPES}
+SOURCE_DESTINATION_TYPE_IRIS = {term: f"{CBV_NS}SDT-{term}" for term in SOURCE_DESTINATION_TYPES}
+ERROR_REASON_IRIS = {term: f"{CBV_NS}ER-{term}" for term in ERROR_REASONS}
+MEASUREMENT_TYPE_IRIS = {term: f"{GS1_VOC_NS}{term}" for term in MEASUREMENT_TYPES}
+SENSOR_EXCEPTION_IRIS = {term: f"{GS1_VOC_NS}{term}" for term in SENSOR_EXCEPTIONS}
+SENSOR_COMPONENT_IRIS = {term: f"{CBV_NS}Comp-{term}" for term in SENSOR_COMPONENTS}
+
+STANDARD_PREFIXES = {"cbv": CBV_NS, "gs1": GS1_VOC_NS, "epcis": EPCIS_NS}
+"""Prefixes the EPCIS 2.0 context itself defines (used for CURIEs in vocabulary fields)."""
+
+# --- Waymark customs vocabulary -----------------------------------------------------------
+
+CUSTOMS_STEPS = ("declared", "cleared", "detained", "returned", "duty_assessed")
+CUSTOMS_DISPOSITIONS = ("held", "released", "refused")
+CUSTOMS_STEP_IRIS = {step: f"{CUSTOMS_NS}{step}" for step in CUSTOMS_STEPS}
+CUSTOMS_DISPOSITION_IRIS = {disp: f"{CUSTOMS_NS}{disp}" for disp in CUSTOMS_DISPOSITIONS}
+
+
+def customs_step(step: str) -> str:
+    """The bizStep CURIE of a customs step: ``declared`` -> ``wmc:declared``."""
+    if step not in CUSTOMS_STEPS:
+        raise ValueError(f"unknown customs step {step!r}; one of {', '.join(CUSTOMS_STEPS)}")
+    return f"{CUSTOMS_PREFIX}:{step}"
+
+
+def customs_disposition(disposition: str) -> str:
+    """The disposition CURIE of a customs state: ``held`` -> ``wmc:held``."""
+    if disposition not in CUSTOMS_DISPOSITIONS:
+        raise ValueError(
+            f"unknown customs disposition {disposition!r}; one of {', '.join(CUSTOMS_DISPOSITIONS)}"
+        )
+    return f"{CUSTOMS_PREFIX}:{disposition}"
+
+
+# --- units of measure ---------------------------------------------------------------------
+
+UOM_CELSIUS = "CEL"
+UOM_PERCENT = "P1"  # UN/CEFACT Rec 20 "percent"; relative humidity
+TEMPERATURE_UOMS = frozenset(("CEL", "FAH", "KEL"))
+_UOM_RE = re.compile(r"^[A-Z0-9]{2,3}$")
+
+EVENT_TYPES = ("ObjectEvent", "AggregationEvent", "TransactionEvent", "TransformationEvent")
+ACTIONS = ("ADD", "OBSERVE", "DELETE")
+
+# --- timestamps ---------------------------------------------------------------------------
+
+_TIMESTAMP_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$"
+)
+_OFFSET_RE = re.compile(r"^[+-](?:[01]\d|2[0-3]):[0-5]\d$")
+
+
+def parse_timestamp(text: str) -> tuple[datetime, str]:
+    """Parse an xsd:dateTimeStamp (time zone required); return (UTC datetime, fraction digits).
+
+    The fraction digits are returned as written so that callers can round exactly; the
+    datetime carries microseconds truncated to 6 digits.
+    """
+    match = _TIMESTAMP_RE.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"not an ISO 8601 timestamp with time zone: {text!r}")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    fraction = match.group(7) or ""
+    micro = int((fraction + "000000")[:6])
+    zone = match.group(8)
+    moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone.utc)
+    if zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        moment -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    return moment, fraction
+
+
+def format_timestamp(moment: datetime | str) -> str:
+    """Format a time as EPCIS writes it here: UTC, milliseconds, ``Z``."""
+    if isinstance(moment, str):
+        moment = parse_timestamp(moment)[0]
+    if moment.tzinfo is None:
+        raise ValueError("event times must be time-zone aware")
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def format_offset(moment: datetime | None = None, offset: str | None = None) -> str:
+    """``eventTimeZoneOffset`` (``+HH:MM``) from an explicit offset or an aware datetime."""
+    if offset is not None:
+        if not _OFFSET_RE.match(offset):
+            raise ValueError(f"a time zone offset looks like +01:00, got {offset!r}")
+        return offset
+    if moment is None or moment.utcoffset() is None:
+        return "+00:00"
+    minutes = int(moment.utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class EpcisValidationError(WaymarkError):
+    """An EPCIS document or event is malformed; ``field`` is the path of the bad value."""
+
+    code = "invalid_epcis"
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+# --- builders -----------------------------------------------------------------------------
+
+Json = dict[str, Any]
+
+
+def _ids(values: Iterable[Any]) -> list[str]:
+    out = []
+    for value in values:
+        uri = getattr(value, "canonical_uri", value)
+        out.append(str(uri))
+    return out
+
+
+def _one_id(value: Any) -> str:
+    return str(getattr(value, "canonical_uri", value))
+
+
+def _common(
+    event_type: str,
+    event_time: datetime | str,
+    event_time_zone_offset: str | None,
+) -> Json:
+    offset = event_time_zone_offset
+    if offset is None and isinstance(event_time, datetime):
+        offset = format_offset(event_time)
+    return {
+        "@context": WAYMARK_CONTEXT,
+        "type": event_type,
+        "eventTime": format_timestamp(event_time),
+        "eventTimeZoneOffset": format_offset(offset=offset or "+00:00"),
+    }
+
+
+def _what_where_why(
+    event: Json,
+    *,
+    biz_step: str | None,
+    disposition: str | None,
+    read_point: str | None,
+    biz_location: str | None,
+    biz_transactions: Sequence[Mapping[str, str]] | None,
+    sources: Sequence[Mapping[str, str]] | None,
+    destinations: Sequence[Mapping[str, str]] | None,
+    sensor_elements: Sequence[Json] | None,
+    documents: Sequence[Json] | None,
+    extensions: Mapping[str, Any] | None,
+    ilmd: Mapping[str, Any] | None = None,
+) -> Json:
+    if biz_step is not None:
+        event["bizStep"] = biz_step
+    if disposition is not None:
+        event["disposition"] = disposition
+    if read_point is not None:
+        event["readPoint"] = {"id": read_point}
+    if biz_location is not None:
+        event["bizLocation"] = {"id": biz_location}
+    if biz_transactions:
+        event["bizTransactionList"] = [dict(bt) for bt in biz_transactions]
+    if sources:
+        event["sourceList"] = [dict(s) for s in sources]
+    if destinations:
+        event["destinationList"] = [dict(d) for d in destinations]
+    if sensor_elements:
+        event["sensorElementList"] = list(sensor_elements)
+    if ilmd:
+        event["ilmd"] = dict(ilmd)
+    if documents:
+        event[f"{WAYMARK_PREFIX}:documents"] = list(documents)
+    if extensions:
+        for key, value in extensions.items():
+            if key in event:
+                raise ValueError(f"extension {key!r} would overwrite a standard field")
+            event[key] = value
+    return event
+
+
+def object_event(
+    *,
+    epcs: Iterable[Any],
+    action: str,
+    event_time: datetime | str,
+    event_time_zone_offset: str | None = None,
+    biz_step: str | None = None,
+    disposition: str | None = None,
+    read_point: str | None = None,
+    biz_location: str | None = None,
+    biz_transactions: Sequence[Mapping[str, str]] | None = None,
+    sources: Sequence[Mapping[str, str]] | None = None,
+    destinations: Sequence[Mapping[str, str]] | None = None,
+    sensor_elements: Sequence[Json] | None = None,
+    documents: Sequence[Json] | None = None,
+    ilmd: Mapping[str, Any] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> Json:
+    """An ObjectEvent about units/containers (ids or UnitId/ContainerId objects)."""
+    event = _common("ObjectEvent", event_time, event_time_zone_offset)
+    event["epcList"] = _ids(epcs)
+    event["action"] = action
+    return _what_where_why(
+        event,
+        biz_step=biz_step,
+        disposition=disposition,
+        read_point=read_point,
+        biz_location=biz_location,
+        biz_transactions=biz_transactions,
+        sources=sources,
+        destinations=destinations,
+        sensor_elements=sensor_elements,
+        documents=documents,
+        extensions=extensions,
+        ilmd=ilmd,
+    )
+
+
+def aggregation_event(
+    *,
+    parent_id: Any,
+    child_epcs: Iterable[Any],
+    action: str,
+    event_time: datetime | str,
+    event_time_zone_offset: str | None = None,
+    biz_step: str | None = None,
+    disposition: str | None = None,
+    read_point: str | None = None,
+    biz_location: str | None = None,
+    biz_transactions: Sequence[Mapping[str, str]] | None = None,
+    sources: Sequence[Mapping[str, str]] | None = None,
+    destinations: Sequence[Mapping[str, str]] | None = None,
+    sensor_elements: Sequence[Json] | None = None,
+    documents: Sequence[Json] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> Json:
+    """An AggregationEvent: ``child_epcs`` packed into (ADD) or out of (DELETE) ``parent_id``."""
+    event = _common("AggregationEvent", event_time, event_time_zone_offset)
+    event["parentID"] = _one_id(parent_id)
+    children = _ids(child_epcs)
+    if children:
+        event["childEPCs"] = children
+    event["action"] = action
+    return _what_where_why(
+        event,
+        biz_step=biz_step,
+        disposition=disposition,
+        read_point=read_point,
+        biz_location=biz_location,
+        biz_transactions=biz_transactions,
+        sources=sources,
+        destinations=destinations,
+        sensor_elements=sensor_elements,
+        documents=documents,
+        extensions=extensions,
+    )
+
+
+def transaction_event(
+    *,
+    biz_transactions: Sequence[Mapping[str, str]],
+    epcs: Iterable[Any],
+    action: str,
+    event_time: datetime | str,
+    parent_id: Any | None = None,
+    event_time_zone_offset: str | None = None,
+    biz_step: str | None = None,
+    disposition: str | None = None,
+    read_point: str | None = None,
+    biz_location: str | None = None,
+    sources: Sequence[Mapping[str, str]] | None = None,
+    destinations: Sequence[Mapping[str, str]] | None = None,
+    sensor_elements: Sequence[Json] | None = None,
+    documents: Sequence[Json] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> Json:
+    """A TransactionEvent tying objects to business transactions (PO, invoice, ...)."""
+    event = _common("TransactionEvent", event_time, event_time_zone_offset)
+    if parent_id is not None:
+        event["parentID"] = _one_id(parent_id)
+    event["epcList"] = _ids(epcs)
+    event["action"] = action
+    return _what_where_why(
+        event,
+        biz_step=biz_step,
+        disposition=disposition,
+        read_point=read_point,
+        biz_location=biz_location,
+        biz_transactions=biz_transactions,
+        sources=sources,
+        destinations=destinations,
+        sensor_elements=sensor_elements,
+        documents=documents,
+        extensions=extensions,
+    )
+
+
+def transformation_event(
+    *,
+    input_epcs: Iterable[Any],
+    output_epcs: Iterable[Any],
+    event_time: datetime | str,
+    transformation_id: str | None = None,
+    event_time_zone_offset: str | None = None,
+    biz_step: str | None = None,
+    disposition: str | None = None,
+    read_point: str | None = None,
+    biz_location: str | None = None,
+    biz_transactions: Sequence[Mapping[str, str]] | None = None,
+    sources: Sequence[Mapping[str, str]] | None = None,
+    destinations: Sequence[Mapping[str, str]] | None = None,
+    sensor_elements: Sequence[Json] | None = None,
+    documents: Sequence[Json] | None = None,
+    ilmd: Mapping[str, Any] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> Json:
+    """A TransformationEvent: inputs consumed, outputs produced (no ``action``)."""
+    event = _common("TransformationEvent", event_time, event_time_zone_offset)
+    inputs, outputs = _ids(input_epcs), _ids(output_epcs)
+    if inputs:
+        event["inputEPCList"] = inputs
+    if outputs:
+        event["outputEPCList"] = outputs
+    if transformation_id is not None:
+        event["transformationID"] = transformation_id
+    return _what_where_why(
+        event,
+        biz_step=biz_step,
+        disposition=disposition,
+        read_point=read_point,
+        biz_location=biz_location,
+        biz_transactions=biz_transactions,
+        sources=sources,
+        destinations=destinations,
+        sensor_elements=sensor_elements,
+        documents=documents,
+        extensions=extensions,
+        ilmd=ilmd,
+    )
+
+
+def biz_transaction(transaction_id: str, transaction_type: str | None = None) -> dict[str, str]:
+    """An entry of ``bizTransactionList`` (type: a CBV term such as ``po``, ``inv``)."""
+    entry = {"bizTransaction": transaction_id}
+    if transaction_type is not None:
+        entry = {"type": transaction_type, **entry}
+    return entry
+
+
+def sensor_report(
+    measurement_type: str,
+    value: float | int,
+    uom: str,
+    *,
+    time: datetime | str | None = None,
+    device_id: str | None = None,
+    exception: str | None = None,
+) -> Json:
+    """One ``sensorReport`` entry (measurement type is a GS1 term: Temperature, ...)."""
+    report: Json = {"type": measurement_type}
+    if exception is not None:
+        report["exception"] = exception
+    if device_id is not None:
+        report["deviceID"] = device_id
+    if time is not None:
+        report["time"] = format_timestamp(time)
+    report["value"] = value
+    report["uom"] = uom
+    return report
+
+
+def temperature(value: float | int, **kwargs: Any) -> Json:
+    """A temperature reading in degrees Celsius (UN/CEFACT ``CEL``)."""
+    return sensor_report("Temperature", value, UOM_CELSIUS, **kwargs)
+
+
+def relative_humidity(value: float | int, **kwargs: Any) -> Json:
+    """A relative humidity reading in percent (UN/CEFACT ``P1``)."""
+    return sensor_report("RelativeHumidity", value, UOM_PERCENT, **kwargs)
+
+
+def sensor_element(
+    reports: Sequence[Json],
+    *,
+    time: datetime | str | None = None,
+    start_time: datetime | str | None = None,
+    end_time: datetime | str | None = None,
+    device_id: str | None = None,
+) -> Json:
+    """A ``sensorElementList`` entry: optional metadata plus reports."""
+    element: Json = {}
+    metadata: Json = {}
+    if time is not None:
+        metadata["time"] = format_timestamp(time)
+    if start_time is not None:
+        metadata["startTime"] = format_timestamp(start_time)
+    if end_time is not None:
+        metadata["endTime"] = format_timestamp(end_time)
+    if device_id is not None:
+        metadata["deviceID"] = device_id
+    if metadata:
+        element["sensorMetadata"] = metadata
+    element["sensorReport"] = list(reports)
+    return element
+
+
+_HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def document_ref(document_type: str, sha256_hex: str) -> Json:
+    """A ``wm:documents`` entry: the type of a document and the SHA-256 of its content.
+
+    The digest is written ``sha256:<hex>`` so that no hash is ever read as a number by the
+    CBV canonicalisation (an all-digit hex string would be).
+    """
+    digest = sha256_hex.lower()
+    if not _HEX64_RE.match(digest):
+        raise ValueError(f"a SHA-256 digest has 64 hex digits, got {sha256_hex!r}")
+    return {f"{WAYMARK_PREFIX}:documentType": document_type, f"{WAYMARK_PREFIX}:digest": f"sha256:{digest}"}
+
+
+def customs_fields(
+    *,
+    declaration_id: str | None = None,
+    customs_office: str | None = None,
+    duty_amount: str | None = None,
+    duty_currency: str | None = None,
+    reason: str | None = None,
+) -> Json:
+    """Customs extension fields (``wmc:``) to pass as ``extensions=``.
+
+    ``duty_amount`` is a decimal string (``"125.50"``) in ``duty_currency`` (ISO 4217).
+    """
+    fields: Json = {}
+    if declaration_id is not None:
+        fields[f"{CUSTOMS_PREFIX}:declarationId"] = declaration_id
+    if customs_office is not None:
+        fields[f"{CUSTOMS_PREFIX}:customsOffice"] = customs_office
+    if duty_amount is not None or duty_currency is not None:
+        if duty_amount is None or duty_currency is None:
+            raise ValueError("a duty needs both an amount and a currency")
+        fields[f"{CUSTOMS_PREFIX}:duty"] = {
+            f"{CUSTOMS_PREFIX}:amount": duty_amount,
+            f"{CUSTOMS_PREFIX}:currency": duty_currency,
+        }
+    if reason is not None:
+        fields[f"{CUSTOMS_PREFIX}:reason"] = reason
+    return fields
+
+
+def epcis_document(events: Sequence[Json], creation_date: datetime | str | None = None) -> Json:
+    """Wrap events in an EPCISDocument (``schemaVersion`` 2.0)."""
+    created = creation_date if creation_date is not None else datetime.now(timezone.utc)
+    body_events = []
+    for event in events:
+        stripped = {k: v for k, v in event.items() if k != "@context"}
+        body_events.append(stripped)
+    return {
+        "@context": WAYMARK_CONTEXT,
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": format_timestamp(created),
+        "epcisBody": {"eventList": body_events},
+    }
+
+
+def document_events(document: Mapping[str, Any]) -> list[Json]:
+    """The events of an EPCISDocument, each with the document's ``@context`` merged in."""
+    body = document.get("epcisBody") or {}
+    events = body.get("eventList")
+    if events is None and "event" in body:
+        events = [body["event"]]
+    context = document.get("@context")
+    out = []
+    for event in events or []:
+        if "@context" not in event and context is not None:
+            event = {"@context": context, **event}
+        out.append(event)
+    return out
+
+
+# --- validation ---------------------------------------------------------------------------
+
+_ABSOLUTE_URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
+_CURIE_KEY_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*):([^\s/][^\s]*)$")
+_NUMERIC_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+
+_STANDARD_KEYS = {
+    "@context", "type", "eventTime", "eventTimeZoneOffset", "recordTime", "eventID",
+    "certificationInfo", "errorDeclaration", "parentID", "epcList", "inputEPCList", "childEPCs",
+    "quantityList", "childQuantityList", "inputQuantityList", "outputEPCList",
+    "outputQuantityList", "action", "transformationID", "bizStep", "disposition",
+    "persistentDisposition", "readPoint", "bizLocation", "bizTransactionList", "sourceList",
+    "destinationList", "sensorElementList", "ilmd",
+}
+_ALLOWED_BY_TYPE = {
+    "ObjectEvent": {"epcList", "quantityList", "action", "ilmd"},
+    "AggregationEvent": {"parentID", "childEPCs", "childQuantityList", "action"},
+    "TransactionEvent": {"parentID", "epcList", "quantityList", "action"},
+    "TransformationEvent": {
+        "inputEPCList", "inputQuantityList", "outputEPCList", "outputQuantityList",
+        "transformationID", "ilmd",
+    },
+}
+_TYPE_SPECIFIC = set().union(*_ALLOWED_BY_TYPE.values())
+
+
+def context_prefixes(context: Any) -> dict[str, str]:
+    """Prefix -> IRI declared by a JSON-LD ``@context`` (remote context URLs declare none here)."""
+    found: dict[str, str] = {}
+    items = context if isinstance(context, list) else [context]
+    for item in items:
+        if isinstance(item, Mapping):
+            for key, value in item.items():
+                if key.startswith("@"):
+                    continue
+                if isinstance(value, str):
+                    found[key] = value
+                elif isinstance(value, Mapping) and isinstance(value.get("@id"), str):
+                    found[key] = value["@id"]
+    return found
+
+
+class _Validator:
+    def __init__(self, prefixes: Mapping[str, str]) -> None:
+        self.prefixes = prefixes
+
+    # helpers
+    def fail(self, path: str, problem: str) -> None:
+        raise EpcisValidationError(path, problem)
+
+    def string(self, path: str, value: Any) -> str:
+        if not isinstance(value, str):
+            self.fail(path, f"expected a string, got {type(value).__name__}")
+        if not value.strip():
+            self.fail(path, "empty string")
+        return value
+
+    def uri(self, path: str, value: Any) -> str:
+        text = self.string(path, value)
+        if not _ABSOLUTE_URI_RE.match(text):
+            self.fail(path, f"expected an absolute URI, got {text!r}")
+        return text
+
+    def object_id(self, path: str, value: Any, *, instance: bool) -> None:
+        from node.provenance.gs1 import InvalidIdentifier, parse_digital_link, parse_identifier
+
+        text = self.uri(path, value)
+        lowered = text.lower()
+        gs1_like = lowered.startswith(("urn:epc:id:sgtin:", "urn:epc:id:sscc:")) or (
+            lowered.startswith(("https://", "http://"))
+            and re.search(r"/(01|00|gtin|sscc)/\d", text) is not None
+        )
+        if not gs1_like:
+            return
+        try:
+            if instance:
+                parse_identifier(text)
+            elif not lowered.startswith("urn:"):
+                # a class id (GTIN, GTIN+lot) is fine; a malformed key is not
+                if "/21/" in text or "/ser/" in text or "/00/" in text or "/sscc/" in text:
+                    parse_digital_link(text)
+        except InvalidIdentifier as error:
+            self.fail(path, error.problem)
+
+    def timestamp(self, path: str, value: Any) -> None:
+        text = self.string(path, value)
+        try:
+            parse_timestamp(text)
+        except ValueError:
+            self.fail(path, f"expected an ISO 8601 timestamp with time zone, got {text!r}")
+
+    def nonempty_list(self, path: str, value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            self.fail(path, f"expected a list, got {type(value).__name__}")
+        if not value:
+            self.fail(path, "empty list")
+        return value  # type: ignore[no-any-return]
+
+    def mapping(self, path: str, value: Any) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(path, f"expected an object, got {type(value).__name__}")
+        return value  # type: ignore[no-any-return]
+
+    def number(self, path: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(path, f"expected a number, got {type(value).__name__}")
+        if value != value or value in (float("inf"), float("-inf")):
+            self.fail(path, "not a finite number")
+
+    def vocab(
+        self, path: str, value: Any, terms: Iterable[str], extra_iris: Iterable[str] = (), what: str = "term"
+    ) -> None:
+        text = self.string(path, value)
+        if text in terms:
+            return
+        expanded = self.expand(text)
+        if expanded in extra_iris:
+            return
+        if ":" in text and _ABSOLUTE_URI_RE.match(text):
+            prefix = text.split(":", 1)[0]
+            if prefix in ("wm", "wmc") and prefix not in self.prefixes:
+                self.fail(path, f"prefix {prefix!r} is not declared in @context")
+            if prefix == CUSTOMS_PREFIX and expanded not in extra_iris:
+                self.fail(path, f"unknown Waymark customs {what} {text!r}")
+            return
+        self.fail(path, f"unknown {what} {text!r}")
+
+    def expand(self, text: str) -> str:
+        prefix, sep, rest = text.partition(":")
+        if sep and not rest.startswith("//"):
+            iri = self.prefixes.get(prefix) or STANDARD_PREFIXES.get(prefix)
+            if iri:
+                return iri + rest
+        return text
+
+    # event
+    def event(self, path: str, event: Any) -> None:
+        event = self.mapping(path, event)
+        if "@context" in event:
+            merged = dict(self.prefixes)
+            merged.update(context_prefixes(event["@context"]))
+            self.prefixes = merged
+        event_type = event.get("type")
+        if event_type not in EVENT_TYPES:
+            self.fail(f"{path}.type", f"expected one of {', '.join(EVENT_TYPES)}, got {event_type!r}")
+        for key, value in event.items():
+            if value is None:
+                self.fail(f"{path}.{key}", "null is not allowed")
+        if "eventTime" not in event:
+            self.fail(f"{path}.eventTime", "required")
+        self.timestamp(f"{path}.eventTime", event["eventTime"])
+        if "eventTimeZoneOffset" not in event:
+            self.fail(f"{path}.eventTimeZoneOffset", "required")
+        offset = self.string(f"{path}.eventTimeZoneOffset", event["eventTimeZoneOffset"])
+        if not _OFFSET_RE.match(offset):
+            self.fail(f"{path}.eventTimeZoneOffset", f"expected +HH:MM or -HH:MM, got {offset!r}")
+        if "recordTime" in event:
+            self.timestamp(f"{path}.recordTime", event["recordTime"])
+        if "eventID" in event:
+            self.uri(f"{path}.eventID", event["eventID"])
+        if "certificationInfo" in event:
+            self.uri(f"{path}.certificationInfo", event["certificationInfo"])
+        if "errorDeclaration" in event:
+            self.error_declaration(f"{path}.errorDeclaration", event["errorDeclaration"])
+
+        allowed = _ALLOWED_BY_TYPE[event_type]
+        for key in event:
+            if key in _TYPE_SPECIFIC and key not in allowed:
+                self.fail(f"{path}.{key}", f"not a field of {event_type}")
+            if key not in _STANDARD_KEYS:
+                self.extension_key(f"{path}.{key}", key)
+                self.extension_value(f"{path}.{key}", key, event[key])
+
+        action = event.get("action")
+        if event_type == "TransformationEvent":
+            pass
+        elif action is None:
+            self.fail(f"{path}.action", "required")
+        elif action not in ACTIONS:
+            self.fail(f"{path}.action", f"expected one of {', '.join(ACTIONS)}, got {action!r}")
+
+        for key in ("epcList", "childEPCs", "inputEPCList", "outputEPCList"):
+            if key in event:
+                items = event[key]
+                if not isinstance(items, list):
+                    self.fail(f"{path}.{key}", "expected a list")
+                for i, item in enumerate(items):
+                    self.object_id(f"{path}.{key}[{i}]", item, instance=True)
+        if "parentID" in event:
+            self.object_id(f"{path}.parentID", event["parentID"], instance=True)
+        for key in ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList"):
+            if key in event:
+                self.quantity_list(f"{path}.{key}", event[key])
+
+        def has(*keys: str) -> bool:
+            return any(event.get(k) for k in keys)
+
+        if event_type == "ObjectEvent" and not has("epcList", "quantityList"):
+            self.fail(f"{path}.epcList", "an ObjectEvent needs epcList or quantityList")
+        if event_type == "AggregationEvent":
+            if action in ("ADD", "DELETE") and "parentID" not in event:
+                self.fail(f"{path}.parentID", f"required when action is {action}")
+            if action == "ADD" and not has("childEPCs", "childQuantityList"):
+                self.fail(f"{path}.childEPCs", "an ADD aggregation needs childEPCs or childQuantityList")
+        if event_type == "TransactionEvent":
+            if not event.get("bizTransactionList"):
+                self.fail(f"{path}.bizTransactionList", "a TransactionEvent needs at least one bizTransaction")
+            if not has("epcList", "quantityList", "parentID"):
+                self.fail(f"{path}.epcList", "a TransactionEvent needs epcList, quantityList or parentID")
+        if event_type == "TransformationEvent":
+            if "transformationID" in event:
+                self.uri(f"{path}.transformationID", event["transformationID"])
+            elif not (has("inputEPCList", "inputQuantityList") and has("outputEPCList", "outputQuantityList")):
+                self.fail(
+                    f"{path}.inputEPCList",
+                    "a TransformationEvent needs inputs and outputs, or a transformationID",
+                )
+
+        if "bizStep" in event:
+            self.vocab(f"{path}.bizStep", event["bizStep"], BIZ_STEPS,
+                       set(BIZ_STEP_IRIS.values()) | set(CUSTOMS_STEP_IRIS.values()), "bizStep")
+        if "disposition" in event:
+            self.vocab(f"{path}.disposition", event["disposition"], DISPOSITIONS,
+                       set(DISPOSITION_IRIS.values()) | set(CUSTOMS_DISPOSITION_IRIS.values()),
+                       "disposition")
+        if "persistentDisposition" in event:
+            pd = self.mapping(f"{path}.persistentDisposition", event["persistentDisposition"])
+            for key, items in pd.items():
+                if key not in ("set", "unset"):
+                    self.fail(f"{path}.persistentDisposition.{key}", "expected set or unset")
+                for i, item in enumerate(self.nonempty_list(f"{path}.persistentDisposition.{key}", items)):
+                    self.vocab(f"{path}.persistentDisposition.{key}[{i}]", item, DISPOSITIONS,
+                               set(DISPOSITION_IRIS.values()), "disposition")
+        for key in ("readPoint", "bizLocation"):
+            if key in event:
+                location = self.mapping(f"{path}.{key}", event[key])
+                if "id" not in location:
+                    self.fail(f"{path}.{key}.id", "required")
+                self.uri(f"{path}.{key}.id", location["id"])
+                for sub in location:
+                    if sub != "id":
+                        self.extension_key(f"{path}.{key}.{sub}", sub)
+        if "bizTransactionList" in event:
+            self.typed_list(f"{path}.bizTransactionList", event["bizTransactionList"], "bizTransaction",
+                            BIZ_TRANSACTION_TYPES, set(BIZ_TRANSACTION_TYPE_IRIS.values()), type_required=False)
+        if "sourceList" in event:
+            self.typed_list(f"{path}.sourceList", event["sourceList"], "source",
+                            SOURCE_DESTINATION_TYPES, set(SOURCE_DESTINATION_TYPE_IRIS.values()), type_required=True)
+        if "destinationList" in event:
+            self.typed_list(f"{path}.destinationList", event["destinationList"], "destination",
+                            SOURCE_DESTINATION_TYPES, set(SOURCE_DESTINATION_TYPE_IRIS.values()), type_required=True)
+        if "sensorElementList" in event:
+            for i, element in enumerate(self.nonempty_list(f"{path}.sensorElementList", event["sensorElementList"])):
+                self.sensor_element(f"{path}.sensorElementList[{i}]", element)
+        if "ilmd" in event:
+            ilmd = self.mapping(f"{path}.ilmd", event["ilmd"])
+            for key, value in ilmd.items():
+                self.extension_key(f"{path}.ilmd.{key}", key)
+                self.extension_value(f"{path}.ilmd.{key}", key, value)
+
+    def error_declaration(self, path: str, value: Any) -> None:
+        declaration = self.mapping(path, value)
+        if "declarationTime" not in declaration:
+            self.fail(f"{path}.declarationTime", "required")
+        self.timestamp(f"{path}.declarationTime", declaration["declarationTime"])
+        if "reason" in declaration:
+            self.vocab(f"{path}.reason", declaration["reason"], ERROR_REASONS,
+                       set(ERROR_REASON_IRIS.values()), "error reason")
+        if "correctiveEventIDs" in declaration:
+            items = declaration["correctiveEventIDs"]
+            if not isinstance(items, list):
+                self.fail(f"{path}.correctiveEventIDs", "expected a list")
+            for i, item in enumerate(items):
+                self.uri(f"{path}.correctiveEventIDs[{i}]", item)
+
+    def quantity_list(self, path: str, value: Any) -> None:
+        for i, element in enumerate(self.nonempty_list(path, value)):
+            element = self.mapping(f"{path}[{i}]", element)
+            if "epcClass" not in element:
+                self.fail(f"{path}[{i}].epcClass", "required")
+            self.object_id(f"{path}[{i}].epcClass", element["epcClass"], instance=False)
+            if "quantity" in element:
+                self.number(f"{path}[{i}].quantity", element["quantity"])
+                if element["quantity"] < 0:
+                    self.fail(f"{path}[{i}].quantity", "negative quantity")
+            if "uom" in element:
+                if "quantity" not in element:
+                    self.fail(f"{path}[{i}].uom", "a unit of measure needs a quantity")
+                self.uom(f"{path}[{i}].uom", element["uom"])
+
+    def uom(self, path: str, value: Any) -> None:
+        text = self.string(path, value)
+        if not _UOM_RE.match(text):
+            self.fail(path, f"expected a UN/CEFACT Rec 20 unit code (e.g. CEL, P1, KGM), got {text!r}")
+
+    def typed_list(
+        self, path: str, value: Any, id_key: str, terms: frozenset[str], iris: set[str], *, type_required: bool
+    ) -> None:
+        for i, element in enumerate(self.nonempty_list(path, value)):
+            element = self.mapping(f"{path}[{i}]", element)
+            if id_key not in element:
+                self.fail(f"{path}[{i}].{id_key}", "required")
+            self.uri(f"{path}[{i}].{id_key}", element[id_key])
+            if "type" in element:
+                self.vocab(f"{path}[{i}].type", element["type"], terms, iris, f"{id_key} type")
+            elif type_required:
+                self.fail(f"{path}[{i}].type", "required")
+            for key in element:
+                if key not in ("type", id_key):
+                    self.extension_key(f"{path}[{i}].{key}", key)
+
+    def sensor_element(self, path: str, value: Any) -> None:
+        element = self.mapping(path, value)
+        if "sensorMetadata" in element:
+            metadata = self.mapping(f"{path}.sensorMetadata", element["sensorMetadata"])
+            for key, item in metadata.items():
+                sub = f"{path}.sensorMetadata.{key}"
+                if key in ("time", "startTime", "endTime"):
+                    self.timestamp(sub, item)
+                elif key in ("deviceID", "deviceMetadata", "rawData", "dataProcessingMethod", "bizRules"):
+                    self.uri(sub, item)
+                else:
+                    self.extension_key(sub, key)
+        if "sensorReport" not in element:
+            self.fail(f"{path}.sensorReport", "required")
+        for i, report in enumerate(self.nonempty_list(f"{path}.sensorReport", element["sensorReport"])):
+            self.sensor_report(f"{path}.sensorReport[{i}]", report)
+        for key in element:
+            if key not in ("sensorMetadata", "sensorReport"):
+                self.extension_key(f"{path}.{key}", key)
+
+    def sensor_report(self, path: str, value: Any) -> None:
+        report = self.mapping(path, value)
+        if "type" not in report and "exception" not in report:
+            self.fail(f"{path}.type", "required")
+        if "type" in report:
+            self.vocab(f"{path}.type", report["type"], MEASUREMENT_TYPES,
+                       set(MEASUREMENT_TYPE_IRIS.values()), "measurement type")
+        if "exception" in report:
+            self.vocab(f"{path}.exception", report["exception"], SENSOR_EXCEPTIONS,
+                       set(SENSOR_EXCEPTION_IRIS.values()), "sensor exception")
+        for key in ("value", "minValue", "maxValue", "meanValue", "sDev", "percRank", "percValue"):
+            if key in report:
+                self.number(f"{path}.{key}", report[key])
+        if "booleanValue" in report and not isinstance(report["booleanValue"], bool):
+            self.fail(f"{path}.booleanValue", "expected true or false")
+        if "time" in report:
+            self.timestamp(f"{path}.time", report["time"])
+        if "uom" in report:
+            self.uom(f"{path}.uom", report["uom"])
+            measured = self.expand(str(report.get("type", "")))
+            if measured in ("Temperature", MEASUREMENT_TYPE_IRIS["Temperature"]) and report["uom"] not in TEMPERATURE_UOMS:
+                self.fail(f"{path}.uom", f"a temperature is in CEL, FAH or KEL, got {report['uom']!r}")
+            if measured in ("RelativeHumidity", MEASUREMENT_TYPE_IRIS["RelativeHumidity"]) and report["uom"] != UOM_PERCENT:
+                self.fail(f"{path}.uom", f"relative humidity is in P1 (percent), got {report['uom']!r}")
+        elif any(k in report for k in ("value", "minValue", "maxValue", "meanValue")):
+            self.fail(f"{path}.uom", "a numeric reading needs a unit of measure")
+        if "component" in report:
+            self.vocab(f"{path}.component", report["component"], SENSOR_COMPONENTS,
+                       set(SENSOR_COMPONENT_IRIS.values()), "component")
+        standard = {
+            "type", "exception", "deviceID", "deviceMetadata", "rawData", "dataProcessingMethod",
+            "time", "microorganism", "chemicalSubstance", "value", "component", "stringValue",
+            "booleanValue", "hexBinaryValue", "uriValue", "minValue", "maxValue", "meanValue",
+            "sDev", "percRank", "percValue", "uom", "coordinateReferenceSystem",
+        }
+        for key in report:
+            if key not in standard:
+                self.extension_key(f"{path}.{key}", key)
+
+    # extensions
+    def extension_key(self, path: str, key: str) -> None:
+        match = _CURIE_KEY_RE.match(key)
+        if match is None:
+            self.fail(path, f"unknown field {key!r} (extension fields are prefix:name with the prefix declared in @context)")
+        prefix = match.group(1)
+        if prefix not in self.prefixes and prefix != "cbvmda":
+            self.fail(path, f"prefix {prefix!r} of extension field {key!r} is not declared in @context")
+
+    def extension_value(self, path: str, key: str, value: Any) -> None:
+        if value is None:
+            self.fail(path, "null is not allowed")
+        if isinstance(value, Mapping):
+            for sub_key, sub_value in value.items():
+                self.extension_key(f"{path}.{sub_key}", sub_key)
+                self.extension_value(f"{path}.{sub_key}", sub_key, sub_value)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                self.extension_value(f"{path}[{i}]", key, item)
+        elif isinstance(value, str):
+            # The CBV hash reads numeric-looking strings as numbers; past 15 significant
+            # digits a float loses digits, so two different values could hash alike.
+            if _NUMERIC_RE.match(value.strip()):
+                significant = re.sub(r"[^0-9]", "", value.split("e")[0].split("E")[0]).lstrip("0")
+                if len(significant) > 15:
+                    self.fail(path, "numeric string with more than 15 significant digits loses "
+                                    "precision in the CBV event hash; prefix it with a non-digit")
+        elif isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                self.fail(path, "not a finite number")
+        if key == f"{WAYMARK_PREFIX}:documents":
+            self.documents(path, value)
+        elif key == f"{CUSTOMS_PREFIX}:duty":
+            self.duty(path, value)
+
+    def documents(self, path: str, value: Any) -> None:
+        for i, entry in enumerate(self.nonempty_list(path, value)):
+            entry = self.mapping(f"{path}[{i}]", entry)
+            type_key, digest_key = f"{WAYMARK_PREFIX}:documentType", f"{WAYMARK_PREFIX}:digest"
+            if type_key not in entry:
+                self.fail(f"{path}[{i}].{type_key}", "required")
+            self.string(f"{path}[{i}].{type_key}", entry[type_key])
+            if digest_key not in entry:
+                self.fail(f"{path}[{i}].{digest_key}", "required")
+            digest = self.string(f"{path}[{i}].{digest_key}", entry[digest_key])
+            if not (digest.startswith("sha256:") and _HEX64_RE.match(digest[7:])):
+                self.fail(f"{path}[{i}].{digest_key}", f"expected sha256:<64 lowercase hex>, got {digest!r}")
+
+    def duty(self, path: str, value: Any) -> None:
+        duty = self.mapping(path, value)
+        amount_key, currency_key = f"{CUSTOMS_PREFIX}:amount", f"{CUSTOMS_PREFIX}:currency"
+        amount = self.string(f"{path}.{amount_key}", duty.get(amount_key))
+        if not re.match(r"^\d+(\.\d+)?$", amount):
+            self.fail(f"{path}.{amount_key}", f"expected a decimal string like 125.50, got {amount!r}")
+        currency = self.string(f"{path}.{currency_key}", duty.get(currency_key))
+        if not re.match(r"^[A-Z]{3}$", currency):
+            self.fail(f"{path}.{currency_key}", f"expected an ISO 4217 code like EUR, got {currency!r}")
+
+
+def validate_event(event: Mapping[str, Any], *, path: str = "event", context: Any = None) -> None:
+    """Validate one event; raise :class:`EpcisValidationError` naming the field path.
+
+    ``context`` is the enclosing document's ``@context`` when the event has none itself.
+    """
+    _Validator(context_prefixes(context) if context is not None else {}).event(path, event)
+
+
+def validate_document(document: Mapping[str, Any]) -> None:
+    """Validate an EPCISDocument and all its events."""
+    validator = _Validator({})
+    doc = validator.mapping("document", document)
+    if doc.get("type") != "EPCISDocument":
+        validator.fail("type", f"expected EPCISDocument, got {doc.get('type')!r}")
+    if str(doc.get("schemaVersion")) != "2.0":
+        validator.fail("schemaVersion", f"expected \"2.0\", got {doc.get('schemaVersion')!r}")
+    if "creationDate" not in doc:
+        validator.fail("creationDate", "required")
+    validator.timestamp("creationDate", doc["creationDate"])
+    context = doc.get("@context")
+    if context is None:
+        validator.fail("@context", "required")
+    urls = [c for c in (context if isinstance(context, list) else [context]) if isinstance(c, str)]
+    if not any("epcis-context" in url for url in urls):
+        validator.fail("@context", "must include the EPCIS 2.0 JSON-LD context")
+    body = validator.mapping("epcisBody", doc.get("epcisBody"))
+    events = validator.nonempty_list("epcisBody.eventList", body.get("eventList"))
+    prefixes = context_prefixes(context)
+    for i, event in enumerate(events):
+        _Validator(dict(prefixes)).event(f"epcisBody.eventList[{i}]", event)
