@@ -1,0 +1,82 @@
+"""Tables of the buyer side: the scan log, ownership claims, claim codes, clone alerts.
+
+Nothing here is personal data: a scan keeps a coarse region (a country code), a salted hash
+of the scanning device and a time; a claim keeps how it was proven (an escrow order id and
+the buyer's account, or only the hash of the one-time code from inside the packaging).
+Migration: node/db/migrations/versions/0002_scans_claims_alerts.py.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from node.db.models import Base, BigId
+
+
+class Scan(Base):
+    """One resolution of a code by a buyer's device."""
+
+    __tablename__ = "scans"
+    __table_args__ = (Index("ix_scans_unit_key_at_ms", "unit_key", "at_ms"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # Canonical id on id.gs1.org (the form events use), e.g. https://id.gs1.org/01/<gtin>/21/<serial>.
+    unit_key: Mapped[str] = mapped_column(String(512))
+    gtin: Mapped[str | None] = mapped_column(String(14))
+    known: Mapped[bool] = mapped_column(Boolean)
+    # ISO 3166-1 alpha-2 country, or NULL when neither stated nor derivable.
+    region: Mapped[str | None] = mapped_column(String(2))
+    # stated (by the client) | proxy (a trusted proxy's header) | language (Accept-Language) | none
+    region_source: Mapped[str] = mapped_column(String(8))
+    # HMAC-SHA256(server salt, device id) truncated to 16 bytes; the device id itself is never stored.
+    device_hash: Mapped[bytes] = mapped_column(LargeBinary(16))
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    # Clone rules this scan tripped, comma-separated ('' for none).
+    flags: Mapped[str] = mapped_column(String(160), default="")
+
+
+class OwnershipClaim(Base):
+    """A unit claimed by its buyer; at most one claim per unit."""
+
+    __tablename__ = "ownership_claims"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    unit_key: Mapped[str] = mapped_column(String(512), unique=True)
+    method: Mapped[str] = mapped_column(String(8))  # code | escrow
+    order_id: Mapped[str | None] = mapped_column(String(66))
+    owner: Mapped[str | None] = mapped_column(String(42))  # buyer account, escrow claims only
+    device_hash: Mapped[bytes | None] = mapped_column(LargeBinary(16))
+    claimed_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ClaimCode(Base):
+    """The hash of the one-time code a manufacturer put inside a unit's packaging."""
+
+    __tablename__ = "claim_codes"
+
+    unit_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    org_id: Mapped[int] = mapped_column(BigInteger)
+    registered_by: Mapped[str] = mapped_column(String(42))
+    registered_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ScanAlert(Base):
+    """A clone rule tripped for a unit; one per unit, rule and UTC day."""
+
+    __tablename__ = "scan_alerts"
+    __table_args__ = (
+        UniqueConstraint("unit_key", "rule", "day"),
+        Index("ix_scan_alerts_org_id_id", "org_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # Manufacturer organisation of the GTIN (ProvenanceRegistry.productOf); NULL if unregistered.
+    org_id: Mapped[int | None] = mapped_column(BigInteger)
+    gtin: Mapped[str | None] = mapped_column(String(14))
+    unit_key: Mapped[str] = mapped_column(String(512))
+    rule: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    day: Mapped[int] = mapped_column(Integer)  # unix day (UTC) of the first trip
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
