@@ -118,6 +118,11 @@ def deploy_command(
         as_member = "deployer"
     if consortium is not None:
         spec = load_consortium(consortium)
+        if spec.chain_id is not None and spec.chain_id != session.client.chain_id:
+            raise typer.BadParameter(
+                f"{consortium} is for chain {spec.chain_id}, but the chain at {session.settings.rpc_url} is {session.client.chain_id}",
+                param_hint="--consortium",
+            )
     elif on_devnet:
         spec = demo_consortium()
     else:

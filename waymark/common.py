@@ -23,8 +23,8 @@ err_console = Console(stderr=True)
 DEVNET_KEYSTORES = DEVNET_DIR / "anvil" / "keystores"
 DEVNET_KEYSTORE_PASSWORD = "waymark-devnet"  # protects public devnet keys only
 
-RpcUrl = Annotated[str | None, typer.Option("--rpc-url", help="Chain JSON-RPC URL [env WAYMARK_CHAIN_RPC_URL]")]
-ChainId = Annotated[int | None, typer.Option("--chain-id", help="Expected chain id [env WAYMARK_CHAIN_CHAIN_ID]")]
+RpcUrl = Annotated[str | None, typer.Option("--rpc-url", help="Chain JSON-RPC URL (env WAYMARK_CHAIN_RPC_URL)")]
+ChainId = Annotated[int | None, typer.Option("--chain-id", help="Expected chain id (env WAYMARK_CHAIN_CHAIN_ID)")]
 KeystoreOpt = Annotated[Path | None, typer.Option("--keystore", help="Encrypted keystore of the signing account")]
 PasswordFileOpt = Annotated[Path | None, typer.Option("--password-file", help="File holding the keystore password")]
 AsMember = Annotated[
