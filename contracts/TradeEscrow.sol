@@ -120,6 +120,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     /// @inheritdoc ITradeEscrow
     function createOrder(OrderTerms calldata terms) external whenNotPaused nonReentrant returns (uint256 orderId) {
         orderId = _idOf(terms);
+        if (_rawIdOf(terms) != orderId) revert EscrowNonCanonicalTerms(orderId);
         if (msg.sender != terms.seller) revert EscrowNotSeller(orderId, msg.sender);
         if (terms.buyer == address(0) || terms.buyer == terms.seller) revert EscrowInvalidAccount(terms.buyer);
         TokenConfig memory config = _tokens[terms.token];
@@ -193,7 +194,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
             if (dutyPayee == address(0)) revert EscrowInvalidAccount(address(0));
         }
         _checkBundle(
-            abi.encode(_MILESTONE_TYPEHASH, orderId, milestone, duty, dutyPayee),
+            abi.encode(_MILESTONE_TYPEHASH, orderId, milestone, duty, dutyPayee, 0),
             signatures,
             step.quorum,
             _roleFor(step.kind),
@@ -213,7 +214,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         Milestone calldata step = terms.milestones[milestone];
         if (step.kind != MilestoneKind.CustomsCleared) revert EscrowNotCustomsMilestone(orderId, milestone);
         _checkBundle(
-            abi.encode(_CUSTOMS_RETURN_TYPEHASH, orderId, milestone),
+            abi.encode(_CUSTOMS_RETURN_TYPEHASH, orderId, milestone, 0),
             signatures,
             step.quorum,
             Roles.CUSTOMS,
@@ -428,7 +429,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         if (fx.base != terms.priceCurrency || fx.quote != config.currency) revert EscrowRateMismatch(fx.base, fx.quote);
         if (fx.rate == 0 || fx.rate > type(uint192).max) revert EscrowInvalidAmount(fx.rate);
         _checkBundle(
-            abi.encode(_FX_RATE_TYPEHASH, fx.base, fx.quote, fx.rate, fx.timestamp),
+            abi.encode(_FX_RATE_TYPEHASH, fx.base, fx.quote, fx.rate, fx.timestamp, 0),
             fx.signatures,
             _fxQuorum,
             Roles.ORACLE,
@@ -552,10 +553,10 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     // Internals: signatures and roles
     // ------------------------------------------------------------------------------------------
 
-    /// @dev Checks a k-of-n bundle. `encodedPrefix` is the ABI encoding of the typed struct
-    ///      without its last member, the signer's deadline, which is appended per signature.
+    /// @dev Checks a k-of-n bundle. `encoded` is the ABI encoding of the typed struct with a
+    ///      placeholder in its last member, the deadline, which is filled in per signature.
     function _checkBundle(
-        bytes memory encodedPrefix,
+        bytes memory encoded,
         Attestation[] calldata signatures,
         uint256 quorum,
         bytes32 role,
@@ -570,13 +571,22 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
             Attestation calldata attestation = signatures[i];
             address signer = attestation.signer;
             if (block.timestamp > attestation.deadline) revert EscrowSignatureExpired(signer, attestation.deadline);
-            bytes32 digest = _hashTypedDataV4(keccak256(abi.encodePacked(encodedPrefix, attestation.deadline)));
+            bytes32 digest = _hashTypedDataV4(_withDeadline(encoded, attestation.deadline));
             if (!_isValidSignature(signer, digest, attestation.signature)) revert EscrowInvalidSignature(signer);
             uint64 orgId = _organisationWithRole(signer, role);
             if (orgId == 0) revert EscrowMissingRole(signer, role);
             if (orgId == buyerOrg || orgId == sellerOrg) revert EscrowConflictOfInterest(orderId, signer);
             if (orgId <= previousOrg) revert EscrowSignersUnsorted(signer, orgId, previousOrg);
             previousOrg = orgId;
+        }
+    }
+
+    /// @dev keccak256 of `encoded` with its last word set to `deadline`.
+    function _withDeadline(bytes memory encoded, uint256 deadline) private pure returns (bytes32 structHash) {
+        assembly ("memory-safe") {
+            let length := mload(encoded)
+            mstore(add(encoded, length), deadline)
+            structHash := keccak256(add(encoded, 0x20), length)
         }
     }
 
@@ -609,12 +619,29 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     // Internals: orders and terms
     // ------------------------------------------------------------------------------------------
 
+    /// @dev The order id by definition: keccak256(abi.encode(terms)). Costly (the ABI encoder
+    ///      copies field by field); used once per order, at creation, to check `_rawIdOf`.
     function _idOf(OrderTerms calldata terms) private pure returns (uint256) {
         return uint256(keccak256(abi.encode(terms)));
     }
 
+    /// @dev The hash of the calldata bytes of `terms` laid out canonically: a 0x20 offset word,
+    ///      16 head words (the last one the offset 0x200 of `milestones`), the array length and
+    ///      three words per milestone. For a canonical encoding this equals `_idOf`; any other
+    ///      encoding hashes to an id no order has (creation insists on the canonical one), and
+    ///      since the head offset word is hashed, the fields read are the fields hashed.
+    function _rawIdOf(OrderTerms calldata terms) private pure returns (uint256 id) {
+        uint256 size = 0x220 + terms.milestones.length * 0x60;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, 0x20)
+            calldatacopy(add(ptr, 0x20), terms, size)
+            id := keccak256(ptr, add(size, 0x20))
+        }
+    }
+
     function _load(OrderTerms calldata terms) private view returns (uint256 orderId, Order memory order) {
-        orderId = _idOf(terms);
+        orderId = _rawIdOf(terms);
         order = _orders[orderId];
         if (order.state == State.None) revert EscrowUnknownOrder(orderId);
     }

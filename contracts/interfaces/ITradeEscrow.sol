@@ -185,6 +185,8 @@ interface ITradeEscrow {
     error EscrowInvalidConfiguration(uint256 disputeTimeout, uint256 fxQuorum);
     /// @notice No order has id `orderId` (the terms passed do not hash to a created order).
     error EscrowUnknownOrder(uint256 orderId);
+    /// @notice The terms were not ABI-encoded canonically (order id `orderId` is of the canonical form).
+    error EscrowNonCanonicalTerms(uint256 orderId);
     /// @notice An order with these terms already exists.
     error EscrowOrderExists(uint256 orderId);
     /// @notice Order `orderId` is in state `current`; the call needs `expected`.
@@ -356,7 +358,8 @@ interface ITradeEscrow {
     // ------------------------------------------------------------------------------------------
 
     /// @notice The seller offers an order to its buyer. Returns its id.
-    /// @dev Reverts with EnforcedPause; EscrowNotSeller (caller is not `terms.seller`);
+    /// @dev Reverts with EnforcedPause; EscrowNonCanonicalTerms (calldata not in the canonical
+    ///      ABI layout, which later calls must repeat byte for byte); EscrowNotSeller (caller is not `terms.seller`);
     ///      EscrowInvalidAccount (zero buyer, buyer = seller, zero fee account with a fee);
     ///      EscrowTokenNotAllowed; EscrowInvalidAmount; EscrowInvalidPriceCurrency; EscrowInvalidFees;
     ///      EscrowInvalidDeadlines; EscrowInvalidMilestoneCount; EscrowInvalidMilestoneKind;
