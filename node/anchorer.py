@@ -1,0 +1,330 @@
+"""The anchorer: pending events -> Merkle batches -> `anchorBatch` transactions.
+
+Crash safety rests on three facts:
+
+1. A batch (its root and member events, each with its leaf index and proof) is committed to
+   the database, in one transaction, *before* its transaction is sent. An event belongs to
+   at most one batch, so it can never be anchored under two roots.
+2. The contract anchors a root at most once (`ProvenanceRootExists`), so sending a batch
+   again can never anchor it twice.
+3. Whatever state a batch is in, the chain says what happened to it: `anchorOf(root)`.
+
+So a restarted anchorer (after a SIGKILL at any instant) takes every batch that is not
+known to be anchored, asks the chain, and either records where it was anchored or sends it.
+Anchored batches are watched: when the block holding an anchor no longer has the recorded
+hash (a reorg, or a devnet restarted from older state), the chain is asked again and a
+batch whose anchor vanished is sent again under the same root (same events, same proofs).
+Only one anchorer may run against a database; a lock makes a second one fail at start.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+from sqlalchemy import bindparam, func, insert, select, text, update
+from web3.exceptions import BlockNotFound
+
+from node.chain.client import ChainClient
+from node.chain.errors import ChainError, ContractRevert
+from node.db import Batch, Database, Event
+from node.errors import WaymarkError
+from node.provenance.merkle import build_tree
+
+log = logging.getLogger(__name__)
+
+PREPARED = "prepared"
+ANCHORED = "anchored"
+CONFIRMED = "confirmed"
+
+
+class AnchorerError(WaymarkError):
+    code = "anchorer_error"
+
+
+class AnchorerAlreadyRunning(AnchorerError):
+    def __init__(self, where: str) -> None:
+        super().__init__(f"another anchorer already runs against {where}")
+
+
+class NotAnAttester(AnchorerError):
+    def __init__(self, account: str) -> None:
+        super().__init__(f"{account} cannot anchor: it is not an account of an Active organisation with an attesting role")
+
+
+@dataclass(frozen=True)
+class AnchoredBatch:
+    batch_id: int
+    root: bytes
+    event_count: int
+    tx_hash: bytes
+    block_number: int
+    gas_used: int | None
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Anchorer:
+    def __init__(
+        self,
+        db: Database,
+        client: ChainClient,
+        registry_address: str,
+        account: LocalAccount,
+        *,
+        batch_size: int = 2000,
+        max_delay: float = 1.0,
+        confirmations: int = 0,
+        uri_prefix: str = "",
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.registry = client.contract("ProvenanceRegistry", registry_address)
+        self.account = account
+        self.batch_size = batch_size
+        self.max_delay_ms = int(max_delay * 1000)
+        self.confirmations = confirmations
+        self.uri_prefix = uri_prefix
+        self._lock_handle: Any = None
+
+    # ---- life cycle ----------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, poll: float = 0.05) -> None:
+        """Recover, then anchor until `stop` is set."""
+        with self.exclusive():
+            self.recover()
+            while not stop.is_set():
+                try:
+                    worked = self.step()
+                except ChainError:
+                    log.exception("anchoring failed; retrying")
+                    worked = False
+                if not worked:
+                    stop.wait(poll)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the one-anchorer-per-database lock (released by the OS if the process dies)."""
+        if self.db.is_sqlite:
+            path = f"{self.db.url.database}.anchorer.lock"
+            handle: IO[str] = open(path, "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise AnchorerAlreadyRunning(str(self.db.url.database)) from None
+            try:
+                yield
+            finally:
+                handle.close()
+            return
+        with self.db.engine.connect() as conn:
+            if not conn.execute(text("SELECT pg_try_advisory_lock(727378)")).scalar():
+                raise AnchorerAlreadyRunning(self.db.url.render_as_string(hide_password=True))
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(727378)"))
+                conn.commit()
+
+    def recover(self) -> None:
+        """Settle every batch left unfinished by a previous run, and re-check anchored ones."""
+        self.check_anchored(full=True)
+        for batch_id, root, count in self._batches(PREPARED):
+            self._settle_or_send(batch_id, root, count)
+
+    def step(self) -> bool:
+        """One round: watch anchors, form a batch if due, send it. True if a batch was anchored."""
+        self.check_anchored()
+        for batch_id, root, count in self._batches(PREPARED):  # e.g. re-opened by check_anchored
+            self._settle_or_send(batch_id, root, count)
+        formed = self.form_batch()
+        if formed is None:
+            return False
+        self._settle_or_send(*formed)
+        return True
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Anchor until nothing is pending (tests and benchmarks); ignores the batch delay."""
+        deadline = time.monotonic() + timeout
+        self.recover()
+        while time.monotonic() < deadline:
+            self.check_anchored()
+            formed = self.form_batch(force=True)
+            if formed is None:
+                return
+            self._settle_or_send(*formed)
+        raise AnchorerError(f"events still pending after {timeout:.0f}s")
+
+    # ---- forming batches ----------------------------------------------------------------
+
+    def form_batch(self, force: bool = False) -> tuple[int, bytes, int] | None:
+        """Commit the next batch (root, leaves, proofs) if one is due. Returns (id, root, count)."""
+        with self.db.connect(write=True) as conn:
+            rows = conn.execute(
+                select(Event.id, Event.digest, Event.signer, Event.received_at_ms)
+                .where(Event.batch_id.is_(None))
+                .order_by(Event.id)
+                .limit(self.batch_size)
+            ).all()
+            if not rows:
+                return None
+            oldest = min(r[3] for r in rows)
+            if not force and len(rows) < self.batch_size and now_ms() - oldest < self.max_delay_ms:
+                return None
+            tree = build_tree([(bytes(r[1]), r[2]) for r in rows])
+            root = tree.root
+            batch_id = int(
+                conn.execute(
+                    insert(Batch).returning(Batch.id),
+                    {"root": root, "event_count": len(rows), "status": PREPARED, "created_at_ms": now_ms(), "sends": 0},
+                ).scalar_one()
+            )
+            table = Event.__table__
+            conn.execute(
+                update(table).where(table.c.id == bindparam("eid")).values(
+                    batch_id=bindparam("bid"), leaf_index=bindparam("li"), proof=bindparam("pr")
+                ),
+                [{"eid": r[0], "bid": batch_id, "li": i, "pr": b"".join(tree.proof(i))} for i, r in enumerate(rows)],
+            )
+        return batch_id, root, len(rows)
+
+    # ---- sending and settling -----------------------------------------------------------
+
+    def _settle_or_send(self, batch_id: int, root: bytes, count: int) -> None:
+        if self._settle_from_chain(batch_id, root):
+            return
+        uri = f"{self.uri_prefix}0x{root.hex()}" if self.uri_prefix else ""
+        with self.db.connect(write=True) as conn:
+            conn.execute(update(Batch).where(Batch.id == batch_id).values(sends=Batch.sends + 1))
+        try:
+            receipt = self.client.transact(self.registry.functions.anchorBatch(root, count, uri), sender=self.account)
+        except ContractRevert as revert:
+            if revert.error_name == "ProvenanceRootExists" and self._settle_from_chain(batch_id, root):
+                return  # a copy sent before a crash got there first
+            if revert.error_name == "ProvenanceNotAttester":
+                raise NotAnAttester(self.account.address) from None
+            raise
+        self._record(batch_id, receipt["transactionHash"], int(receipt["blockNumber"]), receipt["blockHash"], int(receipt["gasUsed"]))
+
+    def _settle_from_chain(self, batch_id: int, root: bytes) -> bool:
+        """If the chain has `root`, record where; True if it does."""
+        anchor = self.client.call(self.registry.functions.anchorOf(root))
+        org_id, block_number = int(anchor[0]), int(anchor[1])
+        if org_id == 0:
+            return False
+        logs = self.registry.events.BatchAnchored().get_logs(
+            from_block=block_number, to_block=block_number, argument_filters={"root": root}
+        )
+        if not logs:
+            return False  # the block moved under us; try again next round
+        entry = logs[0]
+        receipt = self.client.w3.eth.get_transaction_receipt(entry["transactionHash"])
+        self._record(batch_id, entry["transactionHash"], block_number, entry["blockHash"], int(receipt["gasUsed"]))
+        return True
+
+    def _record(self, batch_id: int, tx_hash: Any, block_number: int, block_hash: Any, gas_used: int) -> None:
+        with self.db.connect(write=True) as conn:
+            conn.execute(
+                update(Batch)
+                .where(Batch.id == batch_id)
+                .values(
+                    status=ANCHORED,
+                    tx_hash=bytes(HexBytes(tx_hash)),
+                    block_number=block_number,
+                    block_hash=bytes(HexBytes(block_hash)),
+                    gas_used=gas_used,
+                    anchored_at_ms=now_ms(),
+                )
+            )
+
+    # ---- watching anchors -----------------------------------------------------------------
+
+    def check_anchored(self, full: bool = False) -> None:
+        """Confirm anchors deep enough; re-open batches whose anchor the chain lost.
+
+        Newest first: once a recorded block still has its hash, every older block does too
+        (each block commits to its parent), so the walk stops there unless `full`.
+        """
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Batch.id, Batch.root, Batch.status, Batch.block_number, Batch.block_hash)
+                .where(Batch.status.in_((ANCHORED, CONFIRMED)))
+                .order_by(Batch.block_number.desc(), Batch.id.desc())
+            ).all()
+        if not rows:
+            return
+        head = int(self.client.w3.eth.block_number)
+        checked_blocks: dict[int, bool] = {}
+        lost = False
+        for batch_id, root, status, number, block_hash in rows:
+            if number not in checked_blocks:
+                checked_blocks[number] = self._block_hash(number) == block_hash
+            if checked_blocks[number]:
+                if status == ANCHORED and head - number >= self.confirmations:
+                    self._set_status(batch_id, CONFIRMED)
+                if status == CONFIRMED and not full:
+                    break
+                continue
+            log.warning("anchor of batch %d (block %d) is no longer on the chain; checking", batch_id, number)
+            if not self._settle_from_chain(batch_id, root):
+                self._set_status(batch_id, PREPARED)
+                lost = True
+        if lost:
+            # The chain went back: nonces this client counted up were never used there.
+            self._reconnect()
+
+    def _reconnect(self) -> None:
+        self.client = ChainClient(self.client.rpc_url, expected_chain_id=self.client.chain_id)
+        self.registry = self.client.contract("ProvenanceRegistry", self.registry.address)
+
+    def _block_hash(self, number: int) -> bytes | None:
+        try:
+            return bytes(self.client.w3.eth.get_block(number)["hash"])
+        except BlockNotFound:
+            return None
+
+    def _set_status(self, batch_id: int, status: str) -> None:
+        with self.db.connect(write=True) as conn:
+            conn.execute(update(Batch).where(Batch.id == batch_id).values(status=status))
+
+    def _batches(self, status: str) -> list[tuple[int, bytes, int]]:
+        with self.db.session() as s:
+            return [
+                (int(i), bytes(r), int(c))
+                for i, r, c in s.execute(
+                    select(Batch.id, Batch.root, Batch.event_count).where(Batch.status == status).order_by(Batch.id)
+                )
+            ]
+
+
+def pending_count(db: Database) -> int:
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(Event).where(Event.batch_id.is_(None))) or 0)
+
+
+def main() -> None:  # pragma: no cover - exercised as a subprocess by the crash test
+    """`python -m node.anchorer`: run the anchorer from the environment's settings."""
+    from node.service import build_anchorer, load_runtime
+
+    logging.basicConfig(level=os.environ.get("WAYMARK_LOG_LEVEL", "INFO"))
+    runtime = load_runtime()
+    anchorer = build_anchorer(runtime)
+    stop = threading.Event()
+    anchorer.run(stop, runtime.node.anchorer_poll)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,218 @@
+"""The node's HTTP API (FastAPI): capture, proofs, unit histories, batches, health.
+
+    POST /capture                     EPCIS 2.0 capture of an attested EPCISDocument (see
+                                      node.ingest.capture for the `wm:attestation` field)
+    GET  /events/{event_id}           an accepted event and whether it is anchored
+    GET  /events/{event_id}/proof     its proof bundle (node.proofs); 409 while pending
+    GET  /units/{identifier}/history  the unit's history, container events included (node.history)
+    GET  /batches/{root}              an anchored batch: root, transaction, block, event ids
+    GET  /health                      database and chain reachable, queue length, cursors
+
+`event_id` is the event hash `ni:///sha-256;<hex>?ver=CBV2.0` (percent-encode the `?`),
+or just its 64 hex digits. Errors are JSON `{code, message, field?}`:
+422 malformed (field names the path), 401 bad or missing attestation, 403 signer without
+the role, 413 too large, 404 unknown, 409 not anchored yet, 503 chain or database down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from sqlalchemy import func, select, text
+
+from node.db import Batch, Event
+from node.errors import WaymarkError
+from node.history import unit_history
+from node.ingest.capture import CaptureService, CaptureTooLarge
+from node.proofs import EventNotFound, build_bundle, parse_event_id
+from node.provenance.event_hash import hash_from_digest
+from node.service import NodeRuntime, build_anchorer, build_capture, build_indexer, build_role_mirror
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_CODE = {
+    "malformed": 422,
+    "bad_signature": 401,
+    "missing_role": 403,
+    "too_large": 413,
+    "event_not_found": 404,
+    "not_found": 404,
+    "event_pending": 409,
+    "rpc_unreachable": 503,
+}
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(body, status_code=status)
+
+
+class NotFound(WaymarkError):
+    code = "not_found"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"no {what} here")
+
+
+def create_app(runtime: NodeRuntime, *, run_indexer: bool = True, run_anchorer: bool = False) -> FastAPI:
+    """The node's app. The indexer (and, if asked, the anchorer) run as threads while it lives."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        roles = build_role_mirror(runtime)
+        app.state.capture = build_capture(runtime, roles)
+        if run_indexer:
+            indexer = build_indexer(runtime)
+            threads.append(threading.Thread(target=indexer.run, args=(stop, runtime.node.indexer_poll), name="indexer", daemon=True))
+        if run_anchorer:
+            anchorer = build_anchorer(runtime)
+            threads.append(threading.Thread(target=anchorer.run, args=(stop, runtime.node.anchorer_poll), name="anchorer", daemon=True))
+        for thread in threads:
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=10)
+
+    app = FastAPI(title="Waymark node", lifespan=lifespan, default_response_class=JSONResponse)
+    limit = runtime.node.max_body_bytes
+
+    @app.exception_handler(WaymarkError)
+    async def _waymark_error(_request: Request, exc: WaymarkError) -> JSONResponse:
+        status = STATUS_BY_CODE.get(exc.code, 500)
+        if status == 500:
+            log.error("unexpected error: %s", exc)
+        return error_response(status, exc.code, str(exc), getattr(exc, "field", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+        return error_response(422, "malformed", str(first.get("msg", "invalid request")), field)
+
+    @app.post("/capture", status_code=201)
+    async def capture(request: Request) -> JSONResponse:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise CaptureTooLarge(f"a body of {declared} bytes", limit)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise CaptureTooLarge("the body", limit)
+            chunks.append(chunk)
+        service: CaptureService = request.app.state.capture
+        result = await anyio.to_thread.run_sync(service.capture, b"".join(chunks))
+        return JSONResponse(
+            {"eventIds": result.event_ids, "accepted": result.new, "duplicates": result.duplicates},
+            status_code=201 if result.new else 200,
+        )
+
+    @app.get("/events/{event_id:path}/proof")
+    def proof(event_id: str) -> JSONResponse:
+        return JSONResponse(
+            build_bundle(runtime.db, event_id, chain_id=runtime.client.chain_id, registry_address=runtime.registry_address)
+        )
+
+    @app.get("/events/{event_id:path}")
+    def event(event_id: str) -> JSONResponse:
+        digest = parse_event_id(event_id)
+        with runtime.db.session() as s:
+            row = s.execute(
+                select(Event, Batch.status).outerjoin(Batch, Batch.id == Event.batch_id).where(Event.digest == digest)
+            ).first()
+        if row is None:
+            raise EventNotFound(event_id)
+        stored, status = row
+        return JSONResponse(
+            {
+                "eventId": hash_from_digest(digest),
+                "event": orjson.loads(stored.body),
+                "signer": stored.signer,
+                "role": stored.role,
+                "status": "pending" if status is None or status == "prepared" else status,
+            }
+        )
+
+    @app.get("/units/{identifier:path}/history")
+    def history(identifier: str) -> JSONResponse:
+        entries = unit_history(runtime.db, identifier)
+        return JSONResponse(
+            [
+                {
+                    "eventId": e.event_id,
+                    "eventTime": e.event["eventTime"],
+                    "type": e.event_type,
+                    "bizStep": e.biz_step,
+                    "signer": e.signer,
+                    "role": e.role,
+                    "anchored": e.anchored,
+                    "via": list(e.via),
+                    "event": e.event,
+                }
+                for e in entries
+            ]
+        )
+
+    @app.get("/batches/{root}")
+    def batch(root: str) -> JSONResponse:
+        raw = parse_event_id(root)  # same shape: 32 bytes of hex
+        with runtime.db.session() as s:
+            found = s.scalar(select(Batch).where(Batch.root == raw))
+            if found is None or found.status == "prepared":
+                raise NotFound(f"anchored batch {root}")
+            digests = s.scalars(select(Event.digest).where(Event.batch_id == found.id).order_by(Event.leaf_index)).all()
+        return JSONResponse(
+            {
+                "root": "0x" + bytes(found.root).hex(),
+                "eventCount": found.event_count,
+                "status": found.status,
+                "txHash": "0x" + bytes(found.tx_hash or b"").hex(),
+                "blockNumber": found.block_number,
+                "eventIds": [hash_from_digest(bytes(d)) for d in digests],
+            }
+        )
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        report: dict[str, Any] = {"status": "ok"}
+        try:
+            with runtime.db.session() as s:
+                s.execute(text("SELECT 1"))
+                report["pending"] = int(s.scalar(select(func.count()).select_from(Event).where(Event.batch_id.is_(None))) or 0)
+            report["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - health reports, it does not fail
+            report.update(status="degraded", database=f"unreachable: {type(exc).__name__}")
+        try:
+            report["chainId"] = runtime.client.chain_id
+            report["head"] = int(runtime.client.w3.eth.block_number)
+            report["chain"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            report.update(status="degraded", chain=f"unreachable: {type(exc).__name__}")
+        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+
+    return app
+

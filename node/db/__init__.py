@@ -1,0 +1,6 @@
+"""The node's database: typed models, engines and sessions, Alembic migrations."""
+
+from node.db.engine import Database, DatabaseError
+from node.db.models import Base, Batch, ChainBlock, ChainCursor, ChainLog, Event, EventEpc
+
+__all__ = ["Base", "Batch", "ChainBlock", "ChainCursor", "ChainLog", "Database", "DatabaseError", "Event", "EventEpc"]

@@ -1,0 +1,140 @@
+"""Engines, sessions and schema migration for SQLite (default) and PostgreSQL (by URL).
+
+SQLite runs in WAL mode with a busy timeout, and write transactions start with
+`BEGIN IMMEDIATE`, so several processes (ingest, anchorer, indexer) can share one file
+without a reader's snapshot going stale under a writer. PostgreSQL may be given a schema,
+which becomes the connection's search path (the tests give each test its own).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.errors import WaymarkError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class DatabaseError(WaymarkError):
+    code = "database_error"
+
+
+class UnsupportedDatabase(DatabaseError):
+    def __init__(self, url: str) -> None:
+        super().__init__(f"unsupported database URL {url!r}: use sqlite:///<path> or postgresql+psycopg://...")
+
+
+class InvalidSchemaName(DatabaseError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"invalid schema name {name!r}: lower-case letters, digits and _ only")
+
+
+class Database:
+    """One database: an engine for reads and one whose transactions take the write lock at once."""
+
+    def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 5) -> None:
+        self.url = make_url(url)
+        self.schema = schema
+        backend = self.url.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise UnsupportedDatabase(url)
+        self.is_sqlite = backend == "sqlite"
+        if self.is_sqlite:
+            database = self.url.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(self.url, connect_args={"timeout": 60})
+            _sqlite_pragmas(self.engine)
+        else:
+            connect_args: dict[str, Any] = {}
+            if schema is not None:
+                if not _SCHEMA_NAME.fullmatch(schema):
+                    raise InvalidSchemaName(schema)
+                connect_args["options"] = f"-csearch_path={schema}"
+            self.engine = create_engine(self.url, connect_args=connect_args, pool_size=pool_size, pool_pre_ping=True)
+            if schema is not None:
+                with self.engine.begin() as conn:
+                    conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        self.write_engine = self.engine.execution_options(waymark_write=True)
+        self._reader = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        """A session for reads (and writes that cannot race: none in the services)."""
+        return self._reader()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction, committed when the block ends without an exception."""
+        with self._writer() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def connect(self, write: bool = False) -> Iterator[Connection]:
+        """A Core connection inside a transaction (the hot paths use Core, not the ORM)."""
+        with (self.write_engine if write else self.engine).begin() as conn:
+            yield conn
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration. Safe to call from several processes at once."""
+        with self._migration_lock(), self.engine.begin() as conn:
+            if not self.is_sqlite:
+                # Serialise concurrent starters on PostgreSQL; released at commit.
+                conn.execute(text("SELECT pg_advisory_xact_lock(727377)"))
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        database = self.url.database
+        if not self.is_sqlite or not database or database == ":memory:":
+            yield
+            return
+        with open(database + ".migrate.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def drop_schema(self) -> None:
+        """Drop this database's PostgreSQL schema with everything in it (tests)."""
+        if self.schema is not None and not self.is_sqlite:
+            with self.engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # We issue BEGIN ourselves (below); pysqlite's implicit transactions would defer it.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # NORMAL survives a killed process (the WAL is on disk); only power loss may drop the last commits.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("waymark_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

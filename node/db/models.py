@@ -1,0 +1,154 @@
+"""The node's database schema as SQLAlchemy 2 typed models.
+
+Every change to these models comes with an Alembic migration under node/db/migrations.
+Byte strings (hashes, signatures, proofs) are stored as raw bytes: half the size of hex
+and compared byte for byte by both SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Batch(Base):
+    """A Merkle batch of events. Written (status `prepared`) before its transaction is sent,
+    so that a restarted anchorer finds it and settles it against the chain."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    event_count: Mapped[int] = mapped_column(Integer)
+    # prepared -> anchored -> confirmed; back to prepared if the chain lost the anchor.
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    submitter: Mapped[str | None] = mapped_column(String(42))
+    tx_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    block_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    anchored_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    sends: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Event(Base):
+    """One accepted, attested EPCIS event. Pending while `batch_id` is NULL."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        # The anchorer's queue: only pending rows are in this index.
+        Index(
+            "ix_events_pending",
+            "id",
+            sqlite_where=text("batch_id IS NULL"),
+            postgresql_where=text("batch_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # sha-256 of the CBV 2.0 pre-hash string: the event id without its `ni:` dressing.
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str | None] = mapped_column(String(8))
+    biz_step: Mapped[str | None] = mapped_column(String(160))
+    # Attested event time, unix seconds (the EIP-712 `eventTime`), and ms for ordering.
+    event_time: Mapped[int] = mapped_column(BigInteger)
+    event_time_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    subject: Mapped[bytes] = mapped_column(LargeBinary(32))
+    signer: Mapped[str] = mapped_column(String(42))
+    signature: Mapped[bytes] = mapped_column(LargeBinary(65))
+    role: Mapped[str] = mapped_column(String(16))
+    # The event exactly as accepted (JSON, without the attestation envelope).
+    body: Mapped[str] = mapped_column(Text)
+    received_at_ms: Mapped[int] = mapped_column(BigInteger)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    leaf_index: Mapped[int | None] = mapped_column(Integer)
+    # Sibling hashes from leaf to root, 32 bytes each, concatenated.
+    proof: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class EventEpc(Base):
+    """Which identifiers an event names, and how (for unit histories and containment)."""
+
+    __tablename__ = "event_epcs"
+    __table_args__ = (Index("ix_event_epcs_epc_event", "epc", "event_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    epc: Mapped[str] = mapped_column(String(512))
+    # epc | parent | child | input | output | quantity
+    relation: Mapped[str] = mapped_column(String(8))
+
+
+class ChainCursor(Base):
+    """How far a follower (the indexer) has read a chain."""
+
+    __tablename__ = "chain_cursors"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class ChainBlock(Base):
+    """Hashes of blocks the indexer took logs from (and of its cursor blocks), to detect reorgs."""
+
+    __tablename__ = "chain_blocks"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChainLog(Base):
+    """A decoded contract event, exactly once per (chain, transaction, log index)."""
+
+    __tablename__ = "chain_logs"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "tx_hash", "log_index"),
+        Index("ix_chain_logs_chain_block", "chain_id", "block_number"),
+        Index("ix_chain_logs_event_key", "event", "key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    block_time: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    log_index: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(42))
+    contract: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(64))
+    # The first indexed argument as lower-case hex (a root, an orgId, a proposal id): the lookup key.
+    key: Mapped[str | None] = mapped_column(String(66))
+    args: Mapped[str] = mapped_column(Text)

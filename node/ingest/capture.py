@@ -1,0 +1,302 @@
+"""Capture: check an attested EPCIS 2.0 document, event by event, and store it before answering.
+
+The wire format
+---------------
+A capture request is an EPCISDocument (JSON-LD binding) whose events each carry their
+attestation in the extension field `wm:attestation` (`wm` = https://ns.waymark.example/epcis/):
+
+    {"@context": [...], "type": "EPCISDocument", "schemaVersion": "2.0", "creationDate": "...",
+     "epcisBody": {"eventList": [
+        {"type": "ObjectEvent", ..., "wm:attestation": {"signer": "0x<address>", "signature": "0x<65 bytes>"}}
+     ]}}
+
+`wm:attestation` is taken out of the event before anything else: it is not part of the
+event, not validated as an extension, not hashed and not stored in the event body. The
+signature is the EIP-712 `Attestation(eventHash, subject, eventTime)` of
+`node.provenance.attestation` by `signer`.
+
+Checks, in order, for every event of the document (the first failure rejects the whole
+document, nothing is stored): the document is valid EPCIS 2.0 (`MalformedCapture`, naming
+the field path); the event time is not too far in the future; the attestation is present
+and well formed and its signature recovers to `signer` (`BadAttestation`: the signature is
+the writer's credential); the bizStep has a role table entry (`node.ingest.roles`); the
+signer held one of those roles at the event time (`SignerLacksRole`). Then all new events are stored as pending in one transaction;
+events already stored (same CBV 2.0 event hash) are reported as duplicates and left alone.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+
+from node.db import Database, Event, EventEpc
+from node.db.upsert import insert_ignore
+from node.errors import WaymarkError
+from node.ingest.roles import RoleMirror, roles_for_bizstep
+from node.provenance.attestation import (
+    AttestationDomain,
+    SignatureError,
+    event_subject,
+    parse_signature,
+    recover_attester,
+)
+from node.provenance.epcis import EpcisValidationError, parse_timestamp, validate_document
+from node.provenance.event_hash import canonical_gs1_uri, event_digest, hash_from_digest
+
+ATTESTATION_KEY = "wm:attestation"
+
+
+class CaptureError(WaymarkError):
+    """A capture request was refused; `field` is the path of the offending value, if one."""
+
+    code = "capture_error"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class MalformedCapture(CaptureError):
+    code = "malformed"
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"{field}: {problem}", field)
+
+
+class BadAttestation(CaptureError):
+    code = "bad_signature"
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"{field}: {problem}", field)
+
+
+class SignerLacksRole(CaptureError):
+    code = "missing_role"
+
+    def __init__(self, field: str, signer: str, roles: Sequence[str], at: int) -> None:
+        self.signer, self.roles, self.at = signer, tuple(roles), at
+        super().__init__(f"{field}: {signer} did not hold {' or '.join(roles)} at {at} (unix time)", field)
+
+
+class CaptureTooLarge(CaptureError):
+    code = "too_large"
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"{what} exceeds the limit of {limit}")
+
+
+@dataclass(frozen=True)
+class CheckedEvent:
+    """An event that passed every check, ready to store."""
+
+    digest: bytes
+    event_type: str
+    action: str | None
+    biz_step: str | None
+    event_time: int
+    event_time_ms: int
+    subject: bytes
+    signer: str
+    signature: bytes
+    role: str
+    body: str
+    epcs: tuple[tuple[str, str], ...]
+
+    @property
+    def event_id(self) -> str:
+        return hash_from_digest(self.digest)
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    event_ids: list[str]
+    new: int
+    duplicates: int
+
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+def canonical_epc(epc: str) -> str:
+    """The id.gs1.org form of a GS1 key, as the CBV hash writes it; any other URI unchanged."""
+    return canonical_gs1_uri(epc) or epc
+
+
+_EPC_FIELDS = (("epcList", "epc"), ("childEPCs", "child"), ("inputEPCList", "input"), ("outputEPCList", "output"))
+_QUANTITY_FIELDS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
+
+
+def event_epcs(event: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(canonical id, relation) for each identifier the event names."""
+    found: list[tuple[str, str]] = []
+    if isinstance(event.get("parentID"), str):
+        found.append((canonical_epc(event["parentID"]), "parent"))
+    for key, relation in _EPC_FIELDS:
+        for epc in event.get(key) or ():
+            found.append((canonical_epc(epc), relation))
+    for key in _QUANTITY_FIELDS:
+        for element in event.get(key) or ():
+            found.append((canonical_epc(element["epcClass"]), "quantity"))
+    return tuple(dict.fromkeys(found))
+
+
+def unix_ms(timestamp: str) -> int:
+    moment, _offset = parse_timestamp(timestamp)
+    return int(moment.timestamp() * 1000)
+
+
+class CaptureService:
+    """Checks and stores capture documents for one chain and one ProvenanceRegistry."""
+
+    def __init__(
+        self,
+        db: Database,
+        domain: AttestationDomain,
+        roles: RoleMirror,
+        *,
+        max_events: int = 20_000,
+        max_future_skew: int = 300,
+    ) -> None:
+        self.db = db
+        self.domain = domain
+        self.roles = roles
+        self.max_events = max_events
+        self.max_future_skew = max_future_skew
+
+    def capture(self, body: bytes) -> CaptureResult:
+        return self.store(self.check(body))
+
+    # ---- checks --------------------------------------------------------------------------
+
+    def check(self, body: bytes) -> list[CheckedEvent]:
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedCapture("(body)", f"not JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise MalformedCapture("(body)", "expected an EPCISDocument object")
+        raw_events = (document.get("epcisBody") or {}).get("eventList") if isinstance(document.get("epcisBody"), dict) else None
+        if isinstance(raw_events, list) and len(raw_events) > self.max_events:
+            raise CaptureTooLarge(f"a document of {len(raw_events)} events", self.max_events)
+        attestations: list[Any] = []
+        if isinstance(raw_events, list):
+            stripped = []
+            for event in raw_events:
+                if isinstance(event, dict):
+                    attestations.append(event.get(ATTESTATION_KEY))
+                    event = {k: v for k, v in event.items() if k != ATTESTATION_KEY}
+                else:
+                    attestations.append(None)
+                stripped.append(event)
+            document["epcisBody"]["eventList"] = stripped
+        try:
+            validate_document(document)
+        except EpcisValidationError as exc:
+            raise MalformedCapture(exc.field, exc.problem) from None
+        context = document.get("@context")
+        latest = int(time.time()) + self.max_future_skew
+        checked = []
+        for i, event in enumerate(document["epcisBody"]["eventList"]):
+            checked.append(self._check_event(f"epcisBody.eventList[{i}]", event, attestations[i], context, latest))
+        return checked
+
+    def _check_event(
+        self, path: str, event: dict[str, Any], attestation: Any, context: Any, latest: int
+    ) -> CheckedEvent:
+        where = f"{path}.{ATTESTATION_KEY}"
+        # The attestation is the writer's credential: anything wrong with it is a 401.
+        if not isinstance(attestation, dict):
+            raise BadAttestation(where, "missing: every event needs {signer, signature}")
+        signer, signature_text = attestation.get("signer"), attestation.get("signature")
+        if not isinstance(signer, str) or not _ADDRESS.fullmatch(signer):
+            raise BadAttestation(f"{where}.signer", "expected a 0x-prefixed account address")
+        if not isinstance(signature_text, str):
+            raise BadAttestation(f"{where}.signature", "expected 0x-prefixed hex of 65 bytes")
+        event_time_ms = unix_ms(event["eventTime"])
+        event_time = event_time_ms // 1000
+        if event_time > latest:
+            raise MalformedCapture(f"{path}.eventTime", f"more than {self.max_future_skew}s in the future")
+        if "@context" not in event and context is not None:
+            event = {"@context": context, **event}
+        digest = event_digest(event)
+        subject = event_subject(event)
+        try:
+            signature = parse_signature(signature_text)
+            recovered = recover_attester(self.domain, digest, subject, event_time, signature)
+        except SignatureError as exc:
+            raise BadAttestation(f"{where}.signature", exc.problem) from None
+        if recovered.lower() != signer.lower():
+            raise BadAttestation(f"{where}.signature", f"signed by {recovered}, not by the declared signer {signer}")
+        biz_step = event.get("bizStep")
+        roles = roles_for_bizstep(biz_step, event.get("@context"))
+        if roles is None:
+            raise MalformedCapture(f"{path}.bizStep", f"no attesting role is defined for bizStep {biz_step!r}")
+        role = self.roles.any_role_at(recovered, roles, event_time)
+        if role is None:
+            raise SignerLacksRole(where, recovered, roles, event_time)
+        return CheckedEvent(
+            digest=digest,
+            event_type=event["type"],
+            action=event.get("action"),
+            biz_step=biz_step,
+            event_time=event_time,
+            event_time_ms=event_time_ms,
+            subject=subject,
+            signer=recovered,
+            signature=signature,
+            role=role,
+            body=orjson.dumps(event).decode(),
+            epcs=event_epcs(event),
+        )
+
+    # ---- storing -------------------------------------------------------------------------
+
+    def store(self, events: Sequence[CheckedEvent]) -> CaptureResult:
+        """Store new events as pending (one transaction); report the others as duplicates."""
+        unique = list({e.digest: e for e in events}.values())
+        now = int(time.time() * 1000)
+        table = Event.__table__
+        with self.db.connect(write=True) as conn:
+            known: set[bytes] = set()
+            for start in range(0, len(unique), 500):
+                chunk = [e.digest for e in unique[start : start + 500]]
+                known.update(bytes(d) for d in conn.execute(select(Event.digest).where(Event.digest.in_(chunk))).scalars())
+            fresh = [e for e in unique if e.digest not in known]
+            ids: dict[bytes, int] = {}
+            if fresh:
+                rows = conn.execute(
+                    insert_ignore(conn, table, ["digest"]).returning(table.c.id, table.c.digest),
+                    [
+                        {
+                            "digest": e.digest,
+                            "event_type": e.event_type,
+                            "action": e.action,
+                            "biz_step": e.biz_step,
+                            "event_time": e.event_time,
+                            "event_time_ms": e.event_time_ms,
+                            "subject": e.subject,
+                            "signer": e.signer,
+                            "signature": e.signature,
+                            "role": e.role,
+                            "body": e.body,
+                            "received_at_ms": now,
+                        }
+                        for e in fresh
+                    ],
+                ).all()
+                ids = {bytes(d): int(i) for i, d in rows}
+                epc_rows = [
+                    {"event_id": ids[e.digest], "epc": epc, "relation": relation}
+                    for e in fresh
+                    if e.digest in ids
+                    for epc, relation in e.epcs
+                ]
+                if epc_rows:
+                    conn.execute(EventEpc.__table__.insert(), epc_rows)
+        return CaptureResult([hash_from_digest(e.digest) for e in events], len(ids), len(events) - len(ids))

@@ -1,0 +1,139 @@
+"""Assembling the node's services from settings: database, chain, deployment, role mirror,
+capture, anchorer, indexer. Entry points (the CLI, `python -m node.anchorer`, the HTTP app)
+build a `NodeRuntime` here; library code receives its parts as arguments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+
+from node.anchorer import Anchorer
+from node.chain.client import ChainClient
+from node.chain.deploy import Deployment, load_deployment
+from node.chain.keystore import load_keystore, refuse_devnet_key
+from node.db import Database
+from node.devnet.anvil import DEVNET_CHAIN_ID
+from node.errors import WaymarkError
+from node.indexer import Indexer, followed_contracts
+from node.ingest.capture import CaptureService
+from node.ingest.roles import RoleMirror, base_from_database
+from node.provenance.attestation import AttestationDomain
+from node.service_settings import NodeSettings
+from node.settings import ChainSettings, DatabaseSettings, SignerSettings
+
+
+class NoAnchorAccount(WaymarkError):
+    code = "no_anchor_account"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the anchorer needs an account: WAYMARK_SIGNER_KEYSTORE (+ password), "
+            "or on the devnet WAYMARK_NODE_ANCHOR_DEVNET_ACCOUNT"
+        )
+
+
+class DevnetAccountOutsideDevnet(WaymarkError):
+    code = "devnet_key_refused"
+
+    def __init__(self, chain_id: int) -> None:
+        super().__init__(f"WAYMARK_NODE_ANCHOR_DEVNET_ACCOUNT works only on the devnet (chain {DEVNET_CHAIN_ID}), not on chain {chain_id}")
+
+
+@dataclass
+class NodeRuntime:
+    node: NodeSettings
+    chain: ChainSettings
+    db: Database
+    client: ChainClient
+    deployment: Deployment
+    signer: SignerSettings = field(default_factory=SignerSettings)
+
+    @property
+    def registry_address(self) -> str:
+        return self.deployment.address("ProvenanceRegistry")
+
+    @property
+    def domain(self) -> AttestationDomain:
+        return AttestationDomain(self.client.chain_id, self.registry_address)
+
+
+def load_runtime(
+    node: NodeSettings | None = None,
+    chain: ChainSettings | None = None,
+    database: DatabaseSettings | None = None,
+    signer: SignerSettings | None = None,
+    deployment_file: Path | None = None,
+    migrate: bool = True,
+) -> NodeRuntime:
+    """Connect to the chain and the database (migrating it) as the settings say."""
+    node = node or NodeSettings()
+    chain = chain or ChainSettings()
+    database = database or DatabaseSettings()
+    client = ChainClient(chain.rpc_url, expected_chain_id=chain.chain_id)
+    deployment = load_deployment(deployment_file or chain.deployment_file)
+    db = Database(database.url)
+    if migrate:
+        db.migrate()
+    return NodeRuntime(node, chain, db, client, deployment, signer or SignerSettings())
+
+
+def anchor_account(runtime: NodeRuntime) -> LocalAccount:
+    chain_id = runtime.client.chain_id
+    if runtime.node.anchor_devnet_account is not None:
+        if chain_id != DEVNET_CHAIN_ID:
+            raise DevnetAccountOutsideDevnet(chain_id)
+        from node.devnet.consortium import devnet_account
+
+        return devnet_account(runtime.node.anchor_devnet_account)
+    if runtime.signer.keystore is None:
+        raise NoAnchorAccount()
+    return refuse_devnet_key(load_keystore(runtime.signer.keystore, runtime.signer.resolved_password()), chain_id)
+
+
+def build_anchorer(runtime: NodeRuntime, account: LocalAccount | None = None) -> Anchorer:
+    return Anchorer(
+        runtime.db,
+        runtime.client,
+        runtime.registry_address,
+        account or anchor_account(runtime),
+        batch_size=runtime.node.batch_size,
+        max_delay=runtime.node.max_batch_delay,
+        confirmations=runtime.node.confirmations,
+        uri_prefix=runtime.node.public_url.rstrip("/") + "/batches/",
+    )
+
+
+def build_indexer(runtime: NodeRuntime) -> Indexer:
+    return Indexer(
+        runtime.db,
+        runtime.client.w3,
+        followed_contracts({n: c.address for n, c in runtime.deployment.contracts.items()}),
+        chain_id=runtime.client.chain_id,
+        start_block=runtime.deployment.start_block,
+        confirmations=runtime.node.confirmations,
+    )
+
+
+def build_role_mirror(runtime: NodeRuntime) -> RoleMirror:
+    address = runtime.deployment.address("ConsortiumRegistry")
+    base, base_block = base_from_database(runtime.db, runtime.client.chain_id, address)
+    return RoleMirror(
+        runtime.client.w3,
+        address,
+        start_block=runtime.deployment.start_block,
+        refresh_interval=runtime.node.role_refresh_interval,
+        base_logs=base,
+        base_block=base_block,
+    )
+
+
+def build_capture(runtime: NodeRuntime, roles: RoleMirror | None = None) -> CaptureService:
+    return CaptureService(
+        runtime.db,
+        runtime.domain,
+        roles or build_role_mirror(runtime),
+        max_events=runtime.node.max_events_per_document,
+        max_future_skew=runtime.node.max_future_skew,
+    )

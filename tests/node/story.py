@@ -1,0 +1,83 @@
+"""The test story: a lot of ceramic units from commissioning to delivery, as signed EPCIS events.
+
+Members are the demo consortium's (node/devnet/consortium.py): manufacturer = dev account 1,
+inspector = 2, carrier = 3, customs = 4. Times are offsets (seconds) from `start`, which the
+tests take from the chain so that every signer already held its role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from node.devnet.consortium import devnet_account
+from node.provenance import epcis
+from node.provenance.attestation import AttestationDomain, sign_attestation
+from node.provenance.gs1 import ContainerId, UnitId, make_sscc
+
+GTIN = "09521234543213"
+LOT = "L2025-07"
+MANUFACTURER, INSPECTOR, CARRIER, CUSTOMS = (devnet_account(i) for i in (1, 2, 3, 4))
+
+
+def iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def sscc(n: int) -> ContainerId:
+    return ContainerId(make_sscc("9521234", n))
+
+
+@dataclass
+class Story:
+    start: int
+    units: list[UnitId]
+    case: ContainerId
+    pallet: ContainerId
+    container: ContainerId
+    stray: UnitId  # never packed
+
+
+def lot_story(start: int, size: int = 4) -> Story:
+    units = [UnitId(GTIN, f"S{start}X{i:04d}", LOT) for i in range(size)]
+    return Story(start, units, sscc(1000 + start % 10**6), sscc(2000 + start % 10**6), sscc(3000 + start % 10**6), UnitId(GTIN, f"S{start}STRAY", LOT))
+
+
+def story_events(s: Story) -> list[tuple[dict[str, Any], LocalAccount]]:
+    """The lot's life, in time order, each event with the account that attests it."""
+    t = s.start
+    obj = epcis.object_event
+    agg = epcis.aggregation_event
+    return [
+        (obj(epcs=[*s.units, s.stray], action="ADD", event_time=iso(t + 1), biz_step="commissioning", disposition="active"), MANUFACTURER),
+        (obj(epcs=s.units, action="OBSERVE", event_time=iso(t + 2), biz_step="inspecting",
+             documents=[epcis.document_ref("inspection_report", "ab" * 32)]), INSPECTOR),
+        (agg(parent_id=s.case, child_epcs=s.units, action="ADD", event_time=iso(t + 3), biz_step="packing"), MANUFACTURER),
+        (agg(parent_id=s.pallet, child_epcs=[s.case], action="ADD", event_time=iso(t + 4), biz_step="packing"), CARRIER),
+        (agg(parent_id=s.container, child_epcs=[s.pallet], action="ADD", event_time=iso(t + 5), biz_step="loading"), CARRIER),
+        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 6), biz_step="shipping", disposition="in_transit"), CARRIER),
+        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 7), biz_step=epcis.customs_step("declared"),
+             extensions=epcis.customs_fields(declaration_id="NL-2025-0001", customs_office="NL000396")), CUSTOMS),
+        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 8), biz_step="wmc:cleared"), CUSTOMS),
+        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 9), biz_step="arriving"), CARRIER),
+        (agg(parent_id=s.container, child_epcs=[s.pallet], action="DELETE", event_time=iso(t + 10), biz_step="unloading"), CARRIER),
+        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 11), biz_step="departing"), CARRIER),  # empty now
+        (obj(epcs=[s.pallet], action="OBSERVE", event_time=iso(t + 12), biz_step="receiving", disposition="in_progress"), CARRIER),
+    ]
+
+
+def attested(event: dict[str, Any], signer: LocalAccount, domain: AttestationDomain) -> dict[str, Any]:
+    """The event as it travels in a capture document: with its `wm:attestation`."""
+    signed = sign_attestation(signer.key, domain, event)
+    body = {k: v for k, v in event.items() if k != "@context"}
+    body["wm:attestation"] = {"signer": signer.address, "signature": signed.signature_hex}
+    return body
+
+
+def capture_document(events: list[tuple[dict[str, Any], LocalAccount]], domain: AttestationDomain) -> dict[str, Any]:
+    document = epcis.epcis_document([e for e, _ in events])
+    document["epcisBody"]["eventList"] = [attested(e, signer, domain) for e, signer in events]
+    return document

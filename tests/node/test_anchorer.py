@@ -1,0 +1,152 @@
+"""The anchorer: batches by size and delay, proofs that verify on chain, recovery of unfinished
+batches without anchoring twice, re-anchoring of batches the chain lost, one anchorer per database."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+from eth_account.signers.local import LocalAccount
+from sqlalchemy import func, select
+
+from node.anchorer import Anchorer, AnchorerAlreadyRunning, pending_count
+from node.chain.client import ChainClient
+from node.db import Batch, Database, Event
+from node.devnet.anvil import AnvilControl, AnvilProcess
+from node.ingest.capture import CaptureService
+from node.provenance.merkle import leaf_hash
+from node.service import NodeRuntime, build_anchorer, build_capture
+from tests.node.story import MANUFACTURER, capture_document, lot_story, story_events
+
+
+def _ingest(runtime: NodeRuntime, start: int, size: int = 4) -> CaptureService:
+    capture = build_capture(runtime)
+    capture.capture(orjson.dumps(capture_document(story_events(lot_story(start, size)), runtime.domain)))
+    return capture
+
+
+def _anchorer(runtime: NodeRuntime, batch_size: int = 500, max_delay: float = 0.2) -> Anchorer:
+    runtime.node.batch_size, runtime.node.max_batch_delay = batch_size, max_delay
+    return build_anchorer(runtime, MANUFACTURER)
+
+
+def _anchored_logs(runtime: NodeRuntime) -> list[bytes]:
+    registry = runtime.client.contract("ProvenanceRegistry", runtime.registry_address)
+    logs = registry.events.BatchAnchored().get_logs(from_block=runtime.deployment.start_block)
+    return [bytes(entry["args"]["root"]) for entry in logs]
+
+
+def _assert_all_anchored_once(runtime: NodeRuntime) -> None:
+    registry = runtime.client.contract("ProvenanceRegistry", runtime.registry_address)
+    with runtime.db.session() as s:
+        batches = s.scalars(select(Batch)).all()
+        events = s.scalars(select(Event)).all()
+    roots = _anchored_logs(runtime)
+    assert sorted(roots) == sorted(bytes(b.root) for b in batches)  # each batch once on chain
+    assert sum(b.event_count for b in batches) == len(events)
+    for event in events:
+        assert event.batch_id is not None
+        batch = next(b for b in batches if b.id == event.batch_id)
+        proof = bytes(event.proof or b"")
+        siblings = [proof[i : i + 32] for i in range(0, len(proof), 32)]
+        assert registry.functions.verifyLeaf(bytes(batch.root), siblings, bytes(event.digest), event.signer).call()
+
+
+def test_anchors_in_batches_of_the_configured_size(runtime: NodeRuntime, chain_now: int) -> None:
+    _ingest(runtime, chain_now)  # 12 events
+    anchorer = _anchorer(runtime, batch_size=5)
+    anchorer.drain()
+    with runtime.db.session() as s:
+        sizes = [b.event_count for b in s.scalars(select(Batch).order_by(Batch.id))]
+        gas = [b.gas_used for b in s.scalars(select(Batch))]
+    assert sizes == [5, 5, 2]
+    assert all(g and g < 100_000 for g in gas)
+    assert pending_count(runtime.db) == 0
+    _assert_all_anchored_once(runtime)
+
+
+def test_waits_for_a_full_batch_or_the_maximum_delay(runtime: NodeRuntime, chain_now: int) -> None:
+    _ingest(runtime, chain_now)
+    anchorer = _anchorer(runtime, batch_size=100, max_delay=0.3)
+    assert anchorer.form_batch() is None  # 12 < 100 and young
+    time.sleep(0.35)
+    formed = anchorer.form_batch()
+    assert formed is not None and formed[2] == 12
+
+
+def test_a_batch_prepared_but_never_sent_is_sent_on_restart(runtime: NodeRuntime, chain_now: int) -> None:
+    _ingest(runtime, chain_now)
+    crashed = _anchorer(runtime)
+    crashed.form_batch(force=True)  # ... and the process died here
+    assert _anchored_logs(runtime) == []
+    _anchorer(runtime).recover()
+    _assert_all_anchored_once(runtime)
+
+
+def test_a_batch_sent_but_not_recorded_is_found_on_chain_not_sent_again(runtime: NodeRuntime, chain_now: int) -> None:
+    _ingest(runtime, chain_now)
+    crashed = _anchorer(runtime)
+    batch_id, root, count = crashed.form_batch(force=True) or (0, b"", 0)
+    crashed.client.transact(crashed.registry.functions.anchorBatch(root, count, ""), sender=MANUFACTURER)
+    # ... the process died before recording the receipt
+    restarted = _anchorer(runtime)
+    restarted.client = ChainClient(runtime.client.rpc_url)
+    restarted.recover()
+    assert _anchored_logs(runtime) == [root]
+    with runtime.db.session() as s:
+        batch = s.get(Batch, batch_id)
+        assert batch is not None and batch.status in ("anchored", "confirmed") and batch.sends == 0
+    _assert_all_anchored_once(runtime)
+
+
+def test_a_batch_the_chain_lost_is_anchored_again(
+    runtime: NodeRuntime, chain_now: int, devnet: AnvilControl, anvil: AnvilProcess
+) -> None:
+    _ingest(runtime, chain_now)
+    snapshot = devnet.snapshot()
+    anchorer = _anchorer(runtime)
+    anchorer.drain()
+    assert len(_anchored_logs(runtime)) == 1
+    devnet.revert(snapshot)  # the chain restarts from an older state: the anchor is gone
+    devnet.mine(2)
+    assert _anchored_logs(runtime) == []
+    anchorer.step()
+    with runtime.db.session() as s:
+        (batch,) = s.scalars(select(Batch)).all()
+    assert batch.status in ("anchored", "confirmed") and batch.sends == 2
+    _assert_all_anchored_once(runtime)
+
+
+def test_confirmed_only_under_enough_blocks(runtime: NodeRuntime, chain_now: int, devnet: AnvilControl) -> None:
+    _ingest(runtime, chain_now)
+    anchorer = _anchorer(runtime)
+    anchorer.confirmations = 3
+    anchorer.drain()
+    anchorer.check_anchored()
+    with runtime.db.session() as s:
+        assert s.scalar(select(Batch.status)) == "anchored"
+    devnet.mine(3)
+    anchorer.check_anchored()
+    with runtime.db.session() as s:
+        assert s.scalar(select(Batch.status)) == "confirmed"
+
+
+def test_a_second_anchorer_on_the_same_database_is_refused(runtime: NodeRuntime) -> None:
+    first, second = _anchorer(runtime), _anchorer(runtime)
+    with first.exclusive():
+        with pytest.raises(AnchorerAlreadyRunning):
+            with second.exclusive():
+                pass
+    with second.exclusive():
+        pass  # free again once the first let go
+
+
+def test_leaves_are_event_hash_and_signer(runtime: NodeRuntime, chain_now: int) -> None:
+    _ingest(runtime, chain_now)
+    _anchorer(runtime).drain()
+    registry = runtime.client.contract("ProvenanceRegistry", runtime.registry_address)
+    with runtime.db.session() as s:
+        event = s.scalars(select(Event)).first()
+    assert event is not None
+    assert registry.functions.leafHash(bytes(event.digest), event.signer).call() == leaf_hash(bytes(event.digest), event.signer)
