@@ -9,10 +9,12 @@ treats all three alike.
 Waymark's own vocabulary lives in two namespaces, declared by :data:`WAYMARK_CONTEXT`:
 
 * ``wmc:`` = ``https://ns.waymark.example/customs/`` - customs steps CBV lacks, as bizStep
-  values (``wmc:declared``, ``wmc:cleared``, ``wmc:detained``, ``wmc:returned``,
-  ``wmc:duty_assessed``), customs dispositions (``wmc:held``, ``wmc:released``,
-  ``wmc:refused``) and extension fields (``wmc:declarationId``, ``wmc:customsOffice``,
-  ``wmc:duty`` = ``{wmc:amount, wmc:currency}``, ``wmc:reason``).
+  values (``.../customs/declared``, ``cleared``, ``detained``, ``returned``,
+  ``duty_assessed``), customs dispositions (``.../customs/held``, ``released``, ``refused``)
+  and extension fields (``wmc:declarationId``, ``wmc:customsOffice``, ``wmc:duty`` =
+  ``{wmc:amount, wmc:currency}``, ``wmc:reason``). Vocabulary *values* are written as full
+  IRIs: the CBV hash expands CURIEs in values only into GS1's own vocabularies, so
+  ``wmc:declared`` and its IRI would hash differently; validation insists on the IRI.
 * ``wm:`` = ``https://ns.waymark.example/epcis/`` - document references
   ``wm:documents`` = ``[{wm:documentType, wm:digest: "sha256:<hex>"}]``.
 
@@ -111,19 +113,19 @@ CUSTOMS_DISPOSITION_IRIS = {disp: f"{CUSTOMS_NS}{disp}" for disp in CUSTOMS_DISP
 
 
 def customs_step(step: str) -> str:
-    """The bizStep CURIE of a customs step: ``declared`` -> ``wmc:declared``."""
+    """The bizStep IRI of a customs step: ``declared`` -> ``https://ns.waymark.example/customs/declared``."""
     if step not in CUSTOMS_STEPS:
         raise ValueError(f"unknown customs step {step!r}; one of {', '.join(CUSTOMS_STEPS)}")
-    return f"{CUSTOMS_PREFIX}:{step}"
+    return CUSTOMS_STEP_IRIS[step]
 
 
 def customs_disposition(disposition: str) -> str:
-    """The disposition CURIE of a customs state: ``held`` -> ``wmc:held``."""
+    """The disposition IRI of a customs state: ``held`` -> ``https://ns.waymark.example/customs/held``."""
     if disposition not in CUSTOMS_DISPOSITIONS:
         raise ValueError(
             f"unknown customs disposition {disposition!r}; one of {', '.join(CUSTOMS_DISPOSITIONS)}"
         )
-    return f"{CUSTOMS_PREFIX}:{disposition}"
+    return CUSTOMS_DISPOSITION_IRIS[disposition]
 
 
 # --- units of measure ---------------------------------------------------------------------
@@ -698,9 +700,10 @@ class _Validator:
             return
         if ":" in text and _ABSOLUTE_URI_RE.match(text):
             prefix = text.split(":", 1)[0]
-            if prefix in ("wm", "wmc") and prefix not in self.prefixes:
-                self.fail(path, f"prefix {prefix!r} is not declared in @context")
-            if prefix == CUSTOMS_PREFIX and expanded not in extra_iris:
+            if prefix in (WAYMARK_PREFIX, CUSTOMS_PREFIX):
+                # the CBV hash expands only GS1 CURIEs in values: one spelling per value
+                self.fail(path, f"write Waymark vocabulary as full IRIs ({expanded}), not {text!r}")
+            if text.startswith(CUSTOMS_NS) and text not in extra_iris:
                 self.fail(path, f"unknown Waymark customs {what} {text!r}")
             return
         self.fail(path, f"unknown {what} {text!r}")
@@ -957,16 +960,21 @@ class _Validator:
         if prefix not in self.prefixes and prefix != "cbvmda":
             self.fail(path, f"prefix {prefix!r} of extension field {key!r} is not declared in @context")
 
-    def extension_value(self, path: str, key: str, value: Any) -> None:
+    def extension_value(self, path: str, key: str, value: Any, *, item: bool = False) -> None:
         if value is None:
             self.fail(path, "null is not allowed")
+        if not item:
+            if key == f"{WAYMARK_PREFIX}:documents":
+                self.documents(path, value)
+            elif key == f"{CUSTOMS_PREFIX}:duty":
+                self.duty(path, value)
         if isinstance(value, Mapping):
             for sub_key, sub_value in value.items():
                 self.extension_key(f"{path}.{sub_key}", sub_key)
                 self.extension_value(f"{path}.{sub_key}", sub_key, sub_value)
         elif isinstance(value, list):
-            for i, item in enumerate(value):
-                self.extension_value(f"{path}[{i}]", key, item)
+            for i, element in enumerate(value):
+                self.extension_value(f"{path}[{i}]", key, element, item=True)
         elif isinstance(value, str):
             # The CBV hash reads numeric-looking strings as numbers; past 15 significant
             # digits a float loses digits, so two different values could hash alike.
@@ -978,10 +986,6 @@ class _Validator:
         elif isinstance(value, float):
             if value != value or value in (float("inf"), float("-inf")):
                 self.fail(path, "not a finite number")
-        if key == f"{WAYMARK_PREFIX}:documents":
-            self.documents(path, value)
-        elif key == f"{CUSTOMS_PREFIX}:duty":
-            self.duty(path, value)
 
     def documents(self, path: str, value: Any) -> None:
         for i, entry in enumerate(self.nonempty_list(path, value)):

@@ -65,6 +65,11 @@ from node.provenance.epcis import (
 )
 from node.provenance.gs1 import check_digit
 
+# JSON objects arrive as dicts (json, orjson); checking against typing.Mapping would cost
+# microseconds per value in the hot path.
+_OBJECT = dict
+_CONTAINER = (dict, list)
+
 HASH_PREFIX = "ni:///sha-256;"
 HASH_SUFFIX = "?ver=CBV2.0"
 
@@ -425,6 +430,13 @@ def _epc_urn(uri: str) -> str | None:
     return None
 
 
+# Ids Waymark writes are already canonical; recognising them skips the general parser.
+_ALREADY_CANONICAL_RE = re.compile(
+    r"^https://id\.gs1\.org/(?:00/\d{18}|01/\d{14}(?:/(?:21|10)/[!-.0-~]+)?"
+    r"|414/\d{13}(?:/254/[!-.0-~]+)?|417/\d{13})$"
+)
+
+
 def canonical_gs1_uri(text: str) -> str | None:
     """The constrained canonical Digital Link URI of a GS1 key, or None if ``text`` is not one.
 
@@ -432,6 +444,8 @@ def canonical_gs1_uri(text: str) -> str | None:
     string, the consumer product variant, and the lot when a serial is present. Check
     digits of Digital Link input are not verified here (that is validation's job).
     """
+    if text.startswith("https://id.gs1.org/") and _ALREADY_CANONICAL_RE.match(text):
+        return text
     if text.startswith("urn:epc:"):
         return _epc_urn(text)
     if text.startswith(("https://", "http://")):
@@ -461,7 +475,7 @@ def _key_name(key: str, ctx: _Context) -> str:
 
 
 def _generic(name: str, value: Any, ctx: _Context, out: list[str]) -> None:
-    if isinstance(value, Mapping):
+    if isinstance(value, _OBJECT):
         children: list[str] = []
         for key, child in value.items():
             if key not in _GENERIC_IGNORED:
@@ -496,14 +510,14 @@ Handler = Callable[[str, Any, _Context, list[str]], str]
 
 
 def _plain(name: str, value: Any, ctx: _Context, left: list[str]) -> str:
-    if isinstance(value, (Mapping, list)):
+    if isinstance(value, _CONTAINER):
         _generic(name, value, ctx, left)
         return ""
     return _field(name, _canon(value, ctx))
 
 
 def _time(name: str, value: Any, ctx: _Context, left: list[str]) -> str:
-    if isinstance(value, (Mapping, list)):
+    if isinstance(value, _CONTAINER):
         _generic(name, value, ctx, left)
         return ""
     return _field(name, canonical_time(value))
@@ -511,7 +525,7 @@ def _time(name: str, value: Any, ctx: _Context, left: list[str]) -> str:
 
 def _vocab(table: Mapping[str, str]) -> Handler:
     def handle(name: str, value: Any, ctx: _Context, left: list[str]) -> str:
-        if isinstance(value, (Mapping, list)):
+        if isinstance(value, _CONTAINER):
             _generic(name, value, ctx, left)
             return ""
         return _field(name, _canon_vocab(value, table, ctx))
@@ -523,7 +537,7 @@ def _epcs(name: str, value: Any, ctx: _Context, left: list[str]) -> str:
     items = value if isinstance(value, list) else [value]
     entries = []
     for item in items:
-        if isinstance(item, Mapping):
+        if isinstance(item, _OBJECT):
             _generic(name, item, ctx, left)
             continue
         text = _canon(item, ctx)
@@ -541,7 +555,7 @@ _QTY_KEYS = frozenset(("epcClass", "quantity", "uom"))
 def _quantities(name: str, value: Any, ctx: _Context, left: list[str]) -> str:
     entries = []
     for element in value if isinstance(value, list) else [value]:
-        if not isinstance(element, Mapping):
+        if not isinstance(element, _OBJECT):
             continue
         text = ""
         for key in ("epcClass", "quantity", "uom"):
@@ -557,7 +571,7 @@ def _quantities(name: str, value: Any, ctx: _Context, left: list[str]) -> str:
 
 
 def _persistent(name: str, value: Any, ctx: _Context, left: list[str]) -> str:
-    if not isinstance(value, Mapping):
+    if not isinstance(value, _OBJECT):
         return _plain(name, value, ctx, left)
     text = ""
     for key in ("set", "unset"):
@@ -579,7 +593,7 @@ _ID_ONLY = frozenset(("id",))
 
 
 def _location(name: str, value: Any, ctx: _Context, left: list[str]) -> str:
-    if not isinstance(value, Mapping):
+    if not isinstance(value, _OBJECT):
         text = _canon(value, ctx) if not isinstance(value, list) else ""
         return name + "id=" + text if text else ""
     text = _field("id", _canon(value.get("id"), ctx)) if "id" in value else ""
@@ -593,7 +607,7 @@ def _typed_list(id_key: str, types: Mapping[str, str]) -> Handler:
     def handle(name: str, value: Any, ctx: _Context, left: list[str]) -> str:
         entries = []
         for element in value if isinstance(value, list) else [value]:
-            if not isinstance(element, Mapping):
+            if not isinstance(element, _OBJECT):
                 continue
             text = ""
             if "type" in element:
@@ -631,39 +645,50 @@ _REPORT_VOCAB = {
 _ELEMENT_KEYS = frozenset(("sensorMetadata", "sensorReport"))
 
 
-def _ordered_object(obj: Mapping[str, Any], order: Sequence[str], ctx: _Context) -> str:
-    text = ""
-    for key in order:
-        if key in obj:
-            value = obj[key]
-            if "time" in key.lower():
-                text += _field(key, canonical_time(value))
-            elif key in _REPORT_VOCAB and order is _REPORT_ORDER:
-                text += _field(key, _canon_vocab(value, _REPORT_VOCAB[key], ctx))
-            else:
-                text += _field(key, _canon(value, ctx))
-    return text
+_TIME_KIND, _PLAIN_KIND = 0, 1
+_METADATA_PLAN = tuple((key, _TIME_KIND if "time" in key.lower() else _PLAIN_KIND) for key in _METADATA_ORDER)
+_REPORT_PLAN = tuple(
+    (key, _REPORT_VOCAB.get(key) or (_TIME_KIND if "time" in key.lower() else _PLAIN_KIND))
+    for key in _REPORT_ORDER
+)
+
+
+def _ordered_object(obj: dict[str, Any], plan: Sequence[tuple[str, Any]], ctx: _Context) -> str:
+    parts = []
+    for key, kind in plan:
+        value = obj.get(key)
+        if value is None:
+            continue
+        if kind is _TIME_KIND:
+            text = canonical_time(value)
+        elif kind is _PLAIN_KIND:
+            text = _canon(value, ctx)
+        else:
+            text = _canon_vocab(value, kind, ctx)
+        if text:
+            parts.append(f"{key}={text}")
+    return "".join(parts)
 
 
 def _sensors(name: str, value: Any, ctx: _Context, left: list[str]) -> str:
     elements = []
     for element in value if isinstance(value, list) else [value]:
-        if not isinstance(element, Mapping):
+        if not isinstance(element, _OBJECT):
             continue
         text = ""
         rest: list[str] = []
         metadata = element.get("sensorMetadata")
-        if isinstance(metadata, Mapping):
-            meta_text = _ordered_object(metadata, _METADATA_ORDER, ctx)
+        if isinstance(metadata, _OBJECT):
+            meta_text = _ordered_object(metadata, _METADATA_PLAN, ctx)
             if meta_text:
                 text += "sensorMetadata" + meta_text
             _leftover("sensorMetadata", metadata, _METADATA_KEYS, ctx, rest)
         reports = element.get("sensorReport")
         report_texts = []
         for report in reports if isinstance(reports, list) else ([reports] if reports else []):
-            if not isinstance(report, Mapping):
+            if not isinstance(report, _OBJECT):
                 continue
-            report_text = _ordered_object(report, _REPORT_ORDER, ctx)
+            report_text = _ordered_object(report, _REPORT_PLAN, ctx)
             if report_text:
                 report_texts.append("sensorReport" + report_text)
             _leftover("sensorReport", report, _REPORT_KEYS, ctx, rest)
@@ -740,7 +765,7 @@ def prehash(event: Mapping[str, Any], context: Any = None) -> str:
     ``context`` is the enclosing document's ``@context``; the event's own ``@context``, if
     any, is applied on top of it.
     """
-    if not isinstance(event, Mapping):
+    if not isinstance(event, _OBJECT):
         raise EventHashError(f"an event is a JSON object, got {type(event).__name__}")
     event_type = event.get("type")
     if not isinstance(event_type, str) or not event_type:
@@ -838,7 +863,7 @@ def primary_object_id(event: Mapping[str, Any], context: Any = None) -> str:
             ids = [
                 _canon(element["epcClass"], ctx)
                 for element in value
-                if isinstance(element, Mapping) and isinstance(element.get("epcClass"), str)
+                if isinstance(element, _OBJECT) and isinstance(element.get("epcClass"), str)
             ]
             if ids:
                 return min(ids)

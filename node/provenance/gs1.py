@@ -317,6 +317,12 @@ def parse_digital_link(uri: str) -> ParsedLink:
         qualifiers[key] = value
     if "21" not in qualifiers:
         raise InvalidIdentifier(uri, "a unit link needs a serial (/21/<serial>)")
+    for key, label in (("22", "consumer product variant (AI 22)"), ("10", "lot (AI 10)"), ("21", "serial (AI 21)")):
+        if key in qualifiers:
+            try:
+                _check_ai_value(qualifiers[key], label, 20)
+            except InvalidIdentifier as error:
+                raise InvalidIdentifier(uri, error.problem) from None
     # biip checks each AI's format (character set, length) against the GS1 AI table.
     canonical_path = f"/01/{gtin}" + "".join(
         f"/{k}/{encode_component(qualifiers[k])}" for k in _GTIN_QUALIFIER_ORDER if k in qualifiers
