@@ -240,6 +240,11 @@ class EscrowWorld:
         )
         return base.but(**overrides)
 
+    def give_eth(self, to: str, amount: int = 10**18) -> None:
+        """Gas money for a signer-only key that must send a transaction."""
+        tx = {"from": self.deployer.address, "to": to, "value": amount, "gas": 21_000, "chainId": self.chain.chain_id}
+        self.chain.send(tx, self.deployer)  # type: ignore[arg-type]
+
     def mint(self, token: Contract, to: str, amount: int) -> None:
         self.chain.transact(token.functions.mint(to, amount), sender=self.deployer)
 

@@ -1,0 +1,331 @@
+"""TradeEscrow's k-of-n EIP-712 attestations and the buyer's signed confirmation: replayed,
+expired, wrong-domain, wrong-role, conflicted, duplicated and unsorted signatures are refused."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from eth_abi import encode as abi_encode
+from eth_account.messages import _hash_eip191_message, encode_typed_data
+from eth_account.signers.local import LocalAccount
+
+from node.chain.client import ChainClient
+from node.devnet.anvil import AnvilControl
+from tests.contracts.escrow_world import (
+    CARRIER,
+    CUSTOMS,
+    DAY,
+    DOMAIN_TYPE,
+    TYPES,
+    UNIT6,
+    ZERO,
+    EscrowWorld,
+    State,
+    deploy_world,
+    schedule,
+    signer_key,
+)
+from tests.helpers import reverts
+
+REVOKE_ROLE, SUSPEND_ORGANISATION = 4, 1
+
+
+@pytest.fixture
+def w(chain: ChainClient, accounts: list[LocalAccount]) -> EscrowWorld:
+    return deploy_world(chain, accounts)
+
+
+def registry_vote(w: EscrowWorld, kind: int, types: list[str], values: list[object]) -> None:
+    """Threshold 1: a member's proposal executes at once."""
+    w.chain.transact(w.registry.functions.propose(kind, abi_encode(types, values)), sender=w.operator)
+
+
+def submit(w: EscrowWorld, t, milestone, sigs, duty=0, payee=ZERO):  # type: ignore[no-untyped-def]
+    return w.send("attestMilestone", t.as_tuple(), milestone, duty, payee, sigs, sender=w.outsider)
+
+
+# ---- what is accepted ------------------------------------------------------------------------------
+
+
+def test_anyone_may_relay_a_bundle_and_extra_signatures_are_fine(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    receipt = w.attest(t, 0, signers=w.carriers, sender=w.seller)
+    assert w.events(receipt, "MilestoneReached")[0].args.milestone == 0
+
+
+def test_contract_account_of_a_member_may_sign_through_erc1271(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    owner = w.carriers[2]
+    wallet = w.chain.deploy("MockContractSigner", owner.address, sender=w.deployer)
+    w.give_eth(owner.address)
+    w.chain.transact(w.registry.functions.addAccount(wallet.address), sender=owner)
+    w.org_of[wallet.address] = w.org_of[owner.address]
+    message = {"orderId": t.order_id, "milestone": 0, "duty": 0, "dutyPayee": ZERO}
+    first = w.bundle([w.carriers[0]], "MilestoneAttestation", message)
+    deadline = w.deadline()
+    by_wallet = (wallet.address, deadline, w.sign(owner, "MilestoneAttestation", {**message, "deadline": deadline}))
+    submit(w, t, 0, first + [by_wallet])
+    assert w.order(t)[1] == 1
+
+
+def test_digest_views_match_eip712_hashing_off_chain(w: EscrowWorld) -> None:
+    def digest(primary: str, message: dict) -> bytes:  # type: ignore[type-arg]
+        typed = {
+            "types": {"EIP712Domain": DOMAIN_TYPE, primary: TYPES[primary]},
+            "primaryType": primary,
+            "domain": w.domain(),
+            "message": message,
+        }
+        return bytes(_hash_eip191_message(encode_typed_data(full_message=copy.deepcopy(typed))))
+
+    payee = w.customs[0].address
+    assert w.view("milestoneDigest", 7, 1, 5, payee, 99) == digest(
+        "MilestoneAttestation", {"orderId": 7, "milestone": 1, "duty": 5, "dutyPayee": payee, "deadline": 99}
+    )
+    assert w.view("customsReturnDigest", 7, 1, 99) == digest(
+        "CustomsReturn", {"orderId": 7, "milestone": 1, "deadline": 99}
+    )
+    assert w.view("confirmationDigest", 7, 99) == digest("DeliveryConfirmation", {"orderId": 7, "deadline": 99})
+    assert w.view("fxRateDigest", b"EUR", b"USD", 3, 4, 99) == digest(
+        "FxRate", {"base": b"EUR", "quote": b"USD", "rate": 3, "timestamp": 4, "deadline": 99}
+    )
+    fields, name, version, chain_id, contract, _, _ = w.view("eip712Domain")
+    assert (name, version, chain_id, contract) == ("Waymark Escrow", "1", w.chain.chain_id, w.escrow.address)
+
+
+# ---- replay ------------------------------------------------------------------------------------------
+
+
+def test_replayed_bundle_for_a_reached_milestone_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    sigs = w.milestone_bundle(t, 0, w.carriers[:2])
+    submit(w, t, 0, sigs)
+    with reverts("EscrowMilestoneAlreadyReached", orderId=t.order_id, milestone=0):
+        submit(w, t, 0, sigs)
+
+
+def test_bundle_for_one_order_does_not_work_for_another(w: EscrowWorld) -> None:
+    a = w.open(w.terms(salt=1))
+    b = w.open(w.terms(salt=2))
+    sigs = w.milestone_bundle(a, 0, w.carriers[:2])
+    first = min(w.carriers[:2], key=lambda k: w.org_of[k.address])
+    with reverts("EscrowInvalidSignature", signer=first.address):
+        submit(w, b, 0, sigs)
+
+
+def test_bundle_for_one_milestone_does_not_work_for_the_next(w: EscrowWorld) -> None:
+    t = w.open(w.terms(milestones=schedule(0, 5000, 5000)))
+    w.attest(t, 0)
+    sigs = w.milestone_bundle(t, 0, w.customs[:2])
+    with reverts("EscrowInvalidSignature"):
+        submit(w, t, 1, sigs)
+
+
+def test_milestones_must_be_reached_in_order(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    with reverts("EscrowMilestoneNotNext", orderId=t.order_id, milestone=1, next=0):
+        w.attest(t, 1)
+    with reverts("EscrowMilestoneNotNext", milestone=9, next=0):
+        submit(w, t, 9, [])
+
+
+def test_attestation_reverts_once_every_milestone_is_reached(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    w.deliver(t)
+    with reverts("EscrowInvalidState", current=State.DELIVERED, expected=State.FUNDED):
+        w.attest(t, 2)
+
+
+def test_attestation_reverts_before_funding(w: EscrowWorld) -> None:
+    t = w.terms()
+    w.create(t)
+    with reverts("EscrowInvalidState", current=State.CREATED, expected=State.FUNDED):
+        w.attest(t, 0)
+
+
+# ---- expiry and deadlines ------------------------------------------------------------------------------
+
+
+def test_expired_signature_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    past = w.now() - 1
+    sigs = w.milestone_bundle(t, 0, w.carriers[:2], deadline=past)
+    with reverts("EscrowSignatureExpired", signer=sigs[0][0], deadline=past):
+        submit(w, t, 0, sigs)
+
+
+def test_shipped_after_ship_by_reverts(w: EscrowWorld, devnet: AnvilControl) -> None:
+    t = w.open(w.terms())
+    devnet.increase_time(t.ship_by - w.now() + 1)
+    with reverts("EscrowDeadlinePassed", orderId=t.order_id, deadline=t.ship_by):
+        w.attest(t, 0, deadline=w.now() + DAY)
+
+
+def test_delivered_after_deliver_by_reverts(w: EscrowWorld, devnet: AnvilControl) -> None:
+    t = w.open(w.terms())
+    w.attest(t, 0)
+    w.attest(t, 1)
+    devnet.increase_time(t.deliver_by - w.now() + 1)
+    with reverts("EscrowDeadlinePassed", orderId=t.order_id, deadline=t.deliver_by):
+        w.attest(t, 2, deadline=w.now() + DAY)
+
+
+# ---- domain and message ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [{"chainId": 1}, {"name": "Waymark"}, {"version": "2"}, {"verifyingContract": "0x" + "12" * 20}],
+    ids=["chain-id", "name", "version", "contract"],
+)
+def test_signature_from_another_domain_reverts(w: EscrowWorld, domain: dict) -> None:  # type: ignore[type-arg]
+    t = w.open(w.terms())
+    sigs = w.milestone_bundle(t, 0, w.carriers[:2], **domain)
+    with reverts("EscrowInvalidSignature", signer=sigs[0][0]):
+        submit(w, t, 0, sigs)
+
+
+def test_signature_claimed_for_another_signer_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    sigs = w.milestone_bundle(t, 0, w.carriers[:2])
+    forged = [(sigs[0][0], sigs[0][1], sigs[1][2]), sigs[1]]
+    with reverts("EscrowInvalidSignature", signer=sigs[0][0]):
+        submit(w, t, 0, forged)
+
+
+def test_customs_signers_must_agree_on_the_duty(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    w.attest(t, 0)
+    payee = w.customs[0].address
+    a = w.milestone_bundle(t, 1, [w.customs[0]], duty=10 * UNIT6, payee=payee)
+    b = w.milestone_bundle(t, 1, [w.customs[1]], duty=20 * UNIT6, payee=payee)
+    with reverts("EscrowInvalidSignature", signer=w.customs[1].address):
+        submit(w, t, 1, a + b, duty=10 * UNIT6, payee=payee)
+
+
+def test_duty_on_a_milestone_other_than_customs_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    with reverts("EscrowNotCustomsMilestone", orderId=t.order_id, milestone=0):
+        w.attest(t, 0, duty=1, payee=w.customs[0].address)
+
+
+def test_duty_without_payee_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    w.attest(t, 0)
+    with reverts("EscrowInvalidAccount", account=ZERO):
+        w.attest(t, 1, duty=1, payee=ZERO)
+
+
+# ---- quorum, roles, conflicts, ordering --------------------------------------------------------------------
+
+
+def test_too_few_signatures_revert(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    with reverts("EscrowQuorumNotMet", provided=1, required=2):
+        w.attest(t, 0, signers=w.carriers[:1])
+
+
+def test_signer_with_the_wrong_role_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    signers = [w.carriers[0], w.customs[0]]
+    with reverts("EscrowMissingRole", account=w.customs[0].address, role=CARRIER):
+        w.attest(t, 0, signers=signers)
+
+
+def test_customs_milestone_needs_customs_role(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    w.attest(t, 0)
+    with reverts("EscrowMissingRole", role=CUSTOMS):
+        w.attest(t, 1, signers=w.carriers[:2])
+
+
+def test_signer_outside_the_consortium_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    stranger = signer_key("stranger")
+    with reverts("EscrowMissingRole", account=stranger.address, role=CARRIER):
+        w.attest(t, 0, signers=[w.carriers[0], stranger], sort=False)
+
+
+def test_signer_whose_role_was_revoked_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    registry_vote(w, REVOKE_ROLE, ["uint64", "bytes32"], [w.org_of[w.carriers[1].address], CARRIER])
+    with reverts("EscrowMissingRole", account=w.carriers[1].address, role=CARRIER):
+        w.attest(t, 0, signers=w.carriers[:2])
+
+
+def test_signer_of_a_suspended_organisation_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    registry_vote(w, SUSPEND_ORGANISATION, ["uint64"], [w.org_of[w.carriers[0].address]])
+    with reverts("EscrowMissingRole", account=w.carriers[0].address):
+        w.attest(t, 0, signers=w.carriers[:2])
+
+
+def test_signer_of_the_sellers_organisation_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=w.seller_org_signer.address):
+        w.attest(t, 0, signers=[w.seller_org_signer, w.carriers[0]])
+
+
+def test_signer_of_the_buyers_organisation_reverts(w: EscrowWorld) -> None:
+    carrier = w.carriers[2]
+    w.give_eth(carrier.address)
+    w.chain.transact(w.registry.functions.addAccount(w.buyer.address), sender=carrier)
+    t = w.open(w.terms())
+    with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=carrier.address):
+        w.attest(t, 0, signers=[w.carriers[0], carrier])
+
+
+def test_the_same_signer_twice_counts_once_and_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    signer = w.carriers[0]
+    org = w.org_of[signer.address]
+    with reverts("EscrowSignersUnsorted", signer=signer.address, orgId=org, previousOrgId=org):
+        w.attest(t, 0, signers=[signer, signer])
+
+
+def test_two_accounts_of_one_organisation_count_once_and_revert(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    first = w.carriers[0]
+    colleague = signer_key("carrier0-colleague")
+    w.give_eth(first.address)
+    w.chain.transact(w.registry.functions.addAccount(colleague.address), sender=first)
+    w.org_of[colleague.address] = w.org_of[first.address]
+    with reverts("EscrowSignersUnsorted", signer=colleague.address, orgId=w.org_of[first.address]):
+        w.attest(t, 0, signers=[first, colleague], sort=False)
+
+
+def test_signers_out_of_organisation_order_revert(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    low, high = w.carriers[0], w.carriers[1]
+    with reverts(
+        "EscrowSignersUnsorted", signer=low.address, orgId=w.org_of[low.address], previousOrgId=w.org_of[high.address]
+    ):
+        w.attest(t, 0, signers=[high, low], sort=False)
+
+
+# ---- buyer confirmation by signature ------------------------------------------------------------------------
+
+
+def test_expired_confirmation_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    w.deliver(t)
+    deadline, signature = w.confirmation(t, deadline=w.now() - 1)
+    with reverts("EscrowSignatureExpired", signer=w.buyer.address, deadline=deadline):
+        w.send("confirmDeliveryBySig", t.as_tuple(), deadline, signature, sender=w.outsider)
+
+
+def test_confirmation_signed_by_someone_else_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    w.deliver(t)
+    deadline, signature = w.confirmation(t, key=w.seller)
+    with reverts("EscrowInvalidSignature", signer=w.buyer.address):
+        w.send("confirmDeliveryBySig", t.as_tuple(), deadline, signature, sender=w.seller)
+
+
+def test_confirmation_from_another_domain_reverts(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    w.deliver(t)
+    deadline, signature = w.confirmation(t, chainId=1)
+    with reverts("EscrowInvalidSignature", signer=w.buyer.address):
+        w.send("confirmDeliveryBySig", t.as_tuple(), deadline, signature, sender=w.outsider)
