@@ -143,7 +143,11 @@ class Anchorer:
         """Settle every batch left unfinished by a previous run, and re-check anchored ones."""
         self.check_anchored(full=True)
         for batch_id, root, count in self._batches(PREPARED):
-            self._settle_or_send(batch_id, root, count)
+            if self._settle_from_chain(batch_id, root):
+                log.warning("recovery: batch %d (0x%s) was already anchored; recorded", batch_id, root.hex())
+            else:
+                log.warning("recovery: batch %d (0x%s) is not on chain; sending", batch_id, root.hex())
+                self._settle_or_send(batch_id, root, count)
 
     def step(self) -> bool:
         """One round: watch anchors, form a batch if due, send it. True if a batch was anchored."""
