@@ -696,13 +696,14 @@ class _Validator:
         if text in terms:
             return
         expanded = self.expand(text)
+        prefix = text.split(":", 1)[0]
+        if prefix in (WAYMARK_PREFIX, CUSTOMS_PREFIX):
+            # the CBV hash expands only GS1 CURIEs in values: one spelling per value
+            namespace = WAYMARK_NS if prefix == WAYMARK_PREFIX else CUSTOMS_NS
+            self.fail(path, f"write Waymark vocabulary as full IRIs ({namespace}{text.split(':', 1)[1]}), not {text!r}")
         if expanded in extra_iris:
             return
         if ":" in text and _ABSOLUTE_URI_RE.match(text):
-            prefix = text.split(":", 1)[0]
-            if prefix in (WAYMARK_PREFIX, CUSTOMS_PREFIX):
-                # the CBV hash expands only GS1 CURIEs in values: one spelling per value
-                self.fail(path, f"write Waymark vocabulary as full IRIs ({expanded}), not {text!r}")
             if text.startswith(CUSTOMS_NS) and text not in extra_iris:
                 self.fail(path, f"unknown Waymark customs {what} {text!r}")
             return
