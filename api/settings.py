@@ -1,0 +1,83 @@
+"""Settings of the buyer-facing API (resolver, scan, ownership, alerts), prefix WAYMARK_API_.
+
+Chain and database come from `node.settings` (WAYMARK_CHAIN_, WAYMARK_DB_); this class
+holds what the API adds. Only entry points (`waymark api run`, tests, the benchmark) build it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from node.paths import PROJECT_ROOT
+
+
+class ApiSettings(BaseSettings):
+    """How the API listens, what it tells the scanner page, and how it guards public routes."""
+
+    model_config = SettingsConfigDict(env_prefix="WAYMARK_API_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Address the API listens on."""
+
+    port: int = Field(8700, ge=1, le=65535)
+    """Port the API listens on."""
+
+    public_url: str = "http://127.0.0.1:8700"
+    """Base URL buyers reach this resolver at (printed in QR codes, used in linksets)."""
+
+    browser_rpc_url: str | None = None
+    """Read-only JSON-RPC URL the scanner page verifies against; the chain's RPC URL when unset."""
+
+    rate_limit_per_minute: int = Field(120, ge=1)
+    """Sustained requests per minute one client may make to the public scan routes."""
+
+    rate_limit_burst: int = Field(40, ge=1)
+    """Requests one client may make at once before the per-minute rate applies."""
+
+    trust_forwarded_for: bool = False
+    """Take the client address from X-Forwarded-For (only behind a proxy that sets it)."""
+
+    region_header: str | None = None
+    """Header a trusted proxy sets to the client's country (e.g. CF-IPCountry); unset: not read."""
+
+    device_salt_file: Path = PROJECT_ROOT / "var" / "api-device-salt"
+    """File holding the secret salt of device hashes; created with random bytes when missing."""
+
+    passport_ttl: float = Field(10.0, gt=0)
+    """Seconds a passport whose events are all anchored is served from the cache."""
+
+    pending_passport_ttl: float = Field(2.0, gt=0)
+    """Seconds a passport with events still pending is served from the cache."""
+
+    passport_cache_size: int = Field(50_000, ge=1)
+    """Most passports kept in the cache."""
+
+    scan_flush_interval: float = Field(0.2, gt=0)
+    """Seconds between writes of buffered scan records to the database."""
+
+    clone_window_hours: float = Field(24.0, gt=0)
+    """Window the clone rules look back over."""
+
+    clone_max_devices: int = Field(5, ge=1)
+    """More distinct devices than this scanning one code within the window is flagged."""
+
+    clone_max_scans: int = Field(30, ge=1)
+    """More scans than this of one code within the window is flagged."""
+
+    clone_max_regions: int = Field(2, ge=1)
+    """More distinct regions than this scanning one code within the window is flagged."""
+
+    clone_min_travel_minutes: float = Field(120.0, ge=0)
+    """Scans of one code in two regions closer in time than this are flagged as implausible."""
+
+    signed_request_max_age: int = Field(300, ge=1)
+    """Seconds a signed request's timestamp may differ from the server's clock."""
+
+    docs: bool = True
+    """Serve the OpenAPI documentation at /docs and the spec at /openapi.json."""
+
+    static_dir: Path = PROJECT_ROOT / "scanner_web"
+    """Folder of the scanner page (index.html and its built dist/)."""

@@ -1,0 +1,843 @@
+"""A unit's passport: what a buyer sees when scanning its code, and the verdict on it.
+
+The passport gathers, for one unit (or logistic unit), its product and manufacturer, its
+full timeline (its own events and those of every case, pallet and container it was inside,
+from `node.history`), each event's verification, the documents and sensor excursions the
+events name, the state of an escrow order covering it, and a verdict:
+
+| verdict | when |
+|---|---|
+| genuine | every event verified (hash, signature, role at the time, Merkle proof, anchor, confirmations) and the unit was commissioned by its product's manufacturer |
+| unverified | nothing failed, but something is not proven yet: events pending, no commissioning event, product not registered |
+| suspicious | a check failed, the commissioning was signed by another organisation, the link's issuance signature is not the manufacturer's, or a clone rule tripped |
+| unknown | the code is well-formed but nothing on this network carries it (answered 404 by the API) |
+
+Verification of one event uses the same checks, names and failure codes as `node.proofs`
+(event_hash, signature, role, merkle_proof, anchor, confirmations); chain lookups go through
+`ChainView`, which caches what cannot change (roles and organisations at a past time) and
+re-reads what can (anchors, the head) after a short time. The parts that depend on who scans
+(clone flags, ownership) are added per request by the API (`finish`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import orjson
+from eth_utils import keccak
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from sqlalchemy import select
+from web3 import Web3
+
+from node.chain.client import ChainClient
+from node.chain.deploy import Deployment
+from node.db import Batch, Database, Event
+from node.errors import WaymarkError
+from node.history import HistoryEntry, unit_history
+from node.ingest.roles import roles_for_bizstep
+from node.proofs import FAILURES
+from node.provenance.attestation import (
+    AttestationDomain,
+    SignatureError,
+    event_subject,
+    event_unix_time,
+    recover_attester,
+)
+from node.provenance.event_hash import digest_from_hash, event_digest, hash_from_digest
+from node.provenance.gs1 import ContainerId, Identifier, ParsedLink, UnitId, encode_component, recover_issuer
+from node.provenance.merkle import leaf_hash, verify_proof
+from node.scans import Flag, Ownership, ScanOutcome
+
+Verdict = Literal["genuine", "unverified", "suspicious", "unknown"]
+CheckStatus = Literal["passed", "failed", "pending"]
+
+
+class PassportError(WaymarkError):
+    code = "passport_error"
+
+
+# --- the passport's shape (documented in the OpenAPI spec; the builder emits the same keys) ----
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+
+
+class OrgRef(_Model):
+    id: int
+    name: str
+    country: str = Field(description="ISO 3166-1 alpha-2")
+
+
+class Reason(_Model):
+    code: str = Field(description="Stable code, e.g. event_failed, events_pending, too_many_devices")
+    message: str
+
+
+class CheckResult(_Model):
+    name: str = Field(description="event_hash | signature | role | merkle_proof | anchor | confirmations")
+    status: CheckStatus
+    detail: str
+
+
+class MerkleInfo(_Model):
+    root: str
+    leaf: str
+    leaf_index: int | None = None
+    proof: list[str]
+
+
+class AnchorInfo(_Model):
+    tx_hash: str | None = None
+    block_number: int
+    block_time: int = Field(description="Unix seconds of the anchoring block")
+    org_id: int
+    confirmations: int
+
+
+class Verification(_Model):
+    status: Literal["verified", "pending", "failed"]
+    failed_check: str | None = None
+    failure: str | None = Field(None, description="Failure code of the first failed check (as node.proofs names them)")
+    checks: list[CheckResult]
+    signer: str
+    signature: str
+    subject: str
+    signer_org: OrgRef | None = None
+    signer_role: str | None = Field(None, description="The role the signer held at the event time")
+    merkle: MerkleInfo | None = None
+    anchor: AnchorInfo | None = None
+
+
+class DocumentInfo(_Model):
+    type: str
+    digest: str = Field(description="sha256:<hex> of the document's content")
+    status: Literal["available", "erased", "not_held"]
+    event_id: str
+
+
+class SensorExcursion(_Model):
+    event_id: str
+    time: str
+    type: str
+    value: float | None = None
+    uom: str | None = None
+    exception: str | None = None
+
+
+class TimelineEvent(_Model):
+    id: str = Field(description="CBV 2.0 event hash ni:///sha-256;<hex>?ver=CBV2.0")
+    digest: str
+    type: str
+    action: str | None = None
+    biz_step: str | None = Field(None, description="Short name: shipping, wmc:cleared, ...")
+    disposition: str | None = None
+    event_time: str
+    event_time_unix: int
+    read_point: str | None = None
+    biz_location: str | None = None
+    via: list[str] = Field(description="Containers (canonical ids, innermost first) through which the event applies; empty for the unit's own events")
+    event: dict[str, Any] = Field(description="The EPCIS event as stored, for re-hashing")
+    verification: Verification
+
+
+class RouteStop(_Model):
+    country: str | None = None
+    organisations: list[str]
+    steps: list[str]
+    first: str
+    last: str
+
+
+class ProductInfo(_Model):
+    gtin: str
+    registered: bool
+    manufacturer: OrgRef | None = None
+
+
+class OwnershipView(_Model):
+    claimed: bool
+    method: str | None = None
+    claimed_at: str | None = None
+    by_this_device: bool = False
+
+
+class ScanView(_Model):
+    scans_in_window: int
+    devices_in_window: int
+    regions_in_window: list[str]
+    flags: list[Reason]
+
+
+class EscrowView(_Model):
+    state: str = Field(description="Order state only: Created, Funded, Delivered, Disputed, Released, Refunded, Cancelled, Resolved")
+
+
+class ChainInfo(_Model):
+    chain_id: int
+    rpc_url: str = Field(description="Read-only JSON-RPC endpoint the scanner page verifies against")
+    provenance_registry: str
+    consortium_registry: str
+    confirmations_required: int
+
+
+class Passport(_Model):
+    id: str = Field(description="Canonical id on id.gs1.org")
+    link: str = Field(description="The Digital Link on this resolver")
+    kind: Literal["unit", "container"]
+    gtin: str | None = None
+    lot: str | None = None
+    serial: str | None = None
+    sscc: str | None = None
+    product: ProductInfo | None = None
+    verdict: Verdict
+    reasons: list[Reason]
+    timeline: list[TimelineEvent]
+    route: list[RouteStop]
+    documents: list[DocumentInfo]
+    sensor_excursions: list[SensorExcursion]
+    escrow: EscrowView | None = None
+    ownership: OwnershipView
+    scans: ScanView
+    chain: ChainInfo
+    generated_at: str
+
+
+# --- chain lookups ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrgInfo:
+    id: int
+    name: str
+    country: str
+
+    def ref(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "country": self.country}
+
+
+@dataclass(frozen=True)
+class AnchorRecord:
+    org_id: int
+    block_number: int
+    timestamp: int
+    event_count: int
+
+
+class _TTLCache:
+    def __init__(self, ttl: float, size: int = 10_000) -> None:
+        self.ttl, self.size = ttl, size
+        self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, load: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        value = load()
+        with self._lock:
+            self._data[key] = (now + self.ttl, value)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+        return value
+
+
+class ChainView:
+    """Read-only, cached views of the registries for passports, claims and authorisation."""
+
+    def __init__(self, client: ChainClient, deployment: Deployment, *, ttl: float = 30.0) -> None:
+        self.client = client
+        self.chain_id = client.chain_id
+        self.provenance_address = deployment.address("ProvenanceRegistry")
+        self.consortium_address = deployment.address("ConsortiumRegistry")
+        self.escrow_address = deployment.contracts["TradeEscrow"].address if "TradeEscrow" in deployment.contracts else None
+        self.provenance = client.contract("ProvenanceRegistry", self.provenance_address)
+        self.consortium = client.contract("ConsortiumRegistry", self.consortium_address)
+        self.domain = AttestationDomain(self.chain_id, self.provenance_address)
+        self._past = _TTLCache(ttl=10 * 365 * 86400.0, size=200_000)  # facts about the past never change
+        self._orgs = _TTLCache(ttl)
+        self._current = _TTLCache(ttl)
+        self._anchors = _TTLCache(ttl)
+        self._head = _TTLCache(1.0, 1)
+
+    def head(self) -> int:
+        return int(self._head.get("head", lambda: int(self.client.w3.eth.block_number)))
+
+    def organisation(self, org_id: int) -> OrgInfo | None:
+        def load() -> OrgInfo | None:
+            if org_id <= 0 or org_id > int(self.client.call(self.consortium.functions.organisationCount())):
+                return None
+            _id, name, country, _meta, _status = self.client.call(self.consortium.functions.organisation(org_id))
+            return OrgInfo(int(org_id), str(name), bytes(country).decode("ascii", "replace"))
+
+        return self._orgs.get(("org", org_id), load)  # type: ignore[no-any-return]
+
+    def organisation_at(self, account: str, at: int) -> int:
+        """The organisation `account` belonged to at unix time `at` (0: none)."""
+        if at >= self._chain_time():
+            return int(self.client.call(self.consortium.functions.organisationOfAt(account, at)))
+        return int(self._past.get(("orgAt", account, at), lambda: int(self.client.call(self.consortium.functions.organisationOfAt(account, at)))))
+
+    def role_at(self, account: str, roles: Iterable[str], at: int) -> str | None:
+        """The first of `roles` that `account` held at unix time `at`."""
+        for role in roles:
+            def load(role: str = role) -> bool:
+                return bool(self.client.call(self.consortium.functions.hasRoleAt(account, keccak(text=role), at)))
+
+            held = load() if at >= self._chain_time() else self._past.get(("roleAt", account, role, at), load)
+            if held:
+                return role
+        return None
+
+    def current_org(self, account: str) -> int:
+        return int(self._current.get(("orgOf", account), lambda: int(self.client.call(self.consortium.functions.organisationOf(account)))))
+
+    def has_role(self, account: str, role: str) -> bool:
+        return bool(self._current.get(("hasRole", account, role), lambda: bool(self.client.call(self.consortium.functions.hasRole(account, keccak(text=role))))))
+
+    def product_org(self, gtin: str) -> int | None:
+        """The organisation that registered product class `gtin` (None if unregistered)."""
+        def load() -> int | None:
+            org_id, _registered_at, _meta = self.client.call(self.provenance.functions.productOf(int(gtin)))
+            return int(org_id) or None
+
+        return self._current.get(("product", gtin), load)  # type: ignore[no-any-return]
+
+    def anchor(self, root: bytes) -> AnchorRecord | None:
+        def load() -> AnchorRecord | None:
+            org_id, block_number, timestamp, count = self.client.call(self.provenance.functions.anchorOf(root))
+            return AnchorRecord(int(org_id), int(block_number), int(timestamp), int(count)) if org_id else None
+
+        return self._anchors.get(("anchor", root), load)  # type: ignore[no-any-return]
+
+    def _chain_time(self) -> int:
+        # Facts at or after the latest block's time may still change; only older ones are cached.
+        return int(self._head.get("time", lambda: int(self.client.w3.eth.get_block("latest")["timestamp"])))
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredAttestation:
+    digest: bytes
+    signer: str
+    signature: bytes
+    subject: bytes
+    leaf_index: int | None
+    proof: bytes | None
+    root: bytes | None
+    batch_status: str | None
+    tx_hash: bytes | None
+
+
+def stored_attestations(db: Database, digests: Sequence[bytes]) -> dict[bytes, StoredAttestation]:
+    """Signature, proof and batch of stored events, by digest (one query; reads node.db's tables)."""
+    if not digests:
+        return {}
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(
+                Event.digest, Event.signer, Event.signature, Event.subject, Event.leaf_index, Event.proof,
+                Batch.root, Batch.status, Batch.tx_hash,
+            )
+            .outerjoin(Batch, Batch.id == Event.batch_id)
+            .where(Event.digest.in_(list(digests)))
+        ).all()
+    return {
+        bytes(r[0]): StoredAttestation(
+            bytes(r[0]), r[1], bytes(r[2]), bytes(r[3]), r[4], bytes(r[5]) if r[5] is not None else None,
+            bytes(r[6]) if r[6] is not None else None, r[7], bytes(r[8]) if r[8] is not None else None,
+        )
+        for r in rows
+    }
+
+
+DocumentStatus = Callable[[str], Literal["available", "erased", "not_held"]]
+
+
+def documents_not_held(_digest: str) -> Literal["available", "erased", "not_held"]:
+    """Hook: this API holds no document store yet, so every document is shown as not held here."""
+    return "not_held"
+
+
+def escrow_state_none(_keys: Sequence[bytes]) -> str | None:
+    """Hook for the escrow state of an order covering the unit: None (no escrow known)."""
+    return None
+
+
+ESCROW_STATES = ("None", "Created", "Funded", "Delivered", "Disputed", "Released", "Refunded", "Cancelled", "Resolved")
+_SHIPMENT_REF = 9  # index of OrderTerms.shipmentRef in the terms tuple
+
+
+@dataclass(frozen=True)
+class EscrowOrder:
+    order_id: int
+    buyer: str
+    shipment_ref: bytes
+    state: str
+
+
+class EscrowOrders:
+    """Escrow orders as the indexer stored their `OrderCreated` logs, with their state read from
+    TradeEscrow. Orders cover a shipment by `OrderTerms.shipmentRef`, the keccak256 of the
+    canonical id of a unit, its lot or a container. Without a TradeEscrow in the deployment
+    (or before the indexer has seen one) every lookup answers None.
+    """
+
+    def __init__(self, db: Database, chain: ChainView) -> None:
+        self.db = db
+        self.chain = chain
+        self.contract = chain.client.contract("TradeEscrow", chain.escrow_address) if chain.escrow_address else None
+
+    def _created(self, key: str | None = None) -> list[tuple[int, str, bytes]]:
+        from node.db import ChainLog
+
+        if self.contract is None:
+            return []
+        query = select(ChainLog.args).where(
+            ChainLog.chain_id == self.chain.chain_id, ChainLog.contract == "TradeEscrow", ChainLog.event == "OrderCreated"
+        )
+        if key is not None:
+            query = query.where(ChainLog.key == key)
+        with self.db.connect() as conn:
+            rows = conn.execute(query).scalars().all()
+        found = []
+        for raw in rows:
+            args = orjson.loads(raw)
+            terms = args.get("terms")
+            ref = terms.get("shipmentRef") if isinstance(terms, Mapping) else terms[_SHIPMENT_REF] if isinstance(terms, list) else None
+            if isinstance(ref, str) and ref.startswith("0x"):
+                found.append((int(args["orderId"]), Web3.to_checksum_address(args["buyer"]), bytes.fromhex(ref[2:])))
+        return found
+
+    def _state(self, order_id: int) -> str:
+        assert self.contract is not None
+        order = self.chain.client.call(self.contract.functions.getOrder(order_id))
+        state = int(order[0])
+        return ESCROW_STATES[state] if state < len(ESCROW_STATES) else str(state)
+
+    def order(self, order_id: int) -> EscrowOrder | None:
+        for found_id, buyer, ref in self._created("0x" + order_id.to_bytes(32, "big").hex()):
+            if found_id == order_id:
+                return EscrowOrder(order_id, buyer, ref, self._state(order_id))
+        return None
+
+    def state_for(self, keys: Sequence[bytes]) -> str | None:
+        """The state of the latest order whose shipmentRef is one of `keys` (state only)."""
+        wanted = set(keys)
+        matches = [order_id for order_id, _buyer, ref in self._created() if ref in wanted]
+        return self._state(matches[-1]) if matches else None
+
+
+@dataclass
+class PassportCore:
+    """The scan-independent part of a passport, cached between scans."""
+
+    body: dict[str, Any]
+    verdict: Verdict
+    reasons: list[dict[str, str]]
+    pending: bool
+    gtin: str | None
+    manufacturer_org: int | None
+    built_at: float = field(default_factory=time.monotonic)
+    _json: bytes | None = None
+
+    @property
+    def json(self) -> bytes:
+        """The body serialised once (passports are served many times per build)."""
+        if self._json is None:
+            self._json = orjson.dumps(self.body)
+        return self._json
+
+
+def _hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def _iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _short_step(step: Any) -> str | None:
+    if not isinstance(step, str):
+        return None
+    for prefix in ("https://ref.gs1.org/cbv/BizStep-", "urn:epcglobal:cbv:bizstep:", "cbv:BizStep-"):
+        if step.startswith(prefix):
+            return step[len(prefix):]
+    if step.startswith("https://ns.waymark.example/customs/"):
+        return "wmc:" + step.rsplit("/", 1)[1]
+    return step
+
+
+def _short_disposition(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    for prefix in ("https://ref.gs1.org/cbv/Disp-", "urn:epcglobal:cbv:disp:", "cbv:Disp-"):
+        if value.startswith(prefix):
+            return value[len(prefix):]
+    return value
+
+
+def _location_id(value: Any) -> str | None:
+    if isinstance(value, Mapping) and isinstance(value.get("id"), str):
+        return str(value["id"])
+    return None
+
+
+class PassportBuilder:
+    """Builds passports from the node's database and the chain."""
+
+    def __init__(
+        self,
+        db: Database,
+        chain: ChainView,
+        *,
+        resolver_url: str,
+        browser_rpc_url: str,
+        confirmations: int = 0,
+        document_status: DocumentStatus = documents_not_held,
+        escrow_state: Callable[[Sequence[bytes]], str | None] = escrow_state_none,
+        history: Callable[[Database, str], list[HistoryEntry]] = unit_history,
+    ) -> None:
+        self.db = db
+        self.chain = chain
+        self.resolver_url = resolver_url.rstrip("/")
+        self.confirmations = confirmations
+        self.document_status = document_status
+        self.escrow_state = escrow_state
+        self.history = history
+        self.chain_info = {
+            "chainId": chain.chain_id,
+            "rpcUrl": browser_rpc_url,
+            "provenanceRegistry": chain.provenance_address,
+            "consortiumRegistry": chain.consortium_address,
+            "confirmationsRequired": confirmations,
+        }
+
+    def build(self, identifier: Identifier) -> PassportCore | None:
+        """The passport core of a unit or container; None if nothing on this network names it."""
+        entries = self.history(self.db, identifier.canonical_uri)
+        return self._assemble(identifier, entries) if entries else None
+
+    def issued_only(self, identifier: UnitId) -> PassportCore:
+        """The passport of a code its manufacturer signed but which has no events yet."""
+        return self._assemble(identifier, [])
+
+    # ---- assembly ------------------------------------------------------------------------------
+
+    def _assemble(self, identifier: Identifier, entries: list[HistoryEntry]) -> PassportCore:
+        chain = self.chain
+        head = chain.head()
+        stored = stored_attestations(self.db, [digest_from_hash(e.event_id) for e in entries])
+        timeline: list[dict[str, Any]] = []
+        reasons: list[dict[str, str]] = []
+        documents: list[dict[str, Any]] = []
+        excursions: list[dict[str, Any]] = []
+        failed = pending = False
+        for entry in entries:
+            attestation = stored.get(digest_from_hash(entry.event_id))
+            if attestation is None:  # removed between the two reads
+                continue
+            item = self._timeline_event(entry, attestation, head)
+            timeline.append(item)
+            status = item["verification"]["status"]
+            if status == "failed" and not failed:
+                failed = True
+                check = item["verification"]["failedCheck"]
+                detail = next(c["detail"] for c in item["verification"]["checks"] if c["name"] == check)
+                reasons.append({"code": "event_failed", "message": f"event {item['bizStep'] or item['type']} of {item['eventTime']} failed the {check} check: {detail}"})
+            elif status == "pending":
+                pending = True
+            documents.extend(self._documents(entry))
+            excursions.extend(_excursions(entry))
+
+        gtin = identifier.gtin if isinstance(identifier, UnitId) else None
+        manufacturer_org = chain.product_org(gtin) if gtin else None
+        product = None
+        if gtin is not None:
+            org = chain.organisation(manufacturer_org) if manufacturer_org else None
+            product = {"gtin": gtin, "registered": manufacturer_org is not None, "manufacturer": org.ref() if org else None}
+            if manufacturer_org is None:
+                reasons.append({"code": "product_not_registered", "message": f"product {gtin} is not registered on the chain"})
+            commissioning = [t for t in timeline if not t["via"] and t["bizStep"] == "commissioning"]
+            if not commissioning:
+                reasons.append({"code": "no_commissioning", "message": "no commissioning event names this unit"})
+            elif manufacturer_org is not None:
+                by = commissioning[0]["verification"].get("signerOrg")
+                if by is None or by["id"] != manufacturer_org:
+                    org_name = by["name"] if by else "an account of no organisation"
+                    reasons.append({"code": "commissioned_by_other", "message": f"commissioned by {org_name}, not by the product's manufacturer"})
+                    failed = True
+        if pending:
+            reasons.append({"code": "events_pending", "message": "some events are not anchored on the chain yet"})
+        if not timeline:
+            reasons.append({"code": "no_events", "message": "the code was issued by its manufacturer but has no recorded events yet"})
+
+        if failed:
+            verdict: Verdict = "suspicious"
+        elif reasons:
+            verdict = "unverified"
+        else:
+            verdict = "genuine"
+
+        body: dict[str, Any] = {
+            "id": identifier.canonical_uri,
+            "link": identifier.uri(self.resolver_url),
+            "kind": "unit" if isinstance(identifier, UnitId) else "container",
+            "gtin": gtin,
+            "lot": identifier.lot if isinstance(identifier, UnitId) else None,
+            "serial": identifier.serial if isinstance(identifier, UnitId) else None,
+            "sscc": identifier.sscc if isinstance(identifier, ContainerId) else None,
+            "product": product,
+            "timeline": timeline,
+            "route": _route(timeline),
+            "documents": documents,
+            "sensorExcursions": excursions,
+            "escrow": self._escrow(identifier, timeline),
+            "chain": self.chain_info,
+        }
+        return PassportCore(body, verdict, reasons, pending, gtin, manufacturer_org)
+
+    def _escrow(self, identifier: Identifier, timeline: list[dict[str, Any]]) -> dict[str, str] | None:
+        state = self.escrow_state(shipment_keys(identifier, timeline))
+        return {"state": state} if state else None
+
+    def _documents(self, entry: HistoryEntry) -> list[dict[str, Any]]:
+        found = []
+        for ref in entry.event.get("wm:documents") or ():
+            if not isinstance(ref, Mapping):
+                continue
+            digest = ref.get("wm:digest")
+            if not isinstance(digest, str):
+                continue
+            found.append({"type": str(ref.get("wm:documentType", "document")), "digest": digest, "status": self.document_status(digest), "eventId": entry.event_id})
+        return found
+
+    def _timeline_event(self, entry: HistoryEntry, attestation: StoredAttestation, head: int) -> dict[str, Any]:
+        event = entry.event
+        event_time_unix = entry.event_time_ms // 1000
+        return {
+            "id": entry.event_id,
+            "digest": _hex(attestation.digest),
+            "type": entry.event_type,
+            "action": event.get("action") if isinstance(event.get("action"), str) else None,
+            "bizStep": _short_step(event.get("bizStep")),
+            "disposition": _short_disposition(event.get("disposition")),
+            "eventTime": _iso_ms(entry.event_time_ms),
+            "eventTimeUnix": event_time_unix,
+            "readPoint": _location_id(event.get("readPoint")),
+            "bizLocation": _location_id(event.get("bizLocation")),
+            "via": list(entry.via),
+            "event": event,
+            "verification": self.verify(event, attestation, head),
+        }
+
+    def verify(self, event: Mapping[str, Any], stored: StoredAttestation, head: int) -> dict[str, Any]:
+        """The checks of one stored event, in node.proofs' order; a failed check stops the rest."""
+        chain = self.chain
+        checks: list[dict[str, str]] = []
+        result: dict[str, Any] = {
+            "status": "verified",
+            "failedCheck": None,
+            "failure": None,
+            "checks": checks,
+            "signer": stored.signer,
+            "signature": _hex(stored.signature),
+            "subject": _hex(stored.subject),
+            "signerOrg": None,
+            "signerRole": None,
+            "merkle": None,
+            "anchor": None,
+        }
+
+        def fail(name: str, detail: str) -> dict[str, Any]:
+            checks.append({"name": name, "status": "failed", "detail": detail})
+            result.update(status="failed", failedCheck=name, failure=FAILURES[name])
+            return result
+
+        # 1. event_hash
+        try:
+            digest = event_digest(event)
+        except Exception as error:  # noqa: BLE001 - a tampered event may break the hashing itself
+            return fail("event_hash", f"the event cannot be hashed: {error}")
+        if digest != stored.digest:
+            return fail("event_hash", f"the stored event hashes to {hash_from_digest(digest)}, not to its id {hash_from_digest(stored.digest)}")
+        checks.append({"name": "event_hash", "status": "passed", "detail": f"the event hashes to its id {hash_from_digest(digest)}"})
+
+        # 2. signature
+        try:
+            event_time = event_unix_time(event)
+            recovered = recover_attester(chain.domain, digest, event_subject(event), event_time, stored.signature)
+        except (SignatureError, KeyError, ValueError, TypeError, WaymarkError) as error:
+            return fail("signature", f"the signature does not verify: {error}")
+        if recovered.lower() != stored.signer.lower():
+            return fail("signature", f"the signature recovers to {recovered}, not to the recorded signer {stored.signer}")
+        checks.append({"name": "signature", "status": "passed", "detail": f"EIP-712 signature by {recovered}"})
+
+        # 3. role at the event time, and the signer's organisation then
+        org_id = chain.organisation_at(recovered, event_time)
+        org = chain.organisation(org_id) if org_id else None
+        result["signerOrg"] = org.ref() if org else None
+        roles = roles_for_bizstep(event.get("bizStep") if isinstance(event.get("bizStep"), str) else None) or ()
+        held = chain.role_at(recovered, roles, event_time) if roles else None
+        if held is None:
+            wanted = ", ".join(roles) or "(no role may attest this bizStep)"
+            return fail("role", f"{recovered} held none of {wanted} at {_iso_ms(event_time * 1000)}")
+        result["signerRole"] = held
+        checks.append({"name": "role", "status": "passed", "detail": f"{org.name if org else recovered} held {held} at {_iso_ms(event_time * 1000)}"})
+
+        # 4. Merkle proof, 5. anchor, 6. confirmations: pending until the batch is anchored
+        if stored.root is None or stored.proof is None or stored.batch_status not in ("anchored", "confirmed"):
+            for name in ("merkle_proof", "anchor", "confirmations"):
+                checks.append({"name": name, "status": "pending", "detail": "not anchored yet"})
+            result["status"] = "pending"
+            return result
+        proof = [stored.proof[i : i + 32] for i in range(0, len(stored.proof), 32)]
+        leaf = leaf_hash(digest, recovered)
+        result["merkle"] = {"root": _hex(stored.root), "leaf": _hex(leaf), "leafIndex": stored.leaf_index, "proof": [_hex(p) for p in proof]}
+        if not verify_proof(stored.root, leaf, proof):
+            return fail("merkle_proof", f"the proof does not lead from leaf {_hex(leaf)} to root {_hex(stored.root)}")
+        checks.append({"name": "merkle_proof", "status": "passed", "detail": f"leaf is under root {_hex(stored.root)}"})
+        anchor = chain.anchor(stored.root)
+        if anchor is None:
+            return fail("anchor", f"root {_hex(stored.root)} is not anchored on chain {chain.chain_id}")
+        depth = max(0, head - anchor.block_number)
+        result["anchor"] = {
+            "txHash": _hex(stored.tx_hash) if stored.tx_hash else None,
+            "blockNumber": anchor.block_number,
+            "blockTime": anchor.timestamp,
+            "orgId": anchor.org_id,
+            "confirmations": depth,
+        }
+        checks.append({"name": "anchor", "status": "passed", "detail": f"anchored in block {anchor.block_number} at {_iso_ms(anchor.timestamp * 1000)}"})
+        if depth < self.confirmations:
+            checks.append({"name": "confirmations", "status": "pending", "detail": f"{depth} of {self.confirmations} confirmations"})
+            result["status"] = "pending"
+            return result
+        checks.append({"name": "confirmations", "status": "passed", "detail": f"{depth} blocks on top; {self.confirmations} required"})
+        return result
+
+
+def shipment_keys(identifier: Identifier, timeline: Sequence[Mapping[str, Any]]) -> list[bytes]:
+    """What an escrow order's shipmentRef may be for this unit: keccak256 of its canonical id,
+    of its lot's (https://id.gs1.org/01/<gtin>/10/<lot>), or of a container it travelled in."""
+    keys = [keccak(text=identifier.canonical_uri)]
+    if isinstance(identifier, UnitId) and identifier.lot is not None:
+        keys.append(keccak(text=f"https://id.gs1.org/01/{identifier.gtin}/10/{encode_component(identifier.lot)}"))
+    for item in timeline:
+        for container in item["via"]:
+            key = keccak(text=container)
+            if key not in keys:
+                keys.append(key)
+    return keys
+
+
+def _excursions(entry: HistoryEntry) -> list[dict[str, Any]]:
+    found = []
+    for element in entry.event.get("sensorElementList") or ():
+        if not isinstance(element, Mapping):
+            continue
+        metadata = element.get("sensorMetadata") if isinstance(element.get("sensorMetadata"), Mapping) else {}
+        for report in element.get("sensorReport") or ():
+            if not isinstance(report, Mapping) or not report.get("exception"):
+                continue
+            value = report.get("value")
+            found.append({
+                "eventId": entry.event_id,
+                "time": str(report.get("time") or metadata.get("time") or entry.event.get("eventTime") or ""),
+                "type": str(report.get("type", "")).rsplit("/", 1)[-1],
+                "value": float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
+                "uom": report.get("uom") if isinstance(report.get("uom"), str) else None,
+                "exception": str(report.get("exception")).rsplit("/", 1)[-1],
+            })
+    return found
+
+
+def _country_of(item: Mapping[str, Any]) -> str | None:
+    office = item["event"].get("wmc:customsOffice")
+    if isinstance(office, str) and len(office) >= 2 and office[:2].isalpha():
+        return office[:2].upper()  # customs office codes start with their country (e.g. NL000396)
+    org = item["verification"].get("signerOrg")
+    return org["country"] if org else None
+
+
+def _route(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A map-free summary: consecutive events grouped by the country they were attested in."""
+    stops: list[dict[str, Any]] = []
+    for item in timeline:
+        country = _country_of(item)
+        org = item["verification"].get("signerOrg")
+        step = item["bizStep"] or item["type"]
+        if stops and stops[-1]["country"] == country:
+            stop = stops[-1]
+            stop["last"] = item["eventTime"]
+        else:
+            stop = {"country": country, "organisations": [], "steps": [], "first": item["eventTime"], "last": item["eventTime"]}
+            stops.append(stop)
+        if org and org["name"] not in stop["organisations"]:
+            stop["organisations"].append(org["name"])
+        if step not in stop["steps"]:
+            stop["steps"].append(step)
+    return stops
+
+
+# --- per-scan completion ---------------------------------------------------------------------------
+
+
+def issuance_flag(chain: ChainView, link: ParsedLink, manufacturer_org: int | None) -> Flag | None:
+    """A flag if the link carries an issuance signature that is not by its manufacturer's accounts."""
+    if link.signature is None:
+        return None
+    try:
+        issuer = recover_issuer(link, chain.chain_id)
+    except (SignatureError, WaymarkError):
+        return Flag("bad_issuance_signature", "the code's issuance signature is malformed")
+    if issuer is None:
+        return None
+    if manufacturer_org is None or chain.current_org(issuer) != manufacturer_org:
+        return Flag("bad_issuance_signature", f"the code's issuance signature is by {issuer}, not by its manufacturer")
+    return None
+
+
+def valid_issuance(chain: ChainView, link: ParsedLink) -> bool:
+    """True if the link carries its manufacturer's valid issuance signature."""
+    if link.signature is None or not isinstance(link.identifier, UnitId):
+        return False
+    org = chain.product_org(link.identifier.gtin)
+    return org is not None and issuance_flag(chain, link, org) is None
+
+
+def finish(core: PassportCore, outcome: ScanOutcome | None, ownership: Ownership, extra_flags: Sequence[Flag] = ()) -> bytes:
+    """The passport JSON: the cached core plus this scan's verdict, flags and ownership."""
+    flags = list(outcome.flags if outcome else ()) + [f for f in extra_flags if not outcome or f not in outcome.flags]
+    reasons = list(core.reasons) + [{"code": f.rule, "message": f.message} for f in flags]
+    verdict = "suspicious" if flags else core.verdict
+    dynamic = {
+        "verdict": verdict,
+        "reasons": reasons,
+        "ownership": {
+            "claimed": ownership.claimed,
+            "method": ownership.method,
+            "claimedAt": _iso_ms(ownership.claimed_at_ms) if ownership.claimed_at_ms else None,
+            "byThisDevice": ownership.by_this_device,
+        },
+        "scans": {
+            "scansInWindow": outcome.scans_in_window if outcome else 0,
+            "devicesInWindow": outcome.devices_in_window if outcome else 0,
+            "regionsInWindow": list(outcome.regions_in_window) if outcome else [],
+            "flags": [{"code": f.rule, "message": f.message} for f in flags],
+        },
+        "generatedAt": _iso_ms(int(time.time() * 1000)),
+    }
+    # The core is serialised once per cache entry; the per-scan part is spliced in front of it.
+    return orjson.dumps(dynamic)[:-1] + b"," + core.json[1:]
