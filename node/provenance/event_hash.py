@@ -39,6 +39,10 @@ writes its own vocabulary values as full IRIs); every GS1 key (EPC URN, Digital 
 host) as its constrained canonical Digital Link URI on id.gs1.org (serial wins over lot,
 consumer product variant and query string dropped).
 
+Numeric-looking strings go through a float, so past 15 significant digits two different
+strings can canonicalise alike; :mod:`node.provenance.epcis` validation refuses such values in
+extension fields.
+
 Error declarations: because ``errorDeclaration`` is not hashed, an error declaration has the
 same CBV hash as the event it declares erroneous (by design of the standard: it names that
 event). Store and key them accordingly.
@@ -128,29 +132,21 @@ def _expand_curie(text: str, prefixes: Mapping[str, str]) -> str:
     return text
 
 
+_canon_cache: dict[str, str] = {}
+_CANON_CACHE_SIZE = 50_000  # ~15 MB at most
+
+
 def _canon(value: Any, ctx: _Context) -> str:
     """Canonical text of a scalar value (not a time field)."""
     if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return ""
-        if ":" in text:
-            if text.startswith("urn:epcglobal:cbv:"):
-                for old, new in _OLD_CBV_URNS:
-                    if text.startswith(old):
-                        text = new + text[len(old):]
-                        break
-            elif text.startswith(("urn:epc:", "http")):
-                normalised = canonical_gs1_uri(text)
-                if normalised is not None:
-                    return normalised
-            return text
-        first = text[0]
-        if (first.isdigit() or first in "+-.") and _NUMBER_RE.match(text):
-            number = _number_text(float(text))
-            if number is not None:
-                return number
-        return text
+        cached = _canon_cache.get(value)
+        if cached is not None:
+            return cached
+        canonical = _canon_text(value)
+        if len(_canon_cache) >= _CANON_CACHE_SIZE:
+            _canon_cache.clear()
+        _canon_cache[value] = canonical
+        return canonical
     if value is True:
         return "true"
     if value is False:
@@ -163,6 +159,30 @@ def _canon(value: Any, ctx: _Context) -> str:
     if value is None:
         return ""
     return _canon(str(value), ctx)
+
+
+def _canon_text(value: str) -> str:
+    """Canonical text of a string value; depends on nothing but the string."""
+    text = value.strip()
+    if not text:
+        return ""
+    if ":" in text:
+        if text.startswith("urn:epcglobal:cbv:"):
+            for old, new in _OLD_CBV_URNS:
+                if text.startswith(old):
+                    text = new + text[len(old):]
+                    break
+        elif text.startswith(("urn:epc:", "http")):
+            normalised = canonical_gs1_uri(text)
+            if normalised is not None:
+                return normalised
+        return text
+    first = text[0]
+    if (first.isdigit() or first in "+-.") and _NUMBER_RE.match(text):
+        number = _number_text(float(text))
+        if number is not None:
+            return number
+    return text
 
 
 def _canon_vocab(value: Any, table: Mapping[str, str], ctx: _Context) -> str:
@@ -275,7 +295,15 @@ _KEY_SHAPES: dict[str, re.Pattern[str]] = {
 }
 
 
+_KEY_HINT_RE = re.compile(
+    r"/(?:0[01]|253|255|40[12]|41[47]|800[346]|801[078]|gtin|itip|cpid|gln|party|gsrnp?|gcn"
+    r"|sscc|gdti|ginc|gsin|grai|giai)/\d{4}"
+)
+
+
 def _canonical_digital_link(uri: str) -> str | None:
+    if _KEY_HINT_RE.search(uri) is None:
+        return None
     scheme_end = uri.find("://")
     if scheme_end < 0:
         return None
@@ -646,19 +674,24 @@ _ELEMENT_KEYS = frozenset(("sensorMetadata", "sensorReport"))
 
 
 _TIME_KIND, _PLAIN_KIND = 0, 1
-_METADATA_PLAN = tuple((key, _TIME_KIND if "time" in key.lower() else _PLAIN_KIND) for key in _METADATA_ORDER)
-_REPORT_PLAN = tuple(
-    (key, _REPORT_VOCAB.get(key) or (_TIME_KIND if "time" in key.lower() else _PLAIN_KIND))
-    for key in _REPORT_ORDER
-)
+_METADATA_PLAN = {
+    key: (rank, _TIME_KIND if "time" in key.lower() else _PLAIN_KIND)
+    for rank, key in enumerate(_METADATA_ORDER)
+}
+_REPORT_PLAN = {
+    key: (rank, _REPORT_VOCAB.get(key) or (_TIME_KIND if "time" in key.lower() else _PLAIN_KIND))
+    for rank, key in enumerate(_REPORT_ORDER)
+}
 
 
-def _ordered_object(obj: dict[str, Any], plan: Sequence[tuple[str, Any]], ctx: _Context) -> str:
+def _ordered_object(obj: dict[str, Any], plan: Mapping[str, tuple[int, Any]], ctx: _Context) -> str:
+    present = sorted((plan[key][0], key) for key in obj if key in plan)
     parts = []
-    for key, kind in plan:
-        value = obj.get(key)
+    for _, key in present:
+        value = obj[key]
         if value is None:
             continue
+        kind = plan[key][1]
         if kind is _TIME_KIND:
             text = canonical_time(value)
         elif kind is _PLAIN_KIND:
