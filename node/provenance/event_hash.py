@@ -765,27 +765,42 @@ _ORDER: tuple[tuple[str, Handler], ...] = (
 )
 _ORDERED_KEYS = frozenset(key for key, _ in _ORDER)
 
-_prefix_cache: dict[int, tuple[Any, _Context]] = {}
+def _freeze(value: Any) -> Any:
+    # Key order is kept: another order only costs another cache entry.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return tuple([(k, v if isinstance(v, str) else _freeze(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return tuple([v if isinstance(v, str) else _freeze(v) for v in value])
+    return value
+
+
+_prefix_cache: dict[Any, _Context] = {}
 
 
 def _context_for(event: Mapping[str, Any], context: Any) -> _Context:
     own = event.get("@context")
     if own is None and context is None:
         return _EMPTY_CONTEXT
-    # Events built here share one context object; cache by identity to skip re-parsing.
-    key = id(own) ^ (id(context) * 31)
-    cached = _prefix_cache.get(key)
-    if cached is not None and cached[0] == (own, context):
-        return cached[1]
+    # Contexts repeat across events; key the parsed prefixes by a frozen copy of them.
+    try:
+        key = (_freeze(context), _freeze(own))
+        cached = _prefix_cache.get(key)
+    except TypeError:  # an unhashable oddity inside a context: just parse it
+        key, cached = None, None
+    if cached is not None:
+        return cached
     prefixes: dict[str, str] = {}
     if context is not None:
         prefixes.update(context_prefixes(context))
     if own is not None:
         prefixes.update(context_prefixes(own))
     built = _Context(prefixes)
-    if len(_prefix_cache) > 256:
-        _prefix_cache.clear()
-    _prefix_cache[key] = ((own, context), built)
+    if key is not None:
+        if len(_prefix_cache) > 256:
+            _prefix_cache.clear()
+        _prefix_cache[key] = built
     return built
 
 
