@@ -24,8 +24,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping, NewType, Protocol, Union
 
 import coincurve
-from Crypto.Hash.keccak import _raw_keccak_lib
-from Crypto.Util._raw_api import VoidPointer, c_size_t, c_ubyte, create_string_buffer
+from Crypto.Hash.keccak import _raw_keccak_lib  # type: ignore[attr-defined]
+from Crypto.Util._raw_api import (  # type: ignore[attr-defined]
+    VoidPointer,
+    c_size_t,
+    c_ubyte,
+    create_string_buffer,
+)
 
 from node.errors import WaymarkError
 
@@ -77,7 +82,7 @@ class _KeccakState(threading.local):
             raise RuntimeError(f"keccak_init failed with {result}")
         # Never destroyed: one small state per thread for the life of the process.
         self.state = pointer.get()
-        self.out = create_string_buffer(32)
+        self.out = create_string_buffer(32)  # type: ignore[call-arg]
 
 
 _keccak_local = _KeccakState()
@@ -93,7 +98,7 @@ def _keccak256_pycryptodome(data: bytes) -> bytes:
 
 
 def _keccak256_pysha3(data: bytes) -> bytes:
-    return _pysha3_keccak(data).digest()  # type: ignore[misc]
+    return _pysha3_keccak(data).digest()  # type: ignore[no-any-return]
 
 
 keccak256 = _keccak256_pysha3 if _pysha3_keccak is not None else _keccak256_pycryptodome
@@ -152,13 +157,13 @@ def _private_key_bytes(private_key: PrivateKeyLike) -> bytes:
             raw = bytes.fromhex(text)
         except ValueError:
             raise InvalidKey("not hex") from None
-    raw = bytes(raw)
-    if len(raw) != 32:
-        raise InvalidKey(f"expected 32 bytes, got {len(raw)}")
-    scalar = int.from_bytes(raw, "big")
+    key = bytes(raw)
+    if len(key) != 32:
+        raise InvalidKey(f"expected 32 bytes, got {len(key)}")
+    scalar = int.from_bytes(key, "big")
     if not 0 < scalar < SECP256K1_N:
         raise InvalidKey("out of range for secp256k1")
-    return raw
+    return key
 
 
 _key_cache: dict[bytes, tuple[coincurve.PrivateKey, Address]] = {}

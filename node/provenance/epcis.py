@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NoReturn, Sequence
 
 from node.errors import WaymarkError
 
@@ -627,7 +627,7 @@ class _Validator:
         self.prefixes = prefixes
 
     # helpers
-    def fail(self, path: str, problem: str) -> None:
+    def fail(self, path: str, problem: str) -> NoReturn:
         raise EpcisValidationError(path, problem)
 
     def string(self, path: str, value: Any) -> str:
@@ -676,12 +676,12 @@ class _Validator:
             self.fail(path, f"expected a list, got {type(value).__name__}")
         if not value:
             self.fail(path, "empty list")
-        return value  # type: ignore[no-any-return]
+        return value
 
     def mapping(self, path: str, value: Any) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
             self.fail(path, f"expected an object, got {type(value).__name__}")
-        return value  # type: ignore[no-any-return]
+        return value
 
     def number(self, path: str, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

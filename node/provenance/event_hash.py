@@ -53,7 +53,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 from node.errors import WaymarkError
 from node.provenance.epcis import (
@@ -359,6 +359,7 @@ def _with_check(body: str, length: int) -> str | None:
     return body + str(check_digit(body))
 
 
+_CPI_REF_RE = re.compile(r"^(?:%2[3dfDF]|[0-9A-Z-])+$")
 _EPC_CHARS_RE = re.compile(r"^(?:%[0-9A-Fa-f]{2}|[!'()*+,.0-9:;=A-Za-z_-])+$")
 
 
@@ -379,8 +380,8 @@ def _epc_urn(uri: str) -> str | None:
             gtin, ser = _gtin(prefix, parts[1]), serial(".".join(parts[2:]))
             return f"{_GS1}01/{gtin}/21/{ser}" if gtin and ser else None
         if name == "sscc" and len(parts) == 2:
-            ref = parts[1]
-            body = ref[:1] + prefix + ref[1:]
+            reference = parts[1]
+            body = reference[:1] + prefix + reference[1:]
             sscc = _with_check(body, 17)
             return f"{_GS1}00/{sscc}" if sscc else None
         if name == "sgln" and len(parts) >= 3:
@@ -405,10 +406,10 @@ def _epc_urn(uri: str) -> str | None:
             ser = serial(".".join(parts[2:]))
             return f"{_GS1}253/{gdti}{ser}" if gdti and ser else None
         if name == "cpi" and len(parts) >= 3:
-            ref, ser = ".".join(parts[1:-1]), parts[-1]
-            if not ref or not ser.isdigit() or not re.match(r"^(?:%2[3dfDF]|[0-9A-Z-])+$", ref):
+            part_ref, part_serial = ".".join(parts[1:-1]), parts[-1]
+            if not part_ref or not part_serial.isdigit() or not _CPI_REF_RE.match(part_ref):
                 return None
-            return f"{_GS1}8010/{prefix}{ref}/8011/{ser}"
+            return f"{_GS1}8010/{prefix}{part_ref}/8011/{part_serial}"
         if name == "sgcn" and len(parts) == 3:
             sgcn = _with_check(prefix + parts[1], 12)
             return f"{_GS1}255/{sgcn}{parts[2]}" if sgcn and parts[2].isdigit() else None

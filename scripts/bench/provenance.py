@@ -108,7 +108,7 @@ def bench_recover() -> None:
 
 
 def bench_merkle(leaves: int) -> None:
-    from eth_abi import encode
+    from eth_abi.abi import encode
     from eth_hash.auto import keccak
 
     values = [(os.urandom(32), "0x" + os.urandom(20).hex()) for _ in range(leaves)]

@@ -46,6 +46,7 @@ def rasterise_path(d: str, width: float, height: float, scale: float) -> Image.I
     """Draw the rectangles of one of our QR paths (``M x y h w v h h -w z`` runs) to pixels."""
     image = Image.new("L", (int(width * scale) + 1, int(height * scale) + 1), 255)
     pixels = image.load()
+    assert pixels is not None
     for x, y, w, h in re.findall(r"M([\d.]+) ([\d.]+)h([\d.]+)v([\d.]+)h-[\d.]+z", d):
         x0, y0 = float(x) * scale, float(y) * scale
         for px in range(round(x0), round(x0 + float(w) * scale)):
