@@ -104,9 +104,12 @@ def broken(change: Callable[[list[dict[str, Any]]], None]) -> dict[str, Any]:
         (lambda ev: ev[0].__setitem__("action", "CREATE"), "epcisBody.eventList[0].action", "ADD, OBSERVE, DELETE"),
         (lambda ev: ev[6].__setitem__("action", "ADD"), "epcisBody.eventList[6].action", "not a field"),
         (lambda ev: ev[0].__setitem__("bizStep", "teleporting"), "epcisBody.eventList[0].bizStep", "unknown bizStep"),
-        (lambda ev: ev[5].__setitem__("bizStep", "wmc:cleared"), "epcisBody.eventList[5].bizStep", "full IRIs"),
+        (lambda ev: ev[5].__setitem__("bizStep", "wmc:smuggled"), "epcisBody.eventList[5].bizStep",
+         "unknown Waymark bizStep"),
         (lambda ev: ev[5].__setitem__("bizStep", epcis.CUSTOMS_NS + "smuggled"), "epcisBody.eventList[5].bizStep",
-         "unknown Waymark customs"),
+         "unknown Waymark bizStep"),
+        (lambda ev: ev[5].__setitem__("disposition", epcis.CUSTOMS_NS + "cleared"), "epcisBody.eventList[5].disposition",
+         "unknown Waymark disposition"),
         (lambda ev: ev[0].__setitem__("disposition", "shiny"), "epcisBody.eventList[0].disposition", "unknown disposition"),
         (lambda ev: ev[0].__setitem__("childEPCs", []), "epcisBody.eventList[0].childEPCs", "not a field of ObjectEvent"),
         (lambda ev: ev[2].pop("childEPCs"), "epcisBody.eventList[2].childEPCs", "needs childEPCs"),
@@ -171,6 +174,14 @@ def test_extension_prefixes_come_from_the_document_context() -> None:
     document["@context"] = [epcis.EPCIS_CONTEXT_URL, {"wm": epcis.WAYMARK_NS, "wmc": epcis.CUSTOMS_NS, "acme": "https://acme.example/ns/"}]
     document["epcisBody"]["eventList"][0]["acme:colour"] = "red"
     validate_document(document)
+
+
+def test_customs_curie_is_accepted_but_hashes_unlike_its_iri() -> None:
+    event = lifecycle()[5]
+    curie = {**event, "bizStep": "wmc:duty_assessed"}
+    validate_event(curie)
+    assert event["bizStep"] == epcis.CUSTOMS_NS + "duty_assessed"
+    assert event_hash(curie) != event_hash(event)  # as in the reference algorithm
 
 
 def test_customs_vocabulary_is_namespaced_iris() -> None:
