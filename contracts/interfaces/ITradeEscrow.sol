@@ -9,7 +9,8 @@ pragma solidity ^0.8.24;
 /// @dev ## Orders are identified by their terms
 ///      An order's terms (`OrderTerms`) are not kept in storage: the order id is
 ///      `uint256(keccak256(abi.encode(terms)))` and every call about an order passes the terms
-///      again, which the contract checks against the id it hashes them to. Storage holds one
+///      again (ABI-encoded canonically, as every ABI library does), which the contract checks
+///      against the id it hashes them to. Storage holds one
 ///      32-byte slot per order (`Order`). The terms are published in full in `OrderCreated`, so a
 ///      client or relayer always has them. `salt` lets a seller offer the same terms twice.
 ///
@@ -48,10 +49,15 @@ pragma solidity ^0.8.24;
 ///        DeliveryConfirmation(uint256 orderId,uint256 deadline)
 ///        FxRate(bytes3 base,bytes3 quote,uint256 rate,uint64 timestamp,uint256 deadline)
 ///      A bundle lists each signature with its signer; EOAs sign with ECDSA, contract accounts
-///      answer ERC-1271. Signers must hold the role now, belong to an Active organisation other
-///      than the buyer's and the seller's, and be sorted by strictly increasing organisation id
+///      answer ERC-1271. Signers must hold the role now (in an Active organisation), must have
+///      no conflict of interest, and must come sorted by strictly increasing organisation id
 ///      (so each organisation counts once). A milestone is reached once and signatures name the
 ///      order and the milestone, so a signature cannot be replayed.
+///
+///      Conflicts of interest: a signer may not belong to the organisation of a party that gains
+///      from what it attests: the seller's, for milestones; also the buyer's, when a milestone
+///      carries a duty (paid to an account the signers name); the buyer's and the seller's, for
+///      customs returns and FX quotes. Parties that are not members have no organisation.
 interface ITradeEscrow {
     // ------------------------------------------------------------------------------------------
     // Types
@@ -185,8 +191,6 @@ interface ITradeEscrow {
     error EscrowInvalidConfiguration(uint256 disputeTimeout, uint256 fxQuorum);
     /// @notice No order has id `orderId` (the terms passed do not hash to a created order).
     error EscrowUnknownOrder(uint256 orderId);
-    /// @notice The terms were not ABI-encoded canonically (order id `orderId` is of the canonical form).
-    error EscrowNonCanonicalTerms(uint256 orderId);
     /// @notice An order with these terms already exists.
     error EscrowOrderExists(uint256 orderId);
     /// @notice Order `orderId` is in state `current`; the call needs `expected`.
@@ -199,7 +203,8 @@ interface ITradeEscrow {
     error EscrowNotParty(uint256 orderId, address caller);
     /// @notice `account` does not hold `role` in an Active organisation.
     error EscrowMissingRole(address account, bytes32 role);
-    /// @notice `account` is, or belongs to the organisation of, the order's buyer or seller.
+    /// @notice `account` belongs to the organisation of a party that gains from what it does
+    ///         (see "Conflicts of interest"; for arbitrators: the buyer's or the seller's).
     error EscrowConflictOfInterest(uint256 orderId, address account);
     /// @notice `account` cannot be used here: zero, or the buyer equal to the seller.
     error EscrowInvalidAccount(address account);
@@ -358,8 +363,7 @@ interface ITradeEscrow {
     // ------------------------------------------------------------------------------------------
 
     /// @notice The seller offers an order to its buyer. Returns its id.
-    /// @dev Reverts with EnforcedPause; EscrowNonCanonicalTerms (calldata not in the canonical
-    ///      ABI layout, which later calls must repeat byte for byte); EscrowNotSeller (caller is not `terms.seller`);
+    /// @dev Reverts with EnforcedPause; EscrowNotSeller (caller is not `terms.seller`);
     ///      EscrowInvalidAccount (zero buyer, buyer = seller, zero fee account with a fee);
     ///      EscrowTokenNotAllowed; EscrowInvalidAmount; EscrowInvalidPriceCurrency; EscrowInvalidFees;
     ///      EscrowInvalidDeadlines; EscrowInvalidMilestoneCount; EscrowInvalidMilestoneKind;

@@ -262,11 +262,15 @@ def raw_send(w: EscrowWorld, data: bytes, sender: LocalAccount) -> Any:
     return w.chain.send(tx, sender)  # type: ignore[arg-type]
 
 
-def test_create_reverts_for_terms_not_encoded_canonically(w: EscrowWorld) -> None:
+def test_terms_encoded_non_canonically_name_another_order(w: EscrowWorld) -> None:
     t = w.terms()
     data = bytes.fromhex(w.escrow.functions.createOrder(t.as_tuple())._encode_transaction_data()[2:])
-    with reverts("EscrowNonCanonicalTerms", orderId=t.order_id):
-        raw_send(w, non_canonical(data), w.seller)
+    receipt = raw_send(w, non_canonical(data), w.seller)
+    (created,) = w.events(receipt, "OrderCreated")
+    assert created.args.orderId != t.order_id
+    assert w.state(t) == State.NONE  # canonical calls cannot reach it
+    with reverts("EscrowUnknownOrder", orderId=t.order_id):
+        w.fund(t)
 
 
 def test_terms_encoded_differently_later_name_no_order(w: EscrowWorld) -> None:

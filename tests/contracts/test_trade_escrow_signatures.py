@@ -28,7 +28,7 @@ from tests.contracts.escrow_world import (
 )
 from tests.helpers import reverts
 
-REVOKE_ROLE, SUSPEND_ORGANISATION = 4, 1
+GRANT_ROLE, REVOKE_ROLE, SUSPEND_ORGANISATION = 3, 4, 1
 
 
 @pytest.fixture
@@ -267,13 +267,44 @@ def test_signer_of_the_sellers_organisation_reverts(w: EscrowWorld) -> None:
         w.attest(t, 0, signers=[w.seller_org_signer, w.carriers[0]])
 
 
-def test_signer_of_the_buyers_organisation_reverts(w: EscrowWorld) -> None:
-    carrier = w.carriers[2]
-    w.give_eth(carrier.address)
-    w.chain.transact(w.registry.functions.addAccount(w.buyer.address), sender=carrier)
+def make_buyer_a_member_of(w: EscrowWorld, member: LocalAccount) -> None:
+    w.give_eth(member.address)
+    w.chain.transact(w.registry.functions.addAccount(w.buyer.address), sender=member)
+
+
+def test_signer_of_the_buyers_organisation_may_attest_what_only_pays_the_seller(w: EscrowWorld) -> None:
+    make_buyer_a_member_of(w, w.carriers[2])
     t = w.open(w.terms())
-    with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=carrier.address):
-        w.attest(t, 0, signers=[w.carriers[0], carrier])
+    w.attest(t, 0, signers=[w.carriers[0], w.carriers[2]])
+    assert w.order(t)[1] == 1
+
+
+def test_signer_of_the_buyers_organisation_cannot_attest_a_duty(w: EscrowWorld) -> None:
+    make_buyer_a_member_of(w, w.customs[1])
+    t = w.open(w.terms())
+    w.attest(t, 0)
+    with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=w.customs[1].address):
+        w.attest(t, 1, signers=w.customs[:2], duty=UNIT6, payee=w.customs[1].address)
+
+
+def test_signer_of_the_buyers_organisation_cannot_return_goods(w: EscrowWorld) -> None:
+    make_buyer_a_member_of(w, w.customs[0])
+    t = w.open(w.terms())
+    w.attest(t, 0)
+    with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=w.customs[0].address):
+        w.customs_return(t, 1, signers=w.customs[:2])
+
+
+def test_signer_of_the_sellers_organisation_cannot_return_goods_either(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    w.attest(t, 0)
+    # The seller's organisation holds CUSTOMS as well in this test.
+    w.chain.transact(
+        w.registry.functions.propose(GRANT_ROLE, abi_encode(["uint64", "bytes32"], [w.org_of[w.seller.address], CUSTOMS])),
+        sender=w.operator,
+    )
+    with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=w.seller_org_signer.address):
+        w.customs_return(t, 1, signers=[w.seller_org_signer, w.customs[0]])
 
 
 def test_the_same_signer_twice_counts_once_and_reverts(w: EscrowWorld) -> None:
