@@ -249,12 +249,25 @@ def _parse_time(text: str) -> datetime | None:
 
 
 def unix_seconds(value: str) -> int:
-    """Unix seconds (floor) of an event time string."""
-    moment = _parse_time(value.strip()) if isinstance(value, str) else None
-    if moment is None:
+    """Unix seconds of an event time string, fractions truncated (not rounded).
+
+    This is the attestation's ``eventTime``: truncating keeps it equal to
+    ``floor(parse_timestamp(value))`` however many decimals the time carries.
+    """
+    match = _TIME_RE.match(value.strip()) if isinstance(value, str) else None
+    if match is None:
         raise EventHashError(f"not a timestamp: {value!r}")
-    whole = moment.replace(microsecond=0)
-    return int(whole.timestamp())
+    try:
+        year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+    except ValueError:
+        raise EventHashError(f"not a timestamp: {value!r}") from None
+    zone = match.group(8)
+    if zone and zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        moment -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return int(moment.timestamp())
 
 
 # --- GS1 key normalisation (constrained canonical Digital Link URI) -----------------------

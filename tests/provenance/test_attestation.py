@@ -87,6 +87,18 @@ def test_signing_an_event_binds_its_hash_subject_and_time() -> None:
                             signed.signature) == account.address
 
 
+@pytest.mark.parametrize(
+    "when",
+    ["2024-05-01T10:00:00Z", "2024-05-01T10:00:00.9996+02:00", "2024-05-01T09:59:59.999999-05:30",
+     "2024-12-31T23:59:59.9999Z"],
+)
+def test_event_time_is_truncated_unix_seconds_like_parse_timestamp(when: str) -> None:
+    from node.provenance.epcis import parse_timestamp
+    from node.provenance.event_hash import unix_seconds
+
+    assert unix_seconds(when) == int(parse_timestamp(when)[0].timestamp())
+
+
 def test_another_domain_event_subject_or_time_recovers_someone_else() -> None:
     account = Account.create()
     digest, subject, event_time = os.urandom(32), os.urandom(32), 1_700_000_000
