@@ -35,7 +35,7 @@ from node.history import unit_history
 from node.ingest.capture import CaptureService, CaptureTooLarge
 from node.proofs import EventNotFound, build_bundle, parse_event_id
 from node.provenance.event_hash import hash_from_digest
-from node.service import NodeRuntime, build_anchorer, build_capture, build_indexer, build_role_mirror
+from node.service import NodeRuntime, build_anchorer, build_capture, build_indexer, build_role_mirror, check_pool
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ def create_app(runtime: NodeRuntime, *, run_indexer: bool = True, run_anchorer: 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         roles = build_role_mirror(runtime)
-        app.state.capture = build_capture(runtime, roles)
+        pool = check_pool(runtime.node.check_processes) if runtime.node.check_processes else None
+        app.state.capture = build_capture(runtime, roles, pool)
         if run_indexer:
             indexer = build_indexer(runtime)
             threads.append(threading.Thread(target=indexer.run, args=(stop, runtime.node.indexer_poll), name="indexer", daemon=True))
@@ -95,6 +96,8 @@ def create_app(runtime: NodeRuntime, *, run_indexer: bool = True, run_anchorer: 
             stop.set()
             for thread in threads:
                 thread.join(timeout=10)
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
 
     app = FastAPI(title="Waymark node", lifespan=lifespan, default_response_class=JSONResponse)
     limit = runtime.node.max_body_bytes
@@ -216,3 +219,11 @@ def create_app(runtime: NodeRuntime, *, run_indexer: bool = True, run_anchorer: 
 
     return app
 
+
+
+def app_from_environment() -> FastAPI:
+    """An app from WAYMARK_* settings alone, for `uvicorn --factory` worker processes. Only
+    the HTTP API: the anchorer and the indexer run once per database, elsewhere."""
+    from node.service import load_runtime
+
+    return create_app(load_runtime(), run_indexer=False, run_anchorer=False)

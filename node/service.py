@@ -4,7 +4,9 @@ build a `NodeRuntime` here; library code receives its parts as arguments."""
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
@@ -129,11 +131,24 @@ def build_role_mirror(runtime: NodeRuntime) -> RoleMirror:
     )
 
 
-def build_capture(runtime: NodeRuntime, roles: RoleMirror | None = None) -> CaptureService:
+def build_capture(runtime: NodeRuntime, roles: RoleMirror | None = None, executor: Executor | None = None) -> CaptureService:
     return CaptureService(
         runtime.db,
         runtime.domain,
         roles or build_role_mirror(runtime),
         max_events=runtime.node.max_events_per_document,
         max_future_skew=runtime.node.max_future_skew,
+        executor=executor,
     )
+
+
+def _warm_up() -> None:
+    import node.ingest.capture  # noqa: F401 - the imports are most of a worker's start-up
+
+
+def check_pool(processes: int) -> ProcessPoolExecutor:
+    """Worker processes for capture checks, started (spawn: no state shared with threads) and warmed up."""
+    pool = ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn"))
+    for future in [pool.submit(_warm_up) for _ in range(processes)]:
+        future.result()
+    return pool

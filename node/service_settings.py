@@ -42,6 +42,10 @@ class NodeSettings(BaseSettings):
     max_future_skew: int = Field(300, ge=0)
     """Seconds an event's time may lie in the future of this node's clock (422 beyond)."""
 
+    check_processes: int = Field(0, ge=0, le=256)
+    """Worker processes that validate, hash and verify capture documents (0: in the HTTP process).
+    Set it to the number of cores to use them all for ingest."""
+
     role_refresh_interval: float = Field(0.5, gt=0)
     """Seconds between re-reads of the registry's newest events by ingest's role check."""
 

@@ -27,9 +27,12 @@ events already stored (same CBV 2.0 event hash) are reported as duplicates and l
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -61,11 +64,16 @@ class CaptureError(WaymarkError):
         self.field = field
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Checks may run in worker processes: rebuild from the constructor's own arguments.
+        return (type(self), self._init_args)
+
 
 class MalformedCapture(CaptureError):
     code = "malformed"
 
     def __init__(self, field: str, problem: str) -> None:
+        self._init_args = (field, problem)
         self.problem = problem
         super().__init__(f"{field}: {problem}", field)
 
@@ -74,6 +82,7 @@ class BadAttestation(CaptureError):
     code = "bad_signature"
 
     def __init__(self, field: str, problem: str) -> None:
+        self._init_args = (field, problem)
         self.problem = problem
         super().__init__(f"{field}: {problem}", field)
 
@@ -82,6 +91,7 @@ class SignerLacksRole(CaptureError):
     code = "missing_role"
 
     def __init__(self, field: str, signer: str, roles: Sequence[str], at: int) -> None:
+        self._init_args = (field, signer, tuple(roles), at)
         self.signer, self.roles, self.at = signer, tuple(roles), at
         super().__init__(f"{field}: {signer} did not hold {' or '.join(roles)} at {at} (unix time)", field)
 
@@ -90,6 +100,7 @@ class CaptureTooLarge(CaptureError):
     code = "too_large"
 
     def __init__(self, what: str, limit: int) -> None:
+        self._init_args = (what, limit)
         super().__init__(f"{what} exceeds the limit of {limit}")
 
 
@@ -109,6 +120,8 @@ class CheckedEvent:
     role: str
     body: str
     epcs: tuple[tuple[str, str], ...]
+    roles: tuple[str, ...] = ()  # the roles the bizStep accepts
+    path: str = ""  # where the event was in its document
 
     @property
     def event_id(self) -> str:
@@ -151,8 +164,99 @@ def unix_ms(timestamp: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def precheck_document(body: bytes, domain: AttestationDomain, max_events: int, max_future_skew: int) -> list[CheckedEvent]:
+    """Every check but the role check (which needs the registry's history): parse, validate,
+    hash, recover. A pure function of its arguments, so it can run in a worker process.
+    The events come back with `role` empty and the bizStep's candidate roles in `roles`."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedCapture("(body)", f"not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise MalformedCapture("(body)", "expected an EPCISDocument object")
+    body_part = document.get("epcisBody")
+    raw_events = body_part.get("eventList") if isinstance(body_part, dict) else None
+    if isinstance(raw_events, list) and len(raw_events) > max_events:
+        raise CaptureTooLarge(f"a document of {len(raw_events)} events", max_events)
+    attestations: list[Any] = []
+    if isinstance(raw_events, list):
+        stripped = []
+        for event in raw_events:
+            if isinstance(event, dict):
+                attestations.append(event.get(ATTESTATION_KEY))
+                event = {k: v for k, v in event.items() if k != ATTESTATION_KEY}
+            else:
+                attestations.append(None)
+            stripped.append(event)
+        document["epcisBody"]["eventList"] = stripped
+    try:
+        validate_document(document)
+    except EpcisValidationError as exc:
+        raise MalformedCapture(exc.field, exc.problem) from None
+    context = document.get("@context")
+    latest = int(time.time()) + max_future_skew
+    return [
+        _precheck_event(f"epcisBody.eventList[{i}]", event, attestations[i], context, latest, domain, max_future_skew)
+        for i, event in enumerate(document["epcisBody"]["eventList"])
+    ]
+
+
+def _precheck_event(
+    path: str, event: dict[str, Any], attestation: Any, context: Any, latest: int, domain: AttestationDomain, skew: int
+) -> CheckedEvent:
+    where = f"{path}.{ATTESTATION_KEY}"
+    # The attestation is the writer's credential: anything wrong with it is a 401.
+    if not isinstance(attestation, dict):
+        raise BadAttestation(where, "missing: every event needs {signer, signature}")
+    signer, signature_text = attestation.get("signer"), attestation.get("signature")
+    if not isinstance(signer, str) or not _ADDRESS.fullmatch(signer):
+        raise BadAttestation(f"{where}.signer", "expected a 0x-prefixed account address")
+    if not isinstance(signature_text, str):
+        raise BadAttestation(f"{where}.signature", "expected 0x-prefixed hex of 65 bytes")
+    event_time_ms = unix_ms(event["eventTime"])
+    event_time = event_time_ms // 1000
+    if event_time > latest:
+        raise MalformedCapture(f"{path}.eventTime", f"more than {skew}s in the future")
+    if "@context" not in event and context is not None:
+        event = {"@context": context, **event}
+    digest = event_digest(event)
+    subject = event_subject(event)
+    try:
+        signature = parse_signature(signature_text)
+        recovered = recover_attester(domain, digest, subject, event_time, signature)
+    except SignatureError as exc:
+        raise BadAttestation(f"{where}.signature", exc.problem) from None
+    if recovered.lower() != signer.lower():
+        raise BadAttestation(f"{where}.signature", f"signed by {recovered}, not by the declared signer {signer}")
+    biz_step = event.get("bizStep")
+    roles = roles_for_bizstep(biz_step, event.get("@context"))
+    if roles is None:
+        raise MalformedCapture(f"{path}.bizStep", f"no attesting role is defined for bizStep {biz_step!r}")
+    return CheckedEvent(
+        digest=digest,
+        event_type=event["type"],
+        action=event.get("action"),
+        biz_step=biz_step,
+        event_time=event_time,
+        event_time_ms=event_time_ms,
+        subject=subject,
+        signer=recovered,
+        signature=signature,
+        role="",
+        body=orjson.dumps(event).decode(),
+        epcs=event_epcs(event),
+        roles=roles,
+        path=path,
+    )
+
+
 class CaptureService:
-    """Checks and stores capture documents for one chain and one ProvenanceRegistry."""
+    """Checks and stores capture documents for one chain and one ProvenanceRegistry.
+
+    With `executor` (a process pool), the CPU-heavy part of the checks of each document runs
+    in a worker process, so ingest uses every core; the role check and the database write
+    stay here.
+    """
 
     def __init__(
         self,
@@ -162,98 +266,38 @@ class CaptureService:
         *,
         max_events: int = 20_000,
         max_future_skew: int = 300,
+        executor: Executor | None = None,
     ) -> None:
         self.db = db
         self.domain = domain
         self.roles = roles
         self.max_events = max_events
         self.max_future_skew = max_future_skew
+        self.executor = executor
+        # SQLite has one writer at a time: threads of this process take turns here rather
+        # than in SQLite's busy handler, which sleeps in steps of up to 100 ms.
+        self._write_lock: AbstractContextManager[Any] = threading.Lock() if db.is_sqlite else nullcontext()
 
     def capture(self, body: bytes) -> CaptureResult:
         return self.store(self.check(body))
 
-    # ---- checks --------------------------------------------------------------------------
+    def precheck(self, body: bytes) -> list[CheckedEvent]:
+        if self.executor is None:
+            return precheck_document(body, self.domain, self.max_events, self.max_future_skew)
+        return self.executor.submit(precheck_document, body, self.domain, self.max_events, self.max_future_skew).result()
 
     def check(self, body: bytes) -> list[CheckedEvent]:
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedCapture("(body)", f"not JSON: {exc}") from None
-        if not isinstance(document, dict):
-            raise MalformedCapture("(body)", "expected an EPCISDocument object")
-        raw_events = (document.get("epcisBody") or {}).get("eventList") if isinstance(document.get("epcisBody"), dict) else None
-        if isinstance(raw_events, list) and len(raw_events) > self.max_events:
-            raise CaptureTooLarge(f"a document of {len(raw_events)} events", self.max_events)
-        attestations: list[Any] = []
-        if isinstance(raw_events, list):
-            stripped = []
-            for event in raw_events:
-                if isinstance(event, dict):
-                    attestations.append(event.get(ATTESTATION_KEY))
-                    event = {k: v for k, v in event.items() if k != ATTESTATION_KEY}
-                else:
-                    attestations.append(None)
-                stripped.append(event)
-            document["epcisBody"]["eventList"] = stripped
-        try:
-            validate_document(document)
-        except EpcisValidationError as exc:
-            raise MalformedCapture(exc.field, exc.problem) from None
-        context = document.get("@context")
-        latest = int(time.time()) + self.max_future_skew
-        checked = []
-        for i, event in enumerate(document["epcisBody"]["eventList"]):
-            checked.append(self._check_event(f"epcisBody.eventList[{i}]", event, attestations[i], context, latest))
-        return checked
+        """All checks; raises the first failure (a CaptureError)."""
+        return self.check_roles(self.precheck(body))
 
-    def _check_event(
-        self, path: str, event: dict[str, Any], attestation: Any, context: Any, latest: int
-    ) -> CheckedEvent:
-        where = f"{path}.{ATTESTATION_KEY}"
-        # The attestation is the writer's credential: anything wrong with it is a 401.
-        if not isinstance(attestation, dict):
-            raise BadAttestation(where, "missing: every event needs {signer, signature}")
-        signer, signature_text = attestation.get("signer"), attestation.get("signature")
-        if not isinstance(signer, str) or not _ADDRESS.fullmatch(signer):
-            raise BadAttestation(f"{where}.signer", "expected a 0x-prefixed account address")
-        if not isinstance(signature_text, str):
-            raise BadAttestation(f"{where}.signature", "expected 0x-prefixed hex of 65 bytes")
-        event_time_ms = unix_ms(event["eventTime"])
-        event_time = event_time_ms // 1000
-        if event_time > latest:
-            raise MalformedCapture(f"{path}.eventTime", f"more than {self.max_future_skew}s in the future")
-        if "@context" not in event and context is not None:
-            event = {"@context": context, **event}
-        digest = event_digest(event)
-        subject = event_subject(event)
-        try:
-            signature = parse_signature(signature_text)
-            recovered = recover_attester(self.domain, digest, subject, event_time, signature)
-        except SignatureError as exc:
-            raise BadAttestation(f"{where}.signature", exc.problem) from None
-        if recovered.lower() != signer.lower():
-            raise BadAttestation(f"{where}.signature", f"signed by {recovered}, not by the declared signer {signer}")
-        biz_step = event.get("bizStep")
-        roles = roles_for_bizstep(biz_step, event.get("@context"))
-        if roles is None:
-            raise MalformedCapture(f"{path}.bizStep", f"no attesting role is defined for bizStep {biz_step!r}")
-        role = self.roles.any_role_at(recovered, roles, event_time)
-        if role is None:
-            raise SignerLacksRole(where, recovered, roles, event_time)
-        return CheckedEvent(
-            digest=digest,
-            event_type=event["type"],
-            action=event.get("action"),
-            biz_step=biz_step,
-            event_time=event_time,
-            event_time_ms=event_time_ms,
-            subject=subject,
-            signer=recovered,
-            signature=signature,
-            role=role,
-            body=orjson.dumps(event).decode(),
-            epcs=event_epcs(event),
-        )
+    def check_roles(self, events: list[CheckedEvent]) -> list[CheckedEvent]:
+        checked = []
+        for event in events:
+            role = self.roles.any_role_at(event.signer, event.roles, event.event_time)
+            if role is None:
+                raise SignerLacksRole(f"{event.path}.{ATTESTATION_KEY}", event.signer, event.roles, event.event_time)
+            checked.append(replace(event, role=role))
+        return checked
 
     # ---- storing -------------------------------------------------------------------------
 
@@ -262,7 +306,7 @@ class CaptureService:
         unique = list({e.digest: e for e in events}.values())
         now = int(time.time() * 1000)
         table = Event.__table__
-        with self.db.connect(write=True) as conn:
+        with self._write_lock, self.db.connect(write=True) as conn:
             known: set[bytes] = set()
             for start in range(0, len(unique), 500):
                 chunk = [e.digest for e in unique[start : start + 500]]

@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""Benchmark: attested events end to end through a real node, and gas per event.
+
+What is measured (one run, one machine):
+
+1. Set-up, not timed: an Anvil of its own, the Waymark contracts deployed, a node started
+   as `waymark node run` (HTTP server with capture-checking processes + one process with the anchorer and the
+   indexer) on a fresh database, and N events (ObjectEvents about serialised units, bizSteps
+   commissioning / inspecting / shipping / customs cleared) signed beforehand by the four
+   attesting members, packed into capture documents of D events.
+2. Timed: C concurrent clients POST the documents to /capture. The node validates each
+   event, recomputes its CBV 2.0 hash, recovers the EIP-712 signer, checks its role at the
+   event time, stores it, and answers; its anchorer batches pending events, builds the
+   Merkle tree, sends `anchorBatch`, and stores every event's proof with the root,
+   transaction and block. The clock stops when the last event is anchored with its proof.
+   Reported: events/s end to end, and the ingest rate alone (until the last POST answered).
+3. Gas per event: the anchors' gasUsed summed over all events. Baseline, same run, same
+   chain: one `anchorBatch` transaction per event (a one-leaf tree each), on a smaller
+   sample (--baseline events) since it is one transaction per event.
+4. A sample of proof bundles is fetched from GET /events/{id}/proof and checked with
+   `node.proofs.verify_bundle` against the chain.
+
+The last line printed is one JSON object with the figures.
+
+    .venv/bin/python scripts/bench/anchoring.py                       # 100,000 events, SQLite
+    .venv/bin/python scripts/bench/anchoring.py --events 20000 --db postgresql+psycopg://postgres@127.0.0.1:5432/test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
+
+from node.chain.build import build  # noqa: E402
+from node.chain.client import ChainClient  # noqa: E402
+from node.chain.deploy import deploy, waymark_steps  # noqa: E402
+from node.db import Batch, Database, Event  # noqa: E402
+from node.devnet.anvil import AnvilProcess, free_port  # noqa: E402
+from node.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
+from node.proofs import verify_bundle  # noqa: E402
+from node.provenance import epcis  # noqa: E402
+from node.provenance.attestation import AttestationDomain, sign_attestation  # noqa: E402
+from node.provenance.gs1 import UnitId  # noqa: E402
+from node.provenance.merkle import leaf_hash  # noqa: E402
+
+GTIN = "09521234543213"
+# (member account index, bizStep) of the four attesting members
+ATTESTERS = ((1, "commissioning"), (2, "inspecting"), (3, "shipping"), (4, epcis.customs_step("cleared")))
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _sign_documents(args: tuple[int, int, int, int, int, str]) -> list[bytes]:
+    """Worker: documents [first, last) of `size` events each, signed (runs in a pool)."""
+    first, last, size, start, chain_id, registry = args
+    domain = AttestationDomain(chain_id, registry)
+    keys = {i: devnet_account(i) for i, _ in ATTESTERS}
+    documents = []
+    for d in range(first, last):
+        events = []
+        for i in range(size):
+            n = d * size + i
+            account_index, step = ATTESTERS[n % len(ATTESTERS)]
+            event = epcis.object_event(
+                epcs=[UnitId(GTIN, f"B{start}N{n:07d}", "LOT1")],
+                action="OBSERVE",
+                event_time=iso(start + 1 + (n % 600) * 0.001 + n // 1000),
+                biz_step=step,
+                read_point="urn:epc:id:sgln:9521234.54321.0",
+            )
+            account = keys[account_index]
+            signed = sign_attestation(account.key, domain, event)
+            body = {k: v for k, v in event.items() if k != "@context"}
+            body["wm:attestation"] = {"signer": account.address, "signature": signed.signature_hex}
+            events.append(body)
+        document = epcis.epcis_document([])
+        document["epcisBody"]["eventList"] = events
+        documents.append(orjson.dumps(document))
+    return documents
+
+
+def sign_all(total: int, size: int, start: int, chain_id: int, registry: str, processes: int) -> list[bytes]:
+    count = (total + size - 1) // size
+    step = max(1, count // (processes * 4))
+    jobs = [(i, min(i + step, count), size, start, chain_id, registry) for i in range(0, count, step)]
+    with get_context("fork").Pool(processes) as pool:
+        parts = pool.map(_sign_documents, jobs)
+    return [d for part in parts for d in part]
+
+
+def wait_for(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def progress(db: Database) -> tuple[int, int, int]:
+    """(events stored, events still pending, batches not yet anchored)."""
+    with db.session() as s:
+        stored = int(s.scalar(select(func.count()).select_from(Event)) or 0)
+        pending = int(s.scalar(select(func.count()).select_from(Event).where(Event.batch_id.is_(None))) or 0)
+        open_batches = int(s.scalar(select(func.count()).select_from(Batch).where(Batch.status == "prepared")) or 0)
+    return stored, pending, open_batches
+
+
+def cpu_seconds(session_leader: int) -> dict[str, float]:
+    """CPU seconds used so far by each process of a session, by command line (Linux /proc)."""
+    found: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) != session_leader:  # field 6 of stat: session id
+            continue
+        name = "anvil" if "anvil" in cmdline else cmdline.split(" -c ")[-1][:60] if "multiprocessing" in cmdline else cmdline[-60:]
+        found[f"{entry.name} {name}"] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def baseline(client: ChainClient, registry_address: str, samples: int) -> dict[str, float]:
+    """One anchorBatch transaction per event: gas and rate, on `samples` events."""
+    registry = client.contract("ProvenanceRegistry", registry_address)
+    sender = devnet_account(1)
+    gas = 0
+    started = time.perf_counter()
+    for i in range(samples):
+        leaf = leaf_hash(random.randbytes(32), sender.address)
+        receipt = client.transact(registry.functions.anchorBatch(leaf, 1, f"http://127.0.0.1/events/{i}"), sender=sender)
+        gas += int(receipt["gasUsed"])
+    elapsed = time.perf_counter() - started
+    return {"events": samples, "gas_per_event": gas / samples, "events_per_s": samples / elapsed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--document-size", type=int, default=1_000, help="events per capture document")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
+    parser.add_argument("--check-processes", type=int, default=2, help="capture-checking processes of the node")
+    parser.add_argument("--batch-size", type=int, default=4_000, help="events per anchored batch")
+    parser.add_argument("--max-batch-delay", type=float, default=0.5)
+    parser.add_argument("--baseline", type=int, default=500, help="events anchored one transaction each")
+    parser.add_argument("--verify", type=int, default=50, help="proof bundles checked with verify_bundle")
+    parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    options = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="waymark-bench-"))
+    db_url = options.db or f"sqlite:///{work / 'node.sqlite3'}"
+    build()
+    anvil = AnvilProcess(port=free_port(), log_file=work / "anvil.log").start()
+    node: subprocess.Popen[bytes] | None = None
+    try:
+        client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
+        deployment, _ = deploy(client, devnet_account(0), waymark_steps(demo_consortium()), work / "deployments" / f"{anvil.chain_id}.json")
+        registry = deployment.address("ProvenanceRegistry")
+        start = int(client.w3.eth.get_block("latest")["timestamp"])
+
+        db = Database(db_url)
+        if db.is_sqlite is False:
+            with db.engine.begin() as conn:  # a fresh database: drop what an earlier run left
+                conn.execute(text("DROP TABLE IF EXISTS event_epcs, events, batches, chain_logs, chain_blocks, chain_cursors, alembic_version CASCADE"))
+        db.migrate()
+
+        log(f"signing {options.events} events in documents of {options.document_size} ...")
+        t = time.perf_counter()
+        documents = sign_all(options.events, options.document_size, start, anvil.chain_id, registry, os.cpu_count() or 2)
+        events_total = len(documents) * options.document_size
+        log(f"signed in {time.perf_counter() - t:.1f}s ({sum(len(d) for d in documents) / 1e6:.0f} MB of capture documents)")
+
+        port = free_port()
+        env = {
+            **os.environ,
+            "WAYMARK_CHAIN_RPC_URL": anvil.rpc_url,
+            "WAYMARK_CHAIN_CHAIN_ID": str(anvil.chain_id),
+            "WAYMARK_CHAIN_DEPLOYMENTS_DIR": str(work / "deployments"),
+            "WAYMARK_DB_URL": db_url,
+            "WAYMARK_NODE_PORT": str(port),
+            "WAYMARK_NODE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "WAYMARK_NODE_BATCH_SIZE": str(options.batch_size),
+            "WAYMARK_NODE_MAX_BATCH_DELAY": str(options.max_batch_delay),
+            "WAYMARK_NODE_ANCHOR_DEVNET_ACCOUNT": "1",
+            "WAYMARK_NODE_MAX_FUTURE_SKEW": str(10**6),
+        }
+        node_log = open(work / "node.log", "wb")
+        node = subprocess.Popen(
+            [sys.executable, "-m", "waymark", "node", "run", "--check-processes", str(options.check_processes)],
+            env=env, stdout=node_log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}/health")
+        log(f"node up at {base} ({options.check_processes} check processes, anchorer + indexer in a process of their own); ingesting ...")
+
+        errors: list[str] = []
+        queue = list(documents)
+        lock = threading.Lock()
+
+        def client_loop() -> None:
+            with httpx.Client(timeout=300) as http:
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        body = queue.pop()
+                    response = http.post(f"{base}/capture", content=body, headers={"content-type": "application/json"})
+                    if response.status_code not in (200, 201):
+                        errors.append(f"{response.status_code} {response.text[:300]}")
+
+        def all_cpu() -> dict[str, float]:
+            usage = cpu_seconds(node.pid) if node else {}
+            usage.update({f"{k} (anvil)": v for k, v in cpu_seconds(anvil.process.pid if anvil.process else 0).items()})
+            usage["bench process (clients)"] = time.process_time()
+            return usage
+
+        cpu_before = all_cpu()
+        started = time.perf_counter()
+        with ThreadPoolExecutor(options.clients) as pool:
+            for future in [pool.submit(client_loop) for _ in range(options.clients)]:
+                future.result()
+        ingested = time.perf_counter() - started
+        if errors:
+            log(f"{len(errors)} capture requests failed, first: {errors[0]}")
+        while True:
+            stored, pending, open_batches = progress(db)
+            if pending == 0 and open_batches == 0:
+                break
+            if node.poll() is not None:
+                raise RuntimeError("the node exited; see " + str(work / "node.log"))
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        log(f"ingested {stored} events in {ingested:.1f}s; all anchored after {elapsed:.1f}s")
+        usage = {k: v - cpu_before.get(k, 0.0) for k, v in all_cpu().items()}
+        log(f"CPU seconds used during the timed phase ({elapsed:.1f}s on {os.cpu_count()} cores):")
+        for name, seconds in sorted(usage.items(), key=lambda x: -x[1]):
+            if seconds >= 0.05:
+                log(f"  {seconds:7.2f}s  {name}")
+
+        with db.session() as s:
+            batches = s.execute(select(Batch.event_count, Batch.gas_used)).all()
+        gas = sum(int(g or 0) for _, g in batches)
+        anchored_events = sum(int(c) for c, _ in batches)
+
+        # A sample of proof bundles, fetched over HTTP and checked against the chain.
+        with db.session() as s:
+            digests = [bytes(d) for d in s.scalars(select(Event.digest).order_by(func.random()).limit(options.verify))]
+        verified = 0
+        with httpx.Client(timeout=30) as http:
+            for digest in digests:
+                bundle = http.get(f"{base}/events/{digest.hex()}/proof").json()
+                verified += verify_bundle(bundle, anvil.rpc_url, registry_address=registry).ok
+
+        node.send_signal(signal.SIGTERM)
+        node.wait(30)
+        node = None
+        log(f"baseline: {options.baseline} events, one anchorBatch transaction each ...")
+        one_each = baseline(client, registry, options.baseline)
+
+        result = {
+            "events": events_total,
+            "events_stored": stored,
+            "events_anchored": anchored_events,
+            "capture_errors": len(errors),
+            "document_size": options.document_size,
+            "clients": options.clients,
+            "check_processes": options.check_processes,
+            "batch_size": options.batch_size,
+            "batches": len(batches),
+            "database": db.url.get_backend_name(),
+            "cpus": os.cpu_count(),
+            "ingest_seconds": round(ingested, 2),
+            "end_to_end_seconds": round(elapsed, 2),
+            "ingest_events_per_s": round(stored / ingested),
+            "end_to_end_events_per_s": round(anchored_events / elapsed),
+            "gas_per_event": round(gas / max(anchored_events, 1), 1),
+            "baseline_events": one_each["events"],
+            "baseline_gas_per_event": round(one_each["gas_per_event"]),
+            "baseline_events_per_s": round(one_each["events_per_s"], 1),
+            "gas_reduction_factor": round(one_each["gas_per_event"] / max(gas / max(anchored_events, 1), 1e-9)),
+            "proofs_verified": f"{verified}/{len(digests)}",
+        }
+        print(f"end to end: {result['end_to_end_events_per_s']} events/s over {anchored_events} events "
+              f"({result['ingest_events_per_s']} events/s ingest alone)")
+        print(f"gas: {result['gas_per_event']} per event in {len(batches)} batches; "
+              f"baseline one transaction per event: {result['baseline_gas_per_event']} per event "
+              f"({one_each['events']} events, {result['baseline_events_per_s']} events/s)")
+        print(f"proof bundles verified against the chain: {result['proofs_verified']}")
+        print(json.dumps(result))
+        return 0 if not errors and verified == len(digests) and anchored_events == events_total else 1
+    finally:
+        if node is not None and node.poll() is None:
+            os.killpg(node.pid, signal.SIGTERM)
+            node.wait(30)
+        anvil.stop()
+        if not options.keep:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"work directory kept: {work}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

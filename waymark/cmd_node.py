@@ -1,0 +1,143 @@
+"""node: run the node (capture API, indexer, anchorer), or one of its services, and verify proof bundles.
+
+Settings come from the environment (WAYMARK_NODE_*, WAYMARK_CHAIN_*, WAYMARK_DB_*,
+WAYMARK_SIGNER_*; see node/service_settings.py and node/settings.py); options override them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from node.proofs import verify_bundle
+from node.service import NodeRuntime, build_anchorer, build_indexer, load_runtime
+from node.service_settings import NodeSettings
+from node.settings import DatabaseSettings
+from waymark.common import AsMember, ChainId, KeystoreOpt, PasswordFileOpt, RpcUrl, chain_settings, console, connect, signer
+
+app = typer.Typer(help="The Waymark node: capture API, anchorer, indexer; proof verification.", no_args_is_help=True)
+
+DbUrl = Annotated[str | None, typer.Option("--db", help="Database URL [env WAYMARK_DB_URL]")]
+
+
+def _runtime(rpc_url: str | None, chain_id: int | None, db_url: str | None, **node: Any) -> NodeRuntime:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = NodeSettings(**{k: v for k, v in node.items() if v is not None})
+    database = DatabaseSettings(**({"url": db_url} if db_url else {}))  # type: ignore[arg-type]
+    return load_runtime(settings, chain_settings(rpc_url, chain_id), database)
+
+
+def _until_signalled() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@app.command("run")
+def run(
+    host: Annotated[str | None, typer.Option(help="Listen address [env WAYMARK_NODE_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [env WAYMARK_NODE_PORT]")] = None,
+    check_processes: Annotated[int | None, typer.Option(help="Processes that check capture documents; the number of cores uses them all [env WAYMARK_NODE_CHECK_PROCESSES]")] = None,
+    anchorer: Annotated[bool, typer.Option("--anchorer/--no-anchorer", help="Run the anchorer (one per database)")] = True,
+    indexer: Annotated[bool, typer.Option("--indexer/--no-indexer", help="Run the indexer")] = True,
+    rpc_url: RpcUrl = None,
+    chain_id: ChainId = None,
+    db: DbUrl = None,
+    keystore: KeystoreOpt = None,
+    password_file: PasswordFileOpt = None,
+    as_member: AsMember = None,
+) -> None:
+    """Serve the capture API (POST /capture, GET /events/{id}/proof, /units/{id}/history, /health),
+    with the anchorer and the indexer in a process of their own."""
+    import multiprocessing
+
+    import uvicorn
+
+    from node.app import create_app
+
+    runtime = _runtime(rpc_url, chain_id, db, host=host, port=port, check_processes=check_processes)
+    account = None
+    if anchorer and (keystore or as_member or runtime.node.anchor_devnet_account is None):
+        account = signer(connect(rpc_url, chain_id), keystore, password_file, as_member)
+    url = runtime.db.url.render_as_string(hide_password=False)
+
+    def services() -> None:
+        stop = _until_signalled()
+        own = load_runtime(runtime.node, runtime.chain, DatabaseSettings(url=url), migrate=False)  # type: ignore[call-arg]
+        threads = []
+        if indexer:
+            threads.append(threading.Thread(target=build_indexer(own).run, args=(stop, own.node.indexer_poll), daemon=True))
+        if anchorer:
+            threads.append(threading.Thread(target=build_anchorer(own, account).run, args=(stop, own.node.anchorer_poll), daemon=True))
+        for thread in threads:
+            thread.start()
+        stop.wait()
+        for thread in threads:
+            thread.join(10)
+
+    runtime.db.dispose()  # the forked process opens its own connections
+    side = multiprocessing.get_context("fork").Process(target=services, name="waymark-node-services", daemon=True)
+    side.start()
+    console.print(
+        f"node listening on http://{runtime.node.host}:{runtime.node.port} (chain {runtime.client.chain_id}; "
+        f"{runtime.node.check_processes or 'no'} check processes; anchorer {'on' if anchorer else 'off'}, "
+        f"indexer {'on' if indexer else 'off'})"
+    )
+    try:
+        uvicorn.run(
+            create_app(runtime, run_indexer=False, run_anchorer=False),
+            host=runtime.node.host, port=runtime.node.port, log_level="warning",
+        )
+    finally:
+        side.terminate()
+        side.join(10)
+
+
+@app.command("anchorer")
+def anchorer_command(
+    rpc_url: RpcUrl = None,
+    chain_id: ChainId = None,
+    db: DbUrl = None,
+    keystore: KeystoreOpt = None,
+    password_file: PasswordFileOpt = None,
+    as_member: AsMember = None,
+) -> None:
+    """Run only the anchorer (one per database; safe to kill and restart at any time)."""
+    runtime = _runtime(rpc_url, chain_id, db)
+    account = None
+    if keystore or as_member or runtime.node.anchor_devnet_account is None:
+        account = signer(connect(rpc_url, chain_id), keystore, password_file, as_member)
+    build_anchorer(runtime, account).run(_until_signalled(), runtime.node.anchorer_poll)
+
+
+@app.command("indexer")
+def indexer_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbUrl = None) -> None:
+    """Run only the indexer (resumes from its last block)."""
+    runtime = _runtime(rpc_url, chain_id, db)
+    build_indexer(runtime).run(_until_signalled(), runtime.node.indexer_poll)
+
+
+@app.command("verify")
+def verify_command(
+    bundle: Annotated[Path, typer.Argument(help="Proof bundle (JSON, as GET /events/{id}/proof returns it)")],
+    rpc_url: RpcUrl = None,
+    chain_id: ChainId = None,
+    confirmations: Annotated[int, typer.Option(help="Blocks required on top of the anchor")] = 0,
+    registry: Annotated[str | None, typer.Option(help="Expected ProvenanceRegistry address (default: the bundle's)")] = None,
+) -> None:
+    """Check a proof bundle against the chain alone. Exit code 0 if verified, 1 if a check failed."""
+    settings = chain_settings(rpc_url, chain_id)
+    result = verify_bundle(json.loads(bundle.read_text()), settings.rpc_url, min_confirmations=confirmations, registry_address=registry)
+    for check in result.checks:
+        console.print(f"{'[green]ok[/]  ' if check.ok else '[red]FAIL[/]'} {check.name}: {check.detail}", highlight=False)
+    if not result.ok:
+        console.print(f"[red]not verified:[/] {result.failure}")
+        raise typer.Exit(1)
+    console.print("[green]verified[/]")
