@@ -24,6 +24,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Union
 from urllib.parse import quote, unquote, urlsplit
 
@@ -324,15 +325,28 @@ def parse_digital_link(uri: str) -> ParsedLink:
             except InvalidIdentifier as error:
                 raise InvalidIdentifier(uri, error.problem) from None
     # biip checks each AI's format (character set, length) against the GS1 AI table.
-    canonical_path = f"/01/{gtin}" + "".join(
-        f"/{k}/{encode_component(qualifiers[k])}" for k in _GTIN_QUALIFIER_ORDER if k in qualifiers
-    )
-    try:
-        GS1DigitalLinkURI.parse(f"https://{CANONICAL_RESOLVER}{canonical_path}")
-    except ParseError as error:
-        raise InvalidIdentifier(uri, str(error)) from None
+    problem = _biip_objection(gtin, tuple(k for k in _GTIN_QUALIFIER_ORDER if k in qualifiers))
+    if problem is not None:
+        raise InvalidIdentifier(uri, problem)
     unit = UnitId(gtin=gtin, serial=qualifiers["21"], lot=qualifiers.get("10"))
     return ParsedLink(unit, resolver, signature)
+
+
+@lru_cache(maxsize=4096)
+def _biip_objection(gtin: str, keys: tuple[str, ...]) -> str | None:
+    """biip's objection to a unit link of `gtin` with qualifiers `keys`, or None.
+
+    Cached per GTIN and set of qualifiers (ingest parses thousands of links a second and
+    biip costs ~150 us each): the qualifier values cannot change the verdict, because every
+    value has passed `_check_ai_value` (1-20 characters of GS1 CSet 82), which is exactly
+    biip's pattern for AIs 10, 21 and 22; what biip can still object to is the GTIN.
+    """
+    path = f"/01/{gtin}" + "".join(f"/{key}/0" for key in keys)
+    try:
+        GS1DigitalLinkURI.parse(f"https://{CANONICAL_RESOLVER}{path}")
+    except ParseError as error:
+        return str(error)
+    return None
 
 
 _PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
