@@ -4,11 +4,13 @@ expired, wrong-domain, wrong-role, conflicted, duplicated and unsorted signature
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 from eth_abi import encode as abi_encode
 from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_account.signers.local import LocalAccount
+from web3.types import TxReceipt
 
 from node.chain.client import ChainClient
 from node.devnet.anvil import AnvilControl
@@ -22,6 +24,7 @@ from tests.contracts.escrow_world import (
     ZERO,
     EscrowWorld,
     State,
+    Terms,
     deploy_world,
     schedule,
     signer_key,
@@ -41,7 +44,9 @@ def registry_vote(w: EscrowWorld, kind: int, types: list[str], values: list[obje
     w.chain.transact(w.registry.functions.propose(kind, abi_encode(types, values)), sender=w.operator)
 
 
-def submit(w: EscrowWorld, t, milestone, sigs, duty=0, payee=ZERO):  # type: ignore[no-untyped-def]
+def submit(
+    w: EscrowWorld, t: Terms, milestone: int, sigs: list[tuple[str, int, bytes]], duty: int = 0, payee: str = ZERO
+) -> TxReceipt:
     return w.send("attestMilestone", t.as_tuple(), milestone, duty, payee, sigs, sender=w.outsider)
 
 
@@ -70,7 +75,7 @@ def test_contract_account_of_a_member_may_sign_through_erc1271(w: EscrowWorld) -
 
 
 def test_digest_views_match_eip712_hashing_off_chain(w: EscrowWorld) -> None:
-    def digest(primary: str, message: dict) -> bytes:  # type: ignore[type-arg]
+    def digest(primary: str, message: dict[str, Any]) -> bytes:
         typed = {
             "types": {"EIP712Domain": DOMAIN_TYPE, primary: TYPES[primary]},
             "primaryType": primary,
@@ -179,7 +184,7 @@ def test_delivered_after_deliver_by_reverts(w: EscrowWorld, devnet: AnvilControl
     [{"chainId": 1}, {"name": "Waymark"}, {"version": "2"}, {"verifyingContract": "0x" + "12" * 20}],
     ids=["chain-id", "name", "version", "contract"],
 )
-def test_signature_from_another_domain_reverts(w: EscrowWorld, domain: dict) -> None:  # type: ignore[type-arg]
+def test_signature_from_another_domain_reverts(w: EscrowWorld, domain: dict[str, Any]) -> None:
     t = w.open(w.terms())
     sigs = w.milestone_bundle(t, 0, w.carriers[:2], **domain)
     with reverts("EscrowInvalidSignature", signer=sigs[0][0]):
