@@ -31,9 +31,16 @@ DEMO_MEMBERS: tuple[DemoMember, ...] = (
     DemoMember("operator", "Waymark Marketplace B.V.", "NL", ("OPERATOR",), 5),
     DemoMember("arbitrator", "Hanseatic Trade Arbitration", "DE", ("ARBITRATOR",), 6),
     DemoMember("auditor", "Fjord Assurance AS", "NO", ("AUDITOR",), 7),
+    # Milestones are attested k-of-n by distinct organisations: two more carriers (a freight
+    # forwarder and the last-mile courier) and two more customs parties make 2-of-3 possible.
+    DemoMember("forwarder", "Harbourline Forwarding B.V.", "NL", ("CARRIER", "ORACLE"), 8),
+    DemoMember("courier", "Polder Parcel Express", "NL", ("CARRIER", "ORACLE"), 9),
+    DemoMember("broker", "Maas Customs Brokers", "NL", ("CUSTOMS", "ORACLE"), 12),
+    DemoMember("port", "Rotterdam Port Community Customs Desk", "NL", ("CUSTOMS", "ORACLE"), 13),
 )
 DEMO_THRESHOLD = 3
-# Accounts that are not members: buyers (on chain they are just accounts).
+# Accounts that are not members: buyers (on chain they are just accounts). Org ids follow the
+# order above (manufacturer = 1 ... port = 11); new members go at the end so ids stay stable.
 DEMO_BUYER_INDICES = (10, 11)
 
 
