@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -31,6 +32,12 @@ def _runtime(rpc_url: str | None, chain_id: int | None, db_url: str | None, **no
     settings = NodeSettings(**{k: v for k, v in node.items() if v is not None})
     database = DatabaseSettings(**({"url": db_url} if db_url else {}))  # type: ignore[arg-type]
     return load_runtime(settings, chain_settings(rpc_url, chain_id), database)
+
+
+def _watch_parent(parent: int, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            stop.set()
 
 
 def _until_signalled() -> threading.Event:
@@ -68,8 +75,12 @@ def run(
         account = signer(connect(rpc_url, chain_id), keystore, password_file, as_member)
     url = runtime.db.url.render_as_string(hide_password=False)
 
+    parent = os.getpid()
+
     def services() -> None:
         stop = _until_signalled()
+        # Leave with the parent, however it ends (a SIGKILLed parent runs no clean-up).
+        threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True).start()
         own = load_runtime(runtime.node, runtime.chain, DatabaseSettings(url=url), migrate=False)  # type: ignore[call-arg]
         threads = []
         if indexer:
@@ -90,6 +101,10 @@ def run(
         f"{runtime.node.check_processes or 'no'} check processes; anchorer {'on' if anchorer else 'off'}, "
         f"indexer {'on' if indexer else 'off'})"
     )
+    # uvicorn re-raises the SIGINT/SIGTERM that stopped it once it is done; with a handler of
+    # ours that only takes note, the clean-up below still runs.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     try:
         uvicorn.run(
             create_app(runtime, run_indexer=False, run_anchorer=False),
@@ -97,7 +112,7 @@ def run(
         )
     finally:
         side.terminate()
-        side.join(10)
+        side.join(15)
 
 
 @app.command("anchorer")
