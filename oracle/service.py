@@ -1,0 +1,239 @@
+"""The oracle of one organisation: adapters' output -> signed, queued events and escrow facts.
+
+`Oracle.accept(adapter, data)` validates a source record with its adapter, checks each
+resulting EPCIS event (EPCIS 2.0 validity, a bizStep this organisation may attest), signs
+it (EIP-712 attestation, `node.provenance.attestation`), and queues, in one transaction:
+the documents to upload, the events to capture, the escrow facts the events establish and
+the FX rates to post. Only then does it answer; the delivery worker (oracle.delivery) does
+the rest. A record sent twice yields the same event hashes, so nothing is queued twice.
+
+Escrow facts come from the events themselves, whichever adapter made them:
+
+| event | fact | attested as |
+|---|---|---|
+| bizStep shipping | shipped | MilestoneAttestation of the order's Shipped milestone (CARRIER) |
+| bizStep receiving | delivered | MilestoneAttestation of the Delivered milestone (CARRIER) |
+| bizStep wmc:cleared | customs_cleared (with `wmc:duty`) | MilestoneAttestation of the next CustomsCleared milestone, duty included (CUSTOMS) |
+| bizStep wmc:returned | customs_returned | CustomsReturn of the next CustomsCleared milestone (CUSTOMS) |
+
+Each fact carries every id an escrow order may name as its `shipmentRef` (keccak256 of a
+canonical id): the event's objects, and the containers, contents and lots of shipments
+this oracle knows them to travel in.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from node.ingest.roles import roles_for_bizstep
+from node.provenance import epcis
+from node.provenance.attestation import AttestationDomain, sign_attestation
+from node.provenance.epcis import CUSTOMS_NS, EpcisValidationError, validate_event
+from node.provenance.event_hash import EventHashError, primary_object_id
+from oracle.adapters import all_adapters
+from oracle.adapters.base import Adapter, Context, Output
+from oracle.adapters.carrier import shipment_refs
+from oracle.errors import InputRejected, OracleMisconfigured, UnknownAdapter
+from oracle.queue import DurableQueue
+from oracle.state import OracleState
+
+# Job kinds of the queue, in the order the delivery worker serves them.
+DOCUMENT, EVENT, ESCROW, FX = "document", "event", "escrow", "fx"
+
+_CBV_STEP = f"{epcis.CBV_NS}BizStep-"
+_FACTS = {"shipping": "shipped", "receiving": "delivered", f"{CUSTOMS_NS}cleared": "customs_cleared", f"{CUSTOMS_NS}returned": "customs_returned"}
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What one accepted source record queued."""
+
+    adapter: str
+    event_ids: list[str]
+    new_events: int
+    documents: list[str]
+    escrow_facts: list[str]
+    fx: list[str]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "adapter": self.adapter,
+            "eventIds": self.event_ids,
+            "accepted": self.new_events,
+            "duplicates": len(set(self.event_ids)) - self.new_events,
+            "documents": self.documents,
+            "escrowFacts": self.escrow_facts,
+            "fxRates": self.fx,
+            **({"notes": self.notes} if self.notes else {}),
+        }
+
+
+def load_products(path: Path | None) -> dict[str, dict[str, Any]]:
+    """The product catalogue (oracle.adapters.iot): {gtin: {name, temperature: {min, max}, humidity: {min, max}}}."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise OracleMisconfigured("products_file", f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise OracleMisconfigured("products_file", f"{path}: expected an object keyed by GTIN")
+    return {str(k): v for k, v in data.items() if isinstance(v, dict)}
+
+
+def biz_step_term(event: Mapping[str, Any]) -> str | None:
+    """The bizStep as a CBV term (``shipping``) or, for Waymark customs steps, as its IRI."""
+    step = event.get("bizStep")
+    if not isinstance(step, str):
+        return None
+    if step.startswith(_CBV_STEP):
+        return step[len(_CBV_STEP):]
+    if step.startswith("cbv:BizStep-"):
+        return step[len("cbv:BizStep-"):]
+    if step.startswith("wmc:"):
+        return CUSTOMS_NS + step[4:]
+    return step
+
+
+def escrow_fact(event: Mapping[str, Any]) -> str | None:
+    step = biz_step_term(event)
+    return _FACTS.get(step) if step else None
+
+
+def event_objects(event: Mapping[str, Any]) -> list[str]:
+    """The ids an event names (parent, lists), canonical where they are GS1 keys."""
+    from node.ingest.capture import event_epcs
+
+    return [epc for epc, _relation in event_epcs(event)]
+
+
+class Oracle:
+    """One organisation's oracle: its key, its queue, its remembered state, its adapters."""
+
+    def __init__(
+        self,
+        account: LocalAccount,
+        domain: AttestationDomain,
+        queue: DurableQueue,
+        state: OracleState,
+        *,
+        products: Mapping[str, Mapping[str, Any]] | None = None,
+        adapters: Sequence[str] | None = None,
+        roles: frozenset[str] | None = None,
+        document_readers: Sequence[int] = (),
+    ) -> None:
+        self.account = account
+        self.domain = domain
+        self.queue = queue
+        self.state = state
+        self.context = Context(state, products or {})
+        known = all_adapters()
+        wanted = list(adapters) if adapters is not None else list(known)
+        unknown = [a for a in wanted if a not in known]
+        if unknown:
+            raise UnknownAdapter(unknown[0], list(known))
+        self.adapters: dict[str, Adapter] = {name: known[name] for name in wanted}
+        # Roles of the organisation, when known: events it may not attest are refused at once
+        # rather than queued for a node that would refuse them.
+        self.roles = roles
+        self.document_readers = list(document_readers)
+        # One record at a time: adapters read state that earlier records wrote.
+        self._lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    def adapter(self, name: str) -> Adapter:
+        found = self.adapters.get(name)
+        if found is None:
+            raise UnknownAdapter(name, list(self.adapters))
+        return found
+
+    def accept(self, adapter_name: str, data: Any) -> Accepted:
+        """Validate, build, sign and queue one source record. InputRejected names what is wrong."""
+        adapter = self.adapter(adapter_name)
+        with self._lock:
+            output = adapter.handle(data, self.context)
+            return self._queue(adapter.name, output)
+
+    def accept_output(self, adapter_name: str, output: Output) -> Accepted:
+        """Queue what an adapter built (the CSV folder builds several records' output first)."""
+        with self._lock:
+            return self._queue(adapter_name, output)
+
+    def check_event(self, adapter: str, index: int, event: Mapping[str, Any]) -> None:
+        where = f"events[{index}]"
+        try:
+            validate_event(event, path=where)
+            primary_object_id(event)
+        except EpcisValidationError as exc:
+            raise InputRejected(adapter, exc.field, exc.problem) from None
+        except EventHashError as exc:
+            raise InputRejected(adapter, where, str(exc)) from None
+        roles = roles_for_bizstep(event.get("bizStep"), event.get("@context"))
+        if roles is None:
+            raise InputRejected(adapter, f"{where}.bizStep", f"no attesting role is defined for bizStep {event.get('bizStep')!r}")
+        if self.roles is not None and not set(roles) & self.roles:
+            raise InputRejected(
+                adapter, f"{where}.bizStep",
+                f"a {event.get('bizStep')} event is attested by {' or '.join(roles)}; this oracle's organisation holds "
+                f"{', '.join(sorted(self.roles)) or 'no role'}",
+            )
+
+    def _queue(self, adapter: str, output: Output) -> Accepted:
+        events = [e if "@context" in e else {"@context": epcis.WAYMARK_CONTEXT, **e} for e in output.events]
+        for i, event in enumerate(events):
+            self.check_event(adapter, i, event)
+        jobs: list[tuple[str, str, dict[str, Any]]] = []
+        documents = []
+        for document in output.documents:
+            digest = "sha256:" + document.sha256_hex
+            documents.append(digest)
+            jobs.append((DOCUMENT, f"document:{digest}", {
+                "content": base64.b64encode(document.content).decode(),
+                "documentType": document.document_type,
+                "mediaType": document.media_type,
+                "readers": self.document_readers,
+            }))
+        event_ids: list[str] = []
+        facts: list[str] = []
+        event_jobs = 0
+        for event in events:
+            signed = sign_attestation(self.account.key, self.domain, event)
+            event_id = signed.event_hash
+            event_ids.append(event_id)
+            jobs.append((EVENT, event_id, {"event": event, "signer": self.address, "signature": signed.signature_hex}))
+            event_jobs += 1
+            fact = escrow_fact(event)
+            if fact is not None:
+                objects = event_objects(event)
+                duty = event.get("wmc:duty") if isinstance(event.get("wmc:duty"), dict) else None
+                key = f"escrow:{fact}:{event_id}"
+                facts.append(key)
+                jobs.append((ESCROW, key, {
+                    "fact": fact,
+                    "eventId": event_id,
+                    "eventTime": signed.event_time,
+                    "refs": shipment_refs(self.state, objects),
+                    "duty": {"amount": duty["wmc:amount"], "currency": duty["wmc:currency"]} if duty else None,
+                }))
+        fx_keys = []
+        for rate in output.fx:
+            key = f"fx:{rate.base}/{rate.quote}:{rate.observed_at}:{rate.rate}"
+            fx_keys.append(key)
+            jobs.append((FX, key, {"base": rate.base, "quote": rate.quote, "rate": str(rate.rate), "observedAt": rate.observed_at}))
+        fresh = self.queue.put_many(jobs) if jobs else []
+        for remember in output.remember:
+            remember(self.state)
+        new_events = sum(1 for (kind, _k, _p), new in zip(jobs, fresh) if kind == EVENT and new)
+        return Accepted(adapter, event_ids, new_events, documents, facts, fx_keys, dict(output.notes))

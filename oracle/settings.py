@@ -1,0 +1,97 @@
+"""Settings of one organisation's oracle, from the environment (prefix WAYMARK_ORACLE_) or a .env file.
+
+The chain to read (domain of the signatures, escrow orders) comes from `node.settings.ChainSettings`
+(WAYMARK_CHAIN_*). Library code takes an `OracleSettings`; only entry points build one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from node.paths import PROJECT_ROOT
+
+ALL_ADAPTERS = ("production", "packing", "epcis", "carrier", "iot", "inspection", "customs", "fx")
+
+
+class OracleSettings(BaseSettings):
+    """Where the oracle listens, whom it delivers to, whose key it signs with, and how it retries."""
+
+    model_config = SettingsConfigDict(env_prefix="WAYMARK_ORACLE_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Address the oracle's HTTP adapters (webhooks, EPCIS capture) listen on."""
+
+    port: int = Field(8700, ge=1, le=65535)
+    """Port of the oracle's HTTP adapters."""
+
+    node_url: str = "http://127.0.0.1:8600"
+    """Base URL of the node: events go to `<node_url>/capture`, documents to `<node_url>/documents`."""
+
+    relayer_url: str | None = None
+    """Base URL of the escrow relayer; without it escrow facts are signed and kept, not sent."""
+
+    data_dir: Path = PROJECT_ROOT / "var" / "oracle"
+    """Folder of the oracle's own state: its queue (`oracle.sqlite3`) and the CSV drop folders."""
+
+    keystore: Path | None = None
+    """Encrypted keystore of the organisation's account the oracle signs with."""
+
+    password: SecretStr | None = None
+    """Password of the keystore. Prefer `password_file`."""
+
+    password_file: Path | None = None
+    """File whose first line is the keystore password."""
+
+    devnet_account: int | None = Field(None, ge=0)
+    """Devnet only: index of the dev account (devnet mnemonic) to sign with instead of a keystore."""
+
+    adapters: list[str] = Field(default_factory=lambda: list(ALL_ADAPTERS))
+    """Adapters this oracle runs (JSON list in the environment), from: production, packing, epcis,
+    carrier, iot, inspection, customs, fx."""
+
+    products_file: Path | None = None
+    """JSON product catalogue: allowed temperature and humidity per GTIN (see oracle.adapters.iot)."""
+
+    csv_poll: float = Field(2.0, gt=0)
+    """Seconds between scans of the CSV drop folder."""
+
+    csv_min_age: float = Field(1.0, ge=0)
+    """Seconds a dropped file must be left unchanged before it is read (drop files by rename to skip the wait)."""
+
+    deliver_batch: int = Field(200, ge=1, le=20_000)
+    """Most events sent to the node in one capture request."""
+
+    retry_base: float = Field(0.5, gt=0)
+    """Seconds before the first retry of a failed delivery; doubled on each further failure."""
+
+    retry_max: float = Field(60.0, gt=0)
+    """Longest wait between two delivery attempts."""
+
+    request_timeout: float = Field(15.0, gt=0)
+    """Seconds to wait for the node or the relayer to answer one request."""
+
+    escrow_signature_ttl: int = Field(7 * 24 * 3600, ge=60)
+    """Seconds an escrow signature (milestone, customs return, FX rate) stays usable (its deadline)."""
+
+    duty_payee: str | None = None
+    """Account that receives customs duty out of escrow (customs oracles; default: the signing account)."""
+
+    document_readers: list[int] = Field(default_factory=list)
+    """Further organisation ids allowed to read every document this oracle uploads."""
+
+    def queue_path(self) -> Path:
+        return self.data_dir / "oracle.sqlite3"
+
+    def csv_dir(self) -> Path:
+        return self.data_dir / "csv"
+
+    def resolved_password(self) -> str:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None and self.password_file.exists():
+            lines = self.password_file.read_text().splitlines()
+            return lines[0] if lines else ""
+        return ""
