@@ -688,7 +688,8 @@ class PassportBuilder:
         org_id = chain.organisation_at(recovered, event_time)
         org = chain.organisation(org_id) if org_id else None
         result["signerOrg"] = org.ref() if org else None
-        roles = roles_for_bizstep(event.get("bizStep") if isinstance(event.get("bizStep"), str) else None) or ()
+        step = event.get("bizStep") if isinstance(event.get("bizStep"), str) else None
+        roles = roles_for_bizstep(step, event.get("@context")) or ()
         held = chain.role_at(recovered, roles, event_time) if roles else None
         if held is None:
             wanted = ", ".join(roles) or "(no role may attest this bizStep)"

@@ -10,7 +10,7 @@ Clone rules, over a sliding window (24 hours by default), for one code:
 |---|---|
 | too_many_devices | more distinct devices scanned it than `max_devices` |
 | too_many_scans | it was scanned more often than `max_scans` |
-| implausible_places | it was scanned in more regions than `max_regions`, or in two regions closer in time than `min_travel` |
+| implausible_places | it was scanned in more regions than `max_regions`, or in two regions closer in time than `min_travel` (regions stated by the client or set by a trusted proxy; one guessed from Accept-Language is logged, not judged) |
 | scanned_after_claim | a device other than the claimer's scans it after its buyer claimed it |
 | unknown_serial | a well-formed code of a registered product that was never issued (alert only) |
 | bad_issuance_signature | the code carries an issuance signature that is not its manufacturer's (alert only) |
@@ -272,7 +272,7 @@ class ScanLog:
         since = now - self.rules.window_ms
         with self.db.connect() as conn:
             rows = conn.execute(
-                select(Scan.at_ms, Scan.region, Scan.device_hash)
+                select(Scan.at_ms, Scan.region, Scan.device_hash, Scan.region_source)
                 .where(Scan.unit_key == unit_key, Scan.at_ms >= since)
                 .order_by(Scan.at_ms, Scan.id)
             ).all()
@@ -281,8 +281,13 @@ class ScanLog:
                     OwnershipClaim.unit_key == unit_key
                 )
             ).first()
-        buffered = [(int(s["at_ms"]), s["region"], bytes(s["device_hash"])) for s in self._pending_scans if s["unit_key"] == unit_key]  # type: ignore[call-overload, arg-type]
-        for at, region, device in sorted([(int(r[0]), r[1], bytes(r[2])) for r in rows] + buffered, key=lambda x: x[0]):
+        buffered = [
+            (int(s["at_ms"]), _placed(s["region"], s["region_source"]), bytes(s["device_hash"]))  # type: ignore[call-overload, arg-type]
+            for s in self._pending_scans
+            if s["unit_key"] == unit_key
+        ]
+        loaded = [(int(r[0]), _placed(r[1], r[3]), bytes(r[2])) for r in rows]
+        for at, region, device in sorted(loaded + buffered, key=lambda x: x[0]):
             unit.scans.append((at, region, device))
         if claim is not None:
             unit.claim = _Claim(claim[0], int(claim[1]), bytes(claim[2]) if claim[2] is not None else None)
@@ -320,8 +325,8 @@ class ScanLog:
             horizon = now - rules.window_ms
             while scans and scans[0][0] < horizon:
                 scans.popleft()
-            previous = scans[-1] if scans else None
-            scans.append((now, region, device))
+            placed = _placed(region, region_source)
+            scans.append((now, placed, device))
             flags: list[Flag] = list(extra_flags)
             if known:
                 devices = {d for _, _, d in scans}
@@ -329,7 +334,7 @@ class ScanLog:
                     flags.append(Flag("too_many_devices", f"scanned by {len(devices)} different devices within {_hours(rules.window_ms)}"))
                 if len(scans) > rules.max_scans:
                     flags.append(Flag("too_many_scans", f"scanned {len(scans)} times within {_hours(rules.window_ms)}"))
-                flags.extend(self._place_flags(scans, region, now, previous))
+                flags.extend(self._place_flags(scans, placed, now))
                 if unit.claim is not None and now > unit.claim.claimed_at_ms and device != unit.claim.device:
                     flags.append(Flag("scanned_after_claim", f"scanned by another device after its owner claimed it on {_iso(unit.claim.claimed_at_ms)}"))
             regions = tuple(sorted({r for _, r, _ in scans if r}))
@@ -360,7 +365,7 @@ class ScanLog:
         return outcome
 
     def _place_flags(
-        self, scans: deque[tuple[int, str | None, bytes]], region: str | None, now: int, previous: tuple[int, str | None, bytes] | None
+        self, scans: deque[tuple[int, str | None, bytes]], region: str | None, now: int
     ) -> list[Flag]:
         rules = self.rules
         regions = {r for _, r, _ in scans if r}
@@ -464,6 +469,12 @@ class ScanLog:
         with self.db.session() as s:
             rows = s.execute(query.order_by(ScanAlert.id).limit(limit)).scalars().all()
         return [Alert(r.id, r.org_id, r.gtin, r.unit_key, r.rule, r.detail, r.created_at_ms) for r in rows]
+
+
+def _placed(region: object, source: object) -> str | None:
+    """The region the place rules use: only one the client stated or a trusted proxy set.
+    A region guessed from Accept-Language is logged but would flag travellers and expats."""
+    return region if isinstance(region, str) and source in ("stated", "proxy") else None
 
 
 def _hours(ms: int) -> str:

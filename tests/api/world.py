@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_account.signers.local import LocalAccount
 
@@ -32,6 +32,9 @@ from node.service_settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings
 from node.provenance import epcis
 from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, Story, capture_document, iso, lot_story
+
+if TYPE_CHECKING:
+    from api.settings import ApiSettings
 
 Signed = list[tuple[dict[str, Any], LocalAccount]]
 
@@ -137,3 +140,59 @@ def tamper(db: Database, story: Story) -> None:
 
 def _unix(text: str) -> int:
     return int(time.mktime(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone)
+
+
+# --- running the API against a world ------------------------------------------------------------
+
+
+def api_settings(world: World, folder: Path, port: int = 8700, **overrides: Any) -> "ApiSettings":
+    from api.settings import ApiSettings
+
+    values: dict[str, Any] = {
+        "port": port,
+        "public_url": f"http://127.0.0.1:{port}",
+        "device_salt_file": folder / "device-salt",
+        "rate_limit_per_minute": 100_000,
+        "rate_limit_burst": 10_000,
+        "scan_flush_interval": 0.05,
+    }
+    values.update(overrides)
+    return ApiSettings(**values)
+
+
+class ApiServer:
+    """The API served by uvicorn on a free port, in a thread of this process."""
+
+    def __init__(self, world: World, folder: Path, **overrides: Any) -> None:
+        import uvicorn
+
+        from api.main import create_app
+        from node.devnet.anvil import free_port
+
+        self.port = free_port()
+        self.settings = api_settings(world, folder, self.port, **overrides)
+        self.app = create_app(self.settings, world.chain_settings, world.database)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "ApiServer":
+        import threading
+
+        import requests
+
+        self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/health/live", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("the API server did not start")
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)

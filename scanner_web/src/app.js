@@ -1,0 +1,370 @@
+// The scanner page: scan or type a code, show the passport with its verdict on top, and
+// verify it again in this browser. Everything shown comes from the API as data and is put in
+// the page as text (never as HTML).
+
+import { chooseLanguage, LANGUAGES, reasonText, setLanguage, stepLabel, t } from "./i18n.js";
+import { startCamera } from "./scan.js";
+import { verifyPassport } from "./verify.js";
+
+const boot = JSON.parse(document.getElementById("waymark-boot")?.textContent || "{}");
+const config = boot.config || {};
+const state = { passport: boot.passport || null, error: boot.error || null, camera: null, verification: null };
+
+// --- small DOM helpers ------------------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+const $ = (id) => document.getElementById(id);
+const short = (text, n = 10) => (text && text.length > 2 * n + 3 ? `${text.slice(0, n + 2)}…${text.slice(-n)}` : text);
+
+function formatTime(iso) {
+  try {
+    return new Intl.DateTimeFormat(document.documentElement.lang, { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso));
+  } catch {
+    return iso;
+  }
+}
+
+function deviceId() {
+  // A random id this browser keeps, so that the server can tell devices apart (it stores only a salted hash).
+  let id = localStorage.getItem("waymark-device");
+  if (!id) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    id = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    localStorage.setItem("waymark-device", id);
+  }
+  return id;
+}
+
+// --- language -----------------------------------------------------------------------------------------
+
+function applyLanguage(lang) {
+  setLanguage(lang);
+  document.documentElement.lang = lang;
+  document.title = t("title");
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  for (const node of document.querySelectorAll("[data-i18n-placeholder]")) node.placeholder = t(node.dataset.i18nPlaceholder);
+  const select = $("language");
+  if (select) select.value = lang;
+  render();
+}
+
+function setupLanguage() {
+  const select = $("language");
+  for (const [code, name] of Object.entries(LANGUAGES)) select.append(el("option", { value: code }, name));
+  select.addEventListener("change", () => {
+    localStorage.setItem("waymark-lang", select.value);
+    applyLanguage(select.value);
+  });
+  applyLanguage(chooseLanguage(localStorage.getItem("waymark-lang"), navigator.languages || [navigator.language]));
+}
+
+// --- looking codes up ---------------------------------------------------------------------------------
+
+async function lookUp(text, how) {
+  state.error = null;
+  state.passport = null;
+  state.verification = null;
+  $("status").textContent = t("loading");
+  $("status").dataset.how = how || "";
+  render();
+  try {
+    const response = await fetch(`/api/v1/scan?uri=${encodeURIComponent(text)}`, {
+      headers: { Accept: "application/json", "Waymark-Device": deviceId() },
+    });
+    const body = await response.json();
+    if (response.ok) {
+      state.passport = body;
+      try {
+        history.replaceState(null, "", new URL(body.link).pathname);
+      } catch {
+        /* a link on another host: keep the address */
+      }
+    } else {
+      state.error = body;
+    }
+  } catch (e) {
+    state.error = { code: "network", message: e.message };
+  }
+  $("status").textContent = "";
+  render();
+}
+
+function manualSubmit(event) {
+  event.preventDefault();
+  const link = $("manual-link").value.trim();
+  const gtin = $("manual-gtin").value.trim();
+  const serial = $("manual-serial").value.trim();
+  const lot = $("manual-lot").value.trim();
+  if (link) return lookUp(link, "typed");
+  if (gtin && serial) {
+    const enc = (v) => encodeURIComponent(v).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+    return lookUp(`/01/${gtin}${lot ? `/10/${enc(lot)}` : ""}/21/${enc(serial)}`, "typed");
+  }
+}
+
+async function toggleCamera() {
+  const video = $("camera");
+  if (state.camera) {
+    state.camera.stop();
+    state.camera = null;
+    video.hidden = true;
+    $("camera-button").textContent = t("scanCamera");
+    return;
+  }
+  $("status").textContent = t("cameraStarting");
+  video.hidden = false;
+  try {
+    state.camera = await startCamera(video, (text, decoder) => {
+      state.camera = null;
+      video.hidden = true;
+      $("camera-button").textContent = t("scanCamera");
+      document.body.dataset.decoder = decoder;
+      lookUp(text, "camera");
+    });
+    document.body.dataset.decoder = state.camera.decoder;
+    $("camera-button").textContent = t("stopCamera");
+  } catch (e) {
+    video.hidden = true;
+    $("status").textContent = t("cameraUnavailable", { reason: e.message });
+  }
+}
+
+// --- rendering ------------------------------------------------------------------------------------------
+
+function render() {
+  renderVerdict();
+  renderPassport();
+  renderVerify();
+}
+
+function renderVerdict() {
+  const box = $("verdict");
+  box.replaceChildren();
+  const passport = state.passport;
+  const error = state.error;
+  if (!passport && !error) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const verdict = passport ? passport.verdict : error.verdict === "unknown" || error.code === "unknown_code" ? "unknown" : "invalid";
+  box.dataset.verdict = verdict;
+  if (verdict === "invalid") {
+    box.append(el("h2", {}, t("invalidCode")), el("p", { class: "detail", id: "error-message" }, error.message || ""));
+    return;
+  }
+  box.append(el("h2", { id: "verdict-title" }, t(`verdict_${verdict}`)), el("p", {}, t(`verdictHelp_${verdict}`)));
+  const reasons = passport ? passport.reasons : [];
+  if (reasons.length) {
+    box.append(el("ul", { class: "reasons", id: "reasons" }, reasons.map((r) => el("li", { "data-code": r.code, title: r.message }, reasonText(r.code, r.message)))));
+  }
+}
+
+function renderPassport() {
+  const root = $("passport");
+  root.replaceChildren();
+  const p = state.passport;
+  if (!p) {
+    root.hidden = true;
+    return;
+  }
+  root.hidden = false;
+
+  const maker = p.product && p.product.manufacturer;
+  root.append(
+    el("section", { class: "card", id: "product" },
+      el("h3", {}, t("product")),
+      el("dl", {},
+        p.gtin && [el("dt", {}, t("gtin")), el("dd", {}, p.gtin)],
+        p.lot && [el("dt", {}, t("lot")), el("dd", {}, p.lot)],
+        p.serial && [el("dt", {}, t("serial")), el("dd", {}, p.serial)],
+        p.sscc && [el("dt", {}, "SSCC"), el("dd", {}, p.sscc)],
+        p.product && [el("dt", {}, t("manufacturer")), el("dd", { id: "manufacturer" }, maker ? `${maker.name} (${maker.country})` : t("notRegistered"))],
+      ),
+    ),
+  );
+
+  // Ownership
+  const own = p.ownership;
+  const ownership = el("section", { class: "card", id: "ownership", "data-claimed": own.claimed ? "yes" : "no" }, el("h3", {}, t("ownership")));
+  if (own.claimed) {
+    ownership.append(el("p", {}, t(own.byThisDevice ? "claimedByYou" : "claimed", { date: formatTime(own.claimedAt) })));
+  } else if (p.kind === "unit" && p.timeline.length) {
+    const input = el("input", { id: "claim-code", autocomplete: "off", placeholder: "XXXX-XXXX-XXXX-XXXX", "aria-label": t("claimCode") });
+    const message = el("p", { class: "detail", id: "claim-message" });
+    ownership.append(
+      el("p", {}, t("notClaimed")),
+      el("form", { class: "row", onsubmit: (e) => claim(e, input, message) }, input, el("button", { type: "submit" }, t("claim"))),
+      message,
+    );
+  }
+  root.append(ownership);
+
+  if (p.escrow) root.append(el("section", { class: "card", id: "escrow" }, el("h3", {}, t("escrow")), el("p", {}, p.escrow.state)));
+
+  // Route: a map-free summary
+  if (p.route.length) {
+    root.append(
+      el("section", { class: "card", id: "route" },
+        el("h3", {}, t("route")),
+        el("ol", { class: "route" },
+          p.route.map((stop) =>
+            el("li", { "data-country": stop.country || "" },
+              el("strong", {}, stop.country || "—"),
+              el("span", {}, stop.steps.map(stepLabel).join(", ")),
+              el("small", {}, stop.organisations.join(", ")),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
+  // Timeline
+  root.append(
+    el("section", { class: "card", id: "timeline-card" },
+      el("h3", {}, t("timeline")),
+      el("ol", { class: "timeline", id: "timeline" }, p.timeline.map((item, index) => timelineItem(item, index))),
+    ),
+  );
+
+  if (p.documents.length) {
+    root.append(
+      el("section", { class: "card", id: "documents" },
+        el("h3", {}, t("documents")),
+        el("ul", {}, p.documents.map((d) => el("li", { "data-status": d.status }, el("span", {}, d.type.replace(/_/g, " ")), " ", el("code", {}, short(d.digest, 8)), " — ", t(`doc_${d.status}`)))),
+      ),
+    );
+  }
+  if (p.sensorExcursions.length) {
+    root.append(
+      el("section", { class: "card", id: "excursions" },
+        el("h3", {}, t("excursions")),
+        el("ul", {}, p.sensorExcursions.map((x) => el("li", {}, `${formatTime(x.time)}: ${x.type} ${x.value ?? ""} ${x.uom ?? ""} (${x.exception})`))),
+      ),
+    );
+  }
+  if (p.scans && p.scans.scansInWindow) {
+    root.append(el("p", { class: "detail" }, t("scansInWindow", { count: p.scans.scansInWindow, devices: p.scans.devicesInWindow })));
+  }
+}
+
+function timelineItem(item, index) {
+  const v = item.verification;
+  const browser = state.verification && state.verification.results[index];
+  const org = v.signerOrg ? v.signerOrg.name : short(v.signer, 6);
+  const status = browser ? browser.status : v.status;
+  const node = el("li", { "data-event-id": item.id, "data-status": v.status, "data-browser": browser ? browser.status : null, "data-step": item.bizStep || "" },
+    el("div", { class: "when" }, formatTime(item.eventTime)),
+    el("div", { class: "what" },
+      el("strong", {}, stepLabel(item.bizStep) || item.type),
+      item.via.length ? el("span", { class: "via" }, " ", t("via", { container: "SSCC " + item.via[item.via.length - 1].split("/").pop() })) : null,
+    ),
+    el("div", { class: "who" }, t("by", { org }), v.signerRole ? " · " + t("role", { role: v.signerRole }) : ""),
+    el("span", { class: `badge ${status}` }, t(`status_${status === "passed" ? "verified" : status}`), browser ? ` · ${t("browserChecked")}` : ""),
+  );
+  const checks = (browser || v).checks;
+  node.append(
+    el("details", {},
+      el("summary", {}, t("details")),
+      el("ul", { class: "checks" }, checks.map((c) => el("li", { "data-check": c.name, "data-status": c.status }, `${t(`check_${c.name}`)}: ${c.status} — ${c.detail}`))),
+      el("p", { class: "detail" }, `${t("eventId")}: `, el("code", {}, item.id)),
+      v.anchor && el("p", { class: "detail" }, `${t("anchorTx")}: `, el("code", {}, short(v.anchor.txHash || "", 10)), " · ", t("block", { number: v.anchor.blockNumber, confirmations: v.anchor.confirmations })),
+    ),
+  );
+  return node;
+}
+
+async function claim(event, input, message) {
+  event.preventDefault();
+  message.textContent = "";
+  const response = await fetch("/api/v1/ownership/claims", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json", "Waymark-Device": deviceId() },
+    body: JSON.stringify({ method: "code", uri: state.passport.link, code: input.value }),
+  });
+  const body = await response.json();
+  if (response.ok) {
+    state.passport.ownership = body;
+    message.textContent = t("claimedOk");
+    render();
+  } else {
+    message.textContent = body.message;
+  }
+}
+
+// --- verify here ----------------------------------------------------------------------------------------
+
+function renderVerify() {
+  const section = $("verify");
+  const p = state.passport;
+  section.hidden = !p || !p.timeline.length;
+  if (section.hidden) return;
+  $("verify-help").textContent = t("verifyHelp", { rpc: config.rpcUrl });
+  const result = $("verify-result");
+  const v = state.verification;
+  if (!v) {
+    result.textContent = "";
+    section.dataset.state = section.dataset.state === "running" ? "running" : "idle";
+    return;
+  }
+  section.dataset.state = v.status;
+  if (v.error) result.textContent = t("error", { message: v.error });
+  else if (v.status === "passed") result.textContent = t("verifyPassed", { total: v.results.length });
+  else if (v.firstFailure) {
+    const { item, result: r } = v.firstFailure;
+    const failed = r.checks.find((c) => c.status === "failed");
+    result.textContent = t("verifyFailed", { step: stepLabel(item.bizStep) || item.type, time: formatTime(item.eventTime), check: t(`check_${r.failedCheck}`), detail: failed ? failed.detail : "" });
+    result.dataset.failedCheck = r.failedCheck;
+  } else if (v.status === "failed") result.textContent = t("verifyManufacturer");
+  else result.textContent = t("verifyPending", { ok: v.results.filter((r) => r.status === "verified").length, total: v.results.length });
+}
+
+async function runVerification() {
+  const p = state.passport;
+  if (!p) return;
+  const section = $("verify");
+  section.dataset.state = "running";
+  state.verification = null;
+  const result = $("verify-result");
+  let done = 0;
+  try {
+    state.verification = await verifyPassport(p, { ...config, ...p.chain }, () => {
+      done += 1;
+      result.textContent = t("verifyRunning", { done, total: p.timeline.length });
+    });
+  } catch (e) {
+    state.verification = { status: "failed", results: [], firstFailure: null, error: e.message };
+    section.dataset.state = "failed";
+    result.textContent = t("error", { message: e.message });
+    renderPassport();
+    return;
+  }
+  render();
+}
+
+// --- start ------------------------------------------------------------------------------------------------
+
+function start() {
+  setupLanguage();
+  $("manual").addEventListener("submit", manualSubmit);
+  $("camera-button").addEventListener("click", toggleCamera);
+  $("verify-button").addEventListener("click", runVerification);
+  document.body.dataset.ready = "yes";
+  if (state.passport && location.hash === "#verify") runVerification();
+}
+
+start();

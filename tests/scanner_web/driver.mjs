@@ -1,0 +1,89 @@
+// Drives the Debian chromium (headless) with playwright-core for the scanner page's tests.
+//   node driver.mjs '<json>'   with {scenario, url, userDataDir, screenshot, video?, lang?}
+// Prints one JSON object with what the page showed. Scenarios:
+//   passport  open a code's page, read the verdict, timeline and route
+//   verify    open it, press "Verify in this browser", wait for the outcome
+//   camera    open the home page with a fake camera playing `video`, press "Scan with camera",
+//             wait until the page resolved the QR code into a passport
+//   language  open it with a browser language, then switch language with the selector
+import { chromium } from "playwright-core";
+
+const args = JSON.parse(process.argv[2]);
+const flags = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+if (args.video) {
+  flags.push("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", `--use-file-for-fake-video-capture=${args.video}`);
+}
+
+const context = await chromium.launchPersistentContext(args.userDataDir, {
+  executablePath: args.executable || "/usr/bin/chromium",
+  headless: true,
+  args: flags,
+  viewport: { width: 390, height: 844 }, // a phone
+  deviceScaleFactor: 2,
+  isMobile: true,
+  hasTouch: true,
+  locale: args.lang || "en-US",
+  permissions: args.video ? ["camera"] : [],
+  timeout: 60000,
+});
+const out = { console: [], errors: [] };
+try {
+  const page = context.pages()[0] || (await context.newPage());
+  page.on("console", (m) => out.console.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => out.errors.push(String(e)));
+  page.setDefaultTimeout(args.timeout || 30000);
+  await page.goto(args.url, { waitUntil: "load" });
+  await page.waitForSelector("body[data-ready=yes]");
+
+  const readPassport = async () => {
+    await page.waitForSelector("#verdict[data-verdict]");
+    return page.evaluate(() => ({
+      verdict: document.querySelector("#verdict").dataset.verdict,
+      verdictTitle: document.querySelector("#verdict h2")?.textContent,
+      reasons: Array.from(document.querySelectorAll("#reasons li"), (li) => li.dataset.code),
+      timeline: Array.from(document.querySelectorAll("#timeline > li"), (li) => ({ step: li.dataset.step, status: li.dataset.status, browser: li.dataset.browser || null, text: li.querySelector(".what").textContent })),
+      route: Array.from(document.querySelectorAll("#route li"), (li) => li.dataset.country),
+      manufacturer: document.querySelector("#manufacturer")?.textContent,
+      lang: document.documentElement.lang,
+      path: location.pathname,
+      decoder: document.body.dataset.decoder || null,
+      width: document.documentElement.scrollWidth,
+      viewport: window.innerWidth,
+    }));
+  };
+
+  if (args.scenario === "passport") {
+    Object.assign(out, await readPassport());
+  } else if (args.scenario === "verify") {
+    await readPassport();
+    await page.click("#verify-button");
+    await page.waitForFunction(() => ["passed", "failed", "pending"].includes(document.querySelector("#verify").dataset.state), null, { timeout: 60000 });
+    Object.assign(out, await readPassport());
+    Object.assign(out, await page.evaluate(() => ({
+      verifyState: document.querySelector("#verify").dataset.state,
+      verifyText: document.querySelector("#verify-result").textContent,
+      failedCheck: document.querySelector("#verify-result").dataset.failedCheck || null,
+    })));
+    await page.locator("#verify").scrollIntoViewIfNeeded();
+  } else if (args.scenario === "camera") {
+    await page.click("#camera-button");
+    await page.waitForSelector("#verdict[data-verdict]", { timeout: 60000 });
+    Object.assign(out, await readPassport());
+  } else if (args.scenario === "language") {
+    Object.assign(out, await readPassport());
+    out.initial = { lang: out.lang, title: out.verdictTitle };
+    await page.selectOption("#language", args.switchTo || "en");
+    Object.assign(out, await readPassport());
+  } else {
+    throw new Error(`unknown scenario ${args.scenario}`);
+  }
+  if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
+} catch (e) {
+  out.failure = String(e && e.stack ? e.stack : e);
+} finally {
+  await context.close();
+}
+process.stdout.write(JSON.stringify(out));
