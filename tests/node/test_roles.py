@@ -32,7 +32,7 @@ def test_mirror_matches_has_role_at_through_the_registry_history(
 ) -> None:
     registry = RegistryClient(chain, deployment)
     members = [devnet_account(i) for i in (1, 2, 3, 4)]
-    newcomer = devnet_account(12)
+    newcomer = devnet_account(14)  # not a demo member
     mirror = RoleMirror(chain.w3, deployment.address("ConsortiumRegistry"), start_block=deployment.start_block, refresh_interval=0)
     moments = [_block_time(chain) - 5, _block_time(chain)]
 

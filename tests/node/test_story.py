@@ -231,3 +231,17 @@ def test_root_missing_on_chain_and_too_few_confirmations(
     devnet.revert(snapshot)
     gone = verify_bundle(bundle, anvil.rpc_url)
     assert gone.failure == "root_not_anchored"
+
+
+def test_capture_checks_in_worker_processes_answer_the_same(runtime: NodeRuntime, chain_now: int) -> None:
+    runtime.node.check_processes = 1
+    with TestClient(create_app(runtime, run_indexer=False)) as api:
+        events = story_events(lot_story(chain_now))
+        accepted = api.post("/capture", content=orjson.dumps(capture_document(events[:3], runtime.domain)))
+        assert accepted.status_code == 201 and accepted.json()["accepted"] == 3
+        document = capture_document(events[3:4], runtime.domain)
+        document["epcisBody"]["eventList"][0]["action"] = "SHAKE"
+        refused = api.post("/capture", content=orjson.dumps(document))
+        assert refused.status_code == 422 and refused.json()["field"] == "epcisBody.eventList[0].action"
+        wrong_role = api.post("/capture", content=orjson.dumps(capture_document([(events[0][0], INSPECTOR)], runtime.domain)))
+        assert wrong_role.status_code == 403
