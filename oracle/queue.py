@@ -153,10 +153,13 @@ class DurableQueue:
             ).fetchall()
         return [Job(r[0], r[1], r[2], orjson.loads(r[3]), r[4], r[5]) for r in rows]
 
-    def next_due_in(self) -> float | None:
-        """Seconds until the earliest pending job is due (0 if one is due now); None if none pending."""
+    def next_due_in(self, kinds: Sequence[str] | None = None) -> float | None:
+        """Seconds until the earliest pending job (of these kinds) is due (0 if one is due now); None if none pending."""
+        where = "status = 'pending'"
+        if kinds:
+            where += f" AND kind IN ({', '.join('?' for _ in kinds)})"
         with self._lock:
-            row = self._conn.execute("SELECT MIN(next_attempt_at) FROM jobs WHERE status = 'pending'").fetchone()
+            row = self._conn.execute(f"SELECT MIN(next_attempt_at) FROM jobs WHERE {where}", tuple(kinds or ())).fetchone()
         if row is None or row[0] is None:
             return None
         return max(0.0, float(row[0]) - self.clock())

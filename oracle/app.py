@@ -1,0 +1,134 @@
+"""The oracle's HTTP app (FastAPI): webhooks for source systems and an EPCIS capture endpoint.
+
+    POST /webhooks/{adapter}   one source record as JSON (schema: GET /schemas/{adapter});
+                               adapters: production, packing, carrier, iot, inspection, customs, fx
+    POST /capture              an EPCIS 2.0 EPCISDocument (unsigned events; the oracle signs them)
+    GET  /adapters             the adapters this oracle runs, with a line each
+    GET  /schemas/{adapter}    the JSON schema of an adapter's input
+    GET  /events/{event_id}    delivery state of an event: pending / delivered / rejected
+    GET  /rejected             jobs a receiver refused for good, with its reason
+    GET  /health               queue counts per kind and state
+
+An accepted record is answered 202 (queued durably, delivered to the node and the relayer
+in the background) with the event ids it produced; the same record again is answered 202
+with the same ids and `accepted: 0`. A refused one is answered 422
+`{code: "rejected", adapter, field, message, more?}`: `field` is the path of the offending
+value in the input (`readings[2].unit`, `(body)` for something that is not JSON at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from oracle.errors import InputRejected, OracleError, UnknownAdapter
+from oracle.runtime import OracleRuntime
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _rejected(exc: InputRejected) -> Response:
+    body = exc.as_json()
+    more = getattr(exc, "more", None)
+    if more:
+        body["more"] = more
+    return _json(body, 422)
+
+
+def create_app(runtime: OracleRuntime, *, background: bool = True, max_body_bytes: int = 64 * 1024 * 1024) -> FastAPI:
+    """The app; with `background` the delivery worker and CSV watcher run while it lives."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if background:
+            runtime.start()
+        try:
+            yield
+        finally:
+            if background:
+                runtime.stop()
+
+    app = FastAPI(title=f"Waymark oracle ({runtime.account.address})", lifespan=lifespan)
+    oracle = runtime.oracle
+
+    async def body_of(request: Request, adapter: str) -> Any:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise InputRejected(adapter, "(body)", f"larger than {max_body_bytes} bytes")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        if not raw.strip():
+            raise InputRejected(adapter, "(body)", "empty body: expected a JSON object")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InputRejected(adapter, "(body)", f"malformed JSON: {exc}") from None
+
+    async def accept(adapter: str, request: Request) -> Response:
+        try:
+            oracle.adapter(adapter)
+            data = await body_of(request, adapter)
+            accepted = await anyio.to_thread.run_sync(oracle.accept, adapter, data)
+        except InputRejected as exc:
+            return _rejected(exc)
+        except UnknownAdapter as exc:
+            return _json({"code": exc.code, "message": str(exc), "field": "adapter"}, 404)
+        except OracleError as exc:
+            return _json({"code": exc.code, "message": str(exc)}, 500)
+        return _json(accepted.as_json(), 202)
+
+    @app.post("/webhooks/{adapter}", status_code=202)
+    async def webhook(adapter: str, request: Request) -> Response:
+        if adapter == "epcis":
+            return _json({"code": "wrong_endpoint", "message": "EPCIS documents go to POST /capture"}, 404)
+        return await accept(adapter, request)
+
+    @app.post("/capture", status_code=202)
+    async def capture(request: Request) -> Response:
+        return await accept("epcis", request)
+
+    @app.get("/adapters")
+    def adapters() -> Response:
+        return _json([{"name": a.name, "description": a.description, "schema": f"/schemas/{a.name}"} for a in oracle.adapters.values()])
+
+    @app.get("/schemas/{adapter}")
+    def schema(adapter: str) -> Response:
+        try:
+            return _json(oracle.adapter(adapter).schema())
+        except UnknownAdapter as exc:
+            return _json({"code": exc.code, "message": str(exc), "field": "adapter"}, 404)
+
+    @app.get("/events/{event_id:path}")
+    def event(event_id: str) -> Response:
+        info = runtime.queue.info(event_id)
+        if info is None or info.kind != "event":
+            return _json({"code": "not_found", "message": f"this oracle queued no event {event_id}"}, 404)
+        return _json({"eventId": event_id, "status": info.status, "attempts": info.attempts, "lastError": info.last_error})
+
+    @app.get("/rejected")
+    def rejected() -> Response:
+        return _json([{"kind": j.kind, "key": j.key, "attempts": j.attempts, "error": j.last_error} for j in runtime.queue.rejected()])
+
+    @app.get("/health")
+    def health() -> Response:
+        return _json({"status": "ok", "account": runtime.account.address, "chainId": runtime.chain_id, "queue": runtime.queue.counts()})
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """An app from WAYMARK_ORACLE_* and WAYMARK_CHAIN_* settings (for `uvicorn --factory`)."""
+    from oracle.runtime import load_runtime
+
+    return create_app(load_runtime())

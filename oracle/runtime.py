@@ -1,0 +1,156 @@
+"""Assembling an oracle from settings: its account, the chain's addresses, queue, state,
+adapters, delivery worker, CSV drop folder and escrow agent. Entry points (the CLI, the app
+factory, the simulator) build an `OracleRuntime` here."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from node.chain.client import ChainClient
+from node.chain.deploy import Deployment, load_deployment
+from node.chain.keystore import load_keystore, refuse_devnet_key
+from node.devnet.anvil import DEVNET_CHAIN_ID
+from node.provenance.attestation import AttestationDomain
+from node.settings import ChainSettings
+from oracle.adapters.csv_drop import CsvDropFolder
+from oracle.delivery import Delivery, EscrowSink, NodeClient
+from oracle.errors import OracleMisconfigured
+from oracle.queue import DurableQueue
+from oracle.service import Oracle, load_products
+from oracle.settings import OracleSettings
+from oracle.state import OracleState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OracleRuntime:
+    settings: OracleSettings
+    account: LocalAccount
+    chain_id: int
+    oracle: Oracle
+    queue: DurableQueue
+    state: OracleState
+    delivery: Delivery
+    csv: CsvDropFolder | None
+    escrow: EscrowSink | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        """Run the delivery worker (and the CSV folder watcher) in background threads."""
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self.delivery.run, args=(self._stop,), name="oracle-delivery", daemon=True)]
+        if self.csv is not None:
+            self._threads.append(threading.Thread(
+                target=self.csv.run, args=(self._stop, self.settings.csv_poll), name="oracle-csv", daemon=True
+            ))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.wake()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads = []
+
+    def close(self) -> None:
+        self.stop()
+        self.delivery.node.close()
+        self.queue.close()
+        self.state.close()
+
+
+def signing_account(settings: OracleSettings, chain_id: int) -> LocalAccount:
+    """The organisation's account: the keystore, or on the devnet a dev account by index."""
+    if settings.devnet_account is not None:
+        if chain_id != DEVNET_CHAIN_ID:
+            raise OracleMisconfigured("devnet_account", f"works only on the devnet (chain {DEVNET_CHAIN_ID}), not on chain {chain_id}")
+        from node.devnet.consortium import devnet_account
+
+        return devnet_account(settings.devnet_account)
+    if settings.keystore is None:
+        raise OracleMisconfigured("keystore", "the oracle signs as its organisation: set WAYMARK_ORACLE_KEYSTORE (+ password file)")
+    return refuse_devnet_key(load_keystore(settings.keystore, settings.resolved_password()), chain_id)
+
+
+def organisation_roles(client: ChainClient, consortium_registry: str, account: str) -> frozenset[str] | None:
+    """The roles of the account's organisation now, or None if the chain cannot tell us."""
+    from node.documents import ChainMembership
+
+    try:
+        member = ChainMembership(client, consortium_registry, ttl=0).membership(account)
+    except Exception as exc:  # noqa: BLE001 - the oracle runs without the early role check
+        log.warning("cannot read the roles of %s (%s); events are checked by the node only", account, exc)
+        return None
+    if member is None or not member.active:
+        raise OracleMisconfigured("account", f"{account} is not an account of an active member organisation")
+    return member.roles
+
+
+def build_runtime(
+    settings: OracleSettings,
+    account: LocalAccount,
+    *,
+    chain_id: int,
+    provenance_registry: str,
+    consortium_registry: str,
+    roles: frozenset[str] | None = None,
+    escrow: EscrowSink | None = None,
+    csv: bool = True,
+) -> OracleRuntime:
+    queue = DurableQueue(settings.queue_path(), base_delay=settings.retry_base, max_delay=settings.retry_max)
+    state = OracleState(settings.queue_path())
+    oracle = Oracle(
+        account,
+        AttestationDomain(chain_id, provenance_registry),
+        queue,
+        state,
+        products=load_products(settings.products_file),
+        adapters=settings.adapters,
+        roles=roles,
+        document_readers=settings.document_readers,
+    )
+    node = NodeClient(settings.node_url, account, chain_id, consortium_registry, timeout=settings.request_timeout)
+    delivery = Delivery(queue, node, escrow, batch=settings.deliver_batch, base_delay=settings.retry_base, max_delay=settings.retry_max)
+    folder = CsvDropFolder(oracle, settings.csv_dir(), min_age=settings.csv_min_age) if csv else None
+    return OracleRuntime(settings, account, chain_id, oracle, queue, state, delivery, folder, escrow)
+
+
+def load_runtime(
+    settings: OracleSettings | None = None,
+    chain: ChainSettings | None = None,
+    deployment_file: Path | None = None,
+    account: LocalAccount | None = None,
+) -> OracleRuntime:
+    """An oracle as its settings say: connects to the chain for the addresses and the roles."""
+    settings = settings or OracleSettings()
+    chain = chain or ChainSettings()
+    client = ChainClient(chain.rpc_url, expected_chain_id=chain.chain_id)
+    deployment: Deployment = load_deployment(deployment_file or chain.deployment_file)
+    account = account or signing_account(settings, client.chain_id)
+    consortium = deployment.address("ConsortiumRegistry")
+    roles = organisation_roles(client, consortium, account.address)
+    escrow = build_escrow_agent(settings, client, deployment, account, roles)
+    return build_runtime(
+        settings, account, chain_id=client.chain_id, provenance_registry=deployment.address("ProvenanceRegistry"),
+        consortium_registry=consortium, roles=roles, escrow=escrow,
+    )
+
+
+def build_escrow_agent(
+    settings: OracleSettings, client: ChainClient, deployment: Deployment, account: LocalAccount, roles: Any
+) -> EscrowSink | None:
+    """The escrow agent when the deployment has a TradeEscrow and a relayer is configured."""
+    if settings.relayer_url is None or "TradeEscrow" not in deployment.contracts:
+        return None
+    from oracle.escrow import EscrowAgent
+
+    return EscrowAgent.from_deployment(settings, client, deployment, account)

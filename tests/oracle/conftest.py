@@ -1,0 +1,76 @@
+"""Fixtures of the oracle tests: a real node process on the test chain (Anvil, Waymark deployed
+with the demo consortium) and oracles of the demo member organisations talking to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.chain.client import ChainClient
+from node.chain.deploy import Deployment
+from node.devnet.anvil import AnvilProcess
+from node.devnet.consortium import DEMO_MEMBERS
+from oracle.runtime import OracleRuntime, build_runtime, organisation_roles
+from oracle.settings import OracleSettings
+from tests.oracle.servers import NodeProcess
+
+PRODUCTS = {
+    "09521234543213": {"name": "Glazed stoneware vase, 30 cm", "temperature": {"min": -20, "max": 50}, "humidity": {"min": 10, "max": 85}},
+}
+
+
+@pytest.fixture
+def deployment_file(deployment: Deployment, tmp_path: Path) -> Path:
+    return tmp_path / "deployment.json"
+
+
+@pytest.fixture
+def node(anvil: AnvilProcess, chain: ChainClient, deployment: Deployment, deployment_file: Path, tmp_path: Path) -> Iterator[NodeProcess]:
+    process = NodeProcess(anvil.rpc_url, anvil.chain_id, deployment_file, tmp_path / "node").start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def chain_now(chain: ChainClient, deployment: Deployment) -> int:
+    """The latest block's time: source data dated after it is after every founding role grant."""
+    return int(chain.w3.eth.get_block("latest")["timestamp"])
+
+
+OracleFactory = Callable[..., OracleRuntime]
+
+
+@pytest.fixture
+def make_oracle(chain: ChainClient, deployment: Deployment, node: NodeProcess, tmp_path: Path) -> Iterator[OracleFactory]:
+    """Build the oracle of a demo member (by key: manufacturer, inspector, carrier, ...)."""
+    made: list[OracleRuntime] = []
+    products_file = tmp_path / "products.json"
+    import json
+
+    products_file.write_text(json.dumps(PRODUCTS))
+
+    def build(member: str, *, data_dir: Path | None = None, escrow: Any = None, **overrides: Any) -> OracleRuntime:
+        index = next(m.account_index for m in DEMO_MEMBERS if m.key == member)
+        settings = OracleSettings(
+            node_url=node.url, data_dir=data_dir or tmp_path / f"oracle-{member}", devnet_account=index,
+            products_file=products_file, retry_base=0.05, retry_max=0.5, csv_min_age=0, csv_poll=0.1, **overrides,
+        )
+        from node.devnet.consortium import devnet_account
+
+        account = devnet_account(index)
+        consortium = deployment.address("ConsortiumRegistry")
+        runtime = build_runtime(
+            settings, account, chain_id=chain.chain_id, provenance_registry=deployment.address("ProvenanceRegistry"),
+            consortium_registry=consortium, roles=organisation_roles(chain, consortium, account.address), escrow=escrow,
+        )
+        made.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in made:
+        runtime.close()

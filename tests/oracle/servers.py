@@ -1,0 +1,87 @@
+"""Starting and stopping a real node process for the oracle tests (tests/oracle/node_main.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from node.devnet.anvil import free_port
+from node.paths import PROJECT_ROOT
+
+
+@dataclass
+class NodeProcess:
+    rpc_url: str
+    chain_id: int
+    deployment_file: Path
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.workdir / 'node.sqlite3'}"
+
+    def start(self, timeout: float = 60.0) -> "NodeProcess":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.workdir / "node.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.oracle.node_main", "--port", str(self.port), "--rpc-url", self.rpc_url,
+             "--chain-id", str(self.chain_id), "--deployment", str(self.deployment_file), "--db", self.db_url,
+             "--blobs", str(self.workdir / "blobs")],
+            cwd=PROJECT_ROOT, stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"node exited with {self.process.returncode}: {(self.workdir / 'node.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code in (200, 503):
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"node did not answer within {timeout}s")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def wait_anchored(self, event_ids: list[str], timeout: float = 60.0) -> dict[str, dict]:
+        """Poll GET /events/{id} until every event is anchored (bounded); their answers."""
+        from urllib.parse import quote
+
+        deadline = time.monotonic() + timeout
+        answers: dict[str, dict] = {}
+        while time.monotonic() < deadline:
+            for event_id in event_ids:
+                if event_id in answers:
+                    continue
+                response = httpx.get(f"{self.url}/events/{quote(event_id, safe='')}", timeout=5)
+                if response.status_code == 200 and response.json()["status"] in ("anchored", "confirmed"):
+                    answers[event_id] = response.json()
+            if len(answers) == len(event_ids):
+                return answers
+            time.sleep(0.2)
+        missing = [e for e in event_ids if e not in answers]
+        raise AssertionError(f"{len(missing)} of {len(event_ids)} events not anchored in {timeout}s, e.g. {missing[:2]}")
