@@ -97,6 +97,15 @@ class BadRequest(ApiError):
         super().__init__(problem)
 
 
+class NotAcceptable(ApiError):
+    code = "not_acceptable"
+    status = 406
+    field = "accept"
+
+    def __init__(self, offered: str) -> None:
+        super().__init__(f"this resolver answers {offered}")
+
+
 class ServiceUnavailable(ApiError):
     code = "unavailable"
     status = 503

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from api.deps import ScanContext, ScanContextDep, ScanRateLimit, ServicesDep, rate_limit, scan_context
-from api.errors import BadRequest, ErrorBody, UnknownCode, UnknownCodeBody, error_json, field_for, status_for
+from api.errors import BadRequest, ErrorBody, NotAcceptable, UnknownCode, UnknownCodeBody, error_json, field_for, status_for
 from api.services import Services
 from node.errors import WaymarkError
 from node.passport import Passport, PassportCore, finish, issuance_flag, valid_issuance
@@ -282,7 +282,7 @@ async def resolve(request: Request, services: Services) -> Response:
             return error_answer("json", services, BadRequest(f"no link of type {link_type!r} for this code", "linkType", "unknown_link_type"))
         return RedirectResponse(targets[0]["href"], status_code=307)
     if kind is None:
-        return error_answer("json", services, BadRequest(f"this resolver answers {HTML}, {JSON} or {LINKSET}", "accept", "not_acceptable"))
+        return error_answer("json", services, NotAcceptable(f"{HTML}, {JSON} or {LINKSET}"))
     try:
         rate_limit(request, services)
     except WaymarkError as error:
@@ -312,8 +312,9 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
     307: {"description": "Redirect to the link of the requested `linkType`"},
-    400: {"model": ErrorBody, "description": "Malformed code (check digit, qualifier order, characters, length) or unacceptable Accept", "content": {HTML: {"schema": {"type": "string"}}}},
+    400: {"model": ErrorBody, "description": "Malformed code (check digit, qualifier order, characters, length) or unknown linkType", "content": {HTML: {"schema": {"type": "string"}}}},
     404: {"model": UnknownCodeBody, "description": "Well-formed code unknown to this network (verdict `unknown`)", "content": {HTML: {"schema": {"type": "string"}}}},
+    406: {"model": ErrorBody, "description": "None of HTML, JSON or linkset JSON is acceptable to the client"},
     429: {"model": ErrorBody, "description": "Rate limit of this client exceeded", "content": {HTML: {"schema": {"type": "string"}}}},
     503: {"model": ErrorBody, "description": "Chain or database unavailable", "content": {HTML: {"schema": {"type": "string"}}}},
 }

@@ -1,0 +1,258 @@
+"""The resolver: verdicts, content negotiation, Digital Link edge cases, structured errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from fastapi.testclient import TestClient
+
+from node.devnet.consortium import devnet_account
+from node.provenance.gs1 import UnitId, sign_issuance, signed_link
+from tests.api.conftest import JSON, path_of
+from tests.api.world import World
+from tests.node.story import CARRIER, GTIN, MANUFACTURER
+
+# --- verdicts ------------------------------------------------------------------------------
+
+
+def test_a_fully_anchored_unit_is_genuine_with_its_containers_events(client: TestClient, world: World) -> None:
+    response = client.get(path_of(world, "genuine"), headers=JSON)
+    assert response.status_code == 200
+    passport = response.json()
+    assert passport["verdict"] == "genuine" and passport["reasons"] == []
+    assert passport["id"] == world.unit("genuine").canonical_uri
+    assert passport["link"].startswith("https://scan.example/01/09521234543213/10/")
+    assert passport["product"]["manufacturer"] == {"id": 1, "name": "Lumen Ceramics Co.", "country": "VN"}
+    timeline = passport["timeline"]
+    assert [t["bizStep"] for t in timeline] == [
+        "commissioning", "inspecting", "packing", "packing", "loading", "shipping", "sensor_reporting",
+        "wmc:declared", "wmc:cleared", "arriving", "unloading", "receiving",
+    ]
+    story = world.lots["genuine"]
+    assert timeline[5]["via"] == [story.case.canonical_uri, story.pallet.canonical_uri, story.container.canonical_uri]
+    for item in timeline:
+        check = item["verification"]
+        assert check["status"] == "verified"
+        assert [c["name"] for c in check["checks"]] == ["event_hash", "signature", "role", "merkle_proof", "anchor", "confirmations"]
+        assert check["anchor"]["txHash"].startswith("0x") and check["anchor"]["blockTime"] > 0
+        assert check["merkle"]["root"].startswith("0x")
+    assert timeline[7]["verification"]["signerOrg"]["name"] == "Customs Office Rotterdam"
+    assert timeline[7]["verification"]["signerRole"] == "CUSTOMS"
+    assert [stop["country"] for stop in passport["route"]][:2] == ["VN", "SG"]
+    assert passport["documents"] == [{"type": "inspection_report", "digest": "sha256:" + "ab" * 32, "status": "not_held", "eventId": timeline[1]["id"]}]
+    assert passport["sensorExcursions"][0]["type"] == "Temperature" and passport["sensorExcursions"][0]["exception"] == "ALARM_CONDITION"
+    assert passport["escrow"] is None  # no TradeEscrow in this deployment
+    assert passport["chain"]["chainId"] == 31337
+
+
+def test_a_unit_with_events_not_yet_anchored_is_unverified(client: TestClient, world: World) -> None:
+    passport = client.get(path_of(world, "pending"), headers=JSON).json()
+    assert passport["verdict"] == "unverified"
+    assert [r["code"] for r in passport["reasons"]] == ["events_pending"]
+    assert {t["verification"]["status"] for t in passport["timeline"]} == {"pending"}
+    assert passport["timeline"][0]["verification"]["checks"][3] == {"name": "merkle_proof", "status": "pending", "detail": "not anchored yet"}
+
+
+def test_a_unit_whose_stored_event_was_tampered_with_is_suspicious(client: TestClient, world: World) -> None:
+    passport = client.get(path_of(world, "tampered"), headers=JSON).json()
+    assert passport["verdict"] == "suspicious"
+    assert passport["reasons"][0]["code"] == "event_failed"
+    assert "failed the event_hash check" in passport["reasons"][0]["message"]
+    inspected = next(t for t in passport["timeline"] if t["bizStep"] == "inspecting")
+    assert inspected["verification"]["failedCheck"] == "event_hash"
+    assert inspected["verification"]["failure"] == "hash_mismatch"
+
+
+def test_a_well_formed_code_nobody_issued_is_unknown(client: TestClient) -> None:
+    response = client.get(f"/01/{GTIN}/10/L1/21/NEVER1SSUED", headers=JSON)
+    assert response.status_code == 404
+    assert response.json() == {
+        "code": "unknown_code",
+        "message": f"https://id.gs1.org/01/{GTIN}/21/NEVER1SSUED is a well-formed code, but no product of this network carries it",
+        "verdict": "unknown",
+    }
+
+
+def test_a_code_signed_by_its_manufacturer_but_without_events_is_unverified(client: TestClient, world: World) -> None:
+    unit = UnitId(GTIN, "ISSUEDONLY1", "L9")
+    link = signed_link(unit, sign_issuance(MANUFACTURER.key, unit, world.client.chain_id), "https://scan.example")
+    passport = client.get(link.removeprefix("https://scan.example"), headers=JSON).json()
+    assert passport["verdict"] == "unverified"
+    assert [r["code"] for r in passport["reasons"]] == ["no_commissioning", "no_events"]
+
+
+def test_a_code_signed_by_someone_else_than_its_manufacturer_is_suspicious(client: TestClient, world: World) -> None:
+    unit = world.unit("edges", 0)
+    forged = signed_link(unit, sign_issuance(CARRIER.key, unit, world.client.chain_id), "https://scan.example")
+    passport = client.get(forged.removeprefix("https://scan.example"), headers=JSON).json()
+    assert passport["verdict"] == "suspicious"
+    assert "bad_issuance_signature" in [r["code"] for r in passport["reasons"]]
+    genuine = signed_link(unit, sign_issuance(MANUFACTURER.key, unit, world.client.chain_id), "https://scan.example")
+    assert client.get(genuine.removeprefix("https://scan.example"), headers=JSON).json()["verdict"] == "genuine"
+
+
+def test_an_unissued_code_with_a_forged_signature_stays_unknown(client: TestClient, world: World) -> None:
+    unit = UnitId(GTIN, "FORGED1", "L9")
+    link = signed_link(unit, sign_issuance(devnet_account(12).key, unit, world.client.chain_id), "https://scan.example")
+    assert client.get(link.removeprefix("https://scan.example"), headers=JSON).status_code == 404
+
+
+def test_a_container_resolves_by_its_sscc(client: TestClient, world: World) -> None:
+    sscc = world.lots["genuine"].container.sscc
+    passport = client.get(f"/00/{sscc}", headers=JSON).json()
+    assert passport["kind"] == "container" and passport["sscc"] == sscc and passport["gtin"] is None
+    assert passport["verdict"] == "genuine"
+    assert "shipping" in [t["bizStep"] for t in passport["timeline"]]
+
+
+# --- content negotiation ---------------------------------------------------------------------------
+
+
+def boot_of(html: str) -> dict:
+    match = re.search(r'<script id="waymark-boot" type="application/json">(.*?)</script>', html, re.S)
+    assert match, "no boot data in the page"
+    return json.loads(match.group(1))
+
+
+def test_a_browser_gets_the_scanner_page_with_the_passport_in_it(client: TestClient, world: World) -> None:
+    response = client.get(path_of(world, "genuine", 1), headers={"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    boot = boot_of(response.text)
+    assert boot["passport"]["verdict"] == "genuine"
+    assert boot["config"]["rpcUrl"] == world.anvil.rpc_url
+    assert boot["config"]["provenanceRegistry"] == world.deployment.address("ProvenanceRegistry")
+    assert "/static/app.js" in response.text
+    assert response.headers["vary"] == "Accept"
+
+
+def test_the_page_cannot_be_broken_out_of_by_data(client: TestClient, world: World) -> None:
+    # The space makes it invalid, and the message quotes the decoded serial "</script><b> x".
+    response = client.get(f"/01/{GTIN}/21/%3C%2Fscript%3E%3Cb%3E%20x", headers={"Accept": "text/html"})
+    assert response.status_code == 400
+    boot_text = response.text.split('<script id="waymark-boot" type="application/json">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in boot_text
+    error = boot_of(response.text)["error"]
+    assert error["code"] == "invalid_identifier" and "</script><b> x" in error["message"]
+
+
+def test_json_and_linkset_are_negotiated(client: TestClient, world: World) -> None:
+    path = path_of(world, "genuine", 2)
+    assert client.get(path, headers={"Accept": "application/json"}).headers["content-type"] == "application/json"
+    html_preferred = client.get(path, headers={"Accept": "application/json;q=0.5, text/html;q=0.9"})
+    assert html_preferred.headers["content-type"].startswith("text/html")
+    assert client.get(path, headers={"Accept": "*/*"}).headers["content-type"].startswith("text/html")
+    assert client.get(path, headers={"Accept": "application/*"}).headers["content-type"] == "application/json"
+    linkset = client.get(path, headers={"Accept": "application/linkset+json"})
+    assert linkset.headers["content-type"] == "application/linkset+json"
+    entry = linkset.json()["linkset"][0]
+    assert entry["anchor"] == world.unit("genuine", 2).canonical_uri
+    assert entry["https://gs1.org/voc/defaultLink"][0]["href"] == "https://scan.example" + path
+    assert entry["https://gs1.org/voc/pip"][0]["hreflang"] == ["en", "zh", "es", "fr", "de"]
+    assert entry["https://gs1.org/voc/traceability"][0]["type"] == "application/json"
+    assert client.get(path + "?linkType=all").json() == linkset.json()
+    assert 'rel="linkset"' in linkset.headers["link"]
+
+
+def test_a_link_type_redirects_to_that_link(client: TestClient, world: World) -> None:
+    path = path_of(world, "genuine", 2)
+    response = client.get(path + "?linkType=gs1:traceability", follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"].startswith("https://scan.example/api/v1/passport?uri=https%3A%2F%2Fid.gs1.org%2F01%2F")
+    followed = client.get(response.headers["location"].removeprefix("https://scan.example"))
+    assert followed.json()["verdict"] == "genuine"
+    missing = client.get(path + "?linkType=gs1:recipeInfo")
+    assert missing.status_code == 400 and missing.json()["code"] == "unknown_link_type"
+
+
+def test_an_unacceptable_media_type_is_406(client: TestClient, world: World) -> None:
+    response = client.get(path_of(world, "genuine"), headers={"Accept": "image/png"})
+    assert response.status_code == 406
+    assert response.json()["code"] == "not_acceptable" and response.json()["field"] == "accept"
+
+
+def test_an_unknown_code_in_a_browser_gets_the_page_saying_so(client: TestClient) -> None:
+    response = client.get(f"/01/{GTIN}/21/NOPE404", headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    assert boot_of(response.text)["error"]["verdict"] == "unknown"
+
+
+# --- Digital Link edge cases --------------------------------------------------------------------
+
+
+def test_shorter_gtins_are_read_as_their_gtin_14(client: TestClient, world: World) -> None:
+    unit = world.unit("edges", 1)
+    gtin13 = unit.gtin.lstrip("0")
+    assert len(gtin13) == 13
+    response = client.get(f"/01/{gtin13}/10/{unit.lot}/21/{unit.serial}", headers=JSON)
+    assert response.status_code == 200
+    assert response.json()["id"] == unit.canonical_uri and response.json()["gtin"] == unit.gtin
+
+
+def test_a_gtin_8_or_12_is_padded_and_checked(client: TestClient) -> None:
+    # Well-formed but not on this network: 404 (not a 400), with the GTIN-14 in the id.
+    gtin12 = "614141000036"
+    response = client.get(f"/01/{gtin12}/21/X1", headers=JSON)
+    assert response.status_code == 404 and "/01/00614141000036/21/X1" in response.json()["message"]
+    assert client.get("/01/96385074/21/X1", headers=JSON).status_code == 404  # GTIN-8
+
+
+def test_a_bad_check_digit_is_named(client: TestClient, world: World) -> None:
+    unit = world.unit("edges", 1)
+    bad = unit.gtin[:13] + str((int(unit.gtin[13]) + 1) % 10)
+    response = client.get(f"/01/{bad}/21/{unit.serial}", headers=JSON)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_identifier" and body["field"] == "gtin"
+    assert f"bad GTIN check digit: expected {unit.gtin[13]}" in body["message"]
+    sscc = world.lots["genuine"].container.sscc
+    bad_sscc = sscc[:17] + str((int(sscc[17]) + 1) % 10)
+    assert client.get(f"/00/{bad_sscc}", headers=JSON).json()["field"] == "sscc"
+
+
+def test_qualifiers_in_the_wrong_order_are_refused_with_the_rule(client: TestClient, world: World) -> None:
+    unit = world.unit("edges", 1)
+    response = client.get(f"/01/{unit.gtin}/21/{unit.serial}/10/{unit.lot}", headers=JSON)
+    assert response.status_code == 400
+    assert "qualifier order: /10/ (lot) must come before /21/ (serial)" in response.json()["message"]
+
+
+def test_percent_encoding_is_decoded_exactly(client: TestClient, world: World) -> None:
+    unit = world.unit("edges", 2)
+    encoded = "".join(f"%{ord(c):02X}" for c in unit.serial)  # every character escaped
+    response = client.get(f"/01/{unit.gtin}/10/{unit.lot}/21/{encoded}", headers=JSON)
+    assert response.status_code == 200 and response.json()["serial"] == unit.serial
+    # An encoded '/' is part of the serial, not a path separator: a well-formed unknown code.
+    slash = client.get(f"/01/{unit.gtin}/21/AB%2FCD", headers=JSON)
+    assert slash.status_code == 404 and "/21/AB%2FCD" in slash.json()["message"]
+    broken = client.get(f"/01/{unit.gtin}/21/AB%G1", headers=JSON)
+    assert broken.status_code == 400 and "percent-encoding" in broken.json()["message"]
+    space = client.get(f"/01/{unit.gtin}/21/AB%20CD", headers=JSON)
+    assert space.status_code == 400 and "outside the GS1 AI set" in space.json()["message"]
+
+
+def test_a_link_without_a_serial_is_refused(client: TestClient, world: World) -> None:
+    response = client.get(f"/01/{GTIN}/10/L1", headers=JSON)
+    assert response.status_code == 400 and "needs a serial" in response.json()["message"]
+
+
+def test_malformed_paths_get_clear_answers_never_a_500(client: TestClient) -> None:
+    for path in ["/01/abc/21/x", "/01//21/x", "/01/%FF%FE/21/x", "/01/09521234543213/21/", "/00/123",
+                 "/01/09521234543213/99/x/21/y", "/01/09521234543213/21/x/21/y", "/00/095212340004662866/21/x",
+                 "/01/09521234543213/21/" + "A" * 21, "/01/09521234543213/21/x?s=zz", "/01/09521234543213/21/x?s=0x" + "11" * 65]:
+        response = client.get(path, headers=JSON)
+        assert 400 <= response.status_code < 500, (path, response.status_code)
+        body = response.json()
+        assert set(body) >= {"code", "message"}, path
+
+
+def test_scan_api_takes_links_on_any_host_paths_and_epc_urns(client: TestClient, world: World) -> None:
+    unit = world.unit("edges", 3)
+    for uri in (unit.uri("id.gs1.org"), unit.uri("https://example.com/some/prefix"), path_of(world, "edges", 3),
+                f"01/{unit.gtin}/21/{unit.serial}"):
+        response = client.get("/api/v1/scan", params={"uri": uri}, headers={"Waymark-Device": "d-edges"})
+        assert response.status_code == 200, (uri, response.text)
+        assert response.json()["id"] == unit.canonical_uri
+    assert client.get("/api/v1/scan", params={"uri": ""}).status_code == 422
+    assert client.get("/api/v1/scan", params={"uri": "hello"}).json()["code"] == "invalid_identifier"
