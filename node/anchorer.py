@@ -285,6 +285,7 @@ class Anchorer:
         checked_blocks: dict[int, bool] = {}
         lost = False
         for batch_id, root, status, number, block_hash in rows:
+            number = int(number or 0)  # anchored batches always have a block
             if number not in checked_blocks:
                 checked_blocks[number] = self._block_hash(number) == block_hash
             if checked_blocks[number]:

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from eth_utils import event_abi_to_log_topic, to_checksum_address
+from eth_utils.abi import event_abi_to_log_topic
+from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from web3 import Web3
 from web3._utils.events import get_event_data
 
@@ -87,7 +88,7 @@ class LogDecoder:
         for name, address in contracts.items():
             for item in load_artifact(name).abi:
                 if item.get("type") == "event" and not item.get("anonymous"):
-                    self._events[(to_checksum_address(address), event_abi_to_log_topic(item))] = item
+                    self._events[(to_checksum_address(address), event_abi_to_log_topic(item))] = item  # type: ignore[arg-type]
 
     @property
     def addresses(self) -> list[str]:
@@ -101,7 +102,7 @@ class LogDecoder:
         abi = self._events.get((address, topics[0]))
         if abi is None:
             return None  # an event we do not know (e.g. from a newer contract version): skip
-        data = get_event_data(self.w3.codec, abi, raw)  # type: ignore[arg-type]
+        data = get_event_data(self.w3.codec, abi, raw)
         return DecodedLog(
             block_number=int(raw["blockNumber"]),
             block_hash=bytes(HexBytes(raw["blockHash"])),
@@ -213,7 +214,7 @@ class Indexer:
         with self.db.connect(write=True) as conn:
             if decoded:
                 conn.execute(
-                    insert_ignore(conn, ChainLog.__table__, ["chain_id", "tx_hash", "log_index"]),
+                    insert_ignore(conn, _table(ChainLog), ["chain_id", "tx_hash", "log_index"]),
                     [
                         {
                             "chain_id": self.chain_id,
@@ -232,11 +233,11 @@ class Indexer:
                     ],
                 )
             conn.execute(
-                upsert(conn, ChainBlock.__table__, ["chain_id", "number"], ["hash", "timestamp"]),
+                upsert(conn, _table(ChainBlock), ["chain_id", "number"], ["hash", "timestamp"]),
                 [{"chain_id": self.chain_id, "number": n, "hash": h, "timestamp": t} for n, (h, t) in blocks.items()],
             )
             conn.execute(
-                upsert(conn, ChainCursor.__table__, ["chain_id", "name"], ["block_number", "block_hash"]),
+                upsert(conn, _table(ChainCursor), ["chain_id", "name"], ["block_number", "block_hash"]),
                 {"chain_id": self.chain_id, "name": self.name, "block_number": last, "block_hash": blocks[last][0]},
             )
         return len(decoded)
@@ -264,7 +265,7 @@ class Indexer:
                 select(ChainBlock.number, ChainBlock.hash)
                 .where(ChainBlock.chain_id == self.chain_id, ChainBlock.number <= below_or_at)
                 .order_by(ChainBlock.number)
-            ).all()  # type: ignore[assignment]
+            ).all()
         lo, hi = 0, len(stored) - 1
         best = self.start_block - 1
         while lo <= hi:
@@ -291,9 +292,15 @@ class Indexer:
                 select(ChainBlock.hash).where(ChainBlock.chain_id == self.chain_id, ChainBlock.number == ancestor)
             ).scalar_one()
             conn.execute(
-                upsert(conn, ChainCursor.__table__, ["chain_id", "name"], ["block_number", "block_hash"]),
+                upsert(conn, _table(ChainCursor), ["chain_id", "name"], ["block_number", "block_hash"]),
                 {"chain_id": self.chain_id, "name": self.name, "block_number": ancestor, "block_hash": hash_},
             )
+
+
+def _table(model: type[Any]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def stored_logs(db: Database, chain_id: int, event: str | None = None, contract: str | None = None) -> list[ChainLog]:

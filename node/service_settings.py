@@ -18,42 +18,42 @@ class NodeSettings(BaseSettings):
     host: str = "127.0.0.1"
     """Address the node's HTTP API listens on."""
 
-    port: int = Field(8600, ge=1, le=65535)
+    port: int = Field(default=8600, ge=1, le=65535)
     """Port of the node's HTTP API."""
 
     public_url: str = "http://127.0.0.1:8600"
     """Base URL others reach this node at; batch anchors point to `<public_url>/batches/<root>`."""
 
-    batch_size: int = Field(2000, ge=1, le=1_000_000)
+    batch_size: int = Field(default=2000, ge=1, le=1_000_000)
     """Most events in one anchored batch (one transaction). Larger batches cost less gas per event."""
 
-    max_batch_delay: float = Field(1.0, gt=0)
+    max_batch_delay: float = Field(default=1.0, gt=0)
     """Seconds the oldest pending event may wait before a batch smaller than `batch_size` is anchored."""
 
-    confirmations: int = Field(0, ge=0)
+    confirmations: int = Field(default=0, ge=0)
     """Blocks on top of a block before the indexer stores its logs and an anchor counts as confirmed."""
 
-    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     """Largest capture request body accepted; larger ones are answered 413."""
 
-    max_events_per_document: int = Field(20_000, ge=1)
+    max_events_per_document: int = Field(default=20_000, ge=1)
     """Most events in one capture document; more is answered 413."""
 
-    max_future_skew: int = Field(300, ge=0)
+    max_future_skew: int = Field(default=300, ge=0)
     """Seconds an event's time may lie in the future of this node's clock (422 beyond)."""
 
-    check_processes: int = Field(0, ge=0, le=256)
+    check_processes: int = Field(default=0, ge=0, le=256)
     """Worker processes that validate, hash and verify capture documents (0: in the HTTP process).
     Set it to the number of cores to use them all for ingest."""
 
-    role_refresh_interval: float = Field(0.5, gt=0)
+    role_refresh_interval: float = Field(default=0.5, gt=0)
     """Seconds between re-reads of the registry's newest events by ingest's role check."""
 
-    anchorer_poll: float = Field(0.05, gt=0)
+    anchorer_poll: float = Field(default=0.05, gt=0)
     """Seconds the anchorer sleeps when it has nothing to do."""
 
-    indexer_poll: float = Field(0.5, gt=0)
+    indexer_poll: float = Field(default=0.5, gt=0)
     """Seconds between indexer polls of the chain."""
 
-    anchor_devnet_account: int | None = Field(None, ge=0)
+    anchor_devnet_account: int | None = Field(default=None, ge=0)
     """Devnet only: index of the dev account (devnet mnemonic) that sends anchors, instead of a keystore."""

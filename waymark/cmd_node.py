@@ -30,7 +30,7 @@ DbUrl = Annotated[str | None, typer.Option("--db", help="Database URL [env WAYMA
 def _runtime(rpc_url: str | None, chain_id: int | None, db_url: str | None, **node: Any) -> NodeRuntime:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = NodeSettings(**{k: v for k, v in node.items() if v is not None})
-    database = DatabaseSettings(**({"url": db_url} if db_url else {}))  # type: ignore[arg-type]
+    database = DatabaseSettings(**({"url": db_url} if db_url else {}))
     return load_runtime(settings, chain_settings(rpc_url, chain_id), database)
 
 
@@ -81,7 +81,7 @@ def run(
         stop = _until_signalled()
         # Leave with the parent, however it ends (a SIGKILLed parent runs no clean-up).
         threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True).start()
-        own = load_runtime(runtime.node, runtime.chain, DatabaseSettings(url=url), migrate=False)  # type: ignore[call-arg]
+        own = load_runtime(runtime.node, runtime.chain, DatabaseSettings(url=url), migrate=False)
         threads = []
         if indexer:
             threads.append(threading.Thread(target=build_indexer(own).run, args=(stop, own.node.indexer_poll), daemon=True))

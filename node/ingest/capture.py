@@ -59,6 +59,7 @@ class CaptureError(WaymarkError):
     """A capture request was refused; `field` is the path of the offending value, if one."""
 
     code = "capture_error"
+    _init_args: tuple[Any, ...] = ()
 
     def __init__(self, message: str, field: str | None = None) -> None:
         self.field = field
@@ -337,7 +338,7 @@ class CaptureService:
                     # BEGIN IMMEDIATE holds the only write lock: nobody else can add rows now,
                     # so the new rows are exactly those past the current largest id.
                     cursor.execute("SELECT coalesce(max(id), 0) FROM events")
-                    before = int(cursor.fetchone()[0])
+                    before = int(cursor.fetchall()[0][0])
                     cursor.executemany(f"INSERT INTO events ({', '.join(columns)}) VALUES ({values})", rows)
                     cursor.execute("SELECT id, digest FROM events WHERE id > ?", (before,))
                     inserted = cursor.fetchall()
@@ -346,7 +347,7 @@ class CaptureService:
                         f"INSERT INTO events ({', '.join(columns)}) VALUES ({values}) "
                         "ON CONFLICT (digest) DO NOTHING RETURNING id, digest",
                         rows,
-                        returning=True,
+                        returning=True,  # type: ignore[call-arg]  # psycopg 3's executemany
                     )
                     inserted = []
                     while True:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from web3 import Web3
 
 from node.indexer import LogDecoder
@@ -205,7 +205,7 @@ class RoleMirror:
             tail: list[RawLog] = []
             if head > self._base_block:
                 raw = self.w3.eth.get_logs(
-                    {"address": self.address, "fromBlock": self._base_block + 1, "toBlock": head}  # type: ignore[typeddict-item]
+                    {"address": self.address, "fromBlock": self._base_block + 1, "toBlock": head}
                 )
                 for item in raw:
                     decoded = self.decoder.decode(item)
