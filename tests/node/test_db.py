@@ -21,3 +21,20 @@ def test_batch_root_is_unique(db: Database) -> None:
     with pytest.raises(IntegrityError):
         with db.write() as s:
             s.add(Batch(root=b"\x01" * 32, event_count=2, status="prepared", created_at_ms=0, sends=0))
+
+
+def test_migrations_build_exactly_the_models(db: Database) -> None:
+    import importlib
+    import pkgutil
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    import node.db
+    from node.db.models import Base
+
+    for module in pkgutil.iter_modules(node.db.__path__):
+        if module.name not in ("migrations", "engine", "upsert"):
+            importlib.import_module(f"node.db.{module.name}")
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

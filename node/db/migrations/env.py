@@ -3,10 +3,20 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from alembic import context
 from sqlalchemy import create_engine
 
+import node.db
 from node.db.models import Base
+
+# Every module of node/db may declare tables on Base (models.py, scans.py, documents.py, ...):
+# import them all so that autogenerate compares the whole schema.
+for module in pkgutil.iter_modules(node.db.__path__):
+    if module.name not in ("migrations", "engine", "upsert"):
+        importlib.import_module(f"node.db.{module.name}")
 
 config = context.config
 target_metadata = Base.metadata
