@@ -70,10 +70,19 @@ class Linkset(BaseModel):
 # --- parsing ------------------------------------------------------------------------------------
 
 
+def _parse_link(uri: str) -> ParsedLink:
+    try:
+        return parse_digital_link(uri)
+    except InvalidIdentifier:
+        raise
+    except ValueError as error:  # urlsplit's own complaints, e.g. "Invalid IPv6 URL" for "https://["
+        raise InvalidIdentifier(uri, f"not a URL: {error}") from None
+
+
 @lru_cache(maxsize=65_536)
 def parse_path(raw_target: str) -> ParsedLink:
     """Parse `/01/...` or `/00/...` (raw, percent-encoded, with its query) as a Digital Link."""
-    return parse_digital_link("https://resolver.invalid" + raw_target)
+    return _parse_link("https://resolver.invalid" + raw_target)
 
 
 @lru_cache(maxsize=65_536)
@@ -89,7 +98,7 @@ def parse_any(text: str) -> ParsedLink:
     elif "://" not in value:
         # "01/0952.../21/..." is a bare path; "id.gs1.org/01/..." a link without its scheme.
         value = ("https://resolver.invalid/" if value[0].isdigit() else "https://") + value
-    return parse_digital_link(value)
+    return _parse_link(value)
 
 
 def raw_target(request: Request) -> str:
