@@ -8,6 +8,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -103,11 +104,13 @@ def build_runtime(
     provenance_registry: str,
     consortium_registry: str,
     roles: frozenset[str] | None = None,
-    escrow: EscrowSink | None = None,
+    escrow: Callable[[OracleState], EscrowSink] | None = None,
     csv: bool = True,
 ) -> OracleRuntime:
+    """`escrow` builds the escrow agent from the oracle's state (it reads the FX rates attested)."""
     queue = DurableQueue(settings.queue_path(), base_delay=settings.retry_base, max_delay=settings.retry_max)
     state = OracleState(settings.queue_path())
+    sink = escrow(state) if escrow is not None else None
     oracle = Oracle(
         account,
         AttestationDomain(chain_id, provenance_registry),
@@ -119,9 +122,9 @@ def build_runtime(
         document_readers=settings.document_readers,
     )
     node = NodeClient(settings.node_url, account, chain_id, consortium_registry, timeout=settings.request_timeout)
-    delivery = Delivery(queue, node, escrow, batch=settings.deliver_batch, base_delay=settings.retry_base, max_delay=settings.retry_max)
+    delivery = Delivery(queue, node, sink, batch=settings.deliver_batch, base_delay=settings.retry_base, max_delay=settings.retry_max)
     folder = CsvDropFolder(oracle, settings.csv_dir(), min_age=settings.csv_min_age) if csv else None
-    return OracleRuntime(settings, account, chain_id, oracle, queue, state, delivery, folder, escrow)
+    return OracleRuntime(settings, account, chain_id, oracle, queue, state, delivery, folder, sink)
 
 
 def load_runtime(
@@ -138,19 +141,21 @@ def load_runtime(
     account = account or signing_account(settings, client.chain_id)
     consortium = deployment.address("ConsortiumRegistry")
     roles = organisation_roles(client, consortium, account.address)
-    escrow = build_escrow_agent(settings, client, deployment, account, roles)
+    escrow = escrow_factory(settings, client, deployment, account)
     return build_runtime(
         settings, account, chain_id=client.chain_id, provenance_registry=deployment.address("ProvenanceRegistry"),
         consortium_registry=consortium, roles=roles, escrow=escrow,
     )
 
 
-def build_escrow_agent(
-    settings: OracleSettings, client: ChainClient, deployment: Deployment, account: LocalAccount, roles: Any
-) -> EscrowSink | None:
-    """The escrow agent when the deployment has a TradeEscrow and a relayer is configured."""
+def escrow_factory(
+    settings: OracleSettings, client: ChainClient, deployment: Deployment, account: LocalAccount
+) -> Callable[[OracleState], EscrowSink] | None:
+    """The escrow agent's builder when the deployment has a TradeEscrow and a relayer is configured."""
     if settings.relayer_url is None or "TradeEscrow" not in deployment.contracts:
+        if settings.relayer_url is not None:
+            log.warning("no TradeEscrow in the deployment: escrow facts are kept, not attested")
         return None
     from oracle.escrow import EscrowAgent
 
-    return EscrowAgent.from_deployment(settings, client, deployment, account)
+    return lambda state: EscrowAgent.from_deployment(settings, client, deployment, account, state)
