@@ -29,9 +29,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy import func, select, text
 
-from node.db import Batch, Event
+from node.db import Batch, ChainCursor, Event
 from node.errors import WaymarkError
 from node.history import unit_history
+from node.indexer import CURSOR_NAME
 from node.ingest.capture import CaptureService, CaptureTooLarge
 from node.proofs import EventNotFound, build_bundle, parse_event_id
 from node.provenance.event_hash import hash_from_digest
@@ -206,6 +207,11 @@ def create_app(runtime: NodeRuntime, *, run_indexer: bool = True, run_anchorer: 
             with runtime.db.session() as s:
                 s.execute(text("SELECT 1"))
                 report["pending"] = int(s.scalar(select(func.count()).select_from(Event).where(Event.batch_id.is_(None))) or 0)
+                report["unanchoredBatches"] = int(
+                    s.scalar(select(func.count()).select_from(Batch).where(Batch.status == "prepared")) or 0
+                )
+                cursor = s.get(ChainCursor, (runtime.client.chain_id, CURSOR_NAME))
+                report["indexedBlock"] = cursor.block_number if cursor else None
             report["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - health reports, it does not fail
             report.update(status="degraded", database=f"unreachable: {type(exc).__name__}")

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import orjson  # noqa: E402
-from sqlalchemy import func, select, text  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from node.chain.build import build  # noqa: E402
 from node.chain.client import ChainClient  # noqa: E402
@@ -136,8 +136,10 @@ def progress(db: Database) -> tuple[int, int, int]:
 
 
 def cpu_seconds(session_leader: int) -> dict[str, float]:
-    """CPU seconds used so far by each process of a session, by command line (Linux /proc)."""
+    """CPU seconds used so far by each process of a session (and by PostgreSQL's server
+    processes, which serve the node), by command line (Linux /proc)."""
     found: dict[str, float] = {}
+    postgres = 0.0
     tick = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -148,10 +150,16 @@ def cpu_seconds(session_leader: int) -> dict[str, float]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
+        program = cmdline.split(" ", 1)[0]
+        if program.startswith("postgres") or program.endswith("/postgres"):
+            postgres += (int(fields[11]) + int(fields[12])) / tick
+            continue
         if int(fields[3]) != session_leader:  # field 6 of stat: session id
             continue
         name = "anvil" if "anvil" in cmdline else cmdline.split(" -c ")[-1][:60] if "multiprocessing" in cmdline else cmdline[-60:]
         found[f"{entry.name} {name}"] = (int(fields[11]) + int(fields[12])) / tick
+    if postgres and session_leader:
+        found["postgresql server (all its processes)"] = postgres
     return found
 
 
@@ -188,16 +196,21 @@ def main() -> int:
     build()
     anvil = AnvilProcess(port=free_port(), log_file=work / "anvil.log").start()
     node: subprocess.Popen[bytes] | None = None
+    schema: str | None = None
     try:
         client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
         deployment, _ = deploy(client, devnet_account(0), waymark_steps(demo_consortium()), work / "deployments" / f"{anvil.chain_id}.json")
         registry = deployment.address("ProvenanceRegistry")
         start = int(client.w3.eth.get_block("latest")["timestamp"])
 
+        schema = None
+        if not db_url.startswith("sqlite"):
+            # PostgreSQL: a schema of this run's own, dropped at the end; the node finds it
+            # through the connection's search path.
+            schema = f"waymark_bench_{os.getpid()}"
+            Database(db_url, schema=schema).dispose()
+            db_url += ("&" if "?" in db_url else "?") + f"options=-csearch_path%3D{schema}"
         db = Database(db_url)
-        if db.is_sqlite is False:
-            with db.engine.begin() as conn:  # a fresh database: drop what an earlier run left
-                conn.execute(text("DROP TABLE IF EXISTS event_epcs, events, batches, chain_logs, chain_blocks, chain_cursors, alembic_version CASCADE"))
         db.migrate()
 
         log(f"signing {options.events} events in documents of {options.document_size} ...")
@@ -246,7 +259,8 @@ def main() -> int:
 
         def all_cpu() -> dict[str, float]:
             usage = cpu_seconds(node.pid) if node else {}
-            usage.update({f"{k} (anvil)": v for k, v in cpu_seconds(anvil.process.pid if anvil.process else 0).items()})
+            usage.update({f"{k} (anvil)": v for k, v in cpu_seconds(anvil.process.pid if anvil.process else 0).items()
+                          if "postgresql" not in k})
             usage["bench process (clients)"] = time.process_time()
             return usage
 
@@ -329,6 +343,8 @@ def main() -> int:
             os.killpg(node.pid, signal.SIGTERM)
             node.wait(30)
         anvil.stop()
+        if schema is not None and not options.keep:
+            Database(options.db, schema=schema).drop_schema()
         if not options.keep:
             import shutil
 

@@ -245,3 +245,22 @@ def test_capture_checks_in_worker_processes_answer_the_same(runtime: NodeRuntime
         assert refused.status_code == 422 and refused.json()["field"] == "epcisBody.eventList[0].action"
         wrong_role = api.post("/capture", content=orjson.dumps(capture_document([(events[0][0], INSPECTOR)], runtime.domain)))
         assert wrong_role.status_code == 403
+
+
+def test_waymark_node_verify_exit_codes(api: TestClient, runtime: NodeRuntime, chain_now: int, anvil: AnvilProcess, tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from waymark.cmd_node import app
+
+    ids = _capture_and_anchor(api, runtime, lot_story(chain_now))
+    bundle = api.get(f"/events/{_path(ids[0])}/proof").json()
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_bytes(orjson.dumps(bundle))
+    bundle["event"]["disposition"] = "destroyed"
+    bad.write_bytes(orjson.dumps(bundle))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["verify", str(good), "--rpc-url", anvil.rpc_url, "--chain-id", str(anvil.chain_id)])
+    assert ok.exit_code == 0, ok.output
+    assert "verified" in ok.output
+    failed = runner.invoke(app, ["verify", str(bad), "--rpc-url", anvil.rpc_url, "--chain-id", str(anvil.chain_id)])
+    assert failed.exit_code == 1 and "hash_mismatch" in failed.output
