@@ -71,8 +71,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def artifact_of(name: str) -> str:
+    """The artifact a deployment entry is built from: "DevStablecoin:wUSD" is a DevStablecoin."""
+    return name.split(":", 1)[0]
+
+
 def _artifact_hash(name: str) -> str:
-    return _sha256(bytes.fromhex(load_artifact(name).bytecode))
+    return _sha256(bytes.fromhex(load_artifact(artifact_of(name)).bytecode))
 
 
 def is_current(client: ChainClient, deployment: Deployment, names: Sequence[str]) -> bool:
@@ -87,14 +92,21 @@ def is_current(client: ChainClient, deployment: Deployment, names: Sequence[str]
     return True
 
 
-# Each step: contract name and a function giving its constructor arguments from what is deployed.
+# Each step: the entry's name (its contract's name, or "<Contract>:<label>" for a second
+# instance) and a function giving its constructor arguments from what is deployed.
 Step = tuple[str, Callable[[dict[str, str]], list[Any]]]
 
+ESCROW_DISPUTE_TIMEOUT = 14 * 24 * 3600  # seconds an arbitrator has to rule
+ESCROW_FX_QUORUM = 2  # ORACLE organisations that must sign an FX quote
 
-def waymark_steps(consortium: ConsortiumSpec) -> list[Step]:
+
+def waymark_steps(
+    consortium: ConsortiumSpec, *, dispute_timeout: int = ESCROW_DISPUTE_TIMEOUT, fx_quorum: int = ESCROW_FX_QUORUM
+) -> list[Step]:
     return [
         ("ConsortiumRegistry", lambda _: [consortium.founding_members(), consortium.threshold]),
         ("ProvenanceRegistry", lambda done: [done["ConsortiumRegistry"]]),
+        ("TradeEscrow", lambda done: [done["ConsortiumRegistry"], dispute_timeout, fx_quorum]),
     ]
 
 
@@ -117,7 +129,7 @@ def deploy(
     addresses: dict[str, str] = {}
     for name, arguments in steps:
         progress(name)
-        receipt = client.deploy_receipt(name, *arguments(addresses), sender=deployer)
+        receipt = client.deploy_receipt(artifact_of(name), *arguments(addresses), sender=deployer)
         address = str(receipt["contractAddress"])
         code = bytes(client.w3.eth.get_code(address))  # type: ignore[arg-type]
         addresses[name] = address
