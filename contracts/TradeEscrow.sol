@@ -134,22 +134,32 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     function createOrder(OrderTerms calldata terms) external whenNotPaused nonReentrant returns (uint256 orderId) {
         orderId = _idOf(terms);
         if (msg.sender != terms.seller) revert EscrowNotSeller(orderId, msg.sender);
-        if (terms.buyer == address(0) || terms.buyer == terms.seller) revert EscrowInvalidAccount(terms.buyer);
-        TokenConfig memory config = _tokens[terms.token];
-        if (!config.allowed) revert EscrowTokenNotAllowed(terms.token);
-        if (terms.amount == 0) revert EscrowInvalidAmount(0);
-        if (terms.priceCurrency != bytes3(0) && terms.priceCurrency == config.currency) {
-            revert EscrowInvalidPriceCurrency(terms.priceCurrency);
-        }
-        _checkFees(terms);
-        if (terms.shipBy <= block.timestamp || terms.deliverBy <= terms.shipBy) {
-            revert EscrowInvalidDeadlines(terms.shipBy, terms.deliverBy);
-        }
-        _checkSchedule(terms.milestones);
+        _checkTerms(terms);
         if (_orders[orderId].state != State.None) revert EscrowOrderExists(orderId);
 
         _orders[orderId].state = State.Created;
         emit OrderCreated(orderId, terms.seller, terms.buyer, terms);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function placeOrder(OrderTerms calldata terms, FxQuote calldata fx)
+        external
+        whenNotPaused
+        nonReentrant
+        returns (uint256 orderId)
+    {
+        orderId = _place(terms, fx);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function placeOrderWithPermit(OrderTerms calldata terms, FxQuote calldata fx, PermitSignature calldata permit)
+        external
+        whenNotPaused
+        nonReentrant
+        returns (uint256 orderId)
+    {
+        _tryPermit(terms.token, permit);
+        orderId = _place(terms, fx);
     }
 
     /// @inheritdoc ITradeEscrow
@@ -180,11 +190,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         whenNotPaused
         nonReentrant
     {
-        // A permit someone else already used (front-running) reverts here; the allowance it set
-        // is in place all the same, so funding goes on and fails only if the allowance is short.
-        try IERC20Permit(terms.token).permit(
-            msg.sender, address(this), permit.value, permit.deadline, permit.v, permit.r, permit.s
-        ) {} catch {}
+        _tryPermit(terms.token, permit);
         _fund(terms, fx);
     }
 
@@ -402,6 +408,32 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         if (block.timestamp > terms.shipBy) revert EscrowDeadlinePassed(orderId, terms.shipBy);
         TokenConfig memory config = _tokens[terms.token];
         if (!config.allowed) revert EscrowTokenNotAllowed(terms.token);
+        _deposit(terms, orderId, order, config, fx);
+    }
+
+    /// @dev The buyer's order at the seller's terms, created and funded at once: the checks of
+    ///      `createOrder` with the buyer as caller, then the deposit. No Created state is ever
+    ///      written, which saves a transaction, a second pass over the terms and a slot rewrite.
+    function _place(OrderTerms calldata terms, FxQuote calldata fx) private returns (uint256 orderId) {
+        orderId = _idOf(terms);
+        if (msg.sender != terms.buyer) revert EscrowNotBuyer(orderId, msg.sender);
+        TokenConfig memory config = _checkTerms(terms);
+        Order memory order = _orders[orderId];
+        if (order.state != State.None) revert EscrowOrderExists(orderId);
+        emit OrderCreated(orderId, terms.seller, terms.buyer, terms);
+        _deposit(terms, orderId, order, config, fx);
+    }
+
+    /// @dev Takes the buyer's payment for an order that may be funded (checked by the caller):
+    ///      locks the FX rate if the order is priced in another currency, marks it Funded, pulls
+    ///      the tokens and records what arrived.
+    function _deposit(
+        OrderTerms calldata terms,
+        uint256 orderId,
+        Order memory order,
+        TokenConfig memory config,
+        FxQuote calldata fx
+    ) private {
         uint256 due = terms.priceCurrency == bytes3(0) ? terms.amount : _lockRate(terms, orderId, config, fx);
 
         order.state = State.Funded;
@@ -418,6 +450,14 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         order.remaining = uint96(received);
         _orders[orderId] = order;
         emit OrderFunded(orderId, terms.buyer, terms.seller, due, received);
+    }
+
+    /// @dev A permit someone else already used (front-running) reverts here; the allowance it set
+    ///      is in place all the same, so funding goes on and fails only if the allowance is short.
+    function _tryPermit(address token, PermitSignature calldata permit) private {
+        try IERC20Permit(token).permit(
+            msg.sender, address(this), permit.value, permit.deadline, permit.v, permit.r, permit.s
+        ) {} catch {}
     }
 
     /// @dev Verifies the FX quote, records it and returns the token amount due (rounded up).
@@ -486,15 +526,20 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         Milestone calldata step = terms.milestones[milestone];
         uint256 remaining = order.remaining;
         uint256 dutyPaid = Math.min(duty, remaining);
-        remaining -= dutyPaid;
         uint256 released;
-        order.milestonesReached = milestone + 1;
-        if (milestone + 1 == terms.milestones.length) {
-            order.state = State.Delivered;
-            order.since = uint40(block.timestamp);
-        } else if (step.shareBps != 0) {
-            released = (remaining * step.shareBps) / _sharesFrom(terms.milestones, milestone);
-            remaining -= released;
+        // Unchecked: dutyPaid <= remaining; milestone < 5; remaining < 2^96 and shareBps < 2^16;
+        // shareBps <= _sharesFrom(.., milestone) (it is one of its terms, and not zero here), so
+        // released <= remaining.
+        unchecked {
+            remaining -= dutyPaid;
+            order.milestonesReached = milestone + 1;
+            if (milestone + 1 == terms.milestones.length) {
+                order.state = State.Delivered;
+                order.since = uint40(block.timestamp);
+            } else if (step.shareBps != 0) {
+                released = (remaining * step.shareBps) / _sharesFrom(terms.milestones, milestone);
+                remaining -= released;
+            }
         }
         order.remaining = uint96(remaining);
         _orders[orderId] = order;
@@ -545,8 +590,13 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         address arbitrator,
         bytes32 rulingHash
     ) private {
-        uint256 toBuyer = (uint256(order.remaining) * buyerShareBps) / _BPS;
-        uint256 sellerSide = order.remaining - toBuyer;
+        uint256 toBuyer;
+        uint256 sellerSide;
+        // Unchecked: remaining < 2^96, buyerShareBps <= _BPS (checked by both callers), so toBuyer <= remaining.
+        unchecked {
+            toBuyer = (uint256(order.remaining) * buyerShareBps) / _BPS;
+            sellerSide = order.remaining - toBuyer;
+        }
         order.state = State.Resolved;
         order.remaining = 0;
         _orders[orderId] = order;
@@ -567,9 +617,13 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     /// @dev Splits a seller-side amount into the two fees and the seller's part, and credits them.
     function _creditSellerSide(OrderTerms calldata terms, uint256 amount) private returns (Payout memory payout) {
         if (amount == 0) return payout;
-        payout.platformFee = (amount * terms.platformFeeBps) / _BPS;
-        payout.carrierFee = (amount * terms.carrierFeeBps) / _BPS;
-        payout.toSeller = amount - payout.platformFee - payout.carrierFee;
+        // Unchecked: amount < 2^96 (an order's remaining), fees < 2^16 each and together at most
+        // _BPS (checked at creation), so the two fees never exceed amount.
+        unchecked {
+            payout.platformFee = (amount * terms.platformFeeBps) / _BPS;
+            payout.carrierFee = (amount * terms.carrierFeeBps) / _BPS;
+            payout.toSeller = amount - payout.platformFee - payout.carrierFee;
+        }
         _credit(terms.token, terms.seller, payout.toSeller);
         _credit(terms.token, terms.platform, payout.platformFee);
         _credit(terms.token, terms.carrier, payout.carrierFee);
@@ -589,10 +643,13 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         // A party's organisation is 0 when the party is not a member (or not asked about).
         uint64 gainerOrg = _registry.organisationOf(bundle.gainer);
         uint64 otherGainerOrg = bundle.otherGainer == address(0) ? 0 : _registry.organisationOf(bundle.otherGainer);
+        // The registry's role query takes a list; one list serves every signer of the bundle.
+        bytes32[] memory roles = new bytes32[](1);
+        roles[0] = bundle.role;
         uint64 previousOrg;
         for (uint256 i = 0; i < signatures.length; ++i) {
             Attestation calldata attestation = signatures[i];
-            uint64 orgId = _checkSigner(bundle, attestation);
+            uint64 orgId = _checkSigner(bundle, roles, attestation);
             if (orgId == gainerOrg || orgId == otherGainerOrg) {
                 revert EscrowConflictOfInterest(bundle.orderId, attestation.signer);
             }
@@ -603,12 +660,19 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
 
     /// @dev One signature of a bundle: not expired, valid for its signer, signer holding `role`.
     ///      Returns the signer's organisation.
-    function _checkSigner(Bundle memory bundle, Attestation calldata attestation) private view returns (uint64 orgId) {
+    function _checkSigner(Bundle memory bundle, bytes32[] memory roles, Attestation calldata attestation)
+        private
+        view
+        returns (uint64 orgId)
+    {
         address signer = attestation.signer;
-        if (block.timestamp > attestation.deadline) revert EscrowSignatureExpired(signer, attestation.deadline);
-        bytes32 digest = _hashTypedDataV4(_withDeadline(bundle.encoded, attestation.deadline));
+        uint256 deadline = attestation.deadline;
+        if (block.timestamp > deadline) revert EscrowSignatureExpired(signer, deadline);
+        bytes32 digest = _hashTypedDataV4(_withDeadline(bundle.encoded, deadline));
         if (!_isValidSignature(signer, digest, attestation.signature)) revert EscrowInvalidSignature(signer);
-        orgId = _organisationWithRole(signer, bundle.role);
+        // One registry call answers both questions: the signer's organisation, if it is Active
+        // and holds the role.
+        orgId = _registry.organisationWithAnyRole(signer, roles);
         if (orgId == 0) revert EscrowMissingRole(signer, bundle.role);
     }
 
@@ -693,6 +757,25 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         for (uint256 i = from; i < milestones.length; ++i) {
             total += milestones[i].shareBps;
         }
+    }
+
+    /// @dev Everything `createOrder` and `placeOrder` check about the terms themselves (not the
+    ///      caller, not whether the order exists). Returns the token's allowlist entry.
+    function _checkTerms(OrderTerms calldata terms) private view returns (TokenConfig memory config) {
+        // createOrder's caller is the seller, so only a placed order can name a zero seller.
+        if (terms.seller == address(0)) revert EscrowInvalidAccount(address(0));
+        if (terms.buyer == address(0) || terms.buyer == terms.seller) revert EscrowInvalidAccount(terms.buyer);
+        config = _tokens[terms.token];
+        if (!config.allowed) revert EscrowTokenNotAllowed(terms.token);
+        if (terms.amount == 0) revert EscrowInvalidAmount(0);
+        if (terms.priceCurrency != bytes3(0) && terms.priceCurrency == config.currency) {
+            revert EscrowInvalidPriceCurrency(terms.priceCurrency);
+        }
+        _checkFees(terms);
+        if (terms.shipBy <= block.timestamp || terms.deliverBy <= terms.shipBy) {
+            revert EscrowInvalidDeadlines(terms.shipBy, terms.deliverBy);
+        }
+        _checkSchedule(terms.milestones);
     }
 
     function _checkFees(OrderTerms calldata terms) private pure {

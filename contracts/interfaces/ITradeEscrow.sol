@@ -15,8 +15,11 @@ pragma solidity ^0.8.24;
 ///      client or relayer always has them. `salt` lets a seller offer the same terms twice.
 ///
 ///      ## Who does what
-///      - The seller creates the order (an offer naming its buyer) and may cancel it until the
-///        goods ship; the buyer accepts by funding it before `shipBy`.
+///      - An order comes into being in one of two ways. The seller offers it (`createOrder`, an
+///        offer naming its buyer) and the buyer accepts by funding it before `shipBy`; or the
+///        buyer places it at the seller's listed terms and funds it in the same transaction
+///        (`placeOrder`), and the seller accepts by shipping. Either way the seller may cancel
+///        the order, refunding any deposit, until the goods ship.
 ///      - Milestones are attested off chain by k distinct consortium organisations holding the
 ///        milestone's role (CARRIER for Shipped and Delivered, CUSTOMS for CustomsCleared), each
 ///        signing EIP-712 typed data; anyone (a relayer) submits the bundle.
@@ -274,7 +277,9 @@ interface ITradeEscrow {
     event TokenAllowed(address indexed token, bytes3 currency, uint8 decimals);
     /// @notice `token` may no longer be used by new orders (existing ones are unaffected).
     event TokenDisallowed(address indexed token);
-    /// @notice The seller offered an order; `terms` are what every later call must pass.
+    /// @notice An order was created: offered by the seller (`createOrder`), or placed by the buyer
+    ///         (`placeOrder`, in which case `OrderFunded` follows in the same transaction).
+    ///         `terms` are what every later call must pass.
     event OrderCreated(uint256 indexed orderId, address indexed seller, address indexed buyer, OrderTerms terms);
     /// @notice The seller withdrew the order before shipping; `refunded` went to the buyer.
     event OrderCancelled(uint256 indexed orderId, address indexed seller, address indexed buyer, uint256 refunded);
@@ -369,6 +374,29 @@ interface ITradeEscrow {
     ///      EscrowInvalidDeadlines; EscrowInvalidMilestoneCount; EscrowInvalidMilestoneKind;
     ///      EscrowInvalidQuorum; EscrowInvalidShares; EscrowOrderExists.
     function createOrder(OrderTerms calldata terms) external returns (uint256 orderId);
+
+    /// @notice The buyer places an order at the seller's listed terms and funds it, in one
+    ///         transaction: the order goes from nothing to Funded. Funding works as in `fund`
+    ///         (approve first; an FX quote for orders priced in another currency, ignored
+    ///         otherwise; balance-delta accounting). Returns the order id.
+    /// @dev The seller accepts a placed order by shipping it: Shipped is attested, as for any
+    ///      order, by carriers who took over the goods for this order id. Until then the seller
+    ///      may `cancelOrder` (the deposit is credited back to the buyer), and after `shipBy`
+    ///      anyone may `refund` it. Emits `OrderCreated` then `OrderFunded` (and `RateLocked` for
+    ///      an FX order), exactly as `createOrder` followed by `fund` would.
+    ///      Reverts with EnforcedPause; EscrowNotBuyer (caller is not `terms.buyer`); the term
+    ///      checks of `createOrder` (EscrowInvalidAccount, EscrowTokenNotAllowed,
+    ///      EscrowInvalidAmount, EscrowInvalidPriceCurrency, EscrowInvalidFees,
+    ///      EscrowInvalidDeadlines, EscrowInvalidMilestoneCount, EscrowInvalidMilestoneKind,
+    ///      EscrowInvalidQuorum, EscrowInvalidShares, EscrowOrderExists); the FX errors of `fund`;
+    ///      EscrowNothingReceived; and SafeERC20FailedOperation when the token reports failure.
+    function placeOrder(OrderTerms calldata terms, FxQuote calldata fx) external returns (uint256 orderId);
+
+    /// @notice As `placeOrder`, after applying an EIP-2612 permit from the buyer (in try/catch,
+    ///         as in `fundWithPermit`).
+    function placeOrderWithPermit(OrderTerms calldata terms, FxQuote calldata fx, PermitSignature calldata permit)
+        external
+        returns (uint256 orderId);
 
     /// @notice The seller withdraws the order before shipping; a deposit is credited back to the buyer.
     /// @dev Reverts with EscrowUnknownOrder, EscrowNotSeller, EscrowInvalidState (not Created or

@@ -268,6 +268,21 @@ class EscrowWorld:
         self.fund(terms)
         return terms
 
+    def place(self, terms: Terms, fx: tuple[Any, ...] | None = None, *, mint: bool = True,
+              sender: LocalAccount | None = None) -> TxReceipt:
+        """The buyer places the order at these terms and funds it in one transaction."""
+        token = self.chain.contract("DevStablecoin", terms.token)
+        due = terms.amount if fx is None else 10**30
+        if mint:
+            self.mint(token, self.buyer.address, terms.amount if fx is None else 10**26)
+            self.approve(token, self.buyer, due)
+        return self.send("placeOrder", terms.as_tuple(), fx or empty_fx(), sender=sender or self.buyer)
+
+    def placed(self, terms: Terms) -> Terms:
+        """Placed (and funded) by the buyer."""
+        self.place(terms)
+        return terms
+
     # ---- signatures -------------------------------------------------------------------------
 
     def domain(self, **overrides: Any) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Property: whatever the sequence of actions on a set of orders (milestones with or without
-duty, customs returns, confirmations, releases, refunds, cancellations, disputes, rulings,
+"""Property: whatever the sequence of actions on a set of orders (offered by the seller and
+funded, or placed by the buyer in one transaction; more orders placed along the way;
+milestones with or without duty, customs returns, confirmations, releases, refunds, cancellations, disputes, rulings,
 timeouts, withdrawals, time passing), money is conserved and nobody is paid twice:
 
 - per order, what the events say was paid out (duty, seller, fees, buyer) plus what the order
@@ -41,8 +42,9 @@ from tests.contracts.escrow_world import (
 TERMINAL = {State.RELEASED, State.REFUNDED, State.CANCELLED, State.RESOLVED}
 ACTIONS = (
     "attest", "attest", "customs_return", "confirm", "release", "refund", "cancel",
-    "dispute", "resolve", "resolve_expired", "wait", "wait", "withdraw",
+    "dispute", "resolve", "resolve_expired", "wait", "wait", "withdraw", "place",
 )
+MAX_ORDERS = 4
 WAITS = (3600, 3 * DAY, 8 * DAY, 15 * DAY, 31 * DAY)
 
 
@@ -57,11 +59,14 @@ def order_specs(draw: st.DrawFn) -> dict[str, Any]:
         "carrier_bps": draw(st.integers(0, 1_500)),
         "shares": shares,
         "fee_on_transfer": draw(st.booleans()),
+        "placed": draw(st.booleans()),  # by the buyer in one transaction, else offered then funded
     }
 
 
 action_lists = st.lists(
-    st.tuples(st.sampled_from(ACTIONS), st.integers(0, 1), st.integers(0, 10_000)), min_size=1, max_size=16
+    st.tuples(st.sampled_from(ACTIONS), st.integers(0, MAX_ORDERS - 1), st.integers(0, 10_000)),
+    min_size=1,
+    max_size=16,
 )
 
 
@@ -118,29 +123,45 @@ class Scenario:
         led.paid_out[t.order_id] += args.toSeller + args.platformFee + args.carrierFee
 
 
-def setup_orders(s: Scenario, specs: list[dict[str, Any]]) -> None:
+def add_order(s: Scenario, spec: dict[str, Any], placed: bool) -> None:
     w = s.w
-    for i, spec in enumerate(specs):
-        kinds = [Kind.SHIPPED] + [Kind.CUSTOMS_CLEARED] * (len(spec["shares"]) - 2) + [Kind.DELIVERED]
-        token = s.fot if spec["fee_on_transfer"] else w.usd
-        t = w.terms(
-            token=token.address,
-            amount=spec["amount"],
-            platform_fee_bps=spec["platform_bps"],
-            carrier_fee_bps=spec["carrier_bps"],
-            milestones=tuple(Step(k, sh, 1) for k, sh in zip(kinds, spec["shares"])),
-            salt=i,
-        )
+    kinds = [Kind.SHIPPED] + [Kind.CUSTOMS_CLEARED] * (len(spec["shares"]) - 2) + [Kind.DELIVERED]
+    token = s.fot if spec["fee_on_transfer"] else w.usd
+    t = w.terms(
+        token=token.address,
+        amount=spec["amount"],
+        platform_fee_bps=spec["platform_bps"],
+        carrier_fee_bps=spec["carrier_bps"],
+        milestones=tuple(Step(k, sh, 1) for k, sh in zip(kinds, spec["shares"])),
+        salt=len(s.orders),
+    )
+    w.chain.transact(token.functions.mint(w.buyer.address, t.amount), sender=w.deployer)
+    w.chain.transact(token.functions.approve(w.escrow.address, t.amount), sender=w.buyer)
+    if placed:
+        receipt = w.send("placeOrder", t.as_tuple(), empty_fx(), sender=w.buyer)
+    else:
         w.create(t)
-        w.chain.transact(token.functions.mint(w.buyer.address, t.amount), sender=w.deployer)
-        w.chain.transact(token.functions.approve(w.escrow.address, t.amount), sender=w.buyer)
-        s.record(w.send("fund", t.as_tuple(), empty_fx(), sender=w.buyer), t)
-        s.orders.append(t)
+        receipt = w.send("fund", t.as_tuple(), empty_fx(), sender=w.buyer)
+    s.orders.append(t)
+    s.record(receipt, t)
+
+
+def setup_orders(s: Scenario, specs: list[dict[str, Any]]) -> None:
+    for spec in specs:
+        add_order(s, spec, spec["placed"])
 
 
 def act(s: Scenario, devnet: AnvilControl, action: str, which: int, param: int) -> None:
-    w, t = s.w, s.orders[which]
+    w, t = s.w, s.orders[which % len(s.orders)]
     args = t.as_tuple()
+    if action == "place":
+        # The buyer places another order mid-sequence, shaped like order `which` (time may have
+        # moved: its ship-by is counted from now).
+        if len(s.orders) < MAX_ORDERS:
+            base = {"amount": t.amount, "platform_bps": t.platform_fee_bps, "carrier_bps": t.carrier_fee_bps,
+                    "shares": [m.share_bps for m in t.milestones], "fee_on_transfer": t.token == s.fot.address}
+            add_order(s, base, placed=True)
+        return
     reached = w.order(t)[1]
     if action == "attest":
         # Reach up to three milestones in a row, so that sequences often get to delivery.
