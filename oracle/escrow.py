@@ -19,15 +19,14 @@ currency, else at the latest FX rate this oracle attested for the pair. FX obser
 signed as FxRate(base, quote, rate·10^18, timestamp, deadline). A deadline is the later of the
 wall clock and the chain's clock, plus `escrow_signature_ttl`.
 
-Orders are read from the chain (`OrderCreated` logs of the TradeEscrow, followed
-incrementally; `getOrder` for the state), so the agent needs no database of its own. A fact
+Orders are read from the chain through `node.escrow.client.EscrowClient` (`OrderCreated`
+logs of the TradeEscrow; `getOrder` for the state), so the agent needs no database of its own. A fact
 no funded order covers is settled with an empty result (nothing to attest).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +40,8 @@ from eth_utils import keccak, to_checksum_address
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.escrow.signing import EscrowDomain, sign_customs_return, sign_fx_rate, sign_milestone
+from node.escrow.client import EscrowClient
+from node.escrow.signing import sign_customs_return, sign_fx_rate, sign_milestone
 from node.escrow.terms import MilestoneKind, OrderTerms, State
 from oracle.delivery import Refused, Transient, _check
 from oracle.settings import OracleSettings
@@ -96,44 +96,15 @@ class HttpRelayer:
         return self._post("/fx-rates", body)
 
 
-class EscrowOrders:
-    """TradeEscrow orders by shipmentRef, from its OrderCreated logs (followed incrementally)."""
-
-    def __init__(self, client: ChainClient, escrow_address: str, start_block: int) -> None:
-        self.client = client
-        self.contract = client.contract("TradeEscrow", escrow_address)
-        self._next_block = start_block
-        self._by_ref: dict[bytes, list[OrderTerms]] = {}
-        self._lock = threading.Lock()
-
-    def _follow(self) -> None:
-        head = int(self.client.w3.eth.block_number)
-        if head < self._next_block:
-            return
-        event = self.contract.events.OrderCreated()
-        logs = self.client.w3.eth.get_logs({
-            "address": self.contract.address, "fromBlock": self._next_block, "toBlock": head, "topics": [event.topic],
-        })  # type: ignore[typeddict-item]
-        for raw in logs:
-            terms = OrderTerms.from_abi(event.process_log(raw)["args"]["terms"])
-            self._by_ref.setdefault(terms.shipment_ref, []).append(terms)
-        self._next_block = head + 1
-
-    def covering(self, refs: Sequence[str]) -> list[OrderView]:
-        """Orders whose shipmentRef is keccak256 of one of these canonical ids, with their state now."""
-        with self._lock:
-            self._follow()
-            wanted = [keccak(text=r) for r in refs]
-            found = {terms.order_id: terms for key in wanted for terms in self._by_ref.get(key, [])}
-        views = []
-        for order_id, terms in found.items():
-            state, reached, *_ = self.client.call(self.contract.functions.getOrder(order_id))
-            views.append(OrderView(order_id, terms, State(int(state)), int(reached)))
-        return views
-
-    def token_info(self, token: str) -> tuple[str, int]:
-        allowed, currency, decimals = self.client.call(self.contract.functions.tokenInfo(token))
-        return bytes(currency).decode(), int(decimals)
+def covering_orders(escrow: EscrowClient, refs: Sequence[str]) -> list[OrderView]:
+    """Orders whose shipmentRef is keccak256 of one of these canonical ids, with their state now."""
+    wanted = {keccak(text=r) for r in refs}
+    found = {t.order_id: t for t in escrow.find_orders() if t.shipment_ref in wanted}
+    views = []
+    for order_id, terms in found.items():
+        order = escrow.order(order_id)
+        views.append(OrderView(order_id, terms, order.state, order.milestones_reached))
+    return views
 
 
 def milestone_for(fact: str, order: OrderView) -> int | None:
@@ -165,8 +136,8 @@ class EscrowAgent:
         ttl: int = 7 * 24 * 3600,
     ) -> None:
         self.client = client
-        self.domain = EscrowDomain(client.chain_id, to_checksum_address(escrow_address))
-        self.orders = EscrowOrders(client, escrow_address, start_block)
+        self.escrow = EscrowClient(client, escrow_address, from_block=start_block)
+        self.domain = self.escrow.domain
         self.account = account
         self.relayer = relayer
         self.state = state
@@ -198,7 +169,8 @@ class EscrowAgent:
     def _duty_units(self, duty: Mapping[str, str] | None, token: str) -> int:
         if not duty:
             return 0
-        currency, decimals = self.orders.token_info(token)
+        token_info = self.escrow.token_info(token)
+        currency, decimals = token_info.currency, token_info.decimals
         amount = Decimal(duty["amount"])
         if duty["currency"] != currency:
             rate = self._rate(duty["currency"], currency)
@@ -219,7 +191,7 @@ class EscrowAgent:
     def deliver_fact(self, payload: Mapping[str, Any]) -> Any:
         fact = str(payload["fact"])
         try:
-            orders = self.orders.covering(list(payload["refs"]))
+            orders = covering_orders(self.escrow, list(payload["refs"]))
         except (Transient, Refused):
             raise
         except Exception as exc:  # noqa: BLE001 - RPC trouble: try again later
