@@ -20,8 +20,9 @@ document, nothing is stored): the document is valid EPCIS 2.0 (`MalformedCapture
 the field path); the event time is not too far in the future; the attestation is present
 and well formed and its signature recovers to `signer` (`BadAttestation`: the signature is
 the writer's credential); the bizStep has a role table entry (`node.ingest.roles`); the
-signer held one of those roles at the event time (`SignerLacksRole`). Then all new events are stored as pending in one transaction;
-events already stored (same CBV 2.0 event hash) are reported as duplicates and left alone.
+signer held one of those roles at the event time (`SignerLacksRole`). Then all new events
+are stored as pending in one transaction; events already stored (same CBV 2.0 event hash)
+are reported as duplicates and left alone.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from node.provenance.attestation import (
     recover_attester,
 )
 from node.provenance.epcis import EpcisValidationError, parse_timestamp, validate_document
-from node.provenance.event_hash import canonical_gs1_uri, event_digest, hash_from_digest
+from node.provenance.event_hash import EventHashError, canonical_gs1_uri, event_digest, hash_from_digest
 
 ATTESTATION_KEY = "wm:attestation"
 
@@ -219,14 +220,20 @@ def _precheck_event(
         raise BadAttestation(f"{where}.signer", "expected a 0x-prefixed account address")
     if not isinstance(signature_text, str):
         raise BadAttestation(f"{where}.signature", "expected 0x-prefixed hex of 65 bytes")
-    event_time_ms = unix_ms(event["eventTime"])
-    event_time = event_unix_time(event)  # the attested seconds, exactly as signers compute them
+    try:
+        event_time_ms = unix_ms(event["eventTime"])
+        event_time = event_unix_time(event)  # the attested seconds, exactly as signers compute them
+    except (EventHashError, ValueError) as exc:
+        raise MalformedCapture(f"{path}.eventTime", str(exc)) from None
     if event_time > latest:
         raise MalformedCapture(f"{path}.eventTime", f"more than {skew}s in the future")
     if "@context" not in event and context is not None:
         event = {"@context": context, **event}
-    digest = event_digest(event)
-    subject = event_subject(event)
+    try:
+        digest = event_digest(event)
+        subject = event_subject(event)
+    except EventHashError as exc:  # validation should have caught it; never a 500 for bad input
+        raise MalformedCapture(path, str(exc)) from None
     try:
         signature = parse_signature(signature_text)
         recovered = recover_attester(domain, digest, subject, event_time, signature)
