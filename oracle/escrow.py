@@ -172,6 +172,8 @@ class EscrowAgent:
         token_info = self.escrow.token_info(token)
         currency, decimals = token_info.currency, token_info.decimals
         amount = Decimal(duty["amount"])
+        if currency is None:
+            raise Refused(f"the order's token {token} stands for no currency: a duty cannot be converted into it")
         if duty["currency"] != currency:
             rate = self._rate(duty["currency"], currency)
             if rate is None:
@@ -196,7 +198,7 @@ class EscrowAgent:
             raise
         except Exception as exc:  # noqa: BLE001 - RPC trouble: try again later
             raise Transient(f"reading escrow orders failed: {type(exc).__name__}: {exc}") from None
-        results = []
+        results: list[dict[str, Any]] = []
         for order in orders:
             if order.state is not State.FUNDED:
                 results.append({"orderId": str(order.order_id), "skipped": f"the order is {order.state.name}, not FUNDED"})
@@ -206,6 +208,7 @@ class EscrowAgent:
                 results.append({"orderId": str(order.order_id), "skipped": f"no {fact} milestone left to reach"})
                 continue
             deadline = self.deadline()
+            body: dict[str, Any]
             if fact == "customs_returned":
                 signed = sign_customs_return(self.account, self.domain, order.order_id, milestone, deadline)
                 body = {"orderId": str(order.order_id), "milestone": milestone, "signer": signed.signer,

@@ -72,7 +72,7 @@ def backoff_delay(attempts: int, base: float, cap: float, rng: Callable[[], floa
     """Seconds to wait before attempt `attempts + 1`: base * 2^(attempts-1), capped, with the
     upper half jittered so that many oracles retrying one node do not return in step."""
     delay = min(cap, base * 2 ** max(0, attempts - 1))
-    return delay * (0.5 + 0.5 * rng())
+    return float(delay * (0.5 + 0.5 * rng()))
 
 
 class DurableQueue:

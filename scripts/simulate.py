@@ -276,9 +276,13 @@ def send(step: Step, oracle: RunningOracle) -> str:
 
 
 def wait_drained(oracles: dict[str, RunningOracle], timeout: float) -> bool:
+    """Until every oracle delivered its documents and events (and, with an escrow agent, its attestations)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pending = sum(o.runtime.queue.pending(k) for o in oracles.values() for k in ("document", "event"))
+        pending = sum(
+            o.runtime.queue.pending(k) for o in oracles.values()
+            for k in ("document", "event", *(("escrow", "fx") if o.runtime.escrow is not None else ()))
+        )
         if pending == 0:
             return True
         time.sleep(0.2)
@@ -286,39 +290,35 @@ def wait_drained(oracles: dict[str, RunningOracle], timeout: float) -> bool:
 
 
 def place_order(shipment: Shipment, deployment: Any, client: Any) -> int | None:
-    """Seller (the manufacturer) offers the order, the buyer funds it in a dev stablecoin."""
+    """The seller (the manufacturer) offers an order for the container, priced in the dev EUR
+    stablecoin; the buyer (a demo buyer) funds it. Milestones: Shipped 20 %, CustomsCleared
+    30 %, Delivered 50 %, each attested 2-of-3."""
     from eth_utils import keccak
 
     from node.devnet.consortium import DEMO_BUYER_INDICES, devnet_account
+    from node.escrow.client import EscrowClient
     from node.escrow.terms import OrderTerms, schedule
 
-    if "TradeEscrow" not in deployment.contracts:
-        print("no TradeEscrow in the deployment: no order placed")
+    if "TradeEscrow" not in deployment.contracts or "DevStablecoin:wEUR" not in deployment.contracts:
+        print("no TradeEscrow with the dev EUR stablecoin in the deployment: no order placed")
         return None
-    token_name = next((n for n in deployment.contracts if n.startswith("DevStablecoin")), None)
-    if token_name is None:
-        print("no DevStablecoin in the deployment: no order placed")
-        return None
+    escrow = EscrowClient.from_deployment(client, deployment)
     seller, buyer = devnet_account(1), devnet_account(DEMO_BUYER_INDICES[0])
-    escrow = client.contract("TradeEscrow", deployment.address("TradeEscrow"))
-    token = client.contract("DevStablecoin", deployment.address(token_name))
-    decimals = int(client.call(token.functions.decimals()))
-    now = int(client.w3.eth.get_block("latest")["timestamp"])
-    amount = int(shipment.declared_value * 2 * 10**decimals)  # retail price, well above the declared value
+    token = escrow.token_info(deployment.address("DevStablecoin:wEUR"))
+    now = escrow.chain_time()
     terms = OrderTerms(
-        seller=seller.address, buyer=buyer.address, token=token.address, amount=amount,
-        ship_by=now + int(10 * shipment.day_seconds) + 3600, deliver_by=now + int(40 * shipment.day_seconds) + 7200,
+        seller=seller.address, buyer=buyer.address, token=token.address,
+        amount=token.units(str(shipment.declared_value * 2)),  # the retail price, well above the declared value
+        ship_by=int(shipment.start + 10 * shipment.day_seconds) + 3600, deliver_by=int(shipment.start + 40 * shipment.day_seconds) + 7200,
         milestones=schedule(2000, 3000, 5000, quorum=2), shipment_ref=keccak(text=shipment.canonical(shipment.container)),
         salt=shipment.rng.randrange(2**32),
     )
-    client.transact(escrow.functions.createOrder(terms.as_abi()), sender=seller)
-    try:
-        client.transact(token.functions.mint(buyer.address, amount), sender=devnet_account(0))
-    except Exception as exc:  # noqa: BLE001 - the buyer may already hold enough
-        print(f"(minting skipped: {exc})")
-    client.transact(token.functions.approve(escrow.address, amount), sender=buyer)
-    client.transact(escrow.functions.fund(terms.as_abi(), ((b"\0\0\0", b"\0\0\0", 0, 0, []))), sender=buyer)
-    print(f"escrow order {terms.order_id:#x} funded with {amount / 10**decimals:.2f} (shipmentRef = the container)")
+    if terms.ship_by <= now:
+        print("the plan's ship-by time is already past on the chain: no order placed")
+        return None
+    escrow.create(terms, seller)
+    escrow.fund(terms, buyer)
+    print(f"escrow order {terms.order_id:#x}: {token.show(terms.amount)} funded by {buyer.address} (shipmentRef = the container)")
     return int(terms.order_id)
 
 

@@ -104,7 +104,7 @@ class CarrierAdapter(Adapter):
             )
         if record.location is None:
             raise FieldError("location", f"a {record.status} update says where it happened")
-        where = {
+        where: dict[str, Any] = {
             "event_time": record.time,
             "event_time_zone_offset": offset_of(record.time),
             "read_point": record.location.read_point(),

@@ -93,7 +93,7 @@ class CustomsAdapter(Adapter):
         if isinstance(data, dict) and data.get("kind") not in ("declaration", "decision"):
             raise InputRejected(self.name, "kind", f"expected 'declaration' or 'decision', got {data.get('kind')!r}")
         try:
-            return _MESSAGE.validate_python(data)  # type: ignore[no-any-return]
+            return _MESSAGE.validate_python(data)
         except ValidationError as exc:
             problem = rejection(self.name, exc)
             # Drop the union tag ("decision.duty" -> "duty") from the path.
@@ -156,7 +156,7 @@ class CustomsAdapter(Adapter):
         if declaration.decision in ("cleared", "returned") and declaration.decision != record.decision:
             raise FieldError("decision", f"declaration {record.declaration_id!r} was already {declaration.decision}; that decision is final")
         office = declaration.detail.get("office")
-        common = {
+        common: dict[str, Any] = {
             "epcs": list(declaration.containers),
             "action": "OBSERVE",
             "event_time": record.decided_at,

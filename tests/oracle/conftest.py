@@ -74,3 +74,16 @@ def make_oracle(chain: ChainClient, deployment: Deployment, node: NodeProcess, t
     yield build
     for runtime in made:
         runtime.close()
+
+
+@pytest.fixture
+def deployment(chain: ChainClient, accounts: list[Any], tmp_path: Path) -> Deployment:
+    """Waymark with the demo consortium, and the devnet stablecoins allowlisted in the escrow."""
+    from node.chain.deploy import deploy, waymark_steps
+    from node.devnet.consortium import DEPLOYER_INDEX, demo_consortium
+    from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
+
+    steps = waymark_steps(demo_consortium()) + devnet_token_steps(chain.chain_id)
+    deployed, _ = deploy(chain, accounts[DEPLOYER_INDEX], steps, tmp_path / "deployment.json")
+    setup_devnet_escrow(chain, deployed)
+    return deployed
