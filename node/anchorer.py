@@ -204,12 +204,19 @@ class Anchorer:
                 ).scalar_one()
             )
             # DB-API directly: SQLAlchemy's per-row parameter handling doubled the cost here.
-            mark = "?" if self.db.is_sqlite else "%s"
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            cursor.executemany(
-                f"UPDATE events SET batch_id = {mark}, leaf_index = {mark}, proof = {mark} WHERE id = {mark} AND batch_id IS NULL",
-                [(batch_id, i, b"".join(proof(i)), r[0]) for i, r in enumerate(rows)],
-            )
+            if self.db.is_sqlite:
+                cursor.executemany(
+                    "UPDATE events SET batch_id = ?, leaf_index = ?, proof = ? WHERE id = ? AND batch_id IS NULL",
+                    [(batch_id, i, b"".join(proof(i)), r[0]) for i, r in enumerate(rows)],
+                )
+            else:  # one statement over arrays rather than a round trip per row
+                cursor.execute(
+                    "UPDATE events SET batch_id = %s, leaf_index = u.leaf, proof = u.proof "
+                    "FROM unnest(%b::bigint[], %b::int[], %b::bytea[]) AS u(id, leaf, proof) "
+                    "WHERE events.id = u.id AND events.batch_id IS NULL",
+                    [batch_id, [r[0] for r in rows], list(range(len(rows))), [b"".join(proof(i)) for i in range(len(rows))]],
+                )
             updated = cursor.rowcount
             cursor.close()
             if updated != len(rows):  # only if a second anchorer ignored the lock

@@ -327,9 +327,13 @@ class CaptureService:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             mark = "?" if self.db.is_sqlite else "%s"
             known: set[bytes] = set()
-            for start in range(0, len(unique), 500):
-                chunk = [e.digest for e in unique[start : start + 500]]
-                cursor.execute(f"SELECT digest FROM events WHERE digest IN ({', '.join([mark] * len(chunk))})", chunk)
+            if self.db.is_sqlite:
+                for start in range(0, len(unique), 500):
+                    chunk = [e.digest for e in unique[start : start + 500]]
+                    cursor.execute(f"SELECT digest FROM events WHERE digest IN ({', '.join([mark] * len(chunk))})", chunk)
+                    known.update(bytes(row[0]) for row in cursor.fetchall())
+            else:
+                cursor.execute("SELECT digest FROM events WHERE digest = ANY(%b::bytea[])", [[e.digest for e in unique]])
                 known.update(bytes(row[0]) for row in cursor.fetchall())
             fresh = [e for e in unique if e.digest not in known]
             ids: dict[bytes, int] = {}
@@ -350,21 +354,24 @@ class CaptureService:
                     cursor.execute("SELECT id, digest FROM events WHERE id > ?", (before,))
                     inserted = cursor.fetchall()
                 else:
-                    cursor.executemany(
-                        f"INSERT INTO events ({', '.join(columns)}) VALUES ({values}) "
+                    # One statement over column arrays: a round trip per row would cost more
+                    # than the inserts. A concurrent insert of the same event is skipped.
+                    cursor.execute(
+                        f"INSERT INTO events ({', '.join(columns)}) "
+                        f"SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in _EVENT_PG_TYPES)}) "
                         "ON CONFLICT (digest) DO NOTHING RETURNING id, digest",
-                        rows,
-                        returning=True,  # type: ignore[call-arg]  # psycopg 3's executemany
+                        [list(column) for column in zip(*rows)],
                     )
-                    inserted = []
-                    while True:
-                        inserted.extend(cursor.fetchall())
-                        if not cursor.nextset():
-                            break
+                    inserted = cursor.fetchall()
                 ids = {bytes(d): int(i) for i, d in inserted}
                 epc_rows = [(ids[e.digest], epc, relation) for e in fresh if e.digest in ids for epc, relation in e.epcs]
-                if epc_rows:
-                    cursor.executemany(f"INSERT INTO event_epcs (event_id, epc, relation) VALUES ({mark}, {mark}, {mark})", epc_rows)
+                if epc_rows and self.db.is_sqlite:
+                    cursor.executemany("INSERT INTO event_epcs (event_id, epc, relation) VALUES (?, ?, ?)", epc_rows)
+                elif epc_rows:
+                    cursor.execute(
+                        "INSERT INTO event_epcs (event_id, epc, relation) SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[])",
+                        [list(column) for column in zip(*epc_rows)],
+                    )
             cursor.close()
         return CaptureResult([hash_from_digest(e.digest) for e in events], len(ids), len(events) - len(ids))
 
@@ -373,3 +380,4 @@ _EVENT_COLUMNS = (
     "digest", "event_type", "action", "biz_step", "event_time", "event_time_ms", "subject",
     "signer", "signature", "role", "body", "received_at_ms",
 )
+_EVENT_PG_TYPES = ("bytea", "text", "text", "text", "bigint", "bigint", "bytea", "text", "bytea", "text", "text", "bigint")
