@@ -35,7 +35,7 @@ from sqlalchemy import func, insert, select, text, update
 from web3.exceptions import BlockNotFound
 
 from node.chain.client import ChainClient
-from node.chain.errors import ChainError, ContractRevert
+from node.chain.errors import ContractRevert
 from node.db import Batch, Database, Event
 from node.errors import WaymarkError
 from node.provenance.merkle import build_tree
@@ -103,13 +103,20 @@ class Anchorer:
     def run(self, stop: threading.Event, poll: float = 0.05) -> None:
         """Recover, then anchor until `stop` is set."""
         with self.exclusive():
-            self.recover()
+            recovered = False
+            failures = 0
             while not stop.is_set():
                 try:
+                    if not recovered:
+                        self.recover()
+                        recovered = True
                     worked = self.step()
-                except ChainError:
-                    log.exception("anchoring failed; retrying")
+                    failures = 0
+                except Exception:  # noqa: BLE001 - chain or database away: nothing is lost, try again
+                    failures += 1
+                    log.exception("anchoring failed (%d in a row); retrying", failures)
                     worked = False
+                    stop.wait(min(5.0, poll * 2**failures))
                 if not worked:
                     stop.wait(poll)
 
