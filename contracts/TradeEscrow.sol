@@ -526,7 +526,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         Milestone calldata step = terms.milestones[milestone];
         uint256 remaining = order.remaining;
         uint256 dutyPaid = Math.min(duty, remaining);
-        uint256 released;
+        uint256 released = 0; // the Delivered share, and a zero share, release nothing now
         // Unchecked: dutyPaid <= remaining; milestone < 5; remaining < 2^96 and shareBps < 2^16;
         // shareBps <= _sharesFrom(.., milestone) (it is one of its terms, and not zero here), so
         // released <= remaining.
@@ -646,7 +646,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         // The registry's role query takes a list; one list serves every signer of the bundle.
         bytes32[] memory roles = new bytes32[](1);
         roles[0] = bundle.role;
-        uint64 previousOrg;
+        uint64 previousOrg = 0; // organisation ids start at 1
         for (uint256 i = 0; i < signatures.length; ++i) {
             Attestation calldata attestation = signatures[i];
             uint64 orgId = _checkSigner(bundle, roles, attestation);
@@ -791,7 +791,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     function _checkSchedule(Milestone[] calldata milestones) private pure {
         uint256 count = milestones.length;
         if (count < _MIN_MILESTONES || count > _MAX_MILESTONES) revert EscrowInvalidMilestoneCount(count);
-        uint256 total;
+        uint256 total = 0;
         for (uint256 i = 0; i < count; ++i) {
             Milestone calldata step = milestones[i];
             MilestoneKind expected = i == 0
