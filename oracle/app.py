@@ -5,6 +5,7 @@
     POST /capture              an EPCIS 2.0 EPCISDocument (unsigned events; the oracle signs them)
     GET  /adapters             the adapters this oracle runs, with a line each
     GET  /schemas/{adapter}    the JSON schema of an adapter's input
+    GET  /fx-rates/{base}/{quote}  the newest rate of the pair this oracle signed (escrow FxRate)
     GET  /events/{event_id}    delivery state of an event: pending / delivered / rejected
     GET  /rejected             jobs a receiver refused for good, with its reason
     GET  /health               queue counts per kind and state
@@ -108,6 +109,13 @@ def create_app(runtime: OracleRuntime, *, background: bool = True, max_body_byte
             return _json(oracle.adapter(adapter).schema())
         except UnknownAdapter as exc:
             return _json({"code": exc.code, "message": str(exc), "field": "adapter"}, 404)
+
+    @app.get("/fx-rates/{base}/{quote}")
+    def fx_rate(base: str, quote: str) -> Response:
+        signed = runtime.state.signed_rate(base.upper(), quote.upper())
+        if signed is None:
+            return _json({"code": "not_found", "message": f"this oracle signed no {base.upper()}/{quote.upper()} rate"}, 404)
+        return _json(signed)
 
     @app.get("/events/{event_id:path}")
     def event(event_id: str) -> Response:

@@ -3,8 +3,8 @@
 * documents -> the node's document store (`POST /documents`, a signed upload);
 * events    -> the node's ingest (`POST /capture`, EPCIS documents of up to `batch` attested
   events; the node answers duplicates like new events, so a resend is harmless);
-* escrow facts and FX rates -> the escrow agent (oracle.escrow), which signs and posts them
-  to the relayer.
+* escrow facts -> the escrow agent (oracle.escrow), which signs milestone attestations and
+  posts them to the relayer.
 
 A receiver that cannot be reached, times out, or answers 5xx / 429 is retried with
 exponential backoff (per job, and for the whole receiver, so a node that is down is not
@@ -28,7 +28,7 @@ import orjson
 
 from node.documents import sign_document_request
 from oracle.queue import DurableQueue, Job, backoff_delay
-from oracle.service import DOCUMENT, ESCROW, EVENT, FX
+from oracle.service import DOCUMENT, ESCROW, EVENT
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +38,34 @@ class Transient(Exception):
 
 
 class Refused(Exception):
-    """The receiver will not take this job; retrying would not help."""
+    """The receiver will not take this job; retrying would not help. `code` is the receiver's
+    error code when it gave one (e.g. the relayer's `milestone_already_reached`)."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
 
 
 class EscrowSink(Protocol):
     def deliver_fact(self, payload: Mapping[str, Any]) -> Any: ...
-    def deliver_fx(self, payload: Mapping[str, Any]) -> Any: ...
 
 
 def _check(response: httpx.Response) -> Any:
     """The decoded answer of a 2xx; Transient or Refused otherwise."""
     if response.status_code < 300:
         return orjson.loads(response.content) if response.content else None
+    code = message = None
     try:
         body = orjson.loads(response.content)
-        message = body.get("message") if isinstance(body, dict) else None
+        if isinstance(body, dict):
+            message, code = body.get("message"), body.get("code")
     except orjson.JSONDecodeError:
-        message = None
+        pass
     detail = f"HTTP {response.status_code}: {message or response.text[:300]}"
     if response.status_code >= 500 or response.status_code in (408, 425, 429):
         raise Transient(detail)
-    raise Refused(detail)
+    raise Refused(detail, response.status_code, code if isinstance(code, str) else None)
 
 
 @dataclass
@@ -114,7 +121,7 @@ class NodeClient:
 
 
 class Delivery:
-    """Serves the queue: documents, events, escrow facts, FX rates (in that order)."""
+    """Serves the queue: documents, events, escrow facts (in that order)."""
 
     def __init__(
         self,
@@ -165,8 +172,6 @@ class Delivery:
             settled += self._events()
         if self.escrow is not None and self._available("relayer"):
             settled += self._escrow(ESCROW, self.escrow.deliver_fact)
-        if self.escrow is not None and self._available("relayer"):
-            settled += self._escrow(FX, self.escrow.deliver_fx)
         return settled
 
     def _one_by_one(self, receiver: str, jobs: list[Job], send: Callable[[Job], Any], *, drop_payload: bool = False) -> int:
@@ -237,7 +242,7 @@ class Delivery:
                 settled = 0
             if settled:
                 continue
-            kinds = (DOCUMENT, EVENT, ESCROW, FX) if self.escrow is not None else (DOCUMENT, EVENT)
+            kinds = (DOCUMENT, EVENT, ESCROW) if self.escrow is not None else (DOCUMENT, EVENT)
             due_in = self.queue.next_due_in(kinds)
             now = self.clock()
             pause = min((until - now for until in self._paused_until.values() if until > now), default=None)

@@ -19,6 +19,7 @@ from node.chain.keystore import load_keystore, refuse_devnet_key
 from node.devnet.anvil import DEVNET_CHAIN_ID
 from node.provenance.attestation import AttestationDomain
 from node.settings import ChainSettings
+from oracle.adapters.base import FxObservation
 from oracle.adapters.csv_drop import CsvDropFolder
 from oracle.delivery import Delivery, EscrowSink, NodeClient
 from oracle.errors import OracleMisconfigured
@@ -65,6 +66,9 @@ class OracleRuntime:
     def close(self) -> None:
         self.stop()
         self.delivery.node.close()
+        closer = getattr(getattr(self.escrow, "relayer", None), "close", None)
+        if closer is not None:
+            closer()
         self.queue.close()
         self.state.close()
 
@@ -105,6 +109,7 @@ def build_runtime(
     consortium_registry: str,
     roles: frozenset[str] | None = None,
     escrow: Callable[[OracleState], EscrowSink] | None = None,
+    fx_signer: Callable[[FxObservation], dict[str, Any]] | None = None,
     csv: bool = True,
 ) -> OracleRuntime:
     """`escrow` builds the escrow agent from the oracle's state (it reads the FX rates attested)."""
@@ -120,6 +125,7 @@ def build_runtime(
         adapters=settings.adapters,
         roles=roles,
         document_readers=settings.document_readers,
+        fx_signer=fx_signer,
     )
     node = NodeClient(settings.node_url, account, chain_id, consortium_registry, timeout=settings.request_timeout)
     delivery = Delivery(queue, node, sink, batch=settings.deliver_batch, base_delay=settings.retry_base, max_delay=settings.retry_max)
@@ -141,10 +147,10 @@ def load_runtime(
     account = account or signing_account(settings, client.chain_id)
     consortium = deployment.address("ConsortiumRegistry")
     roles = organisation_roles(client, consortium, account.address)
-    escrow = escrow_factory(settings, client, deployment, account)
     return build_runtime(
         settings, account, chain_id=client.chain_id, provenance_registry=deployment.address("ProvenanceRegistry"),
-        consortium_registry=consortium, roles=roles, escrow=escrow,
+        consortium_registry=consortium, roles=roles, escrow=escrow_factory(settings, client, deployment, account),
+        fx_signer=fx_signer_for(settings, client, deployment, account),
     )
 
 
@@ -159,3 +165,15 @@ def escrow_factory(
     from oracle.escrow import EscrowAgent
 
     return lambda state: EscrowAgent.from_deployment(settings, client, deployment, account, state)
+
+
+def fx_signer_for(
+    settings: OracleSettings, client: ChainClient, deployment: Deployment, account: LocalAccount
+) -> Callable[[FxObservation], dict[str, Any]] | None:
+    """Signs FX rates in the deployment's TradeEscrow domain (None without a TradeEscrow)."""
+    if "TradeEscrow" not in deployment.contracts:
+        return None
+    from node.escrow.signing import EscrowDomain
+    from oracle.escrow import fx_signer
+
+    return fx_signer(account, EscrowDomain(client.chain_id, deployment.address("TradeEscrow")), settings.escrow_signature_ttl)

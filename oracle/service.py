@@ -3,9 +3,11 @@
 `Oracle.accept(adapter, data)` validates a source record with its adapter, checks each
 resulting EPCIS event (EPCIS 2.0 validity, a bizStep this organisation may attest), signs
 it (EIP-712 attestation, `node.provenance.attestation`), and queues, in one transaction:
-the documents to upload, the events to capture, the escrow facts the events establish and
-the FX rates to post. Only then does it answer; the delivery worker (oracle.delivery) does
-the rest. A record sent twice yields the same event hashes, so nothing is queued twice.
+the documents to upload, the events to capture and the escrow facts the events establish.
+Only then does it answer; the delivery worker (oracle.delivery) does the rest. FX rates are
+signed at once (`fx_signer`, the escrow's FxRate) and kept, newest per pair, for
+`GET /fx-rates/{base}/{quote}`, from which a buyer's wallet assembles a quote signed by
+`fxQuorum()` oracles. A record sent twice yields the same event hashes, so nothing is queued twice.
 
 Escrow facts come from the events themselves, whichever adapter made them:
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,14 +41,14 @@ from node.provenance.attestation import AttestationDomain, sign_attestation
 from node.provenance.epcis import CUSTOMS_NS, EpcisValidationError, validate_event
 from node.provenance.event_hash import EventHashError, primary_object_id
 from oracle.adapters import all_adapters
-from oracle.adapters.base import Adapter, Context, Output
+from oracle.adapters.base import Adapter, Context, FxObservation, Output
 from oracle.adapters.carrier import shipment_refs
 from oracle.errors import InputRejected, OracleMisconfigured, UnknownAdapter
 from oracle.queue import DurableQueue
 from oracle.state import OracleState
 
 # Job kinds of the queue, in the order the delivery worker serves them.
-DOCUMENT, EVENT, ESCROW, FX = "document", "event", "escrow", "fx"
+DOCUMENT, EVENT, ESCROW = "document", "event", "escrow"
 
 _CBV_STEP = f"{epcis.CBV_NS}BizStep-"
 _FACTS = {"shipping": "shipped", "receiving": "delivered", f"{CUSTOMS_NS}cleared": "customs_cleared", f"{CUSTOMS_NS}returned": "customs_returned"}
@@ -130,6 +132,7 @@ class Oracle:
         adapters: Sequence[str] | None = None,
         roles: frozenset[str] | None = None,
         document_readers: Sequence[int] = (),
+        fx_signer: Callable[[FxObservation], dict[str, Any]] | None = None,
     ) -> None:
         self.account = account
         self.domain = domain
@@ -146,6 +149,7 @@ class Oracle:
         # rather than queued for a node that would refuse them.
         self.roles = roles
         self.document_readers = list(document_readers)
+        self.fx_signer = fx_signer
         # One record at a time: adapters read state that earlier records wrote.
         self._lock = threading.Lock()
 
@@ -194,6 +198,10 @@ class Oracle:
         events = [e if "@context" in e else {"@context": epcis.WAYMARK_CONTEXT, **e} for e in output.events]
         for i, event in enumerate(events):
             self.check_event(adapter, i, event)
+        # Remember first (idempotent upserts): the escrow facts below look up the shipments this
+        # very record may have told us about (e.g. the pallet a delivery names).
+        for remember in output.remember:
+            remember(self.state)
         jobs: list[tuple[str, str, dict[str, Any]]] = []
         documents = []
         for document in output.documents:
@@ -228,12 +236,13 @@ class Oracle:
                     "duty": {"amount": duty["wmc:amount"], "currency": duty["wmc:currency"]} if duty else None,
                 }))
         fx_keys = []
+        signed_rates = []
         for rate in output.fx:
-            key = f"fx:{rate.base}/{rate.quote}:{rate.observed_at}:{rate.rate}"
-            fx_keys.append(key)
-            jobs.append((FX, key, {"base": rate.base, "quote": rate.quote, "rate": str(rate.rate), "observedAt": rate.observed_at}))
+            fx_keys.append(f"{rate.base}/{rate.quote}@{rate.observed_at}")
+            if self.fx_signer is not None:
+                signed_rates.append((rate, self.fx_signer(rate)))
         fresh = self.queue.put_many(jobs) if jobs else []
-        for remember in output.remember:
-            remember(self.state)
+        for rate, body in signed_rates:
+            self.state.save_signed_rate(rate.base, rate.quote, rate.observed_at, body)
         new_events = sum(1 for (kind, _k, _p), new in zip(jobs, fresh) if kind == EVENT and new)
         return Accepted(adapter, event_ids, new_events, documents, facts, fx_keys, dict(output.notes))

@@ -24,8 +24,8 @@ class OracleSettings(BaseSettings):
     host: str = "127.0.0.1"
     """Address the oracle's HTTP adapters (webhooks, EPCIS capture) listen on."""
 
-    port: int = Field(8700, ge=1, le=65535)
-    """Port of the oracle's HTTP adapters."""
+    port: int = Field(8710, ge=1, le=65535)
+    """Port of the oracle's HTTP adapters (the node is on 8600, the API and the relayer near 8700)."""
 
     node_url: str = "http://127.0.0.1:8600"
     """Base URL of the node: events go to `<node_url>/capture`, documents to `<node_url>/documents`."""

@@ -35,6 +35,20 @@ CREATE TABLE IF NOT EXISTS declarations (
     detail TEXT NOT NULL,
     decision TEXT
 );
+CREATE TABLE IF NOT EXISTS escrow_deadlines (
+    order_id TEXT NOT NULL,
+    milestone INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    deadline INTEGER NOT NULL,
+    PRIMARY KEY (order_id, milestone, kind)
+);
+CREATE TABLE IF NOT EXISTS fx_signed (
+    base TEXT NOT NULL,
+    quote TEXT NOT NULL,
+    observed_at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (base, quote)
+);
 CREATE TABLE IF NOT EXISTS fx_rates (
     base TEXT NOT NULL,
     quote TEXT NOT NULL,
@@ -145,6 +159,30 @@ class OracleState:
             " WHERE excluded.observed_at >= fx_rates.observed_at",
             (base, quote, str(rate), observed_at),
         )])
+
+    def save_signed_rate(self, base: str, quote: str, observed_at: int, body: dict[str, Any]) -> None:
+        """Keep the newest signed FxRate of a pair (what GET /fx-rates/{base}/{quote} serves)."""
+        self._write([(
+            "INSERT INTO fx_signed (base, quote, observed_at, body) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (base, quote) DO UPDATE SET observed_at = excluded.observed_at, body = excluded.body"
+            " WHERE excluded.observed_at >= fx_signed.observed_at",
+            (base, quote, observed_at, orjson.dumps(body).decode()),
+        )])
+
+    def signed_rate(self, base: str, quote: str) -> dict[str, Any] | None:
+        row = self._one("SELECT body FROM fx_signed WHERE base = ? AND quote = ?", (base, quote))
+        return orjson.loads(row[0]) if row is not None else None
+
+    # ---- escrow signatures -----------------------------------------------------------------
+
+    def escrow_deadline(self, order_id: int, milestone: int, kind: str, proposed: int) -> int:
+        """The deadline this oracle signs (order, milestone, kind) with: the first one proposed,
+        kept, so a resend after a lost answer is the very same signature (the relayer refuses a
+        second, different one from the same signer)."""
+        key = (hex(order_id), milestone, kind)
+        self._write([("INSERT OR IGNORE INTO escrow_deadlines (order_id, milestone, kind, deadline) VALUES (?, ?, ?, ?)", (*key, proposed))])
+        row = self._one("SELECT deadline FROM escrow_deadlines WHERE order_id = ? AND milestone = ? AND kind = ?", key)
+        return int(row[0])
 
     def rate(self, base: str, quote: str) -> tuple[Decimal, int] | None:
         row = self._one("SELECT rate, observed_at FROM fx_rates WHERE base = ? AND quote = ?", (base, quote))

@@ -13,7 +13,7 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.devnet.anvil import AnvilProcess
 from node.devnet.consortium import DEMO_MEMBERS
-from oracle.runtime import OracleRuntime, build_runtime, organisation_roles
+from oracle.runtime import OracleRuntime, build_runtime, escrow_factory, fx_signer_for, organisation_roles
 from oracle.settings import OracleSettings
 from tests.oracle.servers import NodeProcess
 
@@ -54,11 +54,13 @@ def make_oracle(chain: ChainClient, deployment: Deployment, node: NodeProcess, t
 
     products_file.write_text(json.dumps(PRODUCTS))
 
-    def build(member: str, *, data_dir: Path | None = None, escrow: Any = None, **overrides: Any) -> OracleRuntime:
+    def build(member: str, *, data_dir: Path | None = None, relayer: str | None = None, **overrides: Any) -> OracleRuntime:
+        """With `relayer` (its URL) the oracle attests escrow milestones and signs FX rates."""
         index = next(m.account_index for m in DEMO_MEMBERS if m.key == member)
         settings = OracleSettings(
             node_url=node.url, data_dir=data_dir or tmp_path / f"oracle-{member}", devnet_account=index,
-            products_file=products_file, retry_base=0.05, retry_max=0.5, csv_min_age=0, csv_poll=0.1, **overrides,
+            products_file=products_file, retry_base=0.05, retry_max=0.5, csv_min_age=0, csv_poll=0.1, relayer_url=relayer,
+            **overrides,
         )
         from node.devnet.consortium import devnet_account
 
@@ -66,7 +68,8 @@ def make_oracle(chain: ChainClient, deployment: Deployment, node: NodeProcess, t
         consortium = deployment.address("ConsortiumRegistry")
         runtime = build_runtime(
             settings, account, chain_id=chain.chain_id, provenance_registry=deployment.address("ProvenanceRegistry"),
-            consortium_registry=consortium, roles=organisation_roles(chain, consortium, account.address), escrow=escrow,
+            consortium_registry=consortium, roles=organisation_roles(chain, consortium, account.address),
+            escrow=escrow_factory(settings, chain, deployment, account), fx_signer=fx_signer_for(settings, chain, deployment, account),
         )
         made.append(runtime)
         return runtime

@@ -85,3 +85,33 @@ class NodeProcess:
             time.sleep(0.2)
         missing = [e for e in event_ids if e not in answers]
         raise AssertionError(f"{len(missing)} of {len(event_ids)} events not anchored in {timeout}s, e.g. {missing[:2]}")
+
+
+class ServedApp:
+    """An ASGI app served over real HTTP by uvicorn in a thread (for services the tests run in-process)."""
+
+    def __init__(self, app: object) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))  # type: ignore[arg-type]
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "ServedApp":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the app did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)

@@ -1,0 +1,163 @@
+"""Escrow milestones reached through the real relayer by a 2-of-3 quorum of oracles: carriers
+attest Shipped and Delivered, customs attests the clearance with its duty, each from the events
+its own source data produced; a late third oracle finds the milestone reached and is content.
+FX rates signed by two oracles fund an order priced in another currency."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from eth_utils import keccak
+from fastapi.testclient import TestClient
+
+from node.chain.client import ChainClient
+from node.chain.deploy import Deployment
+from node.db import Database
+from node.devnet.anvil import AnvilProcess
+from node.devnet.consortium import devnet_account
+from node.escrow.client import EscrowClient
+from node.escrow.store import TermsStore
+from node.escrow.terms import Attestation, FxQuote, OrderTerms, State, schedule
+from node.relayer import Relayer
+from node.relayer_app import create_relayer_app
+from oracle.app import create_app
+from oracle.runtime import OracleRuntime
+from tests.oracle.conftest import OracleFactory
+from tests.oracle.journey import Journey
+from tests.oracle.servers import NodeProcess, ServedApp
+from tests.oracle.test_end_to_end import post
+
+DAY = 24 * 3600
+SELLER, BUYER = devnet_account(1), devnet_account(10)
+CUSTOMS_PAYEE = devnet_account(4).address  # the customs authority's account: every customs oracle names it
+RELAYER_ACCOUNT = 16
+
+
+@pytest.fixture
+def relayer(anvil: AnvilProcess, deployment: Deployment, node: NodeProcess, tmp_path: Path) -> Iterator[ServedApp]:
+    client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
+    db = Database(f"sqlite:///{tmp_path / 'relayer.sqlite3'}")
+    db.migrate()
+    escrow = EscrowClient.from_deployment(client, deployment, TermsStore(tmp_path / "terms.json"))
+    service = Relayer(db, escrow, devnet_account(RELAYER_ACCOUNT), min_lifetime=60, in_flight_wait=5)
+    with ServedApp(create_relayer_app(service, sweep_interval=0.5)) as served:
+        yield served
+    db.dispose()
+
+
+def wait_settled(runtime: OracleRuntime, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(runtime.queue.pending(k) for k in ("document", "event", "escrow")):
+        assert time.monotonic() < deadline, f"still pending: {runtime.queue.counts()}"
+        time.sleep(0.05)
+    assert runtime.queue.rejected() == [], runtime.queue.rejected()
+
+
+def wait_reached(escrow: EscrowClient, terms: OrderTerms, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while escrow.order(terms.order_id).milestones_reached < count:
+        assert time.monotonic() < deadline, f"order at {escrow.order(terms.order_id)}, waiting for {count} milestones"
+        time.sleep(0.1)
+
+
+def test_milestones_reached_through_the_relayer_by_two_of_three_oracles(
+    make_oracle: OracleFactory, node: NodeProcess, relayer: ServedApp, chain: ChainClient, deployment: Deployment, chain_now: int,
+) -> None:
+    j = Journey(chain_now + 5, tag=4)
+    escrow = EscrowClient.from_deployment(chain, deployment)
+    eur = escrow.token_info(deployment.address("DevStablecoin:wEUR"))
+    terms = OrderTerms(
+        seller=SELLER.address, buyer=BUYER.address, token=eur.address, amount=eur.units("10000"),
+        ship_by=chain_now + 10 * DAY, deliver_by=chain_now + 40 * DAY, milestones=schedule(2000, 3000, 5000, quorum=2),
+        shipment_ref=keccak(text=j.canonical(j.container)),
+    )
+    escrow.create(terms, SELLER)
+    escrow.fund(terms, BUYER)
+    carrier, forwarder, courier = (make_oracle(m, relayer=relayer.url) for m in ("carrier", "forwarder", "courier"))
+    customs, broker, port = (make_oracle(m, relayer=relayer.url, duty_payee=CUSTOMS_PAYEE) for m in ("customs", "broker", "port"))
+
+    # Shipped: the carrier's and the forwarder's feeds both report it; two organisations suffice.
+    for oracle in (carrier, forwarder):
+        with TestClient(create_app(oracle)) as app:
+            post(app, "carrier", j.booking())
+            shipped = post(app, "carrier", j.shipped())
+            assert len(shipped["escrowFacts"]) == 1
+            wait_settled(oracle)
+    wait_reached(escrow, terms, 1)
+    shipped_step = httpx.get(f"{relayer.url}/orders/{terms.order_id:#066x}", timeout=5).json()["milestones"][0]
+    assert shipped_step["reached"] and shipped_step["milestone"]["status"] == "reached"
+    assert {s["signer"] for s in shipped_step["milestone"]["signatures"]} == {carrier.account.address, forwarder.account.address}
+
+    # Customs cleared with a duty of EUR 736.00, paid to the customs authority out of escrow.
+    for oracle in (customs, broker):
+        with TestClient(create_app(oracle)) as app:
+            post(app, "customs", j.declaration_record())
+            cleared = post(app, "customs", j.decision())
+            assert len(cleared["escrowFacts"]) == 1
+            wait_settled(oracle)
+    wait_reached(escrow, terms, 2)
+    assert escrow.credit(eur.address, CUSTOMS_PAYEE) == eur.units("736.00")
+    # The port desk's oracle reports the same clearance late: nothing left to do, and no error.
+    with TestClient(create_app(port)) as app:
+        post(app, "customs", j.declaration_record())
+        post(app, "customs", j.decision())
+        wait_settled(port)
+    (late,) = [port.queue.info(key) for key in [k for k in _escrow_keys(port)]]
+    assert late is not None and late.status == "delivered" and "skipped" in str(late.result)
+
+    # Delivered: the courier and the forwarder.
+    for oracle in (courier, forwarder):
+        with TestClient(create_app(oracle)) as app:
+            if oracle is courier:
+                post(app, "carrier", j.booking())
+            post(app, "carrier", j.delivered())
+            wait_settled(oracle)
+    wait_reached(escrow, terms, 3)
+    assert escrow.order(terms.order_id).state is State.DELIVERED
+    # The events behind the milestones are on the node, anchored.
+    assert node.wait_anchored([shipped["eventIds"][0], cleared["eventIds"][1]])
+
+
+def _escrow_keys(runtime: OracleRuntime) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(runtime.settings.queue_path()) as conn:
+        return [r[0] for r in conn.execute("SELECT key FROM jobs WHERE kind = 'escrow'")]
+
+
+def test_fx_rates_signed_by_two_oracles_fund_an_order_priced_in_euro(
+    make_oracle: OracleFactory, chain: ChainClient, deployment: Deployment, chain_now: int,
+) -> None:
+    escrow = EscrowClient.from_deployment(chain, deployment)
+    usd = escrow.token_info(deployment.address("DevStablecoin:wUSD"))
+    quotes = []
+    for member in ("inspector", "carrier"):  # ORACLE organisations, neither the seller's
+        oracle = make_oracle(member)
+        with TestClient(create_app(oracle)) as app:
+            post(app, "fx", {"base": "EUR", "quote": "USD", "rate": "1.0842", "observedAt": f"{_iso(chain_now)}"})
+            response = app.get("/fx-rates/EUR/USD")
+            assert response.status_code == 200, response.text
+            quotes.append(response.json())
+    assert {q["rate"] for q in quotes} == {str(10842 * 10**14)}
+    signatures = escrow.sorted_bundle([Attestation(q["signer"], q["deadline"], bytes.fromhex(q["signature"][2:])) for q in quotes])
+    fx = FxQuote(b"EUR", b"USD", int(quotes[0]["rate"]), chain_now, tuple(signatures))
+    terms = OrderTerms(
+        seller=SELLER.address, buyer=BUYER.address, token=usd.address, amount=1000 * 10**18, price_currency=b"EUR",
+        ship_by=chain_now + 10 * DAY, deliver_by=chain_now + 40 * DAY, milestones=schedule(2000, 3000, 5000, quorum=2),
+        shipment_ref=keccak(text="fx-order"),
+    )
+    escrow.create(terms, SELLER)
+    escrow.fund(terms, BUYER, fx=fx)
+    assert escrow.order(terms.order_id).deposited == usd.units("1084.20")
+    assert escrow.locked_rate(terms.order_id) == (int(Decimal("1.0842") * 10**18), chain_now)
+
+
+def _iso(unix: int) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(unix, timezone.utc).isoformat()
