@@ -15,7 +15,8 @@ from api.services import Services
 from node.scans import device_hash
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs plain-def dependencies in a worker thread, a costly hop per request.
     return request.app.state.services  # type: ignore[no-any-return]
 
 

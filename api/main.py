@@ -14,6 +14,7 @@ Run with `waymark api run`. Settings: WAYMARK_API_ (api.settings), WAYMARK_CHAIN
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -83,7 +84,7 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
         deployment=deployment,
         chain=view,
         builder=builder,
-        passports=PassportCache(builder, ttl=api.passport_ttl, pending_ttl=api.pending_passport_ttl, size=api.passport_cache_size),
+        passports=PassportCache(builder, ttl=api.passport_ttl, pending_ttl=api.pending_passport_ttl, size=api.passport_cache_size, max_age=api.passport_max_age),
         scans=ScanLog(db, rules),
         limiter=RateLimiter(api.rate_limit_per_minute, api.rate_limit_burst),
         verifier=RequestVerifier(client.chain_id, api.signed_request_max_age),
@@ -91,6 +92,27 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
         salt=load_salt(api.device_salt_file),
         page_template=template_path.read_bytes() if template_path.exists() else b"<!doctype html><title>Waymark</title><!--WAYMARK-BOOT-->",
     )
+
+
+class ResolverFastPath:
+    """Serves GET /01/... and /00/... straight from `resolver.resolve`, skipping FastAPI's
+    per-request parameter solving: the hottest route does its own parsing (from the raw path)
+    and error answers anyway. The FastAPI routes of the same paths stay for the OpenAPI spec
+    and behave identically (they call the same function). Unexpected exceptions still reach
+    the app's 500 handler."""
+
+    def __init__(self, app: Any, services: Any) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"][:4] in ("/01/", "/00/"):
+            services = self.services()
+            if services is not None:
+                response = await resolver.resolve(Request(scope, receive), services)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -107,6 +129,8 @@ def create_app(
         services = build_services(api, chain, database)
         services.scans.start(api.scan_flush_interval)
         app.state.services = services
+        gc.collect()
+        gc.freeze()  # what start-up built lives as long as the app: keep it out of every GC pass
         try:
             yield
         finally:
@@ -121,8 +145,13 @@ def create_app(
         docs_url="/docs" if api.docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if api.docs else None,
+        # Metrics are our own Prometheus ones; FastAPI's OpenTelemetry hooks would cost a
+        # provider lookup on every request for exporters nobody configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     errors.install(app)
+    # Inner first: the resolver's fast path, then metrics around everything.
+    app.add_middleware(ResolverFastPath, services=lambda: getattr(app.state, "services", None))
     app.add_middleware(MetricsMiddleware, metrics=lambda: getattr(getattr(app.state, "services", None), "metrics", None))
     app.include_router(health.router)
     app.include_router(resolver.router)

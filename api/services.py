@@ -42,59 +42,82 @@ def load_salt(path: Path) -> bytes:
     return salt
 
 
-_MISSING = object()
+
+@dataclass
+class _Entry:
+    expires: float
+    core: PassportCore | None
+    watermark: tuple[object, ...]
+    built: float
 
 
 class PassportCache:
-    """Passport cores by canonical id, with a TTL per entry and one build at a time per id.
+    """Passport cores by canonical id: served from memory, refreshed in the background.
 
-    Verification of anchored events does not change, so a complete passport is kept for
-    `ttl` seconds (new events may still arrive); one with pending events, or an unknown code,
-    for `pending_ttl`. Concurrent scans of an uncached code wait for a single build.
+    A passport is fresh for `ttl` seconds (`pending_ttl` while events are pending or the code
+    is unknown). When it expires it is still served while one background task refreshes it
+    (stale-while-revalidate): if the node's tables have not changed since the build (its
+    watermark) and the build is younger than `max_age`, the entry is just kept; otherwise the
+    passport is rebuilt. Verification of anchored events does not change, so nothing is lost.
+    A code seen for the first time waits for its build, shared by all concurrent scans of it.
     """
 
-    def __init__(self, builder: PassportBuilder, *, ttl: float, pending_ttl: float, size: int) -> None:
+    def __init__(self, builder: PassportBuilder, *, ttl: float, pending_ttl: float, size: int, max_age: float = 300.0) -> None:
         self.builder = builder
-        self.ttl, self.pending_ttl, self.size = ttl, pending_ttl, size
-        self._entries: OrderedDict[str, tuple[float, PassportCore | None]] = OrderedDict()
+        self.ttl, self.pending_ttl, self.size, self.max_age = ttl, pending_ttl, size, max_age
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[PassportCore | None]] = {}
         self._lock = threading.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()  # keeps background refreshes referenced
         self.builds = 0
-
-    def peek(self, key: str) -> object:
-        """The cached core (or None for a cached unknown code), or _MISSING."""
-        hit = self._entries.get(key)
-        if hit is None or hit[0] < time.monotonic():
-            return _MISSING
-        return hit[1]
 
     async def get(self, identifier: Identifier) -> PassportCore | None:
         key = identifier.canonical_uri
-        cached = self.peek(key)
-        if cached is not _MISSING:
-            return cached  # type: ignore[return-value]
-        waiting = self._inflight.get(key)
-        if waiting is not None:
-            return await asyncio.shield(waiting)
+        entry = self._entries.get(key)
+        if entry is not None:
+            if entry.expires < time.monotonic() and key not in self._inflight:
+                self._start(identifier, entry)  # refresh in the background, answer from the cache now
+            return entry.core
+        waiting = self._inflight.get(key) or self._start(identifier, None)
+        return await asyncio.shield(waiting)
+
+    def _refresh(self, identifier: Identifier, old: _Entry | None) -> _Entry:
+        now = time.monotonic()
+        mark = self.builder.watermark()
+        if old is not None and old.watermark == mark and now - old.built < self.max_age:
+            return _Entry(now + self._ttl(old.core), old.core, mark, old.built)
+        core = self.builder.build(identifier)
+        self.builds += 1
+        return _Entry(now + self._ttl(core), core, mark, now)
+
+    def _ttl(self, core: PassportCore | None) -> float:
+        return self.pending_ttl if core is None or core.pending or core.verdict != "genuine" else self.ttl
+
+    def _start(self, identifier: Identifier, old: _Entry | None) -> asyncio.Future[PassportCore | None]:
+        key = identifier.canonical_uri
         future: asyncio.Future[PassportCore | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
-        try:
-            core = await anyio.to_thread.run_sync(self.builder.build, identifier)
-            self.builds += 1
-            self.put(key, core)
-            future.set_result(core)
-            return core
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # mark retrieved: waiters re-raise it, nobody else needs to
-            raise
-        finally:
-            self._inflight.pop(key, None)
 
-    def put(self, key: str, core: PassportCore | None) -> None:
-        ttl = self.pending_ttl if core is None or core.pending or core.verdict != "genuine" else self.ttl
+        async def refresh() -> None:
+            try:
+                entry = await anyio.to_thread.run_sync(self._refresh, identifier, old)
+            except BaseException as error:  # noqa: BLE001 - handed to whoever waits on it
+                future.set_exception(error)
+                future.exception()  # retrieved: a background refresh has nobody waiting
+            else:
+                self._store(key, entry)
+                future.set_result(entry.core)
+            finally:
+                self._inflight.pop(key, None)
+
+        task = asyncio.ensure_future(refresh())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return future
+
+    def _store(self, key: str, entry: _Entry) -> None:
         with self._lock:
-            self._entries[key] = (time.monotonic() + ttl, core)
+            self._entries[key] = entry
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)

@@ -52,6 +52,9 @@ class ApiSettings(BaseSettings):
     pending_passport_ttl: float = Field(2.0, gt=0)
     """Seconds a passport with events still pending is served from the cache."""
 
+    passport_max_age: float = Field(300.0, gt=0)
+    """Seconds after which a cached passport is rebuilt even if the node's tables look unchanged."""
+
     passport_cache_size: int = Field(50_000, ge=1)
     """Most passports kept in the cache."""
 

@@ -33,7 +33,7 @@ import logging
 import secrets
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -144,10 +144,35 @@ class _Claim:
 
 @dataclass
 class _Unit:
-    # The window's scans (time, region, device); bounded: the rules only count up to their limits.
-    scans: deque[tuple[int, str | None, bytes]] = field(default_factory=lambda: deque(maxlen=WINDOW_CAP))
+    # The window's scans (time, region, device), with running counts of devices and regions so
+    # that a scan costs O(1). Bounded: the rules only count up to their limits.
+    scans: deque[tuple[int, str | None, bytes]] = field(default_factory=deque)
+    devices: Counter[bytes] = field(default_factory=Counter)
+    regions: Counter[str] = field(default_factory=Counter)
     claim: _Claim | None = None
     failed_claims: deque[int] = field(default_factory=deque)
+
+    def add(self, scan: tuple[int, str | None, bytes]) -> None:
+        if len(self.scans) >= WINDOW_CAP:
+            self._drop()
+        self.scans.append(scan)
+        self.devices[scan[2]] += 1
+        if scan[1]:
+            self.regions[scan[1]] += 1
+
+    def expire(self, horizon: int) -> None:
+        while self.scans and self.scans[0][0] < horizon:
+            self._drop()
+
+    def _drop(self) -> None:
+        _at, region, device = self.scans.popleft()
+        self.devices[device] -= 1
+        if not self.devices[device]:
+            del self.devices[device]
+        if region:
+            self.regions[region] -= 1
+            if not self.regions[region]:
+                del self.regions[region]
 
 
 # --- codes and devices ----------------------------------------------------------------------
@@ -287,8 +312,8 @@ class ScanLog:
             if s["unit_key"] == unit_key
         ]
         loaded = [(int(r[0]), _placed(r[1], r[3]), bytes(r[2])) for r in rows]
-        for at, region, device in sorted(loaded + buffered, key=lambda x: x[0]):
-            unit.scans.append((at, region, device))
+        for scan in sorted(loaded + buffered, key=lambda x: x[0]):
+            unit.add(scan)
         if claim is not None:
             unit.claim = _Claim(claim[0], int(claim[1]), bytes(claim[2]) if claim[2] is not None else None)
         self._units[unit_key] = unit
@@ -321,24 +346,19 @@ class ScanLog:
         rules = self.rules
         with self._lock:
             unit = self._unit(unit_key, now)
-            scans = unit.scans
-            horizon = now - rules.window_ms
-            while scans and scans[0][0] < horizon:
-                scans.popleft()
+            unit.expire(now - rules.window_ms)
             placed = _placed(region, region_source)
-            scans.append((now, placed, device))
+            unit.add((now, placed, device))
             flags: list[Flag] = list(extra_flags)
             if known:
-                devices = {d for _, _, d in scans}
-                if len(devices) > rules.max_devices:
-                    flags.append(Flag("too_many_devices", f"scanned by {len(devices)} different devices within {_hours(rules.window_ms)}"))
-                if len(scans) > rules.max_scans:
-                    flags.append(Flag("too_many_scans", f"scanned {len(scans)} times within {_hours(rules.window_ms)}"))
-                flags.extend(self._place_flags(scans, placed, now))
+                if len(unit.devices) > rules.max_devices:
+                    flags.append(Flag("too_many_devices", f"scanned by {len(unit.devices)} different devices within {_hours(rules.window_ms)}"))
+                if len(unit.scans) > rules.max_scans:
+                    flags.append(Flag("too_many_scans", f"scanned {len(unit.scans)} times within {_hours(rules.window_ms)}"))
+                flags.extend(self._place_flags(unit, placed, now))
                 if unit.claim is not None and now > unit.claim.claimed_at_ms and device != unit.claim.device:
                     flags.append(Flag("scanned_after_claim", f"scanned by another device after its owner claimed it on {_iso(unit.claim.claimed_at_ms)}"))
-            regions = tuple(sorted({r for _, r, _ in scans if r}))
-            outcome = ScanOutcome(tuple(flags), len(scans), len({d for _, _, d in scans}), regions, self._ownership(unit, device))
+            outcome = ScanOutcome(tuple(flags), len(unit.scans), len(unit.devices), tuple(sorted(unit.regions)), self._ownership(unit, device))
             self._pending_scans.append(
                 {
                     "unit_key": unit_key,
@@ -364,16 +384,15 @@ class ScanLog:
                 self._alerted = {k for k in self._alerted if k[2] == day}  # older days are deduplicated by the table
         return outcome
 
-    def _place_flags(
-        self, scans: deque[tuple[int, str | None, bytes]], region: str | None, now: int
-    ) -> list[Flag]:
+    def _place_flags(self, unit: _Unit, region: str | None, now: int) -> list[Flag]:
         rules = self.rules
-        regions = {r for _, r, _ in scans if r}
-        if len(regions) > rules.max_regions:
-            return [Flag("implausible_places", f"scanned in {len(regions)} countries ({', '.join(sorted(regions))}) within {_hours(rules.window_ms)}")]
-        if region is None:
+        if len(unit.regions) > rules.max_regions:
+            regions = ", ".join(sorted(unit.regions))
+            return [Flag("implausible_places", f"scanned in {len(unit.regions)} countries ({regions}) within {_hours(rules.window_ms)}")]
+        if region is None or len(unit.regions) < 2:
             return []
         # The latest earlier scan in another region: too close in time to have travelled?
+        scans = unit.scans
         for i in range(len(scans) - 2, -1, -1):
             at, other, _device = scans[i]
             if other and other != region:
@@ -388,8 +407,8 @@ class ScanLog:
         now = self.clock()
         with self._lock:
             unit = self._unit(unit_key, now)
-            live = [s for s in unit.scans if s[0] >= now - self.rules.window_ms]
-            return ScanOutcome((), len(live), len({d for _, _, d in live}), tuple(sorted({r for _, r, _ in live if r})), self._ownership(unit, device))
+            unit.expire(now - self.rules.window_ms)
+            return ScanOutcome((), len(unit.scans), len(unit.devices), tuple(sorted(unit.regions)), self._ownership(unit, device))
 
     def ownership(self, unit_key: str, device: bytes | None = None) -> Ownership:
         with self._lock:

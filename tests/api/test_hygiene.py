@@ -16,7 +16,7 @@ from tests.api.world import World, api_settings
 
 @pytest.fixture
 def limited(world: World, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(api_settings(world, tmp_path, rate_limit_per_minute=60, rate_limit_burst=3), world.chain_settings, world.database)
+    app = create_app(api_settings(world, tmp_path, rate_limit_per_minute=1, rate_limit_burst=3), world.chain_settings, world.database)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
@@ -36,7 +36,7 @@ def test_public_scan_routes_are_rate_limited_per_client(limited: TestClient, wor
 
 
 def test_behind_a_trusted_proxy_clients_are_told_apart(world: World, tmp_path: Path) -> None:
-    settings = api_settings(world, tmp_path, rate_limit_per_minute=60, rate_limit_burst=1, trust_forwarded_for=True)
+    settings = api_settings(world, tmp_path, rate_limit_per_minute=1, rate_limit_burst=1, trust_forwarded_for=True)
     with TestClient(create_app(settings, world.chain_settings, world.database)) as client:
         path = path_of(world, "edges", 4)
         assert client.get(path, headers={**JSON, "X-Forwarded-For": "10.0.0.1"}).status_code == 200

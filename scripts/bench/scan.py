@@ -1,0 +1,195 @@
+"""Scans per second and latency of the buyer API, against a trivial route of the same server.
+
+    .venv/bin/python scripts/bench/scan.py [--seconds 6] [--units 200] [--concurrency 50 200]
+
+Sets up everything itself: an Anvil, the demo consortium, lots of units taken through the
+node's capture and anchorer (tests/api/world.py: 12 signed, anchored events per unit, most of
+them inherited from case, pallet and container), then the API as its own process (uvicorn,
+one worker, uvloop + httptools, as `waymark api run` starts it). The API's per-client rate
+limit is raised for the run: all clients come from 127.0.0.1.
+
+Each of C concurrent clients keeps one HTTP/1.1 keep-alive connection and sends its next
+request as soon as the previous answer is read (closed loop, no think time):
+
+* baseline: GET /health/live (a constant answer: the server's and the load generator's floor)
+* scan:     GET /01/<gtin>/10/<lot>/21/<serial> with Accept: application/json and a device id
+            per client: a full scan (parse and check the link, rate limit, passport from the
+            cache, clone rules on the unit's window, scan logged, verdict) over --units units
+
+Passports are cached (verification of anchored events does not change) with the API's
+default TTL, so expiries and rebuilds happen during the run as they would in service. The
+load generator runs in this process on the same 2-core machine, so it takes CPU the server
+could otherwise use; the baseline shows that ceiling. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import requests  # noqa: E402
+
+from node.chain.build import build  # noqa: E402
+from node.devnet.anvil import AnvilProcess, free_port  # noqa: E402
+from node.paths import PROJECT_ROOT  # noqa: E402
+from tests.api.world import build_world  # noqa: E402
+
+TARGET_P99_MS_AT_50 = 25.0
+TARGET_SCANS_PER_S = 1000.0
+
+
+async def client(port: int, paths: list[bytes], extra: bytes, deadline: float, warmup_until: float, latencies: list[float], errors: list[str], seed: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    rng = random.Random(seed)
+    try:
+        while True:
+            now = time.perf_counter()
+            if now >= deadline:
+                break
+            path = paths[rng.randrange(len(paths))]
+            writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: bench\r\n" + extra + b"\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+                    break
+            if length:
+                await reader.readexactly(length)
+            done = time.perf_counter()
+            if status != 200:
+                errors.append(str(status))
+            elif now >= warmup_until:
+                latencies.append(done - now)
+    finally:
+        writer.close()
+
+
+async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, device_header: bool) -> dict[str, float]:
+    start = time.perf_counter()
+    warmup_until = start + 1.0
+    deadline = warmup_until + seconds
+    latencies: list[float] = []
+    errors: list[str] = []
+    tasks = []
+    for i in range(concurrency):
+        extra = b"Accept: application/json\r\n"
+        if device_header:
+            extra += b"Waymark-Device: bench-device-%d\r\n" % i
+        tasks.append(client(port, paths, extra, deadline, warmup_until, latencies, errors, seed=i))
+    await asyncio.gather(*tasks)
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n,
+        "per_second": round(n / seconds, 1),
+        "p50_ms": round(1000 * latencies[n // 2], 2) if n else float("nan"),
+        "p99_ms": round(1000 * latencies[min(n - 1, int(n * 0.99))], 2) if n else float("nan"),
+        "mean_ms": round(1000 * statistics.fmean(latencies), 2) if n else float("nan"),
+        "errors": len(errors),
+    }
+
+
+def start_api(world_folder: Path, world: object, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "WAYMARK_API_PORT": str(port),
+        "WAYMARK_API_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "WAYMARK_API_DEVICE_SALT_FILE": str(world_folder / "device-salt"),
+        "WAYMARK_API_RATE_LIMIT_PER_MINUTE": "100000000",
+        "WAYMARK_API_RATE_LIMIT_BURST": "1000000",
+        "WAYMARK_CHAIN_RPC_URL": world.chain_settings.rpc_url,  # type: ignore[attr-defined]
+        "WAYMARK_CHAIN_CHAIN_ID": str(world.chain_settings.chain_id),  # type: ignore[attr-defined]
+        "WAYMARK_CHAIN_DEPLOYMENTS_DIR": str(world.chain_settings.deployments_dir),  # type: ignore[attr-defined]
+        "WAYMARK_DB_URL": world.database.url,  # type: ignore[attr-defined]
+    }
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "api.main:app_from_environment", "--host", "127.0.0.1",
+        "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+    ]
+    process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:
+                return process
+        except requests.RequestException:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the API did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run (after 1 s of warm-up)")
+    parser.add_argument("--units", type=int, default=200, help="distinct units scanned")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[50, 200])
+    args = parser.parse_args()
+
+    build()
+    anvil = AnvilProcess(port=free_port()).start()
+    folder = Path(tempfile.mkdtemp(prefix="waymark-bench-scan-"))
+    api = None
+    try:
+        lots = max(1, (args.units + 49) // 50)
+        print(f"setting up: {lots} lots of 50 units, 12 events each, anchored ...", flush=True)
+        started = time.perf_counter()
+        world = build_world(anvil, folder, lots={f"lot{i}": "genuine" for i in range(lots)}, lot_size=50)
+        units = [u for story in world.lots.values() for u in story.units][: args.units]
+        print(f"  {len(units)} units in {time.perf_counter() - started:.1f} s", flush=True)
+        port = free_port()
+        api = start_api(folder, world, port)
+        paths = [u.uri("http://x").removeprefix("http://x").encode() for u in units]
+        first = requests.get(f"http://127.0.0.1:{port}" + paths[0].decode(), headers={"Accept": "application/json"}, timeout=30)
+        assert first.status_code == 200 and first.json()["verdict"] == "genuine", first.text[:300]
+        size = len(first.content)
+        for path in paths:  # fill the passport cache, as traffic would
+            requests.get(f"http://127.0.0.1:{port}" + path.decode(), headers={"Accept": "application/json", "Waymark-Device": "warm"}, timeout=30)
+
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+        results: dict[str, dict[str, dict[str, float]]] = {"baseline": {}, "scan": {}}
+        for concurrency in args.concurrency:
+            for name, route_paths, device in (("baseline", [b"/health/live"], False), ("scan", paths, True)):
+                figures = asyncio.run(load(port, route_paths, concurrency, args.seconds, device))
+                results[name][str(concurrency)] = figures
+                print(f"{name:8} c={concurrency:<4} {figures['per_second']:>8.1f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
+                      f"p99 {figures['p99_ms']:6.2f} ms  errors {figures['errors']}", flush=True)
+        at50 = results["scan"].get("50")
+        summary = {
+            "benchmark": "scan",
+            "cores": os.cpu_count(),
+            "units": len(units),
+            "events_per_passport": len(first.json()["timeline"]),
+            "passport_bytes": size,
+            "seconds_per_run": args.seconds,
+            "results": results,
+            "targets": {"p99_ms_at_50": TARGET_P99_MS_AT_50, "scans_per_second": TARGET_SCANS_PER_S},
+            "met": bool(at50 and at50["p99_ms"] <= TARGET_P99_MS_AT_50 and at50["per_second"] >= TARGET_SCANS_PER_S and at50["errors"] == 0),
+        }
+        print(json.dumps(summary))
+    finally:
+        if api is not None:
+            api.terminate()
+            api.wait(timeout=15)
+        anvil.stop()
+
+
+if __name__ == "__main__":
+    main()
