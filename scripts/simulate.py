@@ -227,7 +227,7 @@ def start_oracles(members: list[str], args: argparse.Namespace, deployment: Any,
     from node.devnet.anvil import free_port
     from node.devnet.consortium import DEMO_MEMBERS, devnet_account
     from oracle.app import create_app
-    from oracle.runtime import build_runtime, escrow_factory, organisation_roles
+    from oracle.runtime import build_runtime, escrow_factory, fx_signer_for, organisation_roles
     from oracle.settings import OracleSettings
 
     running: dict[str, RunningOracle] = {}
@@ -238,12 +238,15 @@ def start_oracles(members: list[str], args: argparse.Namespace, deployment: Any,
         settings = OracleSettings(
             port=port, node_url=args.node_url, relayer_url=args.relayer_url, data_dir=args.data_dir / f"oracle-{member}",
             devnet_account=index, products_file=products_file, csv_min_age=0, csv_poll=0.2, retry_max=5.0,
+            # Every customs party names the customs authority as the payee of the duty, so their signatures agree.
+            duty_payee=devnet_account(next(m.account_index for m in DEMO_MEMBERS if m.key == "customs")).address
+            if member in CUSTOMS_PARTIES else None,
         )
         account = devnet_account(index)
         runtime = build_runtime(
             settings, account, chain_id=client.chain_id, provenance_registry=deployment.address("ProvenanceRegistry"),
             consortium_registry=consortium, roles=organisation_roles(client, consortium, account.address),
-            escrow=escrow_factory(settings, client, deployment, account),
+            escrow=escrow_factory(settings, client, deployment, account), fx_signer=fx_signer_for(settings, client, deployment, account),
         )
         server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, name=f"oracle-{member}", daemon=True)
@@ -361,8 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lot {shipment.lot}: {args.units} units, container {shipment.container}, shipment {shipment.shipment_id}")
     oracles = start_oracles(members, args, deployment, client, products_file)
     print("oracles: " + ", ".join(f"{m} {o.url}" for m, o in oracles.items()))
-    if args.order:
-        place_order(shipment, deployment, client)
+    order_id = place_order(shipment, deployment, client) if args.order else None
     try:
         for step in plan:
             due = start + step.day * args.day_seconds
@@ -374,6 +376,15 @@ def main(argv: list[str] | None = None) -> int:
         print("all events delivered to the node" if drained else f"some events still queued after {args.timeout:.0f}s (they will be delivered when the node answers)")
         for member, oracle in oracles.items():
             print(f"  {member:<13} {json.dumps(oracle.runtime.queue.counts())}")
+        if order_id is not None:
+            from node.escrow.client import EscrowClient
+
+            escrow = EscrowClient.from_deployment(client, deployment)
+            deadline = time.monotonic() + args.timeout
+            while escrow.order(order_id).state.name == "FUNDED" and time.monotonic() < deadline:
+                time.sleep(0.5)
+            order = escrow.order(order_id)
+            print(f"escrow order {order_id:#x}: {order.state.name}, {order.milestones_reached} milestone(s) reached")
         print(f"a unit to scan: {shipment.unit_links()[0]}")
         return 0 if drained else 1
     finally:

@@ -15,7 +15,7 @@ from node.devnet.anvil import AnvilProcess
 from node.devnet.consortium import DEMO_MEMBERS
 from oracle.runtime import OracleRuntime, build_runtime, escrow_factory, fx_signer_for, organisation_roles
 from oracle.settings import OracleSettings
-from tests.oracle.servers import NodeProcess
+from tests.oracle.servers import NodeProcess, ServedApp
 
 PRODUCTS = {
     "09521234543213": {"name": "Glazed stoneware vase, 30 cm", "temperature": {"min": -20, "max": 50}, "humidity": {"min": 10, "max": 85}},
@@ -90,3 +90,26 @@ def deployment(chain: ChainClient, accounts: list[Any], tmp_path: Path) -> Deplo
     deployed, _ = deploy(chain, accounts[DEPLOYER_INDEX], steps, tmp_path / "deployment.json")
     setup_devnet_escrow(chain, deployed)
     return deployed
+
+
+RELAYER_ACCOUNT = 16  # a funded dev account of no organisation: pays for the relayer's submissions
+
+
+@pytest.fixture
+def relayer(anvil: AnvilProcess, deployment: Deployment, node: NodeProcess, tmp_path: Path) -> Iterator[ServedApp]:
+    """The real escrow relayer (node/relayer.py) serving its HTTP API on a free port."""
+    from node.db import Database
+    from node.devnet.consortium import devnet_account
+    from node.escrow.client import EscrowClient
+    from node.escrow.store import TermsStore
+    from node.relayer import Relayer
+    from node.relayer_app import create_relayer_app
+
+    client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
+    db = Database(f"sqlite:///{tmp_path / 'relayer.sqlite3'}")
+    db.migrate()
+    escrow = EscrowClient.from_deployment(client, deployment, TermsStore(tmp_path / "terms.json"))
+    service = Relayer(db, escrow, devnet_account(RELAYER_ACCOUNT), min_lifetime=60, in_flight_wait=5)
+    with ServedApp(create_relayer_app(service, sweep_interval=0.5)) as served:
+        yield served
+    db.dispose()

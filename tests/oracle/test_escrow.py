@@ -6,25 +6,17 @@ FX rates signed by two oracles fund an order priced in another currency."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
-import pytest
 from eth_utils import keccak
 from fastapi.testclient import TestClient
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.db import Database
-from node.devnet.anvil import AnvilProcess
 from node.devnet.consortium import devnet_account
 from node.escrow.client import EscrowClient
-from node.escrow.store import TermsStore
 from node.escrow.terms import Attestation, FxQuote, OrderTerms, State, schedule
-from node.relayer import Relayer
-from node.relayer_app import create_relayer_app
 from oracle.app import create_app
 from oracle.runtime import OracleRuntime
 from tests.oracle.conftest import OracleFactory
@@ -35,19 +27,6 @@ from tests.oracle.test_end_to_end import post
 DAY = 24 * 3600
 SELLER, BUYER = devnet_account(1), devnet_account(10)
 CUSTOMS_PAYEE = devnet_account(4).address  # the customs authority's account: every customs oracle names it
-RELAYER_ACCOUNT = 16
-
-
-@pytest.fixture
-def relayer(anvil: AnvilProcess, deployment: Deployment, node: NodeProcess, tmp_path: Path) -> Iterator[ServedApp]:
-    client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
-    db = Database(f"sqlite:///{tmp_path / 'relayer.sqlite3'}")
-    db.migrate()
-    escrow = EscrowClient.from_deployment(client, deployment, TermsStore(tmp_path / "terms.json"))
-    service = Relayer(db, escrow, devnet_account(RELAYER_ACCOUNT), min_lifetime=60, in_flight_wait=5)
-    with ServedApp(create_relayer_app(service, sweep_interval=0.5)) as served:
-        yield served
-    db.dispose()
 
 
 def wait_settled(runtime: OracleRuntime, timeout: float = 30.0) -> None:

@@ -13,7 +13,13 @@ from sqlalchemy import create_engine, text
 
 from node.devnet.anvil import AnvilProcess
 from node.paths import PROJECT_ROOT
-from tests.oracle.servers import NodeProcess
+from eth_utils import keccak
+
+from node.chain.client import ChainClient
+from node.chain.deploy import Deployment
+from node.escrow.client import EscrowClient
+from node.escrow.terms import State
+from tests.oracle.servers import NodeProcess, ServedApp
 
 
 def simulator():  # type: ignore[no-untyped-def]
@@ -41,10 +47,13 @@ def test_the_plan_covers_production_to_delivery_with_one_excursion() -> None:
     assert len(shipment.cartons) == 4 and shipment.duty == (shipment.declared_value * sim.DUTY_RATE).quantize(sim.Decimal("0.01"))
 
 
-def test_simulated_journey_reaches_the_node(anvil: AnvilProcess, node: NodeProcess, deployment_file: Path, chain_now: int, tmp_path: Path) -> None:
+def test_simulated_journey_reaches_the_node_and_releases_the_escrow_milestones(
+    anvil: AnvilProcess, node: NodeProcess, relayer: ServedApp, chain: ChainClient, deployment: Deployment, deployment_file: Path,
+    chain_now: int, tmp_path: Path,
+) -> None:
     sim = simulator()
     code = sim.main([
-        "--node-url", node.url, "--rpc-url", anvil.rpc_url, "--chain-id", str(anvil.chain_id), "--deployment", str(deployment_file),
+        "--node-url", node.url, "--relayer-url", relayer.url, "--order", "--rpc-url", anvil.rpc_url, "--chain-id", str(anvil.chain_id), "--deployment", str(deployment_file),
         "--data-dir", str(tmp_path / "simulation"), "--units", "24", "--day-seconds", "600", "--start", str(chain_now + 10),
         "--no-wait", "--seed", "3", "--timeout", "60",
     ])
@@ -62,3 +71,6 @@ def test_simulated_journey_reaches_the_node(anvil: AnvilProcess, node: NodeProce
     seen = [h["bizStep"] for h in history]
     assert seen[0] == "commissioning" and "receiving" in seen and "https://ns.waymark.example/customs/cleared" in seen
     assert any(r.get("exception") for h in history for e in h["event"].get("sensorElementList", []) for r in e["sensorReport"])
+    (terms,) = EscrowClient.from_deployment(chain, deployment).find_orders(shipment_ref=keccak(text=shipment.canonical(shipment.container)))
+    order = EscrowClient.from_deployment(chain, deployment).order(terms.order_id)
+    assert order.state is State.DELIVERED and order.milestones_reached == 3
