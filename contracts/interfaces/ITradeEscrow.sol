@@ -67,8 +67,9 @@ interface ITradeEscrow {
     // ------------------------------------------------------------------------------------------
 
     /// @notice Life cycle of an order. Terminal states: Released, Refunded, Cancelled, Resolved.
-    /// @dev Created -> Funded -> Delivered -> Released is the happy path. While Funded,
-    ///      `Order.milestonesReached` tells how far the goods got (0: not shipped yet).
+    /// @dev Created -> Funded -> Delivered -> Released is the happy path; an order the buyer
+    ///      places (`placeOrder`) starts at Funded. While Funded, `Order.milestonesReached`
+    ///      tells how far the goods got (0: not shipped yet).
     enum State {
         None, //      no such order
         Created, //   offered by the seller, not funded
