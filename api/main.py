@@ -36,6 +36,7 @@ from api.settings import ApiSettings
 from node.chain.client import ChainClient
 from node.chain.deploy import load_deployment
 from node.db import Database
+from node.documents import DocumentSettings, DocumentStore, FileBlobStore
 from node.passport import ChainView, EscrowOrders, PassportBuilder
 from node.scans import CloneRules, ScanLog
 from node.settings import ChainSettings, DatabaseSettings
@@ -61,6 +62,8 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
     db.migrate()
     view = ChainView(client, deployment)
     escrow = EscrowOrders(db, view)
+    # Passports show each document as available / erased / not held, from the node's store.
+    documents = DocumentStore(db, FileBlobStore(DocumentSettings().blob_dir))
     builder = PassportBuilder(
         db,
         view,
@@ -68,6 +71,7 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
         browser_rpc_url=api.browser_rpc_url or chain.rpc_url,
         confirmations=chain.confirmations,
         escrow_state=escrow.state_for,
+        document_status=documents.status,
     )
     rules = CloneRules(
         window_ms=int(api.clone_window_hours * 3_600_000),
