@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from oracle.errors import InputRejected
+from oracle.errors import InputRejected, UnknownAdapter
 from oracle.service import Oracle
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,11 @@ def process_text(oracle: Oracle, name: str, text: str) -> FileReport:
             f"unknown column(s) {', '.join(unknown)}" if unknown else "")
         report.rejected.append({"line": 1, "column": "(header)", "problem": f"{problem}; expected {', '.join(kind.required + kind.optional)}", "row": {}})
         return report
-    adapter = oracle.adapter(kind.adapter)
+    try:
+        adapter = oracle.adapter(kind.adapter)
+    except UnknownAdapter as exc:
+        report.rejected.append({"line": 0, "column": "(file name)", "problem": str(exc), "row": {}})
+        return report
     groups: dict[tuple[Any, ...], list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
     for row in reader:
         line = reader.line_num
