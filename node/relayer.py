@@ -65,7 +65,6 @@ from node.escrow.signing import (
 )
 from node.escrow.store import order_key
 from node.escrow.terms import ZERO_ADDRESS, Attestation, Milestone, MilestoneKind, Order, OrderTerms, State
-from node.paths import PROJECT_ROOT
 
 log = logging.getLogger("waymark.relayer")
 
@@ -98,8 +97,9 @@ class RelayerSettings(BaseSettings):
     in_flight_wait: float = Field(default=60.0, gt=0)
     """Seconds to wait on restart for this relayer's own transactions still in flight."""
 
-    terms_store: Path = PROJECT_ROOT / "var" / "escrow-terms.json"
-    """JSON file caching order terms by id (the chain's OrderCreated logs are the source)."""
+    terms_store: Path | None = None
+    """JSON file caching order terms by id (the chain's OrderCreated logs are the source);
+    default `<chainId>.terms.json` next to the deployment record."""
 
     devnet_account: int | None = Field(default=None, ge=0)
     """Devnet only: index of the dev account (devnet mnemonic) that pays for submissions, instead of a keystore."""

@@ -266,7 +266,8 @@ def load_relayer(
     """A relayer on the deployment of `chain`, its database migrated."""
     client = client or ChainClient(chain.rpc_url, expected_chain_id=chain.chain_id)
     deployment = load_deployment(chain.deployment_file)
-    escrow = EscrowClient.from_deployment(client, deployment, TermsStore(settings.terms_store))
+    store = settings.terms_store or chain.deployments_dir / f"{client.chain_id}.terms.json"
+    escrow = EscrowClient.from_deployment(client, deployment, TermsStore(store))
     db = Database(database.url)
     db.migrate()
     return Relayer(db, escrow, account, min_lifetime=settings.min_lifetime, in_flight_wait=settings.in_flight_wait)

@@ -15,7 +15,7 @@ from node.chain.build import CompileError
 from node.chain.errors import RpcUnreachable, WrongChainId
 from node.chain.keystore import KeystoreError
 from node.errors import WaymarkError
-from waymark import cmd_api, cmd_chain, cmd_demo, cmd_node, cmd_oracle, cmd_registry
+from waymark import cmd_api, cmd_chain, cmd_demo, cmd_escrow, cmd_node, cmd_oracle, cmd_registry
 from waymark.common import err_console
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ cmd_chain.register(app)
 app.command("demo")(cmd_demo.demo)
 app.add_typer(cmd_registry.app, name="registry")
 app.add_typer(cmd_node.app, name="node")
+app.add_typer(cmd_escrow.app, name="escrow")
 app.add_typer(cmd_oracle.app, name="oracle")
 app.add_typer(cmd_api.app, name="api")
 

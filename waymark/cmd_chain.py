@@ -15,6 +15,7 @@ from node.chain.errors import DeploymentMissing
 from node.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_PORT, LOG_FILE, devnet_down, devnet_status, devnet_up
 from node.consortium import load_consortium
 from node.devnet.consortium import demo_consortium
+from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
 from waymark import cmd_besu
 from waymark.common import (
     AsMember,
@@ -129,6 +130,9 @@ def deploy_command(
         raise typer.BadParameter("a consortium chain needs --consortium FILE", param_hint="--consortium")
     deployer = signer(session, keystore, password_file, as_member)
     steps = waymark_steps(spec)
+    demo = on_devnet and consortium is None
+    if demo:  # test stablecoins exist on the devnet only, with the demo consortium's operator
+        steps += devnet_token_steps(session.client.chain_id, deployer.address)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("deploying", total=len(steps))
 
@@ -136,8 +140,11 @@ def deploy_command(
             progress.update(task, advance=1, description=f"deploying {name}")
 
         deployment, deployed_now = deploy(session.client, deployer, steps, session.settings.deployment_file, advance)
+        setup = setup_devnet_escrow(session.client, deployment, minter=deployer) if demo else []
     console.print(("deployed" if deployed_now else "already deployed, nothing to do") + f" -> {session.settings.deployment_file}")
     for name, contract in deployment.contracts.items():
         console.print(f"  {name:<20} {contract.address}")
+    for line in setup:
+        console.print(f"  {line}")
 
 

@@ -12,6 +12,7 @@ from node.chain.client import ChainClient
 from node.chain.deploy import deploy, waymark_steps
 from node.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_PORT, devnet_down, devnet_status, devnet_up
 from node.devnet.consortium import demo_consortium
+from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
 from node.registry import RegistryClient
 from node.settings import ChainSettings
 from waymark.common import console, devnet_keystore, member_index, signer_from_keystore
@@ -29,7 +30,9 @@ def demo(
         settings = ChainSettings(rpc_url=status.rpc_url, chain_id=DEVNET_CHAIN_ID)
         client = ChainClient(settings.rpc_url, expected_chain_id=settings.chain_id)
         deployer = signer_from_keystore(devnet_keystore("deployer", member_index("deployer")), client.chain_id)
-        deployment, fresh = deploy(client, deployer, waymark_steps(demo_consortium()), settings.deployment_file)
+        steps = waymark_steps(demo_consortium()) + devnet_token_steps(client.chain_id, deployer.address)
+        deployment, fresh = deploy(client, deployer, steps, settings.deployment_file)
+        setup_devnet_escrow(client, deployment, minter=deployer)
         console.print(f"chain      {status.rpc_url} (chain id {client.chain_id}, {'resumed from' if was_running or not fresh else 'state in'} {status.state_file})")
         console.print(f"deployment {settings.deployment_file} ({'deployed now' if fresh else 'resumed'})")
         for name, contract in deployment.contracts.items():

@@ -15,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, Step
-from node.devnet.anvil import DEVNET_CHAIN_ID, DevnetError
+from node.devnet.anvil import DEVNET_ACCOUNTS, DEVNET_CHAIN_ID, DevnetError
 from node.devnet.consortium import DEMO_BUYER_INDICES, DEMO_MEMBERS, DEPLOYER_INDEX, devnet_account
 
 
@@ -54,6 +54,18 @@ def operator_account() -> LocalAccount:
     return devnet_account(index)
 
 
+def _minter_of(client: ChainClient, token: str, given: LocalAccount | None) -> LocalAccount:
+    """The token's minter: `given` if it is the one, else the dev account that is (devnet keys are public)."""
+    minter = str(client.call(client.contract("DevStablecoin", token).functions.minter()))
+    if given is not None and given.address == minter:
+        return given
+    for index in range(DEVNET_ACCOUNTS):
+        account = devnet_account(index)
+        if account.address == minter:
+            return account
+    raise DevnetError(f"the minter {minter} of the test token {token} is no devnet account; mint with its key")
+
+
 def setup_devnet_escrow(
     client: ChainClient,
     deployment: Deployment,
@@ -62,10 +74,11 @@ def setup_devnet_escrow(
     operator: LocalAccount | None = None,
     buyers: tuple[str, ...] | None = None,
 ) -> list[str]:
-    """Allowlist the test tokens in the escrow and top up the demo buyers. Returns what it did."""
+    """Allowlist the test tokens in the escrow and top up the demo buyers. Returns what it did.
+
+    `minter` signs the mints if it is the tokens' minter; otherwise the dev account that is."""
     if client.chain_id != DEVNET_CHAIN_ID:
         raise NotDevnet(client.chain_id, "test stablecoins")
-    minter = minter or devnet_account(DEPLOYER_INDEX)
     operator = operator or operator_account()
     holders = buyers if buyers is not None else tuple(devnet_account(i).address for i in DEMO_BUYER_INDICES)
     escrow = client.contract("TradeEscrow", deployment.address("TradeEscrow"))
@@ -80,6 +93,7 @@ def setup_devnet_escrow(
         for holder in holders:
             balance = int(client.call(contract.functions.balanceOf(holder)))
             if balance < target:
-                client.transact(contract.functions.mint(holder, target - balance), sender=minter)
+                sender = _minter_of(client, contract.address, minter)
+                client.transact(contract.functions.mint(holder, target - balance), sender=sender)
                 done.append(f"minted {(target - balance) // 10**token.decimals} {token.symbol} to {holder}")
     return done

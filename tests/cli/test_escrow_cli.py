@@ -1,0 +1,165 @@
+"""`waymark escrow` as users run it on the devnet: a seller, a buyer, oracles posting to a relayer
+started from the CLI, an arbitrator; bad input ends in one clear message and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from node.devnet.anvil import AnvilControl, AnvilProcess, free_port
+from node.devnet.consortium import devnet_account
+from node.paths import PROJECT_ROOT
+from tests.cli.test_cli import assert_clean_failure, run_cli
+
+BUYER = devnet_account(10).address
+PLATFORM = devnet_account(5).address
+CUSTOMS = devnet_account(4).address
+
+
+@pytest.fixture
+def cli_env(anvil: AnvilProcess, devnet: AnvilControl, tmp_path: Path) -> dict[str, str]:
+    """The test chain, a deployment folder and database of this test's own, Waymark deployed."""
+    env = {
+        "WAYMARK_CHAIN_RPC_URL": anvil.rpc_url,
+        "WAYMARK_CHAIN_DEPLOYMENTS_DIR": str(tmp_path / "deployments"),
+        "WAYMARK_DB_URL": f"sqlite:///{tmp_path / 'relayer.sqlite3'}",
+        "WAYMARK_RELAYER_DEVNET_ACCOUNT": "15",
+    }
+    deployed = run_cli("deploy", env=env)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert "DevStablecoin:wUSD" in deployed.stdout and "allowed wUSD as USD" in deployed.stdout
+    return env
+
+
+def ok(*args: str, env: dict[str, str]) -> str:
+    result = run_cli(*args, env=env)
+    assert result.returncode == 0, f"{args}: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def create_order(env: dict[str, str], *extra: str) -> str:
+    out = ok("escrow", "create", "--as", "manufacturer", "--buyer", BUYER, "--token", "wUSD", "--amount", "1250.50",
+             "--platform", PLATFORM, "--platform-fee-bps", "100", "--shipment", "SSCC 00 0614141 123456789 0", *extra,
+             env=env)
+    order_id = out.strip().splitlines()[-1]
+    assert order_id.startswith("0x") and len(order_id) == 66, out
+    assert "1250.5 wUSD" in out
+    return order_id
+
+
+def show(env: dict[str, str], order_id: str) -> dict[str, object]:
+    return json.loads(ok("escrow", "show", order_id, "--json", env=env))
+
+
+@pytest.fixture
+def relayer_url(cli_env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "waymark", "escrow", "relayer", "run", "--port", str(port), "--sweep-interval", "0.5"],
+        cwd=PROJECT_ROOT, env={**os.environ, **cli_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"relayer exited: {process.stdout.read() if process.stdout else ''}")
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "relayer did not answer within 60 s"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def test_an_order_goes_from_offer_to_payout_through_the_cli_and_the_relayer(
+    cli_env: dict[str, str], relayer_url: str
+) -> None:
+    env = cli_env
+    order_id = create_order(env)
+    funded = ok("escrow", "fund", order_id, "--as", "buyer", "--permit", env=env)
+    assert "1250.5 wUSD deposited" in funded
+
+    first = ok("escrow", "attest", order_id, "0", "--as", "carrier", "--relayer", relayer_url, env=env)
+    assert "signature recorded: 1 of 2 organisations" in first
+    assert "milestone 0 reached" in ok("escrow", "attest", order_id, "0", "--as", "forwarder", "--relayer", relayer_url, env=env)
+    for member in ("customs", "broker"):
+        out = ok("escrow", "attest", order_id, "1", "--as", member, "--duty", "50.5", "--duty-payee", CUSTOMS,
+                 "--relayer", relayer_url, env=env)
+    assert "milestone 1 reached" in out
+    for member in ("courier", "forwarder"):
+        out = ok("escrow", "attest", order_id, "2", "--as", member, "--relayer", relayer_url, env=env)
+    assert "milestone 2 reached" in out
+    delivered = show(env, order_id)
+    assert delivered["order"]["state"] == "DELIVERED"  # type: ignore[index]
+
+    table = ok("escrow", "show", order_id, env=env)
+    assert f"order {order_id}: delivered" in table and "reached" in table
+
+    assert "confirmed and released" in ok("escrow", "confirm", order_id, "--as", "buyer", env=env)
+    # 1250.5 - 50.5 duty = 1200, of which the platform takes 1%.
+    withdrawn = ok("escrow", "withdraw", "--token", "wUSD", "--as", "manufacturer", env=env)
+    assert "withdrew 1188 wUSD to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8" in withdrawn
+    assert "withdrew 50.5 wUSD" in ok("escrow", "withdraw", "--token", "wUSD", "--as", "customs", env=env)
+    released = show(env, order_id)
+    assert released["order"]["state"] == "RELEASED"  # type: ignore[index]
+    assert released["credits"] == {"seller": "0", "buyer": "0", "platform": "12000000"}
+
+
+def test_a_dispute_is_ruled_by_the_arbitrator_through_the_cli(cli_env: dict[str, str], tmp_path: Path) -> None:
+    env = cli_env
+    # The terms file is a cache: another machine (here: no file at all) finds the terms on chain.
+    order_id = create_order(env, "--terms-store", str(tmp_path / "seller-terms.json"))
+    ok("escrow", "fund", order_id, "--as", "buyer", env=env)
+    evidence = tmp_path / "photos.txt"
+    evidence.write_text("three cracked vases\n")
+    assert "dispute opened" in ok("escrow", "dispute", order_id, "--as", "buyer", "--evidence", str(evidence), env=env)
+    ruled = ok("escrow", "rule", order_id, "--as", "arbitrator", "--buyer-share-bps", "4000", "--ruling-hash",
+               "ruling 2026/17", env=env)
+    assert "500.2 wUSD to the buyer" in ruled and "742.797 wUSD to the seller" in ruled
+    assert show(env, order_id)["order"]["state"] == "RESOLVED"  # type: ignore[index]
+    assert "withdrew 500.2 wUSD" in ok("escrow", "withdraw", "--token", "wUSD", "--as", "buyer", env=env)
+
+
+def test_bad_input_ends_with_one_clear_message_and_a_non_zero_exit(cli_env: dict[str, str]) -> None:
+    env = cli_env
+    order_id = create_order(env)
+    unknown = "0x" + "ab" * 32
+    cases = [
+        (("escrow", "show", "0xnothex"), 2, "is not an order id"),
+        (("escrow", "show", unknown), 1, f"no order {unknown} in the OrderCreated logs"),
+        (("escrow", "create", "--as", "manufacturer", "--buyer", BUYER, "--token", "wXYZ", "--amount", "1"), 2,
+         "is neither an address nor a token of this deployment (wUSD, wEUR)"),
+        (("escrow", "create", "--as", "manufacturer", "--buyer", BUYER, "--token", "wUSD", "--amount", "1.1234567"), 1,
+         "has more than the 6 decimals of wUSD"),
+        (("escrow", "create", "--as", "manufacturer", "--buyer", BUYER, "--token", "wUSD", "--amount", "1",
+          "--schedule", "0,3000"), 2, "shares must sum to 10000 basis points, not 3000"),
+        (("escrow", "create", "--as", "manufacturer", "--buyer", "0x12", "--token", "wUSD", "--amount", "1"), 2,
+         "'0x12' is not an account address"),
+        (("escrow", "confirm", order_id, "--as", "buyer"), 1, "EscrowInvalidState("),
+        (("escrow", "fund", order_id, "--as", "carrier"), 1, "EscrowNotBuyer("),
+        (("escrow", "withdraw", "--token", "wUSD", "--as", "buyer"), 1, "EscrowNothingToWithdraw("),
+        (("escrow", "rule", order_id, "--as", "arbitrator", "--buyer-share-bps", "10001", "--ruling-hash", "x"), 2,
+         "10001 is not between 0 and 10000"),
+        (("escrow", "attest", order_id, "0", "--as", "carrier", "--relayer", f"http://127.0.0.1:{free_port()}"), 1,
+         "cannot reach the relayer at"),
+        (("escrow", "fund", order_id, "--as", "nobody"), 2, "unknown demo member 'nobody'"),
+    ]
+    for args, code, phrase in cases:
+        result = run_cli(*args, env=env)
+        assert_clean_failure(result, code, phrase)
+        if code == 1:
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
