@@ -49,6 +49,7 @@ STATUS_BY_CODE = {
     "not_found": 404,
     "event_pending": 409,
     "rpc_unreachable": 503,
+    "database_error": 503,
 }
 
 
