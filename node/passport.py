@@ -31,7 +31,6 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 import orjson
-from eth_utils import keccak
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from sqlalchemy import func, select
@@ -46,6 +45,7 @@ from node.ingest.roles import roles_for_bizstep
 from node.proofs import FAILURES
 from node.provenance.attestation import (
     AttestationDomain,
+    keccak256,
     SignatureError,
     event_subject,
     event_unix_time,
@@ -292,7 +292,7 @@ class ChainView:
         """The first of `roles` that `account` held at unix time `at`."""
         for role in roles:
             def load(role: str = role) -> bool:
-                return bool(self.client.call(self.consortium.functions.hasRoleAt(account, keccak(text=role), at)))
+                return bool(self.client.call(self.consortium.functions.hasRoleAt(account, keccak256(role.encode()), at)))
 
             held = load() if at >= self._chain_time() else self._past.get(("roleAt", account, role, at), load)
             if held:
@@ -303,7 +303,7 @@ class ChainView:
         return int(self._current.get(("orgOf", account), lambda: int(self.client.call(self.consortium.functions.organisationOf(account)))))
 
     def has_role(self, account: str, role: str) -> bool:
-        return bool(self._current.get(("hasRole", account, role), lambda: bool(self.client.call(self.consortium.functions.hasRole(account, keccak(text=role))))))
+        return bool(self._current.get(("hasRole", account, role), lambda: bool(self.client.call(self.consortium.functions.hasRole(account, keccak256(role.encode()))))))
 
     def product_org(self, gtin: str) -> int | None:
         """The organisation that registered product class `gtin` (None if unregistered)."""
@@ -412,7 +412,7 @@ class EscrowOrders:
             query = query.where(ChainLog.key == key)
         with self.db.connect() as conn:
             rows = conn.execute(query).scalars().all()
-        found = []
+        found: list[tuple[int, str, bytes]] = []
         for raw in rows:
             args = orjson.loads(raw)
             terms = args.get("terms")
@@ -635,7 +635,8 @@ class PassportBuilder:
 
     def _documents(self, entry: HistoryEntry) -> list[dict[str, Any]]:
         found = []
-        for ref in entry.event.get("wm:documents") or ():
+        event: Mapping[str, Any] = entry.event
+        for ref in event.get("wm:documents") or ():
             if not isinstance(ref, Mapping):
                 continue
             digest = ref.get("wm:digest")
@@ -789,12 +790,12 @@ def _memo_key(event: Mapping[str, Any], stored: StoredAttestation) -> bytes:
 def shipment_keys(identifier: Identifier, timeline: Sequence[Mapping[str, Any]]) -> list[bytes]:
     """What an escrow order's shipmentRef may be for this unit: keccak256 of its canonical id,
     of its lot's (https://id.gs1.org/01/<gtin>/10/<lot>), or of a container it travelled in."""
-    keys = [keccak(text=identifier.canonical_uri)]
+    keys = [keccak256(identifier.canonical_uri.encode())]
     if isinstance(identifier, UnitId) and identifier.lot is not None:
-        keys.append(keccak(text=f"https://id.gs1.org/01/{identifier.gtin}/10/{encode_component(identifier.lot)}"))
+        keys.append(keccak256(f"https://id.gs1.org/01/{identifier.gtin}/10/{encode_component(identifier.lot)}".encode()))
     for item in timeline:
         for container in item["via"]:
-            key = keccak(text=container)
+            key = keccak256(container.encode())
             if key not in keys:
                 keys.append(key)
     return keys
@@ -802,17 +803,19 @@ def shipment_keys(identifier: Identifier, timeline: Sequence[Mapping[str, Any]])
 
 def _excursions(entry: HistoryEntry) -> list[dict[str, Any]]:
     found = []
-    for element in entry.event.get("sensorElementList") or ():
+    event: Mapping[str, Any] = entry.event
+    for element in event.get("sensorElementList") or ():
         if not isinstance(element, Mapping):
             continue
-        metadata = element.get("sensorMetadata") if isinstance(element.get("sensorMetadata"), Mapping) else {}
+        raw_metadata = element.get("sensorMetadata")
+        metadata: Mapping[str, Any] = raw_metadata if isinstance(raw_metadata, Mapping) else {}
         for report in element.get("sensorReport") or ():
             if not isinstance(report, Mapping) or not report.get("exception"):
                 continue
             value = report.get("value")
             found.append({
                 "eventId": entry.event_id,
-                "time": str(report.get("time") or metadata.get("time") or entry.event.get("eventTime") or ""),
+                "time": str(report.get("time") or metadata.get("time") or event.get("eventTime") or ""),
                 "type": str(report.get("type", "")).rsplit("/", 1)[-1],
                 "value": float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
                 "uom": report.get("uom") if isinstance(report.get("uom"), str) else None,

@@ -37,7 +37,9 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select
+from typing import cast
+
+from sqlalchemy import Table, insert, select
 
 from node.db import Database
 from node.db.scans import ClaimCode, OwnershipClaim, Scan, ScanAlert
@@ -277,7 +279,7 @@ class ScanLog:
                     if scans:
                         conn.execute(insert(Scan), scans)
                     if alerts:
-                        conn.execute(insert_ignore(conn, ScanAlert.__table__, ("unit_key", "rule", "day")), alerts)
+                        conn.execute(insert_ignore(conn, cast(Table, ScanAlert.__table__), ("unit_key", "rule", "day")), alerts)
             except Exception:
                 with self._lock:  # put them back in front, in order
                     self._pending_scans[:0] = scans
@@ -307,7 +309,7 @@ class ScanLog:
                 )
             ).first()
         buffered = [
-            (int(s["at_ms"]), _placed(s["region"], s["region_source"]), bytes(s["device_hash"]))  # type: ignore[call-overload, arg-type]
+            (int(s["at_ms"]), _placed(s["region"], s["region_source"]), bytes(s["device_hash"]))  # type: ignore[call-overload]
             for s in self._pending_scans
             if s["unit_key"] == unit_key
         ]
@@ -427,7 +429,7 @@ class ScanLog:
             return 0
         with self.db.connect(write=True) as conn:
             before = conn.execute(select(ClaimCode.unit_key).where(ClaimCode.unit_key.in_([r["unit_key"] for r in rows]))).scalars().all()
-            conn.execute(insert_ignore(conn, ClaimCode.__table__, ("unit_key",)), rows)
+            conn.execute(insert_ignore(conn, cast(Table, ClaimCode.__table__), ("unit_key",)), rows)
         return len({r["unit_key"] for r in rows} - set(before))
 
     def claim_with_code(self, unit_key: str, code: str, device: bytes | None) -> Ownership:
@@ -467,7 +469,7 @@ class ScanLog:
     def _store_claim(self, unit: _Unit, unit_key: str, method: str, order_id: str | None, owner: str | None, device: bytes | None, now: int) -> Ownership:
         with self.db.connect(write=True) as conn:
             result = conn.execute(
-                insert_ignore(conn, OwnershipClaim.__table__, ("unit_key",)),
+                insert_ignore(conn, cast(Table, OwnershipClaim.__table__), ("unit_key",)),
                 [{"unit_key": unit_key, "method": method, "order_id": order_id, "owner": owner, "device_hash": device, "claimed_at_ms": now}],
             )
             if result.rowcount == 0:  # claimed by another process meanwhile

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,10 +29,10 @@ def run(
     from api.settings import ApiSettings
     from node.settings import DatabaseSettings
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "public_url": public_url, "browser_rpc_url": browser_rpc_url}.items() if v is not None}
-    api = ApiSettings(**overrides)  # type: ignore[arg-type]
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "public_url": public_url, "browser_rpc_url": browser_rpc_url}.items() if v is not None}
+    api = ApiSettings(**overrides)
     chain = chain_settings(rpc_url, chain_id)
-    database = DatabaseSettings(**({"url": database_url} if database_url else {}))  # type: ignore[arg-type]
+    database = DatabaseSettings(**({"url": database_url} if database_url else {}))
     # Fail here, with the CLI's exit codes, rather than inside the server's lifespan.
     build_services(api, chain, database).db.dispose()
     console.print(f"Waymark API on http://{api.host}:{api.port} (resolver {api.public_url}, chain {chain.rpc_url}); docs at /docs")
