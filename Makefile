@@ -17,6 +17,7 @@ help:
 
 setup: $(STAMP_DEBIAN) $(STAMP_PY) $(STAMP_NPM)
 	@$(PY) -m node.chain.build
+	@node scanner_web/build.mjs
 
 $(STAMP_DEBIAN): scripts/debian-packages.txt
 	@bash scripts/install-debian-packages.sh scripts/debian-packages.txt
