@@ -95,9 +95,8 @@ def deployment(chain: ChainClient, accounts: list[Any], tmp_path: Path) -> Deplo
 RELAYER_ACCOUNT = 16  # a funded dev account of no organisation: pays for the relayer's submissions
 
 
-@pytest.fixture
-def relayer(anvil: AnvilProcess, deployment: Deployment, node: NodeProcess, tmp_path: Path) -> Iterator[ServedApp]:
-    """The real escrow relayer (node/relayer.py) serving its HTTP API on a free port."""
+def relayer_app(anvil: AnvilProcess, deployment: Deployment, workdir: Path) -> Any:
+    """The real escrow relayer (node/relayer.py) as an ASGI app, its database in `workdir`."""
     from node.db import Database
     from node.devnet.consortium import devnet_account
     from node.escrow.client import EscrowClient
@@ -106,10 +105,15 @@ def relayer(anvil: AnvilProcess, deployment: Deployment, node: NodeProcess, tmp_
     from node.relayer_app import create_relayer_app
 
     client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
-    db = Database(f"sqlite:///{tmp_path / 'relayer.sqlite3'}")
+    db = Database(f"sqlite:///{workdir / 'relayer.sqlite3'}")
     db.migrate()
-    escrow = EscrowClient.from_deployment(client, deployment, TermsStore(tmp_path / "terms.json"))
+    escrow = EscrowClient.from_deployment(client, deployment, TermsStore(workdir / "terms.json"))
     service = Relayer(db, escrow, devnet_account(RELAYER_ACCOUNT), min_lifetime=60, in_flight_wait=5)
-    with ServedApp(create_relayer_app(service, sweep_interval=0.5)) as served:
+    return create_relayer_app(service, sweep_interval=0.5)
+
+
+@pytest.fixture
+def relayer(anvil: AnvilProcess, deployment: Deployment, node: NodeProcess, tmp_path: Path) -> Iterator[ServedApp]:
+    """The real escrow relayer serving its HTTP API on a free port."""
+    with ServedApp(relayer_app(anvil, deployment, tmp_path)) as served:
         yield served
-    db.dispose()

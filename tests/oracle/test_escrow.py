@@ -6,6 +6,7 @@ FX rates signed by two oracles fund an order priced in another currency."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from decimal import Decimal
 
 import httpx
@@ -19,7 +20,8 @@ from node.escrow.client import EscrowClient
 from node.escrow.terms import Attestation, FxQuote, OrderTerms, State, schedule
 from oracle.app import create_app
 from oracle.runtime import OracleRuntime
-from tests.oracle.conftest import OracleFactory
+from node.devnet.anvil import AnvilProcess
+from tests.oracle.conftest import OracleFactory, relayer_app
 from tests.oracle.journey import Journey
 from tests.oracle.servers import NodeProcess, ServedApp
 from tests.oracle.test_end_to_end import post
@@ -140,3 +142,38 @@ def _iso(unix: int) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(unix, timezone.utc).isoformat()
+
+
+def test_escrow_facts_wait_for_a_relayer_that_is_down(
+    make_oracle: OracleFactory, node: NodeProcess, anvil: AnvilProcess, chain: ChainClient, deployment: Deployment,
+    chain_now: int, tmp_path: Path,
+) -> None:
+    j = Journey(chain_now + 5, tag=5)
+    escrow = EscrowClient.from_deployment(chain, deployment)
+    usd = escrow.token_info(deployment.address("DevStablecoin:wUSD"))
+    terms = OrderTerms(
+        seller=SELLER.address, buyer=BUYER.address, token=usd.address, amount=usd.units("500"),
+        ship_by=chain_now + 10 * DAY, deliver_by=chain_now + 40 * DAY, milestones=schedule(2000, 3000, 5000, quorum=2),
+        shipment_ref=keccak(text=j.canonical(j.container)),
+    )
+    escrow.create(terms, SELLER)
+    escrow.fund(terms, BUYER)
+    served = ServedApp(relayer_app(anvil, deployment, tmp_path))  # its port is known, nothing listens yet
+    carrier, forwarder = (make_oracle(m, relayer=served.url) for m in ("carrier", "forwarder"))
+    for oracle in (carrier, forwarder):
+        with TestClient(create_app(oracle)) as app:
+            post(app, "carrier", j.booking())
+            fact = post(app, "carrier", j.shipped())["escrowFacts"][0]
+            deadline = time.monotonic() + 20
+            while (oracle.queue.info(fact).attempts or 0) < 2:  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, oracle.queue.info(fact)
+                time.sleep(0.05)
+            info = oracle.queue.info(fact)
+            assert info is not None and info.status == "pending" and "unreachable" in (info.last_error or "")
+    assert escrow.order(terms.order_id).milestones_reached == 0
+    with served:
+        carrier.start()
+        forwarder.start()
+        wait_reached(escrow, terms, 1)
+        wait_settled(carrier)
+        wait_settled(forwarder)
