@@ -265,6 +265,7 @@ def main() -> int:
             return usage
 
         cpu_before = all_cpu()
+        load_before = os.getloadavg()[0]
         started = time.perf_counter()
         with ThreadPoolExecutor(options.clients) as pool:
             for future in [pool.submit(client_loop) for _ in range(options.clients)]:
@@ -282,6 +283,8 @@ def main() -> int:
         elapsed = time.perf_counter() - started
         log(f"ingested {stored} events in {ingested:.1f}s; all anchored after {elapsed:.1f}s")
         usage = {k: v - cpu_before.get(k, 0.0) for k, v in all_cpu().items()}
+        node_cpu = sum(v for k, v in usage.items() if "bench process" not in k)
+        load_after = os.getloadavg()[0]
         log(f"CPU seconds used during the timed phase ({elapsed:.1f}s on {os.cpu_count()} cores):")
         for name, seconds in sorted(usage.items(), key=lambda x: -x[1]):
             if seconds >= 0.05:
@@ -323,6 +326,9 @@ def main() -> int:
             "end_to_end_seconds": round(elapsed, 2),
             "ingest_events_per_s": round(stored / ingested),
             "end_to_end_events_per_s": round(anchored_events / elapsed),
+            "node_cpu_seconds": round(node_cpu, 1),
+            "events_per_node_cpu_second": round(anchored_events / max(node_cpu, 1e-9)),
+            "load_average_before_after": [round(load_before, 2), round(load_after, 2)],
             "gas_per_event": round(gas / max(anchored_events, 1), 1),
             "baseline_events": one_each["events"],
             "baseline_gas_per_event": round(one_each["gas_per_event"]),
@@ -336,6 +342,9 @@ def main() -> int:
               f"baseline one transaction per event: {result['baseline_gas_per_event']} per event "
               f"({one_each['events']} events, {result['baseline_events_per_s']} events/s)")
         print(f"proof bundles verified against the chain: {result['proofs_verified']}")
+        print(f"CPU: node, chain and database used {node_cpu:.1f} CPU-seconds, "
+              f"{result['events_per_node_cpu_second']} events per CPU-second; load average "
+              f"{load_before:.2f} before, {load_after:.2f} after (other work on this machine slows the run)")
         print(json.dumps(result))
         return 0 if not errors and verified == len(digests) and anchored_events == events_total else 1
     finally:
