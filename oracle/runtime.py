@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
@@ -100,6 +101,31 @@ def organisation_roles(client: ChainClient, consortium_registry: str, account: s
     return member.roles
 
 
+class RolesOnChain:
+    """The organisation's roles, read again from the registry at most every `ttl` seconds (a
+    role granted or revoked is seen without a restart); the last answer while the chain is down."""
+
+    def __init__(self, client: ChainClient, consortium_registry: str, account: str, ttl: float = 30.0) -> None:
+        self.client, self.registry, self.account, self.ttl = client, consortium_registry, account, ttl
+        self._read_at = -ttl
+        self._roles: frozenset[str] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> frozenset[str] | None:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.ttl:
+                try:
+                    fresh = organisation_roles(self.client, self.registry, self.account)
+                except OracleMisconfigured:
+                    if self._read_at < 0:
+                        raise  # at start: not a member at all
+                    fresh = frozenset()  # suspended or removed since: it may attest nothing now
+                if fresh is not None:
+                    self._roles = fresh
+                self._read_at = time.monotonic()
+            return self._roles
+
+
 def build_runtime(
     settings: OracleSettings,
     account: LocalAccount,
@@ -107,7 +133,7 @@ def build_runtime(
     chain_id: int,
     provenance_registry: str,
     consortium_registry: str,
-    roles: frozenset[str] | None = None,
+    roles: frozenset[str] | Callable[[], frozenset[str] | None] | None = None,
     escrow: Callable[[OracleState], EscrowSink] | None = None,
     fx_signer: Callable[[FxObservation], dict[str, Any]] | None = None,
     csv: bool = True,
@@ -146,7 +172,8 @@ def load_runtime(
     deployment: Deployment = load_deployment(deployment_file or chain.deployment_file)
     account = account or signing_account(settings, client.chain_id)
     consortium = deployment.address("ConsortiumRegistry")
-    roles = organisation_roles(client, consortium, account.address)
+    roles = RolesOnChain(client, consortium, account.address)
+    roles()  # an account of no active member organisation stops the oracle here
     return build_runtime(
         settings, account, chain_id=client.chain_id, provenance_registry=deployment.address("ProvenanceRegistry"),
         consortium_registry=consortium, roles=roles, escrow=escrow_factory(settings, client, deployment, account),

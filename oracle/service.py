@@ -130,7 +130,7 @@ class Oracle:
         *,
         products: Mapping[str, Mapping[str, Any]] | None = None,
         adapters: Sequence[str] | None = None,
-        roles: frozenset[str] | None = None,
+        roles: frozenset[str] | Callable[[], frozenset[str] | None] | None = None,
         document_readers: Sequence[int] = (),
         fx_signer: Callable[[FxObservation], dict[str, Any]] | None = None,
     ) -> None:
@@ -145,13 +145,18 @@ class Oracle:
         if unknown:
             raise UnknownAdapter(unknown[0], list(known))
         self.adapters: dict[str, Adapter] = {name: known[name] for name in wanted}
-        # Roles of the organisation, when known: events it may not attest are refused at once
-        # rather than queued for a node that would refuse them.
-        self.roles = roles
+        # Roles of the organisation, when known (a set, or a function reading them afresh):
+        # events it may not attest are refused at once rather than queued for a node that
+        # would refuse them.
+        self._roles = roles
         self.document_readers = list(document_readers)
         self.fx_signer = fx_signer
         # One record at a time: adapters read state that earlier records wrote.
         self._lock = threading.Lock()
+
+    @property
+    def roles(self) -> frozenset[str] | None:
+        return self._roles() if callable(self._roles) else self._roles
 
     @property
     def address(self) -> str:
@@ -187,11 +192,12 @@ class Oracle:
         roles = roles_for_bizstep(event.get("bizStep"), event.get("@context"))
         if roles is None:
             raise InputRejected(adapter, f"{where}.bizStep", f"no attesting role is defined for bizStep {event.get('bizStep')!r}")
-        if self.roles is not None and not set(roles) & self.roles:
+        held = self.roles
+        if held is not None and not set(roles) & held:
             raise InputRejected(
                 adapter, f"{where}.bizStep",
                 f"a {event.get('bizStep')} event is attested by {' or '.join(roles)}; this oracle's organisation holds "
-                f"{', '.join(sorted(self.roles)) or 'no role'}",
+                f"{', '.join(sorted(held)) or 'no role'}",
             )
 
     def _queue(self, adapter: str, output: Output) -> Accepted:
