@@ -26,7 +26,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 from eth_account.signers.local import LocalAccount
-from eth_utils import is_address, keccak, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
+from eth_utils.crypto import keccak
 from rich.table import Table
 
 from node.chain.errors import DeploymentMissing
@@ -445,6 +446,7 @@ def attest(
     deadline = escrow.chain_time() + parse_span(valid_for, "--valid-for")
     duty_units = 0 if duty == "0" else escrow.token_info(terms.token).units(duty)
     payee = parse_address(duty_payee, "--duty-payee") if duty_payee else ZERO_ADDRESS
+    body: dict[str, Any]
     if customs_return:
         sig = sign_customs_return(account, escrow.domain, terms.order_id, milestone, deadline)
         path, body = f"/customs-returns/{order_key(terms.order_id)}/{milestone}", {}

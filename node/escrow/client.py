@@ -15,7 +15,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
@@ -257,7 +258,7 @@ class EscrowClient:
         start = self.from_block
         while start <= latest:
             end = min(start + self.log_chunk - 1, latest)
-            logs = w3.eth.get_logs({"address": self.address, "fromBlock": start, "toBlock": end, "topics": topics})  # type: ignore[typeddict-item]
+            logs = w3.eth.get_logs({"address": self.address, "fromBlock": start, "toBlock": end, "topics": topics})
             for log in logs:
                 yield OrderTerms.from_abi(event.process_log(log)["args"]["terms"])
             start = end + 1

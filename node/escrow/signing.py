@@ -16,7 +16,8 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from node.escrow.terms import Attestation, PermitSignature, currency_bytes
 from node.errors import WaymarkError

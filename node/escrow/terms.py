@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any, NewType
 
-from eth_abi import encode as abi_encode
-from eth_utils import is_address, keccak, to_checksum_address
+from eth_abi.abi import encode as abi_encode
+from eth_utils.address import is_address, to_checksum_address
+from eth_utils.crypto import keccak
 
 from node.errors import WaymarkError
 
@@ -405,4 +406,4 @@ def due_amount(terms: OrderTerms, rate: int | None, decimals: int) -> int:
     if rate is None:
         raise InvalidTerms("priceCurrency", f"the order is priced in {terms.currency}: an FX rate is needed")
     scale = 10 ** (36 - decimals)
-    return -(-terms.amount * rate // scale)
+    return int(-(-terms.amount * rate // scale))

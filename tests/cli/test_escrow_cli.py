@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -55,8 +56,9 @@ def create_order(env: dict[str, str], *extra: str) -> str:
     return order_id
 
 
-def show(env: dict[str, str], order_id: str) -> dict[str, object]:
-    return json.loads(ok("escrow", "show", order_id, "--json", env=env))
+def show(env: dict[str, str], order_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(ok("escrow", "show", order_id, "--json", env=env))
+    return data
 
 
 @pytest.fixture
@@ -104,7 +106,7 @@ def test_an_order_goes_from_offer_to_payout_through_the_cli_and_the_relayer(
         out = ok("escrow", "attest", order_id, "2", "--as", member, "--relayer", relayer_url, env=env)
     assert "milestone 2 reached" in out
     delivered = show(env, order_id)
-    assert delivered["order"]["state"] == "DELIVERED"  # type: ignore[index]
+    assert delivered["order"]["state"] == "DELIVERED"
 
     table = ok("escrow", "show", order_id, env=env)
     assert f"order {order_id}: delivered" in table and "reached" in table
@@ -115,7 +117,7 @@ def test_an_order_goes_from_offer_to_payout_through_the_cli_and_the_relayer(
     assert "withdrew 1188 wUSD to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8" in withdrawn
     assert "withdrew 50.5 wUSD" in ok("escrow", "withdraw", "--token", "wUSD", "--as", "customs", env=env)
     released = show(env, order_id)
-    assert released["order"]["state"] == "RELEASED"  # type: ignore[index]
+    assert released["order"]["state"] == "RELEASED"
     assert released["credits"] == {"seller": "0", "buyer": "0", "platform": "12000000"}
 
 
@@ -130,7 +132,7 @@ def test_a_dispute_is_ruled_by_the_arbitrator_through_the_cli(cli_env: dict[str,
     ruled = ok("escrow", "rule", order_id, "--as", "arbitrator", "--buyer-share-bps", "4000", "--ruling-hash",
                "ruling 2026/17", env=env)
     assert "500.2 wUSD to the buyer" in ruled and "742.797 wUSD to the seller" in ruled
-    assert show(env, order_id)["order"]["state"] == "RESOLVED"  # type: ignore[index]
+    assert show(env, order_id)["order"]["state"] == "RESOLVED"
     assert "withdrew 500.2 wUSD" in ok("escrow", "withdraw", "--token", "wUSD", "--as", "buyer", env=env)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from node.chain.client import ChainClient
 from node.chain.deploy import deploy, is_current
