@@ -37,9 +37,9 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 
 from node.db import Database
 from node.db.scans import ClaimCode, OwnershipClaim, Scan, ScanAlert
@@ -58,6 +58,7 @@ RULES = (
 )
 REGION_SOURCES = ("stated", "proxy", "language", "none")
 DAY_MS = 86_400_000
+_SCAN_COLUMNS = ("unit_key", "gtin", "known", "region", "region_source", "device_hash", "at_ms", "flags")
 WINDOW_CAP = 1024
 
 
@@ -234,7 +235,8 @@ class ScanLog:
         self.max_failed_claims = max_failed_claims_per_hour
         self._units: OrderedDict[str, _Unit] = OrderedDict()
         self._lock = threading.RLock()
-        self._pending_scans: list[dict[str, object]] = []
+        # Buffered scan rows, as tuples in _SCAN_COLUMNS order (written by the DB-API directly).
+        self._pending_scans: list[tuple[Any, ...]] = []
         self._pending_alerts: list[dict[str, object]] = []
         self._alerted: set[tuple[str, str, int]] = set()
         self._flush_lock = threading.Lock()
@@ -277,7 +279,11 @@ class ScanLog:
             try:
                 with self.db.connect(write=True) as conn:
                     if scans:
-                        conn.execute(insert(Scan), scans)
+                        # Straight to the driver: executemany of tuples runs in C, so the writer
+                        # holds the GIL (and stalls the event loop) for far less than ORM rows would.
+                        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                        sql = f"INSERT INTO scans ({', '.join(_SCAN_COLUMNS)}) VALUES ({', '.join([mark] * len(_SCAN_COLUMNS))})"
+                        conn.exec_driver_sql(sql, scans)
                     if alerts:
                         conn.execute(insert_ignore(conn, cast(Table, ScanAlert.__table__), ("unit_key", "rule", "day")), alerts)
             except Exception:
@@ -308,11 +314,7 @@ class ScanLog:
                     OwnershipClaim.unit_key == unit_key
                 )
             ).first()
-        buffered = [
-            (int(s["at_ms"]), _placed(s["region"], s["region_source"]), bytes(s["device_hash"]))  # type: ignore[call-overload]
-            for s in self._pending_scans
-            if s["unit_key"] == unit_key
-        ]
+        buffered = [(s[6], _placed(s[3], s[4]), s[5]) for s in self._pending_scans if s[0] == unit_key]
         loaded = [(int(r[0]), _placed(r[1], r[3]), bytes(r[2])) for r in rows]
         for scan in sorted(loaded + buffered, key=lambda x: x[0]):
             unit.add(scan)
@@ -361,18 +363,7 @@ class ScanLog:
                 if unit.claim is not None and now > unit.claim.claimed_at_ms and device != unit.claim.device:
                     flags.append(Flag("scanned_after_claim", f"scanned by another device after its owner claimed it on {_iso(unit.claim.claimed_at_ms)}"))
             outcome = ScanOutcome(tuple(flags), len(unit.scans), len(unit.devices), tuple(sorted(unit.regions)), self._ownership(unit, device))
-            self._pending_scans.append(
-                {
-                    "unit_key": unit_key,
-                    "gtin": gtin,
-                    "known": known,
-                    "region": region,
-                    "region_source": region_source,
-                    "device_hash": device,
-                    "at_ms": now,
-                    "flags": ",".join(f.rule for f in flags)[:160],
-                }
-            )
+            self._pending_scans.append((unit_key, gtin, known, region, region_source, device, now, ",".join(f.rule for f in flags)[:160]))
             day = now // DAY_MS
             for flag in flags:
                 key = (unit_key, flag.rule, day)

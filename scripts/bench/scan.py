@@ -77,7 +77,13 @@ async def client(port: int, paths: list[bytes], extra: bytes, deadline: float, w
         writer.close()
 
 
-async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, device_header: bool) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, device_header: bool, server_pid: int) -> dict[str, float]:
     start = time.perf_counter()
     warmup_until = start + 1.0
     deadline = warmup_until + seconds
@@ -89,7 +95,11 @@ async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, 
         if device_header:
             extra += b"Waymark-Device: bench-device-%d\r\n" % i
         tasks.append(client(port, paths, extra, deadline, warmup_until, latencies, errors, seed=i))
+    client_before, server_before = time.process_time(), cpu_seconds(server_pid)
     await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    client_cpu = (time.process_time() - client_before) / elapsed
+    server_cpu = (cpu_seconds(server_pid) - server_before) / elapsed
     latencies.sort()
     n = len(latencies)
     return {
@@ -99,6 +109,8 @@ async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, 
         "p99_ms": round(1000 * latencies[min(n - 1, int(n * 0.99))], 2) if n else float("nan"),
         "mean_ms": round(1000 * statistics.fmean(latencies), 2) if n else float("nan"),
         "errors": len(errors),
+        "server_cpu": round(server_cpu, 2),  # cores used by the API process
+        "client_cpu": round(client_cpu, 2),  # cores used by this load generator
     }
 
 
@@ -165,16 +177,19 @@ def main() -> None:
         except ImportError:
             pass
         results: dict[str, dict[str, dict[str, float]]] = {"baseline": {}, "scan": {}}
+        load_before = [round(x, 2) for x in os.getloadavg()]  # other work on this shared machine
         for concurrency in args.concurrency:
             for name, route_paths, device in (("baseline", [b"/health/live"], False), ("scan", paths, True)):
-                figures = asyncio.run(load(port, route_paths, concurrency, args.seconds, device))
+                figures = asyncio.run(load(port, route_paths, concurrency, args.seconds, device, api.pid))
                 results[name][str(concurrency)] = figures
                 print(f"{name:8} c={concurrency:<4} {figures['per_second']:>8.1f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
-                      f"p99 {figures['p99_ms']:6.2f} ms  errors {figures['errors']}", flush=True)
+                      f"p99 {figures['p99_ms']:6.2f} ms  errors {figures['errors']}  cpu server {figures['server_cpu']:.2f} client {figures['client_cpu']:.2f}", flush=True)
         at50 = results["scan"].get("50")
         summary = {
             "benchmark": "scan",
             "cores": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "units": len(units),
             "events_per_passport": len(first.json()["timeline"]),
             "passport_bytes": size,
