@@ -48,6 +48,7 @@ from eth_utils.address import to_checksum_address
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, UniqueConstraint, delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.chain.errors import ContractRevert
@@ -436,6 +437,18 @@ class Relayer:
 
     def _store(self, sig: SignatureIn, signer: str, org: int) -> bool:
         """Persist the signature; False if this very signature was already stored."""
+        # A concurrent request may insert the same keys between our read and our write (possible
+        # on PostgreSQL; SQLite's BEGIN IMMEDIATE serialises): the unique keys refuse the second
+        # insert, and reading again gives the right answer.
+        for attempt in range(3):
+            try:
+                return self._store_once(sig, signer, org)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _store_once(self, sig: SignatureIn, signer: str, org: int) -> bool:
         with self.db.write() as session:
             existing = session.scalars(
                 select(RelaySignature).where(*self._key(RelaySignature, sig.kind, sig.order_id, sig.milestone),

@@ -21,7 +21,7 @@ from node.escrow import EscrowClient, OrderTerms, State, order_key, schedule
 from node.escrow.signing import EscrowDomain, sign_customs_return, sign_milestone
 from node.escrow.terms import Attestation
 from node.registry import ProposalKind, RegistryClient, org_data
-from node.relayer import Kind, Outcome, RelaySubmission, Relayer, SignatureIn, Status
+from node.relayer import Kind, MilestoneAlreadyReached, Outcome, RelaySubmission, Relayer, SignatureIn, Status
 from node.relayer_app import create_relayer_app
 from tests.node.escrow_env import DAY, EscrowEnv, escrow_env, member
 
@@ -380,3 +380,31 @@ def test_a_signer_whose_organisation_was_suspended_is_dropped_at_submission(
     courier = env.carriers[2]
     done = r.receive(SignatureIn(terms.order_id, 0, courier.address, *_sig_fields(env, courier, terms)))
     assert done.status is Status.REACHED and len(sent) == 1
+
+
+def test_concurrent_signatures_are_all_taken_and_the_milestone_is_submitted_once(
+    env: EscrowEnv, relayer: tuple[Relayer, list[Outcome]]
+) -> None:
+    r, sent = relayer
+    terms = env.open(env.terms())
+    signatures = [SignatureIn(terms.order_id, 0, c.address, *_sig_fields(env, c, terms)) for c in env.carriers]
+    barrier = threading.Barrier(len(signatures))
+    results: list[object] = []
+
+    def post_one(sig: SignatureIn) -> None:
+        barrier.wait()
+        try:
+            results.append(r.receive(sig))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            results.append(exc)
+
+    threads = [threading.Thread(target=post_one, args=(s,)) for s in signatures]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 3
+    for result in results:
+        assert isinstance(result, (Outcome, MilestoneAlreadyReached)), repr(result)
+    assert len(sent) == 1 and nonce(env) == 1
+    assert env.escrow.order(terms.order_id).milestones_reached == 1
