@@ -440,25 +440,40 @@ class EscrowOrders:
         return self._state(matches[-1]) if matches else None
 
 
-@dataclass
 class PassportCore:
-    """The scan-independent part of a passport, cached between scans."""
+    """The scan-independent part of a passport, cached between scans.
 
-    body: dict[str, Any]
-    verdict: Verdict
-    reasons: list[dict[str, str]]
-    pending: bool
-    gtin: str | None
-    manufacturer_org: int | None
-    built_at: float = field(default_factory=time.monotonic)
-    _json: bytes | None = None
+    Kept as its JSON bytes, not as the dicts it was built from: a cache of thousands of
+    passports as nested dicts would be millions of objects for every full garbage collection
+    to walk (a pause felt by every request in flight).
+    """
+
+    __slots__ = ("json", "verdict", "reasons", "pending", "gtin", "manufacturer_org", "containers", "timeline_length", "built_at")
+
+    def __init__(
+        self,
+        body: dict[str, Any],
+        verdict: Verdict,
+        reasons: list[dict[str, str]],
+        pending: bool,
+        gtin: str | None,
+        manufacturer_org: int | None,
+    ) -> None:
+        self.json: bytes = orjson.dumps(body)
+        self.verdict: Verdict = verdict
+        self.reasons = tuple(dict(r) for r in reasons)
+        self.pending = pending
+        self.gtin = gtin
+        self.manufacturer_org = manufacturer_org
+        # Containers the unit travelled in (for escrow orders that name a container).
+        self.containers: tuple[str, ...] = tuple(dict.fromkeys(c for item in body.get("timeline", ()) for c in item["via"]))
+        self.timeline_length = len(body.get("timeline", ()))
+        self.built_at = time.monotonic()
 
     @property
-    def json(self) -> bytes:
-        """The body serialised once (passports are served many times per build)."""
-        if self._json is None:
-            self._json = orjson.dumps(self.body)
-        return self._json
+    def body(self) -> dict[str, Any]:
+        """The passport core as data (parsed again: for tests and rare callers)."""
+        return orjson.loads(self.json)  # type: ignore[no-any-return]
 
 
 def _hex(data: bytes) -> str:
@@ -630,7 +645,8 @@ class PassportBuilder:
         return PassportCore(body, verdict, reasons, pending, gtin, manufacturer_org)
 
     def _escrow(self, identifier: Identifier, timeline: list[dict[str, Any]]) -> dict[str, str] | None:
-        state = self.escrow_state(shipment_keys(identifier, timeline))
+        containers = dict.fromkeys(c for item in timeline for c in item["via"])
+        state = self.escrow_state(shipment_keys(identifier, containers))
         return {"state": state} if state else None
 
     def _documents(self, entry: HistoryEntry) -> list[dict[str, Any]]:
@@ -787,17 +803,16 @@ def _memo_key(event: Mapping[str, Any], stored: StoredAttestation) -> bytes:
     ).digest()
 
 
-def shipment_keys(identifier: Identifier, timeline: Sequence[Mapping[str, Any]]) -> list[bytes]:
+def shipment_keys(identifier: Identifier, containers: Iterable[str]) -> list[bytes]:
     """What an escrow order's shipmentRef may be for this unit: keccak256 of its canonical id,
     of its lot's (https://id.gs1.org/01/<gtin>/10/<lot>), or of a container it travelled in."""
     keys = [keccak256(identifier.canonical_uri.encode())]
     if isinstance(identifier, UnitId) and identifier.lot is not None:
         keys.append(keccak256(f"https://id.gs1.org/01/{identifier.gtin}/10/{encode_component(identifier.lot)}".encode()))
-    for item in timeline:
-        for container in item["via"]:
-            key = keccak256(container.encode())
-            if key not in keys:
-                keys.append(key)
+    for container in containers:
+        key = keccak256(container.encode())
+        if key not in keys:
+            keys.append(key)
     return keys
 
 
@@ -881,7 +896,7 @@ def valid_issuance(chain: ChainView, link: ParsedLink) -> bool:
 def finish(core: PassportCore, outcome: ScanOutcome | None, ownership: Ownership, extra_flags: Sequence[Flag] = ()) -> bytes:
     """The passport JSON: the cached core plus this scan's verdict, flags and ownership."""
     flags = list(outcome.flags if outcome else ()) + [f for f in extra_flags if not outcome or f not in outcome.flags]
-    reasons = list(core.reasons) + [{"code": f.rule, "message": f.message} for f in flags]
+    reasons = [*core.reasons, *({"code": f.rule, "message": f.message} for f in flags)]
     verdict = "suspicious" if flags else core.verdict
     dynamic = {
         "verdict": verdict,

@@ -101,7 +101,7 @@ async def claim(_limit: ScanRateLimit, services: ServicesDep, context: ScanConte
                 raise ClaimRejected(key, "unknown_order", f"escrow order {order_id} is not known to this node")
             if order.buyer != buyer:
                 raise ClaimRejected(key, "not_buyer", f"the claim is signed by {buyer}, not by the order's buyer")
-            if order.shipment_ref not in shipment_keys(link.identifier, core.body["timeline"]):
+            if order.shipment_ref not in shipment_keys(link.identifier, core.containers):
                 raise ClaimRejected(key, "order_does_not_cover", "the order's shipment is not this unit, its lot or a container it travelled in")
             if order.state not in CLAIMABLE_STATES:
                 raise ClaimRejected(key, "order_not_delivered", f"the order is {order.state}; a unit is claimed after delivery")
