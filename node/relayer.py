@@ -55,7 +55,7 @@ from node.chain.errors import ContractRevert
 from node.db import Database
 from node.db.models import Base, BigId
 from node.errors import WaymarkError
-from node.escrow.client import EscrowClient, UnknownOrder
+from node.escrow.client import EscrowClient, TermsMismatch, UnknownOrder
 from node.escrow.signing import (
     BadSignature,
     customs_return_digest,
@@ -120,6 +120,15 @@ class RelayUnknownOrder(RelayError):
 
     def __init__(self, order_id: int) -> None:
         super().__init__(f"no escrow order {order_key(order_id)} was created on this chain")
+
+
+class UnusableOrder(RelayError):
+    code = "non_canonical_order"
+    field = "orderId"
+
+    def __init__(self, order_id: int) -> None:
+        super().__init__(f"order {order_key(order_id)} was created from non-canonical calldata: the terms it published "
+                         "do not hash to its id, so the relayer will not attest it")
 
 
 class NoSuchMilestone(RelayError):
@@ -365,6 +374,8 @@ class Relayer:
             terms = self.escrow.terms(order_id)
         except UnknownOrder:
             raise RelayUnknownOrder(order_id) from None
+        except TermsMismatch:
+            raise UnusableOrder(order_id) from None
         return terms, self.escrow.order(order_id)
 
     @staticmethod

@@ -13,7 +13,8 @@ with `{status, recorded, collected, quorum, txHash}`: `status` is `collecting`, 
 when this signature completed the quorum and the bundle was submitted (`txHash`). The same
 signature sent again is answered 200 with `recorded: false` (an oracle may resend after a lost
 answer). Errors are JSON `{code, message, field?}`: 404 unknown order; 409 milestone already
-reached, order closed, or the signer already signed differently; 403 the signer lacks the role
+reached, order closed, the signer already signed differently, or an order created from
+non-canonical calldata (its published terms do not hash to its id); 403 the signer lacks the role
 or belongs to a party's organisation; 422 a malformed request, a signature that is not the
 signer's, a deadline too close, a milestone that does not exist or does not take a duty;
 502/503 the chain failed or cannot be reached.
@@ -60,6 +61,7 @@ from node.relayer import (
     SignatureTooShortLived,
     SignerConflict,
     SignerLacksRole,
+    UnusableOrder,
     WrongMilestoneKind,
 )
 from node.settings import ChainSettings, DatabaseSettings
@@ -68,6 +70,7 @@ log = logging.getLogger("waymark.relayer")
 
 STATUS: dict[type[RelayError], int] = {
     RelayUnknownOrder: 404,
+    UnusableOrder: 409,
     MilestoneAlreadyReached: 409,
     OrderClosed: 409,
     DuplicateSigner: 409,
