@@ -75,8 +75,12 @@ class PassportCache:
         key = identifier.canonical_uri
         entry = self._entries.get(key)
         if entry is not None:
-            if entry.expires < time.monotonic() and key not in self._inflight:
-                self._start(identifier, entry)  # refresh in the background, answer from the cache now
+            now = time.monotonic()
+            if entry.expires < now and key not in self._inflight:
+                if self.builder.cached_watermark() == entry.watermark and now - entry.built < self.max_age:
+                    entry.expires = now + self._ttl(entry.core)  # nothing changed: no thread needed
+                else:
+                    self._start(identifier, entry)  # refresh in the background, answer from the cache now
             return entry.core
         waiting = self._inflight.get(key) or self._start(identifier, None)
         return await asyncio.shield(waiting)

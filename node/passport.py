@@ -565,6 +565,11 @@ class PassportBuilder:
         self._watermark = (now, mark)
         return mark
 
+    def cached_watermark(self) -> tuple[Any, ...] | None:
+        """The watermark read less than a second ago, if any (no database access)."""
+        cached = self._watermark
+        return cached[1] if cached is not None and time.monotonic() - cached[0] < 1.0 else None
+
     def issued_only(self, identifier: UnitId) -> PassportCore:
         """The passport of a code its manufacturer signed but which has no events yet."""
         return self._assemble(identifier, [])
