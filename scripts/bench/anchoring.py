@@ -181,7 +181,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--document-size", type=int, default=1_000, help="events per capture document")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     parser.add_argument("--check-processes", type=int, default=2, help="capture-checking processes of the node")
     parser.add_argument("--batch-size", type=int, default=4_000, help="events per anchored batch")
     parser.add_argument("--max-batch-delay", type=float, default=0.5)
