@@ -718,10 +718,14 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     ///      lie in the canonical layout (a 0x20 offset word, 16 head words whose last is the offset
     ///      0x200 of `milestones`, its length, three words per milestone) instead of re-encoding
     ///      field by field, which costs about 3,000 gas more per call. Every ABI library encodes
-    ///      canonically. A hand-made non-canonical encoding hashes to another id; since the head
-    ///      offset and the length are among the bytes hashed, the fields the contract reads are
-    ///      always the fields hashed, so such an order is merely reachable by those bytes only.
+    ///      canonically; any other offset is refused, because the bytes hashed would then not be
+    ///      the bytes the contract reads (a tail of the milestones could change under one id).
     function _idOf(OrderTerms calldata terms) private pure returns (uint256 id) {
+        uint256 milestonesOffset;
+        assembly ("memory-safe") {
+            milestonesOffset := calldataload(add(terms, 0x1e0))
+        }
+        if (milestonesOffset != 0x200) revert EscrowNonCanonicalTerms(milestonesOffset);
         uint256 size = 0x220 + terms.milestones.length * 0x60;
         assembly ("memory-safe") {
             let ptr := mload(0x40)

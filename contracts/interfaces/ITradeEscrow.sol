@@ -197,6 +197,9 @@ interface ITradeEscrow {
     error EscrowUnknownOrder(uint256 orderId);
     /// @notice An order with these terms already exists.
     error EscrowOrderExists(uint256 orderId);
+    /// @notice The terms are ABI-encoded with the milestones array at `milestonesOffset`
+    ///         instead of the canonical 0x200; order ids are hashed over the canonical layout only.
+    error EscrowNonCanonicalTerms(uint256 milestonesOffset);
     /// @notice Order `orderId` is in state `current`; the call needs `expected`.
     error EscrowInvalidState(uint256 orderId, State current, State expected);
     /// @notice Only the order's seller may do this.
