@@ -6,6 +6,7 @@
     GET  /events/{event_id}/proof     its proof bundle (node.proofs); 409 while pending
     GET  /units/{identifier}/history  the unit's history, container events included (node.history)
     GET  /batches/{root}              an anchored batch: root, transaction, block, event ids
+    /documents...                     the encrypted document store (node.documents_app)
     GET  /health                      database and chain reachable, queue length, cursors
 
 `event_id` is the event hash `ni:///sha-256;<hex>?ver=CBV2.0` (percent-encode the `?`),
@@ -31,6 +32,8 @@ from sqlalchemy import func, select, text
 
 from node.db import Batch, ChainCursor, Event
 from node.errors import WaymarkError
+from node.documents import DocumentSettings
+from node.documents_app import build_document_router
 from node.history import unit_history
 from node.indexer import CURSOR_NAME
 from node.ingest.capture import CaptureService, CaptureTooLarge
@@ -74,8 +77,15 @@ class NotFound(WaymarkError):
         super().__init__(f"no {what} here")
 
 
-def create_app(runtime: NodeRuntime, *, run_indexer: bool = True, run_anchorer: bool = False) -> FastAPI:
-    """The node's app. The indexer (and, if asked, the anchorer) run as threads while it lives."""
+def create_app(
+    runtime: NodeRuntime,
+    *,
+    run_indexer: bool = True,
+    run_anchorer: bool = False,
+    documents: DocumentSettings | None = None,
+) -> FastAPI:
+    """The node's app: capture, events, proofs, unit histories, the document store and health.
+    The indexer (and, if asked, the anchorer) run as threads while it lives."""
     stop = threading.Event()
     threads: list[threading.Thread] = []
 
@@ -200,6 +210,8 @@ def create_app(runtime: NodeRuntime, *, run_indexer: bool = True, run_anchorer: 
                 "eventIds": [hash_from_digest(bytes(d)) for d in digests],
             }
         )
+
+    app.include_router(build_document_router(runtime, documents))
 
     @app.get("/health")
     def health() -> JSONResponse:

@@ -86,7 +86,7 @@ class RelayerSettings(BaseSettings):
     host: str = "127.0.0.1"
     """Address the relayer's HTTP API listens on."""
 
-    port: int = Field(default=8700, ge=1, le=65535)
+    port: int = Field(default=8720, ge=1, le=65535)
     """Port of the relayer's HTTP API."""
 
     min_lifetime: int = Field(default=60, ge=0)

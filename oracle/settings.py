@@ -25,7 +25,7 @@ class OracleSettings(BaseSettings):
     """Address the oracle's HTTP adapters (webhooks, EPCIS capture) listen on."""
 
     port: int = Field(8710, ge=1, le=65535)
-    """Port of the oracle's HTTP adapters (the node is on 8600, the API and the relayer near 8700)."""
+    """Port of the oracle's HTTP adapters (the node is on 8600, the scan API on 8700, the relayer on 8720)."""
 
     node_url: str = "http://127.0.0.1:8600"
     """Base URL of the node: events go to `<node_url>/capture`, documents to `<node_url>/documents`."""

@@ -18,7 +18,6 @@ from node.app import create_app
 from node.db.documents import DocumentKey, StoredDocument
 from node.devnet.consortium import devnet_account
 from node.documents import DocumentSettings, digest_text, sign_document_request
-from node.documents_app import build_document_router
 from node.provenance import epcis
 from node.provenance.attestation import sign_attestation
 from node.service import NodeRuntime, build_anchorer
@@ -36,9 +35,7 @@ def blob_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def api(runtime: NodeRuntime, blob_dir: Path) -> Iterator[TestClient]:
-    app: FastAPI = create_app(runtime, run_indexer=False)
-    if not any(getattr(r, "path", "") == "/documents" for r in app.routes):
-        app.include_router(build_document_router(runtime, DocumentSettings(blob_dir=blob_dir, membership_ttl=0)))
+    app: FastAPI = create_app(runtime, run_indexer=False, documents=DocumentSettings(blob_dir=blob_dir, membership_ttl=0))
     with TestClient(app) as client:
         yield client
 

@@ -14,7 +14,6 @@ import uvicorn
 
 from node.app import create_app
 from node.documents import DocumentSettings
-from node.documents_app import build_document_router
 from node.service import load_runtime
 from node.service_settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings
@@ -39,9 +38,7 @@ def main() -> None:
         batch_size=500, max_batch_delay=0.2, indexer_poll=0.2, anchor_devnet_account=ANCHOR_ACCOUNT,
     )
     runtime = load_runtime(settings, ChainSettings(rpc_url=args.rpc_url, chain_id=args.chain_id), DatabaseSettings(url=args.db), deployment_file=args.deployment)
-    app = create_app(runtime, run_indexer=True, run_anchorer=True)
-    if not any(getattr(r, "path", "") == "/documents" for r in app.routes):  # until the node app mounts it itself
-        app.include_router(build_document_router(runtime, DocumentSettings(blob_dir=args.blobs)))
+    app = create_app(runtime, run_indexer=True, run_anchorer=True, documents=DocumentSettings(blob_dir=args.blobs))
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
