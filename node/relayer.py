@@ -28,7 +28,7 @@ milestone is already reached (then the row becomes `reached` without a transacti
 `submitting` on restart: it waits until its own account has nothing in flight, then asks the
 chain, and only then may submit again.
 
-Tables: `relay_signatures`, `relay_submissions` on the node database's `Base` (node.db), created
+Tables: `relay_signatures`, `relay_submissions` (models in node.db.relayer), created
 by migration node/db/migrations/versions/0004_relayer.py; the relayer runs `Database.migrate()`.
 """
 
@@ -47,13 +47,12 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, UniqueConstraint, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
 
 from node.chain.errors import ContractRevert
 from node.db import Database
-from node.db.models import Base, BigId
+from node.db.relayer import RelaySignature, RelaySubmission
 from node.errors import WaymarkError
 from node.escrow.client import EscrowClient, TermsMismatch, UnknownOrder
 from node.escrow.signing import (
@@ -209,49 +208,6 @@ class DuplicateSigner(RelayError):
 
     def __init__(self, signer: str, milestone: int) -> None:
         super().__init__(f"{signer} already signed milestone {milestone} of this order with another signature")
-
-
-# ---- tables ----------------------------------------------------------------------------------
-
-
-class RelaySignature(Base):
-    """One accepted signature, kept until its milestone is settled (then kept as the record)."""
-
-    __tablename__ = "relay_signatures"
-    __table_args__ = (UniqueConstraint("chain_id", "escrow", "kind", "order_id", "milestone", "signer"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    chain_id: Mapped[int] = mapped_column(BigInteger)
-    escrow: Mapped[str] = mapped_column(String(42))
-    kind: Mapped[str] = mapped_column(String(16))  # milestone | customs_return
-    order_id: Mapped[str] = mapped_column(String(66))  # 0x + 64 hex digits
-    milestone: Mapped[int] = mapped_column(Integer)
-    duty: Mapped[str] = mapped_column(String(78))  # uint256 in decimal
-    duty_payee: Mapped[str] = mapped_column(String(42))
-    signer: Mapped[str] = mapped_column(String(42))
-    org_id: Mapped[int] = mapped_column(BigInteger)
-    deadline: Mapped[int] = mapped_column(BigInteger)
-    signature: Mapped[bytes] = mapped_column(LargeBinary)
-    received_at_ms: Mapped[int] = mapped_column(BigInteger)
-
-
-class RelaySubmission(Base):
-    """The submission state of one milestone: collecting -> submitting -> reached (or abandoned)."""
-
-    __tablename__ = "relay_submissions"
-    __table_args__ = (UniqueConstraint("chain_id", "escrow", "kind", "order_id", "milestone"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    chain_id: Mapped[int] = mapped_column(BigInteger)
-    escrow: Mapped[str] = mapped_column(String(42))
-    kind: Mapped[str] = mapped_column(String(16))
-    order_id: Mapped[str] = mapped_column(String(66))
-    milestone: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    tx_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
-    detail: Mapped[str | None] = mapped_column(Text)
-    sends: Mapped[int] = mapped_column(Integer, default=0)
-    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 # ---- values --------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from node.escrow import EscrowClient, OrderTerms, State, order_key, schedule
 from node.escrow.signing import EscrowDomain, sign_customs_return, sign_milestone
 from node.escrow.terms import Attestation
 from node.registry import ProposalKind, RegistryClient, org_data
-from node.relayer import Kind, MilestoneAlreadyReached, Outcome, RelaySubmission, Relayer, SignatureIn, Status
+from node.db.relayer import RelaySubmission
+from node.relayer import Kind, MilestoneAlreadyReached, Outcome, Relayer, SignatureIn, Status
 from node.relayer_app import create_relayer_app
 from tests.node.escrow_env import DAY, EscrowEnv, escrow_env, member
 
