@@ -262,7 +262,10 @@ def parse_digital_link(uri: str) -> ParsedLink:
         raise InvalidIdentifier(str(uri), "empty")
     if any(char.isspace() for char in uri):
         raise InvalidIdentifier(uri, "contains whitespace")
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 host
+        raise InvalidIdentifier(uri, f"not a URI: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidIdentifier(uri, "a Digital Link URI starts with https:// (or http://)")
     if not parts.netloc:

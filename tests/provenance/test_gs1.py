@@ -33,6 +33,10 @@ def problem_of(uri: str) -> str:
     return caught.value.problem
 
 
+def test_a_uri_that_does_not_split_is_an_invalid_identifier() -> None:
+    assert problem_of("https://[") == "not a URI: Invalid IPv6 URL"
+
+
 def test_check_digit_matches_known_keys() -> None:
     assert check_digit("950600013435") == 2  # GTIN-13 9506000134352
     assert check_digit("0950600013435") == 2
