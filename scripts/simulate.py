@@ -13,10 +13,10 @@ code, value, certificate of origin) and clears the goods with duty; the pallet i
 and a courier delivers it in Utrecht. Escrow-relevant facts reach three carrier and three
 customs organisations' oracles, so milestones can be attested 2-of-3 through the relayer.
 
-Every record goes in through an oracle's adapters as a source system would send it: ERP
-JSON and carrier/IoT/customs feeds to the webhooks, the packing list as a CSV file in the
-drop folder, the pallet as an EPCIS 2.0 document to the capture endpoint. The simulator
-runs each demo member's oracle itself (in this process, each on its own HTTP port, its data
+The plan, the oracles and the orders live in waymark/demo/simulation.py (shared with
+`waymark demo`, which plays the whole story with node, relayer and API of its own); this is
+their command line. Every record goes in through an oracle's adapters as a source system would
+send it. The simulator runs each demo member's oracle itself (in this process, each on its own HTTP port, its data
 under `--data-dir`), signing as the member's devnet account; the node (and the relayer) must
 be running: `waymark devnet start`, `waymark deploy`, `waymark node run` (and the relayer).
 
@@ -31,298 +31,30 @@ a relayer) the seller first creates an escrow order for the container and the bu
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import random
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from node.provenance import epcis  # noqa: E402
-from node.provenance.gs1 import SERIAL_ALPHABET, UnitId, make_sscc  # noqa: E402
+from waymark.demo.simulation import (  # noqa: E402  (re-exported: tests load this file as a module)
+    DUTY_RATE,
+    GTIN,
+    PRODUCT,
+    Decimal,
+    Shipment,
+    Step,
+    build_plan,
+    place_order,
+    send,
+    start_oracles,
+    stop_oracles,
+    wait_drained,
+)
 
-GTIN = "09521234543213"
-COMPANY_PREFIX = "9521234"
-FACTORY_GLN = "9521234000013"
-UNIT_PRICE = Decimal("38.50")
-DUTY_RATE = Decimal("0.06")
-PRODUCT = {"name": "Glazed stoneware vase, 30 cm", "temperature": {"min": -20, "max": 50}, "humidity": {"min": 10, "max": 85}}
-
-ZONES = {"VN": timezone(timedelta(hours=7)), "SG": timezone(timedelta(hours=8)), "LK": timezone(timedelta(hours=5, minutes=30)),
-         "EG": timezone(timedelta(hours=3)), "ES": timezone(timedelta(hours=2)), "NL": timezone(timedelta(hours=2))}
-PLACES = {  # UN/LOCODE -> (latitude, longitude)
-    "VNSGN": (10.7626, 106.7559), "SGSIN": (1.2644, 103.8220), "LKCMB": (6.9497, 79.8428), "EGSUZ": (29.9668, 32.5498),
-    "ESALG": (36.1408, -5.4562), "NLRTM": (51.9496, 4.1453), "NLUTC": (52.0907, 5.1214),
-}
-# Which demo members' oracles take which records.
-CARRIERS_SHIPPED = ("carrier", "forwarder")
-CARRIERS_DELIVERED = ("courier", "forwarder")
-CUSTOMS_PARTIES = ("customs", "broker", "port")
-FX_ORACLES = ("broker", "port", "forwarder")
-
-
-@dataclass(frozen=True)
-class Step:
-    day: float
-    members: tuple[str, ...]
-    channel: str  # webhook:<adapter> | capture | csv
-    label: str
-    record: Any = None
-    csv_name: str | None = None
-
-
-@dataclass
-class Shipment:
-    """The simulated lot, shipment and paperwork (identifiers and amounts)."""
-
-    start: float
-    day_seconds: float
-    rng: random.Random
-    units: int
-    lot: str = ""
-    serials: list[str] = field(default_factory=list)
-    cartons: list[str] = field(default_factory=list)
-    pallet: str = ""
-    container: str = ""
-    shipment_id: str = ""
-    declaration_id: str = ""
-
-    def __post_init__(self) -> None:
-        made = datetime.fromtimestamp(self.start, ZONES["VN"])
-        self.lot = f"L{made:%Y%m%d}"
-        # 12 characters of 62 symbols: 71 bits, like node.provenance.gs1.new_serial (seedable here for repeatable demos).
-        self.serials = ["".join(self.rng.choice(SERIAL_ALPHABET) for _ in range(12)) for _ in range(self.units)]
-        base = self.rng.randrange(10**6, 10**8)
-        self.cartons = [make_sscc(COMPANY_PREFIX, base + i) for i in range((self.units + 11) // 12)]
-        self.pallet = make_sscc(COMPANY_PREFIX, base + 500)
-        self.container = make_sscc(COMPANY_PREFIX, base + 900)
-        self.shipment_id = f"BWOF-{made:%y%m%d}-{base % 10000:04d}"
-        self.declaration_id = f"{made:%y}NL000396I{base % 10**6:06d}"
-
-    def when(self, day: float, country: str = "VN") -> str:
-        return datetime.fromtimestamp(self.start + day * self.day_seconds, ZONES[country]).isoformat(timespec="seconds")
-
-    def unit_links(self) -> list[str]:
-        return [UnitId(GTIN, s, self.lot).uri() for s in self.serials]
-
-    def canonical(self, sscc: str) -> str:
-        return f"https://id.gs1.org/00/{sscc}"
-
-    @property
-    def declared_value(self) -> Decimal:
-        return UNIT_PRICE * self.units
-
-    @property
-    def duty(self) -> Decimal:
-        return (self.declared_value * DUTY_RATE).quantize(Decimal("0.01"))
-
-
-def _place(code: str) -> dict[str, Any]:
-    lat, lon = PLACES[code]
-    return {"unlocode": code, "latitude": lat, "longitude": lon}
-
-
-def _report_pdf(title: str, lines: list[str]) -> str:
-    """A small document standing in for a PDF report (its bytes are what gets hashed and encrypted)."""
-    text = "%PDF-1.4\n% " + title + "\n" + "\n".join(f"% {line}" for line in lines) + "\n%%EOF\n"
-    return base64.b64encode(text.encode()).decode()
-
-
-def build_plan(s: Shipment) -> list[Step]:
-    """The journey as source records, in time order."""
-    steps: list[Step] = []
-    units = s.unit_links()
-    steps.append(Step(0.0, FX_ORACLES, "webhook:fx", "EUR/USD reference rate", {
-        "base": "EUR", "quote": "USD", "rate": f"{1.08 + s.rng.random() * 0.02:.4f}", "observedAt": s.when(0.0, "NL"),
-        "source": "ECB euro foreign exchange reference rate"}))
-    steps.append(Step(0.1, ("manufacturer",), "webhook:production", f"production run of {s.units} vases, lot {s.lot}", {
-        "runId": f"PR-{s.lot}", "gtin": GTIN, "lot": s.lot, "serials": s.serials, "producedAt": s.when(0.1),
-        "site": {"gln": FACTORY_GLN, "unlocode": "VNSGN"}, "expiry": None, "productionOrder": f"MO-{s.lot}"}))
-    del steps[-1].record["expiry"]
-    sample = s.rng.sample(units, min(8, len(units)))
-    steps.append(Step(1.0, ("inspector",), "webhook:inspection", f"pre-shipment inspection of {len(sample)} sampled units", {
-        "inspectionId": f"MIS-{s.lot}", "objects": sample, "result": "conformant", "inspectedAt": s.when(1.0),
-        "site": {"gln": FACTORY_GLN}, "standard": "ISO 2859-1, general level II, AQL 2.5",
-        "report": {"mediaType": "application/pdf", "contentBase64": _report_pdf(f"Inspection report MIS-{s.lot}", [
-            f"Product: {PRODUCT['name']} (GTIN {GTIN}), lot {s.lot}", f"Sampled: {len(sample)} of {s.units} units",
-            "Defects: 0 critical, 0 major, 1 minor (glaze speck)", "Result: conformant"])}}))
-    rows = ["packing_id,parent,child,packed_at,site_gln"]
-    for i, carton in enumerate(s.cartons):
-        for link in units[i * 12:(i + 1) * 12]:
-            rows.append(f"PK-{s.lot}-C{i + 1},{carton},{link},{s.when(2.0 + i * 0.01)},{FACTORY_GLN}")
-    steps.append(Step(2.0, ("manufacturer",), "csv", f"packing list: {s.units} units into {len(s.cartons)} cartons",
-                      "\n".join(rows) + "\n", f"packing_{s.lot}.csv"))
-    pallet_event = epcis.aggregation_event(
-        parent_id=s.canonical(s.pallet), child_epcs=[s.canonical(c) for c in s.cartons], action="ADD",
-        event_time=s.when(2.2), event_time_zone_offset="+07:00", biz_step="packing", disposition="container_closed",
-        biz_location=f"https://id.gs1.org/414/{FACTORY_GLN}")
-    steps.append(Step(2.2, ("manufacturer",), "capture", "warehouse system: cartons onto a pallet (EPCIS document)",
-                      epcis.epcis_document([pallet_event], s.when(2.2))))
-    booking = {"shipmentId": s.shipment_id, "status": "booked", "time": s.when(2.5), "containers": [s.container],
-               "goods": [{"gtin": GTIN, "lot": s.lot}],
-               "transport": {"mode": "ocean", "vessel": "BLUEWATER HORIZON", "voyage": "042W", "billOfLading": f"BWOF{s.shipment_id[-4:]}SGNRTM"}}
-    steps.append(Step(2.5, ("carrier", "forwarder", "courier"), "webhook:carrier", f"booking {s.shipment_id}", booking))
-
-    def carrier(day: float, status: str, place: str, members: tuple[str, ...] = ("carrier",), **extra: Any) -> None:
-        record = {"shipmentId": s.shipment_id, "status": status, "time": s.when(day, place[:2]), "location": _place(place), **extra}
-        steps.append(Step(day, members, "webhook:carrier", f"{status.replace('_', ' ')} at {place}", record))
-
-    carrier(3.0, "picked_up", "VNSGN")
-    carrier(3.2, "loaded", "VNSGN", contents=[s.pallet])
-    carrier(4.0, "shipped", "VNSGN", CARRIERS_SHIPPED)
-    carrier(4.1, "departed", "VNSGN")
-    for day, place in ((7.0, "SGSIN"), (11.0, "LKCMB"), (17.0, "EGSUZ"), (23.0, "ESALG")):
-        carrier(day, "in_transit", place)
-    # The data logger: a message a day with four readings; humid air in the Indian Ocean crossing.
-    for day in range(4, 29):
-        readings = []
-        for quarter in range(4):
-            t = day + 0.25 * quarter + 0.125
-            temperature = 24 + 6 * s.rng.random() + (3 if 10 <= day <= 20 else 0)
-            humidity = 62 + 12 * s.rng.random()
-            if day == 13 and quarter in (1, 2):
-                humidity = 90.5 + 2.5 * s.rng.random()  # above the product's 85 %
-            readings.append({"time": s.when(t, "SG"), "type": "temperature", "value": round(temperature, 1), "unit": "C"})
-            readings.append({"time": s.when(t, "SG"), "type": "humidity", "value": round(humidity, 1), "unit": "%"})
-        steps.append(Step(day + 0.99, ("carrier",), "webhook:iot", f"data logger, day {day}", {
-            "deviceId": f"BWOF-TT-{s.container[-6:]}", "object": s.container, "readings": readings}))
-    carrier(29.0, "arrived", "NLRTM", ("carrier", "forwarder"))
-    steps.append(Step(29.3, CUSTOMS_PARTIES, "webhook:customs", f"customs declaration {s.declaration_id}", {
-        "kind": "declaration", "declarationId": s.declaration_id, "containers": [s.container], "office": "NL000396",
-        "lodgedAt": s.when(29.3, "NL"), "hsCode": "691390", "declaredValue": {"amount": str(s.declared_value), "currency": "EUR"},
-        "originCountry": "VN", "originCertificate": {"documentType": "certificate_of_origin", "contentBase64": _report_pdf(
-            "EVFTA statement on origin", [f"Exporter: Lumen Ceramics Co., VN; goods: {s.units} x {PRODUCT['name']}",
-                                          "The exporter declares the goods to be of Vietnamese preferential origin"])}}))
-    steps.append(Step(30.2, CUSTOMS_PARTIES, "webhook:customs", f"cleared, duty EUR {s.duty}", {
-        "kind": "decision", "declarationId": s.declaration_id, "decision": "cleared", "decidedAt": s.when(30.2, "NL"),
-        "duty": {"amount": str(s.duty), "currency": "EUR"}}))
-    carrier(30.5, "unloaded", "NLRTM", contents=[s.pallet])
-    carrier(31.5, "out_for_delivery", "NLRTM", ("courier",), contents=[s.pallet])
-    carrier(32.0, "delivered", "NLUTC", CARRIERS_DELIVERED, contents=[s.pallet])
-    return sorted(steps, key=lambda step: step.day)
-
-
-# ---- running the oracles --------------------------------------------------------------------
-
-
-@dataclass
-class RunningOracle:
-    member: str
-    runtime: Any
-    url: str
-    server: Any
-    thread: threading.Thread
-
-
-def start_oracles(members: list[str], args: argparse.Namespace, deployment: Any, client: Any, products_file: Path) -> dict[str, RunningOracle]:
-    import uvicorn
-
-    from node.devnet.anvil import free_port
-    from node.devnet.consortium import DEMO_MEMBERS, devnet_account
-    from oracle.app import create_app
-    from oracle.runtime import build_runtime, escrow_factory, fx_signer_for, organisation_roles
-    from oracle.settings import OracleSettings
-
-    running: dict[str, RunningOracle] = {}
-    consortium = deployment.address("ConsortiumRegistry")
-    for member in members:
-        index = next(m.account_index for m in DEMO_MEMBERS if m.key == member)
-        port = free_port()
-        settings = OracleSettings(
-            port=port, node_url=args.node_url, relayer_url=args.relayer_url, data_dir=args.data_dir / f"oracle-{member}",
-            devnet_account=index, products_file=products_file, csv_min_age=0, csv_poll=0.2, retry_max=5.0,
-            # Every customs party names the customs authority as the payee of the duty, so their signatures agree.
-            duty_payee=devnet_account(next(m.account_index for m in DEMO_MEMBERS if m.key == "customs")).address
-            if member in CUSTOMS_PARTIES else None,
-        )
-        account = devnet_account(index)
-        runtime = build_runtime(
-            settings, account, chain_id=client.chain_id, provenance_registry=deployment.address("ProvenanceRegistry"),
-            consortium_registry=consortium, roles=organisation_roles(client, consortium, account.address),
-            escrow=escrow_factory(settings, client, deployment, account), fx_signer=fx_signer_for(settings, client, deployment, account),
-        )
-        server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, name=f"oracle-{member}", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the {member} oracle did not start")
-            time.sleep(0.05)
-        running[member] = RunningOracle(member, runtime, f"http://127.0.0.1:{port}", server, thread)
-    return running
-
-
-def send(step: Step, oracle: RunningOracle) -> str:
-    import httpx
-
-    if step.channel == "csv":
-        inbox = oracle.runtime.settings.csv_dir() / "inbox"
-        temporary = inbox / f".{step.csv_name}"
-        temporary.write_text(step.record)
-        temporary.rename(inbox / str(step.csv_name))
-        return "dropped in the CSV folder"
-    path = "/capture" if step.channel == "capture" else f"/webhooks/{step.channel.split(':', 1)[1]}"
-    response = httpx.post(f"{oracle.url}{path}", json=step.record, timeout=30)
-    if response.status_code != 202:
-        raise RuntimeError(f"{oracle.member} refused {step.label}: {response.status_code} {response.text}")
-    answer = response.json()
-    extra = f", {answer['notes']['excursions']} excursion(s)" if answer.get("notes", {}).get("excursions") else ""
-    return f"{answer['accepted']} new event(s){extra}" if answer["eventIds"] else "recorded"
-
-
-def wait_drained(oracles: dict[str, RunningOracle], timeout: float) -> bool:
-    """Until every oracle delivered its documents and events (and, with an escrow agent, its attestations)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pending = sum(
-            o.runtime.queue.pending(k) for o in oracles.values()
-            for k in ("document", "event", *(("escrow", "fx") if o.runtime.escrow is not None else ()))
-        )
-        if pending == 0:
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def place_order(shipment: Shipment, deployment: Any, client: Any) -> int | None:
-    """The seller (the manufacturer) offers an order for the container, priced in the dev EUR
-    stablecoin; the buyer (a demo buyer) funds it. Milestones: Shipped 20 %, CustomsCleared
-    30 %, Delivered 50 %, each attested 2-of-3."""
-    from eth_utils import keccak
-
-    from node.devnet.consortium import DEMO_BUYER_INDICES, devnet_account
-    from node.escrow.client import EscrowClient
-    from node.escrow.terms import OrderTerms, schedule
-
-    if "TradeEscrow" not in deployment.contracts or "DevStablecoin:wEUR" not in deployment.contracts:
-        print("no TradeEscrow with the dev EUR stablecoin in the deployment: no order placed")
-        return None
-    escrow = EscrowClient.from_deployment(client, deployment)
-    seller, buyer = devnet_account(1), devnet_account(DEMO_BUYER_INDICES[0])
-    token = escrow.token_info(deployment.address("DevStablecoin:wEUR"))
-    now = escrow.chain_time()
-    terms = OrderTerms(
-        seller=seller.address, buyer=buyer.address, token=token.address,
-        amount=token.units(str(shipment.declared_value * 2)),  # the retail price, well above the declared value
-        ship_by=int(shipment.start + 10 * shipment.day_seconds) + 3600, deliver_by=int(shipment.start + 40 * shipment.day_seconds) + 7200,
-        milestones=schedule(2000, 3000, 5000, quorum=2), shipment_ref=keccak(text=shipment.canonical(shipment.container)),
-        salt=shipment.rng.randrange(2**32),
-    )
-    if terms.ship_by <= now:
-        print("the plan's ship-by time is already past on the chain: no order placed")
-        return None
-    escrow.create(terms, seller)
-    escrow.fund(terms, buyer)
-    print(f"escrow order {terms.order_id:#x}: {token.show(terms.amount)} funded by {buyer.address} (shipmentRef = the container)")
-    return int(terms.order_id)
+__all__ = ["DUTY_RATE", "GTIN", "PRODUCT", "Decimal", "Shipment", "Step", "build_plan", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,9 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     plan = build_plan(shipment)
     members = sorted({m for step in plan for m in step.members})
     print(f"lot {shipment.lot}: {args.units} units, container {shipment.container}, shipment {shipment.shipment_id}")
-    oracles = start_oracles(members, args, deployment, client, products_file)
+    oracles = start_oracles(members, node_url=args.node_url, relayer_url=args.relayer_url, data_dir=args.data_dir,
+                            deployment=deployment, client=client, products_file=products_file)
     print("oracles: " + ", ".join(f"{m} {o.url}" for m, o in oracles.items()))
-    order_id = place_order(shipment, deployment, client) if args.order else None
+    order_id = None
+    if args.order:
+        terms = place_order(shipment, deployment, client)
+        order_id = int(terms.order_id)
+        print(f"escrow order {order_id:#x}: {terms.amount} units of {terms.token} funded by {terms.buyer} (shipmentRef = the container)")
     try:
         for step in plan:
             due = start + step.day * args.day_seconds
@@ -388,11 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"a unit to scan: {shipment.unit_links()[0]}")
         return 0 if drained else 1
     finally:
-        for oracle in oracles.values():
-            oracle.server.should_exit = True
-        for oracle in oracles.values():
-            oracle.thread.join(timeout=10)
-            oracle.runtime.close()
+        stop_oracles(oracles)
 
 
 if __name__ == "__main__":
