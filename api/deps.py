@@ -111,21 +111,36 @@ SignedRequest = Annotated[SignedBy, Depends(signed_request)]
 
 
 @dataclass(frozen=True)
-class Manufacturer:
+class Member:
+    """A signed request's account, of an organisation holding the role the route needs."""
+
     account: str
     org_id: int
 
 
-async def manufacturer(signed: SignedRequest, services: ServicesDep) -> Manufacturer:
-    """The signer, if its organisation holds the MANUFACTURER role now; 403 otherwise."""
+async def member_with_role(signed: SignedBy, services: Services, role: str) -> Member:
+    """The signer, if its organisation holds `role` now (the registry says); 403 otherwise."""
 
     def lookup() -> tuple[int, bool]:
-        return services.chain.current_org(signed.account), services.chain.has_role(signed.account, "MANUFACTURER")
+        return services.chain.current_org(signed.account), services.chain.has_role(signed.account, role)
 
-    org_id, is_manufacturer = await anyio.to_thread.run_sync(lookup)
-    if not org_id or not is_manufacturer:
-        raise Forbidden(f"{signed.account} is not an account of an organisation holding the MANUFACTURER role")
-    return Manufacturer(signed.account, org_id)
+    org_id, holds = await anyio.to_thread.run_sync(lookup)
+    if not org_id or not holds:
+        raise Forbidden(f"{signed.account} is not an account of an organisation holding the {role} role")
+    return Member(signed.account, org_id)
 
 
-ManufacturerDep = Annotated[Manufacturer, Depends(manufacturer)]
+async def manufacturer(signed: SignedRequest, services: ServicesDep) -> Member:
+    """The signer, if its organisation holds the MANUFACTURER role now; 403 otherwise."""
+    return await member_with_role(signed, services, "MANUFACTURER")
+
+
+ManufacturerDep = Annotated[Member, Depends(manufacturer)]
+
+
+async def auditor(signed: SignedRequest, services: ServicesDep) -> Member:
+    """The signer, if its organisation holds the AUDITOR role now; 403 otherwise."""
+    return await member_with_role(signed, services, "AUDITOR")
+
+
+AuditorDep = Annotated[Member, Depends(auditor)]

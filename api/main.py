@@ -30,7 +30,7 @@ from api import errors
 from api.auth import RequestVerifier
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import alerts, health, ownership, resolver
+from api.routes import alerts, audit, health, ownership, resolver
 from api.services import PassportCache, Services, load_salt
 from api.settings import ApiSettings
 from node.chain.client import ChainClient
@@ -161,6 +161,7 @@ def create_app(
     app.include_router(resolver.router)
     app.include_router(ownership.router)
     app.include_router(alerts.router)
+    app.include_router(audit.router)
 
     dist = api.static_dir / "dist"
     dist.mkdir(parents=True, exist_ok=True)

@@ -171,6 +171,12 @@ def build_bundle(db: Database, event_id: str, *, chain_id: int, registry_address
     if row is None:
         raise EventNotFound(event_id)
     event, batch = row
+    return proof_bundle(event, batch, chain_id=chain_id, registry_address=registry_address)
+
+
+def proof_bundle(event: Event, batch: Batch | None, *, chain_id: int, registry_address: str) -> dict[str, Any]:
+    """The proof bundle of a stored event row and its batch (the audit's evidence bundles hold one per event)."""
+    digest = bytes(event.digest)
     if batch is None or batch.status not in ("anchored", "confirmed") or event.proof is None:
         raise EventNotAnchored(hash_from_digest(digest))
     proof = bytes(event.proof)

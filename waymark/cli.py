@@ -15,7 +15,7 @@ from node.chain.build import CompileError
 from node.chain.errors import RpcUnreachable, WrongChainId
 from node.chain.keystore import KeystoreError
 from node.errors import WaymarkError
-from waymark import cmd_api, cmd_chain, cmd_demo, cmd_escrow, cmd_node, cmd_oracle, cmd_registry
+from waymark import cmd_api, cmd_audit, cmd_chain, cmd_demo, cmd_escrow, cmd_node, cmd_oracle, cmd_registry
 from waymark.common import err_console
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.add_typer(cmd_node.app, name="node")
 app.add_typer(cmd_escrow.app, name="escrow")
 app.add_typer(cmd_oracle.app, name="oracle")
 app.add_typer(cmd_api.app, name="api")
+app.add_typer(cmd_audit.app, name="audit")
 
 EXIT_CODES: list[tuple[type[WaymarkError], int]] = [
     (RpcUnreachable, 3),
