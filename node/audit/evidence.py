@@ -8,6 +8,12 @@ once into each worker process and calls `events(part)` there, so an implementati
 pickle cheaply (a URL, a path) and open its source lazily; one that cannot be pickled is read
 in the parent and its rows are shipped to the workers instead.
 
+Partial evidence (a bundle for a product, a lot, an order or a time range) says so with a
+class attribute `partial = True` and names its orders with `orders() -> frozenset[int]`: the
+engine then checks the events and orders it holds, and does not ask for the rest (no
+EVENT_DATA_MISSING for roots or leaves outside it; escrow transitions of its orders only).
+Both are optional; without them the evidence is taken as complete (the node's database).
+
 Rows are plain named tuples (no ORM objects): 100k+ events never sit in memory at once.
 """
 
@@ -101,6 +107,18 @@ class Evidence(Protocol):
     def escrow_attestations(self) -> Iterator[StoredEscrowAttestation]:
         """Every stored escrow attestation (the engine keeps those of its chain and escrow)."""
         ...
+
+
+def is_partial(evidence: Evidence) -> bool:
+    return bool(getattr(evidence, "partial", False))
+
+
+def evidence_orders(evidence: Evidence) -> frozenset[int] | None:
+    """The orders partial evidence covers; None for complete evidence (every order)."""
+    if not is_partial(evidence):
+        return None
+    orders = getattr(evidence, "orders", None)
+    return frozenset(orders()) if callable(orders) else frozenset()
 
 
 _EVENT_COLUMNS = (

@@ -150,7 +150,7 @@ class AuditReport:
             "blocks": {"from": self.from_block, "to": self.to_block},
             "evidence": self.evidence,
             "startedAt": self.started_at,
-            "elapsedSeconds": round(self.elapsed_s, 3),
+            "elapsedSeconds": self.elapsed_s,
             "checked": self.checked.to_json(),
             "byKind": self.by_kind(),
             "discrepancies": [d.to_json() for d in self.discrepancies],

@@ -1,23 +1,396 @@
-"""The audit: every stored event, every anchored root, every escrow transition (stub: being written)."""
+"""The audit: every stored event, every anchored root, every escrow transition.
+
+Events (in worker processes, a part of whole batches at a time). Per event the checks run in
+this order and stop at the first that fails, so one fault gives one discrepancy:
+
+1. the body, as stored, recomputes (CBV 2.0) to the stored digest       else HASH_MISMATCH
+2. the EIP-712 attestation over (stored digest, subject, event time)
+   recovers to the stored signer                                         else SIGNATURE_INVALID
+3. the signer held, at the event time, one of the roles the body's
+   bizStep needs (registry history replayed from the chain's logs)       else SIGNER_LACKED_ROLE
+4. the event has a leaf index and a proof, and leaf(stored digest,
+   signer) with the proof leads to a root anchored on chain              else EVENT_NEVER_ANCHORED
+   (an unanchored event younger than `pending_grace_s` is counted as pending, not a fault;
+   events of a stored batch whose root is not on chain are covered by that root's one
+   ROOT_NOT_ON_CHAIN; a `prepared` batch not on chain is in flight: its events are pending).
+
+Roots (in the parent, from what the workers return). Every event is put under the anchored
+root its proof reaches, or else under its stored batch's root. For each root:
+- a stored batch root that is not anchored: ROOT_NOT_ON_CHAIN (one per root);
+- an anchored root with fewer stored events than its anchored count: one EVENT_DATA_MISSING
+  naming the root, both counts and the missing leaf indices; an anchored root no stored event
+  belongs to: one EVENT_DATA_MISSING;
+- the leaves (stored digest, stored signer) of its events rebuild the tree (OZ StandardMerkleTree)
+  and must give the anchored root. The rebuild uses the *stored* digests, not recomputed ones,
+  so a tampered body is a HASH_MISMATCH only; and a root that fails to rebuild only because an
+  event under it already failed a check is not reported again.
+
+Escrow (in the parent, while the workers run). Each transition on chain is checked against the
+rule the contract enforces, from the auditor's own evidence:
+- MilestoneReached (and a CustomsReturned refund): the quorum of the order's terms, from
+  distinct organisations, of valid EIP-712 signatures over (order, milestone, duty, payee,
+  deadline) [CustomsReturn: (order, milestone, deadline)] by accounts holding the milestone's
+  role (CARRIER for Shipped and Delivered, CUSTOMS for CustomsCleared) at the block time and
+  not in the seller's organisation; taken from the stored attestations (relay_signatures) when
+  the store has any record for the order, else from the transaction's calldata;
+- OrderReleased: by the buyer (its transaction, or a relayed DeliveryConfirmation the buyer
+  signed), or without the buyer once the review and dispute windows after delivery passed;
+- OrderRefunded: ShipByPassed / DeliverByPassed only after the deadline; CustomsReturned as above;
+- DisputeResolved: by an account holding ARBITRATOR at the block, or by the timeout rule after
+  `disputeTimeout()`; DisputeOpened by the buyer or the seller; OrderCancelled by the seller
+  before shipping; OrderFunded by the buyer (or for it, in placeOrder).
+Any failure: ESCROW_TRANSITION_UNBACKED naming the order and the milestone or transition.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from multiprocessing import get_context
 from typing import Any
 
-from node.audit.evidence import DatabaseEvidence, Evidence
-from node.audit.model import AuditReport
+import orjson
+
+from node.audit.chain import ChainHistory, replay
+from node.audit.escrow import check_escrow
+from node.audit.evidence import DatabaseEvidence, Evidence, EventPart, StoredEvent, is_partial
+from node.audit.model import AuditReport, Checked, Discrepancy, DiscrepancyKind
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
+from node.ingest.roles import RoleState, roles_for_bizstep
+from node.provenance.attestation import (
+    ATTESTATION_TYPEHASH,
+    DOMAIN_NAME,
+    DOMAIN_VERSION,
+    SignatureError,
+    domain_separator,
+    keccak256,
+    recover_digest,
+)
+from node.provenance.event_hash import EventHashError, event_digest, hash_from_digest
+from node.provenance.merkle import build_tree_from_hashes
 
 Progress = Callable[[str, int, int], None]
+PART_SIZE = 4_000
+_PAD12 = b"\x00" * 12
+
+K = DiscrepancyKind
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every worker needs besides the evidence (small; pickled once per worker)."""
+
+    separator: bytes
+    roles: RoleState
+    anchored: frozenset[bytes]
+    in_flight: frozenset[bytes]
+    """Stored roots in status `prepared` that are not on chain: their events are pending."""
+    pending_since_ms: int
+    """Unanchored events received at or after this time are pending, not faults."""
+
+
+@dataclass
+class _Group:
+    """The events that belong to one root (see the module docstring)."""
+
+    leaves: list[bytes] = field(default_factory=list)
+    leaf_indices: list[int] = field(default_factory=list)
+    failed: bool = False
+
+    def merge(self, other: _Group) -> None:
+        self.leaves.extend(other.leaves)
+        self.leaf_indices.extend(other.leaf_indices)
+        self.failed |= other.failed
+
+
+@dataclass
+class _PartResult:
+    events: int = 0
+    pending: int = 0
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+    groups: dict[bytes, _Group] = field(default_factory=dict)
+
+
+# ---- per event (runs in the workers) -----------------------------------------------------
+
+
+def _event_id(digest: bytes) -> str:
+    return hash_from_digest(digest)
+
+
+def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
+    result = _PartResult()
+    k = keccak256
+    separator = ctx.separator
+    anchored = ctx.anchored
+    typehash = ATTESTATION_TYPEHASH
+    loads = orjson.loads
+    has_role_at = ctx.roles.has_role_at
+    for row in rows:
+        (digest, body, signer, signature, _role, event_time, subject, batch_root, leaf_index, proof,
+         received_at_ms) = row
+        try:
+            address20 = bytes.fromhex(signer[2:])
+        except ValueError:
+            address20 = b""
+        if batch_root is None:
+            if received_at_ms is not None and received_at_ms >= ctx.pending_since_ms:
+                result.pending += 1  # young: the anchorer has not got to it yet
+                continue
+        elif batch_root in ctx.in_flight:
+            result.pending += 1  # its batch is prepared and its transaction not mined yet
+            continue
+        result.events += 1
+        problem = _first_problem(row, loads, k, separator, typehash, has_role_at)
+        leaf = k(k(digest + _PAD12 + address20)) if len(address20) == 20 and len(digest) == 32 else b""
+        reached = None
+        if problem is None:
+            if batch_root is None or leaf_index is None or not proof or len(proof) % 32:
+                problem = (K.EVENT_NEVER_ANCHORED, "the event has no Merkle proof: it was never put in an anchored batch",
+                           {})
+            else:
+                node = leaf
+                for i in range(0, len(proof), 32):
+                    sibling = proof[i:i + 32]
+                    node = k(node + sibling if node <= sibling else sibling + node)
+                if node in anchored:
+                    reached = node
+                elif batch_root in anchored:
+                    problem = (K.EVENT_NEVER_ANCHORED,
+                               f"its proof leads to 0x{node.hex()}, which is not anchored (its batch root 0x{batch_root.hex()} is)",
+                               {"root": "0x" + batch_root.hex(), "proof_root": "0x" + node.hex()})
+                # else: the batch root is not on chain; that root's ROOT_NOT_ON_CHAIN covers the event.
+        if problem is not None:
+            kind, detail, extra = problem
+            objects = {"event": _event_id(digest), "digest": "0x" + digest.hex(), "signer": signer,
+                       "event_time": str(event_time)}
+            if batch_root is not None:
+                objects["root"] = "0x" + batch_root.hex()
+            if leaf_index is not None:
+                objects["leaf_index"] = str(leaf_index)
+            objects.update(extra)
+            result.discrepancies.append(Discrepancy(kind, _event_id(digest), detail, objects))
+        key = reached if reached is not None else batch_root
+        if key is None:
+            continue
+        group = result.groups.get(key)
+        if group is None:
+            group = result.groups[key] = _Group()
+        group.leaves.append(leaf)
+        group.leaf_indices.append(-1 if leaf_index is None else leaf_index)
+        if problem is not None and problem[0] is not K.EVENT_NEVER_ANCHORED:
+            group.failed = True
+    return result
+
+
+def _first_problem(row: StoredEvent, loads: Callable[[str], Any], k: Callable[[bytes], bytes], separator: bytes,
+                   typehash: bytes, has_role_at: Callable[[str, str, int], bool]
+                   ) -> tuple[DiscrepancyKind, str, dict[str, str]] | None:
+    digest, body, signer, signature, _role, event_time, subject = row[:7]
+    # 1. the body hashes to its id
+    try:
+        event = loads(body)
+        recomputed = event_digest(event)
+    except (EventHashError, ValueError, TypeError, AttributeError) as exc:
+        return K.HASH_MISMATCH, f"the stored body cannot be hashed ({exc})", {}
+    if recomputed != digest:
+        return (K.HASH_MISMATCH, f"the stored body hashes to 0x{recomputed.hex()}, not to its id",
+                {"recomputed": "0x" + recomputed.hex()})
+    # 2. the attestation recovers to the signer
+    if len(subject) != 32 or not 0 <= event_time < 2**64:
+        return K.SIGNATURE_INVALID, "the attested subject or event time is malformed", {}
+    message = k(b"\x19\x01" + separator + k(typehash + digest + subject + event_time.to_bytes(32, "big")))
+    try:
+        recovered = recover_digest(message, signature)
+    except SignatureError as exc:
+        return K.SIGNATURE_INVALID, f"the attestation signature {exc.problem}", {}
+    if recovered.lower() != signer.lower():
+        return (K.SIGNATURE_INVALID, f"the attestation recovers to {recovered}, not to the stored signer",
+                {"recovered": recovered})
+    # 3. the signer held a role the bizStep needs, at the event time
+    roles = roles_for_bizstep(event.get("bizStep"), event.get("@context"))
+    if roles is None:
+        return K.SIGNER_LACKED_ROLE, f"no role may attest bizStep {event.get('bizStep')!r}", {}
+    for role in roles:
+        if has_role_at(recovered, role, event_time):
+            return None
+    return (K.SIGNER_LACKED_ROLE, f"{recovered} held none of {', '.join(roles)} at {event_time} (the event time)",
+            {"roles": ",".join(roles)})
+
+
+# ---- workers -----------------------------------------------------------------------------
+
+_worker_ctx: _Context | None = None
+_worker_evidence: Evidence | None = None
+
+
+def _worker_init(ctx: bytes, evidence: bytes | None) -> None:
+    global _worker_ctx, _worker_evidence
+    _worker_ctx = pickle.loads(ctx)
+    _worker_evidence = pickle.loads(evidence) if evidence is not None else None
+
+
+def _worker_part(part: EventPart) -> _PartResult:
+    assert _worker_ctx is not None and _worker_evidence is not None
+    return _check_part(_worker_ctx, _worker_evidence.events(part))
+
+
+def _worker_rows(rows: Sequence[StoredEvent]) -> _PartResult:
+    assert _worker_ctx is not None
+    return _check_part(_worker_ctx, rows)
+
+
+def _submit(ctx: _Context, evidence: Evidence, parts: Sequence[EventPart], workers: int
+            ) -> tuple[ProcessPoolExecutor, list[Future[_PartResult]]]:
+    try:
+        shipped: bytes | None = pickle.dumps(evidence)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        shipped = None  # read in this process, rows shipped to the workers
+    # fork: the workers start at once with the code already imported; the evidence is re-opened
+    # from its pickle (never a database connection inherited across fork).
+    pool = ProcessPoolExecutor(min(workers, len(parts)), mp_context=get_context("fork"), initializer=_worker_init,
+                               initargs=(pickle.dumps(ctx), shipped))
+    if shipped is not None:
+        return pool, [pool.submit(_worker_part, part) for part in parts]
+    return pool, [pool.submit(_worker_rows, list(evidence.events(part))) for part in parts]
+
+
+# ---- the audit ---------------------------------------------------------------------------
 
 
 def audit(client: ChainClient, deployment: Deployment, evidence: Evidence, *, progress: Progress | None = None,
-          workers: int | None = None) -> AuditReport:
-    raise NotImplementedError("audit engine being written")
+          workers: int | None = None, pending_grace_s: float = 600.0, part_size: int = PART_SIZE) -> AuditReport:
+    """Audit the chain of `client` (deployment from `deployment`) against `evidence`.
+
+    `pending_grace_s`: an event not yet anchored and received less than this long ago is counted
+    as pending, not reported. `part_size`: events per unit of work handed to a worker.
+    """
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    history = replay(client, deployment, progress=progress)
+
+    batches = evidence.batches()
+    anchored = frozenset(history.anchors)
+    ctx = _Context(
+        separator=domain_separator(DOMAIN_NAME, DOMAIN_VERSION, history.chain_id,
+                                   deployment.address("ProvenanceRegistry")),
+        roles=history.roles,
+        anchored=anchored,
+        in_flight=frozenset(b.root for b in batches if b.status == "prepared" and b.root not in anchored),
+        pending_since_ms=int((time.time() - pending_grace_s) * 1000),
+    )
+    parts = evidence.event_parts(part_size)
+    discrepancies: list[Discrepancy] = []
+    groups: dict[bytes, _Group] = {}
+    events = pending = 0
+
+    expected = sum(b.event_count for b in batches)
+    pool: ProcessPoolExecutor | None = None
+    escrow: tuple[list[Discrepancy], dict[str, int]] | None = None
+    results: Iterator[_PartResult]
+    if workers > 1 and len(parts) > 1:
+        pool, futures = _submit(ctx, evidence, parts, workers)
+        # The escrow checks wait on RPC mostly: run them here while the workers hash and recover.
+        escrow = check_escrow(client, deployment, history, evidence)
+        results = (f.result() for f in futures)
+    else:
+        results = (_check_part(ctx, evidence.events(part)) for part in parts)
+    try:
+        for result in results:
+            events += result.events
+            pending += result.pending
+            discrepancies.extend(result.discrepancies)
+            for root, group in result.groups.items():
+                if root in groups:
+                    groups[root].merge(group)
+                else:
+                    groups[root] = group
+            if progress is not None:
+                progress("events", events + pending, max(expected, events + pending))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if escrow is None:
+        escrow = check_escrow(client, deployment, history, evidence)
+    escrow_found, escrow_counts = escrow
+
+    discrepancies.extend(_check_roots(history, batches, groups, ctx.in_flight, partial=is_partial(evidence)))
+    discrepancies.extend(escrow_found)
+    order = {kind: i for i, kind in enumerate(DiscrepancyKind)}
+    discrepancies.sort(key=lambda d: (order[d.kind], d.subject))
+    return AuditReport(
+        chain_id=history.chain_id,
+        contracts={name: c.address for name, c in deployment.contracts.items()},
+        from_block=history.from_block,
+        to_block=history.to_block,
+        evidence=evidence.describe(),
+        checked=Checked(
+            events=events, pending_events=pending, batches=len(batches), anchored_roots=len(history.anchors),
+            registry_changes=history.registry_changes, escrow_orders=escrow_counts.get("orders", 0),
+            escrow_transitions=escrow_counts.get("transitions", 0),
+            escrow_signatures=escrow_counts.get("signatures", 0),
+        ),
+        discrepancies=discrepancies,
+        elapsed_s=time.perf_counter() - started,
+        started_at=started_at,
+    )
+
+
+def _check_roots(history: ChainHistory, batches: Iterable[Any], groups: Mapping[bytes, _Group],
+                 in_flight: frozenset[bytes], *, partial: bool) -> list[Discrepancy]:
+    found: list[Discrepancy] = []
+    for batch in batches:
+        if batch.root in history.anchors or batch.root in in_flight:
+            continue
+        root = "0x" + batch.root.hex()
+        objects = {"root": root, "event_count": str(batch.event_count), "status": batch.status}
+        if batch.tx_hash is not None:
+            objects["tx"] = "0x" + batch.tx_hash.hex()
+        if batch.block_number is not None:
+            objects["block"] = str(batch.block_number)
+        found.append(Discrepancy(K.ROOT_NOT_ON_CHAIN, root,
+                                 f"the stored batch of {batch.event_count} events names root {root}, which was never "
+                                 f"anchored on chain {history.chain_id}", objects))
+    if partial:
+        return found  # some leaves of some roots: each event's proof was checked, no tree can be rebuilt
+    for root, anchor in history.anchors.items():
+        name = "0x" + root.hex()
+        objects = {"root": name, "leaf_count": str(anchor.event_count), "tx": "0x" + anchor.tx_hash.hex(),
+                   "block": str(anchor.block), "submitter": anchor.submitter, "org": str(anchor.org_id)}
+        group = groups.get(root)
+        if group is None:
+            found.append(Discrepancy(K.EVENT_DATA_MISSING, name,
+                                     f"anchored with {anchor.event_count} events in block {anchor.block}, and the "
+                                     "evidence holds none of them", {**objects, "stored": "0"}))
+            continue
+        present = len(group.leaves)
+        if present < anchor.event_count:
+            missing = sorted(set(range(anchor.event_count)) - set(group.leaf_indices))
+            shown = ",".join(str(i) for i in missing[:100]) + (",..." if len(missing) > 100 else "")
+            found.append(Discrepancy(K.EVENT_DATA_MISSING, name,
+                                     f"anchored with {anchor.event_count} events; the evidence holds {present}"
+                                     + (f" (missing leaf indices {shown})" if missing else ""),
+                                     {**objects, "stored": str(present), "missing_leaves": shown}))
+            continue
+        if group.failed or not all(group.leaves):
+            continue  # a leaf is wrong because an event under it already failed; reported there
+        rebuilt = build_tree_from_hashes(group.leaves).root
+        if rebuilt != root or present != anchor.event_count:
+            found.append(Discrepancy(K.HASH_MISMATCH, name,
+                                     f"the {present} stored leaves rebuild root 0x{rebuilt.hex()}, not the anchored "
+                                     f"root ({anchor.event_count} events)",
+                                     {**objects, "stored": str(present), "rebuilt": "0x" + rebuilt.hex()}))
+    return found
 
 
 def audit_database(client: ChainClient, deployment: Deployment, db: Database, **kw: Any) -> AuditReport:
+    """`audit` with the node's own database as the evidence."""
     return audit(client, deployment, DatabaseEvidence(db), **kw)

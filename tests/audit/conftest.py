@@ -1,0 +1,82 @@
+"""An honest little world for the auditor: two lots' journeys captured and anchored in two batches,
+one event attested by an account without the role (stored past the role check, for the
+SIGNER_LACKED_ROLE case, only when asked), an order carried to release through the relayer
+(stored attestations), and an order reached directly by a submitter and settled by an arbitrator
+(calldata only). Real Anvil, real SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+
+from node.chain.client import ChainClient
+from node.chain.deploy import Deployment
+from node.db import Database
+from node.devnet.anvil import AnvilProcess
+from node.escrow import OrderTerms
+from node.relayer import Relayer, SignatureIn
+from node.service import NodeRuntime, build_anchorer, build_capture
+from node.service_settings import NodeSettings
+from node.settings import ChainSettings
+from tests.node.escrow_env import DAY, EscrowEnv, escrow_env, member
+from tests.node.story import MANUFACTURER, capture_document, lot_story, story_events
+
+
+@dataclass
+class World:
+    db: Database
+    chain: ChainClient
+    deployment: Deployment
+    runtime: NodeRuntime
+    env: EscrowEnv
+    relayed: OrderTerms  # milestones through the relayer, released on the buyer's confirmation
+    direct: OrderTerms  # shipped by a direct submission, disputed, ruled by the arbitrator
+
+
+@pytest.fixture
+def audit_db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'node.sqlite3'}")
+    database.migrate()
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+def capture_and_anchor(runtime: NodeRuntime, document: dict[str, object], *, check_roles: bool = True) -> None:
+    capture = build_capture(runtime)
+    body = orjson.dumps(document)
+    capture.store(capture.check(body) if check_roles else capture.precheck(body))
+    build_anchorer(runtime, MANUFACTURER).drain()
+
+
+@pytest.fixture
+def world(audit_db: Database, chain: ChainClient, anvil: AnvilProcess, tmp_path: Path) -> World:
+    env = escrow_env(chain, tmp_path)
+    settings = NodeSettings(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500, max_batch_delay=0.2)
+    runtime = NodeRuntime(settings, ChainSettings(rpc_url=anvil.rpc_url, chain_id=anvil.chain_id), audit_db, chain,
+                          env.deployment)
+    now = int(chain.w3.eth.get_block("latest")["timestamp"])
+    for start in (now, now + 100):  # two capture documents, two batches
+        capture_and_anchor(runtime, capture_document(story_events(lot_story(start)), runtime.domain))
+
+    relayer = Relayer(audit_db, env.escrow, member(15), min_lifetime=60)
+    relayed = env.open(env.terms(salt=1))
+    for milestone in range(len(relayed.milestones)):
+        pool = env.customs if relayed.milestones[milestone].role == "CUSTOMS" else env.carriers
+        for signer in pool[:2]:
+            sig = env.sign(signer, relayed, milestone)
+            relayer.receive(SignatureIn(relayed.order_id, milestone, sig.signer, sig.signature, sig.deadline))
+    deadline = env.now() + DAY
+    env.escrow.confirm_by_signature(relayed, deadline, env.escrow.sign_confirmation(env.buyer, relayed.order_id, deadline),
+                                    env.outsider)
+
+    direct = env.open(env.terms(salt=2))
+    env.reach(direct, 0)
+    env.escrow.dispute(direct, b"\x01" * 32, env.buyer)
+    env.escrow.rule(direct, 5000, b"\x02" * 32, env.arbitrator)
+    return World(audit_db, chain, env.deployment, runtime, env, relayed, direct)
