@@ -17,11 +17,9 @@ from api.main import create_app
 from api.settings import ApiSettings
 from node.audit import audit
 from node.audit.bundle import BundleEvidence
-from node.chain.build import build
 from node.chain.client import ChainClient
-from node.devnet.anvil import AnvilProcess, free_port
 from node.escrow import order_key
-from tests.audit.test_bundle import AuditWorld, build_audit_world
+from tests.audit.test_bundle import AuditWorld, own_audit_world
 from tests.node.escrow_env import member
 from tests.node.story import GTIN, LOT, MANUFACTURER
 
@@ -30,14 +28,8 @@ AUDITOR = member(7)  # the demo consortium's auditor organisation (Fjord Assuran
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditWorld]:
-    build()
-    anvil = AnvilProcess(port=free_port()).start()
-    try:
-        built = build_audit_world(anvil, tmp_path_factory.mktemp("audit-api"))
+    with own_audit_world(tmp_path_factory.mktemp("audit-api")) as built:
         yield built
-        built.db.dispose()
-    finally:
-        anvil.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,16 +100,23 @@ def build_audit_world(anvil: AnvilProcess, folder: Path) -> AuditWorld:
                       [event_hash(e) for e, _ in events_a], [event_hash(e) for e, _ in events_b], terms)
 
 
-@pytest.fixture(scope="module")
-def audit_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditWorld]:
+@contextmanager
+def own_audit_world(folder: Path) -> Iterator[AuditWorld]:
+    """An audit world on an Anvil of its own (tests may take its chain's snapshots freely)."""
     build()
     anvil = AnvilProcess(port=free_port()).start()
     try:
-        world = build_audit_world(anvil, tmp_path_factory.mktemp("audit-world"))
+        world = build_audit_world(anvil, folder)
         yield world
         world.db.dispose()
     finally:
         anvil.stop()
+
+
+@pytest.fixture(scope="module")
+def audit_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditWorld]:
+    with own_audit_world(tmp_path_factory.mktemp("audit-world")) as world:
+        yield world
 
 
 def event_ids(bundle: Bundle) -> list[str]:

@@ -13,23 +13,15 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
-from node.chain.build import build
-from node.devnet.anvil import AnvilProcess, free_port
-from tests.audit.test_bundle import AuditWorld, build_audit_world
+from tests.audit.test_bundle import AuditWorld, own_audit_world
 from tests.cli.test_cli import assert_clean_failure, run_cli
 from tests.node.story import GTIN, LOT
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditWorld]:
-    build()
-    anvil = AnvilProcess(port=free_port()).start()
-    try:
-        built = build_audit_world(anvil, tmp_path_factory.mktemp("audit-cli"))
+    with own_audit_world(tmp_path_factory.mktemp("audit-cli")) as built:
         yield built
-        built.db.dispose()
-    finally:
-        anvil.stop()
 
 
 def chain_args(world: AuditWorld) -> list[str]:
