@@ -1,51 +1,95 @@
-"""demo: the whole network on this machine, in the foreground until Ctrl-C."""
+"""demo: the whole network on this machine, the story played through it, then serving until Ctrl-C.
+
+Anvil, node, relayer and scan API run as child processes (each in a process group of its own),
+the members' oracles in this process. Everything is kept under `--root` (default var/demo/):
+chain state, deployment record, database, oracle queues, logs, the story record and the QR
+images. Running it again resumes that chain and database; a story already played is not
+played again, only served.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
-import threading
+import sys
+import time
+from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
 
-from node.chain.client import ChainClient
-from node.chain.deploy import deploy, waymark_steps
-from node.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_PORT, devnet_down, devnet_status, devnet_up
-from node.devnet.consortium import demo_consortium
-from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
-from node.registry import RegistryClient
-from node.settings import ChainSettings
-from waymark.common import console, devnet_keystore, member_index, signer_from_keystore
+from node.paths import PROJECT_ROOT
+from waymark.demo.network import Ports, start_network
+from waymark.demo.processes import Supervisor
+from waymark.demo.story import Story
+
+DEFAULT_ROOT = PROJECT_ROOT / "var" / "demo"
+
+
+class Stop(BaseException):
+    """SIGINT or SIGTERM: leave whatever is going on and shut down (a BaseException, so no
+    `except Exception` on the way swallows it)."""
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    # Further signals are ignored while children are stopped: a second Ctrl-C must not leave orphans.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Stop(signal.Signals(signum).name)
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 def demo(
-    port: Annotated[int, typer.Option(help="Devnet RPC port")] = DEVNET_PORT,
-    wait: Annotated[bool, typer.Option(help="Keep running until Ctrl-C (--no-wait: set up and exit, leaving the devnet up)")] = True,
+    root: Annotated[Path, typer.Option(help="Folder of the demo's state (chain, database, logs, QR images)", envvar="WAYMARK_DEMO_ROOT")] = DEFAULT_ROOT,
+    rpc_port: Annotated[int, typer.Option(help="Anvil's RPC port", envvar="WAYMARK_DEMO_RPC_PORT")] = Ports.rpc,
+    node_port: Annotated[int, typer.Option(help="The node's port", envvar="WAYMARK_DEMO_NODE_PORT")] = Ports.node,
+    api_port: Annotated[int, typer.Option(help="The scan API's port (the scanner page and resolver)", envvar="WAYMARK_DEMO_API_PORT")] = Ports.api,
+    relayer_port: Annotated[int, typer.Option(help="The escrow relayer's port", envvar="WAYMARK_DEMO_RELAYER_PORT")] = Ports.relayer,
+    oracle_port: Annotated[int, typer.Option(help="First of 8 consecutive ports of the members' oracles", envvar="WAYMARK_DEMO_ORACLE_PORT")] = Ports.oracles,
+    day_seconds: Annotated[float, typer.Option(help="Wall-clock seconds per simulated day of the voyage (first run)", envvar="WAYMARK_DEMO_DAY_SECONDS")] = 0.5,
+    units: Annotated[int, typer.Option(help="Vases in the lot (first run)")] = 24,
+    wait: Annotated[bool, typer.Option(help="Serve until Ctrl-C (--no-wait: stop everything once ready)")] = True,
 ) -> None:
-    """Start the devnet, deploy Waymark with the demo consortium, and keep it running until Ctrl-C."""
-    was_running = devnet_status(port).running
-    status = devnet_up(port)
-    stop = threading.Event()
+    """Start Anvil, deploy with the demo consortium, start node, relayer, scan API and oracles,
+    play the story (or find it played), print the scanner URL and "ready", and serve until Ctrl-C."""
+    started = time.monotonic()
+    root = root.resolve()
+    ports = Ports(rpc=rpc_port, node=node_port, api=api_port, oracles=oracle_port, relayer=relayer_port)
+    supervisor = Supervisor(say)
+    story: Story | None = None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop)
+    say(f"Waymark demo: state in {root}")
     try:
-        settings = ChainSettings(rpc_url=status.rpc_url, chain_id=DEVNET_CHAIN_ID)
-        client = ChainClient(settings.rpc_url, expected_chain_id=settings.chain_id)
-        deployer = signer_from_keystore(devnet_keystore("deployer", member_index("deployer")), client.chain_id)
-        steps = waymark_steps(demo_consortium()) + devnet_token_steps(client.chain_id, deployer.address)
-        deployment, fresh = deploy(client, deployer, steps, settings.deployment_file)
-        setup_devnet_escrow(client, deployment, minter=deployer)
-        console.print(f"chain      {status.rpc_url} (chain id {client.chain_id}, {'resumed from' if was_running or not fresh else 'state in'} {status.state_file})")
-        console.print(f"deployment {settings.deployment_file} ({'deployed now' if fresh else 'resumed'})")
-        for name, contract in deployment.contracts.items():
-            console.print(f"  {name:<20} {contract.address}")
-        members = RegistryClient(client, deployment).organisations()
-        console.print(f"consortium {len(members)} members: " + ", ".join(f"{m.name} ({m.country})" for m in members))
-        console.print("ready", style="bold green")
+        network = start_network(root, ports, supervisor, say)
+        (root / "pids.json").write_text(json.dumps({"demo": os.getpid(), **supervisor.pids()}))
+        story = Story(network, say, day_seconds=day_seconds, units=units)
+        story.start_oracles()
+        if story.played():
+            say(f"story       already played (recorded in {story.record_path}): serving it again")
+        else:
+            say(f"story       lot {story.shipment.lot} of {story.record.units} vases, container {story.shipment.container}, "
+                f"one simulated day = {story.record.day_seconds:g}s")
+            story.play()
+        qr = story.write_qr(root / "qr")
+        story.save()
+        say(f"QR codes    {qr['demo-unit'].parent} ({', '.join(sorted(p.stem for p in qr.values()))}; PNG and SVG)")
+        say(f"scanner     {story.url_of(story.record.demo_unit)}")
+        say(f"ready       in {time.monotonic() - started:.0f}s; the passport as JSON: curl -H 'Accept: application/json' <scanner URL>")
         if wait:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-            console.print("press Ctrl-C to stop")
-            stop.wait()
+            say("press Ctrl-C to stop")
+            while True:
+                time.sleep(3600)
+    except Stop as stop:
+        say(f"{stop}: stopping")
     finally:
-        if wait:
-            devnet_down()
-            console.print("stopped; chain state saved for the next run")
+        if story is not None:
+            story.close()
+        supervisor.stop_all()
+        say("stopped; chain and database kept for the next run")
+    sys.stdout.flush()
