@@ -64,14 +64,14 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
 from node.ingest.roles import RoleState, roles_for_bizstep
+from node.audit._ecdsa import recover_address
 from node.provenance.attestation import (
     ATTESTATION_TYPEHASH,
     DOMAIN_NAME,
     DOMAIN_VERSION,
-    SignatureError,
     domain_separator,
     keccak256,
-    recover_digest,
+    to_checksum_address,
 )
 from node.provenance.event_hash import EventHashError, event_digest, hash_from_digest
 from node.provenance.merkle import build_tree_from_hashes
@@ -103,11 +103,14 @@ class _Group:
     leaves: list[bytes] = field(default_factory=list)
     leaf_indices: list[int] = field(default_factory=list)
     failed: bool = False
+    rebuilt: bytes | None = None
+    """The root the worker rebuilt from exactly these leaves, if it did."""
 
     def merge(self, other: _Group) -> None:
         self.leaves.extend(other.leaves)
         self.leaf_indices.extend(other.leaf_indices)
         self.failed |= other.failed
+        self.rebuilt = None
 
 
 @dataclass
@@ -133,13 +136,10 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
     typehash = ATTESTATION_TYPEHASH
     loads = orjson.loads
     has_role_at = ctx.roles.has_role_at
+    checked: list[tuple[StoredEvent, bytes, tuple[DiscrepancyKind, str, dict[str, str]] | None]] = []
+    by_root: dict[bytes, list[int]] = {}
     for row in rows:
-        (digest, body, signer, signature, _role, event_time, subject, batch_root, leaf_index, proof,
-         received_at_ms) = row
-        try:
-            address20 = bytes.fromhex(signer[2:])
-        except ValueError:
-            address20 = b""
+        digest, signer, batch_root, received_at_ms = row[0], row[2], row[7], row[10]
         if batch_root is None:
             if received_at_ms is not None and received_at_ms >= ctx.pending_since_ms:
                 result.pending += 1  # young: the anchorer has not got to it yet
@@ -148,25 +148,49 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
             result.pending += 1  # its batch is prepared and its transaction not mined yet
             continue
         result.events += 1
-        problem = _first_problem(row, loads, k, separator, typehash, has_role_at)
+        try:
+            address20 = bytes.fromhex(signer[2:]) if signer[:2] in ("0x", "0X") else b""
+        except ValueError:
+            address20 = b""
         leaf = k(k(digest + _PAD12 + address20)) if len(address20) == 20 and len(digest) == 32 else b""
-        reached = None
-        if problem is None:
-            if batch_root is None or leaf_index is None or not proof or len(proof) % 32:
-                problem = (K.EVENT_NEVER_ANCHORED, "the event has no Merkle proof: it was never put in an anchored batch",
-                           {})
-            else:
-                node = leaf
-                for i in range(0, len(proof), 32):
-                    sibling = proof[i:i + 32]
-                    node = k(node + sibling if node <= sibling else sibling + node)
-                if node in anchored:
-                    reached = node
-                elif batch_root in anchored:
-                    problem = (K.EVENT_NEVER_ANCHORED,
-                               f"its proof leads to 0x{node.hex()}, which is not anchored (its batch root 0x{batch_root.hex()} is)",
-                               {"root": "0x" + batch_root.hex(), "proof_root": "0x" + node.hex()})
-                # else: the batch root is not on chain; that root's ROOT_NOT_ON_CHAIN covers the event.
+        problem = _first_problem(row, address20, loads, k, separator, typehash, has_role_at)
+        if batch_root is not None:
+            by_root.setdefault(batch_root, []).append(len(checked))
+        checked.append((row, leaf, problem))
+
+    # Proofs: where a stored batch's leaves rebuild its anchored root, a stored proof equal to the
+    # tree's own proof needs no hashing; any other proof is walked leaf to root.
+    reached: dict[int, bytes] = {}
+    rebuilt: dict[bytes, bytes] = {}
+    for root, positions in by_root.items():
+        leaves = [checked[i][1] for i in positions]
+        tree = build_tree_from_hashes(leaves) if all(leaves) else None
+        if tree is not None:
+            rebuilt[root] = tree.root
+        for n, i in enumerate(positions):
+            row, leaf, problem = checked[i]
+            proof = row[9]
+            if problem is not None or not proof or row[8] is None or len(proof) % 32 or not leaf:
+                continue
+            if tree is not None and tree.root == root and root in anchored and b"".join(tree.proof(n)) == proof:
+                reached[i] = root
+                continue
+            node = leaf
+            for j in range(0, len(proof), 32):
+                sibling = proof[j:j + 32]
+                node = k(node + sibling if node <= sibling else sibling + node)
+            if node in anchored:
+                reached[i] = node
+            elif root in anchored:
+                checked[i] = (row, leaf, (K.EVENT_NEVER_ANCHORED,
+                              f"its proof leads to 0x{node.hex()}, which is not anchored (its batch root 0x{root.hex()} is)",
+                              {"root": "0x" + root.hex(), "proof_root": "0x" + node.hex()}))
+            # else: the batch root is not on chain; that root's ROOT_NOT_ON_CHAIN covers the event.
+
+    for i, (row, leaf, problem) in enumerate(checked):
+        digest, signer, event_time, batch_root, leaf_index = row[0], row[2], row[5], row[7], row[8]
+        if problem is None and i not in reached and (batch_root is None or leaf_index is None or not row[9]):
+            problem = (K.EVENT_NEVER_ANCHORED, "the event has no Merkle proof: it was never put in an anchored batch", {})
         if problem is not None:
             kind, detail, extra = problem
             objects = {"event": _event_id(digest), "digest": "0x" + digest.hex(), "signer": signer,
@@ -177,20 +201,24 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
                 objects["leaf_index"] = str(leaf_index)
             objects.update(extra)
             result.discrepancies.append(Discrepancy(kind, _event_id(digest), detail, objects))
-        key = reached if reached is not None else batch_root
+        key = reached.get(i, batch_root)
         if key is None:
             continue
         group = result.groups.get(key)
         if group is None:
-            group = result.groups[key] = _Group()
+            group = result.groups[key] = _Group(rebuilt=rebuilt.get(key))
         group.leaves.append(leaf)
         group.leaf_indices.append(-1 if leaf_index is None else leaf_index)
         if problem is not None and problem[0] is not K.EVENT_NEVER_ANCHORED:
             group.failed = True
+    for key, group in result.groups.items():
+        if len(group.leaves) != len(by_root.get(key, ())):
+            group.rebuilt = None  # the group is not exactly that stored batch: rebuild it after merging
     return result
 
 
-def _first_problem(row: StoredEvent, loads: Callable[[str], Any], k: Callable[[bytes], bytes], separator: bytes,
+def _first_problem(row: StoredEvent, address20: bytes, loads: Callable[[str], Any], k: Callable[[bytes], bytes],
+                   separator: bytes,
                    typehash: bytes, has_role_at: Callable[[str, str, int], bool]
                    ) -> tuple[DiscrepancyKind, str, dict[str, str]] | None:
     digest, body, signer, signature, _role, event_time, subject = row[:7]
@@ -207,11 +235,11 @@ def _first_problem(row: StoredEvent, loads: Callable[[str], Any], k: Callable[[b
     if len(subject) != 32 or not 0 <= event_time < 2**64:
         return K.SIGNATURE_INVALID, "the attested subject or event time is malformed", {}
     message = k(b"\x19\x01" + separator + k(typehash + digest + subject + event_time.to_bytes(32, "big")))
-    try:
-        recovered = recover_digest(message, signature)
-    except SignatureError as exc:
-        return K.SIGNATURE_INVALID, f"the attestation signature {exc.problem}", {}
-    if recovered.lower() != signer.lower():
+    recovered20 = recover_address(message, signature)
+    if isinstance(recovered20, str):
+        return K.SIGNATURE_INVALID, f"the attestation signature {recovered20}", {}
+    recovered = to_checksum_address(recovered20)
+    if recovered20 != address20:
         return (K.SIGNATURE_INVALID, f"the attestation recovers to {recovered}, not to the stored signer",
                 {"recovered": recovered})
     # 3. the signer held a role the bizStep needs, at the event time
@@ -382,7 +410,7 @@ def _check_roots(history: ChainHistory, batches: Iterable[Any], groups: Mapping[
             continue
         if group.failed or not all(group.leaves):
             continue  # a leaf is wrong because an event under it already failed; reported there
-        rebuilt = build_tree_from_hashes(group.leaves).root
+        rebuilt = group.rebuilt or build_tree_from_hashes(group.leaves).root
         if rebuilt != root or present != anchor.event_count:
             found.append(Discrepancy(K.HASH_MISMATCH, name,
                                      f"the {present} stored leaves rebuild root 0x{rebuilt.hex()}, not the anchored "

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Benchmark: the auditor's events verified per second, against a naive verifier, same run.
+
+Set-up (not timed; cached under var/bench/audit-<N>/ and reused while the Anvil state, the
+deployment and the database still agree): an Anvil of its own with its state on disk, the
+Waymark contracts deployed, N events (ObjectEvents about serialised units; bizSteps
+commissioning / inspecting / shipping / customs cleared) signed by the four attesting demo
+members in worker processes, stored through the node's capture store (CaptureService.store,
+the rows ingest writes) and anchored by the node's anchorer in batches of --batch-size.
+
+Timed:
+1. `node.audit.audit_database` with `--workers` processes (default: every core): the whole
+   audit, chain replay and escrow included, over every stored event.
+2. The naive baseline, single-threaded, the obvious way, on a sample of --baseline events
+   (it is slow; its rate is what is compared): per event an ORM load, the CBV 2.0 event hash,
+   eth_account's typed-data recovery, a `hasRoleAt` view call for the role at the event time,
+   and the full Merkle proof checked against an `isAnchored` call for its root.
+
+Printed: events, seconds and events/s of each, the speed-up, CPU count and load average;
+the last line is one JSON object with the figures.
+
+    .venv/bin/python scripts/bench/audit.py                    # 100,000 events (built once, then reused)
+    .venv/bin/python scripts/bench/audit.py --events 20000 --rebuild
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+from eth_account import Account  # noqa: E402
+from eth_account.messages import encode_typed_data  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from node.anchorer import Anchorer  # noqa: E402
+from node.audit import audit_database  # noqa: E402
+from node.chain.build import build  # noqa: E402
+from node.chain.client import ChainClient  # noqa: E402
+from node.chain.deploy import Deployment, deploy, is_current, load_deployment, waymark_steps  # noqa: E402
+from node.db import Batch, Database, Event  # noqa: E402
+from node.devnet.anvil import AnvilProcess, free_port  # noqa: E402
+from node.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
+from node.ingest.capture import CaptureService, CheckedEvent, event_epcs, unix_ms  # noqa: E402
+from node.ingest.roles import RoleMirror, roles_for_bizstep  # noqa: E402
+from node.provenance import epcis  # noqa: E402
+from node.provenance.attestation import AttestationDomain, attestation_typed_data, sign_attestation  # noqa: E402
+from node.provenance.event_hash import event_digest  # noqa: E402
+from node.provenance.gs1 import UnitId  # noqa: E402
+from node.provenance.merkle import leaf_hash, verify_proof  # noqa: E402
+from node.registry import role_id  # noqa: E402
+
+GTIN = "09521234543213"
+ATTESTERS = ((1, "commissioning"), (2, "inspecting"), (3, "shipping"), (4, epcis.customs_step("cleared")))
+CONTRACTS = ("ConsortiumRegistry", "ProvenanceRegistry")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def iso(unix: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+# ---- set-up --------------------------------------------------------------------------------
+
+
+def _sign(args: tuple[int, int, int, int, str]) -> list[CheckedEvent]:
+    """Worker: events [first, last) signed, as the rows ingest would store."""
+    first, last, start, chain_id, registry = args
+    domain = AttestationDomain(chain_id, registry)
+    keys = {i: devnet_account(i) for i, _ in ATTESTERS}
+    out = []
+    for n in range(first, last):
+        index, step = ATTESTERS[n % len(ATTESTERS)]
+        event = epcis.object_event(
+            epcs=[UnitId(GTIN, f"A{start}N{n:07d}", "LOT1")], action="OBSERVE",
+            event_time=iso(start + 1 + (n % 600) * 0.001 + n // 1000), biz_step=step,
+            read_point="urn:epc:id:sgln:9521234.54321.0",
+        )
+        account = keys[index]
+        signed = sign_attestation(account.key, domain, event)
+        roles = roles_for_bizstep(step)
+        assert roles is not None
+        out.append(CheckedEvent(
+            digest=signed.event_digest, event_type=event["type"], action=event.get("action"), biz_step=step,
+            event_time=signed.event_time, event_time_ms=unix_ms(event["eventTime"]), subject=signed.subject,
+            signer=account.address, signature=signed.signature, role=roles[0],
+            body=orjson.dumps(event).decode(), epcs=event_epcs(event),
+        ))
+    return out
+
+
+def build_world(work: Path, events: int, batch_size: int) -> tuple[AnvilProcess, ChainClient, Deployment, Database]:
+    """Start (or restart from its state file) the bench's Anvil and database, building them if needed."""
+    record = work / "deployments" / "31337.json"
+    state = work / "anvil-state.json"
+    db_path = work / "node.sqlite3"
+    complete = work / "complete.json"
+    if complete.exists() and state.exists() and record.exists() and db_path.exists():
+        anvil = AnvilProcess(port=free_port(), state_file=state, log_file=work / "anvil.log").start()
+        client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
+        deployment = load_deployment(record)
+        db = Database(f"sqlite:///{db_path}")
+        with db.session() as s:
+            stored = s.scalar(select(func.count()).select_from(Event).where(Event.proof.is_not(None)))
+        if is_current(client, deployment, CONTRACTS) and stored == json.loads(complete.read_text())["events"] == events:
+            log(f"reusing {work} ({stored} anchored events)")
+            return anvil, client, deployment, db
+        log(f"{work} is stale; rebuilding")
+        db.dispose()
+        anvil.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    build()
+    anvil = AnvilProcess(port=free_port(), state_file=state, log_file=work / "anvil.log").start()
+    client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
+    deployment, _ = deploy(client, devnet_account(0), waymark_steps(demo_consortium()), record)
+    db = Database(f"sqlite:///{db_path}")
+    db.migrate()
+    registry = deployment.address("ProvenanceRegistry")
+    start = int(client.w3.eth.get_block("latest")["timestamp"])
+    log(f"signing {events} events ...")
+    t = time.perf_counter()
+    step = 5_000
+    jobs = [(i, min(i + step, events), start, anvil.chain_id, registry) for i in range(0, events, step)]
+    capture = CaptureService(db, AttestationDomain(anvil.chain_id, registry),
+                             RoleMirror(client.w3, deployment.address("ConsortiumRegistry"), start_block=0))
+    with get_context("fork").Pool(os.cpu_count() or 2) as pool:
+        for rows in pool.imap(_sign, jobs):
+            capture.store(rows)
+    log(f"signed and stored in {time.perf_counter() - t:.1f}s; anchoring in batches of {batch_size} ...")
+    t = time.perf_counter()
+    Anchorer(db, client, registry, devnet_account(1), batch_size=batch_size).drain(timeout=3600)
+    log(f"anchored in {time.perf_counter() - t:.1f}s")
+    complete.write_text(json.dumps({"events": events}))
+    return anvil, client, deployment, db
+
+
+# ---- the naive baseline ----------------------------------------------------------------------
+
+
+def naive(client: ChainClient, deployment: Deployment, db: Database, sample: int) -> tuple[int, float, int]:
+    """The obvious single-threaded verifier; returns (events, seconds, failures)."""
+    registry = client.contract("ConsortiumRegistry", deployment.address("ConsortiumRegistry"))
+    provenance = client.contract("ProvenanceRegistry", deployment.address("ProvenanceRegistry"))
+    domain = AttestationDomain(client.chain_id, deployment.address("ProvenanceRegistry"))
+    failures = 0
+    t = time.perf_counter()
+    with Session(db.engine) as session:
+        ids = session.scalars(select(Event.id).order_by(Event.id).limit(sample)).all()
+        for event_id in ids:
+            event = session.get(Event, event_id)
+            assert event is not None and event.proof is not None and event.batch_id is not None
+            batch = session.get(Batch, event.batch_id)
+            assert batch is not None
+            body = json.loads(event.body)
+            ok = event_digest(body) == event.digest
+            typed = attestation_typed_data(domain, event.digest, event.subject, event.event_time)
+            recovered = Account.recover_message(encode_typed_data(full_message=typed), signature=event.signature)
+            ok = ok and recovered == event.signer
+            roles = roles_for_bizstep(body.get("bizStep")) or ()
+            ok = ok and any(registry.functions.hasRoleAt(recovered, role_id(r), event.event_time).call() for r in roles)
+            proof = [event.proof[i:i + 32] for i in range(0, len(event.proof), 32)]
+            ok = ok and verify_proof(batch.root, leaf_hash(event.digest, event.signer), proof)
+            ok = ok and bool(provenance.functions.isAnchored(batch.root).call())
+            failures += not ok
+    return len(ids), time.perf_counter() - t, failures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=4_000, help="events per anchored batch")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--baseline", type=int, default=2_000, help="events the naive verifier checks")
+    parser.add_argument("--rebuild", action="store_true", help="build the database and chain afresh")
+    parser.add_argument("--work", type=Path, default=None, help="cache directory (default var/bench/audit-<N>)")
+    options = parser.parse_args()
+    work = options.work or ROOT / "var" / "bench" / f"audit-{options.events}"
+    if options.rebuild:
+        shutil.rmtree(work, ignore_errors=True)
+    anvil, client, deployment, db = build_world(work, options.events, options.batch_size)
+    try:
+        log(f"auditing with {options.workers} worker processes ...")
+        report = audit_database(client, deployment, db, workers=options.workers)
+        if not report.ok:
+            log(f"the audit found {len(report.discrepancies)} discrepancies on an honest history: {report.by_kind()}")
+            return 1
+        fast_events, fast_s = report.checked.events, report.elapsed_s
+        log(f"naive verifier on {options.baseline} events ...")
+        naive_events, naive_s, failures = naive(client, deployment, db, options.baseline)
+        if failures:
+            log(f"the naive verifier failed {failures} events")
+            return 1
+    finally:
+        db.dispose()
+        anvil.stop()
+    fast_rate, naive_rate = fast_events / fast_s, naive_events / naive_s
+    load = os.getloadavg()
+    figures: dict[str, Any] = {
+        "events": fast_events, "anchored_roots": report.checked.anchored_roots,
+        "audit_seconds": round(fast_s, 2), "audit_events_per_s": round(fast_rate),
+        "workers": options.workers,
+        "naive_events": naive_events, "naive_seconds": round(naive_s, 2), "naive_events_per_s": round(naive_rate, 1),
+        "speedup": round(fast_rate / naive_rate, 1), "target_events_per_s": 20_000,
+        "target_met": fast_rate >= 20_000, "cpu_count": os.cpu_count(), "loadavg": [round(x, 2) for x in load],
+    }
+    print(f"audit : {fast_events} events in {fast_s:.2f} s = {fast_rate:,.0f} events/s ({options.workers} workers, "
+          f"whole audit incl. chain replay of {report.checked.anchored_roots} roots)")
+    print(f"naive : {naive_events} events in {naive_s:.2f} s = {naive_rate:,.1f} events/s (single thread)")
+    print(f"speed-up {fast_rate / naive_rate:,.1f}x; target 20,000 events/s {'met' if fast_rate >= 20_000 else 'NOT met'}; "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
