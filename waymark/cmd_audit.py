@@ -222,7 +222,7 @@ def export_command(
         manifest = export_bundle(database, chain, contracts, selector, target)
     counts = manifest["counts"]
     console.print(
-        f"{target}: {counts['events']} events under {counts['roots']} roots"
+        f"{target}: {counts['events']} event(s) under {counts['roots']} root(s)"
         + (f", {counts['orders']} order(s)" if counts["orders"] else "")
         + f" ({time.monotonic() - started:.1f} s)"
     )

@@ -66,7 +66,7 @@ def test_export_then_verify_the_bundle_with_only_an_rpc_url(world: AuditWorld, t
     bundle = tmp_path / "lot.zip"
     exported = run_cli("audit", "export", "--lot", GTIN, LOT, "--out", str(bundle), *chain_args(world), "--db", world.database.url)
     assert exported.returncode == 0, exported.stdout + exported.stderr
-    assert "11 events under 1 roots" in exported.stdout
+    assert "11 event(s) under 1 root(s)" in exported.stdout
     # No deployment file, no database, no chain id: the bundle says which chain and contracts.
     result = run_cli("audit", "verify", "--bundle", str(bundle), "--rpc-url", world.anvil.rpc_url,
                      "--html", str(tmp_path / "b.html"), env={"WAYMARK_DB_URL": "sqlite:////nonexistent/db"})
