@@ -16,11 +16,11 @@ What comes out (`ChainHistory`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_utils.abi import event_abi_to_log_topic, function_abi_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
@@ -109,7 +109,7 @@ class _Decoder:
         if found is None:
             return None
         name, abi = found
-        data = get_event_data(self.codec, abi, raw)  # type: ignore[arg-type]
+        data = get_event_data(self.codec, abi, raw)
         return name, str(abi["name"]), dict(data["args"])
 
 
@@ -141,7 +141,7 @@ def replay(client: ChainClient, deployment: Deployment, *, to_block: int | None 
     start = first
     while start <= head:
         end = min(start + chunk - 1, head)
-        raw_logs = w3.eth.get_logs({"address": addresses, "fromBlock": start, "toBlock": end})  # type: ignore[typeddict-item]
+        raw_logs = w3.eth.get_logs({"address": addresses, "fromBlock": start, "toBlock": end})
         for raw in sorted(raw_logs, key=lambda r: (int(r["blockNumber"]), int(r["logIndex"]))):
             decoded = decoder.decode(raw)
             if decoded is None:
@@ -229,7 +229,3 @@ def organisation_at(roles: RoleState, account: str, at: int) -> int:
     """The organisation `account` was linked to at `at` (0 for none)."""
     history = roles.org_of.get(to_checksum_address(account))
     return int(history.at(at, 0)) if history else 0
-
-
-def anchored_roots(history: ChainHistory) -> Iterable[bytes]:
-    return history.anchors.keys()

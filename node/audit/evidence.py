@@ -180,7 +180,7 @@ class DatabaseEvidence:
         return parts
 
     def events(self, part: EventPart) -> list[StoredEvent]:
-        kind, first, last = part  # type: ignore[misc]
+        kind, first, last = _part_key(part)
         query = select(*_EVENT_COLUMNS).select_from(Event).outerjoin(Batch, Batch.id == Event.batch_id)
         if kind == "batches":
             query = query.where(Event.batch_id.between(first, last))
@@ -201,6 +201,12 @@ class DatabaseEvidence:
             for r in conn.execute(query):
                 yield StoredEscrowAttestation(int(r[0]), r[1], r[2], int(r[3], 16), int(r[4]), r[5], bytes(r[6]),
                                               int(r[7]), int(r[8]), r[9])
+
+
+def _part_key(part: EventPart) -> tuple[str, int, int]:
+    if not (isinstance(part, tuple) and len(part) == 3):
+        raise TypeError(f"not a part of this database's events: {part!r}")
+    return str(part[0]), int(part[1]), int(part[2])
 
 
 def _opt_bytes(value: Any) -> bytes | None:

@@ -58,7 +58,7 @@ def capture_and_anchor(runtime: NodeRuntime, document: dict[str, object], *, che
 def world(audit_db: Database, chain: ChainClient, anvil: AnvilProcess, tmp_path: Path) -> World:
     env = escrow_env(chain, tmp_path)
     settings = NodeSettings(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500, max_batch_delay=0.2)
-    runtime = NodeRuntime(settings, ChainSettings(rpc_url=anvil.rpc_url, chain_id=anvil.chain_id), audit_db, chain,
+    runtime = NodeRuntime(settings, ChainSettings(rpc_url=anvil.rpc_url, chain_id=anvil.chain_id, confirmations=0), audit_db, chain,
                           env.deployment)
     now = int(chain.w3.eth.get_block("latest")["timestamp"])
     for start in (now, now + 100):  # two capture documents, two batches

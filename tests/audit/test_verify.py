@@ -18,7 +18,7 @@ from tests.node.story import CARRIER, GTIN, INSPECTOR, capture_document, iso
 
 
 def run(world: World, workers: int = 1, **kw: object) -> AuditReport:
-    return audit_database(world.chain, world.deployment, world.db, workers=workers, **kw)  # type: ignore[arg-type]
+    return audit_database(world.chain, world.deployment, world.db, workers=workers, **kw)
 
 
 def only(report: AuditReport) -> tuple[DiscrepancyKind, str]:
@@ -98,7 +98,7 @@ def test_an_event_signed_by_an_account_without_the_role_is_reported(world: World
 def test_an_event_whose_proof_was_altered_is_never_anchored_and_its_root_still_rebuilds(world: World) -> None:
     event_id, digest = an_event(world, 2)
     with world.db.write() as s:
-        proof = bytearray(s.execute(select(Event.proof).where(Event.id == event_id)).scalar_one())
+        proof = bytearray(s.execute(select(Event.proof).where(Event.id == event_id)).scalar_one() or b"")
         proof[0] ^= 0xFF
         s.execute(update(Event).where(Event.id == event_id).values(proof=bytes(proof)))
     assert only(run(world)) == (DiscrepancyKind.EVENT_NEVER_ANCHORED, hash_from_digest(digest))
