@@ -1,7 +1,8 @@
 """`waymark`: build, run the devnet, deploy, and govern the consortium.
 
 Exit codes: 0 success; 1 a Waymark error (message on stderr); 2 bad usage;
-3 the chain cannot be reached or is the wrong chain; 4 a keystore problem; 5 compile error.
+3 the chain cannot be reached or is the wrong chain; 4 a keystore problem; 5 compile error;
+6 an audit found discrepancies (or an altered evidence bundle).
 """
 
 from __future__ import annotations
