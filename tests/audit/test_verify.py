@@ -9,11 +9,15 @@ from sqlalchemy import delete, select, text, update
 
 from node.audit import AuditReport, DiscrepancyKind, audit_database
 from node.db import Batch, Event, EventEpc
+from node.escrow import State
+from node.escrow.signing import sign_customs_return
 from node.provenance import epcis
 from node.provenance.event_hash import event_hash, hash_from_digest
 from node.provenance.gs1 import UnitId
+from node.relayer import Kind, Relayer, SignatureIn
 from node.service import build_capture
 from tests.audit.conftest import World, capture_and_anchor
+from tests.node.escrow_env import DAY, member
 from tests.node.story import CARRIER, GTIN, INSPECTOR, capture_document, iso
 
 
@@ -190,3 +194,21 @@ def test_a_ruling_by_an_arbitrator_whose_role_was_revoked_before_is_unbacked(wor
     assert sorted(d.subject for d in found) == sorted(
         f"order 0x{o:064x} resolved" for o in (world.direct.order_id, disputed.order_id))
     assert all(d.kind is DiscrepancyKind.ESCROW_TRANSITION_UNBACKED for d in found)
+
+
+def test_a_customs_return_through_the_relayer_is_backed_until_a_stored_signature_is_altered(world: World) -> None:
+    env = world.env
+    relayer = Relayer(world.db, env.escrow, member(15), min_lifetime=60)
+    returned = env.open(env.terms(salt=4))
+    for milestone, kind, pool in ((0, Kind.MILESTONE, env.carriers), (1, Kind.CUSTOMS_RETURN, env.customs)):
+        for signer in pool[:2]:
+            deadline = env.now() + DAY
+            sig = (sign_customs_return(signer, env.escrow.domain, returned.order_id, milestone, deadline)
+                   if kind is Kind.CUSTOMS_RETURN else env.sign(signer, returned, milestone, deadline=deadline))
+            relayer.receive(SignatureIn(returned.order_id, milestone, sig.signer, sig.signature, sig.deadline, kind=kind))
+    assert env.escrow.order(returned.order_id).state == State.REFUNDED
+    assert run(world).ok
+    with world.db.write() as s:
+        s.execute(text("UPDATE relay_signatures SET deadline = deadline + 1 WHERE order_id = :o AND kind = 'customs_return'"),
+                  {"o": f"0x{returned.order_id:064x}"})
+    assert only(run(world)) == (DiscrepancyKind.ESCROW_TRANSITION_UNBACKED, f"order 0x{returned.order_id:064x} milestone 1")
