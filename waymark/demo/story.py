@@ -164,7 +164,10 @@ class Story:
         self.token = self.escrow.token_info(self.terms["happy"].token)
         self.links = self.shipment.unit_links()
         self.record.lot, self.record.container = self.shipment.lot, self.shipment.container
-        self.record.demo_unit, self.record.cloned_unit = self.links[0], self.links[1]
+        # The demo unit is one the inspector sampled, so its passport shows every kind of step.
+        sampled = next(step.record["objects"] for step in self.plan if step.channel == "webhook:inspection")
+        self.record.demo_unit = sampled[0]
+        self.record.cloned_unit = next(link for link in self.links if link not in sampled)
         if not self.record.unknown_code:
             self.record.unknown_code = UnitId(sim.GTIN, new_serial(), self.shipment.lot).uri()
         self.record.orders = {name: f"{t.order_id:#066x}" for name, t in self.terms.items()}

@@ -1,0 +1,82 @@
+"""Story 1: a vase made in Vietnam reaches a shop in Amsterdam, and everybody is paid.
+
+- The manufacturer, Lumen Ceramics (VN), registers the vase's GTIN, makes a lot of 24 vases and
+  prints a QR code on each.
+- Buyer 1, an Amsterdam design shop, orders the vases through the Waymark marketplace and pays
+  into escrow: 20 % when shipped, 30 % at customs clearance (the duty is paid from escrow), 50 %
+  on delivery; 1.5 % platform fee, 4 % to the ocean carrier.
+- The inspector, Meridian (SG), samples 8 vases: conformant, report attached.
+- The carrier, Bluewater Ocean Freight, ships the container from Ho Chi Minh City to Rotterdam;
+  its data logger reports humidity above the vases' limit for a while in the Indian Ocean.
+- Customs in Rotterdam clears the goods with 6 % duty; a courier delivers them in Utrecht.
+  Each milestone is attested by 2 of 3 organisations through the relayer.
+- Buyer 1 scans a vase: genuine, with its whole verified history, the customs clearance and the
+  excursion; confirms receipt with a signed message the marketplace relays; the escrow releases.
+- Seller, carrier, platform and customs withdraw what they were paid.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from node.escrow.terms import State
+from waymark.demo.story import Story, account, has_step
+
+def test_a_vase_is_made_shipped_cleared_delivered_scanned_paid_for_and_everybody_withdraws(delivered: Story, tmp_path: Path) -> None:
+    story = delivered
+    terms = story.terms["happy"]
+
+    # Buyer 1 scans the vase in the shop in Amsterdam: the scan API resolves its QR code.
+    scan = story.buyer_scans()
+    assert scan.status == 200
+    passport = scan.passport
+    assert scan.verdict == "genuine", passport["reasons"]
+    assert passport["product"]["manufacturer"]["name"] == "Lumen Ceramics Co."
+    assert passport["product"]["manufacturer"]["country"] == "VN"
+    # Its history, each event verified (signature, the signer's role, Merkle proof, anchor):
+    # made, inspected, packed, shipped, cleared by customs, delivered.
+    for step in ("commissioning", "inspecting", "packing", "shipping", "cleared", "receiving"):
+        assert has_step(passport, step), f"no {step} in the timeline"
+    assert all(event["verification"]["status"] == "verified" for event in passport["timeline"])
+    clearance = next(e for e in passport["timeline"] if str(e["bizStep"]).endswith("cleared"))
+    assert clearance["verification"]["signerOrg"]["country"] == "NL"
+    assert clearance["verification"]["signerRole"] == "CUSTOMS"
+    assert clearance["via"], "customs cleared the container the vase travelled in"
+    # The humidity excursion in the Indian Ocean is on the passport.
+    assert [x["type"] for x in passport["sensorExcursions"]] and all("humidity" in x["type"].lower() for x in passport["sensorExcursions"])
+    # The inspection report is held off chain, its hash on the passport.
+    assert any(d["status"] == "available" for d in passport["documents"])
+    # The escrow of the container's order shows its state only (no amounts, no parties).
+    assert passport["escrow"] == {"state": "Delivered"}
+
+    # Buyer 1 confirms receipt with a signed message; the marketplace relays it; the escrow releases.
+    story.buyer_confirms()
+    assert story.state("happy") is State.RELEASED
+
+    # Everybody withdraws: customs exactly the duty it assessed (EUR 55.44 in the EUR stablecoin),
+    # the carrier its 4 % of what went to the seller side, the platform its fee, the seller the rest.
+    token = story.token
+    parties = {"seller": account("manufacturer"), "carrier": account("carrier"), "platform": account("operator"),
+               "customs": account("customs")}
+    before = {name: token_balance(story, a.address) for name, a in parties.items()}
+    got = story.everybody_withdraws()
+    duty = int(story.shipment.duty * Decimal(10) ** token.decimals)
+    assert got["customs"] == duty
+    seller_side = terms.amount - duty
+    assert abs(got["carrier"] - seller_side * terms.carrier_fee_bps // 10_000) <= len(terms.milestones)
+    assert got["platform"] >= seller_side * terms.platform_fee_bps // 10_000 - len(terms.milestones)
+    assert got["seller"] >= seller_side - got["carrier"] - got["platform"]
+    for name, party in parties.items():
+        assert story.escrow.credit(token.address, party.address) == 0, f"{name} has credit left"
+        assert token_balance(story, party.address) == before[name] + got[name]
+
+    # The labels: the QR codes the story scanned, as PNG and SVG.
+    written = story.write_qr(tmp_path / "qr")
+    assert written["demo-unit"].read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in written["demo-unit"].with_suffix(".svg").read_bytes()
+
+
+def token_balance(story: Story, holder: str) -> int:
+    contract = story.client.contract("DevStablecoin", story.token.address)
+    return int(story.client.call(contract.functions.balanceOf(holder)))
