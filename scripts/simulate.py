@@ -3,22 +3,13 @@
 
     .venv/bin/python scripts/simulate.py [--node-url URL] [--relayer-url URL] [--units 48] [--day-seconds 1]
 
-A lot of glazed stoneware vases is made by Lumen Ceramics in Vietnam, inspected by Meridian
-Inspection Services, packed into cartons (a CSV packing list) and onto a pallet (an EPCIS
-document from the warehouse system), stuffed into a container and shipped by Bluewater
-Ocean Freight from Ho Chi Minh City to Rotterdam. A data logger in the container reports
-temperature and humidity every six hours; humidity rises past the product's limit for a
-while in the Indian Ocean (one excursion). Customs in Rotterdam gets the declaration (HS
-code, value, certificate of origin) and clears the goods with duty; the pallet is unloaded
-and a courier delivers it in Utrecht. Escrow-relevant facts reach three carrier and three
-customs organisations' oracles, so milestones can be attested 2-of-3 through the relayer.
-
-The plan, the oracles and the orders live in waymark/demo/simulation.py (shared with
-`waymark demo`, which plays the whole story with node, relayer and API of its own); this is
-their command line. Every record goes in through an oracle's adapters as a source system would
-send it. The simulator runs each demo member's oracle itself (in this process, each on its own HTTP port, its data
-under `--data-dir`), signing as the member's devnet account; the node (and the relayer) must
-be running: `waymark devnet start`, `waymark deploy`, `waymark node run` (and the relayer).
+The journey (a lot of vases made in Vietnam, inspected, packed, shipped to Rotterdam with a
+data logger, cleared by customs with duty, delivered in Utrecht), the oracles and the orders
+live in waymark/demo/simulation.py, shared with `waymark demo` (which plays the whole story on
+a network of its own); this is their command line. The simulator runs each demo member's
+oracle in this process (each on its own HTTP port, its data under `--data-dir`), signing as
+the member's devnet account; the node (and the relayer) must be running: `waymark devnet
+start`, `waymark deploy`, `waymark node run` (and the relayer).
 
 Time: simulated day d happens at `start + d * day_seconds` (wall clock); the simulator waits
 for each moment unless `--no-wait` (then `--start` should lie far enough in the past). With
@@ -35,6 +26,7 @@ import json
 import random
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,7 +35,6 @@ from waymark.demo.simulation import (  # noqa: E402  (re-exported: tests load th
     DUTY_RATE,
     GTIN,
     PRODUCT,
-    Decimal,
     Shipment,
     Step,
     build_plan,

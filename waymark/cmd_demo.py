@@ -79,6 +79,8 @@ def demo(
         qr = story.write_qr(root / "qr")
         story.save()
         say(f"QR codes    {qr['demo-unit'].parent} ({', '.join(sorted(p.stem for p in qr.values()))}; PNG and SVG)")
+        say(f"CLI         export WAYMARK_CHAIN_RPC_URL={network.rpc_url} WAYMARK_CHAIN_DEPLOYMENTS_DIR={network.deployment_file.parent} "
+            f"WAYMARK_DB_URL={network.db_url}  (then e.g. waymark escrow show {story.record.orders['happy']})")
         say(f"scanner     {story.url_of(story.record.demo_unit)}")
         say(f"ready       in {time.monotonic() - started:.0f}s; the passport as JSON: curl -H 'Accept: application/json' <scanner URL>")
         if wait:

@@ -98,7 +98,7 @@ def test_the_audit_reports_exactly_a_tampered_body_signature_and_escrow_attestat
     report = run_audit(ended, f"sqlite:///{copy}")
 
     assert report.by_kind() == {kind: 0 for kind in KINDS} | {"hash_mismatch": 1, "signature_invalid": 1, "escrow_transition_unbacked": 1}
-    found = {d.kind: d.subject for d in report.discrepancies}
+    found = {d.kind.value: d.subject for d in report.discrepancies}
     assert found["hash_mismatch"] == event_id(bytes(inspected_digest))
     assert found["signature_invalid"] == event_id(bytes(made_digest))
     assert found["escrow_transition_unbacked"] == f"order {order} milestone 0"

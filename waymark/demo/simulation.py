@@ -331,7 +331,7 @@ def order_terms(
     the dev EUR stablecoin at `price_factor` times the declared value. Milestones: `shares` (the
     first Shipped, the last Delivered, those between CustomsCleared), each attested 2-of-3. The
     platform fee goes to the marketplace operator, the carrier fee to Bluewater Ocean Freight."""
-    from eth_utils import keccak
+    from eth_utils.crypto import keccak
 
     from node.devnet.consortium import devnet_account
     from node.escrow.client import EscrowClient
