@@ -1,7 +1,8 @@
 """Child processes of the demo: each in a process group of its own, stopped as a group.
 
 A child is started in a new session (so a Ctrl-C in the terminal reaches only the demo, which
-then stops the children in order), with its output in a log file. Stopping sends SIGTERM to
+then stops the children in order), with its output in a log file, and (on Linux) is sent
+SIGTERM by the kernel if the demo dies without stopping it. Stopping sends SIGTERM to
 the child's whole group, waits a bounded time, then SIGKILLs what is left of the group, and
 waits until the group is empty: helpers a child forked (the node's indexer/anchorer process)
 go with it, and nothing is left behind.
@@ -9,10 +10,12 @@ go with it, and nothing is left behind.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +35,15 @@ class ChildFailed(WaymarkError):
 class PortTaken(WaymarkError):
     def __init__(self, what: str, port: int, option: str) -> None:
         super().__init__(f"port {port} for the {what} is taken (another devnet or demo running?); choose another with {option}")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the demo dies, even by SIGKILL, so a demo
+    that could not clean up leaves no orphan."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -88,6 +100,7 @@ class Child:
             self.process = subprocess.Popen(
                 list(self.argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, **self.env}, cwd=self.cwd, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         return self
 
