@@ -12,7 +12,7 @@ STAMP_NPM := node_modules/.package-lock.stamp
 .PHONY: setup demo test build clean-devnet help
 
 help:
-	@echo "make demo   set up, start the devnet, deploy, run the demo story (Ctrl-C stops it)"
+	@echo "make demo   set up, run the network and its demo story (Ctrl-C stops it); options: DEMO_ARGS=\"--help\""
 	@echo "make test   set up and run the test suite"
 
 setup: $(STAMP_DEBIAN) $(STAMP_PY) $(STAMP_NPM)
@@ -38,7 +38,7 @@ $(STAMP_NPM): package-lock.json package.json
 build: setup
 
 demo: setup
-	@$(VENV)/bin/waymark demo
+	@$(VENV)/bin/waymark demo $(DEMO_ARGS)
 
 test: setup
 	@bash scripts/run-tests.sh
