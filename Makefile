@@ -9,7 +9,7 @@ STAMP_DEBIAN := $(VENV)/.debian-packages.stamp
 STAMP_PY := $(VENV)/.requirements.stamp
 STAMP_NPM := node_modules/.package-lock.stamp
 
-.PHONY: setup demo test build clean-devnet help
+.PHONY: setup demo test build slither clean-devnet help
 
 help:
 	@echo "make demo   set up, run the network and its demo story (Ctrl-C stops it); options: DEMO_ARGS=\"--help\""
@@ -36,6 +36,10 @@ $(STAMP_NPM): package-lock.json package.json
 	@touch $@
 
 build: setup
+
+# Static analysis of the contracts (its own .venv-slither); fails on any high-severity finding.
+slither: setup
+	@bash scripts/slither.sh
 
 demo: setup
 	@$(VENV)/bin/waymark demo $(DEMO_ARGS)
