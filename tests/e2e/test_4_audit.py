@@ -23,6 +23,7 @@ import pytest
 from node.audit import AuditReport, audit_database
 from node.db import Database
 from node.escrow.store import order_key
+from tests.e2e.world import deliver, demo_world
 from waymark.demo.story import Story
 
 KINDS = ("event_data_missing", "hash_mismatch", "signature_invalid", "signer_lacked_role", "event_never_anchored",
@@ -30,10 +31,12 @@ KINDS = ("event_data_missing", "hash_mismatch", "signature_invalid", "signer_lac
 
 
 @pytest.fixture(scope="module")
-def ended(delivered: Story) -> Story:
-    """The whole story played: confirmation, withdrawals, the dispute, the counterfeit scans."""
-    delivered.play(wait=False)
-    return delivered
+def ended(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
+    """The whole story played on a world of its own (the other stories' world may be at any
+    chapter): delivery, confirmation, withdrawals, the dispute, the counterfeit scans."""
+    with demo_world(tmp_path_factory.mktemp("e2e-audit")) as story:
+        deliver(story).play(wait=False)
+        yield story
 
 
 def run_audit(story: Story, db_url: str) -> AuditReport:

@@ -1,0 +1,68 @@
+"""The e2e world: a demo network of a test's own (Anvil, node, relayer, scan API as processes on
+free ports, the database and chain state in a temporary folder, never var/ or the devnet's
+ports), with the demo story (waymark/demo/story.py) on it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from waymark.demo.network import Ports, start_network
+from waymark.demo.processes import Supervisor
+from waymark.demo.story import Story
+
+DAY_SECONDS = 0.25  # the 32 days of the voyage in 8 seconds
+
+
+def narrate(line: str) -> None:
+    print(line, flush=True)
+
+
+@contextmanager
+def demo_world(folder: Path) -> Iterator[Story]:
+    """A network of its own (free ports, state in `folder`) with the demo story on it, stopped after."""
+    supervisor = Supervisor(narrate)
+    try:
+        network = start_network(folder, Ports.free(), supervisor, narrate)
+        played = Story(network, narrate, day_seconds=DAY_SECONDS, units=24)
+        try:
+            yield played
+        finally:
+            played.close()
+    finally:
+        supervisor.stop_all()
+
+
+def deliver(story: Story) -> Story:
+    """The manufacturer has registered the vase, both buyers have paid into escrow, and the lot has
+    been made, inspected, packed, shipped, cleared and delivered: both orders stand at Delivered."""
+    story.register_product()
+    story.place_orders()
+    story.ship()
+    story.wait_delivered()
+    return story
+
+
+def paid_out(story: Story, order: str) -> Counter[str]:
+    """What one order paid out, from its own escrow events on the chain: duty, the seller's share,
+    the platform and carrier fees, and what went back to the buyer."""
+    order_id = story.terms[order].order_id
+    events = story.escrow.contract.events
+    paid: Counter[str] = Counter()
+    for name in ("MilestoneReached", "OrderReleased", "DisputeResolved"):
+        for log in getattr(events, name)().get_logs(from_block=0, argument_filters={"orderId": order_id}):
+            args = log["args"]
+            paid["duty"] += args.get("duty", 0)
+            paid["seller"] += args["toSeller"]
+            paid["platform"] += args["platformFee"]
+            paid["carrier"] += args["carrierFee"]
+            paid["buyer"] += args.get("toBuyer", 0)
+    return paid
+
+
+def withdrawn(story: Story, account: str) -> int:
+    """Everything `account` ever withdrew from the escrow in the story's token."""
+    logs = story.escrow.contract.events.Withdrawn().get_logs(from_block=0, argument_filters={"account": account, "token": story.token.address})
+    return sum(log["args"]["amount"] for log in logs)
