@@ -71,7 +71,7 @@ def load_runtime(
 ) -> NodeRuntime:
     """Connect to the chain and the database (migrating it) as the settings say."""
     node = node or NodeSettings()
-    chain = chain or ChainSettings()  # type: ignore[call-arg]  # fields default from the environment
+    chain = chain or ChainSettings()
     database = database or DatabaseSettings()
     client = ChainClient(chain.rpc_url, expected_chain_id=chain.chain_id)
     deployment = load_deployment(deployment_file or chain.deployment_file)

@@ -44,7 +44,8 @@ from typing import Any, Protocol
 import httpx
 import orjson
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment

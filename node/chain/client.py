@@ -9,15 +9,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import requests
 from eth_account.signers.local import LocalAccount
+from eth_account.types import TransactionDictType
+from eth_typing import ChecksumAddress
+from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
-from web3.types import TxParams, TxReceipt
+from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
 
 from node.chain.build import all_artifacts, load_artifact
 from node.chain.errors import (
@@ -62,7 +65,7 @@ class ChainClient:
         if expected_chain_id is not None and self.chain_id != expected_chain_id:
             raise WrongChainId(rpc_url, expected_chain_id, self.chain_id)
         self.decoder = ErrorDecoder([a.abi for a in all_artifacts()])
-        self._nonces: dict[str, int] = {}
+        self._nonces: dict[ChecksumAddress, int] = {}
         self._nonce_lock = threading.Lock()
 
     # ---- contracts -------------------------------------------------------------
@@ -83,7 +86,7 @@ class ChainClient:
 
     # ---- calls and transactions ----------------------------------------------------
 
-    def call(self, fn: ContractFunction, block: int | str = "latest") -> Any:
+    def call(self, fn: ContractFunction, block: BlockIdentifier = "latest") -> Any:
         return self._decoding_reverts(lambda: fn.call(block_identifier=block))
 
     def transact(
@@ -94,7 +97,7 @@ class ChainClient:
         gas: int | None = None,
         value: int = 0,
     ) -> TxReceipt:
-        base: TxParams = {"from": sender.address, "value": value, "chainId": self.chain_id}
+        base: TxParams = {"from": sender.address, "value": Wei(value), "chainId": self.chain_id}
         tx: TxParams = self._decoding_reverts(lambda: fn.build_transaction({**base, "gas": gas or 1}))
         if gas is None:
             estimate = self._decoding_reverts(lambda: self.w3.eth.estimate_gas(_without_gas(tx)))
@@ -106,8 +109,9 @@ class ChainClient:
         tx = {**tx, **self._fees()}
         with self._nonce_lock:
             nonce = self._next_nonce(sender.address)
-            tx["nonce"] = nonce
-            raw = sender.sign_transaction(tx).raw_transaction
+            tx["nonce"] = Nonce(nonce)
+            # TxParams is a dict at run time; mypy won't match a TypedDict to eth_account's dict[str, ...].
+            raw = sender.sign_transaction(cast(TransactionDictType, tx)).raw_transaction
             try:
                 tx_hash = self.w3.eth.send_raw_transaction(raw)
             except Web3RPCError as exc:
@@ -121,18 +125,18 @@ class ChainClient:
 
     # ---- internals --------------------------------------------------------------------
 
-    def _fees(self) -> dict[str, int]:
+    def _fees(self) -> TxParams:
         block = self.w3.eth.get_block("latest")
         base_fee = int(block.get("baseFeePerGas", 0) or 0)
         priority = 0 if base_fee == 0 else int(self.w3.eth.max_priority_fee)
-        return {"maxFeePerGas": 2 * base_fee + priority, "maxPriorityFeePerGas": priority}
+        return {"maxFeePerGas": Wei(2 * base_fee + priority), "maxPriorityFeePerGas": Wei(priority)}
 
-    def _next_nonce(self, address: str) -> int:
+    def _next_nonce(self, address: ChecksumAddress) -> int:
         if address not in self._nonces:
             self._nonces[address] = int(self.w3.eth.get_transaction_count(address, "pending"))
         return self._nonces[address]
 
-    def _await_receipt(self, tx_hash: bytes, raw: bytes) -> TxReceipt:
+    def _await_receipt(self, tx_hash: HexBytes, raw: HexBytes) -> TxReceipt:
         for _attempt in range(self.resubmissions + 1):
             deadline = time.monotonic() + self.receipt_timeout
             delay = 0.005

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
+from typing import cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -63,13 +64,16 @@ def load_keystore(path: Path, password: str) -> LocalAccount:
         if "MAC mismatch" in str(exc):
             raise KeystoreWrongPassword(path) from None
         raise KeystoreUnreadable(path, str(exc)) from None
-    return Account.from_key(key)
+    # from_key is an eth_utils combomethod, whose descriptor erases the return type to Any.
+    return cast(LocalAccount, Account.from_key(key))
 
 
 def write_keystore(account: LocalAccount, password: str, path: Path, *, light: bool = False) -> Path:
     """Encrypt a key to a keystore file. `light` uses a cheap KDF: for public devnet keys only."""
-    kdf_options = {"kdf": "pbkdf2", "iterations": 1024} if light else {}
-    data = Account.encrypt(account.key, password, **kdf_options)
+    if light:
+        data = Account.encrypt(account.key, password, kdf="pbkdf2", iterations=1024)
+    else:
+        data = Account.encrypt(account.key, password)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     path.chmod(0o600)

@@ -19,12 +19,13 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import rlp
 import rlp.exceptions
 from coincurve import PrivateKey, PublicKey
-from eth_utils import is_address, keccak, to_canonical_address, to_checksum_address
+from eth_utils.address import is_address, to_canonical_address, to_checksum_address
+from eth_utils.crypto import keccak
 from rlp.sedes import big_endian_int
 
 from node.consortium import ConsortiumFileError, ConsortiumSpec, load_consortium
@@ -153,7 +154,7 @@ def load_besu_network(path: Path, deployer: str | None = None) -> BesuNetworkSpe
     data = json.loads(path.read_text())  # load_consortium has checked it is a JSON object
     raw_members: list[Any] = data["members"]
     declared = any("validator" in m for m in raw_members)
-    validators = []
+    validators: list[ValidatorNode] = []
     for i, (raw, member) in enumerate(zip(raw_members, consortium.members)):
         where = f"members[{i}].validator"
         value = raw.get("validator", not declared)
@@ -375,7 +376,8 @@ def qbft_extra_data(validators: Sequence[str], vanity: bytes = bytes(32)) -> byt
     addresses = [to_canonical_address(v) for v in validators]
     if len(set(addresses)) != len(addresses):
         raise ExtraDataInvalid("a validator is listed twice")
-    return rlp.encode([vanity, addresses, [], big_endian_int.serialize(0), []])
+    # rlp ships no type hints, so its encode is Any to mypy.
+    return cast(bytes, rlp.encode([vanity, addresses, [], big_endian_int.serialize(0), []]))
 
 
 def decode_qbft_extra_data(data: bytes) -> QbftExtraData:

@@ -4,10 +4,11 @@ holding one of Anvil's public dev accounts (index into the devnet mnemonic)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from node.consortium import ConsortiumSpec, Member
 from node.devnet.anvil import DEVNET_MNEMONIC
@@ -46,7 +47,8 @@ DEMO_BUYER_INDICES = (10, 11)
 
 def devnet_account(index: int) -> LocalAccount:
     Account.enable_unaudited_hdwallet_features()
-    return Account.from_mnemonic(DEVNET_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    # from_mnemonic is an eth_utils combomethod, whose descriptor erases the return type to Any.
+    return cast(LocalAccount, Account.from_mnemonic(DEVNET_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}"))
 
 
 def demo_consortium() -> ConsortiumSpec:
