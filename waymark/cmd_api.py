@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from waymark.common import ChainId, RpcUrl, chain_settings, console
+from waymark.common import ChainId, RpcUrl, chain_settings, console, database_settings
 
 app = typer.Typer(help="The buyer-facing API: GS1 Digital Link resolver, scan page, passports, claims, alerts.", no_args_is_help=True)
 
@@ -27,12 +27,11 @@ def run(
 
     from api.main import build_services, create_app
     from api.settings import ApiSettings
-    from node.settings import DatabaseSettings
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "public_url": public_url, "browser_rpc_url": browser_rpc_url}.items() if v is not None}
     api = ApiSettings(**overrides)
     chain = chain_settings(rpc_url, chain_id)
-    database = DatabaseSettings(**({"url": database_url} if database_url else {}))
+    database = database_settings(database_url)
     # Fail here, with the CLI's exit codes, rather than inside the server's lifespan.
     build_services(api, chain, database).db.dispose()
     console.print(f"Waymark API on http://{api.host}:{api.port} (resolver {api.public_url}, chain {chain.rpc_url}); docs at /docs")

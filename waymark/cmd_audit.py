@@ -35,8 +35,7 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, load_deployment
 from node.chain.errors import ChainError, WrongChainId
 from node.db import Database
-from node.settings import DatabaseSettings
-from waymark.common import ChainId, RpcUrl, chain_settings, console
+from waymark.common import ChainId, RpcUrl, chain_settings, console, database_settings
 
 EXIT_DISCREPANCIES = 6
 SHOWN = 25  # discrepancies listed on the terminal; the JSON and HTML reports hold them all
@@ -139,7 +138,7 @@ def verify_command(
         settings = chain_settings(rpc_url, chain_id)
         chain = ChainClient(settings.rpc_url, expected_chain_id=settings.chain_id)
         contracts = _deployment(deployment, chain.chain_id, settings.deployment_file)
-        database = Database(DatabaseSettings(**({"url": db} if db else {})).url)
+        database = Database(database_settings(db).url)
         evidence = DatabaseEvidence(database)
     for problem in manifest_problems:
         console.print(f"[bold red]bundle altered:[/] {problem}", highlight=False)
@@ -215,7 +214,7 @@ def export_command(
     settings = chain_settings(rpc_url, chain_id)
     chain = ChainClient(settings.rpc_url, expected_chain_id=settings.chain_id)
     contracts = _deployment(deployment, chain.chain_id, settings.deployment_file)
-    database = Database(DatabaseSettings(**({"url": db} if db else {})).url)
+    database = Database(database_settings(db).url)
     target = out or _default_out(selector)
     started = time.monotonic()
     with console.status(f"exporting {selector.describe()}"):

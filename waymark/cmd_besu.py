@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from eth_utils import is_address
+from eth_utils.address import is_address
 from rich.table import Table
 
 from node.devnet.besu import (

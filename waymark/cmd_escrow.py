@@ -54,6 +54,7 @@ from waymark.common import (
     Session,
     connect,
     console,
+    database_settings,
     signer,
 )
 
@@ -549,7 +550,6 @@ def relayer_run(
     from node.devnet.consortium import devnet_account
     from node.relayer import RelayerSettings
     from node.relayer_app import create_relayer_app, load_relayer
-    from node.settings import DatabaseSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     overrides = {k: v for k, v in {"host": host, "port": port, "sweep_interval": sweep_interval,
@@ -561,7 +561,7 @@ def relayer_run(
         account = devnet_account(settings.devnet_account)
     else:
         account = signer(session, keystore, password_file, as_member)
-    relayer = load_relayer(settings, session.settings, DatabaseSettings(**({"url": db} if db else {})), account,
+    relayer = load_relayer(settings, session.settings, database_settings(db), account,
                            client=session.client)
     say(f"relayer listening on http://{settings.host}:{settings.port} (chain {relayer.chain_id}, "
                   f"escrow {relayer.address}, submitting as {account.address})")

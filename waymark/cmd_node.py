@@ -20,7 +20,18 @@ from node.proofs import verify_bundle
 from node.service import NodeRuntime, build_anchorer, build_indexer, load_runtime
 from node.service_settings import NodeSettings
 from node.settings import DatabaseSettings
-from waymark.common import AsMember, ChainId, KeystoreOpt, PasswordFileOpt, RpcUrl, chain_settings, console, connect, signer
+from waymark.common import (
+    AsMember,
+    ChainId,
+    KeystoreOpt,
+    PasswordFileOpt,
+    RpcUrl,
+    chain_settings,
+    connect,
+    console,
+    database_settings,
+    signer,
+)
 
 app = typer.Typer(help="The Waymark node: capture API, anchorer, indexer; proof verification.", no_args_is_help=True)
 
@@ -30,7 +41,7 @@ DbUrl = Annotated[str | None, typer.Option("--db", help="Database URL [env WAYMA
 def _runtime(rpc_url: str | None, chain_id: int | None, db_url: str | None, **node: Any) -> NodeRuntime:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = NodeSettings(**{k: v for k, v in node.items() if v is not None})
-    database = DatabaseSettings(**({"url": db_url} if db_url else {}))
+    database = database_settings(db_url)
     return load_runtime(settings, chain_settings(rpc_url, chain_id), database)
 
 

@@ -13,9 +13,10 @@ from rich.console import Console
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, load_deployment
 from node.chain.keystore import load_keystore, refuse_devnet_key, write_keystore
-from node.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_DIR
+from node.devnet.anvil import DEVNET_CHAIN_ID
 from node.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, devnet_account
-from node.settings import ChainSettings, SignerSettings
+from node.paths import DEVNET_DIR
+from node.settings import ChainSettings, DatabaseSettings, SignerSettings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -36,6 +37,11 @@ AsMember = Annotated[
 def chain_settings(rpc_url: str | None, chain_id: int | None) -> ChainSettings:
     overrides = {k: v for k, v in {"rpc_url": rpc_url, "chain_id": chain_id}.items() if v is not None}
     return ChainSettings(**overrides)  # type: ignore[arg-type]
+
+
+def database_settings(url: str | None) -> DatabaseSettings:
+    """The database settings from the environment, with the command line's URL over them when given."""
+    return DatabaseSettings(url=url) if url else DatabaseSettings()
 
 
 @dataclass
