@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from fastapi.testclient import TestClient
 
 from api.auth import sign_claim

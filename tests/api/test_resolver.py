@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -109,10 +110,11 @@ def test_a_container_resolves_by_its_sscc(client: TestClient, world: World) -> N
 # --- content negotiation ---------------------------------------------------------------------------
 
 
-def boot_of(html: str) -> dict:
+def boot_of(html: str) -> dict[str, Any]:
     match = re.search(r'<script id="waymark-boot" type="application/json">(.*?)</script>', html, re.S)
     assert match, "no boot data in the page"
-    return json.loads(match.group(1))
+    boot: dict[str, Any] = json.loads(match.group(1))
+    return boot
 
 
 def test_a_browser_gets_the_scanner_page_with_the_passport_in_it(client: TestClient, world: World) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any, cast
 
+import httpx
 import orjson
+from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
 from api.auth import sign_claim, sign_request
@@ -17,23 +20,29 @@ from tests.api.world import World
 from tests.node.story import CARRIER, GTIN, MANUFACTURER
 
 
-def scan(client: TestClient, path: str, device: str, region: str | None = None) -> dict:
+def scan(client: TestClient, path: str, device: str, region: str | None = None) -> dict[str, Any]:
     headers = {**JSON, "Waymark-Device": device}
     if region:
         headers["Waymark-Region"] = region
     response = client.get(path, headers=headers)
     assert response.status_code == 200, response.text
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
-def signed_get(client: TestClient, world: World, path: str, account=MANUFACTURER, **kwargs) -> object:  # type: ignore[no-untyped-def]
-    return client.get(path, headers=sign_request(account.key, world.client.chain_id, "GET", path, **kwargs))
+# Starlette types TestClient against httpx2, which is not installed, so mypy sees its responses as Any.
+def signed_get(
+    client: TestClient, world: World, path: str, account: LocalAccount = MANUFACTURER, **kwargs: Any
+) -> httpx.Response:
+    return cast(httpx.Response, client.get(path, headers=sign_request(account.key, world.client.chain_id, "GET", path, **kwargs)))
 
 
-def signed_post(client: TestClient, world: World, path: str, body: dict, account=MANUFACTURER) -> object:  # type: ignore[no-untyped-def]
+def signed_post(
+    client: TestClient, world: World, path: str, body: dict[str, Any], account: LocalAccount = MANUFACTURER
+) -> httpx.Response:
     data = orjson.dumps(body)
     headers = {**sign_request(account.key, world.client.chain_id, "POST", path, data), "Content-Type": "application/json"}
-    return client.post(path, content=data, headers=headers)
+    return cast(httpx.Response, client.post(path, content=data, headers=headers))
 
 
 # --- clone rules on the verdict --------------------------------------------------------------------
@@ -84,8 +93,9 @@ def test_claim_with_the_packaging_code_then_other_scans_are_flagged(client: Test
     again = signed_post(client, world, "/api/v1/claim-codes", {"codes": [{"uri": unit.uri(), "codeHash": "0x" + "00" * 32}]})
     assert again.json() == {"registered": 0, "already": 1}  # the first code stays
 
-    def claim(value: str, device: str) -> object:
-        return client.post("/api/v1/ownership/claims", json={"method": "code", "uri": unit.uri(), "code": value}, headers={"Waymark-Device": device})
+    def claim(value: str, device: str) -> httpx.Response:
+        return cast(httpx.Response, client.post("/api/v1/ownership/claims", json={"method": "code", "uri": unit.uri(), "code": value},
+                                                headers={"Waymark-Device": device}))
 
     wrong = claim(new_claim_code(), "buyer-phone")
     assert wrong.status_code == 422 and wrong.json()["code"] == "claim_rejected" and "does not match" in wrong.json()["message"]

@@ -8,13 +8,13 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
-from typing import Any
+from typing import Any, cast
 
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
@@ -166,7 +166,8 @@ class Terms:
 
 def signer_key(label: str) -> LocalAccount:
     """A deterministic key for an account that only signs (never sends a transaction)."""
-    return Account.from_key(keccak(text=f"waymark-escrow-test:{label}"))
+    # from_key is an eth_utils combomethod, whose descriptor erases the return type to Any.
+    return cast(LocalAccount, Account.from_key(keccak(text=f"waymark-escrow-test:{label}")))
 
 
 def empty_fx() -> tuple[Any, ...]:
@@ -210,7 +211,7 @@ class EscrowWorld:
 
     def order(self, terms: Terms) -> tuple[int, int, int, int, int]:
         """(state, milestonesReached, since, deposited, remaining)."""
-        return tuple(self.view("getOrder", terms.order_id))  # type: ignore[return-value]
+        return tuple(self.view("getOrder", terms.order_id))
 
     def state(self, terms: Terms) -> State:
         return State(self.order(terms)[0])
@@ -312,7 +313,7 @@ class EscrowWorld:
     ) -> list[tuple[str, int, bytes]]:
         """Attestations of `signers`, sorted by organisation id as the contract requires."""
         ordered = sorted(signers, key=lambda a: self.org_of.get(a.address, 0)) if sort else signers
-        out = []
+        out: list[tuple[str, int, bytes]] = []
         for signer in ordered:
             when = self.deadline() if deadline is None else deadline
             signature = self.sign(signer, primary, {**message, "deadline": when}, **domain)

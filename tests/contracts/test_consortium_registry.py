@@ -8,9 +8,9 @@ from enum import IntEnum
 from typing import Any
 
 import pytest
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
@@ -78,7 +79,7 @@ def s(chain: ChainClient, accounts: list[LocalAccount]) -> Setup:
     return Setup(chain, registry, provenance, manufacturer, carrier, auditor, oracle, outsider)
 
 
-def oz_tree(values: list[tuple[str, str]]) -> dict[str, Any]:
+def oz_tree(values: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """Root, proofs and leaf hashes from the reference implementation, @openzeppelin/merkle-tree."""
     script = """
 const { StandardMerkleTree } = require("@openzeppelin/merkle-tree");

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from eth_utils import function_signature_to_4byte_selector
+from eth_utils.abi import function_signature_to_4byte_selector
 from web3.contract import Contract
 
 from node.chain.client import ChainClient

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from eth_keys import keys as eth_keys
+from eth_keys.datatypes import PrivateKey
 
 from node.chain.client import ChainClient
 from node.chain.deploy import deploy, waymark_steps
@@ -55,12 +55,12 @@ def read_toml(path: Path) -> dict[str, Any]:
     return tomllib.loads(path.read_text())
 
 
-def private_keys(out: Path, network_json: dict[str, Any]) -> dict[str, eth_keys.PrivateKey]:
+def private_keys(out: Path, network_json: dict[str, Any]) -> dict[str, PrivateKey]:
     """Folder -> the node's private key, read back from its key file."""
     result = {}
     for v in network_json["validators"]:
         text = (out / v["folder"] / "key").read_text().strip()
-        result[v["folder"]] = eth_keys.PrivateKey(bytes.fromhex(text.removeprefix("0x")))
+        result[v["folder"]] = PrivateKey(bytes.fromhex(text.removeprefix("0x")))
     return result
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,12 +68,12 @@ class NodeProcess:
                 self.process.wait(timeout=10)
         self.process = None
 
-    def wait_anchored(self, event_ids: list[str], timeout: float = 60.0) -> dict[str, dict]:
+    def wait_anchored(self, event_ids: list[str], timeout: float = 60.0) -> dict[str, dict[str, Any]]:
         """Poll GET /events/{id} until every event is anchored (bounded); their answers."""
         from urllib.parse import quote
 
         deadline = time.monotonic() + timeout
-        answers: dict[str, dict] = {}
+        answers: dict[str, dict[str, Any]] = {}
         while time.monotonic() < deadline:
             for event_id in event_ids:
                 if event_id in answers:

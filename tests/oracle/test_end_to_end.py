@@ -36,13 +36,15 @@ def wait_delivered(runtime: OracleRuntime, timeout: float = 30.0) -> None:
 def post(client: TestClient, adapter: str, record: Any) -> dict[str, Any]:
     response = client.post(f"/webhooks/{adapter}", json=record)
     assert response.status_code == 202, response.text
-    return response.json()
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 def node_event(node: NodeProcess, event_id: str) -> dict[str, Any]:
     response = httpx.get(f"{node.url}/events/{quote(event_id, safe='')}", timeout=5)
     assert response.status_code == 200, response.text
-    return response.json()
+    event: dict[str, Any] = response.json()
+    return event
 
 
 def test_every_adapter_input_becomes_a_signed_ingested_anchored_event(make_oracle: OracleFactory, node: NodeProcess, chain_now: int) -> None:

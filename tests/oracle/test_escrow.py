@@ -10,7 +10,7 @@ from pathlib import Path
 from decimal import Decimal
 
 import httpx
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from fastapi.testclient import TestClient
 
 from node.chain.client import ChainClient

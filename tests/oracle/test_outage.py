@@ -43,7 +43,12 @@ def test_events_received_during_a_node_outage_arrive_exactly_once(make_oracle: O
         documents += answer["documents"]
         # The oracle tried, failed, and is backing off; nothing was lost or given up.
         last = accepted[-2]
-        wait_for(lambda: (manufacturer.queue.info(last).attempts or 0) >= 2, "retries against the stopped node")
+        def attempts() -> int:
+            job = manufacturer.queue.info(last)
+            assert job is not None, f"job {last} not queued"
+            return job.attempts or 0
+
+        wait_for(lambda: attempts() >= 2, "retries against the stopped node")
         info = manufacturer.queue.info(last)
         assert info is not None and info.status == "pending" and "unreachable" in (info.last_error or "")
         assert manufacturer.queue.pending("event") == 3 and inspector.queue.pending("document") == 1

@@ -23,7 +23,7 @@ def rejected(client: TestClient, adapter: str, body: Any, *, raw: bytes | None =
     path = "/capture" if adapter == "epcis" else f"/webhooks/{adapter}"
     response = client.post(path, content=raw) if raw is not None else client.post(path, json=body)
     assert response.status_code == 422, response.text
-    answer = response.json()
+    answer: dict[str, Any] = response.json()
     assert answer["code"] == "rejected" and answer["adapter"] == adapter
     return answer
 
@@ -52,7 +52,7 @@ def test_malformed_json_and_bad_records_are_refused_by_field(make_oracle: Oracle
         assert answer["field"] == "customerName" and "unknown field" in answer["message"]
         answer = rejected(app, "packing", {"packingId": "P", "parent": j.pallet, "children": [], "packedAt": at(j.t0, 1)})
         assert answer["field"] == "children"
-        document = {"@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"], "type": "EPCISDocument",
+        document: dict[str, Any] = {"@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"], "type": "EPCISDocument",
                     "schemaVersion": "2.0", "creationDate": at(j.t0, 1),
                     "epcisBody": {"eventList": [{"type": "ObjectEvent", "eventTime": at(j.t0, 1), "eventTimeZoneOffset": "+00:00",
                                                  "epcList": ["not a uri"], "action": "OBSERVE"}]}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import random
 import sys
+from types import ModuleType
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from node.devnet.anvil import AnvilProcess
 from node.paths import PROJECT_ROOT
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
@@ -22,7 +23,7 @@ from node.escrow.terms import State
 from tests.oracle.servers import NodeProcess, ServedApp
 
 
-def simulator():  # type: ignore[no-untyped-def]
+def simulator() -> ModuleType:
     """scripts/simulate.py as a module (scripts/ is not a package)."""
     if "waymark_simulate" in sys.modules:
         return sys.modules["waymark_simulate"]
