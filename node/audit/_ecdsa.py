@@ -1,8 +1,8 @@
 """Lean ECDSA public-key recovery for the audit's hot loop (libsecp256k1 through coincurve's cffi).
 
-The same acceptance rules as node.provenance.attestation.recover_digest (65 bytes, v 27/28,
-r in range, low s as EIP-2 wants), without building a PublicKey object per signature; the
-address of each public key is computed once per process (attesters are few).
+The acceptance rules are node.provenance.attestation's (recoverable_form); this only skips
+building a PublicKey object per signature, and computes the address of each public key once
+per process (attesters are few).
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
 
-from node.provenance.attestation import SECP256K1_N, keccak256
+from node.provenance.attestation import SignatureError, keccak256, recoverable_form
 
-_HALF_N = SECP256K1_N // 2
 _CTX = GLOBAL_CONTEXT.ctx
 _UNCOMPRESSED = lib.SECP256K1_EC_UNCOMPRESSED
 _addresses: dict[bytes, bytes] = {}
@@ -20,17 +19,12 @@ _addresses: dict[bytes, bytes] = {}
 
 def recover_address(digest: bytes, signature: bytes) -> bytes | str:
     """The 20-byte address that signed `digest`, or a string saying why there is none."""
-    if len(signature) != 65:
-        return f"has {len(signature)} bytes, not 65"
-    v = signature[64]
-    if v not in (27, 28):
-        return f"has v = {v}, not 27 or 28"
-    r = int.from_bytes(signature[:32], "big")
-    s = int.from_bytes(signature[32:64], "big")
-    if r == 0 or r >= SECP256K1_N or s == 0 or s > _HALF_N:
-        return "has r or s out of range (EIP-2 wants a low s)"
+    try:
+        compact = recoverable_form(signature)
+    except SignatureError as error:
+        return error.problem
     parsed = ffi.new("secp256k1_ecdsa_recoverable_signature *")
-    if not lib.secp256k1_ecdsa_recoverable_signature_parse_compact(_CTX, parsed, signature[:64], v - 27):
+    if not lib.secp256k1_ecdsa_recoverable_signature_parse_compact(_CTX, parsed, compact[:64], compact[64]):
         return "cannot be parsed"
     public = ffi.new("secp256k1_pubkey *")
     if not lib.secp256k1_ecdsa_recover(_CTX, public, parsed, digest):

@@ -65,20 +65,12 @@ from node.chain.deploy import Deployment
 from node.db import Database
 from node.ingest.roles import RoleState, roles_for_bizstep
 from node.audit._ecdsa import recover_address
-from node.provenance.attestation import (
-    ATTESTATION_TYPEHASH,
-    DOMAIN_NAME,
-    DOMAIN_VERSION,
-    domain_separator,
-    keccak256,
-    to_checksum_address,
-)
+from node.provenance.attestation import AttestationDomain, attestation_digest, to_checksum_address
 from node.provenance.event_hash import EventHashError, event_digest, hash_from_digest
-from node.provenance.merkle import build_tree_from_hashes
+from node.provenance.merkle import build_tree_from_hashes, leaf_hash, process_proof
 
 Progress = Callable[[str, int, int], None]
 PART_SIZE = 4_000
-_PAD12 = b"\x00" * 12
 
 K = DiscrepancyKind
 
@@ -87,7 +79,7 @@ K = DiscrepancyKind
 class _Context:
     """What every worker needs besides the evidence (small; pickled once per worker)."""
 
-    separator: bytes
+    domain: AttestationDomain
     roles: RoleState
     anchored: frozenset[bytes]
     in_flight: frozenset[bytes]
@@ -124,16 +116,10 @@ class _PartResult:
 # ---- per event (runs in the workers) -----------------------------------------------------
 
 
-def _event_id(digest: bytes) -> str:
-    return hash_from_digest(digest)
-
-
 def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
     result = _PartResult()
-    k = keccak256
-    separator = ctx.separator
+    domain = ctx.domain
     anchored = ctx.anchored
-    typehash = ATTESTATION_TYPEHASH
     loads = orjson.loads
     has_role_at = ctx.roles.has_role_at
     checked: list[tuple[StoredEvent, bytes, tuple[DiscrepancyKind, str, dict[str, str]] | None]] = []
@@ -152,8 +138,8 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
             address20 = bytes.fromhex(signer[2:]) if signer[:2] in ("0x", "0X") else b""
         except ValueError:
             address20 = b""
-        leaf = k(k(digest + _PAD12 + address20)) if len(address20) == 20 and len(digest) == 32 else b""
-        problem = _first_problem(row, address20, loads, k, separator, typehash, has_role_at)
+        leaf = leaf_hash(digest, address20) if len(address20) == 20 and len(digest) == 32 else b""
+        problem = _first_problem(row, address20, loads, domain, has_role_at)
         if batch_root is not None:
             by_root.setdefault(batch_root, []).append(len(checked))
         checked.append((row, leaf, problem))
@@ -175,10 +161,7 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
             if tree is not None and tree.root == root and root in anchored and b"".join(tree.proof(n)) == proof:
                 reached[i] = root
                 continue
-            node = leaf
-            for j in range(0, len(proof), 32):
-                sibling = proof[j:j + 32]
-                node = k(node + sibling if node <= sibling else sibling + node)
+            node = process_proof(leaf, (proof[j:j + 32] for j in range(0, len(proof), 32)))
             if node in anchored:
                 reached[i] = node
             elif root in anchored:
@@ -193,14 +176,14 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
             problem = (K.EVENT_NEVER_ANCHORED, "the event has no Merkle proof: it was never put in an anchored batch", {})
         if problem is not None:
             kind, detail, extra = problem
-            objects = {"event": _event_id(digest), "digest": "0x" + digest.hex(), "signer": signer,
+            objects = {"event": hash_from_digest(digest), "digest": "0x" + digest.hex(), "signer": signer,
                        "event_time": str(event_time)}
             if batch_root is not None:
                 objects["root"] = "0x" + batch_root.hex()
             if leaf_index is not None:
                 objects["leaf_index"] = str(leaf_index)
             objects.update(extra)
-            result.discrepancies.append(Discrepancy(kind, _event_id(digest), detail, objects))
+            result.discrepancies.append(Discrepancy(kind, hash_from_digest(digest), detail, objects))
         key = reached.get(i, batch_root)
         if key is None:
             continue
@@ -217,10 +200,8 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
     return result
 
 
-def _first_problem(row: StoredEvent, address20: bytes, loads: Callable[[str], Any], k: Callable[[bytes], bytes],
-                   separator: bytes,
-                   typehash: bytes, has_role_at: Callable[[str, str, int], bool]
-                   ) -> tuple[DiscrepancyKind, str, dict[str, str]] | None:
+def _first_problem(row: StoredEvent, address20: bytes, loads: Callable[[str], Any], domain: AttestationDomain,
+                   has_role_at: Callable[[str, str, int], bool]) -> tuple[DiscrepancyKind, str, dict[str, str]] | None:
     digest, body, signer, signature, _role, event_time, subject = row[:7]
     # 1. the body hashes to its id
     try:
@@ -234,10 +215,10 @@ def _first_problem(row: StoredEvent, address20: bytes, loads: Callable[[str], An
     # 2. the attestation recovers to the signer
     if len(subject) != 32 or not 0 <= event_time < 2**64:
         return K.SIGNATURE_INVALID, "the attested subject or event time is malformed", {}
-    message = k(b"\x19\x01" + separator + k(typehash + digest + subject + event_time.to_bytes(32, "big")))
+    message = attestation_digest(domain, digest, subject, event_time)
     recovered20 = recover_address(message, signature)
     if isinstance(recovered20, str):
-        return K.SIGNATURE_INVALID, f"the attestation signature {recovered20}", {}
+        return K.SIGNATURE_INVALID, f"the attestation signature is malformed: {recovered20}", {}
     recovered = to_checksum_address(recovered20)
     if recovered20 != address20:
         return (K.SIGNATURE_INVALID, f"the attestation recovers to {recovered}, not to the stored signer",
@@ -308,8 +289,7 @@ def audit(client: ChainClient, deployment: Deployment, evidence: Evidence, *, pr
     batches = evidence.batches()
     anchored = frozenset(history.anchors)
     ctx = _Context(
-        separator=domain_separator(DOMAIN_NAME, DOMAIN_VERSION, history.chain_id,
-                                   deployment.address("ProvenanceRegistry")),
+        domain=AttestationDomain(history.chain_id, deployment.address("ProvenanceRegistry")),
         roles=history.roles,
         anchored=anchored,
         in_flight=frozenset(b.root for b in batches if b.status == "prepared" and b.root not in anchored),

@@ -198,7 +198,9 @@ def sign_digest(private_key: PrivateKeyLike, digest: bytes) -> bytes:
     return compact[:64] + bytes((compact[64] + 27,))
 
 
-def _recoverable_form(signature: bytes) -> bytes:
+def recoverable_form(signature: bytes) -> bytes:
+    """`r || s || recid` of a 65-byte `r || s || v` signature, or SignatureError (length, v 27/28,
+    r in range, low s as EIP-2 wants): the acceptance rules of every recovery here."""
     if len(signature) != 65:
         raise SignatureError(f"expected 65 bytes, got {len(signature)}")
     v = signature[64]
@@ -219,7 +221,7 @@ def recover_digest(digest: bytes, signature: bytes) -> Address:
         raise ValueError(f"a digest has 32 bytes, got {len(digest)}")
     try:
         public = coincurve.PublicKey.from_signature_and_message(
-            _recoverable_form(signature), digest, hasher=None
+            recoverable_form(signature), digest, hasher=None
         )
     except SignatureError:
         raise

@@ -23,6 +23,7 @@ import pytest
 from node.audit import AuditReport, audit_database
 from node.db import Database
 from node.escrow.store import order_key
+from node.provenance.event_hash import hash_from_digest
 from tests.e2e.world import deliver, demo_world
 from waymark.demo.story import Story
 
@@ -45,10 +46,6 @@ def run_audit(story: Story, db_url: str) -> AuditReport:
         return audit_database(story.client, story.network.deployment, db, workers=1)
     finally:
         db.engine.dispose()
-
-
-def event_id(digest: bytes) -> str:
-    return f"ni:///sha-256;{digest.hex()}?ver=CBV2.0"
 
 
 @pytest.fixture
@@ -102,6 +99,6 @@ def test_the_audit_reports_exactly_a_tampered_body_signature_and_escrow_attestat
 
     assert report.by_kind() == {kind: 0 for kind in KINDS} | {"hash_mismatch": 1, "signature_invalid": 1, "escrow_transition_unbacked": 1}
     found = {d.kind.value: d.subject for d in report.discrepancies}
-    assert found["hash_mismatch"] == event_id(bytes(inspected_digest))
-    assert found["signature_invalid"] == event_id(bytes(made_digest))
+    assert found["hash_mismatch"] == hash_from_digest(bytes(inspected_digest))
+    assert found["signature_invalid"] == hash_from_digest(bytes(made_digest))
     assert found["escrow_transition_unbacked"] == f"order {order} milestone 0"
