@@ -1,14 +1,13 @@
 """Escrow transitions checked against their backing (rules: see node/audit/verify.py docstring).
 
-Digests are computed here from the EIP-712 type strings of ITradeEscrow (domain "Waymark
-Escrow", version "1", chain id, the escrow) with coincurve recovery, rather than through
-eth_account's typed-data encoder: the same bytes, at a fraction of the cost.
+Digests are the escrow client's own (node.escrow.signing: the EIP-712 types of ITradeEscrow,
+domain "Waymark Escrow"), so what oracles sign and what the audit checks cannot drift apart.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,26 +18,14 @@ from node.audit.evidence import Evidence, StoredEscrowAttestation, evidence_orde
 from node.audit.model import Discrepancy, DiscrepancyKind
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.escrow.signing import DOMAIN_NAME, DOMAIN_VERSION
+from node.escrow.signing import EscrowDomain, confirmation_digest, customs_return_digest, milestone_digest
 from node.escrow.terms import MilestoneKind, OrderTerms, RefundReason
-from node.provenance.attestation import SignatureError, domain_separator, keccak256, recover_digest
+from node.provenance.attestation import SignatureError, recover_digest
 
 K = DiscrepancyKind
 ZERO = "0x" + "00" * 20
-MILESTONE_TYPEHASH = keccak256(
-    b"MilestoneAttestation(uint256 orderId,uint8 milestone,uint256 duty,address dutyPayee,uint256 deadline)")
-CUSTOMS_RETURN_TYPEHASH = keccak256(b"CustomsReturn(uint256 orderId,uint8 milestone,uint256 deadline)")
-CONFIRMATION_TYPEHASH = keccak256(b"DeliveryConfirmation(uint256 orderId,uint256 deadline)")
 
 Signed = tuple[str, int, bytes]  # signer, deadline, signature
-
-
-def _word(value: int) -> bytes:
-    return value.to_bytes(32, "big")
-
-
-def _address_word(address: str) -> bytes:
-    return b"\x00" * 12 + bytes.fromhex(address[2:])
 
 
 @dataclass
@@ -57,15 +44,12 @@ class _Checker:
         self.history = history
         self.stored = stored
         self.orders_with_records = {key[1] for key in stored}
-        self.separator = domain_separator(DOMAIN_NAME, DOMAIN_VERSION, history.chain_id, escrow)
+        self.domain = EscrowDomain(history.chain_id, escrow)
         self.calls = CallDecoder(ESCROW)
         self.found: list[Discrepancy] = []
         self._timeout: int | None = None
 
     # ---- helpers -------------------------------------------------------------------------
-
-    def _digest(self, struct: bytes) -> bytes:
-        return keccak256(b"\x19\x01" + self.separator + keccak256(struct))
 
     def _recovers_to(self, digest: bytes, signer: str, signature: bytes) -> bool:
         try:
@@ -87,7 +71,7 @@ class _Checker:
         decoded = self.calls.decode(tx.input)
         return None if decoded is None else (tx.sender, decoded[0], decoded[1])
 
-    def _quorum_orgs(self, signed: Iterable[Signed], struct_of: Any, role: str, at: int, gainers: Iterable[str]
+    def _quorum_orgs(self, signed: Iterable[Signed], digest_of: Callable[[int], bytes], role: str, at: int, gainers: Iterable[str]
                      ) -> tuple[set[int], list[str]]:
         """Organisations with a valid, unexpired signature of a `role` holder at `at`; and the reasons others fail."""
         roles = self.history.roles
@@ -97,7 +81,7 @@ class _Checker:
         for signer, deadline, signature in signed:
             if at > deadline:
                 problems.append(f"{signer}: expired at {deadline}")
-            elif not self._recovers_to(self._digest(struct_of(deadline)), signer, signature):
+            elif not self._recovers_to(digest_of(deadline), signer, signature):
                 problems.append(f"{signer}: signature does not recover to the signer")
             elif not roles.has_role_at(to_checksum_address(signer), role, at):
                 problems.append(f"{signer}: did not hold {role} at {at}")
@@ -139,12 +123,11 @@ class _Checker:
                            "attestMilestone call to the escrow", milestone=str(milestone))
             return
 
-        def struct(deadline: int) -> bytes:
-            return (MILESTONE_TYPEHASH + _word(order_id) + _word(milestone) + _word(duty) + _address_word(payee)
-                    + _word(deadline))
+        def digest(deadline: int) -> bytes:
+            return milestone_digest(self.domain, order_id, milestone, duty, payee, deadline)
 
         gainers = [terms.seller] + ([terms.buyer] if duty else [])
-        orgs, problems = self._quorum_orgs(signed, struct, step.role, log.block_time, gainers)
+        orgs, problems = self._quorum_orgs(signed, digest, step.role, log.block_time, gainers)
         if len(orgs) < step.quorum:
             self._unbacked(log, order_id, what,
                            f"{len(orgs)} valid {step.role} attestations from distinct organisations in the {source}, "
@@ -167,11 +150,11 @@ class _Checker:
                            "transaction is not an attestCustomsReturn call", milestone=str(milestone))
             return
 
-        def struct(deadline: int) -> bytes:
-            return CUSTOMS_RETURN_TYPEHASH + _word(order_id) + _word(milestone) + _word(deadline)
+        def digest(deadline: int) -> bytes:
+            return customs_return_digest(self.domain, order_id, milestone, deadline)
 
         step = terms.milestones[milestone]
-        orgs, problems = self._quorum_orgs(signed, struct, "CUSTOMS", log.block_time, [terms.buyer, terms.seller])
+        orgs, problems = self._quorum_orgs(signed, digest, "CUSTOMS", log.block_time, [terms.buyer, terms.seller])
         if len(orgs) < step.quorum:
             self._unbacked(log, order_id, what, f"customs return backed by {len(orgs)} valid CUSTOMS attestations "
                            f"in the {source}, quorum {step.quorum}" + (f"; {'; '.join(problems)}" if problems else ""),
@@ -194,7 +177,7 @@ class _Checker:
             return
         if call is not None and call[1] == "confirmDeliveryBySig":
             deadline, signature = int(call[2]["deadline"]), bytes(call[2]["signature"])
-            digest = self._digest(CONFIRMATION_TYPEHASH + _word(order_id) + _word(deadline))
+            digest = confirmation_digest(self.domain, order_id, deadline)
             if log.block_time <= deadline and self._recovers_to(digest, terms.buyer, signature):
                 return
         self._unbacked(log, order_id, "released", "confirmed neither by a buyer's transaction nor by a valid relayed "
