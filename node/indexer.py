@@ -94,25 +94,35 @@ class LogDecoder:
     def addresses(self) -> list[str]:
         return list(self.names)
 
-    def decode(self, raw: Mapping[str, Any]) -> DecodedLog | None:
-        address = to_checksum_address(raw["address"])
-        topics = [bytes(HexBytes(t)) for t in raw["topics"]]
+    def event_of(self, raw: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
+        """(contract name, event name, arguments as the ABI decodes them) of a followed
+        contract's log; None for a log we do not know (e.g. from a newer contract version)."""
+        topics = raw["topics"]
         if not topics:
             return None
-        abi = self._events.get((address, topics[0]))
+        address = to_checksum_address(raw["address"])
+        abi = self._events.get((address, bytes(HexBytes(topics[0]))))
         if abi is None:
-            return None  # an event we do not know (e.g. from a newer contract version): skip
+            return None
         data = get_event_data(self.w3.codec, abi, raw)
+        return self.names[address], str(abi["name"]), dict(data["args"])
+
+    def decode(self, raw: Mapping[str, Any]) -> DecodedLog | None:
+        found = self.event_of(raw)
+        if found is None:
+            return None
+        contract, event, args = found
+        topics = raw["topics"]
         return DecodedLog(
             block_number=int(raw["blockNumber"]),
             block_hash=bytes(HexBytes(raw["blockHash"])),
             tx_hash=bytes(HexBytes(raw["transactionHash"])),
             log_index=int(raw["logIndex"]),
-            address=address,
-            contract=self.names[address],
-            event=str(abi["name"]),
-            key="0x" + topics[1].hex() if len(topics) > 1 else None,
-            args=_json_value(dict(data["args"])),
+            address=to_checksum_address(raw["address"]),
+            contract=contract,
+            event=event,
+            key="0x" + bytes(HexBytes(topics[1])).hex() if len(topics) > 1 else None,
+            args=_json_value(args),
         )
 
 

@@ -21,16 +21,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
-from eth_utils.abi import event_abi_to_log_topic, function_abi_to_4byte_selector
+from eth_utils.abi import function_abi_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
-from web3._utils.events import get_event_data
 
 from node.chain.build import load_artifact
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.errors import WaymarkError
 from node.escrow.terms import OrderTerms
+from node.indexer import LogDecoder
 from node.ingest.roles import RoleState
 
 REGISTRY = "ConsortiumRegistry"
@@ -92,27 +92,6 @@ class ChainHistory:
     """Order id -> terms, for orders whose OrderCreated terms hash to their id."""
 
 
-class _Decoder:
-    def __init__(self, client: ChainClient, contracts: Mapping[str, str]) -> None:
-        self.codec = client.w3.codec
-        self.events: dict[tuple[str, bytes], tuple[str, dict[str, Any]]] = {}
-        for name, address in contracts.items():
-            for item in load_artifact(name).abi:
-                if item.get("type") == "event" and not item.get("anonymous"):
-                    self.events[(to_checksum_address(address), event_abi_to_log_topic(item))] = (name, item)  # type: ignore[arg-type]
-
-    def decode(self, raw: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
-        topics = raw["topics"]
-        if not topics:
-            return None
-        found = self.events.get((to_checksum_address(raw["address"]), bytes(HexBytes(topics[0]))))
-        if found is None:
-            return None
-        name, abi = found
-        data = get_event_data(self.codec, abi, raw)
-        return name, str(abi["name"]), dict(data["args"])
-
-
 def replay(client: ChainClient, deployment: Deployment, *, to_block: int | None = None,
            progress: Callable[[str, int, int], None] | None = None, chunk: int = LOG_CHUNK) -> ChainHistory:
     """Read the registry, provenance and escrow logs from the deployment block to `to_block` (head)."""
@@ -129,7 +108,7 @@ def replay(client: ChainClient, deployment: Deployment, *, to_block: int | None 
     head = int(w3.eth.block_number) if to_block is None else to_block
     first = min(c.block for n, c in deployment.contracts.items() if n in contracts)
     history = ChainHistory(client.chain_id, first, head)
-    decoder = _Decoder(client, contracts)
+    decoder = LogDecoder(w3, contracts)
     addresses = [to_checksum_address(a) for a in contracts.values()]
     block_times: dict[int, int] = {}
 
@@ -143,7 +122,7 @@ def replay(client: ChainClient, deployment: Deployment, *, to_block: int | None 
         end = min(start + chunk - 1, head)
         raw_logs = w3.eth.get_logs({"address": addresses, "fromBlock": start, "toBlock": end})
         for raw in sorted(raw_logs, key=lambda r: (int(r["blockNumber"]), int(r["logIndex"]))):
-            decoded = decoder.decode(raw)
+            decoded = decoder.event_of(raw)
             if decoded is None:
                 continue
             contract, event, args = decoded
