@@ -23,15 +23,24 @@ Document hashes go in the ``wm:documents`` extension, not ``certificationInfo``:
 event hash leaves ``certificationInfo`` out of the pre-hash string, so a changed certificate
 would not change the event id; user extensions are hashed.
 
-Validation raises :class:`EpcisValidationError` whose ``field`` is the path of the offending
-value (``epcisBody.eventList[3].epcList[0]``).
+Validation is GS1's official EPCIS 2.0 JSON schema (``data/EPCIS-JSON-Schema.json``, checked
+by jsonschema_rs: every event type, field and extension the standard allows), then Waymark's
+own checks (GS1 keys that hash canonically, extension values that hash without loss, the
+structure of ``wm:``/``wmc:`` fields). It raises :class:`EpcisValidationError` whose ``field``
+is the path of the offending value (``epcisBody.eventList[3].epcList[0]``) and whose problem
+names the rule broken.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterable, Mapping, NoReturn, Sequence
+
+import jsonschema_rs
 
 from node.errors import WaymarkError
 
@@ -136,7 +145,7 @@ UOM_PERCENT = "P1"  # UN/CEFACT Rec 20 "percent"; relative humidity
 TEMPERATURE_UOMS = frozenset(("CEL", "FAH", "KEL"))
 _UOM_RE = re.compile(r"^[A-Z0-9]{2,3}$")
 
-EVENT_TYPES = ("ObjectEvent", "AggregationEvent", "TransactionEvent", "TransformationEvent")
+EVENT_TYPES = ("ObjectEvent", "AggregationEvent", "TransactionEvent", "TransformationEvent", "AssociationEvent")
 ACTIONS = ("ADD", "OBSERVE", "DELETE")
 
 # --- timestamps ---------------------------------------------------------------------------
@@ -567,8 +576,11 @@ def epcis_document(events: Sequence[Json], creation_date: datetime | str | None 
 
 
 def document_events(document: Mapping[str, Any]) -> list[Json]:
-    """The events of an EPCISDocument, each with the document's ``@context`` merged in."""
+    """The events of an EPCISDocument (or EPCISQueryDocument), each with the document's
+    ``@context`` merged in."""
     body = document.get("epcisBody") or {}
+    if document.get("type") == "EPCISQueryDocument":
+        body = (body.get("queryResults") or {}).get("resultsBody") or {}
     events = body.get("eventList")
     if events is None and "event" in body:
         events = [body["event"]]
@@ -721,238 +733,34 @@ class _Validator:
 
     # event
     def event(self, path: str, event: Any) -> None:
+        """Waymark's own checks on an event the official schema has accepted: GS1 keys that
+        hash canonically (check digits, qualifier order), extension values that hash without
+        loss, and the structure of Waymark's extension fields."""
         event = self.mapping(path, event)
         if "@context" in event:
             merged = dict(self.prefixes)
             merged.update(context_prefixes(event["@context"]))
             self.prefixes = merged
-        event_type = event.get("type")
-        if event_type not in EVENT_TYPES:
-            self.fail(f"{path}.type", f"expected one of {', '.join(EVENT_TYPES)}, got {event_type!r}")
-        for key, value in event.items():
-            if value is None:
-                self.fail(f"{path}.{key}", "null is not allowed")
-        if "eventTime" not in event:
-            self.fail(f"{path}.eventTime", "required")
-        self.timestamp(f"{path}.eventTime", event["eventTime"])
-        if "eventTimeZoneOffset" not in event:
-            self.fail(f"{path}.eventTimeZoneOffset", "required")
-        offset = self.string(f"{path}.eventTimeZoneOffset", event["eventTimeZoneOffset"])
-        if not _OFFSET_RE.match(offset):
-            self.fail(f"{path}.eventTimeZoneOffset", f"expected +HH:MM or -HH:MM, got {offset!r}")
-        if "recordTime" in event:
-            self.timestamp(f"{path}.recordTime", event["recordTime"])
-        if "eventID" in event:
-            self.uri(f"{path}.eventID", event["eventID"])
-        if "certificationInfo" in event:
-            self.uri(f"{path}.certificationInfo", event["certificationInfo"])
-        if "errorDeclaration" in event:
-            self.error_declaration(f"{path}.errorDeclaration", event["errorDeclaration"])
-
-        allowed = _ALLOWED_BY_TYPE[event_type]
-        for key in event:
-            if key in _TYPE_SPECIFIC and key not in allowed:
-                self.fail(f"{path}.{key}", f"not a field of {event_type}")
-            if key not in _STANDARD_KEYS:
-                self.extension_key(f"{path}.{key}", key)
-                self.extension_value(f"{path}.{key}", key, event[key])
-
-        action = event.get("action")
-        if event_type == "TransformationEvent":
-            pass
-        elif action is None:
-            self.fail(f"{path}.action", "required")
-        elif action not in ACTIONS:
-            self.fail(f"{path}.action", f"expected one of {', '.join(ACTIONS)}, got {action!r}")
-
         for key in ("epcList", "childEPCs", "inputEPCList", "outputEPCList"):
-            if key in event:
-                items = event[key]
-                if not isinstance(items, list):
-                    self.fail(f"{path}.{key}", "expected a list")
+            items = event.get(key)
+            if isinstance(items, list):
                 for i, item in enumerate(items):
-                    self.object_id(f"{path}.{key}[{i}]", item, instance=True)
+                    # class-level ids (a GTIN alone) are allowed in EPC lists: EPCIS 2.0 8.3.3
+                    self.object_id(f"{path}.{key}[{i}]", item, instance=False)
         if "parentID" in event:
             self.object_id(f"{path}.parentID", event["parentID"], instance=True)
         for key in ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList"):
-            if key in event:
-                self.quantity_list(f"{path}.{key}", event[key])
-
-        def has(*keys: str) -> bool:
-            return any(event.get(k) for k in keys)
-
-        if event_type == "ObjectEvent" and not has("epcList", "quantityList"):
-            self.fail(f"{path}.epcList", "an ObjectEvent needs epcList or quantityList")
-        if event_type == "AggregationEvent":
-            if action in ("ADD", "DELETE") and "parentID" not in event:
-                self.fail(f"{path}.parentID", f"required when action is {action}")
-            if action == "ADD" and not has("childEPCs", "childQuantityList"):
-                self.fail(f"{path}.childEPCs", "an ADD aggregation needs childEPCs or childQuantityList")
-        if event_type == "TransactionEvent":
-            if not event.get("bizTransactionList"):
-                self.fail(f"{path}.bizTransactionList", "a TransactionEvent needs at least one bizTransaction")
-            if not has("epcList", "quantityList", "parentID"):
-                self.fail(f"{path}.epcList", "a TransactionEvent needs epcList, quantityList or parentID")
-        if event_type == "TransformationEvent":
-            if "transformationID" in event:
-                self.uri(f"{path}.transformationID", event["transformationID"])
-            elif not (has("inputEPCList", "inputQuantityList") and has("outputEPCList", "outputQuantityList")):
-                self.fail(
-                    f"{path}.inputEPCList",
-                    "a TransformationEvent needs inputs and outputs, or a transformationID",
-                )
-
-        if "bizStep" in event:
-            self.vocab(f"{path}.bizStep", event["bizStep"], BIZ_STEPS,
-                       set(BIZ_STEP_IRIS.values()) | set(CUSTOMS_STEP_IRIS.values()), "bizStep")
-        if "disposition" in event:
-            self.vocab(f"{path}.disposition", event["disposition"], DISPOSITIONS,
-                       set(DISPOSITION_IRIS.values()) | set(CUSTOMS_DISPOSITION_IRIS.values()),
-                       "disposition")
-        if "persistentDisposition" in event:
-            pd = self.mapping(f"{path}.persistentDisposition", event["persistentDisposition"])
-            for key, items in pd.items():
-                if key not in ("set", "unset"):
-                    self.fail(f"{path}.persistentDisposition.{key}", "expected set or unset")
-                for i, item in enumerate(self.nonempty_list(f"{path}.persistentDisposition.{key}", items)):
-                    self.vocab(f"{path}.persistentDisposition.{key}[{i}]", item, DISPOSITIONS,
-                               set(DISPOSITION_IRIS.values()), "disposition")
-        for key in ("readPoint", "bizLocation"):
-            if key in event:
-                location = self.mapping(f"{path}.{key}", event[key])
-                if "id" not in location:
-                    self.fail(f"{path}.{key}.id", "required")
-                self.uri(f"{path}.{key}.id", location["id"])
-                for sub in location:
-                    if sub != "id":
-                        self.extension_key(f"{path}.{key}.{sub}", sub)
-        if "bizTransactionList" in event:
-            self.typed_list(f"{path}.bizTransactionList", event["bizTransactionList"], "bizTransaction",
-                            BIZ_TRANSACTION_TYPES, set(BIZ_TRANSACTION_TYPE_IRIS.values()), type_required=False)
-        if "sourceList" in event:
-            self.typed_list(f"{path}.sourceList", event["sourceList"], "source",
-                            SOURCE_DESTINATION_TYPES, set(SOURCE_DESTINATION_TYPE_IRIS.values()), type_required=True)
-        if "destinationList" in event:
-            self.typed_list(f"{path}.destinationList", event["destinationList"], "destination",
-                            SOURCE_DESTINATION_TYPES, set(SOURCE_DESTINATION_TYPE_IRIS.values()), type_required=True)
-        if "sensorElementList" in event:
-            for i, element in enumerate(self.nonempty_list(f"{path}.sensorElementList", event["sensorElementList"])):
-                self.sensor_element(f"{path}.sensorElementList[{i}]", element)
-        if "ilmd" in event:
-            ilmd = self.mapping(f"{path}.ilmd", event["ilmd"])
+            for i, element in enumerate(event.get(key) or ()):
+                if isinstance(element, Mapping) and "epcClass" in element:
+                    self.object_id(f"{path}.{key}[{i}].epcClass", element["epcClass"], instance=False)
+        for key, value in event.items():
+            if key not in _STANDARD_KEYS:
+                self.extension_key(f"{path}.{key}", key)
+                self.extension_value(f"{path}.{key}", key, value)
+        ilmd = event.get("ilmd")
+        if isinstance(ilmd, Mapping):
             for key, value in ilmd.items():
-                self.extension_key(f"{path}.ilmd.{key}", key)
                 self.extension_value(f"{path}.ilmd.{key}", key, value)
-
-    def error_declaration(self, path: str, value: Any) -> None:
-        declaration = self.mapping(path, value)
-        if "declarationTime" not in declaration:
-            self.fail(f"{path}.declarationTime", "required")
-        self.timestamp(f"{path}.declarationTime", declaration["declarationTime"])
-        if "reason" in declaration:
-            self.vocab(f"{path}.reason", declaration["reason"], ERROR_REASONS,
-                       set(ERROR_REASON_IRIS.values()), "error reason")
-        if "correctiveEventIDs" in declaration:
-            items = declaration["correctiveEventIDs"]
-            if not isinstance(items, list):
-                self.fail(f"{path}.correctiveEventIDs", "expected a list")
-            for i, item in enumerate(items):
-                self.uri(f"{path}.correctiveEventIDs[{i}]", item)
-
-    def quantity_list(self, path: str, value: Any) -> None:
-        for i, element in enumerate(self.nonempty_list(path, value)):
-            element = self.mapping(f"{path}[{i}]", element)
-            if "epcClass" not in element:
-                self.fail(f"{path}[{i}].epcClass", "required")
-            self.object_id(f"{path}[{i}].epcClass", element["epcClass"], instance=False)
-            if "quantity" in element:
-                self.number(f"{path}[{i}].quantity", element["quantity"])
-                if element["quantity"] < 0:
-                    self.fail(f"{path}[{i}].quantity", "negative quantity")
-            if "uom" in element:
-                if "quantity" not in element:
-                    self.fail(f"{path}[{i}].uom", "a unit of measure needs a quantity")
-                self.uom(f"{path}[{i}].uom", element["uom"])
-
-    def uom(self, path: str, value: Any) -> None:
-        text = self.string(path, value)
-        if not _UOM_RE.match(text):
-            self.fail(path, f"expected a UN/CEFACT Rec 20 unit code (e.g. CEL, P1, KGM), got {text!r}")
-
-    def typed_list(
-        self, path: str, value: Any, id_key: str, terms: frozenset[str], iris: set[str], *, type_required: bool
-    ) -> None:
-        for i, element in enumerate(self.nonempty_list(path, value)):
-            element = self.mapping(f"{path}[{i}]", element)
-            if id_key not in element:
-                self.fail(f"{path}[{i}].{id_key}", "required")
-            self.uri(f"{path}[{i}].{id_key}", element[id_key])
-            if "type" in element:
-                self.vocab(f"{path}[{i}].type", element["type"], terms, iris, f"{id_key} type")
-            elif type_required:
-                self.fail(f"{path}[{i}].type", "required")
-            for key in element:
-                if key not in ("type", id_key):
-                    self.extension_key(f"{path}[{i}].{key}", key)
-
-    def sensor_element(self, path: str, value: Any) -> None:
-        element = self.mapping(path, value)
-        if "sensorMetadata" in element:
-            metadata = self.mapping(f"{path}.sensorMetadata", element["sensorMetadata"])
-            for key, item in metadata.items():
-                sub = f"{path}.sensorMetadata.{key}"
-                if key in ("time", "startTime", "endTime"):
-                    self.timestamp(sub, item)
-                elif key in ("deviceID", "deviceMetadata", "rawData", "dataProcessingMethod", "bizRules"):
-                    self.uri(sub, item)
-                else:
-                    self.extension_key(sub, key)
-        if "sensorReport" not in element:
-            self.fail(f"{path}.sensorReport", "required")
-        for i, report in enumerate(self.nonempty_list(f"{path}.sensorReport", element["sensorReport"])):
-            self.sensor_report(f"{path}.sensorReport[{i}]", report)
-        for key in element:
-            if key not in ("sensorMetadata", "sensorReport"):
-                self.extension_key(f"{path}.{key}", key)
-
-    def sensor_report(self, path: str, value: Any) -> None:
-        report = self.mapping(path, value)
-        if "type" not in report and "exception" not in report:
-            self.fail(f"{path}.type", "required")
-        if "type" in report:
-            self.vocab(f"{path}.type", report["type"], MEASUREMENT_TYPES,
-                       set(MEASUREMENT_TYPE_IRIS.values()), "measurement type")
-        if "exception" in report:
-            self.vocab(f"{path}.exception", report["exception"], SENSOR_EXCEPTIONS,
-                       set(SENSOR_EXCEPTION_IRIS.values()), "sensor exception")
-        for key in ("value", "minValue", "maxValue", "meanValue", "sDev", "percRank", "percValue"):
-            if key in report:
-                self.number(f"{path}.{key}", report[key])
-        if "booleanValue" in report and not isinstance(report["booleanValue"], bool):
-            self.fail(f"{path}.booleanValue", "expected true or false")
-        if "time" in report:
-            self.timestamp(f"{path}.time", report["time"])
-        if "uom" in report:
-            self.uom(f"{path}.uom", report["uom"])
-            measured = self.expand(str(report.get("type", "")))
-            if measured in ("Temperature", MEASUREMENT_TYPE_IRIS["Temperature"]) and report["uom"] not in TEMPERATURE_UOMS:
-                self.fail(f"{path}.uom", f"a temperature is in CEL, FAH or KEL, got {report['uom']!r}")
-            if measured in ("RelativeHumidity", MEASUREMENT_TYPE_IRIS["RelativeHumidity"]) and report["uom"] != UOM_PERCENT:
-                self.fail(f"{path}.uom", f"relative humidity is in P1 (percent), got {report['uom']!r}")
-        elif any(k in report for k in ("value", "minValue", "maxValue", "meanValue")):
-            self.fail(f"{path}.uom", "a numeric reading needs a unit of measure")
-        if "component" in report:
-            self.vocab(f"{path}.component", report["component"], SENSOR_COMPONENTS,
-                       set(SENSOR_COMPONENT_IRIS.values()), "component")
-        standard = {
-            "type", "exception", "deviceID", "deviceMetadata", "rawData", "dataProcessingMethod",
-            "time", "microorganism", "chemicalSubstance", "value", "component", "stringValue",
-            "booleanValue", "hexBinaryValue", "uriValue", "minValue", "maxValue", "meanValue",
-            "sDev", "percRank", "percValue", "uom", "coordinateReferenceSystem",
-        }
-        for key in report:
-            if key not in standard:
-                self.extension_key(f"{path}.{key}", key)
 
     # extensions
     def extension_key(self, path: str, key: str) -> None:
@@ -960,7 +768,7 @@ class _Validator:
         if match is None:
             self.fail(path, f"unknown field {key!r} (extension fields are prefix:name with the prefix declared in @context)")
         prefix = match.group(1)
-        if prefix not in self.prefixes and prefix != "cbvmda":
+        if prefix not in self.prefixes and prefix not in STANDARD_PREFIXES and prefix != "cbvmda":
             self.fail(path, f"prefix {prefix!r} of extension field {key!r} is not declared in @context")
 
     def extension_value(self, path: str, key: str, value: Any, *, item: bool = False) -> None:
@@ -973,7 +781,7 @@ class _Validator:
                 self.duty(path, value)
         if isinstance(value, Mapping):
             for sub_key, sub_value in value.items():
-                self.extension_key(f"{path}.{sub_key}", sub_key)
+                # inside an extension field, keys need no prefix (they are the extension's own)
                 self.extension_value(f"{path}.{sub_key}", sub_key, sub_value)
         elif isinstance(value, list):
             for i, element in enumerate(value):
@@ -1014,33 +822,95 @@ class _Validator:
             self.fail(f"{path}.{currency_key}", f"expected an ISO 4217 code like EUR, got {currency!r}")
 
 
+_SCHEMA_FILE = Path(__file__).with_name("data") / "EPCIS-JSON-Schema.json"
+
+
+@lru_cache(maxsize=1)
+def official_schema() -> dict[str, Any]:
+    """GS1's published EPCIS 2.0 JSON schema (inlined), as shipped in node/provenance/data."""
+    loaded: dict[str, Any] = json.loads(_SCHEMA_FILE.read_text(encoding="utf-8"))
+    return loaded
+
+
+@lru_cache(maxsize=1)
+def _schema_validator() -> Any:
+    return jsonschema_rs.validator_for(official_schema())
+
+
+def json_path(parts: Iterable[str | int], root: str = "") -> str:
+    """``epcisBody.eventList[3].epcList[0]`` from the parts of a JSON pointer."""
+    out = root
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(document)"
+
+
+_QUOTED = re.compile(r'^"((?:[^"\\]|\\.)*)"')
+
+
+def schema_problems(instance: Any, root: str = "") -> list[EpcisValidationError]:
+    """Every violation of the official EPCIS 2.0 JSON schema, deepest first; each names the
+    JSON path of the value and the schema rule it breaks."""
+    found = []
+    for error in _schema_validator().iter_errors(instance):
+        parts: list[str | int] = list(error.instance_path)
+        kind = type(error.kind).__name__
+        if kind in ("Required", "PropertyNames", "AdditionalProperties"):
+            named = _QUOTED.match(error.message)
+            if named is not None:
+                parts.append(named.group(1))
+        rule = "/".join(str(p) for p in error.schema_path)
+        message = error.message
+        if message.startswith(("{", "[")):  # the whole value quoted back: say what failed instead
+            message = f"matches none of the alternatives ({kind})"
+        found.append((len(parts), EpcisValidationError(json_path(parts, root), f"{message} (schema rule {rule})")))
+    found.sort(key=lambda item: -item[0])
+    return [problem for _depth, problem in found]
+
+
+def _check_schema(instance: Any, root: str = "") -> None:
+    problems = schema_problems(instance, root)
+    if problems:
+        raise problems[0]
+
+
 def validate_event(event: Mapping[str, Any], *, path: str = "event", context: Any = None) -> None:
-    """Validate one event; raise :class:`EpcisValidationError` naming the field path.
+    """Validate one event against the official schema, then Waymark's own checks; raise
+    :class:`EpcisValidationError` naming the field path and the rule broken.
 
     ``context`` is the enclosing document's ``@context`` when the event has none itself.
     """
+    if "@context" not in event and context is not None:
+        event = {"@context": context, **event}
+    _check_schema(event, path)
     _Validator(context_prefixes(context) if context is not None else {}).event(path, event)
 
 
 def validate_document(document: Mapping[str, Any]) -> None:
-    """Validate an EPCISDocument and all its events."""
-    validator = _Validator({})
-    doc = validator.mapping("document", document)
-    if doc.get("type") != "EPCISDocument":
-        validator.fail("type", f"expected EPCISDocument, got {doc.get('type')!r}")
-    if str(doc.get("schemaVersion")) != "2.0":
-        validator.fail("schemaVersion", f"expected \"2.0\", got {doc.get('schemaVersion')!r}")
-    if "creationDate" not in doc:
-        validator.fail("creationDate", "required")
-    validator.timestamp("creationDate", doc["creationDate"])
-    context = doc.get("@context")
-    if context is None:
-        validator.fail("@context", "required")
+    """Validate an EPCISDocument or EPCISQueryDocument (official schema, then Waymark's checks
+    on every event)."""
+    if not isinstance(document, Mapping):
+        raise EpcisValidationError("(document)", f"expected an object, got {type(document).__name__}")
+    if document.get("type") not in ("EPCISDocument", "EPCISQueryDocument"):
+        raise EpcisValidationError("type", f"expected EPCISDocument or EPCISQueryDocument, got {document.get('type')!r}")
+    _check_schema(document)
+    if not str(document.get("schemaVersion")).startswith("2."):
+        raise EpcisValidationError("schemaVersion", f"this node speaks EPCIS 2.x, got {document.get('schemaVersion')!r}")
+    context = document.get("@context")
     urls = [c for c in (context if isinstance(context, list) else [context]) if isinstance(c, str)]
     if not any("epcis-context" in url for url in urls):
-        validator.fail("@context", "must include the EPCIS 2.0 JSON-LD context")
-    body = validator.mapping("epcisBody", doc.get("epcisBody"))
-    events = validator.nonempty_list("epcisBody.eventList", body.get("eventList"))
+        raise EpcisValidationError("@context", "must include the EPCIS 2.0 JSON-LD context (terms are read with it)")
     prefixes = context_prefixes(context)
-    for i, event in enumerate(events):
-        _Validator(dict(prefixes)).event(f"epcisBody.eventList[{i}]", event)
+    for path, event in _located_events(document):
+        _Validator(dict(prefixes)).event(path, event)
+
+
+def _located_events(document: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    body = document.get("epcisBody") or {}
+    if document.get("type") == "EPCISQueryDocument":
+        results = (body.get("queryResults") or {}).get("resultsBody") or {}
+        return [(f"epcisBody.queryResults.resultsBody.eventList[{i}]", e) for i, e in enumerate(results.get("eventList") or [])]
+    return [(f"epcisBody.eventList[{i}]", e) for i, e in enumerate(body.get("eventList") or [])]
