@@ -51,7 +51,7 @@ from node.provenance.attestation import (
     event_unix_time,
     recover_attester,
 )
-from node.provenance.event_hash import digest_from_hash, event_digest, hash_from_digest
+from node.provenance.event_hash import digest_from_hash, hash_from_digest, record_digest
 from node.provenance.gs1 import ContainerId, Identifier, ParsedLink, UnitId, encode_component, recover_issuer
 from node.provenance.merkle import leaf_hash, verify_proof
 from node.scans import Flag, Ownership, ScanOutcome
@@ -755,7 +755,7 @@ class PassportBuilder:
 
         # 1. event_hash
         try:
-            digest = event_digest(event)
+            digest = record_digest(event)
         except Exception as error:  # noqa: BLE001 - a tampered event may break the hashing itself
             return fail("event_hash", f"the event cannot be hashed: {error}")
         if digest != stored.digest:

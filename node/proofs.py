@@ -43,7 +43,7 @@ from node.provenance.attestation import (
     event_unix_time,
     recover_attester,
 )
-from node.provenance.event_hash import event_digest, hash_from_digest
+from node.provenance.event_hash import hash_from_digest, record_digest
 from node.provenance.merkle import leaf_hash, verify_proof
 
 BUNDLE_VERSION = 1
@@ -248,7 +248,7 @@ def verify_bundle(
 
     # 1. the event hashes to its id
     try:
-        digest = event_digest(event)
+        digest = record_digest(event)
     except Exception as exc:  # noqa: BLE001 - a tampered event may break the hashing itself
         record("event_hash", False, f"the event cannot be hashed: {exc}")
         return result

@@ -66,7 +66,7 @@ from node.db import Database
 from node.ingest.roles import RoleState, roles_for_bizstep
 from node.audit._ecdsa import recover_address
 from node.provenance.attestation import AttestationDomain, attestation_digest, to_checksum_address
-from node.provenance.event_hash import EventHashError, event_digest, hash_from_digest
+from node.provenance.event_hash import EventHashError, hash_from_digest, record_digest
 from node.provenance.merkle import build_tree_from_hashes, leaf_hash, process_proof
 
 Progress = Callable[[str, int, int], None]
@@ -206,7 +206,7 @@ def _first_problem(row: StoredEvent, address20: bytes, loads: Callable[[str], An
     # 1. the body hashes to its id
     try:
         event = loads(body)
-        recomputed = event_digest(event)
+        recomputed = record_digest(event)
     except (EventHashError, ValueError, TypeError, AttributeError) as exc:
         return K.HASH_MISMATCH, f"the stored body cannot be hashed ({exc})", {}
     if recomputed != digest:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -92,6 +93,9 @@ class Event(Base):
     leaf_index: Mapped[int | None] = mapped_column(Integer)
     # Sibling hashes from leaf to root, 32 bytes each, concatenated.
     proof: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # An error declaration: the CBV 2.0 digest of the event it declares erroneous (its own
+    # `digest` is node.provenance.event_hash.record_digest, which adds the declaration).
+    corrects: Mapped[bytes | None] = mapped_column(LargeBinary(32), index=True)
 
 
 class EventEpc(Base):
@@ -152,3 +156,53 @@ class ChainLog(Base):
     # The first indexed argument as lower-case hex (a root, an orgId, a proposal id): the lookup key.
     key: Mapped[str | None] = mapped_column(String(66))
     args: Mapped[str] = mapped_column(Text)
+
+
+class CaptureJob(Base):
+    """An EPCIS 2.0 capture job (POST /epcis/capture): its document runs through capture in
+    the background; the outcome and per-event errors are kept for GET /epcis/capture/{id}."""
+
+    __tablename__ = "epcis_capture_jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    finished_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    running: Mapped[bool] = mapped_column(Boolean, default=True)
+    success: Mapped[bool] = mapped_column(Boolean, default=False)
+    error_behaviour: Mapped[str] = mapped_column(String(16))
+    # JSON: [{"path", "code", "message"}] and the event ids stored
+    errors: Mapped[str] = mapped_column(Text, default="[]")
+    event_ids: Mapped[str] = mapped_column(Text, default="[]")
+    # the account whose signed request created the job, if the request was signed
+    account: Mapped[str | None] = mapped_column(String(42))
+
+
+class EpcisQuery(Base):
+    """A named EPCIS query (POST /epcis/queries): its parameters as JSON."""
+
+    __tablename__ = "epcis_queries"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    query: Mapped[str] = mapped_column(Text)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    account: Mapped[str | None] = mapped_column(String(42))
+
+
+class EpcisSubscription(Base):
+    """A subscription to a named query: new matching events are POSTed to `dest` as an
+    EPCISQueryDocument, HMAC-signed with `signature_token`, retried with back-off."""
+
+    __tablename__ = "epcis_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    query_name: Mapped[str] = mapped_column(ForeignKey("epcis_queries.name", ondelete="CASCADE"), index=True)
+    dest: Mapped[str] = mapped_column(Text)
+    signature_token: Mapped[str | None] = mapped_column(Text)
+    report_if_empty: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the last events.id delivered (stream subscriptions deliver what came after it)
+    delivered_up_to: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    account: Mapped[str | None] = mapped_column(String(42))

@@ -16,13 +16,21 @@ signature is the EIP-712 `Attestation(eventHash, subject, eventTime)` of
 `node.provenance.attestation` by `signer`.
 
 Checks, in order, for every event of the document (the first failure rejects the whole
-document, nothing is stored): the document is valid EPCIS 2.0 (`MalformedCapture`, naming
-the field path); the event time is not too far in the future; the attestation is present
-and well formed and its signature recovers to `signer` (`BadAttestation`: the signature is
-the writer's credential); the bizStep has a role table entry (`node.ingest.roles`); the
-signer held one of those roles at the event time (`SignerLacksRole`). Then all new events
-are stored as pending in one transaction; events already stored (same CBV 2.0 event hash)
-are reported as duplicates and left alone.
+document, nothing is stored): the document is valid EPCIS 2.0 - an EPCISDocument or an
+EPCISQueryDocument, checked against GS1's official JSON schema and then Waymark's own rules
+(`MalformedCapture`, naming the field path and the rule); the event time is not too far in the
+future; the attestation is present and well formed and its signature recovers to `signer`
+(`BadAttestation`: the signature is the writer's credential); the signer held, at the event
+time, one of the roles the role table gives the bizStep, or any attesting role for a step
+outside the table (`node.ingest.roles.roles_for_bizstep`; `SignerLacksRole`). Then all new events are stored
+as pending in one transaction; events already stored (same id) are reported as duplicates and
+left alone.
+
+Error declarations (corrections): an event with `errorDeclaration` shares its CBV 2.0 event
+hash with the event it declares erroneous. It is stored, attested and anchored under its own
+id (`node.provenance.event_hash.record_digest`: the hash plus the declaration), with
+`corrects` = the original's digest, so it is never mistaken for a duplicate. Its signature
+is over that id.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from node.provenance.attestation import (
     recover_attester,
 )
 from node.provenance.epcis import EpcisValidationError, parse_timestamp, validate_document
-from node.provenance.event_hash import EventHashError, canonical_gs1_uri, event_digest, hash_from_digest
+from node.provenance.event_hash import EventHashError, canonical_gs1_uri, event_digest, hash_from_digest, record_digest
 
 ATTESTATION_KEY = "wm:attestation"
 
@@ -124,6 +132,7 @@ class CheckedEvent:
     epcs: tuple[tuple[str, str], ...]
     roles: tuple[str, ...] = ()  # the roles the bizStep accepts
     path: str = ""  # where the event was in its document
+    corrects: bytes | None = None  # an error declaration: the CBV digest of the event it corrects
 
     @property
     def event_id(self) -> str:
@@ -182,6 +191,10 @@ def precheck_document(body: bytes, domain: AttestationDomain, max_events: int, m
     if not isinstance(document, dict):
         raise MalformedCapture("(body)", "expected an EPCISDocument object")
     body_part = document.get("epcisBody")
+    if document.get("type") == "EPCISQueryDocument" and isinstance(body_part, dict):
+        # a query document's events sit in queryResults.resultsBody
+        results = body_part.get("queryResults")
+        body_part = results.get("resultsBody") if isinstance(results, dict) else None
     raw_events = body_part.get("eventList") if isinstance(body_part, dict) else None
     if isinstance(raw_events, list) and len(raw_events) > max_events:
         raise CaptureTooLarge(f"a document of {len(raw_events)} events", max_events)
@@ -195,16 +208,19 @@ def precheck_document(body: bytes, domain: AttestationDomain, max_events: int, m
             else:
                 attestations.append(None)
             stripped.append(event)
-        document["epcisBody"]["eventList"] = stripped
+        assert isinstance(body_part, dict)
+        body_part["eventList"] = stripped
     try:
         validate_document(document)
     except EpcisValidationError as exc:
         raise MalformedCapture(exc.field, exc.problem) from None
     context = document.get("@context")
     latest = int(time.time()) + max_future_skew
+    where = "epcisBody.queryResults.resultsBody.eventList" if document["type"] == "EPCISQueryDocument" else "epcisBody.eventList"
+    assert isinstance(body_part, dict)
     return [
-        _precheck_event(f"epcisBody.eventList[{i}]", event, attestations[i], context, latest, domain, max_future_skew)
-        for i, event in enumerate(document["epcisBody"]["eventList"])
+        _precheck_event(f"{where}[{i}]", event, attestations[i], context, latest, domain, max_future_skew)
+        for i, event in enumerate(body_part["eventList"])
     ]
 
 
@@ -230,7 +246,8 @@ def _precheck_event(
     if "@context" not in event and context is not None:
         event = {"@context": context, **event}
     try:
-        digest = event_digest(event)
+        digest = record_digest(event)  # an error declaration gets an id of its own
+        corrects = event_digest(event) if "errorDeclaration" in event else None
         subject = event_subject(event)
     except EventHashError as exc:  # validation should have caught it; never a 500 for bad input
         raise MalformedCapture(path, str(exc)) from None
@@ -243,8 +260,6 @@ def _precheck_event(
         raise BadAttestation(f"{where}.signature", f"signed by {recovered}, not by the declared signer {signer}")
     biz_step = event.get("bizStep")
     roles = roles_for_bizstep(biz_step, event.get("@context"))
-    if roles is None:
-        raise MalformedCapture(f"{path}.bizStep", f"no attesting role is defined for bizStep {biz_step!r}")
     return CheckedEvent(
         digest=digest,
         event_type=event["type"],
@@ -260,6 +275,7 @@ def _precheck_event(
         epcs=event_epcs(event),
         roles=roles,
         path=path,
+        corrects=corrects,
     )
 
 
@@ -340,7 +356,7 @@ class CaptureService:
             if fresh:
                 rows = [
                     (e.digest, e.event_type, e.action, e.biz_step, e.event_time, e.event_time_ms, e.subject,
-                     e.signer, e.signature, e.role, e.body, now)
+                     e.signer, e.signature, e.role, e.body, now, e.corrects)
                     for e in fresh
                 ]
                 columns = _EVENT_COLUMNS
@@ -378,6 +394,6 @@ class CaptureService:
 
 _EVENT_COLUMNS = (
     "digest", "event_type", "action", "biz_step", "event_time", "event_time_ms", "subject",
-    "signer", "signature", "role", "body", "received_at_ms",
+    "signer", "signature", "role", "body", "received_at_ms", "corrects",
 )
-_EVENT_PG_TYPES = ("bytea", "text", "text", "text", "bigint", "bigint", "bytea", "text", "bytea", "text", "text", "bigint")
+_EVENT_PG_TYPES = ("bytea", "text", "text", "text", "bigint", "bigint", "bytea", "text", "bytea", "text", "text", "bigint", "bytea")

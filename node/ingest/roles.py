@@ -16,7 +16,9 @@ The signer of an event must hold, at the event's time, one of the roles listed f
 | the Waymark customs steps `wmc:declared`, `wmc:cleared`, `wmc:detained`, `wmc:returned`, `wmc:duty_assessed` (`wmc:` = https://ns.waymark.example/customs/) | CUSTOMS |
 | other, cycle_counting, stock_taking, retail_selling, dispensing, reserving; an event with no bizStep | any attesting role (MANUFACTURER, INSPECTOR, CARRIER, CUSTOMS, ORACLE) |
 
-A step not in the table is refused (422): the node will not guess who may attest it.
+A step not in the table (any CBV step missing above, or another vocabulary's IRI) may be
+attested by any attesting role (`attesting_roles`); such events are shown as attested outside
+the role table (`in_role_table`).
 
 The mirror
 ----------
@@ -77,11 +79,7 @@ def _expand(text: str, context: Any) -> str:
     return iri + rest if iri else text
 
 
-def roles_for_bizstep(biz_step: str | None, context: Any = None) -> tuple[str, ...] | None:
-    """The roles that may attest an event with this bizStep; None if the step is unknown.
-
-    `context` is the event's (or its document's) JSON-LD `@context`, for CURIEs.
-    """
+def _table_roles(biz_step: str | None, context: Any) -> tuple[str, ...] | None:
     if not biz_step:
         return ATTESTING_ROLES
     if biz_step in BIZSTEP_ROLES:
@@ -93,6 +91,21 @@ def roles_for_bizstep(biz_step: str | None, context: Any = None) -> tuple[str, .
     if expanded.startswith(CUSTOMS_NS) and expanded[len(CUSTOMS_NS):] in CUSTOMS_STEPS:
         return ("CUSTOMS",)
     return None
+
+
+def roles_for_bizstep(biz_step: str | None, context: Any = None) -> tuple[str, ...]:
+    """The roles that may attest an event with this bizStep: the table's entry, or any
+    attesting role for a step outside the table (EPCIS allows any step; such events are shown
+    as attested outside the table, see `in_role_table`).
+
+    `context` is the event's (or its document's) JSON-LD `@context`, for CURIEs.
+    """
+    return _table_roles(biz_step, context) or ATTESTING_ROLES
+
+
+def in_role_table(biz_step: str | None, context: Any = None) -> bool:
+    """Whether the role table names this bizStep (an event without one counts as listed)."""
+    return _table_roles(biz_step, context) is not None
 
 
 ROLE_NAMES: dict[str, str] = {"0x" + keccak(text=r).hex(): r for r in (*ATTESTING_ROLES, "ARBITRATOR", "AUDITOR", "OPERATOR")}

@@ -45,7 +45,8 @@ extension fields.
 
 Error declarations: because ``errorDeclaration`` is not hashed, an error declaration has the
 same CBV hash as the event it declares erroneous (by design of the standard: it names that
-event). Store and key them accordingly.
+event). Waymark stores, attests and anchors it under :func:`record_digest` (which adds the
+declaration) and links it to the original by the shared CBV hash.
 """
 
 from __future__ import annotations
@@ -856,6 +857,27 @@ def prehash(event: Mapping[str, Any], context: Any = None) -> str:
 def event_digest(event: Mapping[str, Any], context: Any = None) -> bytes:
     """The 32-byte SHA-256 of the event's pre-hash string (the attested ``eventHash``)."""
     return hashlib.sha256(prehash(event, context).encode("utf-8")).digest()
+
+
+CORRECTION_SEPARATOR = "\nwaymark:errorDeclaration\n"
+
+
+def record_digest(event: Mapping[str, Any], context: Any = None) -> bytes:
+    """The 32 bytes Waymark stores, attests and anchors an event under.
+
+    For an ordinary event this is :func:`event_digest`. An error declaration (an event with
+    ``errorDeclaration``) has the same CBV 2.0 hash as the event it declares erroneous, so it
+    is kept under the SHA-256 of its pre-hash string, :data:`CORRECTION_SEPARATOR` and its
+    ``errorDeclaration`` written canonically (as extensions are); :func:`event_digest` still
+    names the original it corrects.
+    """
+    text = prehash(event, context)
+    declaration = event.get("errorDeclaration")
+    if declaration is None:
+        return hashlib.sha256(text.encode("utf-8")).digest()
+    parts: list[str] = []
+    _generic("errorDeclaration", declaration, _context_for(event, context), parts)
+    return hashlib.sha256((text + CORRECTION_SEPARATOR + "".join(parts)).encode("utf-8")).digest()
 
 
 def event_hash(event: Mapping[str, Any], context: Any = None) -> str:

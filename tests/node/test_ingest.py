@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from node.db import Database, Event, EventEpc
 from node.ingest.capture import BadAttestation, CaptureService, MalformedCapture, SignerLacksRole
-from node.ingest.roles import roles_for_bizstep
+from node.ingest.roles import in_role_table, roles_for_bizstep
 from node.provenance import epcis
 from node.provenance.event_hash import event_hash
 from node.service import NodeRuntime, build_capture
@@ -67,12 +67,13 @@ def test_not_json_is_malformed(capture: CaptureService) -> None:
     assert info.value.field == "(body)"
 
 
-def test_unknown_bizstep_is_malformed(capture: CaptureService, runtime: NodeRuntime, chain_now: int) -> None:
+def test_bizstep_outside_the_role_table_is_accepted_from_any_attesting_role(capture: CaptureService, runtime: NodeRuntime, chain_now: int) -> None:
     event = epcis.object_event(epcs=lot_story(chain_now).units, action="OBSERVE", event_time=iso(chain_now + 1),
                                biz_step="urn:example:bizstep:juggling")
-    with pytest.raises(MalformedCapture) as info:
-        capture.capture(orjson.dumps(capture_document([(event, MANUFACTURER)], runtime.domain)))
-    assert info.value.field == "epcisBody.eventList[0].bizStep"
+    result = capture.capture(orjson.dumps(capture_document([(event, INSPECTOR)], runtime.domain)))
+    assert result.new == 1
+    with runtime.db.session() as s:
+        assert s.scalars(select(Event.role)).all() == ["INSPECTOR"]
 
 
 def test_tampered_event_fails_the_signature(capture: CaptureService, runtime: NodeRuntime, chain_now: int) -> None:
@@ -129,4 +130,5 @@ def test_role_table() -> None:
     assert roles_for_bizstep(epcis.customs_step("duty_assessed")) == ("CUSTOMS",)
     assert "CARRIER" in (roles_for_bizstep("packing") or ())
     assert roles_for_bizstep(None) == ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE")
-    assert roles_for_bizstep("juggling") is None
+    assert roles_for_bizstep("juggling") == roles_for_bizstep(None)  # outside the table: any attesting role
+    assert not in_role_table("juggling") and in_role_table("commissioning") and in_role_table(None)
