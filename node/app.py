@@ -7,6 +7,7 @@
     GET  /units/{identifier}/history  the unit's history, container events included (node.history)
     GET  /batches/{root}              an anchored batch: root, transaction, block, event ids
     /documents...                     the encrypted document store (node.documents_app)
+    /epcis/...                        the EPCIS 2.0 REST interface (node.epcis_rest)
     GET  /health                      database and chain reachable, queue length, cursors
 
 `event_id` is the event hash `ni:///sha-256;<hex>?ver=CBV2.0` (percent-encode the `?`),
@@ -34,6 +35,7 @@ from node.db import Batch, ChainCursor, Event
 from node.errors import WaymarkError
 from node.documents import DocumentSettings
 from node.documents_app import build_document_router
+from node.epcis_rest import install_epcis
 from node.history import unit_history
 from node.indexer import CURSOR_NAME
 from node.ingest.capture import CaptureService, CaptureTooLarge
@@ -83,6 +85,7 @@ def create_app(
     run_indexer: bool = True,
     run_anchorer: bool = False,
     documents: DocumentSettings | None = None,
+    epcis_signed_reads: bool = True,
 ) -> FastAPI:
     """The node's app: capture, events, proofs, unit histories, the document store and health.
     The indexer (and, if asked, the anchorer) run as threads while it lives."""
@@ -97,6 +100,7 @@ def create_app(
         if run_indexer:
             indexer = build_indexer(runtime)
             threads.append(threading.Thread(target=indexer.run, args=(stop, runtime.node.indexer_poll), name="indexer", daemon=True))
+            threads.append(threading.Thread(target=deliver_subscriptions, args=(stop,), name="epcis-subscriptions", daemon=True))
         if run_anchorer:
             anchorer = build_anchorer(runtime)
             threads.append(threading.Thread(target=anchorer.run, args=(stop, runtime.node.anchorer_poll), name="anchorer", daemon=True))
@@ -212,6 +216,7 @@ def create_app(
         )
 
     app.include_router(build_document_router(runtime, documents))
+    deliver_subscriptions = install_epcis(app, runtime, signed_reads=epcis_signed_reads)
 
     @app.get("/health")
     def health() -> JSONResponse:

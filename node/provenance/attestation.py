@@ -436,13 +436,15 @@ def sign_attestation(
     """Hash an EPCIS event (CBV 2.0), derive its subject and time, and sign the attestation.
 
     ``context`` is the enclosing document's ``@context`` when the event carries none itself.
+    An error declaration is signed under its record id (``event_hash.record_digest``), not
+    under the hash it shares with the event it corrects.
     """
-    from node.provenance.event_hash import event_digest
+    from node.provenance.event_hash import record_digest
 
     return sign_attestation_fields(
         private_key,
         domain,
-        event_digest(event, context),
+        record_digest(event, context),
         event_subject(event, context),
         event_unix_time(event),
     )

@@ -930,7 +930,8 @@ def primary_object_id(event: Mapping[str, Any], context: Any = None) -> str:
 
     The first non-empty of epcList, parentID, outputEPCList, inputEPCList, childEPCs, then
     the epcClass of the quantity lists; within a list the smallest canonical id, so that the
-    subject does not depend on the order the list was written in.
+    subject does not depend on the order the list was written in. An event naming no object
+    (sensor-only) has its readPoint, else its bizLocation, as subject.
     """
     ctx = _context_for(event, context)
     for key in _PRIMARY_FIELDS:
@@ -951,4 +952,9 @@ def primary_object_id(event: Mapping[str, Any], context: Any = None) -> str:
             ]
             if ids:
                 return min(ids)
-    raise EventHashError("the event names no object (epcList, parentID, ... are all empty)")
+    # An event about no object (a sensor-only ObjectEvent, EPCIS 2.0 7.4.2) is about a place.
+    for key in ("readPoint", "bizLocation"):
+        location = event.get(key)
+        if isinstance(location, _OBJECT) and isinstance(location.get("id"), str) and location["id"].strip():
+            return _canon(location["id"], ctx)
+    raise EventHashError("the event names no object and no place (epcList, parentID, ..., readPoint, bizLocation are all empty)")

@@ -1,0 +1,76 @@
+"""Corrections (EPCIS error declarations) of an event, for the passport and the query interface.
+
+An error declaration repeats the event it declares erroneous, plus `errorDeclaration`
+(declarationTime, reason, correctiveEventIDs). Its CBV 2.0 event hash is the original's;
+capture stores it under its own record id with `events.corrects` = the original's digest
+(node.ingest.capture). `corrections_for` lists them for one event hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+
+from node.db import Batch, Database, Event
+from node.provenance.event_hash import digest_from_hash, hash_from_digest
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One error declaration of an event."""
+
+    record_id: str  # ni:///sha-256;<record digest>: what was attested, anchored and proven
+    event_id: str  # the corrected event's CBV 2.0 hash
+    declaration_time: str | None
+    reason: str | None
+    corrective_event_ids: tuple[str, ...]
+    signer: str
+    role: str
+    status: str  # pending | anchored | confirmed
+    event: dict[str, Any]  # the declaration as captured
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "recordId": self.record_id,
+            "eventId": self.event_id,
+            "declarationTime": self.declaration_time,
+            "reason": self.reason,
+            "correctiveEventIDs": list(self.corrective_event_ids),
+            "signer": self.signer,
+            "role": self.role,
+            "status": self.status,
+        }
+
+
+def corrections_for(db: Database, event_id: str | bytes) -> list[Correction]:
+    """Every error declaration stored for the event (its hash `ni:///sha-256;...` or its 32-byte
+    digest), in the order they were captured."""
+    digest = event_id if isinstance(event_id, bytes) else digest_from_hash(event_id)
+    with db.session() as s:
+        rows = s.execute(
+            select(Event.digest, Event.body, Event.signer, Event.role, Batch.status)
+            .outerjoin(Batch, Batch.id == Event.batch_id)
+            .where(Event.corrects == digest)
+            .order_by(Event.id)
+        ).all()
+    found = []
+    for row in rows:
+        event = orjson.loads(row.body)
+        declaration = event.get("errorDeclaration") or {}
+        found.append(
+            Correction(
+                record_id=hash_from_digest(bytes(row.digest)),
+                event_id=hash_from_digest(digest),
+                declaration_time=declaration.get("declarationTime"),
+                reason=declaration.get("reason"),
+                corrective_event_ids=tuple(declaration.get("correctiveEventIDs") or ()),
+                signer=row.signer,
+                role=row.role,
+                status="pending" if row.status in (None, "prepared") else str(row.status),
+                event=event,
+            )
+        )
+    return found
