@@ -262,6 +262,14 @@ def install_epcis(app: FastAPI, runtime: Any, *, signed_reads: bool = True) -> C
     async def _problem(_request: Request, exc: EpcisProblem) -> Response:
         return interface.problem(exc)
 
+    @app.exception_handler(QueryParameterError)
+    async def _query_parameter(_request: Request, exc: QueryParameterError) -> Response:
+        return interface.problem(EpcisProblem(400, "QueryParameterException", "Invalid query parameter", str(exc)))
+
+    @app.exception_handler(QueryTooLarge)
+    async def _too_large(_request: Request, exc: QueryTooLarge) -> Response:
+        return interface.problem(EpcisProblem(413, "QueryTooLargeException", "Query too large", str(exc)))
+
     deliverer = Deliverer(runtime.db, wakeup=interface.delivery_wakeup)
     return deliverer.run
 
