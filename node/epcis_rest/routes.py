@@ -19,8 +19,10 @@ from urllib.parse import quote, urlencode, urlsplit
 import anyio
 import orjson
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import Response
-from sqlalchemy import delete, distinct, func, select
+from sqlalchemy import delete, func, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from node.db import CaptureJob, Database, EpcisQuery, EpcisSubscription, Event, EventEpc
 from node.documents import ChainMembership, Unauthenticated, verify_document_request
@@ -71,19 +73,33 @@ def _problem_body(status: int | None, kind: str, title: str, detail: str | None 
 
 
 def _capture_problem(exc: CaptureError) -> tuple[int, dict[str, Any]]:
-    """A capture refusal as (status, problem): the path of the offending value travels in
-    `instance` (a JSON path, `#/epcisBody/eventList/3/epcList/0` style) and in `detail`."""
+    """A capture refusal as (status, problem). The offending value travels in two extension
+    members (RFC 7807 3.2): `field`, its path as the node writes it everywhere
+    (`epcisBody.eventList[3].epcList[0]`), and `pointer`, the same as a JSON pointer; the rule
+    broken is in `detail`."""
     status = {"bad_signature": 401, "missing_role": 403, "too_large": 413}.get(exc.code, 400)
     kind = {401: "SecurityException", 403: "SecurityException", 413: "CaptureLimitExceededException"}.get(status, "ValidationException")
+    body = _problem_body(status, kind, type(exc).__name__, str(exc))
     field = getattr(exc, "field", None)
-    instance = _pointer(field) if field else None
-    return status, _problem_body(status, kind, type(exc).__name__, str(exc), instance)
+    if field:
+        body["field"] = field
+        body["pointer"] = _pointer(field)
+    return status, body
+
+
+def _moved(problem: dict[str, Any], old: str, new: str) -> None:
+    """Re-root a problem's location from the `old` path prefix to `new`."""
+    field = problem.get("field")
+    if isinstance(field, str) and field.startswith(old):
+        rest = field[len(old):].lstrip(".")
+        problem["field"] = (new + ("." if rest and not rest.startswith("[") and new else "") + rest) or "(event)"
+        problem["pointer"] = _pointer(problem["field"]) if problem["field"] != "(event)" else "/"
 
 
 def _pointer(path: str) -> str:
-    """`epcisBody.eventList[3].epcList[0]` as a URI fragment JSON pointer."""
+    """`epcisBody.eventList[3].epcList[0]` as a JSON pointer (`/epcisBody/eventList/3/epcList/0`)."""
     parts = [p for p in re.split(r"\.|\[(\d+)\]", path) if p]
-    return "#/" + "/".join(quote(p.replace("~", "~0").replace("/", "~1"), safe=":@!$&'()*+,;=") for p in parts)
+    return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 # --- headers, negotiation, bodies ------------------------------------------------------------
@@ -215,6 +231,7 @@ _ALLOW: list[tuple[re.Pattern[str], str]] = [
         (r"^/(eventTypes|epcs|bizSteps|bizLocations|readPoints|dispositions|events)(/.*)?$", "OPTIONS, GET"),
     ]
 ]
+_WEBSOCKET_PARAMETERS = frozenset(("second", "minute", "hour", "dayOfMonth", "month", "dayOfWeek", "stream", "reportIfEmpty", "initialRecordTime"))
 TOP_LEVEL = ["events", "eventTypes", "epcs", "bizSteps", "bizLocations", "readPoints", "dispositions", "capture", "queries"]
 
 
@@ -247,7 +264,9 @@ class EpcisInterface:
     def problem(self, exc: EpcisProblem) -> Response:
         # GS1's description gives 409 a status enum of [406] (an error in it): leave status out there
         status_field = None if exc.status == 409 else exc.status
-        return self.json(_problem_body(status_field, exc.kind, exc.title, exc.detail, exc.instance), exc.status, media="application/problem+json")
+        # GS1's description gives subscription problems (400SubscriptionIssues) as application/json
+        media = "application/json" if exc.kind == "SubscriptionControlsException" else "application/problem+json"
+        return self.json(_problem_body(status_field, exc.kind, exc.title, exc.detail, exc.instance), exc.status, media=media)
 
 
 def install_epcis(app: FastAPI, runtime: Any, *, signed_reads: bool = True) -> Callable[[threading.Event], None]:
@@ -261,6 +280,13 @@ def install_epcis(app: FastAPI, runtime: Any, *, signed_reads: bool = True) -> C
     @app.exception_handler(EpcisProblem)
     async def _problem(_request: Request, exc: EpcisProblem) -> Response:
         return interface.problem(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path == PREFIX or request.url.path.startswith(PREFIX + "/"):
+            kind = {404: "NoSuchNameException", 405: "ImplementationException"}.get(exc.status_code, "ImplementationException")
+            return interface.problem(EpcisProblem(exc.status_code, kind, str(exc.detail)))
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(QueryParameterError)
     async def _query_parameter(_request: Request, exc: QueryParameterError) -> Response:
@@ -317,6 +343,7 @@ def build_router(interface: EpcisInterface) -> APIRouter:
         return interface.json(query_document(page.events, query_name=query_name), headers=link_next(request, page.next_token))
 
     def _named_query(name: str, given: list[tuple[str, str]]) -> Any:
+        given = [(k, v) for k, v in given if k not in _WEBSOCKET_PARAMETERS]  # they only matter to a WebSocket
         if given:
             raise EpcisProblem(400, "QueryParameterException", "Invalid query parameter", "a named query takes only perPage and nextPageToken")
         with db.session() as s:
@@ -327,12 +354,18 @@ def build_router(interface: EpcisInterface) -> APIRouter:
 
     # -- discovery ------------------------------------------------------------------------
 
-    @router.api_route("/{rest:path}", methods=["OPTIONS"], include_in_schema=False)
-    async def options(rest: str, request: Request) -> Response:
+    async def options(request: Request) -> Response:
+        rest = request.url.path[len(PREFIX):] or "/"
         for pattern, allow in _ALLOW:
-            if pattern.match("/" + rest.lstrip("/") if rest else "/"):
+            if pattern.match(rest):
                 return Response(status_code=204, headers={**interface.headers(), "Allow": allow})
-        raise EpcisProblem(404, "NoSuchNameException", "Resource not found", f"no EPCIS resource /{rest}")
+        raise EpcisProblem(404, "NoSuchNameException", "Resource not found", f"no EPCIS resource {rest}")
+
+    # `path` parameters stop at a newline (an encoded %0A): one route per depth as well
+    router.add_api_route("/", options, methods=["OPTIONS"], include_in_schema=False)
+    for depth in range(1, 7):
+        router.add_api_route("".join(f"/{{p{i}}}" for i in range(depth)), options, methods=["OPTIONS"], include_in_schema=False)
+    router.add_api_route("/{rest:path}", options, methods=["OPTIONS"], include_in_schema=False)
 
     @router.get("/")
     async def top_level(request: Request) -> Response:
@@ -411,10 +444,7 @@ def build_router(interface: EpcisInterface) -> APIRouter:
             result = await anyio.to_thread.run_sync(service.capture, orjson.dumps(document))
         except CaptureError as exc:
             status, problem = _capture_problem(exc)
-            if status == 400:  # the document is ours: point into the event itself
-                problem["instance"] = (problem.get("instance") or "").replace("#/epcisBody/eventList/0", "#") or None
-                if not problem["instance"]:
-                    del problem["instance"]
+            _moved(problem, "epcisBody.eventList[0]", "")  # the document is ours: point into the event itself
             return interface.json(problem, status, media="application/problem+json")
         location = f"{PREFIX}/events/{quote(result.event_ids[0], safe='')}"
         interface.delivery_wakeup.set()
@@ -469,7 +499,7 @@ def build_router(interface: EpcisInterface) -> APIRouter:
             def work() -> list[str]:
                 with db.session() as s:
                     if column is not None:
-                        statement = select(distinct(column)).where(column.is_not(None)).order_by(column)
+                        statement = select(column).distinct().where(column.is_not(None)).order_by(column)
                         if after:
                             statement = statement.where(column > after)
                         return [str(v) for v in s.scalars(statement.limit(limit + 1)).all()]
@@ -548,6 +578,8 @@ def build_router(interface: EpcisInterface) -> APIRouter:
 
     @router.get("/queries/{query_name}/events")
     async def query_events(query_name: str, request: Request) -> Response:
+        if (request.headers.get("upgrade") or "").strip().lower() == "websocket":
+            raise EpcisProblem(400, "SubscriptionControlsException", "Subscription error", "WebSocket subscriptions are not offered; subscribe with a webhook")
         return await events_page(request, query_name=query_name)
 
     @router.get("/queries/{query_name}/subscriptions/{subscription_id}")
@@ -589,7 +621,7 @@ def build_router(interface: EpcisInterface) -> APIRouter:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise EpcisProblem(400, "SubscriptionControlsException", "Invalid subscription", "dest is an http(s) URL (WebSocket subscriptions are not offered)")
         if "schedule" in body:
-            raise EpcisProblem(501, "ImplementationException", "Not implemented", "scheduled subscriptions are not implemented; subscribe with stream: true")
+            raise EpcisProblem(400, "SubscriptionControlsException", "Invalid subscription", "this node offers stream subscriptions only (stream: true), not scheduled ones")
         if body.get("stream") is not True:
             raise EpcisProblem(400, "SubscriptionControlsException", "Invalid subscription", "stream must be true (the only kind offered)")
         token = body.get("signatureToken")
@@ -740,6 +772,8 @@ def _run_job(interface: EpcisInterface, service: CaptureService, job_id: str, bo
                 errors.append(_capture_problem(exc)[1])
         else:
             events = _document_events(document) or []
+            query_document = document.get("type") == "EPCISQueryDocument"
+            prefix = "epcisBody.queryResults.resultsBody.eventList" if query_document else "epcisBody.eventList"
             for i, event in enumerate(events):
                 single = dict(document)
                 single["type"] = "EPCISDocument"
@@ -748,8 +782,7 @@ def _run_job(interface: EpcisInterface, service: CaptureService, job_id: str, bo
                     ids.extend(service.capture(orjson.dumps(single)).event_ids)
                 except CaptureError as exc:
                     problem = _capture_problem(exc)[1]
-                    where = _pointer(f"epcisBody.eventList[{i}]")
-                    problem["instance"] = (problem.get("instance") or where).replace("#/epcisBody/eventList/0", where, 1)
+                    _moved(problem, "epcisBody.eventList[0]", f"{prefix}[{i}]")
                     errors.append(problem)
     except Exception as exc:  # noqa: BLE001 - a job records why it failed; it never vanishes
         errors.append(_problem_body(500, "ImplementationException", "Capture failed", f"{type(exc).__name__}: {exc}"))

@@ -149,13 +149,14 @@ def test_capture_jobs_report_each_refused_event_with_its_path_and_rule(client: T
     rolled_back = capture_job(client, document)
     assert not rolled_back["success"] and rolled_back["eventIDs"] == []
     [problem] = rolled_back["errors"]
-    assert problem["instance"] == "#/epcisBody/eventList/1/eventTimeZoneOffset"
+    assert problem["field"] == "epcisBody.eventList[1].eventTimeZoneOffset"
+    assert problem["pointer"] == "/epcisBody/eventList/1/eventTimeZoneOffset"
     assert problem["type"] == "epcisException:ValidationException" and "schema rule" in problem["detail"]
 
     proceeded = capture_job(client, document, "proceed")
     assert not proceeded["success"]
     assert proceeded["eventIDs"] == [event_hash(events[0][0]), event_hash(events[2][0])]
-    assert [p["instance"] for p in proceeded["errors"]] == ["#/epcisBody/eventList/1/eventTimeZoneOffset"]
+    assert [p["field"] for p in proceeded["errors"]] == ["epcisBody.eventList[1].eventTimeZoneOffset"]
 
     assert client.post("/epcis/capture", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
     assert client.post("/epcis/capture", content=b"{not json", headers=JSON).status_code == 400
