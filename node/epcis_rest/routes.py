@@ -93,7 +93,7 @@ def _moved(problem: dict[str, Any], old: str, new: str) -> None:
     if isinstance(field, str) and field.startswith(old):
         rest = field[len(old):].lstrip(".")
         problem["field"] = (new + ("." if rest and not rest.startswith("[") and new else "") + rest) or "(event)"
-        problem["pointer"] = _pointer(problem["field"]) if problem["field"] != "(event)" else "/"
+        problem["pointer"] = _pointer(problem["field"]) if problem["field"] != "(event)" else ""
 
 
 def _pointer(path: str) -> str:

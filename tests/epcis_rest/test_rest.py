@@ -75,6 +75,32 @@ def test_an_error_declaration_is_kept_beside_its_original_and_the_audit_verifies
     assert report.checked.events == 2
 
 
+def test_what_capture_used_to_refuse_is_captured(client: TestClient, runtime: NodeRuntime, chain_now: int) -> None:
+    """The issue's list: a GTIN-level EPC in epcList, a sensor-only ObjectEvent with bizRules
+    and a reading without unit, an AssociationEvent, unprefixed keys nested in an extension,
+    a bizStep outside the role table attested by an inspector."""
+    t, gtin = chain_now + 1, "https://id.gs1.org/01/09521234543213"
+    common = {"@context": epcis.WAYMARK_CONTEXT, "eventTimeZoneOffset": "+00:00"}
+    events = [
+        ({**common, "type": "ObjectEvent", "eventTime": iso(t), "action": "OBSERVE", "epcList": [gtin]}, CARRIER),
+        ({**common, "type": "ObjectEvent", "eventTime": iso(t + 1), "action": "OBSERVE", "bizStep": "sensor_reporting",
+          "readPoint": {"id": "https://id.gs1.org/414/9521234000006"},
+          "sensorElementList": [{"sensorMetadata": {"bizRules": "https://example.org/rules/cold-chain"},
+                                 "sensorReport": [{"type": "Count", "value": 12}, {"type": "Temperature", "value": 4.5, "uom": "CEL"}]}]},
+         CARRIER),
+        ({**common, "type": "AssociationEvent", "eventTime": iso(t + 2), "action": "ADD", "bizStep": "assembling",
+          "parentID": "urn:epc:id:grai:4012345.55555.987", "childEPCs": ["urn:epc:id:giai:4000001.12345"]}, MANUFACTURER),
+        ({**common, "type": "ObjectEvent", "eventTime": iso(t + 3), "action": "OBSERVE", "epcList": [gtin],
+          "wm:carrierData": {"trip": {"leg": 2, "vehicle": {"plate": "AB-12"}}}}, CARRIER),
+        ({**common, "type": "TransformationEvent", "eventTime": iso(t + 4), "inputEPCList": ["urn:epc:id:giai:4000001.1"],
+          "outputEPCList": ["urn:epc:id:giai:4000001.2"], "bizStep": "https://ref.gs1.org/cbv/BizStep-transforming"}, INSPECTOR),
+    ]
+    job = capture_job(client, {**epcis.epcis_document([e for e, _ in events]),
+                               "epcisBody": {"eventList": [attested(e, s, runtime.domain) for e, s in events]}})
+    assert job["success"], job["errors"]
+    assert job["eventIDs"] == [event_hash(e) for e, _ in events]
+
+
 def test_query_parameters_select_and_pages_cover_every_event_once(client: TestClient, runtime: NodeRuntime, chain_now: int) -> None:
     story = lot_story(chain_now + 1)
     events = story_events(story)
