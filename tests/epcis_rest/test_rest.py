@@ -80,8 +80,8 @@ def test_what_capture_used_to_refuse_is_captured(client: TestClient, runtime: No
     and a reading without unit, an AssociationEvent, unprefixed keys nested in an extension,
     a bizStep outside the role table attested by an inspector."""
     t, gtin = chain_now + 1, "https://id.gs1.org/01/09521234543213"
-    common = {"@context": epcis.WAYMARK_CONTEXT, "eventTimeZoneOffset": "+00:00"}
-    events = [
+    common: dict[str, Any] = {"@context": epcis.WAYMARK_CONTEXT, "eventTimeZoneOffset": "+00:00"}
+    events: list[tuple[dict[str, Any], Any]] = [
         ({**common, "type": "ObjectEvent", "eventTime": iso(t), "action": "OBSERVE", "epcList": [gtin]}, CARRIER),
         ({**common, "type": "ObjectEvent", "eventTime": iso(t + 1), "action": "OBSERVE", "bizStep": "sensor_reporting",
           "readPoint": {"id": "https://id.gs1.org/414/9521234000006"},
