@@ -37,7 +37,7 @@ from node.epcis_rest.query import (
     run_query,
 )
 from node.errors import WaymarkError
-from node.ingest.capture import CaptureError, CaptureService, CaptureTooLarge
+from node.ingest.capture import CaptureError, CaptureService
 from node.provenance.epcis import EPCIS_CONTEXT_URL, format_timestamp
 from node.provenance.event_hash import digest_from_hash
 
