@@ -12,6 +12,22 @@ Which events of a container count: those naming it as an object (epcList, input/
 lists, TransactionEvent parent) or as a child (it was itself packed or unpacked);
 aggregation events that name it only as the parent are about its other children and are
 left out, except a DELETE with no children, which unpacks the unit too.
+
+Events at the same instant (EPCIS times are milliseconds; many sources send whole seconds)
+follow one rule, never the order in which they reached the database (row ids):
+
+    order = (event time in ms, phase, event hash)
+    phase 0: aggregations that put something into a parent (ADD, OBSERVE)
+    phase 1: every other event (object, transaction, transformation, association events)
+    phase 2: aggregations that take something out (DELETE)
+
+So at one instant packing happens first and unpacking last: an event about a container
+at the instant a unit is packed into it, or unpacked from it, applies to the unit (the
+carrier's acceptance of a container in the second it is loaded is part of the unit's
+history, whichever of the two arrived first). A unit added to and removed from the same
+parent at one instant was inside it for that instant. Remaining ties are broken by the
+event hash (the digest bytes), a total order every node computes alike. The timeline is
+returned in the same order.
 """
 
 from __future__ import annotations
@@ -19,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import Connection, and_, exists, select
+from sqlalchemy import Connection, and_, case, exists, select
 from sqlalchemy.orm import aliased
 
 from node.db import Batch, Database, Event, EventEpc
@@ -54,8 +70,25 @@ class HistoryEntry:
     event: dict[str, object] = field(compare=False)
 
 
+def phase(event_type: str, action: str | None) -> int:
+    """The event's place among events of the same instant (see the module's rule)."""
+    if event_type == "AggregationEvent":
+        return 2 if action == "DELETE" else 0
+    return 1
+
+
+def order_key(event_time_ms: int, event_type: str, action: str | None, digest: bytes) -> tuple[int, int, bytes]:
+    """The one order of events: time, then phase, then event hash; never arrival order."""
+    return (event_time_ms, phase(event_type, action), bytes(digest))
+
+
+def _phase_column() -> object:
+    return case((Event.event_type != "AggregationEvent", 1), (Event.action == "DELETE", 2), else_=0)
+
+
 def _aggregations_of(conn: Connection, child: str) -> list[tuple[int, int, str | None, str | None]]:
-    """(time, id, action, parent) of the aggregation events that name `child` as a child."""
+    """(time, id, action, parent) of the aggregation events that name `child` as a child, in
+    the module's order (time, phase, event hash)."""
     as_child = aliased(EventEpc)
     parent = aliased(EventEpc)
     rows = conn.execute(
@@ -63,7 +96,7 @@ def _aggregations_of(conn: Connection, child: str) -> list[tuple[int, int, str |
         .join(as_child, and_(as_child.event_id == Event.id, as_child.relation == "child", as_child.epc == child))
         .outerjoin(parent, and_(parent.event_id == Event.id, parent.relation == "parent"))
         .where(Event.event_type == "AggregationEvent")
-        .order_by(Event.event_time_ms, Event.id)
+        .order_by(Event.event_time_ms, _phase_column(), Event.digest)  # type: ignore[arg-type]
     ).all()
     return [(int(t), int(i), a, p) for t, i, a, p in rows]
 
@@ -161,13 +194,13 @@ def unit_history(db: Database, identifier: str) -> list[HistoryEntry]:
             return []
         rows = conn.execute(
             select(
-                Event.id, Event.digest, Event.event_time_ms, Event.event_type, Event.biz_step,
+                Event.id, Event.digest, Event.event_time_ms, Event.event_type, Event.action, Event.biz_step,
                 Event.signer, Event.role, Event.body, Batch.status,
             )
             .outerjoin(Batch, Batch.id == Event.batch_id)
             .where(Event.id.in_(list(found)))
-            .order_by(Event.event_time_ms, Event.id)
         ).all()
+    rows = sorted(rows, key=lambda r: order_key(int(r.event_time_ms), r.event_type, r.action, bytes(r.digest)))
     return [
         HistoryEntry(
             event_id=hash_from_digest(bytes(r.digest)),
