@@ -40,6 +40,7 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Batch, Database, Event
 from node.errors import WaymarkError
+from node.escrow.orders import OrderIndex
 from node.history import HistoryEntry, unit_history
 from node.ingest.roles import roles_for_bizstep
 from node.proofs import FAILURES
@@ -371,11 +372,6 @@ def documents_not_held(_digest: str) -> Literal["available", "erased", "not_held
     return "not_held"
 
 
-def escrow_state_none(_keys: Sequence[bytes]) -> str | None:
-    """Hook for the escrow state of an order covering the unit: None (no escrow known)."""
-    return None
-
-
 ESCROW_STATES = ("None", "Created", "Funded", "Delivered", "Disputed", "Released", "Refunded", "Cancelled", "Resolved")
 _SHIPMENT_REF = 9  # index of OrderTerms.shipmentRef in the terms tuple
 
@@ -433,11 +429,6 @@ class EscrowOrders:
                 return EscrowOrder(order_id, buyer, ref, self._state(order_id))
         return None
 
-    def state_for(self, keys: Sequence[bytes]) -> str | None:
-        """The state of the latest order whose shipmentRef is one of `keys` (state only)."""
-        wanted = set(keys)
-        matches = [order_id for order_id, _buyer, ref in self._created() if ref in wanted]
-        return self._state(matches[-1]) if matches else None
 
 
 class PassportCore:
@@ -448,7 +439,10 @@ class PassportCore:
     to walk (a pause felt by every request in flight).
     """
 
-    __slots__ = ("json", "verdict", "reasons", "pending", "gtin", "manufacturer_org", "containers", "timeline_length", "built_at")
+    __slots__ = (
+        "json", "verdict", "reasons", "pending", "gtin", "manufacturer_org", "containers", "timeline_length", "built_at",
+        "order_levels", "orders",
+    )
 
     def __init__(
         self,
@@ -469,6 +463,17 @@ class PassportCore:
         self.containers: tuple[str, ...] = tuple(dict.fromkeys(c for item in body.get("timeline", ()) for c in item["via"]))
         self.timeline_length = len(body.get("timeline", ()))
         self.built_at = time.monotonic()
+        # The keys an escrow order may name for this unit, most specific first, and where to
+        # look them up: the order section is read per scan (`order_section`), never cached here.
+        self.order_levels: tuple[tuple[bytes, ...], ...] = ()
+        self.orders: OrderIndex | None = None
+
+    def order_section(self) -> dict[str, str] | None:
+        """The state of the order this unit belongs to, as the escrow logs left it now."""
+        if self.orders is None or not self.order_levels:
+            return None
+        order = self.orders.order_of(self.order_levels)
+        return {"state": order.state} if order is not None else None
 
     @property
     def body(self) -> dict[str, Any]:
@@ -522,7 +527,7 @@ class PassportBuilder:
         browser_rpc_url: str,
         confirmations: int = 0,
         document_status: DocumentStatus = documents_not_held,
-        escrow_state: Callable[[Sequence[bytes]], str | None] = escrow_state_none,
+        orders: OrderIndex | None = None,
         history: Callable[[Database, str], list[HistoryEntry]] = unit_history,
     ) -> None:
         self.db = db
@@ -530,7 +535,7 @@ class PassportBuilder:
         self.resolver_url = resolver_url.rstrip("/")
         self.confirmations = confirmations
         self.document_status = document_status
-        self.escrow_state = escrow_state
+        self.orders = orders
         self.history = history
         self._memo: dict[bytes, dict[str, Any]] = {}
         self._watermark: tuple[float, tuple[Any, ...]] | None = None
@@ -557,11 +562,17 @@ class PassportBuilder:
         if cached is not None and now - cached[0] < 1.0:
             return cached[1]
         with self.db.connect() as conn:
-            events = conn.execute(select(func.max(Event.id))).scalar()
-            batches = conn.execute(
-                select(func.count(), func.max(Batch.id), func.max(Batch.anchored_at_ms), func.sum(func.length(Batch.status)), func.max(Batch.block_number))
-            ).one()
-        mark = (events, *batches)
+            # Each read is one index probe (primary key, ix_batches_*, ix_batches_status), not a
+            # scan of the table: a new event or batch moves a max, an anchoring moves
+            # anchored_at_ms and block_number, a batch sent back to `prepared` (the chain lost
+            # its anchor) changes the count of prepared batches, which stays small.
+            mark = (
+                conn.execute(select(func.max(Event.id))).scalar(),
+                conn.execute(select(func.max(Batch.id))).scalar(),
+                conn.execute(select(func.max(Batch.anchored_at_ms))).scalar(),
+                conn.execute(select(func.max(Batch.block_number))).scalar(),
+                conn.execute(select(func.count()).select_from(Batch).where(Batch.status == "prepared")).scalar(),
+            )
         self._watermark = (now, mark)
         return mark
 
@@ -644,15 +655,15 @@ class PassportBuilder:
             "route": _route(timeline),
             "documents": documents,
             "sensorExcursions": excursions,
-            "escrow": self._escrow(identifier, timeline),
             "chain": self.chain_info,
         }
-        return PassportCore(body, verdict, reasons, pending, gtin, manufacturer_org)
-
-    def _escrow(self, identifier: Identifier, timeline: list[dict[str, Any]]) -> dict[str, str] | None:
-        containers = dict.fromkeys(c for item in timeline for c in item["via"])
-        state = self.escrow_state(shipment_keys(identifier, containers))
-        return {"state": state} if state else None
+        core = PassportCore(body, verdict, reasons, pending, gtin, manufacturer_org)
+        if self.orders is not None:
+            core.order_levels = order_levels(identifier, core.containers)
+            core.orders = self.orders
+            self.orders.fresh()
+            self.orders.orders_for(k for level in core.order_levels for k in level)  # in memory before the first scan
+        return core
 
     def _documents(self, entry: HistoryEntry) -> list[dict[str, Any]]:
         found = []
@@ -808,6 +819,12 @@ def _memo_key(event: Mapping[str, Any], stored: StoredAttestation) -> bytes:
     ).digest()
 
 
+def order_levels(identifier: Identifier, containers: Iterable[str]) -> tuple[tuple[bytes, ...], ...]:
+    """`shipment_keys` one level each, most specific first: the unit, its lot, then each
+    container it travelled in, innermost first (the rule is node.escrow.orders')."""
+    return tuple((key,) for key in shipment_keys(identifier, containers))
+
+
 def shipment_keys(identifier: Identifier, containers: Iterable[str]) -> list[bytes]:
     """What an escrow order's shipmentRef may be for this unit: keccak256 of its canonical id,
     of its lot's (https://id.gs1.org/01/<gtin>/10/<lot>), or of a container it travelled in."""
@@ -904,6 +921,7 @@ def finish(core: PassportCore, outcome: ScanOutcome | None, ownership: Ownership
     reasons = [*core.reasons, *({"code": f.rule, "message": f.message} for f in flags)]
     verdict = "suspicious" if flags else core.verdict
     dynamic = {
+        "escrow": core.order_section(),
         "verdict": verdict,
         "reasons": reasons,
         "ownership": {

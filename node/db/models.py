@@ -42,6 +42,11 @@ class Batch(Base):
     so that a restarted anchorer finds it and settles it against the chain."""
 
     __tablename__ = "batches"
+    __table_args__ = (
+        # The passport watermark reads max() of these: one index probe each, however many batches.
+        Index("ix_batches_anchored_at_ms", "anchored_at_ms"),
+        Index("ix_batches_block_number", "block_number"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     root: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
@@ -137,6 +142,8 @@ class ChainLog(Base):
         UniqueConstraint("chain_id", "tx_hash", "log_index"),
         Index("ix_chain_logs_chain_block", "chain_id", "block_number"),
         Index("ix_chain_logs_event_key", "event", "key"),
+        # Followers of one contract's logs (the escrow order index) read from a checkpoint id.
+        Index("ix_chain_logs_chain_contract_id", "chain_id", "contract", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -152,3 +159,38 @@ class ChainLog(Base):
     # The first indexed argument as lower-case hex (a root, an orgId, a proposal id): the lookup key.
     key: Mapped[str | None] = mapped_column(String(66))
     args: Mapped[str] = mapped_column(Text)
+
+
+class EscrowOrderRow(Base):
+    """An escrow order by the shipment it covers, and its state as its logs left it.
+
+    Fed by `node.escrow.orders.OrderIndex` from the TradeEscrow logs in `chain_logs`, so a
+    passport finds the orders covering a unit with one indexed read instead of every
+    `OrderCreated` ever emitted. `last_block`/`last_log_index` name the log that set `state`:
+    an older log never overwrites a newer one.
+    """
+
+    __tablename__ = "escrow_orders"
+    __table_args__ = (Index("ix_escrow_orders_chain_ref", "chain_id", "shipment_ref"),)
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(66), primary_key=True)  # 0x + 64 hex
+    shipment_ref: Mapped[bytes] = mapped_column(LargeBinary(32))
+    buyer: Mapped[str] = mapped_column(String(42))
+    seller: Mapped[str] = mapped_column(String(42))
+    milestones: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    created_block: Mapped[int] = mapped_column(BigInteger)
+    created_time: Mapped[int] = mapped_column(BigInteger)
+    last_block: Mapped[int] = mapped_column(BigInteger)
+    last_log_index: Mapped[int] = mapped_column(Integer)
+
+
+class IndexCheckpoint(Base):
+    """How far a follower of `chain_logs` has read (the id of the last log it applied)."""
+
+    __tablename__ = "index_checkpoints"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    log_id: Mapped[int] = mapped_column(BigInteger)
