@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import Connection, and_, case, exists, select
+from sqlalchemy import Connection, and_, bindparam, case, exists, select
 from sqlalchemy.orm import aliased
 
 from node.db import Batch, Database, Event, EventEpc
@@ -86,36 +86,56 @@ def _phase_column() -> object:
     return case((Event.event_type != "AggregationEvent", 1), (Event.action == "DELETE", 2), else_=0)
 
 
+# The statements are built once (with bind parameters): building a SQLAlchemy statement costs
+# more than running it on an index, and a cold passport runs a dozen of them.
+_as_child = aliased(EventEpc)
+_parent = aliased(EventEpc)
+_AGGREGATIONS_OF = (
+    select(Event.event_time_ms, Event.id, Event.action, _parent.epc)
+    .join(_as_child, and_(_as_child.event_id == Event.id, _as_child.relation == "child", _as_child.epc == bindparam("child")))
+    .outerjoin(_parent, and_(_parent.event_id == Event.id, _parent.relation == "parent"))
+    .where(Event.event_type == "AggregationEvent")
+    .order_by(Event.event_time_ms, _phase_column(), Event.digest)  # type: ignore[arg-type]
+)
+_own = aliased(EventEpc)
+_any_child = aliased(EventEpc)
+_EMPTIED = (
+    select(Event.event_time_ms)
+    .join(_own, and_(_own.event_id == Event.id, _own.relation == "parent", _own.epc == bindparam("parent")))
+    .where(
+        Event.event_type == "AggregationEvent",
+        Event.action == "DELETE",
+        ~exists().where(_any_child.event_id == Event.id, _any_child.relation == "child"),
+    )
+    .order_by(Event.event_time_ms)
+)
+_DIRECT = select(EventEpc.event_id).where(EventEpc.epc == bindparam("epc"))
+_CONTAINER_EVENTS = (
+    select(Event.id, Event.event_type, EventEpc.relation, Event.action)
+    .join(EventEpc, EventEpc.event_id == Event.id)
+    .where(EventEpc.epc == bindparam("epc"), Event.event_time_ms >= bindparam("start"), Event.event_time_ms <= bindparam("end"))
+)
+_WITH_CHILDREN = select(EventEpc.event_id).where(EventEpc.event_id.in_(bindparam("ids", expanding=True)), EventEpc.relation == "child").distinct()
+_ROWS = (
+    select(
+        Event.id, Event.digest, Event.event_time_ms, Event.event_type, Event.action, Event.biz_step,
+        Event.signer, Event.role, Event.body, Batch.status,
+    )
+    .outerjoin(Batch, Batch.id == Event.batch_id)
+    .where(Event.id.in_(bindparam("ids", expanding=True)))
+)
+
+
 def _aggregations_of(conn: Connection, child: str) -> list[tuple[int, int, str | None, str | None]]:
     """(time, id, action, parent) of the aggregation events that name `child` as a child, in
     the module's order (time, phase, event hash)."""
-    as_child = aliased(EventEpc)
-    parent = aliased(EventEpc)
-    rows = conn.execute(
-        select(Event.event_time_ms, Event.id, Event.action, parent.epc)
-        .join(as_child, and_(as_child.event_id == Event.id, as_child.relation == "child", as_child.epc == child))
-        .outerjoin(parent, and_(parent.event_id == Event.id, parent.relation == "parent"))
-        .where(Event.event_type == "AggregationEvent")
-        .order_by(Event.event_time_ms, _phase_column(), Event.digest)  # type: ignore[arg-type]
-    ).all()
+    rows = conn.execute(_AGGREGATIONS_OF, {"child": child}).all()
     return [(int(t), int(i), a, p) for t, i, a, p in rows]
 
 
 def _emptied(conn: Connection, parent: str) -> list[int]:
     """Times of DELETE aggregations that name `parent` and no children (they empty it)."""
-    own = aliased(EventEpc)
-    child = aliased(EventEpc)
-    rows = conn.execute(
-        select(Event.event_time_ms)
-        .join(own, and_(own.event_id == Event.id, own.relation == "parent", own.epc == parent))
-        .where(
-            Event.event_type == "AggregationEvent",
-            Event.action == "DELETE",
-            ~exists().where(child.event_id == Event.id, child.relation == "child"),
-        )
-        .order_by(Event.event_time_ms)
-    ).scalars()
-    return [int(t) for t in rows]
+    return [int(t) for t in conn.execute(_EMPTIED, {"parent": parent}).scalars()]
 
 
 def containment(conn: Connection, child: str) -> list[Interval]:
@@ -139,8 +159,11 @@ def containment(conn: Connection, child: str) -> list[Interval]:
         intervals.append(Interval(child, open_parent, opened, FOREVER))
     # A children-less DELETE of the parent ends the interval too.
     closed = []
+    emptied: dict[str, list[int]] = {}
     for interval in intervals:
-        ends = [t for t in _emptied(conn, interval.parent) if interval.start_ms <= t <= interval.end_ms]
+        if interval.parent not in emptied:
+            emptied[interval.parent] = _emptied(conn, interval.parent)
+        ends = [t for t in emptied[interval.parent] if interval.start_ms <= t <= interval.end_ms]
         closed.append(Interval(child, interval.parent, interval.start_ms, min(ends)) if ends else interval)
     return closed
 
@@ -149,10 +172,13 @@ def ancestry(conn: Connection, unit: str) -> list[Interval]:
     """Every (transitive) container of `unit`, with the time it was (transitively) inside it."""
     result: list[Interval] = []
     frontier = [Interval(unit, unit, -FOREVER, FOREVER)]
+    known: dict[str, list[Interval]] = {}
     for _depth in range(MAX_DEPTH):
         next_frontier = []
         for outer in frontier:
-            for direct in containment(conn, outer.parent):
+            if outer.parent not in known:
+                known[outer.parent] = containment(conn, outer.parent)
+            for direct in known[outer.parent]:
                 start, end = max(outer.start_ms, direct.start_ms), min(outer.end_ms, direct.end_ms)
                 if start > end or direct.parent in outer.path or direct.parent == unit:
                     continue  # no overlap in time, or a cycle in bad data
@@ -170,18 +196,12 @@ def unit_history(db: Database, identifier: str) -> list[HistoryEntry]:
     unit = canonical_epc(identifier)
     with db.connect() as conn:
         found: dict[int, tuple[str, ...]] = {}
-        direct = conn.execute(select(EventEpc.event_id).where(EventEpc.epc == unit)).scalars()
+        direct = conn.execute(_DIRECT, {"epc": unit}).scalars()
         for event_id in direct:
             found[int(event_id)] = ()
         for interval in ancestry(conn, unit):
             container_events = conn.execute(
-                select(Event.id, Event.event_type, EventEpc.relation, Event.action)
-                .join(EventEpc, EventEpc.event_id == Event.id)
-                .where(
-                    EventEpc.epc == interval.parent,
-                    Event.event_time_ms >= interval.start_ms,
-                    Event.event_time_ms <= interval.end_ms,
-                )
+                _CONTAINER_EVENTS, {"epc": interval.parent, "start": interval.start_ms, "end": interval.end_ms}
             ).all()
             has_children = _events_with_children(conn, [int(r[0]) for r in container_events if r[2] == "parent"])
             for event_id, event_type, relation, action in container_events:
@@ -192,14 +212,7 @@ def unit_history(db: Database, identifier: str) -> list[HistoryEntry]:
                 found.setdefault(event_id, interval.path)
         if not found:
             return []
-        rows = conn.execute(
-            select(
-                Event.id, Event.digest, Event.event_time_ms, Event.event_type, Event.action, Event.biz_step,
-                Event.signer, Event.role, Event.body, Batch.status,
-            )
-            .outerjoin(Batch, Batch.id == Event.batch_id)
-            .where(Event.id.in_(list(found)))
-        ).all()
+        rows = conn.execute(_ROWS, {"ids": list(found)}).all()
     rows = sorted(rows, key=lambda r: order_key(int(r.event_time_ms), r.event_type, r.action, bytes(r.digest)))
     return [
         HistoryEntry(
@@ -220,7 +233,5 @@ def unit_history(db: Database, identifier: str) -> list[HistoryEntry]:
 def _events_with_children(conn: Connection, event_ids: list[int]) -> set[int]:
     if not event_ids:
         return set()
-    rows = conn.execute(
-        select(EventEpc.event_id).where(EventEpc.event_id.in_(event_ids), EventEpc.relation == "child").distinct()
-    ).scalars()
+    rows = conn.execute(_WITH_CHILDREN, {"ids": event_ids}).scalars()
     return {int(r) for r in rows}

@@ -15,7 +15,12 @@ events name, the state of an escrow order covering it, and a verdict:
 Verification of one event uses the same checks, names and failure codes as `node.proofs`
 (event_hash, signature, role, merkle_proof, anchor, confirmations); chain lookups go through
 `ChainView`, which caches what cannot change (roles and organisations at a past time) and
-re-reads what can (anchors, the head) after a short time. The parts that depend on who scans
+re-reads what can (anchors, the head) after a short time. Signature and role are taken from
+the verification record the node wrote when it accepted or imported the event (events
+`role`, `signer_org`, `verified_at_ms`), so a cold passport asks the chain nothing per event;
+the event hash is still recomputed (a stored body edited afterwards fails), the Merkle leaf
+binds the recorded signer, and rows without a record are verified in full. The browser and
+the audit recover every signature themselves. The parts that depend on who scans
 (clone flags, ownership) are added per request by the API (`finish`).
 """
 
@@ -340,6 +345,9 @@ class StoredAttestation:
     root: bytes | None
     batch_status: str | None
     tx_hash: bytes | None
+    role: str | None = None
+    signer_org: int | None = None
+    verified_at_ms: int | None = None  # when the node checked signature and role (accept or import)
 
 
 def stored_attestations(db: Database, digests: Sequence[bytes]) -> dict[bytes, StoredAttestation]:
@@ -350,7 +358,7 @@ def stored_attestations(db: Database, digests: Sequence[bytes]) -> dict[bytes, S
         rows = conn.execute(
             select(
                 Event.digest, Event.signer, Event.signature, Event.subject, Event.leaf_index, Event.proof,
-                Batch.root, Batch.status, Batch.tx_hash,
+                Batch.root, Batch.status, Batch.tx_hash, Event.role, Event.signer_org, Event.verified_at_ms,
             )
             .outerjoin(Batch, Batch.id == Event.batch_id)
             .where(Event.digest.in_(list(digests)))
@@ -359,6 +367,7 @@ def stored_attestations(db: Database, digests: Sequence[bytes]) -> dict[bytes, S
         bytes(r[0]): StoredAttestation(
             bytes(r[0]), r[1], bytes(r[2]), bytes(r[3]), r[4], bytes(r[5]) if r[5] is not None else None,
             bytes(r[6]) if r[6] is not None else None, r[7], bytes(r[8]) if r[8] is not None else None,
+            r[9], int(r[10]) if r[10] is not None else None, int(r[11]) if r[11] is not None else None,
         )
         for r in rows
     }
@@ -773,23 +782,30 @@ class PassportBuilder:
             return fail("event_hash", f"the stored event hashes to {hash_from_digest(digest)}, not to its id {hash_from_digest(stored.digest)}")
         checks.append({"name": "event_hash", "status": "passed", "detail": f"the event hashes to its id {hash_from_digest(digest)}"})
 
-        # 2. signature
+        # 2. signature: recovered here, unless the node recorded its check when it accepted or
+        # imported the event (the signer is then bound by the Merkle leaf, checked below; the
+        # browser and the audit recover every signature themselves)
+        step = event.get("bizStep") if isinstance(event.get("bizStep"), str) else None
+        roles = roles_for_bizstep(step, event.get("@context")) or ()
         try:
             event_time = event_unix_time(event)
-            recovered = recover_attester(chain.domain, digest, event_subject(event), event_time, stored.signature)
+            recorded = stored.verified_at_ms is not None and stored.signer_org is not None and stored.role in roles
+            if recorded:
+                recovered = Web3.to_checksum_address(stored.signer)
+            else:
+                recovered = recover_attester(chain.domain, digest, event_subject(event), event_time, stored.signature)
         except (SignatureError, KeyError, ValueError, TypeError, WaymarkError) as error:
             return fail("signature", f"the signature does not verify: {error}")
         if recovered.lower() != stored.signer.lower():
             return fail("signature", f"the signature recovers to {recovered}, not to the recorded signer {stored.signer}")
-        checks.append({"name": "signature", "status": "passed", "detail": f"EIP-712 signature by {recovered}"})
+        when_checked = f" (checked when this node accepted it, {_iso_ms(stored.verified_at_ms)})" if recorded and stored.verified_at_ms else ""
+        checks.append({"name": "signature", "status": "passed", "detail": f"EIP-712 signature by {recovered}{when_checked}"})
 
-        # 3. role at the event time, and the signer's organisation then
-        org_id = chain.organisation_at(recovered, event_time)
+        # 3. role at the event time, and the signer's organisation then (recorded, or asked of the chain)
+        org_id = stored.signer_org if recorded and stored.signer_org is not None else chain.organisation_at(recovered, event_time)
         org = chain.organisation(org_id) if org_id else None
         result["signerOrg"] = org.ref() if org else None
-        step = event.get("bizStep") if isinstance(event.get("bizStep"), str) else None
-        roles = roles_for_bizstep(step, event.get("@context")) or ()
-        held = chain.role_at(recovered, roles, event_time) if roles else None
+        held = stored.role if recorded else chain.role_at(recovered, roles, event_time) if roles else None
         if held is None:
             wanted = ", ".join(roles) or "(no role may attest this bizStep)"
             return fail("role", f"{recovered} held none of {wanted} at {_iso_ms(event_time * 1000)}")
@@ -816,6 +832,7 @@ def _memo_key(event: Mapping[str, Any], stored: StoredAttestation) -> bytes:
     return hashlib.sha256(
         orjson.dumps(event, option=orjson.OPT_SORT_KEYS) + stored.digest + stored.signature + stored.subject
         + stored.signer.encode() + (stored.proof or b"") + (stored.root or b"") + str(stored.leaf_index).encode()
+        + f"|{stored.role}|{stored.signer_org}|{stored.verified_at_ms}".encode()
     ).digest()
 
 

@@ -93,6 +93,12 @@ class Event(Base):
     # The event exactly as accepted (JSON, without the attestation envelope).
     body: Mapped[str] = mapped_column(Text)
     received_at_ms: Mapped[int] = mapped_column(BigInteger)
+    # The verification record, written when the event was accepted (capture) or imported: its
+    # signature recovered to `signer`, who held `role` at the event time as a member of
+    # `signer_org`. Passports rely on it instead of recovering every signature again; the
+    # browser and the audit re-verify on their own. NULL for rows stored without it.
+    signer_org: Mapped[int | None] = mapped_column(BigInteger)
+    verified_at_ms: Mapped[int | None] = mapped_column(BigInteger)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
     leaf_index: Mapped[int | None] = mapped_column(Integer)
     # Sibling hashes from leaf to root, 32 bytes each, concatenated.

@@ -1,4 +1,4 @@
-"""scale (read path): escrow orders by shipment key, follower checkpoints, watermark and log indexes
+"""scale (read path): escrow orders by shipment key, follower checkpoints, verification records, watermark and log indexes
 
 Revision ID: 0005_scale
 Revises: 0004
@@ -41,6 +41,8 @@ def upgrade() -> None:
     sa.Column('log_id', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('chain_id', 'name', name=op.f('pk_index_checkpoints'))
     )
+    op.add_column('events', sa.Column('signer_org', sa.BigInteger(), nullable=True))
+    op.add_column('events', sa.Column('verified_at_ms', sa.BigInteger(), nullable=True))
     op.create_index('ix_batches_anchored_at_ms', 'batches', ['anchored_at_ms'], unique=False)
     op.create_index('ix_batches_block_number', 'batches', ['block_number'], unique=False)
     op.create_index('ix_chain_logs_chain_contract_id', 'chain_logs', ['chain_id', 'contract', 'id'], unique=False)
@@ -53,3 +55,5 @@ def downgrade() -> None:
     op.drop_table('index_checkpoints')
     op.drop_index('ix_escrow_orders_chain_ref', table_name='escrow_orders')
     op.drop_table('escrow_orders')
+    op.drop_column('events', 'verified_at_ms')
+    op.drop_column('events', 'signer_org')
