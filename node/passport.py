@@ -790,10 +790,10 @@ class PassportBuilder:
         try:
             event_time = event_unix_time(event)
             recorded = stored.verified_at_ms is not None and stored.signer_org is not None and stored.role in roles
-            if recorded:
-                recovered = Web3.to_checksum_address(stored.signer)
-            else:
-                recovered = recover_attester(chain.domain, digest, event_subject(event), event_time, stored.signature)
+            recovered: str = (
+                Web3.to_checksum_address(stored.signer) if recorded
+                else recover_attester(chain.domain, digest, event_subject(event), event_time, stored.signature)
+            )
         except (SignatureError, KeyError, ValueError, TypeError, WaymarkError) as error:
             return fail("signature", f"the signature does not verify: {error}")
         if recovered.lower() != stored.signer.lower():
