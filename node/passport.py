@@ -38,7 +38,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from web3 import Web3
 
 from node.chain.client import ChainClient
@@ -350,19 +350,22 @@ class StoredAttestation:
     verified_at_ms: int | None = None  # when the node checked signature and role (accept or import)
 
 
+_STORED_ATTESTATIONS = (  # built once: building a statement costs more than running it
+    select(
+        Event.digest, Event.signer, Event.signature, Event.subject, Event.leaf_index, Event.proof,
+        Batch.root, Batch.status, Batch.tx_hash, Event.role, Event.signer_org, Event.verified_at_ms,
+    )
+    .outerjoin(Batch, Batch.id == Event.batch_id)
+    .where(Event.digest.in_(bindparam("digests", expanding=True)))
+)
+
+
 def stored_attestations(db: Database, digests: Sequence[bytes]) -> dict[bytes, StoredAttestation]:
     """Signature, proof and batch of stored events, by digest (one query; reads node.db's tables)."""
     if not digests:
         return {}
     with db.connect() as conn:
-        rows = conn.execute(
-            select(
-                Event.digest, Event.signer, Event.signature, Event.subject, Event.leaf_index, Event.proof,
-                Batch.root, Batch.status, Batch.tx_hash, Event.role, Event.signer_org, Event.verified_at_ms,
-            )
-            .outerjoin(Batch, Batch.id == Event.batch_id)
-            .where(Event.digest.in_(list(digests)))
-        ).all()
+        rows = conn.execute(_STORED_ATTESTATIONS, {"digests": list(digests)}).all()
     return {
         bytes(r[0]): StoredAttestation(
             bytes(r[0]), r[1], bytes(r[2]), bytes(r[3]), r[4], bytes(r[5]) if r[5] is not None else None,

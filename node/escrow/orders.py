@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, and_, delete, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
 from web3 import Web3
 
 from node.db import ChainLog, Database, EscrowOrderRow, IndexCheckpoint
@@ -55,6 +55,11 @@ _FINAL = {
     "OrderCancelled": "Cancelled",
     "DisputeResolved": "Resolved",
 }
+
+
+_BY_REFS = select(EscrowOrderRow).where(
+    EscrowOrderRow.chain_id == bindparam("chain_id"), EscrowOrderRow.shipment_ref.in_(bindparam("refs", expanding=True))
+)
 
 
 @dataclass(frozen=True)
@@ -235,9 +240,7 @@ class OrderIndex:
         if missing:
             loaded: dict[bytes, list[IndexedOrder]] = {k: [] for k in missing}
             with self.db.connect() as conn:
-                rows = conn.execute(
-                    select(EscrowOrderRow).where(EscrowOrderRow.chain_id == self.chain_id, EscrowOrderRow.shipment_ref.in_(missing))
-                ).all()
+                rows = conn.execute(_BY_REFS, {"chain_id": self.chain_id, "refs": missing}).all()
             for r in rows:
                 loaded[bytes(r.shipment_ref)].append(
                     IndexedOrder(int(r.order_id, 16), bytes(r.shipment_ref), r.buyer, r.seller, r.state, int(r.created_block), int(r.created_time))
