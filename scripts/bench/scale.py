@@ -26,8 +26,8 @@ Targets (issue 15): cold scans of the big set at least 1,000/s with p99 at most 
 within 20% of the small set. The machine's cores and load average are printed with them; the
 load generator runs on the same machine. The last line printed is one JSON object.
 
-A guard process started first kills every process this run started (Anvil, the API) when the
-run ends in any way, SIGKILL included: nothing is left behind.
+A guard process started first kills every process this run started (Anvil, the API) and drops
+the run's databases when the run ends in any way, SIGKILL included: nothing is left behind.
 """
 
 from __future__ import annotations
@@ -77,10 +77,12 @@ CONTAINER_UNITS = 1000
 
 GUARD = r"""
 import os, signal, sys, time
-pids = []
+pids, databases = [], []
 for line in sys.stdin:  # until the run's end closes the pipe, however it ended
     if line.strip().isdigit():
         pids.append(int(line))
+    elif line.startswith("db "):
+        databases.append(line.split()[1:3])
 for sig in (signal.SIGTERM, signal.SIGKILL):
     for pid in pids:
         try:
@@ -88,6 +90,14 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
         except (ProcessLookupError, PermissionError):
             pass
     time.sleep(2)
+if databases:
+    import psycopg
+    for url, name in databases:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        except psycopg.Error:
+            pass
 """
 
 
@@ -100,6 +110,12 @@ class Guard:
     def watch(self, pid: int) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(f"{pid}\n".encode())
+        self.process.stdin.flush()
+
+    def drop_at_end(self, server: str, database: str) -> None:
+        """Drop `database` (of the server `server` names) when this process ends."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"db {server.replace('postgresql+psycopg://', 'postgresql://')} {database}\n".encode())
         self.process.stdin.flush()
 
     def close(self) -> None:
@@ -256,6 +272,7 @@ def main() -> None:
         start = int(client.w3.eth.get_block("latest")["timestamp"]) + 1
         load_before = [round(x, 2) for x in os.getloadavg()]
         for data in sets:
+            guard.drop_at_end(args.postgres, data.database)
             admin(args.postgres, f"DROP DATABASE IF EXISTS {data.database}")
             admin(args.postgres, f"CREATE DATABASE {data.database}")
             print(f"loading the {data.name} data set: {data.units:,} units ...", flush=True)
