@@ -166,7 +166,7 @@ def container_events(index: int, start: int, units: int) -> tuple[list[tuple[dic
 
 def admin(url: str, statement: str) -> None:
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-        conn.execute(statement)  # type: ignore[arg-type]
+        conn.execute(statement)
 
 
 def database_url(server: str, name: str) -> str:
