@@ -37,7 +37,8 @@ from node.chain.client import ChainClient
 from node.chain.deploy import load_deployment
 from node.db import Database
 from node.documents import DocumentSettings, DocumentStore, FileBlobStore
-from node.passport import ChainView, EscrowOrders, PassportBuilder
+from node.escrow.orders import OrderIndex
+from node.passport import ChainView, PassportBuilder
 from node.scans import CloneRules, ScanLog
 from node.settings import ChainSettings, DatabaseSettings
 
@@ -61,7 +62,7 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
     db = Database(database.url)
     db.migrate()
     view = ChainView(client, deployment)
-    escrow = EscrowOrders(db, view)
+    orders = OrderIndex(db, client.chain_id)  # escrow orders by shipment key, synced from the indexed logs
     # Passports show each document as available / erased / not held, from the node's store.
     documents = DocumentStore(db, FileBlobStore(DocumentSettings().blob_dir))
     builder = PassportBuilder(
@@ -70,7 +71,7 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
         resolver_url=api.public_url,
         browser_rpc_url=api.browser_rpc_url or chain.rpc_url,
         confirmations=chain.confirmations,
-        escrow_state=escrow.state_for,
+        orders=orders,
         document_status=documents.status,
     )
     rules = CloneRules(
@@ -132,12 +133,16 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(api, chain, database)
         services.scans.start(api.scan_flush_interval)
+        if services.builder.orders is not None:
+            services.builder.orders.start()
         app.state.services = services
         gc.collect()
         gc.freeze()  # what start-up built lives as long as the app: keep it out of every GC pass
         try:
             yield
         finally:
+            if services.builder.orders is not None:
+                services.builder.orders.stop()
             services.scans.stop()
             services.db.dispose()
 

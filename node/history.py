@@ -12,6 +12,22 @@ Which events of a container count: those naming it as an object (epcList, input/
 lists, TransactionEvent parent) or as a child (it was itself packed or unpacked);
 aggregation events that name it only as the parent are about its other children and are
 left out, except a DELETE with no children, which unpacks the unit too.
+
+Events at the same instant (EPCIS times are milliseconds; many sources send whole seconds)
+follow one rule, never the order in which they reached the database (row ids):
+
+    order = (event time in ms, phase, event hash)
+    phase 0: aggregations that put something into a parent (ADD, OBSERVE)
+    phase 1: every other event (object, transaction, transformation, association events)
+    phase 2: aggregations that take something out (DELETE)
+
+So at one instant packing happens first and unpacking last: an event about a container
+at the instant a unit is packed into it, or unpacked from it, applies to the unit (the
+carrier's acceptance of a container in the second it is loaded is part of the unit's
+history, whichever of the two arrived first). A unit added to and removed from the same
+parent at one instant was inside it for that instant. Remaining ties are broken by the
+event hash (the digest bytes), a total order every node computes alike. The timeline is
+returned in the same order.
 """
 
 from __future__ import annotations
@@ -19,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import Connection, and_, exists, select
+from sqlalchemy import Connection, bindparam, exists, select
 from sqlalchemy.orm import aliased
 
 from node.db import Batch, Database, Event, EventEpc
@@ -54,45 +70,94 @@ class HistoryEntry:
     event: dict[str, object] = field(compare=False)
 
 
-def _aggregations_of(conn: Connection, child: str) -> list[tuple[int, int, str | None, str | None]]:
-    """(time, id, action, parent) of the aggregation events that name `child` as a child."""
-    as_child = aliased(EventEpc)
-    parent = aliased(EventEpc)
-    rows = conn.execute(
-        select(Event.event_time_ms, Event.id, Event.action, parent.epc)
-        .join(as_child, and_(as_child.event_id == Event.id, as_child.relation == "child", as_child.epc == child))
-        .outerjoin(parent, and_(parent.event_id == Event.id, parent.relation == "parent"))
-        .where(Event.event_type == "AggregationEvent")
-        .order_by(Event.event_time_ms, Event.id)
-    ).all()
-    return [(int(t), int(i), a, p) for t, i, a, p in rows]
+def phase(event_type: str, action: str | None) -> int:
+    """The event's place among events of the same instant (see the module's rule)."""
+    if event_type == "AggregationEvent":
+        return 2 if action == "DELETE" else 0
+    return 1
 
 
-def _emptied(conn: Connection, parent: str) -> list[int]:
-    """Times of DELETE aggregations that name `parent` and no children (they empty it)."""
-    own = aliased(EventEpc)
-    child = aliased(EventEpc)
-    rows = conn.execute(
-        select(Event.event_time_ms)
-        .join(own, and_(own.event_id == Event.id, own.relation == "parent", own.epc == parent))
-        .where(
-            Event.event_type == "AggregationEvent",
-            Event.action == "DELETE",
-            ~exists().where(child.event_id == Event.id, child.relation == "child"),
-        )
-        .order_by(Event.event_time_ms)
-    ).scalars()
-    return [int(t) for t in rows]
+def order_key(event_time_ms: int, event_type: str, action: str | None, digest: bytes) -> tuple[int, int, bytes]:
+    """The one order of events: time, then phase, then event hash; never arrival order."""
+    return (event_time_ms, phase(event_type, action), bytes(digest))
 
 
-def containment(conn: Connection, child: str) -> list[Interval]:
-    """The intervals during which `child` was directly inside some parent."""
+# One statement, built once (building a SQLAlchemy statement costs more than running it on an
+# index): every event naming any of `epcs`, with how it names it, the parent of an
+# aggregation, and whether that aggregation names children. A history reads the unit's
+# rows, then its parents', then theirs (one round trip per level of nesting), and decides
+# containment and what applies from them, instead of a query per interval and per check.
+_parent = aliased(EventEpc)
+_child = aliased(EventEpc)
+_NAMING = (
+    select(
+        Event.id, Event.event_time_ms, Event.event_type, Event.action, Event.digest, EventEpc.epc, EventEpc.relation,
+        select(_parent.epc).where(_parent.event_id == Event.id, _parent.relation == "parent").limit(1).scalar_subquery(),
+        exists().where(_child.event_id == Event.id, _child.relation == "child"),
+    )
+    .join(EventEpc, EventEpc.event_id == Event.id)
+    .where(EventEpc.epc.in_(bindparam("epcs", expanding=True)))
+)
+_ROWS = (
+    select(
+        Event.id, Event.digest, Event.event_time_ms, Event.event_type, Event.action, Event.biz_step,
+        Event.signer, Event.role, Event.body, Batch.status,
+    )
+    .outerjoin(Batch, Batch.id == Event.batch_id)
+    .where(Event.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+@dataclass(frozen=True)
+class _Naming:
+    """One event naming one identifier."""
+
+    event_id: int
+    time_ms: int
+    event_type: str
+    action: str | None
+    digest: bytes
+    relation: str
+    parent: str | None  # the aggregation's parent
+    has_children: bool
+
+    @property
+    def order(self) -> tuple[int, int, bytes]:
+        return order_key(self.time_ms, self.event_type, self.action, self.digest)
+
+
+class _Namings:
+    """The events naming each identifier, read in bulk and kept for one history."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.of: dict[str, list[_Naming]] = {}
+
+    def load(self, epcs: set[str]) -> None:
+        wanted = sorted(e for e in epcs if e not in self.of)
+        if not wanted:
+            return
+        for epc in wanted:
+            self.of[epc] = []
+        for r in self.conn.execute(_NAMING, {"epcs": wanted}).all():
+            self.of[r[5]].append(_Naming(int(r[0]), int(r[1]), r[2], r[3], bytes(r[4]), r[6], r[7], bool(r[8])))
+        for epc in wanted:
+            self.of[epc].sort(key=lambda n: n.order)
+
+    def parents_named(self, child: str) -> set[str]:
+        return {n.parent for n in self.of.get(child, ()) if n.relation == "child" and n.event_type == "AggregationEvent" and n.parent}
+
+
+def containment(namings: _Namings, child: str) -> list[Interval]:
+    """The intervals during which `child` was directly inside some parent (the rows of `child`
+    and of every parent it names must be loaded)."""
     intervals: list[Interval] = []
     open_parent: str | None = None
     opened = 0
-    for at, _id, action, parent in _aggregations_of(conn, child):
-        if parent is None:
+    for n in namings.of.get(child, ()):  # in the module's order (time, phase, event hash)
+        if n.relation != "child" or n.event_type != "AggregationEvent" or n.parent is None:
             continue
+        at, action, parent = n.time_ms, n.action, n.parent
         if action in ("ADD", "OBSERVE"):
             if open_parent == parent:
                 continue
@@ -107,19 +172,29 @@ def containment(conn: Connection, child: str) -> list[Interval]:
     # A children-less DELETE of the parent ends the interval too.
     closed = []
     for interval in intervals:
-        ends = [t for t in _emptied(conn, interval.parent) if interval.start_ms <= t <= interval.end_ms]
+        ends = [
+            n.time_ms for n in namings.of.get(interval.parent, ())
+            if n.relation == "parent" and n.event_type == "AggregationEvent" and n.action == "DELETE" and not n.has_children
+            and interval.start_ms <= n.time_ms <= interval.end_ms
+        ]
         closed.append(Interval(child, interval.parent, interval.start_ms, min(ends)) if ends else interval)
     return closed
 
 
-def ancestry(conn: Connection, unit: str) -> list[Interval]:
+def ancestry(namings: _Namings, unit: str) -> list[Interval]:
     """Every (transitive) container of `unit`, with the time it was (transitively) inside it."""
     result: list[Interval] = []
     frontier = [Interval(unit, unit, -FOREVER, FOREVER)]
+    namings.load({unit})
+    known: dict[str, list[Interval]] = {}
     for _depth in range(MAX_DEPTH):
+        # the parents this level names, read in one round trip (their emptying DELETEs end intervals)
+        namings.load({p for outer in frontier for p in namings.parents_named(outer.parent)})
         next_frontier = []
         for outer in frontier:
-            for direct in containment(conn, outer.parent):
+            if outer.parent not in known:
+                known[outer.parent] = containment(namings, outer.parent)
+            for direct in known[outer.parent]:
                 start, end = max(outer.start_ms, direct.start_ms), min(outer.end_ms, direct.end_ms)
                 if start > end or direct.parent in outer.path or direct.parent == unit:
                     continue  # no overlap in time, or a cycle in bad data
@@ -136,38 +211,21 @@ def unit_history(db: Database, identifier: str) -> list[HistoryEntry]:
     """Events about the unit and about its containers while it was inside them, oldest first."""
     unit = canonical_epc(identifier)
     with db.connect() as conn:
-        found: dict[int, tuple[str, ...]] = {}
-        direct = conn.execute(select(EventEpc.event_id).where(EventEpc.epc == unit)).scalars()
-        for event_id in direct:
-            found[int(event_id)] = ()
-        for interval in ancestry(conn, unit):
-            container_events = conn.execute(
-                select(Event.id, Event.event_type, EventEpc.relation, Event.action)
-                .join(EventEpc, EventEpc.event_id == Event.id)
-                .where(
-                    EventEpc.epc == interval.parent,
-                    Event.event_time_ms >= interval.start_ms,
-                    Event.event_time_ms <= interval.end_ms,
-                )
-            ).all()
-            has_children = _events_with_children(conn, [int(r[0]) for r in container_events if r[2] == "parent"])
-            for event_id, event_type, relation, action in container_events:
-                event_id = int(event_id)
-                if relation == "parent" and event_type == "AggregationEvent":
-                    if not (action == "DELETE" and event_id not in has_children):
+        namings = _Namings(conn)
+        intervals = ancestry(namings, unit)
+        found: dict[int, tuple[str, ...]] = {n.event_id: () for n in namings.of[unit]}
+        for interval in intervals:
+            for n in namings.of.get(interval.parent, ()):
+                if not interval.start_ms <= n.time_ms <= interval.end_ms:
+                    continue
+                if n.relation == "parent" and n.event_type == "AggregationEvent":
+                    if not (n.action == "DELETE" and not n.has_children):
                         continue  # about the container's other children
-                found.setdefault(event_id, interval.path)
+                found.setdefault(n.event_id, interval.path)
         if not found:
             return []
-        rows = conn.execute(
-            select(
-                Event.id, Event.digest, Event.event_time_ms, Event.event_type, Event.biz_step,
-                Event.signer, Event.role, Event.body, Batch.status,
-            )
-            .outerjoin(Batch, Batch.id == Event.batch_id)
-            .where(Event.id.in_(list(found)))
-            .order_by(Event.event_time_ms, Event.id)
-        ).all()
+        rows = conn.execute(_ROWS, {"ids": list(found)}).all()
+    rows = sorted(rows, key=lambda r: order_key(int(r.event_time_ms), r.event_type, r.action, bytes(r.digest)))
     return [
         HistoryEntry(
             event_id=hash_from_digest(bytes(r.digest)),
@@ -182,12 +240,3 @@ def unit_history(db: Database, identifier: str) -> list[HistoryEntry]:
         )
         for r in rows
     ]
-
-
-def _events_with_children(conn: Connection, event_ids: list[int]) -> set[int]:
-    if not event_ids:
-        return set()
-    rows = conn.execute(
-        select(EventEpc.event_id).where(EventEpc.event_id.in_(event_ids), EventEpc.relation == "child").distinct()
-    ).scalars()
-    return {int(r) for r in rows}

@@ -15,7 +15,12 @@ events name, the state of an escrow order covering it, and a verdict:
 Verification of one event uses the same checks, names and failure codes as `node.proofs`
 (event_hash, signature, role, merkle_proof, anchor, confirmations); chain lookups go through
 `ChainView`, which caches what cannot change (roles and organisations at a past time) and
-re-reads what can (anchors, the head) after a short time. The parts that depend on who scans
+re-reads what can (anchors, the head) after a short time. Signature and role are taken from
+the verification record the node wrote when it accepted or imported the event (events
+`role`, `signer_org`, `verified_at_ms`), so a cold passport asks the chain nothing per event;
+the event hash is still recomputed (a stored body edited afterwards fails), the Merkle leaf
+binds the recorded signer, and rows without a record are verified in full. The browser and
+the audit recover every signature themselves. The parts that depend on who scans
 (clone flags, ownership) are added per request by the API (`finish`).
 """
 
@@ -33,13 +38,14 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from web3 import Web3
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Batch, Database, Event
 from node.errors import WaymarkError
+from node.escrow.orders import OrderIndex
 from node.history import HistoryEntry, unit_history
 from node.ingest.roles import roles_for_bizstep
 from node.proofs import FAILURES
@@ -339,6 +345,19 @@ class StoredAttestation:
     root: bytes | None
     batch_status: str | None
     tx_hash: bytes | None
+    role: str | None = None
+    signer_org: int | None = None
+    verified_at_ms: int | None = None  # when the node checked signature and role (accept or import)
+
+
+_STORED_ATTESTATIONS = (  # built once: building a statement costs more than running it
+    select(
+        Event.digest, Event.signer, Event.signature, Event.subject, Event.leaf_index, Event.proof,
+        Batch.root, Batch.status, Batch.tx_hash, Event.role, Event.signer_org, Event.verified_at_ms,
+    )
+    .outerjoin(Batch, Batch.id == Event.batch_id)
+    .where(Event.digest.in_(bindparam("digests", expanding=True)))
+)
 
 
 def stored_attestations(db: Database, digests: Sequence[bytes]) -> dict[bytes, StoredAttestation]:
@@ -346,18 +365,12 @@ def stored_attestations(db: Database, digests: Sequence[bytes]) -> dict[bytes, S
     if not digests:
         return {}
     with db.connect() as conn:
-        rows = conn.execute(
-            select(
-                Event.digest, Event.signer, Event.signature, Event.subject, Event.leaf_index, Event.proof,
-                Batch.root, Batch.status, Batch.tx_hash,
-            )
-            .outerjoin(Batch, Batch.id == Event.batch_id)
-            .where(Event.digest.in_(list(digests)))
-        ).all()
+        rows = conn.execute(_STORED_ATTESTATIONS, {"digests": list(digests)}).all()
     return {
         bytes(r[0]): StoredAttestation(
             bytes(r[0]), r[1], bytes(r[2]), bytes(r[3]), r[4], bytes(r[5]) if r[5] is not None else None,
             bytes(r[6]) if r[6] is not None else None, r[7], bytes(r[8]) if r[8] is not None else None,
+            r[9], int(r[10]) if r[10] is not None else None, int(r[11]) if r[11] is not None else None,
         )
         for r in rows
     }
@@ -369,11 +382,6 @@ DocumentStatus = Callable[[str], Literal["available", "erased", "not_held"]]
 def documents_not_held(_digest: str) -> Literal["available", "erased", "not_held"]:
     """Hook: this API holds no document store yet, so every document is shown as not held here."""
     return "not_held"
-
-
-def escrow_state_none(_keys: Sequence[bytes]) -> str | None:
-    """Hook for the escrow state of an order covering the unit: None (no escrow known)."""
-    return None
 
 
 ESCROW_STATES = ("None", "Created", "Funded", "Delivered", "Disputed", "Released", "Refunded", "Cancelled", "Resolved")
@@ -433,11 +441,6 @@ class EscrowOrders:
                 return EscrowOrder(order_id, buyer, ref, self._state(order_id))
         return None
 
-    def state_for(self, keys: Sequence[bytes]) -> str | None:
-        """The state of the latest order whose shipmentRef is one of `keys` (state only)."""
-        wanted = set(keys)
-        matches = [order_id for order_id, _buyer, ref in self._created() if ref in wanted]
-        return self._state(matches[-1]) if matches else None
 
 
 class PassportCore:
@@ -448,7 +451,10 @@ class PassportCore:
     to walk (a pause felt by every request in flight).
     """
 
-    __slots__ = ("json", "verdict", "reasons", "pending", "gtin", "manufacturer_org", "containers", "timeline_length", "built_at")
+    __slots__ = (
+        "json", "verdict", "reasons", "pending", "gtin", "manufacturer_org", "containers", "timeline_length", "built_at",
+        "order_levels", "orders",
+    )
 
     def __init__(
         self,
@@ -469,6 +475,17 @@ class PassportCore:
         self.containers: tuple[str, ...] = tuple(dict.fromkeys(c for item in body.get("timeline", ()) for c in item["via"]))
         self.timeline_length = len(body.get("timeline", ()))
         self.built_at = time.monotonic()
+        # The keys an escrow order may name for this unit, most specific first, and where to
+        # look them up: the order section is read per scan (`order_section`), never cached here.
+        self.order_levels: tuple[tuple[bytes, ...], ...] = ()
+        self.orders: OrderIndex | None = None
+
+    def order_section(self) -> dict[str, str] | None:
+        """The state of the order this unit belongs to, as the escrow logs left it now."""
+        if self.orders is None or not self.order_levels:
+            return None
+        order = self.orders.order_of(self.order_levels)
+        return {"state": order.state} if order is not None else None
 
     @property
     def body(self) -> dict[str, Any]:
@@ -522,7 +539,7 @@ class PassportBuilder:
         browser_rpc_url: str,
         confirmations: int = 0,
         document_status: DocumentStatus = documents_not_held,
-        escrow_state: Callable[[Sequence[bytes]], str | None] = escrow_state_none,
+        orders: OrderIndex | None = None,
         history: Callable[[Database, str], list[HistoryEntry]] = unit_history,
     ) -> None:
         self.db = db
@@ -530,7 +547,7 @@ class PassportBuilder:
         self.resolver_url = resolver_url.rstrip("/")
         self.confirmations = confirmations
         self.document_status = document_status
-        self.escrow_state = escrow_state
+        self.orders = orders
         self.history = history
         self._memo: dict[bytes, dict[str, Any]] = {}
         self._watermark: tuple[float, tuple[Any, ...]] | None = None
@@ -557,11 +574,17 @@ class PassportBuilder:
         if cached is not None and now - cached[0] < 1.0:
             return cached[1]
         with self.db.connect() as conn:
-            events = conn.execute(select(func.max(Event.id))).scalar()
-            batches = conn.execute(
-                select(func.count(), func.max(Batch.id), func.max(Batch.anchored_at_ms), func.sum(func.length(Batch.status)), func.max(Batch.block_number))
-            ).one()
-        mark = (events, *batches)
+            # Each read is one index probe (primary key, ix_batches_*, ix_batches_status), not a
+            # scan of the table: a new event or batch moves a max, an anchoring moves
+            # anchored_at_ms and block_number, a batch sent back to `prepared` (the chain lost
+            # its anchor) changes the count of prepared batches, which stays small.
+            mark = (
+                conn.execute(select(func.max(Event.id))).scalar(),
+                conn.execute(select(func.max(Batch.id))).scalar(),
+                conn.execute(select(func.max(Batch.anchored_at_ms))).scalar(),
+                conn.execute(select(func.max(Batch.block_number))).scalar(),
+                conn.execute(select(func.count()).select_from(Batch).where(Batch.status == "prepared")).scalar(),
+            )
         self._watermark = (now, mark)
         return mark
 
@@ -644,15 +667,15 @@ class PassportBuilder:
             "route": _route(timeline),
             "documents": documents,
             "sensorExcursions": excursions,
-            "escrow": self._escrow(identifier, timeline),
             "chain": self.chain_info,
         }
-        return PassportCore(body, verdict, reasons, pending, gtin, manufacturer_org)
-
-    def _escrow(self, identifier: Identifier, timeline: list[dict[str, Any]]) -> dict[str, str] | None:
-        containers = dict.fromkeys(c for item in timeline for c in item["via"])
-        state = self.escrow_state(shipment_keys(identifier, containers))
-        return {"state": state} if state else None
+        core = PassportCore(body, verdict, reasons, pending, gtin, manufacturer_org)
+        if self.orders is not None:
+            core.order_levels = order_levels(identifier, core.containers)
+            core.orders = self.orders
+            self.orders.fresh()
+            self.orders.orders_for(k for level in core.order_levels for k in level)  # in memory before the first scan
+        return core
 
     def _documents(self, entry: HistoryEntry) -> list[dict[str, Any]]:
         found = []
@@ -762,23 +785,30 @@ class PassportBuilder:
             return fail("event_hash", f"the stored event hashes to {hash_from_digest(digest)}, not to its id {hash_from_digest(stored.digest)}")
         checks.append({"name": "event_hash", "status": "passed", "detail": f"the event hashes to its id {hash_from_digest(digest)}"})
 
-        # 2. signature
+        # 2. signature: recovered here, unless the node recorded its check when it accepted or
+        # imported the event (the signer is then bound by the Merkle leaf, checked below; the
+        # browser and the audit recover every signature themselves)
+        step = event.get("bizStep") if isinstance(event.get("bizStep"), str) else None
+        roles = roles_for_bizstep(step, event.get("@context")) or ()
         try:
             event_time = event_unix_time(event)
-            recovered = recover_attester(chain.domain, digest, event_subject(event), event_time, stored.signature)
+            recorded = stored.verified_at_ms is not None and stored.signer_org is not None and stored.role in roles
+            recovered: str = (
+                Web3.to_checksum_address(stored.signer) if recorded
+                else recover_attester(chain.domain, digest, event_subject(event), event_time, stored.signature)
+            )
         except (SignatureError, KeyError, ValueError, TypeError, WaymarkError) as error:
             return fail("signature", f"the signature does not verify: {error}")
         if recovered.lower() != stored.signer.lower():
             return fail("signature", f"the signature recovers to {recovered}, not to the recorded signer {stored.signer}")
-        checks.append({"name": "signature", "status": "passed", "detail": f"EIP-712 signature by {recovered}"})
+        when_checked = f" (checked when this node accepted it, {_iso_ms(stored.verified_at_ms)})" if recorded and stored.verified_at_ms else ""
+        checks.append({"name": "signature", "status": "passed", "detail": f"EIP-712 signature by {recovered}{when_checked}"})
 
-        # 3. role at the event time, and the signer's organisation then
-        org_id = chain.organisation_at(recovered, event_time)
+        # 3. role at the event time, and the signer's organisation then (recorded, or asked of the chain)
+        org_id = stored.signer_org if recorded and stored.signer_org is not None else chain.organisation_at(recovered, event_time)
         org = chain.organisation(org_id) if org_id else None
         result["signerOrg"] = org.ref() if org else None
-        step = event.get("bizStep") if isinstance(event.get("bizStep"), str) else None
-        roles = roles_for_bizstep(step, event.get("@context")) or ()
-        held = chain.role_at(recovered, roles, event_time) if roles else None
+        held = stored.role if recorded else chain.role_at(recovered, roles, event_time) if roles else None
         if held is None:
             wanted = ", ".join(roles) or "(no role may attest this bizStep)"
             return fail("role", f"{recovered} held none of {wanted} at {_iso_ms(event_time * 1000)}")
@@ -805,7 +835,14 @@ def _memo_key(event: Mapping[str, Any], stored: StoredAttestation) -> bytes:
     return hashlib.sha256(
         orjson.dumps(event, option=orjson.OPT_SORT_KEYS) + stored.digest + stored.signature + stored.subject
         + stored.signer.encode() + (stored.proof or b"") + (stored.root or b"") + str(stored.leaf_index).encode()
+        + f"|{stored.role}|{stored.signer_org}|{stored.verified_at_ms}".encode()
     ).digest()
+
+
+def order_levels(identifier: Identifier, containers: Iterable[str]) -> tuple[tuple[bytes, ...], ...]:
+    """`shipment_keys` one level each, most specific first: the unit, its lot, then each
+    container it travelled in, innermost first (the rule is node.escrow.orders')."""
+    return tuple((key,) for key in shipment_keys(identifier, containers))
 
 
 def shipment_keys(identifier: Identifier, containers: Iterable[str]) -> list[bytes]:
@@ -904,6 +941,7 @@ def finish(core: PassportCore, outcome: ScanOutcome | None, ownership: Ownership
     reasons = [*core.reasons, *({"code": f.rule, "message": f.message} for f in flags)]
     verdict = "suspicious" if flags else core.verdict
     dynamic = {
+        "escrow": core.order_section(),
         "verdict": verdict,
         "reasons": reasons,
         "ownership": {

@@ -43,6 +43,11 @@ class Batch(Base):
     so that a restarted anchorer finds it and settles it against the chain."""
 
     __tablename__ = "batches"
+    __table_args__ = (
+        # The passport watermark reads max() of these: one index probe each, however many batches.
+        Index("ix_batches_anchored_at_ms", "anchored_at_ms"),
+        Index("ix_batches_block_number", "block_number"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     root: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
@@ -89,6 +94,12 @@ class Event(Base):
     # The event exactly as accepted (JSON, without the attestation envelope).
     body: Mapped[str] = mapped_column(Text)
     received_at_ms: Mapped[int] = mapped_column(BigInteger)
+    # The verification record, written when the event was accepted (capture) or imported: its
+    # signature recovered to `signer`, who held `role` at the event time as a member of
+    # `signer_org`. Passports rely on it instead of recovering every signature again; the
+    # browser and the audit re-verify on their own. NULL for rows stored without it.
+    signer_org: Mapped[int | None] = mapped_column(BigInteger)
+    verified_at_ms: Mapped[int | None] = mapped_column(BigInteger)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
     leaf_index: Mapped[int | None] = mapped_column(Integer)
     # Sibling hashes from leaf to root, 32 bytes each, concatenated.
@@ -141,6 +152,8 @@ class ChainLog(Base):
         UniqueConstraint("chain_id", "tx_hash", "log_index"),
         Index("ix_chain_logs_chain_block", "chain_id", "block_number"),
         Index("ix_chain_logs_event_key", "event", "key"),
+        # Followers of one contract's logs (the escrow order index) read from a checkpoint id.
+        Index("ix_chain_logs_chain_contract_id", "chain_id", "contract", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -206,3 +219,38 @@ class EpcisSubscription(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     account: Mapped[str | None] = mapped_column(String(42))
+
+
+class EscrowOrderRow(Base):
+    """An escrow order by the shipment it covers, and its state as its logs left it.
+
+    Fed by `node.escrow.orders.OrderIndex` from the TradeEscrow logs in `chain_logs`, so a
+    passport finds the orders covering a unit with one indexed read instead of every
+    `OrderCreated` ever emitted. `last_block`/`last_log_index` name the log that set `state`:
+    an older log never overwrites a newer one.
+    """
+
+    __tablename__ = "escrow_orders"
+    __table_args__ = (Index("ix_escrow_orders_chain_ref", "chain_id", "shipment_ref"),)
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(66), primary_key=True)  # 0x + 64 hex
+    shipment_ref: Mapped[bytes] = mapped_column(LargeBinary(32))
+    buyer: Mapped[str] = mapped_column(String(42))
+    seller: Mapped[str] = mapped_column(String(42))
+    milestones: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    created_block: Mapped[int] = mapped_column(BigInteger)
+    created_time: Mapped[int] = mapped_column(BigInteger)
+    last_block: Mapped[int] = mapped_column(BigInteger)
+    last_log_index: Mapped[int] = mapped_column(Integer)
+
+
+class IndexCheckpoint(Base):
+    """How far a follower of `chain_logs` has read (the id of the last log it applied)."""
+
+    __tablename__ = "index_checkpoints"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    log_id: Mapped[int] = mapped_column(BigInteger)

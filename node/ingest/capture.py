@@ -133,6 +133,7 @@ class CheckedEvent:
     roles: tuple[str, ...] = ()  # the roles the bizStep accepts
     path: str = ""  # where the event was in its document
     corrects: bytes | None = None  # an error declaration: the CBV digest of the event it corrects
+    org: int = 0  # the signer's organisation at the event time (recorded with the role)
 
     @property
     def event_id(self) -> str:
@@ -326,6 +327,7 @@ class CaptureService:
             if role is None:
                 raise SignerLacksRole(f"{event.path}.{ATTESTATION_KEY}", event.signer, event.roles, event.event_time)
             event.role = role
+            event.org = self.roles.org_at(event.signer, event.event_time)
             checked.append(event)
         return checked
 
@@ -356,7 +358,7 @@ class CaptureService:
             if fresh:
                 rows = [
                     (e.digest, e.event_type, e.action, e.biz_step, e.event_time, e.event_time_ms, e.subject,
-                     e.signer, e.signature, e.role, e.body, now, e.corrects)
+                     e.signer, e.signature, e.role, e.body, now, e.corrects, e.org or None, now)
                     for e in fresh
                 ]
                 columns = _EVENT_COLUMNS
@@ -395,5 +397,10 @@ class CaptureService:
 _EVENT_COLUMNS = (
     "digest", "event_type", "action", "biz_step", "event_time", "event_time_ms", "subject",
     "signer", "signature", "role", "body", "received_at_ms", "corrects",
+    # The verification record: signature and role checked now, and by which organisation.
+    "signer_org", "verified_at_ms",
 )
-_EVENT_PG_TYPES = ("bytea", "text", "text", "text", "bigint", "bigint", "bytea", "text", "bytea", "text", "text", "bigint", "bytea")
+_EVENT_PG_TYPES = (
+    "bytea", "text", "text", "text", "bigint", "bigint", "bytea", "text", "bytea", "text", "text", "bigint", "bytea",
+    "bigint", "bigint",
+)

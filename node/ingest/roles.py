@@ -207,6 +207,12 @@ class RoleMirror:
                 return role
         return None
 
+    def org_at(self, account: str, at: int) -> int:
+        """The organisation `account` belonged to at `at` (0: none), by the same history."""
+        self.refresh()
+        history = self._state.org_of.get(Web3.to_checksum_address(account))
+        return int(history.at(at, 0)) if history else 0
+
     def refresh(self, force: bool = False) -> None:
         """Re-read the chain's registry events past the confirmed base, if the interval has passed."""
         if not force and time.monotonic() - self._synced_at < self.refresh_interval:

@@ -213,7 +213,8 @@ function renderPassport() {
   }
   root.append(ownership);
 
-  if (p.escrow) root.append(el("section", { class: "card", id: "escrow" }, el("h3", {}, t("escrow")), el("p", {}, p.escrow.state)));
+  // The order this unit belongs to (through its own id, its lot or its shipment), as its escrow stands now.
+  if (p.escrow) root.append(el("section", { class: "card", id: "escrow", "data-state": p.escrow.state }, el("h3", {}, t("escrow")), el("p", {}, t(`order_${p.escrow.state}`))));
 
   // Route: a map-free summary
   if (p.route.length) {

@@ -1,6 +1,6 @@
 """Scans per second and latency of the buyer API, against a trivial route of the same server.
 
-    .venv/bin/python scripts/bench/scan.py [--seconds 6] [--units 200] [--concurrency 50 200]
+    .venv/bin/python scripts/bench/scan.py [--seconds 6] [--cold-seconds 20] [--units 20000] [--concurrency 50 200]
 
 Sets up everything itself: an Anvil, the demo consortium, lots of units taken through the
 node's capture and anchorer (tests/api/world.py: 12 signed, anchored events per unit, most of
@@ -12,14 +12,23 @@ Each of C concurrent clients keeps one HTTP/1.1 keep-alive connection and sends 
 request as soon as the previous answer is read (closed loop, no think time):
 
 * baseline: GET /health/live (a constant answer: the server's and the load generator's floor)
-* scan:     GET /01/<gtin>/10/<lot>/21/<serial> with Accept: application/json and a device id
-            per client: a full scan (parse and check the link, rate limit, passport from the
-            cache, clone rules on the unit's window, scan logged, verdict) over --units units
+* cold:     GET /01/<gtin>/10/<lot>/21/<serial> with Accept: application/json and a device id
+            per client, each request for a unit nobody scanned since the API started (the
+            clients share the units out, in random order, each unit once): every answer is
+            built from the database and the chain (the usual case: most units are scanned
+            once or twice in their life). Runs until every unit was scanned once or
+            --cold-seconds passed; nothing is warmed before.
+* warm:     the same full scan (parse and check the link, rate limit, passport, clone rules on
+            the unit's window, scan logged, verdict) of random units among those the cold run
+            reached, whose passports are now in the cache.
 
-Passports are cached (verification of anchored events does not change) with the API's
-default TTL, so expiries and rebuilds happen during the run as they would in service. The
-load generator runs in this process on the same 2-core machine, so it takes CPU the server
-could otherwise use; the baseline shows that ceiling. The last line printed is one JSON object.
+Each run starts a fresh API process, so the cold run of the next concurrency meets an empty
+cache again. Passports are cached with the API's default TTL, so expiries and rebuilds
+happen during the warm run as they would in service. Units of one lot share 11 of their 12
+events (case, pallet, container), whose verification the API remembers across units, as it
+would in service. The load generator runs in this process on the same 2-core machine, so it
+takes CPU the server could otherwise use; the baseline shows that ceiling. The last line
+printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -49,7 +58,10 @@ TARGET_P99_MS_AT_50 = 25.0
 TARGET_SCANS_PER_S = 1000.0
 
 
-async def client(port: int, paths: list[bytes], extra: bytes, deadline: float, warmup_until: float, latencies: list[float], errors: list[str], seed: int) -> None:
+async def client(port: int, paths: list[bytes], extra: bytes, deadline: float, warmup_until: float, latencies: list[float], errors: list[str], seed: int,
+                 queue: list[bytes] | None = None, reached: list[bytes] | None = None) -> None:
+    """Closed loop until `deadline`: random picks from `paths`, or (cold) the next unit of the
+    shared `queue`, each taken once, until the queue is empty."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     rng = random.Random(seed)
     try:
@@ -57,7 +69,14 @@ async def client(port: int, paths: list[bytes], extra: bytes, deadline: float, w
             now = time.perf_counter()
             if now >= deadline:
                 break
-            path = paths[rng.randrange(len(paths))]
+            if queue is not None:
+                if not queue:
+                    break
+                path = queue.pop()
+                if reached is not None:
+                    reached.append(path)
+            else:
+                path = paths[rng.randrange(len(paths))]
             writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: bench\r\n" + extra + b"\r\n")
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
@@ -83,10 +102,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, device_header: bool, server_pid: int) -> dict[str, float]:
+async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, device_header: bool, server_pid: int,
+               *, cold: bool = False, reached: list[bytes] | None = None) -> dict[str, float]:
     start = time.perf_counter()
-    warmup_until = start + 1.0
+    warmup_until = start if cold else start + 1.0  # a cold run measures from its first request
     deadline = warmup_until + seconds
+    queue = None
+    if cold:
+        queue = list(paths)
+        random.Random(7).shuffle(queue)
     latencies: list[float] = []
     errors: list[str] = []
     tasks = []
@@ -94,17 +118,18 @@ async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, 
         extra = b"Accept: application/json\r\n"
         if device_header:
             extra += b"Waymark-Device: bench-device-%d\r\n" % i
-        tasks.append(client(port, paths, extra, deadline, warmup_until, latencies, errors, seed=i))
+        tasks.append(client(port, paths, extra, deadline, warmup_until, latencies, errors, seed=i, queue=queue, reached=reached))
     client_before, server_before = time.process_time(), cpu_seconds(server_pid)
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
+    measured = elapsed if cold else seconds
     client_cpu = (time.process_time() - client_before) / elapsed
     server_cpu = (cpu_seconds(server_pid) - server_before) / elapsed
     latencies.sort()
     n = len(latencies)
     return {
         "requests": n,
-        "per_second": round(n / seconds, 1),
+        "per_second": round(n / measured, 1),
         "p50_ms": round(1000 * latencies[n // 2], 2) if n else float("nan"),
         "p99_ms": round(1000 * latencies[min(n - 1, int(n * 0.99))], 2) if n else float("nan"),
         "mean_ms": round(1000 * statistics.fmean(latencies), 2) if n else float("nan"),
@@ -145,8 +170,9 @@ def start_api(world_folder: Path, world: object, port: int) -> subprocess.Popen[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run (after 1 s of warm-up)")
-    parser.add_argument("--units", type=int, default=200, help="distinct units scanned")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per warm run (after 1 s of warm-up)")
+    parser.add_argument("--cold-seconds", type=float, default=20.0, help="most seconds per cold run (it ends earlier once every unit was scanned)")
+    parser.add_argument("--units", type=int, default=20_000, help="distinct units")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[50, 200])
     args = parser.parse_args()
 
@@ -155,20 +181,23 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="waymark-bench-scan-"))
     api = None
     try:
-        lots = max(1, (args.units + 49) // 50)
+        lots = (args.units + 1 + 49) // 50  # one unit more than measured: the sample passport
         print(f"setting up: {lots} lots of 50 units, 12 events each, anchored ...", flush=True)
         started = time.perf_counter()
         world = build_world(anvil, folder, lots={f"lot{i}": "genuine" for i in range(lots)}, lot_size=50)
         units = [u for story in world.lots.values() for u in story.units][: args.units]
         print(f"  {len(units)} units in {time.perf_counter() - started:.1f} s", flush=True)
+        paths = [u.uri("http://x").removeprefix("http://x").encode() for u in units]
+        # One unit out of the measured set shows what a passport looks like (its own cache entry).
+        spare = [u for story in world.lots.values() for u in story.units][len(units):]
         port = free_port()
         api = start_api(folder, world, port)
-        paths = [u.uri("http://x").removeprefix("http://x").encode() for u in units]
-        first = requests.get(f"http://127.0.0.1:{port}" + paths[0].decode(), headers={"Accept": "application/json"}, timeout=30)
+        first = requests.get(f"http://127.0.0.1:{port}" + spare[0].uri("http://x").removeprefix("http://x"), headers={"Accept": "application/json"}, timeout=30)
         assert first.status_code == 200 and first.json()["verdict"] == "genuine", first.text[:300]
         size = len(first.content)
-        for path in paths:  # fill the passport cache, as traffic would
-            requests.get(f"http://127.0.0.1:{port}" + path.decode(), headers={"Accept": "application/json", "Waymark-Device": "warm"}, timeout=30)
+        api.terminate()
+        api.wait(timeout=15)
+        api = None
 
         try:
             import uvloop
@@ -176,15 +205,27 @@ def main() -> None:
             uvloop.install()
         except ImportError:
             pass
-        results: dict[str, dict[str, dict[str, float]]] = {"baseline": {}, "scan": {}}
+        results: dict[str, dict[str, dict[str, float]]] = {"baseline": {}, "cold": {}, "warm": {}}
         load_before = [round(x, 2) for x in os.getloadavg()]  # other work on this shared machine
         for concurrency in args.concurrency:
-            for name, route_paths, device in (("baseline", [b"/health/live"], False), ("scan", paths, True)):
-                figures = asyncio.run(load(port, route_paths, concurrency, args.seconds, device, api.pid))
+            api = start_api(folder, world, port)  # a fresh process: an empty passport cache
+            reached: list[bytes] = []
+            runs = (
+                ("baseline", [b"/health/live"], False, False, args.seconds),
+                ("cold", paths, True, True, args.cold_seconds),
+                ("warm", reached, True, False, args.seconds),
+            )
+            for name, route_paths, device, cold, seconds in runs:
+                figures = asyncio.run(load(port, route_paths, concurrency, seconds, device, api.pid, cold=cold, reached=reached if cold else None))
+                if cold:
+                    figures["units_reached"] = len(reached)
                 results[name][str(concurrency)] = figures
                 print(f"{name:8} c={concurrency:<4} {figures['per_second']:>8.1f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
                       f"p99 {figures['p99_ms']:6.2f} ms  errors {figures['errors']}  cpu server {figures['server_cpu']:.2f} client {figures['client_cpu']:.2f}", flush=True)
-        at50 = results["scan"].get("50")
+            api.terminate()
+            api.wait(timeout=15)
+            api = None
+        at50 = results["warm"].get("50")
         summary = {
             "benchmark": "scan",
             "cores": os.cpu_count(),
@@ -195,7 +236,7 @@ def main() -> None:
             "passport_bytes": size,
             "seconds_per_run": args.seconds,
             "results": results,
-            "targets": {"p99_ms_at_50": TARGET_P99_MS_AT_50, "scans_per_second": TARGET_SCANS_PER_S},
+            "targets": {"p99_ms_at_50": TARGET_P99_MS_AT_50, "scans_per_second": TARGET_SCANS_PER_S, "applies_to": "warm"},
             "met": bool(at50 and at50["p99_ms"] <= TARGET_P99_MS_AT_50 and at50["per_second"] >= TARGET_SCANS_PER_S and at50["errors"] == 0),
         }
         print(json.dumps(summary))

@@ -1,14 +1,21 @@
 """Containment edge cases of a unit's history: a children-less DELETE empties the parent, a
-unit moved to another case without an unpacking event leaves the first, nesting is followed."""
+unit moved to another case without an unpacking event leaves the first, nesting is followed;
+events at the same instant follow node.history's rule, whatever order they arrived in."""
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+from typing import Any
+
 import orjson
+from eth_account.signers.local import LocalAccount
 
 from node.history import unit_history
 from node.provenance import epcis
 from node.service import NodeRuntime, build_capture
-from tests.node.story import CARRIER, MANUFACTURER, capture_document, iso, lot_story
+from tests.node.conftest import make_database
+from tests.node.story import CARRIER, MANUFACTURER, capture_document, iso, lot_story, sscc
 
 
 def test_emptied_parent_and_moved_unit(runtime: NodeRuntime, chain_now: int) -> None:
@@ -37,3 +44,72 @@ def test_emptied_parent_and_moved_unit(runtime: NodeRuntime, chain_now: int) -> 
     ]
     other_history = [h.biz_step for h in unit_history(runtime.db, other.canonical_uri)]
     assert other_history == ["packing", "shipping", "arriving"]  # still in the case
+
+
+def _same_instant_groups(t: int, s: Any) -> list[list[tuple[dict[str, Any], LocalAccount]]]:
+    """Events in groups that share an instant (whole seconds, as many sources send them)."""
+    obj, agg = epcis.object_event, epcis.aggregation_event
+    unit = s.units[0]
+    second_case = sscc(4000 + t % 10**6)
+    return [
+        [(agg(parent_id=s.case, child_epcs=[unit], action="ADD", event_time=iso(t + 1), biz_step="packing"), MANUFACTURER)],
+        [(agg(parent_id=s.pallet, child_epcs=[s.case], action="ADD", event_time=iso(t + 2), biz_step="packing"), CARRIER)],
+        [  # the issue's case: the carrier accepts the container in the second the pallet is loaded
+            (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 3), biz_step="accepting", disposition="in_progress"), CARRIER),
+            (agg(parent_id=s.container, child_epcs=[s.pallet], action="ADD", event_time=iso(t + 3), biz_step="loading"), CARRIER),
+        ],
+        [(obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 4), biz_step="shipping"), CARRIER)],
+        [  # arrival and unloading in one second: the arrival still applies to the unit
+            (agg(parent_id=s.container, child_epcs=[s.pallet], action="DELETE", event_time=iso(t + 5), biz_step="unloading"), CARRIER),
+            (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 5), biz_step="arriving"), CARRIER),
+        ],
+        [  # moved to another case in one second, which is observed in that second
+            (agg(parent_id=second_case, child_epcs=[unit], action="ADD", event_time=iso(t + 6), biz_step="packing"), CARRIER),
+            (agg(parent_id=s.case, child_epcs=[unit], action="DELETE", event_time=iso(t + 6), biz_step="unpacking"), CARRIER),
+            (obj(epcs=[second_case], action="OBSERVE", event_time=iso(t + 6), biz_step="receiving"), CARRIER),
+        ],
+        [(obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 7), biz_step="departing"), CARRIER)],  # the unit left it
+    ]
+
+
+def test_events_at_the_same_instant_give_one_history_whatever_their_arrival_order(runtime: NodeRuntime, db_backend: str, chain_now: int, tmp_path: Path) -> None:
+    s = lot_story(chain_now, size=1)
+    unit = s.units[0]
+    groups = _same_instant_groups(chain_now, s)
+    tied = [g for g in groups if len(g) > 1]
+    orders = [
+        [event for group in groups for event in (dict(zip(map(id, tied), choice)).get(id(group), group))]
+        for choice in itertools.product(*(list(itertools.permutations(g)) for g in tied))
+    ]
+    orders.append([event for group in reversed(groups) for event in reversed(group)])  # everything backwards
+    assert len(orders) == 2 * 2 * 6 + 1
+
+    histories = set()
+    for number, arrival in enumerate(orders):
+        db = make_database(db_backend, tmp_path / f"order-{number}")
+        db.migrate()
+        try:
+            node = NodeRuntime(runtime.node, runtime.chain, db, runtime.client, runtime.deployment)
+            capture = build_capture(node)
+            for event, signer in arrival:  # one capture each: arrival order is row order
+                capture.capture(orjson.dumps(capture_document([(event, signer)], node.domain)))
+            histories.add(tuple((h.biz_step, h.via, h.event_id) for h in unit_history(db, unit.canonical_uri)))
+        finally:
+            db.drop_schema()
+            db.dispose()
+    assert len(histories) == 1
+    history = [(step, via) for step, via, _id in histories.pop()]
+    case, pallet, container = s.case.canonical_uri, s.pallet.canonical_uri, s.container.canonical_uri
+    second_case = sscc(4000 + chain_now % 10**6).canonical_uri
+    assert history == [
+        ("packing", ()),
+        ("packing", (case,)),
+        ("loading", (case, pallet)),  # packing first at one instant,
+        ("accepting", (case, pallet, container)),  # so the acceptance applies to the unit
+        ("shipping", (case, pallet, container)),
+        ("arriving", (case, pallet, container)),  # unpacking last at one instant
+        ("unloading", (case, pallet)),
+        ("packing", ()),
+        ("receiving", (second_case,)),
+        ("unpacking", ()),
+    ]

@@ -47,6 +47,8 @@ try {
       timeline: Array.from(document.querySelectorAll("#timeline > li"), (li) => ({ step: li.dataset.step, status: li.dataset.status, browser: li.dataset.browser || null, text: li.querySelector(".what").textContent })),
       route: Array.from(document.querySelectorAll("#route li"), (li) => li.dataset.country),
       manufacturer: document.querySelector("#manufacturer")?.textContent,
+      escrow: document.querySelector("#escrow")?.dataset.state ?? null,
+      escrowText: document.querySelector("#escrow p")?.textContent ?? null,
       lang: document.documentElement.lang,
       path: location.pathname,
       decoder: document.body.dataset.decoder || null,

@@ -3,13 +3,23 @@ the fake camera, languages, a phone-sized screen. Screenshots go to test-artifac
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import qrcode
+import requests
+from eth_utils.crypto import keccak
 
-from tests.api.world import ApiServer, World
+from node.chain.build import build
+from node.chain.client import ChainClient
+from node.devnet.anvil import AnvilProcess, free_port
+from node.service import build_indexer
+from tests.api.world import ApiServer, World, build_world
+from tests.node.escrow_env import EscrowEnv, escrow_env, member
 
 pytestmark = pytest.mark.browser
 
@@ -92,3 +102,101 @@ def qr_video(text: str, path: Path, width: int = 640, height: int = 480, frames:
         out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
         for _ in range(frames):
             out.write(b"FRAME\n" + luma + chroma + chroma)
+
+
+# --- the order section: the unit's own order, its state now, in the page's language ---------------
+
+
+@dataclass
+class EscrowWorld:
+    world: World
+    env: EscrowEnv
+    server: ApiServer
+
+    def index(self) -> None:
+        indexer = build_indexer(self.world.runtime)
+        for _ in range(50):
+            if indexer.step().logs == 0:
+                break
+
+    def container_order(self, lot: str, buyer: Any = None) -> Any:
+        ref = keccak(text=self.world.lots[lot].container.canonical_uri)
+        terms = self.env.terms(shipment_ref=ref, salt=time.time_ns() % 2**63, **({"buyer": buyer.address} if buyer else {}))
+        return terms
+
+    def wait_for_order(self, lot: str, wanted: dict[str, str] | None) -> None:
+        """Until the API's passport shows `wanted` (it follows the indexed logs within about
+        half a second); fails after 10 s."""
+        deadline = time.monotonic() + 10
+        uri = self.world.unit(lot).uri()
+        while True:
+            shown = requests.get(self.server.url + "/api/v1/passport", params={"uri": uri}, timeout=10).json()["escrow"]
+            if shown == wanted or time.monotonic() > deadline:
+                assert shown == wanted
+                return
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def escrow_world(page_built: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EscrowWorld]:
+    build()
+    anvil = AnvilProcess(port=free_port()).start()
+    folder = tmp_path_factory.mktemp("escrow-page")
+    try:
+        env = escrow_env(ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id), folder)
+        world = build_world(anvil, folder, lots={"two": "genuine", "released": "genuine", "unrelated": "genuine"}, lot_size=1)
+        with ApiServer(world, folder, passport_ttl=3600.0) as server:
+            yield EscrowWorld(world, env, server)
+    finally:
+        anvil.stop()
+
+
+def deliver(env: EscrowEnv, terms: Any) -> None:
+    for milestone in range(len(terms.milestones)):
+        env.reach(terms, milestone)
+
+
+def test_page_shows_no_order_when_two_buyers_orders_name_its_container(escrow_world: EscrowWorld, browser: Any) -> None:
+    w = escrow_world
+    mine = w.env.open(w.container_order("two"))
+    w.index()
+    w.wait_for_order("two", {"state": "Funded"})
+    shown = browser("passport", w.server.url + path_of(w.world, "two"), "order-one-buyer")
+    assert shown["escrow"] == "Funded" and shown["escrowText"] == "Paid into escrow"
+    w.env.escrow.create(w.container_order("two", buyer=member(11)), w.env.seller)  # another buyer's order, same container
+    w.index()
+    w.wait_for_order("two", None)
+    shown = browser("passport", w.server.url + path_of(w.world, "two"), "order-two-buyers")
+    assert shown["escrow"] is None  # never the other buyer's order
+    assert shown["verdict"] == "genuine" and mine.order_id
+
+
+def test_page_shows_the_release_on_a_rescan(escrow_world: EscrowWorld, browser: Any) -> None:
+    w = escrow_world
+    terms = w.env.open(w.container_order("released"))
+    deliver(w.env, terms)
+    w.index()
+    w.wait_for_order("released", {"state": "Delivered"})
+    shown = browser("passport", w.server.url + path_of(w.world, "released"), "order-delivered")
+    assert shown["escrow"] == "Delivered" and shown["escrowText"] == "Delivered, awaiting the buyer's confirmation"
+    w.env.escrow.confirm(terms, w.env.buyer)
+    w.index()
+    w.wait_for_order("released", {"state": "Released"})
+    shown = browser("passport", w.server.url + path_of(w.world, "released"), "order-released")
+    assert shown["escrow"] == "Released" and shown["escrowText"] == "Completed: payment released to the seller"
+    shown = browser("language", w.server.url + path_of(w.world, "released"), "order-released-de", lang="de-DE", switchTo="fr")
+    assert shown["initial"]["lang"] == "de"
+    assert shown["lang"] == "fr" and shown["escrowText"] == "Terminée : paiement versé au vendeur"
+
+
+def test_page_keeps_the_units_order_when_an_unrelated_order_is_cancelled(escrow_world: EscrowWorld, browser: Any) -> None:
+    w = escrow_world
+    terms = w.env.open(w.container_order("unrelated"))
+    deliver(w.env, terms)
+    other = w.container_order("unrelated", buyer=member(11))
+    w.env.escrow.create(other, w.env.seller)
+    w.env.escrow.cancel(other, w.env.seller)
+    w.index()
+    w.wait_for_order("unrelated", {"state": "Delivered"})
+    shown = browser("passport", w.server.url + path_of(w.world, "unrelated"), "order-unrelated-cancelled", lang="es-ES")
+    assert shown["escrow"] == "Delivered" and shown["escrowText"] == "Entregado, pendiente de la confirmación del comprador"

@@ -1,0 +1,269 @@
+"""Escrow orders by the shipment they cover, kept current from TradeEscrow's logs.
+
+The indexer stores every TradeEscrow log in `chain_logs`; `OrderIndex.sync` reads the ones
+stored since its checkpoint (a bounded batch per step, in chain order) and keeps one row per
+order in `escrow_orders`: its shipment key (`OrderTerms.shipmentRef`), buyer, seller and the
+state its logs put it in, exactly as TradeEscrow moves it:
+
+| log | state |
+|---|---|
+| OrderCreated | Created |
+| OrderFunded | Funded |
+| MilestoneReached | Delivered after the last milestone of its terms, else unchanged (Funded) |
+| DisputeOpened | Disputed |
+| OrderReleased / OrderRefunded / OrderCancelled / DisputeResolved | Released / Refunded / Cancelled / Resolved |
+
+A log never overwrites the state set by a later one (rows remember the block and log index
+that set them), so two processes syncing at once agree. If the chain reorganised under the
+checkpoint (the indexer deleted the log it names), the index is rebuilt from the start.
+
+Which order a unit belongs to (`order_of`): the orders are looked up by the unit's keys, most
+specific first — its own id, its lot, then each container it travelled in, innermost first —
+and the first key that names any order decides. Among that key's orders, cancelled ones are
+ignored while another exists. If what remains belongs to one buyer, the newest of those
+orders is the unit's; if it belongs to several buyers (two buyers' orders naming one
+container), the passport cannot tell whose goods the unit is and shows no order rather than
+another buyer's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
+from web3 import Web3
+
+from node.db import ChainLog, Database, EscrowOrderRow, IndexCheckpoint
+from node.db.upsert import insert_ignore, upsert
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "escrow_orders"
+_SHIPMENT_REF, _MILESTONES = 9, 15  # indexes in the OrderTerms tuple when decoded as a list
+_FINAL = {
+    "OrderFunded": "Funded",
+    "DisputeOpened": "Disputed",
+    "OrderReleased": "Released",
+    "OrderRefunded": "Refunded",
+    "OrderCancelled": "Cancelled",
+    "DisputeResolved": "Resolved",
+}
+
+
+_BY_REFS = select(EscrowOrderRow).where(
+    EscrowOrderRow.chain_id == bindparam("chain_id"), EscrowOrderRow.shipment_ref.in_(bindparam("refs", expanding=True))
+)
+
+
+@dataclass(frozen=True)
+class IndexedOrder:
+    order_id: int
+    shipment_ref: bytes
+    buyer: str
+    seller: str
+    state: str
+    created_block: int
+    created_time: int
+
+
+def _table(model: type[Any]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _order_key(order_id: int) -> str:
+    return f"0x{order_id:064x}"
+
+
+def _terms_field(terms: Any, name: str, index: int) -> Any:
+    if isinstance(terms, Mapping):
+        return terms.get(name)
+    if isinstance(terms, list) and len(terms) > index:
+        return terms[index]
+    return None
+
+
+class OrderIndex:
+    """The `escrow_orders` table: fed by `sync`, read by `orders_for` and `order_of`."""
+
+    def __init__(self, db: Database, chain_id: int, *, batch: int = 1000, cache_size: int = 100_000) -> None:
+        self.db = db
+        self.chain_id = chain_id
+        self.batch = batch
+        self.cache_size = cache_size
+        self._by_key: OrderedDict[bytes, tuple[IndexedOrder, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self.checkpoint = 0
+        self.synced_at = 0.0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # ---- feeding -------------------------------------------------------------------------------
+
+    def sync(self) -> int:
+        """Apply the TradeEscrow logs stored since the checkpoint; returns how many were read.
+        Reads at most `batch` logs per round and loops until none are left."""
+        total = 0
+        with self._sync_lock:
+            while True:
+                done = self._sync_once()
+                total += done
+                if done < self.batch:
+                    self.synced_at = time.monotonic()
+                    return total
+
+    def fresh(self, max_age: float = 0.2) -> None:
+        """Sync unless a sync finished less than `max_age` seconds ago (for a passport's first
+        build, so an order indexed just before the first scan is already there)."""
+        if time.monotonic() - self.synced_at >= max_age:
+            self.sync()
+
+    def _sync_once(self) -> int:
+        touched: set[bytes] = set()
+        with self.db.connect(write=True) as conn:
+            checkpoint = conn.execute(
+                select(IndexCheckpoint.log_id).where(IndexCheckpoint.chain_id == self.chain_id, IndexCheckpoint.name == CHECKPOINT)
+            ).scalar() or 0
+            if checkpoint and conn.execute(select(ChainLog.id).where(ChainLog.id == checkpoint)).scalar() is None:
+                log.warning("the log under the escrow order checkpoint is gone (chain reorganised): rebuilding the index")
+                conn.execute(delete(EscrowOrderRow).where(EscrowOrderRow.chain_id == self.chain_id))
+                checkpoint = 0
+                with self._lock:
+                    self._by_key.clear()
+            rows = conn.execute(
+                select(ChainLog.id, ChainLog.event, ChainLog.block_number, ChainLog.block_time, ChainLog.log_index, ChainLog.args)
+                .where(ChainLog.chain_id == self.chain_id, ChainLog.contract == "TradeEscrow", ChainLog.id > checkpoint)
+                .order_by(ChainLog.id)
+                .limit(self.batch)
+            ).all()
+            for row in sorted(rows, key=lambda r: (r.block_number, r.log_index)):
+                ref = self._apply(conn, row.event, int(row.block_number), int(row.block_time), int(row.log_index), orjson.loads(row.args))
+                if ref is not None:
+                    touched.add(ref)
+            if rows:
+                checkpoint = max(int(r.id) for r in rows)
+                conn.execute(
+                    upsert(conn, _table(IndexCheckpoint), ["chain_id", "name"], ["log_id"]),
+                    {"chain_id": self.chain_id, "name": CHECKPOINT, "log_id": checkpoint},
+                )
+        self.checkpoint = checkpoint
+        if touched:
+            with self._lock:
+                for ref in touched:
+                    self._by_key.pop(ref, None)
+        return len(rows)
+
+    def _apply(self, conn: Any, event: str, block: int, block_time: int, log_index: int, args: dict[str, Any]) -> bytes | None:
+        """Apply one log; returns the shipment key whose orders changed (None if none did)."""
+        if "orderId" not in args:
+            return None
+        order_id = _order_key(int(args["orderId"]))
+        newer = or_(
+            EscrowOrderRow.last_block < block,
+            and_(EscrowOrderRow.last_block == block, EscrowOrderRow.last_log_index < log_index),
+        )
+        where = and_(EscrowOrderRow.chain_id == self.chain_id, EscrowOrderRow.order_id == order_id)
+        if event == "OrderCreated":
+            terms = args.get("terms")
+            ref = _terms_field(terms, "shipmentRef", _SHIPMENT_REF)
+            milestones = _terms_field(terms, "milestones", _MILESTONES)
+            if not (isinstance(ref, str) and ref.startswith("0x") and len(ref) == 66):
+                return None
+            shipment = bytes.fromhex(ref[2:])
+            conn.execute(
+                insert_ignore(conn, _table(EscrowOrderRow), ["chain_id", "order_id"]),
+                {
+                    "chain_id": self.chain_id, "order_id": order_id, "shipment_ref": shipment,
+                    "buyer": Web3.to_checksum_address(args["buyer"]), "seller": Web3.to_checksum_address(args["seller"]),
+                    "milestones": len(milestones) if isinstance(milestones, list) else 0, "state": "Created",
+                    "created_block": block, "created_time": block_time, "last_block": block, "last_log_index": log_index,
+                },
+            )
+            return shipment
+        found = conn.execute(select(EscrowOrderRow.shipment_ref, EscrowOrderRow.milestones).where(where)).first()
+        if found is None:
+            return None  # an order created before the indexer's start block
+        if event == "MilestoneReached":
+            if int(args.get("milestone", -1)) + 1 != int(found.milestones):
+                return None
+            state = "Delivered"
+        elif event in _FINAL:
+            state = _FINAL[event]
+        else:
+            return None
+        conn.execute(update(EscrowOrderRow).where(where, newer).values(state=state, last_block=block, last_log_index=log_index))
+        return bytes(found.shipment_ref)
+
+    def start(self, interval: float = 0.5) -> None:
+        """Sync every `interval` seconds in a thread of its own until `stop`."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+
+        def run() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.sync()
+                except Exception:  # noqa: BLE001 - keep following; the next round retries
+                    log.exception("syncing the escrow order index failed; retrying")
+
+        self._thread = threading.Thread(target=run, name="escrow-order-index", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    def orders_for(self, keys: Iterable[bytes]) -> dict[bytes, tuple[IndexedOrder, ...]]:
+        """The orders naming each key (one indexed read for the keys not in memory)."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[bytes, tuple[IndexedOrder, ...]] = {}
+        with self._lock:
+            for key in wanted:
+                hit = self._by_key.get(key)
+                if hit is not None:
+                    found[key] = hit
+        missing = [k for k in wanted if k not in found]
+        if missing:
+            loaded: dict[bytes, list[IndexedOrder]] = {k: [] for k in missing}
+            with self.db.connect() as conn:
+                rows = conn.execute(_BY_REFS, {"chain_id": self.chain_id, "refs": missing}).all()
+            for r in rows:
+                loaded[bytes(r.shipment_ref)].append(
+                    IndexedOrder(int(r.order_id, 16), bytes(r.shipment_ref), r.buyer, r.seller, r.state, int(r.created_block), int(r.created_time))
+                )
+            with self._lock:
+                for key, orders in loaded.items():
+                    value = tuple(sorted(orders, key=lambda o: (o.created_block, o.order_id)))
+                    found[key] = value
+                    self._by_key[key] = value
+                    self._by_key.move_to_end(key)
+                while len(self._by_key) > self.cache_size:
+                    self._by_key.popitem(last=False)
+        return found
+
+    def order_of(self, levels: Sequence[Sequence[bytes]]) -> IndexedOrder | None:
+        """The order a unit belongs to, given its keys by level (see the module's rule)."""
+        orders = self.orders_for(k for level in levels for k in level)
+        for level in levels:
+            candidates = [o for key in level for o in orders.get(key, ())]
+            if not candidates:
+                continue
+            live = [o for o in candidates if o.state != "Cancelled"] or candidates
+            if len({o.buyer for o in live}) != 1:
+                return None  # several buyers' orders name this key: not showing someone else's
+            return max(live, key=lambda o: (o.created_block, o.order_id))
+        return None

@@ -1,0 +1,319 @@
+"""Cold scans and unit histories on PostgreSQL as the data grows: a big data set and one 100
+times smaller, loaded and measured in the same run.
+
+    .venv/bin/python scripts/bench/scale.py [--units 1000000] [--small-factor 100] [--seconds 10]
+        [--concurrency 50] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+For each data set (big first, then small), in a database of its own on the PostgreSQL server
+(created for the run, dropped at its end):
+
+* load: units in containers of 1,000 (10 pallets of 10 cases of 10 units). Each unit has five
+  events of its own (commissioning, encoding, inspecting, receiving, retail_selling), each case
+  its packing, each pallet its packing, each container its loading, shipping, arrival and
+  unloading: about 5.1 events per unit. Every event is signed by the member holding its role
+  and goes through the node's own capture (`CaptureService.capture`: validation, signature,
+  role, storage with the verification record) and anchorer (Merkle batches anchored on an
+  Anvil). Printed: events per second of capture plus anchoring (signing, the oracles' work,
+  is timed apart), and bytes stored per event (every table and index of the database,
+  `pg_database_size`, over the events stored).
+* history: `node.history.unit_history` of random units, one after another, in this process:
+  p50 and p99 in ms.
+* cold scans: the API started afresh (an empty passport cache, one uvicorn worker as
+  `waymark api run` starts it), 50 concurrent clients each scanning random units nobody
+  scanned before (each unit once), JSON answers, for --seconds: scans/s, p50, p99.
+
+Targets (issue 15): cold scans of the big set at least 1,000/s with p99 at most 25 ms, and
+within 20% of the small set. The machine's cores and load average are printed with them; the
+load generator runs on the same machine. The last line printed is one JSON object.
+
+A guard process started first kills every process this run started (Anvil, the API) and drops
+the run's databases when the run ends in any way, SIGKILL included: nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import orjson  # noqa: E402
+import psycopg  # noqa: E402
+from eth_account.signers.local import LocalAccount  # noqa: E402
+
+import scan as scan_bench  # noqa: E402
+from node.chain.build import build  # noqa: E402
+from node.chain.client import ChainClient  # noqa: E402
+from node.chain.deploy import deploy, waymark_steps  # noqa: E402
+from node.db import Database  # noqa: E402
+from node.devnet.anvil import AnvilProcess, free_port  # noqa: E402
+from node.devnet.consortium import DEPLOYER_INDEX, demo_consortium, devnet_account  # noqa: E402
+from node.history import unit_history  # noqa: E402
+from node.provenance import epcis  # noqa: E402
+from node.provenance.attestation import AttestationDomain  # noqa: E402
+from node.provenance.gs1 import ContainerId, UnitId, make_sscc  # noqa: E402
+from node.service import NodeRuntime, build_anchorer, build_capture  # noqa: E402
+from node.service_settings import NodeSettings  # noqa: E402
+from node.settings import ChainSettings, DatabaseSettings  # noqa: E402
+from tests.api.world import register_product  # noqa: E402
+from tests.node.story import CARRIER, GTIN, INSPECTOR, MANUFACTURER, attested, iso  # noqa: E402
+
+TARGET_COLD_PER_S = 1000.0
+TARGET_COLD_P99_MS = 25.0
+TARGET_GROWTH = 0.20  # the big set's cold scans within 20% of the small set's
+CONTAINER_UNITS = 1000
+
+GUARD = r"""
+import os, signal, sys, time
+pids, databases = [], []
+for line in sys.stdin:  # until the run's end closes the pipe, however it ended
+    if line.strip().isdigit():
+        pids.append(int(line))
+    elif line.startswith("db "):
+        databases.append(line.split()[1:3])
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for pid in pids:
+        try:
+            os.killpg(pid, sig) if os.getpgid(pid) == pid else os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    time.sleep(2)
+if databases:
+    import psycopg
+    for url, name in databases:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        except psycopg.Error:
+            pass
+"""
+
+
+class Guard:
+    """Kills the registered processes when this process ends (its stdin pipe closes)."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", GUARD], stdin=subprocess.PIPE, start_new_session=True)
+
+    def watch(self, pid: int) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{pid}\n".encode())
+        self.process.stdin.flush()
+
+    def drop_at_end(self, server: str, database: str) -> None:
+        """Drop `database` (of the server `server` names) when this process ends."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"db {server.replace('postgresql+psycopg://', 'postgresql://')} {database}\n".encode())
+        self.process.stdin.flush()
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+@dataclass
+class DataSet:
+    name: str
+    units: int
+    url: str
+    database: str
+    serials: list[str]
+    figures: dict[str, Any]
+
+
+def container_events(index: int, start: int, units: int) -> tuple[list[tuple[dict[str, Any], LocalAccount]], list[str]]:
+    """One container's events in time order (each with the account that signs it), and its units' serials."""
+    obj, agg = epcis.object_event, epcis.aggregation_event
+    t = start + index * 20
+    base = index * CONTAINER_UNITS
+    serials = [f"B{base + i:010d}" for i in range(units)]
+    lot = f"L{index:06d}"
+    unit_ids = [UnitId(GTIN, s, lot) for s in serials]
+    container = ContainerId(make_sscc("9521234", 1_000_000 + index))
+    cases = [ContainerId(make_sscc("9521234", 10_000_000 + base // 10 + c)) for c in range((units + 9) // 10)]
+    pallets = [ContainerId(make_sscc("9521234", 30_000_000 + base // 100 + p)) for p in range((len(cases) + 9) // 10)]
+    events: list[tuple[dict[str, Any], LocalAccount]] = []
+    for unit in unit_ids:
+        events.append((obj(epcs=[unit], action="ADD", event_time=iso(t + 1), biz_step="commissioning", disposition="active"), MANUFACTURER))
+        events.append((obj(epcs=[unit], action="OBSERVE", event_time=iso(t + 2), biz_step="encoding"), MANUFACTURER))
+        events.append((obj(epcs=[unit], action="OBSERVE", event_time=iso(t + 3), biz_step="inspecting"), INSPECTOR))
+    for c, case in enumerate(cases):
+        events.append((agg(parent_id=case, child_epcs=unit_ids[c * 10:(c + 1) * 10], action="ADD", event_time=iso(t + 4), biz_step="packing"), MANUFACTURER))
+    for p, pallet in enumerate(pallets):
+        events.append((agg(parent_id=pallet, child_epcs=cases[p * 10:(p + 1) * 10], action="ADD", event_time=iso(t + 5), biz_step="packing"), CARRIER))
+    events.append((agg(parent_id=container, child_epcs=pallets, action="ADD", event_time=iso(t + 6), biz_step="loading"), CARRIER))
+    events.append((obj(epcs=[container], action="OBSERVE", event_time=iso(t + 7), biz_step="shipping"), CARRIER))
+    events.append((obj(epcs=[container], action="OBSERVE", event_time=iso(t + 8), biz_step="arriving"), CARRIER))
+    events.append((agg(parent_id=container, child_epcs=pallets, action="DELETE", event_time=iso(t + 9), biz_step="unloading"), CARRIER))
+    for unit in unit_ids:
+        events.append((obj(epcs=[unit], action="OBSERVE", event_time=iso(t + 10), biz_step="receiving"), CARRIER))
+        events.append((obj(epcs=[unit], action="OBSERVE", event_time=iso(t + 11), biz_step="retail_selling"), MANUFACTURER))
+    return events, [u.uri("http://x").removeprefix("http://x") for u in unit_ids]
+
+
+def admin(url: str, statement: str) -> None:
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def database_url(server: str, name: str) -> str:
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+def load(data: DataSet, client: ChainClient, chain_settings: ChainSettings, deployment: Any, start: int) -> None:
+    db = Database(data.url)
+    db.migrate()
+    settings = NodeSettings(max_future_skew=10**9, role_refresh_interval=5.0, batch_size=20_000, max_batch_delay=0.05)
+    runtime = NodeRuntime(settings, chain_settings, db, client, deployment)
+    domain = AttestationDomain(client.chain_id, deployment.address("ProvenanceRegistry"))
+    capture = build_capture(runtime)
+    anchorer = build_anchorer(runtime, MANUFACTURER)
+    signing = node_time = 0.0
+    events = 0
+    containers = (data.units + CONTAINER_UNITS - 1) // CONTAINER_UNITS
+    for index in range(containers):
+        size = min(CONTAINER_UNITS, data.units - index * CONTAINER_UNITS)
+        began = time.perf_counter()
+        signed, serials = container_events(index, start, size)
+        document = epcis.epcis_document([e for e, _ in signed])
+        document["epcisBody"]["eventList"] = [attested(e, signer, domain) for e, signer in signed]
+        body = orjson.dumps(document)
+        signing += time.perf_counter() - began
+        began = time.perf_counter()
+        capture.capture(body)
+        anchorer.drain(timeout=600)
+        node_time += time.perf_counter() - began
+        events += len(signed)
+        data.serials.extend(serials)
+        if index % 10 == 9 or index == containers - 1:
+            print(f"  {data.name}: {len(data.serials):,} units, {events:,} events; node {events / node_time:,.0f} events/s "
+                  f"(signing apart: {signing:.0f} s)", flush=True)
+    with psycopg.connect(data.url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        size_bytes = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+        stored = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])  # type: ignore[index]
+        anchored = int(conn.execute("SELECT count(*) FROM events WHERE batch_id IS NOT NULL").fetchone()[0])  # type: ignore[index]
+        conn.execute("ANALYZE")
+    data.figures.update(
+        units=len(data.serials), events=stored, anchored_events=anchored,
+        load_events_per_s=round(events / node_time, 1), signing_seconds=round(signing, 1),
+        bytes_per_event=round(size_bytes / max(1, stored), 1), database_bytes=size_bytes,
+    )
+    samples = random.Random(1).sample(data.serials, min(300, len(data.serials)))
+    timings = []
+    for path in samples:
+        began = time.perf_counter()
+        history = unit_history(db, "https://id.gs1.org" + path)
+        timings.append(time.perf_counter() - began)
+        assert history, path
+    timings.sort()
+    data.figures["history_events"] = len(history)
+    data.figures["history_p50_ms"] = round(1000 * timings[len(timings) // 2], 2)
+    data.figures["history_p99_ms"] = round(1000 * timings[min(len(timings) - 1, int(len(timings) * 0.99))], 2)
+    db.dispose()
+
+
+def cold_scans(data: DataSet, folder: Path, chain_settings: ChainSettings, guard: Guard, concurrency: int, seconds: float) -> None:
+    port = free_port()
+    world = type("World", (), {"chain_settings": chain_settings, "database": DatabaseSettings(url=data.url)})()
+    api = scan_bench.start_api(folder, world, port)
+    guard.watch(api.pid)
+    try:
+        paths = [p.encode() for p in data.serials]
+        figures = asyncio.run(scan_bench.load(port, paths, concurrency, seconds, True, api.pid, cold=True, reached=[]))
+    finally:
+        api.terminate()
+        api.wait(timeout=15)
+    data.figures["cold_scans"] = figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--units", type=int, default=1_000_000, help="units of the big data set")
+    parser.add_argument("--small-factor", type=int, default=100, help="the small data set has this many times fewer units")
+    parser.add_argument("--seconds", type=float, default=10.0, help="most seconds of cold scans per data set")
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--postgres", default=os.environ.get("WAYMARK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+                        help="a database on the server; the run creates and drops databases of its own beside it")
+    args = parser.parse_args()
+    if args.units < args.small_factor:
+        parser.error("--units must be at least --small-factor")
+
+    guard = Guard()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
+    build()
+    anvil = AnvilProcess(port=free_port())
+    anvil.start()
+    assert anvil.process is not None
+    guard.watch(anvil.process.pid)
+    folder = Path(tempfile.mkdtemp(prefix="waymark-bench-scale-"))
+    tag = f"wm_scale_{os.getpid()}"
+    sets = [
+        DataSet("big", args.units, database_url(args.postgres, f"{tag}_big"), f"{tag}_big", [], {}),
+        DataSet("small", args.units // args.small_factor, database_url(args.postgres, f"{tag}_small"), f"{tag}_small", [], {}),
+    ]
+    try:
+        client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
+        chain_settings = ChainSettings(rpc_url=anvil.rpc_url, chain_id=anvil.chain_id, deployments_dir=folder / "deployments")
+        deployment, _ = deploy(client, devnet_account(DEPLOYER_INDEX), waymark_steps(demo_consortium()), chain_settings.deployment_file)
+        register_product(client, deployment)
+        start = int(client.w3.eth.get_block("latest")["timestamp"]) + 1
+        load_before = [round(x, 2) for x in os.getloadavg()]
+        for data in sets:
+            guard.drop_at_end(args.postgres, data.database)
+            admin(args.postgres, f"DROP DATABASE IF EXISTS {data.database}")
+            admin(args.postgres, f"CREATE DATABASE {data.database}")
+            print(f"loading the {data.name} data set: {data.units:,} units ...", flush=True)
+            load(data, client, chain_settings, deployment, start)
+            f = data.figures
+            print(f"{data.name}: {f['events']:,} events ({f['anchored_events']:,} anchored), load {f['load_events_per_s']:,.0f} events/s, "
+                  f"{f['bytes_per_event']:,.0f} bytes/event; unit history p50 {f['history_p50_ms']} ms p99 {f['history_p99_ms']} ms "
+                  f"({f['history_events']} events)", flush=True)
+        for data in sets:
+            cold_scans(data, folder, chain_settings, guard, args.concurrency, args.seconds)
+            c = data.figures["cold_scans"]
+            print(f"{data.name}: cold scans c={args.concurrency} {c['per_second']:,.1f}/s p50 {c['p50_ms']} ms p99 {c['p99_ms']} ms "
+                  f"errors {c['errors']} (server cpu {c['server_cpu']}, client cpu {c['client_cpu']})", flush=True)
+        big, small = (s.figures["cold_scans"] for s in sets)
+        growth = 1 - big["per_second"] / small["per_second"] if small["per_second"] else float("nan")
+        summary = {
+            "benchmark": "scale",
+            "database": "postgresql",
+            "cores": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "concurrency": args.concurrency,
+            "big": sets[0].figures,
+            "small": sets[1].figures,
+            "cold_rate_drop_big_vs_small": round(growth, 3),
+            "targets": {"cold_scans_per_s": TARGET_COLD_PER_S, "cold_p99_ms": TARGET_COLD_P99_MS, "within_of_small": TARGET_GROWTH, "units": 1_000_000, "events": 5_000_000},
+            "met": bool(
+                big["per_second"] >= TARGET_COLD_PER_S and big["p99_ms"] <= TARGET_COLD_P99_MS and big["errors"] == 0
+                and growth <= TARGET_GROWTH and sets[0].figures["units"] >= 1_000_000 and sets[0].figures["events"] >= 5_000_000
+            ),
+        }
+        print(json.dumps(summary))
+    finally:
+        anvil.stop()
+        for data in sets:
+            try:
+                admin(args.postgres, f"DROP DATABASE IF EXISTS {data.database} WITH (FORCE)")
+            except psycopg.Error as error:
+                print(f"could not drop {data.database}: {error}", file=sys.stderr)
+        guard.close()
+
+
+if __name__ == "__main__":
+    main()

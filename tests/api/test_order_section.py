@@ -1,0 +1,160 @@
+"""The passport's order section: the order this unit belongs to (through its own id, its lot or
+a container it travelled in), never another buyer's, and its state as the escrow logs leave it
+now, not as it was when the passport was cached. TradeEscrow deployed as on the devnet, its
+logs indexed by the node's indexer into the database the API reads (node.escrow.orders)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from eth_utils.crypto import keccak
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, select
+
+from api.main import create_app
+from node.chain.build import build
+from node.chain.client import ChainClient
+from node.db import ChainLog
+from node.devnet.anvil import AnvilProcess, free_port
+from node.escrow import OrderTerms
+from node.escrow.orders import OrderIndex
+from node.service import build_indexer
+from tests.api.world import World, api_settings, build_world
+from tests.node.escrow_env import EscrowEnv, escrow_env, member
+
+OTHER_BUYER = member(11)
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, EscrowEnv, TestClient]]:
+    build()
+    anvil = AnvilProcess(port=free_port()).start()
+    folder = tmp_path_factory.mktemp("order-world")
+    try:
+        env = escrow_env(ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id), folder)
+        world = build_world(anvil, folder, lots={"shared": "genuine", "released": "genuine", "unrelated": "genuine"}, lot_size=2)
+        app = create_app(api_settings(world, folder, passport_ttl=3600.0), world.chain_settings, world.database)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield world, env, client
+    finally:
+        anvil.stop()
+
+
+def index(world: World) -> None:
+    indexer = build_indexer(world.runtime)
+    for _ in range(50):
+        if indexer.step().logs == 0:
+            break
+
+
+def salt() -> int:
+    return time.time_ns() % 2**63
+
+
+def container_of(world: World, lot: str) -> str:
+    return world.lots[lot].container.canonical_uri
+
+
+def deliver(env: EscrowEnv, terms: OrderTerms) -> None:
+    for milestone in range(len(terms.milestones)):
+        env.reach(terms, milestone)
+
+
+def passport(client: TestClient, world: World, lot: str, index_: int = 0) -> dict[str, Any]:
+    response = client.get("/api/v1/passport", params={"uri": world.unit(lot, index_).uri()})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def order_shown(client: TestClient, world: World, lot: str, wanted: dict[str, str] | None, index_: int = 0) -> dict[str, Any]:
+    """The passport once its order section shows `wanted` (the API follows the indexed logs
+    within about half a second); fails after 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        body = passport(client, world, lot, index_)
+        if body["escrow"] == wanted or time.monotonic() > deadline:
+            assert body["escrow"] == wanted
+            return body
+        time.sleep(0.05)
+
+
+def test_two_buyers_orders_on_one_container_show_neither_and_the_units_own_order_wins(setting: Any) -> None:
+    world, env, client = setting
+    container = container_of(world, "shared")
+    mine = env.open(env.terms(shipment_ref=keccak(text=container), salt=salt()))
+    index(world)
+    order_shown(client, world, "shared", {"state": "Funded"})
+    env.escrow.create(env.terms(shipment_ref=keccak(text=container), buyer=OTHER_BUYER.address, salt=salt()), env.seller)
+    index(world)
+    # Two buyers' orders name the container: which one the unit is in cannot be told from the chain.
+    order_shown(client, world, "shared", None)
+    order_shown(client, world, "shared", None, 1)
+    unit = world.unit("shared", 0)
+    env.escrow.create(env.terms(shipment_ref=keccak(text=unit.canonical_uri), buyer=OTHER_BUYER.address, salt=salt()), env.seller)
+    index(world)
+    order_shown(client, world, "shared", {"state": "Created"})  # the order naming the unit itself
+    order_shown(client, world, "shared", None, 1)  # not the other unit's
+    assert mine.order_id  # the container order stays the buyer's; it is just not this unit's to show
+
+
+def test_a_release_is_shown_on_the_next_scan_without_rebuilding_the_passport(setting: Any) -> None:
+    world, env, client = setting
+    terms = env.open(env.terms(shipment_ref=keccak(text=container_of(world, "released")), salt=salt()))
+    deliver(env, terms)
+    index(world)
+    order_shown(client, world, "released", {"state": "Delivered"})
+    builds = client.app.state.services.passports.builds
+    env.escrow.confirm(terms, env.buyer)
+    index(world)
+    order_shown(client, world, "released", {"state": "Released"})
+    assert client.app.state.services.passports.builds == builds  # the cached passport, current order
+
+
+def test_cancelling_an_unrelated_order_leaves_the_units_order_shown(setting: Any) -> None:
+    world, env, client = setting
+    container = container_of(world, "unrelated")
+    mine = env.open(env.terms(shipment_ref=keccak(text=container), salt=salt()))
+    deliver(env, mine)
+    index(world)
+    order_shown(client, world, "unrelated", {"state": "Delivered"})
+    other = env.terms(shipment_ref=keccak(text=container), buyer=OTHER_BUYER.address, salt=salt())
+    env.escrow.create(other, env.seller)
+    env.escrow.cancel(other, env.seller)
+    index(world)
+    order_shown(client, world, "unrelated", {"state": "Delivered"})
+    order_shown(client, world, "unrelated", {"state": "Delivered"}, 1)
+
+
+def test_an_order_on_the_units_lot_is_its_order(setting: Any) -> None:
+    # Last in this module: every lot of the world shares one lot number.
+    world, env, client = setting
+    unit = world.unit("released", 1)
+    lot = f"https://id.gs1.org/01/{unit.gtin}/10/{unit.lot}"
+    env.open(env.terms(shipment_ref=keccak(text=lot), salt=salt()))
+    index(world)
+    order_shown(client, world, "released", {"state": "Funded"}, 1)  # the lot's order is more specific than the container's
+
+
+def test_the_order_index_rebuilds_when_the_chain_reorganised_under_its_checkpoint(setting: Any) -> None:
+    world, _env, _client = setting
+    unit = world.unit("released", 1)
+    lot_key = keccak(text=f"https://id.gs1.org/01/{unit.gtin}/10/{unit.lot}")
+    orders = OrderIndex(world.db, world.client.chain_id)
+    orders.sync()
+    assert [o.state for o in orders.orders_for([lot_key])[lot_key]] == ["Funded"]
+    # A reorganisation took the lot order's funding away: the indexer's roll back deletes that
+    # log, which is the one the index's checkpoint names.
+    with world.db.connect(write=True) as conn:
+        last, event = conn.execute(
+            select(ChainLog.id, ChainLog.event).where(ChainLog.contract == "TradeEscrow").order_by(ChainLog.id.desc()).limit(1)
+        ).one()
+        assert event == "OrderFunded" and last == orders.checkpoint
+        conn.execute(delete(ChainLog).where(ChainLog.id == last))
+    orders.sync()
+    fresh = OrderIndex(world.db, world.client.chain_id)  # nothing held in memory: what the table says
+    assert [o.state for o in fresh.orders_for([lot_key])[lot_key]] == ["Created"]
+    assert orders.checkpoint < last
