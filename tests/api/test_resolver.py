@@ -40,7 +40,20 @@ def test_a_fully_anchored_unit_is_genuine_with_its_containers_events(client: Tes
         assert check["merkle"]["root"].startswith("0x")
     assert timeline[7]["verification"]["signerOrg"]["name"] == "Customs Office Rotterdam"
     assert timeline[7]["verification"]["signerRole"] == "CUSTOMS"
-    assert [stop["country"] for stop in passport["route"]][:2] == ["VN", "SG"]
+    # The route follows where events happened, not who reported them: the Singapore carrier's
+    # unloading in Rotterdam is in NL, its loading in Hai Phong in VN.
+    route = passport["route"]
+    assert [(stop["name"], stop["country"]) for stop in route] == [
+        ("Lumen Ceramics factory, Hai Phong", "VN"), ("Port of Hai Phong", "VN"), (None, None),
+        ("Port of Rotterdam", "NL"), ("Utrecht distribution centre", "NL"),
+    ]
+    assert route[1]["organisations"] == ["Bluewater Ocean Freight"] and route[3]["steps"] == ["wmc:declared", "wmc:cleared", "arriving", "unloading"]
+    assert "Bluewater Ocean Freight" in route[3]["organisations"]
+    assert timeline[10]["location"] == {"id": "https://id.gs1.org/414/9521234000037", "name": "Port of Rotterdam", "country": "NL", "unlocode": "NLRTM"}
+    master = passport["product"]["master"]
+    assert master["status"] == "verified" and master["name"] == "Glazed stoneware vase, 30 cm"
+    assert master["images"][0]["alt"] == "The vase, front view" and master["countryOfOrigin"] == "VN"
+    assert passport["lot"] == world.unit("genuine").lot
     assert passport["documents"] == [{"type": "inspection_report", "digest": "sha256:" + "ab" * 32, "status": "not_held", "eventId": timeline[1]["id"]}]
     assert passport["sensorExcursions"][0]["type"] == "Temperature" and passport["sensorExcursions"][0]["exception"] == "ALARM_CONDITION"
     assert passport["escrow"] is None  # no TradeEscrow in this deployment
@@ -150,7 +163,8 @@ def test_json_and_linkset_are_negotiated(client: TestClient, world: World) -> No
     assert linkset.headers["content-type"] == "application/linkset+json"
     entry = linkset.json()["linkset"][0]
     assert entry["anchor"] == world.unit("genuine", 2).canonical_uri
-    assert entry["https://gs1.org/voc/defaultLink"][0]["href"] == "https://scan.example" + path
+    assert entry["https://gs1.org/voc/defaultLink"][0]["href"] == "https://scan.example/passport" + path
+    assert "traceability" in " ".join(entry)
     assert entry["https://gs1.org/voc/pip"][0]["hreflang"] == ["en", "zh", "es", "fr", "de"]
     assert entry["https://gs1.org/voc/traceability"][0]["type"] == "application/json"
     assert client.get(path + "?linkType=all").json() == linkset.json()
@@ -164,8 +178,8 @@ def test_a_link_type_redirects_to_that_link(client: TestClient, world: World) ->
     assert response.headers["location"].startswith("https://scan.example/api/v1/passport?uri=https%3A%2F%2Fid.gs1.org%2F01%2F")
     followed = client.get(response.headers["location"].removeprefix("https://scan.example"))
     assert followed.json()["verdict"] == "genuine"
-    missing = client.get(path + "?linkType=gs1:recipeInfo")
-    assert missing.status_code == 400 and missing.json()["code"] == "unknown_link_type"
+    missing = client.get(path + "?linkType=gs1:recipeInfo", headers=JSON)
+    assert missing.status_code == 404 and missing.json()["code"] == "link_type_unavailable"
 
 
 def test_an_unacceptable_media_type_is_406(client: TestClient, world: World) -> None:
@@ -234,9 +248,9 @@ def test_percent_encoding_is_decoded_exactly(client: TestClient, world: World) -
     assert space.status_code == 400 and "outside the GS1 AI set" in space.json()["message"]
 
 
-def test_a_link_without_a_serial_is_refused(client: TestClient, world: World) -> None:
+def test_a_lot_nobody_made_is_unknown(client: TestClient, world: World) -> None:
     response = client.get(f"/01/{GTIN}/10/L1", headers=JSON)
-    assert response.status_code == 400 and "needs a serial" in response.json()["message"]
+    assert response.status_code == 404 and response.json()["verdict"] == "unknown"
 
 
 def test_malformed_paths_get_clear_answers_never_a_500(client: TestClient) -> None:
