@@ -244,7 +244,8 @@ def slim(passport: bytes) -> bytes:
     from `/api/v1/passport` when the buyer opens the details or verifies in the browser)."""
     data = orjson.loads(passport)
     for item in data.get("timeline") or ():
-        item.pop("event", None)
+        for heavy in ("event", "digest", "readPoint", "bizLocation"):  # `location` names the place
+            item.pop(heavy, None)
         full = item.get("verification") or {}
         anchor = full.get("anchor")
         item["verification"] = {key: full.get(key) for key in _SLIM_VERIFICATION}

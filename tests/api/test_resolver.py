@@ -464,3 +464,32 @@ def test_members_register_location_master_data_with_a_signed_request(client: Tes
     signed = sign_request(outsider.key, world.client.chain_id, "PUT", "/api/v1/locations", body)
     assert client.put("/api/v1/locations", content=body, headers={**signed, "Content-Type": "application/json"}).status_code == 403
     assert client.put("/api/v1/locations", content=body, headers={"Content-Type": "application/json"}).status_code == 401
+
+
+# --- a light page on a phone ----------------------------------------------------------------------
+
+
+def test_the_page_of_a_unit_with_40_events_ships_a_slim_passport_before_first_paint(client: TestClient, world: World) -> None:
+    from node.service import build_anchorer, build_capture
+    from node.provenance import epcis
+    from tests.api.world import journey
+    from tests.node.story import capture_document, iso, lot_story
+
+    start = int(world.client.w3.eth.get_block("latest")["timestamp"]) + 1
+    story = lot_story(start, 2)
+    reading = [(epcis.object_event(epcs=[story.pallet], action="OBSERVE", event_time=iso(start + 20 + i), biz_step="sensor_reporting",
+                                   sensor_elements=[epcis.sensor_element([epcis.temperature(20 + i / 10, time=iso(start + 20 + i))], time=iso(start + 20 + i))]), CARRIER)
+               for i in range(28)]
+    build_capture(world.runtime).capture(json.dumps(capture_document([*journey(story), *reading], world.runtime.domain)).encode())
+    build_anchorer(world.runtime, MANUFACTURER).drain()
+    unit = story.units[0]
+    full = client.get(f"/api/v1/passport?uri={unit.canonical_uri}").content
+    assert len(json.loads(full)["timeline"]) == 40
+    page = client.get("/passport" + unit.uri("https://scan.example").removeprefix("https://scan.example"))
+    boot = boot_of(page.text)
+    assert len(boot["passport"]["timeline"]) == 40 and boot["passport"]["slim"] is True
+    assert "event" not in boot["passport"]["timeline"][0] and "merkle" not in boot["passport"]["timeline"][0]["verification"]
+    before = len(page.content) - len(json.dumps(boot["passport"], separators=(",", ":")).encode()) + len(full)
+    after = len(page.content)
+    print(f"page of a 40-event unit: {before} bytes with the full passport inline, {after} bytes with the slim one")
+    assert after < before / 3, (before, after)
