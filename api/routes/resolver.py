@@ -579,6 +579,17 @@ _AI82 = r"^[A-Za-z0-9_.-]{1,20}$"
 _METHODS = ["GET", "HEAD"]
 
 
+def resolver_route(path: str, summary: str) -> Any:
+    """Register a resolver path for GET and HEAD (each with its own OpenAPI operation id)."""
+    def register(endpoint: Any) -> Any:
+        router.add_api_route(path, endpoint, methods=["GET"], responses=_RESPONSES, response_class=Response, summary=summary)
+        router.add_api_route(path, endpoint, methods=["HEAD"], responses=_RESPONSES, response_class=Response, summary=summary + " (headers only)",
+                             operation_id=f"{endpoint.__name__}_head")
+        return endpoint
+
+    return register
+
+
 def PathParam(pattern: str, key_format: str | None = None) -> Any:  # noqa: N802 - reads like FastAPI's Path
     """A path parameter documented with the pattern (and GS1 key format: valid check digit) the
     resolver's parser enforces; the parser itself answers a violation (400 naming the problem)."""
@@ -598,43 +609,43 @@ class Conflict(ApiError):
         super().__init__(problem)
 
 
-@router.api_route("/01/{gtin}", methods=_METHODS, responses=_RESPONSES, response_class=Response, summary="Resolve a product (GTIN)")
+@resolver_route("/01/{gtin}", "Resolve a product (GTIN)")
 async def product(request: Request, services: ServicesDep, gtin: str = PathParam(_GTIN, "gtin"), link_type: str | None = _LINK_TYPE) -> Response:
     """A product class by GTIN-8, -12, -13 or -14: its master data and lots."""
     return await resolve(request, services)
 
 
-@router.api_route("/01/{gtin}/10/{lot}", methods=_METHODS, responses=_RESPONSES, response_class=Response, summary="Resolve a lot")
+@resolver_route("/01/{gtin}/10/{lot}", "Resolve a lot")
 async def lot(request: Request, services: ServicesDep, gtin: str = PathParam(_GTIN, "gtin"), lot: str = PathParam(_AI82), link_type: str | None = _LINK_TYPE) -> Response:
     """One lot (AI 10) of a product: its production, inspection and recall state."""
     return await resolve(request, services)
 
 
-@router.api_route("/01/{gtin}/10/{lot}/21/{serial}", methods=_METHODS, responses=_RESPONSES, response_class=Response, summary="Resolve a serialised unit with its lot")
+@resolver_route("/01/{gtin}/10/{lot}/21/{serial}", "Resolve a serialised unit with its lot")
 async def unit_with_lot(request: Request, services: ServicesDep, gtin: str = PathParam(_GTIN, "gtin"), lot: str = PathParam(_AI82), serial: str = PathParam(_AI82), link_type: str | None = _LINK_TYPE, s: str | None = _SIG) -> Response:
     """A unit: GTIN (8, 12, 13 or 14 digits, valid check digit), lot (AI 10), serial (AI 21)."""
     return await resolve(request, services)
 
 
-@router.api_route("/01/{gtin}/21/{serial}", methods=_METHODS, responses=_RESPONSES, response_class=Response, summary="Resolve a serialised unit")
+@resolver_route("/01/{gtin}/21/{serial}", "Resolve a serialised unit")
 async def unit(request: Request, services: ServicesDep, gtin: str = PathParam(_GTIN, "gtin"), serial: str = PathParam(_AI82), link_type: str | None = _LINK_TYPE, s: str | None = _SIG) -> Response:
     """A unit by GTIN and serial (AI 21), without its lot."""
     return await resolve(request, services)
 
 
-@router.api_route("/00/{sscc}", methods=_METHODS, responses=_RESPONSES, response_class=Response, summary="Resolve a logistic unit (case, pallet, container)")
+@resolver_route("/00/{sscc}", "Resolve a logistic unit (case, pallet, container)")
 async def logistic_unit(request: Request, services: ServicesDep, sscc: str = PathParam(r"^\d{18}$", "sscc"), link_type: str | None = _LINK_TYPE) -> Response:
     """A case, pallet or container by its 18-digit SSCC (valid check digit)."""
     return await resolve(request, services)
 
 
-@router.api_route("/414/{gln}", methods=_METHODS, responses=_RESPONSES, response_class=Response, summary="Resolve a location (GLN)")
+@resolver_route("/414/{gln}", "Resolve a location (GLN)")
 async def location(request: Request, services: ServicesDep, gln: str = PathParam(r"^\d{13}$", "gln"), link_type: str | None = _LINK_TYPE) -> Response:
     """A physical location by GLN (AI 414): its master data, when a member registered it."""
     return await resolve(request, services)
 
 
-@router.api_route("/414/{gln}/254/{extension}", methods=_METHODS, responses=_RESPONSES, response_class=Response, summary="Resolve a sub-location (GLN + extension)")
+@resolver_route("/414/{gln}/254/{extension}", "Resolve a sub-location (GLN + extension)")
 async def sub_location(request: Request, services: ServicesDep, gln: str = PathParam(r"^\d{13}$", "gln"), extension: str = PathParam(_AI82), link_type: str | None = _LINK_TYPE) -> Response:
     """A location by GLN and GLN extension (AI 254)."""
     return await resolve(request, services)
@@ -655,8 +666,7 @@ async def passport_page(request: Request, services: ServicesDep, rest: str) -> R
     return await show_page(request, services)
 
 
-@router.options("/{rest:path}", include_in_schema=False)
-async def options(rest: str) -> Response:
+async def options() -> Response:
     """CORS preflight and OPTIONS for every resolver and scan path."""
     return Response(status_code=204, headers={
         **CORS,
@@ -679,6 +689,11 @@ async def resolver_description(services: ServicesDep) -> Response:
         "supportedContextValuesEnumerated": [],
     }
     return Response(orjson.dumps(body), media_type=JSON, headers=CORS)
+
+
+for _path in [*(f"/{prefix}/{{rest:path}}" for prefix in ("01", "00", "414", "417", "8004", "gtin", "sscc", "gln", "party", "giai")),
+              PAGE_PREFIX + "/{rest:path}", "/.well-known/gs1resolver", "/api/v1/scan", "/api/v1/passport"]:
+    router.add_api_route(_path, options, methods=["OPTIONS"], include_in_schema=False)
 
 
 # --- master data --------------------------------------------------------------------------------------
@@ -745,7 +760,7 @@ async def put_location(record: LocationRecord, signed: SignedRequest, services: 
 
 SCAN_URI_PATTERN = (
     r"^(?:urn:epc:id:(?:sgtin:\d{6,12}\.\d{1,7}\.[A-Za-z0-9_.-]{1,20}|sscc:\d{6,12}\.\d{5,11})"
-    r"|(?:https?://[a-z0-9.-]{1,60}(?::\d{1,5})?)?/?"
+    r"|(?:https?://[a-z0-9.-]{1,60}(?::\d{1,5})?/|/)?"
     r"(?:01/(?:\d{8}|\d{12,14})(?:/22/[A-Za-z0-9_.-]{1,20})?(?:/10/[A-Za-z0-9_.-]{1,20})?(?:/21/[A-Za-z0-9_.-]{1,20})?"
     r"|00/\d{18}|414/\d{13}(?:/254/[A-Za-z0-9_.-]{1,20})?))$"
 )

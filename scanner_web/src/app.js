@@ -186,7 +186,7 @@ function masterDetails(master) {
     master.countryOfOrigin && [el("dt", {}, t("origin")), el("dd", { id: "product-origin" }, master.countryOfOrigin)],
     master.materials && master.materials.length && [el("dt", {}, t("materials")), el("dd", {}, master.materials.join(", "))],
     master.certifications && master.certifications.length && [el("dt", {}, t("certifications")), el("dd", { id: "product-certifications" }, master.certifications.map((c) => c.issuer ? `${c.name} (${c.issuer})` : c.name).join("; "))],
-  ];
+  ].filter(Boolean).flat();
 }
 
 function lotHref(gtin, lot) {
