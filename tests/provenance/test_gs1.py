@@ -316,3 +316,10 @@ def test_bare_gtin_and_sscc_are_the_same_key_as_their_digital_links() -> None:
 def test_unit_parser_still_refuses_product_level_and_other_keys() -> None:
     assert "serial" in problem_of(f"https://brand.example/01/{GTIN14}")
     assert "primary key" in problem_of(f"https://brand.example/414/{GLN}")
+
+
+def test_human_readable_lines_keep_the_variant_and_the_data_attributes() -> None:
+    from node.provenance.labels import human_readable
+
+    link = f"https://brand.example/01/{GTIN13}/22/V2/10/L1/21/S1?17=261231&linkType=all"
+    assert human_readable(link) == [f"(01) {GTIN14}", "(22) V2", "(10) L1", "(21) S1", "(17) 261231"]
