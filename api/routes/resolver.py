@@ -26,7 +26,8 @@ without logging a scan.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -579,9 +580,12 @@ _AI82 = r"^[A-Za-z0-9_.-]{1,20}$"
 _METHODS = ["GET", "HEAD"]
 
 
-def resolver_route(path: str, summary: str) -> Any:
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Response]])
+
+
+def resolver_route(path: str, summary: str) -> Callable[[Endpoint], Endpoint]:
     """Register a resolver path for GET and HEAD (each with its own OpenAPI operation id)."""
-    def register(endpoint: Any) -> Any:
+    def register(endpoint: Endpoint) -> Endpoint:
         router.add_api_route(path, endpoint, methods=["GET"], responses=_RESPONSES, response_class=Response, summary=summary)
         router.add_api_route(path, endpoint, methods=["HEAD"], responses=_RESPONSES, response_class=Response, summary=summary + " (headers only)",
                              operation_id=f"{endpoint.__name__}_head")
