@@ -44,7 +44,7 @@ from api.services import Services
 from node.errors import WaymarkError
 from node.locations import LocationRecord, load_locations, store_location
 from node.passport import Passport, PassportCore, finish, issuance_flag, valid_issuance
-from node.product_master import MasterDataError, MasterDataHashMismatch, lot_view, product_view, store_master
+from node.product_master import MasterDataError, MasterDataHashMismatch, ProductMaster, lot_view, product_view, store_master
 from node.provenance.gs1 import (
     SUPPORTED_PRIMARY_KEYS,
     AnyKey,
@@ -703,11 +703,31 @@ for _path in [*(f"/{prefix}/{{rest:path}}" for prefix in ("01", "00", "414", "41
 # --- master data --------------------------------------------------------------------------------------
 
 
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its $defs inlined (an OpenAPI operation cannot use local $defs)."""
+    schema = model.model_json_schema(by_alias=True)
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    result: dict[str, Any] = inline(schema)
+    return result
+
+
 @router.put(
     "/api/v1/products/{gtin}/master",
     tags=["products"],
     summary="Store a product's master data",
     responses={400: {"model": ErrorBody}, 409: {"model": ErrorBody, "description": "The content does not hash to the metadata hash registered on chain"}},
+    openapi_extra={"requestBody": {"required": True, "content": {JSON: {"schema": _inline_schema(ProductMaster)}}}},
 )
 async def put_master(request: Request, services: ServicesDep, gtin: str = PathParam(_GTIN, "gtin")) -> dict[str, str]:
     """Store the master data (name, description, images, brand, countryOfOrigin, materials,
