@@ -57,6 +57,7 @@ from node.provenance.gs1 import (
     UnitId,
     normalize_gtin,
     parse_identifier,
+    parse_key,
     parse_link,
 )
 from node.scans import Flag
@@ -146,6 +147,8 @@ def parse_any_key(text: str) -> DigitalLink:
         raise InvalidIdentifier(text, "empty")
     if value.startswith("urn:"):
         return DigitalLink(parse_identifier(value), "", None)
+    if value.isascii() and value.isdigit():  # a bare GTIN or SSCC: the same key as its Digital Link
+        return DigitalLink(parse_key(value), "", None)
     if value.startswith("/"):
         value = "https://resolver.invalid" + value
     elif "://" not in value:

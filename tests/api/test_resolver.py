@@ -493,3 +493,13 @@ def test_the_page_of_a_unit_with_40_events_ships_a_slim_passport_before_first_pa
     after = len(page.content)
     print(f"page of a 40-event unit: {before} bytes with the full passport inline, {after} bytes with the slim one")
     assert after < before / 3, (before, after)
+
+
+def test_a_bare_sscc_or_gtin_is_the_same_key_as_its_digital_link(client: TestClient, world: World) -> None:
+    sscc = world.lots["genuine"].container.sscc
+    bare = client.get("/api/v1/passport", params={"uri": sscc}).json()
+    assert bare["id"] == f"https://id.gs1.org/00/{sscc}" and bare["kind"] == "container"
+    assert bare["timeline"] == client.get(f"/00/{sscc}", headers=JSON).json()["timeline"]
+    product = client.get("/api/v1/passport", params={"uri": GTIN.lstrip("0")}).json()
+    assert product["kind"] == "product" and product["id"] == f"https://id.gs1.org/01/{GTIN}"
+    assert client.get("/api/v1/passport", params={"uri": "12345"}).status_code == 400
