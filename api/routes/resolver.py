@@ -750,7 +750,7 @@ async def put_master(request: Request, services: ServicesDep, gtin: str = PathPa
     return {"gtin": normalized, "metadataHash": "0x" + (registered or b"").hex()}
 
 
-@router.get("/api/v1/products/{gtin}/master", tags=["products"], summary="A product's master data", responses={404: {"model": ErrorBody}})
+@router.get("/api/v1/products/{gtin}/master", tags=["products"], summary="A product's master data", responses={400: {"model": ErrorBody, "description": "Malformed GTIN"}, 404: {"model": ErrorBody}})
 async def get_master(services: ServicesDep, gtin: str = PathParam(_GTIN, "gtin")) -> Response:
     """The master data bytes exactly as stored (their keccak256 is the product's metadata hash on chain)."""
     from node.db.models import ProductMaster
@@ -770,7 +770,7 @@ async def get_master(services: ServicesDep, gtin: str = PathParam(_GTIN, "gtin")
     return Response(content, media_type=JSON, headers=CORS)
 
 
-@router.put("/api/v1/locations", tags=["locations"], summary="Register a location's master data", responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
+@router.put("/api/v1/locations", tags=["locations"], summary="Register a location's master data", responses={400: {"model": ErrorBody, "description": "Malformed location record"}, 401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
 async def put_location(record: LocationRecord, signed: SignedRequest, services: ServicesDep) -> dict[str, Any]:
     """Store a readPoint/bizLocation's master data (name, country; optional unlocode, address).
     Signed request (headers Waymark-Account, Waymark-Timestamp, Waymark-Signature; see api.auth)
