@@ -570,7 +570,8 @@ def parse_digital_link(uri: str) -> ParsedLink:
     if parsed is None:
         if isinstance(link.key, ProductId):
             raise InvalidIdentifier(uri, "a unit link needs a serial (/21/<serial>)")
-        raise InvalidIdentifier(uri, f"({link.key.ai}) is not a unit's or container's primary key: expected /01/<GTIN>/21/<serial> or /00/<SSCC>")
+        ai = link.key.ai if isinstance(link.key, GS1Key) else "?"
+        raise InvalidIdentifier(uri, f"({ai}) is not a unit's or container's primary key: expected /01/<GTIN>/21/<serial> or /00/<SSCC>")
     return parsed
 
 
