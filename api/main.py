@@ -37,6 +37,7 @@ from node.chain.client import ChainClient
 from node.chain.deploy import load_deployment
 from node.db import Database
 from node.documents import DocumentSettings, DocumentStore, FileBlobStore
+from node.epcis_rest.corrections import passport_corrections
 from node.escrow.orders import OrderIndex
 from node.passport import ChainView, PassportBuilder
 from node.scans import CloneRules, ScanLog
@@ -73,6 +74,7 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
         confirmations=chain.confirmations,
         orders=orders,
         document_status=documents.status,
+        corrections=passport_corrections(db),
     )
     rules = CloneRules(
         window_ms=int(api.clone_window_hours * 3_600_000),

@@ -126,6 +126,11 @@ class PassportCache:
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
+    def clear(self) -> None:
+        """Forget every passport (master data changed: each is rebuilt on its next scan)."""
+        with self._lock:
+            self._entries.clear()
+
     def invalidate(self, key: str) -> None:
         with self._lock:
             self._entries.pop(key, None)

@@ -47,6 +47,8 @@ from node.db import Batch, Database, Event
 from node.errors import WaymarkError
 from node.escrow.orders import OrderIndex
 from node.history import HistoryEntry, unit_history
+from node.locations import route_by_location
+from node.product_master import master_section, recorded_lot
 from node.ingest.roles import roles_for_bizstep
 from node.proofs import FAILURES
 from node.provenance.attestation import (
@@ -139,6 +141,19 @@ class SensorExcursion(_Model):
     exception: str | None = None
 
 
+class LocationRef(_Model):
+    id: str = Field(description="Canonical id of the place (readPoint/bizLocation)")
+    name: str | None = Field(None, description="From the location's master data; None if no member registered it")
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2, from the location's master data")
+    unlocode: str | None = None
+
+
+class Correction(_Model):
+    reason: str | None = Field(None, description="CBV error reason, e.g. incorrect_data, did_not_occur")
+    declared_at: str = Field(description="declarationTime of the EPCIS error declaration")
+    corrective_event_ids: list[str] = Field(default_factory=list, description="Event hashes of the corrective events")
+
+
 class TimelineEvent(_Model):
     id: str = Field(description="CBV 2.0 event hash ni:///sha-256;<hex>?ver=CBV2.0")
     digest: str
@@ -151,12 +166,16 @@ class TimelineEvent(_Model):
     read_point: str | None = None
     biz_location: str | None = None
     via: list[str] = Field(description="Containers (canonical ids, innermost first) through which the event applies; empty for the unit's own events")
+    location: LocationRef | None = Field(None, description="Where the event happened (bizLocation, else readPoint) with its master data")
+    correction: Correction | None = Field(None, description="Set when the event was declared erroneous (EPCIS error declaration)")
     event: dict[str, Any] = Field(description="The EPCIS event as stored, for re-hashing")
     verification: Verification
 
 
 class RouteStop(_Model):
-    country: str | None = None
+    location_id: str | None = Field(None, description="Canonical id of the place; None for events that name no place")
+    name: str | None = Field(None, description="The place's name from its master data")
+    country: str | None = Field(None, description="The place's country (ISO 3166-1 alpha-2), not the reporting organisation's")
     organisations: list[str]
     steps: list[str]
     first: str
@@ -167,6 +186,7 @@ class ProductInfo(_Model):
     gtin: str
     registered: bool
     manufacturer: OrgRef | None = None
+    master: dict[str, Any] | None = Field(None, description="Master data (node.product_master): status verified | not_held | hash_mismatch, metadataHash, and when verified name, description, images, brand, countryOfOrigin, materials, certifications")
 
 
 class OwnershipView(_Model):
@@ -200,7 +220,7 @@ class Passport(_Model):
     link: str = Field(description="The Digital Link on this resolver")
     kind: Literal["unit", "container"]
     gtin: str | None = None
-    lot: str | None = None
+    lot: str | None = Field(None, description="The lot the unit was commissioned in (its commissioning event's ilmd), else the link's")
     serial: str | None = None
     sscc: str | None = None
     product: ProductInfo | None = None
@@ -319,6 +339,14 @@ class ChainView:
 
         return self._current.get(("product", gtin), load)  # type: ignore[no-any-return]
 
+    def product_hash(self, gtin: str) -> bytes | None:
+        """The master data hash registered with product class `gtin` (None if unregistered)."""
+        def load() -> bytes | None:
+            org_id, _registered_at, metadata = self.client.call(self.provenance.functions.productOf(int(gtin)))
+            return bytes(metadata) if org_id else None
+
+        return self._current.get(("productHash", gtin), load)  # type: ignore[no-any-return]
+
     def anchor(self, root: bytes) -> AnchorRecord | None:
         def load() -> AnchorRecord | None:
             org_id, block_number, timestamp, count = self.client.call(self.provenance.functions.anchorOf(root))
@@ -382,6 +410,12 @@ DocumentStatus = Callable[[str], Literal["available", "erased", "not_held"]]
 def documents_not_held(_digest: str) -> Literal["available", "erased", "not_held"]:
     """Hook: this API holds no document store yet, so every document is shown as not held here."""
     return "not_held"
+
+
+def corrections_none(_event_ids: Sequence[str]) -> Mapping[str, dict[str, Any]]:
+    """Hook for the corrections (EPCIS error declarations) of events, by event id: none known.
+    Each value is {reason, declaredAt, correctiveEventIds}."""
+    return {}
 
 
 ESCROW_STATES = ("None", "Created", "Funded", "Delivered", "Disputed", "Released", "Refunded", "Cancelled", "Resolved")
@@ -453,7 +487,7 @@ class PassportCore:
 
     __slots__ = (
         "json", "verdict", "reasons", "pending", "gtin", "manufacturer_org", "containers", "timeline_length", "built_at",
-        "order_levels", "orders",
+        "order_levels", "orders", "recorded_lot",
     )
 
     def __init__(
@@ -474,6 +508,7 @@ class PassportCore:
         # Containers the unit travelled in (for escrow orders that name a container).
         self.containers: tuple[str, ...] = tuple(dict.fromkeys(c for item in body.get("timeline", ()) for c in item["via"]))
         self.timeline_length = len(body.get("timeline", ()))
+        self.recorded_lot = recorded_lot(body.get("timeline", ()))  # the lot of its commissioning, for wrong-lot links
         self.built_at = time.monotonic()
         # The keys an escrow order may name for this unit, most specific first, and where to
         # look them up: the order section is read per scan (`order_section`), never cached here.
@@ -541,6 +576,7 @@ class PassportBuilder:
         document_status: DocumentStatus = documents_not_held,
         orders: OrderIndex | None = None,
         history: Callable[[Database, str], list[HistoryEntry]] = unit_history,
+        corrections: Callable[[Sequence[str]], Mapping[str, dict[str, Any]]] = corrections_none,
     ) -> None:
         self.db = db
         self.chain = chain
@@ -549,6 +585,7 @@ class PassportBuilder:
         self.document_status = document_status
         self.orders = orders
         self.history = history
+        self.corrections = corrections
         self._memo: dict[bytes, dict[str, Any]] = {}
         self._watermark: tuple[float, tuple[Any, ...]] | None = None
         self.chain_info = {
@@ -625,12 +662,16 @@ class PassportBuilder:
             documents.extend(self._documents(entry))
             excursions.extend(_excursions(entry))
 
+        corrections = self.corrections([item["id"] for item in timeline]) if timeline else {}
+        for item in timeline:
+            item["correction"] = corrections.get(item["id"])
         gtin = identifier.gtin if isinstance(identifier, UnitId) else None
         manufacturer_org = chain.product_org(gtin) if gtin else None
         product = None
         if gtin is not None:
             org = chain.organisation(manufacturer_org) if manufacturer_org else None
-            product = {"gtin": gtin, "registered": manufacturer_org is not None, "manufacturer": org.ref() if org else None}
+            product = {"gtin": gtin, "registered": manufacturer_org is not None, "manufacturer": org.ref() if org else None,
+                       "master": master_section(self.db, gtin, chain.product_hash(gtin)) if manufacturer_org else None}
             if manufacturer_org is None:
                 reasons.append({"code": "product_not_registered", "message": f"product {gtin} is not registered on the chain"})
             commissioning = [t for t in timeline if not t["via"] and t["bizStep"] == "commissioning"]
@@ -659,12 +700,12 @@ class PassportBuilder:
             "link": identifier.uri(self.resolver_url),
             "kind": "unit" if isinstance(identifier, UnitId) else "container",
             "gtin": gtin,
-            "lot": identifier.lot if isinstance(identifier, UnitId) else None,
+            "lot": (recorded_lot(timeline) or identifier.lot) if isinstance(identifier, UnitId) else None,
             "serial": identifier.serial if isinstance(identifier, UnitId) else None,
             "sscc": identifier.sscc if isinstance(identifier, ContainerId) else None,
             "product": product,
             "timeline": timeline,
-            "route": _route(timeline),
+            "route": route_by_location(self.db, timeline),
             "documents": documents,
             "sensorExcursions": excursions,
             "chain": self.chain_info,
@@ -879,34 +920,6 @@ def _excursions(entry: HistoryEntry) -> list[dict[str, Any]]:
                 "exception": str(report.get("exception")).rsplit("/", 1)[-1],
             })
     return found
-
-
-def _country_of(item: Mapping[str, Any]) -> str | None:
-    office = item["event"].get("wmc:customsOffice")
-    if isinstance(office, str) and len(office) >= 2 and office[:2].isalpha():
-        return office[:2].upper()  # customs office codes start with their country (e.g. NL000396)
-    org = item["verification"].get("signerOrg")
-    return org["country"] if org else None
-
-
-def _route(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A map-free summary: consecutive events grouped by the country they were attested in."""
-    stops: list[dict[str, Any]] = []
-    for item in timeline:
-        country = _country_of(item)
-        org = item["verification"].get("signerOrg")
-        step = item["bizStep"] or item["type"]
-        if stops and stops[-1]["country"] == country:
-            stop = stops[-1]
-            stop["last"] = item["eventTime"]
-        else:
-            stop = {"country": country, "organisations": [], "steps": [], "first": item["eventTime"], "last": item["eventTime"]}
-            stops.append(stop)
-        if org and org["name"] not in stop["organisations"]:
-            stop["organisations"].append(org["name"])
-        if step not in stop["steps"]:
-            stop["steps"].append(step)
-    return stops
 
 
 # --- per-scan completion ---------------------------------------------------------------------------

@@ -254,3 +254,29 @@ class IndexCheckpoint(Base):
     chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     log_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class ProductMaster(Base):
+    """A product's master data (node/product_master.py), stored as the exact bytes whose
+    keccak256 the manufacturer registered on chain (ProvenanceRegistry product metadata hash)."""
+
+    __tablename__ = "product_master"
+
+    gtin: Mapped[str] = mapped_column(String(14), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    stored_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class LocationMaster(Base):
+    """Master data of a place where events happen (a readPoint or bizLocation id): its name and
+    country, registered by a member organisation (node/locations.py)."""
+
+    __tablename__ = "location_master"
+
+    location: Mapped[str] = mapped_column(String(512), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    country: Mapped[str] = mapped_column(String(2))
+    content: Mapped[str] = mapped_column(Text)
+    org_id: Mapped[int] = mapped_column(BigInteger)
+    stored_at_ms: Mapped[int] = mapped_column(BigInteger)

@@ -32,7 +32,10 @@ Left out: WebSocket subscriptions and scheduled (`schedule`) subscriptions (501)
 node.epcis_rest.query), `WD_` location hierarchies (no location master data), errorFile.
 """
 
-from node.epcis_rest.corrections import Correction, corrections_for
+from node.epcis_rest.corrections import Correction, corrections_for, corrections_of, passport_corrections
 from node.epcis_rest.routes import EpcisProblem, install_epcis, read_body, request_target_digest
 
-__all__ = ["Correction", "EpcisProblem", "corrections_for", "install_epcis", "read_body", "request_target_digest"]
+__all__ = [
+    "Correction", "EpcisProblem", "corrections_for", "corrections_of", "passport_corrections", "install_epcis", "read_body",
+    "request_target_digest",
+]

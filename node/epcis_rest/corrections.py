@@ -8,6 +8,7 @@ capture stores it under its own record id with `events.corrects` = the original'
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,21 +50,29 @@ def corrections_for(db: Database, event_id: str | bytes) -> list[Correction]:
     """Every error declaration stored for the event (its hash `ni:///sha-256;...` or its 32-byte
     digest), in the order they were captured."""
     digest = event_id if isinstance(event_id, bytes) else digest_from_hash(event_id)
+    return corrections_of(db, [digest]).get(digest, [])
+
+
+def corrections_of(db: Database, digests: Sequence[bytes]) -> dict[bytes, list[Correction]]:
+    """The error declarations of several events in one indexed read, by corrected digest."""
+    if not digests:
+        return {}
     with db.session() as s:
         rows = s.execute(
-            select(Event.digest, Event.body, Event.signer, Event.role, Batch.status)
+            select(Event.digest, Event.corrects, Event.body, Event.signer, Event.role, Batch.status)
             .outerjoin(Batch, Batch.id == Event.batch_id)
-            .where(Event.corrects == digest)
+            .where(Event.corrects.in_(list(digests)))
             .order_by(Event.id)
         ).all()
-    found = []
+    found: dict[bytes, list[Correction]] = {}
     for row in rows:
+        corrected = bytes(row.corrects)
         event = orjson.loads(row.body)
         declaration = event.get("errorDeclaration") or {}
-        found.append(
+        found.setdefault(corrected, []).append(
             Correction(
                 record_id=hash_from_digest(bytes(row.digest)),
-                event_id=hash_from_digest(digest),
+                event_id=hash_from_digest(corrected),
                 declaration_time=declaration.get("declarationTime"),
                 reason=declaration.get("reason"),
                 corrective_event_ids=tuple(declaration.get("correctiveEventIDs") or ()),
@@ -74,3 +83,22 @@ def corrections_for(db: Database, event_id: str | bytes) -> list[Correction]:
             )
         )
     return found
+
+
+def passport_corrections(db: Database) -> Callable[[Sequence[str]], Mapping[str, dict[str, Any]]]:
+    """The passport's corrections hook: for the timeline's event ids, the latest declaration of
+    each corrected event as {reason, declaredAt, correctiveEventIds}."""
+
+    def corrections(event_ids: Sequence[str]) -> Mapping[str, dict[str, Any]]:
+        by_digest = corrections_of(db, [digest_from_hash(e) for e in event_ids])
+        return {
+            hash_from_digest(digest): {
+                "reason": latest.reason,
+                "declaredAt": latest.declaration_time,
+                "correctiveEventIds": list(latest.corrective_event_ids),
+            }
+            for digest, found in by_digest.items()
+            for latest in found[-1:]
+        }
+
+    return corrections

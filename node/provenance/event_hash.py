@@ -475,8 +475,9 @@ def _epc_urn(uri: str) -> str | None:
 
 # Ids Waymark writes are already canonical; recognising them skips the general parser.
 _ALREADY_CANONICAL_RE = re.compile(
-    r"^https://id\.gs1\.org/(?:00/\d{18}|01/\d{14}(?:/(?:21|10)/[!-.0-~]+)?"
-    r"|414/\d{13}(?:/254/[!-.0-~]+)?|417/\d{13})$"
+    # values never hold "/", "?" or "#": a link with a query string goes the long way (query dropped)
+    r"^https://id\.gs1\.org/(?:00/\d{18}|01/\d{14}(?:/(?:21|10)/[!\"$-.0->@-~]+)?"
+    r"|414/\d{13}(?:/254/[!\"$-.0->@-~]+)?|417/\d{13})$"
 )
 
 

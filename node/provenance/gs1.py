@@ -23,13 +23,16 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Union
 from urllib.parse import quote, unquote, urlsplit
 
 from biip import ParseError
+from biip.gln import Gln
+from biip.gs1_application_identifiers import GS1ApplicationIdentifier
 from biip.gs1_digital_link_uris import GS1DigitalLinkURI
+from biip.gs1_element_strings import GS1ElementString
 
 from node.errors import WaymarkError
 from node.provenance.attestation import (
@@ -177,12 +180,20 @@ class UnitId:
     gtin: str
     serial: str
     lot: str | None = None
+    cpv: str | None = None
+    """Consumer product variant (AI 22): kept in the link, not part of the CBV canonical id."""
+    written_gtin: str | None = field(default=None, compare=False, repr=False)
+    """The GTIN as the link wrote it (8, 12, 13 or 14 digits): Digital Link 1.4 keeps that form."""
 
     def __post_init__(self) -> None:
+        written = self.written_gtin or self.gtin
         object.__setattr__(self, "gtin", normalize_gtin(self.gtin))
+        object.__setattr__(self, "written_gtin", written if normalize_gtin(written) == self.gtin else self.gtin)
         _check_ai_value(self.serial, "serial (AI 21)", 20)
         if self.lot is not None:
             _check_ai_value(self.lot, "lot (AI 10)", 20)
+        if self.cpv is not None:
+            _check_ai_value(self.cpv, "consumer product variant (AI 22)", 20)
 
     @property
     def canonical_uri(self) -> str:
@@ -191,7 +202,9 @@ class UnitId:
 
     def uri(self, resolver: str = CANONICAL_RESOLVER) -> str:
         """The full Digital Link URI (with lot when known) on ``resolver`` (host[:port][/path])."""
-        path = f"/01/{self.gtin}"
+        path = f"/01/{self.written_gtin or self.gtin}"
+        if self.cpv is not None:
+            path += f"/22/{encode_component(self.cpv)}"
         if self.lot is not None:
             path += f"/10/{encode_component(self.lot)}"
         path += f"/21/{encode_component(self.serial)}"
@@ -199,8 +212,18 @@ class UnitId:
 
     @property
     def issuance_uri(self) -> str:
-        """What an issuance signature covers: the full id (lot included) on id.gs1.org."""
-        return self.uri(CANONICAL_RESOLVER)
+        """What an issuance signature covers: the full id (lot included) on id.gs1.org, GTIN-14."""
+        path = f"https://{CANONICAL_RESOLVER}/01/{self.gtin}"
+        if self.cpv is not None:
+            path += f"/22/{encode_component(self.cpv)}"
+        if self.lot is not None:
+            path += f"/10/{encode_component(self.lot)}"
+        return path + f"/21/{encode_component(self.serial)}"
+
+    @property
+    def lot_id(self) -> "ProductId | None":
+        """The unit's lot (a lot-level id), if the link names it."""
+        return ProductId(self.gtin, self.lot, written_gtin=self.written_gtin) if self.lot is not None else None
 
 
 @dataclass(frozen=True)
@@ -224,7 +247,69 @@ class ContainerId:
         return self.canonical_uri
 
 
+@dataclass(frozen=True)
+class ProductId:
+    """A trade item class (product-level link ``/01/<GTIN>``) or one lot of it (``/01/<GTIN>/10/<lot>``)."""
+
+    gtin: str
+    lot: str | None = None
+    cpv: str | None = None
+    written_gtin: str | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        written = self.written_gtin or self.gtin
+        object.__setattr__(self, "gtin", normalize_gtin(self.gtin))
+        object.__setattr__(self, "written_gtin", written if normalize_gtin(written) == self.gtin else self.gtin)
+        if self.lot is not None:
+            _check_ai_value(self.lot, "lot (AI 10)", 20)
+        if self.cpv is not None:
+            _check_ai_value(self.cpv, "consumer product variant (AI 22)", 20)
+
+    @property
+    def level(self) -> str:
+        return "lot" if self.lot is not None else "product"
+
+    @property
+    def canonical_uri(self) -> str:
+        """``https://id.gs1.org/01/<GTIN-14>[/10/<lot>]`` (the CBV 2.0 class-level form)."""
+        lot = f"/10/{encode_component(self.lot)}" if self.lot is not None else ""
+        return f"https://{CANONICAL_RESOLVER}/01/{self.gtin}{lot}"
+
+    def uri(self, resolver: str = CANONICAL_RESOLVER) -> str:
+        path = f"/01/{self.written_gtin or self.gtin}"
+        if self.cpv is not None:
+            path += f"/22/{encode_component(self.cpv)}"
+        if self.lot is not None:
+            path += f"/10/{encode_component(self.lot)}"
+        return f"{_resolver_base(resolver)}{path}"
+
+    @property
+    def product(self) -> "ProductId":
+        return ProductId(self.gtin, written_gtin=self.written_gtin)
+
+
+@dataclass(frozen=True)
+class GS1Key:
+    """Another GS1 primary key a Digital Link may carry: a location (414, with 254), a party
+    (417) or an individual asset (8004), with its path qualifiers as (AI, value) pairs."""
+
+    ai: str
+    value: str
+    qualifiers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def canonical_uri(self) -> str:
+        path = f"/{self.ai}/{encode_component(self.value)}"
+        path += "".join(f"/{ai}/{encode_component(value)}" for ai, value in self.qualifiers)
+        return f"https://{CANONICAL_RESOLVER}{path}"
+
+    def uri(self, resolver: str = CANONICAL_RESOLVER) -> str:
+        return _resolver_base(resolver) + self.canonical_uri.removeprefix(f"https://{CANONICAL_RESOLVER}")
+
+
 Identifier = Union[UnitId, ContainerId]
+AnyKey = Union[UnitId, ContainerId, ProductId, GS1Key]
+"""Whatever a Digital Link may name: a unit, a logistic unit, a product or lot, a location, party or asset."""
 
 
 def _resolver_base(resolver: str) -> str:
@@ -237,26 +322,147 @@ def _resolver_base(resolver: str) -> str:
 
 # --- parsing ------------------------------------------------------------------------------
 
-_SHORT_NAMES = {"gtin": "01", "lot": "10", "ser": "21", "cpv": "22", "sscc": "00"}
+_SHORT_NAMES = {"gtin": "01", "lot": "10", "ser": "21", "cpv": "22", "sscc": "00", "gln": "414", "glnx": "254", "party": "417", "giai": "8004"}
 # Digital Link key qualifiers of a GTIN, in the order the standard fixes.
 _GTIN_QUALIFIER_ORDER = ("22", "10", "21")
-_QUALIFIER_LABELS = {"22": "consumer product variant", "10": "lot", "21": "serial"}
+_QUALIFIER_LABELS = {"22": "consumer product variant", "10": "lot", "21": "serial", "254": "GLN extension", "7040": "UIC with extension"}
+
+SUPPORTED_PRIMARY_KEYS = ("01", "00", "414", "417", "8004")
+"""The GS1 primary keys this network's resolver answers (the keys trade uses)."""
+
+
+def _primary_qualifiers() -> dict[str, tuple[str, ...]]:
+    # biip knows every GS1 primary key and its key qualifiers in Digital Link order.
+    from biip.gs1_digital_link_uris import _PRIMARY_IDENTIFIERS
+
+    return {pi.ai.ai: tuple(q.ai.ai for q in pi.qualifiers) for pi in _PRIMARY_IDENTIFIERS}
+
+
+_PRIMARY_QUALIFIERS = _primary_qualifiers()
+_ALL_QUALIFIERS = frozenset(q for qs in _PRIMARY_QUALIFIERS.values() for q in qs)
+_AI_RE = re.compile(r"^\d{2,4}$")
 
 
 @dataclass(frozen=True)
 class ParsedLink:
-    """A Digital Link URI taken apart: the identifier, where it resolves, its signature."""
+    """A Digital Link URI taken apart: the identifier, where it resolves, its signature, and its
+    validated GS1 data attributes (query string AIs, in the order given)."""
 
     identifier: Identifier
     resolver: str
     signature: bytes | None
+    attributes: tuple[tuple[str, str], ...] = ()
 
 
-def parse_digital_link(uri: str) -> ParsedLink:
-    """Parse and validate a unit (``/01/../21/..``) or SSCC (``/00/..``) Digital Link URI.
+@dataclass(frozen=True)
+class DigitalLink:
+    """Any Digital Link URI (product, lot, unit, SSCC, location, party, asset) taken apart."""
 
-    Raises :class:`InvalidIdentifier` naming the problem: scheme, unknown key, qualifier
-    order, check digit, character set, length, percent-encoding, or a malformed signature.
+    key: AnyKey
+    resolver: str
+    signature: bytes | None
+    attributes: tuple[tuple[str, str], ...] = ()
+    """Validated GS1 data attributes from the query string: (AI, value), in the order given."""
+
+    @property
+    def canonical_uri(self) -> str:
+        """The key on id.gs1.org, whatever host the link names and whatever its query carries."""
+        return self.key.canonical_uri
+
+    def as_parsed(self) -> ParsedLink | None:
+        """The unit/container form older callers use; None for other keys."""
+        if isinstance(self.key, (UnitId, ContainerId)):
+            return ParsedLink(self.key, self.resolver, self.signature, self.attributes)
+        return None
+
+
+def ai_label(ai: str) -> str:
+    """``AI (17) (USE BY or EXPIRY)``-style name of an AI for messages."""
+    known = _ai(ai)
+    return f"AI ({ai}) {known.data_title}" if known is not None else f"AI ({ai})"
+
+
+def _ai(ai: str) -> GS1ApplicationIdentifier | None:
+    from biip.gs1_application_identifiers import _GS1_APPLICATION_IDENTIFIERS
+
+    return _GS1_APPLICATION_IDENTIFIERS.get(ai)
+
+
+def validate_ai_value(ai: str, value: str) -> str:
+    """Check one AI value against the GS1 syntax dictionary (biip's AI table: format, length,
+    character set, dates) and GS1 check digits of keys; return it or raise naming the AI."""
+    known = _ai(ai)
+    if known is None:
+        raise InvalidIdentifier(f"{ai}={value}", f"AI ({ai}) is not a GS1 Application Identifier")
+    if value == "":
+        raise InvalidIdentifier(f"{ai}=", f"{ai_label(ai)} is empty")
+    try:
+        element = GS1ElementString.parse(ai + value)
+    except ParseError as error:
+        raise InvalidIdentifier(f"{ai}={value}", f"{ai_label(ai)} value {value!r} does not match its GS1 format {known.format}: {error}") from None
+    if element.value != value:
+        raise InvalidIdentifier(f"{ai}={value}", f"{ai_label(ai)} value {value!r} is longer than its GS1 format {known.format} allows")
+    if ai in ("414", "417", "410", "411", "412", "413", "415", "416"):
+        try:
+            Gln.parse(value)
+        except ParseError:
+            raise InvalidIdentifier(f"{ai}={value}", f"bad check digit in {ai_label(ai)} {value!r}") from None
+    return value
+
+
+def _parse_query(uri: str, query: str, primary: str, path_keys: set[str]) -> tuple[tuple[tuple[str, str], ...], bytes | None]:
+    """GS1 data attributes and the issuance signature of a query string. Parameters that are
+    not AIs (linkType, context, utm_*, ...) are ignored, as Digital Link says."""
+    if not query:
+        return (), None
+    attributes: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    signature: bytes | None = None
+    for item in query.split("&"):
+        if not item:
+            continue
+        raw_name, _, raw_value = item.partition("=")
+        name = unquote(raw_name)
+        if name == SIGNATURE_PARAM:
+            if signature is not None:
+                raise InvalidIdentifier(uri, "the signature parameter appears twice")
+            try:
+                signature = parse_signature(raw_value)
+            except SignatureError as error:
+                raise InvalidIdentifier(uri, f"issuance signature: {error.problem}") from None
+            continue
+        if not _AI_RE.match(name):
+            continue  # not a GS1 data attribute
+        if _PERCENT_RE.search(raw_value):
+            raise InvalidIdentifier(uri, f"bad percent-encoding in {ai_label(name)} value {raw_value!r}")
+        try:
+            value = unquote(raw_value.replace("+", "%2B"), errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidIdentifier(uri, f"{ai_label(name)} value {raw_value!r} is not UTF-8 once decoded") from None
+        if name in seen:
+            raise InvalidIdentifier(uri, f"{ai_label(name)} appears twice in the query string")
+        seen.add(name)
+        if _ai(name) is None:
+            raise InvalidIdentifier(uri, f"AI ({name}) in the query string is not a GS1 Application Identifier")
+        if name in _PRIMARY_QUALIFIERS:
+            raise InvalidIdentifier(uri, f"{ai_label(name)} is a primary key: it cannot be a data attribute of ({primary})")
+        if name in _PRIMARY_QUALIFIERS.get(primary, ()) or name in path_keys:
+            raise InvalidIdentifier(uri, f"{ai_label(name)} is a key qualifier of ({primary}): it belongs in the path, not the query string")
+        try:
+            validate_ai_value(name, value)
+        except InvalidIdentifier as error:
+            raise InvalidIdentifier(uri, error.problem) from None
+        attributes.append((name, value))
+    return tuple(attributes), signature
+
+
+def parse_link(uri: str) -> DigitalLink:
+    """Parse and validate any Digital Link URI this network serves (GS1 Digital Link URI
+    syntax 1.4): ``/01/<GTIN>`` with its qualifiers ``/22/``, ``/10/``, ``/21/`` (product-,
+    lot- and serial-level), ``/00/<SSCC>``, ``/414/<GLN>[/254/<ext>]``, ``/417/<party GLN>``,
+    ``/8004/<GIAI>``, on any host and path prefix; GS1 data attributes in the query string are
+    validated per AI (unknown, empty, duplicate or malformed ones are refused naming the AI);
+    other query parameters are ignored.
     """
     if not isinstance(uri, str) or not uri:
         raise InvalidIdentifier(str(uri), "empty")
@@ -266,7 +472,7 @@ def parse_digital_link(uri: str) -> ParsedLink:
         parts = urlsplit(uri)
     except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 host
         raise InvalidIdentifier(uri, f"not a URI: {exc}") from None
-    if parts.scheme not in ("http", "https"):
+    if parts.scheme.lower() not in ("http", "https"):
         raise InvalidIdentifier(uri, "a Digital Link URI starts with https:// (or http://)")
     if not parts.netloc:
         raise InvalidIdentifier(uri, "no resolver host")
@@ -277,10 +483,13 @@ def parse_digital_link(uri: str) -> ParsedLink:
     if segments and segments[-1] == "":
         segments.pop()
     start = next(
-        (i for i, seg in enumerate(segments) if _SHORT_NAMES.get(seg, seg) in ("01", "00")), None
+        (i for i, seg in enumerate(segments) if _SHORT_NAMES.get(seg, seg) in _PRIMARY_QUALIFIERS and i + 1 < len(segments) and segments[i + 1][:1].isalnum()),
+        None,
     )
     if start is None:
-        raise InvalidIdentifier(uri, "no primary key: expected /01/<GTIN> or /00/<SSCC> in the path")
+        start = next((i for i, seg in enumerate(segments) if _SHORT_NAMES.get(seg, seg) in _PRIMARY_QUALIFIERS), None)
+    if start is None:
+        raise InvalidIdentifier(uri, "no primary key: expected /01/<GTIN>, /00/<SSCC>, /414/<GLN>, /417/<GLN> or /8004/<GIAI> in the path")
     path_prefix = "/".join(segments[:start])
     pairs = segments[start:]
     if len(pairs) % 2:
@@ -290,37 +499,47 @@ def parse_digital_link(uri: str) -> ParsedLink:
     for key, raw in zip(keys, raw_values):
         _check_percent_encoding(uri, key, raw)
     values = [unquote(raw, errors="strict") for raw in raw_values]
-
-    signature = _signature_from_query(uri, parts.query)
+    primary = keys[0]
+    if primary not in SUPPORTED_PRIMARY_KEYS:
+        raise InvalidIdentifier(uri, f"primary key ({primary}) is not one this network resolves ({', '.join(SUPPORTED_PRIMARY_KEYS)})")
+    attributes, signature = _parse_query(uri, parts.query, primary, set(keys))
     resolver = parts.netloc + ("/" + path_prefix if path_prefix else "")
 
-    primary = keys[0]
     if primary == "00":
         if len(keys) > 1:
             raise InvalidIdentifier(uri, f"an SSCC takes no qualifiers, found /{keys[1]}/")
         validate_sscc(values[0])
-        return ParsedLink(ContainerId(values[0]), resolver, signature)
+        return DigitalLink(ContainerId(values[0]), resolver, signature, attributes)
 
-    gtin = normalize_gtin(values[0])
+    allowed = _GTIN_QUALIFIER_ORDER if primary == "01" else _PRIMARY_QUALIFIERS[primary]
     qualifiers: dict[str, str] = {}
     last_rank = -1
     for key, value in zip(keys[1:], values[1:]):
-        if key not in _GTIN_QUALIFIER_ORDER:
-            raise InvalidIdentifier(uri, f"/{key}/ is not a key qualifier of a GTIN (22, 10, 21)")
+        if key not in allowed:
+            names = ", ".join(allowed) or "none"
+            raise InvalidIdentifier(uri, f"/{key}/ is not a key qualifier of ({primary}) ({names})")
         if key in qualifiers:
             raise InvalidIdentifier(uri, f"qualifier /{key}/ appears twice")
-        rank = _GTIN_QUALIFIER_ORDER.index(key)
+        rank = allowed.index(key)
         if rank < last_rank:
-            previous = _GTIN_QUALIFIER_ORDER[last_rank]
+            previous = allowed[last_rank]
             raise InvalidIdentifier(
                 uri,
-                f"qualifier order: /{key}/ ({_QUALIFIER_LABELS[key]}) must come before "
-                f"/{previous}/ ({_QUALIFIER_LABELS[previous]})",
+                f"qualifier order: /{key}/ ({_QUALIFIER_LABELS.get(key, key)}) must come before "
+                f"/{previous}/ ({_QUALIFIER_LABELS.get(previous, previous)})",
             )
         last_rank = rank
         qualifiers[key] = value
-    if "21" not in qualifiers:
-        raise InvalidIdentifier(uri, "a unit link needs a serial (/21/<serial>)")
+
+    if primary != "01":
+        for key, value in [(primary, values[0]), *qualifiers.items()]:
+            try:
+                validate_ai_value(key, value)
+            except InvalidIdentifier as error:
+                raise InvalidIdentifier(uri, error.problem) from None
+        return DigitalLink(GS1Key(primary, values[0], tuple(qualifiers.items())), resolver, signature, attributes)
+
+    gtin = normalize_gtin(values[0])
     for key, label in (("22", "consumer product variant (AI 22)"), ("10", "lot (AI 10)"), ("21", "serial (AI 21)")):
         if key in qualifiers:
             try:
@@ -331,8 +550,29 @@ def parse_digital_link(uri: str) -> ParsedLink:
     problem = _biip_objection(gtin, tuple(k for k in _GTIN_QUALIFIER_ORDER if k in qualifiers))
     if problem is not None:
         raise InvalidIdentifier(uri, problem)
-    unit = UnitId(gtin=gtin, serial=qualifiers["21"], lot=qualifiers.get("10"))
-    return ParsedLink(unit, resolver, signature)
+    key_id: AnyKey
+    if "21" in qualifiers:
+        key_id = UnitId(gtin=gtin, serial=qualifiers["21"], lot=qualifiers.get("10"), cpv=qualifiers.get("22"), written_gtin=values[0])
+    else:
+        key_id = ProductId(gtin, qualifiers.get("10"), qualifiers.get("22"), written_gtin=values[0])
+    return DigitalLink(key_id, resolver, signature, attributes)
+
+
+def parse_digital_link(uri: str) -> ParsedLink:
+    """Parse and validate a unit (``/01/../21/..``) or SSCC (``/00/..``) Digital Link URI.
+
+    Raises :class:`InvalidIdentifier` naming the problem: scheme, unknown key, qualifier
+    order, check digit, character set, length, percent-encoding, a malformed signature or
+    data attribute. Product-, lot-level and other keys: see :func:`parse_link`.
+    """
+    link = parse_link(uri)
+    parsed = link.as_parsed()
+    if parsed is None:
+        if isinstance(link.key, ProductId):
+            raise InvalidIdentifier(uri, "a unit link needs a serial (/21/<serial>)")
+        ai = link.key.ai if isinstance(link.key, GS1Key) else "?"
+        raise InvalidIdentifier(uri, f"({ai}) is not a unit's or container's primary key: expected /01/<GTIN>/21/<serial> or /00/<SSCC>")
+    return parsed
 
 
 @lru_cache(maxsize=4096)
@@ -369,22 +609,6 @@ def _check_percent_encoding(uri: str, key: str, raw: str) -> None:
         )
 
 
-def _signature_from_query(uri: str, query: str) -> bytes | None:
-    if not query:
-        return None
-    found: bytes | None = None
-    for item in query.split("&"):
-        name, _, value = item.partition("=")
-        if name == SIGNATURE_PARAM:
-            if found is not None:
-                raise InvalidIdentifier(uri, "the signature parameter appears twice")
-            try:
-                found = parse_signature(value)
-            except SignatureError as error:
-                raise InvalidIdentifier(uri, f"issuance signature: {error.problem}") from None
-    return found
-
-
 _SGTIN_RE = re.compile(r"^urn:epc:id:sgtin:(\d{6,12})\.(\d{1,7})\.(.+)$")
 _SSCC_RE = re.compile(r"^urn:epc:id:sscc:(\d{6,12})\.(\d{5,11})$")
 
@@ -411,6 +635,29 @@ def parse_identifier(text: str) -> Identifier:
 def canonical_id(text: str) -> str:
     """The canonical URI (id.gs1.org, as the CBV hash uses) of a unit/container id string."""
     return parse_identifier(text).canonical_uri
+
+
+def parse_key(text: str) -> AnyKey:
+    """Any GS1 key as people and systems write it: a Digital Link on any host (query ignored
+    for the key), an EPC URN (sgtin, sscc), or a bare key: 18 digits are an SSCC, 8, 12, 13
+    or 14 digits a GTIN (product level). Bare keys and their Digital Link forms are one key."""
+    value = text.strip()
+    if not value:
+        raise InvalidIdentifier(text, "empty")
+    if _is_digits(value):
+        if len(value) == 18:
+            return ContainerId(validate_sscc(value))
+        if len(value) in (8, 12, 13, 14):
+            return ProductId(value)
+        raise InvalidIdentifier(value, f"a bare key is an 18-digit SSCC or an 8, 12, 13 or 14-digit GTIN, not {len(value)} digits")
+    if value.startswith("urn:"):
+        return parse_identifier(value)
+    return parse_link(value).key
+
+
+def canonical_key(text: str) -> str:
+    """The one key (id.gs1.org canonical URI) of any GS1 key string; see :func:`parse_key`."""
+    return parse_key(text).canonical_uri
 
 
 # --- issuance signatures ------------------------------------------------------------------

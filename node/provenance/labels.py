@@ -124,17 +124,21 @@ class LabelLayout:
 
 
 def human_readable(link: str | ParsedLink) -> list[str]:
-    """The GS1 human-readable lines of a code: ``(01) ...``, ``(10) ...``, ``(21) ...``."""
+    """The GS1 human-readable lines of a code: ``(01) ...``, ``(22) ...``, ``(10) ...``,
+    ``(21) ...`` (or ``(00) ...``), then its data attributes (``(17) ...``) in the order given."""
     parsed = parse_digital_link(link) if isinstance(link, str) else link
     identifier = parsed.identifier
+    attributes = [f"({ai}) {value}" for ai, value in parsed.attributes]
     if isinstance(identifier, UnitId):
-        lines = [f"(01) {identifier.gtin}"]
+        lines = [f"(01) {identifier.gtin}"]  # element string AI 01 is N14: the HRI shows 14 digits
+        if identifier.cpv is not None:
+            lines.append(f"(22) {identifier.cpv}")
         if identifier.lot is not None:
             lines.append(f"(10) {identifier.lot}")
         lines.append(f"(21) {identifier.serial}")
-        return lines
+        return lines + attributes
     assert isinstance(identifier, ContainerId)
-    return [f"(00) {identifier.sscc}"]
+    return [f"(00) {identifier.sscc}", *attributes]
 
 
 def _label_group(link: str, x: float, y: float, layout: LabelLayout, error_correction: str) -> str:

@@ -145,9 +145,124 @@ async function toggleCamera() {
 // --- rendering ------------------------------------------------------------------------------------------
 
 function render() {
+  renderHero();
   renderVerdict();
   renderPassport();
   renderVerify();
+}
+
+// --- product master data: what the product is comes first ------------------------------------------------
+
+function masterOf(p) {
+  const master = p && (p.kind === "product" || p.kind === "lot" ? p.master : p.product && p.product.master);
+  return master && master.status === "verified" ? master : null;
+}
+
+function renderHero() {
+  const box = $("hero");
+  box.replaceChildren();
+  const p = state.passport;
+  const master = masterOf(p);
+  if (!master) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const image = (master.images || [])[0];
+  if (image) box.append(el("img", { id: "product-image", src: image.url, alt: image.alt || master.name, width: 96, height: 96, decoding: "async" }));
+  box.append(
+    el("div", {},
+      el("h1", { id: "product-name" }, master.name),
+      master.brand && el("p", { class: "detail", id: "product-brand" }, master.brand),
+      p.kind === "lot" && el("p", { class: "detail" }, t("lotTitle", { lot: p.lot })),
+    ),
+  );
+}
+
+function masterDetails(master) {
+  if (!master) return [];
+  return [
+    master.description && [el("dt", {}, t("product")), el("dd", { id: "product-description" }, master.description)],
+    master.countryOfOrigin && [el("dt", {}, t("origin")), el("dd", { id: "product-origin" }, master.countryOfOrigin)],
+    master.materials && master.materials.length && [el("dt", {}, t("materials")), el("dd", {}, master.materials.join(", "))],
+    master.certifications && master.certifications.length && [el("dt", {}, t("certifications")), el("dd", { id: "product-certifications" }, master.certifications.map((c) => c.issuer ? `${c.name} (${c.issuer})` : c.name).join("; "))],
+  ].filter(Boolean).flat();
+}
+
+function lotHref(gtin, lot) {
+  const enc = (v) => encodeURIComponent(v).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+  return `/01/${gtin}/10/${enc(lot)}`;
+}
+
+function recallText(entry) {
+  return entry.recalled ? t("recalled", { date: formatTime(entry.recalledAt) }) : t("notRecalled");
+}
+
+function renderProductPage(root, p) {
+  const maker = p.manufacturer;
+  const master = masterOf(p);
+  root.append(
+    el("section", { class: "card", id: "product", "data-kind": p.kind },
+      el("h3", {}, t(p.kind === "lot" ? "lotPage" : "productPage")),
+      el("dl", {},
+        masterDetails(master),
+        [el("dt", {}, t("gtin")), el("dd", {}, p.gtin)],
+        p.lot && [el("dt", {}, t("lot")), el("dd", { id: "lot" }, p.lot)],
+        [el("dt", {}, t("manufacturer")), el("dd", { id: "manufacturer" }, maker ? `${maker.name} (${maker.country})` : t("notRegistered"))],
+      ),
+      !master && el("p", { class: "detail" }, t("masterUnverified")),
+    ),
+  );
+  if (p.kind === "lot") {
+    root.append(
+      el("section", { class: "card", id: "lot-state", "data-recalled": p.recalled ? "yes" : "no" },
+        el("h3", {}, t("lotTitle", { lot: p.lot })),
+        el("dl", {},
+          [el("dt", {}, t("producedAt")), el("dd", { id: "lot-produced" }, p.producedAt ? formatTime(p.producedAt) : "—")],
+          [el("dt", {}, t("units")), el("dd", { id: "lot-units" }, String(p.units))],
+          [el("dt", {}, t("inspections")), el("dd", { id: "lot-inspections" }, p.inspections.length ? p.inspections.map((i) => t("inspectedOn", { date: formatTime(i.time) })).join("; ") : t("notInspected"))],
+        ),
+        el("p", { id: "lot-recall", class: p.recalled ? "badge failed" : "badge verified" }, recallText(p)),
+      ),
+    );
+  } else {
+    root.append(
+      el("section", { class: "card", id: "lots" },
+        el("h3", {}, t("lots")),
+        el("ul", {}, p.lots.map((entry) =>
+          el("li", { "data-lot": entry.lot, "data-recalled": entry.recalled ? "yes" : "no" },
+            el("a", { href: lotHref(p.gtin, entry.lot) }, t("lotTitle", { lot: entry.lot })),
+            " · ", `${t("units")}: ${entry.units}`,
+            entry.producedAt ? ` · ${t("producedAt")} ${formatTime(entry.producedAt)}` : "",
+            " · ", recallText(entry),
+          ))),
+      ),
+    );
+  }
+}
+
+// --- the full passport, loaded when needed ----------------------------------------------------------------
+
+let fullLoading = null;
+
+async function ensureFull() {
+  // The page's first paint gets a slim passport (no event bodies, proofs or check details);
+  // verifying or opening the details loads the full one.
+  const p = state.passport;
+  if (!p || !p.slim) return p;
+  if (!fullLoading) {
+    fullLoading = fetch(`/api/v1/passport?uri=${encodeURIComponent(p.id)}`, { headers: { Accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`HTTP ${r.status}`))))
+      .then((full) => {
+        // This scan's verdict, flags and ownership stay; the history comes in full.
+        state.passport = { ...full, verdict: p.verdict, reasons: p.reasons, ownership: p.ownership, scans: p.scans, lot: p.lot, slim: false };
+        return state.passport;
+      })
+      .finally(() => {
+        fullLoading = null;
+      });
+  }
+  return fullLoading;
 }
 
 function renderVerdict() {
@@ -157,6 +272,10 @@ function renderVerdict() {
   const error = state.error;
   if (!passport && !error) {
     box.hidden = true;
+    return;
+  }
+  if (passport && !passport.verdict) {
+    box.hidden = true; // a product, lot or location: no verdict of its own
     return;
   }
   box.hidden = false;
@@ -182,14 +301,20 @@ function renderPassport() {
     return;
   }
   root.hidden = false;
+  if (p.kind === "product" || p.kind === "lot") return renderProductPage(root, p);
+  if (p.kind === "location") {
+    root.append(el("section", { class: "card", id: "location" }, el("h3", {}, p.name), el("p", {}, p.country)));
+    return;
+  }
 
   const maker = p.product && p.product.manufacturer;
   root.append(
     el("section", { class: "card", id: "product" },
       el("h3", {}, t("product")),
       el("dl", {},
+        masterDetails(masterOf(p)),
         p.gtin && [el("dt", {}, t("gtin")), el("dd", {}, p.gtin)],
-        p.lot && [el("dt", {}, t("lot")), el("dd", {}, p.lot)],
+        p.lot && [el("dt", {}, t("lot")), el("dd", { id: "lot" }, p.gtin ? el("a", { href: lotHref(p.gtin, p.lot) }, p.lot) : p.lot)],
         p.serial && [el("dt", {}, t("serial")), el("dd", {}, p.serial)],
         p.sscc && [el("dt", {}, "SSCC"), el("dd", {}, p.sscc)],
         p.product && [el("dt", {}, t("manufacturer")), el("dd", { id: "manufacturer" }, maker ? `${maker.name} (${maker.country})` : t("notRegistered"))],
@@ -223,8 +348,9 @@ function renderPassport() {
         el("h3", {}, t("route")),
         el("ol", { class: "route" },
           p.route.map((stop) =>
-            el("li", { "data-country": stop.country || "" },
-              el("strong", {}, stop.country || "—"),
+            el("li", { "data-country": stop.country || "", "data-location": stop.locationId || "" },
+              el("strong", { class: "place" }, stop.name || (stop.locationId ? t("unknownPlace") : t("atSea"))),
+              el("span", { class: "country" }, stop.country || "—"),
               el("span", {}, stop.steps.map(stepLabel).join(", ")),
               el("small", {}, stop.organisations.join(", ")),
             ),
@@ -268,19 +394,27 @@ function timelineItem(item, index) {
   const browser = state.verification && state.verification.results[index];
   const org = v.signerOrg ? v.signerOrg.name : short(v.signer, 6);
   const status = browser ? browser.status : v.status;
-  const node = el("li", { "data-event-id": item.id, "data-status": v.status, "data-browser": browser ? browser.status : null, "data-step": item.bizStep || "" },
+  const place = item.location && (item.location.name || item.location.id);
+  const correction = item.correction;
+  const node = el("li", { "data-event-id": item.id, "data-status": v.status, "data-browser": browser ? browser.status : null, "data-step": item.bizStep || "", "data-corrected": correction ? "yes" : null },
     el("div", { class: "when" }, formatTime(item.eventTime)),
     el("div", { class: "what" },
       el("strong", {}, stepLabel(item.bizStep) || item.type),
       item.via.length ? el("span", { class: "via" }, " ", t("via", { container: "SSCC " + item.via[item.via.length - 1].split("/").pop() })) : null,
     ),
-    el("div", { class: "who" }, t("by", { org }), v.signerRole ? " · " + t("role", { role: v.signerRole }) : ""),
+    el("div", { class: "who" }, t("by", { org }), v.signerRole ? " · " + t("role", { role: v.signerRole }) : "", place ? ` · ${place}` : ""),
+    correction && el("p", { class: "correction" },
+      t("declaredErroneous", { date: formatTime(correction.declaredAt) }),
+      correction.reason ? ` — ${t("correctionReason", { reason: correction.reason.split(/[-:/]/).pop().replace(/_/g, " ") })}` : "",
+      correction.correctiveEventIds && correction.correctiveEventIds.length ? ` — ${t("correctiveEvents", { count: correction.correctiveEventIds.length })}` : "",
+    ),
     el("span", { class: `badge ${status}` }, t(`status_${status === "passed" ? "verified" : status}`), browser ? ` · ${t("browserChecked")}` : ""),
   );
-  const checks = (browser || v).checks;
+  const checks = (browser || v).checks || [];
   node.append(
-    el("details", {},
+    el("details", { ontoggle: (e) => { if (e.target.open && state.passport.slim) ensureFull().then(render).catch(() => {}); } },
       el("summary", {}, t("details")),
+      state.passport.slim && el("p", { class: "detail" }, t("loadingDetails")),
       el("ul", { class: "checks" }, checks.map((c) => el("li", { "data-check": c.name, "data-status": c.status }, `${t(`check_${c.name}`)}: ${c.status} — ${c.detail}`))),
       el("p", { class: "detail" }, `${t("eventId")}: `, el("code", {}, item.id)),
       v.anchor && el("p", { class: "detail" }, `${t("anchorTx")}: `, el("code", {}, short(v.anchor.txHash || "", 10)), " · ", t("block", { number: v.anchor.blockNumber, confirmations: v.anchor.confirmations })),
@@ -312,7 +446,7 @@ async function claim(event, input, message) {
 function renderVerify() {
   const section = $("verify");
   const p = state.passport;
-  section.hidden = !p || !p.timeline.length;
+  section.hidden = !p || !p.timeline || !p.timeline.length;
   if (section.hidden) return;
   $("verify-help").textContent = t("verifyHelp", { rpc: config.rpcUrl });
   const result = $("verify-result");
@@ -335,14 +469,14 @@ function renderVerify() {
 }
 
 async function runVerification() {
-  const p = state.passport;
-  if (!p) return;
+  if (!state.passport) return;
   const section = $("verify");
   section.dataset.state = "running";
   state.verification = null;
   const result = $("verify-result");
   let done = 0;
   try {
+    const p = await ensureFull();
     state.verification = await verifyPassport(p, { ...config, ...p.chain }, () => {
       done += 1;
       result.textContent = t("verifyRunning", { done, total: p.timeline.length });

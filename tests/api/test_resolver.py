@@ -40,7 +40,20 @@ def test_a_fully_anchored_unit_is_genuine_with_its_containers_events(client: Tes
         assert check["merkle"]["root"].startswith("0x")
     assert timeline[7]["verification"]["signerOrg"]["name"] == "Customs Office Rotterdam"
     assert timeline[7]["verification"]["signerRole"] == "CUSTOMS"
-    assert [stop["country"] for stop in passport["route"]][:2] == ["VN", "SG"]
+    # The route follows where events happened, not who reported them: the Singapore carrier's
+    # unloading in Rotterdam is in NL, its loading in Hai Phong in VN.
+    route = passport["route"]
+    assert [(stop["name"], stop["country"]) for stop in route] == [
+        ("Lumen Ceramics factory, Hai Phong", "VN"), ("Port of Hai Phong", "VN"), (None, None),
+        ("Port of Rotterdam", "NL"), ("Utrecht distribution centre", "NL"),
+    ]
+    assert route[1]["organisations"] == ["Bluewater Ocean Freight"] and route[3]["steps"] == ["wmc:declared", "wmc:cleared", "arriving", "unloading"]
+    assert "Bluewater Ocean Freight" in route[3]["organisations"]
+    assert timeline[10]["location"] == {"id": "https://id.gs1.org/414/9521234000037", "name": "Port of Rotterdam", "country": "NL", "unlocode": "NLRTM"}
+    master = passport["product"]["master"]
+    assert master["status"] == "verified" and master["name"] == "Glazed stoneware vase, 30 cm"
+    assert master["images"][0]["alt"] == "The vase, front view" and master["countryOfOrigin"] == "VN"
+    assert passport["lot"] == world.unit("genuine").lot
     assert passport["documents"] == [{"type": "inspection_report", "digest": "sha256:" + "ab" * 32, "status": "not_held", "eventId": timeline[1]["id"]}]
     assert passport["sensorExcursions"][0]["type"] == "Temperature" and passport["sensorExcursions"][0]["exception"] == "ALARM_CONDITION"
     assert passport["escrow"] is None  # no TradeEscrow in this deployment
@@ -150,7 +163,8 @@ def test_json_and_linkset_are_negotiated(client: TestClient, world: World) -> No
     assert linkset.headers["content-type"] == "application/linkset+json"
     entry = linkset.json()["linkset"][0]
     assert entry["anchor"] == world.unit("genuine", 2).canonical_uri
-    assert entry["https://gs1.org/voc/defaultLink"][0]["href"] == "https://scan.example" + path
+    assert entry["https://gs1.org/voc/defaultLink"][0]["href"] == "https://scan.example/passport" + path
+    assert "traceability" in " ".join(entry)
     assert entry["https://gs1.org/voc/pip"][0]["hreflang"] == ["en", "zh", "es", "fr", "de"]
     assert entry["https://gs1.org/voc/traceability"][0]["type"] == "application/json"
     assert client.get(path + "?linkType=all").json() == linkset.json()
@@ -164,8 +178,8 @@ def test_a_link_type_redirects_to_that_link(client: TestClient, world: World) ->
     assert response.headers["location"].startswith("https://scan.example/api/v1/passport?uri=https%3A%2F%2Fid.gs1.org%2F01%2F")
     followed = client.get(response.headers["location"].removeprefix("https://scan.example"))
     assert followed.json()["verdict"] == "genuine"
-    missing = client.get(path + "?linkType=gs1:recipeInfo")
-    assert missing.status_code == 400 and missing.json()["code"] == "unknown_link_type"
+    missing = client.get(path + "?linkType=gs1:recipeInfo", headers=JSON)
+    assert missing.status_code == 404 and missing.json()["code"] == "link_type_unavailable"
 
 
 def test_an_unacceptable_media_type_is_406(client: TestClient, world: World) -> None:
@@ -234,9 +248,9 @@ def test_percent_encoding_is_decoded_exactly(client: TestClient, world: World) -
     assert space.status_code == 400 and "outside the GS1 AI set" in space.json()["message"]
 
 
-def test_a_link_without_a_serial_is_refused(client: TestClient, world: World) -> None:
+def test_a_lot_nobody_made_is_unknown(client: TestClient, world: World) -> None:
     response = client.get(f"/01/{GTIN}/10/L1", headers=JSON)
-    assert response.status_code == 400 and "needs a serial" in response.json()["message"]
+    assert response.status_code == 404 and response.json()["verdict"] == "unknown"
 
 
 def test_malformed_paths_get_clear_answers_never_a_500(client: TestClient) -> None:
@@ -258,3 +272,234 @@ def test_scan_api_takes_links_on_any_host_paths_and_epc_urns(client: TestClient,
         assert response.json()["id"] == unit.canonical_uri
     assert client.get("/api/v1/scan", params={"uri": ""}).status_code == 422
     assert client.get("/api/v1/scan", params={"uri": "hello"}).json()["code"] == "invalid_identifier"
+
+
+# --- GS1-Conformant Resolver: levels, default link, linksets, HEAD/OPTIONS/CORS ----------------------
+
+# The GS1-Conformant Resolver linkset schema (https://ref.gs1.org/standards/resolver/linkset-schema,
+# GS1 AISBL; the parts that constrain what we send, transcribed): link relation members and link
+# objects with their href, title, hreflang and type patterns.
+GS1_LINKSET_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "required": ["linkset"],
+    "properties": {
+        "linkset": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["anchor"],
+                "properties": {
+                    "anchor": {"type": "string", "pattern": "^https?:\\/\\/[a-zA-z0-9./]+"},
+                    "itemDescription": {"type": "string"},
+                    "description": {"type": "string"},
+                },
+                "patternProperties": {
+                    "(?!(anchor|itemDescription|description))^([a-z-]+$)|(^https?:\\/\\/[a-zA-z0-9./]+$)": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["href"],
+                            "properties": {
+                                "href": {"type": "string", "pattern": "^https?:\\/\\/[a-zA-z0-9./]+"},
+                                "title": {"type": "string"},
+                                "hreflang": {"type": "array", "items": {"type": "string", "pattern": "(^\\w{2}$)|(^\\w{2}-\\w{2}$)"}},
+                                "type": {"type": "string", "pattern": "\\w+/[-+.\\w]+"},
+                            },
+                        },
+                    }
+                },
+                "additionalProperties": False,
+            },
+        }
+    },
+}
+# The resolver description file schema (https://ref.gs1.org/standards/resolver/description-file-schema), transcribed.
+GS1_DESCRIPTION_SCHEMA = {
+    "type": "object",
+    "required": ["resolverRoot", "supportedPrimaryKeys", "name"],
+    "properties": {
+        "resolverRoot": {"type": "string"},
+        "supportedPrimaryKeys": {"type": "array", "items": {"type": "string", "enum": [
+            "all", "01", "8006", "8013", "8010", "410", "411", "412", "413", "414", "415", "417", "8017", "8018", "255", "00", "253", "401", "402", "8003", "8004"]}},
+        "name": {"type": "string"},
+        "supportedLinkType": {"type": "array", "items": {"properties": {"namespace": {"type": "string"}, "prefix": {"type": "string", "pattern": "^[a-zA-Z_][A-Za-z0-9_-]*?:$"}}}},
+        "linkTypeDefaultCanBeLinkset": {"type": "boolean"},
+    },
+}
+
+
+def schema_errors(schema: dict[str, Any], data: Any) -> list[str]:
+    import jsonschema_rs
+
+    return [error.message for error in jsonschema_rs.validator_for(schema).iter_errors(data)]
+
+
+def test_a_browser_is_redirected_307_to_the_default_link_with_the_query_attributes_and_a_link_header(client: TestClient, world: World) -> None:
+    path = path_of(world, "genuine", 3)
+    response = client.get(path + "?17=261231&linkType=gs1:defaultLink&utm_source=box", follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == f"https://scan.example/passport{path}?17=261231&utm_source=box"
+    plain = client.get(path + "?17=261231", headers={"Accept": "text/html"}, follow_redirects=False)
+    assert plain.status_code == 307 and plain.headers["location"] == f"https://scan.example/passport{path}?17=261231"
+    link = plain.headers["link"]
+    assert f'<https://scan.example{path}?linkType=linkset>; rel="linkset"; type="application/linkset+json"' in link
+    assert f'<https://scan.example/passport{path}>; rel="https://gs1.org/voc/pip"; type="text/html"' in link
+    assert plain.headers["access-control-allow-origin"] == "*" and "Link" in plain.headers["access-control-expose-headers"]
+    # The page itself carries the passport (a scan) and the same Link header.
+    followed = client.get(plain.headers["location"].removeprefix("https://scan.example"))
+    assert followed.status_code == 200 and boot_of(followed.text)["passport"]["verdict"] == "genuine"
+    assert followed.headers["link"] == link
+
+
+def test_linksets_of_every_level_are_valid_against_the_gs1_linkset_schema(client: TestClient, world: World) -> None:
+    unit = world.unit("genuine", 4)
+    for path in (path_of(world, "genuine", 4), f"/01/{unit.gtin}", f"/01/{unit.gtin}/10/{unit.lot}", f"/00/{world.lots['genuine'].container.sscc}"):
+        response = client.get(path + "?linkType=all")
+        assert response.status_code == 200 and response.headers["content-type"] == "application/linkset+json", path
+        assert schema_errors(GS1_LINKSET_SCHEMA, response.json()) == [], path
+    product = client.get(f"/01/{unit.gtin}", headers={"Accept": "application/linkset+json"}).json()["linkset"][0]
+    assert product["anchor"] == f"https://id.gs1.org/01/{unit.gtin}"
+    assert product["description"] == product["itemDescription"] == "Glazed stoneware vase, 30 cm"
+    assert product["https://gs1.org/voc/masterData"][0]["href"] == f"https://scan.example/api/v1/products/{unit.gtin}/master"
+    lot = client.get(f"/01/{unit.gtin}/10/{unit.lot}?linkType=linkset").json()["linkset"][0]
+    assert lot["https://gs1.org/voc/recallStatus"][0]["type"] == "application/json"
+
+
+def test_the_resolver_description_file_is_at_the_well_known_location(client: TestClient) -> None:
+    response = client.get("/.well-known/gs1resolver")
+    assert response.status_code == 200 and response.headers["access-control-allow-origin"] == "*"
+    description = response.json()
+    assert schema_errors(GS1_DESCRIPTION_SCHEMA, description) == []
+    assert description["resolverRoot"] == "https://scan.example"
+    assert description["supportedPrimaryKeys"] == ["01", "00", "414", "417", "8004"]
+
+
+def test_head_and_options_are_answered_with_cors(client: TestClient, world: World) -> None:
+    path = path_of(world, "genuine", 3)
+    head = client.head(path, headers=JSON)
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-type"] == "application/json"
+    assert 'rel="linkset"' in head.headers["link"] and head.headers["access-control-allow-origin"] == "*"
+    assert client.head(f"/01/{GTIN}/21/NOPE404", headers=JSON).status_code == 404
+    redirect = client.head(path, headers={"Accept": "text/html"}, follow_redirects=False)
+    assert redirect.status_code == 307
+    options = client.options(path, headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "GET"})
+    assert options.status_code == 204
+    assert options.headers["access-control-allow-origin"] == "*"
+    assert set(options.headers["allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+    assert client.get(path, headers=JSON).headers["access-control-allow-origin"] == "*"
+
+
+def test_a_product_level_link_shows_the_product_and_its_lots(client: TestClient, world: World) -> None:
+    unit = world.unit("genuine")
+    for gtin in (unit.gtin, unit.gtin.lstrip("0")):  # GTIN-14 and GTIN-13: one product
+        response = client.get(f"/01/{gtin}", headers=JSON)
+        assert response.status_code == 200
+        product = response.json()
+        assert product["kind"] == "product" and product["gtin"] == unit.gtin
+        assert product["manufacturer"]["name"] == "Lumen Ceramics Co."
+        assert product["master"]["status"] == "verified" and product["master"]["brand"] == "Lumen"
+        lots = {lot["lot"]: lot for lot in product["lots"]}
+        assert unit.lot in lots and lots[unit.lot]["units"] >= 8 and lots[unit.lot]["inspections"]
+    assert client.get("/01/96385074", headers=JSON).status_code == 404  # a GTIN nobody registered
+
+
+def test_a_lot_level_link_shows_its_production_inspection_and_recall_state(client: TestClient, world: World) -> None:
+    unit = world.unit("genuine")
+    lot = client.get(f"/01/{unit.gtin}/10/{unit.lot}", headers=JSON).json()
+    assert lot["kind"] == "lot" and lot["lot"] == unit.lot
+    assert lot["producedAt"] and lot["recalled"] is False
+    assert lot["inspections"][0]["eventId"].startswith("ni:///sha-256;")
+    assert lot["master"]["name"] == "Glazed stoneware vase, 30 cm"
+    assert client.get(f"/01/{unit.gtin}/10/{unit.lot}", headers={"Accept": "text/html"}, follow_redirects=False).headers["location"] == \
+        f"https://scan.example/passport/01/{unit.gtin}/10/{unit.lot}"
+
+
+def test_bad_data_attributes_are_refused_naming_the_ai_and_others_ignored(client: TestClient, world: World) -> None:
+    path = path_of(world, "genuine", 3)
+    bad = client.get(path + "?17=261341", headers=JSON)
+    assert bad.status_code == 400 and "AI (17)" in bad.json()["message"]
+    assert "appears twice" in client.get(path + "?17=261231&17=261231", headers=JSON).json()["message"]
+    assert client.get(path + "?17=261231&campaign=x", headers=JSON).json()["verdict"] == "genuine"
+
+
+def test_a_link_naming_another_lot_than_the_units_is_flagged_suspicious(client: TestClient, world: World) -> None:
+    unit = world.unit("edges", 5)
+    wrong = UnitId(unit.gtin, unit.serial, "OTHERLOT")
+    passport = client.get(wrong.uri("https://scan.example").removeprefix("https://scan.example"), headers=JSON).json()
+    assert passport["verdict"] == "suspicious"
+    assert passport["lot"] == unit.lot  # the lot it was commissioned in, not the link's
+    flag = next(r for r in passport["reasons"] if r["code"] == "lot_mismatch")
+    assert flag["message"] == f"the link names lot OTHERLOT, but this unit was commissioned in lot {unit.lot}"
+    # the right lot, or no lot at all, stays genuine
+    assert client.get(path_of(world, "edges", 5), headers=JSON).json()["verdict"] == "genuine"
+    assert client.get(f"/01/{unit.gtin}/21/{unit.serial}", headers=JSON).json()["verdict"] == "genuine"
+
+
+def test_master_data_is_stored_only_when_it_hashes_to_the_hash_registered_on_chain(client: TestClient, world: World) -> None:
+    from tests.api.world import PRODUCT_MASTER
+
+    url = f"/api/v1/products/{GTIN}/master"
+    assert client.get(url).content == PRODUCT_MASTER
+    forged = PRODUCT_MASTER.replace(b"Glazed", b"Golden")
+    refused = client.put(url, content=forged)
+    assert refused.status_code == 409 and refused.json()["code"] == "master_data_hash_mismatch"
+    assert client.put(url, content=b"{not json").json()["code"] == "invalid_master_data"
+    accepted = client.put(url, content=PRODUCT_MASTER)
+    assert accepted.status_code == 200 and accepted.json()["gtin"] == GTIN
+    assert client.get(url).content == PRODUCT_MASTER
+
+
+def test_members_register_location_master_data_with_a_signed_request(client: TestClient, world: World) -> None:
+    from api.auth import sign_request
+    from tests.node.story import CARRIER
+
+    body = json.dumps({"id": "https://id.gs1.org/414/9521234000051", "name": "Ho Chi Minh City depot", "country": "VN"}).encode()
+    signed = sign_request(CARRIER.key, world.client.chain_id, "PUT", "/api/v1/locations", body)
+    response = client.put("/api/v1/locations", content=body, headers={**signed, "Content-Type": "application/json"})
+    assert response.status_code == 200 and response.json()["orgId"] == 3
+    located = client.get("/414/9521234000051", headers=JSON).json()
+    assert located == {"kind": "location", "id": "https://id.gs1.org/414/9521234000051", "name": "Ho Chi Minh City depot", "country": "VN"}
+    outsider = devnet_account(15)
+    signed = sign_request(outsider.key, world.client.chain_id, "PUT", "/api/v1/locations", body)
+    assert client.put("/api/v1/locations", content=body, headers={**signed, "Content-Type": "application/json"}).status_code == 403
+    assert client.put("/api/v1/locations", content=body, headers={"Content-Type": "application/json"}).status_code == 401
+
+
+# --- a light page on a phone ----------------------------------------------------------------------
+
+
+def test_the_page_of_a_unit_with_40_events_ships_a_slim_passport_before_first_paint(client: TestClient, world: World) -> None:
+    from node.service import build_anchorer, build_capture
+    from node.provenance import epcis
+    from tests.api.world import journey
+    from tests.node.story import capture_document, iso, lot_story
+
+    start = int(world.client.w3.eth.get_block("latest")["timestamp"]) + 1
+    story = lot_story(start, 2)
+    reading = [(epcis.object_event(epcs=[story.pallet], action="OBSERVE", event_time=iso(start + 20 + i), biz_step="sensor_reporting",
+                                   sensor_elements=[epcis.sensor_element([epcis.temperature(20 + i / 10, time=iso(start + 20 + i))], time=iso(start + 20 + i))]), CARRIER)
+               for i in range(28)]
+    build_capture(world.runtime).capture(json.dumps(capture_document([*journey(story), *reading], world.runtime.domain)).encode())
+    build_anchorer(world.runtime, MANUFACTURER).drain()
+    unit = story.units[0]
+    full = client.get(f"/api/v1/passport?uri={unit.canonical_uri}").content
+    assert len(json.loads(full)["timeline"]) == 40
+    page = client.get("/passport" + unit.uri("https://scan.example").removeprefix("https://scan.example"))
+    boot = boot_of(page.text)
+    assert len(boot["passport"]["timeline"]) == 40 and boot["passport"]["slim"] is True
+    assert "event" not in boot["passport"]["timeline"][0] and "merkle" not in boot["passport"]["timeline"][0]["verification"]
+    before = len(page.content) - len(json.dumps(boot["passport"], separators=(",", ":")).encode()) + len(full)
+    after = len(page.content)
+    print(f"page of a 40-event unit: {before} bytes with the full passport inline, {after} bytes with the slim one")
+    assert after < before / 3, (before, after)
+
+
+def test_a_bare_sscc_or_gtin_is_the_same_key_as_its_digital_link(client: TestClient, world: World) -> None:
+    sscc = world.lots["genuine"].container.sscc
+    bare = client.get("/api/v1/passport", params={"uri": sscc}).json()
+    assert bare["id"] == f"https://id.gs1.org/00/{sscc}" and bare["kind"] == "container"
+    assert bare["timeline"] == client.get(f"/00/{sscc}", headers=JSON).json()["timeline"]
+    product = client.get("/api/v1/passport", params={"uri": GTIN.lstrip("0")}).json()
+    assert product["kind"] == "product" and product["id"] == f"https://id.gs1.org/01/{GTIN}"
+    assert client.get("/api/v1/passport", params={"uri": "12345"}).status_code == 400

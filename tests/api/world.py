@@ -26,6 +26,8 @@ from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.db import Database, Event
 from node.devnet.anvil import AnvilProcess
 from node.devnet.consortium import DEPLOYER_INDEX, demo_consortium, devnet_account
+from node.locations import LocationRecord, store_location
+from node.product_master import master_hash, store_master
 from node.provenance.gs1 import UnitId
 from node.service import NodeRuntime, build_anchorer, build_capture
 from node.service_settings import NodeSettings
@@ -39,30 +41,57 @@ if TYPE_CHECKING:
 Signed = list[tuple[dict[str, Any], LocalAccount]]
 
 
+# Where the story happens (GLNs of the story's company prefix; location master data below).
+FACTORY = "https://id.gs1.org/414/9521234000013"
+PORT_HAIPHONG = "https://id.gs1.org/414/9521234000020"
+PORT_ROTTERDAM = "urn:epc:id:sgln:9521234.00003.0"  # an SGLN URN: the same place as .../414/9521234000037
+WAREHOUSE_NL = "https://id.gs1.org/414/9521234000044"
+LOCATIONS = [
+    LocationRecord(id=FACTORY, name="Lumen Ceramics factory, Hai Phong", country="VN"),
+    LocationRecord(id=PORT_HAIPHONG, name="Port of Hai Phong", country="VN", unlocode="VNHPH"),
+    LocationRecord(id="https://id.gs1.org/414/9521234000037", name="Port of Rotterdam", country="NL", unlocode="NLRTM"),
+    LocationRecord(id=WAREHOUSE_NL, name="Utrecht distribution centre", country="NL"),
+]
+# The product's master data, as the manufacturer publishes it: these bytes hash to the
+# metadata hash registered on chain. The picture is a 1x1 PNG, inline.
+PICTURE = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+PRODUCT_MASTER = orjson.dumps({
+    "name": "Glazed stoneware vase, 30 cm",
+    "description": "Hand-glazed stoneware vase, fired at 1,280 °C.",
+    "brand": "Lumen",
+    "countryOfOrigin": "VN",
+    "images": [{"url": PICTURE, "alt": "The vase, front view"}],
+    "materials": ["stoneware clay", "lead-free glaze"],
+    "certifications": [{"name": "EU 84/500/EEC food contact", "issuer": "Inspection agency"}],
+})
+
+
 def journey(s: Story) -> Signed:
     """A lot's life, in time order, each event with the account that attests it: made in VN,
-    inspected, packed, shipped by sea (a temperature alarm on the way), cleared by customs in
-    NL, unloaded and received."""
+    inspected, packed, shipped by sea from Hai Phong (a temperature alarm on the way) by a
+    Singapore carrier, cleared by customs in Rotterdam, unloaded there and received in Utrecht."""
     t = s.start
     obj, agg = epcis.object_event, epcis.aggregation_event
     customs = epcis.CUSTOMS_STEP_IRIS
     alarm = epcis.sensor_element([epcis.temperature(31.5, exception="ALARM_CONDITION", time=iso(t + 6))], time=iso(t + 6))
+    lot = s.units[0].lot
     return [
-        (obj(epcs=[*s.units, s.stray], action="ADD", event_time=iso(t + 1), biz_step="commissioning", disposition="active"), MANUFACTURER),
-        (obj(epcs=s.units, action="OBSERVE", event_time=iso(t + 2), biz_step="inspecting",
+        (obj(epcs=[*s.units, s.stray], action="ADD", event_time=iso(t + 1), biz_step="commissioning", disposition="active",
+             biz_location=FACTORY, ilmd={"cbvmda:lotNumber": lot} if lot else None), MANUFACTURER),
+        (obj(epcs=s.units, action="OBSERVE", event_time=iso(t + 2), biz_step="inspecting", biz_location=FACTORY,
              documents=[epcis.document_ref("inspection_report", "ab" * 32)]), INSPECTOR),
-        (agg(parent_id=s.case, child_epcs=s.units, action="ADD", event_time=iso(t + 3), biz_step="packing"), MANUFACTURER),
-        (agg(parent_id=s.pallet, child_epcs=[s.case], action="ADD", event_time=iso(t + 4), biz_step="packing"), CARRIER),
-        (agg(parent_id=s.container, child_epcs=[s.pallet], action="ADD", event_time=iso(t + 5), biz_step="loading"), CARRIER),
-        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 6), biz_step="shipping", disposition="in_transit"), CARRIER),
+        (agg(parent_id=s.case, child_epcs=s.units, action="ADD", event_time=iso(t + 3), biz_step="packing", biz_location=FACTORY), MANUFACTURER),
+        (agg(parent_id=s.pallet, child_epcs=[s.case], action="ADD", event_time=iso(t + 4), biz_step="packing", biz_location=PORT_HAIPHONG), CARRIER),
+        (agg(parent_id=s.container, child_epcs=[s.pallet], action="ADD", event_time=iso(t + 5), biz_step="loading", biz_location=PORT_HAIPHONG), CARRIER),
+        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 6), biz_step="shipping", disposition="in_transit", read_point=PORT_HAIPHONG), CARRIER),
         (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 7), biz_step="sensor_reporting", sensor_elements=[alarm]), CARRIER),
-        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 8), biz_step=customs["declared"],
+        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 8), biz_step=customs["declared"], biz_location=PORT_ROTTERDAM,
              extensions=epcis.customs_fields(declaration_id="NL-2025-0001", customs_office="NL000396")), CUSTOMS),
-        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 9), biz_step=customs["cleared"],
+        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 9), biz_step=customs["cleared"], biz_location=PORT_ROTTERDAM,
              extensions=epcis.customs_fields(customs_office="NL000396")), CUSTOMS),
-        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 10), biz_step="arriving"), CARRIER),
-        (agg(parent_id=s.container, child_epcs=[s.pallet], action="DELETE", event_time=iso(t + 11), biz_step="unloading"), CARRIER),
-        (obj(epcs=[s.pallet], action="OBSERVE", event_time=iso(t + 12), biz_step="receiving", disposition="in_progress"), CARRIER),
+        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 10), biz_step="arriving", read_point=PORT_ROTTERDAM), CARRIER),
+        (agg(parent_id=s.container, child_epcs=[s.pallet], action="DELETE", event_time=iso(t + 11), biz_step="unloading", biz_location=PORT_ROTTERDAM), CARRIER),
+        (obj(epcs=[s.pallet], action="OBSERVE", event_time=iso(t + 12), biz_step="receiving", disposition="in_progress", biz_location=WAREHOUSE_NL), CARRIER),
     ]
 
 
@@ -81,11 +110,12 @@ class World:
         return self.lots[lot].units[index]
 
 
-def register_product(client: ChainClient, deployment: Deployment, gtin: str = GTIN) -> None:
+def register_product(client: ChainClient, deployment: Deployment, gtin: str = GTIN, metadata_hash: bytes = master_hash(PRODUCT_MASTER)) -> None:
+    """Register the product with the hash of its master data (PRODUCT_MASTER)."""
     registry = client.contract("ProvenanceRegistry", deployment.address("ProvenanceRegistry"))
     org_id, _registered, _meta = client.call(registry.functions.productOf(int(gtin)))
     if not org_id:
-        client.transact(registry.functions.registerProduct(int(gtin), b"\x01" * 32), sender=MANUFACTURER)
+        client.transact(registry.functions.registerProduct(int(gtin), metadata_hash), sender=MANUFACTURER)
 
 
 def build_world(anvil: AnvilProcess, folder: Path, *, lots: dict[str, str] | None = None, lot_size: int = 4) -> World:
@@ -98,6 +128,9 @@ def build_world(anvil: AnvilProcess, folder: Path, *, lots: dict[str, str] | Non
     database = DatabaseSettings(url=f"sqlite:///{folder / 'waymark.sqlite3'}")
     db = Database(database.url)
     db.migrate()
+    store_master(db, GTIN, PRODUCT_MASTER, master_hash(PRODUCT_MASTER))
+    for record in LOCATIONS:
+        store_location(db, record, org_id=3)  # the carrier's organisation registered the places it calls at
     node = NodeSettings(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500, max_batch_delay=0.05)
     runtime = NodeRuntime(node, chain_settings, db, client, deployment)
     world = World(anvil, client, deployment, chain_settings, database, db, runtime)

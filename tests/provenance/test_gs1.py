@@ -183,7 +183,8 @@ def test_issued_code_signature_recovers_the_manufacturer_offline() -> None:
     manufacturer = Account.create()
     unit, link = gs1.issue_unit(GTIN13, "LOT-7", private_key=manufacturer.key, chain_id=31337,
                                 resolver="scan.waymark.example")
-    assert link.startswith(f"https://scan.waymark.example/01/{GTIN14}/10/LOT-7/21/{unit.serial}?s=")
+    # Digital Link 1.4: the GTIN-13 is printed as 13 digits, not padded
+    assert link.startswith(f"https://scan.waymark.example/01/{GTIN13}/10/LOT-7/21/{unit.serial}?s=")
     assert gs1.recover_issuer(link, 31337) == manufacturer.address
     assert gs1.verify_issuance(link, 31337, manufacturer.address)
     # another chain, another lot, or another serial: the signature no longer matches
@@ -225,3 +226,100 @@ def test_unsigned_links_have_no_issuer_and_malformed_signatures_are_rejected() -
     assert "twice" in problem_of(plain + "?s=" + "00" * 65 + "&s=" + "00" * 65)
     # well-formed length but not a signature of anything
     assert not gs1.verify_issuance(plain + "?s=" + "00" * 64 + "1b", 31337, Account.create().address)
+
+
+# --- Digital Link 1.4: every key trade uses, data attributes, one key per item --------------------
+
+GLN = "9506000000008"  # a GLN with a valid check digit (9506000 00000 8)
+
+
+def link_problem(uri: str) -> str:
+    with pytest.raises(InvalidIdentifier) as caught:
+        gs1.parse_link(uri)
+    return caught.value.problem
+
+
+def test_product_and_lot_level_links_parse_to_product_ids_with_canonical_keys() -> None:
+    product = gs1.parse_link(f"https://brand.example/01/{GTIN13}").key
+    assert product == gs1.ProductId(GTIN14) and product.level == "product"
+    assert product.canonical_uri == f"https://id.gs1.org/01/{GTIN14}"
+    lot = gs1.parse_link(f"https://brand.example/01/{GTIN14}/10/AB%2F1").key
+    assert isinstance(lot, gs1.ProductId) and lot.lot == "AB/1" and lot.level == "lot"
+    assert lot.canonical_uri == f"https://id.gs1.org/01/{GTIN14}/10/AB%2F1"
+
+
+@pytest.mark.parametrize("gtin", ["96385074", "614141000036", GTIN13])
+def test_short_gtins_are_not_zero_padded_in_the_uri_but_share_one_key(gtin: str) -> None:
+    unit = gs1.parse_link(f"https://brand.example/01/{gtin}/21/S1").key
+    assert isinstance(unit, UnitId)
+    assert unit.uri("r.example") == f"https://r.example/01/{gtin}/21/S1"
+    padded = gs1.parse_link(f"https://brand.example/01/{gtin.zfill(14)}/21/S1").key
+    assert padded == unit and padded.canonical_uri == unit.canonical_uri == f"https://id.gs1.org/01/{gtin.zfill(14)}/21/S1"
+
+
+def test_consumer_product_variant_is_kept_in_the_link_and_out_of_the_key() -> None:
+    unit = gs1.parse_link(f"https://brand.example/01/{GTIN14}/22/V-2/10/L1/21/S1").key
+    assert isinstance(unit, UnitId) and unit.cpv == "V-2"
+    assert unit.uri("r.example") == f"https://r.example/01/{GTIN14}/22/V-2/10/L1/21/S1"
+    assert unit.canonical_uri == f"https://id.gs1.org/01/{GTIN14}/21/S1"
+
+
+def test_location_party_and_asset_keys_parse_with_their_qualifiers() -> None:
+    location = gs1.parse_link(f"https://brand.example/414/{GLN}/254/DOCK-3").key
+    assert location == gs1.GS1Key("414", GLN, (("254", "DOCK-3"),))
+    assert location.canonical_uri == f"https://id.gs1.org/414/{GLN}/254/DOCK-3"
+    assert gs1.parse_link(f"https://brand.example/417/{GLN}").key == gs1.GS1Key("417", GLN)
+    assert gs1.parse_link("https://brand.example/8004/9506000XYZ-1").key == gs1.GS1Key("8004", "9506000XYZ-1")
+    assert "check digit" in link_problem("https://brand.example/414/9506000000009")
+    assert "254" in link_problem(f"https://brand.example/417/{GLN}/254/A")
+    assert "not one this network resolves" in link_problem("https://brand.example/8006/095060001343521001")
+
+
+def test_data_attributes_are_validated_per_ai_and_other_parameters_ignored() -> None:
+    link = gs1.parse_link(f"https://brand.example/01/{GTIN14}/10/L1?17=261231&3103=000150&linkType=gs1:pip&utm_source=x")
+    assert link.attributes == (("17", "261231"), ("3103", "000150"))
+    assert link.canonical_uri == f"https://id.gs1.org/01/{GTIN14}/10/L1"
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("17=261331", "AI (17)"),  # month 13
+        ("17=", "AI (17) USE BY or EXPIRY is empty"),
+        ("17=261231&17=270101", "AI (17) USE BY or EXPIRY appears twice"),
+        ("9999=1", "AI (9999) in the query string is not a GS1 Application Identifier"),
+        ("3103=12", "AI (3103)"),
+        ("10=L1", "AI (10) BATCH/LOT is a key qualifier of (01)"),
+        ("00=106141411234567897", "AI (00) SSCC is a primary key"),
+    ],
+)
+def test_bad_data_attributes_are_refused_naming_the_ai(query: str, words: str) -> None:
+    assert words in link_problem(f"https://brand.example/01/{GTIN14}?{query}")
+
+
+def test_a_link_on_any_host_with_any_query_has_the_key_of_its_canonical_form() -> None:
+    from node.ingest.capture import canonical_epc
+
+    canonical = f"https://id.gs1.org/01/{GTIN14}/21/S1"
+    for link in (canonical + "?17=261231", f"https://brand.example/shop/01/{GTIN13}/10/L1/21/S1?17=261231&x=y", canonical):
+        assert gs1.canonical_key(link) == canonical
+        assert canonical_epc(link) == canonical  # how capture indexes events
+
+
+def test_bare_gtin_and_sscc_are_the_same_key_as_their_digital_links() -> None:
+    assert gs1.canonical_key("106141411234567897") == gs1.canonical_key("https://carrier.example/00/106141411234567897")
+    assert gs1.canonical_key(GTIN13) == gs1.canonical_key(f"https://id.gs1.org/01/{GTIN14}") == f"https://id.gs1.org/01/{GTIN14}"
+    with pytest.raises(InvalidIdentifier, match="bare key"):
+        gs1.canonical_key("12345")
+
+
+def test_unit_parser_still_refuses_product_level_and_other_keys() -> None:
+    assert "serial" in problem_of(f"https://brand.example/01/{GTIN14}")
+    assert "primary key" in problem_of(f"https://brand.example/414/{GLN}")
+
+
+def test_human_readable_lines_keep_the_variant_and_the_data_attributes() -> None:
+    from node.provenance.labels import human_readable
+
+    link = f"https://brand.example/01/{GTIN13}/22/V2/10/L1/21/S1?17=261231&linkType=all"
+    assert human_readable(link) == [f"(01) {GTIN14}", "(22) V2", "(10) L1", "(21) S1", "(17) 261231"]

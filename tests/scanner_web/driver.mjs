@@ -6,6 +6,7 @@
 //   camera    open the home page with a fake camera playing `video`, press "Scan with camera",
 //             wait until the page resolved the QR code into a passport
 //   language  open it with a browser language, then switch language with the selector
+//   product   open a product- or lot-level page (no verdict), read what it shows
 import { chromium } from "playwright-core";
 
 const args = JSON.parse(process.argv[2]);
@@ -46,6 +47,17 @@ try {
       reasons: Array.from(document.querySelectorAll("#reasons li"), (li) => li.dataset.code),
       timeline: Array.from(document.querySelectorAll("#timeline > li"), (li) => ({ step: li.dataset.step, status: li.dataset.status, browser: li.dataset.browser || null, text: li.querySelector(".what").textContent })),
       route: Array.from(document.querySelectorAll("#route li"), (li) => li.dataset.country),
+      routePlaces: Array.from(document.querySelectorAll("#route li"), (li) => li.querySelector(".place").textContent),
+      productName: document.querySelector("#product-name")?.textContent || null,
+      productImage: document.querySelector("#product-image")?.naturalWidth ?? null,
+      heroAboveVerdict: (() => {
+        const hero = document.querySelector("#hero");
+        const verdict = document.querySelector("#verdict");
+        return !hero.hidden && (verdict.hidden || hero.getBoundingClientRect().bottom <= verdict.getBoundingClientRect().top);
+      })(),
+      corrections: Array.from(document.querySelectorAll("#timeline > li[data-corrected=yes]"), (li) => ({ step: li.dataset.step, text: li.querySelector(".correction").textContent })),
+      reasonTexts: Array.from(document.querySelectorAll("#reasons li"), (li) => li.textContent),
+      lot: document.querySelector("#lot")?.textContent || null,
       manufacturer: document.querySelector("#manufacturer")?.textContent,
       escrow: document.querySelector("#escrow")?.dataset.state ?? null,
       escrowText: document.querySelector("#escrow p")?.textContent ?? null,
@@ -74,6 +86,28 @@ try {
     await page.click("#camera-button");
     await page.waitForSelector("#verdict[data-verdict]", { timeout: 60000 });
     Object.assign(out, await readPassport());
+  } else if (args.scenario === "product") {
+    await page.waitForSelector("#product[data-kind]");
+    Object.assign(out, await page.evaluate(() => ({
+      kind: document.querySelector("#product").dataset.kind,
+      verdictHidden: document.querySelector("#verdict").hidden,
+      productName: document.querySelector("#product-name")?.textContent || null,
+      productImage: document.querySelector("#product-image")?.naturalWidth ?? null,
+      manufacturer: document.querySelector("#manufacturer")?.textContent,
+      lots: Array.from(document.querySelectorAll("#lots li"), (li) => ({ lot: li.dataset.lot, recalled: li.dataset.recalled, href: li.querySelector("a").getAttribute("href") })),
+      lotUnits: document.querySelector("#lot-units")?.textContent || null,
+      lotInspections: document.querySelector("#lot-inspections")?.textContent || null,
+      lotRecall: document.querySelector("#lot-recall")?.textContent || null,
+      lotRecalled: document.querySelector("#lot-state")?.dataset.recalled || null,
+      path: location.pathname,
+      width: document.documentElement.scrollWidth,
+      viewport: window.innerWidth,
+    })));
+    if (args.follow) {
+      await page.click(`#lots li[data-lot="${args.follow}"] a`);
+      await page.waitForSelector("#lot-state");
+      out.followed = await page.evaluate(() => ({ path: location.pathname, kind: document.querySelector("#product").dataset.kind, lotUnits: document.querySelector("#lot-units").textContent }));
+    }
   } else if (args.scenario === "language") {
     Object.assign(out, await readPassport());
     out.initial = { lang: out.lang, title: out.verdictTitle };

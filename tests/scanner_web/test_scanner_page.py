@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import qrcode
 import requests
@@ -17,9 +18,10 @@ from eth_utils.crypto import keccak
 from node.chain.build import build
 from node.chain.client import ChainClient
 from node.devnet.anvil import AnvilProcess, free_port
-from node.service import build_indexer
-from tests.api.world import ApiServer, World, build_world
+from node.service import build_capture, build_indexer
+from tests.api.world import ApiServer, World, build_world, journey
 from tests.node.escrow_env import EscrowEnv, escrow_env, member
+from tests.node.story import INSPECTOR, capture_document
 
 pytestmark = pytest.mark.browser
 
@@ -37,6 +39,13 @@ def test_page_shows_the_passport_with_its_timeline_and_verdict(world: World, ser
     assert all(item["status"] == "verified" for item in shown["timeline"])
     assert shown["route"][0] == "VN" and "NL" in shown["route"]
     assert shown["manufacturer"] == "Lumen Ceramics Co. (VN)"
+    # What the product is comes first: its registered name and picture, above the verdict.
+    assert shown["productName"] == "Glazed stoneware vase, 30 cm"
+    assert shown["productImage"] == 1  # the picture loaded (a 1x1 PNG)
+    assert shown["heroAboveVerdict"] is True
+    # The route follows places, not the reporting organisation's country (the carrier is in SG).
+    assert shown["route"] == ["VN", "VN", "", "NL", "NL"]
+    assert shown["routePlaces"] == ["Lumen Ceramics factory, Hai Phong", "Port of Hai Phong", "No place named (in transit)", "Port of Rotterdam", "Utrecht distribution centre"]
     assert shown["width"] <= shown["viewport"]  # nothing wider than a phone screen
 
 
@@ -200,3 +209,52 @@ def test_page_keeps_the_units_order_when_an_unrelated_order_is_cancelled(escrow_
     w.wait_for_order("unrelated", {"state": "Delivered"})
     shown = browser("passport", w.server.url + path_of(w.world, "unrelated"), "order-unrelated-cancelled", lang="es-ES")
     assert shown["escrow"] == "Delivered" and shown["escrowText"] == "Entregado, pendiente de la confirmación del comprador"
+
+
+def test_a_product_level_code_shows_the_product_and_its_lots_and_opens_a_lot(world: World, server: ApiServer, browser: Any) -> None:
+    unit = world.unit("genuine")
+    shown = browser("product", f"{server.url}/01/{unit.gtin.lstrip('0')}", "product-page", follow=unit.lot)
+    assert shown["path"] == f"/passport/01/{unit.gtin.lstrip('0')}"  # the resolver's 307 to the default link
+    assert shown["kind"] == "product" and shown["verdictHidden"] is True
+    assert shown["productName"] == "Glazed stoneware vase, 30 cm" and shown["productImage"] == 1
+    assert shown["manufacturer"] == "Lumen Ceramics Co. (VN)"
+    assert [lot["lot"] for lot in shown["lots"]] == [unit.lot] and shown["lots"][0]["recalled"] == "no"
+    assert shown["followed"]["kind"] == "lot" and shown["followed"]["path"] == f"/passport/01/{unit.gtin}/10/{unit.lot}"
+    assert int(shown["followed"]["lotUnits"]) == sum(len(story.units) + 1 for story in world.lots.values())  # units and strays
+    assert shown["width"] <= shown["viewport"]
+
+
+def test_a_lot_level_code_shows_production_inspection_and_recall_state(world: World, server: ApiServer, browser: Any) -> None:
+    unit = world.unit("genuine")
+    shown = browser("product", f"{server.url}/01/{unit.gtin}/10/{unit.lot}", "lot-page")
+    assert shown["kind"] == "lot" and shown["productName"] == "Glazed stoneware vase, 30 cm"
+    assert shown["lotInspections"].startswith("inspected on")
+    assert shown["lotRecalled"] == "no" and shown["lotRecall"] == "Not recalled"
+
+
+def test_a_link_with_a_wrong_lot_is_flagged_on_the_page(world: World, server: ApiServer, browser: Any) -> None:
+    unit = world.unit("genuine", 3)
+    wrong = f"/01/{unit.gtin}/10/OTHERLOT/21/{unit.serial}"
+    shown = browser("passport", server.url + wrong, "wrong-lot")
+    assert shown["verdict"] == "suspicious"
+    assert "lot_mismatch" in shown["reasons"]
+    assert "The link names another lot than the one this unit was made in." in shown["reasonTexts"]
+    assert shown["lot"] == unit.lot  # the lot it was made in, not the link's
+
+
+def test_a_correction_is_shown_on_the_event_it_corrects(world: World, server: ApiServer, browser: Any) -> None:
+    """An EPCIS error declaration of the lot's inspection, captured through the node's capture
+    path, is stored beside the original and shown on the event it declares erroneous."""
+    story = world.lots["genuine"]
+    inspection = journey(story)[1][0]
+    declaration = {**inspection, "errorDeclaration": {
+        "declarationTime": "2026-01-02T03:04:05.000Z", "reason": "incorrect_data",
+        "correctiveEventIDs": ["ni:///sha-256;" + "ab" * 32 + "?ver=CBV2.0"],
+    }}
+    result = build_capture(world.runtime).capture(orjson.dumps(capture_document([(declaration, INSPECTOR)], world.runtime.domain)))
+    assert result.duplicates == 0  # stored under its own record id, not dropped as the original's duplicate
+    server.app.state.services.passports.clear()
+    shown = browser("passport", server.url + path_of(world, "genuine", 2), "correction")
+    assert [c["step"] for c in shown["corrections"]] == ["inspecting"]
+    text = shown["corrections"][0]["text"]
+    assert text.startswith("Declared erroneous on") and "Reason: incorrect data" in text and "Corrected by 1 event(s)" in text
