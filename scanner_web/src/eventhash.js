@@ -1,7 +1,8 @@
 // The CBV 2.0 event hash in the browser, so the page checks that an event shown is the event
 // that was signed and anchored. Same rules as node/provenance/event_hash.py (its docstring
 // explains them); tests/scanner_web/test_eventhash_js.py runs this file under Node against the
-// published CBV 2.0 test vectors and against the Python implementation on random events.
+// published CBV 2.0 test vectors, Waymark's record vectors (tests/provenance/data/record_vectors.json:
+// error declarations, sensor-only events) and the Python implementation on random events.
 
 import { sha256 } from "@noble/hashes/sha2";
 
@@ -712,6 +713,21 @@ export function eventHash(event, context) {
   return "ni:///sha-256;" + toHex(eventDigest(event, context)) + "?ver=CBV2.0";
 }
 
+// Waymark stores, attests and anchors an event under its record digest (node/provenance/event_hash.py
+// record_digest). For an ordinary event it is the CBV 2.0 digest. An error declaration shares its CBV
+// hash with the event it declares erroneous (errorDeclaration is not hashed), so it is kept under the
+// SHA-256 of its pre-hash string, CORRECTION_SEPARATOR and its errorDeclaration written canonically.
+export const CORRECTION_SEPARATOR = "\nwaymark:errorDeclaration\n";
+
+export function recordDigest(event, context) {
+  const text = prehash(event, context);
+  const declaration = has(event, "errorDeclaration") ? event.errorDeclaration : null;
+  if (declaration === null || declaration === undefined) return sha256(new TextEncoder().encode(text));
+  const parts = [];
+  generic("errorDeclaration", declaration, contextFor(event, context), parts);
+  return sha256(new TextEncoder().encode(text + CORRECTION_SEPARATOR + parts.join("")));
+}
+
 export function toHex(bytes) {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -737,5 +753,10 @@ export function primaryObjectId(event, context) {
       if (ids.length) return smallest(ids);
     }
   }
-  throw new Error("the event names no object (epcList, parentID, ... are all empty)");
+  // An event about no object (a sensor-only ObjectEvent, EPCIS 2.0 7.4.2) is about a place.
+  for (const key of ["readPoint", "bizLocation"]) {
+    const place = has(event, key) ? event[key] : null;
+    if (isObject(place) && typeof place.id === "string" && strip(place.id)) return canon(place.id);
+  }
+  throw new Error("the event names no object and no place (epcList, parentID, ..., readPoint, bizLocation are all empty)");
 }

@@ -1,9 +1,12 @@
 // "Verify here": the page re-checks every event of a passport itself, trusting the server for
 // nothing but the data to check. Per event, in the order node/proofs.py uses:
-//   event_hash    the event shown hashes (CBV 2.0) to the id that was signed and anchored
+//   event_hash    the event shown hashes to the id that was signed and anchored (its record
+//                 digest: the CBV 2.0 hash, or for an error declaration the hash with the
+//                 declaration, see eventhash.js recordDigest)
 //   signature     the EIP-712 Attestation recovers to the signer (secp256k1, in the browser)
 //   role          the chain's ConsortiumRegistry says the signer held a role allowed for the
-//                 event's bizStep at the event time (hasRoleAt over read-only JSON-RPC)
+//                 event's bizStep at the event time (hasRoleAt over read-only JSON-RPC); a step
+//                 outside the role table may be attested by any attesting role
 //   merkle_proof  the proof leads from the (event hash, signer) leaf to the root
 //                 (@openzeppelin/merkle-tree's StandardMerkleTree.verify)
 //   anchor        the chain's ProvenanceRegistry has the root anchored (anchorOf)
@@ -13,7 +16,7 @@
 import { secp256k1 } from "@noble/curves/secp256k1";
 import { keccak_256 } from "@noble/hashes/sha3";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
-import { contextPrefixes, eventDigest, primaryObjectId, toHex, unixSeconds } from "./eventhash.js";
+import { contextPrefixes, primaryObjectId, recordDigest, toHex, unixSeconds } from "./eventhash.js";
 
 export const CHECKS = ["event_hash", "signature", "role", "merkle_proof", "anchor", "confirmations"];
 
@@ -55,6 +58,12 @@ export function attestationDigest(separator, eventDigest32, subject32, eventTime
   return keccak(concat(new Uint8Array([0x19, 0x01]), separator, structHash));
 }
 
+// The attestation subject: keccak256 of the primary object's canonical id (for an event about no
+// object, its readPoint, else its bizLocation; eventhash.js primaryObjectId).
+export function attestationSubject(event, context) {
+  return keccakText(primaryObjectId(event, context));
+}
+
 export function checksumAddress(bytes20) {
   const lower = toHex(bytes20);
   const hash = toHex(keccakText(lower));
@@ -79,7 +88,7 @@ export function recoverSigner(digest, signatureHex) {
 
 // --- who may attest what (node/ingest/roles.py) ----------------------------------------------------
 
-const ATTESTING = ["MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE"];
+export const ATTESTING = ["MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE"];
 const STEP_ROLES = {};
 const assign = (roles, steps) => steps.split(" ").forEach((s) => (STEP_ROLES[s] = roles));
 assign(["MANUFACTURER"], "commissioning encoding creating_class_instance assembling disassembling decommissioning destroying killing repairing replacing installing removing");
@@ -92,6 +101,9 @@ const CUSTOMS_NS = "https://ns.waymark.example/customs/";
 const CUSTOMS_STEPS = ["declared", "cleared", "detained", "returned", "duty_assessed"];
 const CBV_STEP_PREFIXES = ["https://ref.gs1.org/cbv/BizStep-", "urn:epcglobal:cbv:bizstep:"];
 
+// The roles of the table for a step, or null for a step outside it (node/ingest/roles.py
+// _table_roles); allowedRoles is what the node enforces (roles_for_bizstep): outside the table,
+// any attesting role.
 export function rolesForBizStep(step, context) {
   if (!step) return ATTESTING;
   if (Object.prototype.hasOwnProperty.call(STEP_ROLES, step)) return STEP_ROLES[step];
@@ -107,6 +119,10 @@ export function rolesForBizStep(step, context) {
   }
   if (expanded.startsWith(CUSTOMS_NS) && CUSTOMS_STEPS.includes(expanded.slice(CUSTOMS_NS.length))) return ["CUSTOMS"];
   return null;
+}
+
+export function allowedRoles(step, context) {
+  return rolesForBizStep(step, context) || ATTESTING;
 }
 
 // --- read-only JSON-RPC ----------------------------------------------------------------------------
@@ -207,7 +223,7 @@ export async function verifyEvent(item, chain, config, separator) {
   // 1. the event as shown hashes to the id that was signed and anchored
   let digest;
   try {
-    digest = eventDigest(event);
+    digest = recordDigest(event);
   } catch (e) {
     return fail("event_hash", `the event cannot be hashed: ${e.message}`);
   }
@@ -220,7 +236,7 @@ export async function verifyEvent(item, chain, config, separator) {
   let signer, eventTime;
   try {
     eventTime = unixSeconds(event.eventTime);
-    const subject = keccakText(primaryObjectId(event));
+    const subject = attestationSubject(event);
     signer = recoverSigner(attestationDigest(separator, digest, subject, eventTime), stored.signature);
   } catch (e) {
     return fail("signature", `the signature does not verify: ${e.message}`);
@@ -231,7 +247,7 @@ export async function verifyEvent(item, chain, config, separator) {
   pass("signature", `signed by ${signer}`);
 
   // 3. a role allowed for this step, held at the event time (asked of the chain)
-  const roles = rolesForBizStep(event.bizStep, event["@context"]) || [];
+  const roles = allowedRoles(typeof event.bizStep === "string" ? event.bizStep : null, event["@context"]);
   let held = null;
   for (const role of roles) {
     if (await chain.hasRoleAt(signer, role, eventTime)) {

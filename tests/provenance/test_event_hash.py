@@ -323,3 +323,20 @@ def test_same_hashes_as_epcis_event_hash_generator_on_generated_events() -> None
     mismatches = [i for i, (a, b) in enumerate(zip(ours, reference)) if a != b]
     assert len(reference) == len(events)
     assert not mismatches, f"{len(mismatches)} of {len(events)} differ, first: {events[mismatches[0]]}"
+
+
+def test_record_vectors_are_what_python_makes_of_their_events() -> None:
+    """data/record_vectors.json (shared with the page's JavaScript) is Python's current answer:
+    regenerate it with `python -m tests.provenance.record_vectors` after a deliberate change."""
+    from . import record_vectors
+
+    stored = record_vectors.load()
+    assert [v["name"] for v in stored] == [name for name, _e, _c in record_vectors.CASES]
+    for vector, (name, event, context) in zip(stored, record_vectors.CASES):
+        assert (vector["event"], vector["context"]) == (event, context), name
+        assert {k: vector[k] for k in ("eventHash", "recordHash", "subject", "time")} == record_vectors.expected(event, context), name
+    by_name = {v["name"]: v for v in stored}
+    # what the vectors are there to pin: a correction differs from its original, a sensor-only event has a place
+    assert by_name["error declaration with correctiveEventIDs"]["recordHash"] != by_name["ordinary event: record digest is the CBV hash"]["recordHash"]
+    assert by_name["error declaration with correctiveEventIDs"]["eventHash"] == by_name["ordinary event: record digest is the CBV hash"]["eventHash"]
+    assert by_name["sensor-only event: readPoint is the subject"]["subject"] == "https://id.gs1.org/414/9521234000013"

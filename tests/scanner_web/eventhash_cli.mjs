@@ -1,11 +1,14 @@
-// Reads JSON on stdin: {"documents": [EPCISDocument...], "events": [[event, context]...]}
-// and prints {"documents": [[hash...]...], "events": [{prehash, hash, subject}...]} using the page's code.
-import { eventHash, prehash, primaryObjectId, unixSeconds } from "../../scanner_web/src/eventhash.js";
+// Reads JSON on stdin: {"documents": [EPCISDocument...], "events": [[event, context]...],
+//   "attestations": [{event, context, chainId, contract, signature}...], "roles": [[bizStep, context]...]}
+// and prints {"documents": [[hash...]...], "events": [{prehash, hash, recordHash, subject, time}...],
+//   "attestations": [{signer} or {error}...], "roles": [[role...]...]} using the page's code.
+import { eventHash, prehash, primaryObjectId, recordDigest, toHex, unixSeconds } from "../../scanner_web/src/eventhash.js";
+import { allowedRoles, attestationDigest, attestationSubject, domainSeparator, recoverSigner } from "../../scanner_web/src/verify.js";
 
 const chunks = [];
 for await (const chunk of process.stdin) chunks.push(chunk);
 const input = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-const out = { documents: [], events: [] };
+const out = { documents: [], events: [], attestations: [], roles: [] };
 for (const doc of input.documents || []) {
   const body = doc.epcisBody || {};
   const events = body.eventList ?? (body.event ? [body.event] : []);
@@ -16,6 +19,7 @@ for (const [event, context] of input.events || []) {
   try {
     result.prehash = prehash(event, context);
     result.hash = eventHash(event, context);
+    result.recordHash = "ni:///sha-256;" + toHex(recordDigest(event, context)) + "?ver=CBV2.0";
   } catch (e) {
     result.error = String(e.message || e);
   }
@@ -23,4 +27,14 @@ for (const [event, context] of input.events || []) {
   try { result.time = unixSeconds(event.eventTime); } catch (e) { result.time = null; }
   out.events.push(result);
 }
+// The signature check of verify.js's verifyEvent: record digest, subject and time derived from the event.
+for (const { event, context, chainId, contract, signature } of input.attestations || []) {
+  try {
+    const digest = attestationDigest(domainSeparator(chainId, contract), recordDigest(event, context), attestationSubject(event, context), unixSeconds(event.eventTime));
+    out.attestations.push({ signer: recoverSigner(digest, signature) });
+  } catch (e) {
+    out.attestations.push({ error: String(e.message || e) });
+  }
+}
+for (const [step, context] of input.roles || []) out.roles.push(allowedRoles(step, context));
 process.stdout.write(JSON.stringify(out));
