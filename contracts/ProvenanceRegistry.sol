@@ -38,6 +38,7 @@ contract ProvenanceRegistry is IProvenanceRegistry, EIP712 {
         uint64 orgId = _registry.organisationWithAnyRole(msg.sender, roles);
         if (orgId == 0) revert ProvenanceMissingRole(msg.sender, Roles.MANUFACTURER);
         if (!_isValidGtin(gtin)) revert ProvenanceInvalidGtin(gtin);
+        if (_registry.companyPrefixOrganisation(gtin) != orgId) revert ProvenanceOutsideCompanyPrefix(gtin, orgId);
         uint64 owner = _products[gtin].orgId;
         if (owner != 0) revert ProvenanceProductExists(gtin, owner);
 
@@ -46,7 +47,14 @@ contract ProvenanceRegistry is IProvenanceRegistry, EIP712 {
     }
 
     /// @inheritdoc IProvenanceRegistry
-    function anchorBatch(bytes32 root, uint32 eventCount, string calldata uri) external {
+    function anchorBatch(
+        bytes32 root,
+        uint32 eventCount,
+        string calldata uri,
+        bytes32 eventHash,
+        address attester,
+        bytes32[] calldata proof
+    ) external {
         bytes32[] memory roles = new bytes32[](5);
         roles[0] = Roles.MANUFACTURER;
         roles[1] = Roles.INSPECTOR;
@@ -59,6 +67,11 @@ contract ProvenanceRegistry is IProvenanceRegistry, EIP712 {
         if (eventCount == 0) revert ProvenanceEmptyBatch(root);
         uint64 anchoredBy = _anchors[root].orgId;
         if (anchoredBy != 0) revert ProvenanceRootExists(root, anchoredBy);
+        uint64 attesterOrg = _registry.organisationOf(attester);
+        if (attesterOrg != orgId) revert ProvenanceForeignBatch(root, attester, attesterOrg, orgId);
+        if (!MerkleProof.verifyCalldata(proof, root, leafHash(eventHash, attester))) {
+            revert ProvenanceLeafNotInBatch(root, eventHash, attester);
+        }
 
         _anchors[root] = Anchor({
             orgId: orgId,

@@ -238,8 +238,12 @@ class Anchorer:
         uri = f"{self.uri_prefix}0x{root.hex()}" if self.uri_prefix else ""
         with self.db.connect(write=True) as conn:
             conn.execute(update(Batch).where(Batch.id == batch_id).values(sends=Batch.sends + 1))
+        # The chain names the anchoring organisation only on sight of one leaf by its own attester.
+        event_hash, attester, proof = self._first_leaf(batch_id)
         try:
-            receipt = self.client.transact(self.registry.functions.anchorBatch(root, count, uri), sender=self.account)
+            receipt = self.client.transact(
+                self.registry.functions.anchorBatch(root, count, uri, event_hash, attester, proof), sender=self.account
+            )
         except ContractRevert as revert:
             if revert.error_name == "ProvenanceRootExists" and self._settle_from_chain(batch_id, root):
                 return  # a copy sent before a crash got there first
@@ -247,6 +251,15 @@ class Anchorer:
                 raise NotAnAttester(self.account.address) from None
             raise
         self._record(batch_id, receipt["transactionHash"], int(receipt["blockNumber"]), receipt["blockHash"], int(receipt["gasUsed"]))
+
+    def _first_leaf(self, batch_id: int) -> tuple[bytes, str, list[bytes]]:
+        """Leaf 0 of the batch: (event digest, attester, Merkle proof), shown to `anchorBatch`."""
+        with self.db.connect() as conn:
+            digest, signer, proof = conn.execute(
+                select(Event.digest, Event.signer, Event.proof).where(Event.batch_id == batch_id, Event.leaf_index == 0)
+            ).one()
+        flat = bytes(proof or b"")
+        return bytes(digest), str(signer), [flat[i : i + 32] for i in range(0, len(flat), 32)]
 
     def _settle_from_chain(self, batch_id: int, root: bytes) -> bool:
         """If the chain has `root`, record where; True if it does."""

@@ -46,6 +46,13 @@ interface IProvenanceRegistry is IERC5267 {
     error ProvenanceEmptyBatch(bytes32 root);
     /// @notice `root` was already anchored, by organisation `orgId`.
     error ProvenanceRootExists(bytes32 root, uint64 orgId);
+    /// @notice `gtin` lies inside no GS1 Company Prefix assigned to the caller's organisation `orgId`.
+    error ProvenanceOutsideCompanyPrefix(uint256 gtin, uint64 orgId);
+    /// @notice The leaf shown for `root` was attested by `attester`, an account of organisation
+    ///         `attesterOrg`, not of the anchoring organisation `orgId`.
+    error ProvenanceForeignBatch(bytes32 root, address attester, uint64 attesterOrg, uint64 orgId);
+    /// @notice The proof does not lead from the leaf of (`eventHash`, `attester`) to `root`.
+    error ProvenanceLeafNotInBatch(bytes32 root, bytes32 eventHash, address attester);
 
     /// @notice Product class `gtin` was registered to organisation `orgId` by `registrant`.
     event ProductRegistered(
@@ -71,14 +78,34 @@ interface IProvenanceRegistry is IERC5267 {
     function ATTESTATION_TYPEHASH() external view returns (bytes32);
 
     /// @notice Registers product class `gtin` (a GTIN-14 read as a number) to the caller's organisation.
+    ///         The GTIN must lie inside a GS1 Company Prefix that governance assigned to that
+    ///         organisation (`IConsortiumRegistry.companyPrefixOrganisation`): write the GTIN as 14
+    ///         digits with leading zeros, drop the first (indicator) digit, and the remaining 13
+    ///         digits must start with the prefix. GTIN-13 and GTIN-12 (as "0" + its 12 digits) are
+    ///         matched from their first digit; GTIN-14s of cases and pallets share their item's
+    ///         prefix whatever the indicator digit; a GTIN-8 needs the 12-digit prefix "00000" +
+    ///         its first seven digits.
     /// @dev Reverts with ProvenanceMissingRole (caller lacks MANUFACTURER), ProvenanceInvalidGtin
-    ///      (zero, >= 10^14, or bad mod-10 check digit) or ProvenanceProductExists.
+    ///      (zero, >= 10^14, or bad mod-10 check digit), ProvenanceOutsideCompanyPrefix or
+    ///      ProvenanceProductExists.
     function registerProduct(uint256 gtin, bytes32 metadataHash) external;
 
-    /// @notice Anchors the Merkle root of a batch of `eventCount` attested events.
-    /// @dev One storage slot per root and no loops, so the cost per event falls with the batch size.
-    ///      Reverts with ProvenanceNotAttester, ProvenanceZeroRoot, ProvenanceEmptyBatch or ProvenanceRootExists.
-    function anchorBatch(bytes32 root, uint32 eventCount, string calldata uri) external;
+    /// @notice Anchors the Merkle root of a batch of `eventCount` attested events. The caller shows
+    ///         one leaf of the batch, (`eventHash`, `attester`) with its Merkle `proof`, whose
+    ///         attester is an account of the caller's organisation: a batch holds one organisation's
+    ///         events, so nobody else can anchor that organisation's root first and be named its anchorer.
+    /// @dev One storage slot per root and no loops over the batch, so the cost per event falls with
+    ///      the batch size (the proof grows with log2 of it). Reverts with ProvenanceNotAttester,
+    ///      ProvenanceZeroRoot, ProvenanceEmptyBatch, ProvenanceRootExists, ProvenanceForeignBatch
+    ///      or ProvenanceLeafNotInBatch.
+    function anchorBatch(
+        bytes32 root,
+        uint32 eventCount,
+        string calldata uri,
+        bytes32 eventHash,
+        address attester,
+        bytes32[] calldata proof
+    ) external;
 
     /// @notice The product class `gtin`; orgId 0 when not registered.
     function productOf(uint256 gtin) external view returns (Product memory);
