@@ -146,15 +146,17 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         p.data = data;
         emit ProposalCreated(proposalId, orgId, msg.sender, kind, data, deadline);
 
-        _castVote(proposalId, p, orgId);
+        _castVote(proposalId, p, orgId, true);
     }
 
     /// @inheritdoc IConsortiumRegistry
     function vote(uint256 proposalId) external {
         uint64 orgId = _requireActiveMember(msg.sender);
         Proposal storage p = _openProposal(proposalId);
-        if (_voteEpoch[proposalId][orgId] != 0) revert RegistryAlreadyVoted(proposalId, orgId);
-        _castVote(proposalId, p, orgId);
+        uint32 epoch = _voteEpoch[proposalId][orgId];
+        // A vote voided by a suspension since may be cast again once the organisation is reinstated.
+        if (epoch == _orgs[orgId].suspensions + 1) revert RegistryAlreadyVoted(proposalId, orgId);
+        _castVote(proposalId, p, orgId, epoch == 0);
     }
 
     /// @inheritdoc IConsortiumRegistry
@@ -378,10 +380,13 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     // Proposal machinery
     // ------------------------------------------------------------------------------------------
 
-    function _castVote(uint256 proposalId, Proposal storage p, uint64 orgId) private {
+    function _castVote(uint256 proposalId, Proposal storage p, uint64 orgId, bool firstVote) private {
         _voteEpoch[proposalId][orgId] = _orgs[orgId].suspensions + 1;
-        _voters[proposalId].push(orgId);
-        uint32 votes = ++p.votes;
+        uint32 votes = p.votes;
+        if (firstVote) {
+            _voters[proposalId].push(orgId);
+            p.votes = ++votes;
+        }
         emit Voted(proposalId, orgId, msg.sender, votes);
         if (_countedVotes(proposalId) >= _requiredVotes()) _execute(proposalId, p);
     }

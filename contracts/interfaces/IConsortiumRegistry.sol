@@ -26,7 +26,8 @@ pragma solidity ^0.8.24;
 ///      the Active members in basis points, rounded up: `threshold() = ceil(activeMemberCount() *
 ///      thresholdBps() / 10000)`, computed when a vote is counted, so it grows with the membership.
 ///      At execution only the votes of organisations that are Active and have not been suspended
-///      since they voted count (`countedVotes`); a suspended member's earlier votes are void.
+///      since they voted count (`countedVotes`); a suspended member's earlier votes are void (once
+///      reinstated it may vote again). `Proposal.votes` counts the organisations that ever voted.
 ///
 ///      Accounts. Linking an account needs its consent: a member offers it (`addAccount`) and the
 ///      account itself accepts (`acceptAccount`). Nobody can link someone else's account, so an
@@ -244,7 +245,7 @@ interface IConsortiumRegistry {
     function propose(ProposalKind kind, bytes calldata data) external returns (uint256 proposalId);
 
     /// @notice Votes for `proposalId` on behalf of the caller's organisation. The vote that brings
-    ///         the proposal to `threshold()` votes executes it inside this call.
+    ///         the proposal to `threshold()` counted votes executes it inside this call.
     /// @dev Reverts with RegistryNotActiveMember, RegistryUnknownProposal, RegistryProposalAlreadyExecuted,
     ///      RegistryProposalExpired (after `deadline`), RegistryAlreadyVoted, and, when executing,
     ///      with the errors of the change: RegistryAccountTaken, RegistryUnknownOrganisation,
