@@ -1,5 +1,6 @@
-"""ProvenanceRegistry against a real Anvil: product classes, batch anchors, proofs laid out by
-the reference @openzeppelin/merkle-tree, and the EIP-712 attestation digest."""
+"""ProvenanceRegistry against a real Anvil: product classes inside the GS1 Company Prefixes
+governance assigned, batch anchors that only the batch's own organisation can make, proofs laid
+out by the reference @openzeppelin/merkle-tree, and the EIP-712 attestation digest."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from tests.helpers import reverts
 
 MANUFACTURER, CARRIER, ORACLE, AUDITOR = (keccak(text=r) for r in ("MANUFACTURER", "CARRIER", "ORACLE", "AUDITOR"))
 SUSPEND = 1  # IConsortiumRegistry.ProposalKind.SuspendOrganisation
+GRANT_ROLE = 3
+ASSIGN_COMPANY_PREFIX = 6
 
 
 def gtin_with_check_digit(body: int) -> int:
@@ -35,6 +38,7 @@ def gtin_with_check_digit(body: int) -> int:
 
 GTIN = 4006381333931  # EAN-13 4006381333931, i.e. GTIN-14 04006381333931
 assert gtin_with_check_digit(GTIN // 10) == GTIN
+PREFIX = "4006381"  # the manufacturer's GS1 Company Prefix, covering GTIN
 
 
 @dataclass
@@ -56,25 +60,37 @@ class Setup:
 
     def suspend(self, org_id: int) -> None:
         """Suspend an organisation by the votes of orgs 1 and 2 (threshold 2)."""
-        data = abi_encode(["uint64"], [org_id])
-        receipt = self.chain.transact(self.registry.functions.propose(SUSPEND, data), sender=self.manufacturer)
+        self.govern(SUSPEND, abi_encode(["uint64"], [org_id]))
+
+    def govern(self, kind: int, data: bytes) -> None:
+        """Pass a proposal by the votes of orgs 1 and 2 (threshold 2 of 4)."""
+        receipt = self.chain.transact(self.registry.functions.propose(kind, data), sender=self.manufacturer)
         (created,) = self.registry.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
         self.chain.transact(self.registry.functions.vote(created.args.proposalId), sender=self.carrier)
+
+    def assign_prefix(self, org_id: int, prefix: str) -> None:
+        self.govern(ASSIGN_COMPANY_PREFIX, abi_encode(["uint64", "uint64", "uint8"], [org_id, int(prefix), len(prefix)]))
+
+    def anchor(self, label: str, count: int, uri: str = "", *, sender: LocalAccount) -> tuple[bytes, TxReceipt]:
+        """Anchors a one-event batch attested by `sender` (a one-leaf tree: root = leaf, empty proof)."""
+        event_hash = keccak(text=label)
+        root = self.view("leafHash", event_hash, sender.address)
+        return root, self.send("anchorBatch", root, count, uri, event_hash, sender.address, [], sender=sender)
 
 
 @pytest.fixture
 def s(chain: ChainClient, accounts: list[LocalAccount]) -> Setup:
     manufacturer, carrier, auditor, oracle, outsider = accounts[1:6]
     founders = [
-        (name, country, keccak(text=name), account.address, roles)
-        for name, country, account, roles in [
-            ("Lumen Ceramics Co.", b"VN", manufacturer, [MANUFACTURER]),
-            ("Bluewater Ocean Freight", b"SG", carrier, [CARRIER]),
-            ("Fjord Assurance AS", b"NO", auditor, [AUDITOR]),
-            ("Tidewater Sensors", b"NL", oracle, [ORACLE]),
+        (name, country, keccak(text=name), account.address, roles, prefixes)
+        for name, country, account, roles, prefixes in [
+            ("Lumen Ceramics Co.", b"VN", manufacturer, [MANUFACTURER], [(int(PREFIX), len(PREFIX))]),
+            ("Bluewater Ocean Freight", b"SG", carrier, [CARRIER], []),
+            ("Fjord Assurance AS", b"NO", auditor, [AUDITOR], []),
+            ("Tidewater Sensors", b"NL", oracle, [ORACLE], []),
         ]
     ]
-    registry = chain.deploy("ConsortiumRegistry", founders, 2, sender=accounts[0])
+    registry = chain.deploy("ConsortiumRegistry", founders, 5_000, sender=accounts[0])
     provenance = chain.deploy("ProvenanceRegistry", registry.address, sender=accounts[0])
     return Setup(chain, registry, provenance, manufacturer, carrier, auditor, oracle, outsider)
 
@@ -161,17 +177,51 @@ def test_register_product_reverts_when_gtin_is_invalid(s: Setup, gtin: int) -> N
 @pytest.mark.parametrize("body", [1, 9_614_141_00001, 1_234_567_890_123, 10**13 - 1])
 def test_register_product_accepts_gtins_with_a_valid_check_digit(s: Setup, body: int) -> None:
     gtin = gtin_with_check_digit(body)
+    s.assign_prefix(1, f"{body:013d}"[1:])  # the 12 digits after the indicator digit
     s.send("registerProduct", gtin, b"\0" * 32, sender=s.manufacturer)
     assert s.view("productOf", gtin)[0] == 1
+
+
+def test_register_product_reverts_outside_the_organisations_company_prefixes(s: Setup) -> None:
+    elsewhere = gtin_with_check_digit(952_123_454_321)  # 09521234543213: prefix 9521234, assigned to nobody
+    with reverts("ProvenanceOutsideCompanyPrefix", gtin=elsewhere, orgId=1):
+        s.send("registerProduct", elsewhere, b"\0" * 32, sender=s.manufacturer)
+    s.assign_prefix(1, "9521234")
+    s.send("registerProduct", elsewhere, b"\0" * 32, sender=s.manufacturer)
+    assert s.view("productOf", elsewhere)[0] == 1
+
+
+def test_register_product_accepts_a_case_gtin14_inside_its_items_prefix(s: Setup) -> None:
+    case = gtin_with_check_digit(1_400_638_133_393)  # indicator 1 + the item's 12 digits
+    s.send("registerProduct", case, b"\0" * 32, sender=s.manufacturer)
+    assert s.view("productOf", case)[0] == 1
+
+
+def test_rival_manufacturer_cannot_register_or_claim_anothers_gtins(s: Setup) -> None:
+    # The adversary: the oracle organisation, granted MANUFACTURER and a prefix of its own.
+    adversary = s.oracle
+    s.govern(GRANT_ROLE, abi_encode(["uint64", "bytes32"], [4, MANUFACTURER]))
+    s.assign_prefix(4, "4006382")
+    with reverts("ProvenanceOutsideCompanyPrefix", gtin=GTIN, orgId=4):
+        s.send("registerProduct", GTIN, keccak(text="counterfeit sheet"), sender=adversary)
+    # Nor can it be assigned the victim's prefix, or one around or inside it.
+    for value, digits in [(4006381, 7), (400638, 6), (40063813, 8)]:
+        with reverts("RegistryCompanyPrefixTaken", value=value, digits=digits):
+            s.chain.transact(
+                s.registry.functions.propose(ASSIGN_COMPANY_PREFIX, abi_encode(["uint64", "uint64", "uint8"], [4, value, digits])),
+                sender=adversary,
+            )
+    assert s.view("productOf", GTIN) == (0, 0, b"\0" * 32)
+    s.send("registerProduct", GTIN, b"\0" * 32, sender=s.manufacturer)
+    assert s.view("productOf", GTIN)[0] == 1
 
 
 # ---- anchors ------------------------------------------------------------------------------------
 
 
 def test_anchor_batch_by_attester(s: Setup) -> None:
-    root = keccak(text="batch 1")
     uri = "waymark://batches/1"
-    receipt = s.send("anchorBatch", root, 1200, uri, sender=s.carrier)
+    root, receipt = s.anchor("batch 1", 1200, uri, sender=s.carrier)
     block = s.chain.w3.eth.get_block(receipt["blockNumber"])
     assert s.view("anchorOf", root) == (2, receipt["blockNumber"], block["timestamp"], 1200)
     assert s.view("isAnchored", root)
@@ -187,7 +237,7 @@ def test_anchor_batch_by_attester(s: Setup) -> None:
 
 def test_every_attesting_role_may_anchor(s: Setup) -> None:
     for n, account in enumerate((s.manufacturer, s.carrier, s.oracle)):
-        s.send("anchorBatch", keccak(text=f"root {n}"), 1, "", sender=account)
+        s.anchor(f"root {n}", 1, sender=account)
 
 
 def test_anchor_of_unknown_root_is_empty(s: Setup) -> None:
@@ -198,38 +248,63 @@ def test_anchor_of_unknown_root_is_empty(s: Setup) -> None:
 def test_anchor_batch_reverts_when_caller_is_not_attester(s: Setup) -> None:
     for account in (s.auditor, s.outsider):
         with reverts("ProvenanceNotAttester", account=account.address):
-            s.send("anchorBatch", keccak(text="batch"), 10, "", sender=account)
+            s.anchor("batch", 10, sender=account)
 
 
 def test_anchor_batch_reverts_when_attester_is_suspended(s: Setup) -> None:
     s.suspend(4)
     with reverts("ProvenanceNotAttester", account=s.oracle.address):
-        s.send("anchorBatch", keccak(text="batch"), 10, "", sender=s.oracle)
+        s.anchor("batch", 10, sender=s.oracle)
 
 
 def test_anchor_batch_reverts_when_root_exists(s: Setup) -> None:
-    root = keccak(text="batch")
-    s.send("anchorBatch", root, 10, "", sender=s.carrier)
+    root, _ = s.anchor("batch", 10, sender=s.carrier)
     with reverts("ProvenanceRootExists", root=root, orgId=2):
-        s.send("anchorBatch", root, 10, "", sender=s.manufacturer)
+        s.anchor("batch", 10, sender=s.carrier)
 
 
 def test_anchor_batch_reverts_when_root_is_zero(s: Setup) -> None:
     with reverts("ProvenanceZeroRoot"):
-        s.send("anchorBatch", b"\0" * 32, 10, "", sender=s.carrier)
+        s.send("anchorBatch", b"\0" * 32, 10, "", keccak(text="e"), s.carrier.address, [], sender=s.carrier)
 
 
 def test_anchor_batch_reverts_when_batch_is_empty(s: Setup) -> None:
-    root = keccak(text="batch")
-    with reverts("ProvenanceEmptyBatch", root=root):
-        s.send("anchorBatch", root, 0, "", sender=s.carrier)
+    with reverts("ProvenanceEmptyBatch", root=s.view("leafHash", keccak(text="batch"), s.carrier.address)):
+        s.anchor("batch", 0, sender=s.carrier)
+
+
+def carrier_batch(s: Setup) -> tuple[bytes, list[tuple[str, str]], list[list[bytes]]]:
+    values = [("0x" + keccak(text=f"carrier event {i}").hex(), s.carrier.address) for i in range(5)]
+    tree = oz_tree(values)
+    return b32(tree["root"]), values, [[b32(p) for p in proof] for proof in tree["proofs"]]
+
+
+def test_another_attester_cannot_anchor_an_organisations_batch_first(s: Setup) -> None:
+    # The adversary (the oracle organisation) sees the carrier's root and leaves, e.g. in the mempool.
+    root, values, proofs = carrier_batch(s)
+    event_hash, attester = values[2]
+    with reverts("ProvenanceForeignBatch", root=root, attester=attester, attesterOrg=2, orgId=4):
+        s.send("anchorBatch", root, 5, "evil://", b32(event_hash), attester, proofs[2], sender=s.oracle)
+    # Naming itself as attester does not help: its leaf is not in the batch.
+    with reverts("ProvenanceLeafNotInBatch", root=root, eventHash=b32(event_hash), attester=s.oracle.address):
+        s.send("anchorBatch", root, 5, "evil://", b32(event_hash), s.oracle.address, proofs[2], sender=s.oracle)
+    assert not s.view("isAnchored", root)
+    # The carrier anchors its batch and is named its anchorer.
+    s.send("anchorBatch", root, 5, "waymark://", b32(values[0][0]), values[0][1], proofs[0], sender=s.carrier)
+    assert s.view("anchorOf", root)[0] == 2
+
+
+def test_anchor_batch_reverts_when_the_shown_leaf_is_not_in_the_batch(s: Setup) -> None:
+    root, values, proofs = carrier_batch(s)
+    with reverts("ProvenanceLeafNotInBatch", root=root, eventHash=b32(values[0][0]), attester=s.carrier.address):
+        s.send("anchorBatch", root, 5, "", b32(values[0][0]), s.carrier.address, proofs[1], sender=s.carrier)
 
 
 def test_anchor_batch_gas_per_event(s: Setup) -> None:
     """Not a benchmark: prints the cost and guards the single-slot design against regressions."""
     events = 2000
     uri = "waymark://batches/0x" + "ab" * 32
-    receipt = s.send("anchorBatch", keccak(text="big batch"), events, uri, sender=s.carrier)
+    _, receipt = s.anchor("big batch", events, uri, sender=s.carrier)
     gas = int(receipt["gasUsed"])
     print(f"\nanchorBatch: {gas} gas for {events} events = {gas / events:.1f} gas/event")
     assert gas <= 100 * events
@@ -243,7 +318,7 @@ def test_verify_leaf_accepts_proofs_built_by_openzeppelin_merkle_tree(s: Setup) 
     values = [("0x" + keccak(text=f"event {i}").hex(), attesters[i]) for i in range(4)]
     tree = oz_tree(values)
     root = b32(tree["root"])
-    s.send("anchorBatch", root, len(values), "", sender=s.carrier)
+    s.send("anchorBatch", root, len(values), "", b32(values[1][0]), values[1][1], [b32(p) for p in tree["proofs"][1]], sender=s.carrier)
 
     for (event_hash, attester), proof, leaf in zip(values, tree["proofs"], tree["leaves"]):
         assert s.view("leafHash", b32(event_hash), attester) == b32(leaf)
@@ -266,7 +341,7 @@ def test_verify_leaf_is_false_for_a_root_that_is_not_anchored(s: Setup) -> None:
 def test_single_leaf_tree_verifies_with_an_empty_proof(s: Setup) -> None:
     values = [("0x" + keccak(text="only event").hex(), s.oracle.address)]
     tree = oz_tree(values)
-    s.send("anchorBatch", b32(tree["root"]), 1, "", sender=s.oracle)
+    s.send("anchorBatch", b32(tree["root"]), 1, "", b32(values[0][0]), s.oracle.address, [], sender=s.oracle)
     assert tree["proofs"][0] == []
     assert s.view("verifyLeaf", b32(tree["root"]), [], b32(values[0][0]), s.oracle.address)
 
