@@ -44,15 +44,11 @@ interface IProvenanceRegistry is IERC5267 {
     error ProvenanceZeroRoot();
     /// @notice The batch with root `root` claims zero events.
     error ProvenanceEmptyBatch(bytes32 root);
-    /// @notice `root` was already anchored, by organisation `orgId`.
+    /// @notice Organisation `orgId` has already anchored `root`.
     error ProvenanceRootExists(bytes32 root, uint64 orgId);
     /// @notice `gtin` lies inside no GS1 Company Prefix assigned to the caller's organisation `orgId`.
     error ProvenanceOutsideCompanyPrefix(uint256 gtin, uint64 orgId);
-    /// @notice The leaf shown for `root` was attested by `attester`, an account of organisation
-    ///         `attesterOrg`, not of the anchoring organisation `orgId`.
-    error ProvenanceForeignBatch(bytes32 root, address attester, uint64 attesterOrg, uint64 orgId);
-    /// @notice The proof does not lead from the leaf of (`eventHash`, `attester`) to `root`.
-    error ProvenanceLeafNotInBatch(bytes32 root, bytes32 eventHash, address attester);
+
 
     /// @notice Product class `gtin` was registered to organisation `orgId` by `registrant`.
     event ProductRegistered(
@@ -90,30 +86,27 @@ interface IProvenanceRegistry is IERC5267 {
     ///      ProvenanceProductExists.
     function registerProduct(uint256 gtin, bytes32 metadataHash) external;
 
-    /// @notice Anchors the Merkle root of a batch of `eventCount` attested events. The caller shows
-    ///         one leaf of the batch, (`eventHash`, `attester`) with its Merkle `proof`, whose
-    ///         attester is an account of the caller's organisation: a batch holds one organisation's
-    ///         events, so nobody else can anchor that organisation's root first and be named its anchorer.
-    /// @dev One storage slot per root and no loops over the batch, so the cost per event falls with
-    ///      the batch size (the proof grows with log2 of it). Reverts with ProvenanceNotAttester,
-    ///      ProvenanceZeroRoot, ProvenanceEmptyBatch, ProvenanceRootExists, ProvenanceForeignBatch
-    ///      or ProvenanceLeafNotInBatch.
-    function anchorBatch(
-        bytes32 root,
-        uint32 eventCount,
-        string calldata uri,
-        bytes32 eventHash,
-        address attester,
-        bytes32[] calldata proof
-    ) external;
+    /// @notice Anchors, for the caller's organisation, the Merkle root of a batch of `eventCount`
+    ///         attested events. Anchors are kept per (root, anchoring organisation): an organisation
+    ///         that anchors another's root first gets an anchor of its own and takes nothing away,
+    ///         since the rightful organisation can still anchor the root and verifiers count the
+    ///         anchor by the organisation of the event's attester (`anchorOfOrganisation`).
+    /// @dev One storage slot per (root, organisation) and no loops, so the cost per event falls with
+    ///      the batch size. Reverts with ProvenanceNotAttester, ProvenanceZeroRoot,
+    ///      ProvenanceEmptyBatch or ProvenanceRootExists (this organisation already anchored `root`).
+    function anchorBatch(bytes32 root, uint32 eventCount, string calldata uri) external;
 
     /// @notice The product class `gtin`; orgId 0 when not registered.
     function productOf(uint256 gtin) external view returns (Product memory);
 
-    /// @notice The anchor of `root`; orgId 0 when not anchored.
+    /// @notice The first anchor of `root`, whichever organisation made it; orgId 0 when not anchored.
+    ///         Verifiers of an event should ask `anchorOfOrganisation` for its attester's organisation.
     function anchorOf(bytes32 root) external view returns (Anchor memory);
 
-    /// @notice Whether `root` has been anchored.
+    /// @notice The anchor of `root` by organisation `orgId`; orgId 0 when it has not anchored it.
+    function anchorOfOrganisation(bytes32 root, uint64 orgId) external view returns (Anchor memory);
+
+    /// @notice Whether `root` has been anchored (by any organisation).
     function isAnchored(bytes32 root) external view returns (bool);
 
     /// @notice The Merkle leaf of an event hash attested by `attester` (StandardMerkleTree layout).

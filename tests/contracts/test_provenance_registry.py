@@ -72,10 +72,8 @@ class Setup:
         self.govern(ASSIGN_COMPANY_PREFIX, abi_encode(["uint64", "uint64", "uint8"], [org_id, int(prefix), len(prefix)]))
 
     def anchor(self, label: str, count: int, uri: str = "", *, sender: LocalAccount) -> tuple[bytes, TxReceipt]:
-        """Anchors a one-event batch attested by `sender` (a one-leaf tree: root = leaf, empty proof)."""
-        event_hash = keccak(text=label)
-        root = self.view("leafHash", event_hash, sender.address)
-        return root, self.send("anchorBatch", root, count, uri, event_hash, sender.address, [], sender=sender)
+        root = keccak(text=label)
+        return root, self.send("anchorBatch", root, count, uri, sender=sender)
 
 
 @pytest.fixture
@@ -257,7 +255,7 @@ def test_anchor_batch_reverts_when_attester_is_suspended(s: Setup) -> None:
         s.anchor("batch", 10, sender=s.oracle)
 
 
-def test_anchor_batch_reverts_when_root_exists(s: Setup) -> None:
+def test_anchor_batch_reverts_when_its_organisation_already_anchored_the_root(s: Setup) -> None:
     root, _ = s.anchor("batch", 10, sender=s.carrier)
     with reverts("ProvenanceRootExists", root=root, orgId=2):
         s.anchor("batch", 10, sender=s.carrier)
@@ -265,39 +263,38 @@ def test_anchor_batch_reverts_when_root_exists(s: Setup) -> None:
 
 def test_anchor_batch_reverts_when_root_is_zero(s: Setup) -> None:
     with reverts("ProvenanceZeroRoot"):
-        s.send("anchorBatch", b"\0" * 32, 10, "", keccak(text="e"), s.carrier.address, [], sender=s.carrier)
+        s.send("anchorBatch", b"\0" * 32, 10, "", sender=s.carrier)
 
 
 def test_anchor_batch_reverts_when_batch_is_empty(s: Setup) -> None:
-    with reverts("ProvenanceEmptyBatch", root=s.view("leafHash", keccak(text="batch"), s.carrier.address)):
+    with reverts("ProvenanceEmptyBatch", root=keccak(text="batch")):
         s.anchor("batch", 0, sender=s.carrier)
 
 
-def carrier_batch(s: Setup) -> tuple[bytes, list[tuple[str, str]], list[list[bytes]]]:
-    values = [("0x" + keccak(text=f"carrier event {i}").hex(), s.carrier.address) for i in range(5)]
-    tree = oz_tree(values)
-    return b32(tree["root"]), values, [[b32(p) for p in proof] for proof in tree["proofs"]]
+def test_another_attester_anchoring_a_root_first_takes_nothing_away(s: Setup) -> None:
+    # The adversary (the oracle organisation) sees the carrier's root in the mempool and anchors
+    # it first, with a count and a uri of its own.
+    root = b32(oz_tree([("0x" + keccak(text=f"carrier event {i}").hex(), s.carrier.address) for i in range(5)])["root"])
+    s.send("anchorBatch", root, 999, "evil://withheld", sender=s.oracle)
+    # The carrier's own anchor still goes through, and is the carrier's.
+    receipt = s.send("anchorBatch", root, 5, "waymark://carrier", sender=s.carrier)
+    block = s.chain.w3.eth.get_block(receipt["blockNumber"])
+    assert s.view("anchorOfOrganisation", root, 2) == (2, receipt["blockNumber"], block["timestamp"], 5)
+    (event,) = s.provenance.events.BatchAnchored().process_receipt(receipt, errors=DISCARD)
+    assert (event.args.orgId, event.args.eventCount, event.args.uri) == (2, 5, "waymark://carrier")
+    # The adversary's anchor is its own, and it cannot anchor again to overwrite anything.
+    assert s.view("anchorOfOrganisation", root, 4)[0::3] == (4, 999)
+    with reverts("ProvenanceRootExists", root=root, orgId=4):
+        s.send("anchorBatch", root, 5, "evil://again", sender=s.oracle)
+    assert s.view("anchorOfOrganisation", root, 1) == (0, 0, 0, 0)
+    assert s.view("anchorOfOrganisation", root, 0) == (0, 0, 0, 0)
 
 
-def test_another_attester_cannot_anchor_an_organisations_batch_first(s: Setup) -> None:
-    # The adversary (the oracle organisation) sees the carrier's root and leaves, e.g. in the mempool.
-    root, values, proofs = carrier_batch(s)
-    event_hash, attester = values[2]
-    with reverts("ProvenanceForeignBatch", root=root, attester=attester, attesterOrg=2, orgId=4):
-        s.send("anchorBatch", root, 5, "evil://", b32(event_hash), attester, proofs[2], sender=s.oracle)
-    # Naming itself as attester does not help: its leaf is not in the batch.
-    with reverts("ProvenanceLeafNotInBatch", root=root, eventHash=b32(event_hash), attester=s.oracle.address):
-        s.send("anchorBatch", root, 5, "evil://", b32(event_hash), s.oracle.address, proofs[2], sender=s.oracle)
-    assert not s.view("isAnchored", root)
-    # The carrier anchors its batch and is named its anchorer.
-    s.send("anchorBatch", root, 5, "waymark://", b32(values[0][0]), values[0][1], proofs[0], sender=s.carrier)
-    assert s.view("anchorOf", root)[0] == 2
-
-
-def test_anchor_batch_reverts_when_the_shown_leaf_is_not_in_the_batch(s: Setup) -> None:
-    root, values, proofs = carrier_batch(s)
-    with reverts("ProvenanceLeafNotInBatch", root=root, eventHash=b32(values[0][0]), attester=s.carrier.address):
-        s.send("anchorBatch", root, 5, "", b32(values[0][0]), s.carrier.address, proofs[1], sender=s.carrier)
+def test_anchor_of_organisation_answers_for_the_first_anchor_too(s: Setup) -> None:
+    root, receipt = s.anchor("batch", 7, sender=s.manufacturer)
+    assert s.view("anchorOf", root)[0] == 1
+    assert s.view("anchorOfOrganisation", root, 1) == s.view("anchorOf", root)
+    assert s.view("anchorOfOrganisation", root, 2) == (0, 0, 0, 0)
 
 
 def test_anchor_batch_gas_per_event(s: Setup) -> None:
@@ -318,7 +315,7 @@ def test_verify_leaf_accepts_proofs_built_by_openzeppelin_merkle_tree(s: Setup) 
     values = [("0x" + keccak(text=f"event {i}").hex(), attesters[i]) for i in range(4)]
     tree = oz_tree(values)
     root = b32(tree["root"])
-    s.send("anchorBatch", root, len(values), "", b32(values[1][0]), values[1][1], [b32(p) for p in tree["proofs"][1]], sender=s.carrier)
+    s.send("anchorBatch", root, len(values), "", sender=s.carrier)
 
     for (event_hash, attester), proof, leaf in zip(values, tree["proofs"], tree["leaves"]):
         assert s.view("leafHash", b32(event_hash), attester) == b32(leaf)
@@ -341,7 +338,7 @@ def test_verify_leaf_is_false_for_a_root_that_is_not_anchored(s: Setup) -> None:
 def test_single_leaf_tree_verifies_with_an_empty_proof(s: Setup) -> None:
     values = [("0x" + keccak(text="only event").hex(), s.oracle.address)]
     tree = oz_tree(values)
-    s.send("anchorBatch", b32(tree["root"]), 1, "", b32(values[0][0]), s.oracle.address, [], sender=s.oracle)
+    s.send("anchorBatch", b32(tree["root"]), 1, "", sender=s.oracle)
     assert tree["proofs"][0] == []
     assert s.view("verifyLeaf", b32(tree["root"]), [], b32(values[0][0]), s.oracle.address)
 
