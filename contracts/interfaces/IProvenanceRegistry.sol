@@ -113,7 +113,8 @@ interface IProvenanceRegistry is IERC5267 {
     function leafHash(bytes32 eventHash, address attester) external pure returns (bytes32);
 
     /// @notice Whether `proof` shows that the leaf of (`eventHash`, `attester`) is in the tree with
-    ///         root `root`, and `root` is anchored. Says nothing about roles or signatures.
+    ///         root `root`, and `root` is anchored (by any organisation). Says nothing about roles,
+    ///         signatures or which organisation's anchor counts (see `anchorOfOrganisation`).
     function verifyLeaf(
         bytes32 root,
         bytes32[] calldata proof,
