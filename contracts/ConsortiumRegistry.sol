@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.28;
 
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {EnumerableSet} from "@openzeppelin/contracts/utils/structs/EnumerableSet.sol";
 import {Time} from "@openzeppelin/contracts/utils/types/Time.sol";
@@ -17,13 +18,21 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     using Checkpoints for Checkpoints.Trace208;
     using EnumerableSet for EnumerableSet.AddressSet;
 
-    /// @dev Storage form of an organisation; country, status and role mask share one slot.
+    /// @dev Storage form of an organisation; country, status, role mask and the number of times it
+    ///      was suspended share one slot.
     struct OrgRecord {
         bytes2 country;
         OrganisationStatus status;
         uint8 roleMask;
+        uint32 suspensions;
         bytes32 metadataHash;
         string name;
+    }
+
+    /// @dev A contract account approved by governance, with the key whose signatures it must carry.
+    struct SignerRecord {
+        uint64 orgId;
+        address key;
     }
 
     /// @inheritdoc IConsortiumRegistry
@@ -49,14 +58,27 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     /// @dev Longest organisation name accepted, in bytes.
     uint256 private constant _MAX_NAME_LENGTH = 128;
 
+    /// @dev Basis points in one whole.
+    uint256 private constant _BPS = 10_000;
+
+    /// @dev GS1 Company Prefixes have 4 to 12 digits.
+    uint8 private constant _MIN_PREFIX_DIGITS = 4;
+    uint8 private constant _MAX_PREFIX_DIGITS = 12;
+
+    /// @dev A GTIN-14 read as a number is below 10^14; without its indicator digit, below 10^13.
+    uint256 private constant _GTIN_LIMIT = 1e14;
+    uint256 private constant _GTIN_BODY = 1e13;
+
     /// @dev Checkpoint values for status and role history.
     uint208 private constant _YES = 1;
     uint208 private constant _NO = 0;
 
     uint64 private _orgCount;
     uint256 private _activeMembers;
-    uint256 private _threshold;
+    uint256 private _thresholdBps;
     uint256 private _proposalCount;
+    /// @dev Bit d is set when some assigned prefix has d digits, so lookups skip unused lengths.
+    uint16 private _prefixLengths;
 
     mapping(uint64 orgId => OrgRecord) private _orgs;
     mapping(uint64 orgId => EnumerableSet.AddressSet) private _accounts;
@@ -67,21 +89,40 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     mapping(uint64 orgId => mapping(bytes32 role => Checkpoints.Trace208 isHeld)) private _roleHistory;
 
     mapping(uint256 proposalId => Proposal) private _proposals;
-    mapping(uint256 proposalId => mapping(uint64 orgId => bool)) private _voted;
+    /// @dev 1 + the voter's suspension count when it voted; 0 if it did not vote. A vote counts
+    ///      while the voter is Active and its suspension count is unchanged.
+    mapping(uint256 proposalId => mapping(uint64 orgId => uint32 epoch)) private _voteEpoch;
+    /// @dev Organisations that voted; at most one entry per organisation ever admitted.
+    mapping(uint256 proposalId => uint64[] orgIds) private _voters;
 
-    /// @param founders Organisations admitted Active at deployment, with their first account and roles.
-    /// @param threshold_ Votes a proposal needs; 1 <= threshold_ <= founders.length.
-    constructor(FoundingMember[] memory founders, uint256 threshold_) {
-        if (threshold_ == 0 || threshold_ > founders.length) {
-            revert RegistryInvalidThreshold(threshold_, founders.length);
-        }
+    mapping(address account => mapping(uint64 orgId => address offeredBy)) private _offers;
+
+    /// @dev Prefix key = digits << 64 | value (see `_prefixKey`).
+    mapping(uint256 prefixKey => uint64 orgId) private _prefixOwner;
+    /// @dev Number of assigned prefixes that extend the prefix with this key.
+    mapping(uint256 prefixKey => uint256 count) private _prefixesBelow;
+    mapping(uint64 orgId => CompanyPrefix[]) private _prefixesOf;
+
+    mapping(address wallet => SignerRecord) private _contractSigners;
+
+    /// @param founders Organisations admitted Active at deployment, with their first account, roles
+    ///        and GS1 Company Prefixes.
+    /// @param thresholdBps_ Share of Active members whose votes pass a proposal, in basis points (1..10000).
+    constructor(FoundingMember[] memory founders, uint256 thresholdBps_) {
+        if (thresholdBps_ == 0 || thresholdBps_ > _BPS) revert RegistryInvalidThreshold(thresholdBps_);
+        if (founders.length == 0) revert RegistryLastActiveMember(0);
         for (uint256 i = 0; i < founders.length; ++i) {
             FoundingMember memory founder = founders[i];
             uint8 mask = _checkAdmission(founder.name, founder.country, founder.account, founder.roles);
             _admit(founder.name, founder.country, founder.metadataHash, founder.account, mask);
+            for (uint256 j = 0; j < founder.companyPrefixes.length; ++j) {
+                CompanyPrefix memory prefix = founder.companyPrefixes[j];
+                _checkCompanyPrefix(prefix.value, prefix.digits);
+                _assignCompanyPrefix(_orgCount, prefix.value, prefix.digits);
+            }
         }
-        _threshold = threshold_;
-        emit ThresholdChanged(0, threshold_);
+        _thresholdBps = thresholdBps_;
+        emit ThresholdChanged(0, thresholdBps_);
     }
 
     // ------------------------------------------------------------------------------------------
@@ -105,22 +146,26 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         p.data = data;
         emit ProposalCreated(proposalId, orgId, msg.sender, kind, data, deadline);
 
-        _castVote(proposalId, p, orgId);
+        _castVote(proposalId, p, orgId, true);
     }
 
     /// @inheritdoc IConsortiumRegistry
     function vote(uint256 proposalId) external {
         uint64 orgId = _requireActiveMember(msg.sender);
         Proposal storage p = _openProposal(proposalId);
-        if (_voted[proposalId][orgId]) revert RegistryAlreadyVoted(proposalId, orgId);
-        _castVote(proposalId, p, orgId);
+        uint32 epoch = _voteEpoch[proposalId][orgId];
+        // A vote voided by a suspension since may be cast again once the organisation is reinstated.
+        if (epoch == _orgs[orgId].suspensions + 1) revert RegistryAlreadyVoted(proposalId, orgId);
+        _castVote(proposalId, p, orgId, epoch == 0);
     }
 
     /// @inheritdoc IConsortiumRegistry
     function execute(uint256 proposalId) external {
         _requireActiveMember(msg.sender);
         Proposal storage p = _openProposal(proposalId);
-        if (p.votes < _threshold) revert RegistryBelowThreshold(proposalId, p.votes, _threshold);
+        uint256 counted = _countedVotes(proposalId);
+        uint256 required = _requiredVotes();
+        if (counted < required) revert RegistryBelowThreshold(proposalId, counted, required);
         _execute(proposalId, p);
     }
 
@@ -145,7 +190,18 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     function addAccount(address account) external {
         uint64 orgId = _requireActiveMember(msg.sender);
         _checkFreeAccount(account);
-        _link(orgId, account, msg.sender);
+        _offers[account][orgId] = msg.sender;
+        emit AccountOffered(orgId, account, msg.sender);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function acceptAccount(uint64 orgId) external {
+        address offeredBy = _offers[msg.sender][orgId];
+        if (offeredBy == address(0)) revert RegistryNoOffer(msg.sender, orgId);
+        if (_orgs[orgId].status != OrganisationStatus.Active) revert RegistryOrganisationNotActive(orgId);
+        _checkFreeAccount(msg.sender);
+        delete _offers[msg.sender][orgId];
+        _link(orgId, msg.sender, offeredBy);
     }
 
     /// @inheritdoc IConsortiumRegistry
@@ -155,6 +211,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         if (_accounts[orgId].length() == 1) revert RegistryLastAccount(orgId, account);
 
         delete _orgOf[account];
+        delete _contractSigners[account];
         _orgOfHistory[account].push(Time.timestamp(), 0);
         _accounts[orgId].remove(account);
         emit AccountRemoved(orgId, account, msg.sender);
@@ -257,7 +314,50 @@ contract ConsortiumRegistry is IConsortiumRegistry {
 
     /// @inheritdoc IConsortiumRegistry
     function threshold() external view returns (uint256) {
-        return _threshold;
+        return _requiredVotes();
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function thresholdBps() external view returns (uint256) {
+        return _thresholdBps;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function countedVotes(uint256 proposalId) external view returns (uint256) {
+        return _countedVotes(proposalId);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function isOffered(address account, uint64 orgId) external view returns (bool) {
+        return _offers[account][orgId] != address(0);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function companyPrefixOrganisation(uint256 gtin) external view returns (uint64 orgId) {
+        if (gtin >= _GTIN_LIMIT) return 0;
+        uint256 body = gtin % _GTIN_BODY; // drops the indicator digit
+        uint16 lengths = _prefixLengths;
+        // Bounded: at most 9 lengths; assigned prefixes never overlap, so the first match is the only one.
+        for (uint8 digits = _MIN_PREFIX_DIGITS; digits <= _MAX_PREFIX_DIGITS; ++digits) {
+            if (lengths & (uint16(1) << digits) == 0) continue;
+            orgId = _prefixOwner[_prefixKey(uint64(body / 10 ** uint256(13 - digits)), digits)];
+            if (orgId != 0) return orgId;
+        }
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function companyPrefixesOf(uint64 orgId) external view returns (CompanyPrefix[] memory) {
+        _existingOrg(orgId);
+        return _prefixesOf[orgId];
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function contractSignerKey(address wallet) external view returns (address) {
+        SignerRecord memory signer = _contractSigners[wallet];
+        if (signer.orgId == 0 || _orgOf[wallet] != signer.orgId || _orgOf[signer.key] != signer.orgId) {
+            return address(0);
+        }
+        return signer.key;
     }
 
     /// @inheritdoc IConsortiumRegistry
@@ -273,18 +373,40 @@ contract ConsortiumRegistry is IConsortiumRegistry {
 
     /// @inheritdoc IConsortiumRegistry
     function hasVoted(uint256 proposalId, uint64 orgId) external view returns (bool) {
-        return _voted[proposalId][orgId];
+        return _voteEpoch[proposalId][orgId] != 0;
     }
 
     // ------------------------------------------------------------------------------------------
     // Proposal machinery
     // ------------------------------------------------------------------------------------------
 
-    function _castVote(uint256 proposalId, Proposal storage p, uint64 orgId) private {
-        _voted[proposalId][orgId] = true;
-        uint32 votes = ++p.votes;
+    function _castVote(uint256 proposalId, Proposal storage p, uint64 orgId, bool firstVote) private {
+        _voteEpoch[proposalId][orgId] = _orgs[orgId].suspensions + 1;
+        uint32 votes = p.votes;
+        if (firstVote) {
+            _voters[proposalId].push(orgId);
+            p.votes = ++votes;
+        }
         emit Voted(proposalId, orgId, msg.sender, votes);
-        if (votes >= _threshold) _execute(proposalId, p);
+        if (_countedVotes(proposalId) >= _requiredVotes()) _execute(proposalId, p);
+    }
+
+    /// @dev Votes of organisations that are Active and were not suspended since they voted.
+    ///      Bounded by the number of organisations: each votes at most once per proposal.
+    function _countedVotes(uint256 proposalId) private view returns (uint256 counted) {
+        uint64[] storage voters = _voters[proposalId];
+        for (uint256 i = 0; i < voters.length; ++i) {
+            uint64 orgId = voters[i];
+            OrgRecord storage org = _orgs[orgId];
+            if (org.status == OrganisationStatus.Active && _voteEpoch[proposalId][orgId] == org.suspensions + 1) {
+                ++counted;
+            }
+        }
+    }
+
+    /// @dev ceil(Active members * threshold share); at least 1 while a member is Active.
+    function _requiredVotes() private view returns (uint256) {
+        return Math.ceilDiv(_activeMembers * _thresholdBps, _BPS);
     }
 
     function _execute(uint256 proposalId, Proposal storage p) private {
@@ -312,9 +434,18 @@ contract ConsortiumRegistry is IConsortiumRegistry {
             }
         }
         bool withRole = kind == ProposalKind.GrantRole || kind == ProposalKind.RevokeRole;
-        if (data.length != (withRole ? 64 : 32)) revert RegistryMalformedProposal(kind, data);
+        bool threeWords = kind == ProposalKind.AssignCompanyPrefix || kind == ProposalKind.ApproveContractSigner;
+        if (data.length != (threeWords ? 96 : withRole ? 64 : 32)) revert RegistryMalformedProposal(kind, data);
         if (kind != ProposalKind.ChangeThreshold && uint256(bytes32(data[:32])) > type(uint64).max) {
             revert RegistryMalformedProposal(kind, data);
+        }
+        if (threeWords) {
+            uint256 second = uint256(bytes32(data[32:64]));
+            uint256 third = uint256(bytes32(data[64:96]));
+            bool fits = kind == ProposalKind.AssignCompanyPrefix
+                ? second <= type(uint64).max && third <= type(uint8).max
+                : second <= type(uint160).max && third <= type(uint160).max;
+            if (!fits) revert RegistryMalformedProposal(kind, data);
         }
     }
 
@@ -327,8 +458,8 @@ contract ConsortiumRegistry is IConsortiumRegistry {
             uint64 orgId = abi.decode(data, (uint64));
             OrgRecord storage org = _existingOrg(orgId);
             if (org.status != OrganisationStatus.Active) revert RegistryOrganisationNotActive(orgId);
-            // The remaining Active members must still be able to reach the threshold.
-            if (_threshold > _activeMembers - 1) revert RegistryInvalidThreshold(_threshold, _activeMembers - 1);
+            // Someone must remain to govern.
+            if (_activeMembers == 1) revert RegistryLastActiveMember(orgId);
             if (commit) _setStatus(orgId, org, OrganisationStatus.Suspended);
         } else if (kind == ProposalKind.ReinstateOrganisation) {
             uint64 orgId = abi.decode(data, (uint64));
@@ -347,15 +478,30 @@ contract ConsortiumRegistry is IConsortiumRegistry {
             uint8 bit = _requireKnownRole(role);
             if (org.roleMask & bit == 0) revert RegistryRoleNotHeld(orgId, role);
             if (commit) _setRole(orgId, org, role, bit, false);
-        } else {
-            uint256 newThreshold = abi.decode(data, (uint256));
-            if (newThreshold == 0 || newThreshold > _activeMembers) {
-                revert RegistryInvalidThreshold(newThreshold, _activeMembers);
-            }
+        } else if (kind == ProposalKind.ChangeThreshold) {
+            uint256 newThresholdBps = abi.decode(data, (uint256));
+            if (newThresholdBps == 0 || newThresholdBps > _BPS) revert RegistryInvalidThreshold(newThresholdBps);
             if (commit) {
-                uint256 oldThreshold = _threshold;
-                _threshold = newThreshold;
-                emit ThresholdChanged(oldThreshold, newThreshold);
+                uint256 oldThresholdBps = _thresholdBps;
+                _thresholdBps = newThresholdBps;
+                emit ThresholdChanged(oldThresholdBps, newThresholdBps);
+            }
+        } else if (kind == ProposalKind.AssignCompanyPrefix) {
+            (uint64 orgId, uint64 value, uint8 digits) = abi.decode(data, (uint64, uint64, uint8));
+            _existingOrg(orgId);
+            _checkCompanyPrefix(value, digits);
+            if (commit) _assignCompanyPrefix(orgId, value, digits);
+        } else {
+            (uint64 orgId, address wallet, address key) = abi.decode(data, (uint64, address, address));
+            _existingOrg(orgId);
+            if (wallet.code.length == 0) revert RegistryNotAContract(wallet);
+            // Both linked with their own consent; an account belongs to one organisation only, so
+            // the key can count for no other organisation.
+            if (_orgOf[wallet] != orgId) revert RegistryAccountNotInOrganisation(wallet, orgId);
+            if (_orgOf[key] != orgId) revert RegistryAccountNotInOrganisation(key, orgId);
+            if (commit) {
+                _contractSigners[wallet] = SignerRecord({orgId: orgId, key: key});
+                emit ContractSignerApproved(orgId, wallet, key);
             }
         }
     }
@@ -401,6 +547,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
             ++_activeMembers;
             _statusHistory[orgId].push(Time.timestamp(), _YES);
         } else {
+            ++org.suspensions; // voids the votes it cast before
             --_activeMembers;
             _statusHistory[orgId].push(Time.timestamp(), _NO);
         }
@@ -417,6 +564,16 @@ contract ConsortiumRegistry is IConsortiumRegistry {
             _roleHistory[orgId][role].push(Time.timestamp(), _NO);
             emit RoleRevoked(orgId, role);
         }
+    }
+
+    function _assignCompanyPrefix(uint64 orgId, uint64 value, uint8 digits) private {
+        _prefixOwner[_prefixKey(value, digits)] = orgId;
+        for (uint8 shorter = _MIN_PREFIX_DIGITS; shorter < digits; ++shorter) {
+            ++_prefixesBelow[_prefixKey(value / uint64(10 ** uint256(digits - shorter)), shorter)];
+        }
+        _prefixLengths |= uint16(1) << digits;
+        _prefixesOf[orgId].push(CompanyPrefix({value: value, digits: digits}));
+        emit CompanyPrefixAssigned(orgId, value, digits);
     }
 
     function _link(uint64 orgId, address account, address addedBy) private {
@@ -447,6 +604,24 @@ contract ConsortiumRegistry is IConsortiumRegistry {
             if (mask & bit != 0) revert RegistryDuplicateRole(roles[i]);
             mask |= bit;
         }
+    }
+
+    /// @dev A well-formed prefix that neither equals, contains nor lies inside an assigned one.
+    function _checkCompanyPrefix(uint64 value, uint8 digits) private view {
+        if (digits < _MIN_PREFIX_DIGITS || digits > _MAX_PREFIX_DIGITS || value >= 10 ** uint256(digits)) {
+            revert RegistryInvalidCompanyPrefix(value, digits);
+        }
+        uint256 key = _prefixKey(value, digits);
+        if (_prefixOwner[key] != 0 || _prefixesBelow[key] != 0) revert RegistryCompanyPrefixTaken(value, digits);
+        for (uint8 shorter = _MIN_PREFIX_DIGITS; shorter < digits; ++shorter) {
+            if (_prefixOwner[_prefixKey(value / uint64(10 ** uint256(digits - shorter)), shorter)] != 0) {
+                revert RegistryCompanyPrefixTaken(value, digits);
+            }
+        }
+    }
+
+    function _prefixKey(uint64 value, uint8 digits) private pure returns (uint256) {
+        return (uint256(digits) << 64) | value;
     }
 
     function _checkFreeAccount(address account) private view {

@@ -23,7 +23,10 @@ contract ProvenanceRegistry is IProvenanceRegistry, EIP712 {
     IConsortiumRegistry private immutable _registry;
 
     mapping(uint256 gtin => Product) private _products;
-    mapping(bytes32 root => Anchor) private _anchors;
+    /// @dev `_anchors[root][0]` is the first anchor of a root (its orgId says by whom); anchors by
+    ///      other organisations live under their own id. The usual case, one anchor per root, costs
+    ///      one slot.
+    mapping(bytes32 root => mapping(uint64 orgId => Anchor)) private _anchors;
 
     /// @param registry_ The consortium registry that says which accounts may register and anchor.
     constructor(IConsortiumRegistry registry_) EIP712("Waymark", "1") {
@@ -38,6 +41,7 @@ contract ProvenanceRegistry is IProvenanceRegistry, EIP712 {
         uint64 orgId = _registry.organisationWithAnyRole(msg.sender, roles);
         if (orgId == 0) revert ProvenanceMissingRole(msg.sender, Roles.MANUFACTURER);
         if (!_isValidGtin(gtin)) revert ProvenanceInvalidGtin(gtin);
+        if (_registry.companyPrefixOrganisation(gtin) != orgId) revert ProvenanceOutsideCompanyPrefix(gtin, orgId);
         uint64 owner = _products[gtin].orgId;
         if (owner != 0) revert ProvenanceProductExists(gtin, owner);
 
@@ -57,10 +61,12 @@ contract ProvenanceRegistry is IProvenanceRegistry, EIP712 {
         if (orgId == 0) revert ProvenanceNotAttester(msg.sender);
         if (root == bytes32(0)) revert ProvenanceZeroRoot();
         if (eventCount == 0) revert ProvenanceEmptyBatch(root);
-        uint64 anchoredBy = _anchors[root].orgId;
-        if (anchoredBy != 0) revert ProvenanceRootExists(root, anchoredBy);
+        uint64 firstBy = _anchors[root][0].orgId;
+        // The first anchor of a root takes slot 0; another organisation's anchor its own slot.
+        uint64 slot = firstBy == 0 ? 0 : orgId;
+        if (firstBy == orgId || (slot != 0 && _anchors[root][slot].orgId != 0)) revert ProvenanceRootExists(root, orgId);
 
-        _anchors[root] = Anchor({
+        _anchors[root][slot] = Anchor({
             orgId: orgId,
             blockNumber: uint64(block.number),
             timestamp: uint48(block.timestamp),
@@ -81,12 +87,19 @@ contract ProvenanceRegistry is IProvenanceRegistry, EIP712 {
 
     /// @inheritdoc IProvenanceRegistry
     function anchorOf(bytes32 root) external view returns (Anchor memory) {
-        return _anchors[root];
+        return _anchors[root][0];
+    }
+
+    /// @inheritdoc IProvenanceRegistry
+    function anchorOfOrganisation(bytes32 root, uint64 orgId) external view returns (Anchor memory) {
+        Anchor memory first = _anchors[root][0];
+        if (orgId == 0 || first.orgId == orgId) return orgId == 0 ? Anchor(0, 0, 0, 0) : first;
+        return _anchors[root][orgId];
     }
 
     /// @inheritdoc IProvenanceRegistry
     function isAnchored(bytes32 root) public view returns (bool) {
-        return _anchors[root].orgId != 0;
+        return _anchors[root][0].orgId != 0;
     }
 
     /// @inheritdoc IProvenanceRegistry

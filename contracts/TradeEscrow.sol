@@ -685,7 +685,12 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         }
     }
 
-    /// @dev ECDSA first (no code lookup for the common EOA case), then ERC-1271.
+    /// @dev ECDSA first (no code lookup for the common EOA case), then ERC-1271. A contract linked
+    ///      to an organisation counts only where governance approved it (registry
+    ///      `contractSignerKey`), and only with that key's own ECDSA signature, which the wallet must
+    ///      also accept: one key never counts for two organisations, and a permissive wallet lets
+    ///      nobody else sign. A contract linked to no organisation (a buyer's own wallet) counts for
+    ///      no organisation and is asked through plain ERC-1271.
     function _isValidSignature(address signer, bytes32 digest, bytes calldata signature)
         private
         view
@@ -693,6 +698,10 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     {
         (address recovered, ECDSA.RecoverError error, ) = ECDSA.tryRecoverCalldata(digest, signature);
         if (error == ECDSA.RecoverError.NoError && recovered == signer) return true;
+        if (_registry.organisationOf(signer) != 0) {
+            address key = _registry.contractSignerKey(signer);
+            if (key == address(0) || error != ECDSA.RecoverError.NoError || recovered != key) return false;
+        }
         return SignatureChecker.isValidERC1271SignatureNowCalldata(signer, digest, signature);
     }
 

@@ -5,9 +5,10 @@ Crash safety rests on three facts:
 1. A batch (its root and member events, each with its leaf index and proof) is committed to
    the database, in one transaction, *before* its transaction is sent. An event belongs to
    at most one batch, so it can never be anchored under two roots.
-2. The contract anchors a root at most once (`ProvenanceRootExists`), so sending a batch
+2. The contract anchors a root at most once per organisation (`ProvenanceRootExists`), so sending a batch
    again can never anchor it twice.
-3. Whatever state a batch is in, the chain says what happened to it: `anchorOf(root)`.
+3. Whatever state a batch is in, the chain says what happened to it: `anchorOfOrganisation(root, own org)`
+   (another organisation's anchor of the same root is not ours).
 
 So a restarted anchorer (after a SIGKILL at any instant) takes every batch that is not
 known to be anchored, asks the chain, and either records where it was anchored or sends it.
@@ -97,6 +98,7 @@ class Anchorer:
         self.confirmations = confirmations
         self.uri_prefix = uri_prefix
         self._lock_handle: Any = None
+        self._org_id: int | None = None
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -248,14 +250,23 @@ class Anchorer:
             raise
         self._record(batch_id, receipt["transactionHash"], int(receipt["blockNumber"]), receipt["blockHash"], int(receipt["gasUsed"]))
 
+    def _own_org(self) -> int:
+        """The organisation this anchorer's account anchors for (anchors are kept per organisation)."""
+        if self._org_id is None:
+            consortium = self.client.contract("ConsortiumRegistry", self.client.call(self.registry.functions.registry()))
+            self._org_id = int(self.client.call(consortium.functions.organisationOf(self.account.address)))
+        return self._org_id
+
     def _settle_from_chain(self, batch_id: int, root: bytes) -> bool:
-        """If the chain has `root`, record where; True if it does."""
-        anchor = self.client.call(self.registry.functions.anchorOf(root))
+        """If the chain has `root` anchored by this organisation, record where; True if it does.
+        Another organisation's anchor of the same root is not ours and is ignored."""
+        org = self._own_org()
+        anchor = self.client.call(self.registry.functions.anchorOfOrganisation(root, org))
         org_id, block_number = int(anchor[0]), int(anchor[1])
         if org_id == 0:
             return False
         logs = self.registry.events.BatchAnchored().get_logs(
-            from_block=block_number, to_block=block_number, argument_filters={"root": root}
+            from_block=block_number, to_block=block_number, argument_filters={"root": root, "orgId": org}
         )
         if not logs:
             return False  # the block moved under us; try again next round

@@ -58,6 +58,9 @@ PROVENANCE_ABI: list[dict[str, Any]] = [
     {"type": "function", "name": "anchorOf", "stateMutability": "view",
      "inputs": [{"name": "root", "type": "bytes32"}],
      "outputs": [{"name": "", "type": "tuple", "components": _ANCHOR_TUPLE}]},
+    {"type": "function", "name": "anchorOfOrganisation", "stateMutability": "view",
+     "inputs": [{"name": "root", "type": "bytes32"}, {"name": "orgId", "type": "uint64"}],
+     "outputs": [{"name": "", "type": "tuple", "components": _ANCHOR_TUPLE}]},
     {"type": "function", "name": "registry", "stateMutability": "view", "inputs": [],
      "outputs": [{"name": "", "type": "address"}]},
 ]
@@ -66,6 +69,9 @@ CONSORTIUM_ABI: list[dict[str, Any]] = [
      "inputs": [{"name": "account", "type": "address"}, {"name": "role", "type": "bytes32"},
                 {"name": "timestamp", "type": "uint256"}],
      "outputs": [{"name": "", "type": "bool"}]},
+    {"type": "function", "name": "organisationOfAt", "stateMutability": "view",
+     "inputs": [{"name": "account", "type": "address"}, {"name": "timestamp", "type": "uint256"}],
+     "outputs": [{"name": "", "type": "uint64"}]},
 ]
 
 CHECKS = ("event_hash", "signature", "role", "merkle_proof", "anchor", "confirmations")
@@ -207,6 +213,21 @@ def proof_bundle(event: Event, batch: Batch | None, *, chain_id: int, registry_a
     }
 
 
+def counted_anchor(provenance: Any, consortium: Any, root: bytes, attester: str, event_time: int) -> tuple[int, int, int, int]:
+    """The anchor that counts for an event: (orgId, blockNumber, timestamp, eventCount), orgId 0 if none.
+
+    Anchors are kept per (root, anchoring organisation), so an organisation that anchors someone
+    else's root first gets an anchor of its own and takes nothing away: the anchor by the
+    attester's organisation (at the event time) counts. Where that organisation has not anchored
+    the root (a batch anchored by a node shared by several organisations), the root's first
+    anchor does."""
+    org = int(consortium.functions.organisationOfAt(attester, event_time).call())
+    anchor = provenance.functions.anchorOfOrganisation(root, org).call() if org else (0, 0, 0, 0)
+    if int(anchor[0]) == 0:
+        anchor = provenance.functions.anchorOf(root).call()
+    return int(anchor[0]), int(anchor[1]), int(anchor[2]), int(anchor[3])
+
+
 def _bytes32(text: Any, what: str) -> bytes:
     if not isinstance(text, str) or not text.startswith("0x") or len(text) != 66:
         raise MalformedBundle(f"{what} must be 0x followed by 64 hex digits")
@@ -292,7 +313,7 @@ def verify_bundle(
         return result
 
     # 5. the root is anchored, and 6. deep enough
-    org_id, block_number, _ts, count = provenance.functions.anchorOf(root).call()
+    org_id, block_number, _ts, count = counted_anchor(provenance, consortium, root, recovered, event_time)
     if not record(
         "anchor", org_id != 0,
         f"anchored by organisation {org_id} in block {block_number} ({count} events)" if org_id else f"root {_hex(root)} is not anchored",

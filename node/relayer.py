@@ -372,6 +372,12 @@ class Relayer:
             return
         w3 = self.escrow.client.w3
         if w3.eth.get_code(signer):  # type: ignore[arg-type]
+            # As the contract: a member's contract account counts only where governance approved
+            # it, and only with its approved key's own signature (so one key never counts twice).
+            if self.escrow.organisation_of(signer) != 0:
+                key = self.escrow.client.call(self.escrow.registry.functions.contractSignerKey(signer))
+                if int(str(key), 16) == 0 or recovered is None or recovered.lower() != str(key).lower():
+                    raise SignatureMismatch(signer, "it is not signed by the key governance approved for this contract account")
             if sig.kind is Kind.MILESTONE:
                 digest = milestone_digest(domain, sig.order_id, sig.milestone, sig.duty, sig.duty_payee, sig.deadline)
             else:

@@ -1,4 +1,4 @@
-"""registry: list organisations, roles of an account at a time, propose, vote."""
+"""registry: list organisations, roles of an account at a time, propose, vote, link accounts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from rich.table import Table
 from node.registry import (
     ProposalKind,
     RegistryClient,
+    InvalidCompanyPrefix,
     admit_data,
+    company_prefix_data,
+    contract_signer_data,
     org_data,
     role_data,
     threshold_data,
@@ -31,11 +34,15 @@ def _registry(rpc_url: str | None, chain_id: int | None) -> RegistryClient:
 def orgs(rpc_url: RpcUrl = None, chain_id: ChainId = None) -> None:
     """List the member organisations with their status, roles and accounts."""
     registry = _registry(rpc_url, chain_id)
-    table = Table("id", "name", "country", "status", "roles", "accounts")
+    table = Table("id", "name", "country", "status", "roles", "GS1 prefixes", "accounts")
     for org in registry.organisations():
-        table.add_row(str(org.id), org.name, org.country, org.status.name.lower(), ", ".join(org.roles), "\n".join(org.accounts))
+        table.add_row(
+            str(org.id), org.name, org.country, org.status.name.lower(), ", ".join(org.roles),
+            ", ".join(org.company_prefixes), "\n".join(org.accounts),
+        )
     console.print(table)
-    console.print(f"vote threshold: {registry.threshold()}")
+    bps = registry.threshold_bps()
+    console.print(f"vote threshold: {registry.threshold()} votes ({bps / 100:g}% of the active members, rounded up)")
 
 
 def _parse_time(value: str | None) -> int | None:
@@ -111,9 +118,68 @@ def propose_revoke(org_id: int, role: str, rpc_url: RpcUrl = None, chain_id: Cha
 
 
 @propose_app.command("threshold")
-def propose_threshold(threshold: int, rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None) -> None:
-    """Change how many member votes pass a proposal."""
-    _submit(ProposalKind.CHANGE_THRESHOLD, threshold_data(threshold), rpc_url, chain_id, keystore, password_file, as_member)
+def propose_threshold(
+    threshold_bps: Annotated[int, typer.Argument(help="Share of the active members, in basis points (5001 = a majority)", min=1, max=10_000)],
+    rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None,
+) -> None:
+    """Change the share of active members whose votes pass a proposal (rounded up to whole votes)."""
+    _submit(ProposalKind.CHANGE_THRESHOLD, threshold_data(threshold_bps), rpc_url, chain_id, keystore, password_file, as_member)
+
+
+@propose_app.command("prefix")
+def propose_prefix(
+    org_id: int,
+    prefix: Annotated[str, typer.Argument(help="GS1 Company Prefix, 4 to 12 digits; leading zeros count (U.P.C. 614141 is 0614141)")],
+    rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None,
+) -> None:
+    """Assign a GS1 Company Prefix to an organisation: it may then register GTINs inside it."""
+    try:
+        data = company_prefix_data(org_id, prefix)
+    except InvalidCompanyPrefix as exc:
+        raise typer.BadParameter(str(exc), param_hint="PREFIX") from None
+    _submit(ProposalKind.ASSIGN_COMPANY_PREFIX, data, rpc_url, chain_id, keystore, password_file, as_member)
+
+
+@propose_app.command("contract-signer")
+def propose_contract_signer(
+    org_id: int,
+    wallet: Annotated[str, typer.Argument(help="The contract account (ERC-1271 wallet), already an account of the organisation")],
+    key: Annotated[str, typer.Argument(help="The key whose signatures the wallet must carry, an account of the same organisation")],
+    rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None,
+) -> None:
+    """Approve a contract account as a signer of its organisation (ERC-1271 counts nowhere else)."""
+    for value, hint in ((wallet, "WALLET"), (key, "KEY")):
+        if not is_address(value):
+            raise typer.BadParameter(f"{value!r} is not an account address", param_hint=hint)
+    _submit(ProposalKind.APPROVE_CONTRACT_SIGNER, contract_signer_data(org_id, wallet, key), rpc_url, chain_id, keystore, password_file, as_member)
+
+
+account_app = typer.Typer(help="Link accounts to organisations: a member offers, the account accepts.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
+
+
+@account_app.command("offer")
+def account_offer(
+    account: Annotated[str, typer.Argument(help="The account to link to your organisation")],
+    rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None,
+) -> None:
+    """Offer to link an account to your organisation; it is linked once that account accepts."""
+    if not is_address(account):
+        raise typer.BadParameter(f"{account!r} is not an account address", param_hint="ACCOUNT")
+    session = connect(rpc_url, chain_id)
+    RegistryClient(session.client, session.deployment()).offer_account(account, signer(session, keystore, password_file, as_member))
+    console.print(f"offered {account} a link to your organisation; it must now run `waymark registry account accept`")
+
+
+@account_app.command("accept")
+def account_accept(
+    org_id: Annotated[int, typer.Argument(help="The organisation whose offer you accept")],
+    rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None,
+) -> None:
+    """Accept an organisation's offer with the offered account's own key: it is linked now."""
+    session = connect(rpc_url, chain_id)
+    RegistryClient(session.client, session.deployment()).accept_account(org_id, signer(session, keystore, password_file, as_member))
+    console.print(f"linked to organisation {org_id}")
 
 
 @app.command("vote")

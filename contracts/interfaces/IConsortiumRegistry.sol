@@ -16,9 +16,37 @@ pragma solidity ^0.8.24;
 ///      - ReinstateOrganisation: (uint64 orgId)
 ///      - GrantRole:             (uint64 orgId, bytes32 role)
 ///      - RevokeRole:            (uint64 orgId, bytes32 role)
-///      - ChangeThreshold:       (uint256 newThreshold)
+///      - ChangeThreshold:       (uint256 newThresholdBps)
+///      - AssignCompanyPrefix:   (uint64 orgId, uint64 prefix, uint8 digits)
+///      - ApproveContractSigner: (uint64 orgId, address wallet, address key)
 ///      The data is checked when the proposal is made (a bad proposal reverts at once) and again
 ///      when it executes, since state may have changed in between.
+///
+///      Votes. Each Active organisation has one vote per proposal. The threshold is a fraction of
+///      the Active members in basis points, rounded up: `threshold() = ceil(activeMemberCount() *
+///      thresholdBps() / 10000)`, computed when a vote is counted, so it grows with the membership.
+///      At execution only the votes of organisations that are Active and have not been suspended
+///      since they voted count (`countedVotes`); a suspended member's earlier votes are void (once
+///      reinstated it may vote again). `Proposal.votes` counts the organisations that ever voted.
+///
+///      Accounts. Linking an account needs its consent: a member offers it (`addAccount`) and the
+///      account itself accepts (`acceptAccount`). Nobody can link someone else's account, so an
+///      account can never be captured to block its owner's admission.
+///
+///      GS1 company prefixes. Governance assigns GS1 Company Prefixes (4 to 12 digits, leading
+///      zeros significant) to organisations; assigned prefixes never overlap (none is a prefix of
+///      another). A GTIN lies inside prefix P when, written as 14 digits with leading zeros and
+///      without its first digit (the GTIN-14 indicator digit), its remaining 13 digits start with
+///      P. So a GTIN-13 is matched from its first digit, a GTIN-12 (U.P.C.) as "0" + its 12 digits
+///      (the U.P.C. Company Prefix 614141 is the GS1 Company Prefix 0614141), a GTIN-14 ignores its
+///      indicator digit (cases and pallets of an item share its prefix), and a GTIN-8, which GS1
+///      licenses one by one, is covered by the 12-digit prefix "00000" followed by its first seven
+///      digits.
+///
+///      Contract signers. A contract account (ERC-1271 wallet) linked to an organisation counts
+///      for it only where governance approved it, with the single key whose ECDSA signatures it
+///      must carry (`contractSignerKey`). The key must be an account of the same organisation;
+///      since an account belongs to at most one organisation, one key never counts for two.
 interface IConsortiumRegistry {
     // ------------------------------------------------------------------------------------------
     // Types
@@ -38,7 +66,9 @@ interface IConsortiumRegistry {
         ReinstateOrganisation,
         GrantRole,
         RevokeRole,
-        ChangeThreshold
+        ChangeThreshold,
+        AssignCompanyPrefix,
+        ApproveContractSigner
     }
 
     /// @notice One founding member, admitted Active by the constructor.
@@ -48,6 +78,13 @@ interface IConsortiumRegistry {
         bytes32 metadataHash;
         address account;
         bytes32[] roles;
+        CompanyPrefix[] companyPrefixes;
+    }
+
+    /// @notice A GS1 Company Prefix: `digits` decimal digits (leading zeros significant) whose value is `value`.
+    struct CompanyPrefix {
+        uint64 value;
+        uint8 digits;
     }
 
     /// @notice An organisation as seen from outside.
@@ -80,8 +117,18 @@ interface IConsortiumRegistry {
     error RegistryUnknownRole(bytes32 role);
     /// @notice `role` appears twice in a list of roles.
     error RegistryDuplicateRole(bytes32 role);
-    /// @notice `threshold` is zero or larger than the number of Active members it would apply to.
-    error RegistryInvalidThreshold(uint256 threshold, uint256 activeMembers);
+    /// @notice `thresholdBps` is zero or above 10000 (basis points of the Active members).
+    error RegistryInvalidThreshold(uint256 thresholdBps);
+    /// @notice Suspending organisation `orgId` would leave no Active member to govern.
+    error RegistryLastActiveMember(uint64 orgId);
+    /// @notice `account` has no offer to join organisation `orgId`.
+    error RegistryNoOffer(address account, uint64 orgId);
+    /// @notice `digits` is not 4..12 or `value` has more than `digits` digits.
+    error RegistryInvalidCompanyPrefix(uint64 value, uint8 digits);
+    /// @notice The prefix (`value`, `digits`) equals, contains or lies inside a prefix already assigned.
+    error RegistryCompanyPrefixTaken(uint64 value, uint8 digits);
+    /// @notice `wallet` has no code, so it cannot be approved as a contract signer.
+    error RegistryNotAContract(address wallet);
     /// @notice `account` already belongs to organisation `orgId`.
     error RegistryAccountTaken(address account, uint64 orgId);
     /// @notice `account` is the zero address.
@@ -114,7 +161,7 @@ interface IConsortiumRegistry {
     error RegistryAlreadyVoted(uint256 proposalId, uint64 orgId);
     /// @notice `data` is not a valid encoding of the arguments of a `kind` proposal.
     error RegistryMalformedProposal(ProposalKind kind, bytes data);
-    /// @notice Proposal `proposalId` has `votes` votes, fewer than the `threshold` needed to execute.
+    /// @notice Proposal `proposalId` has `votes` counted votes, fewer than the `threshold` needed to execute.
     error RegistryBelowThreshold(uint256 proposalId, uint256 votes, uint256 threshold);
 
     // ------------------------------------------------------------------------------------------
@@ -135,8 +182,10 @@ interface IConsortiumRegistry {
     event RoleGranted(uint64 indexed orgId, bytes32 indexed role);
     /// @notice Organisation `orgId` lost `role`.
     event RoleRevoked(uint64 indexed orgId, bytes32 indexed role);
-    /// @notice `account` was linked to organisation `orgId` by `addedBy` (zero for admissions).
+    /// @notice `account` was linked to organisation `orgId`, offered by `addedBy` (zero for admissions).
     event AccountAdded(uint64 indexed orgId, address indexed account, address indexed addedBy);
+    /// @notice Organisation `orgId`, through `offeredBy`, offered to link `account`; it is linked when `account` accepts.
+    event AccountOffered(uint64 indexed orgId, address indexed account, address indexed offeredBy);
     /// @notice `account` was unlinked from organisation `orgId` by `removedBy`.
     event AccountRemoved(uint64 indexed orgId, address indexed account, address indexed removedBy);
     /// @notice `proposer` of organisation `proposerOrg` made proposal `proposalId`; voting closes at `deadline`.
@@ -152,8 +201,12 @@ interface IConsortiumRegistry {
     event Voted(uint256 indexed proposalId, uint64 indexed orgId, address indexed voter, uint256 votes);
     /// @notice Proposal `proposalId` passed and its change was applied.
     event ProposalExecuted(uint256 indexed proposalId, ProposalKind kind);
-    /// @notice The number of votes a proposal needs changed from `oldThreshold` to `newThreshold`.
-    event ThresholdChanged(uint256 oldThreshold, uint256 newThreshold);
+    /// @notice The share of Active members whose votes pass a proposal changed, in basis points.
+    event ThresholdChanged(uint256 oldThresholdBps, uint256 newThresholdBps);
+    /// @notice GS1 Company Prefix (`value`, `digits`) was assigned to organisation `orgId`.
+    event CompanyPrefixAssigned(uint64 indexed orgId, uint64 value, uint8 digits);
+    /// @notice Contract account `wallet` of organisation `orgId` was approved as a signer carrying `key`'s signatures.
+    event ContractSignerApproved(uint64 indexed orgId, address indexed wallet, address indexed key);
 
     // ------------------------------------------------------------------------------------------
     // Role ids
@@ -192,27 +245,35 @@ interface IConsortiumRegistry {
     function propose(ProposalKind kind, bytes calldata data) external returns (uint256 proposalId);
 
     /// @notice Votes for `proposalId` on behalf of the caller's organisation. The vote that brings
-    ///         the proposal to `threshold()` votes executes it inside this call.
+    ///         the proposal to `threshold()` counted votes executes it inside this call.
     /// @dev Reverts with RegistryNotActiveMember, RegistryUnknownProposal, RegistryProposalAlreadyExecuted,
     ///      RegistryProposalExpired (after `deadline`), RegistryAlreadyVoted, and, when executing,
     ///      with the errors of the change: RegistryAccountTaken, RegistryUnknownOrganisation,
     ///      RegistryOrganisationNotActive, RegistryOrganisationNotSuspended, RegistryRoleAlreadyHeld,
-    ///      RegistryRoleNotHeld, RegistryInvalidThreshold.
+    ///      RegistryRoleNotHeld, RegistryInvalidThreshold, RegistryLastActiveMember,
+    ///      RegistryInvalidCompanyPrefix, RegistryCompanyPrefixTaken, RegistryNotAContract,
+    ///      RegistryAccountNotInOrganisation.
     function vote(uint256 proposalId) external;
 
-    /// @notice Executes a proposal that already has `threshold()` votes but did not execute
-    ///         (possible after the threshold was lowered). Any account of an Active member may call it.
-    /// @dev Reverts with RegistryBelowThreshold if it lacks votes, plus the errors listed for `vote`.
+    /// @notice Executes a proposal that has `threshold()` counted votes but did not execute (possible
+    ///         after the threshold was lowered or members were suspended). Any account of an Active
+    ///         member may call it.
+    /// @dev Reverts with RegistryBelowThreshold if it lacks counted votes, plus the errors listed for `vote`.
     function execute(uint256 proposalId) external;
 
     // ------------------------------------------------------------------------------------------
     // Accounts (self-service within one's own organisation)
     // ------------------------------------------------------------------------------------------
 
-    /// @notice Links `account` to the caller's organisation (key rotation, more staff).
+    /// @notice Offers to link `account` to the caller's organisation (key rotation, more staff). The
+    ///         account is linked only when it accepts with `acceptAccount`; an offer binds nobody.
     /// @dev Reverts with RegistryNotActiveMember, RegistryInvalidAccount (zero address) or
     ///      RegistryAccountTaken (already linked to any organisation).
     function addAccount(address account) external;
+
+    /// @notice The caller accepts organisation `orgId`'s offer and is linked to it.
+    /// @dev Reverts with RegistryNoOffer, RegistryOrganisationNotActive or RegistryAccountTaken.
+    function acceptAccount(uint64 orgId) external;
 
     /// @notice Unlinks `account` from the caller's organisation; the caller may remove itself.
     /// @dev Reverts with RegistryNotActiveMember, RegistryAccountNotInOrganisation or RegistryLastAccount.
@@ -258,8 +319,28 @@ interface IConsortiumRegistry {
     /// @notice Whether `orgId` holds `role` now, whatever its status. Reverts with RegistryUnknownRole.
     function orgHasRole(uint64 orgId, bytes32 role) external view returns (bool);
 
-    /// @notice Votes a proposal needs to execute.
+    /// @notice Votes a proposal needs to execute now: ceil(activeMemberCount() * thresholdBps() / 10000).
     function threshold() external view returns (uint256);
+
+    /// @notice The share of Active members whose votes pass a proposal, in basis points (1..10000).
+    function thresholdBps() external view returns (uint256);
+
+    /// @notice Votes for `proposalId` that count now: those of organisations Active and not suspended since they voted.
+    function countedVotes(uint256 proposalId) external view returns (uint256);
+
+    /// @notice Whether organisation `orgId` has an open offer to link `account`.
+    function isOffered(address account, uint64 orgId) external view returns (bool);
+
+    /// @notice The organisation whose GS1 Company Prefix covers `gtin` (see the contract notes), or 0.
+    function companyPrefixOrganisation(uint256 gtin) external view returns (uint64 orgId);
+
+    /// @notice GS1 Company Prefixes assigned to `orgId`. Reverts with RegistryUnknownOrganisation.
+    function companyPrefixesOf(uint64 orgId) external view returns (CompanyPrefix[] memory);
+
+    /// @notice The key whose ECDSA signature contract account `wallet` must carry to count for its
+    ///         organisation, or zero when `wallet` is not an approved contract signer now (never
+    ///         approved, or it or its key no longer linked to the organisation that approved it).
+    function contractSignerKey(address wallet) external view returns (address key);
 
     /// @notice Number of proposals ever made (ids run from 1 to this).
     function proposalCount() external view returns (uint256);

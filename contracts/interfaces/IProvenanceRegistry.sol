@@ -44,8 +44,11 @@ interface IProvenanceRegistry is IERC5267 {
     error ProvenanceZeroRoot();
     /// @notice The batch with root `root` claims zero events.
     error ProvenanceEmptyBatch(bytes32 root);
-    /// @notice `root` was already anchored, by organisation `orgId`.
+    /// @notice Organisation `orgId` has already anchored `root`.
     error ProvenanceRootExists(bytes32 root, uint64 orgId);
+    /// @notice `gtin` lies inside no GS1 Company Prefix assigned to the caller's organisation `orgId`.
+    error ProvenanceOutsideCompanyPrefix(uint256 gtin, uint64 orgId);
+
 
     /// @notice Product class `gtin` was registered to organisation `orgId` by `registrant`.
     event ProductRegistered(
@@ -71,29 +74,47 @@ interface IProvenanceRegistry is IERC5267 {
     function ATTESTATION_TYPEHASH() external view returns (bytes32);
 
     /// @notice Registers product class `gtin` (a GTIN-14 read as a number) to the caller's organisation.
+    ///         The GTIN must lie inside a GS1 Company Prefix that governance assigned to that
+    ///         organisation (`IConsortiumRegistry.companyPrefixOrganisation`): write the GTIN as 14
+    ///         digits with leading zeros, drop the first (indicator) digit, and the remaining 13
+    ///         digits must start with the prefix. GTIN-13 and GTIN-12 (as "0" + its 12 digits) are
+    ///         matched from their first digit; GTIN-14s of cases and pallets share their item's
+    ///         prefix whatever the indicator digit; a GTIN-8 needs the 12-digit prefix "00000" +
+    ///         its first seven digits.
     /// @dev Reverts with ProvenanceMissingRole (caller lacks MANUFACTURER), ProvenanceInvalidGtin
-    ///      (zero, >= 10^14, or bad mod-10 check digit) or ProvenanceProductExists.
+    ///      (zero, >= 10^14, or bad mod-10 check digit), ProvenanceOutsideCompanyPrefix or
+    ///      ProvenanceProductExists.
     function registerProduct(uint256 gtin, bytes32 metadataHash) external;
 
-    /// @notice Anchors the Merkle root of a batch of `eventCount` attested events.
-    /// @dev One storage slot per root and no loops, so the cost per event falls with the batch size.
-    ///      Reverts with ProvenanceNotAttester, ProvenanceZeroRoot, ProvenanceEmptyBatch or ProvenanceRootExists.
+    /// @notice Anchors, for the caller's organisation, the Merkle root of a batch of `eventCount`
+    ///         attested events. Anchors are kept per (root, anchoring organisation): an organisation
+    ///         that anchors another's root first gets an anchor of its own and takes nothing away,
+    ///         since the rightful organisation can still anchor the root and verifiers count the
+    ///         anchor by the organisation of the event's attester (`anchorOfOrganisation`).
+    /// @dev One storage slot per (root, organisation) and no loops, so the cost per event falls with
+    ///      the batch size. Reverts with ProvenanceNotAttester, ProvenanceZeroRoot,
+    ///      ProvenanceEmptyBatch or ProvenanceRootExists (this organisation already anchored `root`).
     function anchorBatch(bytes32 root, uint32 eventCount, string calldata uri) external;
 
     /// @notice The product class `gtin`; orgId 0 when not registered.
     function productOf(uint256 gtin) external view returns (Product memory);
 
-    /// @notice The anchor of `root`; orgId 0 when not anchored.
+    /// @notice The first anchor of `root`, whichever organisation made it; orgId 0 when not anchored.
+    ///         Verifiers of an event should ask `anchorOfOrganisation` for its attester's organisation.
     function anchorOf(bytes32 root) external view returns (Anchor memory);
 
-    /// @notice Whether `root` has been anchored.
+    /// @notice The anchor of `root` by organisation `orgId`; orgId 0 when it has not anchored it.
+    function anchorOfOrganisation(bytes32 root, uint64 orgId) external view returns (Anchor memory);
+
+    /// @notice Whether `root` has been anchored (by any organisation).
     function isAnchored(bytes32 root) external view returns (bool);
 
     /// @notice The Merkle leaf of an event hash attested by `attester` (StandardMerkleTree layout).
     function leafHash(bytes32 eventHash, address attester) external pure returns (bytes32);
 
     /// @notice Whether `proof` shows that the leaf of (`eventHash`, `attester`) is in the tree with
-    ///         root `root`, and `root` is anchored. Says nothing about roles or signatures.
+    ///         root `root`, and `root` is anchored (by any organisation). Says nothing about roles,
+    ///         signatures or which organisation's anchor counts (see `anchorOfOrganisation`).
     function verifyLeaf(
         bytes32 root,
         bytes32[] calldata proof,

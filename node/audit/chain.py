@@ -87,6 +87,9 @@ class ChainHistory:
     roles: RoleState = field(default_factory=RoleState)
     registry_changes: int = 0
     anchors: dict[bytes, Anchor] = field(default_factory=dict)
+    """Root -> its first anchor. Anchors are kept per (root, organisation) on chain."""
+    later_anchors: dict[bytes, list[Anchor]] = field(default_factory=dict)
+    """Root -> anchors of the same root by other organisations, in chain order."""
     escrow_logs: list[ChainLog] = field(default_factory=list)
     orders: dict[int, OrderTerms] = field(default_factory=dict)
     """Order id -> terms, for orders whose OrderCreated terms hash to their id."""
@@ -150,8 +153,12 @@ def _apply(history: ChainHistory, log: ChainLog) -> None:
     elif log.contract == PROVENANCE:
         if log.event == "BatchAnchored":
             root = bytes(args["root"])
-            history.anchors[root] = Anchor(root, int(args["orgId"]), to_checksum_address(args["submitter"]),
-                                           int(args["eventCount"]), log.block, log.block_time, log.tx_hash)
+            anchor = Anchor(root, int(args["orgId"]), to_checksum_address(args["submitter"]),
+                            int(args["eventCount"]), log.block, log.block_time, log.tx_hash)
+            if root in history.anchors:  # another organisation anchored the same root: it takes nothing away
+                history.later_anchors.setdefault(root, []).append(anchor)
+            else:
+                history.anchors[root] = anchor
     elif log.contract == ESCROW:
         history.escrow_logs.append(log)
         if log.event == "OrderCreated":

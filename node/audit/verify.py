@@ -369,8 +369,14 @@ def _check_roots(history: ChainHistory, batches: Iterable[Any], groups: Mapping[
                                  f"anchored on chain {history.chain_id}", objects))
     if partial:
         return found  # some leaves of some roots: each event's proof was checked, no tree can be rebuilt
-    for root, anchor in history.anchors.items():
+    for root, first in history.anchors.items():
         name = "0x" + root.hex()
+        # Of several organisations' anchors of one root, the one that matches the evidence counts:
+        # anchoring someone else's root first (with any count) must not make their data look missing.
+        group = groups.get(root)
+        present_count = len(group.leaves) if group is not None else 0
+        candidates = [first, *history.later_anchors.get(root, ())]
+        anchor = next((a for a in candidates if a.event_count == present_count), first)
         objects = {"root": name, "leaf_count": str(anchor.event_count), "tx": "0x" + anchor.tx_hash.hex(),
                    "block": str(anchor.block), "submitter": anchor.submitter, "org": str(anchor.org_id)}
         group = groups.get(root)

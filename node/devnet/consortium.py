@@ -21,11 +21,15 @@ class DemoMember:
     country: str
     roles: tuple[str, ...]
     account_index: int
+    #: GS1 Company Prefixes assigned at founding (the manufacturer's covers the demo GTINs).
+    company_prefixes: tuple[str, ...] = ()
 
 
 DEPLOYER_INDEX = 0
+DEMO_COMPANY_PREFIX = "9521234"
 DEMO_MEMBERS: tuple[DemoMember, ...] = (
-    DemoMember("manufacturer", "Lumen Ceramics Co.", "VN", ("MANUFACTURER", "ORACLE"), 1),
+    # 952 is GS1's range for demonstrations; 9521234 covers the demo GTIN 09521234543213.
+    DemoMember("manufacturer", "Lumen Ceramics Co.", "VN", ("MANUFACTURER", "ORACLE"), 1, (DEMO_COMPANY_PREFIX,)),
     DemoMember("inspector", "Meridian Inspection Services", "SG", ("INSPECTOR", "ORACLE"), 2),
     DemoMember("carrier", "Bluewater Ocean Freight", "SG", ("CARRIER", "ORACLE"), 3),
     DemoMember("customs", "Customs Office Rotterdam", "NL", ("CUSTOMS", "ORACLE"), 4),
@@ -39,6 +43,8 @@ DEMO_MEMBERS: tuple[DemoMember, ...] = (
     DemoMember("broker", "Maas Customs Brokers", "NL", ("CUSTOMS", "ORACLE"), 12),
     DemoMember("port", "Rotterdam Port Community Customs Desk", "NL", ("CUSTOMS", "ORACLE"), 13),
 )
+# A quarter of the Active members, rounded up: 3 of the 11 founders, more as members join.
+DEMO_THRESHOLD_BPS = 2_500
 DEMO_THRESHOLD = 3
 # Accounts that are not members: buyers (on chain they are just accounts). Org ids follow the
 # order above (manufacturer = 1 ... port = 11); new members go at the end so ids stay stable.
@@ -54,9 +60,16 @@ def devnet_account(index: int) -> LocalAccount:
 def demo_consortium() -> ConsortiumSpec:
     """The demo consortium as a consortium spec, the same shape a real consortium file gives."""
     return ConsortiumSpec(
-        DEMO_THRESHOLD,
+        DEMO_THRESHOLD_BPS,
         tuple(
-            Member(m.name, m.country, devnet_account(m.account_index).address, m.roles, keccak(text=f"waymark-demo:{m.key}"))
+            Member(
+                m.name,
+                m.country,
+                devnet_account(m.account_index).address,
+                m.roles,
+                keccak(text=f"waymark-demo:{m.key}"),
+                m.company_prefixes,
+            )
             for m in DEMO_MEMBERS
         ),
     )

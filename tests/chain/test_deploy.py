@@ -9,7 +9,7 @@ from eth_account.signers.local import LocalAccount
 from node.chain.client import ChainClient
 from node.chain.deploy import deploy, is_current, load_deployment, waymark_steps
 from node.devnet.anvil import AnvilControl
-from node.devnet.consortium import DEMO_MEMBERS, DEMO_THRESHOLD, demo_consortium
+from node.devnet.consortium import DEMO_COMPANY_PREFIX, DEMO_MEMBERS, DEMO_THRESHOLD, DEMO_THRESHOLD_BPS, demo_consortium
 from node.registry import OrgStatus, RegistryClient
 
 
@@ -26,6 +26,10 @@ def test_deploy_records_contracts_and_registers_the_demo_consortium(
     manufacturer = next(o for o in orgs if o.name == DEMO_MEMBERS[0].name)
     assert manufacturer.roles == ("MANUFACTURER", "ORACLE") and manufacturer.accounts == (accounts[1].address,)
     assert RegistryClient(chain, deployment).threshold() == DEMO_THRESHOLD
+    assert RegistryClient(chain, deployment).threshold_bps() == DEMO_THRESHOLD_BPS
+    # The manufacturer's founding GS1 Company Prefix covers the demo product, so it can register it.
+    assert manufacturer.company_prefixes == (DEMO_COMPANY_PREFIX,)
+    assert RegistryClient(chain, deployment).company_prefix_organisation("09521234543213") == manufacturer.id
 
 
 def test_deploying_again_on_a_chain_with_matching_code_does_nothing(

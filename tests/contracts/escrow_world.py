@@ -370,7 +370,16 @@ class EscrowWorld:
 
 
 def founder(name: str, country: bytes, account: str, roles: list[bytes]) -> tuple[Any, ...]:
-    return (name, country, keccak(text=f"meta:{name}"), account, roles)
+    return (name, country, keccak(text=f"meta:{name}"), account, roles, [])
+
+
+def link_account(chain: ChainClient, registry: Contract, account: LocalAccount, by: LocalAccount, funder: LocalAccount) -> None:
+    """Links `account` to `by`'s organisation as the registry demands: an offer, then the account's own acceptance."""
+    chain.transact(registry.functions.addAccount(account.address), sender=by)
+    if chain.w3.eth.get_balance(account.address) == 0:
+        tx = {"from": funder.address, "to": account.address, "value": 10**18, "gas": 21_000, "chainId": chain.chain_id}
+        chain.send(tx, funder)  # type: ignore[arg-type]
+    chain.transact(registry.functions.acceptAccount(chain.call(registry.functions.organisationOf(by.address))), sender=account)
 
 
 def deploy_world(chain: ChainClient, accounts: list[LocalAccount]) -> EscrowWorld:
@@ -388,7 +397,7 @@ def deploy_world(chain: ChainClient, accounts: list[LocalAccount]) -> EscrowWorl
     registry = chain.deploy("ConsortiumRegistry", founders, 1, sender=deployer)
     org_of = {f[3]: i + 1 for i, f in enumerate(founders)}
     seller_org_signer = signer_key("seller-org-carrier")
-    chain.transact(registry.functions.addAccount(seller_org_signer.address), sender=seller)
+    link_account(chain, registry, seller_org_signer, seller, deployer)
     org_of[seller_org_signer.address] = org_of[seller.address]
 
     escrow = chain.deploy("TradeEscrow", registry.address, DISPUTE_TIMEOUT, FX_QUORUM, sender=deployer)

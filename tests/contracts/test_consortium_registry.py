@@ -1,5 +1,6 @@
-"""ConsortiumRegistry against a real Anvil: membership and roles change only by m-of-n votes,
-and role history answers "did this account hold this role at that time"."""
+"""ConsortiumRegistry against a real Anvil: membership and roles change only by votes of a share
+of the active members, accounts are linked only with their own consent, and role history answers
+"did this account hold this role at that time"."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ class Kind(IntEnum):
     GRANT = 3
     REVOKE = 4
     THRESHOLD = 5
+    PREFIX = 6
+    CONTRACT_SIGNER = 7
 
 
 class Status(IntEnum):
@@ -56,6 +59,8 @@ ARG_TYPES: dict[Kind, list[str]] = {
     Kind.GRANT: ["uint64", "bytes32"],
     Kind.REVOKE: ["uint64", "bytes32"],
     Kind.THRESHOLD: ["uint256"],
+    Kind.PREFIX: ["uint64", "uint64", "uint8"],
+    Kind.CONTRACT_SIGNER: ["uint64", "address", "address"],
 }
 
 
@@ -63,13 +68,15 @@ def encode(kind: Kind, *args: Any) -> bytes:
     return abi_encode(ARG_TYPES[kind], list(args))
 
 
-def founder(name: str, country: bytes, account: LocalAccount, roles: list[bytes]) -> tuple[Any, ...]:
-    return (name, country, keccak(text=f"meta:{name}"), account.address, roles)
+def founder(
+    name: str, country: bytes, account: LocalAccount, roles: list[bytes], prefixes: list[str] | None = None
+) -> tuple[Any, ...]:
+    return (name, country, keccak(text=f"meta:{name}"), account.address, roles, [(int(p), len(p)) for p in prefixes or []])
 
 
 @dataclass
 class Consortium:
-    """Four founders (org ids 1..4), threshold 2. members[i] is the first account of org i + 1."""
+    """Four founders (org ids 1..4), threshold 50% (2 of 4). members[i] is the first account of org i + 1."""
 
     chain: ChainClient
     registry: Contract
@@ -106,9 +113,14 @@ class Consortium:
     def block_time(self, receipt: TxReceipt) -> int:
         return int(self.chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
 
+    def link(self, account: LocalAccount, by: LocalAccount) -> TxReceipt:
+        """Links `account` to `by`'s organisation: `by` offers, the account accepts. Returns the acceptance."""
+        self.send("addAccount", account.address, sender=by)
+        return self.send("acceptAccount", self.view("organisationOf", by.address), sender=account)
 
-def deploy_registry(chain: ChainClient, deployer: LocalAccount, founders: list[Any], threshold: int) -> TxReceipt:
-    return chain.deploy_receipt("ConsortiumRegistry", founders, threshold, sender=deployer)
+
+def deploy_registry(chain: ChainClient, deployer: LocalAccount, founders: list[Any], threshold_bps: int) -> TxReceipt:
+    return chain.deploy_receipt("ConsortiumRegistry", founders, threshold_bps, sender=deployer)
 
 
 @pytest.fixture
@@ -120,7 +132,7 @@ def c(chain: ChainClient, accounts: list[LocalAccount]) -> Consortium:
         founder("Bluewater Ocean Freight", b"SG", members[2], [CARRIER]),
         founder("Fjord Assurance AS", b"NO", members[3], [AUDITOR]),
     ]
-    receipt = deploy_registry(chain, accounts[0], founders, 2)
+    receipt = deploy_registry(chain, accounts[0], founders, 5_000)
     registry = chain.contract("ConsortiumRegistry", str(receipt["contractAddress"]))
     consortium = Consortium(chain, registry, members, accounts[5:], accounts[0], 0)
     consortium.deployed_at = consortium.block_time(receipt)
@@ -133,7 +145,7 @@ def c(chain: ChainClient, accounts: list[LocalAccount]) -> Consortium:
 def test_constructor_admits_founders_active_with_their_roles_and_accounts(c: Consortium) -> None:
     assert c.view("organisationCount") == 4
     assert c.view("activeMemberCount") == 4
-    assert c.view("threshold") == 2
+    assert c.view("threshold") == 2 and c.view("thresholdBps") == 5_000
     org = c.view("organisation", 1)
     assert org == (1, "Lumen Ceramics Co.", b"VN", keccak(text="meta:Lumen Ceramics Co."), Status.ACTIVE)
     assert set(c.view("rolesOf", 1)) == {MANUFACTURER, ORACLE}
@@ -145,7 +157,7 @@ def test_constructor_admits_founders_active_with_their_roles_and_accounts(c: Con
 
 
 def test_constructor_emits_what_the_indexer_mirrors(chain: ChainClient, accounts: list[LocalAccount]) -> None:
-    receipt = deploy_registry(chain, accounts[0], [founder("Solo Works", b"DE", accounts[1], [CUSTOMS])], 1)
+    receipt = deploy_registry(chain, accounts[0], [founder("Solo Works", b"DE", accounts[1], [CUSTOMS], ["9521234"])], 1)
     registry = chain.contract("ConsortiumRegistry", str(receipt["contractAddress"]))
     (admitted,) = registry.events.OrganisationAdmitted().process_receipt(receipt, errors=DISCARD)
     assert admitted.args.orgId == 1 and admitted.args.firstAccount == accounts[1].address
@@ -154,7 +166,9 @@ def test_constructor_emits_what_the_indexer_mirrors(chain: ChainClient, accounts
     (added,) = registry.events.AccountAdded().process_receipt(receipt, errors=DISCARD)
     assert added.args.account == accounts[1].address and added.args.addedBy == ZERO_ADDRESS
     (changed,) = registry.events.ThresholdChanged().process_receipt(receipt, errors=DISCARD)
-    assert (changed.args.oldThreshold, changed.args.newThreshold) == (0, 1)
+    assert (changed.args.oldThresholdBps, changed.args.newThresholdBps) == (0, 1)
+    (prefix,) = registry.events.CompanyPrefixAssigned().process_receipt(receipt, errors=DISCARD)
+    assert (prefix.args.orgId, prefix.args.value, prefix.args.digits) == (1, 9521234, 7)
 
 
 def test_role_ids_are_keccak_of_their_names(c: Consortium) -> None:
@@ -164,13 +178,19 @@ def test_role_ids_are_keccak_of_their_names(c: Consortium) -> None:
 
 
 def test_constructor_reverts_when_threshold_is_zero(chain: ChainClient, accounts: list[LocalAccount]) -> None:
-    with reverts("RegistryInvalidThreshold", threshold=0, activeMembers=1):
+    with reverts("RegistryInvalidThreshold", thresholdBps=0):
         deploy_registry(chain, accounts[0], [founder("A", b"DE", accounts[1], [])], 0)
 
 
-def test_constructor_reverts_when_threshold_exceeds_founders(chain: ChainClient, accounts: list[LocalAccount]) -> None:
-    with reverts("RegistryInvalidThreshold", threshold=2, activeMembers=1):
-        deploy_registry(chain, accounts[0], [founder("A", b"DE", accounts[1], [])], 2)
+def test_constructor_reverts_when_threshold_exceeds_all_members(chain: ChainClient, accounts: list[LocalAccount]) -> None:
+    with reverts("RegistryInvalidThreshold", thresholdBps=10_001):
+        deploy_registry(chain, accounts[0], [founder("A", b"DE", accounts[1], [])], 10_001)
+
+
+def test_constructor_reverts_when_founders_overlap_in_company_prefixes(chain: ChainClient, accounts: list[LocalAccount]) -> None:
+    founders = [founder("A", b"DE", accounts[1], [], ["952123"]), founder("B", b"FR", accounts[2], [], ["9521234"])]
+    with reverts("RegistryCompanyPrefixTaken", value=9521234, digits=7):
+        deploy_registry(chain, accounts[0], founders, 5_000)
 
 
 def test_constructor_reverts_when_founders_share_an_account(chain: ChainClient, accounts: list[LocalAccount]) -> None:
@@ -187,6 +207,8 @@ def test_constructor_reverts_when_founder_country_is_invalid(chain: ChainClient,
 def test_deployer_has_no_privilege(c: Consortium) -> None:
     with reverts("RegistryNotActiveMember", account=c.deployer.address):
         c.propose(c.deployer, Kind.THRESHOLD, 1)
+    with reverts("RegistryNotActiveMember", account=c.deployer.address):
+        c.propose(c.deployer, Kind.PREFIX, 1, 9521234, 7)
     with reverts("RegistryNotActiveMember", account=c.deployer.address):
         c.send("addAccount", c.outsiders[0].address, sender=c.deployer)
 
@@ -238,10 +260,13 @@ def test_admit_organisation_by_vote(c: Consortium) -> None:
     (admitted,) = c.events(receipt, "OrganisationAdmitted")
     assert (admitted.args.orgId, admitted.args.name, admitted.args.country) == (5, "Customs Office Rotterdam", b"NL")
     assert len(c.events(receipt, "RoleGranted")) == 2
-    # The newcomer is a voting member straight away.
-    proposal_id = c.propose(newcomer, Kind.THRESHOLD, 3)
+    # The newcomer is a voting member straight away, and the threshold grew with the membership.
+    assert c.view("threshold") == 3  # 50% of 5, rounded up
+    proposal_id = c.propose(newcomer, Kind.THRESHOLD, 6_000)
     c.vote(c.members[0], proposal_id)
-    assert c.view("threshold") == 3
+    assert c.view("thresholdBps") == 5_000
+    c.vote(c.members[1], proposal_id)
+    assert c.view("thresholdBps") == 6_000 and c.view("threshold") == 3
 
 
 def test_suspend_and_reinstate_by_vote(c: Consortium) -> None:
@@ -260,10 +285,10 @@ def test_suspend_and_reinstate_by_vote(c: Consortium) -> None:
 
 
 def test_change_threshold_by_vote(c: Consortium) -> None:
-    receipt = c.pass_proposal(Kind.THRESHOLD, 4)
+    receipt = c.pass_proposal(Kind.THRESHOLD, 10_000)
     assert c.view("threshold") == 4
     (changed,) = c.events(receipt, "ThresholdChanged")
-    assert (changed.args.oldThreshold, changed.args.newThreshold) == (2, 4)
+    assert (changed.args.oldThresholdBps, changed.args.newThresholdBps) == (5_000, 10_000)
     # Now three votes do nothing and the fourth executes.
     proposal_id = c.propose(c.members[0], Kind.GRANT, 2, ORACLE)
     c.vote(c.members[1], proposal_id)
@@ -281,11 +306,11 @@ def test_revoke_role_by_vote(c: Consortium) -> None:
 
 
 def test_execute_runs_a_proposal_that_has_enough_votes_after_threshold_was_lowered(c: Consortium) -> None:
-    c.pass_proposal(Kind.THRESHOLD, 4)
+    c.pass_proposal(Kind.THRESHOLD, 10_000)
     waiting = c.propose(c.members[0], Kind.GRANT, 3, ORACLE)
     c.vote(c.members[1], waiting)
     c.vote(c.members[2], waiting)  # 3 of 4: waits
-    lower = c.propose(c.members[0], Kind.THRESHOLD, 2)
+    lower = c.propose(c.members[0], Kind.THRESHOLD, 5_000)
     c.vote(c.members[1], lower)
     c.vote(c.members[2], lower)
     c.vote(c.members[3], lower)
@@ -325,13 +350,13 @@ def test_vote_reverts_when_caller_is_not_a_member(c: Consortium) -> None:
 
 
 def test_vote_reverts_when_organisation_already_voted(c: Consortium) -> None:
-    c.pass_proposal(Kind.THRESHOLD, 3)
+    c.pass_proposal(Kind.THRESHOLD, 7_500)
     proposal_id = c.propose(c.members[0], Kind.GRANT, 2, ORACLE)
     with reverts("RegistryAlreadyVoted", proposalId=proposal_id, orgId=1):
         c.vote(c.members[0], proposal_id)  # the proposer's organisation voted when proposing
     c.vote(c.members[1], proposal_id)
     # Another account of the same organisation does not get a second vote.
-    c.send("addAccount", c.outsiders[0].address, sender=c.members[1])
+    c.link(c.outsiders[0], by=c.members[1])
     with reverts("RegistryAlreadyVoted", proposalId=proposal_id, orgId=2):
         c.vote(c.outsiders[0], proposal_id)
 
@@ -385,6 +410,10 @@ def test_propose_reverts_when_data_is_malformed(c: Consortium) -> None:
         (Kind.GRANT, encode(Kind.SUSPEND, 1)),
         (Kind.REINSTATE, (2**64).to_bytes(32, "big")),
         (Kind.THRESHOLD, encode(Kind.GRANT, 1, CUSTOMS)),
+        (Kind.PREFIX, encode(Kind.GRANT, 1, CUSTOMS)),
+        (Kind.PREFIX, abi_encode(["uint64", "uint256", "uint8"], [1, 2**64, 7])),
+        (Kind.PREFIX, abi_encode(["uint64", "uint64", "uint256"], [1, 9521234, 256])),
+        (Kind.CONTRACT_SIGNER, abi_encode(["uint64", "uint256", "address"], [1, 2**160, ZERO_ADDRESS])),
     ]:
         with reverts("RegistryMalformedProposal", kind=kind, data=data):
             c.propose_raw(c.members[0], kind, data)
@@ -443,17 +472,18 @@ def test_reinstate_reverts_when_organisation_is_not_suspended(c: Consortium) -> 
         c.propose(c.members[0], Kind.REINSTATE, 4)
 
 
-def test_suspend_reverts_when_threshold_would_become_unreachable(c: Consortium) -> None:
-    c.pass_proposal(Kind.THRESHOLD, 4)
-    with reverts("RegistryInvalidThreshold", threshold=4, activeMembers=3):
-        c.propose(c.members[0], Kind.SUSPEND, 4)
+def test_suspend_reverts_when_it_would_leave_no_active_member(chain: ChainClient, accounts: list[LocalAccount]) -> None:
+    receipt = deploy_registry(chain, accounts[0], [founder("Solo Works", b"DE", accounts[1], [])], 10_000)
+    registry = chain.contract("ConsortiumRegistry", str(receipt["contractAddress"]))
+    with reverts("RegistryLastActiveMember", orgId=1):
+        chain.transact(registry.functions.propose(Kind.SUSPEND, encode(Kind.SUSPEND, 1)), sender=accounts[1])
 
 
-def test_change_threshold_reverts_when_zero_or_above_active_members(c: Consortium) -> None:
-    with reverts("RegistryInvalidThreshold", threshold=0, activeMembers=4):
+def test_change_threshold_reverts_when_zero_or_above_all_members(c: Consortium) -> None:
+    with reverts("RegistryInvalidThreshold", thresholdBps=0):
         c.propose(c.members[0], Kind.THRESHOLD, 0)
-    with reverts("RegistryInvalidThreshold", threshold=5, activeMembers=4):
-        c.propose(c.members[0], Kind.THRESHOLD, 5)
+    with reverts("RegistryInvalidThreshold", thresholdBps=10_001):
+        c.propose(c.members[0], Kind.THRESHOLD, 10_001)
 
 
 def test_grant_reverts_when_role_is_already_held(c: Consortium) -> None:
@@ -476,7 +506,7 @@ def test_decode_admission_returns_the_proposal_arguments(c: Consortium) -> None:
 
 def test_member_rotates_its_key(c: Consortium) -> None:
     old, new = c.members[1], c.outsiders[0]
-    receipt = c.send("addAccount", new.address, sender=old)
+    receipt = c.link(new, by=old)
     (added,) = c.events(receipt, "AccountAdded")
     assert (added.args.orgId, added.args.account, added.args.addedBy) == (2, new.address, old.address)
     assert c.view("organisationOf", new.address) == 2
@@ -496,16 +526,16 @@ def test_member_rotates_its_key(c: Consortium) -> None:
 
 
 def test_member_removes_its_own_account_when_another_remains(c: Consortium) -> None:
-    c.send("addAccount", c.outsiders[0].address, sender=c.members[0])
+    c.link(c.outsiders[0], by=c.members[0])
     c.send("removeAccount", c.members[0].address, sender=c.members[0])
     assert c.view("accountsOf", 1) == [c.outsiders[0].address]
 
 
 def test_removed_account_may_join_another_organisation(c: Consortium) -> None:
     spare = c.outsiders[0]
-    c.send("addAccount", spare.address, sender=c.members[0])
+    c.link(spare, by=c.members[0])
     c.send("removeAccount", spare.address, sender=c.members[0])
-    c.send("addAccount", spare.address, sender=c.members[2])
+    c.link(spare, by=c.members[2])
     assert c.view("organisationOf", spare.address) == 3
 
 
@@ -588,7 +618,7 @@ def test_has_role_at_follows_suspension_and_reinstatement(c: Consortium, devnet:
 def test_has_role_at_follows_account_links(c: Consortium, devnet: AnvilControl) -> None:
     spare = c.outsiders[0]
     devnet.increase_time(60)
-    added_at = c.block_time(c.send("addAccount", spare.address, sender=c.members[2]))
+    added_at = c.block_time(c.link(spare, by=c.members[2]))
     devnet.increase_time(60)
     removed_at = c.block_time(c.send("removeAccount", spare.address, sender=c.members[2]))
     assert not has_role_at(c, spare, CARRIER, added_at - 1)
@@ -617,3 +647,229 @@ def test_organisation_with_any_role(c: Consortium) -> None:
     assert c.view("organisationWithAnyRole", c.members[2].address, attesting) == 0
     with reverts("RegistryUnknownRole", role=UNKNOWN_ROLE):
         c.view("organisationWithAnyRole", c.members[2].address, [UNKNOWN_ROLE])
+
+
+# ---- consent of accounts (the adversary: a member linking someone else's account) -------------------
+
+
+def test_an_offer_alone_links_nothing(c: Consortium) -> None:
+    newcomer = c.outsiders[0]
+    receipt = c.send("addAccount", newcomer.address, sender=c.members[0])
+    (offered,) = c.events(receipt, "AccountOffered")
+    assert (offered.args.orgId, offered.args.account, offered.args.offeredBy) == (1, newcomer.address, c.members[0].address)
+    assert not c.events(receipt, "AccountAdded")
+    assert c.view("organisationOf", newcomer.address) == 0 and c.view("isOffered", newcomer.address, 1)
+    assert not c.view("hasRole", newcomer.address, MANUFACTURER)
+
+
+def test_member_cannot_capture_a_newcomers_first_account_to_block_its_admission(c: Consortium) -> None:
+    adversary, newcomer = c.members[0], c.outsiders[0]
+    # The admission is proposed; the adversary tries to link the newcomer's account to itself first.
+    admission = c.propose(c.members[1], Kind.ADMIT, "Customs Office Rotterdam", b"NL", b"\0" * 32, newcomer.address, [CUSTOMS])
+    c.send("addAccount", newcomer.address, sender=adversary)
+    assert c.view("organisationOf", newcomer.address) == 0
+    # The vote still passes, and the adversary's offer can never take the account.
+    c.vote(c.members[2], admission)
+    assert c.view("organisationOf", newcomer.address) == 5
+    assert c.view("accountsOf", 1) == [adversary.address]
+    with reverts("RegistryAccountTaken", account=newcomer.address, orgId=5):
+        c.send("acceptAccount", 1, sender=newcomer)
+
+
+def test_accept_account_reverts_without_an_offer(c: Consortium) -> None:
+    c.send("addAccount", c.outsiders[0].address, sender=c.members[0])
+    with reverts("RegistryNoOffer", account=c.outsiders[0].address, orgId=2):
+        c.send("acceptAccount", 2, sender=c.outsiders[0])
+    with reverts("RegistryNoOffer", account=c.outsiders[1].address, orgId=1):
+        c.send("acceptAccount", 1, sender=c.outsiders[1])
+
+
+def test_an_offer_is_used_once(c: Consortium) -> None:
+    spare = c.outsiders[0]
+    c.link(spare, by=c.members[0])
+    c.send("removeAccount", spare.address, sender=c.members[0])
+    with reverts("RegistryNoOffer", account=spare.address, orgId=1):
+        c.send("acceptAccount", 1, sender=spare)
+
+
+def test_accept_account_reverts_when_the_offering_organisation_was_suspended(c: Consortium) -> None:
+    c.send("addAccount", c.outsiders[0].address, sender=c.members[3])
+    c.pass_proposal(Kind.SUSPEND, 4)
+    with reverts("RegistryOrganisationNotActive", orgId=4):
+        c.send("acceptAccount", 4, sender=c.outsiders[0])
+
+
+# ---- votes of suspended members, and a threshold that follows the membership ----------------------------
+
+
+def test_vote_of_an_organisation_suspended_since_does_not_count(c: Consortium) -> None:
+    # The adversary (org 4) proposes; it is suspended before a colleague (org 3) adds the second vote.
+    adversary, colleague = c.members[3], c.members[2]
+    grab = c.propose(adversary, Kind.GRANT, 4, ARBITRATOR)
+    c.pass_proposal(Kind.SUSPEND, 4)
+    assert c.view("countedVotes", grab) == 0
+    receipt = c.vote(colleague, grab)
+    assert not c.events(receipt, "ProposalExecuted")
+    assert not c.view("orgHasRole", 4, ARBITRATOR)
+    assert c.view("countedVotes", grab) == 1 and c.view("proposal", grab)[2] == 2
+    with reverts("RegistryBelowThreshold", proposalId=grab, votes=1, threshold=2):
+        c.send("execute", grab, sender=colleague)
+
+
+def test_reinstated_organisation_may_vote_again_and_its_old_vote_stays_void(c: Consortium) -> None:
+    proposal_id = c.propose(c.members[3], Kind.GRANT, 1, CUSTOMS)
+    c.pass_proposal(Kind.SUSPEND, 4)
+    c.pass_proposal(Kind.REINSTATE, 4)
+    assert c.view("countedVotes", proposal_id) == 0  # the vote before the suspension is void
+    receipt = c.vote(c.members[3], proposal_id)
+    assert c.view("countedVotes", proposal_id) == 1 and not c.events(receipt, "ProposalExecuted")
+    with reverts("RegistryAlreadyVoted", proposalId=proposal_id, orgId=4):
+        c.vote(c.members[3], proposal_id)
+    c.vote(c.members[0], proposal_id)
+    assert c.view("orgHasRole", 1, CUSTOMS)
+    assert c.view("proposal", proposal_id)[2] == 2  # organisations that voted, each once
+
+
+def test_threshold_is_a_share_of_active_members_rounded_up(c: Consortium) -> None:
+    assert c.view("threshold") == 2  # 50% of 4
+    c.pass_proposal(Kind.THRESHOLD, 5_001)
+    assert c.view("threshold") == 3  # a majority of 4 is 3
+    c.pass_proposal(Kind.SUSPEND, 4, by=(0, 1))
+    c.vote(c.members[2], c.view("proposalCount"))
+    assert c.view("activeMemberCount") == 3 and c.view("threshold") == 2  # a majority of 3 is 2
+
+
+def test_two_colluders_cannot_pass_a_proposal_once_the_consortium_has_grown(c: Consortium) -> None:
+    # Admitted at 50%: with 4 members two votes pass; the membership then grows to 6.
+    for i, newcomer in enumerate(c.outsiders[:2]):
+        c.pass_proposal(Kind.ADMIT, f"Newcomer {i}", b"FR", b"\0" * 32, newcomer.address, [CARRIER], by=(1, 2))
+        if i == 1:
+            c.vote(c.members[3], c.view("proposalCount"))  # 5 members: 3 votes now
+    assert c.view("activeMemberCount") == 6 and c.view("threshold") == 3
+    # The two colluders (orgs 1 and 4) now fall short.
+    grab = c.propose(c.members[0], Kind.GRANT, 4, ARBITRATOR)
+    receipt = c.vote(c.members[3], grab)
+    assert not c.events(receipt, "ProposalExecuted") and not c.view("orgHasRole", 4, ARBITRATOR)
+
+
+# ---- GS1 company prefixes ----------------------------------------------------------------------------------
+
+
+def gtin(body: str) -> int:
+    """A GTIN from its digits without the check digit (any length up to 13)."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return int(body + str((10 - total % 10) % 10))
+
+
+def test_assign_company_prefix_by_vote(c: Consortium) -> None:
+    receipt = c.pass_proposal(Kind.PREFIX, 1, 614141, 7)  # the U.P.C. Company Prefix 614141 as a GS1 prefix
+    (assigned,) = c.events(receipt, "CompanyPrefixAssigned")
+    assert (assigned.args.orgId, assigned.args.value, assigned.args.digits) == (1, 614141, 7)
+    assert c.view("companyPrefixesOf", 1) == [(614141, 7)]
+    assert c.view("companyPrefixesOf", 2) == []
+
+
+@pytest.mark.parametrize(
+    ("form", "number"),
+    [
+        ("GTIN-12 (U.P.C.)", gtin("61414100001")),
+        ("GTIN-13 as 0 + GTIN-12", gtin("061414100001")),
+        ("GTIN-14 of a case, indicator 1", gtin("1061414100001")),
+        ("GTIN-14 of a pallet, indicator 8", gtin("8061414100001")),
+    ],
+)
+def test_company_prefix_covers_every_form_of_a_gtin(c: Consortium, form: str, number: int) -> None:
+    c.pass_proposal(Kind.PREFIX, 1, 614141, 7)
+    assert c.view("companyPrefixOrganisation", number) == 1, form
+
+
+def test_company_prefix_covers_nothing_outside_it(c: Consortium) -> None:
+    c.pass_proposal(Kind.PREFIX, 1, 9521234, 7)
+    assert c.view("companyPrefixOrganisation", gtin("952123454321")) == 1
+    assert c.view("companyPrefixOrganisation", gtin("952123554321")) == 0  # 9521235: another company
+    assert c.view("companyPrefixOrganisation", gtin("95212345432")) == 0  # 09521234...: not 9521234...
+    assert c.view("companyPrefixOrganisation", 10**14) == 0
+
+
+def test_a_gtin8_is_covered_by_its_own_twelve_digit_prefix(c: Consortium) -> None:
+    number = gtin("9638507")  # GTIN-8 96385074
+    c.pass_proposal(Kind.PREFIX, 2, int("000009638507"), 12)
+    assert c.view("companyPrefixOrganisation", number) == 2
+    assert c.view("companyPrefixOrganisation", gtin("9638508")) == 0
+
+
+def test_member_cannot_take_a_prefix_inside_or_around_anothers(c: Consortium) -> None:
+    c.pass_proposal(Kind.PREFIX, 1, 9521234, 7)
+    for value, digits in [(9521234, 7), (952123, 6), (95212345, 8), (9521234000, 10)]:
+        with reverts("RegistryCompanyPrefixTaken", value=value, digits=digits):
+            c.propose(c.members[3], Kind.PREFIX, 4, value, digits)
+    c.pass_proposal(Kind.PREFIX, 4, 9521235, 7)  # a neighbour is fine
+    assert c.view("companyPrefixOrganisation", gtin("952123554321")) == 4
+
+
+def test_company_prefix_with_leading_zeros_differs_from_one_without(c: Consortium) -> None:
+    c.pass_proposal(Kind.PREFIX, 1, 614141, 7)  # "0614141"
+    c.pass_proposal(Kind.PREFIX, 2, 614141, 6)  # "614141": another prefix, another company
+    assert c.view("companyPrefixOrganisation", gtin("061414100001")) == 1
+    assert c.view("companyPrefixOrganisation", gtin("614141000012")) == 2
+
+
+@pytest.mark.parametrize(("value", "digits"), [(952, 3), (1234567890123, 13), (10000, 4), (0, 0)])
+def test_assign_company_prefix_reverts_when_it_is_not_4_to_12_digits(c: Consortium, value: int, digits: int) -> None:
+    with reverts("RegistryInvalidCompanyPrefix", value=value, digits=digits):
+        c.propose(c.members[0], Kind.PREFIX, 1, value, digits)
+
+
+def test_assign_company_prefix_reverts_when_organisation_is_unknown(c: Consortium) -> None:
+    with reverts("RegistryUnknownOrganisation", orgId=9):
+        c.propose(c.members[0], Kind.PREFIX, 9, 9521234, 7)
+
+
+# ---- contract signers ----------------------------------------------------------------------------------------
+
+
+def deploy_wallet(c: Consortium, owner: LocalAccount) -> Contract:
+    return c.chain.deploy("MockContractSigner", owner.address, sender=c.deployer)
+
+
+def accept_as_wallet(c: Consortium, wallet: Contract, owner: LocalAccount, org_id: int) -> None:
+    data = c.registry.functions.acceptAccount(org_id)._encode_transaction_data()
+    c.chain.transact(wallet.functions.execute(c.registry.address, data), sender=owner)
+
+
+def test_contract_signer_approved_by_vote(c: Consortium) -> None:
+    key = c.members[2]
+    wallet = deploy_wallet(c, key)
+    c.send("addAccount", wallet.address, sender=key)
+    accept_as_wallet(c, wallet, key, 3)
+    assert c.view("contractSignerKey", wallet.address) == ZERO_ADDRESS  # linked, not approved
+    receipt = c.pass_proposal(Kind.CONTRACT_SIGNER, 3, wallet.address, key.address)
+    (approved,) = c.events(receipt, "ContractSignerApproved")
+    assert (approved.args.orgId, approved.args.wallet, approved.args.key) == (3, wallet.address, key.address)
+    assert c.view("contractSignerKey", wallet.address) == key.address
+    # Unlinking the key, or the wallet, ends the approval.
+    spare = c.outsiders[0]
+    c.link(spare, by=key)
+    c.send("removeAccount", key.address, sender=spare)
+    assert c.view("contractSignerKey", wallet.address) == ZERO_ADDRESS
+    c.send("removeAccount", wallet.address, sender=spare)
+    assert c.view("contractSignerKey", wallet.address) == ZERO_ADDRESS
+
+
+def test_a_key_of_one_organisation_cannot_be_approved_for_anothers_wallet(c: Consortium) -> None:
+    # The adversary (org 4) links a wallet that the key of org 3 controls, and asks to approve it.
+    key, adversary = c.members[2], c.members[3]
+    wallet = deploy_wallet(c, key)
+    c.send("addAccount", wallet.address, sender=adversary)
+    accept_as_wallet(c, wallet, key, 4)
+    with reverts("RegistryAccountNotInOrganisation", account=key.address, orgId=4):
+        c.propose(adversary, Kind.CONTRACT_SIGNER, 4, wallet.address, key.address)
+    assert c.view("contractSignerKey", wallet.address) == ZERO_ADDRESS
+
+
+def test_approve_contract_signer_reverts_when_wallet_is_not_a_contract_or_not_linked(c: Consortium) -> None:
+    with reverts("RegistryNotAContract", wallet=c.outsiders[0].address):
+        c.propose(c.members[0], Kind.CONTRACT_SIGNER, 1, c.outsiders[0].address, c.members[0].address)
+    wallet = deploy_wallet(c, c.members[0])
+    with reverts("RegistryAccountNotInOrganisation", account=wallet.address, orgId=1):
+        c.propose(c.members[0], Kind.CONTRACT_SIGNER, 1, wallet.address, c.members[0].address)

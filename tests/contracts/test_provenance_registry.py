@@ -1,5 +1,6 @@
-"""ProvenanceRegistry against a real Anvil: product classes, batch anchors, proofs laid out by
-the reference @openzeppelin/merkle-tree, and the EIP-712 attestation digest."""
+"""ProvenanceRegistry against a real Anvil: product classes inside the GS1 Company Prefixes
+governance assigned, batch anchors that only the batch's own organisation can make, proofs laid
+out by the reference @openzeppelin/merkle-tree, and the EIP-712 attestation digest."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from tests.helpers import reverts
 
 MANUFACTURER, CARRIER, ORACLE, AUDITOR = (keccak(text=r) for r in ("MANUFACTURER", "CARRIER", "ORACLE", "AUDITOR"))
 SUSPEND = 1  # IConsortiumRegistry.ProposalKind.SuspendOrganisation
+GRANT_ROLE = 3
+ASSIGN_COMPANY_PREFIX = 6
 
 
 def gtin_with_check_digit(body: int) -> int:
@@ -35,6 +38,7 @@ def gtin_with_check_digit(body: int) -> int:
 
 GTIN = 4006381333931  # EAN-13 4006381333931, i.e. GTIN-14 04006381333931
 assert gtin_with_check_digit(GTIN // 10) == GTIN
+PREFIX = "4006381"  # the manufacturer's GS1 Company Prefix, covering GTIN
 
 
 @dataclass
@@ -56,25 +60,35 @@ class Setup:
 
     def suspend(self, org_id: int) -> None:
         """Suspend an organisation by the votes of orgs 1 and 2 (threshold 2)."""
-        data = abi_encode(["uint64"], [org_id])
-        receipt = self.chain.transact(self.registry.functions.propose(SUSPEND, data), sender=self.manufacturer)
+        self.govern(SUSPEND, abi_encode(["uint64"], [org_id]))
+
+    def govern(self, kind: int, data: bytes) -> None:
+        """Pass a proposal by the votes of orgs 1 and 2 (threshold 2 of 4)."""
+        receipt = self.chain.transact(self.registry.functions.propose(kind, data), sender=self.manufacturer)
         (created,) = self.registry.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
         self.chain.transact(self.registry.functions.vote(created.args.proposalId), sender=self.carrier)
+
+    def assign_prefix(self, org_id: int, prefix: str) -> None:
+        self.govern(ASSIGN_COMPANY_PREFIX, abi_encode(["uint64", "uint64", "uint8"], [org_id, int(prefix), len(prefix)]))
+
+    def anchor(self, label: str, count: int, uri: str = "", *, sender: LocalAccount) -> tuple[bytes, TxReceipt]:
+        root = keccak(text=label)
+        return root, self.send("anchorBatch", root, count, uri, sender=sender)
 
 
 @pytest.fixture
 def s(chain: ChainClient, accounts: list[LocalAccount]) -> Setup:
     manufacturer, carrier, auditor, oracle, outsider = accounts[1:6]
     founders = [
-        (name, country, keccak(text=name), account.address, roles)
-        for name, country, account, roles in [
-            ("Lumen Ceramics Co.", b"VN", manufacturer, [MANUFACTURER]),
-            ("Bluewater Ocean Freight", b"SG", carrier, [CARRIER]),
-            ("Fjord Assurance AS", b"NO", auditor, [AUDITOR]),
-            ("Tidewater Sensors", b"NL", oracle, [ORACLE]),
+        (name, country, keccak(text=name), account.address, roles, prefixes)
+        for name, country, account, roles, prefixes in [
+            ("Lumen Ceramics Co.", b"VN", manufacturer, [MANUFACTURER], [(int(PREFIX), len(PREFIX))]),
+            ("Bluewater Ocean Freight", b"SG", carrier, [CARRIER], []),
+            ("Fjord Assurance AS", b"NO", auditor, [AUDITOR], []),
+            ("Tidewater Sensors", b"NL", oracle, [ORACLE], []),
         ]
     ]
-    registry = chain.deploy("ConsortiumRegistry", founders, 2, sender=accounts[0])
+    registry = chain.deploy("ConsortiumRegistry", founders, 5_000, sender=accounts[0])
     provenance = chain.deploy("ProvenanceRegistry", registry.address, sender=accounts[0])
     return Setup(chain, registry, provenance, manufacturer, carrier, auditor, oracle, outsider)
 
@@ -161,17 +175,51 @@ def test_register_product_reverts_when_gtin_is_invalid(s: Setup, gtin: int) -> N
 @pytest.mark.parametrize("body", [1, 9_614_141_00001, 1_234_567_890_123, 10**13 - 1])
 def test_register_product_accepts_gtins_with_a_valid_check_digit(s: Setup, body: int) -> None:
     gtin = gtin_with_check_digit(body)
+    s.assign_prefix(1, f"{body:013d}"[1:])  # the 12 digits after the indicator digit
     s.send("registerProduct", gtin, b"\0" * 32, sender=s.manufacturer)
     assert s.view("productOf", gtin)[0] == 1
+
+
+def test_register_product_reverts_outside_the_organisations_company_prefixes(s: Setup) -> None:
+    elsewhere = gtin_with_check_digit(952_123_454_321)  # 09521234543213: prefix 9521234, assigned to nobody
+    with reverts("ProvenanceOutsideCompanyPrefix", gtin=elsewhere, orgId=1):
+        s.send("registerProduct", elsewhere, b"\0" * 32, sender=s.manufacturer)
+    s.assign_prefix(1, "9521234")
+    s.send("registerProduct", elsewhere, b"\0" * 32, sender=s.manufacturer)
+    assert s.view("productOf", elsewhere)[0] == 1
+
+
+def test_register_product_accepts_a_case_gtin14_inside_its_items_prefix(s: Setup) -> None:
+    case = gtin_with_check_digit(1_400_638_133_393)  # indicator 1 + the item's 12 digits
+    s.send("registerProduct", case, b"\0" * 32, sender=s.manufacturer)
+    assert s.view("productOf", case)[0] == 1
+
+
+def test_rival_manufacturer_cannot_register_or_claim_anothers_gtins(s: Setup) -> None:
+    # The adversary: the oracle organisation, granted MANUFACTURER and a prefix of its own.
+    adversary = s.oracle
+    s.govern(GRANT_ROLE, abi_encode(["uint64", "bytes32"], [4, MANUFACTURER]))
+    s.assign_prefix(4, "4006382")
+    with reverts("ProvenanceOutsideCompanyPrefix", gtin=GTIN, orgId=4):
+        s.send("registerProduct", GTIN, keccak(text="counterfeit sheet"), sender=adversary)
+    # Nor can it be assigned the victim's prefix, or one around or inside it.
+    for value, digits in [(4006381, 7), (400638, 6), (40063813, 8)]:
+        with reverts("RegistryCompanyPrefixTaken", value=value, digits=digits):
+            s.chain.transact(
+                s.registry.functions.propose(ASSIGN_COMPANY_PREFIX, abi_encode(["uint64", "uint64", "uint8"], [4, value, digits])),
+                sender=adversary,
+            )
+    assert s.view("productOf", GTIN) == (0, 0, b"\0" * 32)
+    s.send("registerProduct", GTIN, b"\0" * 32, sender=s.manufacturer)
+    assert s.view("productOf", GTIN)[0] == 1
 
 
 # ---- anchors ------------------------------------------------------------------------------------
 
 
 def test_anchor_batch_by_attester(s: Setup) -> None:
-    root = keccak(text="batch 1")
     uri = "waymark://batches/1"
-    receipt = s.send("anchorBatch", root, 1200, uri, sender=s.carrier)
+    root, receipt = s.anchor("batch 1", 1200, uri, sender=s.carrier)
     block = s.chain.w3.eth.get_block(receipt["blockNumber"])
     assert s.view("anchorOf", root) == (2, receipt["blockNumber"], block["timestamp"], 1200)
     assert s.view("isAnchored", root)
@@ -187,7 +235,7 @@ def test_anchor_batch_by_attester(s: Setup) -> None:
 
 def test_every_attesting_role_may_anchor(s: Setup) -> None:
     for n, account in enumerate((s.manufacturer, s.carrier, s.oracle)):
-        s.send("anchorBatch", keccak(text=f"root {n}"), 1, "", sender=account)
+        s.anchor(f"root {n}", 1, sender=account)
 
 
 def test_anchor_of_unknown_root_is_empty(s: Setup) -> None:
@@ -198,20 +246,19 @@ def test_anchor_of_unknown_root_is_empty(s: Setup) -> None:
 def test_anchor_batch_reverts_when_caller_is_not_attester(s: Setup) -> None:
     for account in (s.auditor, s.outsider):
         with reverts("ProvenanceNotAttester", account=account.address):
-            s.send("anchorBatch", keccak(text="batch"), 10, "", sender=account)
+            s.anchor("batch", 10, sender=account)
 
 
 def test_anchor_batch_reverts_when_attester_is_suspended(s: Setup) -> None:
     s.suspend(4)
     with reverts("ProvenanceNotAttester", account=s.oracle.address):
-        s.send("anchorBatch", keccak(text="batch"), 10, "", sender=s.oracle)
+        s.anchor("batch", 10, sender=s.oracle)
 
 
-def test_anchor_batch_reverts_when_root_exists(s: Setup) -> None:
-    root = keccak(text="batch")
-    s.send("anchorBatch", root, 10, "", sender=s.carrier)
+def test_anchor_batch_reverts_when_its_organisation_already_anchored_the_root(s: Setup) -> None:
+    root, _ = s.anchor("batch", 10, sender=s.carrier)
     with reverts("ProvenanceRootExists", root=root, orgId=2):
-        s.send("anchorBatch", root, 10, "", sender=s.manufacturer)
+        s.anchor("batch", 10, sender=s.carrier)
 
 
 def test_anchor_batch_reverts_when_root_is_zero(s: Setup) -> None:
@@ -220,16 +267,41 @@ def test_anchor_batch_reverts_when_root_is_zero(s: Setup) -> None:
 
 
 def test_anchor_batch_reverts_when_batch_is_empty(s: Setup) -> None:
-    root = keccak(text="batch")
-    with reverts("ProvenanceEmptyBatch", root=root):
-        s.send("anchorBatch", root, 0, "", sender=s.carrier)
+    with reverts("ProvenanceEmptyBatch", root=keccak(text="batch")):
+        s.anchor("batch", 0, sender=s.carrier)
+
+
+def test_another_attester_anchoring_a_root_first_takes_nothing_away(s: Setup) -> None:
+    # The adversary (the oracle organisation) sees the carrier's root in the mempool and anchors
+    # it first, with a count and a uri of its own.
+    root = b32(oz_tree([("0x" + keccak(text=f"carrier event {i}").hex(), s.carrier.address) for i in range(5)])["root"])
+    s.send("anchorBatch", root, 999, "evil://withheld", sender=s.oracle)
+    # The carrier's own anchor still goes through, and is the carrier's.
+    receipt = s.send("anchorBatch", root, 5, "waymark://carrier", sender=s.carrier)
+    block = s.chain.w3.eth.get_block(receipt["blockNumber"])
+    assert s.view("anchorOfOrganisation", root, 2) == (2, receipt["blockNumber"], block["timestamp"], 5)
+    (event,) = s.provenance.events.BatchAnchored().process_receipt(receipt, errors=DISCARD)
+    assert (event.args.orgId, event.args.eventCount, event.args.uri) == (2, 5, "waymark://carrier")
+    # The adversary's anchor is its own, and it cannot anchor again to overwrite anything.
+    assert s.view("anchorOfOrganisation", root, 4)[0::3] == (4, 999)
+    with reverts("ProvenanceRootExists", root=root, orgId=4):
+        s.send("anchorBatch", root, 5, "evil://again", sender=s.oracle)
+    assert s.view("anchorOfOrganisation", root, 1) == (0, 0, 0, 0)
+    assert s.view("anchorOfOrganisation", root, 0) == (0, 0, 0, 0)
+
+
+def test_anchor_of_organisation_answers_for_the_first_anchor_too(s: Setup) -> None:
+    root, receipt = s.anchor("batch", 7, sender=s.manufacturer)
+    assert s.view("anchorOf", root)[0] == 1
+    assert s.view("anchorOfOrganisation", root, 1) == s.view("anchorOf", root)
+    assert s.view("anchorOfOrganisation", root, 2) == (0, 0, 0, 0)
 
 
 def test_anchor_batch_gas_per_event(s: Setup) -> None:
     """Not a benchmark: prints the cost and guards the single-slot design against regressions."""
     events = 2000
     uri = "waymark://batches/0x" + "ab" * 32
-    receipt = s.send("anchorBatch", keccak(text="big batch"), events, uri, sender=s.carrier)
+    _, receipt = s.anchor("big batch", events, uri, sender=s.carrier)
     gas = int(receipt["gasUsed"])
     print(f"\nanchorBatch: {gas} gas for {events} events = {gas / events:.1f} gas/event")
     assert gas <= 100 * events

@@ -29,6 +29,7 @@ from tests.contracts.escrow_world import (
     Terms,
     deploy_world,
     empty_fx,
+    link_account,
     schedule,
 )
 from tests.contracts.test_trade_escrow_tokens import permit_for
@@ -312,7 +313,7 @@ def test_placed_fx_order_with_a_quote_for_another_pair_reverts(w: EscrowWorld) -
 def test_placed_fx_quote_signed_by_the_buyers_organisation_is_a_conflict(w: EscrowWorld) -> None:
     oracle = w.oracles[0]
     w.give_eth(oracle.address)
-    w.chain.transact(w.registry.functions.addAccount(w.buyer.address), sender=oracle)
+    link_account(w.chain, w.registry, w.buyer, oracle, w.deployer)
     t = w.terms(amount=500 * UNIT18, price_currency=b"EUR")
     with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=oracle.address):
         w.place(t, w.fx_quote(b"EUR", b"USD", 10**18))

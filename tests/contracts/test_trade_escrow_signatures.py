@@ -26,12 +26,13 @@ from tests.contracts.escrow_world import (
     State,
     Terms,
     deploy_world,
+    link_account,
     schedule,
     signer_key,
 )
 from tests.helpers import reverts
 
-GRANT_ROLE, REVOKE_ROLE, SUSPEND_ORGANISATION = 3, 4, 1
+GRANT_ROLE, REVOKE_ROLE, SUSPEND_ORGANISATION, APPROVE_CONTRACT_SIGNER = 3, 4, 1, 7
 
 
 @pytest.fixture
@@ -65,6 +66,9 @@ def test_contract_account_of_a_member_may_sign_through_erc1271(w: EscrowWorld) -
     wallet = w.chain.deploy("MockContractSigner", owner.address, sender=w.deployer)
     w.give_eth(owner.address)
     w.chain.transact(w.registry.functions.addAccount(wallet.address), sender=owner)
+    accept = w.registry.functions.acceptAccount(w.org_of[owner.address])._encode_transaction_data()
+    w.chain.transact(wallet.functions.execute(w.registry.address, accept), sender=owner)
+    registry_vote(w, APPROVE_CONTRACT_SIGNER, ["uint64", "address", "address"], [w.org_of[owner.address], wallet.address, owner.address])
     w.org_of[wallet.address] = w.org_of[owner.address]
     message = {"orderId": t.order_id, "milestone": 0, "duty": 0, "dutyPayee": ZERO}
     first = w.bundle([w.carriers[0]], "MilestoneAttestation", message)
@@ -274,7 +278,7 @@ def test_signer_of_the_sellers_organisation_reverts(w: EscrowWorld) -> None:
 
 def make_buyer_a_member_of(w: EscrowWorld, member: LocalAccount) -> None:
     w.give_eth(member.address)
-    w.chain.transact(w.registry.functions.addAccount(w.buyer.address), sender=member)
+    link_account(w.chain, w.registry, w.buyer, member, w.deployer)
 
 
 def test_signer_of_the_buyers_organisation_may_attest_what_only_pays_the_seller(w: EscrowWorld) -> None:
@@ -325,7 +329,7 @@ def test_two_accounts_of_one_organisation_count_once_and_revert(w: EscrowWorld) 
     first = w.carriers[0]
     colleague = signer_key("carrier0-colleague")
     w.give_eth(first.address)
-    w.chain.transact(w.registry.functions.addAccount(colleague.address), sender=first)
+    link_account(w.chain, w.registry, colleague, first, w.deployer)
     w.org_of[colleague.address] = w.org_of[first.address]
     with reverts("EscrowSignersUnsorted", signer=colleague.address, orgId=w.org_of[first.address]):
         w.attest(t, 0, signers=[first, colleague], sort=False)

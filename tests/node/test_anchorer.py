@@ -17,7 +17,7 @@ from node.devnet.anvil import AnvilControl, AnvilProcess
 from node.ingest.capture import CaptureService
 from node.provenance.merkle import leaf_hash
 from node.service import NodeRuntime, build_anchorer, build_capture
-from tests.node.story import MANUFACTURER, capture_document, lot_story, story_events
+from tests.node.story import CARRIER, MANUFACTURER, capture_document, lot_story, story_events
 
 
 def _ingest(runtime: NodeRuntime, start: int, size: int = 4) -> CaptureService:
@@ -82,6 +82,25 @@ def test_a_batch_prepared_but_never_sent_is_sent_on_restart(runtime: NodeRuntime
     assert _anchored_logs(runtime) == []
     _anchorer(runtime).recover()
     _assert_all_anchored_once(runtime)
+
+
+def test_a_root_another_organisation_anchored_first_is_still_anchored_as_ours(runtime: NodeRuntime, chain_now: int) -> None:
+    _ingest(runtime, chain_now)
+    anchorer = _anchorer(runtime)
+    batch_id, root, count = anchorer.form_batch(force=True) or (0, b"", 0)
+    # The adversary (the carrier organisation) sees the root and anchors it first, with its own count and uri.
+    rival = anchorer.client.transact(anchorer.registry.functions.anchorBatch(root, 999, "evil://"), sender=CARRIER)
+    anchorer._settle_or_send(batch_id, root, count)
+    with runtime.db.session() as s:
+        batch = s.get(Batch, batch_id)
+        assert batch is not None and batch.status in ("anchored", "confirmed") and batch.sends == 1
+        ours = bytes(batch.tx_hash or b"")
+    assert ours != bytes(rival["transactionHash"])
+    (log,) = anchorer.registry.events.BatchAnchored().process_receipt(
+        runtime.client.w3.eth.get_transaction_receipt(ours)  # type: ignore[arg-type]
+    )
+    assert (log.args.orgId, log.args.eventCount, log.args.submitter) == (1, count, MANUFACTURER.address)
+    assert runtime.client.call(anchorer.registry.functions.anchorOfOrganisation(root, 1))[3] == count
 
 
 def test_a_batch_sent_but_not_recorded_is_found_on_chain_not_sent_again(runtime: NodeRuntime, chain_now: int) -> None:

@@ -20,7 +20,7 @@ from node.devnet.anvil import AnvilControl
 from node.escrow import EscrowClient, OrderTerms, State, order_key, schedule
 from node.escrow.signing import EscrowDomain, sign_customs_return, sign_milestone
 from node.escrow.terms import Attestation
-from node.registry import ProposalKind, RegistryClient, org_data
+from node.registry import ProposalKind, RegistryClient, contract_signer_data, org_data
 from node.db.relayer import RelaySubmission
 from node.relayer import Kind, MilestoneAlreadyReached, Outcome, Relayer, SignatureIn, Status
 from node.relayer_app import create_relayer_app
@@ -409,3 +409,27 @@ def test_concurrent_signatures_are_all_taken_and_the_milestone_is_submitted_once
         assert isinstance(result, (Outcome, MilestoneAlreadyReached)), repr(result)
     assert len(sent) == 1 and nonce(env) == 1
     assert env.escrow.order(terms.order_id).milestones_reached == 1
+
+
+def test_a_members_contract_account_counts_only_with_the_key_governance_approved(env: EscrowEnv, http: TestClient) -> None:
+    terms = env.open(env.terms())
+    key = env.carriers[0]  # org 3
+    wallet = env.chain.deploy("MockContractSigner", key.address, sender=key)
+    registry = RegistryClient(env.chain, env.deployment)
+    registry.offer_account(wallet.address, key)
+    accept = registry.contract.functions.acceptAccount(3)._encode_transaction_data()
+    env.chain.transact(wallet.functions.execute(registry.contract.address, accept), sender=key)
+    # A permissive wallet: anyone's signature would pass its ERC-1271 check.
+    env.chain.transact(wallet.functions.setPermissive(True), sender=key)
+    by_thief = Attestation(wallet.address, *_tail(env.sign(Account.create(), terms, 0)))
+    answer = post(http, terms, 0, by_thief)
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_signature", answer.text
+    assert "governance approved" in answer.json()["message"]
+    # Approved by vote with its key, the wallet counts with that key's signature, and still not with the thief's.
+    data = contract_signer_data(3, wallet.address, key.address)
+    proposal = registry.propose(ProposalKind.APPROVE_CONTRACT_SIGNER, data, member(1))
+    registry.vote(proposal, member(2))
+    assert registry.vote(proposal, member(4))
+    assert post(http, terms, 0, by_thief).status_code == 422
+    answer = post(http, terms, 0, Attestation(wallet.address, *_tail(env.sign(key, terms, 0))))
+    assert answer.status_code < 300, answer.text

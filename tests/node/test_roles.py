@@ -43,7 +43,8 @@ def test_mirror_matches_has_role_at_through_the_registry_history(
     _pass(registry, ProposalKind.SUSPEND, org_data(2), [members[0], members[2], members[3]])  # the inspector is suspended
     moments += [_block_time(chain) - 1, _block_time(chain)]
     devnet.increase_time(100)
-    chain.transact(registry.contract.functions.addAccount(newcomer.address), sender=members[3])  # customs adds a clerk
+    registry.offer_account(newcomer.address, members[3])  # customs adds a clerk, who accepts
+    registry.accept_account(4, newcomer)
     moments += [_block_time(chain) - 1, _block_time(chain), _block_time(chain) + 10_000]
 
     mirror.refresh(force=True)
