@@ -23,6 +23,7 @@ from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCErro
 from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
 
 from node.chain.build import all_artifacts, load_artifact
+from node.chain.logs import BESU_MAX_LOGS_RANGE, LogPager
 from node.chain.errors import (
     ContractRevert,
     ErrorDecoder,
@@ -53,6 +54,7 @@ class ChainClient:
         request_timeout: float = 10.0,
         receipt_timeout: float = 60.0,
         resubmissions: int = 3,
+        max_log_range: int = BESU_MAX_LOGS_RANGE,
     ) -> None:
         self.rpc_url = rpc_url
         self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": request_timeout}))
@@ -65,6 +67,8 @@ class ChainClient:
         if expected_chain_id is not None and self.chain_id != expected_chain_id:
             raise WrongChainId(rpc_url, expected_chain_id, self.chain_id)
         self.decoder = ErrorDecoder([a.abi for a in all_artifacts()])
+        self.logs = LogPager(self.w3, max_log_range)
+        """Every log read of this client goes through this pager (bounded, refusal-halving ranges)."""
         self._nonces: dict[ChecksumAddress, int] = {}
         self._nonce_lock = threading.Lock()
 
