@@ -104,6 +104,8 @@ def build_anchorer(runtime: NodeRuntime, account: LocalAccount | None = None) ->
         max_delay=runtime.node.max_batch_delay,
         confirmations=runtime.node.confirmations,
         uri_prefix=runtime.node.public_url.rstrip("/") + "/batches/",
+        max_in_flight=runtime.node.max_in_flight,
+        stuck_after=runtime.node.stuck_after,
     )
 
 
