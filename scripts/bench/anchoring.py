@@ -25,7 +25,10 @@ network does, instead of one block per transaction (it is deployed first, then s
 node's anchorer keeps up to --max-in-flight anchor transactions in the pool at once. The
 same-run baseline is then the same node anchoring one transaction at a time (max-in-flight 1,
 as before pipelining: at most one batch per block) on --baseline-events further events, timed
-the same way; and the gas baseline (one anchorBatch per event) on --baseline events.
+the same way; and the gas baseline (one anchorBatch per event) on --baseline events. Then
+anchoring alone (--anchor-only-events, ingested by the node with its anchorer off, then
+anchored by the node's Anchorer in this process, timed from start to the last proof stored):
+pipelined, and one transaction at a time, each on the same number of fresh events.
 
 The last line printed is one JSON object with the figures.
 
@@ -59,6 +62,7 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from node.anchorer import Anchorer  # noqa: E402
 from node.chain.build import build  # noqa: E402
 from node.chain.client import ChainClient  # noqa: E402
 from node.chain.deploy import deploy, waymark_steps  # noqa: E402
@@ -201,6 +205,8 @@ def main() -> int:
     parser.add_argument("--max-in-flight", type=int, default=8, help="anchor transactions the node keeps in flight")
     parser.add_argument("--baseline-events", type=int, default=20_000,
                         help="with --block-time: events anchored by the same node one transaction at a time (baseline)")
+    parser.add_argument("--anchor-only-events", type=int, default=40_000,
+                        help="with --block-time: events anchored alone, pipelined and one at a time (0: skip)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     options = parser.parse_args()
     if options.baseline is None:
@@ -253,10 +259,10 @@ def main() -> int:
             "WAYMARK_NODE_MAX_IN_FLIGHT": str(options.max_in_flight),
         }
 
-        def start_node(environment: dict[str, str]) -> subprocess.Popen[bytes]:
+        def start_node(environment: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
             node_log = open(work / "node.log", "ab")
             started_node = subprocess.Popen(
-                [sys.executable, "-m", "waymark", "node", "run", "--check-processes", str(options.check_processes)],
+                [sys.executable, "-m", "waymark", "node", "run", "--check-processes", str(options.check_processes), *extra],
                 env=environment, stdout=node_log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
             )
             wait_for(f"{base}/health")
@@ -356,6 +362,27 @@ def main() -> int:
             node.send_signal(signal.SIGTERM)
             node.wait(30)
             node = None
+        anchor_only: dict[str, dict[str, float]] = {}
+        if options.block_time is not None and options.anchor_only_events:
+            for round_, in_flight in enumerate((options.max_in_flight, 1)):
+                fresh = sign_all(options.anchor_only_events, options.document_size, start + 200_000 + round_ * 100_000,
+                                 anvil.chain_id, registry, os.cpu_count() or 2)
+                node = start_node(env, "--no-anchorer")
+                queue.extend(fresh)
+                with ThreadPoolExecutor(options.clients) as pool:
+                    for future in [pool.submit(client_loop) for _ in range(options.clients)]:
+                        future.result()
+                node.send_signal(signal.SIGTERM)
+                node.wait(30)
+                node = None
+                _, waiting, _ = progress(db)
+                log(f"anchoring alone: {waiting} pending events, {in_flight} anchor transaction(s) in flight ...")
+                anchorer = Anchorer(db, client, registry, devnet_account(1), batch_size=options.batch_size,
+                                    max_in_flight=in_flight, uri_prefix=f"{base}/batches/")
+                t0 = time.perf_counter()
+                anchorer.drain(timeout=3600)
+                took = time.perf_counter() - t0
+                anchor_only[str(in_flight)] = {"events": waiting, "seconds": round(took, 2), "events_per_s": round(waiting / took)}
         log(f"baseline: {options.baseline} events, one anchorBatch transaction each ...")
         one_each = baseline(client, registry, options.baseline)
 
@@ -387,6 +414,14 @@ def main() -> int:
             "block_time_s": options.block_time,
             "max_in_flight": options.max_in_flight,
         }
+        if anchor_only:
+            piped, single = anchor_only[str(options.max_in_flight)], anchor_only["1"]
+            result.update({
+                "anchoring_alone_events": piped["events"],
+                "anchoring_alone_events_per_s": piped["events_per_s"],
+                "anchoring_alone_one_at_a_time_events_per_s": single["events_per_s"],
+                "anchoring_alone_speedup": round(piped["events_per_s"] / max(single["events_per_s"], 1), 1),
+            })
         if sequential:
             result.update({
                 "sequential_baseline_events": sequential["events"],
@@ -403,6 +438,10 @@ def main() -> int:
             print(f"interval mining, a block every {options.block_time}s: {result['end_to_end_events_per_s']} events/s with "
                   f"{options.max_in_flight} anchors in flight; baseline, same run, one anchor at a time: "
                   f"{sequential['events_per_s']} events/s over {sequential['events']} events")
+        if anchor_only:
+            print(f"anchoring alone, a block every {options.block_time}s: {result['anchoring_alone_events_per_s']} events/s with "
+                  f"{options.max_in_flight} in flight, {result['anchoring_alone_one_at_a_time_events_per_s']} events/s one at a time "
+                  f"({result['anchoring_alone_events']} events each)")
         print(f"CPU: node, chain and database used {node_cpu:.1f} CPU-seconds, "
               f"{result['events_per_node_cpu_second']} events per CPU-second; load average "
               f"{load_before:.2f} before, {load_after:.2f} after (other work on this machine slows the run)")
