@@ -158,7 +158,8 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
         for n, i in enumerate(positions):
             row, leaf, problem = checked[i]
             proof = row[9]
-            if problem is not None or not proof or row[8] is None or len(proof) % 32 or not leaf:
+            # An empty proof is a proof: the one leaf of a one-event batch is its root.
+            if problem is not None or proof is None or row[8] is None or len(proof) % 32 or not leaf:
                 continue
             if tree is not None and tree.root == root and root in anchored and b"".join(tree.proof(n)) == proof:
                 reached[i] = root
@@ -174,7 +175,7 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
 
     for i, (row, leaf, problem) in enumerate(checked):
         digest, signer, event_time, batch_root, leaf_index = row[0], row[2], row[5], row[7], row[8]
-        if problem is None and i not in reached and (batch_root is None or leaf_index is None or not row[9]):
+        if problem is None and i not in reached and (batch_root is None or leaf_index is None or row[9] is None):
             problem = (K.EVENT_NEVER_ANCHORED, "the event has no Merkle proof: it was never put in an anchored batch", {})
         if problem is not None:
             kind, detail, extra = problem

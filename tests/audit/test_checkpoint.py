@@ -131,3 +131,28 @@ def test_a_checkpoint_whose_block_the_chain_no_longer_has_is_refused(
     devnet.mine()
     with pytest.raises(CheckpointRefused, match="the chain changed"):
         audit(world.chain, world.deployment, DatabaseEvidence(world.db), workers=1, since=since)
+
+
+def test_the_cli_writes_a_signed_checkpoint_and_reaudits_from_it(
+    world: World, accounts: list[LocalAccount], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from node.chain.keystore import write_keystore
+    from waymark.cmd_audit import app
+
+    keystore = write_keystore(accounts[19], "pw", tmp_path / "auditor.json", light=True)
+    (tmp_path / "pw").write_text("pw\n")
+    chain = ["--rpc-url", world.chain.rpc_url, "--chain-id", str(world.chain.chain_id),
+             "--deployment", str(tmp_path / "deployments" / f"{world.chain.chain_id}.json"),
+             "--db", world.db.url.render_as_string(hide_password=False), "--workers", "1"]
+    runner = CliRunner()
+    first = runner.invoke(app, ["verify", *chain, "--checkpoint", str(tmp_path / "cp.json"),
+                                "--auditor-keystore", str(keystore), "--auditor-password-file", str(tmp_path / "pw")])
+    assert first.exit_code == 0, first.output
+    assert f"signed by {accounts[19].address}" in first.output
+    _more_events(world)
+    again = runner.invoke(app, ["verify", *chain, "--since", str(tmp_path / "cp.json"), "--auditor", accounts[19].address])
+    assert again.exit_code == 0, again.output
+    refused = runner.invoke(app, ["verify", *chain, "--since", str(tmp_path / "cp.json"), "--auditor", accounts[18].address])
+    assert refused.exit_code != 0 and isinstance(refused.exception, CheckpointRefused)
