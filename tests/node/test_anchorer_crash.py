@@ -113,8 +113,7 @@ def test_pipelined_anchorer_killed_at_random_under_interval_mining_loses_nothing
     interval_runtime: NodeRuntime, tmp_path: Path
 ) -> None:
     now = int(interval_runtime.client.w3.eth.get_block("latest")["timestamp"])
-    text = _kill_restart_and_check(interval_runtime, now, tmp_path)
-    assert "is not on chain; sending" in text or "was already anchored" in text  # killed with batches unsettled
+    _kill_restart_and_check(interval_runtime, now, tmp_path)
 
 
 def _kill_restart_and_check(runtime: NodeRuntime, chain_now: int, tmp_path: Path) -> str:
