@@ -10,8 +10,15 @@ Crash safety rests on three facts:
 3. Whatever state a batch is in, the chain says what happened to it: `anchorOfOrganisation(root, own org)`
    (another organisation's anchor of the same root is not ours).
 
-So a restarted anchorer (after a SIGKILL at any instant) takes every batch that is not
+So a restarted anchorer (after a SIGKILL at any instant) first lets the transactions its
+predecessor left in the node's pool be mined (bounded wait), then takes every batch that is not
 known to be anchored, asks the chain, and either records where it was anchored or sends it.
+
+Anchoring is pipelined: up to `max_in_flight` anchor transactions are sent, with consecutive
+nonces counted by the chain client, before the first is mined, so a chain with 1-5 s blocks
+takes many batches per block. Each round collects the receipts that arrived; a transaction not
+mined after `stuck_after` seconds is replaced (the same nonce sent again if the node forgot it,
+else with raised fees). A batch is recorded anchored only from its receipt or from the chain.
 Anchored batches are watched: when the block holding an anchor no longer has the recorded
 hash (a reorg, or a devnet restarted from older state), the chain is asked again and a
 batch whose anchor vanished is sent again under the same root (same events, same proofs).
@@ -35,7 +42,7 @@ from hexbytes import HexBytes
 from sqlalchemy import func, insert, select, text, update
 from web3.exceptions import BlockNotFound
 
-from node.chain.client import ChainClient
+from node.chain.client import ChainClient, SentTransaction
 from node.chain.errors import ContractRevert
 from node.db import Batch, Database, Event
 from node.errors import WaymarkError
@@ -72,6 +79,14 @@ class AnchoredBatch:
     gas_used: int | None
 
 
+@dataclass
+class _InFlight:
+    batch_id: int
+    root: bytes
+    count: int
+    sent: SentTransaction
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -88,6 +103,8 @@ class Anchorer:
         max_delay: float = 1.0,
         confirmations: int = 0,
         uri_prefix: str = "",
+        max_in_flight: int = 8,
+        stuck_after: float = 30.0,
     ) -> None:
         self.db = db
         self.client = client
@@ -97,6 +114,9 @@ class Anchorer:
         self.max_delay_ms = int(max_delay * 1000)
         self.confirmations = confirmations
         self.uri_prefix = uri_prefix
+        self.max_in_flight = max_in_flight
+        self.stuck_after = stuck_after
+        self._in_flight: dict[int, _InFlight] = {}
         self._lock_handle: Any = None
         self._org_id: int | None = None
 
@@ -148,8 +168,14 @@ class Anchorer:
                 conn.execute(text("SELECT pg_advisory_unlock(727378)"))
                 conn.commit()
 
-    def recover(self) -> None:
-        """Settle every batch left unfinished by a previous run, and re-check anchored ones."""
+    def recover(self, pool_wait: float = 60.0) -> None:
+        """Settle every batch left unfinished by a previous run, and re-check anchored ones.
+
+        Anchor transactions a killed predecessor left in the node's pool are waited for first
+        (at most `pool_wait` seconds), so the chain, not a guess, says which batches they anchored.
+        """
+        self._in_flight.clear()
+        self._await_own_pool(pool_wait)
         self.check_anchored(full=True)
         for batch_id, root, count in self._batches(PREPARED):
             if self._settle_from_chain(batch_id, root):
@@ -159,27 +185,65 @@ class Anchorer:
                 self._settle_or_send(batch_id, root, count)
 
     def step(self) -> bool:
-        """One round: watch anchors, form a batch if due, send it. True if a batch was anchored."""
+        """One round: watch anchors, collect receipts, send batches while there is room. True if
+        anything was sent or settled."""
         self.check_anchored()
-        for batch_id, root, count in self._batches(PREPARED):  # e.g. re-opened by check_anchored
-            self._settle_or_send(batch_id, root, count)
-        formed = self.form_batch()
-        if formed is None:
-            return False
-        self._settle_or_send(*formed)
-        return True
+        settled = self.collect()
+        sent = self._fill(force=False)
+        if sent:
+            settled = self.collect() or settled  # on a chain that mines at once, they are in already
+        return sent or settled
 
     def drain(self, timeout: float = 60.0) -> None:
-        """Anchor until nothing is pending (tests and benchmarks); ignores the batch delay."""
+        """Anchor until nothing is pending or in flight (tests and benchmarks); ignores the batch delay."""
         deadline = time.monotonic() + timeout
         self.recover()
         while time.monotonic() < deadline:
             self.check_anchored()
-            formed = self.form_batch(force=True)
-            if formed is None:
+            self.collect()
+            self._fill(force=True)
+            if not self._in_flight and not self._batches(PREPARED) and pending_count(self.db) == 0:
                 return
-            self._settle_or_send(*formed)
+            if len(self._in_flight) >= self.max_in_flight or not self._fill(force=True):
+                time.sleep(0.005)  # waiting for blocks
         raise AnchorerError(f"events still pending after {timeout:.0f}s")
+
+    def _fill(self, force: bool) -> bool:
+        """Send prepared batches, then new ones, while fewer than `max_in_flight` are in flight. True if any was."""
+        sent = False
+        for batch_id, root, count in self._batches(PREPARED):  # e.g. re-opened by check_anchored
+            if batch_id not in self._in_flight and len(self._in_flight) < self.max_in_flight:
+                self._settle_or_send(batch_id, root, count)
+                sent = True
+        while len(self._in_flight) < self.max_in_flight:
+            formed = self.form_batch(force=force)
+            if formed is None:
+                break
+            self._settle_or_send(*formed)
+            sent = True
+        return sent
+
+    @property
+    def in_flight(self) -> int:
+        """Anchor transactions sent and not yet settled."""
+        return len(self._in_flight)
+
+    def _await_own_pool(self, timeout: float) -> None:
+        """Wait until no transaction of this anchorer's account waits in the node's pool."""
+        eth = self.client.w3.eth
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            pending = int(eth.get_transaction_count(self.account.address, "pending"))
+            mined = int(eth.get_transaction_count(self.account.address, "latest"))
+            if pending <= mined:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("recovery: %d transactions of %s still in the pool after %.0fs; going on",
+                            pending - mined, self.account.address, timeout)
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
     # ---- forming batches ----------------------------------------------------------------
 
@@ -235,20 +299,48 @@ class Anchorer:
     # ---- sending and settling -----------------------------------------------------------
 
     def _settle_or_send(self, batch_id: int, root: bytes, count: int) -> None:
+        """Record the batch if the chain has it, else send its anchor transaction (not waiting)."""
         if self._settle_from_chain(batch_id, root):
             return
         uri = f"{self.uri_prefix}0x{root.hex()}" if self.uri_prefix else ""
         with self.db.connect(write=True) as conn:
             conn.execute(update(Batch).where(Batch.id == batch_id).values(sends=Batch.sends + 1))
         try:
-            receipt = self.client.transact(self.registry.functions.anchorBatch(root, count, uri), sender=self.account)
+            tx = self.client.prepare(self.registry.functions.anchorBatch(root, count, uri), sender=self.account)
         except ContractRevert as revert:
             if revert.error_name == "ProvenanceRootExists" and self._settle_from_chain(batch_id, root):
                 return  # a copy sent before a crash got there first
             if revert.error_name == "ProvenanceNotAttester":
                 raise NotAnAttester(self.account.address) from None
             raise
-        self._record(batch_id, receipt["transactionHash"], int(receipt["blockNumber"]), receipt["blockHash"], int(receipt["gasUsed"]))
+        sent = self.client.send_nowait(tx, self.account)
+        self._in_flight[batch_id] = _InFlight(batch_id, root, count, sent)
+
+    def collect(self) -> bool:
+        """Record the in-flight batches whose transaction was mined; replace stuck ones. True if any settled."""
+        settled = False
+        for batch_id, flight in sorted(self._in_flight.items(), key=lambda item: item[1].sent.nonce):
+            receipt = self.client.receipt_of(flight.sent)
+            if receipt is None:
+                if time.monotonic() - flight.sent.sent_at > self.stuck_after:
+                    log.warning("anchor of batch %d (nonce %d) not mined after %.0fs; replacing it",
+                                batch_id, flight.sent.nonce, self.stuck_after)
+                    flight.sent = self.client.replace(flight.sent)
+                continue
+            del self._in_flight[batch_id]
+            settled = True
+            if receipt["status"] == 1:
+                self._record(batch_id, receipt["transactionHash"], int(receipt["blockNumber"]), receipt["blockHash"],
+                             int(receipt["gasUsed"]))
+                continue
+            failure = self.client.failure(flight.sent, receipt)
+            if isinstance(failure, ContractRevert) and failure.error_name == "ProvenanceRootExists" \
+                    and self._settle_from_chain(batch_id, flight.root):
+                continue  # a copy sent earlier (before a crash or a replacement) got there first
+            if isinstance(failure, ContractRevert) and failure.error_name == "ProvenanceNotAttester":
+                raise NotAnAttester(self.account.address)
+            raise failure  # the batch stays prepared: the next round asks the chain and sends it again
+        return settled
 
     def _own_org(self) -> int:
         """The organisation this anchorer's account anchors for (anchors are kept per organisation)."""
@@ -265,12 +357,12 @@ class Anchorer:
         org_id, block_number = int(anchor[0]), int(anchor[1])
         if org_id == 0:
             return False
-        logs = self.registry.events.BatchAnchored().get_logs(
-            from_block=block_number, to_block=block_number, argument_filters={"root": root, "orgId": org}
-        )
-        if not logs:
+        event = self.registry.events.BatchAnchored()
+        topics = [str(event.topic), "0x" + root.hex(), "0x" + org.to_bytes(32, "big").hex()]
+        raw = self.client.logs.get_logs({"address": self.registry.address, "topics": topics}, block_number, block_number)
+        if not raw:
             return False  # the block moved under us; try again next round
-        entry = logs[0]
+        entry = event.process_log(raw[0])
         receipt = self.client.w3.eth.get_transaction_receipt(entry["transactionHash"])
         self._record(batch_id, entry["transactionHash"], block_number, entry["blockHash"], int(receipt["gasUsed"]))
         return True
@@ -328,7 +420,9 @@ class Anchorer:
             self._reconnect()
 
     def _reconnect(self) -> None:
-        self.client = ChainClient(self.client.rpc_url, expected_chain_id=self.client.chain_id)
+        self._in_flight.clear()  # sent on a branch the chain left; the batches are prepared again
+        self.client = ChainClient(self.client.rpc_url, expected_chain_id=self.client.chain_id,
+                                  max_log_range=self.client.logs.max_range)
         self.registry = self.client.contract("ProvenanceRegistry", self.registry.address)
 
     def _block_hash(self, number: int) -> bytes | None:

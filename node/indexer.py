@@ -24,8 +24,10 @@ from hexbytes import HexBytes
 from sqlalchemy import Table, delete, select
 from web3 import Web3
 from web3._utils.events import get_event_data
+from web3.types import LogReceipt
 
 from node.chain.build import load_artifact
+from node.chain.logs import LogPager
 from node.db import ChainBlock, ChainCursor, ChainLog, Database
 from node.db.upsert import insert_ignore, upsert
 from node.errors import WaymarkError
@@ -141,9 +143,11 @@ class Indexer:
         max_range: int = 2_000,
         name: str = CURSOR_NAME,
         on_change: Callable[[StepResult], None] | None = None,
+        pager: LogPager | None = None,
     ) -> None:
         self.db = db
         self.w3 = w3
+        self.pager = pager or LogPager(w3, max_range)
         self.decoder = LogDecoder(w3, contracts)
         self.chain_id = chain_id
         self.start_block = start_block
@@ -186,13 +190,13 @@ class Indexer:
         cursor = self.cursor()
         position = cursor[0] if cursor else self.start_block - 1
         stored = 0
-        while position < target:
-            upto = min(target, position + self.max_range)
-            count = self._index_range(position + 1, upto)
-            if count is None:
-                break  # the chain changed under us; the next step sees the reorg
-            stored += count
-            position = upto
+        if position < target:
+            for page in self.pager.pages({"address": self.decoder.addresses}, position + 1, target):
+                count = self._index_range(page.first, page.last, page.logs)
+                if count is None:
+                    break  # the chain changed under us; the next step sees the reorg
+                stored += count
+                position = page.last
         result = StepResult(stored, rolled_back_to, position)
         if self.on_change and (stored or rolled_back_to is not None):
             self.on_change(result)
@@ -207,10 +211,7 @@ class Indexer:
                 log.exception("indexer step failed; retrying")
             stop.wait(poll_interval)
 
-    def _index_range(self, first: int, last: int) -> int | None:
-        raw_logs = self.w3.eth.get_logs(
-            {"address": self.decoder.addresses, "fromBlock": first, "toBlock": last}  # type: ignore[typeddict-item]
-        )
+    def _index_range(self, first: int, last: int, raw_logs: Sequence[LogReceipt]) -> int | None:
         decoded = [d for d in (self.decoder.decode(r) for r in raw_logs) if d is not None]
         numbers = sorted({d.block_number for d in decoded} | {last})
         blocks: dict[int, tuple[bytes, int]] = {}

@@ -73,7 +73,7 @@ def load_runtime(
     node = node or NodeSettings()
     chain = chain or ChainSettings()
     database = database or DatabaseSettings()
-    client = ChainClient(chain.rpc_url, expected_chain_id=chain.chain_id)
+    client = ChainClient(chain.rpc_url, expected_chain_id=chain.chain_id, max_log_range=chain.max_log_range)
     deployment = load_deployment(deployment_file or chain.deployment_file)
     db = Database(database.url)
     if migrate:
@@ -104,6 +104,8 @@ def build_anchorer(runtime: NodeRuntime, account: LocalAccount | None = None) ->
         max_delay=runtime.node.max_batch_delay,
         confirmations=runtime.node.confirmations,
         uri_prefix=runtime.node.public_url.rstrip("/") + "/batches/",
+        max_in_flight=runtime.node.max_in_flight,
+        stuck_after=runtime.node.stuck_after,
     )
 
 
@@ -115,6 +117,7 @@ def build_indexer(runtime: NodeRuntime) -> Indexer:
         chain_id=runtime.client.chain_id,
         start_block=runtime.deployment.start_block,
         confirmations=runtime.node.confirmations,
+        pager=runtime.client.logs,
     )
 
 
@@ -128,6 +131,7 @@ def build_role_mirror(runtime: NodeRuntime) -> RoleMirror:
         refresh_interval=runtime.node.role_refresh_interval,
         base_logs=base,
         base_block=base_block,
+        pager=runtime.client.logs,
     )
 
 

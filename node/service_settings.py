@@ -49,6 +49,13 @@ class NodeSettings(BaseSettings):
     role_refresh_interval: float = Field(default=0.5, gt=0)
     """Seconds between re-reads of the registry's newest events by ingest's role check."""
 
+    max_in_flight: int = Field(default=8, ge=1, le=1024)
+    """Anchor transactions sent and not yet mined at once (consecutive nonces); on a chain with
+    1-5 s blocks this is how many batches one block can take from this node."""
+
+    stuck_after: float = Field(default=30.0, gt=0)
+    """Seconds an anchor transaction may wait unmined before it is replaced (same nonce)."""
+
     anchorer_poll: float = Field(default=0.05, gt=0)
     """Seconds the anchorer sleeps when it has nothing to do."""
 

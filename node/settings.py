@@ -28,6 +28,10 @@ class ChainSettings(BaseSettings):
     confirmations: int = Field(0, ge=0)
     """Blocks on top of a block before its events count (0 on QBFT's immediate finality)."""
 
+    max_log_range: int = Field(5_000, ge=1)
+    """Most blocks one eth_getLogs asks for (Besu's default --rpc-max-logs-range is 5,000); halved
+    automatically while the node refuses a range."""
+
     deployments_dir: Path = DEPLOYMENTS_DIR
     """Folder holding `<chainId>.json` with the contract addresses."""
 

@@ -19,7 +19,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from node.audit import AuditReport, DatabaseEvidence, audit
+from node.audit import AuditReport, DatabaseEvidence, SignedCheckpoint, audit, audit_and_checkpoint, load_checkpoint, save_checkpoint
 from node.audit.bundle import (
     BundleEvidence,
     InvalidSelection,
@@ -35,6 +35,8 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, load_deployment
 from node.chain.errors import ChainError, WrongChainId
 from node.db import Database
+from node.chain.keystore import load_keystore
+from node.settings import SignerSettings
 from waymark.common import ChainId, RpcUrl, chain_settings, console, database_settings
 
 EXIT_DISCREPANCIES = 6
@@ -117,9 +119,18 @@ def verify_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the machine-readable report (JSON) here")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write the human report (one self-contained HTML file) here")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Processes verifying events (default: the number of cores)")] = None,
+    checkpoint_out: Annotated[Path | None, typer.Option("--checkpoint", help="If the audit is clean, write a checkpoint signed by --auditor-keystore here")] = None,
+    since: Annotated[Path | None, typer.Option("--since", help="Re-audit from this signed checkpoint: verify only what was anchored after it", exists=True, dir_okay=False)] = None,
+    auditor: Annotated[str | None, typer.Option("--auditor", help="Address whose signature a --since checkpoint must carry (default: the --auditor-keystore's)")] = None,
+    auditor_keystore: Annotated[Path | None, typer.Option("--auditor-keystore", help="The auditor's encrypted keystore (signs --checkpoint)")] = None,
+    auditor_password_file: Annotated[Path | None, typer.Option("--auditor-password-file", help="File holding that keystore's password")] = None,
 ) -> None:
     """Replay the chain from the deployment block and check every event, root and escrow
     transition of the evidence (the node's database, or a bundle) against it.
+
+    With --checkpoint, a clean audit leaves a checkpoint signed by the auditor's key; with --since
+    such a checkpoint (its signature, chain and block checked first), only events anchored after
+    it are verified again. Without --since the audit is a full replay.
 
     Exit code 0 when nothing is wrong, 6 when discrepancies are found."""
     manifest_problems: list[str] = []
@@ -142,11 +153,33 @@ def verify_command(
         evidence = DatabaseEvidence(database)
     for problem in manifest_problems:
         console.print(f"[bold red]bundle altered:[/] {problem}", highlight=False)
+    signer = None
+    if auditor_keystore is not None:
+        password = SignerSettings(password_file=auditor_password_file).resolved_password()
+        signer = load_keystore(auditor_keystore, password)
+    if checkpoint_out is not None and signer is None:
+        raise typer.BadParameter("signing a checkpoint needs the auditor's key", param_hint="--auditor-keystore")
+    signed = None
+    if since is not None:
+        trusted = auditor or (signer.address if signer is not None else None)
+        if trusted is None:
+            raise typer.BadParameter("whose checkpoint to trust: --auditor ADDRESS (or --auditor-keystore)", param_hint="--auditor")
+        signed = SignedCheckpoint(*load_checkpoint(since), trusted)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=True,
     ) as progress:
-        report = audit(chain, contracts, evidence, progress=_Bars(progress), workers=workers)
+        if checkpoint_out is not None and signer is not None:
+            report, made = audit_and_checkpoint(chain, contracts, evidence, signer, progress=_Bars(progress),
+                                                workers=workers, since=signed)
+        else:
+            report, made = audit(chain, contracts, evidence, progress=_Bars(progress), workers=workers, since=signed), None
+    if checkpoint_out is not None:
+        if made is not None:
+            save_checkpoint(checkpoint_out, *made)
+            console.print(f"checkpoint (block {made[0].to_block}, signed by {made[0].auditor}) -> {checkpoint_out}")
+        else:
+            console.print("no checkpoint: only a clean audit of complete evidence is checkpointed")
     console.print(_summary(report, manifest_problems))
     if report.discrepancies:
         console.print(_listing(report))

@@ -11,10 +11,13 @@ from rich.table import Table
 
 from node.devnet.besu import (
     DEFAULT_NETWORK_DIR,
+    IDENTITY_FILE,
     accounts_before_deployment,
     accounts_from_registry,
     generate,
+    identities_from,
     load_besu_network,
+    member_identity,
 )
 from node.registry import RegistryClient
 from waymark.common import ChainId, RpcUrl, connect, console
@@ -22,6 +25,26 @@ from waymark.common import ChainId, RpcUrl, connect, console
 
 def register(devnet_app: typer.Typer) -> None:
     devnet_app.command("besu-config")(besu_config_command)
+    devnet_app.command("besu-key")(besu_key_command)
+
+
+def besu_key_command(
+    consortium: Annotated[Path, typer.Option(help="The consortium file (the same one the coordinator uses)")],
+    member: Annotated[str, typer.Option(help="Your organisation's name as the consortium file spells it")],
+    out: Annotated[Path, typer.Option(help="Your node's folder: receives its secret key and its public identity.json")],
+    browser_rpc: Annotated[
+        bool, typer.Option("--browser-rpc", help="The key of the browsers' RPC node you run, not of your validator")
+    ] = False,
+) -> None:
+    """On your own machine: make your Besu node's key (kept if it exists) and its public identity.
+
+    Hand over only identity.json (public key, address, enode URL); the key never leaves this machine.
+    """
+    network = load_besu_network(consortium)
+    identity = member_identity(network, member, out, browser_rpc=browser_rpc)
+    console.print(f"{identity['role']} of {member}: address {identity['address']}")
+    console.print(f"enode {identity['enode']}")
+    console.print(f"[bold]hand over[/] {out / IDENTITY_FILE} (public); [bold]keep[/] {out / 'key'} (mode 0600, secret)")
 
 
 def besu_config_command(
@@ -52,6 +75,11 @@ def besu_config_command(
         ),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a genesis.json that differs (a new network)")] = False,
+    public_keys: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the members' identity files (`waymark devnet besu-key`): build the network from "
+                          "public material alone, creating and reading no key"),
+    ] = None,
 ) -> None:
     """Generate the Besu QBFT network of a consortium: genesis, node keys and configs, allowlists."""
     if deployer is not None and not is_address(deployer):
@@ -71,7 +99,8 @@ def besu_config_command(
     else:
         accounts = accounts_before_deployment(network)
         source = f"founding members and deployer in {consortium.name} (before deployment)"
-    result = generate(network, out, accounts, source, keep_genesis=keep_genesis, force=force)
+    public = identities_from(sorted(public_keys.glob("*.json")), network) if public_keys is not None else None
+    result = generate(network, out, accounts, source, keep_genesis=keep_genesis, force=force, public=public)
 
     table = Table("member", "validator address", "enode")
     for validator in result.validators:
@@ -82,4 +111,10 @@ def besu_config_command(
         console.print("genesis.json kept as it is")
     for path in result.new_keys:
         console.print(f"[bold]new node key[/] {path} (mode 0600: a validator's secret, never commit or share it)")
+    if public is not None:
+        console.print("built from the members' public identities alone; each member puts its own key into its folder")
+    if network.browser_rpc is not None:
+        b = network.browser_rpc
+        console.print(f"browsers' RPC node (ETH, NET, WEB3 only; CORS {', '.join(b.cors_origins)}): run by {b.member}, "
+                      f"port {b.rpc_port}, folder {out / b.slug}")
     console.print(f"wrote {len(result.written)} files to {out}; how to run them: hardhat-free-devnet/besu/README.md")

@@ -51,9 +51,12 @@ def build_command(
 
 
 @devnet_app.command("up")
-def devnet_up_command(port: Annotated[int, typer.Option(help="RPC port")] = DEVNET_PORT) -> None:
+def devnet_up_command(
+    port: Annotated[int, typer.Option(help="RPC port")] = DEVNET_PORT,
+    block_time: Annotated[float | None, typer.Option(help="Mine a block every this many seconds, as a Besu/QBFT network does (default: each transaction at once)")] = None,
+) -> None:
     """Start Anvil in the background (idempotent); its chain state persists across restarts."""
-    status = devnet_up(port)
+    status = devnet_up(port, block_time=block_time)
     console.print(f"devnet running: {status.rpc_url} chain {status.chain_id} block {status.block} (pid {status.pid})")
     console.print(f"state: {status.state_file}  log: {LOG_FILE}")
 

@@ -28,6 +28,7 @@ from hexbytes import HexBytes
 from node.chain.build import load_artifact
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
+from node.chain.logs import LogPager
 from node.errors import WaymarkError
 from node.escrow.terms import OrderTerms
 from node.indexer import LogDecoder
@@ -36,7 +37,6 @@ from node.ingest.roles import RoleState
 REGISTRY = "ConsortiumRegistry"
 PROVENANCE = "ProvenanceRegistry"
 ESCROW = "TradeEscrow"
-LOG_CHUNK = 5_000
 
 
 class AuditError(WaymarkError):
@@ -96,7 +96,7 @@ class ChainHistory:
 
 
 def replay(client: ChainClient, deployment: Deployment, *, to_block: int | None = None,
-           progress: Callable[[str, int, int], None] | None = None, chunk: int = LOG_CHUNK) -> ChainHistory:
+           progress: Callable[[str, int, int], None] | None = None, chunk: int | None = None) -> ChainHistory:
     """Read the registry, provenance and escrow logs from the deployment block to `to_block` (head)."""
     w3 = client.w3
     if client.chain_id != deployment.chain_id:
@@ -120,11 +120,10 @@ def replay(client: ChainClient, deployment: Deployment, *, to_block: int | None 
             block_times[number] = int(w3.eth.get_block(number)["timestamp"])
         return block_times[number]
 
-    start = first
-    while start <= head:
-        end = min(start + chunk - 1, head)
-        raw_logs = w3.eth.get_logs({"address": addresses, "fromBlock": start, "toBlock": end})
-        for raw in sorted(raw_logs, key=lambda r: (int(r["blockNumber"]), int(r["logIndex"]))):
+    pager = client.logs if chunk is None else LogPager(w3, chunk)
+    for page in pager.pages({"address": addresses}, first, head):
+        end = page.last
+        for raw in sorted(page.logs, key=lambda r: (int(r["blockNumber"]), int(r["logIndex"]))):
             decoded = decoder.event_of(raw)
             if decoded is None:
                 continue
@@ -135,7 +134,6 @@ def replay(client: ChainClient, deployment: Deployment, *, to_block: int | None 
             _apply(history, log)
         if progress is not None:
             progress("chain", end - first + 1, head - first + 1)
-        start = end + 1
     return history
 
 

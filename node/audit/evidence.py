@@ -179,6 +179,36 @@ class DatabaseEvidence:
             parts.append(("pending", chunk[0], chunk[-1]))
         return parts
 
+    def event_parts_since(self, target_size: int, covered: frozenset[bytes]) -> list[EventPart]:
+        """Like `event_parts`, leaving out the batches whose root is in `covered` (verified by an
+        earlier audit, node.audit.checkpoint): runs of the other batches' ids, then pending events."""
+        parts: list[EventPart] = []
+        with self.db.connect() as conn:
+            sizes = conn.execute(select(Batch.id, Batch.root, Batch.event_count).order_by(Batch.id)).all()
+            start: int | None = None
+            previous: int | None = None
+            total = 0
+            for batch_id, root, count in sizes:
+                if bytes(root) in covered:
+                    if start is not None:
+                        parts.append(("batches", start, previous))
+                        start, total = None, 0
+                    continue
+                if start is None:
+                    start = batch_id
+                previous = batch_id
+                total += count
+                if total >= target_size:
+                    parts.append(("batches", start, batch_id))
+                    start, total = None, 0
+            if start is not None:
+                parts.append(("batches", start, previous))
+            pending = conn.execute(select(Event.id).where(Event.batch_id.is_(None)).order_by(Event.id)).scalars().all()
+        for i in range(0, len(pending), target_size):
+            chunk = pending[i:i + target_size]
+            parts.append(("pending", chunk[0], chunk[-1]))
+        return parts
+
     def events(self, part: EventPart) -> list[StoredEvent]:
         kind, first, last = _part_key(part)
         query = select(*_EVENT_COLUMNS).select_from(Event).outerjoin(Batch, Batch.id == Event.batch_id)

@@ -49,14 +49,16 @@ import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from typing import Any
 
 import orjson
+from eth_account.signers.local import LocalAccount
 
 from node.audit.chain import ChainHistory, replay
+from node.audit.checkpoint import AuditCheckpoint, CheckpointRefused, check_covered, make_checkpoint, verify_checkpoint
 from node.audit.escrow import check_escrow
 from node.audit.evidence import DatabaseEvidence, Evidence, EventPart, StoredEvent, is_partial
 from node.audit.model import AuditReport, Checked, Discrepancy, DiscrepancyKind
@@ -156,7 +158,8 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
         for n, i in enumerate(positions):
             row, leaf, problem = checked[i]
             proof = row[9]
-            if problem is not None or not proof or row[8] is None or len(proof) % 32 or not leaf:
+            # An empty proof is a proof: the one leaf of a one-event batch is its root.
+            if problem is not None or proof is None or row[8] is None or len(proof) % 32 or not leaf:
                 continue
             if tree is not None and tree.root == root and root in anchored and b"".join(tree.proof(n)) == proof:
                 reached[i] = root
@@ -172,7 +175,7 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
 
     for i, (row, leaf, problem) in enumerate(checked):
         digest, signer, event_time, batch_root, leaf_index = row[0], row[2], row[5], row[7], row[8]
-        if problem is None and i not in reached and (batch_root is None or leaf_index is None or not row[9]):
+        if problem is None and i not in reached and (batch_root is None or leaf_index is None or row[9] is None):
             problem = (K.EVENT_NEVER_ANCHORED, "the event has no Merkle proof: it was never put in an anchored batch", {})
         if problem is not None:
             kind, detail, extra = problem
@@ -274,19 +277,62 @@ def _submit(ctx: _Context, evidence: Evidence, parts: Sequence[EventPart], worke
 # ---- the audit ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint as loaded, and the auditor whose signature it must carry."""
+
+    checkpoint: AuditCheckpoint
+    signature: bytes
+    auditor: str
+
+
 def audit(client: ChainClient, deployment: Deployment, evidence: Evidence, *, progress: Progress | None = None,
-          workers: int | None = None, pending_grace_s: float = 600.0, part_size: int = PART_SIZE) -> AuditReport:
+          workers: int | None = None, pending_grace_s: float = 600.0, part_size: int = PART_SIZE,
+          since: SignedCheckpoint | None = None) -> AuditReport:
     """Audit the chain of `client` (deployment from `deployment`) against `evidence`.
 
     `pending_grace_s`: an event not yet anchored and received less than this long ago is counted
     as pending, not reported. `part_size`: events per unit of work handed to a worker.
+    `since`: a signed checkpoint of an earlier clean audit (node.audit.checkpoint), verified
+    before use; events under the roots it covers are not verified again.
     """
+    return _audit(client, deployment, evidence, progress=progress, workers=workers, pending_grace_s=pending_grace_s,
+                  part_size=part_size, since=since)[0]
+
+
+def audit_and_checkpoint(client: ChainClient, deployment: Deployment, evidence: Evidence, auditor: LocalAccount, *,
+                         since: SignedCheckpoint | None = None, **kw: Any
+                         ) -> tuple[AuditReport, tuple[AuditCheckpoint, bytes] | None]:
+    """`audit`, then, if it found nothing, a checkpoint of it signed by `auditor` (None otherwise)."""
+    report, history = _audit(client, deployment, evidence, since=since, **kw)
+    if report.discrepancies or is_partial(evidence):
+        return report, None
+    prior = since.checkpoint.events if since is not None else 0
+    counted = replace(report, checked=replace(report.checked, events=report.checked.events + prior))
+    return report, make_checkpoint(client, history, counted, deployment.address("ProvenanceRegistry"), auditor)
+
+
+def _audit(client: ChainClient, deployment: Deployment, evidence: Evidence, *, progress: Progress | None = None,
+           workers: int | None = None, pending_grace_s: float = 600.0, part_size: int = PART_SIZE,
+           since: SignedCheckpoint | None = None) -> tuple[AuditReport, ChainHistory]:
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    history = replay(client, deployment, progress=progress)
+    if since is not None:
+        if is_partial(evidence) or not hasattr(evidence, "event_parts_since"):
+            raise CheckpointRefused("an incremental audit needs complete evidence (the node's database)")
+        verify_checkpoint(client, since.checkpoint, since.signature, auditor=since.auditor,
+                          registry=deployment.address("ProvenanceRegistry"))
+    history = full_history = replay(client, deployment, progress=progress)
+    covered = check_covered(history, since.checkpoint) if since is not None else frozenset()
+    described = evidence.describe()
+    if since is not None:
+        described += (f"; incremental since the checkpoint of block {since.checkpoint.to_block} "
+                      f"({since.checkpoint.anchored_roots} roots, {since.checkpoint.events} events verified then, "
+                      f"signed by {since.checkpoint.auditor})")
+        history = replace(history, anchors={r: a for r, a in history.anchors.items() if r not in covered})
 
-    batches = evidence.batches()
+    batches = [b for b in evidence.batches() if b.root not in covered]
     anchored = frozenset(history.anchors)
     ctx = _Context(
         domain=AttestationDomain(history.chain_id, deployment.address("ProvenanceRegistry")),
@@ -295,7 +341,7 @@ def audit(client: ChainClient, deployment: Deployment, evidence: Evidence, *, pr
         in_flight=frozenset(b.root for b in batches if b.status == "prepared" and b.root not in anchored),
         pending_since_ms=int((time.time() - pending_grace_s) * 1000),
     )
-    parts = evidence.event_parts(part_size)
+    parts = evidence.event_parts_since(part_size, covered) if covered else evidence.event_parts(part_size)  # type: ignore[attr-defined]
     discrepancies: list[Discrepancy] = []
     groups: dict[bytes, _Group] = {}
     events = pending = 0
@@ -337,9 +383,9 @@ def audit(client: ChainClient, deployment: Deployment, evidence: Evidence, *, pr
     return AuditReport(
         chain_id=history.chain_id,
         contracts={name: c.address for name, c in deployment.contracts.items()},
-        from_block=history.from_block,
+        from_block=history.from_block if since is None else since.checkpoint.to_block + 1,
         to_block=history.to_block,
-        evidence=evidence.describe(),
+        evidence=described,
         checked=Checked(
             events=events, pending_events=pending, batches=len(batches), anchored_roots=len(history.anchors),
             registry_changes=history.registry_changes, escrow_orders=escrow_counts.get("orders", 0),
@@ -349,7 +395,7 @@ def audit(client: ChainClient, deployment: Deployment, evidence: Evidence, *, pr
         discrepancies=discrepancies,
         elapsed_s=time.perf_counter() - started,
         started_at=started_at,
-    )
+    ), full_history
 
 
 def _check_roots(history: ChainHistory, batches: Iterable[Any], groups: Mapping[bytes, _Group],

@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import replace as copy_with
 from typing import Any, TypeVar, cast
 
 import requests
@@ -23,6 +25,7 @@ from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCErro
 from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
 
 from node.chain.build import all_artifacts, load_artifact
+from node.chain.logs import BESU_MAX_LOGS_RANGE, LogPager
 from node.chain.errors import (
     ContractRevert,
     ErrorDecoder,
@@ -34,6 +37,19 @@ from node.chain.errors import (
 )
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SentTransaction:
+    """A signed transaction the node accepted, not yet known to be mined."""
+
+    tx_hash: HexBytes
+    raw: HexBytes
+    tx: TxParams
+    sender: LocalAccount
+    nonce: int
+    sent_at: float
+    """time.monotonic() when it was (last) sent."""
 
 
 class ChainClient:
@@ -53,6 +69,7 @@ class ChainClient:
         request_timeout: float = 10.0,
         receipt_timeout: float = 60.0,
         resubmissions: int = 3,
+        max_log_range: int = BESU_MAX_LOGS_RANGE,
     ) -> None:
         self.rpc_url = rpc_url
         self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": request_timeout}))
@@ -65,6 +82,8 @@ class ChainClient:
         if expected_chain_id is not None and self.chain_id != expected_chain_id:
             raise WrongChainId(rpc_url, expected_chain_id, self.chain_id)
         self.decoder = ErrorDecoder([a.abi for a in all_artifacts()])
+        self.logs = LogPager(self.w3, max_log_range)
+        """Every log read of this client goes through this pager (bounded, refusal-halving ranges)."""
         self._nonces: dict[ChecksumAddress, int] = {}
         self._nonce_lock = threading.Lock()
 
@@ -97,31 +116,90 @@ class ChainClient:
         gas: int | None = None,
         value: int = 0,
     ) -> TxReceipt:
+        return self.send(self.prepare(fn, sender=sender, gas=gas, value=value), sender)
+
+    def prepare(
+        self,
+        fn: ContractFunction | ContractConstructor,
+        *,
+        sender: LocalAccount,
+        gas: int | None = None,
+        value: int = 0,
+    ) -> TxParams:
+        """The transaction calling `fn`, gas estimated (a revert is raised here, decoded, before anything is sent)."""
         base: TxParams = {"from": sender.address, "value": Wei(value), "chainId": self.chain_id}
         tx: TxParams = self._decoding_reverts(lambda: fn.build_transaction({**base, "gas": gas or 1}))
         if gas is None:
             estimate = self._decoding_reverts(lambda: self.w3.eth.estimate_gas(_without_gas(tx)))
             tx["gas"] = estimate + estimate // 5 + 10_000
-        return self.send(tx, sender)
+        return tx
 
     def send(self, tx: TxParams, sender: LocalAccount) -> TxReceipt:
         """Sign and send a prepared transaction, then wait for it; fee fields are filled in here."""
+        sent = self.send_nowait(tx, sender)
+        receipt = self._await_receipt(sent.tx_hash, sent.raw)
+        if receipt["status"] != 1:
+            raise self.failure(sent, receipt)
+        return receipt
+
+    def send_nowait(self, tx: TxParams, sender: LocalAccount) -> SentTransaction:
+        """Sign and send with the sender's next nonce; return at once (several may be in flight).
+
+        Nonces are counted here per sender, so transactions sent one after the other without
+        waiting get consecutive nonces; a refused send makes the next one re-read the node's count.
+        """
         tx = {**tx, **self._fees()}
         with self._nonce_lock:
             nonce = self._next_nonce(sender.address)
             tx["nonce"] = Nonce(nonce)
-            # TxParams is a dict at run time; mypy won't match a TypedDict to eth_account's dict[str, ...].
-            raw = sender.sign_transaction(cast(TransactionDictType, tx)).raw_transaction
-            try:
-                tx_hash = self.w3.eth.send_raw_transaction(raw)
-            except Web3RPCError as exc:
-                self._nonces.pop(sender.address, None)  # re-read the nonce next time
-                raise TransactionFailed("(not sent)", str(exc)) from None
+            sent = self._sign_and_send(tx, sender)
             self._nonces[sender.address] = nonce + 1
-        receipt = self._await_receipt(tx_hash, raw)
-        if receipt["status"] != 1:
-            raise self._replay_failure(tx, receipt)
-        return receipt
+        return sent
+
+    def receipt_of(self, sent: SentTransaction) -> TxReceipt | None:
+        """The receipt of `sent`, or None while it is not mined."""
+        try:
+            return self.w3.eth.get_transaction_receipt(sent.tx_hash)
+        except TransactionNotFound:
+            return None
+
+    def replace(self, sent: SentTransaction) -> SentTransaction:
+        """Unstick `sent`: the same nonce again. If the node forgot the transaction it is sent again
+        as it was; if the node still holds it, a copy with fees raised by an eighth (at least 1 wei)
+        replaces it. A copy the node refuses (e.g. already mined) leaves `sent` as it was."""
+        try:
+            self.w3.eth.get_transaction(sent.tx_hash)
+        except TransactionNotFound:
+            try:
+                self.w3.eth.send_raw_transaction(sent.raw)
+            except Web3RPCError:
+                pass  # mined meanwhile, or known again: the receipt will tell
+            return copy_with(sent, sent_at=time.monotonic())
+        tx: TxParams = dict(sent.tx)  # type: ignore[assignment]
+        priority = int(tx.get("maxPriorityFeePerGas", 0))
+        max_fee = int(tx.get("maxFeePerGas", 0))
+        new_priority = priority + priority // 8 + 1
+        tx["maxPriorityFeePerGas"] = Wei(new_priority)
+        tx["maxFeePerGas"] = Wei(max(max_fee + max_fee // 8 + 1, new_priority))
+        try:
+            return self._sign_and_send(tx, sent.sender)
+        except TransactionFailed:
+            return copy_with(sent, sent_at=time.monotonic())
+
+    def forget_nonces(self) -> None:
+        """Re-read every sender's nonce from the node next time (after a reorg or a restart of the node)."""
+        with self._nonce_lock:
+            self._nonces.clear()
+
+    def _sign_and_send(self, tx: TxParams, sender: LocalAccount) -> SentTransaction:
+        # TxParams is a dict at run time; mypy won't match a TypedDict to eth_account's dict[str, ...].
+        raw = sender.sign_transaction(cast(TransactionDictType, tx)).raw_transaction
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(raw)
+        except Web3RPCError as exc:
+            self._nonces.pop(sender.address, None)  # re-read the nonce next time
+            raise TransactionFailed("(not sent)", str(exc)) from None
+        return SentTransaction(HexBytes(tx_hash), HexBytes(raw), tx, sender, int(tx["nonce"]), time.monotonic())
 
     # ---- internals --------------------------------------------------------------------
 
@@ -157,8 +235,9 @@ class ChainClient:
                     pass  # already known or nonce used: keep waiting for the receipt
         raise TransactionDropped("0x" + tx_hash.hex(), self.resubmissions + 1)
 
-    def _replay_failure(self, tx: TxParams, receipt: TxReceipt) -> Exception:
+    def failure(self, sent: SentTransaction, receipt: TxReceipt) -> Exception:
         """A mined transaction failed: replay it as a call at its block to learn why."""
+        tx = sent.tx
         tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
         call: TxParams = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")}  # type: ignore[assignment]
         try:

@@ -84,6 +84,8 @@ class AnvilProcess:
     state_file: Path | None = None
     log_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    block_time: float | None = None
+    """Seconds between blocks (interval mining, as a Besu/QBFT network); None mines each transaction at once."""
 
     @property
     def rpc_url(self) -> str:
@@ -102,6 +104,8 @@ class AnvilProcess:
             "--base-fee", "0",
             "--gas-price", "0",
         ]
+        if self.block_time is not None:
+            cmd += ["--block-time", f"{self.block_time:g}"]
         if self.state_file is not None:
             # Saved every second and on exit, so even a killed devnet keeps its deployment.
             cmd += ["--state", str(self.state_file), "--state-interval", "1", "--preserve-historical-states"]
@@ -161,6 +165,10 @@ class AnvilControl:
         if not rpc(self.rpc_url, "evm_revert", [snapshot_id]):
             raise DevnetError(f"snapshot {snapshot_id} could not be restored")
 
+    def set_interval_mining(self, seconds: int) -> None:
+        """Mine a block every `seconds` from now on (automine off), as `--block-time` does from the start."""
+        rpc(self.rpc_url, "evm_setIntervalMining", [seconds])
+
     def set_automine(self, enabled: bool) -> None:
         rpc(self.rpc_url, "evm_setAutomine", [enabled])
 
@@ -214,7 +222,7 @@ def devnet_status(port: int = DEVNET_PORT) -> DevnetStatus:
     return DevnetStatus(pid is not None and chain_id is not None, pid, url, chain_id, block, STATE_FILE)
 
 
-def devnet_up(port: int = DEVNET_PORT) -> DevnetStatus:
+def devnet_up(port: int = DEVNET_PORT, block_time: float | None = None) -> DevnetStatus:
     """Start the persistent devnet in the background unless it already runs. Idempotent."""
     status = devnet_status(port)
     if status.running:
@@ -222,7 +230,7 @@ def devnet_up(port: int = DEVNET_PORT) -> DevnetStatus:
     if status.chain_id is not None:
         raise AnvilStartFailed(f"port {port} is taken by another chain (chain id {status.chain_id})")
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    anvil = AnvilProcess(port=port, state_file=STATE_FILE, log_file=LOG_FILE).start()
+    anvil = AnvilProcess(port=port, state_file=STATE_FILE, log_file=LOG_FILE, block_time=block_time).start()
     assert anvil.process is not None
     PID_FILE.write_text(json.dumps({"pid": anvil.process.pid, "port": port}))
     return devnet_status(port)

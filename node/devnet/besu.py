@@ -7,6 +7,11 @@ key, `config.toml` and enode URL per validator (one validator per member); and t
 active organisations, read from a deployed ConsortiumRegistry or, before deployment, from the
 file. Besu cannot be installed where Waymark is developed, so every file follows Besu's
 documented formats and is checked by tests/devnet/test_besu_config.py rather than by a node.
+
+Key ceremony: each member runs `waymark devnet besu-key` on its own machine, which makes its
+node key there and writes an identity file holding only public material (public key, address,
+enode URL). The coordinator runs `besu-config --public-keys DIR` on those files: the network
+is built from public material alone, and no secret key leaves its member.
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ DEFAULT_NETWORK_DIR = BESU_DIR / "network"  # git-ignored: it holds the validato
 
 GENERATOR = "waymark devnet besu-config"
 RPC_APIS = ("ETH", "NET", "QBFT", "WEB3", "TXPOOL")
+# What browsers (the scanner page) may call: reads of the chain, nothing that administers a node.
+BROWSER_RPC_APIS = ("ETH", "NET", "WEB3")
+BROWSER_RPC_FOLDER = "browser-rpc"
+DEFAULT_BROWSER_RPC_PORT = 8645
+DEFAULT_CORS_ORIGINS = ("http://localhost:8700", "http://127.0.0.1:8700")  # the scan API's default address
+IDENTITY_FILE = "identity.json"
 # QBFT tolerates f faulty validators out of 3f + 1; fewer than 4 tolerates none.
 MIN_VALIDATORS = 4
 # The mixHash every IBFT 2.0 / QBFT block carries ("ctical byzantine fault tolerance" in ASCII).
@@ -121,6 +132,23 @@ class ValidatorNode:
 
 
 @dataclass(frozen=True)
+class BrowserRpcNode:
+    """The non-validating node whose JSON-RPC browsers read (run by `member`)."""
+
+    member: str
+    host: str
+    p2p_port: int
+    rpc_host: str
+    rpc_port: int
+    cors_origins: tuple[str, ...]
+    host_allowlist: tuple[str, ...]
+
+    @property
+    def slug(self) -> str:
+        return BROWSER_RPC_FOLDER
+
+
+@dataclass(frozen=True)
 class QbftOptions:
     block_period_seconds: int = 2
     # Besu's guidance: a round times out after about twice the block period.
@@ -142,6 +170,7 @@ class BesuNetworkSpec:
     # Accounts allowed to transact although no organisation holds them (e.g. a relayer).
     extra_accounts: tuple[str, ...] = ()
     source: str = "consortium file"
+    browser_rpc: BrowserRpcNode | None = None
 
 
 def load_besu_network(path: Path, deployer: str | None = None) -> BesuNetworkSpec:
@@ -189,6 +218,10 @@ def load_besu_network(path: Path, deployer: str | None = None) -> BesuNetworkSpe
             raise ConsortiumFileError(path, "deployer", "must be a 0x-prefixed account address")
     if consortium.chain_id is None:
         raise ConsortiumFileError(path, "chainId", "a Besu consortium needs its own chain id: add a top-level chainId")
+    browser_raw = data.get("browserRpc", {})
+    if not isinstance(browser_raw, dict):
+        raise ConsortiumFileError(path, "browserRpc", "must be an object with member, host, p2pPort, rpcHost, rpcPort, corsOrigins, hostAllowlist")
+    browser = _browser_rpc_node(path, browser_raw, validators, [m.name for m in consortium.members]) if validators else None
     return besu_network(
         consortium,
         consortium.chain_id,
@@ -199,6 +232,7 @@ def load_besu_network(path: Path, deployer: str | None = None) -> BesuNetworkSpe
         extra_accounts=extra_raw,
         source=path.name,
         where=path,
+        browser_rpc=browser,
     )
 
 
@@ -213,11 +247,15 @@ def besu_network(
     extra_accounts: Iterable[str] = (),
     source: str = "consortium",
     where: Path | None = None,
+    browser_rpc: BrowserRpcNode | None = None,
 ) -> BesuNetworkSpec:
-    """A network for a consortium spec; by default every member runs a validator on this host."""
+    """A network for a consortium spec; by default every member runs a validator on this host,
+    and the first validator's member runs the browsers' RPC node beside it."""
     where = where or Path(f"<{source}>")
     if validators is None:
         validators = [_validator_node(where, "validators", m.name, i, {}) for i, m in enumerate(consortium.members)]
+    if browser_rpc is None and validators:
+        browser_rpc = _browser_rpc_node(where, {}, validators, [m.name for m in consortium.members])
     qbft = qbft or QbftOptions()
     if chain_id in RESERVED_CHAIN_IDS:
         raise ConsortiumFileError(where, "chainId", f"{chain_id} is {RESERVED_CHAIN_IDS[chain_id]}; choose the consortium's own id")
@@ -230,6 +268,12 @@ def besu_network(
     _unique(where, "members[].validator", "folder name", [v.slug for v in validators])
     _unique(where, "members[].validator", "p2p endpoint", [f"{v.host}:{v.p2p_port}" for v in validators])
     _unique(where, "members[].validator", "RPC endpoint", [f"{v.rpc_host}:{v.rpc_port}" for v in validators])
+    if browser_rpc is not None:
+        b = browser_rpc
+        if any(v.host == b.host and v.p2p_port == b.p2p_port for v in validators):
+            raise ConsortiumFileError(where, "browserRpc.p2pPort", f"{b.host}:{b.p2p_port} is a validator's p2p endpoint")
+        if any(v.host == b.host and b.rpc_port in (v.rpc_port, v.p2p_port) for v in validators):
+            raise ConsortiumFileError(where, "browserRpc.rpcPort", f"port {b.rpc_port} is taken by a validator on {b.host}")
     if qbft.request_timeout_seconds <= qbft.block_period_seconds:
         raise ConsortiumFileError(
             where, "besu.requestTimeoutSeconds",
@@ -246,7 +290,32 @@ def besu_network(
         fund_deployer_wei=fund_deployer_wei,
         extra_accounts=tuple(to_checksum_address(a) for a in extra_accounts),
         source=source,
+        browser_rpc=browser_rpc,
     )
+
+
+def _browser_rpc_node(path: Path, raw: Mapping[str, Any], validators: Sequence[ValidatorNode], members: Sequence[str]) -> BrowserRpcNode:
+    known = {"member", "host", "p2pPort", "rpcHost", "rpcPort", "corsOrigins", "hostAllowlist"}
+    for key in raw:
+        if key not in known:
+            raise ConsortiumFileError(path, f"browserRpc.{key}", f"unknown setting; known: {', '.join(sorted(known))}")
+    member = raw.get("member", validators[0].member)
+    if member not in members:
+        raise ConsortiumFileError(path, "browserRpc.member", f"{member!r} is not a member of the consortium")
+    beside = next((v for v in validators if v.member == member), validators[0])
+    host = _ip_field(path, "browserRpc.host", raw.get("host", beside.host))
+    rpc_host = _ip_field(path, "browserRpc.rpcHost", raw.get("rpcHost", "0.0.0.0"))
+    p2p_port = _int_field(path, "browserRpc.p2pPort", raw, "p2pPort", max(v.p2p_port for v in validators) + 1, 1, 65535)
+    rpc_port = _int_field(path, "browserRpc.rpcPort", raw, "rpcPort", DEFAULT_BROWSER_RPC_PORT, 1, 65535)
+    origins = raw.get("corsOrigins", list(DEFAULT_CORS_ORIGINS))
+    if not isinstance(origins, list) or not origins or not all(
+            isinstance(o, str) and (o == "*" or re.fullmatch(r"https?://[^/\s]+", o)) for o in origins):
+        raise ConsortiumFileError(path, "browserRpc.corsOrigins",
+                                  "must be a non-empty list of origins such as \"https://scan.example.org\" (scheme and host, no path)")
+    allowlist = raw.get("hostAllowlist", ["*"])
+    if not isinstance(allowlist, list) or not allowlist or not all(isinstance(h, str) and h for h in allowlist):
+        raise ConsortiumFileError(path, "browserRpc.hostAllowlist", "must be a non-empty list of host names")
+    return BrowserRpcNode(member, host, p2p_port, rpc_host, rpc_port, tuple(origins), tuple(allowlist))
 
 
 def _validator_node(path: Path, where: str, member: str, index: int, raw: Mapping[str, Any]) -> ValidatorNode:
@@ -502,6 +571,46 @@ def node_config(network: BesuNetworkSpec, index: int, enodes: Sequence[str]) -> 
     )
 
 
+def browser_rpc_config(network: BesuNetworkSpec, enodes: Sequence[str]) -> str:
+    """The `config.toml` of the browsers' RPC node: a full node that validates nothing, serves
+    ETH, NET and WEB3 only (no QBFT, TXPOOL, ADMIN, PERM or DEBUG), to the CORS origins listed."""
+    node = network.browser_rpc
+    assert node is not None
+    return _toml(
+        _generated_header(network, f"Read-only JSON-RPC for browsers, run by {node.member}; not a validator."),
+        [
+            ("data-path", "data"),
+            ("genesis-file", "../genesis.json"),
+            ("node-private-key-file", "key"),
+            ("sync-mode", "FULL"),
+            ("logging", "INFO"),
+            "",
+            "# peer-to-peer: follows the validators",
+            ("p2p-host", node.host),
+            ("p2p-port", node.p2p_port),
+            ("bootnodes", list(enodes[: len(network.validators)][:2])),
+            "",
+            "# JSON-RPC for browsers: chain reads only, from these origins; no admin API",
+            ("rpc-http-enabled", True),
+            ("rpc-http-host", node.rpc_host),
+            ("rpc-http-port", node.rpc_port),
+            ("rpc-http-api", list(BROWSER_RPC_APIS)),
+            ("rpc-http-cors-origins", list(node.cors_origins)),
+            ("host-allowlist", list(node.host_allowlist)),
+            ("rpc-ws-enabled", False),
+            ("graphql-http-enabled", False),
+            ("rpc-max-logs-range", 5000),
+            "",
+            "# free gas, and the same permissioning as every node",
+            ("min-gas-price", 0),
+            ("permissions-nodes-config-file-enabled", True),
+            ("permissions-nodes-config-file", "../permissions_config.toml"),
+            ("permissions-accounts-config-file-enabled", True),
+            ("permissions-accounts-config-file", "../permissions_config.toml"),
+        ],
+    )
+
+
 def permissions_config(network: BesuNetworkSpec, accounts: Sequence[str], enodes: Sequence[str], accounts_source: str) -> str:
     return _toml(
         _generated_header(network, f"Accounts: {accounts_source}. Nodes: the consortium's validators."),
@@ -537,12 +646,18 @@ def accounts_before_deployment(network: BesuNetworkSpec) -> list[str]:
 
 
 def render_network(
-    network: BesuNetworkSpec, keys: Sequence[NodeKey], accounts: Sequence[str], accounts_source: str
+    network: BesuNetworkSpec, keys: Sequence[NodeKey], accounts: Sequence[str], accounts_source: str,
+    browser_key: NodeKey | None = None,
 ) -> dict[str, str]:
-    """Every generated file (relative path -> text) from the network and its validators' public keys."""
+    """Every generated file (relative path -> text) from public material alone: the network, its
+    validators' public keys and the browsers' RPC node's public key (needed when the network has one)."""
     if len(keys) != len(network.validators):
         raise BesuConfigError(f"{len(network.validators)} validators but {len(keys)} node keys")
+    if network.browser_rpc is not None and browser_key is None:
+        raise BesuConfigError("the network has a browsers' RPC node but no public key was given for it")
     enodes = [key.enode(v.host, v.p2p_port) for key, v in zip(keys, network.validators)]
+    if network.browser_rpc is not None and browser_key is not None:
+        enodes.append(browser_key.enode(network.browser_rpc.host, network.browser_rpc.p2p_port))
     accounts = normalise_accounts(accounts)
     files = {
         "genesis.json": json.dumps(genesis(network, [k.address for k in keys]), indent=2) + "\n",
@@ -550,7 +665,20 @@ def render_network(
     }
     for i, node in enumerate(network.validators):
         files[f"{node.slug}/config.toml"] = node_config(network, i, enodes)
-    summary = {
+    browser: dict[str, Any] | None = None
+    if network.browser_rpc is not None and browser_key is not None:
+        files[f"{BROWSER_RPC_FOLDER}/config.toml"] = browser_rpc_config(network, enodes)
+        b = network.browser_rpc
+        browser = {
+            "member": b.member,
+            "folder": BROWSER_RPC_FOLDER,
+            "publicKey": "0x" + browser_key.public_key.hex(),
+            "enode": enodes[-1],
+            "rpcUrl": f"http://{b.host if b.rpc_host == '0.0.0.0' else b.rpc_host}:{b.rpc_port}",
+            "apis": list(BROWSER_RPC_APIS),
+            "corsOrigins": list(b.cors_origins),
+        }
+    summary: dict[str, Any] = {
         "generated": f"by `{GENERATOR}` from {network.source}; do not edit",
         "chainId": network.chain_id,
         "accountsSource": accounts_source,
@@ -566,13 +694,112 @@ def render_network(
             for node, key, enode in zip(network.validators, keys, enodes)
         ],
     }
+    if browser is not None:
+        summary["browserRpc"] = browser
     files["network.json"] = json.dumps(summary, indent=2) + "\n"
     return files
 
 
 def public_keys_of(network_json: Mapping[str, Any]) -> dict[str, NodeKey]:
-    """Member name -> node key, from a generated network.json (to re-render without the secrets)."""
-    return {v["member"]: NodeKey(bytes.fromhex(v["publicKey"][2:])) for v in network_json["validators"]}
+    """Member name -> validator node key, and BROWSER_RPC_FOLDER -> the browsers' node's key, from a
+    generated network.json (to re-render without the secrets)."""
+    keys = {v["member"]: NodeKey(bytes.fromhex(v["publicKey"][2:])) for v in network_json["validators"]}
+    if "browserRpc" in network_json:
+        keys[BROWSER_RPC_FOLDER] = NodeKey(bytes.fromhex(network_json["browserRpc"]["publicKey"][2:]))
+    return keys
+
+
+# --- key ceremony: public material only ---------------------------------------------------
+
+
+class IdentityInvalid(BesuConfigError):
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+
+
+def node_endpoint(network: BesuNetworkSpec, member: str, browser_rpc: bool = False) -> tuple[str, int, str]:
+    """(p2p host, p2p port, folder) of `member`'s validator, or of the browsers' RPC node it runs."""
+    if browser_rpc:
+        node = network.browser_rpc
+        if node is None or node.member != member:
+            raise BesuConfigError(f"{member!r} does not run the browsers' RPC node of this network")
+        return node.host, node.p2p_port, node.slug
+    for v in network.validators:
+        if v.member == member:
+            return v.host, v.p2p_port, v.slug
+    raise BesuConfigError(f"{member!r} runs no validator in this network (members[].validator)")
+
+
+def member_identity(network: BesuNetworkSpec, member: str, folder: Path, browser_rpc: bool = False) -> dict[str, Any]:
+    """On the member's own machine: create its node key in `folder/key` (0600; kept if there) and
+    write `folder/identity.json` with only public material: member, role, public key, address, enode."""
+    host, port, _slug_ = node_endpoint(network, member, browser_rpc)
+    key, _created = load_or_create_node_key(folder / "key")
+    identity = {
+        "comment": f"Public identity of a Besu node, made by `waymark devnet besu-key`; hand this file over, keep {folder / 'key'}",
+        "chainId": network.chain_id,
+        "member": member,
+        "role": BROWSER_RPC_FOLDER if browser_rpc else "validator",
+        "publicKey": "0x" + key.public_key.hex(),
+        "address": key.address,
+        "enode": key.enode(host, port),
+    }
+    (folder / IDENTITY_FILE).write_text(json.dumps(identity, indent=2) + "\n")
+    return identity
+
+
+def read_identity(path: Path, network: BesuNetworkSpec) -> tuple[str, str, NodeKey]:
+    """(member, role, key) of an identity file, checked: public key on the curve, address and enode
+    derived from it, enode host and port those of the consortium file, and no secret in the file."""
+    where = str(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise IdentityInvalid(where, f"not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise IdentityInvalid(where, "must be a JSON object")
+    allowed = {"comment", "chainId", "member", "role", "publicKey", "address", "enode"}
+    if set(data) - allowed:
+        raise IdentityInvalid(where, f"unexpected fields {sorted(set(data) - allowed)}; an identity holds public material only")
+    member, role = data.get("member"), data.get("role", "validator")
+    if data.get("chainId") != network.chain_id:
+        raise IdentityInvalid(where, f"is for chain {data.get('chainId')}, the consortium runs chain {network.chain_id}")
+    if role not in ("validator", BROWSER_RPC_FOLDER) or not isinstance(member, str):
+        raise IdentityInvalid(where, "needs a member and a role (validator or browser-rpc)")
+    text = data.get("publicKey")
+    if not isinstance(text, str) or not re.fullmatch(r"0x[0-9a-fA-F]{128}", text):
+        raise IdentityInvalid(where, "publicKey must be 0x and 128 hex digits")
+    try:
+        PublicKey(b"\x04" + bytes.fromhex(text[2:]))
+    except ValueError:
+        raise IdentityInvalid(where, "publicKey is not a point of secp256k1") from None
+    key = NodeKey(bytes.fromhex(text[2:]))
+    host, port, _folder = node_endpoint(network, member, role == BROWSER_RPC_FOLDER)
+    if data.get("address") != key.address:
+        raise IdentityInvalid(where, f"address {data.get('address')} is not that of its public key ({key.address})")
+    if data.get("enode") != key.enode(host, port):
+        raise IdentityInvalid(where, f"enode is not {key.enode(host, port)} (its public key at the consortium file's host and port)")
+    return member, role, key
+
+
+def identities_from(paths: Iterable[Path], network: BesuNetworkSpec) -> tuple[list[NodeKey], NodeKey | None]:
+    """The validators' keys in the network's order, and the browsers' node's key, from identity
+    files (public material only). Every validator must have exactly one."""
+    found: dict[tuple[str, str], NodeKey] = {}
+    for path in paths:
+        member, role, key = read_identity(path, network)
+        if (member, role) in found and found[(member, role)] != key:
+            raise IdentityInvalid(str(path), f"a second, different {role} identity of {member}")
+        found[(member, role)] = key
+    missing = [v.member for v in network.validators if (v.member, "validator") not in found]
+    if missing:
+        raise BesuConfigError(f"no validator identity from {', '.join(missing)}: each runs `waymark devnet besu-key` and hands over its identity.json")
+    browser = None
+    if network.browser_rpc is not None:
+        browser = found.get((network.browser_rpc.member, BROWSER_RPC_FOLDER))
+        if browser is None:
+            raise BesuConfigError(f"no browser-rpc identity from {network.browser_rpc.member}, which runs the browsers' RPC node")
+    return [found[(v.member, "validator")] for v in network.validators], browser
 
 
 def _genesis_differs(path: Path, new_text: str) -> bool:
@@ -615,6 +842,7 @@ def generate(
     *,
     keep_genesis: bool = False,
     force: bool = False,
+    public: tuple[Sequence[NodeKey], NodeKey | None] | None = None,
 ) -> GeneratedNetwork:
     """Write the network's files into `out_dir`, creating node keys that do not exist yet.
 
@@ -622,18 +850,29 @@ def generate(
     the allowlists and node configurations are rewritten, and validators new to the file get
     keys and configurations (they join through the existing validators' QBFT votes).
     Without it, a genesis.json that would change is refused unless `force`.
+
+    With `public` (the validators' keys and the browsers' node's key from `identities_from`), the
+    network is built from public material alone: no key file is read or created.
     """
     genesis_path = out_dir / "genesis.json"
     if keep_genesis and not genesis_path.exists():
         raise GenesisMissing(genesis_path)
     keys: list[NodeKey] = []
     new_keys: list[Path] = []
-    for node in network.validators:
-        key, created = load_or_create_node_key(out_dir / node.slug / "key")
-        keys.append(key)
-        if created:
-            new_keys.append(out_dir / node.slug / "key")
-    files = render_network(network, keys, accounts, accounts_source)
+    browser_key: NodeKey | None = None
+    if public is not None:
+        keys, browser_key = list(public[0]), public[1]
+    else:
+        nodes: list[ValidatorNode | BrowserRpcNode] = [*network.validators, *([network.browser_rpc] if network.browser_rpc else [])]
+        for node in nodes:
+            key, created = load_or_create_node_key(out_dir / node.slug / "key")
+            if isinstance(node, BrowserRpcNode):
+                browser_key = key
+            else:
+                keys.append(key)
+            if created:
+                new_keys.append(out_dir / node.slug / "key")
+    files = render_network(network, keys, accounts, accounts_source, browser_key)
     if keep_genesis:
         del files["genesis.json"]
     elif genesis_path.exists() and not force and _genesis_differs(genesis_path, files["genesis.json"]):

@@ -23,6 +23,7 @@ from web3.types import TxReceipt
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
+from node.chain.logs import LogPager
 from node.errors import WaymarkError
 from node.escrow.signing import EscrowDomain, sign_confirmation, sign_permit
 from node.escrow.store import TermsStore, order_key
@@ -133,14 +134,15 @@ class EscrowClient:
         *,
         store: TermsStore | None = None,
         from_block: int = 0,
-        log_chunk: int = 50_000,
+        log_chunk: int | None = None,
     ) -> None:
         self.client = client
         self.contract: Contract = client.contract("TradeEscrow", address)
         self.address = self.contract.address
         self.store = store
         self.from_block = from_block
-        self.log_chunk = log_chunk
+        # Log reads go through the chain client's pager, or one of their own with `log_chunk` blocks a page.
+        self.logs = client.logs if log_chunk is None else LogPager(client.w3, log_chunk)
         self.domain = EscrowDomain(client.chain_id, self.address)
         self._registry: Contract | None = None
 
@@ -255,13 +257,9 @@ class EscrowClient:
         w3 = self.client.w3
         latest = int(w3.eth.block_number)
         event = self.contract.events.OrderCreated()
-        start = self.from_block
-        while start <= latest:
-            end = min(start + self.log_chunk - 1, latest)
-            logs = w3.eth.get_logs({"address": self.address, "fromBlock": start, "toBlock": end, "topics": topics})
-            for log in logs:
+        for page in self.logs.pages({"address": self.address, "topics": topics}, self.from_block, latest):
+            for log in page.logs:
                 yield OrderTerms.from_abi(event.process_log(log)["args"]["terms"])
-            start = end + 1
 
     def remember(self, terms: OrderTerms) -> None:
         if self.store is not None:

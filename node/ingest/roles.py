@@ -45,6 +45,7 @@ import orjson
 from eth_utils.crypto import keccak
 from web3 import Web3
 
+from node.chain.logs import LogPager
 from node.indexer import LogDecoder
 from node.provenance.epcis import CBV_NS, CUSTOMS_NS, CUSTOMS_PREFIX, CUSTOMS_STEPS, STANDARD_PREFIXES, context_prefixes
 
@@ -181,8 +182,10 @@ class RoleMirror:
         refresh_interval: float = 0.5,
         base_logs: Sequence[RawLog] = (),
         base_block: int | None = None,
+        pager: LogPager | None = None,
     ) -> None:
         self.w3 = w3
+        self.pager = pager or LogPager(w3)
         self.address = Web3.to_checksum_address(registry_address)
         self.decoder = LogDecoder(w3, {"ConsortiumRegistry": self.address})
         self.start_block = start_block
@@ -223,9 +226,7 @@ class RoleMirror:
             head = int(self.w3.eth.block_number)
             tail: list[RawLog] = []
             if head > self._base_block:
-                raw = self.w3.eth.get_logs(
-                    {"address": self.address, "fromBlock": self._base_block + 1, "toBlock": head}
-                )
+                raw = self.pager.get_logs({"address": self.address}, self._base_block + 1, head)
                 for item in raw:
                     decoded = self.decoder.decode(item)
                     if decoded is None:

@@ -20,9 +20,20 @@ What is measured (one run, one machine):
 4. A sample of proof bundles is fetched from GET /events/{id}/proof and checked with
    `node.proofs.verify_bundle` against the chain.
 
+Interval mining (--block-time 2): the chain mines a block every 2 seconds, as a Besu/QBFT
+network does, instead of one block per transaction (it is deployed first, then switched). The
+node's anchorer keeps up to --max-in-flight anchor transactions in the pool at once. The
+same-run baseline is then the same node anchoring one transaction at a time (max-in-flight 1,
+as before pipelining: at most one batch per block) on --baseline-events further events, timed
+the same way; and the gas baseline (one anchorBatch per event) on --baseline events. Then
+anchoring alone (--anchor-only-events, ingested by the node with its anchorer off, then
+anchored by the node's Anchorer in this process, timed from start to the last proof stored):
+pipelined, and one transaction at a time, each on the same number of fresh events.
+
 The last line printed is one JSON object with the figures.
 
     .venv/bin/python scripts/bench/anchoring.py                       # 100,000 events, SQLite
+    .venv/bin/python scripts/bench/anchoring.py --block-time 2 --events 100000   # interval mining
     .venv/bin/python scripts/bench/anchoring.py --events 20000 --db postgresql+psycopg://postgres@127.0.0.1:5432/test
 """
 
@@ -51,11 +62,12 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from node.anchorer import Anchorer  # noqa: E402
 from node.chain.build import build  # noqa: E402
 from node.chain.client import ChainClient  # noqa: E402
 from node.chain.deploy import deploy, waymark_steps  # noqa: E402
 from node.db import Batch, Database, Event  # noqa: E402
-from node.devnet.anvil import AnvilProcess, free_port  # noqa: E402
+from node.devnet.anvil import AnvilControl, AnvilProcess, free_port  # noqa: E402
 from node.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
 from node.proofs import verify_bundle  # noqa: E402
 from node.provenance import epcis  # noqa: E402
@@ -185,11 +197,20 @@ def main() -> int:
     parser.add_argument("--check-processes", type=int, default=2, help="capture-checking processes of the node")
     parser.add_argument("--batch-size", type=int, default=4_000, help="events per anchored batch")
     parser.add_argument("--max-batch-delay", type=float, default=0.5)
-    parser.add_argument("--baseline", type=int, default=500, help="events anchored one transaction each")
+    parser.add_argument("--baseline", type=int, default=None,
+                        help="events anchored one transaction each (default 500; 10 with --block-time, a block each)")
     parser.add_argument("--verify", type=int, default=50, help="proof bundles checked with verify_bundle")
     parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--block-time", type=int, default=None, help="seconds between blocks (interval mining); default: a block per transaction")
+    parser.add_argument("--max-in-flight", type=int, default=8, help="anchor transactions the node keeps in flight")
+    parser.add_argument("--baseline-events", type=int, default=20_000,
+                        help="with --block-time: events anchored by the same node one transaction at a time (baseline)")
+    parser.add_argument("--anchor-only-events", type=int, default=40_000,
+                        help="with --block-time: events anchored alone, pipelined and one at a time (0: skip)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     options = parser.parse_args()
+    if options.baseline is None:
+        options.baseline = 500 if options.block_time is None else 10
 
     work = Path(tempfile.mkdtemp(prefix="waymark-bench-"))
     db_url = options.db or f"sqlite:///{work / 'node.sqlite3'}"
@@ -201,6 +222,9 @@ def main() -> int:
         client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
         deployment, _ = deploy(client, devnet_account(0), waymark_steps(demo_consortium()), work / "deployments" / f"{anvil.chain_id}.json")
         registry = deployment.address("ProvenanceRegistry")
+        if options.block_time is not None:
+            AnvilControl(anvil.rpc_url).set_interval_mining(options.block_time)
+            log(f"chain: a block every {options.block_time}s from now on")
         start = int(client.w3.eth.get_block("latest")["timestamp"])
 
         schema = None
@@ -232,14 +256,20 @@ def main() -> int:
             "WAYMARK_NODE_MAX_BATCH_DELAY": str(options.max_batch_delay),
             "WAYMARK_NODE_ANCHOR_DEVNET_ACCOUNT": "1",
             "WAYMARK_NODE_MAX_FUTURE_SKEW": str(10**6),
+            "WAYMARK_NODE_MAX_IN_FLIGHT": str(options.max_in_flight),
         }
-        node_log = open(work / "node.log", "wb")
-        node = subprocess.Popen(
-            [sys.executable, "-m", "waymark", "node", "run", "--check-processes", str(options.check_processes)],
-            env=env, stdout=node_log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
-        )
+
+        def start_node(environment: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
+            node_log = open(work / "node.log", "ab")
+            started_node = subprocess.Popen(
+                [sys.executable, "-m", "waymark", "node", "run", "--check-processes", str(options.check_processes), *extra],
+                env=environment, stdout=node_log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
+            )
+            wait_for(f"{base}/health")
+            return started_node
+
         base = f"http://127.0.0.1:{port}"
-        wait_for(f"{base}/health")
+        node = start_node(env)
         log(f"node up at {base} ({options.check_processes} check processes, anchorer + indexer in a process of their own); ingesting ...")
 
         errors: list[str] = []
@@ -307,6 +337,52 @@ def main() -> int:
         node.send_signal(signal.SIGTERM)
         node.wait(30)
         node = None
+        sequential: dict[str, Any] = {}
+        if options.block_time is not None:
+            more = sign_all(options.baseline_events, options.document_size, start + 100_000, anvil.chain_id, registry,
+                            os.cpu_count() or 2)
+            node = start_node({**env, "WAYMARK_NODE_MAX_IN_FLIGHT": "1"})
+            log(f"baseline: {len(more) * options.document_size} more events, the same node anchoring one transaction at a time ...")
+            before, _, _ = progress(db)
+            queue.extend(more)
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(options.clients) as pool:
+                for future in [pool.submit(client_loop) for _ in range(options.clients)]:
+                    future.result()
+            while True:
+                now_stored, pending, open_batches = progress(db)
+                if pending == 0 and open_batches == 0:
+                    break
+                if node.poll() is not None:
+                    raise RuntimeError("the node exited; see " + str(work / "node.log"))
+                time.sleep(0.05)
+            took = time.perf_counter() - t0
+            sequential = {"events": now_stored - before, "seconds": round(took, 2),
+                          "events_per_s": round((now_stored - before) / took)}
+            node.send_signal(signal.SIGTERM)
+            node.wait(30)
+            node = None
+        anchor_only: dict[str, dict[str, float]] = {}
+        if options.block_time is not None and options.anchor_only_events:
+            for round_, in_flight in enumerate((options.max_in_flight, 1)):
+                fresh = sign_all(options.anchor_only_events, options.document_size, start + 200_000 + round_ * 100_000,
+                                 anvil.chain_id, registry, os.cpu_count() or 2)
+                node = start_node(env, "--no-anchorer")
+                queue.extend(fresh)
+                with ThreadPoolExecutor(options.clients) as pool:
+                    for future in [pool.submit(client_loop) for _ in range(options.clients)]:
+                        future.result()
+                node.send_signal(signal.SIGTERM)
+                node.wait(30)
+                node = None
+                _, waiting, _ = progress(db)
+                log(f"anchoring alone: {waiting} pending events, {in_flight} anchor transaction(s) in flight ...")
+                anchorer = Anchorer(db, client, registry, devnet_account(1), batch_size=options.batch_size,
+                                    max_in_flight=in_flight, uri_prefix=f"{base}/batches/")
+                t0 = time.perf_counter()
+                anchorer.drain(timeout=3600)
+                took = time.perf_counter() - t0
+                anchor_only[str(in_flight)] = {"events": waiting, "seconds": round(took, 2), "events_per_s": round(waiting / took)}
         log(f"baseline: {options.baseline} events, one anchorBatch transaction each ...")
         one_each = baseline(client, registry, options.baseline)
 
@@ -335,13 +411,37 @@ def main() -> int:
             "baseline_events_per_s": round(one_each["events_per_s"], 1),
             "gas_reduction_factor": round(one_each["gas_per_event"] / max(gas / max(anchored_events, 1), 1e-9)),
             "proofs_verified": f"{verified}/{len(digests)}",
+            "block_time_s": options.block_time,
+            "max_in_flight": options.max_in_flight,
         }
+        if anchor_only:
+            piped, single = anchor_only[str(options.max_in_flight)], anchor_only["1"]
+            result.update({
+                "anchoring_alone_events": piped["events"],
+                "anchoring_alone_events_per_s": piped["events_per_s"],
+                "anchoring_alone_one_at_a_time_events_per_s": single["events_per_s"],
+                "anchoring_alone_speedup": round(piped["events_per_s"] / max(single["events_per_s"], 1), 1),
+            })
+        if sequential:
+            result.update({
+                "sequential_baseline_events": sequential["events"],
+                "sequential_baseline_events_per_s": sequential["events_per_s"],
+                "pipelining_speedup": round(result["end_to_end_events_per_s"] / max(sequential["events_per_s"], 1), 1),
+            })
         print(f"end to end: {result['end_to_end_events_per_s']} events/s over {anchored_events} events "
               f"({result['ingest_events_per_s']} events/s ingest alone)")
         print(f"gas: {result['gas_per_event']} per event in {len(batches)} batches; "
               f"baseline one transaction per event: {result['baseline_gas_per_event']} per event "
               f"({one_each['events']} events, {result['baseline_events_per_s']} events/s)")
         print(f"proof bundles verified against the chain: {result['proofs_verified']}")
+        if sequential:
+            print(f"interval mining, a block every {options.block_time}s: {result['end_to_end_events_per_s']} events/s with "
+                  f"{options.max_in_flight} anchors in flight; baseline, same run, one anchor at a time: "
+                  f"{sequential['events_per_s']} events/s over {sequential['events']} events")
+        if anchor_only:
+            print(f"anchoring alone, a block every {options.block_time}s: {result['anchoring_alone_events_per_s']} events/s with "
+                  f"{options.max_in_flight} in flight, {result['anchoring_alone_one_at_a_time_events_per_s']} events/s one at a time "
+                  f"({result['anchoring_alone_events']} events each)")
         print(f"CPU: node, chain and database used {node_cpu:.1f} CPU-seconds, "
               f"{result['events_per_node_cpu_second']} events per CPU-second; load average "
               f"{load_before:.2f} before, {load_after:.2f} after (other work on this machine slows the run)")

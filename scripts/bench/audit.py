@@ -16,6 +16,11 @@ Timed:
    eth_account's typed-data recovery, a `hasRoleAt` view call for the role at the event time,
    and the full Merkle proof checked against an `isAnchored` call for its root.
 
+3. The incremental re-audit: the first audit is checkpointed (node.audit.checkpoint, signed by
+   an auditor key), --new-percent more events (1% by default) are stored and anchored (not
+   timed; kept in the cache with the checkpoint), then the re-audit from the checkpoint, which
+   verifies only those, is timed against a full audit of the same data (every event).
+
 Printed: events, seconds and events/s of each, the speed-up, CPU count and load average;
 the last line is one JSON object with the figures.
 
@@ -45,7 +50,7 @@ from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from node.anchorer import Anchorer  # noqa: E402
-from node.audit import audit_database  # noqa: E402
+from node.audit import DatabaseEvidence, SignedCheckpoint, audit, audit_and_checkpoint, audit_database, load_checkpoint, save_checkpoint  # noqa: E402
 from node.chain.build import build  # noqa: E402
 from node.chain.client import ChainClient  # noqa: E402
 from node.chain.deploy import Deployment, deploy, is_current, load_deployment, waymark_steps  # noqa: E402
@@ -105,6 +110,20 @@ def _sign(args: tuple[int, int, int, int, str]) -> list[CheckedEvent]:
     return out
 
 
+def store_and_anchor(client: ChainClient, deployment: Deployment, db: Database, first: int, last: int, start: int,
+                     batch_size: int) -> None:
+    """Sign events [first, last), store them as ingest does and anchor them (not timed)."""
+    registry = deployment.address("ProvenanceRegistry")
+    step = 5_000
+    jobs = [(i, min(i + step, last), start, client.chain_id, registry) for i in range(first, last, step)]
+    capture = CaptureService(db, AttestationDomain(client.chain_id, registry),
+                             RoleMirror(client.w3, deployment.address("ConsortiumRegistry"), start_block=0))
+    with get_context("fork").Pool(os.cpu_count() or 2) as pool:
+        for rows in pool.imap(_sign, jobs):
+            capture.store(rows)
+    Anchorer(db, client, registry, devnet_account(1), batch_size=batch_size).drain(timeout=3600)
+
+
 def build_world(work: Path, events: int, batch_size: int) -> tuple[AnvilProcess, ChainClient, Deployment, Database]:
     """Start (or restart from its state file) the bench's Anvil and database, building them if needed."""
     record = work / "deployments" / "31337.json"
@@ -118,7 +137,9 @@ def build_world(work: Path, events: int, batch_size: int) -> tuple[AnvilProcess,
         db = Database(f"sqlite:///{db_path}")
         with db.session() as s:
             stored = s.scalar(select(func.count()).select_from(Event).where(Event.proof.is_not(None)))
-        if is_current(client, deployment, CONTRACTS) and stored == json.loads(complete.read_text())["events"] == events:
+        recorded = json.loads(complete.read_text())
+        if is_current(client, deployment, CONTRACTS) and "start" in recorded and recorded["events"] == events \
+                and stored == events + recorded.get("extra", 0):
             log(f"reusing {work} ({stored} anchored events)")
             return anvil, client, deployment, db
         log(f"{work} is stale; rebuilding")
@@ -147,7 +168,7 @@ def build_world(work: Path, events: int, batch_size: int) -> tuple[AnvilProcess,
     t = time.perf_counter()
     Anchorer(db, client, registry, devnet_account(1), batch_size=batch_size).drain(timeout=3600)
     log(f"anchored in {time.perf_counter() - t:.1f}s")
-    complete.write_text(json.dumps({"events": events}))
+    complete.write_text(json.dumps({"events": events, "start": start}))
     return anvil, client, deployment, db
 
 
@@ -190,18 +211,44 @@ def main() -> int:
     parser.add_argument("--baseline", type=int, default=2_000, help="events the naive verifier checks")
     parser.add_argument("--rebuild", action="store_true", help="build the database and chain afresh")
     parser.add_argument("--work", type=Path, default=None, help="cache directory (default var/bench/audit-<N>)")
+    parser.add_argument("--new-percent", type=float, default=1.0, help="events added after the checkpoint, percent of --events")
     options = parser.parse_args()
     work = options.work or ROOT / "var" / "bench" / f"audit-{options.events}"
     if options.rebuild:
         shutil.rmtree(work, ignore_errors=True)
     anvil, client, deployment, db = build_world(work, options.events, options.batch_size)
     try:
+        auditor = devnet_account(19)  # the auditor's own key (a devnet key: this is a benchmark)
+        complete = work / "complete.json"
+        recorded = json.loads(complete.read_text())
+        checkpoint_file = work / "checkpoint.json"
         log(f"auditing with {options.workers} worker processes ...")
-        report = audit_database(client, deployment, db, workers=options.workers)
+        if recorded.get("extra") is None or not checkpoint_file.exists():
+            report, made = audit_and_checkpoint(client, deployment, DatabaseEvidence(db), auditor, workers=options.workers)
+            if made is None:
+                log(f"the audit found {len(report.discrepancies)} discrepancies on an honest history: {report.by_kind()}")
+                return 1
+            save_checkpoint(checkpoint_file, *made)
+            extra = max(1, round(options.events * options.new_percent / 100))
+            log(f"checkpoint at block {made[0].to_block}; storing and anchoring {extra} new events ...")
+            store_and_anchor(client, deployment, db, options.events, options.events + extra, int(recorded.get("start", 0)),
+                             options.batch_size)
+            complete.write_text(json.dumps({**recorded, "extra": extra}))
+        else:
+            report = audit_database(client, deployment, db, workers=options.workers)
+            extra = int(recorded["extra"])
         if not report.ok:
             log(f"the audit found {len(report.discrepancies)} discrepancies on an honest history: {report.by_kind()}")
             return 1
         fast_events, fast_s = report.checked.events, report.elapsed_s
+        since = SignedCheckpoint(*load_checkpoint(checkpoint_file), auditor.address)
+        log(f"incremental re-audit from the checkpoint ({extra} new events) ...")
+        incremental = audit(client, deployment, DatabaseEvidence(db), workers=options.workers, since=since)
+        log("full audit of the same data ...")
+        full = audit_database(client, deployment, db, workers=options.workers)
+        if not (incremental.ok and full.ok):
+            log(f"discrepancies on an honest history: incremental {incremental.by_kind()}, full {full.by_kind()}")
+            return 1
         log(f"naive verifier on {options.baseline} events ...")
         naive_events, naive_s, failures = naive(client, deployment, db, options.baseline)
         if failures:
@@ -219,10 +266,16 @@ def main() -> int:
         "naive_events": naive_events, "naive_seconds": round(naive_s, 2), "naive_events_per_s": round(naive_rate, 1),
         "speedup": round(fast_rate / naive_rate, 1), "target_events_per_s": 20_000,
         "target_met": fast_rate >= 20_000, "cpu_count": os.cpu_count(), "loadavg": [round(x, 2) for x in load],
+        "incremental_new_events": incremental.checked.events, "incremental_seconds": round(incremental.elapsed_s, 2),
+        "full_same_data_events": full.checked.events, "full_same_data_seconds": round(full.elapsed_s, 2),
+        "incremental_speedup": round(full.elapsed_s / max(incremental.elapsed_s, 1e-9), 1),
     }
     print(f"audit : {fast_events} events in {fast_s:.2f} s = {fast_rate:,.0f} events/s ({options.workers} workers, "
           f"whole audit incl. chain replay of {report.checked.anchored_roots} roots)")
     print(f"naive : {naive_events} events in {naive_s:.2f} s = {naive_rate:,.1f} events/s (single thread)")
+    print(f"re-audit from a signed checkpoint: {incremental.checked.events} new events in {incremental.elapsed_s:.2f} s; "
+          f"full audit of the same {full.checked.events} events in {full.elapsed_s:.2f} s "
+          f"({full.elapsed_s / max(incremental.elapsed_s, 1e-9):,.1f}x)")
     print(f"speed-up {fast_rate / naive_rate:,.1f}x; target 20,000 events/s {'met' if fast_rate >= 20_000 else 'NOT met'}; "
           f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(json.dumps(figures))

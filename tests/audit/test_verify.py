@@ -49,6 +49,20 @@ def test_an_honest_history_has_no_discrepancies(world: World, workers: int) -> N
     assert AuditReport.from_json(orjson.loads(orjson.dumps(report.to_json()))) == report
 
 
+def test_a_batch_of_one_event_whose_proof_is_empty_audits_clean(world: World) -> None:
+    """The one leaf of a one-event batch is its root: its proof is empty, and it is anchored."""
+    now = int(world.chain.w3.eth.get_block("latest")["timestamp"])
+    lone = epcis.object_event(epcs=[UnitId(GTIN, "LONE1", "LOT1")], action="OBSERVE", event_time=iso(now + 300),
+                              biz_step="inspecting")
+    capture_and_anchor(world.runtime, capture_document([(lone, INSPECTOR)], world.runtime.domain))
+    with world.db.session() as s:
+        (batch,) = s.scalars(select(Batch).where(Batch.event_count == 1)).all()
+        assert s.scalar(select(Event.proof).where(Event.batch_id == batch.id)) == b""
+    report = run(world)
+    assert report.ok, [d.to_json() for d in report.discrepancies]
+    assert report.checked.events == 25
+
+
 # ---- events ----------------------------------------------------------------------------------
 
 

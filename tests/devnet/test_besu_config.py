@@ -24,6 +24,8 @@ from node.consortium import ConsortiumFileError
 from node.devnet.anvil import AnvilProcess
 from node.devnet.besu import (
     BESU_DIR,
+    BROWSER_RPC_APIS,
+    BROWSER_RPC_FOLDER,
     BLOCK_FORKS,
     RPC_APIS,
     GenesisMissing,
@@ -34,6 +36,7 @@ from node.devnet.besu import (
     decode_qbft_extra_data,
     generate,
     load_besu_network,
+    member_identity,
     parse_enode,
     public_keys_of,
     qbft_extra_data,
@@ -152,7 +155,7 @@ def test_nodes_allowlist_holds_the_enode_of_each_node_key(tmp_path: Path) -> Non
         for key, m in zip(private_keys(out, summary).values(), members)
     ]
     nodes = read_toml(out / "permissions_config.toml")["nodes-allowlist"]
-    assert nodes == expected
+    assert nodes == [*expected, summary["browserRpc"]["enode"]]  # the validators, then the browsers' node
     for url in nodes:
         parse_enode(url)  # a well-formed enode whose key is on secp256k1
 
@@ -234,11 +237,134 @@ def test_the_committed_example_is_what_the_generator_makes_today() -> None:
     network = load_besu_network(EXAMPLE_CONSORTIUM)
     keys = public_keys_of(summary)
     files = render_network(
-        network, [keys[v.member] for v in network.validators], accounts_before_deployment(network), summary["accountsSource"]
+        network, [keys[v.member] for v in network.validators], accounts_before_deployment(network), summary["accountsSource"],
+        keys[BROWSER_RPC_FOLDER],
     )
     for relative, text in files.items():
         assert (EXAMPLE_OUTPUT / relative).read_text() == text, f"{relative} is stale: regenerate the example"
     assert not list(EXAMPLE_OUTPUT.rglob("key")), "node keys are secrets and are never kept in the repository"
+
+
+# --- the browsers' endpoint ---------------------------------------------------------------
+
+ADMIN_APIS = {"ADMIN", "DEBUG", "MINER", "PERM", "PLUGINS", "QBFT", "IBFT", "CLIQUE", "TRACE", "TXPOOL"}
+
+
+def test_browsers_get_their_own_node_serving_only_eth_net_web3_to_the_cors_origins(tmp_path: Path) -> None:
+    data = example_data()
+    data["browserRpc"] = {"member": "Bluewater Ocean Freight", "corsOrigins": ["https://scan.example.org"], "rpcPort": 8645}
+    network = load_besu_network(write_consortium(tmp_path, data))
+    out = tmp_path / "out"
+    generate(network, out, accounts_before_deployment(network), "test")
+    summary = json.loads((out / "network.json").read_text())
+    browser = read_toml(out / BROWSER_RPC_FOLDER / "config.toml")
+    assert browser["rpc-http-api"] == list(BROWSER_RPC_APIS) == ["ETH", "NET", "WEB3"]
+    assert not ADMIN_APIS & set(browser["rpc-http-api"])
+    assert browser["rpc-http-cors-origins"] == ["https://scan.example.org"]
+    assert browser["rpc-ws-enabled"] is False and browser["graphql-http-enabled"] is False
+    assert browser["permissions-accounts-config-file-enabled"] is True  # submitting still needs an allowlisted key
+    # Apart from the validators: its own port and key, not a validator, its admin-free API alone.
+    extra = decode_qbft_extra_data(bytes.fromhex(json.loads((out / "genesis.json").read_text())["extraData"][2:]))
+    browser_key = PrivateKey(bytes.fromhex((out / BROWSER_RPC_FOLDER / "key").read_text().strip()[2:]))
+    assert browser_key.public_key.to_checksum_address() not in extra.validators
+    nodes = read_toml(out / "permissions_config.toml")["nodes-allowlist"]
+    assert nodes[-1] == summary["browserRpc"]["enode"] == f"enode://{browser_key.public_key.to_bytes().hex()}@127.0.0.1:30307"
+    assert set(browser["bootnodes"]) <= set(nodes[:-1])
+    assert summary["browserRpc"]["member"] == "Bluewater Ocean Freight" and summary["browserRpc"]["rpcUrl"] == "http://127.0.0.1:8645"
+    for v in summary["validators"]:
+        config = read_toml(out / v["folder"] / "config.toml")
+        assert config["rpc-http-host"] == "127.0.0.1"  # the admin endpoints stay on loopback
+        assert "rpc-http-cors-origins" not in config  # no browser may call them
+        assert config["rpc-http-port"] != browser["rpc-http-port"] and config["p2p-port"] != browser["p2p-port"]
+
+
+@pytest.mark.parametrize(("setting", "value", "field"), [
+    ("corsOrigins", ["https://scan.example.org/path"], "browserRpc.corsOrigins"),
+    ("corsOrigins", [], "browserRpc.corsOrigins"),
+    ("member", "Nobody Ltd", "browserRpc.member"),
+    ("rpcPort", 8556, "browserRpc.rpcPort"),
+    ("p2pPort", 30304, "browserRpc.p2pPort"),
+    ("apis", ["ADMIN"], "browserRpc.apis"),
+])
+def test_a_bad_browser_endpoint_setting_is_refused_naming_it(tmp_path: Path, setting: str, value: Any, field: str) -> None:
+    data = example_data()
+    data["browserRpc"] = {setting: value}
+    with pytest.raises(ConsortiumFileError) as info:
+        load_besu_network(write_consortium(tmp_path, data))
+    assert info.value.field == field
+
+
+# --- key ceremony: public material only ----------------------------------------------------
+
+
+def _ceremony(tmp_path: Path, data: dict[str, Any], cli: bool = False) -> tuple[Path, Path, Path]:
+    """Each member makes its key on its own machine (a folder of its own; `waymark devnet besu-key`
+    if `cli`, else the function it calls) and hands over only its identity.json; returns
+    (consortium file, the members' machines, the coordinator's handover folder)."""
+    consortium = write_consortium(tmp_path, data)
+    network = load_besu_network(consortium)
+    machines, handover = tmp_path / "members", tmp_path / "handover"
+    handover.mkdir()
+    browser_member = data["members"][0]["name"]
+    runs = [(f"m{i}", m["name"], False) for i, m in enumerate(data["members"])] + [("browser", browser_member, True)]
+    for folder, member, browser in runs:
+        own = machines / folder
+        if cli:
+            args = ["--browser-rpc"] if browser else []
+            result = run_cli("devnet", "besu-key", "--consortium", str(consortium), "--member", member, "--out", str(own), *args)
+            assert result.returncode == 0, result.stderr
+        else:
+            member_identity(network, member, own, browser_rpc=browser)
+        (handover / f"{folder}.json").write_text((own / "identity.json").read_text())
+    return consortium, machines, handover
+
+
+def test_the_network_is_built_from_the_members_public_identities_alone(tmp_path: Path) -> None:
+    data = example_data()
+    consortium, machines, handover = _ceremony(tmp_path, data, cli=True)
+    secrets = {p.parent.name: (p.read_text().strip(), PrivateKey(bytes.fromhex(p.read_text().strip()[2:]))) for p in machines.rglob("key")}
+    assert len(secrets) == 5 and all(p.stat().st_mode & 0o777 == 0o600 for p in machines.rglob("key"))
+    for path in handover.iterdir():  # what was handed over holds no secret
+        assert not any(text.removeprefix("0x") in path.read_text() for text, _key in secrets.values())
+
+    out = tmp_path / "network"
+    result = run_cli("devnet", "besu-config", "--consortium", str(consortium), "--public-keys", str(handover), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert not list(out.rglob("key"))  # the coordinator never made or saw a key
+    genesis_validators = decode_qbft_extra_data(bytes.fromhex(json.loads((out / "genesis.json").read_text())["extraData"][2:])).validators
+    member_keys = [secrets[f"m{i}"][1] for i in range(len(data["members"]))]
+    assert list(genesis_validators) == sorted((k.public_key.to_checksum_address() for k in member_keys), key=str.lower)
+    nodes = read_toml(out / "permissions_config.toml")["nodes-allowlist"]
+    expected = [f"enode://{k.public_key.to_bytes().hex()}@{m['validator']['host']}:{m['validator']['p2pPort']}"
+                for k, m in zip(member_keys, data["members"])]
+    assert nodes == [*expected, f"enode://{secrets['browser'][1].public_key.to_bytes().hex()}@127.0.0.1:30307"]
+    # Each member's own key then sits in its own folder (node-private-key-file = "key") and matches.
+    for i, v in enumerate(json.loads((out / "network.json").read_text())["validators"]):
+        assert v["address"] == member_keys[i].public_key.to_checksum_address()
+
+
+@pytest.mark.parametrize("tamper", ["other port", "enode of another key", "secret added", "missing member", "other chain"])
+def test_an_identity_that_does_not_match_the_consortium_file_is_refused(tmp_path: Path, tamper: str) -> None:
+    data = example_data()
+    consortium, _machines, handover = _ceremony(tmp_path, data)
+    first = json.loads((handover / "m0.json").read_text())
+    if tamper == "other port":
+        first["enode"] = first["enode"].replace(":30303", ":30399")
+    elif tamper == "enode of another key":
+        other = json.loads((handover / "m1.json").read_text())
+        first["enode"] = other["enode"].replace(":30304", ":30303")
+    elif tamper == "secret added":
+        first["privateKey"] = "0x" + "11" * 32
+    elif tamper == "other chain":
+        first["chainId"] = 1
+    if tamper == "missing member":
+        (handover / "m2.json").unlink()
+    else:
+        (handover / "m0.json").write_text(json.dumps(first))
+    result = run_cli("devnet", "besu-config", "--consortium", str(consortium), "--public-keys", str(handover), "--out", str(tmp_path / "n"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert ("Bluewater Ocean Freight" if tamper == "missing member" else "m0.json") in result.stderr
+    assert not (tmp_path / "n" / "genesis.json").exists()
 
 
 # --- bad consortium files ------------------------------------------------------------------

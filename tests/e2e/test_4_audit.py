@@ -32,10 +32,10 @@ KINDS = ("event_data_missing", "hash_mismatch", "signature_invalid", "signer_lac
 
 
 @pytest.fixture(scope="module")
-def ended(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
+def ended(tmp_path_factory: pytest.TempPathFactory, block_time: float | None) -> Iterator[Story]:
     """The whole story played on a world of its own (the other stories' world may be at any
     chapter): delivery, confirmation, withdrawals, the dispute, the counterfeit scans."""
-    with demo_world(tmp_path_factory.mktemp("e2e-audit")) as story:
+    with demo_world(tmp_path_factory.mktemp("e2e-audit"), block_time) as story:
         deliver(story).play(wait=False)
         yield story
 

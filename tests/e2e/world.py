@@ -21,11 +21,12 @@ def narrate(line: str) -> None:
 
 
 @contextmanager
-def demo_world(folder: Path) -> Iterator[Story]:
-    """A network of its own (free ports, state in `folder`) with the demo story on it, stopped after."""
+def demo_world(folder: Path, block_time: float | None = None) -> Iterator[Story]:
+    """A network of its own (free ports, state in `folder`; a block every `block_time` seconds, else
+    one per transaction) with the demo story on it, stopped after."""
     supervisor = Supervisor(narrate)
     try:
-        network = start_network(folder, Ports.free(), supervisor, narrate)
+        network = start_network(folder, Ports.free(), supervisor, narrate, block_time=block_time)
         played = Story(network, narrate, day_seconds=DAY_SECONDS, units=24)
         try:
             yield played

@@ -169,3 +169,82 @@ def test_leaves_are_event_hash_and_signer(runtime: NodeRuntime, chain_now: int) 
         event = s.scalars(select(Event)).first()
     assert event is not None
     assert registry.functions.leafHash(bytes(event.digest), event.signer).call() == leaf_hash(bytes(event.digest), event.signer)
+
+
+# ---- pipelining: several anchors in flight, stuck ones replaced -----------------------------
+
+
+def _pool_size(runtime: NodeRuntime) -> int:
+    eth = runtime.client.w3.eth
+    return int(eth.get_transaction_count(MANUFACTURER.address, "pending")) - int(eth.get_transaction_count(MANUFACTURER.address, "latest"))
+
+
+def test_several_anchor_transactions_are_in_flight_before_a_block_is_mined(
+    runtime: NodeRuntime, chain_now: int, devnet: AnvilControl
+) -> None:
+    _ingest(runtime, chain_now)  # 12 events
+    anchorer = _anchorer(runtime, batch_size=3, max_delay=0)
+    devnet.set_automine(False)
+    try:
+        anchorer.step()
+        assert anchorer.in_flight == 4 and _pool_size(runtime) == 4  # four nonces in the pool at once
+        assert _anchored_logs(runtime) == []
+        devnet.mine()
+        anchorer.step()
+    finally:
+        devnet.set_automine(True)
+    assert anchorer.in_flight == 0
+    with runtime.db.session() as s:
+        blocks = set(s.scalars(select(Batch.block_number)).all())
+    assert len(blocks) == 1  # all four batches in one block
+    _assert_all_anchored_once(runtime)
+
+
+def test_a_stuck_anchor_the_node_forgot_is_sent_again_under_its_nonce(
+    runtime: NodeRuntime, chain_now: int, devnet: AnvilControl
+) -> None:
+    _ingest(runtime, chain_now)
+    anchorer = _anchorer(runtime, max_delay=0)
+    devnet.set_automine(False)
+    try:
+        anchorer.step()
+        assert anchorer.in_flight == 1
+        devnet.drop_all_transactions()  # the node forgot it
+        assert _pool_size(runtime) == 0
+        anchorer.stuck_after = 0
+        anchorer.step()  # stuck: sent again, same nonce
+        assert _pool_size(runtime) == 1
+        devnet.mine()
+        anchorer.step()
+    finally:
+        devnet.set_automine(True)
+    with runtime.db.session() as s:
+        (batch,) = s.scalars(select(Batch)).all()
+    assert batch.status in ("anchored", "confirmed") and batch.sends == 1
+    _assert_all_anchored_once(runtime)
+
+
+def test_a_stuck_anchor_still_in_the_pool_is_replaced_with_higher_fees(
+    runtime: NodeRuntime, chain_now: int, devnet: AnvilControl
+) -> None:
+    _ingest(runtime, chain_now)
+    anchorer = _anchorer(runtime, max_delay=0)
+    devnet.set_automine(False)
+    try:
+        anchorer.step()
+        (first,) = [f.sent for f in anchorer._in_flight.values()]
+        anchorer.stuck_after = 0
+        anchorer.step()
+        (second,) = [f.sent for f in anchorer._in_flight.values()]
+        assert second.nonce == first.nonce and second.tx_hash != first.tx_hash
+        assert int(second.tx["maxPriorityFeePerGas"]) > int(first.tx["maxPriorityFeePerGas"])  # type: ignore[call-overload]
+        assert _pool_size(runtime) == 1  # replaced, not added
+        anchorer.stuck_after = 3600
+        devnet.mine()
+        anchorer.step()
+    finally:
+        devnet.set_automine(True)
+    with runtime.db.session() as s:
+        (batch,) = s.scalars(select(Batch)).all()
+    assert bytes(batch.tx_hash or b"") == bytes(second.tx_hash)
+    _assert_all_anchored_once(runtime)

@@ -3,6 +3,9 @@ while thousands of events arrive; after the last restart every event is anchored
 
 About 2,400 events in batches of 25 (about 100 anchor transactions) and 8 kills per backend,
 most of them while the anchorer is busy (about 15 s per backend on an idle 2-core machine).
+It runs twice: on a chain that mines each transaction at once, and on one that mines a block
+every second (as a Besu/QBFT network), where the pipelined anchorer has several anchor
+transactions in the node's pool when it is killed.
 """
 
 from __future__ import annotations
@@ -13,17 +16,26 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import pytest
+from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, select
 
-from node.db import Batch, Event
+from node.chain.client import ChainClient
+from node.chain.deploy import deploy, waymark_steps
+from node.db import Batch, Database, Event
+from node.devnet.anvil import AnvilControl, AnvilProcess, free_port
+from node.devnet.consortium import demo_consortium
 from node.ingest.capture import CaptureService
 from node.provenance import epcis
 from node.provenance.gs1 import UnitId
 from node.provenance.merkle import leaf_hash, verify_proof
 from node.service import NodeRuntime, build_capture
+from node.service_settings import NodeSettings
+from node.settings import ChainSettings
 from tests.node.story import CARRIER, GTIN, MANUFACTURER, capture_document, iso
 
 EVENTS = 2_400
@@ -72,9 +84,39 @@ def _documents(runtime: NodeRuntime, start: int) -> list[bytes]:
     return documents
 
 
+BLOCK_TIME = 1
+
+
+@pytest.fixture
+def interval_runtime(db: Database, accounts: list[LocalAccount], tmp_path: Path) -> Iterator[NodeRuntime]:
+    """A node on a chain of its own that mines a block every BLOCK_TIME seconds (deployed first,
+    a block per transaction, then switched to interval mining)."""
+    anvil = AnvilProcess(port=free_port()).start()
+    try:
+        client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
+        deployment, _ = deploy(client, accounts[0], waymark_steps(demo_consortium()),
+                               tmp_path / "deployments" / f"{client.chain_id}.json")
+        AnvilControl(anvil.rpc_url).set_interval_mining(BLOCK_TIME)
+        settings = NodeSettings(max_future_skew=10**9, batch_size=500)
+        yield NodeRuntime(settings, ChainSettings(rpc_url=anvil.rpc_url, chain_id=anvil.chain_id), db, client, deployment)
+    finally:
+        anvil.stop()
+
+
 def test_anchorer_killed_at_random_loses_nothing_and_anchors_nothing_twice(
     runtime: NodeRuntime, chain_now: int, tmp_path: Path
 ) -> None:
+    _kill_restart_and_check(runtime, chain_now, tmp_path)
+
+
+def test_pipelined_anchorer_killed_at_random_under_interval_mining_loses_nothing_and_anchors_nothing_twice(
+    interval_runtime: NodeRuntime, tmp_path: Path
+) -> None:
+    now = int(interval_runtime.client.w3.eth.get_block("latest")["timestamp"])
+    _kill_restart_and_check(interval_runtime, now, tmp_path)
+
+
+def _kill_restart_and_check(runtime: NodeRuntime, chain_now: int, tmp_path: Path) -> str:
     rng = random.Random(int(os.environ.get("WAYMARK_CRASH_SEED", "20250701")))
     capture: CaptureService = build_capture(runtime)
     documents = _documents(runtime, chain_now)
@@ -135,3 +177,4 @@ def test_anchorer_killed_at_random_loses_nothing_and_anchors_nothing_twice(
         proof = bytes(event.proof or b"")
         siblings = [proof[i : i + 32] for i in range(0, len(proof), 32)]
         assert registry.functions.verifyLeaf(bytes(batches[event.batch_id or 0].root), siblings, bytes(event.digest), event.signer).call()
+    return text

@@ -114,3 +114,35 @@ def test_rolls_back_reverted_blocks_and_reindexes_the_new_chain(
     (row,) = stored_logs(db, chain.chain_id, event="BatchAnchored")
     assert row.block_number == fork_point + 1 and row.block_hash == new_hash
     assert indexer.cursor() == (fresh.w3.eth.block_number, bytes(fresh.w3.eth.get_block("latest")["hash"]))
+
+
+def test_behind_a_besu_range_limit_the_indexer_pages_halves_and_resumes_from_its_cursor(
+    db: Database, anvil: AnvilProcess, chain: ChainClient, deployment: Deployment, devnet: AnvilControl
+) -> None:
+    import pytest
+    import requests
+    from web3 import HTTPProvider, Web3
+
+    from tests.chain.besu_limits import logs_limited
+
+    devnet.mine(100)
+    expected = chain.w3.eth.get_logs({"address": list(followed_contracts({n: c.address for n, c in deployment.contracts.items()}).values()),  # type: ignore[typeddict-item]
+                                      "fromBlock": deployment.start_block, "toBlock": "latest"})
+    with logs_limited(anvil.rpc_url, max_logs_range=9) as node:
+        indexer = Indexer(db, Web3(HTTPProvider(node.url)), followed_contracts({n: c.address for n, c in deployment.contracts.items()}),
+                          chain_id=chain.chain_id, start_block=deployment.start_block, max_range=2_000)
+        node.fail_after = 3  # the node goes away after three pages
+        with pytest.raises(requests.HTTPError):
+            indexer.step()
+        cursor = indexer.cursor()
+        learned = indexer.pager.max_range
+        assert learned <= 10 and indexer.pager.refusals > 0  # halved until Besu's limit let it through
+        assert cursor is not None and cursor[0] == deployment.start_block + 3 * learned - 1  # three pages stored
+        node.fail_after = None
+        asked_before = len(node.asked)
+        indexer.step()
+        resumed = node.asked[asked_before:]
+    assert resumed[0] == (cursor[0] + 1, cursor[0] + learned, False)  # from the cursor, with the learned range
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ChainLog)) == len(expected)
+    assert indexer.cursor() is not None and indexer.cursor()[0] == int(chain.w3.eth.block_number)  # type: ignore[index]

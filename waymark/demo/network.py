@@ -112,9 +112,11 @@ def _service(name: str, root: Path, args: list[str], port: int, env: dict[str, s
     )
 
 
-def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callable[[str], None]) -> Network:
-    """Start Anvil (chain state in `root/chain`), deploy unless the recorded deployment is current,
-    then node, relayer and API as child processes of `supervisor`. Returns once all answer."""
+def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callable[[str], None],
+                  block_time: float | None = None) -> Network:
+    """Start Anvil (chain state in `root/chain`; a block every `block_time` seconds, else one per
+    transaction), deploy unless the recorded deployment is current, then node, relayer and API as
+    child processes of `supervisor`. Returns once all answer."""
     ports.check_free()
     root.mkdir(parents=True, exist_ok=True)
     if build():
@@ -122,7 +124,7 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
     state = root / "chain" / "state.json"
     state.parent.mkdir(parents=True, exist_ok=True)
     resumed = state.exists()
-    anvil = AnvilProcess(port=ports.rpc, state_file=state)
+    anvil = AnvilProcess(port=ports.rpc, state_file=state, block_time=block_time)
     rpc_url = anvil.rpc_url
     supervisor.start(Child("anvil", anvil.command(), root / "logs" / "anvil.log", health_url=rpc_url), timeout=30)
     client = ChainClient(rpc_url, expected_chain_id=DEVNET_CHAIN_ID)
