@@ -28,6 +28,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from node.strict_json import ErrorBarrier, JsonInputError, JsonLimits, read_json
 from oracle.errors import InputRejected, OracleError, UnknownAdapter
 from oracle.runtime import OracleRuntime
 
@@ -58,23 +59,20 @@ def create_app(runtime: OracleRuntime, *, background: bool = True, max_body_byte
                 runtime.stop()
 
     app = FastAPI(title=f"Waymark oracle ({runtime.account.address})", lifespan=lifespan)
+    app.add_middleware(ErrorBarrier)
     oracle = runtime.oracle
 
+    limits = JsonLimits(max_bytes=max_body_bytes)
+
     async def body_of(request: Request, adapter: str) -> Any:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                raise InputRejected(adapter, "(body)", f"larger than {max_body_bytes} bytes")
-            chunks.append(chunk)
-        raw = b"".join(chunks)
-        if not raw.strip():
-            raise InputRejected(adapter, "(body)", "empty body: expected a JSON object")
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise InputRejected(adapter, "(body)", f"malformed JSON: {exc}") from None
+            return await read_json(request, limits)
+        except JsonInputError as exc:
+            if exc.code == "malformed" and exc.field == "(body)":
+                raise InputRejected(adapter, exc.field, f"malformed JSON: {exc.message}") from None
+            if exc.status == 422:
+                raise InputRejected(adapter, exc.field, exc.message) from None
+            raise
 
     async def accept(adapter: str, request: Request) -> Response:
         try:
@@ -83,6 +81,8 @@ def create_app(runtime: OracleRuntime, *, background: bool = True, max_body_byte
             accepted = await anyio.to_thread.run_sync(oracle.accept, adapter, data)
         except InputRejected as exc:
             return _rejected(exc)
+        except JsonInputError as exc:  # 413 too large, 415 media type or encoding
+            return _json({**exc.as_json(), "adapter": adapter}, exc.status)
         except UnknownAdapter as exc:
             return _json({"code": exc.code, "message": str(exc), "field": "adapter"}, 404)
         except OracleError as exc:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +36,10 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
+from node.ingest.capture import MAX_FUTURE_SKEW, event_time_problem
 from node.ingest.roles import roles_for_bizstep
 from node.provenance import epcis
-from node.provenance.attestation import AttestationDomain, sign_attestation
+from node.provenance.attestation import AttestationDomain, event_unix_time, sign_attestation
 from node.provenance.epcis import CUSTOMS_NS, EpcisValidationError, validate_event
 from node.provenance.event_hash import EventHashError, primary_object_id
 from oracle.adapters import all_adapters
@@ -46,6 +48,9 @@ from oracle.adapters.carrier import shipment_refs
 from oracle.errors import InputRejected, OracleMisconfigured, UnknownAdapter
 from oracle.queue import DurableQueue
 from oracle.state import OracleState
+
+# (account, roles accepted, unix time) -> whether the account held one of them then; None: cannot tell.
+RoleAt = Callable[[str, Sequence[str], int], "bool | None"]
 
 # Job kinds of the queue, in the order the delivery worker serves them.
 DOCUMENT, EVENT, ESCROW = "document", "event", "escrow"
@@ -133,8 +138,14 @@ class Oracle:
         roles: frozenset[str] | Callable[[], frozenset[str] | None] | None = None,
         document_readers: Sequence[int] = (),
         fx_signer: Callable[[FxObservation], dict[str, Any]] | None = None,
+        role_at: RoleAt | None = None,
+        max_future_skew: int = MAX_FUTURE_SKEW,
     ) -> None:
         self.account = account
+        # The registry's history (hasRoleAt, as the node checks it), when the chain can tell:
+        # an event whose time is before the organisation held the role is refused, not queued.
+        self.role_at = role_at
+        self.max_future_skew = max_future_skew
         self.domain = domain
         self.queue = queue
         self.state = state
@@ -199,6 +210,18 @@ class Oracle:
                 f"a {event.get('bizStep')} event is attested by {' or '.join(roles)}; this oracle's organisation holds "
                 f"{', '.join(sorted(held)) or 'no role'}",
             )
+        # What the node checks next: the time (bounds, future skew) and the role at that time.
+        problem = event_time_problem(event.get("eventTime"), time.time(), self.max_future_skew)
+        if problem is not None:
+            raise InputRejected(adapter, f"{where}.eventTime", problem)
+        if self.role_at is not None:
+            at = event_unix_time(event)
+            if self.role_at(self.address, roles, at) is False:
+                raise InputRejected(
+                    adapter, f"{where}.eventTime",
+                    f"this oracle's account {self.address} did not hold {' or '.join(roles)} at {event.get('eventTime')} "
+                    f"(unix {at}): before its organisation was admitted or granted the role, or after it lost it",
+                )
 
     def _queue(self, adapter: str, output: Output) -> Accepted:
         events = [e if "@context" in e else {"@context": epcis.WAYMARK_CONTEXT, **e} for e in output.events]
