@@ -7,11 +7,14 @@
     GET  /schemas/{adapter}    the JSON schema of an adapter's input
     GET  /fx-rates/{base}/{quote}  the newest rate of the pair this oracle signed (escrow FxRate)
     GET  /events/{event_id}    delivery state of an event: pending / delivered / rejected
+    GET  /submissions/{id}     what became of one accepted record (its `statusUrl`): pending /
+                               accepted (the node stored it) / refused (with the receiver's message)
     GET  /rejected             jobs a receiver refused for good, with its reason
     GET  /health               queue counts per kind and state
 
 An accepted record is answered 202 (queued durably, delivered to the node and the relayer
-in the background) with the event ids it produced; the same record again is answered 202
+in the background) with the event ids it produced and a `statusUrl` saying later what the
+node did with them; the same record again is answered 202
 with the same ids and `accepted: 0`. A refused one is answered 422
 `{code: "rejected", adapter, field, message, more?}`: `field` is the path of the offending
 value in the input (`readings[2].unit`, `(body)` for something that is not JSON at all).
@@ -31,6 +34,7 @@ from fastapi.responses import Response
 from node.strict_json import ErrorBarrier, JsonInputError, JsonLimits, read_json
 from oracle.errors import InputRejected, OracleError, UnknownAdapter
 from oracle.runtime import OracleRuntime
+from oracle.service import submission_report
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -123,6 +127,13 @@ def create_app(runtime: OracleRuntime, *, background: bool = True, max_body_byte
         if info is None or info.kind != "event":
             return _json({"code": "not_found", "message": f"this oracle queued no event {event_id}"}, 404)
         return _json({"eventId": event_id, "status": info.status, "attempts": info.attempts, "lastError": info.last_error})
+
+    @app.get("/submissions/{submission}")
+    def submission(submission: str) -> Response:
+        report = submission_report(runtime.queue, submission)
+        if report is None:
+            return _json({"code": "not_found", "message": f"this oracle has no submission {submission}"}, 404)
+        return _json(report)
 
     @app.get("/rejected")
     def rejected() -> Response:

@@ -178,8 +178,9 @@ def build_runtime(
         max_future_skew=settings.max_future_skew,
     )
     node = NodeClient(settings.node_url, account, chain_id, consortium_registry, timeout=settings.request_timeout)
-    delivery = Delivery(queue, node, sink, batch=settings.deliver_batch, base_delay=settings.retry_base, max_delay=settings.retry_max)
-    folder = CsvDropFolder(oracle, settings.csv_dir(), min_age=settings.csv_min_age) if csv else None
+    delivery = Delivery(queue, node, sink, batch=settings.deliver_batch, base_delay=settings.retry_base, max_delay=settings.retry_max,
+                        max_poison_tries=settings.max_poison_tries)
+    folder = CsvDropFolder(oracle, settings.csv_dir(), min_age=settings.csv_min_age, max_tries=settings.max_poison_tries) if csv else None
     return OracleRuntime(settings, account, chain_id, oracle, queue, state, delivery, folder, sink)
 
 

@@ -26,6 +26,7 @@ this oracle knows them to travel in.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -70,9 +71,11 @@ class Accepted:
     escrow_facts: list[str]
     fx: list[str]
     notes: dict[str, Any] = field(default_factory=dict)
+    submission: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
+            **({"submission": self.submission, "statusUrl": f"/submissions/{self.submission}"} if self.submission else {}),
             "adapter": self.adapter,
             "eventIds": self.event_ids,
             "accepted": self.new_events,
@@ -95,6 +98,31 @@ def load_products(path: Path | None) -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise OracleMisconfigured("products_file", f"{path}: expected an object keyed by GTIN")
     return {str(k): v for k, v in data.items() if isinstance(v, dict)}
+
+
+def submission_id(adapter: str, keys: Sequence[str]) -> str:
+    """The id of one accepted record's submission: the same record gives the same id."""
+    return hashlib.sha256("\n".join([adapter, *keys]).encode()).hexdigest()[:32]
+
+
+def submission_report(queue: DurableQueue, submission: str) -> dict[str, Any] | None:
+    """What became of a submission: `pending` while anything is undelivered, `refused` if a
+    receiver refused any part of it (with its message), else `accepted` (the node stored every
+    event). None for an unknown id."""
+    jobs = queue.submission(submission)
+    if jobs is None:
+        return None
+    statuses = {j.status for j in jobs}
+    overall = "refused" if "rejected" in statuses else "pending" if "pending" in statuses else "accepted"
+    return {
+        "submission": submission,
+        "status": overall,
+        "jobs": [
+            {"kind": j.kind, "key": j.key, "status": "refused" if j.status == "rejected" else j.status, "attempts": j.attempts,
+             **({"error": j.last_error} if j.status == "rejected" else {})}
+            for j in jobs
+        ],
+    }
 
 
 def biz_step_term(event: Mapping[str, Any]) -> str | None:
@@ -270,8 +298,9 @@ class Oracle:
             fx_keys.append(f"{rate.base}/{rate.quote}@{rate.observed_at}")
             if self.fx_signer is not None:
                 signed_rates.append((rate, self.fx_signer(rate)))
-        fresh = self.queue.put_many(jobs) if jobs else []
+        submission = submission_id(adapter, [key for _kind, key, _payload in jobs] + fx_keys)
+        fresh = self.queue.put_many(jobs, submission=submission)
         for rate, body in signed_rates:
             self.state.save_signed_rate(rate.base, rate.quote, rate.observed_at, body)
         new_events = sum(1 for (kind, _k, _p), new in zip(jobs, fresh) if kind == EVENT and new)
-        return Accepted(adapter, event_ids, new_events, documents, facts, fx_keys, dict(output.notes))
+        return Accepted(adapter, event_ids, new_events, documents, facts, fx_keys, dict(output.notes), submission)

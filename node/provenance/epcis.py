@@ -673,7 +673,9 @@ class _Validator:
         text = self.string(path, value)
         try:
             parse_timestamp(text)
-        except ValueError:
+        except ValueError as exc:
+            if "years" in str(exc):  # well formed, but no such date in the years 1-9999 UTC
+                self.fail(path, str(exc))
             self.fail(path, f"expected an ISO 8601 timestamp with time zone, got {text!r}")
 
     def nonempty_list(self, path: str, value: Any) -> list[Any]:

@@ -36,7 +36,9 @@ Json = dict[str, Any]
 def _timestamp(value: str) -> str:
     try:
         epcis.parse_timestamp(value)
-    except ValueError:
+    except ValueError as exc:
+        if "years" in str(exc):  # well formed, but no such date in the years 1-9999 UTC
+            raise
         raise ValueError(f"expected an ISO 8601 time with a time zone, like 2025-07-01T08:30:00+07:00, got {value!r}") from None
     # The node's own bounds (years 1970-9999 UTC): what the oracle acknowledges, the node will
     # not refuse for its time. The future skew is checked per event (Oracle.check_event).
