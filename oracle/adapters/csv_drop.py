@@ -197,7 +197,8 @@ def process_text(oracle: Oracle, name: str, text: str) -> FileReport:
         except csv.Error as exc:  # e.g. a field over the csv module's limit of 131,072 characters
             report.rows += 1
             unreadable += 1
-            report.rejected.append({"line": reader.line_num, "column": "(row)", "problem": f"unreadable CSV: {exc}", "row": {}})
+            # The reader counts the lines of the rows it returned: the unreadable one is the next.
+            report.rejected.append({"line": reader.line_num + 1, "column": "(row)", "problem": f"unreadable CSV: {exc}", "row": {}})
             if unreadable >= MAX_ROW_ERRORS:
                 report.rejected.append({"line": reader.line_num, "column": "(file)", "problem": f"{unreadable} unreadable rows: the rest of the file was not read", "row": {}})
                 break
