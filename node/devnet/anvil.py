@@ -84,6 +84,8 @@ class AnvilProcess:
     state_file: Path | None = None
     log_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    state_interval: int = 10
+    history_states: int = 128
 
     @property
     def rpc_url(self) -> str:
@@ -103,8 +105,16 @@ class AnvilProcess:
             "--gas-price", "0",
         ]
         if self.state_file is not None:
-            # Saved every second and on exit, so even a killed devnet keeps its deployment.
-            cmd += ["--state", str(self.state_file), "--state-interval", "1", "--preserve-historical-states"]
+            # Saved every `state_interval` seconds and on exit (SIGTERM), so even a killed devnet
+            # keeps its deployment and loses at most that many seconds of blocks. Only the current
+            # state is saved, and anvil keeps the last `history_states` states in memory (an
+            # eth_call at an older block is refused; blocks, receipts and logs are all kept):
+            # `--preserve-historical-states` made state.json grow by every state at every block
+            # and anvil's memory, CPU and pauses with it, so a demo degraded by the minute.
+            cmd += [
+                "--state", str(self.state_file), "--state-interval", str(self.state_interval),
+                "--prune-history", str(self.history_states),
+            ]
         return cmd
 
     def start(self, timeout: float = 30.0) -> "AnvilProcess":
