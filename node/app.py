@@ -39,7 +39,7 @@ from node.indexer import CURSOR_NAME
 from node.ingest.capture import CaptureService
 from node.proofs import EventNotFound, build_bundle, parse_event_id
 from node.provenance.event_hash import hash_from_digest
-from node.strict_json import ErrorBarrier, JsonInputError, read_body
+from node.strict_json import LARGE_BODY, ErrorBarrier, JsonInputError, read_body, release_memory
 from node.service import NodeRuntime, build_anchorer, build_capture, build_indexer, build_role_mirror, check_pool
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,13 @@ def create_app(
         # depth, numbers) in the capture checks, which may run in a worker process.
         service: CaptureService = request.app.state.capture
         body = await read_body(request, service.limits)
-        result = await anyio.to_thread.run_sync(service.capture, body)
-        del body
+        size = len(body)
+        try:
+            result = await anyio.to_thread.run_sync(service.capture, body)
+        finally:
+            del body
+            if size >= LARGE_BODY:
+                release_memory()
         return JSONResponse(
             {"eventIds": result.event_ids, "accepted": result.new, "duplicates": result.duplicates},
             status_code=201 if result.new else 200,

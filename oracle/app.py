@@ -31,7 +31,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from node.strict_json import ErrorBarrier, JsonInputError, JsonLimits, read_json
+from node.strict_json import LARGE_BODY, ErrorBarrier, JsonInputError, JsonLimits, loads, read_body, release_memory
 from oracle.errors import InputRejected, OracleError, UnknownAdapter
 from oracle.runtime import OracleRuntime
 from oracle.service import submission_report
@@ -70,7 +70,13 @@ def create_app(runtime: OracleRuntime, *, background: bool = True, max_body_byte
 
     async def body_of(request: Request, adapter: str) -> Any:
         try:
-            return await read_json(request, limits)
+            raw = await read_body(request, limits)
+            try:
+                return loads(raw, limits)
+            finally:
+                if len(raw) >= LARGE_BODY:
+                    del raw
+                    release_memory()
         except JsonInputError as exc:
             if exc.code == "malformed" and exc.field == "(body)":
                 raise InputRejected(adapter, exc.field, f"malformed JSON: {exc.message}") from None

@@ -41,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from node.strict_json import LARGE_BODY, release_memory
 from oracle.errors import InputRejected, UnknownAdapter
 from oracle.service import Oracle
 
@@ -372,6 +373,8 @@ class CsvDropFolder:
             else:
                 report = process_text(self.oracle, path.name, text)
                 del text
+                if size >= LARGE_BODY:
+                    release_memory()
         target_dir = self.rejected if report.rejected else self.processed
         target = self._target(target_dir, path.name)
         # Reports first, then the move: a crash in between re-reads the file, which queues nothing twice.
