@@ -306,6 +306,7 @@ def main() -> int:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)  # also when started in the background, where SIGINT comes ignored
     result: dict[str, Any] = {"minutes": args.minutes, "recordsPerSecond": args.records_per_second, "scansPerSecond": args.scans_per_second}
     exit_code = 1
     try:
