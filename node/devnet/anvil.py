@@ -85,7 +85,7 @@ class AnvilProcess:
     log_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     state_interval: int = 10
-    history_states: int = 128
+    history_states: int = 16
 
     @property
     def rpc_url(self) -> str:
