@@ -222,7 +222,8 @@ def create_app(
 
     @app.get("/health")
     def health() -> JSONResponse:
-        report: dict[str, Any] = {"status": "ok"}
+        # maxFutureSkew: what this node accepts of event times ahead of its clock (its oracles check the same before answering 202)
+        report: dict[str, Any] = {"status": "ok", "maxFutureSkew": runtime.node.max_future_skew}
         try:
             with runtime.db.session() as s:
                 s.execute(text("SELECT 1"))

@@ -89,6 +89,22 @@ class NodeClient:
 
     def __post_init__(self) -> None:
         self.http = httpx.Client(base_url=self.base_url.rstrip("/"), timeout=self.timeout)
+        self._skew: tuple[float, int | None] = (-1e9, None)
+
+    def max_future_skew(self, ttl: float = 60.0) -> int | None:
+        """How far ahead of its clock the node accepts event times (its GET /health), read again
+        at most every `ttl` seconds; None while the node cannot tell (down, or an older node)."""
+        read_at, value = self._skew
+        if time.monotonic() - read_at < ttl:
+            return value
+        try:
+            found = self.http.get("/health", timeout=min(self.timeout, 5.0)).json().get("maxFutureSkew")
+            if isinstance(found, int):
+                value = found
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass  # the last figure read, if any; asked again after `ttl`
+        self._skew = (time.monotonic(), value)
+        return value
 
     def close(self) -> None:
         self.http.close()

@@ -164,6 +164,7 @@ def build_runtime(
     queue = DurableQueue(settings.queue_path(), base_delay=settings.retry_base, max_delay=settings.retry_max)
     state = OracleState(settings.queue_path())
     sink = escrow(state) if escrow is not None else None
+    node = NodeClient(settings.node_url, account, chain_id, consortium_registry, timeout=settings.request_timeout)
     oracle = Oracle(
         account,
         AttestationDomain(chain_id, provenance_registry),
@@ -176,8 +177,8 @@ def build_runtime(
         fx_signer=fx_signer,
         role_at=role_at,
         max_future_skew=settings.max_future_skew,
+        node_future_skew=node.max_future_skew,
     )
-    node = NodeClient(settings.node_url, account, chain_id, consortium_registry, timeout=settings.request_timeout)
     delivery = Delivery(queue, node, sink, batch=settings.deliver_batch, base_delay=settings.retry_base, max_delay=settings.retry_max,
                         max_poison_tries=settings.max_poison_tries)
     folder = CsvDropFolder(oracle, settings.csv_dir(), min_age=settings.csv_min_age, max_tries=settings.max_poison_tries) if csv else None

@@ -168,12 +168,15 @@ class Oracle:
         fx_signer: Callable[[FxObservation], dict[str, Any]] | None = None,
         role_at: RoleAt | None = None,
         max_future_skew: int = MAX_FUTURE_SKEW,
+        node_future_skew: Callable[[], int | None] | None = None,
     ) -> None:
         self.account = account
         # The registry's history (hasRoleAt, as the node checks it), when the chain can tell:
         # an event whose time is before the organisation held the role is refused, not queued.
         self.role_at = role_at
         self.max_future_skew = max_future_skew
+        # The node's own figure when it can tell (GET /health), else `max_future_skew`.
+        self.node_future_skew = node_future_skew
         self.domain = domain
         self.queue = queue
         self.state = state
@@ -239,7 +242,8 @@ class Oracle:
                 f"{', '.join(sorted(held)) or 'no role'}",
             )
         # What the node checks next: the time (bounds, future skew) and the role at that time.
-        problem = event_time_problem(event.get("eventTime"), time.time(), self.max_future_skew)
+        skew = self.node_future_skew() if self.node_future_skew is not None else None
+        problem = event_time_problem(event.get("eventTime"), time.time(), self.max_future_skew if skew is None else skew)
         if problem is not None:
             raise InputRejected(adapter, f"{where}.eventTime", problem)
         if self.role_at is not None:
