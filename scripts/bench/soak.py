@@ -221,6 +221,20 @@ def scan_load(api_url: str, rate: float, stop: threading.Event, tally: Tally, se
     client.close()
 
 
+def api_cache(api_url: str) -> dict[str, float]:
+    """The scan API's passport cache (entries, bytes) from its /metrics."""
+    try:
+        text = httpx.get(f"{api_url}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        for metric, key in (("waymark_api_passport_cache_entries", "passportCacheEntries"), ("waymark_api_passport_cache_bytes", "passportCacheBytes")):
+            if line.startswith(metric + " "):
+                found[key] = float(line.split()[1])
+    return found
+
+
 # ---- the node's database ------------------------------------------------------------------
 
 
@@ -354,8 +368,10 @@ def main() -> int:
                 window, tally.scan_ms = tally.scan_ms, []
                 acknowledged = len(tally.acknowledged)
             stored, anchored = db_counts(db)
+            cache = api_cache(api_url)
             row: dict[str, Any] = {"minute": minute, "scans": len(window), "scanP50ms": percentile(window, 0.5),
-                                   "scanP99ms": percentile(window, 0.99), "acknowledged": acknowledged, "stored": stored, "anchored": anchored}
+                                   "scanP99ms": percentile(window, 0.99), "acknowledged": acknowledged, "stored": stored, "anchored": anchored,
+                                   **cache}
             for name in names:
                 rss, cpu = group_usage(pids[name])
                 row[f"{name}MB"] = round(rss, 1)
@@ -366,6 +382,7 @@ def main() -> int:
             p50, p99 = row["scanP50ms"], row["scanP99ms"]
             print(f"min {minute:3d}  scans {len(window):5d} p50 {p50 or 0:7.1f} ms p99 {p99 or 0:7.1f} ms  "
                   f"acknowledged {acknowledged:6d} stored {stored:6d} anchored {anchored:6d}  "
+                  f"passport cache {cache.get('passportCacheEntries', 0):.0f} / {cache.get('passportCacheBytes', 0) / 1e6:.0f}MB  "
                   + "  ".join(f"{n} {row[f'{n}MB']:.0f}MB {row[f'{n}Cpu%'] if row[f'{n}Cpu%'] is not None else '-'}%" for n in names),
                   flush=True)
         stop.set()
