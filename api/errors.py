@@ -41,6 +41,9 @@ class UnknownCodeBody(ErrorBody):
     """A well-formed code this network knows nothing about."""
 
     verdict: str = Field("unknown", description="Always `unknown`", examples=["unknown"])
+    recordsMayBeArriving: bool | None = Field(
+        None, description="True when the code's product is registered: a unit made recently may have records still on their way (scan again later)"
+    )
 
 
 class ApiError(WaymarkError):
@@ -81,9 +84,18 @@ class UnknownCode(ApiError):
     code = "unknown_code"
     status = 404
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, manufacturer: str | None = None) -> None:
         self.uri = uri
-        super().__init__(f"{uri} is a well-formed code, but no product of this network carries it")
+        self.manufacturer = manufacturer
+        if manufacturer is None:
+            super().__init__(f"{uri} is a well-formed code, but no product of this network carries it")
+        else:
+            # Its product is registered: records of a unit made recently may still be on their
+            # way (an oracle queues while its node is down), so "unknown" is not the whole story.
+            super().__init__(
+                f"{uri}: no record of this unit on this network yet. Its product is registered by {manufacturer}; if the unit "
+                "was made recently, members may still be delivering its records: scan again later. Otherwise it was not issued."
+            )
 
 
 class BadRequest(ApiError):

@@ -43,12 +43,19 @@ def load_salt(path: Path) -> bytes:
 
 
 
+ENTRY_OVERHEAD = 1024  # bytes an entry costs beyond its passport's JSON (objects, keys, the LRU's links)
+
+
 @dataclass
 class _Entry:
     expires: float
     core: PassportCore | None
     watermark: tuple[object, ...]
     built: float
+
+    @property
+    def cost(self) -> int:
+        return ENTRY_OVERHEAD + (len(self.core.json) if self.core is not None else 0)
 
 
 class PassportCache:
@@ -62,9 +69,14 @@ class PassportCache:
     A code seen for the first time waits for its build, shared by all concurrent scans of it.
     """
 
-    def __init__(self, builder: PassportBuilder, *, ttl: float, pending_ttl: float, size: int, max_age: float = 300.0) -> None:
+    def __init__(
+        self, builder: PassportBuilder, *, ttl: float, pending_ttl: float, size: int, max_age: float = 300.0, max_bytes: int = 64 * 1024 * 1024
+    ) -> None:
         self.builder = builder
         self.ttl, self.pending_ttl, self.size, self.max_age = ttl, pending_ttl, size, max_age
+        # Bounded by bytes as well as entries: one passport is a few hundred bytes or hundreds of KB.
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[PassportCore | None]] = {}
         self._lock = threading.Lock()
@@ -121,10 +133,16 @@ class PassportCache:
 
     def _store(self, key: str, entry: _Entry) -> None:
         with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old.cost
+            if entry.cost > self.max_bytes:
+                return  # larger than the whole cache: served, not kept
             self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            self.bytes += entry.cost
+            while len(self._entries) > self.size or self.bytes > self.max_bytes:
+                _key, evicted = self._entries.popitem(last=False)
+                self.bytes -= evicted.cost
 
     def clear(self) -> None:
         """Forget every passport (master data changed: each is rebuilt on its next scan)."""
@@ -133,7 +151,9 @@ class PassportCache:
 
     def invalidate(self, key: str) -> None:
         with self._lock:
-            self._entries.pop(key, None)
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old.cost
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -58,6 +58,10 @@ class ApiSettings(BaseSettings):
     passport_cache_size: int = Field(50_000, ge=1)
     """Most passports kept in the cache."""
 
+    passport_cache_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    """Most bytes of passport JSON kept in the cache (one passport is from about 1 KB to a few hundred KB);
+    the least recently used go first."""
+
     scan_flush_interval: float = Field(0.2, gt=0)
     """Seconds between writes of buffered scan records to the database."""
 

@@ -38,9 +38,10 @@ from node.documents_app import build_document_router
 from node.epcis_rest import install_epcis
 from node.history import unit_history
 from node.indexer import CURSOR_NAME
-from node.ingest.capture import CaptureService, CaptureTooLarge
+from node.ingest.capture import CaptureService
 from node.proofs import EventNotFound, build_bundle, parse_event_id
 from node.provenance.event_hash import hash_from_digest
+from node.strict_json import LARGE_BODY, ErrorBarrier, JsonInputError, read_body, release_memory
 from node.service import NodeRuntime, build_anchorer, build_capture, build_indexer, build_role_mirror, check_pool
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,11 @@ def create_app(
                 pool.shutdown(cancel_futures=True)
 
     app = FastAPI(title="Waymark node", lifespan=lifespan, default_response_class=JSONResponse)
-    limit = runtime.node.max_body_bytes
+    app.add_middleware(ErrorBarrier)
 
     @app.exception_handler(WaymarkError)
     async def _waymark_error(_request: Request, exc: WaymarkError) -> JSONResponse:
-        status = STATUS_BY_CODE.get(exc.code, 500)
+        status = getattr(exc, "status", None) or STATUS_BY_CODE.get(exc.code, 500)
         if status == 500:
             log.error("unexpected error: %s", exc)
         return error_response(status, exc.code, str(exc), getattr(exc, "field", None))
@@ -131,20 +132,23 @@ def create_app(
         field = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
         return error_response(422, "malformed", str(first.get("msg", "invalid request")), field)
 
+    @app.exception_handler(JsonInputError)
+    async def _json_input_error(_request: Request, exc: JsonInputError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.field)
+
     @app.post("/capture", status_code=201)
     async def capture(request: Request) -> JSONResponse:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise CaptureTooLarge(f"a body of {declared} bytes", limit)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise CaptureTooLarge("the body", limit)
-            chunks.append(chunk)
+        # Content-Type, Content-Encoding and size here; the strict decoding (duplicate keys,
+        # depth, numbers) in the capture checks, which may run in a worker process.
         service: CaptureService = request.app.state.capture
-        result = await anyio.to_thread.run_sync(service.capture, b"".join(chunks))
+        body = await read_body(request, service.limits)
+        size = len(body)
+        try:
+            result = await anyio.to_thread.run_sync(service.capture, body)
+        finally:
+            del body
+            if size >= LARGE_BODY:
+                release_memory()
         return JSONResponse(
             {"eventIds": result.event_ids, "accepted": result.new, "duplicates": result.duplicates},
             status_code=201 if result.new else 200,
@@ -198,7 +202,10 @@ def create_app(
 
     @app.get("/batches/{root}")
     def batch(root: str) -> JSONResponse:
-        raw = parse_event_id(root)  # same shape: 32 bytes of hex
+        try:
+            raw = parse_event_id(root)  # same shape: 32 bytes of hex
+        except WaymarkError:
+            return error_response(422, "malformed", f"{root!r} is not a batch root: expected 0x and 64 hex digits", "root")
         with runtime.db.session() as s:
             found = s.scalar(select(Batch).where(Batch.root == raw))
             if found is None or found.status == "prepared":
@@ -220,7 +227,8 @@ def create_app(
 
     @app.get("/health")
     def health() -> JSONResponse:
-        report: dict[str, Any] = {"status": "ok"}
+        # maxFutureSkew: what this node accepts of event times ahead of its clock (its oracles check the same before answering 202)
+        report: dict[str, Any] = {"status": "ok", "maxFutureSkew": runtime.node.max_future_skew}
         try:
             with runtime.db.session() as s:
                 s.execute(text("SELECT 1"))

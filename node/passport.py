@@ -686,7 +686,8 @@ class PassportBuilder:
         if pending:
             reasons.append({"code": "events_pending", "message": "some events are not anchored on the chain yet"})
         if not timeline:
-            reasons.append({"code": "no_events", "message": "the code was issued by its manufacturer but has no recorded events yet"})
+            reasons.append({"code": "no_events", "message": "the code was issued by its manufacturer but has no recorded events yet: "
+                            "if the unit was made recently, members may still be delivering its records"})
 
         if failed:
             verdict: Verdict = "suspicious"

@@ -19,6 +19,7 @@ from node.db import Database
 from node.devnet.anvil import DEVNET_CHAIN_ID
 from node.errors import WaymarkError
 from node.indexer import Indexer, followed_contracts
+from node.strict_json import JsonLimits
 from node.ingest.capture import CaptureService
 from node.ingest.roles import RoleMirror, base_from_database
 from node.provenance.attestation import AttestationDomain
@@ -143,6 +144,7 @@ def build_capture(runtime: NodeRuntime, roles: RoleMirror | None = None, executo
         max_events=runtime.node.max_events_per_document,
         max_future_skew=runtime.node.max_future_skew,
         executor=executor,
+        limits=JsonLimits(max_bytes=runtime.node.max_body_bytes),
     )
 
 

@@ -7,11 +7,14 @@
     GET  /schemas/{adapter}    the JSON schema of an adapter's input
     GET  /fx-rates/{base}/{quote}  the newest rate of the pair this oracle signed (escrow FxRate)
     GET  /events/{event_id}    delivery state of an event: pending / delivered / rejected
+    GET  /submissions/{id}     what became of one accepted record (its `statusUrl`): pending /
+                               accepted (the node stored it) / refused (with the receiver's message)
     GET  /rejected             jobs a receiver refused for good, with its reason
     GET  /health               queue counts per kind and state
 
 An accepted record is answered 202 (queued durably, delivered to the node and the relayer
-in the background) with the event ids it produced; the same record again is answered 202
+in the background) with the event ids it produced and a `statusUrl` saying later what the
+node did with them; the same record again is answered 202
 with the same ids and `accepted: 0`. A refused one is answered 422
 `{code: "rejected", adapter, field, message, more?}`: `field` is the path of the offending
 value in the input (`readings[2].unit`, `(body)` for something that is not JSON at all).
@@ -28,8 +31,10 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from node.strict_json import LARGE_BODY, ErrorBarrier, JsonInputError, JsonLimits, loads, read_body, release_memory
 from oracle.errors import InputRejected, OracleError, UnknownAdapter
 from oracle.runtime import OracleRuntime
+from oracle.service import submission_report
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -58,23 +63,26 @@ def create_app(runtime: OracleRuntime, *, background: bool = True, max_body_byte
                 runtime.stop()
 
     app = FastAPI(title=f"Waymark oracle ({runtime.account.address})", lifespan=lifespan)
+    app.add_middleware(ErrorBarrier)
     oracle = runtime.oracle
 
+    limits = JsonLimits(max_bytes=max_body_bytes)
+
     async def body_of(request: Request, adapter: str) -> Any:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                raise InputRejected(adapter, "(body)", f"larger than {max_body_bytes} bytes")
-            chunks.append(chunk)
-        raw = b"".join(chunks)
-        if not raw.strip():
-            raise InputRejected(adapter, "(body)", "empty body: expected a JSON object")
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise InputRejected(adapter, "(body)", f"malformed JSON: {exc}") from None
+            raw = await read_body(request, limits)
+            try:
+                return loads(raw, limits)
+            finally:
+                if len(raw) >= LARGE_BODY:
+                    del raw
+                    release_memory()
+        except JsonInputError as exc:
+            if exc.code == "malformed" and exc.field == "(body)":
+                raise InputRejected(adapter, exc.field, f"malformed JSON: {exc.message}") from None
+            if exc.status == 422:
+                raise InputRejected(adapter, exc.field, exc.message) from None
+            raise
 
     async def accept(adapter: str, request: Request) -> Response:
         try:
@@ -83,6 +91,8 @@ def create_app(runtime: OracleRuntime, *, background: bool = True, max_body_byte
             accepted = await anyio.to_thread.run_sync(oracle.accept, adapter, data)
         except InputRejected as exc:
             return _rejected(exc)
+        except JsonInputError as exc:  # 413 too large, 415 media type or encoding
+            return _json({**exc.as_json(), "adapter": adapter}, exc.status)
         except UnknownAdapter as exc:
             return _json({"code": exc.code, "message": str(exc), "field": "adapter"}, 404)
         except OracleError as exc:
@@ -123,6 +133,13 @@ def create_app(runtime: OracleRuntime, *, background: bool = True, max_body_byte
         if info is None or info.kind != "event":
             return _json({"code": "not_found", "message": f"this oracle queued no event {event_id}"}, 404)
         return _json({"eventId": event_id, "status": info.status, "attempts": info.attempts, "lastError": info.last_error})
+
+    @app.get("/submissions/{submission}")
+    def submission(submission: str) -> Response:
+        report = submission_report(runtime.queue, submission)
+        if report is None:
+            return _json({"code": "not_found", "message": f"this oracle has no submission {submission}"}, 404)
+        return _json(report)
 
     @app.get("/rejected")
     def rejected() -> Response:

@@ -34,7 +34,16 @@ log = logging.getLogger(__name__)
 
 
 class Transient(Exception):
-    """Try again later."""
+    """Try again later. `status` is the receiver's HTTP answer, None if it could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+    @property
+    def poison_suspect(self) -> bool:
+        """The receiver is up and failed on this very input (500: neither an outage, 503, nor load, 429)."""
+        return self.status == 500
 
 
 class Refused(Exception):
@@ -64,7 +73,7 @@ def _check(response: httpx.Response) -> Any:
         pass
     detail = f"HTTP {response.status_code}: {message or response.text[:300]}"
     if response.status_code >= 500 or response.status_code in (408, 425, 429):
-        raise Transient(detail)
+        raise Transient(detail, response.status_code)
     raise Refused(detail, response.status_code, code if isinstance(code, str) else None)
 
 
@@ -80,6 +89,22 @@ class NodeClient:
 
     def __post_init__(self) -> None:
         self.http = httpx.Client(base_url=self.base_url.rstrip("/"), timeout=self.timeout)
+        self._skew: tuple[float, int | None] = (-1e9, None)
+
+    def max_future_skew(self, ttl: float = 60.0) -> int | None:
+        """How far ahead of its clock the node accepts event times (its GET /health), read again
+        at most every `ttl` seconds; None while the node cannot tell (down, or an older node)."""
+        read_at, value = self._skew
+        if time.monotonic() - read_at < ttl:
+            return value
+        try:
+            found = self.http.get("/health", timeout=min(self.timeout, 5.0)).json().get("maxFutureSkew")
+            if isinstance(found, int):
+                value = found
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass  # the last figure read, if any; asked again after `ttl`
+        self._skew = (time.monotonic(), value)
+        return value
 
     def close(self) -> None:
         self.http.close()
@@ -133,7 +158,9 @@ class Delivery:
         base_delay: float = 0.5,
         max_delay: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        max_poison_tries: int = 5,
     ) -> None:
+        self.max_poison_tries = max_poison_tries
         self.queue = queue
         self.node = node
         self.escrow = escrow
@@ -180,6 +207,9 @@ class Delivery:
             try:
                 result = send(job)
             except Transient as exc:
+                if exc.poison_suspect:
+                    settled += self._poison(receiver, job, exc)
+                    continue
                 self.queue.retry_later([j.id for j in jobs[i:]], str(exc))
                 self._failed(receiver, str(exc))
                 return settled
@@ -191,6 +221,17 @@ class Delivery:
                 self._succeeded(receiver)
             settled += 1
         return settled
+
+    def _poison(self, receiver: str, job: Job, exc: Transient) -> int:
+        """The receiver is up and fails on this job: after `max_poison_tries` tries it is set
+        aside (rejected, with the reason; the submission's status says so), never blocking the
+        next job. 1 if it was set aside now."""
+        if job.attempts + 1 >= self.max_poison_tries:
+            self.queue.mark_rejected([job.id], f"set aside after {job.attempts + 1} tries, each failing: {exc}")
+            log.error("%s fails on %s every time; set aside: %s", receiver, job.key, exc)
+            return 1
+        self.queue.retry_later([job.id], str(exc))
+        return 0
 
     def _documents(self) -> int:
         jobs = self.queue.due(DOCUMENT, 20)
@@ -209,6 +250,12 @@ class Delivery:
             try:
                 answer = self.node.capture([j.payload for j in group])
             except Transient as exc:
+                if exc.poison_suspect and len(group) > 1:  # find the event the node fails on
+                    settled += self._one_by_one("node", group, lambda job: self.node.capture([job.payload]))
+                    continue
+                if exc.poison_suspect:
+                    settled += self._poison("node", group[0], exc)
+                    continue
                 self.queue.retry_later([j.id for j in group], str(exc))
                 self._failed("node", str(exc))
                 return settled

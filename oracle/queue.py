@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     result BLOB
 );
 CREATE INDEX IF NOT EXISTS ix_jobs_due ON jobs (kind, next_attempt_at) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS submissions (
+    id TEXT PRIMARY KEY,
+    keys BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 
@@ -121,11 +126,17 @@ class DurableQueue:
         """Queue a job; False if a job with this key was queued before (in any state)."""
         return self.put_many([(kind, key, payload)])[0]
 
-    def put_many(self, jobs: Sequence[tuple[str, str, dict[str, Any]]]) -> list[bool]:
-        """Queue several jobs in one transaction (all or none); per job, whether it is new."""
+    def put_many(self, jobs: Sequence[tuple[str, str, dict[str, Any]]], *, submission: str | None = None) -> list[bool]:
+        """Queue several jobs in one transaction (all or none); per job, whether it is new.
+        With `submission`, the jobs' keys are remembered under that id (see `submission`)."""
         now = self.clock()
         fresh: list[bool] = []
         with self._tx() as conn:
+            if submission is not None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO submissions (id, keys, created_at) VALUES (?, ?, ?)",
+                    (submission, orjson.dumps([key for _kind, key, _payload in jobs]), now),
+                )
             for kind, key, payload in jobs:
                 cursor = conn.execute(
                     "INSERT OR IGNORE INTO jobs (kind, key, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)",
@@ -233,6 +244,30 @@ class DurableQueue:
         if row is None:
             return None
         return JobInfo(row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]) if row[5] is not None else None)
+
+    def infos(self, keys: Sequence[str]) -> dict[str, JobInfo]:
+        """The jobs of these keys that exist, by key."""
+        found: dict[str, JobInfo] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start : start + 500])
+                rows = self._conn.execute(
+                    "SELECT kind, key, status, attempts, last_error, result FROM jobs"
+                    f" WHERE key IN ({', '.join('?' for _ in chunk)})", chunk,
+                ).fetchall()
+                for r in rows:
+                    found[r[1]] = JobInfo(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5]) if r[5] is not None else None)
+        return found
+
+    def submission(self, submission_id: str) -> list[JobInfo] | None:
+        """The jobs one accepted record queued, in order; None for an unknown id."""
+        with self._lock:
+            row = self._conn.execute("SELECT keys FROM submissions WHERE id = ?", (submission_id,)).fetchone()
+        if row is None:
+            return None
+        keys: list[str] = orjson.loads(row[0])
+        infos = self.infos(keys)
+        return [infos[k] for k in keys if k in infos]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """{kind: {status: count}}."""

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -25,7 +25,7 @@ from oracle.adapters.csv_drop import CsvDropFolder
 from oracle.delivery import Delivery, EscrowSink, NodeClient
 from oracle.errors import OracleMisconfigured
 from oracle.queue import DurableQueue
-from oracle.service import Oracle, load_products
+from oracle.service import Oracle, RoleAt, load_products
 from oracle.settings import OracleSettings
 from oracle.state import OracleState
 
@@ -101,6 +101,27 @@ def organisation_roles(client: ChainClient, consortium_registry: str, account: s
     return member.roles
 
 
+class RoleHistory:
+    """`hasRoleAt` from the registry's event history (node.ingest.roles.RoleMirror, what the node
+    itself checks). Read again at most every `refresh` seconds, and once more before saying no
+    (a role granted a moment ago); None while the chain cannot be read."""
+
+    def __init__(self, client: ChainClient, consortium_registry: str, start_block: int, refresh: float = 5.0) -> None:
+        from node.ingest.roles import RoleMirror
+
+        self.mirror = RoleMirror(client.w3, consortium_registry, start_block=start_block, refresh_interval=refresh)
+
+    def __call__(self, account: str, roles: Sequence[str], at: int) -> bool | None:
+        try:
+            if self.mirror.any_role_at(account, roles, at) is not None:
+                return True
+            self.mirror.refresh(force=True)
+            return self.mirror.any_role_at(account, roles, at) is not None
+        except Exception as exc:  # noqa: BLE001 - the chain is down: the node checks, the oracle cannot
+            log.warning("cannot read the registry's role history (%s); the node will check the role", exc)
+            return None
+
+
 class RolesOnChain:
     """The organisation's roles, read again from the registry at most every `ttl` seconds (a
     role granted or revoked is seen without a restart); the last answer while the chain is down."""
@@ -137,11 +158,13 @@ def build_runtime(
     escrow: Callable[[OracleState], EscrowSink] | None = None,
     fx_signer: Callable[[FxObservation], dict[str, Any]] | None = None,
     csv: bool = True,
+    role_at: RoleAt | None = None,
 ) -> OracleRuntime:
     """`escrow` builds the escrow agent from the oracle's state (it reads the FX rates attested)."""
     queue = DurableQueue(settings.queue_path(), base_delay=settings.retry_base, max_delay=settings.retry_max)
     state = OracleState(settings.queue_path())
     sink = escrow(state) if escrow is not None else None
+    node = NodeClient(settings.node_url, account, chain_id, consortium_registry, timeout=settings.request_timeout)
     oracle = Oracle(
         account,
         AttestationDomain(chain_id, provenance_registry),
@@ -152,10 +175,13 @@ def build_runtime(
         roles=roles,
         document_readers=settings.document_readers,
         fx_signer=fx_signer,
+        role_at=role_at,
+        max_future_skew=settings.max_future_skew,
+        node_future_skew=node.max_future_skew,
     )
-    node = NodeClient(settings.node_url, account, chain_id, consortium_registry, timeout=settings.request_timeout)
-    delivery = Delivery(queue, node, sink, batch=settings.deliver_batch, base_delay=settings.retry_base, max_delay=settings.retry_max)
-    folder = CsvDropFolder(oracle, settings.csv_dir(), min_age=settings.csv_min_age) if csv else None
+    delivery = Delivery(queue, node, sink, batch=settings.deliver_batch, base_delay=settings.retry_base, max_delay=settings.retry_max,
+                        max_poison_tries=settings.max_poison_tries)
+    folder = CsvDropFolder(oracle, settings.csv_dir(), min_age=settings.csv_min_age, max_tries=settings.max_poison_tries) if csv else None
     return OracleRuntime(settings, account, chain_id, oracle, queue, state, delivery, folder, sink)
 
 
@@ -178,6 +204,7 @@ def load_runtime(
         settings, account, chain_id=client.chain_id, provenance_registry=deployment.address("ProvenanceRegistry"),
         consortium_registry=consortium, roles=roles, escrow=escrow_factory(settings, client, deployment, account),
         fx_signer=fx_signer_for(settings, client, deployment, account),
+        role_at=RoleHistory(client, consortium, deployment.start_block),
     )
 
 

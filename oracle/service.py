@@ -26,8 +26,10 @@ this oracle knows them to travel in.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +37,10 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
+from node.ingest.capture import MAX_FUTURE_SKEW, event_time_problem
 from node.ingest.roles import roles_for_bizstep
 from node.provenance import epcis
-from node.provenance.attestation import AttestationDomain, sign_attestation
+from node.provenance.attestation import AttestationDomain, event_unix_time, sign_attestation
 from node.provenance.epcis import CUSTOMS_NS, EpcisValidationError, validate_event
 from node.provenance.event_hash import EventHashError, primary_object_id
 from oracle.adapters import all_adapters
@@ -46,6 +49,9 @@ from oracle.adapters.carrier import shipment_refs
 from oracle.errors import InputRejected, OracleMisconfigured, UnknownAdapter
 from oracle.queue import DurableQueue
 from oracle.state import OracleState
+
+# (account, roles accepted, unix time) -> whether the account held one of them then; None: cannot tell.
+RoleAt = Callable[[str, Sequence[str], int], "bool | None"]
 
 # Job kinds of the queue, in the order the delivery worker serves them.
 DOCUMENT, EVENT, ESCROW = "document", "event", "escrow"
@@ -65,9 +71,11 @@ class Accepted:
     escrow_facts: list[str]
     fx: list[str]
     notes: dict[str, Any] = field(default_factory=dict)
+    submission: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
+            **({"submission": self.submission, "statusUrl": f"/submissions/{self.submission}"} if self.submission else {}),
             "adapter": self.adapter,
             "eventIds": self.event_ids,
             "accepted": self.new_events,
@@ -90,6 +98,31 @@ def load_products(path: Path | None) -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise OracleMisconfigured("products_file", f"{path}: expected an object keyed by GTIN")
     return {str(k): v for k, v in data.items() if isinstance(v, dict)}
+
+
+def submission_id(adapter: str, keys: Sequence[str]) -> str:
+    """The id of one accepted record's submission: the same record gives the same id."""
+    return hashlib.sha256("\n".join([adapter, *keys]).encode()).hexdigest()[:32]
+
+
+def submission_report(queue: DurableQueue, submission: str) -> dict[str, Any] | None:
+    """What became of a submission: `pending` while anything is undelivered, `refused` if a
+    receiver refused any part of it (with its message), else `accepted` (the node stored every
+    event). None for an unknown id."""
+    jobs = queue.submission(submission)
+    if jobs is None:
+        return None
+    statuses = {j.status for j in jobs}
+    overall = "refused" if "rejected" in statuses else "pending" if "pending" in statuses else "accepted"
+    return {
+        "submission": submission,
+        "status": overall,
+        "jobs": [
+            {"kind": j.kind, "key": j.key, "status": "refused" if j.status == "rejected" else j.status, "attempts": j.attempts,
+             **({"error": j.last_error} if j.status == "rejected" else {})}
+            for j in jobs
+        ],
+    }
 
 
 def biz_step_term(event: Mapping[str, Any]) -> str | None:
@@ -133,8 +166,17 @@ class Oracle:
         roles: frozenset[str] | Callable[[], frozenset[str] | None] | None = None,
         document_readers: Sequence[int] = (),
         fx_signer: Callable[[FxObservation], dict[str, Any]] | None = None,
+        role_at: RoleAt | None = None,
+        max_future_skew: int = MAX_FUTURE_SKEW,
+        node_future_skew: Callable[[], int | None] | None = None,
     ) -> None:
         self.account = account
+        # The registry's history (hasRoleAt, as the node checks it), when the chain can tell:
+        # an event whose time is before the organisation held the role is refused, not queued.
+        self.role_at = role_at
+        self.max_future_skew = max_future_skew
+        # The node's own figure when it can tell (GET /health), else `max_future_skew`.
+        self.node_future_skew = node_future_skew
         self.domain = domain
         self.queue = queue
         self.state = state
@@ -199,6 +241,19 @@ class Oracle:
                 f"a {event.get('bizStep')} event is attested by {' or '.join(roles)}; this oracle's organisation holds "
                 f"{', '.join(sorted(held)) or 'no role'}",
             )
+        # What the node checks next: the time (bounds, future skew) and the role at that time.
+        skew = self.node_future_skew() if self.node_future_skew is not None else None
+        problem = event_time_problem(event.get("eventTime"), time.time(), self.max_future_skew if skew is None else skew)
+        if problem is not None:
+            raise InputRejected(adapter, f"{where}.eventTime", problem)
+        if self.role_at is not None:
+            at = event_unix_time(event)
+            if self.role_at(self.address, roles, at) is False:
+                raise InputRejected(
+                    adapter, f"{where}.eventTime",
+                    f"this oracle's account {self.address} did not hold {' or '.join(roles)} at {event.get('eventTime')} "
+                    f"(unix {at}): before its organisation was admitted or granted the role, or after it lost it",
+                )
 
     def _queue(self, adapter: str, output: Output) -> Accepted:
         events = [e if "@context" in e else {"@context": epcis.WAYMARK_CONTEXT, **e} for e in output.events]
@@ -247,8 +302,9 @@ class Oracle:
             fx_keys.append(f"{rate.base}/{rate.quote}@{rate.observed_at}")
             if self.fx_signer is not None:
                 signed_rates.append((rate, self.fx_signer(rate)))
-        fresh = self.queue.put_many(jobs) if jobs else []
+        submission = submission_id(adapter, [key for _kind, key, _payload in jobs] + fx_keys)
+        fresh = self.queue.put_many(jobs, submission=submission)
         for rate, body in signed_rates:
             self.state.save_signed_rate(rate.base, rate.quote, rate.observed_at, body)
         new_events = sum(1 for (kind, _k, _p), new in zip(jobs, fresh) if kind == EVENT and new)
-        return Accepted(adapter, event_ids, new_events, documents, facts, fx_keys, dict(output.notes))
+        return Accepted(adapter, event_ids, new_events, documents, facts, fx_keys, dict(output.notes), submission)

@@ -79,6 +79,14 @@ class OracleSettings(BaseSettings):
     duty_payee: str | None = None
     """Account that receives customs duty out of escrow (customs oracles; default: the signing account)."""
 
+    max_future_skew: int = Field(300, ge=0)
+    """Seconds an event time may be ahead of this clock while the node's own figure is unknown (the
+    oracle reads the node's `maxFutureSkew` from its GET /health and checks that: a record the node
+    would refuse for its time is refused here instead of acknowledged)."""
+
+    max_poison_tries: int = Field(3, ge=1)
+    """Tries of a CSV file that fails every time before it is moved to `quarantine/` with a report."""
+
     document_readers: list[int] = Field(default_factory=list)
     """Further organisation ids allowed to read every document this oracle uploads."""
 

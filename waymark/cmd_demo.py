@@ -84,6 +84,13 @@ def demo(
         say(f"scanner     {story.url_of(story.record.demo_unit)}")
         say(f"ready       in {time.monotonic() - started:.0f}s; the passport as JSON: curl -H 'Accept: application/json' <scanner URL>")
         if wait:
+            # A service that dies is restarted, and the demo says so (the oracles queue meanwhile).
+            def record_pids(_name: str, _pid: int) -> None:
+                (root / "pids.json").write_text(json.dumps({"demo": os.getpid(), **supervisor.pids()}))
+
+            supervisor.on_restart = record_pids
+            supervisor.watch()
+            say("supervising node, relayer, scan API and chain: a service that dies is restarted")
             say("press Ctrl-C to stop")
             while True:
                 time.sleep(3600)

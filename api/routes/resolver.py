@@ -278,7 +278,9 @@ def config_json(services: Services) -> bytes:
 
 def error_answer(kind: Kind | None, services: Services, error: WaymarkError) -> Response:
     status = status_for(error)
-    extra = {"verdict": "unknown"} if isinstance(error, UnknownCode) else {}
+    extra: dict[str, Any] = {"verdict": "unknown"} if isinstance(error, UnknownCode) else {}
+    if isinstance(error, UnknownCode) and error.manufacturer is not None:
+        extra["recordsMayBeArriving"] = True
     body = error_json(error.code, str(error), field_for(error), **extra)
     if kind == "html":
         return page(services, status, error=body)
@@ -390,7 +392,15 @@ async def core_for(services: Services, link: ParsedLink) -> PassportCore:
     if isinstance(link.identifier, UnitId) and link.signature is not None:
         if await anyio.to_thread.run_sync(valid_issuance, services.chain, link):
             return await anyio.to_thread.run_sync(services.builder.issued_only, link.identifier)
-    raise UnknownCode(link.identifier.canonical_uri)
+    maker = await anyio.to_thread.run_sync(_maker, services, link.identifier.gtin) if isinstance(link.identifier, UnitId) else None
+    raise UnknownCode(link.identifier.canonical_uri, maker)
+
+
+def _maker(services: Services, gtin: str) -> str | None:
+    """The name of the organisation that registered product `gtin`, if any."""
+    org_id = services.chain.product_org(gtin)
+    org = services.chain.organisation(org_id) if org_id else None
+    return org.name if org is not None else None
 
 
 def _manufacturer(services: Services, gtin: str) -> tuple[dict[str, Any] | None, bytes | None]:
@@ -493,7 +503,7 @@ async def scan(services: Services, link: ParsedLink, context: ScanContext | None
 
 async def _log_unknown(services: Services, unit: UnitId, context: ScanContext) -> None:
     org = await anyio.to_thread.run_sync(services.chain.product_org, unit.gtin)
-    flags = [Flag("unknown_serial", f"serial {unit.serial} of product {unit.gtin} was never issued on this network")] if org else []
+    flags = [Flag("unknown_serial", f"serial {unit.serial} of product {unit.gtin} has no record on this network (yet)")] if org else []
     services.scans.record(
         unit.canonical_uri, device=context.device, region=context.region, region_source=context.region_source,
         gtin=unit.gtin, known=False, org_id=org, extra_flags=flags,

@@ -86,6 +86,8 @@ class AnvilProcess:
     process: subprocess.Popen[bytes] | None = None
     block_time: float | None = None
     """Seconds between blocks (interval mining, as a Besu/QBFT network); None mines each transaction at once."""
+    state_interval: int = 10
+    history_states: int = 16
 
     @property
     def rpc_url(self) -> str:
@@ -107,8 +109,16 @@ class AnvilProcess:
         if self.block_time is not None:
             cmd += ["--block-time", f"{self.block_time:g}"]
         if self.state_file is not None:
-            # Saved every second and on exit, so even a killed devnet keeps its deployment.
-            cmd += ["--state", str(self.state_file), "--state-interval", "1", "--preserve-historical-states"]
+            # Saved every `state_interval` seconds and on exit (SIGTERM), so even a killed devnet
+            # keeps its deployment and loses at most that many seconds of blocks. Only the current
+            # state is saved, and anvil keeps the last `history_states` states in memory (an
+            # eth_call at an older block is refused; blocks, receipts and logs are all kept):
+            # `--preserve-historical-states` made state.json grow by every state at every block
+            # and anvil's memory, CPU and pauses with it, so a demo degraded by the minute.
+            cmd += [
+                "--state", str(self.state_file), "--state-interval", str(self.state_interval),
+                "--prune-history", str(self.history_states),
+            ]
         return cmd
 
     def start(self, timeout: float = 30.0) -> "AnvilProcess":

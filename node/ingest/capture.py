@@ -47,6 +47,7 @@ from typing import Any
 
 import orjson
 
+from node import strict_json
 from node.db import Database
 from node.errors import WaymarkError
 from node.ingest.roles import RoleMirror, roles_for_bizstep
@@ -112,6 +113,16 @@ class CaptureTooLarge(CaptureError):
     def __init__(self, what: str, limit: int) -> None:
         self._init_args = (what, limit)
         super().__init__(f"{what} exceeds the limit of {limit}")
+
+
+class CaptureRefused(CaptureError):
+    """The body itself refused by the strict JSON reader (node.strict_json): its status and code."""
+
+    def __init__(self, status: int, code: str, message: str, field: str) -> None:
+        self._init_args = (status, code, message, field)
+        self.status = status
+        self.code = code
+        super().__init__(message, field)
 
 
 @dataclass(slots=True)
@@ -181,14 +192,41 @@ def unix_ms(timestamp: str) -> int:
     return (moment - _EPOCH) // _MS
 
 
-def precheck_document(body: bytes, domain: AttestationDomain, max_events: int, max_future_skew: int) -> list[CheckedEvent]:
+# An attestation's eventTime is a uint64 of unix seconds: nothing before 1970 can be signed.
+MAX_FUTURE_SKEW = 300  # the node's default (WAYMARK_NODE_MAX_FUTURE_SKEW); oracles check the same
+
+
+def event_time_problem(timestamp: Any, now: float | None, max_future_skew: int = MAX_FUTURE_SKEW) -> str | None:
+    """What is wrong with an event time as the node accepts it, or None: a dateTimeStamp with
+    a time zone, in the years 1970-9999 UTC, at most `max_future_skew` seconds after `now`
+    (not checked if `now` is None).
+    One rule for the node's capture and the oracles' inputs (what an oracle acknowledges,
+    the node will not refuse for its time)."""
+    if not isinstance(timestamp, str):
+        return f"expected an ISO 8601 time with a time zone, got {type(timestamp).__name__}"
+    try:
+        moment, _fraction = parse_timestamp(timestamp)
+    except ValueError as exc:
+        return str(exc)
+    if moment < _EPOCH:
+        return f"{timestamp!r} is before 1970-01-01T00:00:00Z, the earliest time an attestation can carry"
+    if now is not None and (moment - _EPOCH).total_seconds() > now + max_future_skew:
+        return f"{timestamp!r} is more than {max_future_skew}s in the future"
+    return None
+
+
+def precheck_document(
+    body: bytes, domain: AttestationDomain, max_events: int, max_future_skew: int, limits: strict_json.JsonLimits = strict_json.JsonLimits()
+) -> list[CheckedEvent]:
     """Every check but the role check (which needs the registry's history): parse, validate,
     hash, recover. A pure function of its arguments, so it can run in a worker process.
     The events come back with `role` empty and the bizStep's candidate roles in `roles`."""
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedCapture("(body)", f"not JSON: {exc}") from None
+        document = strict_json.loads(body, limits)
+    except strict_json.JsonInputError as exc:
+        if exc.code == "malformed":
+            raise MalformedCapture(exc.field, exc.message) from None
+        raise CaptureRefused(exc.status, exc.code, exc.message, exc.field) from None
     if not isinstance(document, dict):
         raise MalformedCapture("(body)", "expected an EPCISDocument object")
     body_part = document.get("epcisBody")
@@ -237,10 +275,13 @@ def _precheck_event(
         raise BadAttestation(f"{where}.signer", "expected a 0x-prefixed account address")
     if not isinstance(signature_text, str):
         raise BadAttestation(f"{where}.signature", "expected 0x-prefixed hex of 65 bytes")
+    problem = event_time_problem(event.get("eventTime"), latest - skew, skew)
+    if problem is not None:
+        raise MalformedCapture(f"{path}.eventTime", problem)
     try:
         event_time_ms = unix_ms(event["eventTime"])
         event_time = event_unix_time(event)  # the attested seconds, exactly as signers compute them
-    except (EventHashError, ValueError) as exc:
+    except (EventHashError, ValueError, OverflowError) as exc:
         raise MalformedCapture(f"{path}.eventTime", str(exc)) from None
     if event_time > latest:
         raise MalformedCapture(f"{path}.eventTime", f"more than {skew}s in the future")
@@ -297,7 +338,9 @@ class CaptureService:
         max_events: int = 20_000,
         max_future_skew: int = 300,
         executor: Executor | None = None,
+        limits: strict_json.JsonLimits = strict_json.JsonLimits(),
     ) -> None:
+        self.limits = limits
         self.db = db
         self.domain = domain
         self.roles = roles
@@ -313,8 +356,8 @@ class CaptureService:
 
     def precheck(self, body: bytes) -> list[CheckedEvent]:
         if self.executor is None:
-            return precheck_document(body, self.domain, self.max_events, self.max_future_skew)
-        return self.executor.submit(precheck_document, body, self.domain, self.max_events, self.max_future_skew).result()
+            return precheck_document(body, self.domain, self.max_events, self.max_future_skew, self.limits)
+        return self.executor.submit(precheck_document, body, self.domain, self.max_events, self.max_future_skew, self.limits).result()
 
     def check(self, body: bytes) -> list[CheckedEvent]:
         """All checks; raises the first failure (a CaptureError)."""

@@ -152,6 +152,7 @@ ACTIONS = ("ADD", "OBSERVE", "DELETE")
 
 _TIMESTAMP_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$"
+, re.ASCII  # ASCII digits only: full-width digits are not a time
 )
 _OFFSET_RE = re.compile(r"^[+-](?:[01]\d|2[0-3]):[0-5]\d$")
 
@@ -169,10 +170,13 @@ def parse_timestamp(text: str) -> tuple[datetime, str]:
     fraction = match.group(7) or ""
     micro = int((fraction + "000000")[:6])
     zone = match.group(8)
-    moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone.utc)
-    if zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        moment -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    try:
+        moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone.utc)
+        if zone != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            moment -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    except (ValueError, OverflowError):  # no such date, or out of the range of dates (year 1-9999 in UTC)
+        raise ValueError(f"not a date and time in the years 1-9999 UTC: {text!r}") from None
     return moment, fraction
 
 
@@ -681,7 +685,9 @@ class _Validator:
         text = self.string(path, value)
         try:
             parse_timestamp(text)
-        except ValueError:
+        except ValueError as exc:
+            if "years" in str(exc):  # well formed, but no such date in the years 1-9999 UTC
+                self.fail(path, str(exc))
             self.fail(path, f"expected an ISO 8601 timestamp with time zone, got {text!r}")
 
     def nonempty_list(self, path: str, value: Any) -> list[Any]:

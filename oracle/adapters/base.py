@@ -22,6 +22,7 @@ from urllib.parse import quote
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from node.ingest.capture import event_time_problem
 from node.provenance import epcis
 from node.provenance.gs1 import ContainerId, Identifier, InvalidIdentifier, UnitId, check_digit, normalize_gtin, parse_identifier, validate_sscc
 from oracle.errors import InputRejected
@@ -35,12 +36,29 @@ Json = dict[str, Any]
 def _timestamp(value: str) -> str:
     try:
         epcis.parse_timestamp(value)
-    except ValueError:
+    except ValueError as exc:
+        if "years" in str(exc):  # well formed, but no such date in the years 1-9999 UTC
+            raise
         raise ValueError(f"expected an ISO 8601 time with a time zone, like 2025-07-01T08:30:00+07:00, got {value!r}") from None
+    # The node's own bounds (years 1970-9999 UTC): what the oracle acknowledges, the node will
+    # not refuse for its time. The future skew is checked per event (Oracle.check_event).
+    problem = event_time_problem(value, None)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def ascii_digits(value: str) -> str:
+    """Refuse digits other than ASCII 0-9 (full-width １２３, Arabic-Indic ١٢٣...): Python and
+    regex `\\d` read them as digits, so they would be stored as written."""
+    if not value.isascii():
+        odd = next(c for c in value if not c.isascii())
+        raise ValueError(f"{odd!r} (U+{ord(odd):04X}) is not an ASCII character; write codes with the digits 0-9, got {value!r}")
     return value
 
 
 def _gtin(value: str) -> str:
+    ascii_digits(value)
     try:
         return normalize_gtin(value.strip())
     except InvalidIdentifier as exc:
@@ -48,7 +66,7 @@ def _gtin(value: str) -> str:
 
 
 def _sscc(value: str) -> str:
-    text = value.strip()
+    text = ascii_digits(value.strip())
     if text.isdigit():
         try:
             return ContainerId(validate_sscc(text)).canonical_uri
@@ -70,7 +88,7 @@ def _identifier(text: str) -> Identifier:
 def _object(value: str) -> str:
     """A unit (Digital Link /01/../21/..) or logistic unit (SSCC): its canonical id."""
     text = value.strip()
-    if text.isdigit():
+    if text.isdigit():  # any script's digits: _sscc names the non-ASCII ones
         return _sscc(text)
     return _identifier(text).canonical_uri
 
@@ -90,6 +108,10 @@ def _country(value: str) -> str:
 def _amount(value: str | int | float) -> str:
     if isinstance(value, float):
         raise ValueError("write amounts as decimal strings (\"1250.00\"), not floats, so no cent is lost")
+    if isinstance(value, bool):
+        raise ValueError(f"expected a decimal amount like 1250.00, got {value!r}")
+    if isinstance(value, str):
+        ascii_digits(value)
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
@@ -98,6 +120,8 @@ def _amount(value: str | int | float) -> str:
         raise ValueError(f"expected a non-negative amount, got {value!r}")
     if amount.as_tuple().exponent < -18:  # type: ignore[operator]
         raise ValueError(f"at most 18 decimals, got {value!r}")
+    if amount >= Decimal(10) ** 30:
+        raise ValueError(f"at most 30 integer digits, got {value!r}")
     return format(amount, "f")
 
 
@@ -131,11 +155,12 @@ class Location(Record):
 
     gln: str | None = Field(None, description="GS1 Global Location Number, 13 digits")
     unlocode: str | None = Field(None, description="UN/LOCODE, e.g. VNSGN, NLRTM")
-    latitude: float | None = Field(None, ge=-90, le=90)
-    longitude: float | None = Field(None, ge=-180, le=180)
+    latitude: float | None = Field(None, ge=-90, le=90, strict=True, allow_inf_nan=False)
+    longitude: float | None = Field(None, ge=-180, le=180, strict=True, allow_inf_nan=False)
 
     def model_post_init(self, _context: Any) -> None:
         if self.gln is not None:
+            ascii_digits(self.gln)
             if not (self.gln.isdigit() and len(self.gln) == 13) or int(self.gln[12]) != check_digit(self.gln[:12]):
                 raise ValueError(f"gln: expected 13 digits with a valid check digit, got {self.gln!r}")
         if self.unlocode is not None and not re.fullmatch(r"[A-Z]{2}[A-Z2-9]{3}", self.unlocode):

@@ -17,6 +17,14 @@ when every row was accepted, else to `rejected/`, next to `<file>.rejected.csv` 
 rejected row (line, column, problem, and the row as it was). Every file also gets
 `<file>.report.json` (rows, accepted, rejected, event ids). A file dropped twice queues nothing
 twice: its events have the same hashes.
+
+"accepted" in a report means acknowledged by this oracle. What the node finally did is added
+to the report once every submission of the file is settled: `"node": "stored"`, or
+`"node": "refused"` with `refusedByNode` (the lines and the node's message), and such a file
+moves from `processed/` to `rejected/`. A row the csv module cannot read (e.g. a field over
+131,072 characters) is a rejected row. A file whose processing fails for another reason is
+tried again at each scan and after `max_tries` failures moved to `quarantine/` with a
+`<file>.report.json` of the errors; it never stops the files after it.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from node.strict_json import LARGE_BODY, release_memory
 from oracle.errors import InputRejected, UnknownAdapter
 from oracle.service import Oracle
 
@@ -125,12 +134,29 @@ class FileReport:
     accepted_rows: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
+    # submission id -> the file's lines it holds (what the node finally did is followed per submission)
+    submissions: dict[str, list[int]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "file": self.file, "kind": self.kind, "rows": self.rows, "accepted": self.accepted_rows,
             "rejected": len(self.rejected), "eventIds": self.event_ids,
+            "submissions": self.submissions,
+            # "accepted" above means acknowledged by this oracle; "node" says what the node did:
+            # pending until every submission is settled, then stored or refused (refusedByNode).
+            "node": "pending" if self.submissions else "nothing to deliver",
         }
+
+
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_ROW_ERRORS = 1000  # unreadable rows reported one by one up to this many, then the rest of the file is refused
+
+
+def _pending(report_path: Path) -> bool:
+    try:
+        return bool(orjson.loads(report_path.read_bytes()).get("node") == "pending")
+    except (OSError, orjson.JSONDecodeError):
+        return False
 
 
 def _column(adapter_field: str, kind: CsvKind) -> str:
@@ -163,7 +189,21 @@ def process_text(oracle: Oracle, name: str, text: str) -> FileReport:
         report.rejected.append({"line": 0, "column": "(file name)", "problem": str(exc), "row": {}})
         return report
     groups: dict[tuple[Any, ...], list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
-    for row in reader:
+    unreadable = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field over the csv module's limit of 131,072 characters
+            report.rows += 1
+            unreadable += 1
+            # The reader counts the lines of the rows it returned: the unreadable one is the next.
+            report.rejected.append({"line": reader.line_num + 1, "column": "(row)", "problem": f"unreadable CSV: {exc}", "row": {}})
+            if unreadable >= MAX_ROW_ERRORS:
+                report.rejected.append({"line": reader.line_num, "column": "(file)", "problem": f"{unreadable} unreadable rows: the rest of the file was not read", "row": {}})
+                break
+            continue
         line = reader.line_num
         report.rows += 1
         clean = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
@@ -200,6 +240,8 @@ def process_text(oracle: Oracle, name: str, text: str) -> FileReport:
             continue
         report.accepted_rows += len(kept)
         report.event_ids.extend(accepted.event_ids)
+        if accepted.submission is not None:
+            report.submissions.setdefault(accepted.submission, []).extend(line for line, _clean in kept)
     report.rejected.sort(key=lambda r: int(r["line"]))
     return report
 
@@ -207,18 +249,28 @@ def process_text(oracle: Oracle, name: str, text: str) -> FileReport:
 class CsvDropFolder:
     """Watches `<root>/inbox` and moves each file, once read, to processed/ or rejected/."""
 
-    def __init__(self, oracle: Oracle, root: Path, *, min_age: float = 1.0) -> None:
+    def __init__(self, oracle: Oracle, root: Path, *, min_age: float = 1.0, max_tries: int = 3, max_bytes: int = MAX_FILE_BYTES) -> None:
         self.oracle = oracle
         self.root = Path(root)
         self.inbox = self.root / "inbox"
         self.processed = self.root / "processed"
         self.rejected = self.root / "rejected"
-        for folder in (self.inbox, self.processed, self.rejected):
+        self.quarantine = self.root / "quarantine"
+        for folder in (self.inbox, self.processed, self.rejected, self.quarantine):
             folder.mkdir(parents=True, exist_ok=True)
         self.min_age = min_age
+        self.max_tries = max_tries
+        self.max_bytes = max_bytes
+        self._failures: dict[tuple[str, int, float], list[str]] = {}  # (name, size, mtime) -> errors of each try
+        # Reports whose submissions the node has not settled yet (followed by `follow_up`).
+        self._following: set[Path] = {
+            p for folder in (self.processed, self.rejected) for p in folder.glob("*.report.json") if _pending(p)
+        }
 
     def scan(self) -> list[FileReport]:
-        """Process every file ready in the inbox (oldest first)."""
+        """Process every file ready in the inbox (oldest first). A file whose processing fails
+        (an error of the oracle, not a row's) is tried again at the next scan, and after
+        `max_tries` failures moved to `quarantine/` with a report; it never stops the files after it."""
         reports = []
         now = time.time()
         ready = sorted(
@@ -226,26 +278,105 @@ class CsvDropFolder:
             key=lambda p: p.stat().st_mtime,
         )
         for path in ready:
-            if now - path.stat().st_mtime < self.min_age:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
                 continue
-            reports.append(self.process(path))
+            if now - stat.st_mtime < self.min_age:
+                continue
+            key = (path.name, stat.st_size, stat.st_mtime)
+            try:
+                reports.append(self.process(path))
+            except Exception as exc:  # noqa: BLE001 - one poison file must not stop the folder
+                errors = self._failures.setdefault(key, [])
+                errors.append(f"{type(exc).__name__}: {exc}")
+                log.exception("%s: try %d of %d failed", path.name, len(errors), self.max_tries)
+                if len(errors) >= self.max_tries:
+                    self._quarantine(path, errors)
+                    self._failures.pop(key, None)
+                continue
+            self._failures.pop(key, None)
+        self.follow_up()
         return reports
 
-    def process(self, path: Path) -> FileReport:
-        try:
-            text = path.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            report = FileReport(path.name, None)
-            report.rejected.append({"line": 0, "column": "(file)", "problem": f"not UTF-8: {exc}", "row": {}})
-        else:
-            report = process_text(self.oracle, path.name, text)
-        target_dir = self.rejected if report.rejected else self.processed
+    def _quarantine(self, path: Path, errors: list[str]) -> None:
+        target = self._target(self.quarantine, path.name)
+        report = {"file": path.name, "node": "nothing delivered", "quarantined": True, "tries": len(errors), "errors": errors}
+        target.with_name(target.name + ".report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        path.replace(target)
+        log.error("%s failed %d times: moved to %s", path.name, len(errors), target)
+
+    @staticmethod
+    def _target(folder: Path, name: str) -> Path:
+        """A fresh name in `folder`: stamped, and short enough for the report files beside it."""
+        if len(name.encode()) > 180:
+            name = name.encode()[-180:].decode("utf-8", "ignore")
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        target = target_dir / f"{stamp}-{path.name}"
+        target = folder / f"{stamp}-{name}"
         counter = 1
         while target.exists():
-            target = target_dir / f"{stamp}-{counter}-{path.name}"
+            target = folder / f"{stamp}-{counter}-{name}"
             counter += 1
+        return target
+
+    def follow_up(self) -> None:
+        """Write into each report what the node finally did with its rows, once it is settled:
+        `node: stored` (every event stored), or `node: refused` with `refusedByNode` (lines,
+        the node's message); a file with rows the node refused moves to rejected/."""
+        for report_path in sorted(self._following):
+            try:
+                self._follow(report_path)
+            except Exception:  # noqa: BLE001 - a report it cannot update is tried again later
+                log.exception("%s: cannot update the report", report_path.name)
+
+    def _follow(self, report_path: Path) -> None:
+        from oracle.service import submission_report
+
+        if not report_path.exists():
+            self._following.discard(report_path)
+            return
+        data = orjson.loads(report_path.read_bytes())
+        refused: list[dict[str, Any]] = []
+        for submission, lines in (data.get("submissions") or {}).items():
+            status = submission_report(self.oracle.queue, submission)
+            if status is None:
+                continue
+            if status["status"] == "pending":
+                return
+            if status["status"] == "refused":
+                errors = [j.get("error") for j in status["jobs"] if j["status"] == "refused"]
+                refused.append({"lines": lines, "submission": submission, "errors": errors})
+        data["node"] = "refused" if refused else "stored"
+        if refused:
+            data["refusedByNode"] = refused
+        self._following.discard(report_path)
+        report_path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        if refused and report_path.parent == self.processed:
+            data_file = report_path.with_name(report_path.name.removesuffix(".report.json"))
+            target = self._target(self.rejected, data_file.name)
+            report_path.replace(target.with_name(target.name + ".report.json"))
+            if data_file.exists():
+                data_file.replace(target)
+        log.info("%s: the node %s its rows", data.get("file"), "refused some of" if refused else "stored")
+
+    def process(self, path: Path) -> FileReport:
+        size = path.stat().st_size
+        if size > self.max_bytes:
+            report = FileReport(path.name, None)
+            report.rejected.append({"line": 0, "column": "(file)", "problem": f"{size} bytes: larger than the limit of {self.max_bytes}", "row": {}})
+        else:
+            try:
+                text = path.read_bytes().decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                report = FileReport(path.name, None)
+                report.rejected.append({"line": 0, "column": "(file)", "problem": f"not UTF-8 (byte {exc.start}): save the file as UTF-8", "row": {}})
+            else:
+                report = process_text(self.oracle, path.name, text)
+                del text
+                if size >= LARGE_BODY:
+                    release_memory()
+        target_dir = self.rejected if report.rejected else self.processed
+        target = self._target(target_dir, path.name)
         # Reports first, then the move: a crash in between re-reads the file, which queues nothing twice.
         if report.rejected:
             with open(target.with_name(target.name + ".rejected.csv"), "w", newline="", encoding="utf-8") as handle:
@@ -253,8 +384,11 @@ class CsvDropFolder:
                 writer.writerow(["line", "column", "problem", "row"])
                 for item in report.rejected:
                     writer.writerow([item["line"], item["column"], item["problem"], orjson.dumps(item["row"]).decode()])
-        target.with_name(target.name + ".report.json").write_bytes(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2))
+        report_file = target.with_name(target.name + ".report.json")
+        report_file.write_bytes(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2))
         path.replace(target)
+        if report.submissions:
+            self._following.add(report_file)
         log.info("%s: %d rows, %d accepted, %d rejected -> %s", path.name, report.rows, report.accepted_rows, len(report.rejected), target)
         return report
 

@@ -54,7 +54,7 @@ class CustomsDeclaration(Record):
     containers: list[Sscc] = Field(min_length=1, max_length=500)
     office: str = Field(pattern=r"^[A-Z]{2}[A-Z0-9]{6}$", description="Customs office code, e.g. NL000396")
     lodged_at: Timestamp
-    hs_code: str = Field(pattern=r"^\d{6}(\d{2}){0,2}$", description="Harmonized System code, 6, 8 or 10 digits")
+    hs_code: str = Field(pattern=r"^[0-9]{6}([0-9]{2}){0,2}$", description="Harmonized System code, 6, 8 or 10 ASCII digits")
     declared_value: Money
     origin_country: Country
     origin_certificate: DocumentInput | None = None

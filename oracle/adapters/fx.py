@@ -30,6 +30,8 @@ class FxRate(Record):
             raise ValueError(f"base and quote are both {self.base}")
         if Decimal(self.rate) <= 0:
             raise ValueError(f"rate must be positive, got {self.rate}")
+        if Decimal(self.rate) >= 10**12:
+            raise ValueError(f"rate: {self.rate} is not a plausible exchange rate (at most 10^12)")
         return self
 
 

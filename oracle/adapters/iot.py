@@ -36,13 +36,14 @@ from oracle.adapters.base import Adapter, Context, FieldError, Gtin, Ident, Loca
 
 _TEMPERATURE_UNITS = {"C": "CEL", "CEL": "CEL", "°C": "CEL", "DEGC": "CEL", "F": "FAH", "FAH": "FAH", "°F": "FAH", "K": "KEL", "KEL": "KEL"}
 _HUMIDITY_UNITS = {"%": "P1", "P1": "P1", "%RH": "P1", "RH": "P1"}
+_COLDEST, _HOTTEST = -273.15, 2000.0  # °C: no sensor reading outside this is a temperature
 _MEASUREMENT = {"temperature": "Temperature", "humidity": "RelativeHumidity"}
 
 
 class Reading(Record):
     time: Timestamp
     type: Literal["temperature", "humidity"]
-    value: float = Field(allow_inf_nan=False)
+    value: float = Field(allow_inf_nan=False, strict=True, description="A number (true/false and strings are refused)")
     unit: str
 
     @field_validator("unit")
@@ -81,6 +82,10 @@ class SensorMessage(Record):
         for i, reading in enumerate(readings):
             if reading.type == "humidity" and not 0 <= reading.value <= 100:
                 raise ValueError(f"readings[{i}]: relative humidity is 0-100 %, got {reading.value}")
+            if reading.type == "temperature" and not _COLDEST <= reading.celsius_or_percent() <= _HOTTEST:
+                raise ValueError(
+                    f"readings[{i}].value: {reading.value} {reading.unit} is outside {_COLDEST} to {_HOTTEST} °C (absolute zero to a furnace)"
+                )
         return readings
 
 

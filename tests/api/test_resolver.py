@@ -78,12 +78,21 @@ def test_a_unit_whose_stored_event_was_tampered_with_is_suspicious(client: TestC
     assert inspected["verification"]["failure"] == "hash_mismatch"
 
 
-def test_a_well_formed_code_nobody_issued_is_unknown(client: TestClient) -> None:
+def test_an_unknown_serial_of_a_registered_product_says_its_records_may_still_be_arriving(client: TestClient) -> None:
     response = client.get(f"/01/{GTIN}/10/L1/21/NEVER1SSUED", headers=JSON)
+    assert response.status_code == 404
+    body = response.json()
+    assert body["code"] == "unknown_code" and body["verdict"] == "unknown" and body["recordsMayBeArriving"] is True
+    assert body["message"].startswith(f"https://id.gs1.org/01/{GTIN}/21/NEVER1SSUED: no record of this unit on this network yet")
+    assert "members may still be delivering its records" in body["message"]
+
+
+def test_a_well_formed_code_of_no_registered_product_is_unknown(client: TestClient) -> None:
+    response = client.get("/01/09506000134352/21/NOBODY", headers=JSON)
     assert response.status_code == 404
     assert response.json() == {
         "code": "unknown_code",
-        "message": f"https://id.gs1.org/01/{GTIN}/21/NEVER1SSUED is a well-formed code, but no product of this network carries it",
+        "message": "https://id.gs1.org/01/09506000134352/21/NOBODY is a well-formed code, but no product of this network carries it",
         "verdict": "unknown",
     }
 

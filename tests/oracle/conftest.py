@@ -13,7 +13,7 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.devnet.anvil import AnvilProcess
 from node.devnet.consortium import DEMO_MEMBERS
-from oracle.runtime import OracleRuntime, build_runtime, escrow_factory, fx_signer_for, organisation_roles
+from oracle.runtime import OracleRuntime, RoleHistory, build_runtime, escrow_factory, fx_signer_for, organisation_roles
 from oracle.settings import OracleSettings
 from tests.oracle.servers import NodeProcess, ServedApp
 
@@ -70,6 +70,7 @@ def make_oracle(chain: ChainClient, deployment: Deployment, node: NodeProcess, t
             settings, account, chain_id=chain.chain_id, provenance_registry=deployment.address("ProvenanceRegistry"),
             consortium_registry=consortium, roles=organisation_roles(chain, consortium, account.address),
             escrow=escrow_factory(settings, chain, deployment, account), fx_signer=fx_signer_for(settings, chain, deployment, account),
+            role_at=RoleHistory(chain, consortium, deployment.start_block, refresh=0.1),
         )
         made.append(runtime)
         return runtime

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -126,11 +127,34 @@ class Child:
 
 
 class Supervisor:
-    """The demo's children, stopped in the reverse order of their start."""
+    """The demo's children, stopped in the reverse order of their start.
 
-    def __init__(self, say: Callable[[str], None]) -> None:
+    With `watch()`, a thread restarts a child that exits while the demo runs and says so
+    (`<name> exited with code N: restarting`, then `<name> restarted`): what is left of its
+    process group is stopped first (so its port is free), restarts back off from 1 s to
+    `max_backoff`, and a child that dies `max_restarts` times within `window` seconds is left
+    down with a line saying so. `on_restart(name, pid)` is called after each restart (the demo
+    rewrites its pids.json).
+    """
+
+    def __init__(
+        self,
+        say: Callable[[str], None],
+        *,
+        max_restarts: int = 5,
+        window: float = 300.0,
+        max_backoff: float = 30.0,
+        ready_timeout: float = 90.0,
+    ) -> None:
         self.children: list[Child] = []
         self.say = say
+        self.max_restarts, self.window, self.max_backoff, self.ready_timeout = max_restarts, window, max_backoff, ready_timeout
+        self.restarts: dict[str, list[float]] = {}
+        self.on_restart: Callable[[str, int], None] | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._given_up: set[str] = set()
 
     def start(self, *children: Child, timeout: float = 90.0) -> None:
         """Start these children together and wait until each is ready."""
@@ -142,9 +166,66 @@ class Supervisor:
     def pids(self) -> dict[str, int]:
         return {c.name: c.process.pid for c in self.children if c.process is not None}
 
+    def watch(self, interval: float = 1.0) -> None:
+        """Restart children that die, from now until `stop_all`."""
+        if self._watcher is not None:
+            return
+        self._stop.clear()
+        self._watcher = threading.Thread(target=self._watch, args=(interval,), name="demo-supervisor", daemon=True)
+        self._watcher.start()
+
+    def _watch(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            for child in list(self.children):
+                if self._stop.is_set():
+                    return
+                process = child.process
+                if process is None or process.poll() is None or child.name in self._given_up:
+                    continue
+                try:
+                    self._restart(child, process.returncode)
+                except Exception as exc:  # noqa: BLE001 - the watcher outlives one failed restart
+                    self.say(f"{child.name} could not be restarted: {exc}")
+
+    def _restart(self, child: Child, code: int) -> None:
+        now = time.monotonic()
+        recent = [t for t in self.restarts.get(child.name, []) if now - t < self.window]
+        if len(recent) >= self.max_restarts:
+            self._given_up.add(child.name)
+            self.say(f"{child.name} exited with code {code} {len(recent) + 1} times within {self.window:.0f}s: "
+                     f"not restarting it again (see {child.log})")
+            return
+        delay = min(self.max_backoff, 2.0 ** len(recent))
+        self.say(f"{child.name} exited with code {code}: restarting in {delay:.0f}s (log {child.log})")
+        if self._stop.wait(delay):
+            return
+        with self._lock:
+            if self._stop.is_set():
+                return
+            assert child.process is not None
+            stop_group(child.process, grace=5.0)  # helpers it left behind, and its port
+            child.start()
+        recent.append(time.monotonic())
+        self.restarts[child.name] = recent
+        started = time.monotonic()
+        try:
+            child.wait_ready(self.ready_timeout)
+        except ChildFailed as exc:
+            self.say(f"{child.name} did not come back: {str(exc).splitlines()[0]}")
+            return
+        assert child.process is not None
+        self.say(f"{child.name} restarted (pid {child.process.pid}, answering after {time.monotonic() - started:.1f}s)")
+        if self.on_restart is not None:
+            self.on_restart(child.name, child.process.pid)
+
     def stop_all(self) -> None:
-        for child in reversed(self.children):
-            if child.process is not None and child.process.poll() is None:
-                self.say(f"stopping {child.name}")
-            child.stop()
-        self.children.clear()
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)  # a restart in progress notices the stop, or its child is stopped below
+            self._watcher = None
+        with self._lock:
+            for child in reversed(self.children):
+                if child.process is not None and child.process.poll() is None:
+                    self.say(f"stopping {child.name}")
+                child.stop()
+            self.children.clear()

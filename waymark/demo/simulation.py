@@ -225,7 +225,7 @@ def start_oracles(
     from node.devnet.anvil import free_port
     from node.devnet.consortium import devnet_account
     from oracle.app import create_app
-    from oracle.runtime import build_runtime, escrow_factory, fx_signer_for, organisation_roles
+    from oracle.runtime import RoleHistory, build_runtime, escrow_factory, fx_signer_for, organisation_roles
     from oracle.settings import OracleSettings
 
     running: dict[str, RunningOracle] = {}
@@ -245,6 +245,7 @@ def start_oracles(
             settings, account, chain_id=client.chain_id, provenance_registry=deployment.address("ProvenanceRegistry"),
             consortium_registry=consortium, roles=organisation_roles(client, consortium, account.address),
             escrow=escrow_factory(settings, client, deployment, account), fx_signer=fx_signer_for(settings, client, deployment, account),
+            role_at=RoleHistory(client, consortium, deployment.start_block),  # what the node checks, before answering 202
         )
         server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, name=f"oracle-{member}", daemon=True)

@@ -1,0 +1,53 @@
+"""The passport cache is bounded by bytes as well as by entries: passports of a few hundred KB
+cannot grow the API's memory past its budget, whatever the entry limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.services import ENTRY_OVERHEAD, PassportCache, _Entry
+from node.passport import PassportCore
+
+
+def core(size: int) -> PassportCore:
+    return PassportCore({"timeline": [], "padding": "x" * size}, "genuine", [], False, "09521234543213", 1)
+
+
+def cache(max_bytes: int, size: int = 50_000) -> PassportCache:
+    builder: Any = None  # storing and evicting never build
+    return PassportCache(builder, ttl=60, pending_ttl=2, size=size, max_bytes=max_bytes)
+
+
+def test_large_passports_are_evicted_by_bytes_least_recently_used_first() -> None:
+    passports = cache(max_bytes=1_000_000)
+    for i in range(20):
+        passports._store(f"unit-{i}", _Entry(0.0, core(200_000), (), 0.0))
+        assert passports.bytes <= passports.max_bytes
+    assert len(passports) == 4  # 4 x (200 KB + overhead) fit in 1 MB, not 5
+    assert list(passports._entries) == [f"unit-{i}" for i in range(16, 20)]
+    assert passports.bytes == sum(len(e.core.json) + ENTRY_OVERHEAD for e in passports._entries.values() if e.core is not None)
+
+
+def test_replacing_and_invalidating_keep_the_byte_count_exact() -> None:
+    passports = cache(max_bytes=10_000_000)
+    passports._store("a", _Entry(0.0, core(100_000), (), 0.0))
+    passports._store("a", _Entry(0.0, core(10_000), (), 0.0))
+    passports._store("b", _Entry(0.0, None, (), 0.0))
+    assert passports.bytes == len(core(10_000).json) + 2 * ENTRY_OVERHEAD
+    passports.invalidate("a")
+    passports.invalidate("b")
+    assert passports.bytes == 0 and len(passports) == 0
+
+
+def test_a_passport_larger_than_the_whole_budget_is_not_kept() -> None:
+    passports = cache(max_bytes=100_000)
+    passports._store("small", _Entry(0.0, core(1_000), (), 0.0))
+    passports._store("huge", _Entry(0.0, core(500_000), (), 0.0))
+    assert list(passports._entries) == ["small"]
+
+
+def test_the_entry_limit_still_applies_to_small_passports() -> None:
+    passports = cache(max_bytes=10_000_000, size=3)
+    for i in range(10):
+        passports._store(f"u{i}", _Entry(0.0, core(10), (), 0.0))
+    assert len(passports) == 3
