@@ -36,6 +36,7 @@ from node.epcis_rest.query import (
     per_page,
     run_query,
 )
+from node import strict_json
 from node.errors import WaymarkError
 from node.ingest.capture import CaptureError, CaptureService
 from node.provenance.epcis import EPCIS_CONTEXT_URL, format_timestamp
@@ -44,7 +45,6 @@ from node.provenance.event_hash import digest_from_hash
 EPCIS_VERSION = "2.0.0"
 CBV_VERSION = "2.0.0"
 VENDOR_VERSION = "waymark-1"
-JSON_TYPES = ("application/json", "application/ld+json")
 PREFIX = "/epcis"
 
 
@@ -147,30 +147,30 @@ def _negotiate(request: Request) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """THE way an EPCIS route reads its request body: bounded by `limit` bytes (413 beyond),
-    JSON media types only (415). Callers parse it with `parse_json`."""
-    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if media not in JSON_TYPES:
-        raise EpcisProblem(415, "UnsupportedMediaTypeException", "Unsupported Media Type", "send application/json or application/ld+json")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise EpcisProblem(413, "CaptureLimitExceededException", "Capture Payload too large", f"a body of {declared} bytes exceeds {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise EpcisProblem(413, "CaptureLimitExceededException", "Capture Payload too large", f"the body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """THE way an EPCIS route reads its request body: node.strict_json's reader (JSON media types
+    only, Content-Encoding undone, bounded by `limit` bytes as sent and as decoded), its refusals
+    given as EPCIS problems. Callers parse it with `parse_json`."""
+    try:
+        return await strict_json.read_body(request, strict_json.JsonLimits(max_bytes=limit))
+    except strict_json.JsonInputError as exc:
+        raise _problem_of(exc) from None
 
 
 def parse_json(body: bytes) -> Any:
-    """The request body as JSON (400 ValidationException when it is not)."""
+    """The request body as JSON, strictly (node.strict_json: duplicate keys, depth, numbers);
+    400 ValidationException naming the problem when it is refused."""
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise EpcisProblem(400, "ValidationException", "Not JSON", str(exc)) from None
+        return strict_json.loads(body, strict_json.JsonLimits(max_bytes=max(len(body), 1)))
+    except strict_json.JsonInputError as exc:
+        raise _problem_of(exc) from None
+
+
+def _problem_of(exc: strict_json.JsonInputError) -> EpcisProblem:
+    if exc.status == 415:
+        return EpcisProblem(415, "UnsupportedMediaTypeException", "Unsupported Media Type", f"{exc.field}: {exc.message}")
+    if exc.status == 413:
+        return EpcisProblem(413, "CaptureLimitExceededException", "Capture Payload too large", exc.message)
+    return EpcisProblem(400, "ValidationException", "Not acceptable JSON", f"{exc.field}: {exc.message}")
 
 
 # --- signed reads -----------------------------------------------------------------------------
