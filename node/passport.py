@@ -50,7 +50,7 @@ from node.history import HistoryEntry, unit_history
 from node.locations import route_by_location
 from node.product_master import master_section, recorded_lot
 from node.ingest.roles import roles_for_bizstep
-from node.proofs import FAILURES
+from node.proofs import FAILURES, anchor_counted_for
 from node.provenance.attestation import (
     AttestationDomain,
     keccak256,
@@ -347,12 +347,21 @@ class ChainView:
 
         return self._current.get(("productHash", gtin), load)  # type: ignore[no-any-return]
 
-    def anchor(self, root: bytes) -> AnchorRecord | None:
-        def load() -> AnchorRecord | None:
-            org_id, block_number, timestamp, count = self.client.call(self.provenance.functions.anchorOf(root))
-            return AnchorRecord(int(org_id), int(block_number), int(timestamp), int(count)) if org_id else None
+    def anchor(self, root: bytes, org_id: int) -> AnchorRecord | None:
+        """The anchor of `root` that counts for an event attested by a member of `org_id` (at the
+        event time): node.proofs' rule (`anchor_counted_for`), so a rival that anchored the root
+        first is not shown as its anchorer. One read per (root, organisation) while cached; the
+        root's first anchor, the fallback, is read once per root."""
+        def first() -> tuple[int, int, int, int]:
+            return self._anchors.get(("first", root), lambda: tuple(self.client.call(self.provenance.functions.anchorOf(root))))  # type: ignore[no-any-return]
 
-        return self._anchors.get(("anchor", root), load)  # type: ignore[no-any-return]
+        def load() -> AnchorRecord | None:
+            org, block_number, timestamp, count = anchor_counted_for(
+                org_id, lambda o: self.client.call(self.provenance.functions.anchorOfOrganisation(root, o)), first
+            )
+            return AnchorRecord(org, block_number, timestamp, count) if org else None
+
+        return self._anchors.get(("anchor", root, org_id), load)  # type: ignore[no-any-return]
 
     def _chain_time(self) -> int:
         # Facts at or after the latest block's time may still change; only older ones are cached.
@@ -586,7 +595,7 @@ class PassportBuilder:
         self.orders = orders
         self.history = history
         self.corrections = corrections
-        self._memo: dict[bytes, dict[str, Any]] = {}
+        self._memo: dict[bytes, tuple[dict[str, Any], int]] = {}
         self._watermark: tuple[float, tuple[Any, ...]] | None = None
         self.chain_info = {
             "chainId": chain.chain_id,
@@ -758,13 +767,14 @@ class PassportBuilder:
         (through ChainView's short cache) and confirmations counted from the current head.
         """
         key = _memo_key(event, stored) if stored.root is not None else None
-        fixed = self._memo.get(key) if key is not None else None
-        if fixed is None:
-            fixed = self._verify_through_merkle(event, stored)
-            if key is not None and fixed["status"] == "anchoring":
+        memo = self._memo.get(key) if key is not None else None
+        if memo is None:
+            memo = self._verify_through_merkle(event, stored)
+            if key is not None and memo[0]["status"] == "anchoring":
                 if len(self._memo) >= 200_000:
                     self._memo.clear()
-                self._memo[key] = fixed
+                self._memo[key] = memo
+        fixed, signer_org = memo
         result = dict(fixed)
         if result["status"] != "anchoring":
             return result
@@ -772,7 +782,7 @@ class PassportBuilder:
         result["checks"] = checks
         chain = self.chain
         assert stored.root is not None
-        anchor = chain.anchor(stored.root)
+        anchor = chain.anchor(stored.root, signer_org)
         if anchor is None:
             checks.append({"name": "anchor", "status": "failed", "detail": f"root {_hex(stored.root)} is not anchored on chain {chain.chain_id}"})
             result.update(status="failed", failedCheck="anchor", failure=FAILURES["anchor"])
@@ -794,10 +804,13 @@ class PassportBuilder:
         result["status"] = "verified"
         return result
 
-    def _verify_through_merkle(self, event: Mapping[str, Any], stored: StoredAttestation) -> dict[str, Any]:
+    def _verify_through_merkle(self, event: Mapping[str, Any], stored: StoredAttestation) -> tuple[dict[str, Any], int]:
         """Checks 1-4 (event hash, signature, role at the time, Merkle proof): their outcome for
-        given data never changes. Status "anchoring" means: all four passed, anchor next."""
+        given data never changes. Status "anchoring" means: all four passed, anchor next.
+        Returned with the signer's organisation at the event time (0 if unknown), whose anchor
+        of the root counts (node.proofs.counted_anchor)."""
         chain = self.chain
+        org_id = 0
         checks: list[dict[str, str]] = []
         result: dict[str, Any] = {
             "status": "verified",
@@ -813,10 +826,10 @@ class PassportBuilder:
             "anchor": None,
         }
 
-        def fail(name: str, detail: str) -> dict[str, Any]:
+        def fail(name: str, detail: str) -> tuple[dict[str, Any], int]:
             checks.append({"name": name, "status": "failed", "detail": detail})
             result.update(status="failed", failedCheck=name, failure=FAILURES[name])
-            return result
+            return result, org_id
 
         # 1. event_hash
         try:
@@ -862,7 +875,7 @@ class PassportBuilder:
             for name in ("merkle_proof", "anchor", "confirmations"):
                 checks.append({"name": name, "status": "pending", "detail": "not anchored yet"})
             result["status"] = "pending"
-            return result
+            return result, org_id
         proof = [stored.proof[i : i + 32] for i in range(0, len(stored.proof), 32)]
         leaf = leaf_hash(digest, recovered)
         result["merkle"] = {"root": _hex(stored.root), "leaf": _hex(leaf), "leafIndex": stored.leaf_index, "proof": [_hex(p) for p in proof]}
@@ -870,7 +883,7 @@ class PassportBuilder:
             return fail("merkle_proof", f"the proof does not lead from leaf {_hex(leaf)} to root {_hex(stored.root)}")
         checks.append({"name": "merkle_proof", "status": "passed", "detail": f"leaf is under root {_hex(stored.root)}"})
         result["status"] = "anchoring"
-        return result
+        return result, org_id
 
 
 def _memo_key(event: Mapping[str, Any], stored: StoredAttestation) -> bytes:

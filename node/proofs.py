@@ -26,6 +26,7 @@ Checks, in order; the first that fails is named in `failure`:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,9 +223,23 @@ def counted_anchor(provenance: Any, consortium: Any, root: bytes, attester: str,
     the root (a batch anchored by a node shared by several organisations), the root's first
     anchor does."""
     org = int(consortium.functions.organisationOfAt(attester, event_time).call())
-    anchor = provenance.functions.anchorOfOrganisation(root, org).call() if org else (0, 0, 0, 0)
+    return anchor_counted_for(
+        org,
+        lambda o: provenance.functions.anchorOfOrganisation(root, o).call(),
+        lambda: provenance.functions.anchorOf(root).call(),
+    )
+
+
+def anchor_counted_for(
+    org: int, of_organisation: Callable[[int], Sequence[Any]], first: Callable[[], Sequence[Any]]
+) -> tuple[int, int, int, int]:
+    """The rule of `counted_anchor`, given the attester's organisation at the event time and how
+    to read a root's anchors (`anchorOfOrganisation(root, org)`, `anchorOf(root)`): that
+    organisation's anchor, else the root's first. Shared by the passport (node.passport.ChainView)
+    so the buyer is shown the anchor the audit counts; scanner_web/src/verify.js mirrors it."""
+    anchor = of_organisation(org) if org else (0, 0, 0, 0)
     if int(anchor[0]) == 0:
-        anchor = provenance.functions.anchorOf(root).call()
+        anchor = first()
     return int(anchor[0]), int(anchor[1]), int(anchor[2]), int(anchor[3])
 
 

@@ -9,7 +9,10 @@
 //                 outside the role table may be attested by any attesting role
 //   merkle_proof  the proof leads from the (event hash, signer) leaf to the root
 //                 (@openzeppelin/merkle-tree's StandardMerkleTree.verify)
-//   anchor        the chain's ProvenanceRegistry has the root anchored (anchorOf)
+//   anchor        the chain's ProvenanceRegistry has the root anchored: the anchor that counts
+//                 is the one by the signer's organisation at the event time
+//                 (anchorOfOrganisation), else the root's first (anchorOf), as node/proofs.py
+//                 counted_anchor, so a rival that anchored the root first is not its anchorer
 //   confirmations enough blocks on top of the anchor
 // The first failed check of an event is named; events not anchored yet end as "pending".
 
@@ -190,14 +193,29 @@ export class Chain {
   }
 
   async anchorOf(root) {
-    const out = await this.call(this.config.provenanceRegistry, "0x" + selector("anchorOf(bytes32)") + toHex(fromHex(root)));
-    return { orgId: Number(readWord(out, 0)), blockNumber: Number(readWord(out, 32)), timestamp: Number(readWord(out, 64)), eventCount: Number(readWord(out, 96)) };
+    return readAnchor(await this.call(this.config.provenanceRegistry, "0x" + selector("anchorOf(bytes32)") + toHex(fromHex(root))));
+  }
+
+  async anchorOfOrganisation(root, orgId) {
+    const data = "0x" + selector("anchorOfOrganisation(bytes32,uint64)") + toHex(fromHex(root)) + toHex(word(orgId));
+    return readAnchor(await this.call(this.config.provenanceRegistry, data));
+  }
+
+  // The anchor that counts for an event attested by a member of orgId at the event time
+  // (node/proofs.py anchor_counted_for): that organisation's anchor of the root, else the first.
+  async countedAnchor(root, orgId) {
+    const own = orgId ? await this.anchorOfOrganisation(root, orgId) : null;
+    return own && own.orgId ? own : this.anchorOf(root);
   }
 
   async productOrg(gtin) {
     const out = await this.call(this.config.provenanceRegistry, "0x" + selector("productOf(uint256)") + toHex(word(BigInt(gtin))));
     return Number(readWord(out, 0));
   }
+}
+
+function readAnchor(out) {
+  return { orgId: Number(readWord(out, 0)), blockNumber: Number(readWord(out, 32)), timestamp: Number(readWord(out, 64)), eventCount: Number(readWord(out, 96)) };
 }
 
 function readWord(bytes, offset) {
@@ -274,8 +292,9 @@ export async function verifyEvent(item, chain, config, separator) {
   }
   if (!proofOk) return fail("merkle_proof", `the proof does not lead from this event to root ${stored.merkle.root}`);
   pass("merkle_proof", `under root ${stored.merkle.root}`);
-  const anchor = await chain.anchorOf(stored.merkle.root);
+  const anchor = await chain.countedAnchor(stored.merkle.root, orgId);
   if (!anchor.orgId) return fail("anchor", `root ${stored.merkle.root} is not anchored on chain ${config.chainId}`);
+  result.anchor = { orgId: anchor.orgId, blockNumber: anchor.blockNumber };
   pass("anchor", `anchored in block ${anchor.blockNumber} at ${new Date(anchor.timestamp * 1000).toISOString()}`);
   const depth = (await chain.head()) - anchor.blockNumber;
   const needed = config.confirmationsRequired || 0;
