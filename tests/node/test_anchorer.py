@@ -241,7 +241,7 @@ def test_a_stuck_anchor_still_in_the_pool_is_replaced_with_higher_fees(
         anchorer.step()
         (second,) = [f.sent for f in anchorer._in_flight.values()]
         assert second.nonce == first.nonce and second.tx_hash != first.tx_hash
-        assert int(second.tx["maxPriorityFeePerGas"]) > int(first.tx["maxPriorityFeePerGas"])  # type: ignore[call-overload]
+        assert int(second.tx["maxPriorityFeePerGas"]) > int(first.tx["maxPriorityFeePerGas"])
         assert _pool_size(runtime) == 1  # replaced, not added
         anchorer.stuck_after = 3600
         devnet.mine()
