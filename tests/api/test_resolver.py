@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -482,10 +483,13 @@ def test_the_page_of_a_unit_with_40_events_ships_a_slim_passport_before_first_pa
     from node.service import build_anchorer, build_capture
     from node.provenance import epcis
     from tests.api.world import journey
-    from tests.node.story import capture_document, iso, lot_story
+    from tests.node.story import LOT, capture_document, iso, lot_story, sscc
 
     start = int(world.client.w3.eth.get_block("latest")["timestamp"]) + 1
-    story = lot_story(start, 2)
+    # Serials and containers of its own: the world's lots were made from the same chain clock.
+    story = replace(lot_story(start, 2), units=[UnitId(GTIN, f"S{start}P{i:04d}", LOT) for i in range(2)],
+                    stray=UnitId(GTIN, f"S{start}PSTRAY", LOT), case=sscc(7000 + start % 10**6),
+                    pallet=sscc(8000 + start % 10**6), container=sscc(9000 + start % 10**6))
     reading = [(epcis.object_event(epcs=[story.pallet], action="OBSERVE", event_time=iso(start + 20 + i), biz_step="sensor_reporting",
                                    sensor_elements=[epcis.sensor_element([epcis.temperature(20 + i / 10, time=iso(start + 20 + i))], time=iso(start + 20 + i))]), CARRIER)
                for i in range(28)]
