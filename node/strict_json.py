@@ -158,11 +158,19 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
 def _int_parser(max_digits: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         if len(text.lstrip("-")) > max_digits:
             raise _Refusal(JsonInputError(422, "bad_number", f"an integer of {len(text.lstrip('-'))} digits; at most {max_digits}"))
-        return int(text)
+        value = int(text)
+        if not _INT_MIN <= value <= _INT_MAX:
+            # Beyond 64 bits a number cannot be stored and written back exactly (nor read alike
+            # by every JSON implementation): refused, not silently rounded.
+            raise _Refusal(JsonInputError(422, "bad_number", f"the integer {text[:40]} is outside -2^63 .. 2^64-1"))
+        return value
 
     return parse
 

@@ -293,6 +293,7 @@ class LinkTypeUnavailable(UnknownCode):
 
     def __init__(self, link_type: str, uri: str) -> None:
         self.uri = uri
+        self.manufacturer = None  # the unit may be known; only the link type is not offered
         self.field = "linkType"
         WaymarkError.__init__(self, f"{uri} has no link of type {link_type!r}")
 

@@ -149,7 +149,10 @@ def _negotiate(request: Request) -> None:
 async def read_body(request: Request, limit: int) -> bytes:
     """THE way an EPCIS route reads its request body: node.strict_json's reader (JSON media types
     only, Content-Encoding undone, bounded by `limit` bytes as sent and as decoded), its refusals
-    given as EPCIS problems. Callers parse it with `parse_json`."""
+    given as EPCIS problems. Callers parse it with `parse_json`. EPCIS bodies must say what they
+    are: a missing Content-Type is refused (415) too."""
+    if not (request.headers.get("content-type") or "").strip():
+        raise EpcisProblem(415, "UnsupportedMediaTypeException", "Unsupported Media Type", "send application/json or application/ld+json")
     try:
         return await strict_json.read_body(request, strict_json.JsonLimits(max_bytes=limit))
     except strict_json.JsonInputError as exc:
@@ -613,7 +616,12 @@ def build_router(interface: EpcisInterface) -> APIRouter:
     @router.post("/queries/{query_name}/subscriptions")
     async def subscribe(query_name: str, request: Request) -> Response:
         account = reader(request)
-        body = parse_json(await read_body(request, interface.size_limit))
+        try:
+            body = parse_json(await read_body(request, interface.size_limit))
+        except EpcisProblem as exc:
+            if exc.status != 400:
+                raise
+            raise EpcisProblem(400, "SubscriptionControlsException", "Invalid subscription", exc.detail) from None
         if not isinstance(body, dict) or not isinstance(body.get("dest"), str):
             raise EpcisProblem(400, "SubscriptionControlsException", "Invalid subscription", "expected {dest, stream: true, signatureToken?}")
         dest = body["dest"]
