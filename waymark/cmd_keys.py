@@ -1,0 +1,125 @@
+"""keys: create and list encrypted keystores (Web3 Secret Storage), and give a new account gas.
+
+Every signing command takes a keystore and the file holding its password (`--keystore FILE
+--password-file FILE`, or WAYMARK_SIGNER_KEYSTORE / WAYMARK_SIGNER_PASSWORD_FILE). On the devnet,
+`--as MEMBER` signs with a demo member's keystore instead: those live in
+hardhat-free-devnet/anvil/keystores/, their password is `waymark-devnet`, and they hold
+publicly known keys that every other chain refuses.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from eth_account import Account
+from eth_utils.address import is_address, to_checksum_address
+from rich.table import Table
+
+from node.chain.keystore import KeystoreError, KeystoreExists, devnet_addresses, keystore_address, read_password_file, write_keystore
+from node.devnet.anvil import DEVNET_CHAIN_ID
+from node.devnet.consortium import DEMO_MEMBERS
+from waymark.common import (
+    DEVNET_KEYSTORE_PASSWORD,
+    DEVNET_KEYSTORES,
+    AsMember,
+    ChainId,
+    KeystoreOpt,
+    PasswordFileOpt,
+    RpcUrl,
+    connect,
+    console,
+    devnet_keystore,
+    member_index,
+    signer,
+)
+
+app = typer.Typer(help="Keystores: create one for a new account, list them, give an account gas on the devnet.",
+                  no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    path: Annotated[Path, typer.Argument(help="Keystore file to write (never overwritten)", show_default=False)],
+    password_file: Annotated[Path, typer.Option("--password-file", help="File whose first line is the new keystore's password",
+                                                show_default=False)],
+) -> None:
+    """Create a new account and write its key to PATH, encrypted with the password in --password-file.
+
+    Prints the new address. The account holds no ether: on the devnet, `waymark keys fund ADDRESS`
+    gives it gas; on a consortium chain its organisation must be admitted (or the account added)
+    before it can act.
+    """
+    password = read_password_file(password_file)
+    if path.exists():
+        raise KeystoreExists(path)
+    account = Account.create()
+    write_keystore(account, password, path)
+    console.print(f"created {path} for account {account.address}", highlight=False, soft_wrap=True)
+    console.print(account.address, highlight=False)
+
+
+@app.command("list")
+def list_keystores(
+    folders: Annotated[list[Path] | None, typer.Argument(help="Folders (or files) to look in; default: var/keystores",
+                                                         show_default=False)] = None,
+    devnet: Annotated[bool, typer.Option("--devnet", help="List the demo members' devnet keystores (what --as uses) instead")] = False,
+) -> None:
+    """List keystore files with the account each holds (read without the password)."""
+    table = Table("keystore", "account", "note")
+    if devnet:
+        for name in [m.key for m in DEMO_MEMBERS] + ["deployer", "buyer"]:
+            path = devnet_keystore(name, member_index(name))
+            table.add_row(str(path), keystore_address(path), f"--as {name}; password {DEVNET_KEYSTORE_PASSWORD}")
+        console.print(table)
+        return
+    paths: list[Path] = []
+    for folder in folders or [Path("var/keystores")]:
+        if folder.is_file():
+            paths.append(folder)
+        elif folder.is_dir():
+            paths.extend(sorted(folder.glob("*.json")))
+        else:
+            raise KeystoreError(f"{folder} does not exist (give a folder of keystore files)")
+    known = {a.lower() for a in devnet_addresses()}
+    for path in paths:
+        try:
+            address = keystore_address(path)
+        except KeystoreError:
+            continue  # other JSON files in the folder
+        table.add_row(str(path), to_checksum_address(address), "public devnet key" if address.lower() in known else "")
+    if not table.rows:
+        console.print(f"no keystores in {', '.join(str(f) for f in folders or [Path('var/keystores')])}"
+                      f" (devnet members: waymark keys list --devnet; their keystores are in {DEVNET_KEYSTORES})")
+        return
+    console.print(table)
+
+
+@app.command("fund")
+def fund(
+    address: Annotated[str, typer.Argument(help="Account to send ether to", show_default=False)],
+    amount: Annotated[str, typer.Option(help="Ether to send (decimal)")] = "1",
+    rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None,
+    as_member: AsMember = None,
+) -> None:
+    """Send ether for gas to an account, from the signer (on the devnet by default the deployer)."""
+    if not is_address(address):
+        raise typer.BadParameter(f"{address!r} is not an account address", param_hint="ADDRESS")
+    try:
+        wei = int(Decimal(amount) * 10**18)
+    except InvalidOperation:
+        raise typer.BadParameter(f"{amount!r} is not a number of ether", param_hint="--amount") from None
+    if wei <= 0:
+        raise typer.BadParameter("the amount must be positive", param_hint="--amount")
+    session = connect(rpc_url, chain_id)
+    if keystore is None and as_member is None and session.client.chain_id == DEVNET_CHAIN_ID:
+        as_member = "deployer"
+    sender = signer(session, keystore, password_file, as_member)
+    target = to_checksum_address(address)
+    receipt = session.client.send({"from": sender.address, "to": target, "value": wei, "gas": 21_000,  # type: ignore[typeddict-item]
+                                   "chainId": session.client.chain_id}, sender)
+    balance = session.client.w3.eth.get_balance(target)
+    console.print(f"sent {amount} ether to {target} (tx 0x{bytes(receipt['transactionHash']).hex()}); "
+                  f"balance {Decimal(balance) / 10**18:f} ether", highlight=False, soft_wrap=True)
