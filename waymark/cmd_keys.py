@@ -97,6 +97,21 @@ def list_keystores(
     console.print(table)
 
 
+@app.command("address")
+def address_command(
+    keystore: KeystoreOpt = None,
+    as_member: AsMember = None,
+) -> None:
+    """Print the account address of a keystore (no password needed) or of a demo member (--as)."""
+    if (keystore is None) == (as_member is None):
+        raise typer.BadParameter("give one of --keystore FILE or --as MEMBER", param_hint="--keystore / --as")
+    if as_member is not None:
+        typer.echo(to_checksum_address(keystore_address(devnet_keystore(as_member, member_index(as_member)))))
+        return
+    assert keystore is not None
+    typer.echo(to_checksum_address(keystore_address(keystore)))
+
+
 @app.command("fund")
 def fund(
     address: Annotated[str, typer.Argument(help="Account to send ether to", show_default=False)],
