@@ -16,7 +16,6 @@ from typing import Annotated
 import typer
 from eth_account import Account
 from eth_utils.address import is_address, to_checksum_address
-from rich.table import Table
 
 from node.chain.keystore import KeystoreError, KeystoreExists, devnet_addresses, keystore_address, read_password_file, write_keystore
 from node.devnet.anvil import DEVNET_CHAIN_ID
@@ -67,13 +66,15 @@ def list_keystores(
                                                          show_default=False)] = None,
     devnet: Annotated[bool, typer.Option("--devnet", help="List the demo members' devnet keystores (what --as uses) instead")] = False,
 ) -> None:
-    """List keystore files with the account each holds (read without the password)."""
-    table = Table("keystore", "account", "note")
+    """List keystore files with the account each holds (read without the password): one line each,
+    account, file, and a note."""
+    rows: list[tuple[str, str, str]] = []
     if devnet:
         for name in [m.key for m in DEMO_MEMBERS] + ["deployer", "buyer"]:
             path = devnet_keystore(name, member_index(name))
-            table.add_row(str(path), keystore_address(path), f"--as {name}; password {DEVNET_KEYSTORE_PASSWORD}")
-        console.print(table)
+            rows.append((to_checksum_address(keystore_address(path)), str(path), f"--as {name}"))
+        _print_rows(rows)
+        console.print(f"(devnet keystores; their password is {DEVNET_KEYSTORE_PASSWORD})", highlight=False)
         return
     paths: list[Path] = []
     for folder in folders or [Path("var/keystores")]:
@@ -89,12 +90,18 @@ def list_keystores(
             address = keystore_address(path)
         except KeystoreError:
             continue  # other JSON files in the folder
-        table.add_row(str(path), to_checksum_address(address), "public devnet key" if address.lower() in known else "")
-    if not table.rows:
+        rows.append((to_checksum_address(address), str(path), "public devnet key" if address.lower() in known else ""))
+    if not rows:
         console.print(f"no keystores in {', '.join(str(f) for f in folders or [Path('var/keystores')])}"
                       f" (devnet members: waymark keys list --devnet; their keystores are in {DEVNET_KEYSTORES})")
         return
-    console.print(table)
+    _print_rows(rows)
+
+
+def _print_rows(rows: list[tuple[str, str, str]]) -> None:
+    width = max(len(path) for _, path, _ in rows)
+    for address, path, note in rows:
+        console.print(f"{address}  {path:<{width}}  {note}".rstrip(), highlight=False, soft_wrap=True)
 
 
 @app.command("address")
