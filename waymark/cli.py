@@ -79,7 +79,7 @@ def exit_code_for(error: WaymarkError) -> int:
         return EXIT_REFUSED
     if error.code in ("relayer_unreachable",):
         return EXIT_CHAIN
-    if error.code in ("invalid_input", "malformed_bundle", "consortium_file_invalid", "invalid_identifier"):
+    if error.code in ("invalid_input", "malformed_bundle", "invalid_identifier"):
         return EXIT_USAGE
     if error.code.startswith("database") or error.code in ("unsupported_database",):
         return EXIT_DATABASE

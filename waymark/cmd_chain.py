@@ -28,6 +28,7 @@ from waymark.common import (
     chain_settings,
     connect,
     console,
+    read_json,
     signer,
 )
 
@@ -138,6 +139,7 @@ def deploy_command(
     if on_devnet and keystore is None and as_member is None:
         as_member = "deployer"
     if consortium is not None:
+        read_json(consortium, "a consortium file (JSON)")  # missing or not JSON: bad input (exit code 2)
         spec = load_consortium(consortium)
         if spec.chain_id is not None and spec.chain_id != session.client.chain_id:
             raise typer.BadParameter(

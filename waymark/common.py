@@ -13,7 +13,7 @@ from rich.console import Console
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, load_deployment
-from node.chain.keystore import PasswordMissing, load_keystore, read_password_file, refuse_devnet_key, write_keystore
+from node.chain.keystore import PasswordMissing, load_keystore, read_keystore, read_password_file, refuse_devnet_key, write_keystore
 from node.devnet.anvil import DEVNET_CHAIN_ID
 from node.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, devnet_account
 from node.errors import WaymarkError
@@ -189,5 +189,6 @@ def signer(session: Session, keystore: Path | None, password_file: Path | None, 
     settings = SignerSettings(**({"keystore": keystore} if keystore else {}), **({"password_file": password_file} if password_file else {}))  # type: ignore[arg-type]
     if settings.keystore is None:
         raise typer.BadParameter("a signing account is needed: --keystore (or --as on the devnet)", param_hint="--keystore")
+    read_keystore(settings.keystore)  # a keystore problem is named before a password problem
     password, source = keystore_password(settings)
     return signer_from_keystore(settings.keystore, session.client.chain_id, password, source)

@@ -86,7 +86,8 @@ class DevnetKeyRefused(KeystoreError):
         )
 
 
-def load_keystore(path: Path, password: str, source: str = "the given password") -> LocalAccount:
+def read_keystore(path: Path) -> dict[str, object]:
+    """A keystore file's JSON, checked to be an encrypted keystore (not decrypted)."""
     if not path.is_file():
         raise KeystoreMissing(path)
     try:
@@ -95,6 +96,11 @@ def load_keystore(path: Path, password: str, source: str = "the given password")
             raise ValueError("no 'crypto' section")
     except (OSError, ValueError) as exc:
         raise KeystoreUnreadable(path, str(exc)) from None
+    return data
+
+
+def load_keystore(path: Path, password: str, source: str = "the given password") -> LocalAccount:
+    data = read_keystore(path)
     try:
         key = Account.decrypt(data, password)
     except ValueError as exc:

@@ -164,7 +164,7 @@ def test_registry_input_mistakes(env: Path, capsys: pytest.CaptureFixture[str]) 
 def test_deploy_with_a_missing_or_invalid_consortium_file(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fails(capsys, 2, "deploy", "--consortium", str(env / "nope.json"), says=(str(env / "nope.json"),))
     (env / "c.json").write_text("[1, 2")
-    fails(capsys, 2, "deploy", "--consortium", str(env / "c.json"), says=("not JSON",))
+    fails(capsys, 2, "deploy", "--consortium", str(env / "c.json"), says=("is not valid JSON",))
 
 
 # ---- database: exit code 8, and nothing created ------------------------------------------------------
