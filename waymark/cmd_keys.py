@@ -35,7 +35,10 @@ from waymark.common import (
     signer,
 )
 
-app = typer.Typer(help="Keystores: create one for a new account, list them, give an account gas on the devnet.",
+app = typer.Typer(help="Keystores: create one for a new account, list them, print an address, give an account gas.\n\n"
+                       "Signing commands take --keystore FILE --password-file FILE (the password on the file's first line), "
+                       "or on the devnet --as MEMBER: the demo members' keystores in hardhat-free-devnet/anvil/keystores/, "
+                       f"password {DEVNET_KEYSTORE_PASSWORD}, refused on every other chain.",
                   no_args_is_help=True)
 
 
