@@ -58,7 +58,9 @@ class SignerSettings(BaseSettings):
         if self.password is not None:
             return self.password.get_secret_value()
         if self.password_file is not None:
-            return self.password_file.read_text().splitlines()[0] if self.password_file.exists() else ""
+            from node.chain.keystore import read_password_file  # a missing file is its own error, not a wrong password
+
+            return read_password_file(self.password_file)
         return ""
 
 

@@ -99,7 +99,8 @@ class OracleSettings(BaseSettings):
     def resolved_password(self) -> str:
         if self.password is not None:
             return self.password.get_secret_value()
-        if self.password_file is not None and self.password_file.exists():
-            lines = self.password_file.read_text().splitlines()
-            return lines[0] if lines else ""
+        if self.password_file is not None:
+            from node.chain.keystore import read_password_file  # a missing file is its own error, not a wrong password
+
+            return read_password_file(self.password_file)
         return ""

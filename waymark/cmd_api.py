@@ -30,8 +30,11 @@ def run(
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "public_url": public_url, "browser_rpc_url": browser_rpc_url}.items() if v is not None}
     api = ApiSettings(**overrides)
+    if "public_url" not in api.model_fields_set:  # unset: the resolver is this server, on its own port
+        shown_host = "127.0.0.1" if api.host in ("0.0.0.0", "::", "") else api.host
+        api = api.model_copy(update={"public_url": f"http://{shown_host}:{api.port}"})
     chain = chain_settings(rpc_url, chain_id)
-    database = database_settings(database_url)
+    database = database_settings(database_url, must_exist=True)
     # Fail here, with the CLI's exit codes, rather than inside the server's lifespan.
     build_services(api, chain, database).db.dispose()
     console.print(f"Waymark API on http://{api.host}:{api.port} (resolver {api.public_url}, chain {chain.rpc_url}); docs at /docs")

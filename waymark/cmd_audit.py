@@ -12,6 +12,7 @@ or wrong chain).
 from __future__ import annotations
 
 import time
+import zipfile
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +38,7 @@ from node.chain.errors import ChainError, WrongChainId
 from node.db import Database
 from node.chain.keystore import load_keystore
 from node.settings import SignerSettings
-from waymark.common import ChainId, RpcUrl, chain_settings, console, database_settings
+from waymark.common import ChainId, InputFileError, RpcUrl, chain_settings, console, database_settings, read_input
 
 EXIT_DISCREPANCIES = 6
 SHOWN = 25  # discrepancies listed on the terminal; the JSON and HTML reports hold them all
@@ -136,7 +137,11 @@ def verify_command(
     manifest_problems: list[str] = []
     if bundle is not None:
         from_bundle = BundleEvidence(bundle)
-        opened = from_bundle.bundle
+        read_input(bundle, "an evidence bundle (zip)")
+        try:
+            opened = from_bundle.bundle
+        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+            raise InputFileError(bundle, f"is not an evidence bundle ({exc})") from None
         evidence: BundleEvidence | DatabaseEvidence = from_bundle
         manifest_problems = [str(p) for p in opened.problems]
         if chain_id is not None and chain_id != opened.chain_id:
@@ -149,7 +154,7 @@ def verify_command(
         settings = chain_settings(rpc_url, chain_id)
         chain = ChainClient(settings.rpc_url, expected_chain_id=settings.chain_id)
         contracts = _deployment(deployment, chain.chain_id, settings.deployment_file)
-        database = Database(database_settings(db).url)
+        database = Database(database_settings(db, must_exist=True).url)
         evidence = DatabaseEvidence(database)
     for problem in manifest_problems:
         console.print(f"[bold red]bundle altered:[/] {problem}", highlight=False)
@@ -247,7 +252,7 @@ def export_command(
     settings = chain_settings(rpc_url, chain_id)
     chain = ChainClient(settings.rpc_url, expected_chain_id=settings.chain_id)
     contracts = _deployment(deployment, chain.chain_id, settings.deployment_file)
-    database = Database(database_settings(db).url)
+    database = Database(database_settings(db, must_exist=True).url)
     target = out or _default_out(selector)
     started = time.monotonic()
     with console.status(f"exporting {selector.describe()}"):

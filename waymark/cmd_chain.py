@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated
 
 import typer
@@ -24,8 +25,10 @@ from waymark.common import (
     KeystoreOpt,
     PasswordFileOpt,
     RpcUrl,
+    chain_settings,
     connect,
     console,
+    read_json,
     signer,
 )
 
@@ -68,13 +71,27 @@ def devnet_down_command() -> None:
 
 
 @devnet_app.command("status")
-def devnet_status_command(port: Annotated[int, typer.Option(help="RPC port")] = DEVNET_PORT) -> None:
-    """Say whether the devnet runs, and whether Waymark is deployed on it."""
+def devnet_status_command(
+    port: Annotated[int | None, typer.Option(help="RPC port (default: the port of WAYMARK_CHAIN_RPC_URL, else 8545)")] = None,
+) -> None:
+    """Say whether the devnet runs (the one `devnet up` started, or another Anvil such as the demo's),
+    and whether Waymark is deployed on it (the record in WAYMARK_CHAIN_DEPLOYMENTS_DIR)."""
+    settings = chain_settings(None, None)
+    if port is None:
+        url = urlsplit(settings.rpc_url)
+        port = url.port if url.hostname in ("127.0.0.1", "localhost") and url.port else DEVNET_PORT
     status = devnet_status(port)
-    if not status.running:
-        console.print(f"devnet: not running (state file {'present' if status.state_file.exists() else 'absent'}: {status.state_file})")
+    if status.running:
+        console.print(f"devnet: running at {status.rpc_url}, chain {status.chain_id}, block {status.block}, pid {status.pid}")
+    elif status.chain_id == DEVNET_CHAIN_ID:
+        console.print(f"devnet: a devnet chain answers at {status.rpc_url}, block {status.block} (not started by "
+                      "`waymark devnet up`: the demo's chain, or another Anvil)", highlight=False, soft_wrap=True)
+    else:
+        what = f"another chain answers there (chain id {status.chain_id})" if status.chain_id is not None else "nothing answers there"
+        console.print(f"devnet: not running at {status.rpc_url}: {what} "
+                      f"(state file {'present' if status.state_file.exists() else 'absent'}: {status.state_file})",
+                      highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    console.print(f"devnet: running at {status.rpc_url}, chain {status.chain_id}, block {status.block}, pid {status.pid}")
     _print_deployment(status.rpc_url, DEVNET_CHAIN_ID)
 
 
@@ -115,13 +132,17 @@ def deploy_command(
                      "default on the devnet: the demo consortium"),
     ] = None,
 ) -> None:
-    """Deploy the contracts and register the consortium; does nothing if already deployed."""
+    """Deploy the contracts and register the consortium; contracts already deployed are kept.
+
+    On the devnet with the demo consortium it also allowlists the test stablecoins and tops up the
+    demo accounts' token balances, each time it runs."""
     build()
     session = connect(rpc_url, chain_id)
     on_devnet = session.client.chain_id == DEVNET_CHAIN_ID
     if on_devnet and keystore is None and as_member is None:
         as_member = "deployer"
     if consortium is not None:
+        read_json(consortium, "a consortium file (JSON)")  # missing or not JSON: bad input (exit code 2)
         spec = load_consortium(consortium)
         if spec.chain_id is not None and spec.chain_id != session.client.chain_id:
             raise typer.BadParameter(

@@ -9,17 +9,21 @@ played again, only served.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
 import signal
 import sys
 import time
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 from typing import Annotated
 
 import typer
 
+from node.errors import WaymarkError
 from node.paths import PROJECT_ROOT
 from waymark.demo.network import Ports, start_network
 from waymark.demo.processes import Supervisor
@@ -40,6 +44,38 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
     raise Stop(signal.Signals(signum).name)
 
 
+def lan_address() -> str | None:
+    """This machine's own IPv4 address on its local network (not loopback), from its host name's
+    addresses; None if it has none. Sends nothing."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        return None
+    addresses = sorted({str(info[4][0]) for info in infos})
+    private = [a for a in addresses if ipaddress.ip_address(a).is_private and not ipaddress.ip_address(a).is_loopback
+               and not ipaddress.ip_address(a).is_link_local]
+    return private[0] if private else None
+
+
+def resolve_public_url(value: str | None, api_port: int) -> str | None:
+    """The demo's public base URL: None (loopback only), an explicit URL, or `auto` (the LAN address)."""
+    if value is None or not value.strip():
+        return None
+    if value.strip().lower() == "auto":
+        address = lan_address()
+        if address is None:
+            raise DemoSetupError("--public-url auto: this machine has no LAN address (give the URL, e.g. http://192.168.1.20:8700)")
+        return f"http://{address}:{api_port}"
+    parsed = urlsplit(value.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise DemoSetupError(f"--public-url {value!r} is not an http(s) URL (e.g. http://192.168.1.20:{api_port}) or 'auto'")
+    return value.strip().rstrip("/")
+
+
+class DemoSetupError(WaymarkError):
+    code = "invalid_input"
+
+
 def say(line: str) -> None:
     print(line, flush=True)
 
@@ -54,6 +90,11 @@ def demo(
     day_seconds: Annotated[float, typer.Option(help="Wall-clock seconds per simulated day of the voyage (first run)", envvar="WAYMARK_DEMO_DAY_SECONDS")] = 0.5,
     units: Annotated[int, typer.Option(help="Vases in the lot (first run)")] = 24,
     wait: Annotated[bool, typer.Option(help="Serve until Ctrl-C (--no-wait: stop everything once ready)")] = True,
+    public_url: Annotated[str | None, typer.Option(
+        help="Base URL phones reach the scan API at, for the QR codes and printed links (e.g. http://192.168.1.20:8700), "
+             "or 'auto' for this machine's LAN address; the scan API then listens on every interface. "
+             "Default: 127.0.0.1 only, nothing reachable from the network",
+        envvar="WAYMARK_DEMO_PUBLIC_URL")] = None,
 ) -> None:
     """Start Anvil, deploy with the demo consortium, start node, relayer, scan API and oracles,
     play the story (or find it played), print the scanner URL and "ready", and serve until Ctrl-C."""
@@ -65,8 +106,9 @@ def demo(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _stop)
     say(f"Waymark demo: state in {root}")
+    public = resolve_public_url(public_url, api_port)
     try:
-        network = start_network(root, ports, supervisor, say)
+        network = start_network(root, ports, supervisor, say, public_url=public)
         (root / "pids.json").write_text(json.dumps({"demo": os.getpid(), **supervisor.pids()}))
         story = Story(network, say, day_seconds=day_seconds, units=units)
         story.start_oracles()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from urllib.parse import unquote
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,6 +46,7 @@ from node.escrow import (
 from node.escrow.signing import sign_customs_return, sign_milestone
 from node.escrow.terms import ZERO_ADDRESS, Attestation, currency_bytes
 from node.errors import WaymarkError
+from node.provenance.gs1 import CANONICAL_RESOLVER, ContainerId, InvalidIdentifier, canonical_id, encode_component, normalize_gtin, validate_sscc
 from waymark.common import (
     AsMember,
     ChainId,
@@ -55,6 +57,7 @@ from waymark.common import (
     connect,
     console,
     database_settings,
+    err_console,
     signer,
 )
 
@@ -123,6 +126,30 @@ def parse_bytes32(text: str, option: str) -> bytes:
     if re.fullmatch(r"0x[0-9a-fA-F]{64}", text):
         return bytes.fromhex(text[2:])
     return keccak(text=text)
+
+
+def parse_shipment(text: str) -> tuple[bytes, str | None]:
+    """An order's shipmentRef and the canonical id it names: the key the events and the passport use
+    (keccak256 of https://id.gs1.org/00/<SSCC>, /01/<GTIN>/21/<serial> or /01/<GTIN>/10/<lot>), from
+    a bare SSCC, a Digital Link (any resolver) or an EPC URN. 0x + 64 hex is taken as the key itself;
+    other text is hashed as a free reference (and names no events)."""
+    text = text.strip()
+    if re.fullmatch(r"0x[0-9a-fA-F]{64}", text):
+        return bytes.fromhex(text[2:]), None
+    try:
+        if text.isdigit():
+            uri = ContainerId(validate_sscc(text)).canonical_uri
+        elif text.startswith(("http://", "https://", "urn:epc:id:")):
+            lot = re.fullmatch(r"https?://[^/?#]+(?:/[^?#]*)?/01/(\d{8,14})/10/([^/?#]+)/?", text)
+            if lot is not None:  # a lot's class id (the Digital Link helpers parse unit and container ids)
+                uri = f"https://{CANONICAL_RESOLVER}/01/{normalize_gtin(lot.group(1))}/10/{encode_component(unquote(lot.group(2)))}"
+            else:
+                uri = canonical_id(text)
+        else:
+            return keccak(text=text), None
+    except InvalidIdentifier as exc:
+        raise CliInputError("--shipment", str(exc)) from None
+    return keccak(text=uri), uri
 
 
 def evidence_hash(file: Path | None, text: str | None, option: str) -> bytes:
@@ -206,7 +233,7 @@ def create(
     platform_fee_bps: Annotated[int, typer.Option(help="Platform fee in basis points of every seller-side release")] = 0,
     carrier: Annotated[str | None, typer.Option(help="Account receiving the carrier fee")] = None,
     carrier_fee_bps: Annotated[int, typer.Option(help="Carrier fee in basis points")] = 0,
-    shipment: Annotated[str | None, typer.Option(help="The lot or shipment covered: 0x + 64 hex, or an id that is hashed (SSCC, lot URI)")] = None,
+    shipment: Annotated[str | None, typer.Option(help="What the order covers: an SSCC (bare or as a Digital Link), a unit's or a lot's Digital Link, or an EPC URN; linked by the same key the events use (0x + 64 hex: the key itself)")] = None,
     review_window: Annotated[str, typer.Option(help="After delivery, time before anyone may release without the buyer")] = "3d",
     dispute_window: Annotated[str, typer.Option(help="After delivery, time during which a dispute may be opened")] = "2d",
     salt: Annotated[int, typer.Option(help="Distinguishes otherwise identical orders")] = 0,
@@ -225,6 +252,7 @@ def create(
         units = info.units(amount)
     else:
         units = _decimal_units(amount, 18, "--amount")
+    shipment_ref, shipment_uri = parse_shipment(shipment) if shipment else (b"\x00" * 32, None)
     now = escrow.chain_time()
     terms = OrderTerms(
         seller=seller.address, buyer=parse_address(buyer, "--buyer"), token=token_address, amount=units,
@@ -233,13 +261,18 @@ def create(
         price_currency=currency or b"\x00\x00\x00",
         platform=parse_address(platform, "--platform") if platform else ZERO_ADDRESS, platform_fee_bps=platform_fee_bps,
         carrier=parse_address(carrier, "--carrier") if carrier else ZERO_ADDRESS, carrier_fee_bps=carrier_fee_bps,
-        shipment_ref=parse_bytes32(shipment, "--shipment") if shipment else b"\x00" * 32,
+        shipment_ref=shipment_ref,
         review_window=parse_span(review_window, "--review-window"),
         dispute_window=parse_span(dispute_window, "--dispute-window"), salt=salt,
     )
     order_id = escrow.create(terms, seller)
     price = info.show(units) if price_currency is None else f"{amount} {price_currency.upper()}"
     say(f"order {order_key(order_id)} created: {price} from {terms.buyer} to {terms.seller}")
+    if shipment_uri is not None:
+        say(f"shipment {shipment_uri} (shipmentRef 0x{shipment_ref.hex()})")
+    elif shipment and not shipment.startswith("0x"):
+        err_console.print(f"note: --shipment {shipment!r} is not a GS1 identifier (SSCC, Digital Link, EPC URN): it was "
+                          "hashed as a free reference and links the order to no events", highlight=False, soft_wrap=True)
     say(order_key(order_id))
 
 

@@ -30,6 +30,7 @@ from waymark.common import (
     connect,
     console,
     database_settings,
+    read_json,
     signer,
 )
 
@@ -160,7 +161,7 @@ def verify_command(
 ) -> None:
     """Check a proof bundle against the chain alone. Exit code 0 if verified, 1 if a check failed."""
     settings = chain_settings(rpc_url, chain_id)
-    result = verify_bundle(json.loads(bundle.read_text()), settings.rpc_url, min_confirmations=confirmations, registry_address=registry)
+    result = verify_bundle(read_json(bundle, "a proof bundle (JSON, as GET /events/{id}/proof returns it)"), settings.rpc_url, min_confirmations=confirmations, registry_address=registry)
     for check in result.checks:
         console.print(f"{'[green]ok[/]  ' if check.ok else '[red]FAIL[/]'} {check.name}: {check.detail}", highlight=False)
     if not result.ok:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from node.errors import WaymarkError
 from oracle.settings import ALL_ADAPTERS, OracleSettings
 from waymark.common import AsMember, ChainId, KeystoreOpt, PasswordFileOpt, RpcUrl, chain_settings, connect, console, signer
 
@@ -69,15 +70,26 @@ def run(
         runtime.close()
 
 
+class NoOracleQueue(WaymarkError):
+    code = "oracle_queue_missing"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no oracle queue at {path}: is --data-dir (env WAYMARK_ORACLE_DATA_DIR) the oracle's data folder? "
+                         "(in the demo: var/demo/oracles/oracle-<member>)")
+
+
+def _require_queue(settings: OracleSettings) -> None:
+    if not settings.queue_path().is_file():  # never create a queue (or its folder) for a mistyped path
+        raise NoOracleQueue(settings.queue_path())
+
+
 @app.command("status")
 def status(data_dir: DataDir = None) -> None:
     """Queue counts by kind and state, and the jobs a receiver refused (with its reason)."""
     from oracle.queue import DurableQueue
 
     settings = _settings(data_dir=data_dir)
-    if not settings.queue_path().exists():
-        console.print(f"no oracle queue at {settings.queue_path()}")
-        raise typer.Exit(1)
+    _require_queue(settings)
     queue = DurableQueue(settings.queue_path())
     console.print_json(json.dumps({"queue": queue.counts(), "rejected": [
         {"kind": j.kind, "key": j.key, "error": j.last_error} for j in queue.rejected()
@@ -90,5 +102,6 @@ def requeue(data_dir: DataDir = None, kind: Annotated[str | None, typer.Option(h
     from oracle.queue import DurableQueue
 
     settings = _settings(data_dir=data_dir)
+    _require_queue(settings)
     count = DurableQueue(settings.queue_path()).requeue_rejected(kind)
     console.print(f"{count} job(s) queued again")

@@ -7,6 +7,8 @@ by name. Callers catch those classes; only the API maps them to HTTP statuses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import IntEnum
 from functools import cache
 from typing import Any
 
@@ -58,17 +60,33 @@ class DeploymentMissing(ChainError):
         super().__init__(f"Waymark is not deployed: {detail}; run `waymark deploy`")
 
 
+Namer = Callable[[str, Any], "str | None"]
+"""Names an account ("account", address) or an organisation ("org", id) for a message, or None."""
+
+
 class ContractRevert(ChainError):
-    """A contract call reverted. Subclasses are named after the custom error."""
+    """A contract call reverted. Subclasses are named after the custom error.
+
+    `error_args` keep the raw decoded values (tests and callers compare them); the message
+    names what it can: states and other enums by their names, roles by name, order ids in the
+    0x form the CLI prints, and, with a `namer`, accounts and organisation ids by organisation.
+    """
 
     code = "contract_revert"
     error_name: str = "Revert"
 
-    def __init__(self, error_args: dict[str, Any] | None = None, raw: str = "") -> None:
+    def __init__(
+        self, error_args: dict[str, Any] | None = None, raw: str = "", inputs: list[dict[str, Any]] | None = None
+    ) -> None:
         self.error_args = error_args or {}
         self.raw = raw
-        args = ", ".join(f"{k}={_show(v)}" for k, v in self.error_args.items())
-        super().__init__(f"{self.error_name}({args})")
+        self.inputs = inputs or []
+        super().__init__(self.describe())
+
+    def describe(self, namer: Namer | None = None) -> str:
+        types = {str(i.get("name")): i for i in self.inputs}
+        args = ", ".join(f"{k}={_show(v, k, types.get(k, {}), namer)}" for k, v in self.error_args.items())
+        return f"{self.error_name}({args})"
 
 
 class UnknownRevert(ContractRevert):
@@ -80,10 +98,49 @@ class UnknownRevert(ContractRevert):
         super().__init__({"data": raw or "0x"}, raw)
 
 
-def _show(value: Any) -> str:
+def _enums() -> dict[str, type[IntEnum]]:
+    # Imported here: the domain packages import this module.
+    from node.escrow.terms import MilestoneKind, RefundReason, State
+    from node.registry import OrgStatus, ProposalKind
+
+    return {"State": State, "MilestoneKind": MilestoneKind, "RefundReason": RefundReason,
+            "ProposalKind": ProposalKind, "OrgStatus": OrgStatus}
+
+
+def _role_name(value: bytes) -> str | None:
+    from node.consortium import ROLES
+    from eth_utils.crypto import keccak
+
+    return next((role for role in ROLES if keccak(text=role) == value), None)
+
+
+def _show(value: Any, name: str = "", param: dict[str, Any] | None = None, namer: Namer | None = None) -> str:
+    internal = str((param or {}).get("internalType", ""))
+    if internal.startswith("enum ") and isinstance(value, int):
+        enum = _enums().get(internal.rsplit(".", 1)[-1].split()[-1])
+        if enum is not None and value in enum._value2member_map_:
+            return enum(value).name
     if isinstance(value, bytes):
+        if name.lower().endswith("role") and len(value) == 32:
+            role = _role_name(value)
+            if role is not None:
+                return role
         return "0x" + value.hex()
+    if name == "orderId" and isinstance(value, int):
+        return f"0x{value:064x}"
+    if namer is not None:
+        kind = "account" if isinstance(value, str) and value.startswith("0x") else "org" if name.endswith("rgId") else None
+        label = _named(namer, kind, value) if kind else None
+        if label:
+            return f"{value} ({label})"
     return str(value)
+
+
+def _named(namer: Namer, kind: str, value: Any) -> str | None:
+    try:
+        return namer(kind, value)
+    except Exception:  # naming is a courtesy: a failed look-up leaves the raw value
+        return None
 
 
 @cache
@@ -137,4 +194,4 @@ class ErrorDecoder:
             )
             for n, (i, v) in enumerate(zip(inputs, values))
         }
-        return revert_class(name)(args, "0x" + data.hex())
+        return revert_class(name)(args, "0x" + data.hex(), inputs)

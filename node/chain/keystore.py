@@ -35,8 +35,45 @@ class KeystoreUnreadable(KeystoreError):
 class KeystoreWrongPassword(KeystoreError):
     code = "keystore_wrong_password"
 
+    def __init__(self, path: Path, source: str = "the given password") -> None:
+        super().__init__(f"keystore file {path} cannot be decrypted with {source}: wrong password")
+
+
+class PasswordFileMissing(KeystoreError):
+    code = "password_file_missing"
+
+    def __init__(self, path: Path, problem: str = "does not exist") -> None:
+        super().__init__(f"password file {path} {problem} (--password-file or WAYMARK_SIGNER_PASSWORD_FILE)")
+
+
+class PasswordMissing(KeystoreError):
+    code = "password_missing"
+
+    def __init__(self, keystore: Path) -> None:
+        super().__init__(f"keystore file {keystore} needs its password: give --password-file FILE "
+                         "(or WAYMARK_SIGNER_PASSWORD_FILE / WAYMARK_SIGNER_PASSWORD)")
+
+
+class KeystoreExists(KeystoreError):
+    code = "keystore_exists"
+
     def __init__(self, path: Path) -> None:
-        super().__init__(f"keystore file {path} cannot be decrypted with the given password")
+        super().__init__(f"keystore file {path} already exists; it is never overwritten (choose another path)")
+
+
+def read_password_file(path: Path) -> str:
+    """The password on the first line of a password file, or a KeystoreError saying what is wrong with it."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise PasswordFileMissing(path) from None
+    except IsADirectoryError:
+        raise PasswordFileMissing(path, "is a folder, not a file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PasswordFileMissing(path, f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not lines or not lines[0]:
+        raise PasswordFileMissing(path, "is empty (the password goes on its first line)")
+    return lines[0]
 
 
 class DevnetKeyRefused(KeystoreError):
@@ -49,7 +86,8 @@ class DevnetKeyRefused(KeystoreError):
         )
 
 
-def load_keystore(path: Path, password: str) -> LocalAccount:
+def read_keystore(path: Path) -> dict[str, object]:
+    """A keystore file's JSON, checked to be an encrypted keystore (not decrypted)."""
     if not path.is_file():
         raise KeystoreMissing(path)
     try:
@@ -58,14 +96,33 @@ def load_keystore(path: Path, password: str) -> LocalAccount:
             raise ValueError("no 'crypto' section")
     except (OSError, ValueError) as exc:
         raise KeystoreUnreadable(path, str(exc)) from None
+    return data
+
+
+def load_keystore(path: Path, password: str, source: str = "the given password") -> LocalAccount:
+    data = read_keystore(path)
     try:
         key = Account.decrypt(data, password)
     except ValueError as exc:
         if "MAC mismatch" in str(exc):
-            raise KeystoreWrongPassword(path) from None
+            raise KeystoreWrongPassword(path, source) from None
         raise KeystoreUnreadable(path, str(exc)) from None
     # from_key is an eth_utils combomethod, whose descriptor erases the return type to Any.
     return cast(LocalAccount, Account.from_key(key))
+
+
+def keystore_address(path: Path) -> str:
+    """The account a keystore file holds, read without its password (the file's `address` field)."""
+    if not path.is_file():
+        raise KeystoreMissing(path)
+    try:
+        data = json.loads(path.read_text())
+        address = str(data["address"]) if isinstance(data, dict) else ""
+    except (OSError, ValueError, KeyError) as exc:
+        raise KeystoreUnreadable(path, f"no address ({exc})") from None
+    if not address:
+        raise KeystoreUnreadable(path, "no address")
+    return "0x" + address.removeprefix("0x")
 
 
 def write_keystore(account: LocalAccount, password: str, path: Path, *, light: bool = False) -> Path:

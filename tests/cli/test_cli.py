@@ -60,7 +60,7 @@ def test_keystore_with_the_wrong_password_ends_with_exit_code_4(anvil: AnvilProc
     password = tmp_path / "password"
     password.write_text("wrong\n")
     result = run_cli("deploy", "--rpc-url", anvil.rpc_url, "--keystore", str(keystore), "--password-file", str(password))
-    assert_clean_failure(result, 4, "cannot be decrypted with the given password")
+    assert_clean_failure(result, 4, f"cannot be decrypted with the password in {password}: wrong password")
 
 
 def test_file_that_is_not_a_keystore_ends_with_exit_code_4(anvil: AnvilProcess, tmp_path: Path) -> None:

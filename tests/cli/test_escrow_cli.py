@@ -151,17 +151,16 @@ def test_bad_input_ends_with_one_clear_message_and_a_non_zero_exit(cli_env: dict
           "--schedule", "0,3000"), 2, "shares must sum to 10000 basis points, not 3000"),
         (("escrow", "create", "--as", "manufacturer", "--buyer", "0x12", "--token", "wUSD", "--amount", "1"), 2,
          "'0x12' is not an account address"),
-        (("escrow", "confirm", order_id, "--as", "buyer"), 1, "EscrowInvalidState("),
-        (("escrow", "fund", order_id, "--as", "carrier"), 1, "EscrowNotBuyer("),
-        (("escrow", "withdraw", "--token", "wUSD", "--as", "buyer"), 1, "EscrowNothingToWithdraw("),
+        (("escrow", "confirm", order_id, "--as", "buyer"), 7, "EscrowInvalidState("),
+        (("escrow", "fund", order_id, "--as", "carrier"), 7, "EscrowNotBuyer("),
+        (("escrow", "withdraw", "--token", "wUSD", "--as", "buyer"), 7, "EscrowNothingToWithdraw("),
         (("escrow", "rule", order_id, "--as", "arbitrator", "--buyer-share-bps", "10001", "--ruling-hash", "x"), 2,
          "10001 is not between 0 and 10000"),
-        (("escrow", "attest", order_id, "0", "--as", "carrier", "--relayer", f"http://127.0.0.1:{free_port()}"), 1,
+        (("escrow", "attest", order_id, "0", "--as", "carrier", "--relayer", f"http://127.0.0.1:{free_port()}"), 3,
          "cannot reach the relayer at"),
         (("escrow", "fund", order_id, "--as", "nobody"), 2, "unknown demo member 'nobody'"),
     ]
     for args, code, phrase in cases:
         result = run_cli(*args, env=env)
         assert_clean_failure(result, code, phrase)
-        if code == 1:
-            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

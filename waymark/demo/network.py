@@ -61,6 +61,8 @@ class Network:
     ports: Ports
     deployment: Deployment
     deployed_now: bool
+    public_url: str | None = None
+    """Base URL the QR codes and printed links use (a phone's way to the scan API); the loopback API URL when None."""
 
     @property
     def rpc_url(self) -> str:
@@ -77,6 +79,10 @@ class Network:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.api}"
+
+    @property
+    def public_base(self) -> str:
+        return (self.public_url or self.api_url).rstrip("/")
 
     @property
     def chain_id(self) -> int:
@@ -113,10 +119,13 @@ def _service(name: str, root: Path, args: list[str], port: int, env: dict[str, s
 
 
 def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callable[[str], None],
-                  block_time: float | None = None) -> Network:
+                  block_time: float | None = None, public_url: str | None = None) -> Network:
     """Start Anvil (chain state in `root/chain`; a block every `block_time` seconds, else one per
     transaction), deploy unless the recorded deployment is current, then node, relayer and API as
-    child processes of `supervisor`. Returns once all answer."""
+    child processes of `supervisor`. Returns once all answer.
+
+    With a `public_url` (a phone's way to this machine) the scan API listens on every interface and
+    its links and QR codes use that URL; without one it listens on 127.0.0.1 only."""
     ports.check_free()
     root.mkdir(parents=True, exist_ok=True)
     if build():
@@ -136,22 +145,27 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
     say(f"deployment  {'deployed now' if fresh else 'resumed'}: " + ", ".join(
         f"{name} {c.address}" for name, c in deployment.contracts.items() if not name.startswith("DevStablecoin")))
     db = database_url(root)
+    documents = {"WAYMARK_DOCUMENTS_BLOB_DIR": str(root / "documents")}  # the demo's documents stay under its root
+    api_public = (public_url or f"http://127.0.0.1:{ports.api}").rstrip("/")
+    api_host = ["--host", "0.0.0.0"] if public_url else []
     chain = ["--rpc-url", rpc_url, "--chain-id", str(DEVNET_CHAIN_ID)]
     supervisor.start(
         _service("node", root, ["node", "run", "--port", str(ports.node), "--db", db, *chain], ports.node, {
             "WAYMARK_NODE_ANCHOR_DEVNET_ACCOUNT": str(ANCHOR_ACCOUNT),
             "WAYMARK_NODE_PUBLIC_URL": f"http://127.0.0.1:{ports.node}",
             "WAYMARK_NODE_MAX_BATCH_DELAY": "0.5",
+            **documents,
         }),
         _service("relayer", root, ["escrow", "relayer", "run", "--port", str(ports.relayer), "--db", db, *chain], ports.relayer, {
             "WAYMARK_RELAYER_DEVNET_ACCOUNT": str(RELAYER_ACCOUNT),
             "WAYMARK_RELAYER_SWEEP_INTERVAL": "0.5",
         }),
-        _service("api", root, ["api", "run", "--port", str(ports.api), "--public-url", f"http://127.0.0.1:{ports.api}",
+        _service("api", root, ["api", "run", "--port", str(ports.api), "--public-url", api_public, *api_host,
                                "--database-url", db, "--log-level", "warning", *chain], ports.api, {
             "WAYMARK_API_DEVICE_SALT_FILE": str(root / "api-device-salt"),
+            **documents,
         }),
     )
-    network = Network(root, ports, deployment, fresh)
+    network = Network(root, ports, deployment, fresh, public_url)
     say(f"services    node {network.node_url}, relayer {network.relayer_url}, scan API {network.api_url} (logs in {root / 'logs'})")
     return network
