@@ -293,7 +293,7 @@ def test_place_with_permit_reverts_when_caller_is_not_buyer(w: EscrowWorld) -> N
 def test_placed_order_priced_in_eur_locks_the_attested_rate(w: EscrowWorld) -> None:
     t = w.terms(amount=500 * UNIT18, price_currency=b"EUR")
     rate = 1_100_000_000_000_000_000
-    fx = w.fx_quote(b"EUR", b"USD", rate)
+    fx = w.fx_quote(t, b"EUR", b"USD", rate)
     receipt = w.place(t, fx)
     (locked,) = w.events(receipt, "RateLocked")
     assert (locked.args.orderId, locked.args.rate, locked.args.timestamp) == (t.order_id, rate, fx[3])
@@ -305,7 +305,7 @@ def test_placed_order_priced_in_eur_locks_the_attested_rate(w: EscrowWorld) -> N
 def test_placed_fx_order_with_a_quote_for_another_pair_reverts(w: EscrowWorld) -> None:
     t = w.terms(amount=500 * UNIT18, price_currency=b"EUR")
     with reverts("EscrowRateMismatch", base=b"GBP", quote=b"USD"):
-        w.place(t, w.fx_quote(b"GBP", b"USD", 10**18))
+        w.place(t, w.fx_quote(t, b"GBP", b"USD", 10**18))
     assert w.state(t) == State.NONE
 
 
@@ -315,7 +315,7 @@ def test_placed_fx_quote_signed_by_the_buyers_organisation_is_a_conflict(w: Escr
     w.chain.transact(w.registry.functions.addAccount(w.buyer.address), sender=oracle)
     t = w.terms(amount=500 * UNIT18, price_currency=b"EUR")
     with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=oracle.address):
-        w.place(t, w.fx_quote(b"EUR", b"USD", 10**18))
+        w.place(t, w.fx_quote(t, b"EUR", b"USD", 10**18))
 
 
 def test_fee_on_transfer_token_placed_order_holds_what_arrived(w: EscrowWorld) -> None:
