@@ -74,7 +74,10 @@ def test_buyer_places_and_funds_an_order_in_one_transaction(w: EscrowWorld) -> N
     receipt = w.send("placeOrder", t.as_tuple(), empty_fx(), sender=w.buyer)
     (created,) = w.events(receipt, "OrderCreated")
     assert (created.args.orderId, created.args.seller, created.args.buyer) == (t.order_id, t.seller, t.buyer)
-    assert tuple(created.args.terms.values())[:4] == (t.seller, t.buyer, t.token, t.amount)
+    published = created.args.terms
+    assert (published["seller"], published["buyer"], published["token"], published["amount"]) == (
+        t.seller, t.buyer, t.token, t.amount
+    )
     (funded,) = w.events(receipt, "OrderFunded")
     assert (funded.args.orderId, funded.args.buyer, funded.args.seller) == (t.order_id, t.buyer, t.seller)
     assert (funded.args.due, funded.args.deposited) == (t.amount, t.amount)
