@@ -892,12 +892,15 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     ///      seller's an Active member holding a consortium role, the buyer's 0 unless it is linked.
     ///      Every later conflict-of-interest check uses these, whatever happens to links afterwards.
     function _checkParties(OrderTerms calldata terms) private view {
-        // Active and holding a role: the registry answers with the organisation for the roles it holds.
-        uint64 sellerOrg = terms.sellerOrg;
-        uint64 actual = sellerOrg == 0
-            ? 0
-            : _registry.organisationWithAnyRole(terms.seller, _registry.rolesOf(sellerOrg));
-        if (actual == 0 || actual != sellerOrg) revert EscrowPartyOrganisationMismatch(terms.seller, sellerOrg, actual);
+        // One registry call: the seller's organisation if it is Active and holds any role.
+        bytes32[] memory anyRole = new bytes32[](Roles.COUNT);
+        for (uint256 i = 0; i < Roles.COUNT; ++i) {
+            anyRole[i] = Roles.byIndex(i);
+        }
+        uint64 actual = _registry.organisationWithAnyRole(terms.seller, anyRole);
+        if (actual == 0 || actual != terms.sellerOrg) {
+            revert EscrowPartyOrganisationMismatch(terms.seller, terms.sellerOrg, actual);
+        }
         uint64 buyerOrg = _registry.organisationOf(terms.buyer);
         if (buyerOrg != terms.buyerOrg) revert EscrowPartyOrganisationMismatch(terms.buyer, terms.buyerOrg, buyerOrg);
     }

@@ -25,6 +25,7 @@ Usage: .venv/bin/python scripts/bench/escrow_gas.py   (the last line printed is 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import replace
@@ -114,7 +115,10 @@ def show(title: str, gas: Measured) -> None:
         print(f"  {name:32s} {used:>9,} {data:>9,}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="escrow_gas.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args(argv)
     build()
     Account.enable_unaudited_hdwallet_features()
     accounts = [Account.from_mnemonic(DEVNET_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(12)]
