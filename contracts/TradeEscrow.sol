@@ -30,6 +30,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         bool allowed;
         uint8 decimals;
         bytes3 currency;
+        bool refused; // an outgoing transfer moved more than it sent: never allowed again
     }
 
     /// @dev A seller-side amount split into its three credits.
@@ -41,15 +42,17 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
 
     /// @dev What a k-of-n bundle must satisfy. `encoded` is the ABI encoding of the typed struct
     ///      with a placeholder in its last member, the deadline, filled in per signature. Signers
-    ///      may not belong to the organisation of `gainer` or `otherGainer` (zero: nobody), the
-    ///      parties that gain from what is attested.
+    ///      may not belong to `gainerOrg` or `otherGainerOrg` (zero: nobody), the organisations
+    ///      fixed in the terms of the parties that gain from what is attested. When `customs`,
+    ///      every signer must belong to one of the order's customs authorities.
     struct Bundle {
         bytes encoded;
         uint256 quorum;
         bytes32 role;
         uint256 orderId;
-        address gainer;
-        address otherGainer;
+        uint64 gainerOrg;
+        uint64 otherGainerOrg;
+        bool customs;
     }
 
     /// @dev The FX rate an order was funded at; one slot.
@@ -64,8 +67,12 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     bytes32 private constant _CUSTOMS_RETURN_TYPEHASH =
         keccak256("CustomsReturn(uint256 orderId,uint8 milestone,uint256 deadline)");
     bytes32 private constant _CONFIRMATION_TYPEHASH = keccak256("DeliveryConfirmation(uint256 orderId,uint256 deadline)");
-    bytes32 private constant _FX_RATE_TYPEHASH =
-        keccak256("FxRate(bytes3 base,bytes3 quote,uint256 rate,uint64 timestamp,uint256 deadline)");
+    bytes32 private constant _FX_RATE_TYPEHASH = keccak256(
+        "FxRate(uint256 orderId,bytes3 base,bytes3 quote,uint256 rate,uint64 issuedAt,uint64 expiresAt,uint256 deadline)"
+    );
+
+    /// @dev The longest an FX quote may be valid (expiresAt - issuedAt), in seconds.
+    uint256 private constant _FX_MAX_VALIDITY = 1 hours;
 
     uint256 private constant _BPS = 10_000;
     uint256 private constant _MIN_MILESTONES = 2;
@@ -100,9 +107,10 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     /// @inheritdoc ITradeEscrow
     function allowToken(address token, bytes3 currency) external {
         _requireOperator();
+        if (_tokens[token].refused) revert EscrowTokenRefused(token);
         uint8 decimals = IERC20Metadata(token).decimals();
         if (decimals > 18 || currency == bytes3(0)) revert EscrowUnsupportedToken(token, decimals, currency);
-        _tokens[token] = TokenConfig({allowed: true, decimals: decimals, currency: currency});
+        _tokens[token] = TokenConfig({allowed: true, decimals: decimals, currency: currency, refused: false});
         emit TokenAllowed(token, currency, decimals);
     }
 
@@ -138,7 +146,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         if (_orders[orderId].state != State.None) revert EscrowOrderExists(orderId);
 
         _orders[orderId].state = State.Created;
-        emit OrderCreated(orderId, terms.seller, terms.buyer, terms);
+        _emitOrderCreated(terms, orderId);
     }
 
     /// @inheritdoc ITradeEscrow
@@ -204,7 +212,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     ) external nonReentrant {
         (uint256 orderId, Order memory order) = _load(terms);
         _requireNext(orderId, order, milestone, terms.milestones.length);
-        _verifyMilestone(terms, orderId, milestone, duty, dutyPayee, signatures);
+        _verifyMilestone(terms, orderId, order.deposited, milestone, duty, dutyPayee, signatures);
         _reachMilestone(terms, orderId, order, milestone, duty, dutyPayee);
     }
 
@@ -222,10 +230,11 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
             quorum: step.quorum,
             role: Roles.CUSTOMS,
             orderId: orderId,
-            gainer: terms.buyer,
-            otherGainer: terms.seller
+            gainerOrg: terms.buyerOrg,
+            otherGainerOrg: terms.sellerOrg,
+            customs: true
         });
-        _checkBundle(bundle, signatures);
+        _checkBundle(bundle, signatures, signatures.length, terms.customsAuthorities);
         _refund(terms, orderId, order, RefundReason.CustomsReturned);
     }
 
@@ -292,7 +301,9 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         (uint256 orderId, Order memory order) = _load(terms);
         uint64 orgId = _organisationWithRole(msg.sender, Roles.ARBITRATOR);
         if (orgId == 0) revert EscrowMissingRole(msg.sender, Roles.ARBITRATOR);
-        if (_isPartyOrganisation(orgId, terms)) revert EscrowConflictOfInterest(orderId, msg.sender);
+        // The parties' organisations as fixed at creation: unlinking a party's account since then
+        // changes nothing.
+        if (orgId == terms.buyerOrg || orgId == terms.sellerOrg) revert EscrowConflictOfInterest(orderId, msg.sender);
         _requireState(orderId, order.state, State.Disputed);
         uint256 expiresAt = uint256(order.since) + _disputeTimeout;
         if (block.timestamp > expiresAt) revert EscrowDisputeExpired(orderId, expiresAt);
@@ -313,12 +324,17 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
 
     /// @inheritdoc ITradeEscrow
     function withdraw(address token, address to) external nonReentrant returns (uint256 amount) {
-        if (to == address(0)) revert EscrowInvalidAccount(address(0));
         amount = _credits[token][msg.sender];
-        if (amount == 0) revert EscrowNothingToWithdraw(msg.sender, token);
-        _credits[token][msg.sender] = 0;
-        emit Withdrawn(msg.sender, token, to, amount);
-        IERC20(token).safeTransfer(to, amount);
+        _withdraw(token, to, amount);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function withdrawAmount(address token, address to, uint256 amount)
+        external
+        nonReentrant
+        returns (uint256 debited)
+    {
+        debited = _withdraw(token, to, amount);
     }
 
     // ------------------------------------------------------------------------------------------
@@ -368,33 +384,8 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     }
 
     /// @inheritdoc ITradeEscrow
-    function milestoneDigest(uint256 orderId, uint8 milestone, uint256 duty, address dutyPayee, uint256 deadline)
-        external
-        view
-        returns (bytes32)
-    {
-        return _hashTypedDataV4(
-            keccak256(abi.encode(_MILESTONE_TYPEHASH, orderId, milestone, duty, dutyPayee, deadline))
-        );
-    }
-
-    /// @inheritdoc ITradeEscrow
-    function customsReturnDigest(uint256 orderId, uint8 milestone, uint256 deadline) external view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(_CUSTOMS_RETURN_TYPEHASH, orderId, milestone, deadline)));
-    }
-
-    /// @inheritdoc ITradeEscrow
-    function confirmationDigest(uint256 orderId, uint256 deadline) external view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(_CONFIRMATION_TYPEHASH, orderId, deadline)));
-    }
-
-    /// @inheritdoc ITradeEscrow
-    function fxRateDigest(bytes3 base, bytes3 quote, uint256 rate, uint64 timestamp, uint256 deadline)
-        external
-        view
-        returns (bytes32)
-    {
-        return _hashTypedDataV4(keccak256(abi.encode(_FX_RATE_TYPEHASH, base, quote, rate, timestamp, deadline)));
+    function typedDataDigest(bytes32 structHash) external view returns (bytes32) {
+        return _hashTypedDataV4(structHash);
     }
 
     // ------------------------------------------------------------------------------------------
@@ -420,7 +411,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         TokenConfig memory config = _checkTerms(terms);
         Order memory order = _orders[orderId];
         if (order.state != State.None) revert EscrowOrderExists(orderId);
-        emit OrderCreated(orderId, terms.seller, terms.buyer, terms);
+        _emitOrderCreated(terms, orderId);
         _deposit(terms, orderId, order, config, fx);
     }
 
@@ -445,7 +436,8 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         token.safeTransferFrom(msg.sender, address(this), due);
         uint256 received = token.balanceOf(address(this)) - before;
         if (received == 0) revert EscrowNothingReceived(orderId);
-        if (received > type(uint96).max) revert EscrowInvalidAmount(received);
+        // More than was asked for is not a fee: a token that mints on transfer is refused.
+        if (received > due) revert EscrowTransferMismatch(terms.token, due, received);
         order.deposited = uint96(received);
         order.remaining = uint96(received);
         _orders[orderId] = order;
@@ -460,57 +452,114 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         ) {} catch {}
     }
 
-    /// @dev Verifies the FX quote, records it and returns the token amount due (rounded up).
+    /// @dev Verifies the FX quote (currencies, validity window, signatures over this order id),
+    ///      records it and returns the token amount due (rounded up), at the token decimals fixed
+    ///      in the terms. The quote names the order, and an order is funded once, so a quote
+    ///      cannot be replayed.
     function _lockRate(OrderTerms calldata terms, uint256 orderId, TokenConfig memory config, FxQuote calldata fx)
         private
         returns (uint256 due)
     {
         if (fx.base != terms.priceCurrency || fx.quote != config.currency) revert EscrowRateMismatch(fx.base, fx.quote);
         if (fx.rate == 0 || fx.rate > type(uint192).max) revert EscrowInvalidAmount(fx.rate);
+        // Short-circuit order: expiresAt >= issuedAt before the subtraction.
+        if (
+            block.timestamp < fx.issuedAt || block.timestamp > fx.expiresAt
+                || fx.expiresAt - fx.issuedAt > _FX_MAX_VALIDITY
+        ) revert EscrowFxQuoteNotValid(fx.issuedAt, fx.expiresAt);
         Bundle memory bundle = Bundle({
-            encoded: abi.encode(_FX_RATE_TYPEHASH, fx.base, fx.quote, fx.rate, fx.timestamp, 0),
+            encoded: abi.encode(_FX_RATE_TYPEHASH, orderId, fx.base, fx.quote, fx.rate, fx.issuedAt, fx.expiresAt, 0),
             quorum: _fxQuorum,
             role: Roles.ORACLE,
             orderId: orderId,
-            gainer: terms.buyer,
-            otherGainer: terms.seller
+            gainerOrg: terms.buyerOrg,
+            otherGainerOrg: terms.sellerOrg,
+            customs: false
         });
-        _checkBundle(bundle, fx.signatures);
-        // amount (18 decimals) * rate (18 decimals) -> token units with `decimals`.
-        due = Math.mulDiv(terms.amount, fx.rate, 10 ** (36 - uint256(config.decimals)), Math.Rounding.Ceil);
+        _checkBundle(bundle, fx.signatures, fx.signatures.length, terms.customsAuthorities);
+        // amount (18 decimals) * rate (18 decimals) -> token units with the order's decimals.
+        due = Math.mulDiv(terms.amount, fx.rate, 10 ** (36 - uint256(terms.tokenDecimals)), Math.Rounding.Ceil);
         if (due == 0 || due > type(uint96).max) revert EscrowInvalidAmount(due);
-        _rates[orderId] = LockedRate({rate: uint192(fx.rate), timestamp: fx.timestamp});
-        emit RateLocked(orderId, fx.base, fx.quote, fx.rate, fx.timestamp);
+        _rates[orderId] = LockedRate({rate: uint192(fx.rate), timestamp: fx.issuedAt});
+        emit RateLocked(orderId, fx.base, fx.quote, fx.rate, fx.issuedAt);
     }
 
-    /// @dev Checks of a milestone attestation: its deadline, where a duty may appear, the bundle.
+    /// @dev Checks of a milestone attestation: its deadline, where a duty may appear and to whom it
+    ///      is paid, the duty cap, the bundle. A duty above the cap needs the buyer's own
+    ///      MilestoneAttestation signature over the same message, as the last entry of `signatures`.
     function _verifyMilestone(
         OrderTerms calldata terms,
         uint256 orderId,
+        uint256 deposited,
         uint8 milestone,
         uint256 duty,
         address dutyPayee,
         Attestation[] calldata signatures
     ) private view {
-        Milestone calldata step = terms.milestones[milestone];
+        Bundle memory bundle;
         {
+            Milestone calldata step = terms.milestones[milestone];
             uint256 deadline = step.kind == MilestoneKind.Shipped ? terms.shipBy : terms.deliverBy;
             if (block.timestamp > deadline) revert EscrowDeadlinePassed(orderId, deadline);
+            bool customs = step.kind == MilestoneKind.CustomsCleared;
+            if (duty != 0 && !customs) revert EscrowNotCustomsMilestone(orderId, milestone);
+            // The seller gains from every milestone; the buyer's organisation could gain from a duty.
+            bundle = Bundle({
+                encoded: abi.encode(_MILESTONE_TYPEHASH, orderId, milestone, duty, dutyPayee, 0),
+                quorum: step.quorum,
+                role: customs ? Roles.CUSTOMS : Roles.CARRIER,
+                orderId: orderId,
+                gainerOrg: terms.sellerOrg,
+                otherGainerOrg: duty == 0 ? 0 : terms.buyerOrg,
+                customs: customs
+            });
         }
+        uint256 count = signatures.length;
         if (duty != 0) {
-            if (step.kind != MilestoneKind.CustomsCleared) revert EscrowNotCustomsMilestone(orderId, milestone);
-            if (dutyPayee == address(0)) revert EscrowInvalidAccount(address(0));
+            count = _checkDuty(terms, orderId, deposited, duty, dutyPayee, bundle.encoded, signatures);
         }
-        // The seller gains from every milestone; the buyer's organisation could gain from a duty.
-        Bundle memory bundle = Bundle({
-            encoded: abi.encode(_MILESTONE_TYPEHASH, orderId, milestone, duty, dutyPayee, 0),
-            quorum: step.quorum,
-            role: _roleFor(step.kind),
-            orderId: orderId,
-            gainer: terms.seller,
-            otherGainer: duty == 0 ? address(0) : terms.buyer
-        });
-        _checkBundle(bundle, signatures);
+        _checkBundle(bundle, signatures, count, terms.customsAuthorities);
+    }
+
+    /// @dev The duty's payee, and the buyer's consent to a duty above the cap: the buyer's own
+    ///      signature over the same message, last in `signatures`. Returns how many signatures
+    ///      before it form the customs bundle.
+    function _checkDuty(
+        OrderTerms calldata terms,
+        uint256 orderId,
+        uint256 deposited,
+        uint256 duty,
+        address dutyPayee,
+        bytes memory encoded,
+        Attestation[] calldata signatures
+    ) private view returns (uint256 count) {
+        _checkDutyPayee(terms, dutyPayee);
+        count = signatures.length;
+        uint256 cap;
+        // Unchecked: deposited < 2^96 and maxDutyBps < 2^16.
+        unchecked {
+            cap = (deposited * terms.maxDutyBps) / _BPS;
+        }
+        if (duty <= cap) return count;
+        if (count == 0 || signatures[count - 1].signer != terms.buyer) revert EscrowDutyAboveCap(orderId, duty, cap);
+        unchecked {
+            --count;
+        }
+        _checkSigned(encoded, signatures[count]);
+    }
+
+    /// @dev A duty is paid to an account of one of the order's customs authorities: never to the
+    ///      escrow, a party, or an account of another organisation.
+    function _checkDutyPayee(OrderTerms calldata terms, address payee) private view {
+        if (payee == address(0) || payee == address(this) || payee == terms.buyer || payee == terms.seller) {
+            revert EscrowInvalidDutyPayee(payee);
+        }
+        uint64 orgId = _registry.organisationOf(payee);
+        if (!_isAuthority(terms.customsAuthorities, orgId)) revert EscrowInvalidDutyPayee(payee);
+    }
+
+    function _isAuthority(uint64[3] calldata authorities, uint64 orgId) private pure returns (bool) {
+        return orgId != 0 && (orgId == authorities[0] || orgId == authorities[1] || orgId == authorities[2]);
     }
 
     /// @dev Effects of reaching `milestone`: duty first (capped at what remains), then the
@@ -629,6 +678,34 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         _credit(terms.token, terms.carrier, payout.carrierFee);
     }
 
+    /// @dev Sends `amount` of the caller's credit to `to` and debits what actually left the
+    ///      escrow. A token whose transfer takes more than `amount` from the sender (a fee on top)
+    ///      has the excess charged to the rest of the caller's credit, so every other credit stays
+    ///      covered, and is refused from then on; one that takes less (or more than the caller
+    ///      can cover) reverts.
+    function _withdraw(address token, address to, uint256 amount) private returns (uint256 debited) {
+        if (to == address(0)) revert EscrowInvalidAccount(address(0));
+        uint256 credit = _credits[token][msg.sender];
+        if (amount == 0 || credit == 0) revert EscrowNothingToWithdraw(msg.sender, token);
+        if (amount > credit) revert EscrowInvalidAmount(amount);
+        _credits[token][msg.sender] = credit - amount;
+        emit Withdrawn(msg.sender, token, to, amount);
+        IERC20 erc20 = IERC20(token);
+        uint256 before = erc20.balanceOf(address(this));
+        erc20.safeTransfer(to, amount);
+        uint256 afterwards = erc20.balanceOf(address(this));
+        debited = before > afterwards ? before - afterwards : 0;
+        if (debited == amount) return debited;
+        // Unchecked: amount <= credit; debited > amount here, so the excess is positive.
+        if (debited < amount || debited > credit) revert EscrowTransferMismatch(token, amount, debited);
+        unchecked {
+            _credits[token][msg.sender] = credit - debited;
+        }
+        _tokens[token].allowed = false;
+        _tokens[token].refused = true;
+        emit TokenRefused(token, amount, debited);
+    }
+
     function _credit(address token, address account, uint256 amount) private {
         if (amount != 0) _credits[token][account] += amount;
     }
@@ -637,21 +714,31 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     // Internals: signatures and roles
     // ------------------------------------------------------------------------------------------
 
-    /// @dev Checks a k-of-n bundle of signatures against `bundle`.
-    function _checkBundle(Bundle memory bundle, Attestation[] calldata signatures) private view {
-        if (signatures.length < bundle.quorum) revert EscrowQuorumNotMet(signatures.length, bundle.quorum);
-        // A party's organisation is 0 when the party is not a member (or not asked about).
-        uint64 gainerOrg = _registry.organisationOf(bundle.gainer);
-        uint64 otherGainerOrg = bundle.otherGainer == address(0) ? 0 : _registry.organisationOf(bundle.otherGainer);
+    /// @dev Checks the first `count` signatures, a k-of-n bundle, against `bundle` (and, for a
+    ///      customs bundle, against the order's customs `authorities`).
+    function _checkBundle(
+        Bundle memory bundle,
+        Attestation[] calldata signatures,
+        uint256 count,
+        uint64[3] calldata authorities
+    ) private view {
+        if (count < bundle.quorum) revert EscrowQuorumNotMet(count, bundle.quorum);
+        // The parties' organisations come from the terms (fixed at creation; 0 for a party that
+        // is not a member, or is not asked about); signers' organisations are never 0.
+        uint64 gainerOrg = bundle.gainerOrg;
+        uint64 otherGainerOrg = bundle.otherGainerOrg;
         // The registry's role query takes a list; one list serves every signer of the bundle.
         bytes32[] memory roles = new bytes32[](1);
         roles[0] = bundle.role;
         uint64 previousOrg = 0; // organisation ids start at 1
-        for (uint256 i = 0; i < signatures.length; ++i) {
+        for (uint256 i = 0; i < count; ++i) {
             Attestation calldata attestation = signatures[i];
             uint64 orgId = _checkSigner(bundle, roles, attestation);
             if (orgId == gainerOrg || orgId == otherGainerOrg) {
                 revert EscrowConflictOfInterest(bundle.orderId, attestation.signer);
+            }
+            if (bundle.customs && !_isAuthority(authorities, orgId)) {
+                revert EscrowNotCustomsAuthority(bundle.orderId, attestation.signer, orgId);
             }
             if (orgId <= previousOrg) revert EscrowSignersUnsorted(attestation.signer, orgId, previousOrg);
             previousOrg = orgId;
@@ -666,14 +753,20 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         returns (uint64 orgId)
     {
         address signer = attestation.signer;
-        uint256 deadline = attestation.deadline;
-        if (block.timestamp > deadline) revert EscrowSignatureExpired(signer, deadline);
-        bytes32 digest = _hashTypedDataV4(_withDeadline(bundle.encoded, deadline));
-        if (!_isValidSignature(signer, digest, attestation.signature)) revert EscrowInvalidSignature(signer);
+        _checkSigned(bundle.encoded, attestation);
         // One registry call answers both questions: the signer's organisation, if it is Active
         // and holds the role.
         orgId = _registry.organisationWithAnyRole(signer, roles);
         if (orgId == 0) revert EscrowMissingRole(signer, bundle.role);
+    }
+
+    /// @dev One signature over `encoded` (its deadline filled in): not expired, valid for its signer.
+    function _checkSigned(bytes memory encoded, Attestation calldata attestation) private view {
+        address signer = attestation.signer;
+        uint256 deadline = attestation.deadline;
+        if (block.timestamp > deadline) revert EscrowSignatureExpired(signer, deadline);
+        bytes32 digest = _hashTypedDataV4(_withDeadline(encoded, deadline));
+        if (!_isValidSignature(signer, digest, attestation.signature)) revert EscrowInvalidSignature(signer);
     }
 
     /// @dev keccak256 of `encoded` with its last word set to `deadline`.
@@ -711,10 +804,6 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         return _registry.organisationWithAnyRole(account, roles);
     }
 
-    function _isPartyOrganisation(uint64 orgId, OrderTerms calldata terms) private view returns (bool) {
-        return orgId == _registry.organisationOf(terms.buyer) || orgId == _registry.organisationOf(terms.seller);
-    }
-
     function _requireOperator() private view {
         if (!_registry.hasRole(msg.sender, Roles.OPERATOR)) revert EscrowMissingRole(msg.sender, Roles.OPERATOR);
     }
@@ -724,23 +813,39 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     // ------------------------------------------------------------------------------------------
 
     /// @dev keccak256(abi.encode(terms)), computed over the calldata bytes of `terms` as they
-    ///      lie in the canonical layout (a 0x20 offset word, 16 head words whose last is the offset
-    ///      0x200 of `milestones`, its length, three words per milestone) instead of re-encoding
+    ///      lie in the canonical layout (a 0x20 offset word, 23 head words whose last is the offset
+    ///      0x2e0 of `milestones`, its length, three words per milestone) instead of re-encoding
     ///      field by field, which costs about 3,000 gas more per call. Every ABI library encodes
     ///      canonically; any other offset is refused, because the bytes hashed would then not be
     ///      the bytes the contract reads (a tail of the milestones could change under one id).
     function _idOf(OrderTerms calldata terms) private pure returns (uint256 id) {
         uint256 milestonesOffset;
         assembly ("memory-safe") {
-            milestonesOffset := calldataload(add(terms, 0x1e0))
+            milestonesOffset := calldataload(add(terms, 0x2c0))
         }
-        if (milestonesOffset != 0x200) revert EscrowNonCanonicalTerms(milestonesOffset);
-        uint256 size = 0x220 + terms.milestones.length * 0x60;
+        if (milestonesOffset != 0x2e0) revert EscrowNonCanonicalTerms(milestonesOffset);
+        uint256 size = 0x300 + terms.milestones.length * 0x60;
         assembly ("memory-safe") {
             let ptr := mload(0x40)
             mstore(ptr, 0x20)
             calldatacopy(add(ptr, 0x20), terms, size)
             id := keccak256(ptr, add(size, 0x20))
+        }
+    }
+
+    /// @dev Emits `OrderCreated` with the terms' calldata bytes as its data: they are
+    ///      abi.encode(terms) already (`_idOf` refused any other layout), so the event carries
+    ///      exactly the bytes the id was hashed from, without re-encoding them.
+    function _emitOrderCreated(OrderTerms calldata terms, uint256 orderId) private {
+        uint256 size = 0x300 + terms.milestones.length * 0x60;
+        bytes32 topic = OrderCreated.selector;
+        address seller = terms.seller;
+        address buyer = terms.buyer;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, 0x20)
+            calldatacopy(add(ptr, 0x20), terms, size)
+            log4(ptr, add(size, 0x20), topic, orderId, seller, buyer)
         }
     }
 
@@ -761,10 +866,6 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         if (milestone != next || milestone >= count) revert EscrowMilestoneNotNext(orderId, milestone, next);
     }
 
-    function _roleFor(MilestoneKind kind) private pure returns (bytes32) {
-        return kind == MilestoneKind.CustomsCleared ? Roles.CUSTOMS : Roles.CARRIER;
-    }
-
     /// @dev Sum of the shares of milestone `from` and all after it.
     function _sharesFrom(Milestone[] calldata milestones, uint256 from) private pure returns (uint256 total) {
         for (uint256 i = from; i < milestones.length; ++i) {
@@ -780,6 +881,9 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         if (terms.buyer == address(0) || terms.buyer == terms.seller) revert EscrowInvalidAccount(terms.buyer);
         config = _tokens[terms.token];
         if (!config.allowed) revert EscrowTokenNotAllowed(terms.token);
+        if (terms.tokenDecimals != config.decimals) {
+            revert EscrowTokenDecimalsMismatch(terms.token, terms.tokenDecimals, config.decimals);
+        }
         if (terms.amount == 0) revert EscrowInvalidAmount(0);
         if (terms.priceCurrency != bytes3(0) && terms.priceCurrency == config.currency) {
             revert EscrowInvalidPriceCurrency(terms.priceCurrency);
@@ -788,7 +892,45 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         if (terms.shipBy <= block.timestamp || terms.deliverBy <= terms.shipBy) {
             revert EscrowInvalidDeadlines(terms.shipBy, terms.deliverBy);
         }
-        _checkSchedule(terms.milestones);
+        uint256 authorities = _checkAuthorities(terms);
+        _checkSchedule(terms.milestones, authorities);
+        _checkParties(terms);
+    }
+
+    /// @dev The parties' organisations named in the terms are their organisations now: the
+    ///      seller's an Active member holding a consortium role, the buyer's 0 unless it is linked.
+    ///      Every later conflict-of-interest check uses these, whatever happens to links afterwards.
+    function _checkParties(OrderTerms calldata terms) private view {
+        // One registry call: the seller's organisation if it is Active and holds any role.
+        bytes32[] memory anyRole = new bytes32[](Roles.COUNT);
+        for (uint256 i = 0; i < Roles.COUNT; ++i) {
+            anyRole[i] = Roles.byIndex(i);
+        }
+        uint64 actual = _registry.organisationWithAnyRole(terms.seller, anyRole);
+        if (actual == 0 || actual != terms.sellerOrg) {
+            revert EscrowPartyOrganisationMismatch(terms.seller, terms.sellerOrg, actual);
+        }
+        uint64 buyerOrg = _registry.organisationOf(terms.buyer);
+        if (buyerOrg != terms.buyerOrg) revert EscrowPartyOrganisationMismatch(terms.buyer, terms.buyerOrg, buyerOrg);
+    }
+
+    /// @dev The customs authorities: non-zero ids first, strictly increasing, then zeros; none of
+    ///      them a party's organisation. Returns how many there are. The duty cap is a share.
+    function _checkAuthorities(OrderTerms calldata terms) private pure returns (uint256 count) {
+        if (terms.maxDutyBps > _BPS) revert EscrowInvalidDutyCap(terms.maxDutyBps);
+        uint64 previous = 0;
+        for (uint256 i = 0; i < 3; ++i) {
+            uint64 orgId = terms.customsAuthorities[i];
+            if (orgId == 0) {
+                previous = type(uint64).max; // only zeros may follow
+                continue;
+            }
+            if (orgId <= previous || orgId == terms.sellerOrg || orgId == terms.buyerOrg) {
+                revert EscrowInvalidCustomsAuthority(i, orgId);
+            }
+            previous = orgId;
+            ++count;
+        }
     }
 
     function _checkFees(OrderTerms calldata terms) private pure {
@@ -799,9 +941,10 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         if (terms.carrierFeeBps != 0 && terms.carrier == address(0)) revert EscrowInvalidAccount(address(0));
     }
 
-    /// @dev Shipped, then 0 to 3 CustomsCleared, then Delivered; quorums of at least 1; shares
-    ///      summing to 10,000. The schedule is at most five steps, so the loop is bounded.
-    function _checkSchedule(Milestone[] calldata milestones) private pure {
+    /// @dev Shipped, then 0 to 3 CustomsCleared, then Delivered; quorums of at least 1 (and, for
+    ///      customs steps, at most the number of customs authorities); shares summing to 10,000.
+    ///      The schedule is at most five steps, so the loop is bounded.
+    function _checkSchedule(Milestone[] calldata milestones, uint256 authorities) private pure {
         uint256 count = milestones.length;
         if (count < _MIN_MILESTONES || count > _MAX_MILESTONES) revert EscrowInvalidMilestoneCount(count);
         uint256 total = 0;
@@ -811,7 +954,9 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
                 ? MilestoneKind.Shipped
                 : (i == count - 1 ? MilestoneKind.Delivered : MilestoneKind.CustomsCleared);
             if (step.kind != expected) revert EscrowInvalidMilestoneKind(i, step.kind);
-            if (step.quorum == 0) revert EscrowInvalidQuorum(i);
+            if (step.quorum == 0 || (expected == MilestoneKind.CustomsCleared && step.quorum > authorities)) {
+                revert EscrowInvalidQuorum(i);
+            }
             total += step.shareBps;
         }
         if (total != _BPS) revert EscrowInvalidShares(total);

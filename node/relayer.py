@@ -6,11 +6,16 @@ still do something about it:
 
 * the order exists (its terms are found by id: node.escrow) and has that milestone;
 * the milestone is not reached yet and the order can still reach it (not settled, not disputed);
-* a duty appears only on a CustomsCleared milestone, and then with a payee;
+* a duty appears only on a CustomsCleared milestone, and then with a payee that is an account of
+  one of the order's customs authorities (never the escrow or a party), and within the order's
+  duty cap (`maxDutyBps` of the deposit; a larger duty needs the buyer's own signature, which the
+  relayer does not collect, so it is refused here);
 * the deadline leaves at least `min_lifetime` seconds (chain time);
 * the signature is the claimed signer's (ECDSA recovery, or ERC-1271 for a contract account);
-* the signer's organisation is Active and holds the milestone's role now (registry), and is not
-  the organisation of a party that gains (the seller's; the buyer's too for a duty or a return);
+* the signer's organisation is Active and holds the milestone's role now (registry), is one of
+  the order's customs authorities for a customs clearance or return, and is not the organisation
+  of a party that gains (the seller's; the buyer's too for a duty or a return), as fixed in the
+  terms when the order was created;
 * the signer has not already signed this milestone (dedupe by signer: the same signature sent
   again is answered as already recorded, a different one is refused).
 
@@ -64,7 +69,7 @@ from node.escrow.signing import (
     recover_signer,
 )
 from node.escrow.store import order_key
-from node.escrow.terms import ZERO_ADDRESS, Attestation, Milestone, MilestoneKind, Order, OrderTerms, State
+from node.escrow.terms import BPS, ZERO_ADDRESS, Attestation, Milestone, MilestoneKind, Order, OrderTerms, State
 
 log = logging.getLogger("waymark.relayer")
 
@@ -152,6 +157,31 @@ class DutyWithoutPayee(RelayError):
 
     def __init__(self, duty: int) -> None:
         super().__init__(f"a duty of {duty} needs a payee account")
+
+
+class InvalidDutyPayee(RelayError):
+    code = "invalid_duty_payee"
+    field = "dutyPayee"
+
+    def __init__(self, payee: str) -> None:
+        super().__init__(f"a duty must be paid to an account of one of the order's customs authorities, not {payee}")
+
+
+class DutyAboveCap(RelayError):
+    code = "duty_above_cap"
+    field = "duty"
+
+    def __init__(self, duty: int, cap: int) -> None:
+        super().__init__(f"a duty of {duty} exceeds the order's cap of {cap}: it needs the buyer's own signature, "
+                         "submitted with the bundle (attestMilestone), or a dispute")
+
+
+class NotCustomsAuthority(RelayError):
+    code = "not_customs_authority"
+    field = "signer"
+
+    def __init__(self, signer: str, org: int) -> None:
+        super().__init__(f"{signer} (organisation {org}) is not one of the order's customs authorities")
 
 
 class MilestoneAlreadyReached(RelayError):
@@ -318,6 +348,10 @@ class Relayer:
         if org == 0:
             raise SignerLacksRole(signer, step.role)
         self._check_conflicts(terms, sig, signer, org)
+        if step.kind is MilestoneKind.CUSTOMS_CLEARED and org not in terms.customs_authorities:
+            raise NotCustomsAuthority(signer, org)
+        if sig.duty != 0:
+            self._check_duty(terms, order, sig)
         recorded = self._store(sig, signer, org)
         outcome = self.try_submit(sig.kind, sig.order_id, sig.milestone)
         collected = self._collected(sig.kind, sig.order_id, sig.milestone, sig.duty, sig.duty_payee)
@@ -394,13 +428,24 @@ class Relayer:
 
     def _check_conflicts(self, terms: OrderTerms, sig: SignatureIn, signer: str, org: int) -> None:
         # As the contract: the seller gains from every milestone; the buyer from a duty's payee
-        # choice and from a customs return.
-        parties = [("seller", terms.seller)]
+        # choice and from a customs return. Their organisations are those fixed in the terms.
+        parties = [("seller", terms.seller_org)]
         if sig.duty != 0 or sig.kind is Kind.CUSTOMS_RETURN:
-            parties.append(("buyer", terms.buyer))
-        for name, account in parties:
-            if self.escrow.organisation_of(account) == org:
+            parties.append(("buyer", terms.buyer_org))
+        for name, party_org in parties:
+            if party_org == org:
                 raise SignerConflict(signer, name)
+
+    def _check_duty(self, terms: OrderTerms, order: Order, sig: SignatureIn) -> None:
+        """As the contract: the payee is an account of a customs authority of the order, and the
+        duty is within the cap (a larger one needs the buyer, not the relayer)."""
+        payee = to_checksum_address(sig.duty_payee)
+        if payee in (self.escrow.address, terms.buyer, terms.seller) or \
+                self.escrow.organisation_of(payee) not in [a for a in terms.customs_authorities if a]:
+            raise InvalidDutyPayee(payee)
+        cap = order.deposited * terms.max_duty_bps // BPS
+        if sig.duty > cap:
+            raise DutyAboveCap(sig.duty, cap)
 
     def _key(self, model: Any, kind: Kind, order_id: int, milestone: int) -> list[Any]:
         return [

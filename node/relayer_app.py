@@ -14,9 +14,11 @@ when this signature completed the quorum and the bundle was submitted (`txHash`)
 signature sent again is answered 200 with `recorded: false` (an oracle may resend after a lost
 answer). Errors are JSON `{code, message, field?}`: 404 unknown order; 409 milestone already
 reached, order closed, the signer already signed differently, or an order created from
-non-canonical calldata (its published terms do not hash to its id); 403 the signer lacks the role
-or belongs to a party's organisation; 422 a malformed request, a signature that is not the
-signer's, a deadline too close, a milestone that does not exist or does not take a duty;
+non-canonical calldata (its published terms do not hash to its id); 403 the signer lacks the role,
+belongs to a party's organisation, or is not one of the order's customs authorities; 422 a
+malformed request, a signature that is not the signer's, a deadline too close, a milestone that
+does not exist or does not take a duty, a duty payee that is not an account of the order's
+customs authorities, a duty above the order's cap;
 502/503 the chain failed or cannot be reached.
 """
 
@@ -52,6 +54,7 @@ from node.relayer import (
     NoSuchMilestone,
     OrderClosed,
     Outcome,
+    NotCustomsAuthority,
     RelayError,
     Relayer,
     RelayerSettings,
@@ -76,6 +79,7 @@ STATUS: dict[type[RelayError], int] = {
     DuplicateSigner: 409,
     SignerLacksRole: 403,
     SignerConflict: 403,
+    NotCustomsAuthority: 403,
     NoSuchMilestone: 422,
     WrongMilestoneKind: 422,
     DutyWithoutPayee: 422,

@@ -5,7 +5,7 @@
     POST /capture              an EPCIS 2.0 EPCISDocument (unsigned events; the oracle signs them)
     GET  /adapters             the adapters this oracle runs, with a line each
     GET  /schemas/{adapter}    the JSON schema of an adapter's input
-    GET  /fx-rates/{base}/{quote}  the newest rate of the pair this oracle signed (escrow FxRate)
+    GET  /fx-rates/{base}/{quote}  the newest rate of the pair; with ?orderId=0x..[&issuedAt=unix] a quote signed for that order (escrow FxRate)
     GET  /events/{event_id}    delivery state of an event: pending / delivered / rejected
     GET  /submissions/{id}     what became of one accepted record (its `statusUrl`): pending /
                                accepted (the node stored it) / refused (with the receiver's message)
@@ -121,11 +121,24 @@ def create_app(runtime: OracleRuntime, *, background: bool = True, max_body_byte
             return _json({"code": exc.code, "message": str(exc), "field": "adapter"}, 404)
 
     @app.get("/fx-rates/{base}/{quote}")
-    def fx_rate(base: str, quote: str) -> Response:
+    def fx_rate(base: str, quote: str, orderId: str | None = None,  # noqa: N803 - the query names
+                issuedAt: int | None = None) -> Response:  # noqa: N803
         signed = runtime.state.signed_rate(base.upper(), quote.upper())
         if signed is None:
             return _json({"code": "not_found", "message": f"this oracle signed no {base.upper()}/{quote.upper()} rate"}, 404)
-        return _json(signed)
+        from oracle.escrow import FxSigner
+
+        signer = runtime.oracle.fx_signer
+        if orderId is None or not isinstance(signer, FxSigner):
+            return _json(signed)
+        try:
+            order_id = int(orderId, 0)
+        except ValueError:
+            return _json({"code": "invalid_order_id", "message": f"not an order id: {orderId}", "field": "orderId"}, 422)
+        try:
+            return _json(signer.for_order(signed, order_id, issuedAt))
+        except ValueError as exc:
+            return _json({"code": "invalid_issued_at", "message": str(exc), "field": "issuedAt"}, 422)
 
     @app.get("/events/{event_id:path}")
     def event(event_id: str) -> Response:

@@ -15,10 +15,14 @@ submits the bundle once k distinct organisations have signed.
 | delivered | MilestoneAttestation(orderId, i, 0, 0x0, deadline) | the Delivered one | POST /milestones/{orderId}/{i} |
 | customs_returned | CustomsReturn(orderId, i, deadline) | the next CustomsCleared one | POST /customs-returns/{orderId}/{i} |
 
-A duty is converted to token units: at the token's decimals when it is in the token's
-currency, else at the latest FX rate this oracle received for the pair. Every customs oracle
-of a quorum must name the same `dutyPayee` (the customs authority's account: setting
-`duty_payee`), or their signatures do not agree. A deadline is the later of the wall clock
+A duty is converted to token units: at the order's token decimals (fixed in its terms) when it
+is in the token's currency, else at the latest FX rate this oracle received for the pair. Every
+customs oracle of a quorum must name the same `dutyPayee` (the customs authority's account:
+setting `duty_payee`), or their signatures do not agree. A customs oracle signs only for orders
+that name its organisation among their `customsAuthorities` (others are skipped), only with a
+payee that is an account of one of those authorities, and only a duty within the order's cap
+(`maxDutyBps` of the deposit); a larger duty is refused here, since it needs the buyer's own
+signature on chain. A deadline is the later of the wall clock
 and the chain's clock plus `escrow_signature_ttl`, chosen once per (order, milestone) and
 kept, so that a resend is the same signature. A milestone another quorum already reached is
 no error: the fact is settled with that note.
@@ -27,9 +31,13 @@ Orders are read from the chain through `node.escrow.client.EscrowClient` (`Order
 logs of the TradeEscrow; `getOrder` for the state), so the agent needs no database of its
 own. A fact no funded order covers is settled with an empty result (nothing to attest).
 
-FX rates are not facts about a shipment: `fx_signer` signs each rate as the escrow's
-`FxRate(base, quote, rate·10^18, timestamp, deadline)`, and the oracle serves the newest per
-pair (`GET /fx-rates/{base}/{quote}`) for a buyer to assemble an `FxQuote`.
+FX rates are not facts about a shipment: `fx_signer` keeps each observed rate, and the oracle
+serves the newest per pair (`GET /fx-rates/{base}/{quote}`). A buyer asks for a quote for one
+order (`?orderId=0x...`): the oracle then signs the escrow's `FxRate(orderId, base, quote,
+rate·10^18, issuedAt, expiresAt, deadline)` with `issuedAt` the chain's time and `expiresAt`
+`QUOTE_VALIDITY` seconds later (the contract refuses quotes valid for more than an hour), for the
+buyer to assemble an `FxQuote` from `fxQuorum()` oracles. A quote names its order, so it can
+neither fund another order nor be replayed.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from node.chain.deploy import Deployment
 from node.escrow.client import EscrowClient
 from node.escrow.signing import EscrowDomain, sign_customs_return, sign_fx_rate, sign_milestone
 from node.escrow.store import order_key
-from node.escrow.terms import MilestoneKind, OrderTerms, State
+from node.escrow.terms import BPS, FX_MAX_VALIDITY, MilestoneKind, OrderTerms, State
 from oracle.adapters.base import FxObservation
 from oracle.delivery import Refused, Transient, _check
 from oracle.settings import OracleSettings
@@ -67,6 +75,10 @@ _FACT_KIND = {
     "customs_cleared": MilestoneKind.CUSTOMS_CLEARED,
     "customs_returned": MilestoneKind.CUSTOMS_CLEARED,
 }
+#: Seconds an FX quote stays valid (the contract allows at most FX_MAX_VALIDITY).
+QUOTE_VALIDITY = min(900, FX_MAX_VALIDITY)
+#: How far before now a buyer may ask a quote's issue time to be (to align a quorum's quotes).
+MAX_ISSUE_SKEW = 120
 # Relayer answers that mean "nothing left to do" rather than "refused".
 _SETTLED_CODES = ("milestone_already_reached", "order_closed")
 
@@ -132,20 +144,44 @@ def to_units(amount: Decimal, decimals: int) -> int:
     return int((amount * (Decimal(10) ** decimals)).to_integral_value(rounding=ROUND_DOWN))
 
 
-def fx_signer(account: LocalAccount, domain: EscrowDomain, ttl: int) -> Callable[[FxObservation], dict[str, Any]]:
-    """Signs an FX observation as the escrow's FxRate; the JSON a buyer puts in an FxQuote."""
+class FxSigner:
+    """Keeps FX observations as the JSON the oracle serves, and signs a quote of one for one
+    order (`for_order`): the escrow's FxRate, issued at the chain's time (`clock`)."""
 
-    def sign(rate: FxObservation) -> dict[str, Any]:
-        units = to_units(rate.rate, 18)
-        deadline = max(int(time.time()), rate.observed_at) + ttl
-        signed = sign_fx_rate(account, domain, rate.base, rate.quote, units, rate.observed_at, deadline)
+    def __init__(self, account: LocalAccount, domain: EscrowDomain, clock: Callable[[], int] | None = None,
+                 validity: int = QUOTE_VALIDITY) -> None:
+        if not 0 < validity <= FX_MAX_VALIDITY:
+            raise ValueError(f"an FX quote is valid for 1 to {FX_MAX_VALIDITY} s, not {validity}")
+        self.account = account
+        self.domain = domain
+        self.clock = clock or (lambda: int(time.time()))
+        self.validity = validity
+
+    def __call__(self, rate: FxObservation) -> dict[str, Any]:
+        """The observation as served (no signature: a quote is signed per order)."""
         return {
-            "base": rate.base, "quote": rate.quote, "rate": str(units), "rateDecimal": str(rate.rate),
-            "timestamp": rate.observed_at, "signer": signed.signer, "deadline": deadline,
-            "signature": "0x" + signed.signature.hex(), "source": rate.source,
+            "base": rate.base, "quote": rate.quote, "rate": str(to_units(rate.rate, 18)), "rateDecimal": str(rate.rate),
+            "observedAt": rate.observed_at, "signer": self.account.address, "source": rate.source,
         }
 
-    return sign
+    def for_order(self, kept: Mapping[str, Any], order_id: int, issued_at: int | None = None) -> dict[str, Any]:
+        """A quote of the kept rate for order `order_id`, valid for `validity` seconds from now, or
+        from `issued_at` (so that the oracles of a quorum sign the same times) when that lies
+        within MAX_ISSUE_SKEW seconds before now. ValueError for any other `issued_at`."""
+        now = int(self.clock())
+        issued = now if issued_at is None else int(issued_at)
+        if not now - MAX_ISSUE_SKEW <= issued <= now:
+            raise ValueError(f"issuedAt {issued} is not within {MAX_ISSUE_SKEW} s before now ({now})")
+        expires = issued + self.validity
+        rate = int(kept["rate"])
+        signed = sign_fx_rate(self.account, self.domain, order_id, kept["base"], kept["quote"], rate, issued, expires)
+        return {**kept, "orderId": order_key(order_id), "issuedAt": issued, "expiresAt": expires,
+                "deadline": signed.deadline, "signature": "0x" + signed.signature.hex()}
+
+
+def fx_signer(account: LocalAccount, domain: EscrowDomain, ttl: int, clock: Callable[[], int] | None = None) -> FxSigner:
+    """The oracle's FX signer; `ttl` (the signature lifetime of milestones) caps the quote validity."""
+    return FxSigner(account, domain, clock, max(1, min(ttl, QUOTE_VALIDITY)))
 
 
 class EscrowAgent:
@@ -190,9 +226,10 @@ class EscrowAgent:
             raise Transient(f"chain unreachable: {exc}") from None
         return self.state.escrow_deadline(order_id, milestone, kind, max(int(time.time()), chain_now) + self.ttl)
 
-    def _duty_units(self, duty: Mapping[str, str] | None, token: str) -> int:
+    def _duty_units(self, duty: Mapping[str, str] | None, terms: OrderTerms) -> int:
         if not duty:
             return 0
+        token = terms.token
         info = self.escrow.token_info(token)
         amount = Decimal(duty["amount"])
         if info.currency is None:
@@ -202,7 +239,7 @@ class EscrowAgent:
             if rate is None:
                 raise Refused(f"no FX rate {duty['currency']}/{info.currency} known to convert the duty into the order's token")
             amount *= rate
-        return to_units(amount, info.decimals)
+        return to_units(amount, terms.token_decimals)
 
     def _rate(self, base: str, quote: str) -> Decimal | None:
         direct = self.state.rate(base, quote)
@@ -217,13 +254,26 @@ class EscrowAgent:
             signed = sign_customs_return(self.account, self.domain, order.order_id, milestone, deadline)
             body: dict[str, Any] = {"signer": signed.signer, "deadline": deadline, "signature": "0x" + signed.signature.hex()}
             return self.relayer.post_customs_return(order.order_id, milestone, body)
-        duty = self._duty_units(duty_text, order.terms.token) if fact == "customs_cleared" else 0
+        duty = self._duty_units(duty_text, order.terms) if fact == "customs_cleared" else 0
         payee = self.duty_payee if duty else ZERO
+        if duty:
+            self._check_duty(order, duty, payee)
         deadline = self._deadline(order.order_id, milestone, "milestone")
         signed = sign_milestone(self.account, self.domain, order.order_id, milestone, deadline, duty, payee)
         body = {"signer": signed.signer, "deadline": deadline, "signature": "0x" + signed.signature.hex(),
                 "duty": str(duty), "dutyPayee": payee}
         return self.relayer.post_milestone(order.order_id, milestone, body)
+
+    def _check_duty(self, order: OrderView, duty: int, payee: str) -> None:
+        """As the contract: the payee is an account of one of the order's customs authorities
+        (the quorum's oracles name the same one), the duty within the cap."""
+        authorities = [a for a in order.terms.customs_authorities if a]
+        if self.escrow.organisation_of(payee) not in authorities or payee in (order.terms.buyer, order.terms.seller):
+            raise Refused(f"the duty payee {payee} is not an account of a customs authority of the order {authorities}")
+        cap = self.escrow.order(order.order_id).deposited * order.terms.max_duty_bps // BPS
+        if duty > cap:
+            raise Refused(f"a duty of {duty} exceeds the order's cap of {cap} ({order.terms.max_duty_bps} bps of the "
+                          "deposit): it needs the buyer's own signature on chain, or a dispute")
 
     def deliver_fact(self, payload: Mapping[str, Any]) -> Any:
         """Attest the fact in every funded order that covers its shipment. Transient problems
@@ -247,6 +297,11 @@ class EscrowAgent:
             if milestone is None:
                 results.append({"orderId": key, "skipped": f"no {fact} milestone left to reach"})
                 continue
+            if fact.startswith("customs_"):
+                own = self.escrow.organisation_of(self.account.address)
+                if own not in order.terms.customs_authorities or own == 0:
+                    results.append({"orderId": key, "skipped": "this organisation is not a customs authority of the order"})
+                    continue
             try:
                 answer = self._attest(fact, order, milestone, payload.get("duty"))
             except Refused as exc:

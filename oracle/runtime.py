@@ -230,4 +230,8 @@ def fx_signer_for(
     from node.escrow.signing import EscrowDomain
     from oracle.escrow import fx_signer
 
-    return fx_signer(account, EscrowDomain(client.chain_id, deployment.address("TradeEscrow")), settings.escrow_signature_ttl)
+    def chain_time() -> int:
+        return int(client.w3.eth.get_block("latest")["timestamp"])
+
+    return fx_signer(account, EscrowDomain(client.chain_id, deployment.address("TradeEscrow")), settings.escrow_signature_ttl,
+                     chain_time)

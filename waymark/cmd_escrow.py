@@ -44,7 +44,7 @@ from node.escrow import (
     schedule,
 )
 from node.escrow.signing import sign_customs_return, sign_milestone
-from node.escrow.terms import ZERO_ADDRESS, Attestation, currency_bytes
+from node.escrow.terms import ZERO_ADDRESS, Attestation, currency_bytes, customs_authorities
 from node.errors import WaymarkError
 from node.provenance.gs1 import CANONICAL_RESOLVER, ContainerId, InvalidIdentifier, canonical_id, encode_component, normalize_gtin, validate_sscc
 from waymark.common import (
@@ -237,10 +237,19 @@ def create(
     review_window: Annotated[str, typer.Option(help="After delivery, time before anyone may release without the buyer")] = "3d",
     dispute_window: Annotated[str, typer.Option(help="After delivery, time during which a dispute may be opened")] = "2d",
     salt: Annotated[int, typer.Option(help="Distinguishes otherwise identical orders")] = 0,
+    customs_authority: Annotated[list[str] | None, typer.Option(
+        "--customs-authority",
+        help="A customs organisation that may clear the order and receive its duty: its id, or an account "
+             "of it (repeat for up to 3; needed when the schedule has customs milestones)")] = None,
+    max_duty_bps: Annotated[int, typer.Option(
+        help="Most customs duty paid without the buyer's signature, in basis points of the deposit")] = 0,
     rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None,
     as_member: AsMember = None, terms_store: TermsStoreOpt = None,
 ) -> None:
-    """The seller offers an order to a buyer (the signer is the seller). Prints the order id."""
+    """The seller offers an order to a buyer (the signer is the seller). Prints the order id.
+
+    The seller's and buyer's organisations and the token's decimals are read from the chain and
+    fixed in the terms."""
     session, escrow = _open(rpc_url, chain_id, terms_store)
     seller = signer(session, keystore, password_file, as_member)
     token_address = _token(session, escrow, token)
@@ -264,7 +273,9 @@ def create(
         shipment_ref=shipment_ref,
         review_window=parse_span(review_window, "--review-window"),
         dispute_window=parse_span(dispute_window, "--dispute-window"), salt=salt,
+        max_duty_bps=max_duty_bps, customs_authorities=_authorities(escrow, customs_authority or []),
     )
+    terms = escrow.complete(terms)
     order_id = escrow.create(terms, seller)
     price = info.show(units) if price_currency is None else f"{amount} {price_currency.upper()}"
     say(f"order {order_key(order_id)} created: {price} from {terms.buyer} to {terms.seller}")
@@ -274,6 +285,23 @@ def create(
         err_console.print(f"note: --shipment {shipment!r} is not a GS1 identifier (SSCC, Digital Link, EPC URN): it was "
                           "hashed as a free reference and links the order to no events", highlight=False, soft_wrap=True)
     say(order_key(order_id))
+
+
+def _authorities(escrow: EscrowClient, given: list[str]) -> tuple[int, int, int]:
+    """Organisation ids, given as ids or as an account of the organisation."""
+    orgs = []
+    for text in given:
+        if text.isdigit():
+            orgs.append(int(text))
+            continue
+        org = escrow.organisation_of(parse_address(text, "--customs-authority"))
+        if org == 0:
+            raise CliInputError("--customs-authority", f"{text} is an account of no organisation")
+        orgs.append(org)
+    try:
+        return customs_authorities(orgs)
+    except InvalidTerms as exc:
+        raise CliInputError("--customs-authority", str(exc)) from None
 
 
 def _decimal_units(text: str, decimals: int, option: str) -> int:
@@ -323,7 +351,7 @@ def _load_quote(path: Path) -> FxQuote:
         data = json.loads(path.read_text())
         return FxQuote(
             base=currency_bytes(data["base"]), quote=currency_bytes(data["quote"]), rate=int(data["rate"]),
-            timestamp=int(data["timestamp"]),
+            issued_at=int(data["issuedAt"]), expires_at=int(data["expiresAt"]),
             signatures=tuple(Attestation(s["signer"], int(s["deadline"]), bytes.fromhex(s["signature"].removeprefix("0x")))
                              for s in data["signatures"]),
         )
@@ -444,16 +472,20 @@ def refund(order_id: OrderIdArg, rpc_url: RpcUrl = None, chain_id: ChainId = Non
 def withdraw(
     token: Annotated[str, typer.Option(help="Token: address or devnet symbol (wUSD, wEUR)")],
     to: Annotated[str | None, typer.Option(help="Send to this account (default: the signer)")] = None,
+    amount: Annotated[str | None, typer.Option(
+        help="Withdraw only this much (decimal token units), e.g. from a token that charges the sender a fee "
+             "on top: the fee comes out of the rest of the credit")] = None,
     rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None,
     as_member: AsMember = None, terms_store: TermsStoreOpt = None,
 ) -> None:
-    """Withdraw the signer's whole credit in a token (payouts, refunds, fees, duty)."""
+    """Withdraw the signer's whole credit in a token (payouts, refunds, fees, duty), or --amount of it."""
     session, escrow = _open(rpc_url, chain_id, terms_store)
     address = _token(session, escrow, token)
     account = signer(session, keystore, password_file, as_member)
     target = parse_address(to, "--to") if to else account.address
-    amount = escrow.withdraw(address, account, target)
-    say(f"withdrew {escrow.token_info(address).show(amount)} to {target}")
+    units = None if amount is None else _decimal_units(amount, escrow.token_info(address).decimals, "--amount")
+    amount_sent = escrow.withdraw(address, account, target, units)
+    say(f"withdrew {escrow.token_info(address).show(amount_sent)} to {target}")
 
 
 # ---- oracles ----------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ pragma solidity ^0.8.24;
 ///        MilestoneAttestation(uint256 orderId,uint8 milestone,uint256 duty,address dutyPayee,uint256 deadline)
 ///        CustomsReturn(uint256 orderId,uint8 milestone,uint256 deadline)
 ///        DeliveryConfirmation(uint256 orderId,uint256 deadline)
-///        FxRate(bytes3 base,bytes3 quote,uint256 rate,uint64 timestamp,uint256 deadline)
+///        FxRate(uint256 orderId,bytes3 base,bytes3 quote,uint256 rate,uint64 issuedAt,uint64 expiresAt,uint256 deadline)
 ///      A bundle lists each signature with its signer; EOAs sign with ECDSA, contract accounts
 ///      answer ERC-1271. Signers must hold the role now (in an Active organisation), must have
 ///      no conflict of interest, and must come sorted by strictly increasing organisation id
@@ -60,7 +60,11 @@ pragma solidity ^0.8.24;
 ///      Conflicts of interest: a signer may not belong to the organisation of a party that gains
 ///      from what it attests: the seller's, for milestones; also the buyer's, when a milestone
 ///      carries a duty (paid to an account the signers name); the buyer's and the seller's, for
-///      customs returns and FX quotes. Parties that are not members have no organisation.
+///      customs returns and FX quotes. Parties that are not members have no organisation. The
+///      parties' organisations are those named in the terms (`sellerOrg`, `buyerOrg`), checked
+///      against the registry when the order is created and never looked up again: unlinking an
+///      account afterwards neither hides nor creates a conflict. Customs milestones and returns
+///      are attested only by the order's `customsAuthorities`.
 interface ITradeEscrow {
     // ------------------------------------------------------------------------------------------
     // Types
@@ -108,9 +112,16 @@ interface ITradeEscrow {
     }
 
     /// @notice Everything agreed for one trade; hashed into the order id.
-    /// @param seller Creates the order and receives the proceeds.
+    /// @param seller Creates the order and receives the proceeds; a linked account of an Active
+    ///        organisation holding at least one consortium role when the order is created.
+    /// @param sellerOrg The seller's organisation when the order is created (checked then). Every
+    ///        later conflict-of-interest check uses it, whatever happens to account links afterwards.
     /// @param buyer Funds the order and receives refunds.
+    /// @param buyerOrg The buyer's organisation when the order is created, 0 if the buyer is not
+    ///        a member (checked then); used like `sellerOrg`.
     /// @param token Allowlisted ERC-20 the order is paid in.
+    /// @param tokenDecimals The token's decimals as listed when the order is created (checked
+    ///        then); an FX conversion uses these, so relisting the token cannot change what the order owes.
     /// @param amount In token units when `priceCurrency` is zero; otherwise the price in
     ///        `priceCurrency` as a fixed-point number with 18 decimals, converted at funding with an
     ///        attested FX rate.
@@ -123,11 +134,20 @@ interface ITradeEscrow {
     /// @param reviewWindow Seconds after delivery before anyone may release without the buyer.
     /// @param disputeWindow Seconds after delivery during which a dispute may still be opened.
     /// @param salt Distinguishes otherwise identical orders.
+    /// @param maxDutyBps The most customs duty buyer and seller accept without further consent, in
+    ///        basis points of the amount deposited; a larger duty needs the buyer's signature.
+    /// @param customsAuthorities The CUSTOMS organisations that may clear (or return) the order at
+    ///        its CustomsCleared milestones and receive its duty: non-zero ids first, strictly
+    ///        increasing, then zeros; none a party's organisation. A customs milestone's quorum is
+    ///        at most their number.
     /// @param milestones The schedule, 2 to 5 steps.
     struct OrderTerms {
         address seller;
+        uint64 sellerOrg;
         address buyer;
+        uint64 buyerOrg;
         address token;
+        uint8 tokenDecimals;
         uint96 amount;
         bytes3 priceCurrency;
         address platform;
@@ -140,6 +160,8 @@ interface ITradeEscrow {
         uint32 reviewWindow;
         uint32 disputeWindow;
         uint64 salt;
+        uint16 maxDutyBps;
+        uint64[3] customsAuthorities;
         Milestone[] milestones;
     }
 
@@ -167,14 +189,18 @@ interface ITradeEscrow {
         bytes signature;
     }
 
-    /// @notice An attested FX rate: `rate` units of `quote` per unit of `base`, with 18 decimals.
-    /// @param timestamp When the rate was observed (recorded with the order).
+    /// @notice An attested FX rate for one order: `rate` units of `quote` per unit of `base`,
+    ///         with 18 decimals. The oracles sign it for the order id, so it cannot serve another
+    ///         order, and an order is funded once, so it cannot be replayed.
+    /// @param issuedAt When the rate was observed (recorded with the order); not in the future.
+    /// @param expiresAt Last unix time the quote may be used; at most one hour (3,600 s) after `issuedAt`.
     /// @param signatures ORACLE signatures, at least `fxQuorum()` of them.
     struct FxQuote {
         bytes3 base;
         bytes3 quote;
         uint256 rate;
-        uint64 timestamp;
+        uint64 issuedAt;
+        uint64 expiresAt;
         Attestation[] signatures;
     }
 
@@ -270,8 +296,32 @@ interface ITradeEscrow {
     error EscrowDisputeNotExpired(uint256 orderId, uint256 expiresAt);
     /// @notice The dispute timed out at `expiredAt`; only the timeout rule can decide it now.
     error EscrowDisputeExpired(uint256 orderId, uint256 expiredAt);
-    /// @notice `account` has no credit in `token`.
+    /// @notice `account` has no credit in `token` (or asked to withdraw nothing).
     error EscrowNothingToWithdraw(address account, address token);
+    /// @notice `party` (seller or buyer) is named with organisation `named` but belongs to
+    ///         `actual` (0: none; for the seller also: not Active, or holding no role).
+    error EscrowPartyOrganisationMismatch(address party, uint64 named, uint64 actual);
+    /// @notice The terms name `named` decimals for `token`; it is listed with `listed`.
+    error EscrowTokenDecimalsMismatch(address token, uint8 named, uint8 listed);
+    /// @notice The duty cap exceeds 10,000 basis points.
+    error EscrowInvalidDutyCap(uint16 maxDutyBps);
+    /// @notice Customs authority `index` of the terms (`orgId`) is out of order, repeated, after a
+    ///         zero, or a party's organisation.
+    error EscrowInvalidCustomsAuthority(uint256 index, uint64 orgId);
+    /// @notice `signer` (of organisation `orgId`) is not one of the order's customs authorities.
+    error EscrowNotCustomsAuthority(uint256 orderId, address signer, uint64 orgId);
+    /// @notice A duty must be paid to an account of one of the order's customs authorities,
+    ///         never to the escrow, a party, or anyone else.
+    error EscrowInvalidDutyPayee(address payee);
+    /// @notice `duty` exceeds the order's cap `cap` and the buyer's signature is not the last of the bundle.
+    error EscrowDutyAboveCap(uint256 orderId, uint256 duty, uint256 cap);
+    /// @notice The FX quote is not valid now: issued in the future, expired, or valid for longer
+    ///         than one hour.
+    error EscrowFxQuoteNotValid(uint64 issuedAt, uint64 expiresAt);
+    /// @notice A transfer of `token` moved `actual` instead of `expected` out of (or into) the escrow.
+    error EscrowTransferMismatch(address token, uint256 expected, uint256 actual);
+    /// @notice `token` charged the escrow more than it sent once; it can never be listed again.
+    error EscrowTokenRefused(address token);
 
     // ------------------------------------------------------------------------------------------
     // Events
@@ -281,6 +331,9 @@ interface ITradeEscrow {
     event TokenAllowed(address indexed token, bytes3 currency, uint8 decimals);
     /// @notice `token` may no longer be used by new orders (existing ones are unaffected).
     event TokenDisallowed(address indexed token);
+    /// @notice Sending `sent` of `token` took `debited` from the escrow (a fee charged on top):
+    ///         the token is refused for good, and the excess was charged to the withdrawer's credit.
+    event TokenRefused(address indexed token, uint256 sent, uint256 debited);
     /// @notice An order was created: offered by the seller (`createOrder`), or placed by the buyer
     ///         (`placeOrder`, in which case `OrderFunded` follows in the same transaction).
     ///         `terms` are what every later call must pass.
@@ -351,9 +404,11 @@ interface ITradeEscrow {
     // ------------------------------------------------------------------------------------------
 
     /// @notice Allows `token` for new orders, standing for ISO 4217 `currency` (its decimals are
-    ///         read from the token). Calling it again updates the currency.
-    /// @dev Reverts with EscrowMissingRole (caller not OPERATOR), EscrowUnsupportedToken
-    ///      (more than 18 decimals, or zero currency).
+    ///         read from the token). Calling it again updates the currency and decimals for new
+    ///         orders; existing orders keep the decimals in their terms.
+    /// @dev Reverts with EscrowMissingRole (caller not OPERATOR), EscrowTokenRefused (the token
+    ///      once charged the escrow a fee on top), EscrowUnsupportedToken (more than 18 decimals,
+    ///      or zero currency).
     function allowToken(address token, bytes3 currency) external;
 
     /// @notice Stops new orders and funding in `token`; orders already funded continue.
@@ -374,9 +429,13 @@ interface ITradeEscrow {
     /// @notice The seller offers an order to its buyer. Returns its id.
     /// @dev Reverts with EnforcedPause; EscrowNotSeller (caller is not `terms.seller`);
     ///      EscrowInvalidAccount (zero buyer, buyer = seller, zero fee account with a fee);
-    ///      EscrowTokenNotAllowed; EscrowInvalidAmount; EscrowInvalidPriceCurrency; EscrowInvalidFees;
-    ///      EscrowInvalidDeadlines; EscrowInvalidMilestoneCount; EscrowInvalidMilestoneKind;
-    ///      EscrowInvalidQuorum; EscrowInvalidShares; EscrowOrderExists.
+    ///      EscrowTokenNotAllowed; EscrowTokenDecimalsMismatch; EscrowInvalidAmount;
+    ///      EscrowInvalidPriceCurrency; EscrowInvalidFees; EscrowInvalidDeadlines;
+    ///      EscrowInvalidDutyCap; EscrowInvalidCustomsAuthority; EscrowInvalidMilestoneCount;
+    ///      EscrowInvalidMilestoneKind; EscrowInvalidQuorum (zero, or a customs quorum above the
+    ///      number of customs authorities); EscrowInvalidShares; EscrowPartyOrganisationMismatch
+    ///      (the seller is not a linked account of the Active organisation `sellerOrg`, or the
+    ///      buyer's organisation is not `buyerOrg`); EscrowOrderExists.
     function createOrder(OrderTerms calldata terms) external returns (uint256 orderId);
 
     /// @notice The buyer places an order at the seller's listed terms and funds it, in one
@@ -390,10 +449,13 @@ interface ITradeEscrow {
     ///      an FX order), exactly as `createOrder` followed by `fund` would.
     ///      Reverts with EnforcedPause; EscrowNotBuyer (caller is not `terms.buyer`); the term
     ///      checks of `createOrder` (EscrowInvalidAccount, EscrowTokenNotAllowed,
-    ///      EscrowInvalidAmount, EscrowInvalidPriceCurrency, EscrowInvalidFees,
-    ///      EscrowInvalidDeadlines, EscrowInvalidMilestoneCount, EscrowInvalidMilestoneKind,
-    ///      EscrowInvalidQuorum, EscrowInvalidShares, EscrowOrderExists); the FX errors of `fund`;
-    ///      EscrowNothingReceived; and SafeERC20FailedOperation when the token reports failure.
+    ///      EscrowTokenDecimalsMismatch, EscrowInvalidAmount, EscrowInvalidPriceCurrency,
+    ///      EscrowInvalidFees, EscrowInvalidDeadlines, EscrowInvalidDutyCap,
+    ///      EscrowInvalidCustomsAuthority, EscrowInvalidMilestoneCount, EscrowInvalidMilestoneKind,
+    ///      EscrowInvalidQuorum, EscrowInvalidShares, EscrowPartyOrganisationMismatch,
+    ///      EscrowOrderExists); the FX errors of `fund`; EscrowNothingReceived;
+    ///      EscrowTransferMismatch (more arrived than was due); and SafeERC20FailedOperation when
+    ///      the token reports failure.
     function placeOrder(OrderTerms calldata terms, FxQuote calldata fx) external returns (uint256 orderId);
 
     /// @notice As `placeOrder`, after applying an EIP-2612 permit from the buyer (in try/catch,
@@ -408,13 +470,15 @@ interface ITradeEscrow {
     function cancelOrder(OrderTerms calldata terms) external;
 
     /// @notice The buyer funds the order by transferFrom (approve first). Orders priced in
-    ///         another currency need an FX quote signed by `fxQuorum()` ORACLE organisations;
-    ///         for orders priced in the token `fx` is ignored (pass an empty quote).
-    /// @dev The order records what actually arrived. Reverts with EnforcedPause, EscrowUnknownOrder,
-    ///      EscrowInvalidState (not Created), EscrowNotBuyer, EscrowDeadlinePassed (after shipBy),
-    ///      EscrowTokenNotAllowed, the FX errors (EscrowRateMismatch, EscrowInvalidAmount and
-    ///      those of signature bundles), EscrowNothingReceived, and SafeERC20FailedOperation
-    ///      when the token reports failure.
+    ///         another currency need an FX quote for this order id, valid now, signed by
+    ///         `fxQuorum()` ORACLE organisations (none of the parties'); for orders priced in the
+    ///         token `fx` is ignored (pass an empty quote).
+    /// @dev The order records what actually arrived (less than asked: a fee on transfer). Reverts
+    ///      with EnforcedPause, EscrowUnknownOrder, EscrowInvalidState (not Created),
+    ///      EscrowNotBuyer, EscrowDeadlinePassed (after shipBy), EscrowTokenNotAllowed (also once
+    ///      refused), the FX errors (EscrowRateMismatch, EscrowInvalidAmount, EscrowFxQuoteNotValid
+    ///      and those of signature bundles), EscrowNothingReceived, EscrowTransferMismatch (more
+    ///      arrived than asked), and SafeERC20FailedOperation when the token reports failure.
     function fund(OrderTerms calldata terms, FxQuote calldata fx) external;
 
     /// @notice As `fund`, after applying an EIP-2612 permit from the buyer. A permit that fails
@@ -423,15 +487,21 @@ interface ITradeEscrow {
     function fundWithPermit(OrderTerms calldata terms, FxQuote calldata fx, PermitSignature calldata permit) external;
 
     /// @notice Reaches the next milestone with a k-of-n bundle of MilestoneAttestation signatures.
-    ///         A CustomsCleared attestation may carry a `duty`, paid to `dutyPayee` out of the
-    ///         order (capped at what remains); every signer signs the same duty and payee.
-    ///         Intermediate milestones release their share; the Delivered share waits for release.
+    ///         A CustomsCleared milestone is attested only by the order's customs authorities and
+    ///         may carry a `duty`, paid to `dutyPayee` (an account of one of those authorities)
+    ///         out of the order (capped at what remains); every signer signs the same duty and
+    ///         payee. A duty above `maxDutyBps` of the deposit needs the buyer's consent: the
+    ///         buyer's own MilestoneAttestation signature over the same message, appended as the
+    ///         last entry of `signatures` (it does not count towards the quorum); without it the
+    ///         call reverts and the order stays Funded (open for a dispute, or a refund after
+    ///         `deliverBy`). Intermediate milestones release their share; the Delivered share
+    ///         waits for release.
     /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Funded),
     ///      EscrowMilestoneAlreadyReached, EscrowMilestoneNotNext, EscrowDeadlinePassed (Shipped
     ///      after shipBy, later milestones after deliverBy), EscrowNotCustomsMilestone (a duty on
-    ///      another kind), EscrowInvalidAccount (a duty without payee), and the bundle errors:
+    ///      another kind), EscrowInvalidDutyPayee, EscrowDutyAboveCap, and the bundle errors:
     ///      EscrowQuorumNotMet, EscrowSignatureExpired, EscrowInvalidSignature, EscrowMissingRole,
-    ///      EscrowConflictOfInterest, EscrowSignersUnsorted.
+    ///      EscrowConflictOfInterest, EscrowNotCustomsAuthority, EscrowSignersUnsorted.
     function attestMilestone(
         OrderTerms calldata terms,
         uint8 milestone,
@@ -442,7 +512,7 @@ interface ITradeEscrow {
 
     /// @notice Customs detained the goods at milestone `milestone` (the next, a CustomsCleared one)
     ///         and returned them: what remains is refunded to the buyer. Needs that milestone's
-    ///         quorum of CustomsReturn signatures from CUSTOMS organisations. No deadline applies.
+    ///         quorum of CustomsReturn signatures from the order's customs authorities. No deadline applies.
     /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Funded), EscrowMilestoneAlreadyReached,
     ///      EscrowMilestoneNotNext, EscrowNotCustomsMilestone, and the bundle errors.
     function attestCustomsReturn(OrderTerms calldata terms, uint8 milestone, Attestation[] calldata signatures)
@@ -472,7 +542,8 @@ interface ITradeEscrow {
     ///      Delivered), EscrowDisputeWindowClosed.
     function openDispute(OrderTerms calldata terms, bytes32 evidenceHash) external;
 
-    /// @notice An ARBITRATOR (not of the buyer's or seller's organisation) decides the dispute
+    /// @notice An ARBITRATOR (not of `buyerOrg` or `sellerOrg`, the parties' organisations fixed
+    ///         in the terms) decides the dispute
     ///         before it times out: `buyerShareBps` of what remains is refunded to the buyer,
     ///         the rest goes to the seller side. `rulingHash` identifies the written ruling.
     /// @dev Reverts with EscrowUnknownOrder, EscrowMissingRole, EscrowConflictOfInterest,
@@ -487,8 +558,21 @@ interface ITradeEscrow {
     function resolveExpiredDispute(OrderTerms calldata terms) external;
 
     /// @notice Sends the caller's whole credit in `token` to `to`. Returns the amount.
-    /// @dev Reverts with EscrowInvalidAccount (zero `to`), EscrowNothingToWithdraw, or the token's error.
+    /// @dev The escrow's own balance must fall by exactly the amount sent. Reverts with
+    ///      EscrowInvalidAccount (zero `to`), EscrowNothingToWithdraw, EscrowTransferMismatch (the
+    ///      token took more or less than it sent: for a fee charged on top, use `withdrawAmount`
+    ///      with less than the whole credit), or the token's error.
     function withdraw(address token, address to) external returns (uint256 amount);
+
+    /// @notice Sends `amount` (at most the caller's credit) of `token` to `to` and debits the
+    ///         caller's credit by what actually left the escrow, which it returns. If that is more
+    ///         than `amount` (a fee charged on top), the excess comes out of the rest of the
+    ///         caller's credit, so every other credit stays covered, and the token is refused for
+    ///         new orders and funding for good (`TokenRefused`).
+    /// @dev Reverts with EscrowInvalidAccount, EscrowNothingToWithdraw (no credit, or zero
+    ///      amount), EscrowInvalidAmount (more than the credit), EscrowTransferMismatch (less left
+    ///      than was sent, or more than the caller's credit covers), or the token's error.
+    function withdrawAmount(address token, address to, uint256 amount) external returns (uint256 debited);
 
     // ------------------------------------------------------------------------------------------
     // Views
@@ -518,21 +602,9 @@ interface ITradeEscrow {
     /// @notice Number of ORACLE organisations that must sign an FX quote.
     function fxQuorum() external view returns (uint256);
 
-    /// @notice EIP-712 digest a milestone attester signs.
-    function milestoneDigest(uint256 orderId, uint8 milestone, uint256 duty, address dutyPayee, uint256 deadline)
-        external
-        view
-        returns (bytes32);
-
-    /// @notice EIP-712 digest a customs-return attester signs.
-    function customsReturnDigest(uint256 orderId, uint8 milestone, uint256 deadline) external view returns (bytes32);
-
-    /// @notice EIP-712 digest the buyer signs to confirm delivery.
-    function confirmationDigest(uint256 orderId, uint256 deadline) external view returns (bytes32);
-
-    /// @notice EIP-712 digest an FX oracle signs.
-    function fxRateDigest(bytes3 base, bytes3 quote, uint256 rate, uint64 timestamp, uint256 deadline)
-        external
-        view
-        returns (bytes32);
+    /// @notice The EIP-712 digest of a message with struct hash `structHash` in this escrow's
+    ///         domain: what a milestone attester, a customs officer, the buyer or an FX oracle signs
+    ///         when `structHash` is the hash of its MilestoneAttestation, CustomsReturn,
+    ///         DeliveryConfirmation or FxRate message (types above).
+    function typedDataDigest(bytes32 structHash) external view returns (bytes32);
 }

@@ -28,6 +28,7 @@ from node.errors import WaymarkError
 from node.escrow.signing import EscrowDomain, sign_confirmation, sign_permit
 from node.escrow.store import TermsStore, order_key
 from node.escrow.terms import (
+    TERMS_ABI,
     ZERO_ADDRESS,
     Attestation,
     FxQuote,
@@ -40,10 +41,7 @@ from node.escrow.terms import (
     due_amount,
 )
 
-ORDER_CREATED_TOPIC = keccak(
-    text="OrderCreated(uint256,address,address,(address,address,address,uint96,bytes3,address,uint16,address,"
-    "uint16,bytes32,uint40,uint40,uint32,uint32,uint64,(uint8,uint16,uint8)[]))"
-)
+ORDER_CREATED_TOPIC = keccak(text=f"OrderCreated(uint256,address,address,{TERMS_ABI})")
 
 
 class EscrowError(WaymarkError):
@@ -267,6 +265,16 @@ class EscrowClient:
 
     # ---- orders ---------------------------------------------------------------------------
 
+    def complete(self, terms: OrderTerms) -> OrderTerms:
+        """`terms` with the facts the contract checks at creation read from the chain: the
+        seller's and the buyer's organisations now and the token's listed decimals. The id
+        changes with them, so complete the terms before handing their id to anyone."""
+        return terms.but(
+            seller_org=self.organisation_of(terms.seller),
+            buyer_org=self.organisation_of(terms.buyer),
+            token_decimals=self.token_info(terms.token).decimals,
+        )
+
     def create(self, terms: OrderTerms, seller: LocalAccount) -> OrderId:
         """The seller offers the order; its terms are remembered locally too."""
         self.remember(terms)
@@ -280,8 +288,7 @@ class EscrowClient:
         """Token units the buyer pays for `terms` (converted at `fx` for orders priced in a currency)."""
         if terms.priced_in_token:
             return terms.amount
-        decimals = self.token_info(terms.token).decimals
-        return due_amount(terms, fx.rate if fx is not None else None, decimals)
+        return due_amount(terms, fx.rate if fx is not None else None, terms.token_decimals)
 
     def approve(self, terms: OrderTerms, buyer: LocalAccount, amount: int) -> TxReceipt | None:
         """Approve the escrow for `amount` unless the allowance already covers it."""
@@ -370,7 +377,14 @@ class EscrowClient:
     def resolve_expired(self, terms: OrderTerms, sender: LocalAccount) -> TxReceipt:
         return self._send(self.fns.resolveExpiredDispute(terms.as_abi()), sender)
 
-    def withdraw(self, token: str, sender: LocalAccount, to: str | None = None) -> int:
-        """Withdraw the sender's whole credit in `token` (to itself unless `to`); the amount sent."""
-        receipt = self._send(self.fns.withdraw(to_checksum_address(token), to_checksum_address(to or sender.address)), sender)
+    def withdraw(self, token: str, sender: LocalAccount, to: str | None = None, amount: int | None = None) -> int:
+        """Withdraw the sender's whole credit in `token` (to itself unless `to`), or only `amount`
+        of it (`withdrawAmount`: for a token that charges a fee on top, whose excess comes out of
+        the rest of the credit); the amount sent."""
+        recipient = to_checksum_address(to or sender.address)
+        if amount is None:
+            fn = self.fns.withdraw(to_checksum_address(token), recipient)
+        else:
+            fn = self.fns.withdrawAmount(to_checksum_address(token), recipient, amount)
+        receipt = self._send(fn, sender)
         return sum(int(e["args"]["amount"]) for e in self.events(receipt, "Withdrawn"))

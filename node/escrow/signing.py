@@ -1,9 +1,9 @@
 """EIP-712 messages of the escrow, built and signed the way a wallet does (eth_account typed data).
 
 Domain: name "Waymark Escrow", version "1", the chain id, verifyingContract = the TradeEscrow.
-Each digest here equals the contract's view of the same name (`milestoneDigest`,
-`customsReturnDigest`, `confirmationDigest`, `fxRateDigest`); tests/node/test_escrow_client.py
-checks that against a deployed escrow. The EIP-2612 permit is signed in the token's own domain,
+Each digest here equals the contract's `typedDataDigest` of the message's struct hash, and the
+contract accepts signatures made here; tests/node/test_escrow_client.py checks both against a
+deployed escrow. The EIP-2612 permit is signed in the token's own domain,
 read from the token (ERC-5267 `eip712Domain()`).
 """
 
@@ -50,10 +50,12 @@ TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "deadline", "type": "uint256"},
     ],
     "FxRate": [
+        {"name": "orderId", "type": "uint256"},
         {"name": "base", "type": "bytes3"},
         {"name": "quote", "type": "bytes3"},
         {"name": "rate", "type": "uint256"},
-        {"name": "timestamp", "type": "uint64"},
+        {"name": "issuedAt", "type": "uint64"},
+        {"name": "expiresAt", "type": "uint64"},
         {"name": "deadline", "type": "uint256"},
     ],
 }
@@ -185,27 +187,36 @@ def sign_confirmation(buyer: LocalAccount, domain: EscrowDomain, order_id: int, 
     return sign_document(buyer, confirmation_document(domain, order_id, deadline))
 
 
-def fx_rate_document(domain: EscrowDomain, base: str | bytes, quote: str | bytes, rate: int, timestamp: int,
-                     deadline: int) -> dict[str, Any]:
+def fx_rate_document(domain: EscrowDomain, order_id: int, base: str | bytes, quote: str | bytes, rate: int,
+                     issued_at: int, expires_at: int, deadline: int) -> dict[str, Any]:
+    """An FX quote for order `order_id`, valid from `issued_at` to `expires_at`."""
     message = {
+        "orderId": order_id,
         "base": currency_bytes(base),
         "quote": currency_bytes(quote),
         "rate": rate,
-        "timestamp": timestamp,
+        "issuedAt": issued_at,
+        "expiresAt": expires_at,
         "deadline": deadline,
     }
     return typed_data(domain, "FxRate", message)
 
 
-def fx_rate_digest(domain: EscrowDomain, base: str | bytes, quote: str | bytes, rate: int, timestamp: int,
-                   deadline: int) -> bytes:
-    return digest_of(fx_rate_document(domain, base, quote, rate, timestamp, deadline))
+def fx_rate_digest(domain: EscrowDomain, order_id: int, base: str | bytes, quote: str | bytes, rate: int,
+                   issued_at: int, expires_at: int, deadline: int) -> bytes:
+    return digest_of(fx_rate_document(domain, order_id, base, quote, rate, issued_at, expires_at, deadline))
 
 
-def sign_fx_rate(account: LocalAccount, domain: EscrowDomain, base: str | bytes, quote: str | bytes, rate: int,
-                 timestamp: int, deadline: int) -> Attestation:
-    document = fx_rate_document(domain, base, quote, rate, timestamp, deadline)
-    return Attestation(account.address, deadline, sign_document(account, document))
+def sign_fx_rate(account: LocalAccount, domain: EscrowDomain, order_id: int, base: str | bytes, quote: str | bytes,
+                 rate: int, issued_at: int, expires_at: int) -> Attestation:
+    """An ORACLE's FxRate for one order; its signature deadline is the quote's expiry."""
+    document = fx_rate_document(domain, order_id, base, quote, rate, issued_at, expires_at, expires_at)
+    return Attestation(account.address, expires_at, sign_document(account, document))
+
+
+def struct_hash(document: dict[str, Any]) -> bytes:
+    """The EIP-712 struct hash of `document`'s message (what the contract's `typedDataDigest` takes)."""
+    return bytes(_signable(document).body)
 
 
 # ---- EIP-2612 ----------------------------------------------------------------------------

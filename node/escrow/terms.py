@@ -30,9 +30,12 @@ MIN_MILESTONES, MAX_MILESTONES = 2, 5
 # abi.encode(OrderTerms) as eth_abi spells the struct (field order of ITradeEscrow.OrderTerms).
 MILESTONE_ABI = "(uint8,uint16,uint8)"
 TERMS_ABI = (
-    "(address,address,address,uint96,bytes3,address,uint16,address,uint16,bytes32,"
-    f"uint40,uint40,uint32,uint32,uint64,{MILESTONE_ABI}[])"
+    "(address,uint64,address,uint64,address,uint8,uint96,bytes3,address,uint16,address,uint16,bytes32,"
+    f"uint40,uint40,uint32,uint32,uint64,uint16,uint64[3],{MILESTONE_ABI}[])"
 )
+MAX_CUSTOMS_AUTHORITIES = 3
+FX_MAX_VALIDITY = 3600
+"""The longest an FX quote may be valid (expiresAt - issuedAt), as the contract checks."""
 
 
 class InvalidTerms(WaymarkError):
@@ -158,13 +161,26 @@ def schedule(*shares_bps: int, quorum: int = 2, customs_quorum: int | None = Non
     return tuple(steps)
 
 
+def customs_authorities(orgs: Sequence[int]) -> tuple[int, int, int]:
+    """Up to three customs organisation ids as the terms' `customsAuthorities`: sorted, unique,
+    padded with zeros."""
+    unique = sorted({int(o) for o in orgs if int(o) != 0})
+    if len(unique) > MAX_CUSTOMS_AUTHORITIES:
+        raise InvalidTerms("customsAuthorities", f"at most {MAX_CUSTOMS_AUTHORITIES} organisations, got {len(unique)}")
+    padded = unique + [0] * (MAX_CUSTOMS_AUTHORITIES - len(unique))
+    return (padded[0], padded[1], padded[2])
+
+
 @dataclass(frozen=True)
 class OrderTerms:
     """ITradeEscrow.OrderTerms: everything agreed for one trade, hashed into the order id.
 
     Addresses are kept checksummed; `price_currency` is the raw bytes3 (zero: priced in the
     token) and `shipment_ref` the raw bytes32, so that terms read from a log re-encode to the
-    same id.
+    same id. `seller_org`, `buyer_org` and `token_decimals` must be what the chain says when the
+    order is created (`EscrowClient.complete` reads them); `customs_authorities` (the customs
+    organisations that may clear the order and take its duty) and `max_duty_bps` (the most duty,
+    in basis points of the deposit, paid without the buyer's signature) are agreed by the parties.
     """
 
     seller: str
@@ -183,6 +199,11 @@ class OrderTerms:
     review_window: int = 3 * 24 * 3600
     dispute_window: int = 2 * 24 * 3600
     salt: int = 0
+    seller_org: int = 0
+    buyer_org: int = 0
+    token_decimals: int = 0
+    max_duty_bps: int = 0
+    customs_authorities: tuple[int, int, int] = (0, 0, 0)
 
     def __post_init__(self) -> None:
         for name in ("seller", "buyer", "token", "platform", "carrier"):
@@ -195,6 +216,16 @@ class OrderTerms:
         _uint("reviewWindow", self.review_window, 32)
         _uint("disputeWindow", self.dispute_window, 32)
         _uint("salt", self.salt, 64)
+        _uint("sellerOrg", self.seller_org, 64)
+        _uint("buyerOrg", self.buyer_org, 64)
+        _uint("tokenDecimals", self.token_decimals, 8)
+        _uint("maxDutyBps", self.max_duty_bps, 16)
+        authorities = tuple(self.customs_authorities)
+        if len(authorities) != MAX_CUSTOMS_AUTHORITIES:
+            raise InvalidTerms("customsAuthorities", f"{MAX_CUSTOMS_AUTHORITIES} organisation ids (0 for none) expected")
+        for org in authorities:
+            _uint("customsAuthorities", org, 64)
+        object.__setattr__(self, "customs_authorities", authorities)
         object.__setattr__(self, "price_currency", currency_bytes(self.price_currency))
         if not isinstance(self.shipment_ref, bytes) or len(self.shipment_ref) != 32:
             raise InvalidTerms("shipmentRef", "must be 32 bytes")
@@ -208,8 +239,11 @@ class OrderTerms:
         """The struct as web3 / eth_abi take it (a tuple in field order)."""
         return (
             self.seller,
+            self.seller_org,
             self.buyer,
+            self.buyer_org,
             self.token,
+            self.token_decimals,
             self.amount,
             self.price_currency,
             self.platform,
@@ -222,6 +256,8 @@ class OrderTerms:
             self.review_window,
             self.dispute_window,
             self.salt,
+            self.max_duty_bps,
+            list(self.customs_authorities),
             [m.as_abi() for m in self.milestones],
         )
 
@@ -251,14 +287,17 @@ class OrderTerms:
     def from_abi(cls, value: Sequence[Any] | Mapping[str, Any]) -> "OrderTerms":
         """From a decoded struct: a tuple in field order, or a mapping by field name."""
         if isinstance(value, Mapping):
-            names = ("seller", "buyer", "token", "amount", "priceCurrency", "platform", "platformFeeBps", "carrier",
-                     "carrierFeeBps", "shipmentRef", "shipBy", "deliverBy", "reviewWindow", "disputeWindow", "salt",
-                     "milestones")
+            names = ("seller", "sellerOrg", "buyer", "buyerOrg", "token", "tokenDecimals", "amount", "priceCurrency",
+                     "platform", "platformFeeBps", "carrier", "carrierFeeBps", "shipmentRef", "shipBy", "deliverBy",
+                     "reviewWindow", "disputeWindow", "salt", "maxDutyBps", "customsAuthorities", "milestones")
             value = [value[n] for n in names]
-        (seller, buyer, token, amount, currency, platform, platform_fee, carrier, carrier_fee, ref, ship_by,
-         deliver_by, review, dispute, salt, milestones) = value
+        (seller, seller_org, buyer, buyer_org, token, decimals, amount, currency, platform, platform_fee, carrier,
+         carrier_fee, ref, ship_by, deliver_by, review, dispute, salt, max_duty, authorities, milestones) = value
         return cls(
-            seller=seller, buyer=buyer, token=token, amount=int(amount), price_currency=bytes(currency),
+            seller=seller, seller_org=int(seller_org), buyer=buyer, buyer_org=int(buyer_org), token=token,
+            token_decimals=int(decimals), max_duty_bps=int(max_duty),
+            customs_authorities=customs_authorities_exact(authorities),
+            amount=int(amount), price_currency=bytes(currency),
             platform=platform, platform_fee_bps=int(platform_fee), carrier=carrier, carrier_fee_bps=int(carrier_fee),
             shipment_ref=bytes(ref), ship_by=int(ship_by), deliver_by=int(deliver_by), review_window=int(review),
             dispute_window=int(dispute), salt=int(salt), milestones=tuple(Milestone.from_abi(m) for m in milestones),
@@ -268,8 +307,13 @@ class OrderTerms:
         """JSON-safe: amounts as decimal strings (uint96 does not fit a JS number)."""
         return {
             "seller": self.seller,
+            "sellerOrg": str(self.seller_org),
             "buyer": self.buyer,
+            "buyerOrg": str(self.buyer_org),
             "token": self.token,
+            "tokenDecimals": self.token_decimals,
+            "maxDutyBps": self.max_duty_bps,
+            "customsAuthorities": [str(o) for o in self.customs_authorities],
             "amount": str(self.amount),
             "priceCurrency": self.currency,
             "platform": self.platform,
@@ -301,8 +345,13 @@ class OrderTerms:
             )
             return cls(
                 seller=data["seller"],
+                seller_org=int(data.get("sellerOrg", 0)),
                 buyer=data["buyer"],
+                buyer_org=int(data.get("buyerOrg", 0)),
                 token=data["token"],
+                token_decimals=int(data.get("tokenDecimals", 0)),
+                max_duty_bps=int(data.get("maxDutyBps", 0)),
+                customs_authorities=customs_authorities_exact(data.get("customsAuthorities", (0, 0, 0))),
                 amount=int(data["amount"]),
                 price_currency=currency_bytes(data.get("priceCurrency")),
                 platform=data.get("platform", ZERO_ADDRESS),
@@ -367,21 +416,24 @@ class Attestation:
 
 @dataclass(frozen=True)
 class FxQuote:
-    """ITradeEscrow.FxQuote: `rate` units of `quote` per unit of `base`, 18 decimals."""
+    """ITradeEscrow.FxQuote: `rate` units of `quote` per unit of `base`, 18 decimals, for one
+    order (the oracles sign its id), valid from `issued_at` to `expires_at` (at most
+    FX_MAX_VALIDITY seconds)."""
 
     base: bytes
     quote: bytes
     rate: int
-    timestamp: int
+    issued_at: int
+    expires_at: int
     signatures: tuple[Attestation, ...] = ()
 
     def as_abi(self) -> tuple[Any, ...]:
-        return (self.base, self.quote, self.rate, self.timestamp, [a.as_abi() for a in self.signatures])
+        return (self.base, self.quote, self.rate, self.issued_at, self.expires_at, [a.as_abi() for a in self.signatures])
 
     @classmethod
     def empty(cls) -> "FxQuote":
         """What `fund` takes for an order priced in its token (the quote is ignored)."""
-        return cls(NO_CURRENCY, NO_CURRENCY, 0, 0, ())
+        return cls(NO_CURRENCY, NO_CURRENCY, 0, 0, 0, ())
 
 
 @dataclass(frozen=True)
@@ -398,9 +450,17 @@ class PermitSignature:
         return (self.value, self.deadline, self.v, self.r, self.s)
 
 
+def customs_authorities_exact(orgs: Sequence[Any]) -> tuple[int, int, int]:
+    """Three organisation ids exactly as given (terms read back must re-encode to the same id)."""
+    values = [int(o) for o in orgs]
+    if len(values) != MAX_CUSTOMS_AUTHORITIES:
+        raise InvalidTerms("customsAuthorities", f"{MAX_CUSTOMS_AUTHORITIES} organisation ids (0 for none) expected")
+    return (values[0], values[1], values[2])
+
+
 def due_amount(terms: OrderTerms, rate: int | None, decimals: int) -> int:
     """Token units the buyer pays: the amount for token-priced orders, else converted at `rate`
-    (18 decimals) and rounded up, exactly as the contract's `_lockRate`."""
+    (18 decimals) and rounded up at `decimals` (the terms' own), exactly as the contract's `_lockRate`."""
     if terms.priced_in_token:
         return terms.amount
     if rate is None:

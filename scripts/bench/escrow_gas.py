@@ -116,9 +116,9 @@ def show(title: str, gas: Measured) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # No options: --help (or anything else) explains instead of running the benchmark.
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.parse_args(argv)
+    argparse.ArgumentParser(
+        prog="escrow_gas.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args(argv)
     build()
     Account.enable_unaudited_hdwallet_features()
     accounts = [Account.from_mnemonic(DEVNET_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(12)]

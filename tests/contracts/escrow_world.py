@@ -64,9 +64,11 @@ class Reason(IntEnum):
 
 
 TERMS_ABI = (
-    "(address,address,address,uint96,bytes3,address,uint16,address,uint16,bytes32,"
-    "uint40,uint40,uint32,uint32,uint64,(uint8,uint16,uint8)[])"
+    "(address,uint64,address,uint64,address,uint8,uint96,bytes3,address,uint16,address,uint16,bytes32,"
+    "uint40,uint40,uint32,uint32,uint64,uint16,uint64[3],(uint8,uint16,uint8)[])"
 )
+FX_MAX_VALIDITY = 3600
+MAX_DUTY_BPS = 1_000
 
 TYPES: dict[str, list[dict[str, str]]] = {
     "MilestoneAttestation": [
@@ -86,10 +88,12 @@ TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "deadline", "type": "uint256"},
     ],
     "FxRate": [
+        {"name": "orderId", "type": "uint256"},
         {"name": "base", "type": "bytes3"},
         {"name": "quote", "type": "bytes3"},
         {"name": "rate", "type": "uint256"},
-        {"name": "timestamp", "type": "uint64"},
+        {"name": "issuedAt", "type": "uint64"},
+        {"name": "expiresAt", "type": "uint64"},
         {"name": "deadline", "type": "uint256"},
     ],
 }
@@ -135,12 +139,20 @@ class Terms:
     review_window: int = 3 * DAY
     dispute_window: int = 2 * DAY
     salt: int = 0
+    seller_org: int = 0
+    buyer_org: int = 0
+    token_decimals: int = 6
+    max_duty_bps: int = MAX_DUTY_BPS
+    customs_authorities: tuple[int, int, int] = (0, 0, 0)
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
             self.seller,
+            self.seller_org,
             self.buyer,
+            self.buyer_org,
             self.token,
+            self.token_decimals,
             self.amount,
             self.price_currency,
             self.platform,
@@ -153,6 +165,8 @@ class Terms:
             self.review_window,
             self.dispute_window,
             self.salt,
+            self.max_duty_bps,
+            list(self.customs_authorities),
             [m.as_tuple() for m in self.milestones],
         )
 
@@ -171,7 +185,7 @@ def signer_key(label: str) -> LocalAccount:
 
 
 def empty_fx() -> tuple[Any, ...]:
-    return (b"\x00\x00\x00", b"\x00\x00\x00", 0, 0, [])
+    return (b"\x00\x00\x00", b"\x00\x00\x00", 0, 0, 0, [])
 
 
 @dataclass
@@ -225,6 +239,8 @@ class EscrowWorld:
     # ---- orders -----------------------------------------------------------------------------
 
     def terms(self, **overrides: Any) -> Terms:
+        """Default terms; the parties' organisations and the token's decimals follow the seller,
+        buyer and token chosen (as a client reads them from the chain) unless given."""
         now = self.now()
         base = Terms(
             seller=self.seller.address,
@@ -238,13 +254,38 @@ class EscrowWorld:
             carrier=self.carrier_payee.address,
             carrier_fee_bps=200,
             shipment_ref=keccak(text="SSCC 00 0614141 123456789 0"),
+            customs_authorities=self.customs_orgs(),
         )
-        return base.but(**overrides)
+        chosen = base.but(**overrides)
+        derived: dict[str, Any] = {}
+        if "seller_org" not in overrides:
+            derived["seller_org"] = self.organisation_of(chosen.seller)
+        if "buyer_org" not in overrides:
+            derived["buyer_org"] = self.organisation_of(chosen.buyer)
+        if "token_decimals" not in overrides:
+            derived["token_decimals"] = self.decimals_of(chosen.token)
+        return chosen.but(**derived)
+
+    def customs_orgs(self) -> tuple[int, int, int]:
+        """The three customs organisations of the world, as customs authorities."""
+        ids = sorted(self.org_of[a.address] for a in self.customs)
+        return (ids[0], ids[1], ids[2])
+
+    def organisation_of(self, account: str) -> int:
+        return int(self.chain.call(self.registry.functions.organisationOf(account)))
+
+    def decimals_of(self, token: str) -> int:
+        return int(self.chain.call(self.chain.contract("DevStablecoin", token).functions.decimals()))
 
     def give_eth(self, to: str, amount: int = 10**18) -> None:
         """Gas money for a signer-only key that must send a transaction."""
         tx = {"from": self.deployer.address, "to": to, "value": amount, "gas": 21_000, "chainId": self.chain.chain_id}
         self.chain.send(tx, self.deployer)  # type: ignore[arg-type]
+
+    def link(self, member: LocalAccount, account: str) -> None:
+        """`member` links `account` to its own organisation (ConsortiumRegistry.addAccount)."""
+        self.chain.transact(self.registry.functions.addAccount(account), sender=member)
+        self.org_of[account] = self.org_of[member.address]
 
     def mint(self, token: Contract, to: str, amount: int) -> None:
         self.chain.transact(token.functions.mint(to, amount), sender=self.deployer)
@@ -360,13 +401,19 @@ class EscrowWorld:
         return when, self.sign(key or self.buyer, "DeliveryConfirmation", message, **domain)
 
     def fx_quote(
-        self, base: bytes, quote: bytes, rate: int, signers: list[LocalAccount] | None = None,
-        timestamp: int | None = None, **kwargs: Any,
+        self, terms: Terms, base: bytes, quote: bytes, rate: int, signers: list[LocalAccount] | None = None,
+        issued_at: int | None = None, expires_at: int | None = None, order_id: int | None = None, **kwargs: Any,
     ) -> tuple[Any, ...]:
-        stamp = self.now() if timestamp is None else timestamp
-        message = {"base": base, "quote": quote, "rate": rate, "timestamp": stamp}
+        """A quote for `terms`' order (or `order_id`), issued now and valid for ten minutes
+        unless told otherwise."""
+        issued = self.now() if issued_at is None else issued_at
+        expires = issued + 600 if expires_at is None else expires_at
+        message = {
+            "orderId": terms.order_id if order_id is None else order_id, "base": base, "quote": quote,
+            "rate": rate, "issuedAt": issued, "expiresAt": expires,
+        }
         sigs = self.bundle(self.oracles[:FX_QUORUM] if signers is None else signers, "FxRate", message, **kwargs)
-        return (base, quote, rate, stamp, sigs)
+        return (base, quote, rate, issued, expires, sigs)
 
 
 def founder(name: str, country: bytes, account: str, roles: list[bytes]) -> tuple[Any, ...]:

@@ -75,7 +75,10 @@ def test_buyer_places_and_funds_an_order_in_one_transaction(w: EscrowWorld) -> N
     receipt = w.send("placeOrder", t.as_tuple(), empty_fx(), sender=w.buyer)
     (created,) = w.events(receipt, "OrderCreated")
     assert (created.args.orderId, created.args.seller, created.args.buyer) == (t.order_id, t.seller, t.buyer)
-    assert tuple(created.args.terms.values())[:4] == (t.seller, t.buyer, t.token, t.amount)
+    published = created.args.terms
+    assert (published["seller"], published["buyer"], published["token"], published["amount"]) == (
+        t.seller, t.buyer, t.token, t.amount
+    )
     (funded,) = w.events(receipt, "OrderFunded")
     assert (funded.args.orderId, funded.args.buyer, funded.args.seller) == (t.order_id, t.buyer, t.seller)
     assert (funded.args.due, funded.args.deposited) == (t.amount, t.amount)
@@ -294,7 +297,7 @@ def test_place_with_permit_reverts_when_caller_is_not_buyer(w: EscrowWorld) -> N
 def test_placed_order_priced_in_eur_locks_the_attested_rate(w: EscrowWorld) -> None:
     t = w.terms(amount=500 * UNIT18, price_currency=b"EUR")
     rate = 1_100_000_000_000_000_000
-    fx = w.fx_quote(b"EUR", b"USD", rate)
+    fx = w.fx_quote(t, b"EUR", b"USD", rate)
     receipt = w.place(t, fx)
     (locked,) = w.events(receipt, "RateLocked")
     assert (locked.args.orderId, locked.args.rate, locked.args.timestamp) == (t.order_id, rate, fx[3])
@@ -306,7 +309,7 @@ def test_placed_order_priced_in_eur_locks_the_attested_rate(w: EscrowWorld) -> N
 def test_placed_fx_order_with_a_quote_for_another_pair_reverts(w: EscrowWorld) -> None:
     t = w.terms(amount=500 * UNIT18, price_currency=b"EUR")
     with reverts("EscrowRateMismatch", base=b"GBP", quote=b"USD"):
-        w.place(t, w.fx_quote(b"GBP", b"USD", 10**18))
+        w.place(t, w.fx_quote(t, b"GBP", b"USD", 10**18))
     assert w.state(t) == State.NONE
 
 
@@ -316,7 +319,7 @@ def test_placed_fx_quote_signed_by_the_buyers_organisation_is_a_conflict(w: Escr
     link_account(w.chain, w.registry, w.buyer, oracle, w.deployer)
     t = w.terms(amount=500 * UNIT18, price_currency=b"EUR")
     with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=oracle.address):
-        w.place(t, w.fx_quote(b"EUR", b"USD", 10**18))
+        w.place(t, w.fx_quote(t, b"EUR", b"USD", 10**18))
 
 
 def test_fee_on_transfer_token_placed_order_holds_what_arrived(w: EscrowWorld) -> None:

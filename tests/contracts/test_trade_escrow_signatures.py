@@ -4,7 +4,7 @@ expired, wrong-domain, wrong-role, conflicted, duplicated and unsorted signature
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from eth_abi.abi import encode as abi_encode
@@ -78,27 +78,29 @@ def test_contract_account_of_a_member_may_sign_through_erc1271(w: EscrowWorld) -
     assert w.order(t)[1] == 1
 
 
-def test_digest_views_match_eip712_hashing_off_chain(w: EscrowWorld) -> None:
-    def digest(primary: str, message: dict[str, Any]) -> bytes:
-        typed = {
+def test_digest_view_matches_eip712_hashing_off_chain(w: EscrowWorld) -> None:
+    """The domain half of every digest; the type half (each typehash) is held to the same
+    strings by every test whose signatures, made off chain, the contract accepts."""
+
+    def typed(primary: str, message: dict[str, Any]) -> Any:
+        full = {
             "types": {"EIP712Domain": DOMAIN_TYPE, primary: TYPES[primary]},
             "primaryType": primary,
             "domain": w.domain(),
             "message": message,
         }
-        return bytes(_hash_eip191_message(encode_typed_data(full_message=copy.deepcopy(typed))))
+        return encode_typed_data(full_message=copy.deepcopy(full))
 
     payee = w.customs[0].address
-    assert w.view("milestoneDigest", 7, 1, 5, payee, 99) == digest(
-        "MilestoneAttestation", {"orderId": 7, "milestone": 1, "duty": 5, "dutyPayee": payee, "deadline": 99}
-    )
-    assert w.view("customsReturnDigest", 7, 1, 99) == digest(
-        "CustomsReturn", {"orderId": 7, "milestone": 1, "deadline": 99}
-    )
-    assert w.view("confirmationDigest", 7, 99) == digest("DeliveryConfirmation", {"orderId": 7, "deadline": 99})
-    assert w.view("fxRateDigest", b"EUR", b"USD", 3, 4, 99) == digest(
-        "FxRate", {"base": b"EUR", "quote": b"USD", "rate": 3, "timestamp": 4, "deadline": 99}
-    )
+    for primary, message in (
+        ("MilestoneAttestation", {"orderId": 7, "milestone": 1, "duty": 5, "dutyPayee": payee, "deadline": 99}),
+        ("CustomsReturn", {"orderId": 7, "milestone": 1, "deadline": 99}),
+        ("DeliveryConfirmation", {"orderId": 7, "deadline": 99}),
+        ("FxRate", {"orderId": 7, "base": b"EUR", "quote": b"USD", "rate": 3, "issuedAt": 4, "expiresAt": 5,
+                    "deadline": 99}),
+    ):
+        signable = typed(primary, message)
+        assert w.view("typedDataDigest", signable.body) == bytes(_hash_eip191_message(signable))
     fields, name, version, chain_id, contract, _, _ = w.view("eip712Domain")
     assert (name, version, chain_id, contract) == ("Waymark Escrow", "1", w.chain.chain_id, w.escrow.address)
 
@@ -222,7 +224,7 @@ def test_duty_on_a_milestone_other_than_customs_reverts(w: EscrowWorld) -> None:
 def test_duty_without_payee_reverts(w: EscrowWorld) -> None:
     t = w.open(w.terms())
     w.attest(t, 0)
-    with reverts("EscrowInvalidAccount", account=ZERO):
+    with reverts("EscrowInvalidDutyPayee", payee=ZERO):
         w.attest(t, 1, duty=1, payee=ZERO)
 
 
@@ -288,17 +290,32 @@ def test_signer_of_the_buyers_organisation_may_attest_what_only_pays_the_seller(
     assert w.order(t)[1] == 1
 
 
-def test_signer_of_the_buyers_organisation_cannot_attest_a_duty(w: EscrowWorld) -> None:
+def other_customs(w: EscrowWorld, *excluded: LocalAccount) -> tuple[int, int, int]:
+    """The world's customs organisations but those of `excluded`, as customs authorities."""
+    left = sorted(w.org_of[a.address] for a in w.customs if a not in excluded)
+    return cast(tuple[int, int, int], tuple(left + [0] * (3 - len(left))))
+
+
+def test_terms_naming_the_buyers_organisation_as_customs_authority_revert(w: EscrowWorld) -> None:
     make_buyer_a_member_of(w, w.customs[1])
-    t = w.open(w.terms())
+    t = w.terms()
+    with reverts("EscrowInvalidCustomsAuthority", index=1, orgId=w.org_of[w.customs[1].address]):
+        w.create(t)
+
+
+def test_signer_of_the_buyers_organisation_cannot_attest_a_duty(w: EscrowWorld) -> None:
+    """Behind the authority check: a customs signer of the buyer's organisation is refused as
+    a conflict even before it is found not to be one of the order's authorities."""
+    make_buyer_a_member_of(w, w.customs[1])
+    t = w.open(w.terms(customs_authorities=other_customs(w, w.customs[1])))
     w.attest(t, 0)
     with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=w.customs[1].address):
-        w.attest(t, 1, signers=w.customs[:2], duty=UNIT6, payee=w.customs[1].address)
+        w.attest(t, 1, signers=w.customs[:2], duty=UNIT6, payee=w.customs[0].address)
 
 
 def test_signer_of_the_buyers_organisation_cannot_return_goods(w: EscrowWorld) -> None:
     make_buyer_a_member_of(w, w.customs[0])
-    t = w.open(w.terms())
+    t = w.open(w.terms(customs_authorities=other_customs(w, w.customs[0])))
     w.attest(t, 0)
     with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=w.customs[0].address):
         w.customs_return(t, 1, signers=w.customs[:2])

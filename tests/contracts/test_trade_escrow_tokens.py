@@ -215,7 +215,7 @@ def test_order_priced_in_eur_paid_in_usd_locks_the_attested_rate(w: EscrowWorld)
     t = w.terms(amount=1_000 * UNIT18, price_currency=b"EUR")  # 1,000.00 EUR
     w.create(t)
     rate = 1_085_000_000_000_000_000  # 1.085 USD per EUR
-    fx = w.fx_quote(b"EUR", b"USD", rate)
+    fx = w.fx_quote(t, b"EUR", b"USD", rate)
     receipt = w.fund(t, fx)
     (funded,) = w.events(receipt, "OrderFunded")
     assert funded.args.due == funded.args.deposited == 1_085 * UNIT6
@@ -234,7 +234,7 @@ def test_usd_priced_order_paid_in_an_18_decimal_token_rounds_up(w: EscrowWorld) 
     t = w.terms(token=w.eur.address, amount=100 * UNIT18 + 1, price_currency=b"USD")
     w.create(t)
     rate = 920_000_000_000_000_000  # 0.92 EUR per USD
-    receipt = w.fund(t, w.fx_quote(b"USD", b"EUR", rate))
+    receipt = w.fund(t, w.fx_quote(t, b"USD", b"EUR", rate))
     (funded,) = w.events(receipt, "OrderFunded")
     assert funded.args.due == 92 * UNIT18 + 1  # ceil(0.92 wei) = 1 wei
 
@@ -243,48 +243,48 @@ def test_fx_quote_for_another_pair_reverts(w: EscrowWorld) -> None:
     t = w.terms(amount=1_000 * UNIT18, price_currency=b"EUR")
     w.create(t)
     with reverts("EscrowRateMismatch", base=b"GBP", quote=b"USD"):
-        w.fund(t, w.fx_quote(b"GBP", b"USD", 10**18))
+        w.fund(t, w.fx_quote(t, b"GBP", b"USD", 10**18))
 
 
 def test_fx_quote_needs_the_oracle_quorum(w: EscrowWorld) -> None:
     t = w.terms(amount=1_000 * UNIT18, price_currency=b"EUR")
     w.create(t)
     with reverts("EscrowQuorumNotMet", provided=1, required=2):
-        w.fund(t, w.fx_quote(b"EUR", b"USD", 10**18, signers=w.oracles[:1]))
+        w.fund(t, w.fx_quote(t, b"EUR", b"USD", 10**18, signers=w.oracles[:1]))
 
 
 def test_fx_quote_signed_without_oracle_role_reverts(w: EscrowWorld) -> None:
     t = w.terms(amount=1_000 * UNIT18, price_currency=b"EUR")
     w.create(t)
     with reverts("EscrowMissingRole", account=w.carriers[0].address, role=ORACLE):
-        w.fund(t, w.fx_quote(b"EUR", b"USD", 10**18, signers=[w.oracles[0], w.carriers[0]]))
+        w.fund(t, w.fx_quote(t, b"EUR", b"USD", 10**18, signers=[w.oracles[0], w.carriers[0]]))
 
 
 def test_expired_fx_quote_reverts(w: EscrowWorld) -> None:
     t = w.terms(amount=1_000 * UNIT18, price_currency=b"EUR")
     w.create(t)
     with reverts("EscrowSignatureExpired"):
-        w.fund(t, w.fx_quote(b"EUR", b"USD", 10**18, deadline=w.now() - 1))
+        w.fund(t, w.fx_quote(t, b"EUR", b"USD", 10**18, deadline=w.now() - 1))
 
 
 def test_zero_fx_rate_reverts(w: EscrowWorld) -> None:
     t = w.terms(amount=1_000 * UNIT18, price_currency=b"EUR")
     w.create(t)
     with reverts("EscrowInvalidAmount", amount=0):
-        w.fund(t, w.fx_quote(b"EUR", b"USD", 0))
+        w.fund(t, w.fx_quote(t, b"EUR", b"USD", 0))
 
 
 def test_fx_amount_beyond_96_bits_reverts(w: EscrowWorld) -> None:
     t = w.terms(token=w.eur.address, amount=2**96 - 1, price_currency=b"USD")
     w.create(t)
     with reverts("EscrowInvalidAmount"):
-        w.fund(t, w.fx_quote(b"USD", b"EUR", 2 * 10**18))
+        w.fund(t, w.fx_quote(t, b"USD", b"EUR", 2 * 10**18))
 
 
 def test_fx_quote_is_ignored_for_an_order_priced_in_its_token(w: EscrowWorld) -> None:
     t = w.terms()
     w.create(t)
-    receipt = w.fund(t, w.fx_quote(b"EUR", b"USD", 5 * 10**18))
+    receipt = w.fund(t, w.fx_quote(t, b"EUR", b"USD", 5 * 10**18))
     assert w.events(receipt, "RateLocked") == []
     assert w.order(t)[3] == t.amount
     assert list(w.view("lockedRate", t.order_id)) == [0, 0]

@@ -21,7 +21,7 @@ from node.devnet.consortium import demo_consortium, devnet_account
 from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
 from node.escrow import EscrowClient, OrderTerms, TermsStore, schedule
 from node.escrow.signing import sign_milestone
-from node.escrow.terms import Attestation
+from node.escrow.terms import Attestation, customs_authorities
 
 DAY = 24 * 3600
 USD = 10**6  # one wUSD (6 decimals)
@@ -59,9 +59,13 @@ class EscrowEnv:
         base = OrderTerms(
             seller=self.seller.address, buyer=self.buyer.address, token=self.usd, amount=1_000 * USD,
             ship_by=now + 7 * DAY, deliver_by=now + 30 * DAY, milestones=schedule(0, 3000, 7000),
-            platform=member(5).address, platform_fee_bps=100, shipment_ref=b"\x11" * 32,
+            platform=member(5).address, platform_fee_bps=100, shipment_ref=b"\x11" * 32, max_duty_bps=1_000,
+            customs_authorities=customs_authorities([self.escrow.organisation_of(a.address) for a in self.customs]),
         )
-        return base.but(**overrides)
+        chosen = base.but(**overrides)
+        complete = self.escrow.complete(chosen)
+        derived = {k: getattr(complete, k) for k in ("seller_org", "buyer_org", "token_decimals") if k not in overrides}
+        return chosen.but(**derived)
 
     def open(self, terms: OrderTerms, seller: LocalAccount | None = None) -> OrderTerms:
         """Created by the seller and funded by the buyer."""

@@ -48,18 +48,22 @@ BIG = 2**256 - 1
     (BIG, 4, BIG, "0x90F79bf6EB2c4f870365E785982E1f101E93b906", BIG),
     (12345678901234567890, 2, 10**24, "0x000000000000000000000000000000000000dEaD", 0),
 ])
-def test_signing_digests_equal_the_contracts_views(env: EscrowEnv, order_id: int, milestone: int, duty: int,
-                                                   payee: str, deadline: int) -> None:
+def test_signing_digests_equal_the_contracts_digest(env: EscrowEnv, order_id: int, milestone: int, duty: int,
+                                                    payee: str, deadline: int) -> None:
     fns, domain = env.escrow.fns, env.escrow.domain
-    assert bytes(env.chain.call(fns.milestoneDigest(order_id, milestone, duty, payee, deadline))) == \
-        signing.milestone_digest(domain, order_id, milestone, duty, payee, deadline)
-    assert bytes(env.chain.call(fns.customsReturnDigest(order_id, milestone, deadline))) == \
-        signing.customs_return_digest(domain, order_id, milestone, deadline)
-    assert bytes(env.chain.call(fns.confirmationDigest(order_id, deadline))) == \
-        signing.confirmation_digest(domain, order_id, deadline)
-    rate, stamp = duty % 2**192, deadline % 2**64
-    assert bytes(env.chain.call(fns.fxRateDigest(b"EUR", b"USD", rate, stamp, deadline))) == \
-        signing.fx_rate_digest(domain, "EUR", "USD", rate, stamp, deadline)
+    rate, issued = duty % 2**192, deadline % 2**64
+    documents = [
+        (signing.milestone_document(domain, order_id, milestone, duty, payee, deadline),
+         signing.milestone_digest(domain, order_id, milestone, duty, payee, deadline)),
+        (signing.customs_return_document(domain, order_id, milestone, deadline),
+         signing.customs_return_digest(domain, order_id, milestone, deadline)),
+        (signing.confirmation_document(domain, order_id, deadline),
+         signing.confirmation_digest(domain, order_id, deadline)),
+        (signing.fx_rate_document(domain, order_id, "EUR", "USD", rate, issued, issued, deadline),
+         signing.fx_rate_digest(domain, order_id, "EUR", "USD", rate, issued, issued, deadline)),
+    ]
+    for document, digest in documents:
+        assert bytes(env.chain.call(fns.typedDataDigest(signing.struct_hash(document)))) == digest
 
 
 def test_a_signature_recovers_to_its_signer_and_names_its_domain(env: EscrowEnv) -> None:
@@ -242,9 +246,10 @@ def test_the_seller_cancels_before_shipping(env: EscrowEnv) -> None:
 def test_an_order_priced_in_euro_is_paid_in_usd_at_an_attested_rate(env: EscrowEnv) -> None:
     terms = env.terms(price_currency=b"EUR", amount=1_000 * 10**18)  # 1,000.00 EUR
     env.escrow.create(terms, env.seller)
-    rate, stamp, deadline = 1_084_250_000_000_000_000, env.now(), env.now() + DAY
-    sigs = [signing.sign_fx_rate(o, env.escrow.domain, "EUR", "USD", rate, stamp, deadline) for o in env.oracles[:2]]
-    quote = FxQuote(b"EUR", b"USD", rate, stamp, tuple(sigs))
+    rate, stamp, expires = 1_084_250_000_000_000_000, env.now(), env.now() + 600
+    sigs = [signing.sign_fx_rate(o, env.escrow.domain, terms.order_id, "EUR", "USD", rate, stamp, expires)
+            for o in env.oracles[:2]]
+    quote = FxQuote(b"EUR", b"USD", rate, stamp, expires, tuple(env.escrow.sorted_bundle(sigs)))
     assert env.escrow.due(terms, quote) == 1_084_250_000 == due_amount(terms, rate, 6)
     env.escrow.fund(terms, env.buyer, fx=quote)
     assert env.escrow.order(terms.order_id).deposited == 1_084_250_000

@@ -19,7 +19,7 @@ from node.db import Database
 from node.devnet.anvil import AnvilControl
 from node.escrow import EscrowClient, OrderTerms, State, order_key, schedule
 from node.escrow.signing import EscrowDomain, sign_customs_return, sign_milestone
-from node.escrow.terms import Attestation
+from node.escrow.terms import Attestation, customs_authorities
 from node.registry import ProposalKind, RegistryClient, contract_signer_data, org_data
 from node.db.relayer import RelaySubmission
 from node.relayer import Kind, MilestoneAlreadyReached, Outcome, Relayer, SignatureIn, Status
@@ -202,6 +202,26 @@ def test_signers_without_the_role_or_with_a_conflict_of_interest_are_refused(env
     answer = post(http, selling, 0, env.sign(env.carriers[0], selling, 0))
     assert answer.status_code == 403 and answer.json()["code"] == "conflict_of_interest"
     assert "organisation of the order's seller" in answer.json()["message"]
+
+
+def test_customs_outside_the_orders_authorities_a_foreign_payee_or_a_duty_above_the_cap_are_refused(
+    env: EscrowEnv, http: TestClient,
+) -> None:
+    named = customs_authorities([env.escrow.organisation_of(a.address) for a in env.customs[:2]])
+    terms = env.open(env.terms(customs_authorities=named, max_duty_bps=500))
+    for signer in env.carriers[:2]:
+        post(http, terms, 0, env.sign(signer, terms, 0))
+    rogue = env.customs[2]  # a CUSTOMS organisation the order does not name
+    answer = post(http, terms, 1, env.sign(rogue, terms, 1))
+    assert answer.status_code == 403 and answer.json()["code"] == "not_customs_authority", answer.text
+    officer, cap = env.customs[0], terms.amount * 500 // 10_000
+    for payee in (rogue.address, env.seller.address, env.escrow.address):
+        answer = post(http, terms, 1, env.sign(officer, terms, 1, duty=cap, payee=payee), duty=str(cap), dutyPayee=payee)
+        assert answer.status_code == 422 and answer.json()["code"] == "invalid_duty_payee", answer.text
+    answer = post(http, terms, 1, env.sign(officer, terms, 1, duty=cap + 1, payee=officer.address),
+                  duty=str(cap + 1), dutyPayee=officer.address)
+    assert answer.status_code == 422 and answer.json()["code"] == "duty_above_cap", answer.text
+    assert env.escrow.order(terms.order_id).milestones_reached == 1
 
 
 def test_expired_unknown_and_malformed_submissions_get_one_clear_error_each(env: EscrowEnv, http: TestClient) -> None:

@@ -17,7 +17,8 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.devnet.consortium import devnet_account
 from node.escrow.client import EscrowClient
-from node.escrow.terms import Attestation, FxQuote, OrderTerms, State, schedule
+from node.escrow.store import order_key
+from node.escrow.terms import FX_MAX_VALIDITY, Attestation, FxQuote, OrderTerms, State, customs_authorities, schedule
 from oracle.app import create_app
 from oracle.runtime import OracleRuntime
 from node.devnet.anvil import AnvilProcess
@@ -55,8 +56,10 @@ def test_milestones_reached_through_the_relayer_by_two_of_three_oracles(
     terms = OrderTerms(
         seller=SELLER.address, buyer=BUYER.address, token=eur.address, amount=eur.units("10000"),
         ship_by=chain_now + 10 * DAY, deliver_by=chain_now + 40 * DAY, milestones=schedule(2000, 3000, 5000, quorum=2),
-        shipment_ref=keccak(text=j.canonical(j.container)),
+        shipment_ref=keccak(text=j.canonical(j.container)), max_duty_bps=1_000,
+        customs_authorities=customs_authorities([escrow.organisation_of(devnet_account(i).address) for i in (4, 12, 13)]),
     )
+    terms = escrow.complete(terms)
     escrow.create(terms, SELLER)
     escrow.fund(terms, BUYER)
     carrier, forwarder, courier = (make_oracle(m, relayer=relayer.url) for m in ("carrier", "forwarder", "courier"))
@@ -111,31 +114,40 @@ def _escrow_keys(runtime: OracleRuntime) -> list[str]:
         return [r[0] for r in conn.execute("SELECT key FROM jobs WHERE kind = 'escrow'")]
 
 
-def test_fx_rates_signed_by_two_oracles_fund_an_order_priced_in_euro(
+def test_fx_quotes_signed_by_two_oracles_for_one_order_fund_it_in_euro(
     make_oracle: OracleFactory, chain: ChainClient, deployment: Deployment, chain_now: int,
 ) -> None:
     escrow = EscrowClient.from_deployment(chain, deployment)
     usd = escrow.token_info(deployment.address("DevStablecoin:wUSD"))
+    terms = escrow.complete(OrderTerms(
+        seller=SELLER.address, buyer=BUYER.address, token=usd.address, amount=1000 * 10**18, price_currency=b"EUR",
+        ship_by=chain_now + 10 * DAY, deliver_by=chain_now + 40 * DAY, milestones=schedule(2000, 3000, 5000, quorum=2),
+        shipment_ref=keccak(text="fx-order"),
+        customs_authorities=customs_authorities([escrow.organisation_of(devnet_account(i).address) for i in (4, 12)]),
+    ))
+    escrow.create(terms, SELLER)
     quotes = []
+    issued = escrow.chain_time()
     for member in ("inspector", "carrier"):  # ORACLE organisations, neither the seller's
         oracle = make_oracle(member)
         with TestClient(create_app(oracle)) as app:
             post(app, "fx", {"base": "EUR", "quote": "USD", "rate": "1.0842", "observedAt": f"{_iso(chain_now)}"})
-            response = app.get("/fx-rates/EUR/USD")
+            unsigned = app.get("/fx-rates/EUR/USD")
+            assert unsigned.status_code == 200 and "signature" not in unsigned.json(), unsigned.text
+            # The buyer asks every oracle for the same issue time, so that all sign one message.
+            response = app.get("/fx-rates/EUR/USD", params={"orderId": order_key(terms.order_id), "issuedAt": issued})
             assert response.status_code == 200, response.text
             quotes.append(response.json())
     assert {q["rate"] for q in quotes} == {str(10842 * 10**14)}
+    assert {q["orderId"] for q in quotes} == {order_key(terms.order_id)}
+    issued, expires = max(q["issuedAt"] for q in quotes), min(q["expiresAt"] for q in quotes)
+    assert 0 < expires - issued <= FX_MAX_VALIDITY
     signatures = escrow.sorted_bundle([Attestation(q["signer"], q["deadline"], bytes.fromhex(q["signature"][2:])) for q in quotes])
-    fx = FxQuote(b"EUR", b"USD", int(quotes[0]["rate"]), chain_now, tuple(signatures))
-    terms = OrderTerms(
-        seller=SELLER.address, buyer=BUYER.address, token=usd.address, amount=1000 * 10**18, price_currency=b"EUR",
-        ship_by=chain_now + 10 * DAY, deliver_by=chain_now + 40 * DAY, milestones=schedule(2000, 3000, 5000, quorum=2),
-        shipment_ref=keccak(text="fx-order"),
-    )
-    escrow.create(terms, SELLER)
+    assert {(q["issuedAt"], q["expiresAt"]) for q in quotes} == {(issued, expires)}
+    fx = FxQuote(b"EUR", b"USD", int(quotes[0]["rate"]), quotes[0]["issuedAt"], quotes[0]["expiresAt"], tuple(signatures))
     escrow.fund(terms, BUYER, fx=fx)
     assert escrow.order(terms.order_id).deposited == usd.units("1084.20")
-    assert escrow.locked_rate(terms.order_id) == (int(Decimal("1.0842") * 10**18), chain_now)
+    assert escrow.locked_rate(terms.order_id) == (int(Decimal("1.0842") * 10**18), quotes[0]["issuedAt"])
 
 
 def _iso(unix: int) -> str:
@@ -155,7 +167,9 @@ def test_escrow_facts_wait_for_a_relayer_that_is_down(
         seller=SELLER.address, buyer=BUYER.address, token=usd.address, amount=usd.units("500"),
         ship_by=chain_now + 10 * DAY, deliver_by=chain_now + 40 * DAY, milestones=schedule(2000, 3000, 5000, quorum=2),
         shipment_ref=keccak(text=j.canonical(j.container)),
+        customs_authorities=customs_authorities([escrow.organisation_of(devnet_account(i).address) for i in (4, 12)]),
     )
+    terms = escrow.complete(terms)
     escrow.create(terms, SELLER)
     escrow.fund(terms, BUYER)
     served = ServedApp(relayer_app(anvil, deployment, tmp_path))  # its port is known, nothing listens yet

@@ -331,12 +331,15 @@ def order_terms(
     """Terms of an order for the container, sold by the manufacturer to a demo buyer and priced in
     the dev EUR stablecoin at `price_factor` times the declared value. Milestones: `shares` (the
     first Shipped, the last Delivered, those between CustomsCleared), each attested 2-of-3. The
-    platform fee goes to the marketplace operator, the carrier fee to Bluewater Ocean Freight."""
+    platform fee goes to the marketplace operator, the carrier fee to Bluewater Ocean Freight.
+    The three demo customs organisations are the order's customs authorities, and a duty of up
+    to 25% of the deposit is paid without the buyer's further signature; the parties'
+    organisations and the token's decimals are read from the chain (`EscrowClient.complete`)."""
     from eth_utils.crypto import keccak
 
     from node.devnet.consortium import devnet_account
     from node.escrow.client import EscrowClient
-    from node.escrow.terms import OrderTerms, schedule
+    from node.escrow.terms import OrderTerms, customs_authorities, schedule
 
     if "TradeEscrow" not in deployment.contracts or "DevStablecoin:wEUR" not in deployment.contracts:
         raise NoEscrowInDeployment()
@@ -349,8 +352,11 @@ def order_terms(
         milestones=schedule(*shares, quorum=2), shipment_ref=keccak(text=shipment.canonical(shipment.container)),
         platform=devnet_account(member_index("operator")).address if platform_fee_bps else ZERO_ADDRESS, platform_fee_bps=platform_fee_bps,
         carrier=devnet_account(member_index("carrier")).address if carrier_fee_bps else ZERO_ADDRESS, carrier_fee_bps=carrier_fee_bps,
-        salt=shipment.rng.randrange(2**32),
+        salt=shipment.rng.randrange(2**32), max_duty_bps=2_500,
+        customs_authorities=customs_authorities(
+            [escrow.organisation_of(devnet_account(member_index(m)).address) for m in ("customs", "broker", "port")]),
     )
+    terms = escrow.complete(terms)
     if ship_by_ahead:
         check_ship_by(terms, escrow)
     return terms
