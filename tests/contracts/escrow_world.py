@@ -282,10 +282,10 @@ class EscrowWorld:
         tx = {"from": self.deployer.address, "to": to, "value": amount, "gas": 21_000, "chainId": self.chain.chain_id}
         self.chain.send(tx, self.deployer)  # type: ignore[arg-type]
 
-    def link(self, member: LocalAccount, account: str) -> None:
-        """`member` links `account` to its own organisation (ConsortiumRegistry.addAccount)."""
-        self.chain.transact(self.registry.functions.addAccount(account), sender=member)
-        self.org_of[account] = self.org_of[member.address]
+    def link(self, member: LocalAccount, account: LocalAccount) -> None:
+        """`member` links `account` to its own organisation: its offer, then the account's acceptance."""
+        link_account(self.chain, self.registry, account, by=member, funder=self.deployer)
+        self.org_of[account.address] = self.org_of[member.address]
 
     def mint(self, token: Contract, to: str, amount: int) -> None:
         self.chain.transact(token.functions.mint(to, amount), sender=self.deployer)

@@ -39,7 +39,7 @@ def colleague(w: EscrowWorld, member: LocalAccount, label: str) -> LocalAccount:
     key = signer_key(label)
     w.give_eth(member.address)
     w.give_eth(key.address)
-    w.link(member, key.address)
+    w.link(member, key)
     return key
 
 
@@ -53,7 +53,7 @@ def escrow_holdings(w: EscrowWorld, token: Contract) -> int:
 def test_arbitrator_organisation_that_unlinks_the_buyer_cannot_rule_on_its_dispute(w: EscrowWorld) -> None:
     # The arbitration house's account is the buyer when the order is made.
     w.give_eth(w.arbitrator.address)
-    w.link(w.arbitrator, w.buyer.address)
+    w.link(w.arbitrator, w.buyer)
     house = w.org_of[w.arbitrator.address]
     t = w.open(w.terms())
     assert t.buyer_org == house
@@ -109,7 +109,7 @@ def test_seller_of_a_suspended_organisation_cannot_create_an_order(w: EscrowWorl
 
 def test_terms_hiding_the_buyers_organisation_are_refused(w: EscrowWorld) -> None:
     w.give_eth(w.carriers[2].address)
-    w.link(w.carriers[2], w.buyer.address)
+    w.link(w.carriers[2], w.buyer)
     actual = w.org_of[w.carriers[2].address]
     t = w.terms(buyer_org=0)
     with reverts("EscrowPartyOrganisationMismatch", party=w.buyer.address, named=0, actual=actual):
@@ -120,7 +120,7 @@ def test_buyers_organisation_fixed_at_creation_still_cannot_attest_a_duty_after_
     # A customs organisation trades as buyer, then unlinks the buyer and tries to clear with a duty.
     buying_customs = w.customs[2]
     w.give_eth(buying_customs.address)
-    w.link(buying_customs, w.buyer.address)
+    w.link(buying_customs, w.buyer)
     t = w.open(w.terms(customs_authorities=(w.org_of[w.customs[0].address], w.org_of[w.customs[1].address], 0)))
     w.attest(t, 0)
     w.chain.transact(w.registry.functions.removeAccount(w.buyer.address), sender=buying_customs)
