@@ -44,7 +44,7 @@ from node.escrow import (
     schedule,
 )
 from node.escrow.signing import sign_customs_return, sign_milestone
-from node.escrow.terms import ZERO_ADDRESS, Attestation, currency_bytes, customs_authorities
+from node.escrow.terms import ZERO_ADDRESS, Attestation, MilestoneKind, currency_bytes, customs_authorities
 from node.errors import WaymarkError
 from node.provenance.gs1 import CANONICAL_RESOLVER, ContainerId, InvalidIdentifier, canonical_id, encode_component, normalize_gtin, validate_sscc
 from waymark.common import (
@@ -275,6 +275,7 @@ def create(
         dispute_window=parse_span(dispute_window, "--dispute-window"), salt=salt,
         max_duty_bps=max_duty_bps, customs_authorities=_authorities(escrow, customs_authority or []),
     )
+    _check_customs_quorum(terms)
     terms = escrow.complete(terms)
     order_id = escrow.create(terms, seller)
     price = info.show(units) if price_currency is None else f"{amount} {price_currency.upper()}"
@@ -285,6 +286,19 @@ def create(
         err_console.print(f"note: --shipment {shipment!r} is not a GS1 identifier (SSCC, Digital Link, EPC URN): it was "
                           "hashed as a free reference and links the order to no events", highlight=False, soft_wrap=True)
     say(order_key(order_id))
+
+
+def _check_customs_quorum(terms: OrderTerms) -> None:
+    """Refuse, before any transaction, a customs milestone that the named authorities cannot reach."""
+    named = sum(1 for org in terms.customs_authorities if org)
+    for i, milestone in enumerate(terms.milestones):
+        if milestone.kind is MilestoneKind.CUSTOMS_CLEARED and milestone.quorum > named:
+            raise CliInputError(
+                "--customs-authority",
+                f"milestone {i} (customs clearance) needs {milestone.quorum} customs organisation(s) but the order names "
+                f"{named}: name them with --customs-authority (or set --customs-quorum, or use a schedule without "
+                "customs clearance such as --schedule 0,10000)",
+            )
 
 
 def _authorities(escrow: EscrowClient, given: list[str]) -> tuple[int, int, int]:

@@ -105,7 +105,7 @@ def test_a_keystore_without_any_password_asks_for_the_password_file(env: Path, c
 def test_a_new_accounts_first_transaction_without_gas_ends_in_one_line(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (env / "pw").write_text("right\n")
     fails(capsys, 7, "escrow", "create", "--buyer", Account.create().address, "--token", "wUSD", "--amount", "1",
-          "--keystore", str(keystore(env)), "--password-file", str(env / "pw"), says=("cannot pay for gas", "keys fund"))
+          "--schedule", "0,10000", "--keystore", str(keystore(env)), "--password-file", str(env / "pw"), says=("cannot pay for gas", "keys fund"))
 
 
 # ---- contract errors with names: exit code 7 ---------------------------------------------------------
@@ -113,7 +113,8 @@ def test_a_new_accounts_first_transaction_without_gas_ends_in_one_line(env: Path
 
 def test_a_wrong_state_names_the_states_and_the_order(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     buyer = Account.create().address
-    code, out, err = run(capsys, "escrow", "create", "--buyer", buyer, "--token", "wUSD", "--amount", "5", "--as", "manufacturer")
+    code, out, err = run(capsys, "escrow", "create", "--buyer", buyer, "--token", "wUSD", "--amount", "5", "--schedule", "0,10000",
+                          "--as", "manufacturer")
     assert code == 0, out + err
     order = out.strip().splitlines()[-1]
     assert run(capsys, "escrow", "cancel", order, "--as", "manufacturer")[0] == 0
@@ -121,9 +122,18 @@ def test_a_wrong_state_names_the_states_and_the_order(env: Path, capsys: pytest.
           says=("EscrowInvalidState", f"orderId={order}", "current=CANCELLED"))
 
 
+def test_a_customs_milestone_without_customs_authorities_is_refused_before_any_transaction(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    buyer = Account.create().address  # the default schedule clears customs: the order must say by whom
+    fails(capsys, 2, "escrow", "create", "--buyer", buyer, "--token", "wUSD", "--amount", "5", "--as", "manufacturer",
+          says=("--customs-authority", "milestone 1 (customs clearance) needs 2", "names 0"))
+
+
 def test_a_wrong_role_names_the_role_and_the_accounts_organisation(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     buyer = Account.create().address
-    code, out, err = run(capsys, "escrow", "create", "--buyer", buyer, "--token", "wUSD", "--amount", "5", "--as", "manufacturer")
+    code, out, err = run(capsys, "escrow", "create", "--buyer", buyer, "--token", "wUSD", "--amount", "5", "--schedule", "0,10000",
+                          "--as", "manufacturer")
     assert code == 0, out + err
     order = out.strip().splitlines()[-1]
     # The carrier is no arbitrator: the contract says which role it lacks, and whose account it is.

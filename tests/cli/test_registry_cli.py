@@ -54,4 +54,4 @@ def test_prefix_by_vote_and_account_by_offer_and_acceptance(cli_env: dict[str, s
 def test_bad_prefix_and_threshold_are_refused_before_touching_the_chain(cli_env: dict[str, str]) -> None:
     assert_clean_failure(run_cli("registry", "propose", "prefix", "3", "12ab", "--as", "manufacturer", env=cli_env), 2, "GS1 Company Prefix")
     assert_clean_failure(run_cli("registry", "propose", "threshold", "10001", "--as", "manufacturer", env=cli_env), 2)
-    assert_clean_failure(run_cli("registry", "account", "accept", "5", "--as", "buyer", env=cli_env), 1, "RegistryNoOffer")
+    assert_clean_failure(run_cli("registry", "account", "accept", "5", "--as", "buyer", env=cli_env), 7, "RegistryNoOffer")
