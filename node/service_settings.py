@@ -49,6 +49,11 @@ class NodeSettings(BaseSettings):
     role_refresh_interval: float = Field(default=0.5, gt=0)
     """Seconds between re-reads of the registry's newest events by ingest's role check."""
 
+    epcis_webhooks_to_private_addresses: bool = False
+    """Let EPCIS subscriptions deliver to loopback and private addresses (a test bench, or a
+    member's own closed network). Off: a subscriber cannot make the node post to its own admin
+    endpoints or anything else on its internal network."""
+
     max_in_flight: int = Field(default=8, ge=1, le=1024)
     """Anchor transactions sent and not yet mined at once (consecutive nonces); on a chain with
     1-5 s blocks this is how many batches one block can take from this node."""

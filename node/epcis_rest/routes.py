@@ -299,7 +299,10 @@ def install_epcis(app: FastAPI, runtime: Any, *, signed_reads: bool = True) -> C
     async def _too_large(_request: Request, exc: QueryTooLarge) -> Response:
         return interface.problem(EpcisProblem(413, "QueryTooLargeException", "Query too large", str(exc)))
 
-    deliverer = Deliverer(runtime.db, wakeup=interface.delivery_wakeup)
+    deliverer = Deliverer(
+        runtime.db, wakeup=interface.delivery_wakeup,
+        private_destinations_ok=runtime.node.epcis_webhooks_to_private_addresses,
+    )
     return deliverer.run
 
 

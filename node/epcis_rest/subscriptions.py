@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
+import socket
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -34,12 +37,32 @@ def signature(token: str, body: bytes) -> str:
     return hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
 
 
+def private_destination(dest: str) -> str | None:
+    """Why `dest` must not be delivered to, or None: a subscriber (any member) must not make this
+    node post to its own loopback, private, link-local or otherwise non-public addresses (its admin
+    RPC, a validator, a metadata service). Checked at each delivery, on the addresses the name
+    resolves to then."""
+    host = urlsplit(dest).hostname
+    if not host:
+        return f"{dest} names no host"
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        return f"{host} does not resolve: {exc}"
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global:
+            return f"{host} resolves to {address}, which is not a public address; subscriptions deliver to public addresses only"
+    return None
+
+
 class Deliverer:
     def __init__(
         self, db: Database, *, wakeup: threading.Event | None = None, batch: int = 500, timeout: float = 10.0,
-        max_backoff: float = 300.0, client: httpx.Client | None = None,
+        max_backoff: float = 300.0, client: httpx.Client | None = None, private_destinations_ok: bool = False,
     ) -> None:
         self.db = db
+        self.private_destinations_ok = private_destinations_ok
         self.wakeup = wakeup or threading.Event()
         self.batch = batch
         self.max_backoff = max_backoff
@@ -85,13 +108,14 @@ class Deliverer:
             headers = {"Content-Type": "application/json", "GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
             if token:
                 headers[SIGNATURE_HEADER] = signature(token, body)
-            error: str | None = None
-            try:
-                answer = self.client.post(dest, content=body, headers=headers)
-                if not 200 <= answer.status_code < 300:
-                    error = f"{dest} answered {answer.status_code}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            error = None if self.private_destinations_ok else private_destination(dest)
+            if error is None:
+                try:
+                    answer = self.client.post(dest, content=body, headers=headers)
+                    if not 200 <= answer.status_code < 300:
+                        error = f"{dest} answered {answer.status_code}"
+                except httpx.HTTPError as exc:
+                    error = f"{type(exc).__name__}: {exc}"
             if error is None:
                 delivered += 1
                 self._update(sub_id, delivered_up_to=events[-1].row_id, attempts=0, next_attempt_ms=0, last_error=None)

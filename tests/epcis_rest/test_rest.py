@@ -15,10 +15,12 @@ from urllib.parse import quote
 
 import orjson
 import pytest
+from sqlalchemy import select
 from eth_account import Account
 from fastapi.testclient import TestClient
 
 from node.audit import audit_database
+from node.db import EpcisSubscription
 from node.epcis_rest import corrections_for
 from node.epcis_rest.subscriptions import Deliverer
 from node.provenance import epcis
@@ -240,8 +242,15 @@ def test_subscriptions_deliver_new_matching_events_signed_and_retry_after_a_fail
                                "epcisBody": {"eventList": [attested(e, s, runtime.domain) for e, s in events]}})
     assert job["success"]
 
-    deliverer = Deliverer(runtime.db)
+    refusing = Deliverer(runtime.db)  # the default: the webhook is on loopback, never posted to
     now = int(time.time() * 1000)
+    assert refusing.deliver_due(now) == 0 and webhook.received == []
+    with runtime.db.session() as s:
+        (refused,) = s.scalars(select(EpcisSubscription)).all()
+        assert "not a public address" in (refused.last_error or "")
+        refused.next_attempt_ms, refused.attempts = 0, 0
+        s.commit()
+    deliverer = Deliverer(runtime.db, private_destinations_ok=True)  # a test bench on loopback
     assert deliverer.deliver_due(now) == 0  # the endpoint answered 503
     assert deliverer.deliver_due(now) == 0  # not due again yet: backing off
     assert deliverer.deliver_due(now + 5_000) == 1
