@@ -147,5 +147,6 @@ def shipment_refs(state: OracleState, objects: list[str]) -> list[str]:
     for obj in objects:
         for shipment in state.shipments_of(obj):
             refs.extend(shipment.containers)
+            refs.extend(shipment.detail.get("contents", []))
             refs.extend(shipment.detail.get("lots", []))
     return list(dict.fromkeys(refs))

@@ -1,8 +1,8 @@
 """Story 2: a second buyer's vases arrive broken; the arbitrator splits what is left.
 
-- Buyer 2, an Antwerp garden centre, orders vases travelling in the same container and pays into
-  escrow: 30 % when shipped, 70 % on delivery (duty is settled outside this order), 1.5 %
-  platform fee.
+- Buyer 2, an Antwerp garden centre, orders a pallet of vases travelling in the same container
+  (its order names that pallet) and pays into escrow: 30 % when shipped, 70 % on delivery (duty
+  is settled outside this order), 1.5 % platform fee.
 - The carriers attest shipment and delivery (2 of 3), so 30 % has gone to the seller side.
 - Buyer 2 finds five vases broken and opens a dispute with the photos' hash: the order freezes.
 - The arbitrator, Hanseatic Trade Arbitration (DE), rules 40 % of what remains to the buyer.

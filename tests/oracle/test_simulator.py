@@ -63,8 +63,8 @@ def test_simulated_journey_reaches_the_node_and_releases_the_escrow_milestones(
     with engine.connect() as conn:
         steps = [r[0] for r in conn.execute(text("SELECT biz_step FROM events"))]
     engine.dispose()
-    # production, inspection, 2 cartons, pallet, 8 carrier steps, 25 logger days + 1 excursion, declaration, duty, clearance, delivery
-    assert steps.count("commissioning") == 1 and steps.count("inspecting") == 1 and steps.count("packing") == 3
+    # production, inspection, 2 cartons, 2 pallets, 8 carrier steps, 25 logger days + 1 excursion, declaration, duty, clearance, delivery
+    assert steps.count("commissioning") == 1 and steps.count("inspecting") == 1 and steps.count("packing") == 4
     assert steps.count("sensor_reporting") == 26
     assert "https://ns.waymark.example/customs/cleared" in steps and steps.count("receiving") == 1
     shipment = sim.Shipment(chain_now + 10, 600, random.Random(3), 24)

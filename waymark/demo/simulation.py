@@ -1,20 +1,21 @@
 """The simulated shipment of the demo: source records of a lot of vases made in Vietnam and
 shipped to the Netherlands, the demo members' oracles that take them, and the escrow orders
-that pay for the container.
+that pay for the goods (a buyer's pallet, or the whole container).
 
 A lot of glazed stoneware vases is made by Lumen Ceramics in Vietnam, inspected by Meridian
-Inspection Services, packed into cartons (a CSV packing list) and onto a pallet (an EPCIS
-document from the warehouse system), stuffed into a container and shipped by Bluewater
-Ocean Freight from Ho Chi Minh City to Rotterdam. A data logger in the container reports
+Inspection Services, packed into cartons (a CSV packing list) and onto two pallets, one per
+buyer (an EPCIS document from the warehouse system), stuffed into a container and shipped by Bluewater
+Ocean Freight from Ho Chi Minh City to Rotterdam (the booking names the pallets, so the carriers'
+oracles attest milestones for orders that name a pallet). A data logger in the container reports
 temperature and humidity every six hours; humidity rises past the product's limit for a
-while in the Indian Ocean (one excursion). Customs in Rotterdam gets the declaration (HS
-code, value, certificate of origin) and clears the goods with duty; the pallet is unloaded
-and a courier delivers it in Utrecht. Escrow-relevant facts reach three carrier and three
+while in the Indian Ocean (one excursion). Customs in Rotterdam gets the declaration (the container and
+the pallets in it, HS code, value, certificate of origin) and clears the goods with duty; the pallets are unloaded
+and a courier delivers them in Utrecht. Escrow-relevant facts reach three carrier and three
 customs organisations' oracles, so milestones can be attested 2-of-3 through the relayer.
 
 Every record goes in through an oracle's adapters as a source system would send it: ERP
 JSON and carrier/IoT/customs feeds to the webhooks, the packing list as a CSV file in the
-drop folder, the pallet as an EPCIS 2.0 document to the capture endpoint. The oracles run in
+drop folder, the pallets as an EPCIS 2.0 document to the capture endpoint. The oracles run in
 the calling process (each on its own HTTP port), signing as the members' devnet accounts.
 
 Time: simulated day d happens at `start + d * day_seconds` (wall clock).
@@ -83,7 +84,7 @@ class Shipment:
     lot: str = ""
     serials: list[str] = field(default_factory=list)
     cartons: list[str] = field(default_factory=list)
-    pallet: str = ""
+    pallets: list[str] = field(default_factory=list)  # two: the first cartons on one, the rest on the other
     container: str = ""
     shipment_id: str = ""
     declaration_id: str = ""
@@ -94,8 +95,10 @@ class Shipment:
         # 12 characters of 62 symbols: 71 bits, like node.provenance.gs1.new_serial (seedable here for repeatable demos).
         self.serials = ["".join(self.rng.choice(SERIAL_ALPHABET) for _ in range(12)) for _ in range(self.units)]
         base = self.rng.randrange(10**6, 10**8)
-        self.cartons = [make_sscc(COMPANY_PREFIX, base + i) for i in range((self.units + 11) // 12)]
-        self.pallet = make_sscc(COMPANY_PREFIX, base + 500)
+        # Up to 12 vases a carton, and at least two cartons (when there are two vases), so each pallet holds goods.
+        per_carton = min(12, max(1, -(-self.units // 2)))
+        self.cartons = [make_sscc(COMPANY_PREFIX, base + i) for i in range(-(-self.units // per_carton))]
+        self.pallets = [make_sscc(COMPANY_PREFIX, base + 500), make_sscc(COMPANY_PREFIX, base + 501)]
         self.container = make_sscc(COMPANY_PREFIX, base + 900)
         self.shipment_id = f"BWOF-{made:%y%m%d}-{base % 10000:04d}"
         self.declaration_id = f"{made:%y}NL000396I{base % 10**6:06d}"
@@ -108,6 +111,24 @@ class Shipment:
 
     def canonical(self, sscc: str) -> str:
         return f"https://id.gs1.org/00/{sscc}"
+
+    @property
+    def per_carton(self) -> int:
+        return -(-self.units // len(self.cartons))
+
+    def cartons_on(self, pallet: str) -> list[str]:
+        """The cartons packed onto this pallet: the first half (rounded up) onto the first pallet."""
+        half = -(-len(self.cartons) // 2)
+        return self.cartons[:half] if pallet == self.pallets[0] else self.cartons[half:] if pallet == self.pallets[1] else []
+
+    def loaded_pallets(self) -> list[str]:
+        """The pallets that hold cartons (both, unless the lot is a single vase)."""
+        return [p for p in self.pallets if self.cartons_on(p)]
+
+    def pallet_of(self, link: str) -> str:
+        """The pallet the unit (its Digital Link) is packed onto."""
+        carton = self.cartons[self.unit_links().index(link) // self.per_carton]
+        return next(p for p in self.pallets if carton in self.cartons_on(p))
 
     @property
     def declared_value(self) -> Decimal:
@@ -149,18 +170,19 @@ def build_plan(s: Shipment) -> list[Step]:
             "Defects: 0 critical, 0 major, 1 minor (glaze speck)", "Result: conformant"])}}))
     rows = ["packing_id,parent,child,packed_at,site_gln"]
     for i, carton in enumerate(s.cartons):
-        for link in units[i * 12:(i + 1) * 12]:
+        for link in units[i * s.per_carton:(i + 1) * s.per_carton]:
             rows.append(f"PK-{s.lot}-C{i + 1},{carton},{link},{s.when(2.0 + i * 0.01)},{FACTORY_GLN}")
     steps.append(Step(2.0, ("manufacturer",), "csv", f"packing list: {s.units} units into {len(s.cartons)} cartons",
                       "\n".join(rows) + "\n", f"packing_{s.lot}.csv"))
-    pallet_event = epcis.aggregation_event(
-        parent_id=s.canonical(s.pallet), child_epcs=[s.canonical(c) for c in s.cartons], action="ADD",
+    pallet_events = [epcis.aggregation_event(
+        parent_id=s.canonical(pallet), child_epcs=[s.canonical(c) for c in s.cartons_on(pallet)], action="ADD",
         event_time=s.when(2.2), event_time_zone_offset="+07:00", biz_step="packing", disposition="container_closed",
-        biz_location=f"https://id.gs1.org/414/{FACTORY_GLN}")
-    steps.append(Step(2.2, ("manufacturer",), "capture", "warehouse system: cartons onto a pallet (EPCIS document)",
-                      epcis.epcis_document([pallet_event], s.when(2.2))))
+        biz_location=f"https://id.gs1.org/414/{FACTORY_GLN}") for pallet in s.loaded_pallets()]
+    steps.append(Step(2.2, ("manufacturer",), "capture",
+                      "warehouse system: cartons onto a pallet per buyer (EPCIS document)",
+                      epcis.epcis_document(pallet_events, s.when(2.2))))
     booking = {"shipmentId": s.shipment_id, "status": "booked", "time": s.when(2.5), "containers": [s.container],
-               "goods": [{"gtin": GTIN, "lot": s.lot}],
+               "contents": s.loaded_pallets(), "goods": [{"gtin": GTIN, "lot": s.lot}],
                "transport": {"mode": "ocean", "vessel": "BLUEWATER HORIZON", "voyage": "042W", "billOfLading": f"BWOF{s.shipment_id[-4:]}SGNRTM"}}
     steps.append(Step(2.5, ("carrier", "forwarder", "courier"), "webhook:carrier", f"booking {s.shipment_id}", booking))
 
@@ -169,7 +191,7 @@ def build_plan(s: Shipment) -> list[Step]:
         steps.append(Step(day, members, "webhook:carrier", f"{status.replace('_', ' ')} at {place}", record))
 
     carrier(3.0, "picked_up", "VNSGN")
-    carrier(3.2, "loaded", "VNSGN", contents=[s.pallet])
+    carrier(3.2, "loaded", "VNSGN", contents=s.loaded_pallets())
     carrier(4.0, "shipped", "VNSGN", CARRIERS_SHIPPED)
     carrier(4.1, "departed", "VNSGN")
     for day, place in ((7.0, "SGSIN"), (11.0, "LKCMB"), (17.0, "EGSUZ"), (23.0, "ESALG")):
@@ -189,7 +211,7 @@ def build_plan(s: Shipment) -> list[Step]:
             "deviceId": f"BWOF-TT-{s.container[-6:]}", "object": s.container, "readings": readings}))
     carrier(29.0, "arrived", "NLRTM", ("carrier", "forwarder"))
     steps.append(Step(29.3, CUSTOMS_PARTIES, "webhook:customs", f"customs declaration {s.declaration_id}", {
-        "kind": "declaration", "declarationId": s.declaration_id, "containers": [s.container], "office": "NL000396",
+        "kind": "declaration", "declarationId": s.declaration_id, "containers": [s.container, *s.loaded_pallets()], "office": "NL000396",
         "lodgedAt": s.when(29.3, "NL"), "hsCode": "691390", "declaredValue": {"amount": str(s.declared_value), "currency": "EUR"},
         "originCountry": "VN", "originCertificate": {"documentType": "certificate_of_origin", "contentBase64": _report_pdf(
             "EVFTA statement on origin", [f"Exporter: Lumen Ceramics Co., VN; goods: {s.units} x {PRODUCT['name']}",
@@ -197,9 +219,9 @@ def build_plan(s: Shipment) -> list[Step]:
     steps.append(Step(30.2, CUSTOMS_PARTIES, "webhook:customs", f"cleared, duty EUR {s.duty}", {
         "kind": "decision", "declarationId": s.declaration_id, "decision": "cleared", "decidedAt": s.when(30.2, "NL"),
         "duty": {"amount": str(s.duty), "currency": "EUR"}}))
-    carrier(30.5, "unloaded", "NLRTM", contents=[s.pallet])
-    carrier(31.5, "out_for_delivery", "NLRTM", ("courier",), contents=[s.pallet])
-    carrier(32.0, "delivered", "NLUTC", CARRIERS_DELIVERED, contents=[s.pallet])
+    carrier(30.5, "unloaded", "NLRTM", contents=s.loaded_pallets())
+    carrier(31.5, "out_for_delivery", "NLRTM", ("courier",), contents=s.loaded_pallets())
+    carrier(32.0, "delivered", "NLUTC", CARRIERS_DELIVERED, contents=s.loaded_pallets())
     return sorted(steps, key=lambda step: step.day)
 
 
@@ -326,10 +348,11 @@ class ShipByPassed(WaymarkError):
 def order_terms(
     shipment: Shipment, deployment: Any, client: Any, *, buyer_index: int = DEMO_BUYER_INDICES[0],
     shares: tuple[int, ...] = (2000, 3000, 5000), price_factor: Decimal = Decimal(2), platform_fee_bps: int = 0,
-    carrier_fee_bps: int = 0, ship_by_ahead: bool = True,
+    carrier_fee_bps: int = 0, ship_by_ahead: bool = True, goods: str | None = None,
 ) -> Any:
-    """Terms of an order for the container, sold by the manufacturer to a demo buyer and priced in
-    the dev EUR stablecoin at `price_factor` times the declared value. Milestones: `shares` (the
+    """Terms of an order for `goods` (an SSCC: a buyer's pallet; by default the whole container),
+    its shipment ref keccak256 of the SSCC's canonical Digital Link (as the events name it), sold
+    by the manufacturer to a demo buyer and priced in the dev EUR stablecoin at `price_factor` times the declared value. Milestones: `shares` (the
     first Shipped, the last Delivered, those between CustomsCleared), each attested 2-of-3. The
     platform fee goes to the marketplace operator, the carrier fee to Bluewater Ocean Freight.
     The three demo customs organisations are the order's customs authorities, and a duty of up
@@ -349,7 +372,7 @@ def order_terms(
         seller=devnet_account(member_index("manufacturer")).address, buyer=devnet_account(buyer_index).address,
         token=token.address, amount=token.units(str(shipment.declared_value * price_factor)),
         ship_by=int(shipment.start + 10 * shipment.day_seconds) + 3600, deliver_by=int(shipment.start + 40 * shipment.day_seconds) + 7200,
-        milestones=schedule(*shares, quorum=2), shipment_ref=keccak(text=shipment.canonical(shipment.container)),
+        milestones=schedule(*shares, quorum=2), shipment_ref=keccak(text=shipment.canonical(goods or shipment.container)),
         platform=devnet_account(member_index("operator")).address if platform_fee_bps else ZERO_ADDRESS, platform_fee_bps=platform_fee_bps,
         carrier=devnet_account(member_index("carrier")).address if carrier_fee_bps else ZERO_ADDRESS, carrier_fee_bps=carrier_fee_bps,
         salt=shipment.rng.randrange(2**32), max_duty_bps=2_500,

@@ -1,8 +1,9 @@
 """The demo's story, chapter by chapter, told as each user would see it.
 
-1. Two buyers order vases of one container from the manufacturer through the marketplace and
-   pay into escrow: the first with platform and carrier fees and a customs milestone (the duty
-   comes out of escrow), the second without customs (duty settled outside escrow).
+1. Two buyers each order a pallet of vases from the manufacturer through the marketplace (both
+   pallets travel in one container; each order names its buyer's pallet) and pay into escrow:
+   the first with platform and carrier fees and a customs milestone (the duty comes out of
+   escrow), the second without customs (duty settled outside escrow).
 2. The lot is made in Vietnam, inspected, packed, loaded into a container and shipped to
    Rotterdam with a data logger (one humidity excursion); customs clears it with duty; a
    courier delivers it in Utrecht. Every record goes through a member's oracle; milestones are
@@ -153,20 +154,24 @@ class Story:
         # The identifiers and readings come from the seed: the same on every run.
         self.shipment = sim.Shipment(self.record.start, self.record.day_seconds, random.Random(self.record.seed), self.record.units)
         self.plan = sim.build_plan(self.shipment)
-        self.terms = {
-            "happy": sim.order_terms(self.shipment, network.deployment, self.client, buyer_index=FIRST_BUYER,
-                                     shares=(2000, 3000, 5000), platform_fee_bps=PLATFORM_FEE_BPS, carrier_fee_bps=CARRIER_FEE_BPS,
-                                     ship_by_ahead=False),
-            "dispute": sim.order_terms(self.shipment, network.deployment, self.client, buyer_index=SECOND_BUYER,
-                                       shares=(3000, 7000), price_factor=Decimal("0.5"), platform_fee_bps=PLATFORM_FEE_BPS,
-                                       ship_by_ahead=False),
-        }
-        self.token = self.escrow.token_info(self.terms["happy"].token)
         self.links = self.shipment.unit_links()
         self.record.lot, self.record.container = self.shipment.lot, self.shipment.container
         # The demo unit is one the inspector sampled, so its passport shows every kind of step.
         sampled = next(step.record["objects"] for step in self.plan if step.channel == "webhook:inspection")
         self.record.demo_unit = sampled[0]
+        # Each buyer's order names the pallet it buys (its SSCC's Digital Link, as the events name
+        # it): buyer 1 the pallet the demo unit is packed onto, buyer 2 the other one.
+        first_pallet = self.shipment.pallet_of(self.record.demo_unit)
+        self.goods = {"happy": first_pallet, "dispute": next(p for p in self.shipment.pallets if p != first_pallet)}
+        self.terms = {
+            "happy": sim.order_terms(self.shipment, network.deployment, self.client, buyer_index=FIRST_BUYER,
+                                     shares=(2000, 3000, 5000), platform_fee_bps=PLATFORM_FEE_BPS, carrier_fee_bps=CARRIER_FEE_BPS,
+                                     ship_by_ahead=False, goods=self.goods["happy"]),
+            "dispute": sim.order_terms(self.shipment, network.deployment, self.client, buyer_index=SECOND_BUYER,
+                                       shares=(3000, 7000), price_factor=Decimal("0.5"), platform_fee_bps=PLATFORM_FEE_BPS,
+                                       ship_by_ahead=False, goods=self.goods["dispute"]),
+        }
+        self.token = self.escrow.token_info(self.terms["happy"].token)
         self.record.cloned_unit = next(link for link in self.links if link not in sampled)
         if not self.record.unknown_code:
             self.record.unknown_code = UnitId(sim.GTIN, new_serial(), self.shipment.lot).uri()
@@ -254,9 +259,10 @@ class Story:
                 self.say(f"{BUYERS[index]} pays {self.token.show(terms.amount)} into escrow for order {short(terms.order_id)}")
 
     def order_summary(self, terms: OrderTerms) -> str:
+        goods = next(self.goods[name] for name, t in self.terms.items() if t.order_id == terms.order_id)
         kinds = ", ".join(f"{m.kind.name.lower()} {m.share_bps / 100:g}%" for m in terms.milestones)
         fees = f"platform fee {terms.platform_fee_bps / 100:g}%" + (f", carrier fee {terms.carrier_fee_bps / 100:g}%" if terms.carrier_fee_bps else "")
-        return f"{self.token.show(terms.amount)} for vases of container {self.shipment.container}; milestones {kinds} (2-of-3); {fees}"
+        return f"{self.token.show(terms.amount)} for the vases on pallet {goods} (container {self.shipment.container}); milestones {kinds} (2-of-3); {fees}"
 
     # ---- chapter 2: the journey ------------------------------------------------------------
 
