@@ -24,8 +24,8 @@ from pathlib import Path
 
 from node.devnet.anvil import free_port
 from node.paths import PROJECT_ROOT
+from tests.helpers import free_port_range
 from waymark.demo.network import ORACLE_COUNT
-from waymark.demo.processes import port_free
 
 README = PROJECT_ROOT / "README.md"
 SKIP_MARK = "# not run:"
@@ -69,14 +69,6 @@ def for_this_demo(text: str, ports: dict[str, int], root: Path) -> str:
                **{DEMO_PORTS["oracles"] + i: ports["oracles"] + i for i in range(ORACLE_COUNT)}}
     text = re.sub(r"(?<![\d.])(8545|8600|8700|8720|871[0-7])(?!\d)", lambda m: str(mapping[int(m.group(1))]), text)
     return text.replace("var/demo", str(root))
-
-
-def free_port_range(count: int) -> int:
-    for _ in range(200):
-        base = free_port()
-        if base + count < 65536 and all(port_free(base + i) for i in range(count)):
-            return base
-    raise AssertionError(f"no {count} consecutive free ports found")
 
 
 def test_the_readme_marks_a_block_it_does_not_run_and_runs_the_rest() -> None:

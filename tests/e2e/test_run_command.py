@@ -26,20 +26,12 @@ import httpx
 
 from node.devnet.anvil import free_port
 from node.paths import PROJECT_ROOT
+from tests.helpers import free_port_range
 from waymark.demo.network import ORACLE_COUNT
 from waymark.demo.processes import group_alive, port_free
 
 READY_WITHIN = 300.0
 STOP_WITHIN = 60.0
-
-
-def free_port_range(count: int) -> int:
-    """The first of `count` consecutive free ports."""
-    for _ in range(200):
-        base = free_port()
-        if base + count < 65536 and all(port_free(base + i) for i in range(count)):
-            return base
-    raise AssertionError(f"no {count} consecutive free ports found")
 
 
 def fresh_clone(target: Path) -> Path:
