@@ -121,8 +121,8 @@ def _service(name: str, root: Path, args: list[str], port: int, env: dict[str, s
 def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callable[[str], None],
                   block_time: float | None = None, public_url: str | None = None) -> Network:
     """Start Anvil (chain state in `root/chain`; a block every `block_time` seconds, else one per
-    transaction), deploy unless the recorded deployment is current, then node, relayer and API as
-    child processes of `supervisor`. Returns once all answer.
+    transaction), deploy unless the recorded deployment is current, then the node and, once it answers, the
+    relayer and the API, as child processes of `supervisor`. Returns once all answer.
 
     With a `public_url` (a phone's way to this machine) the scan API listens on every interface and
     its links and QR codes use that URL; without one it listens on 127.0.0.1 only."""
@@ -156,6 +156,11 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
             "WAYMARK_NODE_MAX_BATCH_DELAY": "0.5",
             **documents,
         }),
+    )
+    # The node creates and migrates the database before it answers; the relayer and the API open
+    # that database (the API refuses a missing one rather than create an empty file), so they
+    # start once the node is up.
+    supervisor.start(
         _service("relayer", root, ["escrow", "relayer", "run", "--port", str(ports.relayer), "--db", db, *chain], ports.relayer, {
             "WAYMARK_RELAYER_DEVNET_ACCOUNT": str(RELAYER_ACCOUNT),
             "WAYMARK_RELAYER_SWEEP_INTERVAL": "0.5",
