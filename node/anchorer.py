@@ -10,6 +10,10 @@ Crash safety rests on three facts:
 3. Whatever state a batch is in, the chain says what happened to it: `anchorOfOrganisation(root, own org)`
    (another organisation's anchor of the same root is not ours).
 
+Only events this node captured are ever pending, and capture takes only events of the node's own
+organisation and of those it hosts (node.network.scope): batches imported from other members'
+nodes arrive anchored and are never re-checked or re-sent here. The account must hold ANCHORER.
+
 So a restarted anchorer (after a SIGKILL at any instant) first lets the transactions its
 predecessor left in the node's pool be mined (bounded wait), then takes every batch that is not
 known to be anchored, asks the chain, and either records where it was anchored or sends it.
@@ -45,6 +49,7 @@ from web3.exceptions import BlockNotFound
 from node.chain.client import ChainClient, SentTransaction
 from node.chain.errors import ContractRevert
 from node.db import Batch, Database, Event
+from node.db.models import NetworkBatch
 from node.errors import WaymarkError
 from node.provenance.merkle import build_tree
 
@@ -67,6 +72,15 @@ class AnchorerAlreadyRunning(AnchorerError):
 class NotAnAttester(AnchorerError):
     def __init__(self, account: str) -> None:
         super().__init__(f"{account} cannot anchor: it is not an account of an Active organisation with an attesting role")
+
+
+class NotAnAnchorer(AnchorerError):
+    def __init__(self, account: str) -> None:
+        super().__init__(f"{account} cannot anchor: it does not hold the ANCHORER role (granted by a vote of the consortium)")
+
+
+# The registry's refusals of an anchor transaction that no retry can fix.
+_REFUSED_ACCOUNT = {"ProvenanceNotAttester": NotAnAttester, "ProvenanceNotAnchorer": NotAnAnchorer}
 
 
 @dataclass(frozen=True)
@@ -302,7 +316,8 @@ class Anchorer:
         """Record the batch if the chain has it, else send its anchor transaction (not waiting)."""
         if self._settle_from_chain(batch_id, root):
             return
-        uri = f"{self.uri_prefix}0x{root.hex()}" if self.uri_prefix else ""
+        # where the batch bundle is served (node/network/BUNDLE.md): <public url>/batches/<root>/bundle
+        uri = f"{self.uri_prefix}0x{root.hex()}/bundle" if self.uri_prefix else ""
         with self.db.connect(write=True) as conn:
             conn.execute(update(Batch).where(Batch.id == batch_id).values(sends=Batch.sends + 1))
         try:
@@ -310,8 +325,8 @@ class Anchorer:
         except ContractRevert as revert:
             if revert.error_name == "ProvenanceRootExists" and self._settle_from_chain(batch_id, root):
                 return  # a copy sent before a crash got there first
-            if revert.error_name == "ProvenanceNotAttester":
-                raise NotAnAttester(self.account.address) from None
+            if revert.error_name in _REFUSED_ACCOUNT:
+                raise _REFUSED_ACCOUNT[revert.error_name](self.account.address) from None
             raise
         sent = self.client.send_nowait(tx, self.account)
         self._in_flight[batch_id] = _InFlight(batch_id, root, count, sent)
@@ -337,8 +352,8 @@ class Anchorer:
             if isinstance(failure, ContractRevert) and failure.error_name == "ProvenanceRootExists" \
                     and self._settle_from_chain(batch_id, flight.root):
                 continue  # a copy sent earlier (before a crash or a replacement) got there first
-            if isinstance(failure, ContractRevert) and failure.error_name == "ProvenanceNotAttester":
-                raise NotAnAttester(self.account.address)
+            if isinstance(failure, ContractRevert) and failure.error_name in _REFUSED_ACCOUNT:
+                raise _REFUSED_ACCOUNT[failure.error_name](self.account.address)
             raise failure  # the batch stays prepared: the next round asks the chain and sends it again
         return settled
 
@@ -393,7 +408,7 @@ class Anchorer:
         with self.db.session() as s:
             rows = s.execute(
                 select(Batch.id, Batch.root, Batch.status, Batch.block_number, Batch.block_hash)
-                .where(Batch.status.in_((ANCHORED, CONFIRMED)))
+                .where(Batch.status.in_((ANCHORED, CONFIRMED)), Batch.root.not_in(select(NetworkBatch.root)))  # imported: not ours to re-send
                 .order_by(Batch.block_number.desc(), Batch.id.desc())
             ).all()
         if not rows:

@@ -109,9 +109,9 @@ def stream_bundle(db: Database, batch_id: int, header: BundleHeader) -> Iterator
         for leaf, digest, signer, signature, body in rows:
             parts.append(
                 b'{"leaf":%d,"eventId":"%s","attester":"%s","signature":"0x%s","event":%s}\n'
-                % (leaf, hash_from_digest(bytes(digest)).encode(), signer.encode(), bytes(signature).hex().encode(), body.encode())
+                % (int(leaf or 0), hash_from_digest(bytes(digest)).encode(), signer.encode(), bytes(signature).hex().encode(), body.encode())
             )
-        last = int(rows[-1][0])
+        last = int(rows[-1][0] or 0)
         yield gz.compress(b"".join(parts))
     yield gz.flush()
 
