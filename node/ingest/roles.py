@@ -243,6 +243,11 @@ class RoleMirror:
         self.refresh()
         return self._state.host_of_at(org_id, at)
 
+    def snapshot(self) -> RoleState:
+        """The history as now read (a picklable Registry, for checks run in worker processes)."""
+        self.refresh()
+        return self._state
+
     def max_reporting_delay_at(self, at: int) -> int | None:
         self.refresh()
         return self._state.max_reporting_delay_at(at)

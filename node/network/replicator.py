@@ -36,8 +36,9 @@ from node.db.upsert import insert_ignore, upsert
 from node.ingest.capture import CheckedEvent
 from node.ingest.roles import RoleMirror
 from node.network.directory import Directory
-from node.network.verify import Anchor, Refusal, VerifiedBatch, verify_bundle
+from node.network.verify import Refusal, VerifiedBatch, verify_bundle
 from node.provenance.attestation import AttestationDomain
+from node.verification import Anchor
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class Replicator:
         self.http = httpx.Client(timeout=settings.fetch_timeout, follow_redirects=False)
         self._fetchers = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="replicator")
         self._holders_read_at = -1e9
+        self._chain_time = 0
 
     def close(self) -> None:
         self._fetchers.shutdown(wait=True, cancel_futures=True)
@@ -216,6 +218,7 @@ class Replicator:
         if not due:
             return 0
         self.roles.refresh(force=True)  # roles granted moments ago are in the history the checks read
+        self._chain_time = int(self.roles.w3.eth.get_block("latest")["timestamp"])
         return sum(self._fetchers.map(self.replicate, due))
 
     def sources(self, batch: NetworkBatch) -> list[str]:
@@ -230,7 +233,7 @@ class Replicator:
 
     def replicate(self, batch: NetworkBatch) -> int:
         """Try every source once; import the first bundle that verifies. 1 if imported."""
-        anchor = Anchor(batch.root, batch.org_id, batch.event_count, batch.block_time)
+        anchor = Anchor(batch.root, batch.org_id, batch.block_number, batch.block_time, batch.event_count)
         errors = []
         for url in self.sources(batch):
             try:
@@ -238,8 +241,11 @@ class Replicator:
             except FetchFailed as exc:
                 errors.append(f"{url}: {exc}")
                 continue
-            result = verify_bundle(raw, anchor, domain=self.domain, roles=self.roles,
-                                   host_of_at=self.directory.host_of_at, executor=self.executor)
+            now = max(self._chain_time, batch.block_time)
+            if self.executor is not None:  # the registry's history goes along: the check is a pure function
+                result = self.executor.submit(verify_bundle, raw, anchor, self.domain, self.roles.snapshot(), now).result()
+            else:
+                result = verify_bundle(raw, anchor, self.domain, self.roles, now)
             if isinstance(result, Refusal):
                 self._refused(batch.root, url, result)
                 errors.append(f"{url}: refused: {result}")
