@@ -99,7 +99,7 @@ def _passport(db: Database, chain: ChainClient, deployment: Deployment, unit: Un
     builder = PassportBuilder(db, ChainView(chain, deployment), resolver_url="https://id.example", browser_rpc_url="http://rpc.example")
     core = builder.build(unit)
     assert core is not None
-    return dict(core.body)
+    return {**core.body, "reasons": list(core.reasons)}
 
 
 def _commissioning(start: int, n: int, prefix: str) -> list[tuple[dict[str, Any], LocalAccount]]:
