@@ -22,17 +22,18 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.db import Batch, Database, Event
 from node.devnet.anvil import AnvilProcess
-from node.devnet.consortium import demo_consortium
+from node.devnet.consortium import demo_consortium, demo_member, demo_org_id
 from node.passport import ChainView, PassportBuilder
 from node.provenance import epcis
 from node.provenance.gs1 import UnitId
 from tests.network.harness import NodeProcess, free_ports, node_env, postgres_database, wait_for
 from tests.network.proxy import BundleProxy
 from tests.network.serve import serving
-from tests.node.story import CARRIER, CUSTOMS, GTIN, MANUFACTURER, capture_document, iso, lot_story, story_events
+from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, capture_document, iso, lot_story, story_events
 
-ORG = {"manufacturer": 1, "carrier": 3, "customs": 4}
-ACCOUNT = {"manufacturer": 1, "carrier": 3, "customs": 4}
+ORG = {name: demo_org_id(name) for name in ("manufacturer", "carrier", "customs")}
+# each node anchors from its organisation's dedicated anchor account (it holds ANCHORER)
+ACCOUNT = {name: int(demo_member(name).anchor_account_index or 0) for name in ORG}
 
 
 @pytest.fixture
@@ -119,13 +120,14 @@ def test_each_organisations_events_appear_on_every_node_with_equal_passports(
     customs = network.add("customs")
     story = lot_story(_now(chain))
     events = story_events(story)
-    own = {name: [e for e in events if e[1].address == signer.address] for name, signer in
-           (("manufacturer", MANUFACTURER), ("carrier", CARRIER), ("customs", CUSTOMS))}
+    # the inspector runs no node: the manufacturer's node hosts it (registry hostOf)
+    own = {name: [e for e in events if e[1].address in {s.address for s in signers}] for name, signers in
+           (("manufacturer", (MANUFACTURER, INSPECTOR)), ("carrier", (CARRIER,)), ("customs", (CUSTOMS,)))}
 
-    # a node takes in only its own organisation's events, and says where the others belong
+    # a node takes in only its own organisation's events and its hosted ones, and says where the others belong
     refused = manufacturer.post("/capture", orjson.dumps(capture_document(own["carrier"], _domain(chain, deployment))))
     assert refused.status_code == 403 and refused.json()["code"] == "wrong_node", refused.text
-    assert "organisation 3" in refused.json()["message"]
+    assert f"organisation {ORG['carrier']}" in refused.json()["message"] and carrier.url in refused.json()["message"]
 
     ids = {name: _capture(network.nodes[name], own[name], chain, deployment) for name in own}
     every = [i for name in ids for i in ids[name]]
@@ -142,18 +144,15 @@ def test_each_organisations_events_appear_on_every_node_with_equal_passports(
         found = [_passport(dbs[name], chain, deployment, unit) for name in ("manufacturer", "carrier", "customs")]
         return found if all(p["network"]["holders"] and {h["nodes"] for h in p["network"]["holders"]} == {3} for p in found) else None
 
-    # holder counts converge once every node has read the others' held feeds (needs the directory)
-    if _directory_available(chain, deployment):
-        found = wait_for("every node holds every event, by every node's count", passports, timeout=60)
-    else:
-        found = [_passport(dbs[name], chain, deployment, unit) for name in ("manufacturer", "carrier", "customs")]
+    # holder counts converge once every node has read the others' held feeds (peers from the directory)
+    found = wait_for("every node holds every event, by every node's count", passports, timeout=60)
     # per node: when it checked the signature itself (capture or import); everything else is the same
     bare = [orjson.loads(re.sub(rb" \(checked when this node accepted it[^)]*\)", b"", orjson.dumps(
         {k: v for k, v in p.items() if k not in ("generatedAt", "network")}))) for p in found]
     assert bare[0] == bare[1] == bare[2], _diff(bare[0], bare[1]) + _diff(bare[0], bare[2])
     # the unit's timeline on each node carries each organisation's events, wherever they were anchored
     signers = {t["verification"]["signer"] for t in found[1]["timeline"]}
-    assert signers == {MANUFACTURER.address, CARRIER.address, CUSTOMS.address}
+    assert signers == {MANUFACTURER.address, INSPECTOR.address, CARRIER.address, CUSTOMS.address}
 
     for name, db in dbs.items():
         report = audit_database(chain, deployment, db, workers=1)
@@ -164,12 +163,6 @@ def _domain(chain: ChainClient, deployment: Deployment) -> Any:
     from node.provenance.attestation import AttestationDomain
 
     return AttestationDomain(chain.chain_id, deployment.address("ProvenanceRegistry"))
-
-
-def _directory_available(chain: ChainClient, deployment: Deployment) -> bool:
-    from node.network.directory import Directory
-
-    return bool(Directory(chain.w3, deployment.address("ConsortiumRegistry")).peers(None))
 
 
 def _network_status(node: NodeProcess) -> dict[str, Any]:
