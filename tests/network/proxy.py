@@ -31,8 +31,9 @@ class BundleProxy:
         return Response(body, status_code=status, headers=headers)
 
 
-def altered(raw: bytes, line: int = 2) -> bytes:
-    """The bundle with the event of one leaf (line 2: leaf 0) changed: its readPoint moved."""
+def altered(raw: bytes, leaf_index: int = 0) -> bytes:
+    """The bundle with the event of one leaf changed: its readPoint moved."""
+    line = leaf_index + 1  # after the header
     lines = gzip.decompress(raw).split(b"\n")
     leaf = orjson.loads(lines[line])
     leaf["event"]["readPoint"] = {"id": "urn:epc:id:sgln:9521234.00000.1"}

@@ -21,6 +21,7 @@ from node.audit.verify import audit_database
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.db import Batch, Database, Event
+from node.db.models import NetworkBatch, NetworkFailure
 from node.devnet.anvil import AnvilProcess
 from node.devnet.consortium import demo_consortium, demo_member, demo_org_id
 from node.passport import ChainView, PassportBuilder
@@ -237,3 +238,30 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         return [d for i, (x, y) in enumerate(zip(a, b)) for d in _diff(x, y, f"{path}[{i}]")]
     return [] if a == b else [f"{path}: {a!r} != {b!r}"[:300]]
+
+
+def test_a_peer_serving_an_altered_bundle_is_refused_and_the_good_copy_is_imported_from_another(
+    network: Network, chain: ChainClient, deployments: tuple[Path, Deployment]
+) -> None:
+    deployment = deployments[1]
+    port = free_ports(1)[0]
+    proxy = BundleProxy(f"http://127.0.0.1:{port}")
+    with serving(proxy.app) as public:
+        # the manufacturer's node is reached (on-chain uri, directory) through a proxy that will alter its bundles
+        manufacturer = network.add("manufacturer", port=port, public_url=public)
+        carrier = network.add("carrier")
+        ids = _capture(manufacturer, _commissioning(_now(chain), 4, "T"), chain, deployment)
+        wait_for("the carrier holds the batch", lambda: _anchored_on(carrier, ids), timeout=90)
+
+        proxy.mode = "tamper"
+        customs = network.add("customs")
+        wait_for("customs imports the good copy", lambda: _anchored_on(customs, ids), timeout=90)
+    db = network.database("customs")
+    with db.session() as s:
+        failures = s.scalars(select(NetworkFailure).order_by(NetworkFailure.id)).all()
+        imported = s.scalars(select(NetworkBatch)).one()
+        stored = set(s.scalars(select(Event.body)))
+    assert failures, "the altered bundle was not refused"
+    assert {(f.source.split("/batches/")[0], f.event_id, f.check) for f in failures} == {(public, ids[0], "event_hash")}
+    assert imported.state == "held" and imported.source == f"{carrier.url}/batches/0x{imported.root.hex()}/bundle"
+    assert not any("9521234.00000.1" in body for body in stored)  # nothing of the altered copy was stored
