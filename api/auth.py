@@ -96,17 +96,18 @@ class RequestVerifier:
         self._lock = threading.Lock()
 
     def verify(self, method: str, path: str, body: bytes, headers: dict[str, str], *, write: bool) -> SignedBy:
+        account_text = headers.get(ACCOUNT_HEADER)
+        timestamp_text = headers.get(TIMESTAMP_HEADER)
+        signature_text = headers.get(SIGNATURE_HEADER)
         audience = headers.get(AUDIENCE_HEADER, "")
+        if not account_text or not timestamp_text or not signature_text or not audience:
+            missing = [h for h, v in ((ACCOUNT_HEADER, account_text), (TIMESTAMP_HEADER, timestamp_text),
+                                      (SIGNATURE_HEADER, signature_text), (AUDIENCE_HEADER, audience)) if not v]
+            raise Unauthenticated(f"missing header(s) {', '.join(missing)}", missing[0])
         try:
             check_audience(audience, self.audience)
         except WrongAudience as error:
             raise Unauthenticated(str(error), AUDIENCE_HEADER) from None
-        account_text = headers.get(ACCOUNT_HEADER)
-        timestamp_text = headers.get(TIMESTAMP_HEADER)
-        signature_text = headers.get(SIGNATURE_HEADER)
-        if not account_text or not timestamp_text or not signature_text:
-            missing = [h for h, v in ((ACCOUNT_HEADER, account_text), (TIMESTAMP_HEADER, timestamp_text), (SIGNATURE_HEADER, signature_text)) if not v]
-            raise Unauthenticated(f"missing header(s) {', '.join(missing)}", missing[0])
         try:
             account = to_checksum_address(account_text.strip())
         except ValueError:
