@@ -410,10 +410,3 @@ def replication_status(db: Database, chain_id: int) -> dict[str, Any]:
                       "since": w.withheld_since_ms} for w in withheld],
         "refusedBundles": refused,
     }
-
-
-def failures_of(db: Database, root: bytes) -> list[dict[str, Any]]:
-    """The refused bundles of a batch: source, event, check, reason."""
-    with db.session() as s:
-        rows = s.scalars(select(NetworkFailure).where(NetworkFailure.root == root).order_by(NetworkFailure.id)).all()
-    return [{"source": r.source, "eventId": r.event_id, "check": r.check, "reason": r.reason} for r in rows]
