@@ -77,7 +77,7 @@ def _capture_problem(exc: CaptureError) -> tuple[int, dict[str, Any]]:
     members (RFC 7807 3.2): `field`, its path as the node writes it everywhere
     (`epcisBody.eventList[3].epcList[0]`), and `pointer`, the same as a JSON pointer; the rule
     broken is in `detail`."""
-    status = {"bad_signature": 401, "missing_role": 403, "too_large": 413}.get(exc.code, 400)
+    status = {"bad_signature": 401, "missing_role": 403, "wrong_node": 403, "too_large": 413}.get(exc.code, 400)
     kind = {401: "SecurityException", 403: "SecurityException", 413: "CaptureLimitExceededException"}.get(status, "ValidationException")
     body = _problem_body(status, kind, type(exc).__name__, str(exc))
     field = getattr(exc, "field", None)
