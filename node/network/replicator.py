@@ -183,7 +183,7 @@ class Replicator:
             try:
                 while True:
                     response = self.http.get(f"{peer.url}/batches/held", params={"after": after, "limit": 5000},
-                                             timeout=min(5.0, self.settings.fetch_timeout))
+                                             timeout=min(2.0, self.settings.fetch_timeout))
                     if response.status_code != 200:
                         break
                     page = response.json()
