@@ -35,7 +35,6 @@ import ctypes
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -193,7 +192,7 @@ def offer(node: Node, documents: list[bytes], rate: float, errors: list[str]) ->
                 errors.append(f"{node.name}: {response.status_code} {response.text[:200]}")
 
 
-def percentile(values: list[float], p: float) -> float:
+def percentile(values: list[int], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
 
@@ -209,7 +208,7 @@ def anchored_batches(db: Database) -> dict[bytes, tuple[int, int]]:
 def imported(db: Database) -> dict[bytes, int]:
     with db.session() as s:
         rows = s.execute(select(NetworkBatch.root, NetworkBatch.imported_at_ms).where(NetworkBatch.state == "held")).all()
-    return {bytes(r): int(t) for r, t in rows}
+    return {bytes(r): int(t or 0) for r, t in rows}
 
 
 def wait_until(what: str, probe: Any, timeout: float, interval: float = 0.5) -> None:

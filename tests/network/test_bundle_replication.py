@@ -17,7 +17,7 @@ from node.app import create_app
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Batch, Database, Event
-from node.db.models import NetworkBatch, NetworkFailure
+from node.db.models import NetworkBatch
 from node.devnet.anvil import AnvilProcess
 from node.indexer import Indexer
 from node.network.bundle import MEDIA_TYPE, read_bundle
@@ -28,7 +28,8 @@ from node.service import NodeRuntime, build_anchorer, build_capture, build_index
 from node.verification import Anchor
 from tests.network.conftest import node_runtime
 from tests.network.serve import serving
-from tests.node.story import MANUFACTURER, UnitId, capture_document, iso
+from node.provenance.gs1 import UnitId
+from tests.node.story import MANUFACTURER, capture_document, iso
 
 GTIN = "09521234543213"
 

@@ -6,6 +6,7 @@ after the timeout, is reported so by health and the audit, and is imported once 
 from __future__ import annotations
 
 import re
+from functools import partial
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -133,7 +134,7 @@ def test_each_organisations_events_appear_on_every_node_with_equal_passports(
     ids = {name: _capture(network.nodes[name], own[name], chain, deployment) for name in own}
     every = [i for name in ids for i in ids[name]]
     for node in (manufacturer, carrier, customs):
-        wait_for(f"every event on {node.name}", lambda node=node: _anchored_on(node, every), timeout=90)
+        wait_for(f"every event on {node.name}", partial(_anchored_on, node, every), timeout=90)
     for node in (manufacturer, carrier, customs):
         proofs = [node.get(f"/events/{quote(i, safe='')}/proof").json() for i in every]
         assert proofs == [manufacturer.get(f"/events/{quote(i, safe='')}/proof").json() for i in every]
