@@ -74,15 +74,17 @@ def test_node_urls_anchor_accounts_keys_and_hosts_are_read_and_passed_to_the_con
         {"name": "Maker", "country": "VN", "account": ACCOUNTS[0], "roles": ["MANUFACTURER"],
          "nodeUrl": "https://node.maker.example", "anchorAccounts": [ACCOUNTS[2]], "encryptionKey": key},
         {"name": "Courier", "country": "NL", "account": ACCOUNTS[1], "roles": ["CARRIER"], "hostedBy": "Maker"},
+        {"name": "Customs", "country": "NL", "account": ACCOUNTS[3], "roles": ["CUSTOMS"], "anchorAccounts": [ACCOUNTS[3][:-2] + "ff"]},
     ]
     spec = load_consortium(write(tmp_path, members=members, threshold=1, maxReportingDelay=3600,
                                  verifierBundleHash="0x" + "22" * 32))
-    maker, courier = spec.members
+    maker, courier, customs = spec.members
+    assert customs.roles == ("CUSTOMS", "ANCHORER")  # anchor accounts: it will run a node, its URL published later
     assert maker.roles == ("MANUFACTURER", "ANCHORER")  # a member that runs a node anchors from the start
     assert courier.roles == ("CARRIER",) and courier.host == 1 and maker.host == 0
     assert spec.founding_members()[0][6:] == ([to_checksum_address(ACCOUNTS[2])], "https://node.maker.example", bytes.fromhex("11" * 32), 0)
     assert spec.founding_members()[1][6:] == ([], "", b"\0" * 32, 1)
-    assert spec.constructor_args()[1:] == [5_000, 3600, bytes.fromhex("22" * 32)]
+    assert spec.constructor_args()[1:] == [3_333, 3600, bytes.fromhex("22" * 32)]
 
 
 def test_the_reporting_delay_defaults_to_seven_days(tmp_path: Path) -> None:
