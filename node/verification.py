@@ -105,6 +105,9 @@ class Outcome:
     check: Check
     status: OutcomeStatus
     detail: str
+    found: str = ""
+    """For a failed event_hash or signature check: what was found instead (the id the body hashes
+    to, 0x-hex; the account the signature recovers to)."""
 
     def to_json(self) -> dict[str, str]:
         return {"name": self.check.value, "status": self.status, "detail": self.detail}
@@ -229,8 +232,8 @@ def check_event_hash(event: Mapping[str, Any], claimed: bytes) -> tuple[Outcome,
     except Exception as exc:  # noqa: BLE001 - a tampered body may break the hashing itself
         return Outcome(Check.EVENT_HASH, "failed", f"the event cannot be hashed: {exc}"), None
     if digest != claimed:
-        return Outcome(Check.EVENT_HASH, "failed",
-                       f"the event hashes to {hash_from_digest(digest)}, not to its id {_id(claimed)}"), digest
+        return Outcome(Check.EVENT_HASH, "failed", f"the event hashes to {hash_from_digest(digest)}, not to its id "
+                                                   f"{_id(claimed)}", "0x" + digest.hex()), digest
     return Outcome(Check.EVENT_HASH, "passed", f"the event hashes to its id {hash_from_digest(digest)}"), digest
 
 
@@ -279,8 +282,8 @@ def check_signature(domain: AttestationDomain, digest: bytes, event: Mapping[str
         return Outcome(Check.SIGNATURE, "failed", f"the signature does not verify: {recovered20}"), None, event_time
     recovered = to_checksum_address(recovered20)
     if recovered.lower() != attester.lower():
-        return (Outcome(Check.SIGNATURE, "failed", f"the signature recovers to {recovered}, not to the attester {attester}"),
-                recovered, event_time)
+        return (Outcome(Check.SIGNATURE, "failed", f"the signature recovers to {recovered}, not to the attester {attester}",
+                        recovered), recovered, event_time)
     return Outcome(Check.SIGNATURE, "passed", f"EIP-712 signature by {recovered}"), recovered, event_time
 
 

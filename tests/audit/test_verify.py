@@ -12,7 +12,7 @@ from node.db import Batch, Event, EventEpc
 from node.escrow import State
 from node.escrow.signing import sign_customs_return
 from node.provenance import epcis
-from node.provenance.event_hash import event_hash, hash_from_digest
+from node.provenance.event_hash import event_hash, hash_from_digest, record_digest
 from node.provenance.gs1 import UnitId
 from node.relayer import Kind, Relayer, SignatureIn
 from node.service import build_capture
@@ -42,7 +42,7 @@ def test_an_honest_history_has_no_discrepancies(world: World, workers: int) -> N
     report = run(world, workers)
     assert report.ok, [d.to_json() for d in report.discrepancies]
     checked = report.checked
-    assert (checked.events, checked.pending_events, checked.batches, checked.anchored_roots) == (24, 0, 2, 2)
+    assert (checked.events, checked.pending_events, checked.batches, checked.anchored_roots) == (24, 0, 8, 8)
     assert checked.escrow_orders == 2 and checked.escrow_transitions >= 8 and checked.escrow_signatures == 6
     assert checked.registry_changes > 0
     assert report.by_kind() == {k.value: 0 for k in DiscrepancyKind}
@@ -54,9 +54,10 @@ def test_a_batch_of_one_event_whose_proof_is_empty_audits_clean(world: World) ->
     now = int(world.chain.w3.eth.get_block("latest")["timestamp"])
     lone = epcis.object_event(epcs=[UnitId(GTIN, "LONE1", "LOT1")], action="OBSERVE", event_time=iso(now + 300),
                               biz_step="inspecting")
-    capture_and_anchor(world.runtime, capture_document([(lone, INSPECTOR)], world.runtime.domain))
+    capture_and_anchor(world.runtime, [(lone, INSPECTOR)])
     with world.db.session() as s:
-        (batch,) = s.scalars(select(Batch).where(Batch.event_count == 1)).all()
+        batch = s.scalar(select(Batch).join(Event, Event.batch_id == Batch.id).where(Event.digest == record_digest(lone)))
+        assert batch is not None and batch.event_count == 1
         assert s.scalar(select(Event.proof).where(Event.batch_id == batch.id)) == b""
     report = run(world)
     assert report.ok, [d.to_json() for d in report.discrepancies]
@@ -107,14 +108,14 @@ def test_an_event_signed_by_an_account_without_the_role_is_reported(world: World
     # An inspector attests a shipment: ingest would refuse it; it is stored past the role check.
     event = epcis.object_event(epcs=[UnitId(GTIN, f"R{now}", "LOT9")], action="OBSERVE", event_time=iso(now + 1),
                                biz_step="shipping")
-    capture_and_anchor(world.runtime, capture_document([(event, INSPECTOR)], world.runtime.domain), check_roles=False)
+    capture_and_anchor(world.runtime, [(event, INSPECTOR)], check_roles=False)
     report = run(world)
     assert only(report) == (DiscrepancyKind.SIGNER_LACKED_ROLE, event_hash(event))
     assert report.discrepancies[0].objects["signer"] == INSPECTOR.address
 
 
 def test_an_event_whose_proof_was_altered_is_never_anchored_and_its_root_still_rebuilds(world: World) -> None:
-    event_id, digest = an_event(world, 2)
+    event_id, digest = an_event(world, 0)  # the manufacturer's first event: its batch holds two
     with world.db.write() as s:
         proof = bytearray(s.execute(select(Event.proof).where(Event.id == event_id)).scalar_one() or b"")
         proof[0] ^= 0xFF
