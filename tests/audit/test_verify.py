@@ -15,6 +15,8 @@ from node.provenance import epcis
 from node.provenance.event_hash import event_hash, hash_from_digest, record_digest
 from node.provenance.gs1 import UnitId
 from node.relayer import Kind, Relayer, SignatureIn
+from node.devnet.anvil import AnvilControl
+from node.registry import RegistryClient
 from node.service import build_capture
 from tests.audit.conftest import World, capture_and_anchor
 from tests.node.escrow_env import DAY, member
@@ -123,7 +125,7 @@ def test_an_event_whose_proof_was_altered_is_never_anchored_and_its_root_still_r
     assert only(run(world)) == (DiscrepancyKind.EVENT_NEVER_ANCHORED, hash_from_digest(digest))
 
 
-def test_an_event_left_unanchored_past_the_grace_period_is_reported_and_a_young_one_is_pending(world: World) -> None:
+def test_an_unanchored_event_is_pending_inside_its_reporting_delay_and_never_anchored_past_it(world: World) -> None:
     now = int(world.chain.w3.eth.get_block("latest")["timestamp"])
     event = epcis.object_event(epcs=[UnitId(GTIN, f"P{now}", "LOT9")], action="OBSERVE", event_time=iso(now + 1),
                                biz_step="shipping")
@@ -131,7 +133,16 @@ def test_an_event_left_unanchored_past_the_grace_period_is_reported_and_a_young_
     capture.store(capture.check(orjson.dumps(capture_document([(event, CARRIER)], world.runtime.domain))))
     young = run(world)
     assert young.ok and young.checked.pending_events == 1
-    assert only(run(world, pending_grace_s=0)) == (DiscrepancyKind.EVENT_NEVER_ANCHORED, event_hash(event))
+    # The chain's time, not the auditor's clock or the node's receipt time, decides: past the delay it is never anchored.
+    delay = RegistryClient(world.chain, world.deployment).max_reporting_delay_at(now + 1)
+    control = AnvilControl(world.chain.rpc_url)
+    control.set_next_block_timestamp(now + 1 + delay)
+    control.mine()
+    assert run(world).checked.pending_events == 1  # exactly at the delay: still pending
+    control.mine()  # one second later
+    report = run(world)
+    assert only(report) == (DiscrepancyKind.EVENT_NEVER_ANCHORED, event_hash(event))
+    assert report.checked.pending_events == 0
 
 
 # ---- roots -----------------------------------------------------------------------------------
