@@ -16,11 +16,11 @@ from node.provenance.event_hash import event_hash, hash_from_digest, record_dige
 from node.provenance.gs1 import UnitId
 from node.relayer import Kind, Relayer, SignatureIn
 from node.devnet.anvil import AnvilControl
-from node.registry import RegistryClient
-from node.service import build_capture
+from node.registry import ProposalKind, RegistryClient, role_data
+from node.service import build_anchorer, build_capture
 from tests.audit.conftest import World, capture_and_anchor
 from tests.node.escrow_env import DAY, member
-from tests.node.story import CARRIER, GTIN, INSPECTOR, capture_document, iso
+from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, capture_document, iso
 
 
 def run(world: World, workers: int = 1, **kw: object) -> AuditReport:
@@ -142,6 +142,27 @@ def test_an_unanchored_event_is_pending_inside_its_reporting_delay_and_never_anc
     control.mine()  # one second later
     report = run(world)
     assert only(report) == (DiscrepancyKind.EVENT_NEVER_ANCHORED, event_hash(event))
+    assert report.checked.pending_events == 0
+
+
+def test_an_event_anchored_past_its_delay_after_its_signer_lost_the_role_is_marked_late_and_signer_revoked(world: World) -> None:
+    """A carrier key signs a shipment dated while it held CARRIER; the batch is anchored only after
+    the maximum reporting delay, and after the consortium revoked CARRIER: accepted, but both marks."""
+    now = int(world.chain.w3.eth.get_block("latest")["timestamp"])
+    event = epcis.object_event(epcs=[UnitId(GTIN, f"B{now}", "LOT9")], action="OBSERVE", event_time=iso(now + 1),
+                               biz_step="shipping")
+    capture = build_capture(world.runtime)
+    capture.store(capture.check(orjson.dumps(capture_document([(event, CARRIER)], world.runtime.domain))))
+    registry = RegistryClient(world.chain, world.deployment)
+    control = AnvilControl(world.chain.rpc_url)
+    control.set_next_block_timestamp(now + 2 + registry.max_reporting_delay_at(now + 1))
+    control.mine()
+    proposal = registry.propose(ProposalKind.REVOKE_ROLE, role_data(3, "CARRIER"), MANUFACTURER)
+    assert any(registry.vote(proposal, voter) for voter in (INSPECTOR, CARRIER, CUSTOMS))
+    build_anchorer(world.runtime, CARRIER).drain()  # the carrier organisation still holds ANCHORER
+    report = run(world)
+    found = sorted((d.kind, d.subject) for d in report.discrepancies)
+    assert found == [(DiscrepancyKind.LATE, event_hash(event)), (DiscrepancyKind.SIGNER_REVOKED, event_hash(event))]
     assert report.checked.pending_events == 0
 
 
