@@ -426,7 +426,23 @@ def verify_event(
 ) -> Verification:
     """Every check of one event, in order, and its marks (see the module docstring)."""
     done, attested = verify_attestation(domain, event, event_id, attester, signature, registry, recorded=recorded)
-    outcomes = list(done)
+    return verify_anchoring(event_id, done, attested, registry, inclusion, anchor_of, head, confirmations=confirmations)
+
+
+def verify_anchoring(
+    event_id: bytes,
+    attestation: tuple[Outcome, ...],
+    attested: Attested | None,
+    registry: Registry,
+    inclusion: Inclusion | None,
+    anchor_of: AnchorOf,
+    head: Head,
+    *,
+    confirmations: int = 0,
+) -> Verification:
+    """Checks 4-6 and the marks, after `verify_attestation` (whose result a caller may keep: it
+    depends on the event alone, and the registry's past)."""
+    outcomes = list(attestation)
     if attested is None:
         return Verification(event_id, Status.FAILED, tuple(outcomes))
     known: dict[str, Any] = {"signer": attested.signer, "signer_org": attested.org_id, "role": attested.role,

@@ -37,7 +37,7 @@ from node.settings import ChainSettings, DatabaseSettings
 from tests.api.world import register_product
 from tests.node.escrow_env import EscrowEnv, escrow_env, member
 from tests.audit.conftest import capture_and_anchor
-from tests.node.story import GTIN, LOT, MANUFACTURER, Story, lot_story, story_events
+from tests.node.story import GTIN, LOT, Story, lot_story, story_events
 
 LOT_B = "L2025-08"
 EMPTY_CONTAINER_DEPARTS = 10  # story_events index of the empty container's departure: no unit's history

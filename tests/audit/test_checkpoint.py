@@ -27,7 +27,7 @@ from node.audit.checkpoint import AuditCheckpoint
 from node.db import Event
 from node.devnet.anvil import AnvilControl
 from tests.audit.conftest import World, capture_and_anchor
-from tests.node.story import capture_document, lot_story, story_events
+from tests.node.story import lot_story, story_events
 
 
 def _checkpoint(world: World, auditor: LocalAccount, tmp_path: Path) -> SignedCheckpoint:
