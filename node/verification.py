@@ -293,12 +293,17 @@ def required_roles(event: Mapping[str, Any]) -> tuple[str, ...]:
     return roles_for_bizstep(step if isinstance(step, str) else None, event.get("@context"))
 
 
+def held_role(registry: Registry, account: str, roles: Iterable[str], at: int) -> str | None:
+    """The first of `roles` that `account` held at `at`, or None."""
+    return next((role for role in roles if registry.has_role_at(account, role, at)), None)
+
+
 def check_role(registry: Registry, account: str, event: Mapping[str, Any], event_time: int) -> tuple[Outcome, str | None]:
     """3. `account` held one of the bizStep's roles at the event time. Returns the outcome and the role."""
     roles = required_roles(event)
-    for role in roles:
-        if registry.has_role_at(account, role, event_time):
-            return Outcome(Check.ROLE, "passed", f"{account} held {role} at {event_time} (the event time)"), role
+    role = held_role(registry, account, roles, event_time)
+    if role is not None:
+        return Outcome(Check.ROLE, "passed", f"{account} held {role} at {event_time} (the event time)"), role
     return Outcome(Check.ROLE, "failed", f"{account} held none of {', '.join(roles)} at {event_time} (the event time)"), None
 
 
