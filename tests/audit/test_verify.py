@@ -3,6 +3,8 @@ each single tamper gives exactly one discrepancy, of the right kind, naming the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 from sqlalchemy import delete, select, text, update
@@ -11,6 +13,7 @@ from node.audit import AuditReport, DiscrepancyKind, audit_database
 from node.db import Batch, Event, EventEpc
 from node.escrow import State
 from node.escrow.signing import sign_customs_return
+from node.proofs import build_bundle
 from node.provenance import epcis
 from node.provenance.event_hash import event_hash, hash_from_digest, record_digest
 from node.provenance.gs1 import UnitId
@@ -64,6 +67,45 @@ def test_a_batch_of_one_event_whose_proof_is_empty_audits_clean(world: World) ->
     report = run(world)
     assert report.ok, [d.to_json() for d in report.discrepancies]
     assert report.checked.events == 25
+
+
+def test_waymark_audit_verify_and_waymark_node_verify_agree_on_an_event_alone_in_its_batch(world: World, tmp_path: Path) -> None:
+    """Both commands run node.verification: the lone event of a one-event batch (empty proof, its
+    leaf is the root) is verified by both, and the same edit of it fails both, by the same check."""
+    from typer.testing import CliRunner
+
+    from waymark.cmd_audit import app as audit_app
+    from waymark.cmd_node import app as node_app
+
+    now = int(world.chain.w3.eth.get_block("latest")["timestamp"])
+    lone = epcis.object_event(epcs=[UnitId(GTIN, "ALONE", "LOT1")], action="OBSERVE", event_time=iso(now + 300),
+                              biz_step="inspecting")
+    capture_and_anchor(world.runtime, [(lone, INSPECTOR)])
+    bundle = build_bundle(world.db, event_hash(lone), chain_id=world.chain.chain_id,
+                          registry_address=world.deployment.address("ProvenanceRegistry"))
+    assert bundle["merkle"]["proof"] == [] and bundle["merkle"]["batchSize"] == 1
+    chain = ["--rpc-url", world.chain.rpc_url, "--chain-id", str(world.chain.chain_id)]
+    audit_args = ["verify", *chain, "--deployment", str(tmp_path / "deployments" / f"{world.chain.chain_id}.json"),
+                  "--db", world.db.url.render_as_string(hide_password=False), "--workers", "1"]
+    runner = CliRunner()
+
+    (tmp_path / "lone.json").write_bytes(orjson.dumps(bundle))
+    by_node = runner.invoke(node_app, ["verify", str(tmp_path / "lone.json"), *chain])
+    by_audit = runner.invoke(audit_app, audit_args)
+    assert (by_node.exit_code, by_audit.exit_code) == (0, 0), by_node.output + by_audit.output
+    assert "verified" in by_node.output
+
+    edited = orjson.loads(orjson.dumps(bundle))
+    edited["event"]["readPoint"] = {"id": "urn:epc:id:sgln:9521234.54321.9"}
+    (tmp_path / "edited.json").write_bytes(orjson.dumps(edited))
+    with world.db.write() as s:
+        s.execute(update(Event).where(Event.digest == record_digest(lone)).values(body=orjson.dumps(edited["event"]).decode()))
+    by_node = runner.invoke(node_app, ["verify", str(tmp_path / "edited.json"), *chain])
+    by_audit = runner.invoke(audit_app, [*audit_args, "--json", str(tmp_path / "report.json")])
+    assert (by_node.exit_code, by_audit.exit_code) == (1, 6)
+    assert "hash_mismatch" in by_node.output
+    report = orjson.loads((tmp_path / "report.json").read_bytes())
+    assert [(d["kind"], d["subject"]) for d in report["discrepancies"]] == [("hash_mismatch", event_hash(lone))]
 
 
 # ---- events ----------------------------------------------------------------------------------
