@@ -33,7 +33,7 @@ from node.service import NodeRuntime, build_anchorer, build_capture
 from node.service_settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings
 from node.provenance import epcis
-from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, Story, capture_document, iso, lot_story
+from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, Story, by_anchoring_node, capture_document, iso, lot_story
 
 if TYPE_CHECKING:
     from api.settings import ApiSettings
@@ -118,11 +118,6 @@ def register_product(client: ChainClient, deployment: Deployment, gtin: str = GT
         client.transact(registry.functions.registerProduct(int(gtin), metadata_hash), sender=MANUFACTURER)
 
 
-ANCHORED_BY = {MANUFACTURER.address: MANUFACTURER, INSPECTOR.address: MANUFACTURER, CARRIER.address: CARRIER,
-               CUSTOMS.address: CUSTOMS}
-"""The account whose node anchors each signer's events (the demo consortium: the manufacturer hosts the inspector)."""
-
-
 def build_world(anvil: AnvilProcess, folder: Path, *, lots: dict[str, str] | None = None, lot_size: int = 4) -> World:
     """Deploy and populate. `lots` maps a lot name to genuine | pending | tampered."""
     lots = lots or {"genuine": "genuine", "pending": "pending", "tampered": "tampered"}
@@ -152,9 +147,9 @@ def build_world(anvil: AnvilProcess, folder: Path, *, lots: dict[str, str] | Non
             continue
         # Each organisation's events anchored by its own node (the inspector's by its host's, the
         # manufacturer's): node.verification counts no other organisation's anchor.
-        for signer in dict.fromkeys(s.address for _e, s in events):
-            capture.capture(orjson.dumps(capture_document([(e, s) for e, s in events if s.address == signer], runtime.domain)))
-            build_anchorer(runtime, ANCHORED_BY[signer]).drain()
+        for anchorer, group in by_anchoring_node(events):
+            capture.capture(orjson.dumps(capture_document(group, runtime.domain)))
+            build_anchorer(runtime, anchorer).drain()
     for name, kind in lots.items():
         if kind == "tampered":
             tamper(db, world.lots[name])
