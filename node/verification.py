@@ -105,6 +105,9 @@ class Outcome:
     check: Check
     status: OutcomeStatus
     detail: str
+    found: str = ""
+    """For a failed event_hash or signature check: what was found instead (the id the body hashes
+    to, 0x-hex; the account the signature recovers to)."""
 
     def to_json(self) -> dict[str, str]:
         return {"name": self.check.value, "status": self.status, "detail": self.detail}
@@ -229,8 +232,8 @@ def check_event_hash(event: Mapping[str, Any], claimed: bytes) -> tuple[Outcome,
     except Exception as exc:  # noqa: BLE001 - a tampered body may break the hashing itself
         return Outcome(Check.EVENT_HASH, "failed", f"the event cannot be hashed: {exc}"), None
     if digest != claimed:
-        return Outcome(Check.EVENT_HASH, "failed",
-                       f"the event hashes to {hash_from_digest(digest)}, not to its id {_id(claimed)}"), digest
+        return Outcome(Check.EVENT_HASH, "failed", f"the event hashes to {hash_from_digest(digest)}, not to its id "
+                                                   f"{_id(claimed)}", "0x" + digest.hex()), digest
     return Outcome(Check.EVENT_HASH, "passed", f"the event hashes to its id {hash_from_digest(digest)}"), digest
 
 
@@ -279,8 +282,8 @@ def check_signature(domain: AttestationDomain, digest: bytes, event: Mapping[str
         return Outcome(Check.SIGNATURE, "failed", f"the signature does not verify: {recovered20}"), None, event_time
     recovered = to_checksum_address(recovered20)
     if recovered.lower() != attester.lower():
-        return (Outcome(Check.SIGNATURE, "failed", f"the signature recovers to {recovered}, not to the attester {attester}"),
-                recovered, event_time)
+        return (Outcome(Check.SIGNATURE, "failed", f"the signature recovers to {recovered}, not to the attester {attester}",
+                        recovered), recovered, event_time)
     return Outcome(Check.SIGNATURE, "passed", f"EIP-712 signature by {recovered}"), recovered, event_time
 
 
@@ -290,12 +293,17 @@ def required_roles(event: Mapping[str, Any]) -> tuple[str, ...]:
     return roles_for_bizstep(step if isinstance(step, str) else None, event.get("@context"))
 
 
+def held_role(registry: Registry, account: str, roles: Iterable[str], at: int) -> str | None:
+    """The first of `roles` that `account` held at `at`, or None."""
+    return next((role for role in roles if registry.has_role_at(account, role, at)), None)
+
+
 def check_role(registry: Registry, account: str, event: Mapping[str, Any], event_time: int) -> tuple[Outcome, str | None]:
     """3. `account` held one of the bizStep's roles at the event time. Returns the outcome and the role."""
     roles = required_roles(event)
-    for role in roles:
-        if registry.has_role_at(account, role, event_time):
-            return Outcome(Check.ROLE, "passed", f"{account} held {role} at {event_time} (the event time)"), role
+    role = held_role(registry, account, roles, event_time)
+    if role is not None:
+        return Outcome(Check.ROLE, "passed", f"{account} held {role} at {event_time} (the event time)"), role
     return Outcome(Check.ROLE, "failed", f"{account} held none of {', '.join(roles)} at {event_time} (the event time)"), None
 
 
@@ -423,7 +431,23 @@ def verify_event(
 ) -> Verification:
     """Every check of one event, in order, and its marks (see the module docstring)."""
     done, attested = verify_attestation(domain, event, event_id, attester, signature, registry, recorded=recorded)
-    outcomes = list(done)
+    return verify_anchoring(event_id, done, attested, registry, inclusion, anchor_of, head, confirmations=confirmations)
+
+
+def verify_anchoring(
+    event_id: bytes,
+    attestation: tuple[Outcome, ...],
+    attested: Attested | None,
+    registry: Registry,
+    inclusion: Inclusion | None,
+    anchor_of: AnchorOf,
+    head: Head,
+    *,
+    confirmations: int = 0,
+) -> Verification:
+    """Checks 4-6 and the marks, after `verify_attestation` (whose result a caller may keep: it
+    depends on the event alone, and the registry's past)."""
+    outcomes = list(attestation)
     if attested is None:
         return Verification(event_id, Status.FAILED, tuple(outcomes))
     known: dict[str, Any] = {"signer": attested.signer, "signer_org": attested.org_id, "role": attested.role,

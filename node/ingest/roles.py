@@ -187,8 +187,10 @@ class RoleState:
         return int(history.at(at, 0)) if history else 0
 
     def max_reporting_delay_at(self, at: int) -> int | None:
-        delay = self.delay.at(at, None)
-        return None if delay is None else int(delay)
+        # As the contract: before the first setting (the deployment's), that setting applies.
+        if not self.delay.times:
+            return None
+        return int(self.delay.at(at, self.delay.values[0]))
 
 
 # Registry logs deeper than this under the head are no longer re-read (far beyond any reorg

@@ -483,7 +483,7 @@ def test_the_page_of_a_unit_with_40_events_ships_a_slim_passport_before_first_pa
     from node.service import build_anchorer, build_capture
     from node.provenance import epcis
     from tests.api.world import journey
-    from tests.node.story import LOT, capture_document, iso, lot_story, sscc
+    from tests.node.story import LOT, by_anchoring_node, capture_document, iso, lot_story, sscc
 
     start = int(world.client.w3.eth.get_block("latest")["timestamp"]) + 1
     # Serials and containers of its own: the world's lots were made from the same chain clock.
@@ -493,8 +493,9 @@ def test_the_page_of_a_unit_with_40_events_ships_a_slim_passport_before_first_pa
     reading = [(epcis.object_event(epcs=[story.pallet], action="OBSERVE", event_time=iso(start + 20 + i), biz_step="sensor_reporting",
                                    sensor_elements=[epcis.sensor_element([epcis.temperature(20 + i / 10, time=iso(start + 20 + i))], time=iso(start + 20 + i))]), CARRIER)
                for i in range(28)]
-    build_capture(world.runtime).capture(json.dumps(capture_document([*journey(story), *reading], world.runtime.domain)).encode())
-    build_anchorer(world.runtime, MANUFACTURER).drain()
+    for anchorer, group in by_anchoring_node([*journey(story), *reading]):  # each organisation's node anchors its own
+        build_capture(world.runtime).capture(json.dumps(capture_document(group, world.runtime.domain)).encode())
+        build_anchorer(world.runtime, anchorer).drain()
     unit = story.units[0]
     full = client.get(f"/api/v1/passport?uri={unit.canonical_uri}").content
     assert len(json.loads(full)["timeline"]) == 40

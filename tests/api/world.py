@@ -33,7 +33,7 @@ from node.service import NodeRuntime, build_anchorer, build_capture
 from node.service_settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings
 from node.provenance import epcis
-from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, Story, capture_document, iso, lot_story
+from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, Story, by_anchoring_node, capture_document, iso, lot_story
 
 if TYPE_CHECKING:
     from api.settings import ApiSettings
@@ -138,16 +138,18 @@ def build_world(anvil: AnvilProcess, folder: Path, *, lots: dict[str, str] | Non
     start = int(client.w3.eth.get_block("latest")["timestamp"]) + 1
     # Anchor what must be anchored first, then capture the pending lots.
     order = sorted(lots.items(), key=lambda item: item[1] == "pending")
-    anchored = False
     for index, (name, kind) in enumerate(order):
         story = lot_story(start + 100 * index, lot_size)
         world.lots[name] = story
-        if kind == "pending" and not anchored:
-            build_anchorer(runtime, MANUFACTURER).drain()
-            anchored = True
-        capture.capture(orjson.dumps(capture_document(journey(story), runtime.domain)))
-    if not anchored:
-        build_anchorer(runtime, MANUFACTURER).drain()
+        events = journey(story)
+        if kind == "pending":
+            capture.capture(orjson.dumps(capture_document(events, runtime.domain)))
+            continue
+        # Each organisation's events anchored by its own node (the inspector's by its host's, the
+        # manufacturer's): node.verification counts no other organisation's anchor.
+        for anchorer, group in by_anchoring_node(events):
+            capture.capture(orjson.dumps(capture_document(group, runtime.domain)))
+            build_anchorer(runtime, anchorer).drain()
     for name, kind in lots.items():
         if kind == "tampered":
             tamper(db, world.lots[name])

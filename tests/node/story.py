@@ -69,6 +69,22 @@ def story_events(s: Story) -> list[tuple[dict[str, Any], LocalAccount]]:
     ]
 
 
+def anchored_by() -> dict[str, LocalAccount]:
+    """Whose node anchors each signer's events in the demo consortium (the manufacturer's node hosts
+    the inspector): node.verification counts only the attester's organisation's anchor, or its host's."""
+    return {MANUFACTURER.address: MANUFACTURER, INSPECTOR.address: MANUFACTURER, CARRIER.address: CARRIER,
+            CUSTOMS.address: CUSTOMS}
+
+
+def by_anchoring_node(events: list[tuple[dict[str, Any], LocalAccount]]
+                      ) -> list[tuple[LocalAccount, list[tuple[dict[str, Any], LocalAccount]]]]:
+    """The events grouped by the account whose node anchors them (`anchored_by`), first seen first."""
+    groups: dict[str, list[tuple[dict[str, Any], LocalAccount]]] = {}
+    for event, signer in events:
+        groups.setdefault(anchored_by()[signer.address].address, []).append((event, signer))
+    return [(anchored_by()[group[0][1].address], group) for group in groups.values()]
+
+
 def attested(event: dict[str, Any], signer: LocalAccount, domain: AttestationDomain) -> dict[str, Any]:
     """The event as it travels in a capture document: with its `wm:attestation`."""
     signed = sign_attestation(signer.key, domain, event)

@@ -1,24 +1,39 @@
 """The verification record written at accept time (events.signer_org, verified_at_ms), and how a
 passport uses it: signature and role taken from the record, the event hash recomputed, the
-recorded signer bound by the Merkle leaf, rows without a record verified in full."""
+recorded signer bound by the Merkle leaf, rows without a record verified in full; and the marks a passport
+and the page's verifier give a backdated event of a revoked key."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from typing import Any
 
 import orjson
 from sqlalchemy import select, update
 
 from node.db import Event
+from node.devnet.anvil import AnvilControl
 from node.passport import ChainView, PassportBuilder
+from node.paths import PROJECT_ROOT
+from node.provenance import epcis
+from node.provenance.event_hash import event_hash
+from node.registry import ProposalKind, RegistryClient, role_data
 from node.service import NodeRuntime, build_anchorer, build_capture
-from tests.node.story import CARRIER, CUSTOMS, INSPECTOR, MANUFACTURER, capture_document, lot_story, story_events
+from tests.api.world import register_product
+from tests.node.story import CARRIER, CUSTOMS, INSPECTOR, MANUFACTURER, capture_document, iso, lot_story, story_events
+
+VERIFY_CLI = PROJECT_ROOT / "tests" / "scanner_web" / "verify_cli.mjs"
 
 
 def _captured(runtime: NodeRuntime, chain_now: int) -> Any:
+    """The lot's events captured and anchored, each organisation's by its own node (the inspector's
+    by the manufacturer's, which hosts it)."""
     story = lot_story(chain_now, size=1)
-    build_capture(runtime).capture(orjson.dumps(capture_document(story_events(story), runtime.domain)))
-    build_anchorer(runtime, MANUFACTURER).drain()
+    events = story_events(story)
+    for signer, anchorer in ((MANUFACTURER, MANUFACTURER), (INSPECTOR, MANUFACTURER), (CARRIER, CARRIER), (CUSTOMS, CUSTOMS)):
+        build_capture(runtime).capture(orjson.dumps(capture_document([(e, s) for e, s in events if s is signer], runtime.domain)))
+        build_anchorer(runtime, anchorer).drain()
     return story
 
 
@@ -70,3 +85,44 @@ def test_an_edited_body_or_signer_still_fails_with_a_record(runtime: NodeRuntime
         conn.execute(update(Event).where(Event.id == commissioning).values(signer=CARRIER.address))  # the record's org and role untouched
     failed = {item["bizStep"]: item["verification"]["failedCheck"] for item in _timeline(runtime, story) if item["verification"]["status"] == "failed"}
     assert failed == {"inspecting": "event_hash", "commissioning": "merkle_proof"}
+
+
+def test_a_backdated_event_from_a_revoked_key_is_marked_on_the_passport_and_by_the_pages_verifier(
+    runtime: NodeRuntime, chain_now: int
+) -> None:
+    """A carrier key signs an arrival dated while it held CARRIER; its node anchors it only after
+    the maximum reporting delay, once the consortium revoked CARRIER. The passport and the page's
+    own verifier both verify it and mark it late and signer_revoked: the unit is not shown as
+    plainly genuine."""
+    register_product(runtime.client, runtime.deployment)
+    story = _captured(runtime, chain_now)
+    unit = story.units[0]
+    arrival = epcis.object_event(epcs=[unit], action="OBSERVE", event_time=iso(chain_now + 50), biz_step="arriving")
+    build_capture(runtime).capture(orjson.dumps(capture_document([(arrival, CARRIER)], runtime.domain)))
+    registry = RegistryClient(runtime.client, runtime.deployment)
+    control = AnvilControl(runtime.client.rpc_url)
+    control.set_next_block_timestamp(chain_now + 51 + registry.max_reporting_delay_at(chain_now + 50))
+    control.mine()
+    proposal = registry.propose(ProposalKind.REVOKE_ROLE, role_data(3, "CARRIER"), MANUFACTURER)
+    assert any(registry.vote(proposal, voter) for voter in (INSPECTOR, CARRIER, CUSTOMS))
+    build_anchorer(runtime, CARRIER).drain()  # the carrier organisation still holds ANCHORER
+
+    builder = PassportBuilder(runtime.db, ChainView(runtime.client, runtime.deployment), resolver_url="http://r",
+                              browser_rpc_url=runtime.client.rpc_url)
+    core = builder.build(unit)
+    assert core is not None
+    marked = {item["id"]: item["verification"]["marks"] for item in core.body["timeline"] if item["verification"]["marks"]}
+    assert marked == {event_hash(arrival): ["late", "signer_revoked"]}
+    assert all(item["verification"]["status"] == "verified" for item in core.body["timeline"])
+    assert core.verdict == "unverified"
+    assert {"events_late", "events_signer_revoked"} <= {r["code"] for r in core.reasons}
+
+    done = subprocess.run(
+        ["node", str(VERIFY_CLI)], input=orjson.dumps({"passport": core.body, "config": builder.chain_info}).decode(),
+        capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["status"] == "marked", out
+    in_browser = {item["id"]: r["marks"] for item, r in zip(core.body["timeline"], out["results"]) if r["marks"]}
+    assert in_browser == marked

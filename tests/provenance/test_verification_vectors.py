@@ -124,5 +124,7 @@ def test_the_replayed_registry_history_answers_hosting_and_the_reporting_delay_a
     state.apply("HostingChanged", {"hostedOrgId": 2, "hostOrgId": 0}, 300)
     state.apply("MaxReportingDelayChanged", {"oldDelay": 86_400, "newDelay": 3_600}, 400)
     assert [state.host_of_at(2, t) for t in (199, 200, 299, 300)] == [0, 1, 1, 0]
-    assert [state.max_reporting_delay_at(t) for t in (99, 100, 399, 400)] == [None, 86_400, 86_400, 3_600]
+    # Before the deployment's setting, that setting applies (ConsortiumRegistry.maxReportingDelayAt).
+    assert [state.max_reporting_delay_at(t) for t in (99, 100, 399, 400)] == [86_400, 86_400, 86_400, 3_600]
+    assert RoleState().max_reporting_delay_at(100) is None  # a registry without the parameter
     assert state.host_of_at(5, 250) == 0
