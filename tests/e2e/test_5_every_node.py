@@ -1,0 +1,61 @@
+"""Every member node tells the buyer the same: the passport of a vase, asked of each member's own
+scan API (manufacturer, carrier, customs, marketplace operator: separate processes, separate
+databases), is the same passport apart from what belongs to the scan itself, once every node holds
+every batch. Each node anchored only what its own organisation's oracles (and its hosted
+organisations') posted to it, so what a node shows of the others came to it by replication."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.e2e.world import replicated
+from waymark.demo.story import Story
+
+# What belongs to one scan on one resolver, not to the unit: the link on this resolver, when the
+# answer was made, the scans this node has logged, and whether this device claimed the unit.
+PER_SCAN = ("link", "generatedAt", "scans")
+
+
+def comparable(passport: dict[str, Any]) -> dict[str, Any]:
+    kept = {key: value for key, value in passport.items() if key not in PER_SCAN}
+    kept["ownership"] = {key: value for key, value in passport["ownership"].items() if key != "byThisDevice"}
+    return kept
+
+
+def passport_from(api_url: str, link: str) -> dict[str, Any]:
+    answer = httpx.get(f"{api_url}/api/v1/passport", params={"uri": link}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def anchoring_organisations(story: Story) -> set[str]:
+    """The names of the organisations that anchored the story's batches (from the chain)."""
+    registry = story.client.contract("ProvenanceRegistry", story.network.deployment.address("ProvenanceRegistry"))
+    consortium = story.client.contract("ConsortiumRegistry", story.network.deployment.address("ConsortiumRegistry"))
+    orgs = {log["args"]["orgId"] for log in registry.events.BatchAnchored().get_logs(from_block=0)}
+    return {story.client.call(consortium.functions.organisation(org))[1] for org in orgs}
+
+
+def test_a_vase_has_the_same_passport_from_every_member_nodes_scan_api(delivered: Story) -> None:
+    story = delivered
+    batches = replicated(story)
+    assert len(story.network.nodes) >= 4 and len(batches) >= 4
+    for link in (story.record.demo_unit, story.shipment.canonical(story.shipment.container)):
+        passports = {member: passport_from(node.api_url, link) for member, node in story.network.nodes.items()}
+        resolver = passports[story.network.resolver.member]
+        assert resolver["verdict"] == "genuine", resolver["reasons"]
+        for member, passport in passports.items():
+            assert comparable(passport) == comparable(resolver), f"the {member} node's passport of {link} differs"
+        # Each answer names the resolver it came from.
+        assert {p["link"].split("/01/")[0].split("/00/")[0] for p in passports.values()} == {
+            node.api_url for node in story.network.nodes.values()}
+    # The vase's history holds events of every node that posts events (the manufacturer's with the
+    # inspector's, the carriers', the customs parties'), and each of those nodes anchored its own:
+    # what the others show of them came by replication, no node holds the only copy.
+    timeline = passport_from(story.network.api_url, story.record.demo_unit)["timeline"]
+    signers = {event["verification"]["signerOrg"]["name"] for event in timeline}
+    node_runners = {"Lumen Ceramics Co.", "Bluewater Ocean Freight", "Customs Office Rotterdam"}
+    assert node_runners <= signers
+    assert anchoring_organisations(story) == node_runners
