@@ -225,7 +225,7 @@ class Story:
             deployment=self.network.deployment, client=self.client, products_file=products,
             base_port=self.network.ports.oracles or None,
         )
-        self.say("oracles     " + ", ".join(f"{m} {o.url}" for m, o in self.oracles.items()))
+        self.say("oracles     " + ", ".join(f"{m} {o.url} (to the {self.network.node_of(m).member} node)" for m, o in self.oracles.items()))
 
     def close(self) -> None:
         sim.stop_oracles(self.oracles)
