@@ -6,6 +6,8 @@ organisations') posted to it, so what a node shows of the others came to it by r
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import httpx
@@ -30,6 +32,27 @@ def passport_from(api_url: str, link: str) -> dict[str, Any]:
     return dict(answer.json())
 
 
+def passports_once_agreed(story: Story, link: str, bound: float = 60.0) -> dict[str, dict[str, Any]]:
+    """Each member node's passport of `link`, once they agree apart from the per-scan fields (each
+    node learns from its peers' feeds which of them hold which events, a moment after it imports
+    a batch itself), or as they are after `bound` seconds."""
+    deadline = time.monotonic() + bound
+    while True:
+        passports = {member: passport_from(node.api_url, link) for member, node in story.network.nodes.items()}
+        if len({json.dumps(comparable(p), sort_keys=True) for p in passports.values()}) == 1 or time.monotonic() > deadline:
+            return passports
+        time.sleep(0.5)
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """Where two JSON values differ (paths), for a failure message that says what."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for key in sorted(set(a) | set(b)) for d in differences(a.get(key), b.get(key), f"{path}.{key}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"[:300]]
+
+
 def anchoring_organisations(story: Story) -> set[str]:
     """The names of the organisations that anchored the story's batches (from the chain)."""
     registry = story.client.contract("ProvenanceRegistry", story.network.deployment.address("ProvenanceRegistry"))
@@ -43,11 +66,14 @@ def test_a_vase_has_the_same_passport_from_every_member_nodes_scan_api(delivered
     batches = replicated(story)
     assert len(story.network.nodes) >= 4 and len(batches) >= 4
     for link in (story.record.demo_unit, story.shipment.canonical(story.shipment.container)):
-        passports = {member: passport_from(node.api_url, link) for member, node in story.network.nodes.items()}
+        passports = passports_once_agreed(story, link)
         resolver = passports[story.network.resolver.member]
         assert resolver["verdict"] == "genuine", resolver["reasons"]
+        assert len(resolver["timeline"]) >= 5
         for member, passport in passports.items():
-            assert comparable(passport) == comparable(resolver), f"the {member} node's passport of {link} differs"
+            assert comparable(passport) == comparable(resolver), (
+                f"the {member} node's passport of {link} differs from the {story.network.resolver.member}'s: "
+                + "; ".join(differences(comparable(passport), comparable(resolver))[:10]))
         # Each answer names the resolver it came from.
         assert {p["link"].split("/01/")[0].split("/00/")[0] for p in passports.values()} == {
             node.api_url for node in story.network.nodes.values()}
