@@ -10,6 +10,10 @@ Crash safety rests on three facts:
 3. Whatever state a batch is in, the chain says what happened to it: `anchorOfOrganisation(root, own org)`
    (another organisation's anchor of the same root is not ours).
 
+Only events this node captured are ever pending, and capture takes only events of the node's own
+organisation and of those it hosts (node.network.scope): batches imported from other members'
+nodes arrive anchored and are never re-checked or re-sent here. The account must hold ANCHORER.
+
 So a restarted anchorer (after a SIGKILL at any instant) first lets the transactions its
 predecessor left in the node's pool be mined (bounded wait), then takes every batch that is not
 known to be anchored, asks the chain, and either records where it was anchored or sends it.
@@ -45,6 +49,7 @@ from web3.exceptions import BlockNotFound
 from node.chain.client import ChainClient, SentTransaction
 from node.chain.errors import ContractRevert
 from node.db import Batch, Database, Event
+from node.db.models import NetworkBatch
 from node.errors import WaymarkError
 from node.provenance.merkle import build_tree
 
@@ -302,7 +307,8 @@ class Anchorer:
         """Record the batch if the chain has it, else send its anchor transaction (not waiting)."""
         if self._settle_from_chain(batch_id, root):
             return
-        uri = f"{self.uri_prefix}0x{root.hex()}" if self.uri_prefix else ""
+        # where the batch bundle is served (node/network/BUNDLE.md): <public url>/batches/<root>/bundle
+        uri = f"{self.uri_prefix}0x{root.hex()}/bundle" if self.uri_prefix else ""
         with self.db.connect(write=True) as conn:
             conn.execute(update(Batch).where(Batch.id == batch_id).values(sends=Batch.sends + 1))
         try:
@@ -393,7 +399,7 @@ class Anchorer:
         with self.db.session() as s:
             rows = s.execute(
                 select(Batch.id, Batch.root, Batch.status, Batch.block_number, Batch.block_hash)
-                .where(Batch.status.in_((ANCHORED, CONFIRMED)))
+                .where(Batch.status.in_((ANCHORED, CONFIRMED)), Batch.root.not_in(select(NetworkBatch.root)))  # imported: not ours to re-send
                 .order_by(Batch.block_number.desc(), Batch.id.desc())
             ).all()
         if not rows:

@@ -5,10 +5,12 @@
     GET  /events/{event_id}           an accepted event and whether it is anchored
     GET  /events/{event_id}/proof     its proof bundle (node.proofs); 409 while pending
     GET  /units/{identifier}/history  the unit's history, container events included (node.history)
+    GET  /batches/held?after=&limit=  the anchored batches this node holds, as a feed (node.network.holders)
     GET  /batches/{root}              an anchored batch: root, transaction, block, event ids
+    GET  /batches/{root}/bundle       its batch bundle (node/network/BUNDLE.md), own or imported
     /documents...                     the encrypted document store (node.documents_app)
     /epcis/...                        the EPCIS 2.0 REST interface (node.epcis_rest)
-    GET  /health                      database and chain reachable, queue length, cursors
+    GET  /health                      database and chain reachable, queue length, cursors, replication
 
 `event_id` is the event hash `ni:///sha-256;<hex>?ver=CBV2.0` (percent-encode the `?`),
 or just its 64 hex digits. Errors are JSON `{code, message, field?}`:
@@ -28,7 +30,7 @@ import anyio
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import func, select, text
 
 from node.db import Batch, ChainCursor, Event
@@ -39,10 +41,22 @@ from node.epcis_rest import install_epcis
 from node.history import unit_history
 from node.indexer import CURSOR_NAME
 from node.ingest.capture import CaptureService
+from node.network.bundle import MEDIA_TYPE as BUNDLE_MEDIA_TYPE
+from node.network.bundle import BundleHeader, anchoring_org, held_batch, stream_bundle
+from node.network.holders import FEED_LIMIT, held_feed
+from node.network.replicator import replication_status
 from node.proofs import EventNotFound, build_bundle, parse_event_id
 from node.provenance.event_hash import hash_from_digest
 from node.strict_json import LARGE_BODY, ErrorBarrier, JsonInputError, read_body, release_memory
-from node.service import NodeRuntime, build_anchorer, build_capture, build_indexer, build_role_mirror, check_pool
+from node.service import (
+    NodeRuntime,
+    build_anchorer,
+    build_capture,
+    build_indexer,
+    build_replicator,
+    build_role_mirror,
+    check_pool,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +68,7 @@ STATUS_BY_CODE = {
     "event_not_found": 404,
     "not_found": 404,
     "event_pending": 409,
+    "wrong_node": 403,
     "rpc_unreachable": 503,
     "database_error": 503,
 }
@@ -73,6 +88,14 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return JSONResponse(body, status_code=status)
 
 
+class BadRoot(WaymarkError):
+    code = "malformed"
+    field = "root"
+
+    def __init__(self, root: str) -> None:
+        super().__init__(f"{root!r} is not a batch root: expected 0x and 64 hex digits")
+
+
 class NotFound(WaymarkError):
     code = "not_found"
 
@@ -85,11 +108,12 @@ def create_app(
     *,
     run_indexer: bool = True,
     run_anchorer: bool = False,
+    run_replicator: bool = False,
     documents: DocumentSettings | None = None,
     epcis_signed_reads: bool = True,
 ) -> FastAPI:
-    """The node's app: capture, events, proofs, unit histories, the document store and health.
-    The indexer (and, if asked, the anchorer) run as threads while it lives."""
+    """The node's app: capture, events, proofs, unit histories, batch bundles, the document store
+    and health. The indexer (and, if asked, the anchorer and the replicator) run as threads while it lives."""
     stop = threading.Event()
     threads: list[threading.Thread] = []
 
@@ -105,6 +129,9 @@ def create_app(
         if run_anchorer:
             anchorer = build_anchorer(runtime)
             threads.append(threading.Thread(target=anchorer.run, args=(stop, runtime.node.anchorer_poll), name="anchorer", daemon=True))
+        if run_replicator:
+            replicator = build_replicator(runtime, roles)
+            threads.append(threading.Thread(target=replicator.run, args=(stop, runtime.node.replication_poll), name="replicator", daemon=True))
         for thread in threads:
             thread.start()
         try:
@@ -200,12 +227,33 @@ def create_app(
             ]
         )
 
+    @app.get("/batches/held")
+    def batches_held(after: int = 0, limit: int = FEED_LIMIT) -> JSONResponse:
+        return JSONResponse(held_feed(runtime.db, after, limit))
+
+    @app.get("/batches/{root}/bundle")
+    def batch_bundle(root: str) -> Response:
+        raw = _root(root)
+        held = held_batch(runtime.db, raw)
+        if held is None:
+            raise NotFound(f"anchored batch {root}")
+        batch_id, count = held
+        header = BundleHeader(
+            chain_id=runtime.client.chain_id,
+            registry=runtime.registry_address,
+            root=raw,
+            event_count=count,
+            org_id=anchoring_org(runtime.db, runtime.client.chain_id, raw) or runtime.organisation,
+        )
+        return StreamingResponse(
+            stream_bundle(runtime.db, batch_id, header),
+            media_type=BUNDLE_MEDIA_TYPE,
+            headers={"Content-Encoding": "gzip", "Cache-Control": "public, max-age=31536000, immutable"},
+        )
+
     @app.get("/batches/{root}")
     def batch(root: str) -> JSONResponse:
-        try:
-            raw = parse_event_id(root)  # same shape: 32 bytes of hex
-        except WaymarkError:
-            return error_response(422, "malformed", f"{root!r} is not a batch root: expected 0x and 64 hex digits", "root")
+        raw = _root(root)
         with runtime.db.session() as s:
             found = s.scalar(select(Batch).where(Batch.root == raw))
             if found is None or found.status == "prepared":
@@ -221,6 +269,12 @@ def create_app(
                 "eventIds": [hash_from_digest(bytes(d)) for d in digests],
             }
         )
+
+    def _root(root: str) -> bytes:
+        try:
+            return parse_event_id(root)  # same shape: 32 bytes of hex
+        except WaymarkError:
+            raise BadRoot(root) from None
 
     app.include_router(build_document_router(runtime, documents))
     deliver_subscriptions = install_epcis(app, runtime, signed_reads=epcis_signed_reads)
@@ -238,6 +292,8 @@ def create_app(
                 )
                 cursor = s.get(ChainCursor, (runtime.client.chain_id, CURSOR_NAME))
                 report["indexedBlock"] = cursor.block_number if cursor else None
+            # batches of other members: held, waiting, and withheld (no member node served them in time)
+            report["network"] = {"organisation": runtime.organisation, **replication_status(runtime.db, runtime.client.chain_id)}
             report["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - health reports, it does not fail
             report.update(status="degraded", database=f"unreachable: {type(exc).__name__}")
@@ -256,6 +312,8 @@ def create_app(
 def app_from_environment() -> FastAPI:
     """An app from WAYMARK_* settings alone, for `uvicorn --factory` worker processes. Only
     the HTTP API: the anchorer and the indexer run once per database, elsewhere."""
-    from node.service import load_runtime
+    from node.service import load_runtime, resolve_organisation
 
-    return create_app(load_runtime(), run_indexer=False, run_anchorer=False)
+    runtime = load_runtime()
+    resolve_organisation(runtime)
+    return create_app(runtime, run_indexer=False, run_anchorer=False)

@@ -48,6 +48,7 @@ from node.errors import WaymarkError
 from node.escrow.orders import OrderIndex
 from node.history import HistoryEntry, unit_history
 from node.locations import route_by_location
+from node.network.holders import network_section
 from node.product_master import master_section, recorded_lot
 from node.ingest.roles import roles_for_bizstep
 from node.proofs import FAILURES, anchor_counted_for
@@ -215,6 +216,24 @@ class ChainInfo(_Model):
     confirmations_required: int
 
 
+class EventHolders(_Model):
+    event_id: str
+    nodes: int = Field(description="Member nodes holding the event (this one included)")
+
+
+class WithheldOrg(_Model):
+    org_id: int
+    batches: int = Field(description="Batches of this organisation no member node has served in time")
+
+
+class NetworkView(_Model):
+    """node.network.holders.network_section: how widely the unit's records are held."""
+
+    member_nodes: int
+    holders: list[EventHolders]
+    withheld: list[WithheldOrg]
+
+
 class Passport(_Model):
     id: str = Field(description="Canonical id on id.gs1.org")
     link: str = Field(description="The Digital Link on this resolver")
@@ -234,6 +253,7 @@ class Passport(_Model):
     ownership: OwnershipView
     scans: ScanView
     chain: ChainInfo
+    network: NetworkView | None = None
     generated_at: str
 
 
@@ -694,6 +714,12 @@ class PassportBuilder:
                     failed = True
         if pending:
             reasons.append({"code": "events_pending", "message": "some events are not anchored on the chain yet"})
+        # --- network (node/network): holders per event, withheld records of the history's organisations
+        network = network_section(self.db, timeline)
+        for withheld in network["withheld"]:
+            reasons.append({"code": "records_withheld", "message": f"some records are withheld: organisation {withheld['orgId']} "
+                            f"anchored {withheld['batches']} batch(es) no member node has served"})
+        # --- end network
         if not timeline:
             reasons.append({"code": "no_events", "message": "the code was issued by its manufacturer but has no recorded events yet: "
                             "if the unit was made recently, members may still be delivering its records"})
@@ -719,6 +745,7 @@ class PassportBuilder:
             "documents": documents,
             "sensorExcursions": excursions,
             "chain": self.chain_info,
+            "network": network,
         }
         core = PassportCore(body, verdict, reasons, pending, gtin, manufacturer_org)
         if self.orders is not None:

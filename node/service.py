@@ -1,5 +1,5 @@
 """Assembling the node's services from settings: database, chain, deployment, role mirror,
-capture, anchorer, indexer. Entry points (the CLI, `python -m node.anchorer`, the HTTP app)
+capture, anchorer, indexer, replicator (and the node directory it reads). Entry points (the CLI, `python -m node.anchorer`, the HTTP app)
 build a `NodeRuntime` here; library code receives its parts as arguments."""
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from node.db import Database
 from node.devnet.anvil import DEVNET_CHAIN_ID
 from node.errors import WaymarkError
 from node.indexer import Indexer, followed_contracts
+from node.network.directory import Directory
+from node.network.replicator import ReplicationSettings, Replicator
+from node.network.scope import ScopedCapture
 from node.strict_json import JsonLimits
 from node.ingest.capture import CaptureService
 from node.ingest.roles import RoleMirror, base_from_database
@@ -44,6 +47,20 @@ class DevnetAccountOutsideDevnet(WaymarkError):
         super().__init__(f"WAYMARK_NODE_ANCHOR_DEVNET_ACCOUNT works only on the devnet (chain {DEVNET_CHAIN_ID}), not on chain {chain_id}")
 
 
+class OrganisationMismatch(WaymarkError):
+    code = "organisation_mismatch"
+
+    def __init__(self, configured: int, derived: int, account: str) -> None:
+        super().__init__(f"WAYMARK_NODE_ORGANISATION is {configured}, but the anchor account {account} belongs to organisation {derived}")
+
+
+class AnchorAccountWithoutOrganisation(WaymarkError):
+    code = "anchor_account_without_organisation"
+
+    def __init__(self, account: str) -> None:
+        super().__init__(f"the anchor account {account} belongs to no organisation in the registry")
+
+
 @dataclass
 class NodeRuntime:
     node: NodeSettings
@@ -52,6 +69,8 @@ class NodeRuntime:
     client: ChainClient
     deployment: Deployment
     signer: SignerSettings = field(default_factory=SignerSettings)
+    organisation: int | None = None
+    """The node's organisation (`resolve_organisation`); None: not known, capture is not scoped."""
 
     @property
     def registry_address(self) -> str:
@@ -93,6 +112,31 @@ def anchor_account(runtime: NodeRuntime) -> LocalAccount:
     if runtime.signer.keystore is None:
         raise NoAnchorAccount()
     return refuse_devnet_key(load_keystore(runtime.signer.keystore, runtime.signer.resolved_password()), chain_id)
+
+
+def has_anchor_account(runtime: NodeRuntime) -> bool:
+    return runtime.node.anchor_devnet_account is not None or runtime.signer.keystore is not None
+
+
+def build_directory(runtime: NodeRuntime) -> Directory:
+    return Directory(runtime.client.w3, runtime.deployment.address("ConsortiumRegistry"), ttl=runtime.node.directory_ttl)
+
+
+def resolve_organisation(runtime: NodeRuntime, account: LocalAccount | None = None) -> int | None:
+    """The node's organisation, from its anchor account on chain (`account`, else the configured
+    one if any), else WAYMARK_NODE_ORGANISATION; recorded on the runtime."""
+    if account is None and has_anchor_account(runtime):
+        account = anchor_account(runtime)
+    configured = runtime.node.organisation
+    if account is not None:
+        derived = build_directory(runtime).organisation_of(account.address)
+        if derived == 0:
+            raise AnchorAccountWithoutOrganisation(account.address)
+        if configured is not None and configured != derived:
+            raise OrganisationMismatch(configured, derived, account.address)
+        configured = derived
+    runtime.organisation = configured
+    return configured
 
 
 def build_anchorer(runtime: NodeRuntime, account: LocalAccount | None = None) -> Anchorer:
@@ -137,6 +181,19 @@ def build_role_mirror(runtime: NodeRuntime) -> RoleMirror:
 
 
 def build_capture(runtime: NodeRuntime, roles: RoleMirror | None = None, executor: Executor | None = None) -> CaptureService:
+    """Capture; scoped to the node's organisation and those it hosts when the organisation is known."""
+    if runtime.organisation is not None:
+        return ScopedCapture(
+            runtime.db,
+            runtime.domain,
+            roles or build_role_mirror(runtime),
+            own_org=runtime.organisation,
+            directory=build_directory(runtime),
+            max_events=runtime.node.max_events_per_document,
+            max_future_skew=runtime.node.max_future_skew,
+            executor=executor,
+            limits=JsonLimits(max_bytes=runtime.node.max_body_bytes),
+        )
     return CaptureService(
         runtime.db,
         runtime.domain,
@@ -145,6 +202,28 @@ def build_capture(runtime: NodeRuntime, roles: RoleMirror | None = None, executo
         max_future_skew=runtime.node.max_future_skew,
         executor=executor,
         limits=JsonLimits(max_bytes=runtime.node.max_body_bytes),
+    )
+
+
+def build_replicator(runtime: NodeRuntime, roles: RoleMirror | None = None, executor: Executor | None = None) -> Replicator:
+    node = runtime.node
+    return Replicator(
+        runtime.db,
+        chain_id=runtime.client.chain_id,
+        domain=runtime.domain,
+        roles=roles or build_role_mirror(runtime),
+        directory=build_directory(runtime),
+        own_org=runtime.organisation,
+        settings=ReplicationSettings(
+            concurrency=node.replication_concurrency,
+            withheld_after=node.withheld_after,
+            retry_base=node.replication_retry_base,
+            retry_max=node.replication_retry_max,
+            fetch_timeout=node.replication_fetch_timeout,
+            max_bundle_bytes=node.max_bundle_bytes,
+            holders_interval=node.holders_poll,
+        ),
+        executor=executor,
     )
 
 

@@ -69,3 +69,41 @@ class NodeSettings(BaseSettings):
 
     anchor_devnet_account: int | None = Field(default=None, ge=0)
     """Devnet only: index of the dev account (devnet mnemonic) that sends anchors, instead of a keystore."""
+
+    # ---- the member-node network (node/network) ----
+
+    organisation: int | None = Field(default=None, ge=1)
+    """The node's organisation. Derived from the anchor account's organisation on chain when the node
+    has one (a different value here is refused); set it for a process that serves the API without
+    the anchor account. Capture takes only events of this organisation and of those it hosts."""
+
+    replication_concurrency: int = Field(default=4, ge=1, le=64)
+    """Batches of other organisations fetched and verified at once."""
+
+    replication_processes: int = Field(default=0, ge=0, le=256)
+    """Worker processes that hash and check the signatures of fetched bundles (0: in the replicator's process)."""
+
+    replication_poll: float = Field(default=0.2, gt=0)
+    """Seconds the replicator sleeps when it has nothing to do."""
+
+    replication_retry_base: float = Field(default=1.0, gt=0)
+    """Seconds before a batch no source served is tried again; doubled at each failure."""
+
+    replication_retry_max: float = Field(default=60.0, gt=0)
+    """Longest wait between two attempts at one batch."""
+
+    replication_fetch_timeout: float = Field(default=30.0, gt=0)
+    """Seconds one bundle download may take."""
+
+    max_bundle_bytes: int = Field(default=1 << 30, ge=1024)
+    """Largest bundle (compressed, and again once decompressed) the replicator reads."""
+
+    withheld_after: float = Field(default=300.0, gt=0)
+    """Seconds after this node first saw another organisation's anchor, with no member node serving
+    its bundle, before the batch is recorded `withheld` (shown in health, the audit and passports)."""
+
+    holders_poll: float = Field(default=1.0, gt=0)
+    """Seconds between reads of the peers' held-batches feeds."""
+
+    directory_ttl: float = Field(default=5.0, gt=0)
+    """Seconds the registry's node directory (peer URLs, hosting) is cached."""

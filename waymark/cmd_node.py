@@ -1,4 +1,5 @@
-"""node: run the node (capture API, indexer, anchorer), or one of its services, and verify proof bundles.
+"""node: run the node (capture API, indexer, anchorer, replicator), or one of its services, show
+its replication status, and verify proof bundles.
 
 Settings come from the environment (WAYMARK_NODE_*, WAYMARK_CHAIN_*, WAYMARK_DB_*,
 WAYMARK_SIGNER_*; see node/service_settings.py and node/settings.py); options override them.
@@ -17,7 +18,15 @@ from typing import Annotated, Any
 import typer
 
 from node.proofs import verify_bundle
-from node.service import NodeRuntime, build_anchorer, build_indexer, load_runtime
+from node.service import (
+    NodeRuntime,
+    build_anchorer,
+    build_indexer,
+    build_replicator,
+    check_pool,
+    load_runtime,
+    resolve_organisation,
+)
 from node.service_settings import NodeSettings
 from node.settings import DatabaseSettings
 from waymark.common import (
@@ -66,6 +75,7 @@ def run(
     check_processes: Annotated[int | None, typer.Option(help="Processes that check capture documents; the number of cores uses them all [env WAYMARK_NODE_CHECK_PROCESSES]")] = None,
     anchorer: Annotated[bool, typer.Option("--anchorer/--no-anchorer", help="Run the anchorer (one per database)")] = True,
     indexer: Annotated[bool, typer.Option("--indexer/--no-indexer", help="Run the indexer")] = True,
+    replicator: Annotated[bool, typer.Option("--replicator/--no-replicator", help="Run the replicator (imports other members' batches)")] = True,
     rpc_url: RpcUrl = None,
     chain_id: ChainId = None,
     db: DbUrl = None,
@@ -73,8 +83,10 @@ def run(
     password_file: PasswordFileOpt = None,
     as_member: AsMember = None,
 ) -> None:
-    """Serve the capture API (POST /capture, GET /events/{id}/proof, /units/{id}/history, /health),
-    with the anchorer and the indexer in a process of their own."""
+    """Serve the capture API (POST /capture, GET /events/{id}/proof, /units/{id}/history,
+    /batches/{root}/bundle, /health), with the anchorer, the indexer and the replicator in a process
+    of their own. The node's organisation is its anchor account's: capture takes only events of it
+    and of the organisations it hosts."""
     import multiprocessing
 
     import uvicorn
@@ -85,6 +97,8 @@ def run(
     account = None
     if anchorer and (keystore or as_member or runtime.node.anchor_devnet_account is None):
         account = signer(connect(rpc_url, chain_id), keystore, password_file, as_member)
+    organisation = resolve_organisation(runtime, account) if (account is not None or anchorer) else runtime.node.organisation
+    runtime.organisation = organisation
     url = runtime.db.url.render_as_string(hide_password=False)
 
     parent = os.getpid()
@@ -94,24 +108,30 @@ def run(
         # Leave with the parent, however it ends (a SIGKILLed parent runs no clean-up).
         threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True).start()
         own = load_runtime(runtime.node, runtime.chain, DatabaseSettings(url=url), migrate=False)
+        own.organisation = organisation
         threads = []
         if indexer:
             threads.append(threading.Thread(target=build_indexer(own).run, args=(stop, own.node.indexer_poll), daemon=True))
         if anchorer:
             threads.append(threading.Thread(target=build_anchorer(own, account).run, args=(stop, own.node.anchorer_poll), daemon=True))
+        pool = check_pool(own.node.replication_processes) if replicator and own.node.replication_processes else None
+        if replicator:
+            threads.append(threading.Thread(target=build_replicator(own, executor=pool).run, args=(stop, own.node.replication_poll), daemon=True))
         for thread in threads:
             thread.start()
         stop.wait()
         for thread in threads:
             thread.join(10)
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
     runtime.db.dispose()  # the forked process opens its own connections
     side = multiprocessing.get_context("fork").Process(target=services, name="waymark-node-services", daemon=True)
     side.start()
     console.print(
         f"node listening on http://{runtime.node.host}:{runtime.node.port} (chain {runtime.client.chain_id}; "
-        f"{runtime.node.check_processes or 'no'} check processes; anchorer {'on' if anchorer else 'off'}, "
-        f"indexer {'on' if indexer else 'off'})"
+        f"{runtime.node.check_processes or 'no'} check processes; organisation {organisation or 'unknown'}; "
+        f"anchorer {'on' if anchorer else 'off'}, indexer {'on' if indexer else 'off'}, replicator {'on' if replicator else 'off'})"
     )
     # uvicorn re-raises the SIGINT/SIGTERM that stopped it once it is done; with a handler of
     # ours that only takes note, the clean-up below still runs.
@@ -149,6 +169,29 @@ def indexer_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbUrl 
     """Run only the indexer (resumes from its last block)."""
     runtime = _runtime(rpc_url, chain_id, db)
     build_indexer(runtime).run(_until_signalled(), runtime.node.indexer_poll)
+
+
+@app.command("replicator")
+def replicator_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbUrl = None) -> None:
+    """Run only the replicator (needs the indexer's tables; resumes where it stopped)."""
+    runtime = _runtime(rpc_url, chain_id, db)
+    resolve_organisation(runtime)
+    build_replicator(runtime).run(_until_signalled(), runtime.node.replication_poll)
+
+
+@app.command("status")
+def status_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbUrl = None) -> None:
+    """The node's replication of other members' batches: held, waiting, withheld (exit 3 if any is withheld)."""
+    from node.network.replicator import replication_status
+
+    runtime = _runtime(rpc_url, chain_id, db)
+    status = replication_status(runtime.db, runtime.client.chain_id)
+    console.print(f"batches of other members: {status['held']} held, {status['waiting']} waiting, "
+                  f"{len(status['withheld'])} withheld; {status['refusedBundles']} bundles refused")
+    for item in status["withheld"]:
+        console.print(f"[red]withheld[/] batch {item['root']} of organisation {item['orgId']} ({item['eventCount']} events)")
+    if status["withheld"]:
+        raise typer.Exit(3)
 
 
 @app.command("verify")

@@ -80,7 +80,7 @@ class BlockRange(BaseModel):
 
 class DiscrepancyView(BaseModel):
     kind: str = Field(description="event_data_missing | hash_mismatch | signature_invalid | signer_lacked_role | "
-                                  "event_never_anchored | root_not_on_chain | escrow_transition_unbacked")
+                                  "event_never_anchored | root_not_on_chain | escrow_transition_unbacked | batch_withheld")
     subject: str = Field(description="The event id, root or escrow transition at fault")
     detail: str
     objects: dict[str, str]

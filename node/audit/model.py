@@ -34,6 +34,9 @@ class DiscrepancyKind(StrEnum):
     """A root the evidence refers to (a stored batch) was never anchored on chain."""
     ESCROW_TRANSITION_UNBACKED = "escrow_transition_unbacked"
     """An escrow transition on chain lacks the attestations or the sender its rule needs."""
+    BATCH_WITHHELD = "batch_withheld"
+    """(node/network) An anchored root whose bundle no member node served within the node's withheld
+    timeout (node.network.replicator.withheld_batches); names the anchoring organisation."""
 
 
 class ReportFormatError(WaymarkError):

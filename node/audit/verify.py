@@ -453,4 +453,28 @@ def _check_roots(history: ChainHistory, batches: Iterable[Any], groups: Mapping[
 
 def audit_database(client: ChainClient, deployment: Deployment, db: Database, **kw: Any) -> AuditReport:
     """`audit` with the node's own database as the evidence."""
-    return audit(client, deployment, DatabaseEvidence(db), **kw)
+    return withheld_as_such(audit(client, deployment, DatabaseEvidence(db), **kw), db)
+
+
+# ---- node/network: batches withheld by their anchoring organisation ----------------------------
+
+
+def withheld_as_such(report: AuditReport, db: Database) -> AuditReport:
+    """A root the node recorded as withheld (no member node served its bundle in time) is reported
+    as BATCH_WITHHELD naming the anchoring organisation, instead of as data missing from this node."""
+    from node.network.replicator import withheld_batches
+
+    withheld = {"0x" + w.root.hex(): w for w in withheld_batches(db, report.chain_id)}
+    if not withheld:
+        return report
+    found = []
+    for d in report.discrepancies:
+        w = withheld.get(d.subject)
+        if d.kind is K.EVENT_DATA_MISSING and w is not None:
+            d = Discrepancy(K.BATCH_WITHHELD, d.subject,
+                            f"organisation {w.org_id} anchored {w.event_count} events under {d.subject} in block "
+                            f"{w.block_number}; no member node has served its bundle", {**d.objects, "org": str(w.org_id)})
+        found.append(d)
+    order = {kind: i for i, kind in enumerate(DiscrepancyKind)}
+    found.sort(key=lambda d: (order[d.kind], d.subject))
+    return replace(report, discrepancies=found)

@@ -280,3 +280,69 @@ class LocationMaster(Base):
     content: Mapped[str] = mapped_column(Text)
     org_id: Mapped[int] = mapped_column(BigInteger)
     stored_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+# ---- member-node network (node/network): replication state, holders, failures ----------------
+
+
+class NetworkBatch(Base):
+    """A batch anchored on chain by another organisation, as the replicator follows it:
+    `waiting` until its bundle is imported (`held`), `withheld` once no peer served it within
+    the node's withheld timeout (still retried; `held` when it is served)."""
+
+    __tablename__ = "network_batches"
+    __table_args__ = (Index("ix_network_batches_state_next", "state", "next_attempt_ms"),)
+
+    root: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    org_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    event_count: Mapped[int] = mapped_column(Integer)
+    uri: Mapped[str] = mapped_column(Text)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    block_time: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    state: Mapped[str] = mapped_column(String(16))
+    first_seen_ms: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    withheld_since_ms: Mapped[int | None] = mapped_column(BigInteger)
+    imported_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    source: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class NetworkFailure(Base):
+    """A bundle a peer served that failed verification (or could not be read): who served it,
+    which event and which check. Nothing of such a bundle is imported."""
+
+    __tablename__ = "network_failures"
+    __table_args__ = (Index("ix_network_failures_root", "root"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    source: Mapped[str] = mapped_column(Text)
+    event_id: Mapped[str | None] = mapped_column(String(96))
+    check: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class NetworkHolder(Base):
+    """A member node (by organisation) that said, in its held-batches feed, that it holds a batch."""
+
+    __tablename__ = "network_holders"
+
+    root: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    org_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    seen_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class NetworkPeerCursor(Base):
+    """How far this node has read a peer's held-batches feed (`GET /batches/held?after=`)."""
+
+    __tablename__ = "network_peer_cursors"
+
+    org_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    after: Mapped[int] = mapped_column(BigInteger)

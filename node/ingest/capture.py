@@ -370,7 +370,7 @@ class CaptureService:
             if role is None:
                 raise SignerLacksRole(f"{event.path}.{ATTESTATION_KEY}", event.signer, event.roles, event.event_time)
             event.role = role
-            event.org = self.roles.org_at(event.signer, event.event_time)
+            event.org = self.roles.organisation_at(event.signer, event.event_time)
             checked.append(event)
         return checked
 

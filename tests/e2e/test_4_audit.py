@@ -28,7 +28,7 @@ from tests.e2e.world import deliver, demo_world
 from waymark.demo.story import Story
 
 KINDS = ("event_data_missing", "hash_mismatch", "signature_invalid", "signer_lacked_role", "event_never_anchored",
-         "root_not_on_chain", "escrow_transition_unbacked")
+         "root_not_on_chain", "escrow_transition_unbacked", "batch_withheld")
 
 
 @pytest.fixture(scope="module")
