@@ -31,19 +31,18 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.chain.logs import LogPager
 from node.devnet.anvil import DEVNET_CHAIN_ID, AnvilProcess, free_port
-from node.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, demo_consortium, devnet_account
+from node.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, demo_consortium, demo_member, demo_org_id, devnet_account
 from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
 from node.errors import WaymarkError
 from node.paths import PROJECT_ROOT
+from node.registry import RegistryClient
 from waymark.demo.processes import Child, PortTaken, Supervisor, port_free
 
-# The member nodes, in the order their ports are given out; the organisations whose oracles post to
-# each (its own and those it hosts, as INTERFACE.md's demo topology says).
+# The member nodes (the demo members that run one: node/devnet/consortium.py), in the order their
+# ports are given out, with the organisations whose oracles post to each: its own and those the
+# registry records as hosted by it.
 MEMBER_NODES: dict[str, tuple[str, ...]] = {
-    "manufacturer": ("manufacturer", "inspector"),
-    "carrier": ("carrier", "forwarder", "courier"),
-    "customs": ("customs", "broker", "port"),
-    "operator": ("operator",),
+    m.key: (m.key, *(h.key for h in DEMO_MEMBERS if h.hosted_by == m.key)) for m in DEMO_MEMBERS if m.runs_node
 }
 RESOLVER_NODE = "manufacturer"  # the brand's scan API resolves the codes it prints (the QR codes' URL)
 RELAYER_NODE = "operator"  # the marketplace operator runs the escrow relayer, on its own node's database
@@ -206,8 +205,25 @@ def _service(name: str, root: Path, args: list[str], port: int, env: dict[str, s
 
 
 def anchor_account(member: str) -> int:
-    """The devnet account a member node anchors from."""
-    return next(m.account_index for m in DEMO_MEMBERS if m.key == member)
+    """The devnet account a member node anchors from (its organisation's own, linked at founding for
+    that alone, so anchoring never races the organisation's other transactions)."""
+    index = demo_member(member).anchor_account_index
+    assert index is not None, f"{member} runs no node"
+    return index
+
+
+def publish_node_records(client: ChainClient, deployment: Deployment, nodes: dict[str, MemberNode]) -> list[str]:
+    """Each node's URL in the registry's node directory, set by its organisation's own account where
+    the record says otherwise (ports change between runs); the members whose record was set. The
+    encryption key a member published stays as it is."""
+    registry = RegistryClient(client, deployment)
+    published = []
+    for node in nodes.values():
+        record = registry.node_record(demo_org_id(node.member))
+        if record.url != node.published_node_url:
+            registry.set_node_record(node.published_node_url, record.encryption_key, devnet_account(demo_member(node.member).account_index))
+            published.append(node.member)
+    return published
 
 
 def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callable[[str], None],
@@ -248,6 +264,9 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
                            public_url if member == RESOLVER_NODE else None, public_host)
         for (member, organisations), (node_port, api_port) in zip(MEMBER_NODES.items(), ports.member_ports().values())
     }
+    published = publish_node_records(client, deployment, nodes)
+    say("directory   node URLs " + ("published by " + ", ".join(published) if published else "already in the registry") + ": "
+        + ", ".join(f"{node.member} {node.published_node_url}" for node in nodes.values()))
     listen = ["--host", "0.0.0.0"] if public_url else []
     chain = ["--rpc-url", rpc_url, "--chain-id", str(DEVNET_CHAIN_ID)]
     # Each node creates and migrates its database before it answers; the relayer and the scan APIs
