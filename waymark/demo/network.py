@@ -30,6 +30,7 @@ from node.chain.build import build
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.chain.logs import LogPager
+from node.db import Database
 from node.devnet.anvil import DEVNET_CHAIN_ID, AnvilProcess, free_port
 from node.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, demo_consortium, demo_member, demo_org_id, devnet_account
 from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
@@ -269,21 +270,23 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
         + ", ".join(f"{node.member} {node.published_node_url}" for node in nodes.values()))
     listen = ["--host", "0.0.0.0"] if public_url else []
     chain = ["--rpc-url", rpc_url, "--chain-id", str(DEVNET_CHAIN_ID)]
-    # Each node creates and migrates its database before it answers; the relayer and the scan APIs
-    # open those databases (a scan API refuses a missing one rather than create an empty file), so
-    # they start once the nodes are up.
-    supervisor.start(*(
-        _service(f"node-{node.member}", root, ["node", "run", "--port", str(node.node_port), *listen, "--db", node.db_url, *chain],
-                 node.node_port, {
-                     "WAYMARK_NODE_ANCHOR_DEVNET_ACCOUNT": str(anchor_account(node.member)),
-                     "WAYMARK_NODE_PUBLIC_URL": node.published_node_url,
-                     "WAYMARK_NODE_MAX_BATCH_DELAY": "0.5",
-                     "WAYMARK_DOCUMENTS_BLOB_DIR": str(node.home / "documents"),
-                 })
-        for node in nodes.values()
-    ))
+    # The scan APIs refuse a missing database rather than create an empty file: each node's
+    # database is created and migrated here first, so nodes, relayer and scan APIs start at once.
+    for node in nodes.values():
+        node.home.mkdir(parents=True, exist_ok=True)
+        database = Database(node.db_url)
+        database.migrate()
+        database.dispose()
     relayer_db = nodes[RELAYER_NODE].db_url
+    starting = time.monotonic()
     supervisor.start(
+        *(_service(f"node-{node.member}", root, ["node", "run", "--port", str(node.node_port), *listen, "--db", node.db_url, *chain],
+                   node.node_port, {
+                       "WAYMARK_NODE_ANCHOR_DEVNET_ACCOUNT": str(anchor_account(node.member)),
+                       "WAYMARK_NODE_PUBLIC_URL": node.published_node_url,
+                       "WAYMARK_NODE_MAX_BATCH_DELAY": "0.5",
+                       "WAYMARK_DOCUMENTS_BLOB_DIR": str(node.home / "documents"),
+                   }) for node in nodes.values()),
         _service("relayer", root, ["escrow", "relayer", "run", "--port", str(ports.relayer), "--db", relayer_db, *chain], ports.relayer, {
             "WAYMARK_RELAYER_DEVNET_ACCOUNT": str(RELAYER_ACCOUNT),
             "WAYMARK_RELAYER_SWEEP_INTERVAL": "0.5",
@@ -299,7 +302,8 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
     for node in nodes.values():
         say(f"node        {node.member:<12} node {node.node_url}, scan API {node.api_url}, database {node.db_path} "
             f"(oracles of {', '.join(node.organisations)})")
-    say(f"services    relayer {network.relayer_url} on the {RELAYER_NODE}'s database (logs in {root / 'logs'})")
+    say(f"services    relayer {network.relayer_url} on the {RELAYER_NODE}'s database; nodes, scan APIs and relayer answering "
+        f"{time.monotonic() - starting:.0f}s after their start (logs in {root / 'logs'})")
     return network
 
 
@@ -319,28 +323,31 @@ def anchored_batches(network: Network) -> dict[str, int]:
     return {"0x" + bytes(entry["args"]["root"]).hex(): int(entry["args"]["eventCount"]) for entry in map(event.process_log, logs)}
 
 
-def missing_batches(node: MemberNode, batches: dict[str, int]) -> list[str]:
-    """The anchored batches this node does not hold (it answers `/batches/{root}` with their events)."""
-    missing = []
-    for root, count in batches.items():
+def held_batches(node: MemberNode) -> set[str]:
+    """The anchored batches a node holds, its own and those it imported (its held-batches feed,
+    node/network/holders.py); empty while it does not answer."""
+    held: set[str] = set()
+    after = 0
+    while True:
         try:
-            answer = httpx.get(f"{node.node_url}/batches/{root}", timeout=10)
-        except httpx.TransportError:
-            missing.append(root)
-            continue
-        if answer.status_code != 200 or len(answer.json().get("eventIds", [])) != count:
-            missing.append(root)
-    return missing
+            page = httpx.get(f"{node.node_url}/batches/held", params={"after": after}, timeout=10).json()
+        except (httpx.TransportError, ValueError):
+            return held
+        held.update(batch["root"] for batch in page["batches"])
+        if not page["batches"]:
+            return held
+        after = page["next"]
 
 
 def wait_replicated(network: Network, timeout: float) -> dict[str, int]:
-    """Until every member node holds every batch anchored so far (all their events); those batches.
+    """Until every member node holds every batch anchored so far (a node holds a batch only whole:
+    the replicator imports it once its leaves rebuild the anchored root and count); those batches.
     Raises NotReplicated, naming what each node lacks, after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     batches = anchored_batches(network)
     pending = dict(network.nodes)
     while True:
-        missing = {member: missing_batches(node, batches) for member, node in pending.items()}
+        missing = {member: set(batches) - held_batches(node) for member, node in pending.items()}
         pending = {member: pending[member] for member, roots in missing.items() if roots}
         if not pending:
             return batches
