@@ -274,14 +274,15 @@ def start_oracles(
         server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, name=f"oracle-{member}", daemon=True)
         thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                stop_oracles(running)
-                runtime.close()
-                raise OracleDidNotStart(member, port)
-            time.sleep(0.05)
         running[member] = RunningOracle(member, runtime, f"http://127.0.0.1:{port}", server, thread)
+    # They start side by side; each must answer within the bound.
+    deadline = time.monotonic() + 30
+    for oracle in running.values():
+        while not oracle.server.started:
+            if time.monotonic() > deadline or not oracle.thread.is_alive():
+                stop_oracles(running)
+                raise OracleDidNotStart(oracle.member, oracle.server.config.port)
+            time.sleep(0.05)
     return running
 
 
