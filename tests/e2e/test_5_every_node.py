@@ -15,14 +15,28 @@ import httpx
 from tests.e2e.world import replicated
 from waymark.demo.story import Story
 
-# What belongs to one scan on one resolver, not to the unit: the link on this resolver, when the
-# answer was made, the scans this node has logged, and whether this device claimed the unit.
+# What belongs to one answer of one node, not to the unit: the link on this resolver, when the
+# answer was made, the scans this node has logged, whether this device claimed the unit.
 PER_SCAN = ("link", "generatedAt", "scans")
 
 
 def comparable(passport: dict[str, Any]) -> dict[str, Any]:
+    """The passport without what belongs to one answer of one node. Besides PER_SCAN: an event's
+    confirmations (counted from the chain's head when the answer was made) and the prose of each
+    check (the signature check says when this node accepted the event); the checks' names and
+    outcomes, the signer, its organisation and role, the Merkle proof and the anchor stay. A
+    document's availability is this node's own store (documents are not replicated yet): its
+    type, digest and event stay."""
     kept = {key: value for key, value in passport.items() if key not in PER_SCAN}
     kept["ownership"] = {key: value for key, value in passport["ownership"].items() if key != "byThisDevice"}
+    kept["documents"] = [{key: value for key, value in d.items() if key != "status"} for d in passport["documents"]]
+    kept["timeline"] = []
+    for event in passport["timeline"]:
+        verification = dict(event["verification"])
+        verification["checks"] = [{"name": c["name"], "status": c["status"]} for c in verification["checks"]]
+        if verification.get("anchor"):
+            verification["anchor"] = {k: v for k, v in verification["anchor"].items() if k != "confirmations"}
+        kept["timeline"].append({**event, "verification": verification})
     return kept
 
 
