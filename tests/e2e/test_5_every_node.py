@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 
+from node.devnet.consortium import DEMO_MEMBERS
 from tests.e2e.world import replicated
-from waymark.demo.story import Story
+from waymark.demo.story import Story, member
 
 # What belongs to one answer of one node, not to the unit: the link on this resolver, when the
 # answer was made, the scans this node has logged, whether this device claimed the unit.
@@ -91,11 +92,11 @@ def test_a_vase_has_the_same_passport_from_every_member_nodes_scan_api(delivered
         # Each answer names the resolver it came from.
         assert {p["link"].split("/01/")[0].split("/00/")[0] for p in passports.values()} == {
             node.api_url for node in story.network.nodes.values()}
-    # The vase's history holds events of every node that posts events (the manufacturer's with the
-    # inspector's, the carriers', the customs parties'), and each of those nodes anchored its own:
-    # what the others show of them came by replication, no node holds the only copy.
+    # The vase's history holds events posted to every node that takes events (the manufacturer's
+    # with the inspector's, the carriers', the customs parties'), and each of those nodes anchored
+    # them itself: what the others show of them came by replication, no node holds the only copy.
     timeline = passport_from(story.network.api_url, story.record.demo_unit)["timeline"]
-    signers = {event["verification"]["signerOrg"]["name"] for event in timeline}
-    node_runners = {"Lumen Ceramics Co.", "Bluewater Ocean Freight", "Customs Office Rotterdam"}
-    assert node_runners <= signers
-    assert anchoring_organisations(story) == node_runners
+    members = {m.name: m.key for m in DEMO_MEMBERS}
+    posted_to = {story.network.node_of(members[event["verification"]["signerOrg"]["name"]]).member for event in timeline}
+    assert posted_to == {"manufacturer", "carrier", "customs"}
+    assert anchoring_organisations(story) == {member(key).name for key in posted_to}
