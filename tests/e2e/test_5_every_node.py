@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from node.devnet.consortium import DEMO_MEMBERS
+from node.devnet.consortium import DEMO_MEMBERS, demo_member
 from tests.e2e.world import replicated
-from waymark.demo.story import Story, member
+from waymark.demo.story import Story
 
 # What belongs to one answer of one node, not to the unit: the link on this resolver, when the
 # answer was made, the scans this node has logged, whether this device claimed the unit.
@@ -99,4 +99,4 @@ def test_a_vase_has_the_same_passport_from_every_member_nodes_scan_api(delivered
     members = {m.name: m.key for m in DEMO_MEMBERS}
     posted_to = {story.network.node_of(members[event["verification"]["signerOrg"]["name"]]).member for event in timeline}
     assert posted_to == {"manufacturer", "carrier", "customs"}
-    assert anchoring_organisations(story) == {member(key).name for key in posted_to}
+    assert anchoring_organisations(story) == {demo_member(key).name for key in posted_to}
