@@ -5,6 +5,7 @@ build a `NodeRuntime` here; library code receives its parts as arguments."""
 from __future__ import annotations
 
 from concurrent.futures import Executor, ProcessPoolExecutor
+import logging
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -19,7 +20,7 @@ from node.db import Database
 from node.devnet.anvil import DEVNET_CHAIN_ID
 from node.errors import WaymarkError
 from node.indexer import Indexer, followed_contracts
-from node.network.directory import Directory
+from node.network.directory import Directory, publish_node_record
 from node.network.replicator import ReplicationSettings, Replicator
 from node.network.scope import ScopedCapture
 from node.strict_json import JsonLimits
@@ -28,6 +29,9 @@ from node.ingest.roles import RoleMirror, base_from_database
 from node.provenance.attestation import AttestationDomain
 from node.service_settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings, SignerSettings
+
+
+log = logging.getLogger(__name__)
 
 
 class NoAnchorAccount(WaymarkError):
@@ -119,12 +123,14 @@ def has_anchor_account(runtime: NodeRuntime) -> bool:
 
 
 def build_directory(runtime: NodeRuntime) -> Directory:
-    return Directory(runtime.client.w3, runtime.deployment.address("ConsortiumRegistry"), ttl=runtime.node.directory_ttl)
+    return Directory(runtime.client, runtime.deployment.address("ConsortiumRegistry"), ttl=runtime.node.directory_ttl)
 
 
 def resolve_organisation(runtime: NodeRuntime, account: LocalAccount | None = None) -> int | None:
     """The node's organisation, from its anchor account on chain (`account`, else the configured
-    one if any), else WAYMARK_NODE_ORGANISATION; recorded on the runtime."""
+    one if any), else WAYMARK_NODE_ORGANISATION; recorded on the runtime. With the anchor account,
+    the organisation's directory entry is made to name this node's public URL (before the anchorer
+    starts sending from that account)."""
     if account is None and has_anchor_account(runtime):
         account = anchor_account(runtime)
     configured = runtime.node.organisation
@@ -136,6 +142,10 @@ def resolve_organisation(runtime: NodeRuntime, account: LocalAccount | None = No
             raise OrganisationMismatch(configured, derived, account.address)
         configured = derived
     runtime.organisation = configured
+    if account is not None and configured is not None and runtime.node.publish_node_record:
+        if publish_node_record(runtime.client, runtime.deployment.address("ConsortiumRegistry"), configured,
+                               runtime.node.public_url, account):
+            log.info("published %s as organisation %d's node in the registry's directory", runtime.node.public_url, configured)
     return configured
 
 

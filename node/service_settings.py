@@ -77,6 +77,10 @@ class NodeSettings(BaseSettings):
     has one (a different value here is refused); set it for a process that serves the API without
     the anchor account. Capture takes only events of this organisation and of those it hosts."""
 
+    publish_node_record: bool = True
+    """At start, make the organisation's entry in the registry's node directory name `public_url`
+    (a transaction from the anchor account when it differs); peers find this node there."""
+
     replication_concurrency: int = Field(default=4, ge=1, le=64)
     """Batches of other organisations fetched and verified at once."""
 
