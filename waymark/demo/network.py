@@ -230,9 +230,10 @@ def publish_node_records(client: ChainClient, deployment: Deployment, nodes: dic
 def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callable[[str], None],
                   block_time: float | None = None, public_url: str | None = None) -> Network:
     """Start Anvil (chain state in `root/chain`; a block every `block_time` seconds, else one per
-    transaction), deploy unless the recorded deployment is current, then the member nodes and, once
-    they answer, the relayer and each node's scan API, as child processes of `supervisor`.
-    Returns once all answer.
+    transaction), deploy unless the recorded deployment is current, publish the nodes' URLs in the
+    registry's node directory, create and migrate each node's database, then start the member
+    nodes, their scan APIs and the relayer together, as child processes of `supervisor`. Returns
+    once all answer.
 
     With a `public_url` (a phone's way to the resolver's scan API on this machine) the nodes and
     the scan APIs listen on every interface, the QR codes use that URL, and the node directory
