@@ -11,8 +11,8 @@ Each member may list `gs1CompanyPrefixes`: the GS1 Company Prefixes (4 to 12 dig
 zeros significant) inside which it registers products.
 
 A member that runs a node gives its `nodeUrl` (the node's public base URL) and, usually, its
-`anchorAccounts` (accounts linked to it at founding from which its node anchors batches); it holds
-the ANCHORER role from founding. A member may publish its document-encryption public key
+`anchorAccounts` (accounts linked to it at founding from which its node anchors batches); either
+gives it the ANCHORER role from founding. A member may publish its document-encryption public key
 (`encryptionKey`, 32 bytes in hex), and a member without a node names the member whose node
 hosts it (`hostedBy`, that member's name). The consortium's maximum reporting delay
 (`maxReportingDelay`, seconds, default 7 days) and the approved scanner-page verifier bundle
@@ -211,7 +211,7 @@ def load_consortium(path: Path) -> ConsortiumSpec:
         key = raw.get("encryptionKey", "0x" + "00" * 32)
         if not isinstance(key, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", key):
             raise ConsortiumFileError(path, f"{where}.encryptionKey", "must be 0x followed by 64 hex digits (a raw X25519 public key)")
-        if node_url and "ANCHORER" not in roles:
+        if (node_url or anchor_accounts) and "ANCHORER" not in roles:
             roles = [*roles, "ANCHORER"]  # a member that runs a node anchors its batches from the start
         hosts.append(raw.get("hostedBy"))
         members.append(

@@ -1,24 +1,31 @@
-"""registry: list organisations, roles of an account at a time, propose, vote, link accounts."""
+"""registry: list organisations, roles of an account at a time, propose, vote, link accounts,
+publish node records, host organisations without a node."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from eth_utils.address import is_address
 from rich.table import Table
 
+from node.consortium import node_url_problem, reporting_delay_problem
 from node.registry import (
+    InvalidCompanyPrefix,
     ProposalKind,
     RegistryClient,
-    InvalidCompanyPrefix,
     admit_data,
     company_prefix_data,
     contract_signer_data,
     org_data,
+    reporting_delay_data,
     role_data,
     threshold_data,
+    verifier_bundle_data,
 )
 from waymark.common import AsMember, ChainId, KeystoreOpt, PasswordFileOpt, RpcUrl, connect, console, signer
 
@@ -43,6 +50,16 @@ def orgs(rpc_url: RpcUrl = None, chain_id: ChainId = None) -> None:
     console.print(table)
     bps = registry.threshold_bps()
     console.print(f"vote threshold: {registry.threshold()} votes ({bps / 100:g}% of the active members, rounded up)")
+    console.print(f"maximum reporting delay: {_duration(registry.max_reporting_delay())}")
+    bundle = registry.verifier_bundle_hash()
+    console.print(f"approved verifier bundle: {'sha-256 ' + bundle.hex() if bundle else 'none yet'}")
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("days", 86_400), ("hours", 3_600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit} ({seconds} s)"
+    return f"{seconds} s"
 
 
 def _parse_time(value: str | None) -> int | None:
@@ -140,6 +157,54 @@ def propose_prefix(
     _submit(ProposalKind.ASSIGN_COMPANY_PREFIX, data, rpc_url, chain_id, keystore, password_file, as_member)
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
+
+
+def _parse_duration(text: str) -> int:
+    match = re.fullmatch(r"([0-9]+)([smhd]?)", text.strip())
+    if not match:
+        raise typer.BadParameter(f"{text!r} is not a duration: seconds, or a number with s, m, h or d (like 7d)", param_hint="DELAY")
+    return int(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
+
+
+@propose_app.command("reporting-delay")
+def propose_reporting_delay(
+    delay: Annotated[str, typer.Argument(help="The new maximum reporting delay: seconds, or with a unit (36h, 7d); 1 s to 366 days")],
+    rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None,
+) -> None:
+    """Change the maximum reporting delay: events anchored later than this after their event time are marked late."""
+    seconds = _parse_duration(delay)
+    problem = reporting_delay_problem(seconds)
+    if problem:
+        raise typer.BadParameter(f"the delay {problem}", param_hint="DELAY")
+    _submit(ProposalKind.SET_MAX_REPORTING_DELAY, reporting_delay_data(seconds), rpc_url, chain_id, keystore, password_file, as_member)
+
+
+def _bundle_hash(value: str | None, file: Path | None) -> bytes:
+    if (value is None) == (file is None):
+        raise typer.BadParameter("give the bundle's sha-256 or --file (the bundle itself), not both or neither", param_hint="HASH")
+    if file is not None:
+        try:
+            return hashlib.sha256(file.read_bytes()).digest()
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {file}: {exc.strerror or exc}", param_hint="--file") from None
+    text = (value or "").removeprefix("0x")
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text) or int(text, 16) == 0:
+        raise typer.BadParameter(f"{value!r} is not a sha-256 (64 hex digits, not all zero)", param_hint="HASH")
+    return bytes.fromhex(text)
+
+
+@propose_app.command("verifier-bundle")
+def propose_verifier_bundle(
+    bundle_hash: Annotated[str | None, typer.Argument(metavar="HASH", help="sha-256 of the scanner page's verifier bundle, in hex")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="The bundle itself (scanner_web/dist/app.js): its sha-256 is proposed")] = None,
+    rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None,
+) -> None:
+    """Approve the scanner page's verifier bundle by its sha-256: any member may then serve the same page."""
+    data = verifier_bundle_data(_bundle_hash(bundle_hash, file))
+    _submit(ProposalKind.SET_VERIFIER_BUNDLE, data, rpc_url, chain_id, keystore, password_file, as_member)
+
+
 @propose_app.command("contract-signer")
 def propose_contract_signer(
     org_id: int,
@@ -189,3 +254,107 @@ def vote(proposal_id: int, rpc_url: RpcUrl = None, chain_id: ChainId = None, key
     registry = RegistryClient(session.client, session.deployment())
     executed = registry.vote(proposal_id, signer(session, keystore, password_file, as_member))
     console.print(f"voted for proposal {proposal_id}" + (": threshold reached, executed" if executed else ""))
+
+
+node_app = typer.Typer(help="The node directory: each organisation's node URL and document-encryption key.", no_args_is_help=True)
+app.add_typer(node_app, name="node-record")
+
+
+def _encryption_key(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    text = value.removeprefix("0x")
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise typer.BadParameter(f"{value!r} is not 32 bytes in hex (an X25519 public key: 64 hex digits)", param_hint="--encryption-key")
+    return bytes.fromhex(text)
+
+
+@node_app.command("set")
+def node_record_set(
+    url: Annotated[str, typer.Option("--url", help="Your node's public base URL (http:// or https://, no trailing slash); '' if you run no node")],
+    encryption_key: Annotated[str | None, typer.Option("--encryption-key", help="Your organisation's X25519 public key, 64 hex digits")] = None,
+    rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None,
+) -> None:
+    """Publish your organisation's node record (it replaces the previous one; a key not given is cleared)."""
+    problem = node_url_problem(url)
+    if problem:
+        raise typer.BadParameter(f"{url!r} {problem}", param_hint="--url")
+    key = _encryption_key(encryption_key)
+    session = connect(rpc_url, chain_id)
+    registry = RegistryClient(session.client, session.deployment())
+    account = signer(session, keystore, password_file, as_member)
+    registry.set_node_record(url, key, account)
+    org_id = int(session.client.call(registry.contract.functions.organisationOf(account.address)))
+    console.print(f"node record of organisation {org_id} set: {url or 'no node'}" + (f", encryption key {key.hex()}" if key else ""))
+
+
+@node_app.command("show")
+def node_record_show(
+    org_id: Annotated[int | None, typer.Argument(help="One organisation; default all")] = None,
+    rpc_url: RpcUrl = None, chain_id: ChainId = None,
+) -> None:
+    """Show the node directory: each organisation's node URL, host, encryption key and last change."""
+    registry = _registry(rpc_url, chain_id)
+    orgs = [o for o in registry.organisations() if org_id is None or o.id == org_id]
+    if not orgs:
+        raise typer.BadParameter(f"no organisation has id {org_id}", param_hint="ORG_ID")
+    names = {o.id: o.name for o in registry.organisations()}
+    table = Table("id", "name", "status", "node URL", "hosted by", "encryption key", "updated")
+    for org in orgs:
+        record = registry.node_record(org.id)
+        host = registry.host_of(org.id)
+        request = registry.host_request_of(org.id)
+        hosted = f"{host} ({names.get(host, '?')})" if host else ""
+        if request:
+            hosted += f"{'; ' if hosted else ''}asked {request} ({names.get(request, '?')})"
+        table.add_row(
+            str(org.id), org.name, org.status.name.lower(), record.url or "-", hosted or "-",
+            record.encryption_key.hex() if record.encryption_key else "-",
+            datetime.fromtimestamp(record.updated_at).isoformat(timespec="seconds") if record.updated_at else "never",
+        )
+    console.print(table)
+
+
+hosting_app = typer.Typer(help="Hosting: a member without a node of its own is hosted by another member's node.", no_args_is_help=True)
+app.add_typer(hosting_app, name="hosting")
+
+
+def _hosting(
+    action: str, org_id: int, rpc_url: str | None, chain_id: int | None,
+    keystore: Path | None, password_file: Path | None, as_member: str | None,
+) -> None:
+    session = connect(rpc_url, chain_id)
+    registry = RegistryClient(session.client, session.deployment())
+    account = signer(session, keystore, password_file, as_member)
+    {"request": registry.request_host, "accept": registry.accept_hosting, "end": registry.end_hosting}[action](org_id, account)
+
+
+@hosting_app.command("request")
+def hosting_request(
+    host_org_id: Annotated[int, typer.Argument(help="The organisation whose node should host yours; 0 withdraws your request", min=0)],
+    rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None,
+) -> None:
+    """Ask another member to host your organisation on its node; it takes effect when that member accepts."""
+    _hosting("request", host_org_id, rpc_url, chain_id, keystore, password_file, as_member)
+    console.print(f"asked organisation {host_org_id} to host yours; it must now run `waymark registry hosting accept`"
+                  if host_org_id else "hosting request withdrawn")
+
+
+@hosting_app.command("accept")
+def hosting_accept(
+    hosted_org_id: Annotated[int, typer.Argument(help="The organisation that asked your node to host it", min=1)],
+    rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None,
+) -> None:
+    """Host an organisation that asked for it, from now on: your node anchors its events."""
+    _hosting("accept", hosted_org_id, rpc_url, chain_id, keystore, password_file, as_member)
+    console.print(f"your node hosts organisation {hosted_org_id} from now on")
+
+
+@hosting_app.command("end")
+def hosting_end(
+    hosted_org_id: Annotated[int, typer.Argument(help="The hosted organisation (yours, or one your node hosts)", min=1)],
+    rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None,
+) -> None:
+    """End a hosting, now; either side may."""
+    _hosting("end", hosted_org_id, rpc_url, chain_id, keystore, password_file, as_member)
+    console.print(f"organisation {hosted_org_id} is hosted by no node from now on")

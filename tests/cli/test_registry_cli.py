@@ -3,12 +3,13 @@ by vote, an account linked by offer and acceptance, bad input refused with one c
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 import pytest
 
-from node.devnet.anvil import AnvilControl, AnvilProcess
+from node.devnet.anvil import AnvilControl, AnvilProcess, rpc
 from node.devnet.consortium import devnet_account
 from tests.cli.test_cli import assert_clean_failure, run_cli
 
@@ -55,3 +56,66 @@ def test_bad_prefix_and_threshold_are_refused_before_touching_the_chain(cli_env:
     assert_clean_failure(run_cli("registry", "propose", "prefix", "3", "12ab", "--as", "manufacturer", env=cli_env), 2, "GS1 Company Prefix")
     assert_clean_failure(run_cli("registry", "propose", "threshold", "10001", "--as", "manufacturer", env=cli_env), 2)
     assert_clean_failure(run_cli("registry", "account", "accept", "5", "--as", "buyer", env=cli_env), 7, "RegistryNoOffer")
+
+
+def block_number(anvil: AnvilProcess) -> int:
+    return int(rpc(anvil.rpc_url, "eth_blockNumber"), 16)
+
+
+def test_node_records_hosting_and_consortium_parameters_through_the_cli(cli_env: dict[str, str], tmp_path: Path) -> None:
+    key = bytes(range(32)).hex()
+    assert "node record of organisation 1 set: https://node.lumen.example" in ok(
+        "registry", "node-record", "set", "--url", "https://node.lumen.example", "--encryption-key", "0x" + key,
+        "--as", "manufacturer", env=cli_env)
+    shown = ok("registry", "node-record", "show", "1", env=cli_env)
+    assert "https://node.lumen.example" in shown and key in shown
+
+    # The auditor (org 7) runs no node: the carrier (org 3) hosts it once both agree.
+    assert "asked organisation 3" in ok("registry", "hosting", "request", "3", "--as", "auditor", env=cli_env)
+    assert "asked 3 (Bluewater" in ok("registry", "node-record", "show", "7", env=cli_env)
+    assert_clean_failure(run_cli("registry", "hosting", "accept", "7", "--as", "customs", env=cli_env), 7, "RegistryNoHostingRequest")
+    assert "hosts organisation 7" in ok("registry", "hosting", "accept", "7", "--as", "carrier", env=cli_env)
+    assert "3 (Bluewater Ocean Freight)" in ok("registry", "node-record", "show", "7", env=cli_env)
+    assert_clean_failure(run_cli("registry", "hosting", "end", "7", "--as", "customs", env=cli_env), 7, "RegistryNotHosting")
+    ok("registry", "hosting", "end", "7", "--as", "auditor", env=cli_env)
+    assert "Bluewater" not in ok("registry", "node-record", "show", "7", env=cli_env)
+
+    assert "maximum reporting delay: 7 days" in ok("registry", "orgs", env=cli_env)
+    created = ok("registry", "propose", "reporting-delay", "36h", "--as", "manufacturer", env=cli_env)
+    proposal = re.search(r"proposal (\d+) created \(set_max_reporting_delay\)", created)
+    assert proposal, created
+    ok("registry", "vote", proposal.group(1), "--as", "inspector", env=cli_env)
+    assert "executed" in ok("registry", "vote", proposal.group(1), "--as", "customs", env=cli_env)
+    assert_clean_failure(run_cli("registry", "vote", proposal.group(1), "--as", "operator", env=cli_env), 7,
+                         "RegistryProposalAlreadyExecuted")
+
+    bundle = tmp_path / "app.js"
+    bundle.write_text("console.log('verifier');\n")
+    created = ok("registry", "propose", "verifier-bundle", "--file", str(bundle), "--as", "manufacturer", env=cli_env)
+    proposal = re.search(r"proposal (\d+) created", created)
+    assert proposal, created
+    ok("registry", "vote", proposal.group(1), "--as", "inspector", env=cli_env)
+    ok("registry", "vote", proposal.group(1), "--as", "customs", env=cli_env)
+    orgs = ok("registry", "orgs", env=cli_env)
+    assert "maximum reporting delay: 36 hours" in orgs
+    assert "sha-256 " + hashlib.sha256(bundle.read_bytes()).hexdigest() in orgs
+
+
+BAD_INPUTS: list[tuple[tuple[str, ...], str]] = [
+    (("node-record", "set", "--url", "ftp://node.example"), "must start with http:// or https://"),
+    (("node-record", "set", "--url", "https://node.example/"), "must not end with '/'"),
+    (("node-record", "set", "--url", "https://node.example", "--encryption-key", "12ab"), "64 hex digits"),
+    (("propose", "reporting-delay", "0"), "must be from 1 second"),
+    (("propose", "reporting-delay", "400d"), "366 days"),
+    (("propose", "reporting-delay", "seven days"), "is not a duration"),
+    (("propose", "verifier-bundle", "0x" + "00" * 32), "not all zero"),
+    (("propose", "verifier-bundle"), "not both or neither"),
+    (("hosting", "accept", "0"), "greater than or equal to 1"),
+]
+
+
+def test_bad_node_records_and_parameters_are_refused_before_any_transaction(cli_env: dict[str, str], anvil: AnvilProcess) -> None:
+    before = block_number(anvil)
+    for args, phrase in BAD_INPUTS:
+        assert_clean_failure(run_cli("registry", *args, "--as", "manufacturer", env=cli_env), 2, phrase)
+    assert block_number(anvil) == before
