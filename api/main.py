@@ -52,7 +52,7 @@ a verdict (genuine, unverified, suspicious, unknown).
 
 Errors are JSON `{code, message, field?}`. Public scan routes are rate limited per client
 (429 with Retry-After). Writes by manufacturers are authenticated by an EIP-712 signature of
-the request (headers `Waymark-Account`, `Waymark-Timestamp`, `Waymark-Signature`); there are
+the request (headers `Waymark-Audience`, `Waymark-Account`, `Waymark-Timestamp`, `Waymark-Signature`); there are
 no API keys.
 """
 
@@ -95,7 +95,7 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
                                 max_bytes=api.passport_cache_bytes),
         scans=ScanLog(db, rules),
         limiter=RateLimiter(api.rate_limit_per_minute, api.rate_limit_burst),
-        verifier=RequestVerifier(client.chain_id, api.signed_request_max_age),
+        verifier=RequestVerifier(client.chain_id, api.signed_request_max_age, audience=api.public_url),
         metrics=Metrics(),
         salt=load_salt(api.device_salt_file),
         page_template=template_path.read_bytes() if template_path.exists() else b"<!doctype html><title>Waymark</title><!--WAYMARK-BOOT-->",

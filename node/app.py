@@ -2,7 +2,7 @@
 
     POST /capture                     EPCIS 2.0 capture of an attested EPCISDocument (see
                                       node.ingest.capture for the `wm:attestation` field)
-    GET  /events/{event_id}           an accepted event and whether it is anchored
+    GET  /events/{event_id}           an accepted event, its attestation, and whether it is anchored
     GET  /events/{event_id}/proof     its proof bundle (node.proofs); 409 while pending
     GET  /units/{identifier}/history  the unit's history, container events included (node.history)
     GET  /batches/held?after=&limit=  the anchored batches this node holds, as a feed (node.network.holders)
@@ -202,6 +202,7 @@ def create_app(
                 "eventId": hash_from_digest(digest),
                 "event": orjson.loads(stored.body),
                 "signer": stored.signer,
+                "signature": "0x" + bytes(stored.signature).hex(),
                 "role": stored.role,
                 "status": "pending" if status is None or status == "prepared" else status,
             }

@@ -126,7 +126,8 @@ def run(
             pool.shutdown(cancel_futures=True)
 
     runtime.db.dispose()  # the forked process opens its own connections
-    side = multiprocessing.get_context("fork").Process(target=services, name="waymark-node-services", daemon=True)
+    # not daemonic: the services process may start worker processes of its own (replication_processes)
+    side = multiprocessing.get_context("fork").Process(target=services, name="waymark-node-services", daemon=False)
     side.start()
     console.print(
         f"node listening on http://{runtime.node.host}:{runtime.node.port} (chain {runtime.client.chain_id}; "

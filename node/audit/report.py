@@ -26,6 +26,7 @@ KIND_TITLES: Mapping[DiscrepancyKind, str] = {
     DiscrepancyKind.EVENT_NEVER_ANCHORED: "Event never anchored",
     DiscrepancyKind.ROOT_NOT_ON_CHAIN: "Root not on chain",
     DiscrepancyKind.ESCROW_TRANSITION_UNBACKED: "Escrow transition without backing",
+    DiscrepancyKind.BATCH_WITHHELD: "Batch withheld by its anchoring organisation",
 }
 
 CHECKED_TITLES: Sequence[tuple[str, str]] = (

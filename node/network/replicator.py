@@ -398,9 +398,9 @@ def withheld_batches(db: Database, chain_id: int) -> list[WithheldBatch]:
 def replication_status(db: Database, chain_id: int) -> dict[str, Any]:
     """Counts by state and the withheld batches, for node health and `waymark status`."""
     with db.session() as s:
-        counts = dict(s.execute(
+        counts = {str(state): int(n) for state, n in s.execute(
             select(NetworkBatch.state, func.count()).where(NetworkBatch.chain_id == chain_id).group_by(NetworkBatch.state)
-        ).tuples().all())
+        ).all()}
         refused = int(s.scalar(select(func.count()).select_from(NetworkFailure)) or 0)
     withheld = withheld_batches(db, chain_id)
     return {
@@ -410,10 +410,3 @@ def replication_status(db: Database, chain_id: int) -> dict[str, Any]:
                       "since": w.withheld_since_ms} for w in withheld],
         "refusedBundles": refused,
     }
-
-
-def failures_of(db: Database, root: bytes) -> list[dict[str, Any]]:
-    """The refused bundles of a batch: source, event, check, reason."""
-    with db.session() as s:
-        rows = s.scalars(select(NetworkFailure).where(NetworkFailure.root == root).order_by(NetworkFailure.id)).all()
-    return [{"source": r.source, "eventId": r.event_id, "check": r.check, "reason": r.reason} for r in rows]

@@ -41,7 +41,7 @@ def client(world: AuditWorld, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def signed_get(client: TestClient, world: AuditWorld, path: str, account: LocalAccount = AUDITOR) -> Any:
-    return client.get(path, headers=sign_request(account.key, world.client.chain_id, "GET", path))
+    return client.get(path, headers=sign_request(account.key, world.client.chain_id, "GET", path, audience=client.app.state.services.settings.public_url))
 
 
 @pytest.mark.parametrize("path", ["/api/v1/audit/report", f"/api/v1/audit/bundle?product={GTIN}"])
@@ -53,7 +53,7 @@ def test_unsigned_requests_get_401_and_non_auditors_403(client: TestClient, worl
     assert "AUDITOR" in manufacturer.json()["message"]
     outsider = signed_get(client, world, path, world.env.outsider)
     assert outsider.status_code == 403
-    forged = client.get(path, headers={**sign_request(MANUFACTURER.key, world.client.chain_id, "GET", path),
+    forged = client.get(path, headers={**sign_request(MANUFACTURER.key, world.client.chain_id, "GET", path, audience=client.app.state.services.settings.public_url),
                                        "Waymark-Account": AUDITOR.address})
     assert forged.status_code == 401
 

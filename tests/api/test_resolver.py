@@ -465,13 +465,13 @@ def test_members_register_location_master_data_with_a_signed_request(client: Tes
     from tests.node.story import CARRIER
 
     body = json.dumps({"id": "https://id.gs1.org/414/9521234000051", "name": "Ho Chi Minh City depot", "country": "VN"}).encode()
-    signed = sign_request(CARRIER.key, world.client.chain_id, "PUT", "/api/v1/locations", body)
+    signed = sign_request(CARRIER.key, world.client.chain_id, "PUT", "/api/v1/locations", body, audience=client.app.state.services.settings.public_url)
     response = client.put("/api/v1/locations", content=body, headers={**signed, "Content-Type": "application/json"})
     assert response.status_code == 200 and response.json()["orgId"] == 3
     located = client.get("/414/9521234000051", headers=JSON).json()
     assert located == {"kind": "location", "id": "https://id.gs1.org/414/9521234000051", "name": "Ho Chi Minh City depot", "country": "VN"}
     outsider = devnet_account(15)
-    signed = sign_request(outsider.key, world.client.chain_id, "PUT", "/api/v1/locations", body)
+    signed = sign_request(outsider.key, world.client.chain_id, "PUT", "/api/v1/locations", body, audience=client.app.state.services.settings.public_url)
     assert client.put("/api/v1/locations", content=body, headers={**signed, "Content-Type": "application/json"}).status_code == 403
     assert client.put("/api/v1/locations", content=body, headers={"Content-Type": "application/json"}).status_code == 401
 
