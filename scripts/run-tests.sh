@@ -11,5 +11,6 @@ mkdir -p test-artifacts
 # every second, as a Besu/QBFT network does, instead of a block per transaction.
 if [ "$#" -eq 0 ]; then
   WAYMARK_TEST_BLOCK_TIME=1 .venv/bin/python -m pytest -n 2 --dist loadfile -p no:cacheprovider \
-    tests/e2e/test_1_trade.py tests/e2e/test_2_dispute.py tests/e2e/test_3_counterfeit.py tests/e2e/test_4_audit.py
+    tests/e2e/test_1_trade.py tests/e2e/test_2_dispute.py tests/e2e/test_3_counterfeit.py tests/e2e/test_4_audit.py \
+    tests/e2e/test_5_every_node.py
 fi

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = build_plan(shipment)
     members = sorted({m for step in plan for m in step.members})
     print(f"lot {shipment.lot}: {args.units} units, container {shipment.container}, shipment {shipment.shipment_id}")
-    oracles = start_oracles(members, node_url=args.node_url, relayer_url=args.relayer_url, data_dir=args.data_dir,
+    oracles = start_oracles(members, node_urls=dict.fromkeys(members, args.node_url), relayer_url=args.relayer_url, data_dir=args.data_dir,
                             deployment=deployment, client=client, products_file=products_file)
     print("oracles: " + ", ".join(f"{m} {o.url}" for m, o in oracles.items()))
     order_id = None

@@ -1,10 +1,11 @@
 """demo: the whole network on this machine, the story played through it, then serving until Ctrl-C.
 
-Anvil, node, relayer and scan API run as child processes (each in a process group of its own),
-the members' oracles in this process. Everything is kept under `--root` (default var/demo/):
-chain state, deployment record, database, oracle queues, logs, the story record and the QR
-images. Running it again resumes that chain and database; a story already played is not
-played again, only served.
+Anvil, four member nodes (manufacturer, carrier, customs, marketplace operator: each with its own
+database and scan API), and the relayer run as child processes (each in a process group of its
+own), the members' oracles in this process, each posting to its organisation's node (or its
+host's). Everything is kept under `--root` (default var/demo/): chain state, deployment record,
+the nodes' databases, oracle queues, logs, the story record and the QR images. Running it again
+resumes that chain and those databases; a story already played is not played again, only served.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import typer
 
 from node.errors import WaymarkError
 from node.paths import PROJECT_ROOT
-from waymark.demo.network import Ports, start_network
+from waymark.demo.network import MEMBER_NODES, RESOLVER_NODE, Ports, start_network, wait_replicated
 from waymark.demo.processes import Supervisor
 from waymark.demo.story import Story
 
 DEFAULT_ROOT = PROJECT_ROOT / "var" / "demo"
+REPLICATION_WAIT = 60.0
 
 
 class Stop(BaseException):
@@ -81,23 +83,28 @@ def say(line: str) -> None:
 
 
 def demo(
-    root: Annotated[Path, typer.Option(help="Folder of the demo's state (chain, database, logs, QR images)", envvar="WAYMARK_DEMO_ROOT")] = DEFAULT_ROOT,
+    root: Annotated[Path, typer.Option(help="Folder of the demo's state (chain, the nodes' databases, logs, QR images)", envvar="WAYMARK_DEMO_ROOT")] = DEFAULT_ROOT,
     rpc_port: Annotated[int, typer.Option(help="Anvil's RPC port", envvar="WAYMARK_DEMO_RPC_PORT")] = Ports.rpc,
-    node_port: Annotated[int, typer.Option(help="The node's port", envvar="WAYMARK_DEMO_NODE_PORT")] = Ports.node,
-    api_port: Annotated[int, typer.Option(help="The scan API's port (the scanner page and resolver)", envvar="WAYMARK_DEMO_API_PORT")] = Ports.api,
+    node_port: Annotated[int, typer.Option(help=f"First of {len(MEMBER_NODES)} consecutive ports of the member nodes, "
+                                                f"in this order: {', '.join(MEMBER_NODES)}", envvar="WAYMARK_DEMO_NODE_PORT")] = Ports.node,
+    api_port: Annotated[int, typer.Option(help=f"First of {len(MEMBER_NODES)} consecutive ports of the member nodes' scan APIs "
+                                               f"(scanner page and resolver), in the same order; the {RESOLVER_NODE}'s, the first, "
+                                               "is the one the QR codes point at", envvar="WAYMARK_DEMO_API_PORT")] = Ports.api,
     relayer_port: Annotated[int, typer.Option(help="The escrow relayer's port", envvar="WAYMARK_DEMO_RELAYER_PORT")] = Ports.relayer,
     oracle_port: Annotated[int, typer.Option(help="First of 8 consecutive ports of the members' oracles", envvar="WAYMARK_DEMO_ORACLE_PORT")] = Ports.oracles,
     day_seconds: Annotated[float, typer.Option(help="Wall-clock seconds per simulated day of the voyage (first run)", envvar="WAYMARK_DEMO_DAY_SECONDS")] = 0.5,
     units: Annotated[int, typer.Option(help="Vases in the lot (first run)")] = 24,
     wait: Annotated[bool, typer.Option(help="Serve until Ctrl-C (--no-wait: stop everything once ready)")] = True,
     public_url: Annotated[str | None, typer.Option(
-        help="Base URL phones reach the scan API at, for the QR codes and printed links (e.g. http://192.168.1.20:8700), "
-             "or 'auto' for this machine's LAN address; the scan API then listens on every interface. "
+        help="Base URL phones reach the first scan API at, for the QR codes and printed links (e.g. http://192.168.1.20:8700), "
+             "or 'auto' for this machine's LAN address; the nodes and scan APIs then listen on every interface, and the "
+             "registry's node directory names each node at that host. "
              "Default: 127.0.0.1 only, nothing reachable from the network",
         envvar="WAYMARK_DEMO_PUBLIC_URL")] = None,
 ) -> None:
-    """Start Anvil, deploy with the demo consortium, start node, relayer, scan API and oracles,
-    play the story (or find it played), print the scanner URL and "ready", and serve until Ctrl-C."""
+    """Start Anvil, deploy with the demo consortium, start the member nodes (each with its scan API),
+    the relayer and the oracles, play the story (or find it played), wait until every node holds
+    every anchored batch, print the scanner URL and "ready", and serve until Ctrl-C."""
     started = time.monotonic()
     root = root.resolve()
     ports = Ports(rpc=rpc_port, node=node_port, api=api_port, oracles=oracle_port, relayer=relayer_port)
@@ -123,7 +130,12 @@ def demo(
         say(f"QR codes    {qr['demo-unit'].parent} ({', '.join(sorted(p.stem for p in qr.values()))}; PNG and SVG)")
         say(f"CLI         export WAYMARK_CHAIN_RPC_URL={network.rpc_url} WAYMARK_CHAIN_DEPLOYMENTS_DIR={network.deployment_file.parent} "
             f"WAYMARK_DB_URL={network.db_url}  (then e.g. waymark escrow show {story.record.orders['happy']})")
+        batches = wait_replicated(network, REPLICATION_WAIT)
+        say(f"replicated  every member node ({', '.join(network.nodes)}) holds all {len(batches)} anchored batches "
+            f"({sum(batches.values())} events)")
         say(f"scanner     {story.url_of(story.record.demo_unit)}")
+        say("            the same passport from any member's scan API: " + ", ".join(
+            f"{node.member} {node.api_url}" for node in network.nodes.values()))
         say(f"ready       in {time.monotonic() - started:.0f}s; the passport as JSON: curl -H 'Accept: application/json' <scanner URL>")
         if wait:
             # A service that dies is restarted, and the demo says so (the oracles queue meanwhile).
@@ -132,7 +144,7 @@ def demo(
 
             supervisor.on_restart = record_pids
             supervisor.watch()
-            say("supervising node, relayer, scan API and chain: a service that dies is restarted")
+            say("supervising the member nodes, scan APIs, relayer and chain: a service that dies is restarted")
             say("press Ctrl-C to stop")
             while True:
                 time.sleep(3600)

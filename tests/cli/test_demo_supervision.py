@@ -61,3 +61,47 @@ def test_a_service_that_keeps_dying_is_left_down_with_a_line_saying_so(tmp_path:
         assert sum("crasher exited with code 3: restarting" in x for x in lines) == 2
     finally:
         supervisor.stop_all()
+
+
+# A child that notes SIGTERM in a shared file, takes a while to finish, then notes its exit.
+SLOW_TO_STOP = """
+import signal, sys, time
+name, journal = sys.argv[1], sys.argv[2]
+def note(what):
+    with open(journal, "a") as f:
+        f.write(f"{what} {name}\\n")
+def term(*_):
+    note("term")
+    time.sleep(2)
+    note("exit")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, term)
+note("up")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_children_started_together_are_stopped_together_after_those_started_later(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    supervisor = Supervisor(lambda _line: None)
+
+    def child(name: str) -> Child:
+        return Child(name, [sys.executable, "-c", SLOW_TO_STOP, name, str(journal)], tmp_path / f"{name}.log")
+
+    def up(*names: str) -> None:
+        deadline = time.monotonic() + 30
+        while not all(f"up {n}" in (journal.read_text() if journal.exists() else "") for n in names):
+            assert time.monotonic() < deadline, "the children did not start"
+            time.sleep(0.05)
+
+    supervisor.start(child("chain"))
+    up("chain")
+    supervisor.start(child("node-a"), child("node-b"))
+    up("node-a", "node-b")
+    supervisor.stop_all()
+    lines = [line for line in journal.read_text().splitlines() if not line.startswith("up")]
+    # Both nodes were asked to stop before either had finished, and the chain only after both.
+    assert sorted(lines[:2]) == ["term node-a", "term node-b"], lines
+    assert sorted(lines[2:4]) == ["exit node-a", "exit node-b"], lines
+    assert lines[4:] == ["term chain", "exit chain"], lines

@@ -3,8 +3,8 @@ shell from the project root, against a demo this test starts (`waymark demo`, as
 
 The README is written for `make demo` with its default ports and `var/demo/` root. This test runs
 the demo on free ports with a root of its own, so it rewrites exactly those in the blocks: the
-ports 8545 (chain), 8600 (node), 8700 (scan API), 8720 (relayer), 8710-8717 (oracles) and the
-folder `var/demo`. Nothing else is changed.
+ports 8545 (chain), 8600 (the first member node's), 8700 (the first scan API, the QR codes'
+resolver), 8720 (relayer), 8710-8717 (oracles) and the folder `var/demo`. Nothing else is changed.
 
 A block whose first line is `# not run: <why>` is skipped (the README says so where it is). A
 block fails the test when any of its commands fails (`set -eo pipefail`), when a line of output
@@ -25,7 +25,7 @@ from pathlib import Path
 from node.devnet.anvil import free_port
 from node.paths import PROJECT_ROOT
 from tests.helpers import free_port_range
-from waymark.demo.network import ORACLE_COUNT
+from waymark.demo.network import MEMBER_NODES, ORACLE_COUNT
 
 README = PROJECT_ROOT / "README.md"
 SKIP_MARK = "# not run:"
@@ -82,8 +82,8 @@ def test_the_readme_marks_a_block_it_does_not_run_and_runs_the_rest() -> None:
 
 def test_every_readme_command_block_runs_against_the_demo(tmp_path: Path) -> None:
     root = tmp_path / "demo"
-    ports = {"rpc": free_port(), "node": free_port(), "api": free_port(), "relayer": free_port(),
-             "oracles": free_port_range(ORACLE_COUNT)}
+    ports = {"rpc": free_port(), "node": free_port_range(len(MEMBER_NODES)), "api": free_port_range(len(MEMBER_NODES)),
+             "relayer": free_port(), "oracles": free_port_range(ORACLE_COUNT)}
     demo = subprocess.Popen(
         [sys.executable, "-m", "waymark", "demo", "--root", str(root), "--day-seconds", "0.1", "--units", "12",
          "--rpc-port", str(ports["rpc"]), "--node-port", str(ports["node"]), "--api-port", str(ports["api"]),

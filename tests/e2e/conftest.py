@@ -1,7 +1,8 @@
 """Fixtures of the e2e stories (their world: tests/e2e/world.py).
 
-One world serves stories 1-3 (starting it and shipping the container takes about a minute); each
-of them acts on its own order or codes, so they pass in any order and on their own. The audit
+One world serves stories 1-3 and the every-node passport test (starting its four member nodes and
+shipping the container takes one to two minutes); each of them acts on its own order or codes, so
+they pass in any order and on their own. The audit
 ending (story 4) plays the whole story, every order included, so it has a world of its own.
 
 WAYMARK_TEST_BLOCK_TIME=<seconds> runs the stories on a chain that mines a block every that many
@@ -29,6 +30,7 @@ def block_time() -> float | None:
 
 @pytest.fixture(scope="session")
 def delivered(tmp_path_factory: pytest.TempPathFactory, block_time: float | None) -> Iterator[Story]:
-    """The world of stories 1-3: each acts on its own order or codes, so they pass in any order."""
+    """The world of stories 1-3 and of the every-node test, delivered and replicated: each acts on
+    its own order or codes, so they pass in any order."""
     with demo_world(tmp_path_factory.mktemp("e2e-network"), block_time) as story:
         yield deliver(story)

@@ -1,5 +1,5 @@
-"""The run command from a fresh clone: `waymark demo` reaches "ready", serves a passport, and
-Ctrl-C leaves nothing behind; run again, it resumes and serves the same story without replaying it.
+"""The run command from a fresh clone: `waymark demo` (four member nodes with their scan APIs)
+reaches "ready", serves the same passport from every member's scan API, and Ctrl-C leaves nothing behind; run again, it resumes and serves the same story without replaying it.
 
 This test clones the repository at HEAD (`git clone` of this checkout), so it tests the
 *committed* code, not the working tree: commit before relying on it. The clone borrows this
@@ -21,13 +21,14 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from node.devnet.anvil import free_port
 from node.paths import PROJECT_ROOT
 from tests.helpers import free_port_range
-from waymark.demo.network import ORACLE_COUNT
+from waymark.demo.network import MEMBER_NODES, ORACLE_COUNT
 from waymark.demo.processes import group_alive, port_free
 
 READY_WITHIN = 300.0
@@ -69,9 +70,14 @@ class Output:
         raise AssertionError(f"no line matching {pattern!r} within {timeout:.0f}s; output:\n" + "\n".join(self.lines[-60:]))
 
 
+def history(passport: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """A passport's timeline as each event's id, business step and verification outcome."""
+    return [(e["id"], str(e["bizStep"]), e["verification"]["status"]) for e in passport["timeline"]]
+
+
 def test_the_demo_from_a_fresh_clone_serves_a_passport_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
     clone = fresh_clone(tmp_path / "waymark")
-    ports = {"--rpc-port": free_port(), "--node-port": free_port(), "--api-port": free_port(),
+    ports = {"--rpc-port": free_port(), "--node-port": free_port_range(len(MEMBER_NODES)), "--api-port": free_port_range(len(MEMBER_NODES)),
              "--relayer-port": free_port(), "--oracle-port": free_port_range(ORACLE_COUNT)}
     command = [str(clone / ".venv" / "bin" / "python"), "-m", "waymark", "demo", "--day-seconds", "0.25",
                *[str(part) for option, port in ports.items() for part in (option, port)]]
@@ -93,6 +99,13 @@ def test_the_demo_from_a_fresh_clone_serves_a_passport_and_ctrl_c_leaves_no_proc
         assert answer.status_code == 200
         passport = answer.json()
         assert passport["verdict"] == "genuine", passport["reasons"]
+        # "ready" waited until every member node held every batch: each member's scan API gives
+        # the same history of the unit.
+        output.wait_for(r"replicated\s+every member node", process, 1)
+        path = url.split(str(ports["--api-port"]), 1)[1]
+        for i in range(1, len(MEMBER_NODES)):
+            other = httpx.get(f"http://127.0.0.1:{ports['--api-port'] + i}{path}", headers={"Accept": "application/json"}, timeout=30).json()
+            assert (other["verdict"], history(other)) == (passport["verdict"], history(passport)), f"scan API {i} differs"
         assert (clone / "var" / "demo" / "story.json").exists()
         assert (clone / "var" / "demo" / "qr" / "demo-unit.png").exists()
         children = json.loads((clone / "var" / "demo" / "pids.json").read_text())
@@ -113,8 +126,8 @@ def test_the_demo_from_a_fresh_clone_serves_a_passport_and_ctrl_c_leaves_no_proc
     assert not group_alive(process.pid)
     for name, pid in children.items():
         assert not group_alive(pid), f"the {name} process group ({pid}) is still alive"
-    base = ports["--oracle-port"]
-    busy = [p for p in [*ports.values(), *range(base + 1, base + ORACLE_COUNT)] if not port_free(p)]
+    ranges = {"--node-port": len(MEMBER_NODES), "--api-port": len(MEMBER_NODES), "--oracle-port": ORACLE_COUNT}
+    busy = [p for option, first in ports.items() for p in range(first, first + ranges.get(option, 1)) if not port_free(p)]
     assert not busy, f"ports still taken: {busy}"
 
     # Run again: it resumes the chain and database, finds the story played, and serves the same unit.

@@ -1,56 +1,128 @@
-"""The demo network on this machine: Anvil, the deployment, and node, relayer and API processes.
+"""The demo network on this machine: Anvil, the deployment, and the member nodes, the relayer and
+the scan APIs as processes.
+
+Four members run a node each (MEMBER_NODES: manufacturer, carrier, customs, marketplace
+operator), each its own process with its own SQLite database and its own scan API; every
+organisation's oracles post to its own organisation's node, or to its host's (the inspector is
+hosted by the manufacturer's node, forwarder and courier by the carrier's, broker and port by
+the customs node). The nodes replicate each other's anchored batches; the relayer runs on the
+operator's node's database.
 
 Everything lives under one folder (`var/demo/` for `waymark demo`, a temporary folder in the
-tests): the chain state, the deployment record, the shared SQLite database (node, relayer and
-API), the oracles' queues and the logs. Ports are given, so the demo can run beside a
-developer's devnet (or another demo) on other ports.
+tests): the chain state, the deployment record, each node's database and documents
+(`nodes/<member>/`, the operator's at the root), the oracles' queues and the logs. Ports are
+given, so the demo can run beside a developer's devnet (or another demo) on other ports.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from eth_utils.abi import event_abi_to_log_topic
 
 from node.chain.build import build
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
+from node.chain.logs import LogPager
+from node.db import Database
 from node.devnet.anvil import DEVNET_CHAIN_ID, AnvilProcess, free_port
-from node.devnet.consortium import DEPLOYER_INDEX, demo_consortium, devnet_account
+from node.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, demo_consortium, demo_member, demo_org_id, devnet_account
 from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
+from node.errors import WaymarkError
 from node.paths import PROJECT_ROOT
+from node.registry import RegistryClient
 from waymark.demo.processes import Child, PortTaken, Supervisor, port_free
 
-# Dev accounts that send transactions from the services (none of them sends anything else in the
-# story, so nonces never race): the anchorer signs as the inspector's account (an ORACLE member),
-# the relayer pays with an account of no organisation.
-ANCHOR_ACCOUNT = 2
+# The member nodes (the demo members that run one: node/devnet/consortium.py), in the order their
+# ports are given out, with the organisations whose oracles post to each: its own and those the
+# registry records as hosted by it.
+MEMBER_NODES: dict[str, tuple[str, ...]] = {
+    m.key: (m.key, *(h.key for h in DEMO_MEMBERS if h.hosted_by == m.key)) for m in DEMO_MEMBERS if m.runs_node
+}
+RESOLVER_NODE = "manufacturer"  # the brand's scan API resolves the codes it prints (the QR codes' URL)
+RELAYER_NODE = "operator"  # the marketplace operator runs the escrow relayer, on its own node's database
+# The relayer pays with an account of no organisation (it sends nothing else, so nonces never race).
 RELAYER_ACCOUNT = 16
 ORACLE_COUNT = 8  # demo members whose oracles the story uses (see simulation.build_plan)
 
 
 @dataclass(frozen=True)
 class Ports:
+    """The demo's ports. `node` and `api` are the first of one port per member node each (in
+    MEMBER_NODES order: the manufacturer's node on `node`, the carrier's on `node + 1`, ...); 0
+    gives every node and scan API a free port of its own, as `oracles` = 0 does for the oracles."""
+
     rpc: int = 8545
-    node: int = 8600
-    api: int = 8700
+    node: int = 8600  # the first of len(MEMBER_NODES) consecutive ports
+    api: int = 8700  # the first of len(MEMBER_NODES) consecutive ports
     oracles: int = 8710  # the first of ORACLE_COUNT consecutive ports
     relayer: int = 8720
 
     @classmethod
     def free(cls) -> "Ports":
-        """Ports nobody listens on (tests); the oracles get free ports of their own (base 0)."""
-        return cls(free_port(), free_port(), free_port(), 0, free_port())
+        """Ports nobody listens on (tests)."""
+        return cls(free_port(), 0, 0, 0, free_port())
+
+    def member_ports(self) -> dict[str, tuple[int, int]]:
+        """Each member node's (node port, scan API port)."""
+        return {member: (self.node + i if self.node else free_port(), self.api + i if self.api else free_port())
+                for i, member in enumerate(MEMBER_NODES)}
 
     def check_free(self) -> None:
-        for what, port, option in (("chain RPC", self.rpc, "--rpc-port"), ("node", self.node, "--node-port"),
-                                   ("scan API", self.api, "--api-port"), ("relayer", self.relayer, "--relayer-port")):
+        for what, port, option in (("chain RPC", self.rpc, "--rpc-port"), ("relayer", self.relayer, "--relayer-port")):
             if not port_free(port):
                 raise PortTaken(what, port, option)
-        for offset in range(ORACLE_COUNT if self.oracles else 0):
-            if not port_free(self.oracles + offset):
-                raise PortTaken("oracles", self.oracles + offset, "--oracle-port")
+        for what, base, count, option in (("member nodes", self.node, len(MEMBER_NODES), "--node-port"),
+                                          ("scan APIs", self.api, len(MEMBER_NODES), "--api-port"),
+                                          ("oracles", self.oracles, ORACLE_COUNT, "--oracle-port")):
+            for offset in range(count if base else 0):
+                if not port_free(base + offset):
+                    raise PortTaken(what, base + offset, option)
+
+
+@dataclass(frozen=True)
+class MemberNode:
+    """One member's node: its own database, anchorer, indexer and scan API."""
+
+    member: str
+    """The organisation running it (a DEMO_MEMBERS key)."""
+    organisations: tuple[str, ...]
+    """Its own organisation and those it hosts: their oracles post to this node."""
+    home: Path
+    """Its database, documents and scan-API salt."""
+    node_port: int
+    api_port: int
+    public_url: str | None = None
+    """Base URL of its scan API for phones (only the resolver's has one); None: loopback only."""
+    public_host: str | None = None
+    """Host (and scheme) other machines reach this one at, when the demo is public."""
+
+    @property
+    def node_url(self) -> str:
+        return f"http://127.0.0.1:{self.node_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def published_node_url(self) -> str:
+        """The node's URL in the registry's node directory (and in its batches' URIs)."""
+        return f"{self.public_host}:{self.node_port}" if self.public_host else self.node_url
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "waymark.sqlite3"
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.db_path}"
 
 
 @dataclass(frozen=True)
@@ -61,24 +133,28 @@ class Network:
     ports: Ports
     deployment: Deployment
     deployed_now: bool
+    nodes: dict[str, MemberNode]
+    """The member nodes by the member running each (MEMBER_NODES order)."""
     public_url: str | None = None
-    """Base URL the QR codes and printed links use (a phone's way to the scan API); the loopback API URL when None."""
+    """Base URL the QR codes and printed links use (a phone's way to the resolver's scan API); the
+    loopback URL of that API when None."""
 
     @property
     def rpc_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.rpc}"
 
     @property
-    def node_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.node}"
-
-    @property
     def relayer_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.relayer}"
 
     @property
+    def resolver(self) -> MemberNode:
+        """The node whose scan API the QR codes point at (the story's scans go there)."""
+        return self.nodes[RESOLVER_NODE]
+
+    @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.api}"
+        return self.resolver.api_url
 
     @property
     def public_base(self) -> str:
@@ -89,19 +165,30 @@ class Network:
         return DEVNET_CHAIN_ID
 
     @property
+    def db_path(self) -> Path:
+        """The database of the relayer's node (the marketplace operator's): the one the CLI is pointed at."""
+        return self.nodes[RELAYER_NODE].db_path
+
+    @property
     def db_url(self) -> str:
-        return database_url(self.root)
+        return self.nodes[RELAYER_NODE].db_url
 
     @property
     def deployment_file(self) -> Path:
         return deployments_dir(self.root) / f"{DEVNET_CHAIN_ID}.json"
 
+    def node_of(self, organisation: str) -> MemberNode:
+        """The node an organisation's oracles post to: its own, or its host's."""
+        return next(node for node in self.nodes.values() if organisation in node.organisations)
+
     def client(self) -> ChainClient:
         return ChainClient(self.rpc_url, expected_chain_id=self.chain_id)
 
 
-def database_url(root: Path) -> str:
-    return f"sqlite:///{root / 'waymark.sqlite3'}"
+def member_home(root: Path, member: str) -> Path:
+    """A member node's folder. The relayer's node (the marketplace operator's) keeps its database
+    at the root, `<root>/waymark.sqlite3`, the one the CLI's export line and the README name."""
+    return root if member == RELAYER_NODE else root / "nodes" / member
 
 
 def deployments_dir(root: Path) -> Path:
@@ -118,14 +205,39 @@ def _service(name: str, root: Path, args: list[str], port: int, env: dict[str, s
     )
 
 
+def anchor_account(member: str) -> int:
+    """The devnet account a member node anchors from (its organisation's own, linked at founding for
+    that alone, so anchoring never races the organisation's other transactions)."""
+    index = demo_member(member).anchor_account_index
+    assert index is not None, f"{member} runs no node"
+    return index
+
+
+def publish_node_records(client: ChainClient, deployment: Deployment, nodes: dict[str, MemberNode]) -> list[str]:
+    """Each node's URL in the registry's node directory, set by its organisation's own account where
+    the record says otherwise (ports change between runs); the members whose record was set. The
+    encryption key a member published stays as it is."""
+    registry = RegistryClient(client, deployment)
+    published = []
+    for node in nodes.values():
+        record = registry.node_record(demo_org_id(node.member))
+        if record.url != node.published_node_url:
+            registry.set_node_record(node.published_node_url, record.encryption_key, devnet_account(demo_member(node.member).account_index))
+            published.append(node.member)
+    return published
+
+
 def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callable[[str], None],
                   block_time: float | None = None, public_url: str | None = None) -> Network:
     """Start Anvil (chain state in `root/chain`; a block every `block_time` seconds, else one per
-    transaction), deploy unless the recorded deployment is current, then the node and, once it answers, the
-    relayer and the API, as child processes of `supervisor`. Returns once all answer.
+    transaction), deploy unless the recorded deployment is current, publish the nodes' URLs in the
+    registry's node directory, create and migrate each node's database, then start the member
+    nodes, their scan APIs and the relayer together, as child processes of `supervisor`. Returns
+    once all answer.
 
-    With a `public_url` (a phone's way to this machine) the scan API listens on every interface and
-    its links and QR codes use that URL; without one it listens on 127.0.0.1 only."""
+    With a `public_url` (a phone's way to the resolver's scan API on this machine) the nodes and
+    the scan APIs listen on every interface, the QR codes use that URL, and the node directory
+    names each node at that URL's host; without one they listen on 127.0.0.1 only."""
     ports.check_free()
     root.mkdir(parents=True, exist_ok=True)
     if build():
@@ -144,33 +256,102 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
     setup_devnet_escrow(client, deployment, minter=deployer)
     say(f"deployment  {'deployed now' if fresh else 'resumed'}: " + ", ".join(
         f"{name} {c.address}" for name, c in deployment.contracts.items() if not name.startswith("DevStablecoin")))
-    db = database_url(root)
-    documents = {"WAYMARK_DOCUMENTS_BLOB_DIR": str(root / "documents")}  # the demo's documents stay under its root
-    api_public = (public_url or f"http://127.0.0.1:{ports.api}").rstrip("/")
-    api_host = ["--host", "0.0.0.0"] if public_url else []
+
+    public_host = None
+    if public_url:
+        parts = urlsplit(public_url)
+        public_host = f"{parts.scheme}://{parts.hostname}"
+    nodes = {
+        member: MemberNode(member, organisations, member_home(root, member), node_port, api_port,
+                           public_url if member == RESOLVER_NODE else None, public_host)
+        for (member, organisations), (node_port, api_port) in zip(MEMBER_NODES.items(), ports.member_ports().values())
+    }
+    published = publish_node_records(client, deployment, nodes)
+    say("directory   node URLs " + ("published by " + ", ".join(published) if published else "already in the registry") + ": "
+        + ", ".join(f"{node.member} {node.published_node_url}" for node in nodes.values()))
+    listen = ["--host", "0.0.0.0"] if public_url else []
     chain = ["--rpc-url", rpc_url, "--chain-id", str(DEVNET_CHAIN_ID)]
+    # The scan APIs refuse a missing database rather than create an empty file: each node's
+    # database is created and migrated here first, so nodes, relayer and scan APIs start at once.
+    for node in nodes.values():
+        node.home.mkdir(parents=True, exist_ok=True)
+        database = Database(node.db_url)
+        database.migrate()
+        database.dispose()
+    relayer_db = nodes[RELAYER_NODE].db_url
+    starting = time.monotonic()
     supervisor.start(
-        _service("node", root, ["node", "run", "--port", str(ports.node), "--db", db, *chain], ports.node, {
-            "WAYMARK_NODE_ANCHOR_DEVNET_ACCOUNT": str(ANCHOR_ACCOUNT),
-            "WAYMARK_NODE_PUBLIC_URL": f"http://127.0.0.1:{ports.node}",
-            "WAYMARK_NODE_MAX_BATCH_DELAY": "0.5",
-            **documents,
-        }),
-    )
-    # The node creates and migrates the database before it answers; the relayer and the API open
-    # that database (the API refuses a missing one rather than create an empty file), so they
-    # start once the node is up.
-    supervisor.start(
-        _service("relayer", root, ["escrow", "relayer", "run", "--port", str(ports.relayer), "--db", db, *chain], ports.relayer, {
+        *(_service(f"node-{node.member}", root, ["node", "run", "--port", str(node.node_port), *listen, "--db", node.db_url, *chain],
+                   node.node_port, {
+                       "WAYMARK_NODE_ANCHOR_DEVNET_ACCOUNT": str(anchor_account(node.member)),
+                       "WAYMARK_NODE_PUBLIC_URL": node.published_node_url,
+                       "WAYMARK_NODE_MAX_BATCH_DELAY": "0.5",
+                       "WAYMARK_DOCUMENTS_BLOB_DIR": str(node.home / "documents"),
+                   }) for node in nodes.values()),
+        _service("relayer", root, ["escrow", "relayer", "run", "--port", str(ports.relayer), "--db", relayer_db, *chain], ports.relayer, {
             "WAYMARK_RELAYER_DEVNET_ACCOUNT": str(RELAYER_ACCOUNT),
             "WAYMARK_RELAYER_SWEEP_INTERVAL": "0.5",
         }),
-        _service("api", root, ["api", "run", "--port", str(ports.api), "--public-url", api_public, *api_host,
-                               "--database-url", db, "--log-level", "warning", *chain], ports.api, {
-            "WAYMARK_API_DEVICE_SALT_FILE": str(root / "api-device-salt"),
-            **documents,
-        }),
+        *(_service(f"api-{node.member}", root, [
+            "api", "run", "--port", str(node.api_port), "--public-url", node.public_url or f"{node.public_host or 'http://127.0.0.1'}:{node.api_port}",
+            *listen, "--database-url", node.db_url, "--log-level", "warning", *chain], node.api_port, {
+                "WAYMARK_API_DEVICE_SALT_FILE": str(node.home / "api-device-salt"),
+                "WAYMARK_DOCUMENTS_BLOB_DIR": str(node.home / "documents"),
+            }) for node in nodes.values()),
     )
-    network = Network(root, ports, deployment, fresh, public_url)
-    say(f"services    node {network.node_url}, relayer {network.relayer_url}, scan API {network.api_url} (logs in {root / 'logs'})")
+    network = Network(root, ports, deployment, fresh, nodes, public_url)
+    for node in nodes.values():
+        say(f"node        {node.member:<12} node {node.node_url}, scan API {node.api_url}, database {node.db_path} "
+            f"(oracles of {', '.join(node.organisations)})")
+    say(f"services    relayer {network.relayer_url} on the {RELAYER_NODE}'s database; nodes, scan APIs and relayer answering "
+        f"{time.monotonic() - starting:.0f}s after their start (logs in {root / 'logs'})")
     return network
+
+
+class NotReplicated(WaymarkError):
+    def __init__(self, seconds: float, missing: dict[str, int], batches: int) -> None:
+        lacking = ", ".join(f"{member} lacks {count}" for member, count in missing.items())
+        super().__init__(f"the member nodes did not all hold the {batches} anchored batches within {seconds:.0f}s ({lacking})")
+
+
+def anchored_batches(network: Network) -> dict[str, int]:
+    """Every batch anchored on the chain since the deployment: root (0x hex) -> event count."""
+    client = network.client()
+    registry = client.contract("ProvenanceRegistry", network.deployment.address("ProvenanceRegistry"))
+    event = registry.events.BatchAnchored()
+    criteria = {"address": registry.address, "topics": ["0x" + event_abi_to_log_topic(event.abi).hex()]}
+    logs = LogPager(client.w3).get_logs(criteria, network.deployment.start_block, int(client.w3.eth.block_number))
+    return {"0x" + bytes(entry["args"]["root"]).hex(): int(entry["args"]["eventCount"]) for entry in map(event.process_log, logs)}
+
+
+def held_batches(node: MemberNode) -> set[str]:
+    """The anchored batches a node holds, its own and those it imported (its held-batches feed,
+    node/network/holders.py); empty while it does not answer."""
+    held: set[str] = set()
+    after = 0
+    while True:
+        try:
+            page = httpx.get(f"{node.node_url}/batches/held", params={"after": after}, timeout=10).json()
+        except (httpx.TransportError, ValueError):
+            return held
+        held.update(batch["root"] for batch in page["batches"])
+        if not page["batches"]:
+            return held
+        after = page["next"]
+
+
+def wait_replicated(network: Network, timeout: float) -> dict[str, int]:
+    """Until every member node holds every batch anchored so far (a node holds a batch only whole:
+    the replicator imports it once its leaves rebuild the anchored root and count); those batches.
+    Raises NotReplicated, naming what each node lacks, after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    batches = anchored_batches(network)
+    pending = dict(network.nodes)
+    while True:
+        missing = {member: set(batches) - held_batches(node) for member, node in pending.items()}
+        pending = {member: pending[member] for member, roots in missing.items() if roots}
+        if not pending:
+            return batches
+        if time.monotonic() > deadline:
+            raise NotReplicated(timeout, {member: len(missing[member]) for member in pending}, len(batches))
+        time.sleep(0.3)

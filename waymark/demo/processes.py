@@ -127,7 +127,8 @@ class Child:
 
 
 class Supervisor:
-    """The demo's children, stopped in the reverse order of their start.
+    """The demo's children, stopped in the reverse order of their start: those started together
+    (one `start` call) are stopped together, after the ones started later.
 
     With `watch()`, a thread restarts a child that exits while the demo runs and says so
     (`<name> exited with code N: restarting`, then `<name> restarted`): what is left of its
@@ -147,6 +148,7 @@ class Supervisor:
         ready_timeout: float = 90.0,
     ) -> None:
         self.children: list[Child] = []
+        self.waves: list[list[Child]] = []  # the children of each `start` call
         self.say = say
         self.max_restarts, self.window, self.max_backoff, self.ready_timeout = max_restarts, window, max_backoff, ready_timeout
         self.restarts: dict[str, list[float]] = {}
@@ -158,6 +160,7 @@ class Supervisor:
 
     def start(self, *children: Child, timeout: float = 90.0) -> None:
         """Start these children together and wait until each is ready."""
+        self.waves.append(list(children))
         for child in children:
             self.children.append(child.start())
         for child in children:
@@ -224,8 +227,24 @@ class Supervisor:
             self._watcher.join(timeout=10)  # a restart in progress notices the stop, or its child is stopped below
             self._watcher = None
         with self._lock:
-            for child in reversed(self.children):
-                if child.process is not None and child.process.poll() is None:
-                    self.say(f"stopping {child.name}")
-                child.stop()
+            for wave in reversed(self.waves):
+                for child in wave:
+                    if child.process is not None and child.process.poll() is None:
+                        self.say(f"stopping {child.name}")
+                failures: list[BaseException] = []
+
+                def stop(child: Child) -> None:
+                    try:
+                        child.stop()
+                    except BaseException as exc:  # noqa: BLE001 - raised below, once the whole wave is stopped
+                        failures.append(exc)
+
+                stoppers = [threading.Thread(target=stop, args=(child,), name=f"stop-{child.name}") for child in wave]
+                for stopper in stoppers:
+                    stopper.start()
+                for stopper in stoppers:
+                    stopper.join()
+                if failures:
+                    raise failures[0]
             self.children.clear()
+            self.waves.clear()

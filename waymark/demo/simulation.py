@@ -31,6 +31,7 @@ import base64
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -238,10 +239,11 @@ class RunningOracle:
 
 
 def start_oracles(
-    members: list[str], *, node_url: str, relayer_url: str | None, data_dir: Path, deployment: Any, client: Any,
+    members: list[str], *, node_urls: Mapping[str, str], relayer_url: str | None, data_dir: Path, deployment: Any, client: Any,
     products_file: Path, base_port: int | None = None,
 ) -> dict[str, RunningOracle]:
-    """Serve the oracle of each member in a thread of this process; ports `base_port`, +1, ... (free ones if None)."""
+    """Serve the oracle of each member in a thread of this process, posting to `node_urls[member]`
+    (its own organisation's node, or its host's); ports `base_port`, +1, ... (free ones if None)."""
     import uvicorn
 
     from node.devnet.anvil import free_port
@@ -256,7 +258,7 @@ def start_oracles(
         index = member_index(member)
         port = free_port() if base_port is None else base_port + offset
         settings = OracleSettings(
-            port=port, node_url=node_url, relayer_url=relayer_url, data_dir=data_dir / f"oracle-{member}",
+            port=port, node_url=node_urls[member], relayer_url=relayer_url, data_dir=data_dir / f"oracle-{member}",
             devnet_account=index, products_file=products_file, csv_min_age=0, csv_poll=0.2, retry_max=5.0,
             # Every customs party names the customs authority as the payee of the duty, so their signatures agree.
             duty_payee=devnet_account(member_index("customs")).address
@@ -272,14 +274,15 @@ def start_oracles(
         server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, name=f"oracle-{member}", daemon=True)
         thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                stop_oracles(running)
-                runtime.close()
-                raise OracleDidNotStart(member, port)
-            time.sleep(0.05)
         running[member] = RunningOracle(member, runtime, f"http://127.0.0.1:{port}", server, thread)
+    # They start side by side; each must answer within the bound.
+    deadline = time.monotonic() + 30
+    for oracle in running.values():
+        while not oracle.server.started:
+            if time.monotonic() > deadline or not oracle.thread.is_alive():
+                stop_oracles(running)
+                raise OracleDidNotStart(oracle.member, oracle.server.config.port)
+            time.sleep(0.05)
     return running
 
 

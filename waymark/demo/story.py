@@ -221,11 +221,11 @@ class Story:
         products.write_text(json.dumps({sim.GTIN: sim.PRODUCT}, indent=2))
         members = sorted({m for step in self.plan for m in step.members})
         self.oracles = sim.start_oracles(
-            members, node_url=self.network.node_url, relayer_url=self.network.relayer_url, data_dir=self.network.root / "oracles",
+            members, node_urls={m: self.network.node_of(m).node_url for m in members}, relayer_url=self.network.relayer_url, data_dir=self.network.root / "oracles",
             deployment=self.network.deployment, client=self.client, products_file=products,
             base_port=self.network.ports.oracles or None,
         )
-        self.say("oracles     " + ", ".join(f"{m} {o.url}" for m, o in self.oracles.items()))
+        self.say("oracles     " + ", ".join(f"{m} {o.url} (to the {self.network.node_of(m).member} node)" for m, o in self.oracles.items()))
 
     def close(self) -> None:
         sim.stop_oracles(self.oracles)

@@ -1,0 +1,53 @@
+"""The demo's member-node topology and ports, without starting anything: which node each
+organisation's oracles post to, where each node's database lives, which URL the registry's node
+directory gets with and without a public URL."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from node.devnet.consortium import DEMO_MEMBERS
+from waymark.demo.network import MEMBER_NODES, RELAYER_NODE, MemberNode, Ports, member_home
+from waymark.demo.processes import PortTaken, port_free
+from waymark.demo.simulation import CARRIERS_DELIVERED, CARRIERS_SHIPPED, CUSTOMS_PARTIES, FX_ORACLES
+
+def test_four_members_run_nodes_and_every_oracle_of_the_story_posts_to_its_own_or_its_hosts_node() -> None:
+    assert list(MEMBER_NODES) == ["manufacturer", "carrier", "customs", "operator"]
+    assert MEMBER_NODES["manufacturer"] == ("manufacturer", "inspector")
+    assert sorted(MEMBER_NODES["carrier"]) == ["carrier", "courier", "forwarder"]
+    assert sorted(MEMBER_NODES["customs"]) == ["broker", "customs", "port"]
+    hosted = [org for orgs in MEMBER_NODES.values() for org in orgs]
+    assert len(hosted) == len(set(hosted)), "an organisation posts to one node only"
+    story = {"manufacturer", "inspector", *CARRIERS_SHIPPED, *CARRIERS_DELIVERED, *CUSTOMS_PARTIES, *FX_ORACLES}
+    assert story <= set(hosted)
+    # Members that hold no attesting role (arbitrator, auditor) post no events and need no node.
+    assert {m.key for m in DEMO_MEMBERS} - set(hosted) == {"arbitrator", "auditor"}
+
+def test_each_node_has_its_own_database_and_the_relayers_is_the_one_at_the_root(tmp_path: Path) -> None:
+    homes = {member: member_home(tmp_path, member) for member in MEMBER_NODES}
+    assert len(set(homes.values())) == len(MEMBER_NODES)
+    assert homes[RELAYER_NODE] == tmp_path  # <root>/waymark.sqlite3, the CLI's export line
+
+def test_the_directory_names_a_node_at_loopback_or_at_the_public_host_with_its_own_port(tmp_path: Path) -> None:
+    local = MemberNode("carrier", ("carrier",), tmp_path, 8601, 8701)
+    assert local.published_node_url == "http://127.0.0.1:8601"
+    public = MemberNode("carrier", ("carrier",), tmp_path, 8601, 8701, None, "http://192.168.1.20")
+    assert public.published_node_url == "http://192.168.1.20:8601"
+    assert public.node_url == "http://127.0.0.1:8601"  # the demo itself talks to it on loopback
+
+def test_the_nodes_get_consecutive_ports_and_a_taken_one_is_named_with_its_option() -> None:
+    ports = Ports(rpc=1, node=8600, api=8700, oracles=8710, relayer=8720)
+    assert list(ports.member_ports().values()) == [(8600, 8700), (8601, 8701), (8602, 8702), (8603, 8703)]
+    free = Ports.free().member_ports()
+    assert len({port for pair in free.values() for port in pair}) == 2 * len(MEMBER_NODES)
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert not port_free(port)
+        with pytest.raises(PortTaken, match=f"port {port} for the scan APIs .*--api-port"):
+            Ports(rpc=0, node=0, api=port, oracles=0, relayer=0).check_free()
