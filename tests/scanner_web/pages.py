@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 
 from api.page_bundle import PageAnchors, build_page
 from node.devnet.anvil import free_port
