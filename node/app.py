@@ -28,9 +28,9 @@ import anyio
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from sqlalchemy import func, select, text
+from starlette.middleware.cors import CORSMiddleware
 
 from node.db import Batch, ChainCursor, Event
 from node.errors import WaymarkError
