@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from eth_abi.abi import encode as abi_encode
 
 from api.page_bundle import PageAnchors, build_page
 from node.devnet.anvil import free_port
 from node.devnet.consortium import devnet_account
 from node.paths import PROJECT_ROOT
-from node.registry import ProposalKind, RegistryClient
+from node.registry import ProposalKind, RegistryClient, verifier_bundle_data
 from tests.api.world import World
 
 VOTERS = (1, 3, 4, 5)  # devnet accounts of four demo members (the demo threshold is 3 votes)
@@ -32,16 +31,12 @@ VOTERS = (1, 3, 4, 5)  # devnet accounts of four demo members (the demo threshol
 def approve_bundle(world: World, digest: bytes) -> None:
     """The members vote `digest` into ConsortiumRegistry.verifierBundleHash (SetVerifierBundle)."""
     registry = RegistryClient(world.client, world.deployment)
-
-    def approved() -> bool:
-        return bytes(world.client.call(registry.contract.functions.verifierBundleHash())) == digest
-
-    proposal = registry.propose(ProposalKind.SET_VERIFIER_BUNDLE, abi_encode(["bytes32"], [digest]), devnet_account(VOTERS[0]))
+    proposal = registry.propose(ProposalKind.SET_VERIFIER_BUNDLE, verifier_bundle_data(digest), devnet_account(VOTERS[0]))
     for index in VOTERS[1:]:
-        if approved():
+        if registry.verifier_bundle_hash() == digest:
             break
         registry.vote(proposal, devnet_account(index))
-    assert approved()
+    assert registry.verifier_bundle_hash() == digest
 
 
 def served_page(world: World, folder: Path) -> Path:
@@ -54,8 +49,7 @@ def served_page(world: World, folder: Path) -> Path:
 
 def set_node_record(world: World, account_index: int, url: str) -> None:
     """The organisation of devnet account `account_index` lists its node at `url`."""
-    registry = RegistryClient(world.client, world.deployment)
-    world.client.transact(registry.contract.functions.setNodeRecord(url, b"\0" * 32), sender=devnet_account(account_index))
+    RegistryClient(world.client, world.deployment).set_node_record(url, None, devnet_account(account_index))
 
 
 # --- member nodes ---------------------------------------------------------------------------------
