@@ -595,7 +595,7 @@ function renderConfirmation() {
   }
   for (const d of c.omitted) {
     list.append(el("li", { "data-kind": "omitted", "data-event-id": d.id },
-      t("discrepancyOmitted", { step: stepLabel(stepOf(d.bizStep)) || "?", time: d.eventTime ? formatTime(d.eventTime) : "?", id: short(d.id, 8), orgs: names(d.heldBy) })));
+      t("discrepancyOmitted", { step: stepLabel(stepOf(d.bizStep)) || "?", time: d.eventTime ? formatTime(d.eventTime) : "?", id: short(d.id.replace(/^ni:\/\/\/sha-256;|\?.*$/g, ""), 6), orgs: names(d.heldBy) })));
   }
 }
 
