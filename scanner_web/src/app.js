@@ -336,9 +336,11 @@ function misstatedAnchors(passport) {
   return [...wrong.values()];
 }
 
+const MIN_ANSWERS = 2; // member nodes that must answer (all of them when fewer are listed)
+
 // The verdict shown: the server's, except that "genuine" needs this browser's own checks (every
-// event verified against the chain, no member node holding a record this server leaves out), and
-// a server that names other trust anchors is suspicious whatever it says.
+// event verified against the chain; at least two member nodes answered and none holds a record
+// this server leaves out), and a server that names other trust anchors is suspicious whatever it says.
 function pageVerdict(passport) {
   const reasons = [];
   let verdict = passport.verdict;
@@ -364,6 +366,10 @@ function pageVerdict(passport) {
     } else if (c.omitted.length) {
       verdict = "unverified";
       reasons.push({ code: "records_omitted", text: t("reason_records_omitted", { count: c.omitted.length }) });
+    } else if (c.answered < Math.min(MIN_ANSWERS, c.total)) {
+      // Unanswered nodes could hold what this server leaves out: too few answers prove nothing.
+      verdict = "unverified";
+      reasons.push({ code: "too_few_answers", text: t("reason_too_few_answers", { answered: c.answered, m: c.total, needed: Math.min(MIN_ANSWERS, c.total) }) });
     }
   }
   const wrong = misstatedAnchors(passport);
@@ -588,7 +594,7 @@ function renderConfirmation() {
   }
   box.dataset.confirmed = String(c.confirmedBy.length);
   box.dataset.total = String(c.total);
-  summary.textContent = t("confirmedBy", { n: c.confirmedBy.length, m: c.total }) + (c.silent.length ? " " + t("confirmSilent", { orgs: names(c.silent) }) : "");
+  summary.textContent = t("confirmedBy", { n: c.confirmedBy.length, m: c.total }) + (c.silent.length ? " · " + t("confirmSilent", { orgs: names(c.silent) }) : "");
   for (const d of c.lacking) {
     list.append(el("li", { "data-kind": "lacking", "data-event-id": d.id },
       t("discrepancyLacking", { step: stepLabel(d.item.bizStep) || d.item.type, time: formatTime(d.item.eventTime), orgs: names(d.missingOn) })));

@@ -51,12 +51,12 @@ class Network:
     def path(self) -> str:
         return self.world.unit("genuine").uri("http://x").removeprefix("http://x")
 
-    def list_nodes(self, carrier: NodeProcess, customs: NodeProcess) -> None:
+    def list_nodes(self, carrier: str, customs: str) -> None:
         """The directory as the test needs it: the manufacturer's node is honest; the carrier's
-        and the customs office's are the given ones."""
+        and the customs office's are at the given URLs."""
         set_node_record(self.world, MANUFACTURER_ACCOUNT, self.honest[0].url)
-        set_node_record(self.world, CARRIER_ACCOUNT, carrier.url)
-        set_node_record(self.world, CUSTOMS_ACCOUNT, customs.url)
+        set_node_record(self.world, CARRIER_ACCOUNT, carrier)
+        set_node_record(self.world, CUSTOMS_ACCOUNT, customs)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def capture_and_anchor_on(world: World, database: Path, event: dict[str, Any]) -
 
 
 def test_every_member_node_confirms_an_honest_history(network: Network, browser: Any) -> None:
-    network.list_nodes(carrier=network.honest[1], customs=network.honest[2])
+    network.list_nodes(carrier=network.honest[1].url, customs=network.honest[2].url)
     shown = browser("confirm", network.api.url + network.path(), "confirm-honest")
     assert shown["bundle"] == "approved"
     assert shown["verdict"] == "genuine", shown["pageReasons"]
@@ -116,7 +116,7 @@ def test_every_member_node_confirms_an_honest_history(network: Network, browser:
 
 
 def test_a_node_that_lacks_an_event_and_one_that_holds_another_are_named(network: Network, browser: Any) -> None:
-    network.list_nodes(carrier=network.lacking, customs=network.adding)
+    network.list_nodes(carrier=network.lacking.url, customs=network.adding.url)
     shown = browser("confirm", network.api.url + network.path(), "confirm-discrepancies")
     c = shown["confirmation"]
     assert (c["confirmed"], c["total"]) == (2, 3)  # the manufacturer's and the customs office's nodes hold every event shown
@@ -136,6 +136,18 @@ def test_a_node_that_lacks_an_event_and_one_that_holds_another_are_named(network
     assert [r["code"] for r in shown["pageReasons"]] == ["records_omitted"]
 
 
+def test_too_few_answering_nodes_withhold_the_genuine_verdict(network: Network, browser: Any) -> None:
+    nobody = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]  # listed, but nothing answers there
+    network.list_nodes(carrier=nobody[0], customs=nobody[1])
+    shown = browser("confirm", network.api.url + network.path(), "confirm-silent")
+    c = shown["confirmation"]
+    assert (c["confirmed"], c["total"]) == (1, 3)
+    assert c["summary"] == "Confirmed by 1 of 3 member nodes · Bluewater Ocean Freight, Customs Office Rotterdam did not answer."
+    assert all(item["browser"] == "verified" for item in shown["heldBy"])  # the chain says every event is genuine...
+    assert shown["verdict"] == "unverified"  # ...but one node cannot show that nothing is left out
+    assert [r["code"] for r in shown["pageReasons"]] == ["too_few_answers"]
+
+
 # --- a server that lies --------------------------------------------------------------------------------
 
 
@@ -146,7 +158,7 @@ def test_a_node_that_lacks_an_event_and_one_that_holds_another_are_named(network
     {"rpcUrl": "http://127.0.0.1:9"},
 ], ids=["chain-id", "consortium-registry", "provenance-registry", "rpc-url"])
 def test_a_server_that_states_other_trust_anchors_gets_no_genuine_verdict(network: Network, browser: Any, claims: dict[str, Any]) -> None:
-    network.list_nodes(carrier=network.honest[1], customs=network.honest[2])
+    network.list_nodes(carrier=network.honest[1].url, customs=network.honest[2].url)
     with LyingServer(network.api.url, claims=claims) as liar:
         shown = browser("confirm", liar.url + "/passport" + network.path(), f"liar-{next(iter(claims))}")
     assert shown["verdict"] == "suspicious"
