@@ -102,7 +102,7 @@ export function compare(passport, answers) {
   };
 }
 
-export async function confirmWithMembers(passport, chain, registry, { timeoutMs = 5000 } = {}) {
+export async function confirmWithMembers(passport, chain, registry, { timeoutMs = 8000 } = {}) {
   const nodes = await memberNodes(chain, registry);
   const answers = await Promise.all(nodes.map((node) => askNode(node, passport.id, timeoutMs)));
   return compare(passport, answers);

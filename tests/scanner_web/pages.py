@@ -96,7 +96,7 @@ class NodeProcess:
         )
         return self
 
-    def wait(self, timeout: float = 60) -> None:
+    def wait(self, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None and self.process.poll() is None, (self.folder / "node.log").read_text()[-3000:]

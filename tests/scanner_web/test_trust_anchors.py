@@ -12,10 +12,13 @@ API serving its own chain's history with the approved page."""
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -26,6 +29,7 @@ from node.chain.build import build
 from node.db import Database
 from node.devnet.anvil import AnvilProcess, free_port
 from node.history import unit_history
+from node.paths import PROJECT_ROOT
 from node.provenance import epcis
 from node.service import NodeRuntime, build_anchorer, build_capture
 from tests.api.world import FACTORY, ApiServer, World, build_world
@@ -83,6 +87,8 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         nodes = [NodeProcess(world, database, folder / f"node-{name}").start() for name, database in databases.items()]
         for node in nodes:
             node.wait()
+            # warm: the first history read of a fresh process is its slowest; the page waits 8 s per node
+            assert requests.get(f"{node.url}/units/{quote(unit.canonical_uri, safe='')}/history", timeout=60).status_code == 200
         with ApiServer(world, folder, static_dir=static) as api:
             yield Network(world, api, static, nodes[:3], nodes[3], nodes[4], dropped, extra)
     finally:
@@ -186,6 +192,21 @@ def test_an_altered_verifier_script_is_refused(network: Network, browser: Any, t
     assert "0x" + hashlib.sha256(bundle).hexdigest() in shown["message"]
     assert "0x" + hashlib.sha256(approved).hexdigest() in shown["message"]
     assert shown["timeline"] == 0 and "Echt" not in shown["text"] and "Genuine" not in shown["text"]
+
+
+def test_a_page_that_cannot_check_its_bundle_runs_nothing(network: Network, browser: Any, tmp_path: Path) -> None:
+    """Built without the consortium's anchors, or for an RPC nobody answers at: the loader cannot
+    learn the approved hash, so no bundle runs and no verdict is shown (fail closed)."""
+    unconfigured, unchecked = tmp_path / "unconfigured", tmp_path / "unchecked"
+    subprocess.run(["node", str(PROJECT_ROOT / "scanner_web" / "build.mjs"), "--outdir", str(unconfigured / "dist")], check=True, capture_output=True)
+    shutil.copyfile(PROJECT_ROOT / "scanner_web" / "index.html", unconfigured / "index.html")
+    build_page(PageAnchors.of(network.world.deployment, f"http://127.0.0.1:{free_port()}"), unchecked)
+    for static, reason, text in [(unconfigured, "unconfigured", "built without the consortium's chain and registry"),
+                                 (unchecked, "unchecked", "could not check its verifier against the consortium's registry")]:
+        with ApiServer(network.world, tmp_path / reason, static_dir=static) as api:
+            shown = browser("refused", api.url + network.path(), f"refused-{reason}")
+        assert (shown["bundle"], shown["verdict"]) == (reason, "untrusted")
+        assert text in shown["message"] and "Genuine" not in shown["text"] and shown["timeline"] == 0
 
 
 @pytest.fixture(scope="module")
