@@ -7,14 +7,14 @@ events name, the state of an escrow order covering it, and a verdict:
 
 | verdict | when |
 |---|---|
-| genuine | every event verified (hash, signature, role at the time, Merkle proof, anchor, confirmations) and the unit was commissioned by its product's manufacturer |
-| unverified | nothing failed, but something is not proven yet: events pending, no commissioning event, product not registered |
+| genuine | every event verified (hash, signature, role at the time, Merkle proof, anchor, confirmations), none marked, and the unit was commissioned by its product's manufacturer |
+| unverified | nothing failed, but something is not proven yet (events pending, no commissioning event, product not registered) or an event is marked late or signer_revoked (accepted, never plainly genuine) |
 | suspicious | a check failed, the commissioning was signed by another organisation, the link's issuance signature is not the manufacturer's, or a clone rule tripped |
 | unknown | the code is well-formed but nothing on this network carries it (answered 404 by the API) |
 
-Verification of one event uses the same checks, names and failure codes as `node.proofs`
-(event_hash, signature, role, merkle_proof, anchor, confirmations); chain lookups go through
-`ChainView`, which caches what cannot change (roles and organisations at a past time) and
+Verification of one event is node.verification's (the one rule: event_hash, signature, role,
+merkle_proof, anchor, confirmations, and the marks); chain lookups go through `ChainView`, a
+node.verification Registry and AnchorOf, which caches what cannot change (roles and organisations at a past time) and
 re-reads what can (anchors, the head) after a short time. Signature and role are taken from
 the verification record the node wrote when it accepted or imported the event (events
 `role`, `signer_org`, `verified_at_ms`), so a cold passport asks the chain nothing per event;
@@ -49,19 +49,11 @@ from node.escrow.orders import OrderIndex
 from node.history import HistoryEntry, unit_history
 from node.locations import route_by_location
 from node.product_master import master_section, recorded_lot
-from node.ingest.roles import roles_for_bizstep
-from node.proofs import FAILURES, anchor_counted_for
-from node.provenance.attestation import (
-    AttestationDomain,
-    keccak256,
-    SignatureError,
-    event_subject,
-    event_unix_time,
-    recover_attester,
-)
-from node.provenance.event_hash import digest_from_hash, hash_from_digest, record_digest
+from node.verification import Anchor, Attested, Head, Inclusion, Outcome, Recorded, verify_anchoring, verify_attestation
+from node.provenance.attestation import AttestationDomain, SignatureError, keccak256
+from node.provenance.event_hash import digest_from_hash
 from node.provenance.gs1 import ContainerId, Identifier, ParsedLink, UnitId, encode_component, recover_issuer
-from node.provenance.merkle import leaf_hash, verify_proof
+from node.provenance.merkle import leaf_hash
 from node.scans import Flag, Ownership, ScanOutcome
 
 Verdict = Literal["genuine", "unverified", "suspicious", "unknown"]
@@ -114,8 +106,12 @@ class AnchorInfo(_Model):
 class Verification(_Model):
     status: Literal["verified", "pending", "failed"]
     failed_check: str | None = None
-    failure: str | None = Field(None, description="Failure code of the first failed check (as node.proofs names them)")
+    failure: str | None = Field(None, description="Failure code of the first failed check (as node.verification names them)")
     checks: list[CheckResult]
+    marks: list[Literal["late", "signer_revoked"]] = Field(
+        default_factory=list,
+        description="Marks of a verified event, never plainly genuine: late (anchored past the maximum reporting delay "
+                    "after its event time), signer_revoked (the signer had lost its role before the batch was anchored)")
     signer: str
     signature: str
     subject: str
@@ -250,14 +246,6 @@ class OrgInfo:
         return {"id": self.id, "name": self.name, "country": self.country}
 
 
-@dataclass(frozen=True)
-class AnchorRecord:
-    org_id: int
-    block_number: int
-    timestamp: int
-    event_count: int
-
-
 class _TTLCache:
     def __init__(self, ttl: float, size: int = 10_000) -> None:
         self.ttl, self.size = ttl, size
@@ -314,16 +302,24 @@ class ChainView:
             return int(self.client.call(self.consortium.functions.organisationOfAt(account, at)))
         return int(self._past.get(("orgAt", account, at), lambda: int(self.client.call(self.consortium.functions.organisationOfAt(account, at)))))
 
-    def role_at(self, account: str, roles: Iterable[str], at: int) -> str | None:
-        """The first of `roles` that `account` held at unix time `at`."""
-        for role in roles:
-            def load(role: str = role) -> bool:
-                return bool(self.client.call(self.consortium.functions.hasRoleAt(account, keccak256(role.encode()), at)))
+    def has_role_at(self, account: str, role: str, at: int) -> bool:
+        """hasRoleAt (node.verification.Registry); facts older than the head's time are kept."""
+        def load() -> bool:
+            return bool(self.client.call(self.consortium.functions.hasRoleAt(account, keccak256(role.encode()), at)))
 
-            held = load() if at >= self._chain_time() else self._past.get(("roleAt", account, role, at), load)
-            if held:
-                return role
-        return None
+        return load() if at >= self._chain_time() else bool(self._past.get(("roleAt", account, role, at), load))
+
+    def host_of_at(self, org_id: int, at: int) -> int:
+        def load() -> int:
+            return int(self.client.call(self.consortium.functions.hostOfAt(org_id, at)))
+
+        return load() if at >= self._chain_time() else int(self._past.get(("hostAt", org_id, at), load))
+
+    def max_reporting_delay_at(self, at: int) -> int | None:
+        def load() -> int:
+            return int(self.client.call(self.consortium.functions.maxReportingDelayAt(at)))
+
+        return load() if at >= self._chain_time() else int(self._past.get(("delayAt", at), load))
 
     def current_org(self, account: str) -> int:
         return int(self._current.get(("orgOf", account), lambda: int(self.client.call(self.consortium.functions.organisationOf(account)))))
@@ -347,21 +343,18 @@ class ChainView:
 
         return self._current.get(("productHash", gtin), load)  # type: ignore[no-any-return]
 
-    def anchor(self, root: bytes, org_id: int) -> AnchorRecord | None:
-        """The anchor of `root` that counts for an event attested by a member of `org_id` (at the
-        event time): node.proofs' rule (`anchor_counted_for`), so a rival that anchored the root
-        first is not shown as its anchorer. One read per (root, organisation) while cached; the
-        root's first anchor, the fallback, is read once per root."""
-        def first() -> tuple[int, int, int, int]:
-            return self._anchors.get(("first", root), lambda: tuple(self.client.call(self.provenance.functions.anchorOf(root))))  # type: ignore[no-any-return]
-
-        def load() -> AnchorRecord | None:
-            org, block_number, timestamp, count = anchor_counted_for(
-                org_id, lambda o: self.client.call(self.provenance.functions.anchorOfOrganisation(root, o)), first
-            )
-            return AnchorRecord(org, block_number, timestamp, count) if org else None
+    def anchor_of(self, root: bytes, org_id: int) -> Anchor | None:
+        """`org_id`'s anchor of `root` (anchorOfOrganisation; node.verification.AnchorOf), kept for
+        the cache's time: which anchor counts for an event is node.verification's rule."""
+        def load() -> Anchor | None:
+            org, block_number, timestamp, count = self.client.call(self.provenance.functions.anchorOfOrganisation(root, org_id))
+            return Anchor(root, int(org), int(block_number), int(timestamp), int(count)) if int(org) else None
 
         return self._anchors.get(("anchor", root, org_id), load)  # type: ignore[no-any-return]
+
+    def head_time(self) -> int:
+        """The latest block's time (cached for a second)."""
+        return self._chain_time()
 
     def _chain_time(self) -> int:
         # Facts at or after the latest block's time may still change; only older ones are cached.
@@ -595,7 +588,7 @@ class PassportBuilder:
         self.orders = orders
         self.history = history
         self.corrections = corrections
-        self._memo: dict[bytes, tuple[dict[str, Any], int]] = {}
+        self._memo: dict[bytes, tuple[tuple[Outcome, ...], Attested | None]] = {}
         self._watermark: tuple[float, tuple[Any, ...]] | None = None
         self.chain_info = {
             "chainId": chain.chain_id,
@@ -654,6 +647,7 @@ class PassportBuilder:
         documents: list[dict[str, Any]] = []
         excursions: list[dict[str, Any]] = []
         failed = pending = False
+        marked: dict[str, list[dict[str, Any]]] = {}
         for entry in entries:
             attestation = stored.get(digest_from_hash(entry.event_id))
             if attestation is None:  # removed between the two reads
@@ -668,6 +662,8 @@ class PassportBuilder:
                 reasons.append({"code": "event_failed", "message": f"event {item['bizStep'] or item['type']} of {item['eventTime']} failed the {check} check: {detail}"})
             elif status == "pending":
                 pending = True
+            for mark in item["verification"]["marks"]:
+                marked.setdefault(mark, []).append(item)
             documents.extend(self._documents(entry))
             excursions.extend(_excursions(entry))
 
@@ -694,6 +690,12 @@ class PassportBuilder:
                     failed = True
         if pending:
             reasons.append({"code": "events_pending", "message": "some events are not anchored on the chain yet"})
+        for mark, items in sorted(marked.items()):
+            # Accepted, never plainly genuine (node.verification's marks).
+            named = ", ".join(f"{i['bizStep'] or i['type']} of {i['eventTime']}" for i in items)
+            reasons.append({"code": f"events_{mark}", "message": (
+                f"anchored later than the consortium's maximum reporting delay after its event time: {named}" if mark == "late"
+                else f"signed by an account that had lost its role before the record was anchored: {named}")})
         if not timeline:
             reasons.append({"code": "no_events", "message": "the code was issued by its manufacturer but has no recorded events yet: "
                             "if the unit was made recently, members may still be delivering its records"})
@@ -760,137 +762,61 @@ class PassportBuilder:
         }
 
     def verify(self, event: Mapping[str, Any], stored: StoredAttestation, head: int) -> dict[str, Any]:
-        """The checks of one stored event, in node.proofs' order; a failed check stops the rest.
+        """node.verification's checks of one stored event, as the passport shows them.
 
-        Checks 1-4 depend only on the stored data, so their passing outcome is remembered under
-        a key covering all of it (a changed row gets a new key); the anchor is looked up again
-        (through ChainView's short cache) and confirmations counted from the current head.
+        Checks 1-3 (hash, signature, role at the event time) depend only on the stored data and the
+        registry's past, so a passing outcome is remembered under a key covering all of it (a changed
+        row gets a new key); proof, anchor, confirmations and marks are checked each time (anchors
+        through ChainView's short cache). Signature and role are taken from the node's record of
+        its own check when it has one (node.verification.Recorded).
         """
-        key = _memo_key(event, stored) if stored.root is not None else None
-        memo = self._memo.get(key) if key is not None else None
+        chain = self.chain
+        key = _memo_key(event, stored)
+        memo = self._memo.get(key)
         if memo is None:
-            memo = self._verify_through_merkle(event, stored)
-            if key is not None and memo[0]["status"] == "anchoring":
+            recorded = (Recorded(stored.role, stored.signer_org, stored.verified_at_ms)
+                        if stored.verified_at_ms is not None and stored.signer_org is not None and stored.role else None)
+            memo = verify_attestation(chain.domain, event, stored.digest, stored.signer, stored.signature, chain,
+                                      recorded=recorded)
+            if memo[1] is not None:
                 if len(self._memo) >= 200_000:
                     self._memo.clear()
                 self._memo[key] = memo
-        fixed, signer_org = memo
-        result = dict(fixed)
-        if result["status"] != "anchoring":
-            return result
-        checks = list(fixed["checks"])
-        result["checks"] = checks
-        chain = self.chain
-        assert stored.root is not None
-        anchor = chain.anchor(stored.root, signer_org)
-        if anchor is None:
-            checks.append({"name": "anchor", "status": "failed", "detail": f"root {_hex(stored.root)} is not anchored on chain {chain.chain_id}"})
-            result.update(status="failed", failedCheck="anchor", failure=FAILURES["anchor"])
-            return result
-        depth = max(0, head - anchor.block_number)
-        result["anchor"] = {
-            "txHash": _hex(stored.tx_hash) if stored.tx_hash else None,
-            "blockNumber": anchor.block_number,
-            "blockTime": anchor.timestamp,
-            "orgId": anchor.org_id,
-            "confirmations": depth,
-        }
-        checks.append({"name": "anchor", "status": "passed", "detail": f"anchored in block {anchor.block_number} at {_iso_ms(anchor.timestamp * 1000)}"})
-        if depth < self.confirmations:
-            checks.append({"name": "confirmations", "status": "pending", "detail": f"{depth} of {self.confirmations} confirmations"})
-            result["status"] = "pending"
-            return result
-        checks.append({"name": "confirmations", "status": "passed", "detail": f"{depth} blocks on top; {self.confirmations} required"})
-        result["status"] = "verified"
-        return result
-
-    def _verify_through_merkle(self, event: Mapping[str, Any], stored: StoredAttestation) -> tuple[dict[str, Any], int]:
-        """Checks 1-4 (event hash, signature, role at the time, Merkle proof): their outcome for
-        given data never changes. Status "anchoring" means: all four passed, anchor next.
-        Returned with the signer's organisation at the event time (0 if unknown), whose anchor
-        of the root counts (node.proofs.counted_anchor)."""
-        chain = self.chain
-        org_id = 0
-        checks: list[dict[str, str]] = []
-        result: dict[str, Any] = {
-            "status": "verified",
-            "failedCheck": None,
-            "failure": None,
-            "checks": checks,
+        anchored = stored.root is not None and stored.proof is not None and stored.batch_status in ("anchored", "confirmed")
+        inclusion = Inclusion.from_concatenated(stored.root, stored.proof) if anchored else None  # type: ignore[arg-type]
+        result = verify_anchoring(stored.digest, *memo, chain, inclusion, chain.anchor_of, Head(head, chain.head_time()),
+                                  confirmations=self.confirmations)
+        org = chain.organisation(result.signer_org) if result.signer_org else None
+        attested = memo[1]
+        return {
+            "status": result.status.value,
+            "failedCheck": result.failed_check.value if result.failed_check else None,
+            "failure": result.failure,
+            "checks": [o.to_json() for o in result.outcomes],
+            "marks": sorted(m.value for m in result.marks),
             "signer": stored.signer,
             "signature": _hex(stored.signature),
             "subject": _hex(stored.subject),
-            "signerOrg": None,
-            "signerRole": None,
-            "merkle": None,
-            "anchor": None,
+            "signerOrg": org.ref() if org else None,
+            "signerRole": result.role,
+            "merkle": {
+                "root": _hex(inclusion.root), "leaf": _hex(leaf_hash(stored.digest, attested.signer)),
+                "leafIndex": stored.leaf_index, "proof": [_hex(p) for p in inclusion.proof],
+            } if inclusion is not None and attested is not None else None,
+            "anchor": {
+                "txHash": _hex(stored.tx_hash) if stored.tx_hash else None,
+                "blockNumber": result.anchor.block_number,
+                "blockTime": result.anchor.timestamp,
+                "orgId": result.anchor.org_id,
+                "confirmations": result.confirmations,
+            } if result.anchor is not None else None,
         }
-
-        def fail(name: str, detail: str) -> tuple[dict[str, Any], int]:
-            checks.append({"name": name, "status": "failed", "detail": detail})
-            result.update(status="failed", failedCheck=name, failure=FAILURES[name])
-            return result, org_id
-
-        # 1. event_hash
-        try:
-            digest = record_digest(event)
-        except Exception as error:  # noqa: BLE001 - a tampered event may break the hashing itself
-            return fail("event_hash", f"the event cannot be hashed: {error}")
-        if digest != stored.digest:
-            return fail("event_hash", f"the stored event hashes to {hash_from_digest(digest)}, not to its id {hash_from_digest(stored.digest)}")
-        checks.append({"name": "event_hash", "status": "passed", "detail": f"the event hashes to its id {hash_from_digest(digest)}"})
-
-        # 2. signature: recovered here, unless the node recorded its check when it accepted or
-        # imported the event (the signer is then bound by the Merkle leaf, checked below; the
-        # browser and the audit recover every signature themselves)
-        step = event.get("bizStep") if isinstance(event.get("bizStep"), str) else None
-        roles = roles_for_bizstep(step, event.get("@context")) or ()
-        try:
-            event_time = event_unix_time(event)
-            recorded = stored.verified_at_ms is not None and stored.signer_org is not None and stored.role in roles
-            recovered: str = (
-                Web3.to_checksum_address(stored.signer) if recorded
-                else recover_attester(chain.domain, digest, event_subject(event), event_time, stored.signature)
-            )
-        except (SignatureError, KeyError, ValueError, TypeError, WaymarkError) as error:
-            return fail("signature", f"the signature does not verify: {error}")
-        if recovered.lower() != stored.signer.lower():
-            return fail("signature", f"the signature recovers to {recovered}, not to the recorded signer {stored.signer}")
-        when_checked = f" (checked when this node accepted it, {_iso_ms(stored.verified_at_ms)})" if recorded and stored.verified_at_ms else ""
-        checks.append({"name": "signature", "status": "passed", "detail": f"EIP-712 signature by {recovered}{when_checked}"})
-
-        # 3. role at the event time, and the signer's organisation then (recorded, or asked of the chain)
-        org_id = stored.signer_org if recorded and stored.signer_org is not None else chain.organisation_at(recovered, event_time)
-        org = chain.organisation(org_id) if org_id else None
-        result["signerOrg"] = org.ref() if org else None
-        held = stored.role if recorded else chain.role_at(recovered, roles, event_time) if roles else None
-        if held is None:
-            wanted = ", ".join(roles) or "(no role may attest this bizStep)"
-            return fail("role", f"{recovered} held none of {wanted} at {_iso_ms(event_time * 1000)}")
-        result["signerRole"] = held
-        checks.append({"name": "role", "status": "passed", "detail": f"{org.name if org else recovered} held {held} at {_iso_ms(event_time * 1000)}"})
-
-        # 4. Merkle proof, 5. anchor, 6. confirmations: pending until the batch is anchored
-        if stored.root is None or stored.proof is None or stored.batch_status not in ("anchored", "confirmed"):
-            for name in ("merkle_proof", "anchor", "confirmations"):
-                checks.append({"name": name, "status": "pending", "detail": "not anchored yet"})
-            result["status"] = "pending"
-            return result, org_id
-        proof = [stored.proof[i : i + 32] for i in range(0, len(stored.proof), 32)]
-        leaf = leaf_hash(digest, recovered)
-        result["merkle"] = {"root": _hex(stored.root), "leaf": _hex(leaf), "leafIndex": stored.leaf_index, "proof": [_hex(p) for p in proof]}
-        if not verify_proof(stored.root, leaf, proof):
-            return fail("merkle_proof", f"the proof does not lead from leaf {_hex(leaf)} to root {_hex(stored.root)}")
-        checks.append({"name": "merkle_proof", "status": "passed", "detail": f"leaf is under root {_hex(stored.root)}"})
-        result["status"] = "anchoring"
-        return result, org_id
 
 
 def _memo_key(event: Mapping[str, Any], stored: StoredAttestation) -> bytes:
     return hashlib.sha256(
         orjson.dumps(event, option=orjson.OPT_SORT_KEYS) + stored.digest + stored.signature + stored.subject
-        + stored.signer.encode() + (stored.proof or b"") + (stored.root or b"") + str(stored.leaf_index).encode()
-        + f"|{stored.role}|{stored.signer_org}|{stored.verified_at_ms}".encode()
+        + stored.signer.encode() + f"|{stored.role}|{stored.signer_org}|{stored.verified_at_ms}".encode()
     ).digest()
 
 

@@ -2,14 +2,14 @@
 
 A bundle (JSON) holds the event as accepted, its attestation (signer, signature), its Merkle
 proof, the batch root, and where the root was anchored (chain, registry, transaction,
-block). `verify_bundle(bundle, rpc_url)` trusts nothing in it: it recomputes the event
-hash from the event, recovers the signer from the signature, asks the chain's
-ConsortiumRegistry whether the signer held an attesting role for the event's bizStep at
-the event time, checks the Merkle proof up to the root, and asks the ProvenanceRegistry
-whether the root is anchored and under how many blocks. It uses only `eth_chainId`,
-`eth_blockNumber` and `eth_call`, with the few functions it needs inlined below, so it runs
-with nothing but an RPC URL (pin the registry address with `registry_address` to be sure
-the bundle does not point to a look-alike contract).
+block). `verify_bundle(bundle, rpc_url)` trusts nothing in it: it runs node.verification (the
+one rule of "verified") with the chain as its registry and anchor lookups: the event hash from
+the event, the signer from the signature, the ConsortiumRegistry's hasRoleAt /
+organisationOfAt / hostOfAt / maxReportingDelayAt, the ProvenanceRegistry's
+anchorOfOrganisation, and the head. It uses only `eth_chainId`, `eth_blockNumber`,
+`eth_getBlockByNumber` and `eth_call`, with the few functions it needs inlined below, so it runs
+with nothing but an RPC URL (pin the registry address with `registry_address` to be sure the
+bundle does not point to a look-alike contract).
 
 Checks, in order; the first that fails is named in `failure`:
 
@@ -18,16 +18,17 @@ Checks, in order; the first that fails is named in `failure`:
 | event_hash | hash_mismatch: the event does not hash to its id |
 | signature | bad_signature: the signature does not recover to the signer for this event, subject and time |
 | role | signer_lacked_role: the signer held none of the bizStep's roles at the event time |
-| merkle_proof | proof_invalid: the proof does not lead from the (event hash, signer) leaf to the root |
-| anchor | root_not_anchored: the ProvenanceRegistry has no anchor for the root |
+| merkle_proof | proof_invalid: the proof does not lead from the (event hash, signer) leaf to the root (an empty proof: the leaf is the root) |
+| anchor | root_not_anchored: no anchor of the root by the signer's organisation at the event time, nor by its host |
 | confirmations | not_enough_confirmations: fewer blocks on top of the anchor block than required |
+
+A verified event may carry marks (`late`, `signer_revoked`): verified, never plainly genuine.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -36,16 +37,10 @@ from web3 import HTTPProvider, Web3
 
 from node.db import Batch, Database, Event
 from node.errors import WaymarkError
-from node.ingest.roles import roles_for_bizstep
-from node.provenance.attestation import (
-    AttestationDomain,
-    SignatureError,
-    event_subject,
-    event_unix_time,
-    recover_attester,
-)
-from node.provenance.event_hash import hash_from_digest, record_digest
-from node.provenance.merkle import leaf_hash, verify_proof
+from node.provenance.attestation import AttestationDomain, keccak256
+from node.provenance.event_hash import hash_from_digest
+from node.verification import FAILURES, Anchor, Head, Inclusion, Mark, Status, verify_event
+from node.verification import Verification as Result
 
 BUNDLE_VERSION = 1
 
@@ -73,18 +68,12 @@ CONSORTIUM_ABI: list[dict[str, Any]] = [
     {"type": "function", "name": "organisationOfAt", "stateMutability": "view",
      "inputs": [{"name": "account", "type": "address"}, {"name": "timestamp", "type": "uint256"}],
      "outputs": [{"name": "", "type": "uint64"}]},
+    {"type": "function", "name": "hostOfAt", "stateMutability": "view",
+     "inputs": [{"name": "orgId", "type": "uint64"}, {"name": "timestamp", "type": "uint256"}],
+     "outputs": [{"name": "", "type": "uint64"}]},
+    {"type": "function", "name": "maxReportingDelayAt", "stateMutability": "view",
+     "inputs": [{"name": "timestamp", "type": "uint256"}], "outputs": [{"name": "", "type": "uint64"}]},
 ]
-
-CHECKS = ("event_hash", "signature", "role", "merkle_proof", "anchor", "confirmations")
-FAILURES = {
-    "event_hash": "hash_mismatch",
-    "signature": "bad_signature",
-    "role": "signer_lacked_role",
-    "merkle_proof": "proof_invalid",
-    "anchor": "root_not_anchored",
-    "confirmations": "not_enough_confirmations",
-}
-
 
 class ProofError(WaymarkError):
     code = "proof_error"
@@ -126,25 +115,34 @@ class Check:
     detail: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Verification:
-    checks: list[Check] = field(default_factory=list)
+    """A proof bundle's verification: node.verification's result, as `waymark node verify` reads it
+    (a check still pending, such as confirmations, is not passed)."""
+
+    result: Result
+
+    @property
+    def checks(self) -> list[Check]:
+        return [Check(o.check.value, o.status == "passed", o.detail) for o in self.result.outcomes]
 
     @property
     def ok(self) -> bool:
-        return len(self.checks) == len(CHECKS) and all(c.ok for c in self.checks)
+        return self.result.status is Status.VERIFIED
 
     @property
-    def failure(self) -> str | None:
-        """The failure code of the first failed check (see the module docstring), or None."""
-        for check in self.checks:
-            if not check.ok:
-                return FAILURES[check.name]
-        return None
+    def marks(self) -> frozenset[Mark]:
+        return self.result.marks
 
     @property
     def failed_check(self) -> Check | None:
         return next((c for c in self.checks if not c.ok), None)
+
+    @property
+    def failure(self) -> str | None:
+        """The failure code of the first check not passed (see the module docstring), or None."""
+        failed = self.failed_check
+        return FAILURES[failed.name] if failed is not None else None
 
     def raise_for_failure(self) -> None:
         failed = self.failed_check
@@ -214,33 +212,36 @@ def proof_bundle(event: Event, batch: Batch | None, *, chain_id: int, registry_a
     }
 
 
-def counted_anchor(provenance: Any, consortium: Any, root: bytes, attester: str, event_time: int) -> tuple[int, int, int, int]:
-    """The anchor that counts for an event: (orgId, blockNumber, timestamp, eventCount), orgId 0 if none.
+class ChainRegistry:
+    """node.verification's Registry and AnchorOf answered by the chain itself (eth_call, latest)."""
 
-    Anchors are kept per (root, anchoring organisation), so an organisation that anchors someone
-    else's root first gets an anchor of its own and takes nothing away: the anchor by the
-    attester's organisation (at the event time) counts. Where that organisation has not anchored
-    the root (a batch anchored by a node shared by several organisations), the root's first
-    anchor does."""
-    org = int(consortium.functions.organisationOfAt(attester, event_time).call())
-    return anchor_counted_for(
-        org,
-        lambda o: provenance.functions.anchorOfOrganisation(root, o).call(),
-        lambda: provenance.functions.anchorOf(root).call(),
-    )
+    def __init__(self, w3: Web3, provenance_address: str) -> None:
+        self.provenance = w3.eth.contract(address=Web3.to_checksum_address(provenance_address), abi=PROVENANCE_ABI)
+        self.consortium = w3.eth.contract(address=self.provenance.functions.registry().call(), abi=CONSORTIUM_ABI)
+
+    def has_role_at(self, account: str, role: str, at: int) -> bool:
+        return bool(self.consortium.functions.hasRoleAt(Web3.to_checksum_address(account), keccak256(role.encode()), at).call())
+
+    def organisation_at(self, account: str, at: int) -> int:
+        return int(self.consortium.functions.organisationOfAt(Web3.to_checksum_address(account), at).call())
+
+    def host_of_at(self, org_id: int, at: int) -> int:
+        return int(self.consortium.functions.hostOfAt(org_id, at).call())
+
+    def max_reporting_delay_at(self, at: int) -> int | None:
+        return int(self.consortium.functions.maxReportingDelayAt(at).call())
+
+    def anchor_of(self, root: bytes, org_id: int) -> Anchor | None:
+        org, block_number, timestamp, count = self.provenance.functions.anchorOfOrganisation(root, org_id).call()
+        return Anchor(root, int(org), int(block_number), int(timestamp), int(count)) if int(org) else None
 
 
-def anchor_counted_for(
-    org: int, of_organisation: Callable[[int], Sequence[Any]], first: Callable[[], Sequence[Any]]
-) -> tuple[int, int, int, int]:
-    """The rule of `counted_anchor`, given the attester's organisation at the event time and how
-    to read a root's anchors (`anchorOfOrganisation(root, org)`, `anchorOf(root)`): that
-    organisation's anchor, else the root's first. Shared by the passport (node.passport.ChainView)
-    so the buyer is shown the anchor the audit counts; scanner_web/src/verify.js mirrors it."""
-    anchor = of_organisation(org) if org else (0, 0, 0, 0)
-    if int(anchor[0]) == 0:
-        anchor = first()
-    return int(anchor[0]), int(anchor[1]), int(anchor[2]), int(anchor[3])
+def _signature(text: Any) -> bytes:
+    """The signature's bytes; what is not hex is handed on as empty, for the signature check to refuse."""
+    try:
+        return bytes.fromhex(str(text).removeprefix("0x"))
+    except ValueError:
+        return b""
 
 
 def _bytes32(text: Any, what: str) -> bytes:
@@ -260,7 +261,7 @@ def verify_bundle(
     registry_address: str | None = None,
 ) -> Verification:
     """Check a bundle against the chain alone (see the module docstring). Never raises for a
-    failed check (read `.ok` / `.failure`, or call `.raise_for_failure()`); raises
+    failed check (read `.ok` / `.failure` / `.marks`, or call `.raise_for_failure()`); raises
     MalformedBundle if the bundle lacks a part."""
     try:
         event = bundle["event"]
@@ -269,74 +270,17 @@ def verify_bundle(
         anchor = bundle["anchor"]
         claimed = parse_event_id(str(bundle["eventId"]))
         signer = str(attestation["signer"])
-        signature = str(attestation["signature"])
+        signature = _signature(attestation["signature"])
         root = _bytes32(merkle["root"], "merkle.root")
         proof = [_bytes32(p, "merkle.proof[]") for p in merkle["proof"]]
         registry = Web3.to_checksum_address(registry_address or anchor["registry"])
     except (KeyError, TypeError, ValueError, EventNotFound) as exc:
         raise MalformedBundle(f"{type(exc).__name__}: {exc}") from None
     w3 = rpc_url if isinstance(rpc_url, Web3) else Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
-    result = Verification()
-
-    def record(name: str, ok: bool, detail: str) -> bool:
-        result.checks.append(Check(name, ok, detail))
-        return ok
-
-    # 1. the event hashes to its id
-    try:
-        digest = record_digest(event)
-    except Exception as exc:  # noqa: BLE001 - a tampered event may break the hashing itself
-        record("event_hash", False, f"the event cannot be hashed: {exc}")
-        return result
-    if not record(
-        "event_hash", digest == claimed,
-        f"the event hashes to {hash_from_digest(digest)}" + ("" if digest == claimed else f", not {hash_from_digest(claimed)}"),
-    ):
-        return result
-
-    # 2. the signature recovers to the signer, for this event's hash, subject and time
-    chain_id = int(w3.eth.chain_id)
-    domain = AttestationDomain(chain_id, registry)
-    try:
-        event_time = event_unix_time(event)
-        recovered = recover_attester(domain, digest, event_subject(event), event_time, signature)
-    except (SignatureError, KeyError, ValueError, TypeError) as exc:
-        record("signature", False, f"the signature does not verify: {exc}")
-        return result
-    if not record(
-        "signature", recovered.lower() == signer.lower(),
-        f"signed by {recovered}" + ("" if recovered.lower() == signer.lower() else f", not by {signer}"),
-    ):
-        return result
-
-    # 3. the signer held a role for this bizStep at the event time (the chain's registry says)
-    provenance = w3.eth.contract(address=registry, abi=PROVENANCE_ABI)
-    consortium = w3.eth.contract(address=provenance.functions.registry().call(), abi=CONSORTIUM_ABI)
-    roles = roles_for_bizstep(event.get("bizStep"), event.get("@context"))
-    held = [r for r in roles or () if consortium.functions.hasRoleAt(recovered, Web3.keccak(text=r), event_time).call()]
-    if not record(
-        "role", bool(held),
-        f"{recovered} held {held[0]} at {event_time}" if held
-        else f"{recovered} held none of {', '.join(roles or ('(no role for this bizStep)',))} at {event_time}",
-    ):
-        return result
-
-    # 4. the Merkle proof leads from the leaf to the root
-    leaf = leaf_hash(digest, recovered)
-    proof_ok = verify_proof(root, leaf, proof)
-    if not record("merkle_proof", proof_ok, f"leaf {_hex(leaf)} {'is' if proof_ok else 'is not'} under root {_hex(root)}"):
-        return result
-
-    # 5. the root is anchored, and 6. deep enough
-    org_id, block_number, _ts, count = counted_anchor(provenance, consortium, root, recovered, event_time)
-    if not record(
-        "anchor", org_id != 0,
-        f"anchored by organisation {org_id} in block {block_number} ({count} events)" if org_id else f"root {_hex(root)} is not anchored",
-    ):
-        return result
-    depth = int(w3.eth.block_number) - int(block_number)
-    record(
-        "confirmations", depth >= min_confirmations,
-        f"{depth} blocks on top of block {block_number}; {min_confirmations} required",
-    )
-    return result
+    chain = ChainRegistry(w3, registry)
+    latest = w3.eth.get_block("latest")
+    return Verification(verify_event(
+        AttestationDomain(int(w3.eth.chain_id), registry), event, claimed, signer, signature, chain,
+        Inclusion(root, tuple(proof)), chain.anchor_of, Head(int(latest["number"]), int(latest["timestamp"])),
+        confirmations=min_confirmations,
+    ))

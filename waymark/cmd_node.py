@@ -159,7 +159,8 @@ def verify_command(
     confirmations: Annotated[int, typer.Option(help="Blocks required on top of the anchor")] = 0,
     registry: Annotated[str | None, typer.Option(help="Expected ProvenanceRegistry address (default: the bundle's)")] = None,
 ) -> None:
-    """Check a proof bundle against the chain alone. Exit code 0 if verified, 1 if a check failed."""
+    """Check a proof bundle against the chain alone. Exit code 0 if verified (marks, if any, are
+    printed), 1 if a check failed or is still pending."""
     settings = chain_settings(rpc_url, chain_id)
     result = verify_bundle(read_json(bundle, "a proof bundle (JSON, as GET /events/{id}/proof returns it)"), settings.rpc_url, min_confirmations=confirmations, registry_address=registry)
     for check in result.checks:
@@ -167,4 +168,9 @@ def verify_command(
     if not result.ok:
         console.print(f"[red]not verified:[/] {result.failure}")
         raise typer.Exit(1)
+    if result.marks:
+        marks = ", ".join(sorted(m.value for m in result.marks))
+        console.print(f"[yellow]verified, but marked {marks}[/]: accepted, not plainly genuine (late: anchored past the "
+                      "maximum reporting delay; signer_revoked: the signer lost its role before the anchor)")
+        return
     console.print("[green]verified[/]")

@@ -7,7 +7,8 @@ from the node's indexer tables: the auditor trusts the chain, not the node.
 What comes out (`ChainHistory`):
 - the registry's history (`RoleState`, the same rule as `ConsortiumRegistry.hasRoleAt`: an
   account holds a role at T when at T it was linked to an Active organisation holding the role;
-  a change at T applies from T on), so "did A hold R at T" is a local lookup for any T;
+  a change at T applies from T on; with hosting and the maximum reporting delay), so "did A hold
+  R at T" is a local lookup for any T: the `node.verification.Registry` the audit verifies with;
 - every BatchAnchored of the ProvenanceRegistry (root, organisation, submitter, count, block,
   block time, transaction);
 - every TradeEscrow log in chain order with its block time, and each order's terms (from
@@ -84,6 +85,8 @@ class ChainHistory:
     chain_id: int
     from_block: int
     to_block: int
+    head_time: int
+    """Unix time of block `to_block`."""
     roles: RoleState = field(default_factory=RoleState)
     registry_changes: int = 0
     anchors: dict[bytes, Anchor] = field(default_factory=dict)
@@ -110,7 +113,7 @@ def replay(client: ChainClient, deployment: Deployment, *, to_block: int | None 
             raise ContractNotDeployed(name, address, client.chain_id)
     head = int(w3.eth.block_number) if to_block is None else to_block
     first = min(c.block for n, c in deployment.contracts.items() if n in contracts)
-    history = ChainHistory(client.chain_id, first, head)
+    history = ChainHistory(client.chain_id, first, head, int(w3.eth.get_block(head)["timestamp"]))
     decoder = LogDecoder(w3, contracts)
     addresses = [to_checksum_address(a) for a in contracts.values()]
     block_times: dict[int, int] = {}
@@ -138,7 +141,7 @@ def replay(client: ChainClient, deployment: Deployment, *, to_block: int | None 
 
 
 _REGISTRY_EVENTS = frozenset({"OrganisationAdmitted", "OrganisationStatusChanged", "RoleGranted", "RoleRevoked",
-                              "AccountAdded", "AccountRemoved"})
+                              "AccountAdded", "AccountRemoved", "HostingChanged", "MaxReportingDelayChanged"})
 
 
 def _apply(history: ChainHistory, log: ChainLog) -> None:

@@ -29,11 +29,18 @@ class DiscrepancyKind(StrEnum):
     SIGNER_LACKED_ROLE = "signer_lacked_role"
     """The signer did not hold a role the event's bizStep needs at the event time."""
     EVENT_NEVER_ANCHORED = "event_never_anchored"
-    """An event has no proof, or its proof leads to no anchored root."""
+    """An event is not anchored past its maximum reporting delay (by chain time), or its proof leads
+    to no root anchored by its attester's organisation or the one hosting it."""
     ROOT_NOT_ON_CHAIN = "root_not_on_chain"
     """A root the evidence refers to (a stored batch) was never anchored on chain."""
     ESCROW_TRANSITION_UNBACKED = "escrow_transition_unbacked"
     """An escrow transition on chain lacks the attestations or the sender its rule needs."""
+    LATE = "late"
+    """An event verified, but anchored later than the maximum reporting delay after its event time
+    (node.verification's `late` mark): accepted, never plainly genuine."""
+    SIGNER_REVOKED = "signer_revoked"
+    """An event verified, but its attester had lost the role it signed with (or its organisation was
+    not active) when the batch was anchored (the `signer_revoked` mark)."""
 
 
 class ReportFormatError(WaymarkError):
@@ -71,7 +78,7 @@ class Checked:
     events: int = 0
     """Stored events verified (hash, signature, role, anchoring)."""
     pending_events: int = 0
-    """Stored events not yet in an anchored batch and younger than the grace period (not faults)."""
+    """Stored events not yet in an anchored batch and inside their maximum reporting delay (not faults)."""
     batches: int = 0
     """Stored batches (roots) checked against the chain."""
     anchored_roots: int = 0

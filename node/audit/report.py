@@ -26,11 +26,13 @@ KIND_TITLES: Mapping[DiscrepancyKind, str] = {
     DiscrepancyKind.EVENT_NEVER_ANCHORED: "Event never anchored",
     DiscrepancyKind.ROOT_NOT_ON_CHAIN: "Root not on chain",
     DiscrepancyKind.ESCROW_TRANSITION_UNBACKED: "Escrow transition without backing",
+    DiscrepancyKind.LATE: "Anchored late (past the reporting delay)",
+    DiscrepancyKind.SIGNER_REVOKED: "Signer lost its role before anchoring",
 }
 
 CHECKED_TITLES: Sequence[tuple[str, str]] = (
     ("events", "Events verified (hash, signature, role, anchoring)"),
-    ("pendingEvents", "Events pending within the grace period"),
+    ("pendingEvents", "Events pending within their reporting delay"),
     ("batches", "Roots checked against the chain"),
     ("anchoredRoots", "Anchors replayed from the chain"),
     ("registryChanges", "Registry changes replayed"),

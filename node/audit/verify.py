@@ -1,18 +1,23 @@
 """The audit: every stored event, every anchored root, every escrow transition.
 
-Events (in worker processes, a part of whole batches at a time). Per event the checks run in
-this order and stop at the first that fails, so one fault gives one discrepancy:
+Events (in worker processes, a part of whole batches at a time), by node.verification, the one
+rule of "verified" (its checks in its order, stopping at the first that fails, so one fault gives
+one discrepancy):
 
 1. the body, as stored, recomputes (CBV 2.0) to the stored digest       else HASH_MISMATCH
-2. the EIP-712 attestation over (stored digest, subject, event time)
+2. the EIP-712 attestation (subject and time taken from the body)
    recovers to the stored signer                                         else SIGNATURE_INVALID
 3. the signer held, at the event time, one of the roles the body's
    bizStep needs (registry history replayed from the chain's logs)       else SIGNER_LACKED_ROLE
-4. the event has a leaf index and a proof, and leaf(stored digest,
-   signer) with the proof leads to a root anchored on chain              else EVENT_NEVER_ANCHORED
-   (an unanchored event younger than `pending_grace_s` is counted as pending, not a fault;
-   events of a stored batch whose root is not on chain are covered by that root's one
-   ROOT_NOT_ON_CHAIN; a `prepared` batch not on chain is in flight: its events are pending).
+4. the event has a leaf index and a proof (an empty one when it is its batch's only leaf), and
+   leaf(stored digest, signer) with the proof leads to a root anchored on chain by the attester's
+   organisation at the event time or by the organisation hosting it    else EVENT_NEVER_ANCHORED
+   An event not anchored yet (no batch, a `prepared` batch not on chain, or a batch stored after
+   the audit read the batches) is pending while the chain's time is inside its maximum reporting
+   delay, EVENT_NEVER_ANCHORED past it. Events of a stored batch whose root is not on chain are
+   covered by that root's one ROOT_NOT_ON_CHAIN.
+5. marks of a verified event, each its own kind: anchored past the reporting delay (LATE); the
+   signer no longer held the role at the anchor time (SIGNER_REVOKED).
 
 Roots (in the parent, from what the workers return). Every event is put under the anchored
 root its proof reaches, or else under its stored batch's root. For each root:
@@ -65,11 +70,22 @@ from node.audit.model import AuditReport, Checked, Discrepancy, DiscrepancyKind
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
-from node.ingest.roles import RoleState, roles_for_bizstep
-from node.audit._ecdsa import recover_address
-from node.provenance.attestation import AttestationDomain, attestation_digest, to_checksum_address
-from node.provenance.event_hash import EventHashError, hash_from_digest, record_digest
-from node.provenance.merkle import build_tree_from_hashes, leaf_hash, process_proof
+from node.ingest.roles import RoleState
+from node.provenance.attestation import AttestationDomain
+from node.provenance.event_hash import hash_from_digest
+from node.provenance.merkle import build_tree_from_hashes, leaf_hash
+from node.verification import (
+    Anchor,
+    Attested,
+    Check,
+    Mark,
+    counted_anchor,
+    is_overdue,
+    marks_of,
+    proof_root,
+    required_roles,
+    verify_attestation,
+)
 
 Progress = Callable[[str, int, int], None]
 PART_SIZE = 4_000
@@ -82,12 +98,28 @@ class _Context:
     """What every worker needs besides the evidence (small; pickled once per worker)."""
 
     domain: AttestationDomain
-    roles: RoleState
+    registry: RoleState
+    """The registry's history replayed from the chain: roles, organisations, hosts, reporting delay."""
+    anchors: Mapping[tuple[bytes, int], Anchor]
+    """(root, anchoring organisation) -> that anchor, every anchor on chain."""
     anchored: frozenset[bytes]
+    """The anchored roots this audit verifies (since the checkpoint, if any)."""
+    known: frozenset[bytes]
+    """The stored roots read before the chain: a root stored after that is in flight."""
     in_flight: frozenset[bytes]
-    """Stored roots in status `prepared` that are not on chain: their events are pending."""
-    pending_since_ms: int
-    """Unanchored events received at or after this time are pending, not faults."""
+    """Stored roots in status `prepared` that are not on chain: their events are not anchored yet."""
+    now: int
+    """The chain's time at the audited head: an event not anchored by then is pending inside its
+    reporting delay, never anchored past it."""
+
+    def anchor_of(self, root: bytes, org_id: int) -> Anchor | None:
+        return self.anchors.get((root, org_id))
+
+
+Problem = tuple[DiscrepancyKind, str, dict[str, str]]
+_KIND_OF_CHECK = {Check.EVENT_HASH: K.HASH_MISMATCH, Check.SIGNATURE: K.SIGNATURE_INVALID, Check.ROLE: K.SIGNER_LACKED_ROLE}
+_FOUND_AS = {Check.EVENT_HASH: "recomputed", Check.SIGNATURE: "recovered"}
+_MARK_KINDS = {Mark.LATE: K.LATE, Mark.SIGNER_REVOKED: K.SIGNER_REVOKED}
 
 
 @dataclass
@@ -120,20 +152,14 @@ class _PartResult:
 
 def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
     result = _PartResult()
-    domain = ctx.domain
-    anchored = ctx.anchored
     loads = orjson.loads
-    has_role_at = ctx.roles.has_role_at
-    checked: list[tuple[StoredEvent, bytes, tuple[DiscrepancyKind, str, dict[str, str]] | None]] = []
+    checked: list[tuple[StoredEvent, bytes, Problem | None, Attested | None]] = []
     by_root: dict[bytes, list[int]] = {}
     for row in rows:
-        digest, signer, batch_root, received_at_ms = row[0], row[2], row[7], row[10]
-        if batch_root is None:
-            if received_at_ms is not None and received_at_ms >= ctx.pending_since_ms:
-                result.pending += 1  # young: the anchorer has not got to it yet
-                continue
-        elif batch_root in ctx.in_flight:
-            result.pending += 1  # its batch is prepared and its transaction not mined yet
+        digest, signer, event_time, batch_root = row[0], row[2], row[5], row[7]
+        unanchored = batch_root is None or batch_root in ctx.in_flight or batch_root not in ctx.known
+        if unanchored and not is_overdue(ctx.registry, event_time, ctx.now):
+            result.pending += 1  # not anchored yet, inside its reporting delay
             continue
         result.events += 1
         try:
@@ -141,13 +167,17 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
         except ValueError:
             address20 = b""
         leaf = leaf_hash(digest, address20) if len(address20) == 20 and len(digest) == 32 else b""
-        problem = _first_problem(row, address20, loads, domain, has_role_at)
-        if batch_root is not None:
+        problem, attested = _attestation(ctx, row, loads)
+        if problem is None and unanchored:
+            delay = ctx.registry.max_reporting_delay_at(ctx.now)
+            problem = (K.EVENT_NEVER_ANCHORED, f"not anchored {ctx.now - event_time}s after its event time, past the "
+                       f"maximum reporting delay of {delay}s", {"chain_time": str(ctx.now)})
+        if batch_root is not None and not unanchored:
             by_root.setdefault(batch_root, []).append(len(checked))
-        checked.append((row, leaf, problem))
+        checked.append((row, leaf, problem, attested))
 
     # Proofs: where a stored batch's leaves rebuild its anchored root, a stored proof equal to the
-    # tree's own proof needs no hashing; any other proof is walked leaf to root.
+    # tree's own proof needs no hashing; any other proof is walked leaf to root (node.verification).
     reached: dict[int, bytes] = {}
     rebuilt: dict[bytes, bytes] = {}
     for root, positions in by_root.items():
@@ -156,29 +186,40 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
         if tree is not None:
             rebuilt[root] = tree.root
         for n, i in enumerate(positions):
-            row, leaf, problem = checked[i]
+            row, leaf, problem, attested = checked[i]
             proof = row[9]
-            # An empty proof is a proof: the one leaf of a one-event batch is its root.
-            if problem is not None or proof is None or row[8] is None or len(proof) % 32 or not leaf:
+            if attested is None or proof is None or row[8] is None or len(proof) % 32:
                 continue
-            if tree is not None and tree.root == root and root in anchored and b"".join(tree.proof(n)) == proof:
+            if tree is not None and tree.root == root and root in ctx.anchored and b"".join(tree.proof(n)) == proof:
                 reached[i] = root
                 continue
-            node = process_proof(leaf, (proof[j:j + 32] for j in range(0, len(proof), 32)))
-            if node in anchored:
+            node = proof_root(attested.digest, attested.signer, (proof[j:j + 32] for j in range(0, len(proof), 32)))
+            if node in ctx.anchored:
                 reached[i] = node
-            elif root in anchored:
+            elif root in ctx.anchored:
                 checked[i] = (row, leaf, (K.EVENT_NEVER_ANCHORED,
                               f"its proof leads to 0x{node.hex()}, which is not anchored (its batch root 0x{root.hex()} is)",
-                              {"root": "0x" + root.hex(), "proof_root": "0x" + node.hex()}))
+                              {"root": "0x" + root.hex(), "proof_root": "0x" + node.hex()}), attested)
             # else: the batch root is not on chain; that root's ROOT_NOT_ON_CHAIN covers the event.
 
-    for i, (row, leaf, problem) in enumerate(checked):
+    for i, (row, leaf, problem, attested) in enumerate(checked):
         digest, signer, event_time, batch_root, leaf_index = row[0], row[2], row[5], row[7], row[8]
+        marks: frozenset[Mark] = frozenset()
         if problem is None and i not in reached and (batch_root is None or leaf_index is None or row[9] is None):
             problem = (K.EVENT_NEVER_ANCHORED, "the event has no Merkle proof: it was never put in an anchored batch", {})
-        if problem is not None:
-            kind, detail, extra = problem
+        if problem is None and attested is not None and i in reached:
+            anchor = counted_anchor(ctx.registry, ctx.anchor_of, reached[i], attested.org_id, attested.event_time, ctx.now)
+            if anchor is None:
+                problem = (K.EVENT_NEVER_ANCHORED,
+                           f"root 0x{reached[i].hex()} is anchored, but not by organisation {attested.org_id} (the "
+                           "attester's at the event time) nor by an organisation hosting it",
+                           {"root": "0x" + reached[i].hex(), "org": str(attested.org_id)})
+            else:
+                marks = marks_of(ctx.registry, attested.signer, attested.role, attested.event_time, anchor)
+        found = [problem] if problem is not None else []
+        found += [(_MARK_KINDS[m], _mark_detail(ctx, m, attested, reached[i]), {"mark": m.value})
+                  for m in sorted(marks) if attested is not None]
+        for kind, detail, extra in found:
             objects = {"event": hash_from_digest(digest), "digest": "0x" + digest.hex(), "signer": signer,
                        "event_time": str(event_time)}
             if batch_root is not None:
@@ -203,38 +244,34 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
     return result
 
 
-def _first_problem(row: StoredEvent, address20: bytes, loads: Callable[[str], Any], domain: AttestationDomain,
-                   has_role_at: Callable[[str, str, int], bool]) -> tuple[DiscrepancyKind, str, dict[str, str]] | None:
-    digest, body, signer, signature, _role, event_time, subject = row[:7]
-    # 1. the body hashes to its id
+def _attestation(ctx: _Context, row: StoredEvent, loads: Callable[[str], Any]) -> tuple[Problem | None, Attested | None]:
+    """Checks 1-3 of node.verification on the stored row, as a discrepancy if one fails."""
+    digest, body, signer, signature = row[0], row[1], row[2], row[3]
     try:
         event = loads(body)
-        recomputed = record_digest(event)
-    except (EventHashError, ValueError, TypeError, AttributeError) as exc:
-        return K.HASH_MISMATCH, f"the stored body cannot be hashed ({exc})", {}
-    if recomputed != digest:
-        return (K.HASH_MISMATCH, f"the stored body hashes to 0x{recomputed.hex()}, not to its id",
-                {"recomputed": "0x" + recomputed.hex()})
-    # 2. the attestation recovers to the signer
-    if len(subject) != 32 or not 0 <= event_time < 2**64:
-        return K.SIGNATURE_INVALID, "the attested subject or event time is malformed", {}
-    message = attestation_digest(domain, digest, subject, event_time)
-    recovered20 = recover_address(message, signature)
-    if isinstance(recovered20, str):
-        return K.SIGNATURE_INVALID, f"the attestation signature is malformed: {recovered20}", {}
-    recovered = to_checksum_address(recovered20)
-    if recovered20 != address20:
-        return (K.SIGNATURE_INVALID, f"the attestation recovers to {recovered}, not to the stored signer",
-                {"recovered": recovered})
-    # 3. the signer held a role the bizStep needs, at the event time
-    roles = roles_for_bizstep(event.get("bizStep"), event.get("@context"))
-    if roles is None:
-        return K.SIGNER_LACKED_ROLE, f"no role may attest bizStep {event.get('bizStep')!r}", {}
-    for role in roles:
-        if has_role_at(recovered, role, event_time):
-            return None
-    return (K.SIGNER_LACKED_ROLE, f"{recovered} held none of {', '.join(roles)} at {event_time} (the event time)",
-            {"roles": ",".join(roles)})
+    except ValueError as exc:
+        return (K.HASH_MISMATCH, f"the stored body cannot be read ({exc})", {}), None
+    if not isinstance(event, dict):
+        return (K.HASH_MISMATCH, "the stored body is not a JSON object", {}), None
+    outcomes, attested = verify_attestation(ctx.domain, event, digest, signer, signature, ctx.registry)
+    if attested is not None:
+        return None, attested
+    failed = outcomes[-1]
+    extra = {_FOUND_AS[failed.check]: failed.found} if failed.found and failed.check in _FOUND_AS else {}
+    if failed.check is Check.ROLE:
+        extra["roles"] = ",".join(required_roles(event))
+    return (_KIND_OF_CHECK[failed.check], failed.detail, extra), None
+
+
+def _mark_detail(ctx: _Context, mark: Mark, attested: Attested | None, root: bytes) -> str:
+    assert attested is not None
+    anchor = counted_anchor(ctx.registry, ctx.anchor_of, root, attested.org_id, attested.event_time, ctx.now)
+    assert anchor is not None
+    if mark is Mark.LATE:
+        return (f"anchored at {anchor.timestamp}, {anchor.timestamp - attested.event_time}s after its event time: more than "
+                f"the maximum reporting delay of {ctx.registry.max_reporting_delay_at(anchor.timestamp)}s then")
+    return (f"{attested.signer} no longer held {attested.role} when the batch was anchored (at {anchor.timestamp}), "
+            f"though it did at the event time {attested.event_time}")
 
 
 # ---- workers -----------------------------------------------------------------------------
@@ -287,17 +324,14 @@ class SignedCheckpoint:
 
 
 def audit(client: ChainClient, deployment: Deployment, evidence: Evidence, *, progress: Progress | None = None,
-          workers: int | None = None, pending_grace_s: float = 600.0, part_size: int = PART_SIZE,
-          since: SignedCheckpoint | None = None) -> AuditReport:
+          workers: int | None = None, part_size: int = PART_SIZE, since: SignedCheckpoint | None = None) -> AuditReport:
     """Audit the chain of `client` (deployment from `deployment`) against `evidence`.
 
-    `pending_grace_s`: an event not yet anchored and received less than this long ago is counted
-    as pending, not reported. `part_size`: events per unit of work handed to a worker.
+    `part_size`: events per unit of work handed to a worker.
     `since`: a signed checkpoint of an earlier clean audit (node.audit.checkpoint), verified
     before use; events under the roots it covers are not verified again.
     """
-    return _audit(client, deployment, evidence, progress=progress, workers=workers, pending_grace_s=pending_grace_s,
-                  part_size=part_size, since=since)[0]
+    return _audit(client, deployment, evidence, progress=progress, workers=workers, part_size=part_size, since=since)[0]
 
 
 def audit_and_checkpoint(client: ChainClient, deployment: Deployment, evidence: Evidence, auditor: LocalAccount, *,
@@ -313,7 +347,7 @@ def audit_and_checkpoint(client: ChainClient, deployment: Deployment, evidence: 
 
 
 def _audit(client: ChainClient, deployment: Deployment, evidence: Evidence, *, progress: Progress | None = None,
-           workers: int | None = None, pending_grace_s: float = 600.0, part_size: int = PART_SIZE,
+           workers: int | None = None, part_size: int = PART_SIZE,
            since: SignedCheckpoint | None = None) -> tuple[AuditReport, ChainHistory]:
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -323,6 +357,9 @@ def _audit(client: ChainClient, deployment: Deployment, evidence: Evidence, *, p
             raise CheckpointRefused("an incremental audit needs complete evidence (the node's database)")
         verify_checkpoint(client, since.checkpoint, since.signature, auditor=since.auditor,
                           registry=deployment.address("ProvenanceRegistry"))
+    # The stored batches are read before the chain: a batch anchored while the audit reads is then
+    # either on the chain replayed or, unknown to that list, in flight; never "not on chain".
+    stored = evidence.batches()
     history = full_history = replay(client, deployment, progress=progress)
     covered = check_covered(history, since.checkpoint) if since is not None else frozenset()
     described = evidence.describe()
@@ -332,14 +369,17 @@ def _audit(client: ChainClient, deployment: Deployment, evidence: Evidence, *, p
                       f"signed by {since.checkpoint.auditor})")
         history = replace(history, anchors={r: a for r, a in history.anchors.items() if r not in covered})
 
-    batches = [b for b in evidence.batches() if b.root not in covered]
+    batches = [b for b in stored if b.root not in covered]
     anchored = frozenset(history.anchors)
     ctx = _Context(
         domain=AttestationDomain(history.chain_id, deployment.address("ProvenanceRegistry")),
-        roles=history.roles,
+        registry=history.roles,
+        anchors={(a.root, a.org_id): Anchor(a.root, a.org_id, a.block, a.block_time, a.event_count)
+                 for first in full_history.anchors.values() for a in (first, *full_history.later_anchors.get(first.root, ()))},
         anchored=anchored,
+        known=frozenset(b.root for b in stored),
         in_flight=frozenset(b.root for b in batches if b.status == "prepared" and b.root not in anchored),
-        pending_since_ms=int((time.time() - pending_grace_s) * 1000),
+        now=history.head_time,
     )
     parts = evidence.event_parts_since(part_size, covered) if covered else evidence.event_parts(part_size)  # type: ignore[attr-defined]
     discrepancies: list[Discrepancy] = []

@@ -50,17 +50,11 @@ import orjson
 from node import strict_json
 from node.db import Database
 from node.errors import WaymarkError
-from node.ingest.roles import RoleMirror, roles_for_bizstep
-from node.provenance.attestation import (
-    AttestationDomain,
-    SignatureError,
-    event_subject,
-    event_unix_time,
-    parse_signature,
-    recover_attester,
-)
+from node.ingest.roles import RoleMirror
+from node.provenance.attestation import AttestationDomain, SignatureError, event_subject, event_unix_time, parse_signature
 from node.provenance.epcis import EpcisValidationError, parse_timestamp, validate_document
 from node.provenance.event_hash import EventHashError, canonical_gs1_uri, event_digest, hash_from_digest, record_digest
+from node.verification import check_signature, held_role, required_roles
 
 ATTESTATION_KEY = "wm:attestation"
 
@@ -295,13 +289,14 @@ def _precheck_event(
         raise MalformedCapture(path, str(exc)) from None
     try:
         signature = parse_signature(signature_text)
-        recovered = recover_attester(domain, digest, subject, event_time, signature)
     except SignatureError as exc:
         raise BadAttestation(f"{where}.signature", exc.problem) from None
-    if recovered.lower() != signer.lower():
-        raise BadAttestation(f"{where}.signature", f"signed by {recovered}, not by the declared signer {signer}")
+    signed, recovered, _attested_time = check_signature(domain, digest, event, signer, signature)  # node.verification's rule
+    if signed.status != "passed" or recovered is None:
+        raise BadAttestation(f"{where}.signature", f"signed by {signed.found}, not by the declared signer {signer}"
+                             if signed.found else signed.detail.removeprefix("the signature does not verify: "))
     biz_step = event.get("bizStep")
-    roles = roles_for_bizstep(biz_step, event.get("@context"))
+    roles = required_roles(event)
     return CheckedEvent(
         digest=digest,
         event_type=event["type"],
@@ -366,11 +361,12 @@ class CaptureService:
     def check_roles(self, events: list[CheckedEvent]) -> list[CheckedEvent]:
         checked = []
         for event in events:
-            role = self.roles.any_role_at(event.signer, event.roles, event.event_time)
+            # node.verification's role check, over the registry history this node mirrors.
+            role = held_role(self.roles, event.signer, event.roles, event.event_time)
             if role is None:
                 raise SignerLacksRole(f"{event.path}.{ATTESTATION_KEY}", event.signer, event.roles, event.event_time)
             event.role = role
-            event.org = self.roles.org_at(event.signer, event.event_time)
+            event.org = self.roles.organisation_at(event.signer, event.event_time)
             checked.append(event)
         return checked
 

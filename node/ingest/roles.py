@@ -30,8 +30,10 @@ RoleGranted, RoleRevoked, AccountAdded, AccountRemoved, each at its block timest
 was linked to an organisation that was Active and held the role; a change at T applies from T.
 It reads the registry's logs with `eth_getLogs` (from the indexer's database when there,
 then the chain's newest blocks) and refreshes at most every `refresh_interval` seconds, so a
-role change on chain is seen by ingest within that interval. Verification of a proof bundle
-asks the chain itself.
+role change on chain is seen by ingest within that interval. The same history answers who
+hosted whom (HostingChanged) and the maximum reporting delay (MaxReportingDelayChanged) at a
+time: `RoleState` and `RoleMirror` are a `node.verification.Registry`. Verification of a proof
+bundle asks the chain itself.
 """
 
 from __future__ import annotations
@@ -142,6 +144,10 @@ class RoleState:
     org_of: dict[str, _History] = field(default_factory=dict)
     active: dict[int, _History] = field(default_factory=dict)
     roles: dict[tuple[int, str], _History] = field(default_factory=dict)
+    hosts: dict[int, _History] = field(default_factory=dict)
+    """Hosted organisation -> its host over time (0: none)."""
+    delay: _History = field(default_factory=_History)
+    """The maximum reporting delay over time (seconds)."""
 
     def apply(self, event: str, args: Mapping[str, Any], at: int) -> None:
         if event == "OrganisationAdmitted":
@@ -156,6 +162,10 @@ class RoleState:
             self.org_of.setdefault(Web3.to_checksum_address(args["account"]), _History()).push(at, int(args["orgId"]))
         elif event == "AccountRemoved":
             self.org_of.setdefault(Web3.to_checksum_address(args["account"]), _History()).push(at, 0)
+        elif event == "HostingChanged":
+            self.hosts.setdefault(int(args["hostedOrgId"]), _History()).push(at, int(args["hostOrgId"]))
+        elif event == "MaxReportingDelayChanged":
+            self.delay.push(at, int(args["newDelay"]))
 
     def has_role_at(self, account: str, role: str, at: int) -> bool:
         history = self.org_of.get(account)
@@ -165,6 +175,22 @@ class RoleState:
         status = self.active.get(org)
         held = self.roles.get((org, role))
         return bool(status and status.at(at, False) and held and held.at(at, False))
+
+    # The rest of node.verification.Registry (hasRoleAt is `has_role_at`).
+
+    def organisation_at(self, account: str, at: int) -> int:
+        history = self.org_of.get(Web3.to_checksum_address(account))
+        return int(history.at(at, 0)) if history else 0
+
+    def host_of_at(self, org_id: int, at: int) -> int:
+        history = self.hosts.get(org_id)
+        return int(history.at(at, 0)) if history else 0
+
+    def max_reporting_delay_at(self, at: int) -> int | None:
+        # As the contract: before the first setting (the deployment's), that setting applies.
+        if not self.delay.times:
+            return None
+        return int(self.delay.at(at, self.delay.values[0]))
 
 
 # Registry logs deeper than this under the head are no longer re-read (far beyond any reorg
@@ -214,11 +240,18 @@ class RoleMirror:
                 return role
         return None
 
-    def org_at(self, account: str, at: int) -> int:
+    def organisation_at(self, account: str, at: int) -> int:
         """The organisation `account` belonged to at `at` (0: none), by the same history."""
         self.refresh()
-        history = self._state.org_of.get(Web3.to_checksum_address(account))
-        return int(history.at(at, 0)) if history else 0
+        return self._state.organisation_at(account, at)
+
+    def host_of_at(self, org_id: int, at: int) -> int:
+        self.refresh()
+        return self._state.host_of_at(org_id, at)
+
+    def max_reporting_delay_at(self, at: int) -> int | None:
+        self.refresh()
+        return self._state.max_reporting_delay_at(at)
 
     def refresh(self, force: bool = False) -> None:
         """Re-read the chain's registry events past the confirmed base, if the interval has passed."""

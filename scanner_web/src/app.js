@@ -356,6 +356,10 @@ function pageVerdict(passport) {
       const f = v.firstFailure;
       const detail = f ? `${stepLabel(f.item.bizStep) || f.item.type} (${formatTime(f.item.eventTime)}) — ${t(`check_${f.result.failedCheck}`)}` : t("verifyManufacturer");
       reasons.push({ code: "browser_failed", text: t("reason_browser_failed", { detail }) });
+    } else if (v.status === "marked") {
+      verdict = "unverified";
+      const count = v.results.filter((r) => r.marks && r.marks.length).length;
+      reasons.push({ code: "events_marked", text: t("verifyMarked", { total: v.results.length, count }) });
     } else if (v.status !== "passed") {
       verdict = "unverified";
       reasons.push({ code: "events_pending", text: reasonText("events_pending") });
@@ -482,11 +486,13 @@ function timelineItem(item, index) {
   const browser = state.verification && state.verification.results[index];
   const org = v.signerOrg ? v.signerOrg.name : short(v.signer, 6);
   const status = browser ? browser.status : v.status;
+  // Marks (late, signer_revoked): verified, never shown as plainly genuine.
+  const marks = (browser ? browser.marks : v.marks) || [];
   const place = item.location && (item.location.name || item.location.id);
   const correction = item.correction;
   const c = state.confirmation;
   const holders = c && c.heldBy ? c.heldBy.get(item.id) : null;
-  const node = el("li", { "data-event-id": item.id, "data-status": v.status, "data-browser": browser ? browser.status : null, "data-step": item.bizStep || "", "data-corrected": correction ? "yes" : null, "data-held-by": holders ? holders.length : null },
+  const node = el("li", { "data-event-id": item.id, "data-status": v.status, "data-browser": browser ? browser.status : null, "data-step": item.bizStep || "", "data-corrected": correction ? "yes" : null, "data-marks": marks.length ? marks.join(" ") : null, "data-held-by": holders ? holders.length : null },
     el("div", { class: "when" }, formatTime(item.eventTime)),
     el("div", { class: "what" },
       el("strong", {}, stepLabel(item.bizStep) || item.type),
@@ -498,8 +504,9 @@ function timelineItem(item, index) {
       correction.reason ? ` — ${t("correctionReason", { reason: correction.reason.split(/[-:/]/).pop().replace(/_/g, " ") })}` : "",
       correction.correctiveEventIds && correction.correctiveEventIds.length ? ` — ${t("correctiveEvents", { count: correction.correctiveEventIds.length })}` : "",
     ),
-    el("span", { class: `badge ${status}` }, t(`status_${status === "passed" ? "verified" : status}`), browser ? ` · ${t("browserChecked")}` : ""),
+    el("span", { class: `badge ${marks.length ? "marked" : status}` }, t(`status_${status === "passed" ? "verified" : status}`), marks.map((m) => ` · ${t(`mark_${m}`)}`).join(""), browser ? ` · ${t("browserChecked")}` : ""),
     holders && el("span", { class: "held" }, " ", t("heldBy", { n: holders.length, m: c.total })),
+    marks.length ? el("p", { class: "marks" }, marks.map((m) => t(`markHelp_${m}`)).join(" ")) : null,
   );
   const checks = (browser || v).checks || [];
   node.append(
@@ -551,6 +558,7 @@ function renderVerify() {
   section.dataset.state = v.status;
   if (v.error) result.textContent = t("error", { message: v.error });
   else if (v.status === "passed") result.textContent = t("verifyPassed", { total: v.results.length });
+  else if (v.status === "marked") result.textContent = t("verifyMarked", { total: v.results.length, count: v.results.filter((r) => r.marks && r.marks.length).length });
   else if (v.firstFailure) {
     const { item, result: r } = v.firstFailure;
     const failed = r.checks.find((c) => c.status === "failed");

@@ -1,20 +1,25 @@
 // "Verify here": the page re-checks every event of a passport itself, trusting the server for
-// nothing but the data to check. Per event, in the order node/proofs.py uses:
+// nothing but the data to check. The rule is node/verification.py's, written again here and held
+// to it by tests/provenance/data/verification_vectors.json (generated from the Python core; run
+// against this file in Chromium by tests/scanner_web/test_verification_vectors.py). Per event,
+// in order, the first failure named:
 //   event_hash    the event shown hashes to the id that was signed and anchored (its record
 //                 digest: the CBV 2.0 hash, or for an error declaration the hash with the
 //                 declaration, see eventhash.js recordDigest)
 //   signature     the EIP-712 Attestation recovers to the signer (secp256k1, in the browser)
-//   role          the chain's ConsortiumRegistry says the signer held a role allowed for the
-//                 event's bizStep at the event time (hasRoleAt over read-only JSON-RPC); a step
-//                 outside the role table may be attested by any attesting role
-//   merkle_proof  the proof leads from the (event hash, signer) leaf to the root
-//                 (@openzeppelin/merkle-tree's StandardMerkleTree.verify)
-//   anchor        the chain's ProvenanceRegistry has the root anchored: the anchor that counts
-//                 is the one by the signer's organisation at the event time
-//                 (anchorOfOrganisation), else the root's first (anchorOf), as node/proofs.py
-//                 counted_anchor, so a rival that anchored the root first is not its anchorer
-//   confirmations enough blocks on top of the anchor
-// The first failed check of an event is named; events not anchored yet end as "pending".
+//   role          the signer held a role allowed for the event's bizStep at the event time
+//                 (hasRoleAt); a step outside the role table may be attested by any attesting role
+//   merkle_proof  the proof leads from the (event hash, signer) leaf to the root (an empty proof:
+//                 the event is its batch's only leaf, leaf == root)
+//   anchor        the root is anchored by the signer's organisation at the event time
+//                 (anchorOfOrganisation), or by the organisation hosting it at the anchor's time
+//                 (hostOfAt); a rival's anchor counts for nobody
+//   confirmations enough blocks on top of the anchor (else pending)
+// Not anchored yet: pending (overdue once past the maximum reporting delay). Marks of a verified
+// event, never shown as plainly genuine: late (anchored more than maxReportingDelayAt(anchor
+// time) after its event time), signer_revoked (the signer no longer held its role at the anchor time).
+// The lookups (registry at a time, anchors, head) are passed in: the chain over read-only
+// JSON-RPC on the page (Chain below), tables in the vectors' runner.
 
 import { secp256k1 } from "@noble/curves/secp256k1";
 import { keccak_256 } from "@noble/hashes/sha3";
@@ -167,9 +172,22 @@ export class Chain {
     return Number(BigInt(await this.rpc("eth_chainId", [])));
   }
 
+  // The head block the verification is made against: {blockNumber, timestamp}.
   async head() {
-    if (!this._head) this._head = this.rpc("eth_blockNumber", []).then((h) => Number(BigInt(h)));
+    if (!this._head) {
+      this._head = this.rpc("eth_getBlockByNumber", ["latest", false]).then((b) => ({ blockNumber: Number(BigInt(b.number)), timestamp: Number(BigInt(b.timestamp)) }));
+    }
     return this._head;
+  }
+
+  async hostOfAt(orgId, time) {
+    const data = "0x" + selector("hostOfAt(uint64,uint256)") + toHex(word(orgId)) + toHex(word(time));
+    return Number(readWord(await this.call(this.config.consortiumRegistry, data), 0));
+  }
+
+  async maxReportingDelayAt(time) {
+    const data = "0x" + selector("maxReportingDelayAt(uint256)") + toHex(word(time));
+    return Number(readWord(await this.call(this.config.consortiumRegistry, data), 0));
   }
 
   async hasRoleAt(account, role, time) {
@@ -192,20 +210,9 @@ export class Chain {
     return new TextDecoder().decode(out.slice(nameAt + 32, nameAt + 32 + length));
   }
 
-  async anchorOf(root) {
-    return readAnchor(await this.call(this.config.provenanceRegistry, "0x" + selector("anchorOf(bytes32)") + toHex(fromHex(root))));
-  }
-
   async anchorOfOrganisation(root, orgId) {
     const data = "0x" + selector("anchorOfOrganisation(bytes32,uint64)") + toHex(fromHex(root)) + toHex(word(orgId));
     return readAnchor(await this.call(this.config.provenanceRegistry, data));
-  }
-
-  // The anchor that counts for an event attested by a member of orgId at the event time
-  // (node/proofs.py anchor_counted_for): that organisation's anchor of the root, else the first.
-  async countedAnchor(root, orgId) {
-    const own = orgId ? await this.anchorOfOrganisation(root, orgId) : null;
-    return own && own.orgId ? own : this.anchorOf(root);
   }
 
   async productOrg(gtin) {
@@ -223,11 +230,38 @@ function readWord(bytes, offset) {
   return BigInt("0x" + toHex(bytes.slice(offset, offset + 32)));
 }
 
-// --- one event ----------------------------------------------------------------------------------------
+// --- the rule (node/verification.py) ---------------------------------------------------------------
 
-export async function verifyEvent(item, chain, config, separator) {
+// The anchor that counts (verification.py counted_anchor): the organisation's own, else its host's
+// at the anchor time (hosts tried: at the event time and now); null for none.
+export async function countedAnchor(lookups, root, orgId, eventTime, now) {
+  if (!orgId) return null;
+  const own = await lookups.anchorOfOrganisation(root, orgId);
+  if (own.orgId) return own;
+  const hosts = [...new Set([await lookups.hostOfAt(orgId, eventTime), await lookups.hostOfAt(orgId, now)])];
+  for (const host of hosts) {
+    if (!host) continue;
+    const hosted = await lookups.anchorOfOrganisation(root, host);
+    if (hosted.orgId && (await lookups.hostOfAt(orgId, hosted.timestamp)) === host) return hosted;
+  }
+  return null;
+}
+
+export async function marksOf(lookups, signer, role, eventTime, anchor) {
+  const marks = [];
+  const delay = await lookups.maxReportingDelayAt(anchor.timestamp);
+  if (delay !== null && delay !== undefined && anchor.timestamp - eventTime > delay) marks.push("late");
+  if (!(await lookups.hasRoleAt(signer, role, anchor.timestamp))) marks.push("signer_revoked");
+  return marks;
+}
+
+// One event: {event, eventId (0x digest), attester, signature, inclusion: {root, proof} | null}.
+// lookups: hasRoleAt(account, role, t), organisationOfAt(account, t), hostOfAt(org, t),
+// maxReportingDelayAt(t) (null: none), anchorOfOrganisation(root, org) -> {orgId (0: none),
+// blockNumber, timestamp, eventCount}, head() -> {blockNumber, timestamp}.
+export async function verifyAttested(input, lookups, separator, confirmations = 0) {
   const checks = [];
-  const result = { status: "verified", failedCheck: null, checks, signerOrg: null };
+  const result = { status: "verified", failedCheck: null, checks, marks: [], overdue: false, signer: null, signerOrgId: 0, role: null, anchor: null, confirmations: null };
   const pass = (name, detail) => checks.push({ name, status: "passed", detail });
   const fail = (name, detail) => {
     checks.push({ name, status: "failed", detail });
@@ -235,75 +269,86 @@ export async function verifyEvent(item, chain, config, separator) {
     result.failedCheck = name;
     return result;
   };
-  const event = item.event;
-  const stored = item.verification;
+  const { event } = input;
 
-  // 1. the event as shown hashes to the id that was signed and anchored
+  // 1. the event hashes to its id
   let digest;
   try {
     digest = recordDigest(event);
   } catch (e) {
     return fail("event_hash", `the event cannot be hashed: ${e.message}`);
   }
-  if (hex0x(digest) !== item.digest.toLowerCase()) {
-    return fail("event_hash", `the event shown hashes to ${hex0x(digest)}, not to its id ${item.digest}`);
-  }
-  pass("event_hash", `hashes to ${item.id}`);
+  if (hex0x(digest) !== input.eventId.toLowerCase()) return fail("event_hash", `the event hashes to ${hex0x(digest)}, not to its id ${input.eventId}`);
+  pass("event_hash", `the event hashes to its id ${input.eventId}`);
 
   // 2. the EIP-712 signature over (hash, subject, time) as derived from the event itself
   let signer, eventTime;
   try {
     eventTime = unixSeconds(event.eventTime);
-    const subject = attestationSubject(event);
-    signer = recoverSigner(attestationDigest(separator, digest, subject, eventTime), stored.signature);
+    signer = recoverSigner(attestationDigest(separator, digest, attestationSubject(event), eventTime), input.signature);
   } catch (e) {
     return fail("signature", `the signature does not verify: ${e.message}`);
   }
-  if (signer.toLowerCase() !== stored.signer.toLowerCase()) {
-    return fail("signature", `the signature recovers to ${signer}, not to the named signer ${stored.signer}`);
-  }
-  pass("signature", `signed by ${signer}`);
+  if (signer.toLowerCase() !== input.attester.toLowerCase()) return fail("signature", `the signature recovers to ${signer}, not to the attester ${input.attester}`);
+  pass("signature", `EIP-712 signature by ${signer}`);
 
-  // 3. a role allowed for this step, held at the event time (asked of the chain)
+  // 3. a role allowed for this step, held at the event time
   const roles = allowedRoles(typeof event.bizStep === "string" ? event.bizStep : null, event["@context"]);
-  let held = null;
-  for (const role of roles) {
-    if (await chain.hasRoleAt(signer, role, eventTime)) {
-      held = role;
+  let role = null;
+  for (const r of roles) {
+    if (await lookups.hasRoleAt(signer, r, eventTime)) {
+      role = r;
       break;
     }
   }
-  if (!held) return fail("role", `${signer} held none of ${roles.join(", ") || "(no role for this step)"} at ${new Date(eventTime * 1000).toISOString()}`);
-  const orgId = await chain.organisationOfAt(signer, eventTime);
-  result.signerOrg = orgId ? { id: orgId, name: await chain.organisationName(orgId) } : null;
-  pass("role", `${result.signerOrg ? result.signerOrg.name : signer} held ${held}`);
+  if (!role) return fail("role", `${signer} held none of ${roles.join(", ")} at ${eventTime} (the event time)`);
+  pass("role", `${signer} held ${role} at ${eventTime} (the event time)`);
+  const orgId = await lookups.organisationOfAt(signer, eventTime);
+  Object.assign(result, { signer, signerOrgId: orgId, role });
 
-  // 4-6. Merkle proof, anchor, confirmations
-  if (!stored.merkle) {
-    for (const name of ["merkle_proof", "anchor", "confirmations"]) checks.push({ name, status: "pending", detail: "not anchored yet" });
+  // 4-6. Merkle proof, anchor, confirmations; pending while not anchored
+  const head = await lookups.head();
+  if (!input.inclusion) {
+    const delay = await lookups.maxReportingDelayAt(head.timestamp);
+    result.overdue = delay !== null && delay !== undefined && head.timestamp - eventTime > delay;
+    const detail = "not anchored yet" + (result.overdue ? ", and past the maximum reporting delay" : "");
+    for (const name of ["merkle_proof", "anchor", "confirmations"]) checks.push({ name, status: "pending", detail });
     result.status = "pending";
     return result;
   }
+  const { root, proof } = input.inclusion;
   let proofOk = false;
   try {
-    proofOk = StandardMerkleTree.verify(stored.merkle.root, ["bytes32", "address"], [hex0x(digest), signer], stored.merkle.proof);
+    proofOk = fromHex(root).length === 32 && proof.every((p) => fromHex(p).length === 32)
+      && StandardMerkleTree.verify(root, ["bytes32", "address"], [hex0x(digest), signer], proof);
   } catch (e) {
-    return fail("merkle_proof", `the proof cannot be checked: ${e.message}`);
+    proofOk = false;
   }
-  if (!proofOk) return fail("merkle_proof", `the proof does not lead from this event to root ${stored.merkle.root}`);
-  pass("merkle_proof", `under root ${stored.merkle.root}`);
-  const anchor = await chain.countedAnchor(stored.merkle.root, orgId);
-  if (!anchor.orgId) return fail("anchor", `root ${stored.merkle.root} is not anchored on chain ${config.chainId}`);
-  result.anchor = { orgId: anchor.orgId, blockNumber: anchor.blockNumber };
-  pass("anchor", `anchored in block ${anchor.blockNumber} at ${new Date(anchor.timestamp * 1000).toISOString()}`);
-  const depth = (await chain.head()) - anchor.blockNumber;
-  const needed = config.confirmationsRequired || 0;
-  if (depth < needed) {
-    checks.push({ name: "confirmations", status: "pending", detail: `${depth} of ${needed} confirmations` });
+  if (!proofOk) return fail("merkle_proof", `the proof does not lead from this event to root ${root}`);
+  pass("merkle_proof", `the leaf is under root ${root}` + (proof.length ? "" : " (its only leaf)"));
+  const anchor = await countedAnchor(lookups, root, orgId, eventTime, head.timestamp);
+  if (!anchor) return fail("anchor", `root ${root} is not anchored by organisation ${orgId} (the attester's at the event time) nor by an organisation hosting it`);
+  pass("anchor", `anchored by organisation ${anchor.orgId} in block ${anchor.blockNumber} at ${anchor.timestamp}`);
+  result.anchor = anchor;
+  result.confirmations = Math.max(0, head.blockNumber - anchor.blockNumber);
+  result.marks = await marksOf(lookups, signer, role, eventTime, anchor);
+  if (result.confirmations < confirmations) {
+    checks.push({ name: "confirmations", status: "pending", detail: `${result.confirmations} of ${confirmations} confirmations` });
     result.status = "pending";
     return result;
   }
-  pass("confirmations", `${depth} blocks on top; ${needed} required`);
+  pass("confirmations", `${result.confirmations} blocks on top; ${confirmations} required`);
+  return result;
+}
+
+// --- one event of a passport, against the chain ---------------------------------------------------------
+
+export async function verifyEvent(item, chain, config, separator) {
+  const stored = item.verification;
+  const input = { event: item.event, eventId: item.digest, attester: stored.signer, signature: stored.signature, inclusion: stored.merkle ? { root: stored.merkle.root, proof: stored.merkle.proof } : null };
+  const result = await verifyAttested(input, chain, separator, config.confirmationsRequired || 0);
+  result.signerOrg = result.signerOrgId ? { id: result.signerOrgId, name: await chain.organisationName(result.signerOrgId) } : null;
+  if (result.anchor) result.anchor = { orgId: result.anchor.orgId, blockNumber: result.anchor.blockNumber };
   return result;
 }
 
@@ -335,8 +380,10 @@ export async function verifyPassport(passport, config, onEvent = () => {}) {
   }
   const failed = results.findIndex((r) => r.status === "failed");
   const pending = results.some((r) => r.status === "pending");
+  // A marked event (late, signer_revoked) is verified but never plainly genuine.
+  const marked = results.some((r) => r.marks && r.marks.length);
   return {
-    status: failed >= 0 || (manufacturer && !manufacturer.ok && manufacturer.commissionedBy) ? "failed" : pending || !passport.timeline.length ? "pending" : "passed",
+    status: failed >= 0 || (manufacturer && !manufacturer.ok && manufacturer.commissionedBy) ? "failed" : pending || !passport.timeline.length ? "pending" : marked ? "marked" : "passed",
     results,
     firstFailure: failed >= 0 ? { index: failed, item: passport.timeline[failed], result: results[failed] } : null,
     manufacturer,

@@ -1,4 +1,4 @@
-"""An honest little world for the auditor: two lots' journeys captured and anchored in two batches,
+"""An honest little world for the auditor: two lots' journeys captured and anchored, each organisation's events in a batch of its own,
 one event attested by an account without the role (stored past the role check, for the
 SIGNER_LACKED_ROLE case, only when asked), an order carried to release through the relayer
 (stored attestations), and an order reached directly by a submitter and settled by an arbitrator
@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from eth_account.signers.local import LocalAccount
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
@@ -23,7 +25,7 @@ from node.service import NodeRuntime, build_anchorer, build_capture
 from node.service_settings import NodeSettings
 from node.settings import ChainSettings
 from tests.node.escrow_env import DAY, EscrowEnv, escrow_env, member
-from tests.node.story import MANUFACTURER, capture_document, lot_story, story_events
+from tests.node.story import capture_document, lot_story, story_events
 
 
 @dataclass
@@ -47,11 +49,19 @@ def audit_db(tmp_path: Path) -> Iterator[Database]:
         database.dispose()
 
 
-def capture_and_anchor(runtime: NodeRuntime, document: dict[str, object], *, check_roles: bool = True) -> None:
+def capture_and_anchor(runtime: NodeRuntime, events: list[tuple[dict[str, Any], LocalAccount]], *,
+                       check_roles: bool = True) -> None:
+    """Capture the events and anchor them as the network does: each organisation's events in
+    batches its own account anchors (node.verification counts only the attester's organisation's
+    anchor, or its host's)."""
     capture = build_capture(runtime)
-    body = orjson.dumps(document)
-    capture.store(capture.check(body) if check_roles else capture.precheck(body))
-    build_anchorer(runtime, MANUFACTURER).drain()
+    by_signer: dict[str, list[tuple[dict[str, Any], LocalAccount]]] = {}
+    for event, signer in events:
+        by_signer.setdefault(signer.address, []).append((event, signer))
+    for group in by_signer.values():
+        body = orjson.dumps(capture_document(group, runtime.domain))
+        capture.store(capture.check(body) if check_roles else capture.precheck(body))
+        build_anchorer(runtime, group[0][1]).drain()
 
 
 @pytest.fixture
@@ -61,8 +71,8 @@ def world(audit_db: Database, chain: ChainClient, anvil: AnvilProcess, tmp_path:
     runtime = NodeRuntime(settings, ChainSettings(rpc_url=anvil.rpc_url, chain_id=anvil.chain_id, confirmations=0), audit_db, chain,
                           env.deployment)
     now = int(chain.w3.eth.get_block("latest")["timestamp"])
-    for start in (now, now + 100):  # two capture documents, two batches
-        capture_and_anchor(runtime, capture_document(story_events(lot_story(start)), runtime.domain))
+    for start in (now, now + 100):  # two lots, each in four batches (one per organisation)
+        capture_and_anchor(runtime, story_events(lot_story(start)))
 
     relayer = Relayer(audit_db, env.escrow, member(15), min_lifetime=60)
     relayed = env.open(env.terms(salt=1))

@@ -31,12 +31,13 @@ from node.escrow import OrderTerms, order_key
 from node.provenance.attestation import keccak256
 from node.provenance.event_hash import event_hash
 from node.relayer import Relayer, SignatureIn, Status
-from node.service import NodeRuntime, build_anchorer, build_capture
+from node.service import NodeRuntime
 from node.service_settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings
 from tests.api.world import register_product
 from tests.node.escrow_env import EscrowEnv, escrow_env, member
-from tests.node.story import GTIN, LOT, MANUFACTURER, Story, capture_document, lot_story, story_events
+from tests.audit.conftest import capture_and_anchor
+from tests.node.story import GTIN, LOT, Story, lot_story, story_events
 
 LOT_B = "L2025-08"
 EMPTY_CONTAINER_DEPARTS = 10  # story_events index of the empty container's departure: no unit's history
@@ -81,14 +82,13 @@ def build_audit_world(anvil: AnvilProcess, folder: Path) -> AuditWorld:
     db.migrate()
     node = NodeSettings(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500, max_batch_delay=0.05)
     runtime = NodeRuntime(node, chain_settings, db, client, env.deployment)
-    capture = build_capture(runtime)
-    start = int(client.w3.eth.get_block("latest")["timestamp"]) + 1
+    # Dated an hour ahead: a chain deployed later in the module (the one without the roots) must
+    # also have granted the roles by the event times, however long the tests before it took.
+    start = int(client.w3.eth.get_block("latest")["timestamp"]) + 3600
     lot_a, lot_b = lot_story(start), lot_story(start + 100)
     events_a, events_b = lot_events(lot_a, LOT), lot_events(lot_b, LOT_B)
-    capture.capture(orjson.dumps(capture_document(events_a, runtime.domain)))
-    build_anchorer(runtime, MANUFACTURER).drain()  # two roots: one per lot
-    capture.capture(orjson.dumps(capture_document(events_b, runtime.domain)))
-    build_anchorer(runtime, MANUFACTURER).drain()
+    capture_and_anchor(runtime, events_a)  # each organisation's events in a root of its own, per lot
+    capture_and_anchor(runtime, events_b)
     # An order for lot A (its shipmentRef names the lot), shipped by 2 of 3 carriers through the relayer.
     terms = env.open(env.terms(shipment_ref=keccak256(Lot(GTIN, LOT).class_uri.encode())))
     relayer = Relayer(db, env.escrow, member(15), min_lifetime=60)
@@ -139,7 +139,9 @@ def test_a_product_bundle_holds_every_unit_event_and_their_containers_events(aud
     bundle = export(audit_world, Product(GTIN), tmp_path / "product.zip")
     assert set(event_ids(bundle)) == without_empty_departure(audit_world.ids_a) | without_empty_departure(audit_world.ids_b)
     assert bundle.problems == []
-    assert len(bundle.roots) == 2 and all(r["orgId"] == 1 and r["blockTime"] and r["txHash"].startswith("0x") for r in bundle.roots)
+    # Per lot, each of the four organisations anchored its own events: 2 x 4 roots.
+    assert len(bundle.roots) == 8 and all(r["blockTime"] and r["txHash"].startswith("0x") for r in bundle.roots)
+    assert sorted(r["orgId"] for r in bundle.roots) == [1, 1, 2, 2, 3, 3, 4, 4]
     assert bundle.chain_id == audit_world.client.chain_id
     assert bundle.deployment.address("ProvenanceRegistry") == audit_world.deployment.address("ProvenanceRegistry")
     assert bundle.escrow["orders"] == []
@@ -157,7 +159,9 @@ def test_a_lot_bundle_holds_that_lot_only_with_case_pallet_and_container_events(
     assert set(first) >= {"eventId", "event", "attestation", "merkle", "anchor"}
     assert set(first["attestation"]) == {"signer", "signature", "subject", "eventTime", "role"}
     assert set(first["merkle"]) == {"root", "leafIndex", "proof", "batchSize"}
-    assert [r["root"] for r in bundle.roots] == [first["merkle"]["root"]]
+    # The lot's roots, one per organisation that attested its events, and only those.
+    assert sorted(r["root"] for r in bundle.roots) == sorted({e["merkle"]["root"] for e in bundle.events})
+    assert len(bundle.roots) == 4
 
 
 def test_an_order_bundle_holds_its_terms_attestations_and_shipment(audit_world: AuditWorld, tmp_path: Path) -> None:
@@ -197,7 +201,7 @@ def test_a_bundle_verifies_clean_with_only_an_rpc_endpoint(audit_world: AuditWor
     report = audit(client, evidence.bundle.deployment, evidence, workers=1)
     assert report.ok, report.discrepancies
     assert report.checked.events == 11
-    assert report.checked.batches == 1
+    assert report.checked.batches == 4  # the lot's roots: one per organisation that attested its events
 
 
 def rewrite(path: Path, name: str, edit: Any) -> None:
@@ -230,7 +234,7 @@ def test_an_edited_event_in_a_bundle_is_caught_by_the_manifest_and_by_the_audit(
 def test_a_bundle_against_a_chain_without_its_roots_reports_root_not_on_chain(audit_world: AuditWorld, tmp_path: Path) -> None:
     path = tmp_path / "lot.zip"
     export_bundle(audit_world.db, audit_world.client, audit_world.deployment, Lot(GTIN, LOT), path)
-    root = Bundle(path).roots[0]["root"]
+    roots = sorted(r["root"] for r in Bundle(path).roots)
     # The same deployment (same deployer, same nonces: same addresses) on a chain that anchored nothing.
     other = AnvilProcess(port=free_port()).start()
     try:
@@ -242,7 +246,7 @@ def test_a_bundle_against_a_chain_without_its_roots_reports_root_not_on_chain(au
     finally:
         other.stop()
     assert evidence.manifest_problems == []
-    assert [(d.kind, d.subject) for d in report.discrepancies] == [(DiscrepancyKind.ROOT_NOT_ON_CHAIN, root)]
+    assert [(d.kind, d.subject) for d in report.discrepancies] == [(DiscrepancyKind.ROOT_NOT_ON_CHAIN, r) for r in roots]
 
 
 def test_a_file_that_is_not_a_bundle_is_refused_by_name(tmp_path: Path) -> None:

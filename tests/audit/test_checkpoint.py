@@ -27,7 +27,7 @@ from node.audit.checkpoint import AuditCheckpoint
 from node.db import Event
 from node.devnet.anvil import AnvilControl
 from tests.audit.conftest import World, capture_and_anchor
-from tests.node.story import capture_document, lot_story, story_events
+from tests.node.story import lot_story, story_events
 
 
 def _checkpoint(world: World, auditor: LocalAccount, tmp_path: Path) -> SignedCheckpoint:
@@ -44,7 +44,7 @@ def _more_events(world: World) -> list[int]:
     with world.db.session() as s:
         before = set(s.scalars(select(Event.id)))
     now = int(world.chain.w3.eth.get_block("latest")["timestamp"])
-    capture_and_anchor(world.runtime, capture_document(story_events(lot_story(now + 200)), world.runtime.domain))
+    capture_and_anchor(world.runtime, story_events(lot_story(now + 200)))
     with world.db.session() as s:
         return sorted(set(s.scalars(select(Event.id))) - before)
 
@@ -60,11 +60,11 @@ def test_a_reaudit_from_a_signed_checkpoint_verifies_only_what_was_anchored_sinc
     world: World, accounts: list[LocalAccount], tmp_path: Path
 ) -> None:
     since = _checkpoint(world, accounts[19], tmp_path)
-    assert since.checkpoint.events == 24 and since.checkpoint.anchored_roots == 2
+    assert since.checkpoint.events == 24 and since.checkpoint.anchored_roots == 8  # 2 lots x 4 organisations
     new = _more_events(world)
     report = audit(world.chain, world.deployment, DatabaseEvidence(world.db), workers=1, since=since)
     assert report.ok, [d.to_json() for d in report.discrepancies]
-    assert (report.checked.events, report.checked.anchored_roots, report.checked.batches) == (len(new), 1, 1) == (12, 1, 1)
+    assert (report.checked.events, report.checked.anchored_roots, report.checked.batches) == (len(new), 4, 4) == (12, 4, 4)
     assert report.from_block == since.checkpoint.to_block + 1
     assert f"checkpoint of block {since.checkpoint.to_block}" in report.evidence
 
@@ -81,7 +81,7 @@ def test_checkpoints_chain_and_an_old_fault_is_left_to_the_full_replay(
     _more_events(world)
     report, made = audit_and_checkpoint(world.chain, world.deployment, DatabaseEvidence(world.db), accounts[19], workers=1, since=first)
     assert report.ok and made is not None
-    assert (made[0].events, made[0].anchored_roots) == (36, 3)  # cumulative
+    assert (made[0].events, made[0].anchored_roots) == (36, 12)  # cumulative
     # What a checkpoint covers is not verified again; the full replay still checks everything.
     with world.db.session() as s:
         oldest = s.scalar(select(Event.id).order_by(Event.id))

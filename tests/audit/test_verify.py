@@ -3,6 +3,8 @@ each single tamper gives exactly one discrepancy, of the right kind, naming the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 from sqlalchemy import delete, select, text, update
@@ -11,14 +13,17 @@ from node.audit import AuditReport, DiscrepancyKind, audit_database
 from node.db import Batch, Event, EventEpc
 from node.escrow import State
 from node.escrow.signing import sign_customs_return
+from node.proofs import build_bundle
 from node.provenance import epcis
-from node.provenance.event_hash import event_hash, hash_from_digest
+from node.provenance.event_hash import event_hash, hash_from_digest, record_digest
 from node.provenance.gs1 import UnitId
 from node.relayer import Kind, Relayer, SignatureIn
-from node.service import build_capture
+from node.devnet.anvil import AnvilControl
+from node.registry import ProposalKind, RegistryClient, role_data
+from node.service import build_anchorer, build_capture
 from tests.audit.conftest import World, capture_and_anchor
 from tests.node.escrow_env import DAY, member
-from tests.node.story import CARRIER, GTIN, INSPECTOR, capture_document, iso
+from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, capture_document, iso
 
 
 def run(world: World, workers: int = 1, **kw: object) -> AuditReport:
@@ -42,7 +47,7 @@ def test_an_honest_history_has_no_discrepancies(world: World, workers: int) -> N
     report = run(world, workers)
     assert report.ok, [d.to_json() for d in report.discrepancies]
     checked = report.checked
-    assert (checked.events, checked.pending_events, checked.batches, checked.anchored_roots) == (24, 0, 2, 2)
+    assert (checked.events, checked.pending_events, checked.batches, checked.anchored_roots) == (24, 0, 8, 8)
     assert checked.escrow_orders == 2 and checked.escrow_transitions >= 8 and checked.escrow_signatures == 6
     assert checked.registry_changes > 0
     assert report.by_kind() == {k.value: 0 for k in DiscrepancyKind}
@@ -54,13 +59,53 @@ def test_a_batch_of_one_event_whose_proof_is_empty_audits_clean(world: World) ->
     now = int(world.chain.w3.eth.get_block("latest")["timestamp"])
     lone = epcis.object_event(epcs=[UnitId(GTIN, "LONE1", "LOT1")], action="OBSERVE", event_time=iso(now + 300),
                               biz_step="inspecting")
-    capture_and_anchor(world.runtime, capture_document([(lone, INSPECTOR)], world.runtime.domain))
+    capture_and_anchor(world.runtime, [(lone, INSPECTOR)])
     with world.db.session() as s:
-        (batch,) = s.scalars(select(Batch).where(Batch.event_count == 1)).all()
+        batch = s.scalar(select(Batch).join(Event, Event.batch_id == Batch.id).where(Event.digest == record_digest(lone)))
+        assert batch is not None and batch.event_count == 1
         assert s.scalar(select(Event.proof).where(Event.batch_id == batch.id)) == b""
     report = run(world)
     assert report.ok, [d.to_json() for d in report.discrepancies]
     assert report.checked.events == 25
+
+
+def test_waymark_audit_verify_and_waymark_node_verify_agree_on_an_event_alone_in_its_batch(world: World, tmp_path: Path) -> None:
+    """Both commands run node.verification: the lone event of a one-event batch (empty proof, its
+    leaf is the root) is verified by both, and the same edit of it fails both, by the same check."""
+    from typer.testing import CliRunner
+
+    from waymark.cmd_audit import app as audit_app
+    from waymark.cmd_node import app as node_app
+
+    now = int(world.chain.w3.eth.get_block("latest")["timestamp"])
+    lone = epcis.object_event(epcs=[UnitId(GTIN, "ALONE", "LOT1")], action="OBSERVE", event_time=iso(now + 300),
+                              biz_step="inspecting")
+    capture_and_anchor(world.runtime, [(lone, INSPECTOR)])
+    bundle = build_bundle(world.db, event_hash(lone), chain_id=world.chain.chain_id,
+                          registry_address=world.deployment.address("ProvenanceRegistry"))
+    assert bundle["merkle"]["proof"] == [] and bundle["merkle"]["batchSize"] == 1
+    chain = ["--rpc-url", world.chain.rpc_url, "--chain-id", str(world.chain.chain_id)]
+    audit_args = ["verify", *chain, "--deployment", str(tmp_path / "deployments" / f"{world.chain.chain_id}.json"),
+                  "--db", world.db.url.render_as_string(hide_password=False), "--workers", "1"]
+    runner = CliRunner()
+
+    (tmp_path / "lone.json").write_bytes(orjson.dumps(bundle))
+    by_node = runner.invoke(node_app, ["verify", str(tmp_path / "lone.json"), *chain])
+    by_audit = runner.invoke(audit_app, audit_args)
+    assert (by_node.exit_code, by_audit.exit_code) == (0, 0), by_node.output + by_audit.output
+    assert "verified" in by_node.output
+
+    edited = orjson.loads(orjson.dumps(bundle))
+    edited["event"]["readPoint"] = {"id": "urn:epc:id:sgln:9521234.54321.9"}
+    (tmp_path / "edited.json").write_bytes(orjson.dumps(edited))
+    with world.db.write() as s:
+        s.execute(update(Event).where(Event.digest == record_digest(lone)).values(body=orjson.dumps(edited["event"]).decode()))
+    by_node = runner.invoke(node_app, ["verify", str(tmp_path / "edited.json"), *chain])
+    by_audit = runner.invoke(audit_app, [*audit_args, "--json", str(tmp_path / "report.json")])
+    assert (by_node.exit_code, by_audit.exit_code) == (1, 6)
+    assert "hash_mismatch" in by_node.output
+    report = orjson.loads((tmp_path / "report.json").read_bytes())
+    assert [(d["kind"], d["subject"]) for d in report["discrepancies"]] == [("hash_mismatch", event_hash(lone))]
 
 
 # ---- events ----------------------------------------------------------------------------------
@@ -107,14 +152,14 @@ def test_an_event_signed_by_an_account_without_the_role_is_reported(world: World
     # An inspector attests a shipment: ingest would refuse it; it is stored past the role check.
     event = epcis.object_event(epcs=[UnitId(GTIN, f"R{now}", "LOT9")], action="OBSERVE", event_time=iso(now + 1),
                                biz_step="shipping")
-    capture_and_anchor(world.runtime, capture_document([(event, INSPECTOR)], world.runtime.domain), check_roles=False)
+    capture_and_anchor(world.runtime, [(event, INSPECTOR)], check_roles=False)
     report = run(world)
     assert only(report) == (DiscrepancyKind.SIGNER_LACKED_ROLE, event_hash(event))
     assert report.discrepancies[0].objects["signer"] == INSPECTOR.address
 
 
 def test_an_event_whose_proof_was_altered_is_never_anchored_and_its_root_still_rebuilds(world: World) -> None:
-    event_id, digest = an_event(world, 2)
+    event_id, digest = an_event(world, 0)  # the manufacturer's first event: its batch holds two
     with world.db.write() as s:
         proof = bytearray(s.execute(select(Event.proof).where(Event.id == event_id)).scalar_one() or b"")
         proof[0] ^= 0xFF
@@ -122,7 +167,7 @@ def test_an_event_whose_proof_was_altered_is_never_anchored_and_its_root_still_r
     assert only(run(world)) == (DiscrepancyKind.EVENT_NEVER_ANCHORED, hash_from_digest(digest))
 
 
-def test_an_event_left_unanchored_past_the_grace_period_is_reported_and_a_young_one_is_pending(world: World) -> None:
+def test_an_unanchored_event_is_pending_inside_its_reporting_delay_and_never_anchored_past_it(world: World) -> None:
     now = int(world.chain.w3.eth.get_block("latest")["timestamp"])
     event = epcis.object_event(epcs=[UnitId(GTIN, f"P{now}", "LOT9")], action="OBSERVE", event_time=iso(now + 1),
                                biz_step="shipping")
@@ -130,7 +175,37 @@ def test_an_event_left_unanchored_past_the_grace_period_is_reported_and_a_young_
     capture.store(capture.check(orjson.dumps(capture_document([(event, CARRIER)], world.runtime.domain))))
     young = run(world)
     assert young.ok and young.checked.pending_events == 1
-    assert only(run(world, pending_grace_s=0)) == (DiscrepancyKind.EVENT_NEVER_ANCHORED, event_hash(event))
+    # The chain's time, not the auditor's clock or the node's receipt time, decides: past the delay it is never anchored.
+    delay = RegistryClient(world.chain, world.deployment).max_reporting_delay_at(now + 1)
+    control = AnvilControl(world.chain.rpc_url)
+    control.set_next_block_timestamp(now + 1 + delay)
+    control.mine()
+    assert run(world).checked.pending_events == 1  # exactly at the delay: still pending
+    control.mine()  # one second later
+    report = run(world)
+    assert only(report) == (DiscrepancyKind.EVENT_NEVER_ANCHORED, event_hash(event))
+    assert report.checked.pending_events == 0
+
+
+def test_an_event_anchored_past_its_delay_after_its_signer_lost_the_role_is_marked_late_and_signer_revoked(world: World) -> None:
+    """A carrier key signs a shipment dated while it held CARRIER; the batch is anchored only after
+    the maximum reporting delay, and after the consortium revoked CARRIER: accepted, but both marks."""
+    now = int(world.chain.w3.eth.get_block("latest")["timestamp"])
+    event = epcis.object_event(epcs=[UnitId(GTIN, f"B{now}", "LOT9")], action="OBSERVE", event_time=iso(now + 1),
+                               biz_step="shipping")
+    capture = build_capture(world.runtime)
+    capture.store(capture.check(orjson.dumps(capture_document([(event, CARRIER)], world.runtime.domain))))
+    registry = RegistryClient(world.chain, world.deployment)
+    control = AnvilControl(world.chain.rpc_url)
+    control.set_next_block_timestamp(now + 2 + registry.max_reporting_delay_at(now + 1))
+    control.mine()
+    proposal = registry.propose(ProposalKind.REVOKE_ROLE, role_data(3, "CARRIER"), MANUFACTURER)
+    assert any(registry.vote(proposal, voter) for voter in (INSPECTOR, CARRIER, CUSTOMS))
+    build_anchorer(world.runtime, CARRIER).drain()  # the carrier organisation still holds ANCHORER
+    report = run(world)
+    found = sorted((d.kind, d.subject) for d in report.discrepancies)
+    assert found == [(DiscrepancyKind.LATE, event_hash(event)), (DiscrepancyKind.SIGNER_REVOKED, event_hash(event))]
+    assert report.checked.pending_events == 0
 
 
 # ---- roots -----------------------------------------------------------------------------------

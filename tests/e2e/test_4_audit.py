@@ -5,6 +5,13 @@
   database, recomputes every root, checks every signature and role, and checks every escrow
   transition against the attestations behind it. After the whole story: no discrepancy, and
   every token paid into escrow has been withdrawn.
+- Whatever the machine's load, an event the audit sees before its batch is anchored is pending:
+  not anchored yet and inside the consortium's maximum reporting delay by the chain's own time
+  (node.verification), never "never anchored"; an event alone in its batch (its proof is empty,
+  its leaf is the root), which a loaded machine makes likely, is verified like any other. Both
+  were the cause of the audit story's occasional `event_never_anchored` under load: the auditor
+  had its own copy of the Merkle check (an empty proof read as none) and a wall-clock grace since
+  receipt instead of the rule.
 - Then someone edits the database (a copy of it): one event's body (the inspection result), one
   event's signature (the production run), and one relayed milestone signature (a carrier's
   attestation of the first order's shipment). The same audit reports exactly those three, each
@@ -28,7 +35,7 @@ from tests.e2e.world import deliver, demo_world
 from waymark.demo.story import Story
 
 KINDS = ("event_data_missing", "hash_mismatch", "signature_invalid", "signer_lacked_role", "event_never_anchored",
-         "root_not_on_chain", "escrow_transition_unbacked")
+         "root_not_on_chain", "escrow_transition_unbacked", "late", "signer_revoked")
 
 
 @pytest.fixture(scope="module")

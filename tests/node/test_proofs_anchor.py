@@ -1,15 +1,17 @@
-"""Which anchor counts for an event when several organisations anchored the same root: the
-attester's organisation's, so a rival that anchors a root first takes nothing away."""
+"""Which anchor counts for an event (node.verification): the one by the attester's organisation at
+the event time, or by the organisation hosting it at the anchor time. A rival that anchors a root
+first takes nothing away, and its anchor counts for nobody."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 import orjson
+from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from sqlalchemy import select
-from web3 import Web3
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
@@ -17,40 +19,56 @@ from node.db import Batch
 from node.devnet.consortium import devnet_account
 from node.passport import ChainView, PassportBuilder
 from node.paths import PROJECT_ROOT
-from node.proofs import CONSORTIUM_ABI, PROVENANCE_ABI, counted_anchor
+from node.proofs import ChainRegistry
 from node.service import NodeRuntime, build_anchorer, build_capture
+from node.verification import counted_anchor
 from tests.api.world import register_product
-from tests.node.story import CARRIER, INSPECTOR, MANUFACTURER, Story, capture_document, lot_story, story_events
+from tests.node.story import CARRIER, CUSTOMS, INSPECTOR, MANUFACTURER, Story, capture_document, lot_story, story_events
 
 RIVAL = devnet_account(5)  # the operator: a member whose node anchors (ANCHORER), org 5, with no event in the story
 VERIFY_CLI = PROJECT_ROOT / "tests" / "scanner_web" / "verify_cli.mjs"
 
 
-def test_the_attester_organisations_anchor_counts_not_a_rivals_earlier_one(chain: ChainClient, deployment: Deployment) -> None:
-    address = deployment.address("ProvenanceRegistry")
-    writer = chain.contract("ProvenanceRegistry", address)
-    provenance = chain.w3.eth.contract(address=Web3.to_checksum_address(address), abi=PROVENANCE_ABI)
-    consortium = chain.w3.eth.contract(address=provenance.functions.registry().call(), abi=CONSORTIUM_ABI)
+def test_the_attester_organisations_or_its_hosts_anchor_counts_and_a_rivals_counts_for_nobody(
+    chain: ChainClient, deployment: Deployment
+) -> None:
+    writer = chain.contract("ProvenanceRegistry", deployment.address("ProvenanceRegistry"))
+    lookups = ChainRegistry(chain.w3, deployment.address("ProvenanceRegistry"))
     root = keccak(text="the manufacturer's batch")
-    # The rival (the carrier organisation, org 3) anchors the manufacturer's root first, claiming 999 events.
-    chain.transact(writer.functions.anchorBatch(root, 999, "evil://"), sender=CARRIER)
+    # The rival anchors the manufacturer's root first, claiming 999 events.
+    chain.transact(writer.functions.anchorBatch(root, 999, "evil://"), sender=RIVAL)
     ours = chain.transact(writer.functions.anchorBatch(root, 5, "waymark://"), sender=MANUFACTURER)
     now = int(chain.w3.eth.get_block("latest")["timestamp"])
 
-    org_id, block_number, _ts, count = counted_anchor(provenance, consortium, root, MANUFACTURER.address, now)
-    assert (org_id, block_number, count) == (1, ours["blockNumber"], 5)
-    # An attester whose organisation did not anchor the root (a batch a shared node anchored) gets the first anchor.
-    assert counted_anchor(provenance, consortium, root, INSPECTOR.address, now)[0::3] == (3, 999)
-    assert counted_anchor(provenance, consortium, keccak(text="never anchored"), MANUFACTURER.address, now)[0] == 0
+    def counted(account: LocalAccount, on: bytes = root) -> tuple[int, int, int] | None:
+        anchor = counted_anchor(lookups, lookups.anchor_of, on, lookups.organisation_at(account.address, now), now, now)
+        return (anchor.org_id, anchor.block_number, anchor.event_count) if anchor else None
+
+    assert counted(MANUFACTURER) == (1, ours["blockNumber"], 5)
+    # The inspector (org 2) is hosted by the manufacturer's node (the demo consortium): the host's anchor counts.
+    assert lookups.host_of_at(2, now) == 1 and counted(INSPECTOR) == (1, ours["blockNumber"], 5)
+    # The carrier (org 3) runs its own node: neither the manufacturer's anchor nor the rival's is its own.
+    assert counted(CARRIER) is None
+    assert counted(MANUFACTURER, keccak(text="never anchored")) is None
+
+
+def _anchor_as(runtime: NodeRuntime, events: list[tuple[dict[str, Any], LocalAccount]], anchorer: LocalAccount) -> None:
+    build_capture(runtime).capture(orjson.dumps(capture_document(events, runtime.domain)))
+    build_anchorer(runtime, anchorer).drain()
 
 
 def _front_run(runtime: NodeRuntime, chain_now: int) -> tuple[Story, bytes, int, int]:
-    """A lot captured by the manufacturer's node, whose batch root a rival member (the operator,
-    org 5, an anchorer with no event in the batch) anchors first, claiming 999 events; the node
-    anchors it after. Returns the story, the root, our anchor's block and the rival's."""
+    """A lot whose events each organisation's node anchors (the inspector's by its host, the
+    manufacturer); the manufacturer's batch root a rival member (the operator, org 5, an anchorer
+    with no event in the batch) anchors first, claiming 999 events, and the node anchors it after.
+    Returns the story, the manufacturer's root, its anchor's block and the rival's."""
     register_product(runtime.client, runtime.deployment)  # so that a passport can say genuine
     story = lot_story(chain_now, size=1)
-    build_capture(runtime).capture(orjson.dumps(capture_document(story_events(story), runtime.domain)))
+    events = story_events(story)
+    by = {MANUFACTURER.address: MANUFACTURER, INSPECTOR.address: MANUFACTURER, CARRIER.address: CARRIER,
+          CUSTOMS.address: CUSTOMS}
+    made = [(e, s) for e, s in events if s is MANUFACTURER]
+    build_capture(runtime).capture(orjson.dumps(capture_document(made, runtime.domain)))
     anchorer = build_anchorer(runtime, MANUFACTURER)
     formed = anchorer.form_batch(force=True)
     assert formed is not None
@@ -61,25 +79,23 @@ def _front_run(runtime: NodeRuntime, chain_now: int) -> tuple[Story, bytes, int,
     with runtime.db.connect() as conn:
         ours = conn.execute(select(Batch.block_number).where(Batch.root == root)).scalar_one()
     assert ours is not None and ours > int(rival["blockNumber"])
+    for signer in (INSPECTOR, CARRIER, CUSTOMS):
+        _anchor_as(runtime, [(e, s) for e, s in events if s is signer], by[signer.address])
     return story, root, int(ours), int(rival["blockNumber"])
 
 
-def test_a_passport_names_the_anchor_the_proofs_count_not_a_front_runners(runtime: NodeRuntime, chain_now: int) -> None:
-    story, root, ours, rivals = _front_run(runtime, chain_now)
+def test_a_passport_names_the_anchor_the_rule_counts_not_a_front_runners(runtime: NodeRuntime, chain_now: int) -> None:
+    story, _root, ours, rivals = _front_run(runtime, chain_now)
     builder = PassportBuilder(runtime.db, ChainView(runtime.client, runtime.deployment), resolver_url="http://r", browser_rpc_url="http://b")
     core = builder.build(story.units[0])
     assert core is not None
     assert core.verdict == "genuine", core.reasons
     timeline = core.body["timeline"]
-    provenance = runtime.client.w3.eth.contract(address=Web3.to_checksum_address(runtime.deployment.address("ProvenanceRegistry")), abi=PROVENANCE_ABI)
-    consortium = runtime.client.w3.eth.contract(address=provenance.functions.registry().call(), abi=CONSORTIUM_ABI)
-    shown = [(item["verification"]["anchor"]["orgId"], item["verification"]["anchor"]["blockNumber"]) for item in timeline]
-    counted = [counted_anchor(provenance, consortium, root, item["verification"]["signer"], item["eventTimeUnix"])[:2] for item in timeline]
-    assert shown == counted
-    manufacturers = [a for item, a in zip(timeline, shown) if item["verification"]["signerOrg"]["id"] == 1]
-    assert manufacturers and set(manufacturers) == {(1, ours)}
-    # The inspector and customs organisations anchored nothing: the root's first anchor counts for them (the rule's fallback).
-    assert {a for item, a in zip(timeline, shown) if item["verification"]["signerOrg"]["id"] in (2, 4)} == {(5, rivals)}
+    shown = {item["verification"]["signerOrg"]["id"]: (item["verification"]["anchor"]["orgId"], item["verification"]["anchor"]["blockNumber"])
+             for item in timeline}
+    assert shown[1] == (1, ours) and rivals not in {block for _org, block in shown.values()}
+    assert shown[2][0] == 1  # the inspector's events: anchored by its host
+    assert (shown[3][0], shown[4][0]) == (3, 4)
 
 
 def test_the_pages_verifier_counts_the_same_anchor_as_the_passport(runtime: NodeRuntime, chain_now: int) -> None:

@@ -49,7 +49,7 @@ try {
       verdict: document.querySelector("#verdict").dataset.verdict,
       verdictTitle: document.querySelector("#verdict h2")?.textContent,
       reasons: Array.from(document.querySelectorAll("#reasons li"), (li) => li.dataset.code),
-      timeline: Array.from(document.querySelectorAll("#timeline > li"), (li) => ({ step: li.dataset.step, status: li.dataset.status, browser: li.dataset.browser || null, text: li.querySelector(".what").textContent })),
+      timeline: Array.from(document.querySelectorAll("#timeline > li"), (li) => ({ step: li.dataset.step, status: li.dataset.status, browser: li.dataset.browser || null, marks: li.dataset.marks || null, text: li.querySelector(".what").textContent })),
       route: Array.from(document.querySelectorAll("#route li"), (li) => li.dataset.country),
       routePlaces: Array.from(document.querySelectorAll("#route li"), (li) => li.querySelector(".place").textContent),
       productName: document.querySelector("#product-name")?.textContent || null,
@@ -78,7 +78,7 @@ try {
   } else if (args.scenario === "verify") {
     await readPassport();
     await page.click("#verify-button");
-    await page.waitForFunction(() => ["passed", "failed", "pending"].includes(document.querySelector("#verify").dataset.state), null, { timeout: 60000 });
+    await page.waitForFunction(() => ["passed", "marked", "failed", "pending"].includes(document.querySelector("#verify").dataset.state), null, { timeout: 60000 });
     Object.assign(out, await readPassport());
     Object.assign(out, await page.evaluate(() => ({
       verifyState: document.querySelector("#verify").dataset.state,
