@@ -260,7 +260,8 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     function requestHost(uint64 hostOrgId) external {
         uint64 orgId = _requireActiveMember(msg.sender);
         if (hostOrgId == orgId) revert RegistrySelfHosting(orgId);
-        if (_existingOrg(hostOrgId).status != OrganisationStatus.Active) {
+        // 0 withdraws a request; any other host must be an Active organisation.
+        if (hostOrgId != 0 && _existingOrg(hostOrgId).status != OrganisationStatus.Active) {
             revert RegistryOrganisationNotActive(hostOrgId);
         }
         _hostRequests[orgId] = hostOrgId;
@@ -312,16 +313,13 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     }
 
     /// @inheritdoc IConsortiumRegistry
-    function organisationWithAnyRole(address account, bytes32[] calldata roles) external view returns (uint64) {
-        uint16 mask;
-        for (uint256 i = 0; i < roles.length; ++i) {
-            mask |= _requireKnownRole(roles[i]);
-        }
-        uint64 orgId = _orgOf[account];
-        if (orgId == 0) return 0;
-        OrgRecord storage org = _orgs[orgId];
-        if (org.status != OrganisationStatus.Active || org.roleMask & mask == 0) return 0;
-        return orgId;
+    function organisationWithRole(address account, bytes32 role) external view returns (uint64) {
+        return _organisationWithMask(account, _requireKnownRole(role));
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function organisationWithAnyRole(address account) external view returns (uint64) {
+        return _organisationWithMask(account, type(uint16).max);
     }
 
     /// @inheritdoc IConsortiumRegistry
@@ -819,6 +817,15 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     function _requireActiveMember(address account) private view returns (uint64 orgId) {
         orgId = _orgOf[account];
         if (orgId == 0 || _orgs[orgId].status != OrganisationStatus.Active) revert RegistryNotActiveMember(account);
+    }
+
+    /// @dev The Active organisation of `account` if it holds a role in `mask`, else 0.
+    function _organisationWithMask(address account, uint16 mask) private view returns (uint64) {
+        uint64 orgId = _orgOf[account];
+        if (orgId == 0) return 0;
+        OrgRecord storage org = _orgs[orgId];
+        if (org.status != OrganisationStatus.Active || org.roleMask & mask == 0) return 0;
+        return orgId;
     }
 
     function _existingOrg(uint64 orgId) private view returns (OrgRecord storage org) {

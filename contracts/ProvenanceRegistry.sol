@@ -36,9 +36,7 @@ contract ProvenanceRegistry is IProvenanceRegistry, EIP712 {
 
     /// @inheritdoc IProvenanceRegistry
     function registerProduct(uint256 gtin, bytes32 metadataHash) external {
-        bytes32[] memory roles = new bytes32[](1);
-        roles[0] = Roles.MANUFACTURER;
-        uint64 orgId = _registry.organisationWithAnyRole(msg.sender, roles);
+        uint64 orgId = _registry.organisationWithRole(msg.sender, Roles.MANUFACTURER);
         if (orgId == 0) revert ProvenanceMissingRole(msg.sender, Roles.MANUFACTURER);
         if (!_isValidGtin(gtin)) revert ProvenanceInvalidGtin(gtin);
         if (_registry.companyPrefixOrganisation(gtin) != orgId) revert ProvenanceOutsideCompanyPrefix(gtin, orgId);
@@ -51,10 +49,8 @@ contract ProvenanceRegistry is IProvenanceRegistry, EIP712 {
 
     /// @inheritdoc IProvenanceRegistry
     function anchorBatch(bytes32 root, uint32 eventCount, string calldata uri) external {
-        bytes32[] memory roles = new bytes32[](1);
-        roles[0] = Roles.ANCHORER;
         // The anchoring organisation is the caller's: a batch says which organisation stands behind it.
-        uint64 orgId = _registry.organisationWithAnyRole(msg.sender, roles);
+        uint64 orgId = _registry.organisationWithRole(msg.sender, Roles.ANCHORER);
         if (orgId == 0) revert ProvenanceNotAnchorer(msg.sender);
         if (root == bytes32(0)) revert ProvenanceZeroRoot();
         if (eventCount == 0) revert ProvenanceEmptyBatch(root);

@@ -299,7 +299,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         nonReentrant
     {
         (uint256 orderId, Order memory order) = _load(terms);
-        uint64 orgId = _organisationWithRole(msg.sender, Roles.ARBITRATOR);
+        uint64 orgId = _registry.organisationWithRole(msg.sender, Roles.ARBITRATOR);
         if (orgId == 0) revert EscrowMissingRole(msg.sender, Roles.ARBITRATOR);
         // The parties' organisations as fixed at creation: unlinking a party's account since then
         // changes nothing.
@@ -728,12 +728,10 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         uint64 gainerOrg = bundle.gainerOrg;
         uint64 otherGainerOrg = bundle.otherGainerOrg;
         // The registry's role query takes a list; one list serves every signer of the bundle.
-        bytes32[] memory roles = new bytes32[](1);
-        roles[0] = bundle.role;
         uint64 previousOrg = 0; // organisation ids start at 1
         for (uint256 i = 0; i < count; ++i) {
             Attestation calldata attestation = signatures[i];
-            uint64 orgId = _checkSigner(bundle, roles, attestation);
+            uint64 orgId = _checkSigner(bundle, attestation);
             if (orgId == gainerOrg || orgId == otherGainerOrg) {
                 revert EscrowConflictOfInterest(bundle.orderId, attestation.signer);
             }
@@ -747,7 +745,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
 
     /// @dev One signature of a bundle: not expired, valid for its signer, signer holding `role`.
     ///      Returns the signer's organisation.
-    function _checkSigner(Bundle memory bundle, bytes32[] memory roles, Attestation calldata attestation)
+    function _checkSigner(Bundle memory bundle, Attestation calldata attestation)
         private
         view
         returns (uint64 orgId)
@@ -756,7 +754,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         _checkSigned(bundle.encoded, attestation);
         // One registry call answers both questions: the signer's organisation, if it is Active
         // and holds the role.
-        orgId = _registry.organisationWithAnyRole(signer, roles);
+        orgId = _registry.organisationWithRole(signer, bundle.role);
         if (orgId == 0) revert EscrowMissingRole(signer, bundle.role);
     }
 
@@ -796,12 +794,6 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
             if (key == address(0) || error != ECDSA.RecoverError.NoError || recovered != key) return false;
         }
         return SignatureChecker.isValidERC1271SignatureNowCalldata(signer, digest, signature);
-    }
-
-    function _organisationWithRole(address account, bytes32 role) private view returns (uint64) {
-        bytes32[] memory roles = new bytes32[](1);
-        roles[0] = role;
-        return _registry.organisationWithAnyRole(account, roles);
     }
 
     function _requireOperator() private view {
@@ -902,11 +894,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     ///      Every later conflict-of-interest check uses these, whatever happens to links afterwards.
     function _checkParties(OrderTerms calldata terms) private view {
         // One registry call: the seller's organisation if it is Active and holds any role.
-        bytes32[] memory anyRole = new bytes32[](Roles.COUNT);
-        for (uint256 i = 0; i < Roles.COUNT; ++i) {
-            anyRole[i] = Roles.byIndex(i);
-        }
-        uint64 actual = _registry.organisationWithAnyRole(terms.seller, anyRole);
+        uint64 actual = _registry.organisationWithAnyRole(terms.seller);
         if (actual == 0 || actual != terms.sellerOrg) {
             revert EscrowPartyOrganisationMismatch(terms.seller, terms.sellerOrg, actual);
         }

@@ -260,7 +260,8 @@ interface IConsortiumRegistry {
     event ContractSignerApproved(uint64 indexed orgId, address indexed wallet, address indexed key);
     /// @notice Organisation `orgId` published its node's base URL (empty: no node) and encryption key (zero: none).
     event NodeRecordSet(uint64 indexed orgId, string url, bytes32 encryptionKey);
-    /// @notice Organisation `hostedOrgId` asked organisation `hostOrgId` to host it; nothing changes until the host accepts.
+    /// @notice Organisation `hostedOrgId` asked organisation `hostOrgId` to host it (0: it withdrew its
+    ///         request); nothing changes until the host accepts.
     event HostingRequested(uint64 indexed hostedOrgId, uint64 indexed hostOrgId);
     /// @notice Organisation `hostedOrgId` is hosted by `hostOrgId` from now on; `hostOrgId` 0 means the hosting ended.
     event HostingChanged(uint64 indexed hostedOrgId, uint64 indexed hostOrgId);
@@ -358,7 +359,8 @@ interface IConsortiumRegistry {
     function setNodeRecord(string calldata url, bytes32 encryptionKey) external;
 
     /// @notice Asks organisation `hostOrgId` to host the caller's organisation on its node. Replaces
-    ///         any earlier request; the current hosting, if any, stays until the host accepts.
+    ///         any earlier request (0 withdraws it); the current hosting, if any, stays until the
+    ///         host accepts.
     /// @dev Reverts with RegistryNotActiveMember, RegistrySelfHosting, RegistryUnknownOrganisation or
     ///      RegistryOrganisationNotActive (the host is not Active).
     function requestHost(uint64 hostOrgId) external;
@@ -385,9 +387,12 @@ interface IConsortiumRegistry {
     ///      answer with the current state. Reverts with RegistryUnknownRole for unknown roles.
     function hasRoleAt(address account, bytes32 role, uint256 timestamp) external view returns (bool);
 
-    /// @notice The Active organisation of `account` if it holds at least one of `roles`, else 0.
-    /// @dev One call for contracts that accept any of several roles. Reverts with RegistryUnknownRole.
-    function organisationWithAnyRole(address account, bytes32[] calldata roles) external view returns (uint64 orgId);
+    /// @notice The Active organisation of `account` if it holds `role` now, else 0.
+    /// @dev One call answers both questions contracts ask of a signer. Reverts with RegistryUnknownRole.
+    function organisationWithRole(address account, bytes32 role) external view returns (uint64 orgId);
+
+    /// @notice The Active organisation of `account` if it holds any role now, else 0.
+    function organisationWithAnyRole(address account) external view returns (uint64 orgId);
 
     /// @notice The organisation `account` is linked to now (0 for none), whatever its status.
     function organisationOf(address account) external view returns (uint64 orgId);

@@ -642,7 +642,8 @@ def accounts_before_deployment(network: BesuNetworkSpec) -> list[str]:
             f"{network.source}: deployer: the account that will deploy Waymark must be allowlisted before the registry exists; "
             "add a top-level deployer to the consortium file or pass --deployer"
         )
-    return normalise_accounts([*(m.account for m in network.consortium.members), network.deployer, *network.extra_accounts])
+    founding = [a for m in network.consortium.members for a in (m.account, *m.other_accounts)]  # anchor accounts too
+    return normalise_accounts([*founding, network.deployer, *network.extra_accounts])
 
 
 def render_network(
@@ -696,8 +697,23 @@ def render_network(
     }
     if browser is not None:
         summary["browserRpc"] = browser
+    summary["memberNodes"] = member_nodes(network)
     files["network.json"] = json.dumps(summary, indent=2) + "\n"
     return files
+
+
+def member_nodes(network: BesuNetworkSpec) -> list[dict[str, Any]]:
+    """Each member's Waymark node as the consortium file founds it: its public base URL (the
+    registry's node directory; null for none) or the member whose node hosts it."""
+    members = network.consortium.members
+    return [
+        {
+            "member": m.name,
+            "nodeUrl": m.node_url or None,
+            "hostedBy": members[m.host - 1].name if m.host else None,
+        }
+        for m in members
+    ]
 
 
 def public_keys_of(network_json: Mapping[str, Any]) -> dict[str, NodeKey]:

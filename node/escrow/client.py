@@ -203,7 +203,7 @@ class EscrowClient:
 
     def organisation_with_role(self, account: str, role: str) -> int:
         """The Active organisation of `account` if it holds `role` now, else 0 (as the escrow checks)."""
-        fn = self.registry.functions.organisationWithAnyRole(to_checksum_address(account), [keccak(text=role)])
+        fn = self.registry.functions.organisationWithRole(to_checksum_address(account), keccak(text=role))
         return int(self.client.call(fn))
 
     def show(self, order_id: int) -> OrderView:

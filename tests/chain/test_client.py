@@ -94,3 +94,27 @@ def test_a_dropped_transaction_is_submitted_again(
     assert not worker.is_alive()
     assert "error" not in result, result.get("error")
     assert isinstance(result["id"], int)
+
+
+def test_a_transaction_mined_a_second_after_its_estimate_has_gas_for_a_new_history_checkpoint(
+    chain: ChainClient, deployment: Deployment, devnet: AnvilControl, accounts: list[LocalAccount]
+) -> None:
+    # The estimate runs at the head block's timestamp. A history checkpoint written in that second
+    # (here: the account's organisation, set when it was linked) is updated in place in the
+    # estimate, but appended as a new storage slot when the transaction is mined a second later:
+    # without headroom for that slot it ran out of gas (a CI flake of
+    # test_removed_account_may_join_another_organisation).
+    registry = RegistryClient(chain, deployment)
+    member, spare = accounts[1], accounts[17]
+    linked_at = int(chain.w3.eth.get_block("latest")["timestamp"]) + 1000
+    registry.offer_account(spare.address, member)
+    devnet.set_next_block_timestamp(linked_at)
+    registry.accept_account(1, spare)
+    pending = rpc(chain.rpc_url, "eth_getBlockByNumber", ["pending", False])
+    assert int(pending["timestamp"], 16) == linked_at  # the estimate below runs in the linking second
+    devnet.set_next_block_timestamp(linked_at + 1)
+    receipt = chain.transact(registry.contract.functions.removeAccount(spare.address), sender=member)
+    assert receipt["status"] == 1
+    assert int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"]) == linked_at + 1
+    at = registry.contract.functions.organisationOfAt
+    assert chain.call(at(spare.address, linked_at)) == 1 and chain.call(at(spare.address, linked_at + 1)) == 0

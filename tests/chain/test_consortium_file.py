@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from node.consortium import ConsortiumFileError, bps_for_votes, load_consortium, votes_needed
+from eth_utils.address import to_checksum_address
+
+from node.consortium import DEFAULT_MAX_REPORTING_DELAY, ConsortiumFileError, bps_for_votes, load_consortium, votes_needed
 
 ACCOUNTS = ["0x" + f"{i:02x}" * 20 for i in range(1, 5)]
 
@@ -64,3 +66,55 @@ def test_bad_or_overlapping_company_prefixes_are_refused(tmp_path: Path, prefixe
     with pytest.raises(ConsortiumFileError) as info:
         load_consortium(write(tmp_path, members=members, threshold=1))
     assert "gs1CompanyPrefixes" in info.value.field
+
+
+def test_node_urls_anchor_accounts_keys_and_hosts_are_read_and_passed_to_the_constructor(tmp_path: Path) -> None:
+    key = "0x" + "11" * 32
+    members = [
+        {"name": "Maker", "country": "VN", "account": ACCOUNTS[0], "roles": ["MANUFACTURER"],
+         "nodeUrl": "https://node.maker.example", "anchorAccounts": [ACCOUNTS[2]], "encryptionKey": key},
+        {"name": "Courier", "country": "NL", "account": ACCOUNTS[1], "roles": ["CARRIER"], "hostedBy": "Maker"},
+    ]
+    spec = load_consortium(write(tmp_path, members=members, threshold=1, maxReportingDelay=3600,
+                                 verifierBundleHash="0x" + "22" * 32))
+    maker, courier = spec.members
+    assert maker.roles == ("MANUFACTURER", "ANCHORER")  # a member that runs a node anchors from the start
+    assert courier.roles == ("CARRIER",) and courier.host == 1 and maker.host == 0
+    assert spec.founding_members()[0][6:] == ([to_checksum_address(ACCOUNTS[2])], "https://node.maker.example", bytes.fromhex("11" * 32), 0)
+    assert spec.founding_members()[1][6:] == ([], "", b"\0" * 32, 1)
+    assert spec.constructor_args()[1:] == [5_000, 3600, bytes.fromhex("22" * 32)]
+
+
+def test_the_reporting_delay_defaults_to_seven_days(tmp_path: Path) -> None:
+    assert load_consortium(write(tmp_path, threshold=1)).max_reporting_delay == DEFAULT_MAX_REPORTING_DELAY == 7 * 24 * 3600
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"nodeUrl": "ftp://node.example"}, "members[0].nodeUrl"),
+        ({"nodeUrl": "https://node.example/"}, "members[0].nodeUrl"),
+        ({"nodeUrl": 8600}, "members[0].nodeUrl"),
+        ({"anchorAccounts": ["0x12"]}, "members[0].anchorAccounts"),
+        ({"anchorAccounts": [ACCOUNTS[1]]}, "members"),  # another member's account
+        ({"encryptionKey": "0x1234"}, "members[0].encryptionKey"),
+        ({"hostedBy": "Member 0"}, "members[0].hostedBy"),  # itself
+        ({"hostedBy": "Nobody"}, "members[0].hostedBy"),
+    ],
+)
+def test_bad_node_fields_are_refused_by_field(tmp_path: Path, extra: dict[str, Any], field: str) -> None:
+    members = [{"name": f"Member {i}", "country": "NL", "account": a, "roles": ["CARRIER"]} for i, a in enumerate(ACCOUNTS)]
+    members[0].update(extra)
+    with pytest.raises(ConsortiumFileError) as info:
+        load_consortium(write(tmp_path, members=members, threshold=1))
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(("top", "field"), [({"maxReportingDelay": 0}, "maxReportingDelay"),
+                                            ({"maxReportingDelay": 367 * 24 * 3600}, "maxReportingDelay"),
+                                            ({"maxReportingDelay": "7d"}, "maxReportingDelay"),
+                                            ({"verifierBundleHash": "0xabc"}, "verifierBundleHash")])
+def test_bad_consortium_parameters_are_refused_by_field(tmp_path: Path, top: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConsortiumFileError) as info:
+        load_consortium(write(tmp_path, threshold=1, **top))
+    assert info.value.field == field

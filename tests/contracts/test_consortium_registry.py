@@ -30,9 +30,9 @@ def role(name: str) -> bytes:
     return keccak(text=name)
 
 
-MANUFACTURER, INSPECTOR, CARRIER, CUSTOMS, ORACLE, ARBITRATOR, AUDITOR, OPERATOR = (
+MANUFACTURER, INSPECTOR, CARRIER, CUSTOMS, ORACLE, ARBITRATOR, AUDITOR, OPERATOR, ANCHORER = (
     role(n)
-    for n in ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE", "ARBITRATOR", "AUDITOR", "OPERATOR")
+    for n in ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE", "ARBITRATOR", "AUDITOR", "OPERATOR", "ANCHORER")
 )
 UNKNOWN_ROLE = role("JANITOR")
 
@@ -46,6 +46,8 @@ class Kind(IntEnum):
     THRESHOLD = 5
     PREFIX = 6
     CONTRACT_SIGNER = 7
+    SET_DELAY = 8
+    SET_BUNDLE = 9
 
 
 class Status(IntEnum):
@@ -63,6 +65,8 @@ ARG_TYPES: dict[Kind, list[str]] = {
     Kind.THRESHOLD: ["uint256"],
     Kind.PREFIX: ["uint64", "uint64", "uint8"],
     Kind.CONTRACT_SIGNER: ["uint64", "address", "address"],
+    Kind.SET_DELAY: ["uint64"],
+    Kind.SET_BUNDLE: ["bytes32"],
 }
 
 
@@ -179,7 +183,7 @@ def test_constructor_emits_what_the_indexer_mirrors(chain: ChainClient, accounts
 
 
 def test_role_ids_are_keccak_of_their_names(c: Consortium) -> None:
-    for name in ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE", "ARBITRATOR", "AUDITOR", "OPERATOR"):
+    for name in ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE", "ARBITRATOR", "AUDITOR", "OPERATOR", "ANCHORER"):
         assert c.view(f"{name}_ROLE") == role(name)
     assert c.view("VOTING_PERIOD") == VOTING_PERIOD
 
@@ -645,15 +649,28 @@ def test_has_role_reverts_when_role_is_unknown(c: Consortium) -> None:
         c.view("orgHasRole", 1, UNKNOWN_ROLE)
 
 
-def test_organisation_with_any_role(c: Consortium) -> None:
-    attesting = [MANUFACTURER, INSPECTOR, CARRIER, CUSTOMS, ORACLE]
-    assert c.view("organisationWithAnyRole", c.members[2].address, attesting) == 3
-    assert c.view("organisationWithAnyRole", c.members[3].address, attesting) == 0  # auditor
-    assert c.view("organisationWithAnyRole", c.outsiders[0].address, attesting) == 0
+def test_organisation_with_role_answers_the_active_organisation_holding_it(c: Consortium) -> None:
+    assert c.view("organisationWithRole", c.members[2].address, CARRIER) == 3
+    assert c.view("organisationWithRole", c.members[2].address, MANUFACTURER) == 0
+    assert c.view("organisationWithRole", c.outsiders[0].address, CARRIER) == 0
     c.pass_proposal(Kind.SUSPEND, 3)
-    assert c.view("organisationWithAnyRole", c.members[2].address, attesting) == 0
+    assert c.view("organisationWithRole", c.members[2].address, CARRIER) == 0
+
+
+def test_organisation_with_role_reverts_when_role_is_unknown(c: Consortium) -> None:
     with reverts("RegistryUnknownRole", role=UNKNOWN_ROLE):
-        c.view("organisationWithAnyRole", c.members[2].address, [UNKNOWN_ROLE])
+        c.view("organisationWithRole", c.members[2].address, UNKNOWN_ROLE)
+
+
+def test_organisation_with_any_role(c: Consortium) -> None:
+    assert c.view("organisationWithAnyRole", c.members[3].address) == 4  # the auditor: any role counts
+    assert c.view("organisationWithAnyRole", c.outsiders[0].address) == 0
+    c.pass_proposal(Kind.REVOKE, 4, AUDITOR)
+    assert c.view("organisationWithAnyRole", c.members[3].address) == 0  # a member without roles
+    c.pass_proposal(Kind.GRANT, 4, ANCHORER)
+    assert c.view("organisationWithAnyRole", c.members[3].address) == 4  # ANCHORER is a role too
+    c.pass_proposal(Kind.SUSPEND, 4)
+    assert c.view("organisationWithAnyRole", c.members[3].address) == 0
 
 
 # ---- consent of accounts (the adversary: a member linking someone else's account) -------------------
