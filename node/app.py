@@ -32,6 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import func, select, text
+from starlette.middleware.cors import CORSMiddleware
 
 from node.db import Batch, ChainCursor, Event
 from node.errors import WaymarkError
@@ -145,6 +146,9 @@ def create_app(
 
     app = FastAPI(title="Waymark node", lifespan=lifespan, default_response_class=JSONResponse)
     app.add_middleware(ErrorBarrier)
+    # Buyers' scanner pages, served from any member's origin, ask every node for a unit's event ids
+    # (independent confirmation): reads may come from any origin; no credentials are involved.
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD"], allow_credentials=False)
 
     @app.exception_handler(WaymarkError)
     async def _waymark_error(_request: Request, exc: WaymarkError) -> JSONResponse:

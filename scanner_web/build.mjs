@@ -1,37 +1,122 @@
-// Builds the scanner page's assets: src/app.js (with its npm libraries) -> dist/app.js and
-// src/style.css -> dist/app.css, with esbuild. Run by the set-up (`node scanner_web/build.mjs`);
-// the API serves dist/ under /static. Rebuilds only when a source changed (or with --force).
+// Builds the scanner page's assets with esbuild:
+//   src/app.js (with its npm libraries)  -> <outdir>/app.js     the verifier bundle
+//   src/loader.js                         -> <outdir>/loader.js  checks app.js against the registry
+//   src/style.css                         -> <outdir>/app.css
+// and writes <outdir>/bundle.json ({sha256 of app.js, anchors}) for the people who vote on it.
+//
+//   node scanner_web/build.mjs [--anchors FILE] [--outdir DIR] [--force]
+//
+// --anchors names the consortium's trust anchors, a JSON file:
+//   {"chainId": 31337, "rpcUrl": "https://rpc.example", "consortiumRegistry": "0x…",
+//    "provenanceRegistry": "0x…", "confirmationsRequired": 0}
+// They are compiled into both scripts, so the sha-256 of app.js that the ConsortiumRegistry
+// approves by vote (verifierBundleHash) covers them: a page built for another chain, registry or
+// RPC is another bundle. The build is deterministic (same sources, same anchors, the esbuild of
+// package-lock.json: the same bytes), so any member can rebuild and host the approved page.
+// Without --anchors the page knows no consortium and says so instead of verifying anything.
+// The default build (dist/, by `make setup`) is redone only when a source changed (or --force).
 import { build } from "esbuild";
-import { readdirSync, statSync, existsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, statSync, existsSync, writeFileSync, mkdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const dist = join(here, "dist");
-const sources = [join(here, "build.mjs"), ...readdirSync(join(here, "src")).map((f) => join(here, "src", f))];
-const outputs = [join(dist, "app.js"), join(dist, "app.css")];
-const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
-const fresh = outputs.every((f) => existsSync(f) && statSync(f).mtimeMs >= newest);
-if (fresh && !process.argv.includes("--force")) process.exit(0);
 
+function option(name) {
+  const at = process.argv.indexOf(name);
+  if (at < 0) return null;
+  const value = process.argv[at + 1];
+  if (!value || value.startsWith("--")) fail(`${name} needs a value`);
+  return value;
+}
+
+function fail(message) {
+  console.error(`scanner_web/build.mjs: ${message}`);
+  process.exit(2);
+}
+
+// The trust anchors, checked here so that a typo fails the build rather than every verification.
+function readAnchors(path) {
+  let data;
+  try {
+    data = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    fail(`${path}: not a readable JSON file (${e.message})`);
+  }
+  const problems = [];
+  if (!Number.isSafeInteger(data.chainId) || data.chainId <= 0) problems.push("chainId must be a positive integer");
+  for (const key of ["consortiumRegistry", "provenanceRegistry"]) {
+    if (typeof data[key] !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(data[key])) problems.push(`${key} must be a 0x-prefixed 20-byte address`);
+  }
+  let url = null;
+  try {
+    url = new URL(data.rpcUrl);
+  } catch {
+    /* reported below */
+  }
+  if (!url || !["http:", "https:"].includes(url.protocol)) problems.push("rpcUrl must be an http(s) URL");
+  const confirmations = data.confirmationsRequired ?? 0;
+  if (!Number.isSafeInteger(confirmations) || confirmations < 0) problems.push("confirmationsRequired must be a whole number >= 0");
+  const known = new Set(["chainId", "rpcUrl", "consortiumRegistry", "provenanceRegistry", "confirmationsRequired"]);
+  for (const key of Object.keys(data)) if (!known.has(key)) problems.push(`unknown field ${key}`);
+  if (problems.length) fail(`${path}: ${problems.join("; ")}`);
+  return {
+    chainId: data.chainId,
+    rpcUrl: data.rpcUrl,
+    consortiumRegistry: data.consortiumRegistry.toLowerCase(),
+    provenanceRegistry: data.provenanceRegistry.toLowerCase(),
+    confirmationsRequired: confirmations,
+  };
+}
+
+const anchorsFile = option("--anchors");
+const outdir = resolve(option("--outdir") || join(here, "dist"));
+const anchors = anchorsFile ? readAnchors(anchorsFile) : null;
+const outputs = ["app.js", "loader.js", "app.css", "bundle.json"].map((f) => join(outdir, f));
+
+if (!anchorsFile && !process.argv.includes("--force")) {
+  const sources = [join(here, "build.mjs"), ...readdirSync(join(here, "src")).map((f) => join(here, "src", f))];
+  const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
+  const previous = existsSync(outputs[3]) ? JSON.parse(readFileSync(outputs[3], "utf8")) : null;
+  const fresh = previous && previous.anchors === null && outputs.every((f) => existsSync(f) && statSync(f).mtimeMs >= newest);
+  if (fresh) process.exit(0);
+}
+
+// `import { ANCHORS } from "waymark:anchors"` in the sources: this build's anchors (or null).
+const anchorsModule = {
+  name: "waymark-anchors",
+  setup(b) {
+    b.onResolve({ filter: /^waymark:anchors$/ }, () => ({ path: "anchors", namespace: "waymark" }));
+    b.onLoad({ filter: /.*/, namespace: "waymark" }, () => ({
+      contents: `export const ANCHORS = Object.freeze(${JSON.stringify(anchors)});`,
+      loader: "js",
+    }));
+  },
+};
+
+mkdirSync(outdir, { recursive: true });
 const banner = "/* Generated by scanner_web/build.mjs from scanner_web/src; do not edit. */";
 await build({
-  entryPoints: { app: join(here, "src", "app.js") },
+  entryPoints: { app: join(here, "src", "app.js"), loader: join(here, "src", "loader.js") },
   bundle: true,
   minify: true,
   format: "iife",
   target: "es2020",
-  outdir: dist,
+  outdir,
   banner: { js: banner },
   legalComments: "eof",
   logLevel: "warning",
+  plugins: [anchorsModule],
 });
 await build({
   entryPoints: { app: join(here, "src", "style.css") },
   bundle: true,
   minify: true,
-  outdir: dist,
+  outdir,
   banner: { css: banner },
   logLevel: "warning",
 });
-console.log(`scanner_web: built ${outputs.map((f) => f.slice(here.length + 1)).join(", ")}`);
+const sha256 = "0x" + createHash("sha256").update(readFileSync(join(outdir, "app.js"))).digest("hex");
+writeFileSync(outputs[3], JSON.stringify({ sha256, anchors }, null, 2) + "\n");
+console.log(`scanner_web: built ${outdir}: app.js sha-256 ${sha256}${anchors ? ` for chain ${anchors.chainId}` : " (no consortium anchors)"}`);

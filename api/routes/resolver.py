@@ -259,6 +259,10 @@ def slim(passport: bytes) -> bytes:
 
 
 def config_json(services: Services) -> bytes:
+    """The chain this API reads, as it states it (boot config, /api/v1/config). The scanner page
+    never uses these values: it verifies against the anchors compiled into its approved bundle and
+    shows a server whose statement differs as suspicious (scanner_web/README.md), so an honest API
+    states the bundle's (WAYMARK_API_BROWSER_RPC_URL = the bundle's rpcUrl)."""
     cached = services.extra.get("config_json")
     if isinstance(cached, bytes):
         return cached

@@ -1,14 +1,30 @@
 // The scanner page: scan or type a code, show the passport with its verdict on top, and
 // verify it again in this browser. Everything shown comes from the API as data and is put in
 // the page as text (never as HTML).
+//
+// The server is the party being checked, so nothing it says decides how it is checked: the
+// chain id, registry addresses, read-only RPC and required confirmations are this bundle's own
+// (ANCHORS, compiled in at build time and covered by the sha-256 the registry approves; the
+// loader runs this bundle only when that hash matches), and the members' nodes come from the
+// registry's node directory read over that RPC. A "genuine" verdict is never taken from the
+// server: it is shown only once this browser has verified every event against the chain and no
+// member's node holds a record of the unit that this server leaves out. A server whose answers
+// name other trust anchors than the bundle's is shown as suspicious. scanner_web/README.md says
+// what a hostile server can and cannot do.
 
-import { chooseLanguage, LANGUAGES, reasonText, setLanguage, stepLabel, t } from "./i18n.js";
+import { ANCHORS } from "waymark:anchors";
+import { chooseLanguage, DICTIONARIES, LANGUAGES, reasonText, setLanguage, stepLabel, t } from "./i18n.js";
+import { confirmWithMembers } from "./members.js";
+import { PAGE_STRINGS } from "./page_i18n.js";
 import { startCamera } from "./scan.js";
-import { verifyPassport } from "./verify.js";
+import { Chain, verifyPassport } from "./verify.js";
+
+for (const [lang, words] of Object.entries(PAGE_STRINGS)) Object.assign(DICTIONARIES[lang], words);
 
 const boot = JSON.parse(document.getElementById("waymark-boot")?.textContent || "{}");
-const config = boot.config || {};
-const state = { passport: boot.passport || null, error: boot.error || null, camera: null, verification: null };
+// What the server says about the chain: compared with ANCHORS, never used.
+const serverConfig = boot.config || {};
+const state = { passport: boot.passport || null, error: boot.error || null, camera: null, verification: null, confirmation: null, confirming: false };
 
 // --- small DOM helpers ------------------------------------------------------------------------------
 
@@ -77,6 +93,7 @@ async function lookUp(text, how) {
   state.error = null;
   state.passport = null;
   state.verification = null;
+  state.confirmation = null;
   $("status").textContent = t("loading");
   $("status").dataset.how = how || "";
   render();
@@ -100,6 +117,7 @@ async function lookUp(text, how) {
   }
   $("status").textContent = "";
   render();
+  runVerification();
 }
 
 function manualSubmit(event) {
@@ -279,17 +297,91 @@ function renderVerdict() {
     return;
   }
   box.hidden = false;
-  const verdict = passport ? passport.verdict : error.verdict === "unknown" || error.code === "unknown_code" ? "unknown" : "invalid";
-  box.dataset.verdict = verdict;
-  if (verdict === "invalid") {
-    box.append(el("h2", {}, t("invalidCode")), el("p", { class: "detail", id: "error-message" }, error.message || ""));
+  if (!passport) {
+    const verdict = error.verdict === "unknown" || error.code === "unknown_code" ? "unknown" : "invalid";
+    box.dataset.verdict = verdict;
+    if (verdict === "invalid") box.append(el("h2", {}, t("invalidCode")), el("p", { class: "detail", id: "error-message" }, error.message || ""));
+    else box.append(el("h2", { id: "verdict-title" }, t("verdict_unknown")), el("p", {}, t("verdictHelp_unknown")));
     return;
   }
+  const { verdict, reasons } = pageVerdict(passport);
+  box.dataset.verdict = verdict;
   box.append(el("h2", { id: "verdict-title" }, t(`verdict_${verdict}`)), el("p", {}, t(`verdictHelp_${verdict}`)));
-  const reasons = passport ? passport.reasons : [];
-  if (reasons.length) {
-    box.append(el("ul", { class: "reasons", id: "reasons" }, reasons.map((r) => el("li", { "data-code": r.code, title: r.message }, reasonText(r.code, r.message)))));
+  const items = [
+    ...passport.reasons.map((r) => el("li", { "data-code": r.code, title: r.message }, reasonText(r.code, r.message))),
+    ...reasons.map((r) => el("li", { "data-code": r.code, "data-source": "page" }, r.text)),
+  ];
+  if (items.length) box.append(el("ul", { class: "reasons", id: "reasons" }, items));
+}
+
+// --- what the page itself concludes ------------------------------------------------------------------------
+
+const ANCHOR_FIELDS = ["chainId", "consortiumRegistry", "provenanceRegistry", "rpcUrl"];
+const sameAnchor = (field, claimed) =>
+  field === "chainId" ? Number(claimed) === ANCHORS.chainId
+    : field === "rpcUrl" ? String(claimed).replace(/\/+$/, "") === ANCHORS.rpcUrl.replace(/\/+$/, "")
+      : String(claimed).toLowerCase() === ANCHORS[field];
+
+// The trust anchors this server's answers name where they differ from the bundle's own.
+function misstatedAnchors(passport) {
+  if (!ANCHORS) return [];
+  const wrong = new Map();
+  for (const claim of [serverConfig, passport && passport.chain]) {
+    if (!claim || typeof claim !== "object") continue;
+    for (const field of ANCHOR_FIELDS) {
+      const claimed = claim[field];
+      if (claimed !== undefined && claimed !== null && !sameAnchor(field, claimed) && !wrong.has(field)) wrong.set(field, `${field} ${claimed} ≠ ${ANCHORS[field]}`);
+    }
   }
+  return [...wrong.values()];
+}
+
+const MIN_ANSWERS = 2; // member nodes that must answer (all of them when fewer are listed)
+
+// The verdict shown: the server's, except that "genuine" needs this browser's own checks (every
+// event verified against the chain; at least two member nodes answered and none holds a record
+// this server leaves out), and a server that names other trust anchors is suspicious whatever it says.
+function pageVerdict(passport) {
+  const reasons = [];
+  let verdict = passport.verdict;
+  const v = state.verification;
+  const c = state.confirmation;
+  if (verdict === "genuine") {
+    if (!v) verdict = "checking";
+    else if (v.error) {
+      verdict = "unverified";
+      reasons.push({ code: "browser_unchecked", text: t("reason_browser_unchecked", { error: v.error }) });
+    } else if (v.status === "failed") {
+      verdict = "suspicious";
+      const f = v.firstFailure;
+      const detail = f ? `${stepLabel(f.item.bizStep) || f.item.type} (${formatTime(f.item.eventTime)}) — ${t(`check_${f.result.failedCheck}`)}` : t("verifyManufacturer");
+      reasons.push({ code: "browser_failed", text: t("reason_browser_failed", { detail }) });
+    } else if (v.status === "marked") {
+      verdict = "unverified";
+      const count = v.results.filter((r) => r.marks && r.marks.length).length;
+      reasons.push({ code: "events_marked", text: t("verifyMarked", { total: v.results.length, count }) });
+    } else if (v.status !== "passed") {
+      verdict = "unverified";
+      reasons.push({ code: "events_pending", text: reasonText("events_pending") });
+    } else if (!c) verdict = "checking";
+    else if (c.error) {
+      verdict = "unverified";
+      reasons.push({ code: "browser_unchecked", text: t("reason_browser_unchecked", { error: c.error }) });
+    } else if (c.omitted.length) {
+      verdict = "unverified";
+      reasons.push({ code: "records_omitted", text: t("reason_records_omitted", { count: c.omitted.length }) });
+    } else if (c.answered < Math.min(MIN_ANSWERS, c.total)) {
+      // Unanswered nodes could hold what this server leaves out: too few answers prove nothing.
+      verdict = "unverified";
+      reasons.push({ code: "too_few_answers", text: t("reason_too_few_answers", { answered: c.answered, m: c.total, needed: Math.min(MIN_ANSWERS, c.total) }) });
+    }
+  }
+  const wrong = misstatedAnchors(passport);
+  if (wrong.length) {
+    verdict = "suspicious";
+    reasons.push({ code: "anchors_mismatch", text: t("reason_anchors_mismatch", { fields: wrong.join("; ") }) });
+  }
+  return { verdict, reasons };
 }
 
 function renderPassport() {
@@ -398,7 +490,9 @@ function timelineItem(item, index) {
   const marks = (browser ? browser.marks : v.marks) || [];
   const place = item.location && (item.location.name || item.location.id);
   const correction = item.correction;
-  const node = el("li", { "data-event-id": item.id, "data-status": v.status, "data-browser": browser ? browser.status : null, "data-step": item.bizStep || "", "data-corrected": correction ? "yes" : null, "data-marks": marks.length ? marks.join(" ") : null },
+  const c = state.confirmation;
+  const holders = c && c.heldBy ? c.heldBy.get(item.id) : null;
+  const node = el("li", { "data-event-id": item.id, "data-status": v.status, "data-browser": browser ? browser.status : null, "data-step": item.bizStep || "", "data-corrected": correction ? "yes" : null, "data-marks": marks.length ? marks.join(" ") : null, "data-held-by": holders ? holders.length : null },
     el("div", { class: "when" }, formatTime(item.eventTime)),
     el("div", { class: "what" },
       el("strong", {}, stepLabel(item.bizStep) || item.type),
@@ -411,6 +505,7 @@ function timelineItem(item, index) {
       correction.correctiveEventIds && correction.correctiveEventIds.length ? ` — ${t("correctiveEvents", { count: correction.correctiveEventIds.length })}` : "",
     ),
     el("span", { class: `badge ${marks.length ? "marked" : status}` }, t(`status_${status === "passed" ? "verified" : status}`), marks.map((m) => ` · ${t(`mark_${m}`)}`).join(""), browser ? ` · ${t("browserChecked")}` : ""),
+    holders && el("span", { class: "held" }, " ", t("heldBy", { n: holders.length, m: c.total })),
     marks.length ? el("p", { class: "marks" }, marks.map((m) => t(`markHelp_${m}`)).join(" ")) : null,
   );
   const checks = (browser || v).checks || [];
@@ -451,7 +546,8 @@ function renderVerify() {
   const p = state.passport;
   section.hidden = !p || !p.timeline || !p.timeline.length;
   if (section.hidden) return;
-  $("verify-help").textContent = t("verifyHelp", { rpc: config.rpcUrl });
+  $("verify-help").textContent = t("verifyHelp", { rpc: ANCHORS ? ANCHORS.rpcUrl : "—" });
+  renderConfirmation();
   const result = $("verify-result");
   const v = state.verification;
   if (!v) {
@@ -472,26 +568,86 @@ function renderVerify() {
   else result.textContent = t("verifyPending", { ok: v.results.filter((r) => r.status === "verified").length, total: v.results.length });
 }
 
+const stepOf = (step) => {
+  // a node lists steps as stored; the page's labels know the CBV short names and wmc: customs steps
+  const text = String(step || "");
+  return text.replace(/^https:\/\/ref\.gs1\.org\/cbv\/BizStep-|^urn:epcglobal:cbv:bizstep:/, "").replace(/^https:\/\/ns\.waymark\.example\/customs\//, "wmc:");
+};
+const names = (nodes) => nodes.map((n) => n.name).join(", ");
+
+function renderConfirmation() {
+  const box = $("confirmation");
+  const summary = $("confirmation-summary");
+  const list = $("discrepancies");
+  const c = state.confirmation;
+  list.replaceChildren();
+  box.hidden = !state.confirming && !c;
+  if (box.hidden) return;
+  delete box.dataset.confirmed;
+  delete box.dataset.total;
+  if (!c) {
+    box.dataset.state = "running";
+    summary.textContent = t("confirmRunning");
+    return;
+  }
+  if (c.error) {
+    box.dataset.state = "error";
+    summary.textContent = t("confirmError", { error: c.error });
+    return;
+  }
+  box.dataset.state = "done";
+  if (!c.total) {
+    summary.textContent = t("confirmNone");
+    return;
+  }
+  box.dataset.confirmed = String(c.confirmedBy.length);
+  box.dataset.total = String(c.total);
+  summary.textContent = t("confirmedBy", { n: c.confirmedBy.length, m: c.total }) + (c.silent.length ? " · " + t("confirmSilent", { orgs: names(c.silent) }) : "");
+  for (const d of c.lacking) {
+    list.append(el("li", { "data-kind": "lacking", "data-event-id": d.id },
+      t("discrepancyLacking", { step: stepLabel(d.item.bizStep) || d.item.type, time: formatTime(d.item.eventTime), orgs: names(d.missingOn) })));
+  }
+  for (const d of c.omitted) {
+    list.append(el("li", { "data-kind": "omitted", "data-event-id": d.id },
+      t("discrepancyOmitted", { step: stepLabel(stepOf(d.bizStep)) || "?", time: d.eventTime ? formatTime(d.eventTime) : "?", id: short(d.id.replace(/^ni:\/\/\/sha-256;|\?.*$/g, ""), 6), orgs: names(d.heldBy) })));
+  }
+}
+
+let runs = 0; // a newer run (another scan, the button pressed again) supersedes an older one
+
 async function runVerification() {
-  if (!state.passport) return;
+  const start = state.passport;
+  if (!start || !start.verdict || !start.timeline || !start.timeline.length) return;
+  const run = ++runs;
   const section = $("verify");
   section.dataset.state = "running";
   state.verification = null;
+  state.confirmation = null;
+  state.confirming = true;
+  render();
   const result = $("verify-result");
   let done = 0;
   try {
+    if (!ANCHORS) throw new Error("this page was built without the consortium's chain and registry");
     const p = await ensureFull();
-    state.verification = await verifyPassport(p, { ...config, ...p.chain }, () => {
+    if (run !== runs) return;
+    const confirming = confirmWithMembers(p, new Chain(ANCHORS.rpcUrl, ANCHORS), ANCHORS.consortiumRegistry).catch((e) => ({ error: e.message }));
+    const verification = await verifyPassport(p, ANCHORS, () => {
       done += 1;
-      result.textContent = t("verifyRunning", { done, total: p.timeline.length });
+      if (run === runs) result.textContent = t("verifyRunning", { done, total: p.timeline.length });
     });
+    if (run !== runs) return;
+    state.verification = verification;
+    render();
+    const confirmation = await confirming;
+    if (run !== runs) return;
+    state.confirmation = confirmation;
   } catch (e) {
+    if (run !== runs) return;
     state.verification = { status: "failed", results: [], firstFailure: null, error: e.message };
-    section.dataset.state = "failed";
-    result.textContent = t("error", { message: e.message });
-    renderPassport();
-    return;
+    state.confirmation = state.confirmation || { error: e.message };
   }
+  state.confirming = false;
   render();
 }
 
@@ -503,7 +659,7 @@ function start() {
   $("camera-button").addEventListener("click", toggleCamera);
   $("verify-button").addEventListener("click", runVerification);
   document.body.dataset.ready = "yes";
-  if (state.passport && location.hash === "#verify") runVerification();
+  runVerification();
 }
 
 start();

@@ -148,7 +148,7 @@ def test_a_browser_gets_the_scanner_page_with_the_passport_in_it(client: TestCli
     assert boot["passport"]["verdict"] == "genuine"
     assert boot["config"]["rpcUrl"] == world.anvil.rpc_url
     assert boot["config"]["provenanceRegistry"] == world.deployment.address("ProvenanceRegistry")
-    assert "/static/app.js" in response.text
+    assert '<script defer src="/static/loader.js">' in response.text  # the loader, which runs the approved bundle
     assert response.headers["vary"] == "Accept"
 
 

@@ -1,5 +1,7 @@
 """Browser tests: a real Anvil, a world built through the node, the API served by uvicorn,
-and the Debian chromium (headless) driven by playwright-core (tests/scanner_web/driver.mjs)."""
+and the Debian chromium (headless) driven by playwright-core (tests/scanner_web/driver.mjs).
+The page each API serves is built for its world's consortium (api.page_bundle) and its bundle's
+sha-256 voted into the registry, as the consortium's members would."""
 
 from __future__ import annotations
 
@@ -16,15 +18,11 @@ from node.chain.build import build
 from node.devnet.anvil import AnvilProcess, free_port
 from node.paths import PROJECT_ROOT
 from tests.api.world import ApiServer, World, build_world
+from tests.scanner_web.pages import served_page
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "scanner_web"
 DRIVER = Path(__file__).parent / "driver.mjs"
-
-
-@pytest.fixture(scope="module")
-def page_built() -> None:
-    subprocess.run(["node", str(PROJECT_ROOT / "scanner_web" / "build.mjs")], check=True, cwd=PROJECT_ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +36,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 @pytest.fixture(scope="module")
-def server(world: World, page_built: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    with ApiServer(world, tmp_path_factory.mktemp("api")) as running:
+def server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    folder = tmp_path_factory.mktemp("api")
+    with ApiServer(world, folder, static_dir=served_page(world, folder)) as running:
         yield running
 
 

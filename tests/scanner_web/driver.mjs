@@ -7,6 +7,10 @@
 //             wait until the page resolved the QR code into a passport
 //   language  open it with a browser language, then switch language with the selector
 //   product   open a product- or lot-level page (no verdict), read what it shows
+//   confirm   open it, wait until the members' nodes have answered, read the verdict, the
+//             confirmation and the discrepancies it names
+//   refused   open it, expect the loader to refuse the bundle, read what the page shows
+// A verdict is read once the page has finished checking (never while it shows "checking").
 import { chromium } from "playwright-core";
 
 const args = JSON.parse(process.argv[2]);
@@ -40,7 +44,7 @@ try {
   await page.waitForSelector("body[data-ready=yes]");
 
   const readPassport = async () => {
-    await page.waitForSelector("#verdict[data-verdict]");
+    await page.waitForSelector("#verdict[data-verdict]:not([data-verdict=checking])", { timeout: 60000 });
     return page.evaluate(() => ({
       verdict: document.querySelector("#verdict").dataset.verdict,
       verdictTitle: document.querySelector("#verdict h2")?.textContent,
@@ -108,6 +112,36 @@ try {
       await page.waitForSelector("#lot-state");
       out.followed = await page.evaluate(() => ({ path: location.pathname, kind: document.querySelector("#product").dataset.kind, lotUnits: document.querySelector("#lot-units").textContent }));
     }
+  } else if (args.scenario === "confirm") {
+    await page.waitForSelector("#confirmation[data-state=done], #confirmation[data-state=error]", { timeout: 60000 });
+    Object.assign(out, await readPassport());
+    Object.assign(out, await page.evaluate(() => {
+      const box = document.querySelector("#confirmation");
+      return {
+        bundle: document.body.dataset.bundle || null,
+        pageReasons: Array.from(document.querySelectorAll("#reasons li[data-source=page]"), (li) => ({ code: li.dataset.code, text: li.textContent })),
+        confirmation: {
+          state: box.dataset.state,
+          confirmed: box.dataset.confirmed === undefined ? null : Number(box.dataset.confirmed),
+          total: box.dataset.total === undefined ? null : Number(box.dataset.total),
+          summary: document.querySelector("#confirmation-summary").textContent,
+          discrepancies: Array.from(document.querySelectorAll("#discrepancies li"), (li) => ({ kind: li.dataset.kind, eventId: li.dataset.eventId, text: li.textContent })),
+        },
+        heldBy: Array.from(document.querySelectorAll("#timeline > li"), (li) => ({ eventId: li.dataset.eventId, heldBy: li.dataset.heldBy === undefined ? null : Number(li.dataset.heldBy), browser: li.dataset.browser || null })),
+        verifyState: document.querySelector("#verify").dataset.state,
+      };
+    }));
+  } else if (args.scenario === "refused") {
+    await page.waitForSelector("body[data-bundle]:not([data-bundle=approved])", { timeout: 60000 });
+    Object.assign(out, await page.evaluate(() => ({
+      bundle: document.body.dataset.bundle,
+      verdict: document.querySelector("#verdict").dataset.verdict,
+      verdictTitle: document.querySelector("#verdict h2")?.textContent,
+      message: document.querySelector("#bundle-message")?.textContent,
+      text: document.body.innerText,
+      timeline: document.querySelectorAll("#timeline > li").length,
+      lang: document.documentElement.lang,
+    })));
   } else if (args.scenario === "language") {
     Object.assign(out, await readPassport());
     out.initial = { lang: out.lang, title: out.verdictTitle };

@@ -20,6 +20,7 @@ from node.chain.client import ChainClient
 from node.devnet.anvil import AnvilProcess, free_port
 from node.service import build_capture, build_indexer
 from tests.api.world import ApiServer, World, build_world, journey
+from tests.scanner_web.pages import served_page
 from tests.node.escrow_env import EscrowEnv, escrow_env, member
 from tests.node.story import INSPECTOR, capture_document
 
@@ -147,14 +148,14 @@ class EscrowWorld:
 
 
 @pytest.fixture(scope="module")
-def escrow_world(page_built: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EscrowWorld]:
+def escrow_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EscrowWorld]:
     build()
     anvil = AnvilProcess(port=free_port()).start()
     folder = tmp_path_factory.mktemp("escrow-page")
     try:
         env = escrow_env(ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id), folder)
         world = build_world(anvil, folder, lots={"two": "genuine", "released": "genuine", "unrelated": "genuine"}, lot_size=1)
-        with ApiServer(world, folder, passport_ttl=3600.0) as server:
+        with ApiServer(world, folder, passport_ttl=3600.0, static_dir=served_page(world, folder)) as server:
             yield EscrowWorld(world, env, server)
     finally:
         anvil.stop()
