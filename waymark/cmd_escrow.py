@@ -22,6 +22,7 @@ import re
 from urllib.parse import unquote
 from datetime import datetime
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import httpx
@@ -215,6 +216,17 @@ def _done(message: str, receipt: Any | None = None) -> None:
     say(message + suffix)
 
 
+def _order_transaction(
+    order_id: str, done: str, send: Callable[[EscrowClient, OrderTerms, LocalAccount], Any],
+    rpc_url: str | None, chain_id: int | None, keystore: Path | None, password_file: Path | None,
+    as_member: str | None, terms_store: Path | None,
+) -> None:
+    """One transaction on one order by the signer the options name; prints `order <id> <done>`."""
+    session, escrow = _open(rpc_url, chain_id, terms_store)
+    terms = _terms(escrow, order_id)
+    _done(f"order {order_key(terms.order_id)} {done}", send(escrow, terms, signer(session, keystore, password_file, as_member)))
+
+
 # ---- seller ------------------------------------------------------------------------------------
 
 
@@ -331,9 +343,7 @@ def _decimal_units(text: str, decimals: int, option: str) -> int:
 def cancel(order_id: OrderIdArg, rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None,
            password_file: PasswordFileOpt = None, as_member: AsMember = None, terms_store: TermsStoreOpt = None) -> None:
     """The seller withdraws the order before shipping; a deposit is credited back to the buyer."""
-    session, escrow = _open(rpc_url, chain_id, terms_store)
-    terms = _terms(escrow, order_id)
-    _done(f"order {order_key(terms.order_id)} cancelled", escrow.cancel(terms, signer(session, keystore, password_file, as_member)))
+    _order_transaction(order_id, "cancelled", EscrowClient.cancel, rpc_url, chain_id, keystore, password_file, as_member, terms_store)
 
 
 # ---- buyer -------------------------------------------------------------------------------------
@@ -458,28 +468,22 @@ def rule(
 def resolve(order_id: OrderIdArg, rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None,
             password_file: PasswordFileOpt = None, as_member: AsMember = None, terms_store: TermsStoreOpt = None) -> None:
     """Anyone decides a dispute nobody ruled on in time, by the timeout rule (delivered: seller; else buyer)."""
-    session, escrow = _open(rpc_url, chain_id, terms_store)
-    terms = _terms(escrow, order_id)
-    _done(f"timed-out dispute on order {order_key(terms.order_id)} resolved",
-          escrow.resolve_expired(terms, signer(session, keystore, password_file, as_member)))
+    _order_transaction(order_id, "resolved by the dispute timeout rule", EscrowClient.resolve_expired,
+                       rpc_url, chain_id, keystore, password_file, as_member, terms_store)
 
 
 @app.command("release")
 def release(order_id: OrderIdArg, rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None,
             password_file: PasswordFileOpt = None, as_member: AsMember = None, terms_store: TermsStoreOpt = None) -> None:
     """Anyone releases a delivered order once its review and dispute windows have passed."""
-    session, escrow = _open(rpc_url, chain_id, terms_store)
-    terms = _terms(escrow, order_id)
-    _done(f"order {order_key(terms.order_id)} released", escrow.release(terms, signer(session, keystore, password_file, as_member)))
+    _order_transaction(order_id, "released", EscrowClient.release, rpc_url, chain_id, keystore, password_file, as_member, terms_store)
 
 
 @app.command("refund")
 def refund(order_id: OrderIdArg, rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None,
            password_file: PasswordFileOpt = None, as_member: AsMember = None, terms_store: TermsStoreOpt = None) -> None:
     """Anyone refunds what remains of an order that missed its ship-by or deliver-by deadline."""
-    session, escrow = _open(rpc_url, chain_id, terms_store)
-    terms = _terms(escrow, order_id)
-    _done(f"order {order_key(terms.order_id)} refunded to the buyer", escrow.refund(terms, signer(session, keystore, password_file, as_member)))
+    _order_transaction(order_id, "refunded to the buyer", EscrowClient.refund, rpc_url, chain_id, keystore, password_file, as_member, terms_store)
 
 
 @app.command("withdraw")

@@ -38,7 +38,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NoReturn, Sequence
+from typing import Any, Iterable, Mapping, NoReturn, Sequence, TypedDict, Unpack
 
 import jsonschema_rs
 
@@ -250,42 +250,52 @@ def _common(
     }
 
 
-def _what_where_why(
-    event: Json,
-    *,
-    biz_step: str | None,
-    disposition: str | None,
-    read_point: str | None,
-    biz_location: str | None,
-    biz_transactions: Sequence[Mapping[str, str]] | None,
-    sources: Sequence[Mapping[str, str]] | None,
-    destinations: Sequence[Mapping[str, str]] | None,
-    sensor_elements: Sequence[Json] | None,
-    documents: Sequence[Json] | None,
-    extensions: Mapping[str, Any] | None,
-    ilmd: Mapping[str, Any] | None = None,
-) -> Json:
-    if biz_step is not None:
+class EventFields(TypedDict, total=False):
+    """The where/why fields every event type takes (keyword arguments of the builders below)."""
+
+    biz_step: str | None
+    disposition: str | None
+    read_point: str | None
+    biz_location: str | None
+    sources: Sequence[Mapping[str, str]] | None
+    destinations: Sequence[Mapping[str, str]] | None
+    sensor_elements: Sequence[Json] | None
+    documents: Sequence[Json] | None
+    extensions: Mapping[str, Any] | None
+
+
+class EventFieldsWithTransactions(EventFields, total=False):
+    biz_transactions: Sequence[Mapping[str, str]] | None
+
+
+class EventFieldsWithIlmd(EventFieldsWithTransactions, total=False):
+    """ObjectEvent and TransformationEvent may also carry instance/lot master data."""
+
+    ilmd: Mapping[str, Any] | None
+
+
+def _what_where_why(event: Json, **fields: Unpack[EventFieldsWithIlmd]) -> Json:
+    if (biz_step := fields.get("biz_step")) is not None:
         event["bizStep"] = biz_step
-    if disposition is not None:
+    if (disposition := fields.get("disposition")) is not None:
         event["disposition"] = disposition
-    if read_point is not None:
+    if (read_point := fields.get("read_point")) is not None:
         event["readPoint"] = {"id": read_point}
-    if biz_location is not None:
+    if (biz_location := fields.get("biz_location")) is not None:
         event["bizLocation"] = {"id": biz_location}
-    if biz_transactions:
+    if biz_transactions := fields.get("biz_transactions"):
         event["bizTransactionList"] = [dict(bt) for bt in biz_transactions]
-    if sources:
+    if sources := fields.get("sources"):
         event["sourceList"] = [dict(s) for s in sources]
-    if destinations:
+    if destinations := fields.get("destinations"):
         event["destinationList"] = [dict(d) for d in destinations]
-    if sensor_elements:
+    if sensor_elements := fields.get("sensor_elements"):
         event["sensorElementList"] = list(sensor_elements)
-    if ilmd:
+    if ilmd := fields.get("ilmd"):
         event["ilmd"] = dict(ilmd)
-    if documents:
+    if documents := fields.get("documents"):
         event[f"{WAYMARK_PREFIX}:documents"] = list(documents)
-    if extensions:
+    if extensions := fields.get("extensions"):
         for key, value in extensions.items():
             if key in event:
                 raise ValueError(f"extension {key!r} would overwrite a standard field")
@@ -299,36 +309,13 @@ def object_event(
     action: str,
     event_time: datetime | str,
     event_time_zone_offset: str | None = None,
-    biz_step: str | None = None,
-    disposition: str | None = None,
-    read_point: str | None = None,
-    biz_location: str | None = None,
-    biz_transactions: Sequence[Mapping[str, str]] | None = None,
-    sources: Sequence[Mapping[str, str]] | None = None,
-    destinations: Sequence[Mapping[str, str]] | None = None,
-    sensor_elements: Sequence[Json] | None = None,
-    documents: Sequence[Json] | None = None,
-    ilmd: Mapping[str, Any] | None = None,
-    extensions: Mapping[str, Any] | None = None,
+    **fields: Unpack[EventFieldsWithIlmd],
 ) -> Json:
     """An ObjectEvent about units/containers (ids or UnitId/ContainerId objects)."""
     event = _common("ObjectEvent", event_time, event_time_zone_offset)
     event["epcList"] = _ids(epcs)
     event["action"] = action
-    return _what_where_why(
-        event,
-        biz_step=biz_step,
-        disposition=disposition,
-        read_point=read_point,
-        biz_location=biz_location,
-        biz_transactions=biz_transactions,
-        sources=sources,
-        destinations=destinations,
-        sensor_elements=sensor_elements,
-        documents=documents,
-        extensions=extensions,
-        ilmd=ilmd,
-    )
+    return _what_where_why(event, **fields)
 
 
 def aggregation_event(
@@ -338,16 +325,7 @@ def aggregation_event(
     action: str,
     event_time: datetime | str,
     event_time_zone_offset: str | None = None,
-    biz_step: str | None = None,
-    disposition: str | None = None,
-    read_point: str | None = None,
-    biz_location: str | None = None,
-    biz_transactions: Sequence[Mapping[str, str]] | None = None,
-    sources: Sequence[Mapping[str, str]] | None = None,
-    destinations: Sequence[Mapping[str, str]] | None = None,
-    sensor_elements: Sequence[Json] | None = None,
-    documents: Sequence[Json] | None = None,
-    extensions: Mapping[str, Any] | None = None,
+    **fields: Unpack[EventFieldsWithTransactions],
 ) -> Json:
     """An AggregationEvent: ``child_epcs`` packed into (ADD) or out of (DELETE) ``parent_id``."""
     event = _common("AggregationEvent", event_time, event_time_zone_offset)
@@ -356,19 +334,7 @@ def aggregation_event(
     if children:
         event["childEPCs"] = children
     event["action"] = action
-    return _what_where_why(
-        event,
-        biz_step=biz_step,
-        disposition=disposition,
-        read_point=read_point,
-        biz_location=biz_location,
-        biz_transactions=biz_transactions,
-        sources=sources,
-        destinations=destinations,
-        sensor_elements=sensor_elements,
-        documents=documents,
-        extensions=extensions,
-    )
+    return _what_where_why(event, **fields)
 
 
 def transaction_event(
@@ -379,15 +345,7 @@ def transaction_event(
     event_time: datetime | str,
     parent_id: Any | None = None,
     event_time_zone_offset: str | None = None,
-    biz_step: str | None = None,
-    disposition: str | None = None,
-    read_point: str | None = None,
-    biz_location: str | None = None,
-    sources: Sequence[Mapping[str, str]] | None = None,
-    destinations: Sequence[Mapping[str, str]] | None = None,
-    sensor_elements: Sequence[Json] | None = None,
-    documents: Sequence[Json] | None = None,
-    extensions: Mapping[str, Any] | None = None,
+    **fields: Unpack[EventFields],
 ) -> Json:
     """A TransactionEvent tying objects to business transactions (PO, invoice, ...)."""
     event = _common("TransactionEvent", event_time, event_time_zone_offset)
@@ -395,19 +353,7 @@ def transaction_event(
         event["parentID"] = _one_id(parent_id)
     event["epcList"] = _ids(epcs)
     event["action"] = action
-    return _what_where_why(
-        event,
-        biz_step=biz_step,
-        disposition=disposition,
-        read_point=read_point,
-        biz_location=biz_location,
-        biz_transactions=biz_transactions,
-        sources=sources,
-        destinations=destinations,
-        sensor_elements=sensor_elements,
-        documents=documents,
-        extensions=extensions,
-    )
+    return _what_where_why(event, biz_transactions=biz_transactions, **fields)
 
 
 def transformation_event(
@@ -417,17 +363,7 @@ def transformation_event(
     event_time: datetime | str,
     transformation_id: str | None = None,
     event_time_zone_offset: str | None = None,
-    biz_step: str | None = None,
-    disposition: str | None = None,
-    read_point: str | None = None,
-    biz_location: str | None = None,
-    biz_transactions: Sequence[Mapping[str, str]] | None = None,
-    sources: Sequence[Mapping[str, str]] | None = None,
-    destinations: Sequence[Mapping[str, str]] | None = None,
-    sensor_elements: Sequence[Json] | None = None,
-    documents: Sequence[Json] | None = None,
-    ilmd: Mapping[str, Any] | None = None,
-    extensions: Mapping[str, Any] | None = None,
+    **fields: Unpack[EventFieldsWithIlmd],
 ) -> Json:
     """A TransformationEvent: inputs consumed, outputs produced (no ``action``)."""
     event = _common("TransformationEvent", event_time, event_time_zone_offset)
@@ -438,20 +374,7 @@ def transformation_event(
         event["outputEPCList"] = outputs
     if transformation_id is not None:
         event["transformationID"] = transformation_id
-    return _what_where_why(
-        event,
-        biz_step=biz_step,
-        disposition=disposition,
-        read_point=read_point,
-        biz_location=biz_location,
-        biz_transactions=biz_transactions,
-        sources=sources,
-        destinations=destinations,
-        sensor_elements=sensor_elements,
-        documents=documents,
-        extensions=extensions,
-        ilmd=ilmd,
-    )
+    return _what_where_why(event, **fields)
 
 
 def biz_transaction(transaction_id: str, transaction_type: str | None = None) -> dict[str, str]:

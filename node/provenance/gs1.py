@@ -173,6 +173,29 @@ def encode_component(value: str) -> str:
 # --- identifiers --------------------------------------------------------------------------
 
 
+def _item_path(gtin: str, cpv: str | None, lot: str | None) -> str:
+    """``/01/<GTIN>[/22/<cpv>][/10/<lot>]``: the trade-item part of a Digital Link path, in the
+    order Digital Link 1.4 fixes for AI 01's qualifiers."""
+    path = f"/01/{gtin}"
+    if cpv is not None:
+        path += f"/22/{encode_component(cpv)}"
+    if lot is not None:
+        path += f"/10/{encode_component(lot)}"
+    return path
+
+
+def _normalise_item(item: "UnitId | ProductId") -> None:
+    """Store the GTIN as GTIN-14 and keep the written form when it names the same GTIN; check
+    the lot and variant values (frozen dataclasses: set through object.__setattr__)."""
+    written = item.written_gtin or item.gtin
+    object.__setattr__(item, "gtin", normalize_gtin(item.gtin))
+    object.__setattr__(item, "written_gtin", written if normalize_gtin(written) == item.gtin else item.gtin)
+    if item.lot is not None:
+        _check_ai_value(item.lot, "lot (AI 10)", 20)
+    if item.cpv is not None:
+        _check_ai_value(item.cpv, "consumer product variant (AI 22)", 20)
+
+
 @dataclass(frozen=True)
 class UnitId:
     """A serialised trade item: GTIN-14, optional lot, serial."""
@@ -186,14 +209,8 @@ class UnitId:
     """The GTIN as the link wrote it (8, 12, 13 or 14 digits): Digital Link 1.4 keeps that form."""
 
     def __post_init__(self) -> None:
-        written = self.written_gtin or self.gtin
-        object.__setattr__(self, "gtin", normalize_gtin(self.gtin))
-        object.__setattr__(self, "written_gtin", written if normalize_gtin(written) == self.gtin else self.gtin)
+        _normalise_item(self)
         _check_ai_value(self.serial, "serial (AI 21)", 20)
-        if self.lot is not None:
-            _check_ai_value(self.lot, "lot (AI 10)", 20)
-        if self.cpv is not None:
-            _check_ai_value(self.cpv, "consumer product variant (AI 22)", 20)
 
     @property
     def canonical_uri(self) -> str:
@@ -202,23 +219,14 @@ class UnitId:
 
     def uri(self, resolver: str = CANONICAL_RESOLVER) -> str:
         """The full Digital Link URI (with lot when known) on ``resolver`` (host[:port][/path])."""
-        path = f"/01/{self.written_gtin or self.gtin}"
-        if self.cpv is not None:
-            path += f"/22/{encode_component(self.cpv)}"
-        if self.lot is not None:
-            path += f"/10/{encode_component(self.lot)}"
-        path += f"/21/{encode_component(self.serial)}"
-        return f"{_resolver_base(resolver)}{path}"
+        path = _item_path(self.written_gtin or self.gtin, self.cpv, self.lot)
+        return f"{_resolver_base(resolver)}{path}/21/{encode_component(self.serial)}"
 
     @property
     def issuance_uri(self) -> str:
         """What an issuance signature covers: the full id (lot included) on id.gs1.org, GTIN-14."""
-        path = f"https://{CANONICAL_RESOLVER}/01/{self.gtin}"
-        if self.cpv is not None:
-            path += f"/22/{encode_component(self.cpv)}"
-        if self.lot is not None:
-            path += f"/10/{encode_component(self.lot)}"
-        return path + f"/21/{encode_component(self.serial)}"
+        path = _item_path(self.gtin, self.cpv, self.lot)
+        return f"https://{CANONICAL_RESOLVER}{path}/21/{encode_component(self.serial)}"
 
     @property
     def lot_id(self) -> "ProductId | None":
@@ -257,13 +265,7 @@ class ProductId:
     written_gtin: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        written = self.written_gtin or self.gtin
-        object.__setattr__(self, "gtin", normalize_gtin(self.gtin))
-        object.__setattr__(self, "written_gtin", written if normalize_gtin(written) == self.gtin else self.gtin)
-        if self.lot is not None:
-            _check_ai_value(self.lot, "lot (AI 10)", 20)
-        if self.cpv is not None:
-            _check_ai_value(self.cpv, "consumer product variant (AI 22)", 20)
+        _normalise_item(self)
 
     @property
     def level(self) -> str:
@@ -276,12 +278,7 @@ class ProductId:
         return f"https://{CANONICAL_RESOLVER}/01/{self.gtin}{lot}"
 
     def uri(self, resolver: str = CANONICAL_RESOLVER) -> str:
-        path = f"/01/{self.written_gtin or self.gtin}"
-        if self.cpv is not None:
-            path += f"/22/{encode_component(self.cpv)}"
-        if self.lot is not None:
-            path += f"/10/{encode_component(self.lot)}"
-        return f"{_resolver_base(resolver)}{path}"
+        return _resolver_base(resolver) + _item_path(self.written_gtin or self.gtin, self.cpv, self.lot)
 
     @property
     def product(self) -> "ProductId":
