@@ -195,6 +195,8 @@ def documents_router(
             meta = store.meta(raw)
             if meta is None:
                 return _json({"code": "document_not_found", "message": f"no document {digest_text(raw)} in this store"}, 404)
+            if meta.erased_at_ms is not None:  # public anyway (the status route), and no key is left to deny
+                raise DocumentErased(raw, meta.erased_at_ms)
             member = policy.check_open(account, meta.document_type, meta.sealed_for)
             meta, blob, wrapped = store.envelope(raw, member.org_id)
             return _json({
