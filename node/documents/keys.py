@@ -133,17 +133,21 @@ class RegistryKeyDirectory:
         return found
 
     def organisations_with_role(self, role: str) -> list[int]:
-        from node.registry import OrgStatus
+        from node.registry import ROLE_IDS, OrgStatus
 
         now = time.monotonic()
         with self._lock:
             cached = self._roles
         if cached is None or now - cached[0] >= self.ttl:
+            client, functions = self.registry.client, self.registry.contract.functions
             table: dict[str, list[int]] = {}
-            for org in self.registry.organisations():
-                if org.status == OrgStatus.ACTIVE:
-                    for held in org.roles:
-                        table.setdefault(held, []).append(org.id)
+            for org_id in range(1, int(client.call(functions.organisationCount())) + 1):
+                if int(client.call(functions.organisation(org_id))[4]) != OrgStatus.ACTIVE:
+                    continue
+                for held in client.call(functions.rolesOf(org_id)):
+                    name = ROLE_IDS.get(bytes(held))
+                    if name is not None:
+                        table.setdefault(name, []).append(org_id)
             cached = (now, table)
             with self._lock:
                 self._roles = cached

@@ -9,6 +9,7 @@ import base64
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -75,7 +76,7 @@ def headers(runtime: NodeRuntime, account: object, action: str, digest: bytes, a
 def upload(
     api: TestClient, runtime: NodeRuntime, content: bytes = REPORT, account: object = INSPECTOR, kind: str = "inspection_report",
     readers: str = "",
-) -> dict[str, object]:
+) -> dict[str, Any]:
     digest = hashlib.sha256(content).digest()
     response = api.post("/documents", content=content, headers={
         **headers(runtime, account, "upload", digest), "Content-Type": "application/pdf", "Waymark-Document-Type": kind,
@@ -83,7 +84,8 @@ def upload(
     })
     assert response.status_code in (200, 201), response.text
     assert response.json()["digest"] == digest_text(digest)
-    return dict(response.json())
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 def open_for(api: TestClient, runtime: NodeRuntime, keys: OrgKeys, member: str, account: object, digest: str) -> bytes:
@@ -115,7 +117,7 @@ def test_stored_bytes_are_ciphertext_and_no_key_in_the_database_opens_them(
         row = s.get(StoredDocument, raw)
     assert row is not None and row.owner_org == inspector and row.document_type == "inspection_report"
     # Sealed for the uploader and the role tier of inspection reports (auditors, arbitrators); not for a carrier.
-    assert set(wraps) == {inspector, auditor, arbitrator} == set(answer["sealedFor"])  # type: ignore[arg-type]
+    assert set(wraps) == {inspector, auditor, arbitrator} == set(answer["sealedFor"])
     for member, org in (("inspector", inspector), ("auditor", auditor)):
         assert open_sealed(stored, wraps[org], keys.keystore(member).private_key, raw, org) == REPORT
     # A wrapped key opens for its organisation's private key only, and for this document only.
@@ -174,7 +176,7 @@ def test_an_auditor_verifies_what_it_cannot_read(api: TestClient, runtime: NodeR
     sealed = upload(api, runtime, contact, CARRIER, "contact_details", readers=str(keys.org_ids["customs"]))
     digest = str(sealed["digest"])
     raw = bytes.fromhex(digest[7:])
-    assert set(sealed["sealedFor"]) == {keys.org_ids["carrier"], keys.org_ids["customs"]}  # type: ignore[arg-type]
+    assert set(sealed["sealedFor"]) == {keys.org_ids["carrier"], keys.org_ids["customs"]}
     refused = api.get(f"/documents/{digest}/sealed", headers=headers(runtime, AUDITOR, "read", raw))
     assert refused.status_code == 403
     # The delivery event names the document by hash; it is public, anchored, and its proof verifies
