@@ -43,7 +43,7 @@ MANUFACTURER, CARRIER, CUSTOMS, AUDITOR = (devnet_account(i) for i in (1, 3, 4, 
 INVOICE = b"%PDF-1.7 Commercial invoice LC-312: 500 vases, EUR 9,200.00, buyer Rotterdam Home B.V."
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
@@ -66,7 +66,7 @@ def nodes(
     made["carrier"].peers = [made["customs"].url]
     try:
         for process in made.values():
-            process.start()
+            process.start(timeout=180)
         yield made
     finally:
         for process in made.values():
@@ -151,7 +151,7 @@ def test_documents_replicate_sealed_open_only_for_their_readers_and_erasure_reac
     erased = httpx.delete(f"{customs.url}/documents/{digest}", headers=erasure_headers(notice), timeout=5)
     assert erased.status_code == 200 and erased.json()["status"] == "erased"
     wait_for(lambda: status(carrier, digest) == "erased", "the erasure reached the carrier's node")
-    manufacturer.start()
+    manufacturer.start(timeout=180)
     wait_for(lambda: status(manufacturer, digest) == "erased", "the erasure reached the manufacturer's node after its restart")
     for node in (manufacturer, customs, carrier):
         assert wraps_and_blob(node, raw) == ({}, False), node.url
