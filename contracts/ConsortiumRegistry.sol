@@ -23,7 +23,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     struct OrgRecord {
         bytes2 country;
         OrganisationStatus status;
-        uint8 roleMask;
+        uint16 roleMask;
         uint32 suspensions;
         bytes32 metadataHash;
         string name;
@@ -51,6 +51,11 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     bytes32 public constant AUDITOR_ROLE = Roles.AUDITOR;
     /// @inheritdoc IConsortiumRegistry
     bytes32 public constant OPERATOR_ROLE = Roles.OPERATOR;
+    /// @inheritdoc IConsortiumRegistry
+    bytes32 public constant ANCHORER_ROLE = Roles.ANCHORER;
+
+    /// @inheritdoc IConsortiumRegistry
+    uint64 public constant MAX_REPORTING_DELAY_LIMIT = 366 days;
 
     /// @inheritdoc IConsortiumRegistry
     uint256 public constant VOTING_PERIOD = 7 days;
@@ -68,6 +73,9 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     /// @dev A GTIN-14 read as a number is below 10^14; without its indicator digit, below 10^13.
     uint256 private constant _GTIN_LIMIT = 1e14;
     uint256 private constant _GTIN_BODY = 1e13;
+
+    /// @dev Longest node URL accepted, in bytes.
+    uint256 private constant _MAX_URL_LENGTH = 256;
 
     /// @dev Checkpoint values for status and role history.
     uint208 private constant _YES = 1;
@@ -105,24 +113,44 @@ contract ConsortiumRegistry is IConsortiumRegistry {
 
     mapping(address wallet => SignerRecord) private _contractSigners;
 
-    /// @param founders Organisations admitted Active at deployment, with their first account, roles
-    ///        and GS1 Company Prefixes.
+    mapping(uint64 orgId => NodeRecord) private _nodeRecords;
+    /// @dev Host organisation over time; the latest value is the host now (0 = none).
+    mapping(uint64 orgId => Checkpoints.Trace208 hostOrgId) private _hostHistory;
+    mapping(uint64 hostedOrgId => uint64 hostOrgId) private _hostRequests;
+    /// @dev Maximum reporting delay in seconds over time; the first entry is the deployment's.
+    Checkpoints.Trace208 private _reportingDelayHistory;
+    bytes32 private _verifierBundleHash;
+
+    /// @param founders Organisations admitted Active at deployment, with their accounts, roles, GS1
+    ///        Company Prefixes, node records and hosting.
     /// @param thresholdBps_ Share of Active members whose votes pass a proposal, in basis points (1..10000).
-    constructor(FoundingMember[] memory founders, uint256 thresholdBps_) {
+    /// @param maxReportingDelay_ Maximum reporting delay in seconds (1 .. MAX_REPORTING_DELAY_LIMIT).
+    /// @param verifierBundleHash_ sha-256 of the approved scanner-page verifier bundle; zero for none yet.
+    constructor(
+        FoundingMember[] memory founders,
+        uint256 thresholdBps_,
+        uint64 maxReportingDelay_,
+        bytes32 verifierBundleHash_
+    ) {
         if (thresholdBps_ == 0 || thresholdBps_ > _BPS) revert RegistryInvalidThreshold(thresholdBps_);
         if (founders.length == 0) revert RegistryLastActiveMember(0);
         for (uint256 i = 0; i < founders.length; ++i) {
-            FoundingMember memory founder = founders[i];
-            uint8 mask = _checkAdmission(founder.name, founder.country, founder.account, founder.roles);
-            _admit(founder.name, founder.country, founder.metadataHash, founder.account, mask);
-            for (uint256 j = 0; j < founder.companyPrefixes.length; ++j) {
-                CompanyPrefix memory prefix = founder.companyPrefixes[j];
-                _checkCompanyPrefix(prefix.value, prefix.digits);
-                _assignCompanyPrefix(_orgCount, prefix.value, prefix.digits);
-            }
+            _found(founders[i]);
+        }
+        // Hosts are named by founding id, so hosting is set once every founder exists.
+        for (uint256 i = 0; i < founders.length; ++i) {
+            uint64 host = founders[i].host;
+            if (host == 0) continue;
+            uint64 orgId = uint64(i + 1);
+            if (host == orgId) revert RegistrySelfHosting(orgId);
+            _existingOrg(host);
+            _setHost(orgId, host);
         }
         _thresholdBps = thresholdBps_;
         emit ThresholdChanged(0, thresholdBps_);
+        _checkReportingDelay(maxReportingDelay_);
+        _setReportingDelay(maxReportingDelay_);
+        if (verifierBundleHash_ != bytes32(0)) _approveBundle(verifierBundleHash_);
     }
 
     // ------------------------------------------------------------------------------------------
@@ -218,12 +246,54 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     }
 
     // ------------------------------------------------------------------------------------------
+    // Node directory and hosting
+    // ------------------------------------------------------------------------------------------
+
+    /// @inheritdoc IConsortiumRegistry
+    function setNodeRecord(string calldata url, bytes32 encryptionKey) external {
+        uint64 orgId = _requireActiveMember(msg.sender);
+        _checkNodeUrl(url);
+        _setNodeRecord(orgId, url, encryptionKey);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function requestHost(uint64 hostOrgId) external {
+        uint64 orgId = _requireActiveMember(msg.sender);
+        if (hostOrgId == orgId) revert RegistrySelfHosting(orgId);
+        if (_existingOrg(hostOrgId).status != OrganisationStatus.Active) {
+            revert RegistryOrganisationNotActive(hostOrgId);
+        }
+        _hostRequests[orgId] = hostOrgId;
+        emit HostingRequested(orgId, hostOrgId);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function acceptHosting(uint64 hostedOrgId) external {
+        uint64 hostOrgId = _requireActiveMember(msg.sender);
+        if (_hostRequests[hostedOrgId] != hostOrgId) revert RegistryNoHostingRequest(hostedOrgId, hostOrgId);
+        // A request is only made by an Active organisation, but it may have been suspended since.
+        if (_orgs[hostedOrgId].status != OrganisationStatus.Active) revert RegistryOrganisationNotActive(hostedOrgId);
+        delete _hostRequests[hostedOrgId];
+        _setHost(hostedOrgId, hostOrgId);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function endHosting(uint64 hostedOrgId) external {
+        uint64 callerOrg = _requireActiveMember(msg.sender);
+        uint64 host = uint64(_hostHistory[hostedOrgId].latest());
+        if (host == 0 || (callerOrg != host && callerOrg != hostedOrgId)) {
+            revert RegistryNotHosting(hostedOrgId, callerOrg);
+        }
+        _setHost(hostedOrgId, 0);
+    }
+
+    // ------------------------------------------------------------------------------------------
     // Views
     // ------------------------------------------------------------------------------------------
 
     /// @inheritdoc IConsortiumRegistry
     function hasRole(address account, bytes32 role) external view returns (bool) {
-        uint8 bit = _requireKnownRole(role);
+        uint16 bit = _requireKnownRole(role);
         uint64 orgId = _orgOf[account];
         if (orgId == 0) return false;
         OrgRecord storage org = _orgs[orgId];
@@ -243,7 +313,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
 
     /// @inheritdoc IConsortiumRegistry
     function organisationWithAnyRole(address account, bytes32[] calldata roles) external view returns (uint64) {
-        uint8 mask;
+        uint16 mask;
         for (uint256 i = 0; i < roles.length; ++i) {
             mask |= _requireKnownRole(roles[i]);
         }
@@ -295,7 +365,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
 
     /// @inheritdoc IConsortiumRegistry
     function rolesOf(uint64 orgId) external view returns (bytes32[] memory roles) {
-        uint8 mask = _existingOrg(orgId).roleMask;
+        uint16 mask = _existingOrg(orgId).roleMask;
         roles = new bytes32[](Roles.COUNT);
         uint256 count;
         for (uint256 i = 0; i < Roles.COUNT; ++i) {
@@ -376,6 +446,44 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         return _voteEpoch[proposalId][orgId] != 0;
     }
 
+    /// @inheritdoc IConsortiumRegistry
+    function nodeRecord(uint64 orgId) external view returns (NodeRecord memory) {
+        _existingOrg(orgId);
+        return _nodeRecords[orgId];
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function hostOf(uint64 orgId) external view returns (uint64) {
+        return uint64(_hostHistory[orgId].latest());
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function hostOfAt(uint64 orgId, uint256 timestamp) external view returns (uint64) {
+        return uint64(_hostHistory[orgId].upperLookupRecent(_historyKey(timestamp)));
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function hostRequestOf(uint64 hostedOrgId) external view returns (uint64) {
+        return _hostRequests[hostedOrgId];
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function maxReportingDelay() external view returns (uint64) {
+        return uint64(_reportingDelayHistory.latest());
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function maxReportingDelayAt(uint256 timestamp) external view returns (uint64) {
+        uint208 delay = _reportingDelayHistory.upperLookupRecent(_historyKey(timestamp));
+        // Before the deployment the deployment's delay applies (events may predate the registry).
+        return uint64(delay != 0 ? delay : _reportingDelayHistory.at(0)._value);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function verifierBundleHash() external view returns (bytes32) {
+        return _verifierBundleHash;
+    }
+
     // ------------------------------------------------------------------------------------------
     // Proposal machinery
     // ------------------------------------------------------------------------------------------
@@ -436,7 +544,8 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         bool withRole = kind == ProposalKind.GrantRole || kind == ProposalKind.RevokeRole;
         bool threeWords = kind == ProposalKind.AssignCompanyPrefix || kind == ProposalKind.ApproveContractSigner;
         if (data.length != (threeWords ? 96 : withRole ? 64 : 32)) revert RegistryMalformedProposal(kind, data);
-        if (kind != ProposalKind.ChangeThreshold && uint256(bytes32(data[:32])) > type(uint64).max) {
+        bool wholeWord = kind == ProposalKind.ChangeThreshold || kind == ProposalKind.SetVerifierBundle;
+        if (!wholeWord && uint256(bytes32(data[:32])) > type(uint64).max) {
             revert RegistryMalformedProposal(kind, data);
         }
         if (threeWords) {
@@ -469,13 +578,13 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         } else if (kind == ProposalKind.GrantRole) {
             (uint64 orgId, bytes32 role) = abi.decode(data, (uint64, bytes32));
             OrgRecord storage org = _existingOrg(orgId);
-            uint8 bit = _requireKnownRole(role);
+            uint16 bit = _requireKnownRole(role);
             if (org.roleMask & bit != 0) revert RegistryRoleAlreadyHeld(orgId, role);
             if (commit) _setRole(orgId, org, role, bit, true);
         } else if (kind == ProposalKind.RevokeRole) {
             (uint64 orgId, bytes32 role) = abi.decode(data, (uint64, bytes32));
             OrgRecord storage org = _existingOrg(orgId);
-            uint8 bit = _requireKnownRole(role);
+            uint16 bit = _requireKnownRole(role);
             if (org.roleMask & bit == 0) revert RegistryRoleNotHeld(orgId, role);
             if (commit) _setRole(orgId, org, role, bit, false);
         } else if (kind == ProposalKind.ChangeThreshold) {
@@ -491,6 +600,14 @@ contract ConsortiumRegistry is IConsortiumRegistry {
             _existingOrg(orgId);
             _checkCompanyPrefix(value, digits);
             if (commit) _assignCompanyPrefix(orgId, value, digits);
+        } else if (kind == ProposalKind.SetMaxReportingDelay) {
+            uint64 delay = abi.decode(data, (uint64));
+            _checkReportingDelay(delay);
+            if (commit) _setReportingDelay(delay);
+        } else if (kind == ProposalKind.SetVerifierBundle) {
+            bytes32 bundleHash = abi.decode(data, (bytes32));
+            if (bundleHash == bytes32(0)) revert RegistryInvalidBundleHash(bundleHash);
+            if (commit) _approveBundle(bundleHash);
         } else {
             (uint64 orgId, address wallet, address key) = abi.decode(data, (uint64, address, address));
             _existingOrg(orgId);
@@ -509,7 +626,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     function _runAdmission(bytes memory data, bool commit) private {
         (string memory name, bytes2 country, bytes32 metadataHash, address firstAccount, bytes32[] memory roles) = abi
             .decode(data, (string, bytes2, bytes32, address, bytes32[]));
-        uint8 mask = _checkAdmission(name, country, firstAccount, roles);
+        uint16 mask = _checkAdmission(name, country, firstAccount, roles);
         if (commit) _admit(name, country, metadataHash, firstAccount, mask);
     }
 
@@ -517,12 +634,53 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     // State changes
     // ------------------------------------------------------------------------------------------
 
+    /// @dev Admits one founding member with its prefixes, further accounts and node record.
+    function _found(FoundingMember memory founder) private {
+        uint16 mask = _checkAdmission(founder.name, founder.country, founder.account, founder.roles);
+        _admit(founder.name, founder.country, founder.metadataHash, founder.account, mask);
+        uint64 orgId = _orgCount;
+        for (uint256 j = 0; j < founder.companyPrefixes.length; ++j) {
+            CompanyPrefix memory prefix = founder.companyPrefixes[j];
+            _checkCompanyPrefix(prefix.value, prefix.digits);
+            _assignCompanyPrefix(orgId, prefix.value, prefix.digits);
+        }
+        for (uint256 j = 0; j < founder.otherAccounts.length; ++j) {
+            _checkFreeAccount(founder.otherAccounts[j]);
+            _link(orgId, founder.otherAccounts[j], address(0));
+        }
+        if (bytes(founder.nodeUrl).length != 0 || founder.encryptionKey != bytes32(0)) {
+            _checkNodeUrl(founder.nodeUrl);
+            _setNodeRecord(orgId, founder.nodeUrl, founder.encryptionKey);
+        }
+    }
+
+    function _setNodeRecord(uint64 orgId, string memory url, bytes32 encryptionKey) private {
+        _nodeRecords[orgId] = NodeRecord({url: url, encryptionKey: encryptionKey, updatedAt: Time.timestamp()});
+        emit NodeRecordSet(orgId, url, encryptionKey);
+    }
+
+    function _setHost(uint64 hostedOrgId, uint64 hostOrgId) private {
+        _hostHistory[hostedOrgId].push(Time.timestamp(), hostOrgId);
+        emit HostingChanged(hostedOrgId, hostOrgId);
+    }
+
+    function _setReportingDelay(uint64 delay) private {
+        uint64 oldDelay = uint64(_reportingDelayHistory.latest());
+        _reportingDelayHistory.push(Time.timestamp(), delay);
+        emit MaxReportingDelayChanged(oldDelay, delay);
+    }
+
+    function _approveBundle(bytes32 bundleHash) private {
+        _verifierBundleHash = bundleHash;
+        emit VerifierBundleApproved(bundleHash);
+    }
+
     function _admit(
         string memory name,
         bytes2 country,
         bytes32 metadataHash,
         address firstAccount,
-        uint8 mask
+        uint16 mask
     ) private {
         uint64 orgId = ++_orgCount;
         OrgRecord storage org = _orgs[orgId];
@@ -535,7 +693,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         emit OrganisationAdmitted(orgId, name, country, metadataHash, firstAccount);
 
         for (uint256 i = 0; i < Roles.COUNT; ++i) {
-            uint8 bit = uint8(1 << i);
+            uint16 bit = uint16(1 << i);
             if (mask & bit != 0) _setRole(orgId, org, Roles.byIndex(i), bit, true);
         }
         _link(orgId, firstAccount, address(0));
@@ -554,7 +712,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         emit OrganisationStatusChanged(orgId, status);
     }
 
-    function _setRole(uint64 orgId, OrgRecord storage org, bytes32 role, uint8 bit, bool held) private {
+    function _setRole(uint64 orgId, OrgRecord storage org, bytes32 role, uint16 bit, bool held) private {
         if (held) {
             org.roleMask |= bit;
             _roleHistory[orgId][role].push(Time.timestamp(), _YES);
@@ -593,14 +751,14 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         bytes2 country,
         address firstAccount,
         bytes32[] memory roles
-    ) private view returns (uint8 mask) {
+    ) private view returns (uint16 mask) {
         uint256 nameLength = bytes(name).length;
         if (nameLength == 0 || nameLength > _MAX_NAME_LENGTH) revert RegistryInvalidName(name);
         if (!_isCountryCode(country)) revert RegistryInvalidCountry(country);
         _checkFreeAccount(firstAccount);
         // Bounded: an unknown or repeated role reverts, so at most Roles.COUNT + 1 iterations run.
         for (uint256 i = 0; i < roles.length; ++i) {
-            uint8 bit = _requireKnownRole(roles[i]);
+            uint16 bit = _requireKnownRole(roles[i]);
             if (mask & bit != 0) revert RegistryDuplicateRole(roles[i]);
             mask |= bit;
         }
@@ -624,6 +782,34 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         return (uint256(digits) << 64) | value;
     }
 
+    function _checkReportingDelay(uint64 delay) private pure {
+        if (delay == 0 || delay > MAX_REPORTING_DELAY_LIMIT) revert RegistryInvalidReportingDelay(delay);
+    }
+
+    /// @dev Empty (no node), or http:// or https:// followed by at least one printable ASCII byte,
+    ///      no spaces, at most _MAX_URL_LENGTH bytes, not ending in "/" (paths are appended to it).
+    function _checkNodeUrl(string memory url) private pure {
+        bytes memory b = bytes(url);
+        uint256 length = b.length;
+        if (length == 0) return;
+        uint256 scheme = _hasPrefix(b, "https://") ? 8 : _hasPrefix(b, "http://") ? 7 : 0;
+        if (scheme == 0 || length == scheme || length > _MAX_URL_LENGTH || b[length - 1] == "/") {
+            revert RegistryInvalidNodeUrl(url);
+        }
+        // Bounded by _MAX_URL_LENGTH.
+        for (uint256 i = scheme; i < length; ++i) {
+            if (b[i] <= 0x20 || b[i] >= 0x7f) revert RegistryInvalidNodeUrl(url);
+        }
+    }
+
+    function _hasPrefix(bytes memory b, bytes memory prefix) private pure returns (bool) {
+        if (b.length < prefix.length) return false;
+        for (uint256 i = 0; i < prefix.length; ++i) {
+            if (b[i] != prefix[i]) return false;
+        }
+        return true;
+    }
+
     function _checkFreeAccount(address account) private view {
         if (account == address(0)) revert RegistryInvalidAccount(account);
         uint64 current = _orgOf[account];
@@ -640,7 +826,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         if (org.status == OrganisationStatus.None) revert RegistryUnknownOrganisation(orgId);
     }
 
-    function _requireKnownRole(bytes32 role) private pure returns (uint8 bit) {
+    function _requireKnownRole(bytes32 role) private pure returns (uint16 bit) {
         bit = Roles.bit(role);
         if (bit == 0) revert RegistryUnknownRole(role);
     }

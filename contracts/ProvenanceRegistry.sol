@@ -51,14 +51,11 @@ contract ProvenanceRegistry is IProvenanceRegistry, EIP712 {
 
     /// @inheritdoc IProvenanceRegistry
     function anchorBatch(bytes32 root, uint32 eventCount, string calldata uri) external {
-        bytes32[] memory roles = new bytes32[](5);
-        roles[0] = Roles.MANUFACTURER;
-        roles[1] = Roles.INSPECTOR;
-        roles[2] = Roles.CARRIER;
-        roles[3] = Roles.CUSTOMS;
-        roles[4] = Roles.ORACLE;
+        bytes32[] memory roles = new bytes32[](1);
+        roles[0] = Roles.ANCHORER;
+        // The anchoring organisation is the caller's: a batch says which organisation stands behind it.
         uint64 orgId = _registry.organisationWithAnyRole(msg.sender, roles);
-        if (orgId == 0) revert ProvenanceNotAttester(msg.sender);
+        if (orgId == 0) revert ProvenanceNotAnchorer(msg.sender);
         if (root == bytes32(0)) revert ProvenanceZeroRoot();
         if (eventCount == 0) revert ProvenanceEmptyBatch(root);
         uint64 firstBy = _anchors[root][0].orgId;

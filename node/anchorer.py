@@ -64,9 +64,9 @@ class AnchorerAlreadyRunning(AnchorerError):
         super().__init__(f"another anchorer already runs against {where}")
 
 
-class NotAnAttester(AnchorerError):
+class NotAnAnchorer(AnchorerError):
     def __init__(self, account: str) -> None:
-        super().__init__(f"{account} cannot anchor: it is not an account of an Active organisation with an attesting role")
+        super().__init__(f"{account} cannot anchor: it is not an account of an Active organisation holding the ANCHORER role")
 
 
 @dataclass(frozen=True)
@@ -310,8 +310,8 @@ class Anchorer:
         except ContractRevert as revert:
             if revert.error_name == "ProvenanceRootExists" and self._settle_from_chain(batch_id, root):
                 return  # a copy sent before a crash got there first
-            if revert.error_name == "ProvenanceNotAttester":
-                raise NotAnAttester(self.account.address) from None
+            if revert.error_name == "ProvenanceNotAnchorer":
+                raise NotAnAnchorer(self.account.address) from None
             raise
         sent = self.client.send_nowait(tx, self.account)
         self._in_flight[batch_id] = _InFlight(batch_id, root, count, sent)
@@ -337,8 +337,8 @@ class Anchorer:
             if isinstance(failure, ContractRevert) and failure.error_name == "ProvenanceRootExists" \
                     and self._settle_from_chain(batch_id, flight.root):
                 continue  # a copy sent earlier (before a crash or a replacement) got there first
-            if isinstance(failure, ContractRevert) and failure.error_name == "ProvenanceNotAttester":
-                raise NotAnAttester(self.account.address)
+            if isinstance(failure, ContractRevert) and failure.error_name == "ProvenanceNotAnchorer":
+                raise NotAnAnchorer(self.account.address)
             raise failure  # the batch stays prepared: the next round asks the chain and sends it again
         return settled
 

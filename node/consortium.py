@@ -9,13 +9,21 @@ membership grows. A file may instead give `threshold`, a number of the founding 
 it is turned into the basis points that need exactly that many votes among the founders.
 Each member may list `gs1CompanyPrefixes`: the GS1 Company Prefixes (4 to 12 digits, leading
 zeros significant) inside which it registers products.
+
+A member that runs a node gives its `nodeUrl` (the node's public base URL) and, usually, its
+`anchorAccounts` (accounts linked to it at founding from which its node anchors batches); it holds
+the ANCHORER role from founding. A member may publish its document-encryption public key
+(`encryptionKey`, 32 bytes in hex), and a member without a node names the member whose node
+hosts it (`hostedBy`, that member's name). The consortium's maximum reporting delay
+(`maxReportingDelay`, seconds, default 7 days) and the approved scanner-page verifier bundle
+(`verifierBundleHash`, its sha-256, optional) are set at deployment too; later changes go by vote.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeGuard
 
@@ -27,7 +35,19 @@ from node.errors import WaymarkError
 #: Basis points in one whole.
 BPS = 10_000
 
-ROLES = ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE", "ARBITRATOR", "AUDITOR", "OPERATOR")
+ROLES = ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE", "ARBITRATOR", "AUDITOR", "OPERATOR", "ANCHORER")
+
+#: Roles whose holders attest provenance events. ANCHORER only anchors batches: it attests nothing.
+ATTESTING_ROLES = ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE")
+
+#: The maximum reporting delay a deployment starts with unless its file says otherwise (seconds).
+DEFAULT_MAX_REPORTING_DELAY = 7 * 24 * 3600
+#: The registry's bounds on the maximum reporting delay (MAX_REPORTING_DELAY_LIMIT on chain).
+MAX_REPORTING_DELAY_LIMIT = 366 * 24 * 3600
+#: The registry's longest node URL, in bytes.
+MAX_NODE_URL_LENGTH = 256
+
+NO_KEY = b"\0" * 32
 
 
 class ConsortiumFileError(WaymarkError):
@@ -47,6 +67,14 @@ class Member:
     metadata_hash: bytes
     #: GS1 Company Prefixes assigned at founding, as digit strings ("9521234").
     company_prefixes: tuple[str, ...] = ()
+    #: Further accounts linked at founding (its node's anchor accounts).
+    other_accounts: tuple[str, ...] = ()
+    #: Its node's public base URL; empty when it runs no node.
+    node_url: str = ""
+    #: Its X25519 document-encryption public key (32 bytes); all zero for none.
+    encryption_key: bytes = NO_KEY
+    #: The founding id (1-based position in the members) of the member whose node hosts it; 0 for none.
+    host: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,13 +84,18 @@ class ConsortiumSpec:
     members: tuple[Member, ...]
     #: The consortium chain's id (optional top-level `chainId`); None where the file has none.
     chain_id: int | None = None
+    #: The maximum reporting delay at deployment, in seconds.
+    max_reporting_delay: int = DEFAULT_MAX_REPORTING_DELAY
+    #: sha-256 of the approved scanner-page verifier bundle at deployment; all zero for none yet.
+    verifier_bundle_hash: bytes = NO_KEY
 
     @property
     def threshold(self) -> int:
         """Votes a proposal needs among the founding members."""
         return votes_needed(self.threshold_bps, len(self.members))
 
-    def founding_members(self) -> list[tuple[str, bytes, bytes, str, list[bytes], list[tuple[int, int]]]]:
+    def founding_members(self) -> list[FoundingMemberArgs]:
+        """The registry constructor's `founders` argument."""
         return [
             (
                 m.name,
@@ -71,9 +104,43 @@ class ConsortiumSpec:
                 m.account,
                 [keccak(text=r) for r in m.roles],
                 [prefix_value(p) for p in m.company_prefixes],
+                list(m.other_accounts),
+                m.node_url,
+                m.encryption_key,
+                m.host,
             )
             for m in self.members
         ]
+
+    def constructor_args(self) -> list[object]:
+        """The ConsortiumRegistry constructor's arguments."""
+        return [self.founding_members(), self.threshold_bps, self.max_reporting_delay, self.verifier_bundle_hash]
+
+
+FoundingMemberArgs = tuple[str, bytes, bytes, str, list[bytes], list[tuple[int, int]], list[str], str, bytes, int]
+
+
+def node_url_problem(url: str) -> str | None:
+    """Why the registry would refuse `url` as a node URL, or None when it accepts it (empty = no node)."""
+    if url == "":
+        return None
+    raw = url.encode()
+    if not (url.startswith("https://") or url.startswith("http://")) or url in ("https://", "http://"):
+        return "must start with http:// or https:// and name a host"
+    if len(raw) > MAX_NODE_URL_LENGTH:
+        return f"is {len(raw)} bytes long; at most {MAX_NODE_URL_LENGTH} are allowed"
+    if url.endswith("/"):
+        return "must not end with '/' (paths are appended to it)"
+    if any(b <= 0x20 or b >= 0x7F for b in raw):
+        return "may hold printable ASCII characters only, without spaces"
+    return None
+
+
+def reporting_delay_problem(seconds: int) -> str | None:
+    """Why the registry would refuse `seconds` as the maximum reporting delay, or None."""
+    if not 1 <= seconds <= MAX_REPORTING_DELAY_LIMIT:
+        return f"must be from 1 second to {MAX_REPORTING_DELAY_LIMIT} seconds (366 days), not {seconds}"
+    return None
 
 
 def votes_needed(threshold_bps: int, active_members: int) -> int:
@@ -108,6 +175,7 @@ def load_consortium(path: Path) -> ConsortiumSpec:
     if not isinstance(members_raw, list) or not members_raw:
         raise ConsortiumFileError(path, "members", "must be a non-empty list")
     members = []
+    hosts: list[object] = []
     for i, raw in enumerate(members_raw):
         where = f"members[{i}]"
         if not isinstance(raw, dict):
@@ -133,9 +201,34 @@ def load_consortium(path: Path) -> ConsortiumSpec:
         prefixes = raw.get("gs1CompanyPrefixes", [])
         if not isinstance(prefixes, list) or not all(isinstance(p, str) and is_company_prefix(p) for p in prefixes):
             raise ConsortiumFileError(path, f"{where}.gs1CompanyPrefixes", "must be a list of 4- to 12-digit strings like '9521234'")
+        anchor_accounts = raw.get("anchorAccounts", [])
+        if not isinstance(anchor_accounts, list) or not all(isinstance(a, str) and is_address(a) for a in anchor_accounts):
+            raise ConsortiumFileError(path, f"{where}.anchorAccounts", "must be a list of 0x-prefixed account addresses")
+        node_url = raw.get("nodeUrl", "")
+        problem = node_url_problem(node_url) if isinstance(node_url, str) else "must be a string"
+        if problem:
+            raise ConsortiumFileError(path, f"{where}.nodeUrl", problem)
+        key = raw.get("encryptionKey", "0x" + "00" * 32)
+        if not isinstance(key, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", key):
+            raise ConsortiumFileError(path, f"{where}.encryptionKey", "must be 0x followed by 64 hex digits (a raw X25519 public key)")
+        if node_url and "ANCHORER" not in roles:
+            roles = [*roles, "ANCHORER"]  # a member that runs a node anchors its batches from the start
+        hosts.append(raw.get("hostedBy"))
         members.append(
-            Member(name, country, to_checksum_address(account), tuple(roles), bytes.fromhex(metadata[2:]), tuple(prefixes))
+            Member(name, country, to_checksum_address(account), tuple(roles), bytes.fromhex(metadata[2:]), tuple(prefixes),
+                   tuple(to_checksum_address(a) for a in anchor_accounts), node_url, bytes.fromhex(key[2:]))
         )
+    accounts = [a for m in members for a in (m.account, *m.other_accounts)]
+    for a in accounts:
+        if accounts.count(a) > 1:
+            raise ConsortiumFileError(path, "members", f"account {a} is named twice (an account belongs to one member)")
+    names = [m.name for m in members]
+    for i, host in enumerate(hosts):
+        if host is None:
+            continue
+        if not isinstance(host, str) or host not in names or host == names[i]:
+            raise ConsortiumFileError(path, f"members[{i}].hostedBy", "must be the name of another member (whose node hosts this one)")
+        members[i] = replace(members[i], host=names.index(host) + 1)
     taken = [p for m in members for p in m.company_prefixes]
     for p in taken:
         if any(q != p and q.startswith(p) for q in taken) or taken.count(p) > 1:
@@ -154,7 +247,14 @@ def load_consortium(path: Path) -> ConsortiumSpec:
     chain_id = data.get("chainId")
     if chain_id is not None and (not _is_int(chain_id) or not 1 <= chain_id <= MAX_CHAIN_ID):
         raise ConsortiumFileError(path, "chainId", f"must be a whole number from 1 to {MAX_CHAIN_ID}")
-    return ConsortiumSpec(threshold_bps, tuple(members), chain_id)
+    delay = data.get("maxReportingDelay", DEFAULT_MAX_REPORTING_DELAY)
+    problem = reporting_delay_problem(delay) if _is_int(delay) else "must be a whole number of seconds"
+    if problem:
+        raise ConsortiumFileError(path, "maxReportingDelay", problem)
+    bundle = data.get("verifierBundleHash", "0x" + "00" * 32)
+    if not isinstance(bundle, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", bundle):
+        raise ConsortiumFileError(path, "verifierBundleHash", "must be 0x followed by 64 hex digits (a sha-256)")
+    return ConsortiumSpec(threshold_bps, tuple(members), chain_id, delay, bytes.fromhex(bundle[2:]))
 
 
 # Wallets and JavaScript tooling handle chain ids only up to 2^53 - 1 exactly.

@@ -1,4 +1,10 @@
-"""Read and govern the ConsortiumRegistry from Python (used by the CLI and the services)."""
+"""Read and govern the ConsortiumRegistry from Python (used by the CLI and the services).
+
+The node directory (each organisation's node URL and encryption key), hosting with its history,
+the maximum reporting delay with its history and the approved verifier bundle are read here:
+`RegistryClient.node_record`, `node_directory`, `host_of_at`, `max_reporting_delay_at`,
+`verifier_bundle_hash`.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from web3.logs import DISCARD
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.consortium import ROLES, is_company_prefix, prefix_value
+from node.consortium import ROLES, is_company_prefix, node_url_problem, prefix_value, reporting_delay_problem
 from node.errors import WaymarkError
 
 ROLE_IDS: dict[bytes, str] = {keccak(text=r): r for r in ROLES}
@@ -34,6 +40,36 @@ class InvalidCompanyPrefix(WaymarkError):
         super().__init__(f"{prefix!r} is not a GS1 Company Prefix (4 to 12 digits, leading zeros kept)")
 
 
+class InvalidNodeUrl(WaymarkError):
+    code = "invalid_node_url"
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        super().__init__(f"node URL {url!r} {problem}")
+
+
+class InvalidEncryptionKey(WaymarkError):
+    code = "invalid_encryption_key"
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(f"an encryption key is 32 raw bytes (an X25519 public key), not {len(key)}")
+
+
+class InvalidReportingDelay(WaymarkError):
+    code = "invalid_reporting_delay"
+
+    def __init__(self, seconds: int, problem: str) -> None:
+        super().__init__(f"maximum reporting delay {problem}")
+
+
+class InvalidBundleHash(WaymarkError):
+    code = "invalid_bundle_hash"
+
+    def __init__(self, value: bytes) -> None:
+        super().__init__("a verifier bundle hash is the 32-byte sha-256 of the bundle, not zero"
+                         if len(value) == 32 else f"a verifier bundle hash is 32 bytes (sha-256), not {len(value)}")
+
+
 def role_id(name: str) -> bytes:
     if name.upper() not in ROLES:
         raise UnknownRoleName(name)
@@ -49,6 +85,8 @@ class ProposalKind(IntEnum):
     CHANGE_THRESHOLD = 5
     ASSIGN_COMPANY_PREFIX = 6
     APPROVE_CONTRACT_SIGNER = 7
+    SET_MAX_REPORTING_DELAY = 8
+    SET_VERIFIER_BUNDLE = 9
 
 
 class OrgStatus(IntEnum):
@@ -69,10 +107,33 @@ class Organisation:
     company_prefixes: tuple[str, ...] = ()
 
 
+NO_KEY = b"\0" * 32
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """An organisation's entry in the registry's node directory."""
+
+    org_id: int
+    #: The node's public base URL (no trailing slash); "" when the organisation runs no node.
+    url: str
+    #: Its X25519 document-encryption public key (32 raw bytes), None when it published none.
+    encryption_key: bytes | None
+    #: Block timestamp of the last change; 0 when it never published a record.
+    updated_at: int
+
+    @property
+    def has_node(self) -> bool:
+        return self.url != ""
+
+
 class RegistryClient:
-    def __init__(self, client: ChainClient, deployment: Deployment) -> None:
+    """The registry of a deployment, or the registry at an address (for callers holding no deployment record)."""
+
+    def __init__(self, client: ChainClient, deployment: Deployment | str) -> None:
         self.client = client
-        self.contract: Contract = client.contract("ConsortiumRegistry", deployment.address("ConsortiumRegistry"))
+        address = deployment if isinstance(deployment, str) else deployment.address("ConsortiumRegistry")
+        self.contract: Contract = client.contract("ConsortiumRegistry", to_checksum_address(address))
 
     def organisations(self) -> list[Organisation]:
         fns = self.contract.functions
@@ -121,6 +182,68 @@ class RegistryClient:
         key = str(self.client.call(self.contract.functions.contractSignerKey(to_checksum_address(wallet))))
         return None if int(key, 16) == 0 else to_checksum_address(key)
 
+    # ---- node directory, hosting, reporting delay, verifier bundle ---------------------------
+
+    def node_record(self, org_id: int) -> NodeRecord:
+        """Organisation `org_id`'s node record (empty when it never published one)."""
+        url, key, updated_at = self.client.call(self.contract.functions.nodeRecord(org_id))
+        return NodeRecord(org_id, str(url), None if bytes(key) == NO_KEY else bytes(key), int(updated_at))
+
+    def node_directory(self) -> list[NodeRecord]:
+        """The records of every Active organisation that published one, by organisation id. A record
+        whose `url` is empty belongs to an organisation without a node (it may still publish a key)."""
+        fns = self.contract.functions
+        records = []
+        for org_id in range(1, int(self.client.call(fns.organisationCount())) + 1):
+            if OrgStatus(self.client.call(fns.organisation(org_id))[4]) is not OrgStatus.ACTIVE:
+                continue
+            record = self.node_record(org_id)
+            if record.updated_at:
+                records.append(record)
+        return records
+
+    def host_of(self, org_id: int) -> int:
+        """The organisation whose node hosts `org_id` now; 0 for none."""
+        return int(self.client.call(self.contract.functions.hostOf(org_id)))
+
+    def host_of_at(self, org_id: int, timestamp: int) -> int:
+        """The organisation whose node hosted `org_id` at `timestamp` (block time, seconds); 0 for none."""
+        return int(self.client.call(self.contract.functions.hostOfAt(org_id, timestamp)))
+
+    def host_request_of(self, org_id: int) -> int:
+        """The organisation `org_id` asked to host it and that has not accepted yet; 0 for none."""
+        return int(self.client.call(self.contract.functions.hostRequestOf(org_id)))
+
+    def max_reporting_delay(self) -> int:
+        """The maximum reporting delay now, in seconds."""
+        return int(self.client.call(self.contract.functions.maxReportingDelay()))
+
+    def max_reporting_delay_at(self, timestamp: int) -> int:
+        """The maximum reporting delay in force at `timestamp` (block time, seconds), in seconds."""
+        return int(self.client.call(self.contract.functions.maxReportingDelayAt(timestamp)))
+
+    def verifier_bundle_hash(self) -> bytes | None:
+        """sha-256 of the scanner-page verifier bundle the consortium approved; None when none is."""
+        value = bytes(self.client.call(self.contract.functions.verifierBundleHash()))
+        return None if value == NO_KEY else value
+
+    def set_node_record(self, url: str, encryption_key: bytes | None, sender: LocalAccount) -> None:
+        """Publish the sender's organisation's node URL ("" for no node) and encryption key (None for none)."""
+        check_node_record(url, encryption_key)
+        self.client.transact(self.contract.functions.setNodeRecord(url, encryption_key or NO_KEY), sender=sender)
+
+    def request_host(self, host_org_id: int, sender: LocalAccount) -> None:
+        """Ask organisation `host_org_id` to host the sender's organisation (0 withdraws a request)."""
+        self.client.transact(self.contract.functions.requestHost(host_org_id), sender=sender)
+
+    def accept_hosting(self, hosted_org_id: int, sender: LocalAccount) -> None:
+        """The sender's organisation hosts `hosted_org_id`, which asked for it, from now on."""
+        self.client.transact(self.contract.functions.acceptHosting(hosted_org_id), sender=sender)
+
+    def end_hosting(self, hosted_org_id: int, sender: LocalAccount) -> None:
+        """End the hosting of `hosted_org_id`, now (either side may)."""
+        self.client.transact(self.contract.functions.endHosting(hosted_org_id), sender=sender)
+
     def propose(self, kind: ProposalKind, data: bytes, sender: LocalAccount) -> int:
         receipt = self.client.transact(self.contract.functions.propose(int(kind), data), sender=sender)
         (event,) = self.contract.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
@@ -164,3 +287,27 @@ def contract_signer_data(org_id: int, wallet: str, key: str) -> bytes:
     """An ApproveContractSigner proposal: `wallet` (a contract account of the organisation) counts
     for it with `key`'s signatures (an account of the same organisation)."""
     return abi_encode(["uint64", "address", "address"], [org_id, to_checksum_address(wallet), to_checksum_address(key)])
+
+
+def check_node_record(url: str, encryption_key: bytes | None) -> None:
+    """Raise what the registry would refuse in a node record, before any transaction."""
+    problem = node_url_problem(url)
+    if problem:
+        raise InvalidNodeUrl(url, problem)
+    if encryption_key is not None and len(encryption_key) != 32:
+        raise InvalidEncryptionKey(encryption_key)
+
+
+def reporting_delay_data(seconds: int) -> bytes:
+    """A SetMaxReportingDelay proposal: the new maximum reporting delay, in seconds."""
+    problem = reporting_delay_problem(seconds)
+    if problem:
+        raise InvalidReportingDelay(seconds, problem)
+    return abi_encode(["uint64"], [seconds])
+
+
+def verifier_bundle_data(bundle_hash: bytes) -> bytes:
+    """A SetVerifierBundle proposal: the sha-256 of the scanner-page verifier bundle to approve."""
+    if len(bundle_hash) != 32 or bundle_hash == NO_KEY:
+        raise InvalidBundleHash(bundle_hash)
+    return abi_encode(["bytes32"], [bundle_hash])

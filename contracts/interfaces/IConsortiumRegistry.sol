@@ -19,6 +19,8 @@ pragma solidity ^0.8.24;
 ///      - ChangeThreshold:       (uint256 newThresholdBps)
 ///      - AssignCompanyPrefix:   (uint64 orgId, uint64 prefix, uint8 digits)
 ///      - ApproveContractSigner: (uint64 orgId, address wallet, address key)
+///      - SetMaxReportingDelay:  (uint64 delaySeconds)
+///      - SetVerifierBundle:     (bytes32 bundleHash)
 ///      The data is checked when the proposal is made (a bad proposal reverts at once) and again
 ///      when it executes, since state may have changed in between.
 ///
@@ -47,6 +49,20 @@ pragma solidity ^0.8.24;
 ///      for it only where governance approved it, with the single key whose ECDSA signatures it
 ///      must carry (`contractSignerKey`). The key must be an account of the same organisation;
 ///      since an account belongs to at most one organisation, one key never counts for two.
+///
+///      Node directory. Each organisation publishes, through any of its own accounts, the public
+///      base URL of its member node and its document-encryption public key (`nodeRecord`). An
+///      organisation without a node of its own is hosted by another member's node: it asks
+///      (`requestHost`), the host accepts (`acceptHosting`), either side may end it; `hostOfAt`
+///      answers for any past moment, as roles do. Nodes anchor from accounts holding ANCHORER, a
+///      role that attests nothing.
+///
+///      Reporting delay. An event must be anchored within `maxReportingDelayAt(anchor time)`
+///      seconds of its event time; later ones are accepted but marked late by verifiers. The delay
+///      is set at deployment and changed by vote, and its history is kept.
+///
+///      Verifier bundle. The sha-256 of the one static scanner-page bundle the consortium approved
+///      by vote, so that a page served by anyone can be checked against it.
 interface IConsortiumRegistry {
     // ------------------------------------------------------------------------------------------
     // Types
@@ -68,10 +84,16 @@ interface IConsortiumRegistry {
         RevokeRole,
         ChangeThreshold,
         AssignCompanyPrefix,
-        ApproveContractSigner
+        ApproveContractSigner,
+        SetMaxReportingDelay,
+        SetVerifierBundle
     }
 
-    /// @notice One founding member, admitted Active by the constructor.
+    /// @notice One founding member, admitted Active by the constructor. The founding file that
+    ///         every member agreed to names its accounts, so they are linked without an offer.
+    /// @dev `otherAccounts` are linked after `account` (e.g. its node's anchor account). `nodeUrl`
+    ///      and `encryptionKey` become its node record when either is set. `host` is the id of the
+    ///      founding member (numbered from 1 in the order given) whose node hosts it, 0 for none.
     struct FoundingMember {
         string name;
         bytes2 country;
@@ -79,6 +101,21 @@ interface IConsortiumRegistry {
         address account;
         bytes32[] roles;
         CompanyPrefix[] companyPrefixes;
+        address[] otherAccounts;
+        string nodeUrl;
+        bytes32 encryptionKey;
+        uint64 host;
+    }
+
+    /// @notice An organisation's entry in the node directory.
+    /// @dev `url`: the node's public base URL (http:// or https://, at most 256 bytes, no trailing
+    ///      slash), empty when the organisation runs no node. `encryptionKey`: its X25519
+    ///      document-encryption public key, 32 raw bytes, zero for none. `updatedAt`: block
+    ///      timestamp of the last change, zero when never set.
+    struct NodeRecord {
+        string url;
+        bytes32 encryptionKey;
+        uint48 updatedAt;
     }
 
     /// @notice A GS1 Company Prefix: `digits` decimal digits (leading zeros significant) whose value is `value`.
@@ -163,6 +200,20 @@ interface IConsortiumRegistry {
     error RegistryMalformedProposal(ProposalKind kind, bytes data);
     /// @notice Proposal `proposalId` has `votes` counted votes, fewer than the `threshold` needed to execute.
     error RegistryBelowThreshold(uint256 proposalId, uint256 votes, uint256 threshold);
+    /// @notice `url` is neither empty nor an http:// or https:// URL of at most 256 printable ASCII
+    ///         bytes without spaces and without a trailing slash.
+    error RegistryInvalidNodeUrl(string url);
+    /// @notice Organisation `orgId` cannot host itself.
+    error RegistrySelfHosting(uint64 orgId);
+    /// @notice Organisation `hostedOrgId` has not asked organisation `hostOrgId` to host it.
+    error RegistryNoHostingRequest(uint64 hostedOrgId, uint64 hostOrgId);
+    /// @notice Organisation `hostedOrgId` is not hosted now, or not by the caller's organisation `callerOrgId`
+    ///         (for `endHosting`, the caller must be on either side of the hosting).
+    error RegistryNotHosting(uint64 hostedOrgId, uint64 callerOrgId);
+    /// @notice `delaySeconds` is zero or longer than the longest reporting delay allowed (366 days).
+    error RegistryInvalidReportingDelay(uint64 delaySeconds);
+    /// @notice The verifier bundle hash is zero.
+    error RegistryInvalidBundleHash(bytes32 bundleHash);
 
     // ------------------------------------------------------------------------------------------
     // Events
@@ -207,6 +258,16 @@ interface IConsortiumRegistry {
     event CompanyPrefixAssigned(uint64 indexed orgId, uint64 value, uint8 digits);
     /// @notice Contract account `wallet` of organisation `orgId` was approved as a signer carrying `key`'s signatures.
     event ContractSignerApproved(uint64 indexed orgId, address indexed wallet, address indexed key);
+    /// @notice Organisation `orgId` published its node's base URL (empty: no node) and encryption key (zero: none).
+    event NodeRecordSet(uint64 indexed orgId, string url, bytes32 encryptionKey);
+    /// @notice Organisation `hostedOrgId` asked organisation `hostOrgId` to host it; nothing changes until the host accepts.
+    event HostingRequested(uint64 indexed hostedOrgId, uint64 indexed hostOrgId);
+    /// @notice Organisation `hostedOrgId` is hosted by `hostOrgId` from now on; `hostOrgId` 0 means the hosting ended.
+    event HostingChanged(uint64 indexed hostedOrgId, uint64 indexed hostOrgId);
+    /// @notice The maximum reporting delay changed from `oldDelay` to `newDelay` seconds (`oldDelay` 0 at deployment).
+    event MaxReportingDelayChanged(uint64 oldDelay, uint64 newDelay);
+    /// @notice The consortium approved the scanner-page verifier bundle whose sha-256 is `bundleHash`.
+    event VerifierBundleApproved(bytes32 bundleHash);
 
     // ------------------------------------------------------------------------------------------
     // Role ids
@@ -228,6 +289,12 @@ interface IConsortiumRegistry {
     function AUDITOR_ROLE() external view returns (bytes32);
     /// @notice keccak256("OPERATOR"): runs the marketplace (escrow administration).
     function OPERATOR_ROLE() external view returns (bytes32);
+    /// @notice keccak256("ANCHORER"): anchors batch roots for its organisation's node. Attests nothing:
+    ///         holding it does not let an account sign provenance events.
+    function ANCHORER_ROLE() external view returns (bytes32);
+
+    /// @notice The longest maximum reporting delay governance may set, in seconds (366 days).
+    function MAX_REPORTING_DELAY_LIMIT() external view returns (uint64);
 
     /// @notice How long a proposal stays open for votes, in seconds.
     function VOTING_PERIOD() external view returns (uint256);
@@ -252,7 +319,7 @@ interface IConsortiumRegistry {
     ///      RegistryOrganisationNotActive, RegistryOrganisationNotSuspended, RegistryRoleAlreadyHeld,
     ///      RegistryRoleNotHeld, RegistryInvalidThreshold, RegistryLastActiveMember,
     ///      RegistryInvalidCompanyPrefix, RegistryCompanyPrefixTaken, RegistryNotAContract,
-    ///      RegistryAccountNotInOrganisation.
+    ///      RegistryAccountNotInOrganisation, RegistryInvalidReportingDelay, RegistryInvalidBundleHash.
     function vote(uint256 proposalId) external;
 
     /// @notice Executes a proposal that has `threshold()` counted votes but did not execute (possible
@@ -278,6 +345,33 @@ interface IConsortiumRegistry {
     /// @notice Unlinks `account` from the caller's organisation; the caller may remove itself.
     /// @dev Reverts with RegistryNotActiveMember, RegistryAccountNotInOrganisation or RegistryLastAccount.
     function removeAccount(address account) external;
+
+    // ------------------------------------------------------------------------------------------
+    // Node directory and hosting (self-service; the caller's organisation must be Active)
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Publishes the caller's organisation's node record: its node's public base URL
+    ///         (empty when it runs no node) and its document-encryption public key (zero for none).
+    ///         Replaces the previous record.
+    /// @dev Reverts with RegistryNotActiveMember (caller not an account of an Active organisation)
+    ///      or RegistryInvalidNodeUrl.
+    function setNodeRecord(string calldata url, bytes32 encryptionKey) external;
+
+    /// @notice Asks organisation `hostOrgId` to host the caller's organisation on its node. Replaces
+    ///         any earlier request; the current hosting, if any, stays until the host accepts.
+    /// @dev Reverts with RegistryNotActiveMember, RegistrySelfHosting, RegistryUnknownOrganisation or
+    ///      RegistryOrganisationNotActive (the host is not Active).
+    function requestHost(uint64 hostOrgId) external;
+
+    /// @notice The caller's organisation accepts to host `hostedOrgId`, which asked for it; it takes
+    ///         effect now and replaces any hosting `hostedOrgId` had.
+    /// @dev Reverts with RegistryNotActiveMember, RegistryNoHostingRequest or
+    ///      RegistryOrganisationNotActive (the hosted organisation is not Active).
+    function acceptHosting(uint64 hostedOrgId) external;
+
+    /// @notice Ends the hosting of `hostedOrgId`, now. Either side may end it.
+    /// @dev Reverts with RegistryNotActiveMember or RegistryNotHosting.
+    function endHosting(uint64 hostedOrgId) external;
 
     // ------------------------------------------------------------------------------------------
     // Views
@@ -350,4 +444,28 @@ interface IConsortiumRegistry {
 
     /// @notice Whether organisation `orgId` has voted for `proposalId`.
     function hasVoted(uint256 proposalId, uint64 orgId) external view returns (bool);
+
+    /// @notice Organisation `orgId`'s node record (all zero when it never published one), whatever
+    ///         its status. Reverts with RegistryUnknownOrganisation.
+    function nodeRecord(uint64 orgId) external view returns (NodeRecord memory);
+
+    /// @notice The organisation whose node hosts `orgId` now, 0 for none.
+    function hostOf(uint64 orgId) external view returns (uint64);
+
+    /// @notice The organisation whose node hosted `orgId` at `timestamp`, 0 for none.
+    /// @dev A change made at timestamp T applies from T on, as for roles.
+    function hostOfAt(uint64 orgId, uint256 timestamp) external view returns (uint64);
+
+    /// @notice The organisation that `hostedOrgId` has asked to host it and that has not accepted yet, 0 for none.
+    function hostRequestOf(uint64 hostedOrgId) external view returns (uint64);
+
+    /// @notice The maximum reporting delay now, in seconds.
+    function maxReportingDelay() external view returns (uint64);
+
+    /// @notice The maximum reporting delay in force at `timestamp` (for timestamps before the
+    ///         deployment, the delay set at deployment).
+    function maxReportingDelayAt(uint256 timestamp) external view returns (uint64);
+
+    /// @notice sha-256 of the scanner-page verifier bundle the consortium approved, zero for none.
+    function verifierBundleHash() external view returns (bytes32);
 }

@@ -33,9 +33,8 @@ interface IProvenanceRegistry is IERC5267 {
     error ProvenanceInvalidRegistry(address registry);
     /// @notice `account` is not an account of an Active organisation holding `role`.
     error ProvenanceMissingRole(address account, bytes32 role);
-    /// @notice `account` is not an account of an Active organisation holding an attesting role
-    ///         (MANUFACTURER, INSPECTOR, CARRIER, CUSTOMS or ORACLE).
-    error ProvenanceNotAttester(address account);
+    /// @notice `account` is not an account of an Active organisation holding the ANCHORER role.
+    error ProvenanceNotAnchorer(address account);
     /// @notice `gtin` is zero, longer than 14 digits, or its check digit is wrong.
     error ProvenanceInvalidGtin(uint256 gtin);
     /// @notice `gtin` is already registered, to organisation `orgId`.
@@ -58,7 +57,7 @@ interface IProvenanceRegistry is IERC5267 {
         bytes32 metadataHash
     );
     /// @notice `submitter` of organisation `orgId` anchored a batch of `eventCount` events under
-    ///         `root`; `uri` says where the batch (events, signatures, proofs) can be fetched.
+    ///         `root`; `uri` says where the batch bundle can be fetched.
     event BatchAnchored(
         bytes32 indexed root,
         uint64 indexed orgId,
@@ -87,12 +86,13 @@ interface IProvenanceRegistry is IERC5267 {
     function registerProduct(uint256 gtin, bytes32 metadataHash) external;
 
     /// @notice Anchors, for the caller's organisation, the Merkle root of a batch of `eventCount`
-    ///         attested events. Anchors are kept per (root, anchoring organisation): an organisation
+    ///         attested events. The caller must be an account of an Active organisation holding
+    ///         ANCHORER (its node's anchor account); the anchoring organisation is the caller's. Anchors are kept per (root, anchoring organisation): an organisation
     ///         that anchors another's root first gets an anchor of its own and takes nothing away,
     ///         since the rightful organisation can still anchor the root and verifiers count the
     ///         anchor by the organisation of the event's attester (`anchorOfOrganisation`).
     /// @dev One storage slot per (root, organisation) and no loops, so the cost per event falls with
-    ///      the batch size. Reverts with ProvenanceNotAttester, ProvenanceZeroRoot,
+    ///      the batch size. Reverts with ProvenanceNotAnchorer, ProvenanceZeroRoot,
     ///      ProvenanceEmptyBatch or ProvenanceRootExists (this organisation already anchored `root`).
     function anchorBatch(bytes32 root, uint32 eventCount, string calldata uri) external;
 

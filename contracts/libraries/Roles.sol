@@ -14,15 +14,14 @@ library Roles {
     bytes32 internal constant ARBITRATOR = keccak256("ARBITRATOR");
     bytes32 internal constant AUDITOR = keccak256("AUDITOR");
     bytes32 internal constant OPERATOR = keccak256("OPERATOR");
+    /// @dev Anchors batch roots for its organisation's node; attests nothing.
+    bytes32 internal constant ANCHORER = keccak256("ANCHORER");
 
     /// @dev Number of known roles; bit i of a mask stands for `byIndex(i)`.
-    uint256 internal constant COUNT = 8;
-
-    /// @dev Mask of the roles whose holders may attest provenance events and anchor batches.
-    uint8 internal constant ATTESTING_MASK = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4);
+    uint256 internal constant COUNT = 9;
 
     /// @dev The single-bit mask of `role`, or 0 when the role is unknown.
-    function bit(bytes32 role) internal pure returns (uint8) {
+    function bit(bytes32 role) internal pure returns (uint16) {
         if (role == MANUFACTURER) return 1 << 0;
         if (role == INSPECTOR) return 1 << 1;
         if (role == CARRIER) return 1 << 2;
@@ -31,6 +30,7 @@ library Roles {
         if (role == ARBITRATOR) return 1 << 5;
         if (role == AUDITOR) return 1 << 6;
         if (role == OPERATOR) return 1 << 7;
+        if (role == ANCHORER) return 1 << 8;
         return 0;
     }
 
@@ -43,6 +43,7 @@ library Roles {
         if (index == 4) return ORACLE;
         if (index == 5) return ARBITRATOR;
         if (index == 6) return AUDITOR;
-        return OPERATOR;
+        if (index == 7) return OPERATOR;
+        return ANCHORER;
     }
 }

@@ -52,6 +52,13 @@ class SentTransaction:
     """time.monotonic() when it was (last) sent."""
 
 
+#: Gas added to every estimate for one storage slot written afresh (20,000 + a cold access, rounded
+#: up). The estimate runs at the head block's timestamp, the transaction in a later block: a history
+#: checkpoint (role, account, hosting, delay) written earlier in the head block's second is updated
+#: in place in the estimate but appended as a new slot once mined a second later.
+TIMESTAMP_HEADROOM = 25_000
+
+
 class ChainClient:
     """One connection to one chain, with per-sender nonce tracking.
 
@@ -131,7 +138,7 @@ class ChainClient:
         tx: TxParams = self._decoding_reverts(lambda: fn.build_transaction({**base, "gas": gas or 1}))
         if gas is None:
             estimate = self._decoding_reverts(lambda: self.w3.eth.estimate_gas(_without_gas(tx)))
-            tx["gas"] = estimate + estimate // 5 + 10_000
+            tx["gas"] = estimate + estimate // 5 + 10_000 + TIMESTAMP_HEADROOM
         return tx
 
     def send(self, tx: TxParams, sender: LocalAccount) -> TxReceipt:

@@ -104,7 +104,7 @@ def waymark_steps(
     consortium: ConsortiumSpec, *, dispute_timeout: int = ESCROW_DISPUTE_TIMEOUT, fx_quorum: int = ESCROW_FX_QUORUM
 ) -> list[Step]:
     return [
-        ("ConsortiumRegistry", lambda _: [consortium.founding_members(), consortium.threshold_bps]),
+        ("ConsortiumRegistry", lambda _: consortium.constructor_args()),
         ("ProvenanceRegistry", lambda done: [done["ConsortiumRegistry"]]),
         ("TradeEscrow", lambda done: [done["ConsortiumRegistry"], dispute_timeout, fx_quorum]),
     ]

@@ -22,7 +22,7 @@ DEVNET_CHAIN_ID = 31337
 DEVNET_PORT = 8545
 # Anvil's well-known development mnemonic: its keys are public and are refused outside the devnet.
 DEVNET_MNEMONIC = "test test test test test test test test test test test junk"
-DEVNET_ACCOUNTS = 20
+DEVNET_ACCOUNTS = 24  # 20..23: the node-running demo members' anchor accounts
 STATE_DIR = DEVNET_DIR / "anvil" / "state"
 
 

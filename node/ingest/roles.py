@@ -16,6 +16,8 @@ The signer of an event must hold, at the event's time, one of the roles listed f
 | the Waymark customs steps `wmc:declared`, `wmc:cleared`, `wmc:detained`, `wmc:returned`, `wmc:duty_assessed` (`wmc:` = https://ns.waymark.example/customs/) | CUSTOMS |
 | other, cycle_counting, stock_taking, retail_selling, dispensing, reserving; an event with no bizStep | any attesting role (MANUFACTURER, INSPECTOR, CARRIER, CUSTOMS, ORACLE) |
 
+ANCHORER (the role a node's anchor account holds) attests nothing: it is in no row.
+
 A step not in the table (any CBV step missing above, or another vocabulary's IRI) may be
 attested by any attesting role (`attesting_roles`); such events are shown as attested outside
 the role table (`in_role_table`).
@@ -46,10 +48,10 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 
 from node.chain.logs import LogPager
+from node.consortium import ATTESTING_ROLES, ROLES
 from node.indexer import LogDecoder
 from node.provenance.epcis import CBV_NS, CUSTOMS_NS, CUSTOMS_PREFIX, CUSTOMS_STEPS, STANDARD_PREFIXES, context_prefixes
 
-ATTESTING_ROLES: tuple[str, ...] = ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE")
 
 _BY_ROLES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("MANUFACTURER",): (
@@ -109,7 +111,9 @@ def in_role_table(biz_step: str | None, context: Any = None) -> bool:
     return _table_roles(biz_step, context) is not None
 
 
-ROLE_NAMES: dict[str, str] = {"0x" + keccak(text=r).hex(): r for r in (*ATTESTING_ROLES, "ARBITRATOR", "AUDITOR", "OPERATOR")}
+# Every role the registry knows, ANCHORER included (it anchors batches but attests nothing, so it
+# is in no entry of the table above).
+ROLE_NAMES: dict[str, str] = {"0x" + keccak(text=r).hex(): r for r in ROLES}
 
 
 @dataclass

@@ -9,7 +9,16 @@ from eth_account.signers.local import LocalAccount
 from node.chain.client import ChainClient
 from node.chain.deploy import deploy, is_current, load_deployment, waymark_steps
 from node.devnet.anvil import AnvilControl
-from node.devnet.consortium import DEMO_COMPANY_PREFIX, DEMO_MEMBERS, DEMO_THRESHOLD, DEMO_THRESHOLD_BPS, demo_consortium
+from node.devnet.consortium import (
+    DEMO_COMPANY_PREFIX,
+    DEMO_MAX_REPORTING_DELAY,
+    DEMO_MEMBERS,
+    DEMO_THRESHOLD,
+    DEMO_THRESHOLD_BPS,
+    demo_consortium,
+    demo_org_id,
+    devnet_account,
+)
 from node.registry import OrgStatus, RegistryClient
 
 
@@ -24,7 +33,8 @@ def test_deploy_records_contracts_and_registers_the_demo_consortium(
     assert [o.name for o in orgs] == [m.name for m in DEMO_MEMBERS]
     assert all(o.status is OrgStatus.ACTIVE for o in orgs)
     manufacturer = next(o for o in orgs if o.name == DEMO_MEMBERS[0].name)
-    assert manufacturer.roles == ("MANUFACTURER", "ORACLE") and manufacturer.accounts == (accounts[1].address,)
+    assert manufacturer.roles == ("MANUFACTURER", "ORACLE", "ANCHORER")
+    assert manufacturer.accounts == (accounts[1].address, accounts[20].address)  # its node's anchor account
     assert RegistryClient(chain, deployment).threshold() == DEMO_THRESHOLD
     assert RegistryClient(chain, deployment).threshold_bps() == DEMO_THRESHOLD_BPS
     # The manufacturer's founding GS1 Company Prefix covers the demo product, so it can register it.
@@ -55,3 +65,42 @@ def test_a_chain_that_lost_the_contracts_is_deployed_afresh(
     assert not is_current(chain, first, list(first.contracts))
     second, fresh = deploy(chain, accounts[0], waymark_steps(demo_consortium()), record)
     assert fresh and is_current(chain, second, list(second.contracts))
+
+
+def test_the_demo_deployment_gives_node_members_anchorer_and_anchor_accounts_and_hosts_the_others(
+    chain: ChainClient, accounts: list[LocalAccount], tmp_path: Path
+) -> None:
+    deployment, _ = deploy(chain, accounts[0], waymark_steps(demo_consortium()), tmp_path / "31337.json")
+    registry = RegistryClient(chain, deployment)
+    deployed_at = int(chain.w3.eth.get_block(deployment.contracts["ConsortiumRegistry"].block)["timestamp"])
+    for member in DEMO_MEMBERS:
+        org_id = demo_org_id(member.key)
+        if member.anchor_account_index is not None:
+            anchor = devnet_account(member.anchor_account_index).address
+            assert registry.roles_at(anchor)["ANCHORER"], member.key
+            assert chain.call(registry.contract.functions.organisationOf(anchor)) == org_id
+        host = 0 if member.hosted_by is None else demo_org_id(member.hosted_by)
+        assert registry.host_of(org_id) == host and registry.host_of_at(org_id, deployed_at) == host, member.key
+        assert registry.host_of_at(org_id, deployed_at - 1) == 0  # nothing before the deployment
+    nodes = {m.key for m in DEMO_MEMBERS if m.runs_node}
+    assert nodes == {"manufacturer", "carrier", "customs", "operator"}
+    hosted = {m.key: m.hosted_by for m in DEMO_MEMBERS if m.hosted_by}
+    assert hosted == {"inspector": "manufacturer", "forwarder": "carrier", "courier": "carrier",
+                      "broker": "customs", "port": "customs"}
+    # The account the demo's single node anchors from today (the inspector's) may still anchor.
+    assert registry.roles_at(accounts[2].address)["ANCHORER"]
+    assert registry.max_reporting_delay() == DEMO_MAX_REPORTING_DELAY
+    assert registry.max_reporting_delay_at(deployed_at - 3600) == DEMO_MAX_REPORTING_DELAY
+    assert registry.verifier_bundle_hash() is None
+    assert registry.node_directory() == []  # the nodes publish their URLs themselves
+
+
+def test_node_urls_given_at_deployment_are_the_directory(
+    chain: ChainClient, accounts: list[LocalAccount], tmp_path: Path
+) -> None:
+    urls = {"manufacturer": "http://127.0.0.1:8601", "customs": "https://customs.example:8443/waymark"}
+    deployment, _ = deploy(chain, accounts[0], waymark_steps(demo_consortium(urls)), tmp_path / "31337.json")
+    directory = RegistryClient(chain, deployment).node_directory()
+    assert [(r.org_id, r.url, r.encryption_key) for r in directory] == [
+        (demo_org_id("manufacturer"), urls["manufacturer"], None), (demo_org_id("customs"), urls["customs"], None)]
+    assert all(r.has_node and r.updated_at > 0 for r in directory)

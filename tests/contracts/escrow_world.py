@@ -20,6 +20,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from node.chain.client import ChainClient
+from node.consortium import DEFAULT_MAX_REPORTING_DELAY
 
 ZERO = "0x" + "00" * 20
 BPS = 10_000
@@ -417,7 +418,8 @@ class EscrowWorld:
 
 
 def founder(name: str, country: bytes, account: str, roles: list[bytes]) -> tuple[Any, ...]:
-    return (name, country, keccak(text=f"meta:{name}"), account, roles, [])
+    """A founding member with no further accounts, no node record and no host."""
+    return (name, country, keccak(text=f"meta:{name}"), account, roles, [], [], "", b"\0" * 32, 0)
 
 
 def link_account(chain: ChainClient, registry: Contract, account: LocalAccount, by: LocalAccount, funder: LocalAccount) -> None:
@@ -441,7 +443,7 @@ def deploy_world(chain: ChainClient, accounts: list[LocalAccount]) -> EscrowWorl
     founders += [founder(f"Oracle {i}", b"CH", a.address, [ORACLE]) for i, a in enumerate(oracles)]
     founders += [founder("Arbitration House", b"DE", arbitrator.address, [ARBITRATOR])]
     founders += [founder("Marketplace Operator", b"NL", operator.address, [OPERATOR])]
-    registry = chain.deploy("ConsortiumRegistry", founders, 1, sender=deployer)
+    registry = chain.deploy("ConsortiumRegistry", founders, 1, DEFAULT_MAX_REPORTING_DELAY, b"\0" * 32, sender=deployer)
     org_of = {f[3]: i + 1 for i, f in enumerate(founders)}
     seller_org_signer = signer_key("seller-org-carrier")
     link_account(chain, registry, seller_org_signer, seller, deployer)

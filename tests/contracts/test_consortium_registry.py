@@ -17,10 +17,12 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from node.chain.client import ChainClient
+from node.consortium import DEFAULT_MAX_REPORTING_DELAY
 from node.devnet.anvil import AnvilControl
 from tests.helpers import reverts
 
 ZERO_ADDRESS = "0x" + "00" * 20
+NO_KEY = b"\0" * 32
 VOTING_PERIOD = 7 * 24 * 3600
 
 
@@ -69,9 +71,11 @@ def encode(kind: Kind, *args: Any) -> bytes:
 
 
 def founder(
-    name: str, country: bytes, account: LocalAccount, roles: list[bytes], prefixes: list[str] | None = None
+    name: str, country: bytes, account: LocalAccount, roles: list[bytes], prefixes: list[str] | None = None, *,
+    others: list[str] | None = None, url: str = "", key: bytes = NO_KEY, host: int = 0,
 ) -> tuple[Any, ...]:
-    return (name, country, keccak(text=f"meta:{name}"), account.address, roles, [(int(p), len(p)) for p in prefixes or []])
+    return (name, country, keccak(text=f"meta:{name}"), account.address, roles, [(int(p), len(p)) for p in prefixes or []],
+            others or [], url, key, host)
 
 
 @dataclass
@@ -119,8 +123,11 @@ class Consortium:
         return self.send("acceptAccount", self.view("organisationOf", by.address), sender=account)
 
 
-def deploy_registry(chain: ChainClient, deployer: LocalAccount, founders: list[Any], threshold_bps: int) -> TxReceipt:
-    return chain.deploy_receipt("ConsortiumRegistry", founders, threshold_bps, sender=deployer)
+def deploy_registry(
+    chain: ChainClient, deployer: LocalAccount, founders: list[Any], threshold_bps: int,
+    delay: int = DEFAULT_MAX_REPORTING_DELAY, bundle: bytes = NO_KEY,
+) -> TxReceipt:
+    return chain.deploy_receipt("ConsortiumRegistry", founders, threshold_bps, delay, bundle, sender=deployer)
 
 
 @pytest.fixture

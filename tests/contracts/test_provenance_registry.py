@@ -20,12 +20,16 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from node.chain.client import ChainClient
+from node.consortium import DEFAULT_MAX_REPORTING_DELAY
 from node.paths import PROJECT_ROOT
 from tests.helpers import reverts
 
-MANUFACTURER, CARRIER, ORACLE, AUDITOR = (keccak(text=r) for r in ("MANUFACTURER", "CARRIER", "ORACLE", "AUDITOR"))
+MANUFACTURER, CARRIER, ORACLE, AUDITOR, INSPECTOR, ANCHORER = (
+    keccak(text=r) for r in ("MANUFACTURER", "CARRIER", "ORACLE", "AUDITOR", "INSPECTOR", "ANCHORER")
+)
 SUSPEND = 1  # IConsortiumRegistry.ProposalKind.SuspendOrganisation
 GRANT_ROLE = 3
+REVOKE_ROLE = 4
 ASSIGN_COMPANY_PREFIX = 6
 
 
@@ -46,11 +50,12 @@ class Setup:
     chain: ChainClient
     registry: Contract
     provenance: Contract
-    manufacturer: LocalAccount  # org 1: MANUFACTURER
-    carrier: LocalAccount  # org 2: CARRIER
+    manufacturer: LocalAccount  # org 1: MANUFACTURER, ANCHORER
+    carrier: LocalAccount  # org 2: CARRIER, ANCHORER
     auditor: LocalAccount  # org 3: AUDITOR (not an attesting role)
-    oracle: LocalAccount  # org 4: ORACLE
+    oracle: LocalAccount  # org 4: ORACLE, ANCHORER
     outsider: LocalAccount
+    inspector: LocalAccount  # org 5: INSPECTOR, an attesting role, without ANCHORER (it runs no node)
 
     def send(self, fn: str, *args: Any, sender: LocalAccount) -> TxReceipt:
         return self.chain.transact(getattr(self.provenance.functions, fn)(*args), sender=sender)
@@ -59,11 +64,11 @@ class Setup:
         return self.chain.call(getattr(self.provenance.functions, fn)(*args))
 
     def suspend(self, org_id: int) -> None:
-        """Suspend an organisation by the votes of orgs 1 and 2 (threshold 2)."""
+        """Suspend an organisation by the votes of orgs 1 and 2."""
         self.govern(SUSPEND, abi_encode(["uint64"], [org_id]))
 
     def govern(self, kind: int, data: bytes) -> None:
-        """Pass a proposal by the votes of orgs 1 and 2 (threshold 2 of 4)."""
+        """Pass a proposal by the votes of orgs 1 and 2 (threshold 40%: 2 of 5)."""
         receipt = self.chain.transact(self.registry.functions.propose(kind, data), sender=self.manufacturer)
         (created,) = self.registry.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
         self.chain.transact(self.registry.functions.vote(created.args.proposalId), sender=self.carrier)
@@ -78,19 +83,20 @@ class Setup:
 
 @pytest.fixture
 def s(chain: ChainClient, accounts: list[LocalAccount]) -> Setup:
-    manufacturer, carrier, auditor, oracle, outsider = accounts[1:6]
+    manufacturer, carrier, auditor, oracle, outsider, inspector = accounts[1:7]
     founders = [
-        (name, country, keccak(text=name), account.address, roles, prefixes)
+        (name, country, keccak(text=name), account.address, roles, prefixes, [], "", b"\0" * 32, 0)
         for name, country, account, roles, prefixes in [
-            ("Lumen Ceramics Co.", b"VN", manufacturer, [MANUFACTURER], [(int(PREFIX), len(PREFIX))]),
-            ("Bluewater Ocean Freight", b"SG", carrier, [CARRIER], []),
+            ("Lumen Ceramics Co.", b"VN", manufacturer, [MANUFACTURER, ANCHORER], [(int(PREFIX), len(PREFIX))]),
+            ("Bluewater Ocean Freight", b"SG", carrier, [CARRIER, ANCHORER], []),
             ("Fjord Assurance AS", b"NO", auditor, [AUDITOR], []),
-            ("Tidewater Sensors", b"NL", oracle, [ORACLE], []),
+            ("Tidewater Sensors", b"NL", oracle, [ORACLE, ANCHORER], []),
+            ("Meridian Inspection Services", b"SG", inspector, [INSPECTOR], []),
         ]
     ]
-    registry = chain.deploy("ConsortiumRegistry", founders, 5_000, sender=accounts[0])
+    registry = chain.deploy("ConsortiumRegistry", founders, 4_000, DEFAULT_MAX_REPORTING_DELAY, b"\0" * 32, sender=accounts[0])
     provenance = chain.deploy("ProvenanceRegistry", registry.address, sender=accounts[0])
-    return Setup(chain, registry, provenance, manufacturer, carrier, auditor, oracle, outsider)
+    return Setup(chain, registry, provenance, manufacturer, carrier, auditor, oracle, outsider, inspector)
 
 
 def oz_tree(values: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -217,7 +223,7 @@ def test_rival_manufacturer_cannot_register_or_claim_anothers_gtins(s: Setup) ->
 # ---- anchors ------------------------------------------------------------------------------------
 
 
-def test_anchor_batch_by_attester(s: Setup) -> None:
+def test_anchor_batch_by_anchorer(s: Setup) -> None:
     uri = "waymark://batches/1"
     root, receipt = s.anchor("batch 1", 1200, uri, sender=s.carrier)
     block = s.chain.w3.eth.get_block(receipt["blockNumber"])
@@ -233,9 +239,10 @@ def test_anchor_batch_by_attester(s: Setup) -> None:
     }
 
 
-def test_every_attesting_role_may_anchor(s: Setup) -> None:
-    for n, account in enumerate((s.manufacturer, s.carrier, s.oracle)):
-        s.anchor(f"root {n}", 1, sender=account)
+def test_every_anchorer_organisation_may_anchor_for_itself(s: Setup) -> None:
+    for n, (account, org_id) in enumerate(((s.manufacturer, 1), (s.carrier, 2), (s.oracle, 4))):
+        root, _ = s.anchor(f"root {n}", 1, sender=account)
+        assert s.view("anchorOf", root)[0] == org_id
 
 
 def test_anchor_of_unknown_root_is_empty(s: Setup) -> None:
@@ -243,16 +250,26 @@ def test_anchor_of_unknown_root_is_empty(s: Setup) -> None:
     assert not s.view("isAnchored", keccak(text="nothing"))
 
 
-def test_anchor_batch_reverts_when_caller_is_not_attester(s: Setup) -> None:
-    for account in (s.auditor, s.outsider):
-        with reverts("ProvenanceNotAttester", account=account.address):
+def test_anchor_batch_reverts_when_caller_is_not_anchorer(s: Setup) -> None:
+    # An attesting role is not enough: only ANCHORER accounts anchor.
+    for account in (s.inspector, s.auditor, s.outsider):
+        with reverts("ProvenanceNotAnchorer", account=account.address):
             s.anchor("batch", 10, sender=account)
 
 
-def test_anchor_batch_reverts_when_attester_is_suspended(s: Setup) -> None:
+def test_anchor_batch_reverts_when_anchorer_is_suspended(s: Setup) -> None:
     s.suspend(4)
-    with reverts("ProvenanceNotAttester", account=s.oracle.address):
+    with reverts("ProvenanceNotAnchorer", account=s.oracle.address):
         s.anchor("batch", 10, sender=s.oracle)
+
+
+def test_anchor_batch_reverts_once_anchorer_role_is_revoked_and_works_once_granted(s: Setup) -> None:
+    s.govern(REVOKE_ROLE, abi_encode(["uint64", "bytes32"], [4, ANCHORER]))
+    with reverts("ProvenanceNotAnchorer", account=s.oracle.address):
+        s.anchor("batch", 10, sender=s.oracle)
+    s.govern(GRANT_ROLE, abi_encode(["uint64", "bytes32"], [5, ANCHORER]))
+    root, _ = s.anchor("batch", 10, sender=s.inspector)
+    assert s.view("anchorOf", root)[0] == 5
 
 
 def test_anchor_batch_reverts_when_its_organisation_already_anchored_the_root(s: Setup) -> None:

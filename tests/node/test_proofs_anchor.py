@@ -22,7 +22,7 @@ from node.service import NodeRuntime, build_anchorer, build_capture
 from tests.api.world import register_product
 from tests.node.story import CARRIER, INSPECTOR, MANUFACTURER, Story, capture_document, lot_story, story_events
 
-RIVAL = devnet_account(8)  # the forwarder: a member with the CARRIER role, org 8
+RIVAL = devnet_account(5)  # the operator: a member whose node anchors (ANCHORER), org 5, with no event in the story
 VERIFY_CLI = PROJECT_ROOT / "tests" / "scanner_web" / "verify_cli.mjs"
 
 
@@ -45,8 +45,8 @@ def test_the_attester_organisations_anchor_counts_not_a_rivals_earlier_one(chain
 
 
 def _front_run(runtime: NodeRuntime, chain_now: int) -> tuple[Story, bytes, int, int]:
-    """A lot captured by the manufacturer's node, whose batch root a rival member (the forwarder,
-    org 8, an attester with no event in the batch) anchors first, claiming 999 events; the node
+    """A lot captured by the manufacturer's node, whose batch root a rival member (the operator,
+    org 5, an anchorer with no event in the batch) anchors first, claiming 999 events; the node
     anchors it after. Returns the story, the root, our anchor's block and the rival's."""
     register_product(runtime.client, runtime.deployment)  # so that a passport can say genuine
     story = lot_story(chain_now, size=1)
@@ -79,7 +79,7 @@ def test_a_passport_names_the_anchor_the_proofs_count_not_a_front_runners(runtim
     manufacturers = [a for item, a in zip(timeline, shown) if item["verification"]["signerOrg"]["id"] == 1]
     assert manufacturers and set(manufacturers) == {(1, ours)}
     # The inspector and customs organisations anchored nothing: the root's first anchor counts for them (the rule's fallback).
-    assert {a for item, a in zip(timeline, shown) if item["verification"]["signerOrg"]["id"] in (2, 4)} == {(8, rivals)}
+    assert {a for item, a in zip(timeline, shown) if item["verification"]["signerOrg"]["id"] in (2, 4)} == {(5, rivals)}
 
 
 def test_the_pages_verifier_counts_the_same_anchor_as_the_passport(runtime: NodeRuntime, chain_now: int) -> None:
