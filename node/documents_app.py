@@ -46,7 +46,6 @@ from node.documents import (
     OrgKeystore,
     RegistryKeyDirectory,
     digest_text,
-    load_directory_file,
     parse_digest,
     sha256,
     verify_document_request,
@@ -248,30 +247,21 @@ def documents_router(
 
 def build_document_store(runtime: Any, settings: DocumentSettings | None = None) -> DocumentStore:
     """The node's store: blobs in `settings.blob_dir`, metadata and wrapped keys in the node's
-    database, public keys from the registry (and `key_directory_file`), its own organisation's
-    keystore if configured."""
+    database, public keys from the registry's node directory, its own organisation's keystore if configured."""
     settings = settings or DocumentSettings()
-    fallback = load_directory_file(settings.key_directory_file) if settings.key_directory_file is not None else None
-    directory = RegistryKeyDirectory(runtime.client, runtime.deployment, ttl=settings.key_ttl, fallback=fallback)
+    directory = RegistryKeyDirectory(runtime.client, runtime.deployment, ttl=settings.key_ttl)
     keystore = OrgKeystore.load(settings.org_keystore) if settings.org_keystore is not None else None
     return DocumentStore(runtime.db, FileBlobStore(settings.blob_dir), directory=directory, keystore=keystore, max_bytes=settings.max_bytes)
 
 
 def registry_peers(runtime: Any, extra: list[str]) -> Callable[[], list[str]]:
-    """Peer node URLs: the registry's node directory (when the registry has one) and `extra`."""
+    """Peer node URLs: the registry's node directory (read at each round) and `extra`."""
     from node.registry import RegistryClient
 
     registry = RegistryClient(runtime.client, runtime.deployment)
 
     def peers() -> list[str]:
-        found = list(extra)
-        functions = registry.contract.functions
-        if hasattr(functions, "nodeRecord"):
-            for org in registry.organisations():
-                url = str(runtime.client.call(functions.nodeRecord(org.id))[0])
-                if url:
-                    found.append(url)
-        return found
+        return [*extra, *(record.url for record in registry.node_directory() if record.url)]
 
     return peers
 

@@ -28,7 +28,7 @@ from node.documents.errors import (
     SealedForReader,
     Unauthenticated,
 )
-from node.documents.keys import KeyDirectory, OrgKeystore, RegistryKeyDirectory, StaticKeyDirectory, load_directory_file
+from node.documents.keys import KeyDirectory, OrgKeystore, RegistryKeyDirectory, StaticKeyDirectory
 from node.documents.policy import ATTESTING_ROLES, AccessPolicy, ChainMembership, Membership, MembershipView, role_readers
 from node.documents.settings import DocumentSettings
 from node.documents.signing import (
@@ -46,7 +46,7 @@ __all__ = [
     "DocumentErased", "DocumentError", "DocumentInvalid", "DocumentMeta", "DocumentNotFound", "DocumentSettings", "DocumentState",
     "DocumentStore", "DocumentTooLarge", "ErasureNotice", "FileBlobStore", "KeyDirectory", "KeystoreError", "Membership",
     "MembershipView", "NoEncryptionKey", "OrgKeystore", "RegistryKeyDirectory", "SealedForReader", "StaticKeyDirectory",
-    "Unauthenticated", "confidential_fields", "decrypt", "digest_text", "encrypt", "erasure_headers", "load_directory_file",
+    "Unauthenticated", "confidential_fields", "decrypt", "digest_text", "encrypt", "erasure_headers",
     "open_sealed", "parse_digest", "role_readers", "sha256", "sign_document_request", "sign_erasure", "unwrap_key",
     "verify_document_request", "verify_erasure", "wrap_key",
 ]

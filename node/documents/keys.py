@@ -81,7 +81,7 @@ class KeyDirectory(Protocol):
 
 
 class StaticKeyDirectory:
-    """A fixed directory (tests, and nodes whose registry predates node records)."""
+    """A fixed directory (tests of the store alone)."""
 
     def __init__(self, keys: Mapping[int, bytes], roles: Mapping[str, list[int]] | None = None) -> None:
         self.keys = dict(keys)
@@ -97,12 +97,11 @@ class StaticKeyDirectory:
 class RegistryKeyDirectory:
     """Keys and role holders from the ConsortiumRegistry (cached for `ttl` seconds)."""
 
-    def __init__(self, client: Any, deployment: Any, *, ttl: float = 30.0, fallback: KeyDirectory | None = None) -> None:
+    def __init__(self, client: Any, deployment: Any, *, ttl: float = 30.0) -> None:
         from node.registry import RegistryClient
 
         self.registry = RegistryClient(client, deployment)
         self.ttl = ttl
-        self.fallback = fallback
         self._lock = threading.Lock()
         self._keys: dict[int, tuple[float, bytes | None]] = {}
         self._roles: tuple[float, dict[str, list[int]]] | None = None
@@ -119,18 +118,7 @@ class RegistryKeyDirectory:
         return value
 
     def encryption_key(self, org_id: int) -> bytes | None:
-        def load() -> bytes | None:
-            functions = self.registry.contract.functions
-            if not hasattr(functions, "nodeRecord"):  # a registry deployed before node records
-                return None
-            record = self.registry.client.call(functions.nodeRecord(org_id))
-            raw = bytes(record[1])
-            return raw if len(raw) == PUBLIC_KEY_BYTES and any(raw) else None
-
-        found = self._cached(org_id, load)
-        if found is None and self.fallback is not None:
-            return self.fallback.encryption_key(org_id)
-        return found
+        return self._cached(org_id, lambda: self.registry.node_record(org_id).encryption_key)
 
     def organisations_with_role(self, role: str) -> list[int]:
         from node.registry import ROLE_IDS, OrgStatus
@@ -152,16 +140,3 @@ class RegistryKeyDirectory:
             with self._lock:
                 self._roles = cached
         return list(cached[1].get(role, []))
-
-
-def load_directory_file(path: Path) -> StaticKeyDirectory:
-    """``{"<orgId>": "0x<64 hex>", ...}``: public keys known out of band (no roles)."""
-    try:
-        data = orjson.loads(Path(path).read_bytes())
-        keys = {int(k): bytes.fromhex(str(v).removeprefix("0x")) for k, v in data.items()}
-    except (OSError, orjson.JSONDecodeError, AttributeError, ValueError) as exc:
-        raise KeystoreError(f"{path}: not a key directory file ({{\"orgId\": \"0x<64 hex>\"}}): {exc}") from None
-    bad = [k for k, v in keys.items() if len(v) != PUBLIC_KEY_BYTES]
-    if bad:
-        raise KeystoreError(f"{path}: the key of organisation {bad[0]} is not 32 bytes")
-    return StaticKeyDirectory(keys)

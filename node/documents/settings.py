@@ -32,10 +32,6 @@ class DocumentSettings(BaseSettings):
     the node opens documents for its organisation's accounts. Keep it out of the database and
     the blob folder. Without it the node stores and serves sealed documents only."""
 
-    key_directory_file: Path | None = None
-    """Optional JSON {"<orgId>": "0x<64 hex>"} of encryption keys for organisations whose registry
-    node record has none (a registry deployed before node records)."""
-
     key_ttl: float = Field(30.0, ge=0)
     """Seconds encryption keys and role holders read from the registry are reused."""
 
@@ -43,7 +39,8 @@ class DocumentSettings(BaseSettings):
     """Seconds between polls of the peers' sealed feeds (0: this node does not replicate documents)."""
 
     peers: list[str] = Field(default_factory=list)
-    """Base URLs of peer nodes to replicate from, besides those in the registry's node directory."""
+    """Base URLs of peer nodes to replicate from, besides those in the registry's node directory
+    (each organisation's NodeRecord.url)."""
 
     feed_limit: int = Field(200, ge=1, le=5000)
     """Most feed entries served or read per request."""

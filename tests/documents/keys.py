@@ -1,27 +1,25 @@
-"""Document keystores for the demo organisations of a test, and the directory of their public keys.
+"""Document keystores for the demo organisations of a test, their public keys published in the
+registry's node directory (ConsortiumRegistry.setNodeRecord, by an account of each organisation).
 
-The registry of these tests may predate node records (helper `registry` adds them), so the
-public keys are handed to the nodes as a key directory file (WAYMARK_DOCUMENTS_KEY_DIRECTORY_FILE);
-each organisation's private key stays in its own keystore file, which only that organisation's
-node (or client) is given.
+Each organisation's private key stays in its own keystore file, which only that organisation's
+node (or client) is given; nodes learn the public keys, and the peers' URLs, from the registry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import orjson
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.devnet.consortium import DEMO_MEMBERS, devnet_account
 from node.documents import OrgKeystore
+from node.registry import RegistryClient
 
 
 @dataclass(frozen=True)
 class OrgKeys:
-    directory_file: Path
     keystores: dict[str, Path]  # by demo member key (manufacturer, customs, ...)
     org_ids: dict[str, int]
 
@@ -29,18 +27,18 @@ class OrgKeys:
         return OrgKeystore.load(self.keystores[member])
 
 
-def make_org_keys(folder: Path, chain: ChainClient, deployment: Deployment) -> OrgKeys:
-    registry = chain.contract("ConsortiumRegistry", deployment.address("ConsortiumRegistry"))
+def make_org_keys(folder: Path, chain: ChainClient, deployment: Deployment, urls: Mapping[str, str] | None = None) -> OrgKeys:
+    """A keystore per demo organisation, its public key (and node URL, from `urls` by member key) published."""
+    registry = RegistryClient(chain, deployment)
     folder.mkdir(parents=True, exist_ok=True)
     keystores: dict[str, Path] = {}
     org_ids: dict[str, int] = {}
-    public: dict[str, str] = {}
     for member in DEMO_MEMBERS:
-        org_id = int(chain.call(registry.functions.organisationOf(devnet_account(member.account_index).address)))
+        account = devnet_account(member.account_index)
+        org_id = int(chain.call(registry.contract.functions.organisationOf(account.address)))
         assert org_id, f"{member.key} has no organisation on this chain"
         path = folder / f"{member.key}.keystore.json"
         keystore = OrgKeystore.create(path, org_id)
-        keystores[member.key], org_ids[member.key], public[str(org_id)] = path, org_id, keystore.public_hex
-    directory_file = folder / "directory.json"
-    directory_file.write_bytes(orjson.dumps(public))
-    return OrgKeys(directory_file, keystores, org_ids)
+        registry.set_node_record((urls or {}).get(member.key, ""), keystore.public_key, sender=account)
+        keystores[member.key], org_ids[member.key] = path, org_id
+    return OrgKeys(keystores, org_ids)

@@ -5,8 +5,8 @@ uploaded to, opens only for the organisations its policy names, and an erasure n
 one node reaches every node (also one that was down, and one that never talks to the first),
 destroying every wrapped key and the ciphertext; the passport then shows the document "erased".
 
-Topology of the feeds (who polls whom): manufacturer <- customs -> carrier, i.e. the carrier's
-node hears of the manufacturer's document only through the customs node."""
+Each node finds its peers, and every organisation's encryption key, in the registry's node
+directory (each organisation publishes its node URL and key with setNodeRecord)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from node.documents import OrgKeystore, erasure_headers, open_sealed, sign_docum
 from node.provenance import epcis
 from node.provenance.attestation import AttestationDomain, sign_attestation
 from node.settings import ChainSettings, DatabaseSettings
-from tests.documents.keys import OrgKeys
+from tests.documents.keys import OrgKeys, make_org_keys
 from tests.oracle.journey import GTIN, at
 from tests.oracle.servers import NodeProcess
 
@@ -51,23 +51,22 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 90.0) -> Non
 
 
 @pytest.fixture
-def nodes(
-    anvil: AnvilProcess, chain: ChainClient, deployment: Deployment, deployment_file: Path, tmp_path: Path, org_keys: OrgKeys
-) -> Iterator[dict[str, NodeProcess]]:
+def keys_and_nodes(
+    anvil: AnvilProcess, chain: ChainClient, deployment: Deployment, deployment_file: Path, tmp_path: Path
+) -> Iterator[tuple[OrgKeys, dict[str, NodeProcess]]]:
+    ports = {member: free_port() for member in ("manufacturer", "customs", "carrier")}
+    keys = make_org_keys(tmp_path / "org-keys", chain, deployment, urls={m: f"http://127.0.0.1:{p}" for m, p in ports.items()})
     made = {
         member: NodeProcess(
-            anvil.rpc_url, anvil.chain_id, deployment_file, tmp_path / member, port=free_port(),
-            key_directory=org_keys.directory_file, keystore=org_keys.keystores[member], anchor_account=index, replicate=0.2,
+            anvil.rpc_url, anvil.chain_id, deployment_file, tmp_path / member, port=ports[member],
+            keystore=keys.keystores[member], anchor_account=index, replicate=0.2,
         )
         for member, index in (("manufacturer", 1), ("customs", 4), ("carrier", 3))
     }
-    made["manufacturer"].peers = [made["customs"].url]
-    made["customs"].peers = [made["manufacturer"].url, made["carrier"].url]
-    made["carrier"].peers = [made["customs"].url]
     try:
         for process in made.values():
             process.start(timeout=180)
-        yield made
+        yield keys, made
     finally:
         for process in made.values():
             process.stop()
@@ -98,8 +97,9 @@ def wraps_and_blob(node: NodeProcess, raw: bytes) -> tuple[dict[int, bytes], boo
 
 
 def test_documents_replicate_sealed_open_only_for_their_readers_and_erasure_reaches_every_node(
-    nodes: dict[str, NodeProcess], org_keys: OrgKeys, chain: ChainClient, deployment: Deployment, tmp_path: Path, chain_now: int
+    keys_and_nodes: tuple[OrgKeys, dict[str, NodeProcess]], chain: ChainClient, deployment: Deployment, tmp_path: Path, chain_now: int
 ) -> None:
+    org_keys, nodes = keys_and_nodes
     manufacturer, customs, carrier = nodes["manufacturer"], nodes["customs"], nodes["carrier"]
     raw = hashlib.sha256(INVOICE).digest()
     digest = "sha256:" + raw.hex()
@@ -151,6 +151,13 @@ def test_documents_replicate_sealed_open_only_for_their_readers_and_erasure_reac
     erased = httpx.delete(f"{customs.url}/documents/{digest}", headers=erasure_headers(notice), timeout=5)
     assert erased.status_code == 200 and erased.json()["status"] == "erased"
     wait_for(lambda: status(carrier, digest) == "erased", "the erasure reached the carrier's node")
+    # The carrier's node passes the owner's signed notice on in its own feed.
+    target = "/documents/sealed?after=0&limit=200"
+    feed = httpx.get(f"{carrier.url}{target}", timeout=5, headers=sign_document_request(
+        CUSTOMS.key, chain.chain_id, registry, "replicate", hashlib.sha256(f"GET {target}".encode()).digest(), audience=carrier.url))
+    assert feed.status_code == 200, feed.text
+    (passed_on,) = [e for e in feed.json()["entries"] if e["digest"] == digest]
+    assert passed_on["status"] == "erased" and passed_on["erasure"] == notice.to_json() and "ciphertext" not in passed_on
     manufacturer.start(timeout=180)
     wait_for(lambda: status(manufacturer, digest) == "erased", "the erasure reached the manufacturer's node after its restart")
     for node in (manufacturer, customs, carrier):

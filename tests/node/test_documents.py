@@ -59,7 +59,7 @@ def keys(tmp_path: Path, chain: ChainClient, deployment: Deployment) -> OrgKeys:
 def api(runtime: NodeRuntime, blob_dir: Path, keys: OrgKeys) -> Iterator[TestClient]:
     # The manufacturer's node: it holds the manufacturer's keystore and no other.
     settings = DocumentSettings(
-        blob_dir=blob_dir, membership_ttl=0, org_keystore=keys.keystores["manufacturer"], key_directory_file=keys.directory_file,
+        blob_dir=blob_dir, membership_ttl=0, key_ttl=0, org_keystore=keys.keystores["manufacturer"],
     )
     app: FastAPI = create_app(runtime, run_indexer=False, documents=settings)
     with TestClient(app) as client:

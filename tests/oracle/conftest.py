@@ -30,7 +30,7 @@ def deployment_file(deployment: Deployment, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def org_keys(chain: ChainClient, deployment: Deployment, tmp_path: Path) -> OrgKeys:
-    """Every demo organisation's document keystore; the node gets only their public keys."""
+    """Every demo organisation's document keystore, its public key published in the registry."""
     return make_org_keys(tmp_path / "org-keys", chain, deployment)
 
 
@@ -38,7 +38,7 @@ def org_keys(chain: ChainClient, deployment: Deployment, tmp_path: Path) -> OrgK
 def node(
     anvil: AnvilProcess, chain: ChainClient, deployment: Deployment, deployment_file: Path, tmp_path: Path, org_keys: OrgKeys
 ) -> Iterator[NodeProcess]:
-    process = NodeProcess(anvil.rpc_url, anvil.chain_id, deployment_file, tmp_path / "node", key_directory=org_keys.directory_file).start()
+    process = NodeProcess(anvil.rpc_url, anvil.chain_id, deployment_file, tmp_path / "node").start()
     try:
         yield process
     finally:

@@ -25,7 +25,6 @@ class NodeProcess:
     workdir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
-    key_directory: Path | None = None
     keystore: Path | None = None
     anchor_account: int | None = None
     replicate: float = 0.0
@@ -62,8 +61,7 @@ class NodeProcess:
         raise RuntimeError(f"node did not answer within {timeout}s")
 
     def _document_args(self) -> list[str]:
-        args = ["--key-directory", str(self.key_directory)] if self.key_directory else []
-        args += ["--keystore", str(self.keystore)] if self.keystore else []
+        args = ["--keystore", str(self.keystore)] if self.keystore else []
         args += ["--anchor-account", str(self.anchor_account)] if self.anchor_account is not None else []
         args += ["--replicate", str(self.replicate)] if self.replicate else []
         for peer in self.peers:
