@@ -33,6 +33,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from node.documents.errors import DocumentInvalid, Unauthenticated
 from node.provenance.attestation import (
@@ -63,9 +64,18 @@ AUDIENCE_HEADER = "waymark-audience"
 ACTIONS: tuple[Action, ...] = ("upload", "read", "erase", "replicate")
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def normalise_audience(url: str) -> str:
-    """A node's public base URL as requests name it: no trailing slash."""
-    return url.strip().rstrip("/")
+    """A node's public base URL as requests name it: scheme and host lower-case, default port
+    dropped, no trailing slash (the same rule as node.network.audience for API requests)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
 def _domain(chain_id: int, registry: str) -> bytes:
