@@ -52,7 +52,7 @@ from node.documents import (
     verify_erasure,
 )
 from node.documents.replication import FEED_PATH, DocumentReplicator, feed_digest
-from node.documents.signing import erasure_from_headers, normalise_audience
+from node.documents.signing import erasure_from_headers, normalise_audience, upload_proof
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ def documents_router(
 
         def work() -> Response:
             account = signed("upload", sha256(content), headers)
+            proof = upload_proof(headers, audience)
             member = policy.check_upload(account)
             document_type = (headers.get("waymark-document-type") or "").strip()
             if not document_type:
@@ -153,7 +154,7 @@ def documents_router(
                     readers.append(int(part))
             sealed = store.put(
                 content, document_type=document_type, media_type=media_type,
-                owner_org=member.org_id, uploaded_by=account, readers=readers,
+                owner_org=member.org_id, uploaded_by=account, readers=readers, upload_proof=proof,
             )
             return _json({**sealed.meta.members(), "unsealed": list(sealed.unsealed)}, 201 if sealed.fresh else 200)
 

@@ -39,6 +39,9 @@ class StoredDocument(Base):
     erasure_reason: Mapped[str | None] = mapped_column(Text)
     # The owner's signed erasure notice (JSON), passed on to every peer.
     erasure_notice: Mapped[str | None] = mapped_column(Text)
+    # The uploader's signed upload request (JSON {account, timestamp, audience, signature}): peers
+    # check with it that the owner named in a replicated copy is who uploaded the document.
+    upload_proof: Mapped[str | None] = mapped_column(Text)
 
 
 class DocumentKey(Base):

@@ -7,7 +7,9 @@ see node.documents.signing): ciphertexts with their wrapped keys, and the signed
 notices of erased documents. `DocumentReplicator.poll_once` reads every peer's feed from
 where it stopped (peers: the registry's node directory and configured URLs) and imports:
 
-* a sealed document it does not hold, as it is (it opens only with a reader's keystore);
+* a sealed document it does not hold, as it is (it opens only with a reader's keystore), once
+  the uploader's signed upload request that travels with it shows that the owner it names is
+  the organisation of the account that uploaded it;
 * an erasure notice whose signature recovers to an account allowed to erase the document
   (node.documents.policy): every wrapped key and the ciphertext go here too, and the notice
   enters this node's own feed, so it travels on to nodes that never talk to the first one.
@@ -31,8 +33,8 @@ from node.db import Database
 from node.db.documents import DocumentPeerCursor
 from node.documents.errors import DocumentError
 from node.documents.policy import AccessPolicy
-from node.documents.signing import ErasureNotice, normalise_audience, sign_document_request, verify_erasure
-from node.documents.storage import DocumentStore
+from node.documents.signing import ErasureNotice, normalise_audience, sign_document_request, verify_erasure, verify_upload_proof
+from node.documents.storage import DocumentStore, parse_digest
 from node.provenance.attestation import PrivateKeyLike
 
 log = logging.getLogger(__name__)
@@ -124,10 +126,20 @@ class DocumentReplicator:
                 log.warning("document feed of %s unreadable: %s", peer, exc)
         return report
 
+    def _owner(self, entry: dict[str, Any]) -> int:
+        """The owner organisation a replica names, checked against its uploader's signed upload request."""
+        digest = parse_digest(str(entry.get("digest")))
+        account = verify_upload_proof(self.chain_id, self.registry, digest, entry.get("upload"))
+        member = self.policy.members.membership(account)
+        if member is None or member.org_id != int(entry["ownerOrg"]):
+            raise ValueError(f"the replica names organisation {entry['ownerOrg']} as owner, but {account} uploaded it")
+        return member.org_id
+
     def _apply(self, peer: str, entry: Any, report: PollReport) -> None:
         try:
             if not isinstance(entry, dict):
                 raise ValueError("a feed entry is an object")
+            owner = self._owner(entry)
             if entry.get("status") == "erased":
                 notice = ErasureNotice.from_json(entry.get("erasure"))
                 if "sha256:" + notice.digest.hex() != entry.get("digest"):
@@ -135,7 +147,7 @@ class DocumentReplicator:
                 account = verify_erasure(self.chain_id, self.registry, notice)
                 # The owner as this node knows it: a peer cannot name another owner to erase what it does not own.
                 held = self.store.meta(notice.digest)
-                self.policy.check_erase(account, held.owner_org if held is not None else int(entry["ownerOrg"]))
+                self.policy.check_erase(account, held.owner_org if held is not None else owner)
                 if self.store.import_erasure(entry, notice):
                     report.erased += 1
             elif self.store.import_sealed(entry):

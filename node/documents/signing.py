@@ -124,7 +124,7 @@ def _account_and_time(headers: Any, max_age: int | None, now: float | None) -> t
 
 
 def verify_document_request(
-    chain_id: int, registry: str, action: Action, digest: bytes, headers: Any, *, audience: str, max_age: int,
+    chain_id: int, registry: str, action: Action, digest: bytes, headers: Any, *, audience: str, max_age: int | None,
     now: float | None = None,
 ) -> str:
     """The account that signed this request for this node (`audience`), or Unauthenticated naming the header at fault."""
@@ -143,6 +143,22 @@ def verify_document_request(
             "(wrong action, digest, timestamp, audience or chain?)", SIGNATURE_HEADER,
         )
     return account
+
+
+def upload_proof(headers: Any, audience: str) -> dict[str, Any]:
+    """The signed upload request, kept with the document and passed on with its replicas."""
+    return {"account": to_checksum_address(str(headers.get(ACCOUNT_HEADER))), "timestamp": int(str(headers.get(TIMESTAMP_HEADER))),
+            "audience": normalise_audience(audience), "signature": str(headers.get(SIGNATURE_HEADER)).strip()}
+
+
+def verify_upload_proof(chain_id: int, registry: str, digest: bytes, proof: Any) -> str:
+    """The account that signed the upload of `digest` (at whichever node it was uploaded to)."""
+    try:
+        headers = {ACCOUNT_HEADER: str(proof["account"]), TIMESTAMP_HEADER: str(proof["timestamp"]),
+                   SIGNATURE_HEADER: str(proof["signature"]), AUDIENCE_HEADER: str(proof["audience"])}
+    except (KeyError, TypeError):
+        raise DocumentInvalid("an upload proof is {account, timestamp, audience, signature}", "upload") from None
+    return verify_document_request(chain_id, registry, "upload", digest, headers, audience=headers[AUDIENCE_HEADER], max_age=None)
 
 
 # --- erasure notices ----------------------------------------------------------------------------

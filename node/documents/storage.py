@@ -213,7 +213,7 @@ class DocumentStore:
 
     def put(
         self, content: bytes, *, document_type: str, media_type: str, owner_org: int, uploaded_by: str,
-        readers: Sequence[int] = (), reader_roles: Sequence[str] | None = None,
+        readers: Sequence[int] = (), reader_roles: Sequence[str] | None = None, upload_proof: dict[str, Any] | None = None,
     ) -> Sealed:
         """Seal and store a document. Storing it again changes nothing (the first policy stays)."""
         if len(content) > self.max_bytes:
@@ -237,11 +237,11 @@ class DocumentStore:
         row = StoredDocument(
             digest=digest, document_type=document_type, media_type=media_type, size=len(content), owner_org=owner_org,
             uploaded_by=to_checksum_address(uploaded_by), readers=orjson.dumps(named).decode(), reader_roles=orjson.dumps(list(roles)).decode(),
-            created_at_ms=int(time.time() * 1000),
+            created_at_ms=int(time.time() * 1000), upload_proof=orjson.dumps(upload_proof).decode() if upload_proof else None,
         )
         if not self._insert(row, blob, wraps):
             return self.put(content, document_type=document_type, media_type=media_type, owner_org=owner_org,
-                            uploaded_by=uploaded_by, readers=readers, reader_roles=reader_roles)
+                            uploaded_by=uploaded_by, readers=readers, reader_roles=reader_roles, upload_proof=upload_proof)
         return Sealed(self._require(digest), True, tuple(missing))
 
     def _insert(self, row: StoredDocument, blob: bytes, wraps: dict[int, bytes]) -> bool:
@@ -376,12 +376,15 @@ class DocumentStore:
 
     def _feed_entry(self, digest: bytes) -> dict[str, Any] | None:
         meta = self.meta(digest)
-        if meta is None:
-            return None
+        with self.db.session() as s:
+            proof = s.scalar(select(StoredDocument.upload_proof).where(StoredDocument.digest == digest))
+        if meta is None or proof is None:
+            return None  # not uploaded through a node that keeps the proof: peers could not check its owner
         body: dict[str, Any] = {
             "digest": digest_text(digest), "documentType": meta.document_type, "mediaType": meta.media_type, "size": meta.size,
             "ownerOrg": meta.owner_org, "uploadedBy": meta.uploaded_by, "createdAtMs": meta.created_at_ms,
             "policy": {"organisations": list(meta.readers), "roles": list(meta.reader_roles)}, "status": meta.status,
+            "upload": orjson.loads(proof),
         }
         if meta.erasure_notice is not None:
             body["erasure"] = meta.erasure_notice.to_json()
@@ -408,7 +411,7 @@ class DocumentStore:
                 owner_org=int(entry["ownerOrg"]), uploaded_by=to_checksum_address(str(entry["uploadedBy"])),
                 readers=orjson.dumps(sorted(int(o) for o in policy.get("organisations", []))).decode(),
                 reader_roles=orjson.dumps([str(r) for r in policy.get("roles", [])]).decode(),
-                created_at_ms=int(entry["createdAtMs"]),
+                created_at_ms=int(entry["createdAtMs"]), upload_proof=orjson.dumps(entry["upload"]).decode(),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DocumentInvalid(f"a sealed feed entry lacks or mangles a field: {exc}", "feed") from None
@@ -433,7 +436,7 @@ class DocumentStore:
             row = StoredDocument(
                 digest=notice.digest, document_type=str(entry["documentType"]), media_type=str(entry["mediaType"]), size=int(entry["size"]),
                 owner_org=int(entry["ownerOrg"]), uploaded_by=to_checksum_address(str(entry["uploadedBy"])),
-                readers="[]", reader_roles="[]", created_at_ms=int(entry["createdAtMs"]),
+                readers="[]", reader_roles="[]", created_at_ms=int(entry["createdAtMs"]), upload_proof=orjson.dumps(entry["upload"]).decode(),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DocumentInvalid(f"an erased feed entry lacks or mangles a field: {exc}", "feed") from None

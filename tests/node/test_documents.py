@@ -265,3 +265,47 @@ def test_keys_kept_in_the_clear_before_0008_are_sealed_and_deleted(runtime: Node
         assert s.scalar(select(func.count()).select_from(DocumentKey)) == 0
     _meta, sealed_blob, wrapped = store.envelope(digest, inspector)
     assert open_sealed(sealed_blob, wrapped, keys.keystore("inspector").private_key, digest, inspector) == REPORT
+
+
+def test_a_replica_must_show_its_uploader_and_an_erasure_its_owner(
+    api: TestClient, runtime: NodeRuntime, keys: OrgKeys, tmp_path: Path
+) -> None:
+    """What a peer serves is checked before this node keeps it: a replica whose owner is not the
+    organisation that signed its upload, or an erasure notice not signed by its owner, is skipped."""
+    from node.db import Database
+    from node.documents import AccessPolicy, ChainMembership
+    from node.documents.replication import DocumentReplicator, PollReport
+
+    sealed = upload(api, runtime, INVOICE, MANUFACTURER, "commercial_invoice", readers=str(keys.org_ids["customs"]))
+    digest = str(sealed["digest"])
+    registry = runtime.deployment.address("ConsortiumRegistry")
+    feed = api.get("/documents/sealed?after=0&limit=10", headers=headers(
+        runtime, CUSTOMS, "replicate", hashlib.sha256(b"GET /documents/sealed?after=0&limit=10").digest()))
+    assert feed.status_code == 200, feed.text
+    (entry,) = [e for e in feed.json()["entries"] if e["digest"] == digest]
+    assert entry["upload"]["account"] == MANUFACTURER.address and "ciphertext" in entry and "keys" in entry
+
+    peer_db = Database(f"sqlite:///{tmp_path / 'peer.sqlite3'}")
+    peer_db.migrate()
+    try:
+        store = DocumentStore(peer_db, FileBlobStore(tmp_path / "peer-blobs"))
+        replicator = DocumentReplicator(
+            store, AccessPolicy(ChainMembership(runtime.client, registry, ttl=0)), signer=CUSTOMS.key, chain_id=runtime.client.chain_id,
+            registry=registry, peers=lambda: [], own_url="http://peer.example",
+        )
+        report = PollReport()
+        # A peer claims the carrier owns the manufacturer's invoice (and so could erase it).
+        replicator._apply("http://liar.example", {**entry, "ownerOrg": keys.org_ids["carrier"]}, report)
+        assert store.meta(bytes.fromhex(digest[7:])) is None and "uploaded it" in report.skipped[0]
+        # A carrier's signed "erasure" of a document it does not own is skipped too.
+        forged = sign_erasure(CARRIER.key, runtime.client.chain_id, registry, bytes.fromhex(digest[7:]), "mine now")
+        replicator._apply("http://liar.example", {**entry, "status": "erased", "erasure": forged.to_json()}, report)
+        assert store.meta(bytes.fromhex(digest[7:])) is None and len(report.skipped) == 2
+        # The honest entry is kept, sealed as it was: this node holds no keystore and cannot open it.
+        replicator._apply("http://honest.example", entry, report)
+        assert report.imported == 1 and store.status(digest) == "available"
+        _meta, blob, wrapped = store.envelope(bytes.fromhex(digest[7:]), keys.org_ids["customs"])
+        customs = keys.keystore("customs")
+        assert open_sealed(blob, wrapped, customs.private_key, bytes.fromhex(digest[7:]), customs.org_id) == INVOICE
+    finally:
+        peer_db.dispose()

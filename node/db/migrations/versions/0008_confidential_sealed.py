@@ -26,6 +26,7 @@ def upgrade() -> None:
     with op.batch_alter_table('documents', schema=None) as batch_op:
         batch_op.add_column(sa.Column('reader_roles', sa.Text(), nullable=False, server_default='[]'))
         batch_op.add_column(sa.Column('erasure_notice', sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column('upload_proof', sa.Text(), nullable=True))
     op.create_table('document_key_wraps',
     sa.Column('digest', sa.LargeBinary(length=32), nullable=False),
     sa.Column('org_id', sa.BigInteger(), nullable=False),
@@ -54,5 +55,6 @@ def downgrade() -> None:
     op.drop_table('document_feed')
     op.drop_table('document_key_wraps')
     with op.batch_alter_table('documents', schema=None) as batch_op:
+        batch_op.drop_column('upload_proof')
         batch_op.drop_column('erasure_notice')
         batch_op.drop_column('reader_roles')
