@@ -86,6 +86,8 @@ class NodeClient:
     chain_id: int
     consortium_registry: str
     timeout: float = 15.0
+    # The node's public URL, which signed document requests name (default: base_url).
+    audience: str | None = None
 
     def __post_init__(self) -> None:
         self.http = httpx.Client(base_url=self.base_url.rstrip("/"), timeout=self.timeout)
@@ -137,7 +139,9 @@ class NodeClient:
 
         content = base64.b64decode(payload["content"])
         digest = hashlib.sha256(content).digest()
-        headers = sign_document_request(self.account.key, self.chain_id, self.consortium_registry, "upload", digest)
+        headers = sign_document_request(
+            self.account.key, self.chain_id, self.consortium_registry, "upload", digest, audience=self.audience or self.base_url
+        )
         headers["Content-Type"] = payload.get("mediaType") or "application/octet-stream"
         headers["Waymark-Document-Type"] = payload["documentType"]
         if payload.get("readers"):

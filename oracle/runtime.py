@@ -164,7 +164,9 @@ def build_runtime(
     queue = DurableQueue(settings.queue_path(), base_delay=settings.retry_base, max_delay=settings.retry_max)
     state = OracleState(settings.queue_path())
     sink = escrow(state) if escrow is not None else None
-    node = NodeClient(settings.node_url, account, chain_id, consortium_registry, timeout=settings.request_timeout)
+    node = NodeClient(
+        settings.node_url, account, chain_id, consortium_registry, timeout=settings.request_timeout, audience=settings.node_audience
+    )
     oracle = Oracle(
         account,
         AttestationDomain(chain_id, provenance_registry),

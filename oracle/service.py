@@ -15,12 +15,17 @@ Escrow facts come from the events themselves, whichever adapter made them:
 |---|---|---|
 | bizStep shipping | shipped | MilestoneAttestation of the order's Shipped milestone (CARRIER) |
 | bizStep receiving | delivered | MilestoneAttestation of the Delivered milestone (CARRIER) |
-| bizStep wmc:cleared | customs_cleared (with `wmc:duty`) | MilestoneAttestation of the next CustomsCleared milestone, duty included (CUSTOMS) |
+| bizStep wmc:cleared | customs_cleared (with the duty the adapter sealed in a document, `Output.escrow_duty`) | MilestoneAttestation of the next CustomsCleared milestone, duty included (CUSTOMS) |
 | bizStep wmc:returned | customs_returned | CustomsReturn of the next CustomsCleared milestone (CUSTOMS) |
 
 Each fact carries every id an escrow order may name as its `shipmentRef` (keccak256 of a
 canonical id): the event's objects, and the containers, contents and lots of shipments
 this oracle knows them to travel in.
+
+Event bodies are public (every passport shows them, and their anchored hash covers every
+field): an event with commercial or personal content (node.documents.confidential: values,
+prices, duty, HS codes, invoice references, contact data), from any adapter including raw
+EPCIS capture, is refused naming the field; such content belongs in a sealed document.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
+from node.documents.confidential import confidential_fields
 from node.ingest.capture import MAX_FUTURE_SKEW, event_time_problem
 from node.ingest.roles import roles_for_bizstep
 from node.provenance import epcis
@@ -125,6 +131,12 @@ def submission_report(queue: DurableQueue, submission: str) -> dict[str, Any] | 
     }
 
 
+def document_secret(account: LocalAccount) -> bytes:
+    """The key of the salts of the documents the adapters write (oracle.adapters.base.Context):
+    derived from the organisation's signing key, so it needs no storage of its own."""
+    return hashlib.sha256(b"Waymark oracle document salt v1" + bytes(account.key)).digest()
+
+
 def biz_step_term(event: Mapping[str, Any]) -> str | None:
     """The bizStep as a CBV term (``shipping``) or, for Waymark customs steps, as its IRI."""
     step = event.get("bizStep")
@@ -180,7 +192,7 @@ class Oracle:
         self.domain = domain
         self.queue = queue
         self.state = state
-        self.context = Context(state, products or {})
+        self.context = Context(state, products or {}, document_secret(account))
         known = all_adapters()
         wanted = list(adapters) if adapters is not None else list(known)
         unknown = [a for a in wanted if a not in known]
@@ -231,6 +243,13 @@ class Oracle:
             raise InputRejected(adapter, exc.field, exc.problem) from None
         except EventHashError as exc:
             raise InputRejected(adapter, where, str(exc)) from None
+        leaks = confidential_fields(event)
+        if leaks:
+            path, what = leaks[0]
+            raise InputRejected(
+                adapter, f"{where}.{path}",
+                f"{what} never goes into an event (every passport shows event bodies): put it in a sealed document named in wm:documents",
+            )
         roles = roles_for_bizstep(event.get("bizStep"), event.get("@context"))
         if roles is None:
             raise InputRejected(adapter, f"{where}.bizStep", f"no attesting role is defined for bizStep {event.get('bizStep')!r}")
@@ -272,12 +291,12 @@ class Oracle:
                 "content": base64.b64encode(document.content).decode(),
                 "documentType": document.document_type,
                 "mediaType": document.media_type,
-                "readers": self.document_readers,
+                "readers": sorted({*self.document_readers, *document.readers}),
             }))
         event_ids: list[str] = []
         facts: list[str] = []
         event_jobs = 0
-        for event in events:
+        for index, event in enumerate(events):
             signed = sign_attestation(self.account.key, self.domain, event)
             event_id = signed.event_hash
             event_ids.append(event_id)
@@ -286,7 +305,7 @@ class Oracle:
             fact = escrow_fact(event)
             if fact is not None:
                 objects = event_objects(event)
-                duty = event.get("wmc:duty") if isinstance(event.get("wmc:duty"), dict) else None
+                duty = output.escrow_duty.get(index)
                 key = f"escrow:{fact}:{event_id}"
                 facts.append(key)
                 jobs.append((ESCROW, key, {
@@ -294,7 +313,7 @@ class Oracle:
                     "eventId": event_id,
                     "eventTime": signed.event_time,
                     "refs": shipment_refs(self.state, objects),
-                    "duty": {"amount": duty["wmc:amount"], "currency": duty["wmc:currency"]} if duty else None,
+                    "duty": dict(duty) if duty else None,
                 }))
         fx_keys = []
         signed_rates = []

@@ -30,6 +30,10 @@ class OracleSettings(BaseSettings):
     node_url: str = "http://127.0.0.1:8600"
     """Base URL of the node: events go to `<node_url>/capture`, documents to `<node_url>/documents`."""
 
+    node_audience: str | None = None
+    """The node's public URL as it names itself (its WAYMARK_NODE_PUBLIC_URL), which signed document
+    requests name as their audience; default `node_url`. Set it when the oracle reaches the node at another address."""
+
     relayer_url: str | None = None
     """Base URL of the escrow relayer; without it escrow facts are signed and kept, not sent."""
 

@@ -23,8 +23,10 @@ node.ingest.capture): the signature is the writer's credential. Readers sign eac
 node.documents signs document reads (EIP-712 DocumentRequest, action "read", headers
 Waymark-Account / Waymark-Timestamp / Waymark-Signature) over `request_target_digest`
 (SHA-256 of "<METHOD> <path?query as sent>") and must be accounts of active member
-organisations. Every event body is public to members (commercial content lives in encrypted
-documents); finer access rules come later.
+organisations; each request names the node it is signed for (`audience`, the node's public URL,
+header Waymark-Audience), so it cannot be replayed at another node. Event bodies are the public
+tier: the oracles refuse commercial or personal content in events (node.documents.confidential),
+which lives in sealed documents that the document routes serve per tier (node.documents.policy).
 
 Left out: WebSocket subscriptions and scheduled (`schedule`) subscriptions (501), XML
 (application/xml) bodies and answers, `GS1-EPC-Format` / `GS1-CBV-XML-Format` conversions

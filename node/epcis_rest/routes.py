@@ -202,13 +202,16 @@ class Readers:
             self.chain_id = runtime.client.chain_id
             self.registry = runtime.deployment.address("ConsortiumRegistry")
             self.members = ChainMembership(runtime.client, self.registry)
+            self.audience: str = runtime.node.public_url
 
     def check(self, request: Request) -> str | None:
         if not self.required:
             return None
         digest = request_target_digest(request.method, _target(request))
         try:
-            account = verify_document_request(self.chain_id, self.registry, "read", digest, request.headers, max_age=self.max_age)
+            account = verify_document_request(
+                self.chain_id, self.registry, "read", digest, request.headers, audience=self.audience, max_age=self.max_age
+            )
         except Unauthenticated as exc:
             raise EpcisProblem(401, "SecurityException", "Unauthorised request", str(exc)) from None
         member = self.members.membership(account)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote
 
+import orjson
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -196,6 +198,10 @@ class DocumentInput(Record):
     )
     media_type: str = Field("application/pdf", pattern=r"^[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*$", description="MIME type of the content")
     content_base64: str = Field(description="The document's bytes, base64")
+    readers: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list, max_length=50,
+        description="Organisation ids the document is sealed for besides the uploader and its type's role tier: the parties to the order, the destination's customs",
+    )
 
     def content(self) -> bytes:
         try:
@@ -215,6 +221,8 @@ class DocumentUpload:
     content: bytes
     document_type: str
     media_type: str
+    # Organisations the document is sealed for besides the uploader and its type's role tier.
+    readers: tuple[int, ...] = ()
 
     @property
     def sha256_hex(self) -> str:
@@ -244,8 +252,12 @@ class Output:
     remember: list[Callable[[OracleState], None]] = field(default_factory=list)
     # Said back to the source system (e.g. the shipment a booking registered).
     notes: dict[str, Any] = field(default_factory=dict)
+    # The duty an event's escrow fact carries ({amount, currency}, by the event's index in
+    # `events`): the event itself names only the sealed document that holds it.
+    escrow_duty: dict[int, dict[str, str]] = field(default_factory=dict)
 
     def extend(self, other: "Output") -> None:
+        self.escrow_duty.update({len(self.events) + i: duty for i, duty in other.escrow_duty.items()})
         self.events.extend(other.events)
         self.documents.extend(other.documents)
         self.fx.extend(other.fx)
@@ -259,6 +271,19 @@ class Context:
 
     state: OracleState
     products: Mapping[str, Mapping[str, Any]]
+    # The organisation's secret for the salts of the documents adapters write themselves
+    # (derived from its signing key): the same record gives the same document, and nobody
+    # can guess a document's content (an HS code, a round value) from its public hash.
+    secret: bytes = b""
+
+    def record_document(self, document_type: str, body: Mapping[str, Any], readers: Sequence[int] = ()) -> DocumentUpload:
+        """A JSON document of confidential fields taken out of an event, salted (see `secret`)."""
+        if not self.secret:
+            raise ValueError("this oracle has no document secret, so it cannot seal confidential fields")
+        canonical = orjson.dumps({"documentType": document_type, **body}, option=orjson.OPT_SORT_KEYS)
+        salt = hmac.new(self.secret, canonical, hashlib.sha256).hexdigest()
+        content = orjson.dumps({"documentType": document_type, **body, "salt": salt}, option=orjson.OPT_SORT_KEYS)
+        return DocumentUpload(content, document_type, "application/json", tuple(sorted(set(readers))))
 
 
 class Adapter:

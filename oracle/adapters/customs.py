@@ -3,26 +3,32 @@
 Declaration:
 
     {"kind": "declaration", "declarationId": "25NL000396I0042", "containers": ["195212340000000038"],
-     "office": "NL000396", "lodgedAt": "2025-07-28T09:00:00+02:00",
+     "office": "NL000396", "port": {"unlocode": "NLRTM"}, "lodgedAt": "2025-07-28T09:00:00+02:00",
      "hsCode": "691390", "declaredValue": {"amount": "18400.00", "currency": "EUR"}, "originCountry": "VN",
+     "readers": [1],
      "originCertificate": {"documentType": "certificate_of_origin", "contentBase64": "..."}}
 
 becomes an ObjectEvent OBSERVE of the containers, bizStep `wmc:declared`, disposition
-`wmc:held`, with `wmc:declarationId`, `wmc:customsOffice`, `wmc:hsCode`, `wmc:declaredValue`
-{`wmc:amount`, `wmc:currency`} and `wmc:originCountry`; the certificate of origin (and an
-optional commercial `invoice`) go to the node's document store and are named in `wm:documents`.
+`wmc:held`, at the port (`port`: business location and read point), with `wmc:declarationId`
+and `wmc:customsOffice` only. What is commercial (the HS classification, the declared value,
+the declared origin) goes into a sealed `customs_declaration` document (JSON, salted so its
+public hash gives nothing away) named in `wm:documents`, beside the certificate of origin and an
+optional commercial `invoice`. Documents are sealed for this customs organisation, the
+organisations in `readers` (the parties to the order) and the auditors' tier
+(node.documents.policy).
 
 Decision:
 
     {"kind": "decision", "declarationId": "25NL000396I0042", "decision": "cleared",
      "decidedAt": "2025-07-29T15:10:00+02:00", "duty": {"amount": "736.00", "currency": "EUR"}}
 
-| decision | events (objects: the declaration's containers) | escrow |
+| decision | events (objects: the declaration's containers, at its port) | escrow |
 |---|---|---|
-| cleared | with a duty: `wmc:duty_assessed` (disposition `wmc:held`, `wmc:duty`); then `wmc:cleared` (disposition `wmc:released`, `wmc:duty` repeated) | CustomsCleared, with the duty paid to the customs payee |
-| detained | `wmc:detained`, disposition `wmc:held`, `wmc:reason` | none (the goods wait) |
-| returned | `wmc:returned`, disposition `wmc:refused`, `wmc:reason` | customs return: the buyer is refunded |
+| cleared | with a duty: `wmc:duty_assessed` (disposition `wmc:held`); then `wmc:cleared` (disposition `wmc:released`); both name the sealed `customs_duty_assessment` document holding the duty | CustomsCleared, with the duty paid to the customs payee |
+| detained | `wmc:detained`, disposition `wmc:held`; a `reason` goes into a sealed `customs_decision` document | none (the goods wait) |
+| returned | `wmc:returned`, disposition `wmc:refused`; the reason as for detained | customs return: the buyer is refunded |
 
+A buyer's passport thus reads "cleared by customs at Rotterdam on ..." and nothing more.
 A decision must name a declaration this oracle lodged: one for an unknown shipment is
 refused. A cleared or returned declaration is final; the same decision sent again is the
 same events (accepted, not duplicated), a different one is refused.
@@ -36,8 +42,8 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_valid
 
 from node.provenance import epcis
 from oracle.adapters.base import (
-    Adapter, Amount, Context, Country, Currency, DocumentInput, DocumentUpload, FieldError, Ident, Output, Record, Sscc, Timestamp,
-    offset_of, rejection,
+    Adapter, Amount, Context, Country, Currency, DocumentInput, DocumentUpload, FieldError, Ident, Location, Output, Record, Sscc,
+    Timestamp, offset_of, rejection,
 )
 from oracle.errors import InputRejected
 from oracle.state import Declaration as DeclarationState
@@ -53,10 +59,14 @@ class CustomsDeclaration(Record):
     declaration_id: Ident
     containers: list[Sscc] = Field(min_length=1, max_length=500)
     office: str = Field(pattern=r"^[A-Z]{2}[A-Z0-9]{6}$", description="Customs office code, e.g. NL000396")
+    port: Location | None = Field(None, description="Where the goods are declared (a UN/LOCODE or GLN): the place the passport shows")
     lodged_at: Timestamp
     hs_code: str = Field(pattern=r"^[0-9]{6}([0-9]{2}){0,2}$", description="Harmonized System code, 6, 8 or 10 ASCII digits")
     declared_value: Money
     origin_country: Country
+    readers: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list, max_length=50, description="Organisation ids the declaration's documents are sealed for (the parties to the order)"
+    )
     origin_certificate: DocumentInput | None = None
     invoice: DocumentInput | None = None
 
@@ -78,10 +88,6 @@ class CustomsDecision(Record):
 
 CustomsMessage = Annotated[Union[CustomsDeclaration, CustomsDecision], Field(discriminator="kind")]
 _MESSAGE = TypeAdapter(CustomsMessage)
-
-
-def _duty_fields(money: "Money") -> dict[str, Any]:
-    return epcis.customs_fields(duty_amount=money.amount, duty_currency=money.currency)
 
 
 class CustomsAdapter(Adapter):
@@ -115,20 +121,19 @@ class CustomsAdapter(Adapter):
         containers = list(dict.fromkeys(record.containers))
         if known is not None and set(known.containers) != set(containers):
             raise FieldError("containers", f"declaration {record.declaration_id!r} was lodged for other containers")
-        documents: list[DocumentUpload] = []
+        readers = tuple(sorted(set(record.readers)))
+        documents: list[DocumentUpload] = [ctx.record_document("customs_declaration", {
+            "declarationId": record.declaration_id, "office": record.office, "lodgedAt": record.lodged_at, "containers": containers,
+            "hsCode": record.hs_code, "declaredValue": record.declared_value.model_dump(by_alias=True), "originCountry": record.origin_country,
+        }, readers)]
         for field, item, default in (("originCertificate", record.origin_certificate, "certificate_of_origin"), ("invoice", record.invoice, "commercial_invoice")):
             if item is None:
                 continue
             try:
-                documents.append(DocumentUpload(item.content(), item.document_type or default, item.media_type))
+                documents.append(DocumentUpload(item.content(), item.document_type or default, item.media_type, tuple(sorted({*readers, *item.readers}))))
             except ValueError as exc:
                 raise FieldError(f"{field}.contentBase64", str(exc).removeprefix("contentBase64: ")) from None
-        extensions = {
-            **epcis.customs_fields(declaration_id=record.declaration_id, customs_office=record.office),
-            "wmc:hsCode": record.hs_code,
-            "wmc:declaredValue": {"wmc:amount": record.declared_value.amount, "wmc:currency": record.declared_value.currency},
-            "wmc:originCountry": record.origin_country,
-        }
+        place = _place(record.port)
         event = epcis.object_event(
             epcs=containers,
             action="OBSERVE",
@@ -136,10 +141,12 @@ class CustomsAdapter(Adapter):
             event_time_zone_offset=offset_of(record.lodged_at),
             biz_step=epcis.customs_step("declared"),
             disposition=epcis.customs_disposition("held"),
-            documents=[d.ref() for d in documents] or None,
-            extensions=extensions,
+            documents=[d.ref() for d in documents],
+            extensions=epcis.customs_fields(declaration_id=record.declaration_id, customs_office=record.office),
+            read_point=place.get("read_point"),
+            biz_location=place.get("biz_location"),
         )
-        detail = {"office": record.office, "hsCode": record.hs_code, "originCountry": record.origin_country}
+        detail = {"office": record.office, "hsCode": record.hs_code, "originCountry": record.origin_country, "place": place, "readers": list(readers)}
         state = DeclarationState(record.declaration_id, tuple(containers), detail, known.decision if known else None)
         return Output(
             events=[event], documents=documents, remember=[lambda s: s.save_declaration(state)],
@@ -156,34 +163,56 @@ class CustomsAdapter(Adapter):
         if declaration.decision in ("cleared", "returned") and declaration.decision != record.decision:
             raise FieldError("decision", f"declaration {record.declaration_id!r} was already {declaration.decision}; that decision is final")
         office = declaration.detail.get("office")
+        readers = [int(r) for r in declaration.detail.get("readers", [])]
         common: dict[str, Any] = {
             "epcs": list(declaration.containers),
             "action": "OBSERVE",
             "event_time": record.decided_at,
             "event_time_zone_offset": offset_of(record.decided_at),
+            "extensions": epcis.customs_fields(declaration_id=record.declaration_id, customs_office=office),
+            **{k: v for k, v in dict(declaration.detail.get("place") or {}).items() if v is not None},
         }
-        base = epcis.customs_fields(declaration_id=record.declaration_id, customs_office=office)
         events = []
+        documents: list[DocumentUpload] = []
+        escrow_duty: dict[int, dict[str, str]] = {}
         if record.decision == "cleared":
-            duty = _duty_fields(record.duty) if record.duty is not None else {}
-            if duty:
+            refs = None
+            if record.duty is not None:
+                assessment = ctx.record_document("customs_duty_assessment", {
+                    "declarationId": record.declaration_id, "decidedAt": record.decided_at, "duty": record.duty.model_dump(by_alias=True),
+                }, readers)
+                documents.append(assessment)
+                refs = [assessment.ref()]
                 events.append(epcis.object_event(
-                    biz_step=epcis.customs_step("duty_assessed"), disposition=epcis.customs_disposition("held"),
-                    extensions={**base, **duty}, **common,
+                    biz_step=epcis.customs_step("duty_assessed"), disposition=epcis.customs_disposition("held"), documents=refs, **common,
                 ))
+                # The escrow pays the duty on the cleared event's fact (the event appended next).
+                escrow_duty[len(events)] = {"amount": record.duty.amount, "currency": record.duty.currency}
             events.append(epcis.object_event(
-                biz_step=epcis.customs_step("cleared"), disposition=epcis.customs_disposition("released"),
-                extensions={**base, **duty}, **common,
+                biz_step=epcis.customs_step("cleared"), disposition=epcis.customs_disposition("released"), documents=refs, **common,
             ))
         else:
-            reason = {"wmc:reason": record.reason} if record.reason else {}
+            refs = None
+            if record.reason:
+                grounds = ctx.record_document("customs_decision", {
+                    "declarationId": record.declaration_id, "decision": record.decision, "decidedAt": record.decided_at, "reason": record.reason,
+                }, readers)
+                documents.append(grounds)
+                refs = [grounds.ref()]
             events.append(epcis.object_event(
                 biz_step=epcis.customs_step(record.decision),
                 disposition=epcis.customs_disposition("held" if record.decision == "detained" else "refused"),
-                extensions={**base, **reason}, **common,
+                documents=refs, **common,
             ))
         decision = record.decision
         return Output(
-            events=events, remember=[lambda s: s.decide(record.declaration_id, decision)],
+            events=events, documents=documents, escrow_duty=escrow_duty, remember=[lambda s: s.decide(record.declaration_id, decision)],
             notes={"declaration": record.declaration_id, "decision": decision},
         )
+
+
+def _place(port: Location | None) -> dict[str, str]:
+    """The event's business location and read point from the declaration's port, if given."""
+    if port is None:
+        return {}
+    return {k: v for k, v in (("read_point", port.read_point()), ("biz_location", port.business_location())) if v is not None}

@@ -41,7 +41,9 @@ class InspectionAdapter(Adapter):
             content = record.report.content()
         except ValueError as exc:
             raise FieldError("report.contentBase64", str(exc).removeprefix("contentBase64: ")) from None
-        document = DocumentUpload(content, record.report.document_type or "inspection_report", record.report.media_type)
+        document = DocumentUpload(
+            content, record.report.document_type or "inspection_report", record.report.media_type, tuple(sorted(set(record.report.readers)))
+        )
         extensions = {"wm:inspectionId": record.inspection_id}
         if record.standard:
             extensions["wm:standard"] = record.standard

@@ -26,7 +26,7 @@ def signing_hook(runtime: NodeRuntime, account: LocalAccount) -> Any:
     def sign(request: httpx.Request) -> None:
         target = request.url.raw_path.decode("latin-1")
         headers = sign_document_request(account.key, runtime.client.chain_id, registry, "read",
-                                        request_target_digest(request.method, target))
+                                        request_target_digest(request.method, target), audience=runtime.node.public_url)
         request.headers.update(headers)
 
     return sign

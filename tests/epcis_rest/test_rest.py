@@ -162,7 +162,8 @@ def test_reads_need_a_signature_of_a_member_account(runtime: NodeRuntime, client
     from node.documents import sign_document_request
     from node.epcis_rest import request_target_digest
 
-    headers = sign_document_request(CARRIER.key, runtime.client.chain_id, registry, "read", request_target_digest("GET", "/epcis/events"))
+    headers = sign_document_request(CARRIER.key, runtime.client.chain_id, registry, "read", request_target_digest("GET", "/epcis/events"),
+                                     audience=runtime.node.public_url)
     client.event_hooks = {"request": [], "response": []}
     assert client.get("/epcis/events", headers=headers).status_code == 200
     assert client.get("/epcis/events?eventType=ObjectEvent", headers=headers).status_code == 401

@@ -87,10 +87,13 @@ class MemberSignature(requests.auth.AuthBase):
     def __init__(self, runtime: NodeRuntime) -> None:
         self.chain_id = runtime.client.chain_id
         self.registry = runtime.deployment.address("ConsortiumRegistry")
+        self.audience = runtime.node.public_url
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         digest = request_target_digest(str(request.method), request.path_url)
-        request.headers.update(sign_document_request(MANUFACTURER.key, self.chain_id, self.registry, "read", digest))
+        request.headers.update(sign_document_request(
+            MANUFACTURER.key, self.chain_id, self.registry, "read", digest, audience=self.audience
+        ))
         return request
 
 

@@ -15,6 +15,7 @@ from node.devnet.anvil import AnvilProcess
 from node.devnet.consortium import DEMO_MEMBERS
 from oracle.runtime import OracleRuntime, RoleHistory, build_runtime, escrow_factory, fx_signer_for, organisation_roles
 from oracle.settings import OracleSettings
+from tests.documents.keys import OrgKeys, make_org_keys
 from tests.oracle.servers import NodeProcess, ServedApp
 
 PRODUCTS = {
@@ -28,7 +29,15 @@ def deployment_file(deployment: Deployment, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def node(anvil: AnvilProcess, chain: ChainClient, deployment: Deployment, deployment_file: Path, tmp_path: Path) -> Iterator[NodeProcess]:
+def org_keys(chain: ChainClient, deployment: Deployment, tmp_path: Path) -> OrgKeys:
+    """Every demo organisation's document keystore, its public key published in the registry."""
+    return make_org_keys(tmp_path / "org-keys", chain, deployment)
+
+
+@pytest.fixture
+def node(
+    anvil: AnvilProcess, chain: ChainClient, deployment: Deployment, deployment_file: Path, tmp_path: Path, org_keys: OrgKeys
+) -> Iterator[NodeProcess]:
     process = NodeProcess(anvil.rpc_url, anvil.chain_id, deployment_file, tmp_path / "node").start()
     try:
         yield process

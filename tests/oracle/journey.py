@@ -87,9 +87,13 @@ class Journey:
             {"time": at(self.t0, 90), "type": "humidity", "value": 74, "unit": "%"},
         ]}
 
-    def declaration_record(self) -> dict[str, Any]:
+    def declaration_record(self, readers: tuple[int, ...] = (), invoice: bytes | None = None) -> dict[str, Any]:
+        """`readers`: the parties to the order the declaration's documents are sealed for."""
+        extra: dict[str, Any] = {"readers": list(readers)} if readers else {}
+        if invoice is not None:
+            extra["invoice"] = {"contentBase64": base64.b64encode(invoice).decode()}
         return {"kind": "declaration", "declarationId": self.declaration, "containers": [self.container], "office": "NL000396",
-                "lodgedAt": at(self.t0, 100, NL), "hsCode": "691390", "declaredValue": {"amount": "18400.00", "currency": "EUR"},
+                "port": {"unlocode": "NLRTM"}, "lodgedAt": at(self.t0, 100, NL), **extra, "hsCode": "691390", "declaredValue": {"amount": "18400.00", "currency": "EUR"},
                 "originCountry": "VN", "originCertificate": {"contentBase64": base64.b64encode(f"Form E {self.t0}".encode()).decode()}}
 
     def decision(self, decision: str = "cleared", duty: str | None = "736.00") -> dict[str, Any]:

@@ -25,6 +25,10 @@ class NodeProcess:
     workdir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    keystore: Path | None = None
+    anchor_account: int | None = None
+    replicate: float = 0.0
+    peers: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -40,7 +44,7 @@ class NodeProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.oracle.node_main", "--port", str(self.port), "--rpc-url", self.rpc_url,
              "--chain-id", str(self.chain_id), "--deployment", str(self.deployment_file), "--db", self.db_url,
-             "--blobs", str(self.workdir / "blobs")],
+             "--blobs", str(self.workdir / "blobs"), *self._document_args()],
             cwd=PROJECT_ROOT, stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
         )
         deadline = time.monotonic() + timeout
@@ -55,6 +59,14 @@ class NodeProcess:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"node did not answer within {timeout}s")
+
+    def _document_args(self) -> list[str]:
+        args = ["--keystore", str(self.keystore)] if self.keystore else []
+        args += ["--anchor-account", str(self.anchor_account)] if self.anchor_account is not None else []
+        args += ["--replicate", str(self.replicate)] if self.replicate else []
+        for peer in self.peers:
+            args += ["--peer", peer]
+        return args
 
     def stop(self, kill: bool = False) -> None:
         if self.process is None:

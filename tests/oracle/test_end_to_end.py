@@ -10,16 +10,30 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 from fastapi.testclient import TestClient
 
 from node.devnet.consortium import devnet_account
+from node.documents import OrgKeystore, confidential_fields, open_sealed, sign_document_request
 from node.provenance import epcis
 from node.provenance.epcis import CUSTOMS_NS
 from oracle.app import create_app
 from oracle.runtime import OracleRuntime
+from tests.documents.keys import OrgKeys
 from tests.oracle.conftest import OracleFactory
 from tests.oracle.journey import GTIN, Journey, at
 from tests.oracle.servers import NodeProcess
+
+
+def open_from(node: NodeProcess, keystore: OrgKeystore, account: Any, digest: str) -> bytes:
+    """A sealed document from the node, opened with an organisation's keystore (as its member would)."""
+    from node.chain.deploy import load_deployment
+
+    raw = bytes.fromhex(digest.removeprefix("sha256:"))
+    registry = load_deployment(node.deployment_file).address("ConsortiumRegistry")
+    headers = sign_document_request(account.key, node.chain_id, registry, "read", raw, audience=node.url)
+    envelope = httpx.get(f"{node.url}/documents/{digest}/sealed", headers=headers, timeout=5).json()
+    return open_sealed(base64.b64decode(envelope["ciphertext"]), base64.b64decode(envelope["wrappedKey"]), keystore.private_key, raw, keystore.org_id)
 
 MANUFACTURER, INSPECTOR, CARRIER, CUSTOMS = (devnet_account(i).address for i in (1, 2, 3, 4))
 
@@ -47,7 +61,9 @@ def node_event(node: NodeProcess, event_id: str) -> dict[str, Any]:
     return event
 
 
-def test_every_adapter_input_becomes_a_signed_ingested_anchored_event(make_oracle: OracleFactory, node: NodeProcess, chain_now: int) -> None:
+def test_every_adapter_input_becomes_a_signed_ingested_anchored_event(
+    make_oracle: OracleFactory, node: NodeProcess, chain_now: int, org_keys: OrgKeys
+) -> None:
     j = Journey(chain_now + 5)
     manufacturer, inspector, carrier, customs = (make_oracle(m) for m in ("manufacturer", "inspector", "carrier", "customs"))
     expected: dict[str, tuple[str, str]] = {}  # event id -> (signer, what)
@@ -127,8 +143,18 @@ def test_every_adapter_input_becomes_a_signed_ingested_anchored_event(make_oracl
     assert digest == "sha256:" + hashlib.sha256(base64.b64decode(j.inspection()["report"]["contentBase64"])).hexdigest()
     status = httpx.get(f"{node.url}/documents/{digest}/status", timeout=5).json()
     assert status == {"digest": digest, "documentType": "inspection_report", "status": "available"}
-    duty = anchored[cleared["eventIds"][1]]["event"]["wmc:duty"]
-    assert duty == {"wmc:amount": "736.00", "wmc:currency": "EUR"}
+    # Customs events say where and when, and name the sealed documents; no value, duty or HS code.
+    for event_id in (declared["eventIds"][0], *cleared["eventIds"]):
+        assert confidential_fields(anchored[event_id]["event"]) == []
+        assert anchored[event_id]["event"]["bizLocation"]["id"] == f"{epcis.WAYMARK_NS}unlocode/NLRTM"
+    clearance = anchored[cleared["eventIds"][1]]["event"]
+    assert "wmc:duty" not in clearance and clearance["wmc:customsOffice"] == "NL000396"
+    # The duty is in the sealed assessment both customs events name; customs opens it with its keystore.
+    (assessment,) = clearance["wm:documents"]
+    assert assessment["wm:documentType"] == "customs_duty_assessment"
+    assert anchored[cleared["eventIds"][0]]["event"]["wm:documents"] == [assessment]
+    opened = orjson.loads(open_from(node, org_keys.keystore("customs"), devnet_account(4), assessment["wm:digest"]))
+    assert opened["duty"] == {"amount": "736.00", "currency": "EUR"} and opened["declarationId"] == j.declaration
     # The unit's history on the node reaches the container's excursion through carton and pallet.
     history = httpx.get(f"{node.url}/units/{quote(j.units[0], safe='')}/history", timeout=5).json()
     assert sensed["eventIds"][1] in [h["eventId"] for h in history]
