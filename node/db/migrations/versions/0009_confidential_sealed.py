@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0008_confidential_sealed'
-down_revision: str | None = '0007_product_master'
+revision: str = '0009_confidential_sealed'
+down_revision: str | None = '0008_network_replication'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
