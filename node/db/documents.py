@@ -6,7 +6,7 @@ organisation's private key, which no node database holds). An erased document ke
 metadata row (the digest, its type, the signed erasure notice) and loses its wrapped keys and
 its ciphertext. `document_feed` orders every change (sealed, erased) for the nodes that
 replicate this one; `document_peer_cursors` is how far this node has read each peer's feed.
-Migrations: 0003_documents.py, 0008_confidential_sealed.py.
+Migrations: 0003_documents.py, 0009_confidential_sealed.py.
 """
 
 from __future__ import annotations

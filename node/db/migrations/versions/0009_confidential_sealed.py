@@ -1,6 +1,6 @@
 """sealed documents: keys wrapped per organisation, replication feed, erasure notices (models in node/db/documents.py)
 
-Revision ID: 0008_confidential_sealed
+Revision ID: 0009_confidential_sealed
 Revises: 0007_product_master
 Create Date: 2026-12-05
 
