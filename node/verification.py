@@ -240,6 +240,7 @@ def check_event_hash(event: Mapping[str, Any], claimed: bytes) -> tuple[Outcome,
 _CTX = GLOBAL_CONTEXT.ctx
 _UNCOMPRESSED = lib.SECP256K1_EC_UNCOMPRESSED
 _addresses: dict[bytes, bytes] = {}
+_checksummed: dict[bytes, str] = {}
 
 
 def recover_address(message: bytes, signature: bytes) -> bytes | str:
@@ -280,7 +281,11 @@ def check_signature(domain: AttestationDomain, digest: bytes, event: Mapping[str
     recovered20 = recover_address(message, bytes(signature))
     if isinstance(recovered20, str):
         return Outcome(Check.SIGNATURE, "failed", f"the signature does not verify: {recovered20}"), None, event_time
-    recovered = to_checksum_address(recovered20)
+    recovered = _checksummed.get(recovered20)
+    if recovered is None:  # attesters are few: each account's checksum form is computed once
+        if len(_checksummed) >= 65536:
+            _checksummed.clear()
+        recovered = _checksummed[recovered20] = to_checksum_address(recovered20)
     if recovered.lower() != attester.lower():
         return (Outcome(Check.SIGNATURE, "failed", f"the signature recovers to {recovered}, not to the attester {attester}",
                         recovered), recovered, event_time)
