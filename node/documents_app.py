@@ -52,7 +52,8 @@ from node.documents import (
     verify_erasure,
 )
 from node.documents.replication import FEED_PATH, DocumentReplicator, feed_digest
-from node.documents.signing import erasure_from_headers, normalise_audience, upload_proof
+from node.documents.signing import erasure_from_headers, upload_proof
+from node.network.audience import normalise_audience
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,8 @@ from node.db import Database
 from node.db.documents import DocumentPeerCursor
 from node.documents.errors import DocumentError
 from node.documents.policy import AccessPolicy
-from node.documents.signing import ErasureNotice, normalise_audience, sign_document_request, verify_erasure, verify_upload_proof
+from node.documents.signing import ErasureNotice, sign_document_request, verify_erasure, verify_upload_proof
+from node.network.audience import normalise_audience
 from node.documents.storage import DocumentStore, parse_digest
 from node.provenance.attestation import PrivateKeyLike
 

@@ -33,9 +33,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from node.documents.errors import DocumentInvalid, Unauthenticated
+from node.network.audience import normalise_audience
 from node.provenance.attestation import (
     PrivateKeyLike,
     SignatureError,
@@ -62,20 +62,6 @@ TIMESTAMP_HEADER = "waymark-timestamp"
 SIGNATURE_HEADER = "waymark-signature"
 AUDIENCE_HEADER = "waymark-audience"
 ACTIONS: tuple[Action, ...] = ("upload", "read", "erase", "replicate")
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def normalise_audience(url: str) -> str:
-    """A node's public base URL as requests name it: scheme and host lower-case, default port
-    dropped, no trailing slash (the same rule as node.network.audience for API requests)."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    port = parts.port
-    netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
-    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
 def _domain(chain_id: int, registry: str) -> bytes:
