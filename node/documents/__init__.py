@@ -29,7 +29,7 @@ from node.documents.errors import (
     Unauthenticated,
 )
 from node.documents.keys import KeyDirectory, OrgKeystore, RegistryKeyDirectory, StaticKeyDirectory
-from node.documents.policy import ATTESTING_ROLES, AccessPolicy, ChainMembership, Membership, MembershipView, role_readers
+from node.documents.policy import AccessPolicy, ChainMembership, Membership, MembershipView, role_readers
 from node.documents.settings import DocumentSettings
 from node.documents.signing import (
     ErasureNotice,
@@ -42,7 +42,7 @@ from node.documents.signing import (
 from node.documents.storage import BlobStore, DocumentMeta, DocumentState, DocumentStore, FileBlobStore, digest_text, parse_digest
 
 __all__ = [
-    "ATTESTING_ROLES", "AccessDenied", "AccessPolicy", "BlobStore", "CONFIDENTIAL_FIELDS", "ChainMembership", "DocumentCorrupt",
+    "AccessDenied", "AccessPolicy", "BlobStore", "CONFIDENTIAL_FIELDS", "ChainMembership", "DocumentCorrupt",
     "DocumentErased", "DocumentError", "DocumentInvalid", "DocumentMeta", "DocumentNotFound", "DocumentSettings", "DocumentState",
     "DocumentStore", "DocumentTooLarge", "ErasureNotice", "FileBlobStore", "KeyDirectory", "KeystoreError", "Membership",
     "MembershipView", "NoEncryptionKey", "OrgKeystore", "RegistryKeyDirectory", "SealedForReader", "StaticKeyDirectory",

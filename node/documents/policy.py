@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from node.documents.errors import AccessDenied
 from node.provenance.attestation import to_checksum_address
 
-ATTESTING_ROLES = ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE")
+from node.consortium import ATTESTING_ROLES
 DEFAULT_ROLE_READERS = ("AUDITOR", "ARBITRATOR")
 ROLE_READERS: dict[str, tuple[str, ...]] = {
     # Personal data (a consignee's contact details): the named parties only, no role-wide tier.

@@ -19,6 +19,7 @@ from node.audit import audit
 from node.audit.bundle import BundleEvidence
 from node.chain.client import ChainClient
 from node.escrow import order_key
+from tests.api.world import node_audience
 from tests.audit.test_bundle import AuditWorld, own_audit_world
 from tests.node.escrow_env import member
 from tests.node.story import GTIN, LOT, MANUFACTURER
@@ -41,7 +42,7 @@ def client(world: AuditWorld, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def signed_get(client: TestClient, world: AuditWorld, path: str, account: LocalAccount = AUDITOR) -> Any:
-    return client.get(path, headers=sign_request(account.key, world.client.chain_id, "GET", path, audience=client.app.state.services.settings.public_url))
+    return client.get(path, headers=sign_request(account.key, world.client.chain_id, "GET", path, audience=node_audience(client)))
 
 
 @pytest.mark.parametrize("path", ["/api/v1/audit/report", f"/api/v1/audit/bundle?product={GTIN}"])
@@ -53,7 +54,7 @@ def test_unsigned_requests_get_401_and_non_auditors_403(client: TestClient, worl
     assert "AUDITOR" in manufacturer.json()["message"]
     outsider = signed_get(client, world, path, world.env.outsider)
     assert outsider.status_code == 403
-    forged = client.get(path, headers={**sign_request(MANUFACTURER.key, world.client.chain_id, "GET", path, audience=client.app.state.services.settings.public_url),
+    forged = client.get(path, headers={**sign_request(MANUFACTURER.key, world.client.chain_id, "GET", path, audience=node_audience(client)),
                                        "Waymark-Account": AUDITOR.address})
     assert forged.status_code == 401
 

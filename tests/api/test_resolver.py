@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from node.devnet.consortium import devnet_account
 from node.provenance.gs1 import UnitId, sign_issuance, signed_link
 from tests.api.conftest import JSON, path_of
-from tests.api.world import World
+from tests.api.world import World, node_audience
 from tests.node.story import CARRIER, GTIN, MANUFACTURER
 
 # --- verdicts ------------------------------------------------------------------------------
@@ -465,13 +465,13 @@ def test_members_register_location_master_data_with_a_signed_request(client: Tes
     from tests.node.story import CARRIER
 
     body = json.dumps({"id": "https://id.gs1.org/414/9521234000051", "name": "Ho Chi Minh City depot", "country": "VN"}).encode()
-    signed = sign_request(CARRIER.key, world.client.chain_id, "PUT", "/api/v1/locations", body, audience=client.app.state.services.settings.public_url)
+    signed = sign_request(CARRIER.key, world.client.chain_id, "PUT", "/api/v1/locations", body, audience=node_audience(client))
     response = client.put("/api/v1/locations", content=body, headers={**signed, "Content-Type": "application/json"})
     assert response.status_code == 200 and response.json()["orgId"] == 3
     located = client.get("/414/9521234000051", headers=JSON).json()
     assert located == {"kind": "location", "id": "https://id.gs1.org/414/9521234000051", "name": "Ho Chi Minh City depot", "country": "VN"}
     outsider = devnet_account(15)
-    signed = sign_request(outsider.key, world.client.chain_id, "PUT", "/api/v1/locations", body, audience=client.app.state.services.settings.public_url)
+    signed = sign_request(outsider.key, world.client.chain_id, "PUT", "/api/v1/locations", body, audience=node_audience(client))
     assert client.put("/api/v1/locations", content=body, headers={**signed, "Content-Type": "application/json"}).status_code == 403
     assert client.put("/api/v1/locations", content=body, headers={"Content-Type": "application/json"}).status_code == 401
 

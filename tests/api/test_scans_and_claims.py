@@ -16,7 +16,7 @@ from api.auth import sign_claim, sign_request
 from node.devnet.consortium import devnet_account
 from node.scans import claim_code_hash, new_claim_code
 from tests.api.conftest import JSON, path_of
-from tests.api.world import World
+from tests.api.world import World, node_audience
 from tests.node.story import CARRIER, GTIN, MANUFACTURER
 
 
@@ -34,14 +34,14 @@ def scan(client: TestClient, path: str, device: str, region: str | None = None) 
 def signed_get(
     client: TestClient, world: World, path: str, account: LocalAccount = MANUFACTURER, **kwargs: Any
 ) -> httpx.Response:
-    return cast(httpx.Response, client.get(path, headers=sign_request(account.key, world.client.chain_id, "GET", path, audience=client.app.state.services.settings.public_url, **kwargs)))
+    return cast(httpx.Response, client.get(path, headers=sign_request(account.key, world.client.chain_id, "GET", path, audience=node_audience(client), **kwargs)))
 
 
 def signed_post(
     client: TestClient, world: World, path: str, body: dict[str, Any], account: LocalAccount = MANUFACTURER
 ) -> httpx.Response:
     data = orjson.dumps(body)
-    headers = {**sign_request(account.key, world.client.chain_id, "POST", path, data, audience=client.app.state.services.settings.public_url), "Content-Type": "application/json"}
+    headers = {**sign_request(account.key, world.client.chain_id, "POST", path, data, audience=node_audience(client)), "Content-Type": "application/json"}
     return cast(httpx.Response, client.post(path, content=data, headers=headers))
 
 
@@ -174,10 +174,10 @@ def test_alerts_need_a_signed_request_from_a_manufacturer(client: TestClient, wo
     assert outsider.status_code == 403
     stale = signed_get(client, world, "/api/v1/alerts", timestamp=int(time.time()) - 3600)
     assert stale.status_code == 401 and stale.json()["field"] == "waymark-timestamp"
-    headers = sign_request(MANUFACTURER.key, world.client.chain_id, "GET", "/api/v1/alerts?after=0", audience=client.app.state.services.settings.public_url)
+    headers = sign_request(MANUFACTURER.key, world.client.chain_id, "GET", "/api/v1/alerts?after=0", audience=node_audience(client))
     tampered = client.get("/api/v1/alerts?after=1", headers=headers)  # signed for another query
     assert tampered.status_code == 401 and tampered.json()["field"] == "waymark-signature"
-    other_chain = client.get("/api/v1/alerts", headers=sign_request(MANUFACTURER.key, 1, "GET", "/api/v1/alerts", audience=client.app.state.services.settings.public_url))
+    other_chain = client.get("/api/v1/alerts", headers=sign_request(MANUFACTURER.key, 1, "GET", "/api/v1/alerts", audience=node_audience(client)))
     assert other_chain.status_code == 401
     # signed for another member's node: refused here, naming the audience (never replayable across nodes)
     elsewhere = sign_request(MANUFACTURER.key, world.client.chain_id, "GET", "/api/v1/alerts", audience="https://node.other-member.example")
@@ -188,7 +188,7 @@ def test_alerts_need_a_signed_request_from_a_manufacturer(client: TestClient, wo
 
 def test_a_signed_write_cannot_be_replayed(client: TestClient, world: World) -> None:
     data = json.dumps({"codes": [{"uri": world.unit("claims", 4).uri(), "codeHash": "0x" + "22" * 32}]}).encode()
-    headers = {**sign_request(MANUFACTURER.key, world.client.chain_id, "POST", "/api/v1/claim-codes", data, audience=client.app.state.services.settings.public_url), "Content-Type": "application/json"}
+    headers = {**sign_request(MANUFACTURER.key, world.client.chain_id, "POST", "/api/v1/claim-codes", data, audience=node_audience(client)), "Content-Type": "application/json"}
     assert client.post("/api/v1/claim-codes", content=data, headers=headers).status_code == 200
     replay = client.post("/api/v1/claim-codes", content=data, headers=headers)
     assert replay.status_code == 401 and "already used" in replay.json()["message"]

@@ -231,3 +231,8 @@ class ApiServer:
     def __exit__(self, *_exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+
+
+def node_audience(client: Any) -> str:
+    """The public URL the test client's app answers as: what a signed request must name."""
+    return str(client.app.state.services.settings.public_url)

@@ -84,7 +84,7 @@ class Setup:
 @pytest.fixture
 def s(chain: ChainClient, accounts: list[LocalAccount]) -> Setup:
     manufacturer, carrier, auditor, oracle, outsider, inspector = accounts[1:7]
-    founders = [
+    founders: list[tuple[Any, ...]] = [
         (name, country, keccak(text=name), account.address, roles, prefixes, [], "", b"\0" * 32, 0)
         for name, country, account, roles, prefixes in [
             ("Lumen Ceramics Co.", b"VN", manufacturer, [MANUFACTURER, ANCHORER], [(int(PREFIX), len(PREFIX))]),

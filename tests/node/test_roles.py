@@ -12,7 +12,8 @@ from node.devnet.anvil import AnvilControl
 from node.devnet.consortium import devnet_account
 from node.db import Database
 from node.indexer import Indexer, followed_contracts
-from node.ingest.roles import ATTESTING_ROLES, RoleMirror, base_from_database
+from node.consortium import ATTESTING_ROLES
+from node.ingest.roles import RoleMirror, base_from_database
 from node.registry import ProposalKind, RegistryClient, org_data, role_data
 
 

@@ -9,7 +9,8 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.devnet.anvil import AnvilControl
 from node.devnet.consortium import demo_member, devnet_account
-from node.ingest.roles import ATTESTING_ROLES, BIZSTEP_ROLES, RoleMirror, roles_for_bizstep
+from node.consortium import ATTESTING_ROLES
+from node.ingest.roles import BIZSTEP_ROLES, RoleMirror, roles_for_bizstep
 from node.registry import ProposalKind, RegistryClient, role_data
 
 
