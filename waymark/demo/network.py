@@ -32,11 +32,10 @@ from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.chain.logs import LogPager
 from node.db import Database
 from node.devnet.anvil import DEVNET_CHAIN_ID, AnvilProcess, free_port
-from node.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, demo_consortium, demo_member, demo_org_id, devnet_account
+from node.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, demo_consortium, demo_member, devnet_account
 from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
 from node.errors import WaymarkError
 from node.paths import PROJECT_ROOT
-from node.registry import RegistryClient
 from waymark.demo.processes import Child, PortTaken, Supervisor, port_free
 
 # The member nodes (the demo members that run one: node/devnet/consortium.py), in the order their
@@ -213,27 +212,14 @@ def anchor_account(member: str) -> int:
     return index
 
 
-def publish_node_records(client: ChainClient, deployment: Deployment, nodes: dict[str, MemberNode]) -> list[str]:
-    """Each node's URL in the registry's node directory, set by its organisation's own account where
-    the record says otherwise (ports change between runs); the members whose record was set. The
-    encryption key a member published stays as it is."""
-    registry = RegistryClient(client, deployment)
-    published = []
-    for node in nodes.values():
-        record = registry.node_record(demo_org_id(node.member))
-        if record.url != node.published_node_url:
-            registry.set_node_record(node.published_node_url, record.encryption_key, devnet_account(demo_member(node.member).account_index))
-            published.append(node.member)
-    return published
-
-
 def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callable[[str], None],
                   block_time: float | None = None, public_url: str | None = None) -> Network:
     """Start Anvil (chain state in `root/chain`; a block every `block_time` seconds, else one per
-    transaction), deploy unless the recorded deployment is current, publish the nodes' URLs in the
-    registry's node directory, create and migrate each node's database, then start the member
-    nodes, their scan APIs and the relayer together, as child processes of `supervisor`. Returns
-    once all answer.
+    transaction), deploy unless the recorded deployment is current, create and migrate each node's
+    database, then start the member nodes, their scan APIs and the relayer together, as child
+    processes of `supervisor`. Returns once all answer. Each node publishes its URL (the
+    `published_node_url`) in the registry's node directory itself as it starts, from its anchor
+    account, and finds its peers there.
 
     With a `public_url` (a phone's way to the resolver's scan API on this machine) the nodes and
     the scan APIs listen on every interface, the QR codes use that URL, and the node directory
@@ -266,9 +252,6 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
                            public_url if member == RESOLVER_NODE else None, public_host)
         for (member, organisations), (node_port, api_port) in zip(MEMBER_NODES.items(), ports.member_ports().values())
     }
-    published = publish_node_records(client, deployment, nodes)
-    say("directory   node URLs " + ("published by " + ", ".join(published) if published else "already in the registry") + ": "
-        + ", ".join(f"{node.member} {node.published_node_url}" for node in nodes.values()))
     listen = ["--host", "0.0.0.0"] if public_url else []
     chain = ["--rpc-url", rpc_url, "--chain-id", str(DEVNET_CHAIN_ID)]
     # The scan APIs refuse a missing database rather than create an empty file: each node's
@@ -301,8 +284,8 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
     )
     network = Network(root, ports, deployment, fresh, nodes, public_url)
     for node in nodes.values():
-        say(f"node        {node.member:<12} node {node.node_url}, scan API {node.api_url}, database {node.db_path} "
-            f"(oracles of {', '.join(node.organisations)})")
+        say(f"node        {node.member:<12} node {node.node_url} (in the registry's directory as {node.published_node_url}), "
+            f"scan API {node.api_url}, database {node.db_path} (oracles of {', '.join(node.organisations)})")
     say(f"services    relayer {network.relayer_url} on the {RELAYER_NODE}'s database; nodes, scan APIs and relayer answering "
         f"{time.monotonic() - starting:.0f}s after their start (logs in {root / 'logs'})")
     return network
