@@ -22,21 +22,14 @@ from api.page_bundle import PageAnchors, build_page
 from node.devnet.anvil import free_port
 from node.devnet.consortium import devnet_account
 from node.paths import PROJECT_ROOT
-from node.registry import ProposalKind, RegistryClient, verifier_bundle_data
+from node.devnet.governance import approve_verifier_bundle
+from node.registry import RegistryClient
 from tests.api.world import World
-
-VOTERS = (1, 3, 4, 5)  # devnet accounts of four demo members (the demo threshold is 3 votes)
-
 
 def approve_bundle(world: World, digest: bytes) -> None:
     """The members vote `digest` into ConsortiumRegistry.verifierBundleHash (SetVerifierBundle)."""
-    registry = RegistryClient(world.client, world.deployment)
-    proposal = registry.propose(ProposalKind.SET_VERIFIER_BUNDLE, verifier_bundle_data(digest), devnet_account(VOTERS[0]))
-    for index in VOTERS[1:]:
-        if registry.verifier_bundle_hash() == digest:
-            break
-        registry.vote(proposal, devnet_account(index))
-    assert registry.verifier_bundle_hash() == digest
+    approve_verifier_bundle(world.client, world.deployment, digest)
+    assert RegistryClient(world.client, world.deployment).verifier_bundle_hash() == digest
 
 
 def served_page(world: World, folder: Path) -> Path:

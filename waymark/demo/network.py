@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 from eth_utils.abi import event_abi_to_log_topic
 
+from api.page_bundle import PageAnchors, build_page
 from node.chain.build import build
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
@@ -34,6 +35,7 @@ from node.db import Database
 from node.devnet.anvil import DEVNET_CHAIN_ID, AnvilProcess, free_port
 from node.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, demo_consortium, demo_member, devnet_account
 from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
+from node.devnet.governance import approve_verifier_bundle, publish_document_keys
 from node.errors import WaymarkError
 from node.paths import PROJECT_ROOT
 from waymark.demo.processes import Child, PortTaken, Supervisor, port_free
@@ -242,6 +244,13 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
     setup_devnet_escrow(client, deployment, minter=deployer)
     say(f"deployment  {'deployed now' if fresh else 'resumed'}: " + ", ".join(
         f"{name} {c.address}" for name, c in deployment.contracts.items() if not name.startswith("DevStablecoin")))
+    keystores = publish_document_keys(client, deployment, root / "keys")
+    say(f"documents   each member's document-encryption key in {root / 'keys'}, its public key in the registry's node directory")
+    page = root / "page"
+    digest = build_page(PageAnchors.of(deployment, rpc_url), page)
+    approved = approve_verifier_bundle(client, deployment, digest)
+    say(f"page        scanner page built for this chain in {page} (sha-256 {digest.hex()[:16]}...), "
+        + ("approved by the members' vote now" if approved else "the bundle the registry approved"))
 
     public_host = None
     if public_url:
@@ -270,6 +279,8 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
                        "WAYMARK_NODE_PUBLIC_URL": node.published_node_url,
                        "WAYMARK_NODE_MAX_BATCH_DELAY": "0.5",
                        "WAYMARK_DOCUMENTS_BLOB_DIR": str(node.home / "documents"),
+                       "WAYMARK_DOCUMENTS_ORG_KEYSTORE": str(keystores[node.member]),
+                       "WAYMARK_DOCUMENTS_REPLICATE_INTERVAL": "1",
                    }) for node in nodes.values()),
         _service("relayer", root, ["escrow", "relayer", "run", "--port", str(ports.relayer), "--db", relayer_db, *chain], ports.relayer, {
             "WAYMARK_RELAYER_DEVNET_ACCOUNT": str(RELAYER_ACCOUNT),
@@ -280,6 +291,8 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
             *listen, "--database-url", node.db_url, "--log-level", "warning", *chain], node.api_port, {
                 "WAYMARK_API_DEVICE_SALT_FILE": str(node.home / "api-device-salt"),
                 "WAYMARK_DOCUMENTS_BLOB_DIR": str(node.home / "documents"),
+                "WAYMARK_API_STATIC_DIR": str(page),
+                "WAYMARK_API_BROWSER_RPC_URL": rpc_url,
             }) for node in nodes.values()),
     )
     network = Network(root, ports, deployment, fresh, nodes, public_url)
