@@ -49,6 +49,7 @@ import orjson
 
 from node import strict_json
 from node.db import Database
+from node.db.event_rows import EVENT_COLUMNS, existing_events, insert_event_epcs, insert_events
 from node.errors import WaymarkError
 from node.ingest.roles import RoleMirror
 from node.provenance.attestation import AttestationDomain, SignatureError, event_subject, event_unix_time, parse_signature
@@ -382,64 +383,17 @@ class CaptureService:
         now = int(time.time() * 1000)
         with self._write_lock, self.db.connect(write=True) as conn:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            mark = "?" if self.db.is_sqlite else "%s"
-            known: set[bytes] = set()
-            if self.db.is_sqlite:
-                for start in range(0, len(unique), 500):
-                    chunk = [e.digest for e in unique[start : start + 500]]
-                    cursor.execute(f"SELECT digest FROM events WHERE digest IN ({', '.join([mark] * len(chunk))})", chunk)
-                    known.update(bytes(row[0]) for row in cursor.fetchall())
-            else:
-                cursor.execute("SELECT digest FROM events WHERE digest = ANY(%b::bytea[])", [[e.digest for e in unique]])
-                known.update(bytes(row[0]) for row in cursor.fetchall())
+            known = existing_events(cursor, self.db.is_sqlite, [e.digest for e in unique])
             fresh = [e for e in unique if e.digest not in known]
-            ids: dict[bytes, int] = {}
-            if fresh:
-                rows = [
-                    (e.digest, e.event_type, e.action, e.biz_step, e.event_time, e.event_time_ms, e.subject,
-                     e.signer, e.signature, e.role, e.body, now, e.corrects, e.org or None, now)
-                    for e in fresh
-                ]
-                columns = _EVENT_COLUMNS
-                values = ", ".join([mark] * len(columns))
-                if self.db.is_sqlite:
-                    # BEGIN IMMEDIATE holds the only write lock: nobody else can add rows now,
-                    # so the new rows are exactly those past the current largest id.
-                    cursor.execute("SELECT coalesce(max(id), 0) FROM events")
-                    before = int(cursor.fetchall()[0][0])
-                    cursor.executemany(f"INSERT INTO events ({', '.join(columns)}) VALUES ({values})", rows)
-                    cursor.execute("SELECT id, digest FROM events WHERE id > ?", (before,))
-                    inserted = cursor.fetchall()
-                else:
-                    # One statement over column arrays: a round trip per row would cost more
-                    # than the inserts. A concurrent insert of the same event is skipped.
-                    cursor.execute(
-                        f"INSERT INTO events ({', '.join(columns)}) "
-                        f"SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in _EVENT_PG_TYPES)}) "
-                        "ON CONFLICT (digest) DO NOTHING RETURNING id, digest",
-                        [list(column) for column in zip(*rows)],
-                    )
-                    inserted = cursor.fetchall()
-                ids = {bytes(d): int(i) for i, d in inserted}
-                epc_rows = [(ids[e.digest], epc, relation) for e in fresh if e.digest in ids for epc, relation in e.epcs]
-                if epc_rows and self.db.is_sqlite:
-                    cursor.executemany("INSERT INTO event_epcs (event_id, epc, relation) VALUES (?, ?, ?)", epc_rows)
-                elif epc_rows:
-                    cursor.execute(
-                        "INSERT INTO event_epcs (event_id, epc, relation) SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[])",
-                        [list(column) for column in zip(*epc_rows)],
-                    )
+            rows = [
+                (e.digest, e.event_type, e.action, e.biz_step, e.event_time, e.event_time_ms, e.subject,
+                 e.signer, e.signature, e.role, e.body, now, e.corrects, e.org or None, now)
+                for e in fresh
+            ]
+            ids = insert_events(cursor, self.db.is_sqlite, EVENT_COLUMNS, rows)
+            insert_event_epcs(cursor, self.db.is_sqlite,
+                              [(ids[e.digest], epc, relation) for e in fresh if e.digest in ids for epc, relation in e.epcs])
             cursor.close()
         return CaptureResult([hash_from_digest(e.digest) for e in events], len(ids), len(events) - len(ids))
 
 
-_EVENT_COLUMNS = (
-    "digest", "event_type", "action", "biz_step", "event_time", "event_time_ms", "subject",
-    "signer", "signature", "role", "body", "received_at_ms", "corrects",
-    # The verification record: signature and role checked now, and by which organisation.
-    "signer_org", "verified_at_ms",
-)
-_EVENT_PG_TYPES = (
-    "bytea", "text", "text", "text", "bigint", "bigint", "bytea", "text", "bytea", "text", "text", "bigint", "bytea",
-    "bigint", "bigint",
-)

@@ -31,6 +31,7 @@ import orjson
 from sqlalchemy import Connection, func, insert, select, update
 
 from node.db import Batch, ChainLog, Database, IndexCheckpoint
+from node.db.event_rows import ANCHORED_EVENT_COLUMNS, existing_events, insert_event_epcs, insert_events
 from node.db.models import NetworkBatch, NetworkFailure, NetworkHolder, NetworkPeerCursor
 from node.db.upsert import insert_ignore, upsert
 from node.ingest.capture import CheckedEvent
@@ -317,19 +318,6 @@ class FetchFailed(Exception):
     """A source did not deliver a bundle (connection, status, size)."""
 
 
-_COLUMNS = (
-    "digest", "event_type", "action", "biz_step", "event_time", "event_time_ms", "subject", "signer", "signature", "role",
-    "body", "received_at_ms", "corrects", "signer_org", "verified_at_ms", "batch_id", "leaf_index", "proof",
-)
-_PG_TYPES = (
-    "bytea", "text", "text", "text", "bigint", "bigint", "bytea", "text", "bytea", "text", "text", "bigint", "bytea",
-    "bigint", "bigint", "bigint", "int", "bytea",
-)
-
-
-def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _store_events(conn: Connection, is_sqlite: bool, batch_id: int, verified: VerifiedBatch, now: int) -> None:
@@ -338,41 +326,14 @@ def _store_events(conn: Connection, is_sqlite: bool, batch_id: int, verified: Ve
     events = verified.events
     proof = verified.tree.proof
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    known: dict[bytes, int | None] = {}
-    if is_sqlite:
-        for chunk in _chunks([e.digest for e in events]):
-            cursor.execute(f"SELECT digest, batch_id FROM events WHERE digest IN ({', '.join('?' * len(chunk))})", list(chunk))
-            known.update((bytes(d), b) for d, b in cursor.fetchall())
-    else:
-        cursor.execute("SELECT digest, batch_id FROM events WHERE digest = ANY(%b::bytea[])", [[e.digest for e in events]])
-        known.update((bytes(d), b) for d, b in cursor.fetchall())
+    known = existing_events(cursor, is_sqlite, [e.digest for e in events])
     attach = [(batch_id, i, b"".join(proof(i)), e.digest) for i, e in enumerate(events) if e.digest in known and known[e.digest] is None]
     if attach:
         sql = "UPDATE events SET batch_id = {0}, leaf_index = {0}, proof = {0} WHERE digest = {0} AND batch_id IS NULL"
         cursor.executemany(sql.format("?" if is_sqlite else "%s"), attach)
     fresh = [(i, e) for i, e in enumerate(events) if e.digest not in known]
-    if fresh:
-        rows = [_row(e, now, batch_id, i, b"".join(proof(i))) for i, e in fresh]
-        if is_sqlite:
-            cursor.execute("SELECT coalesce(max(id), 0) FROM events")
-            before = int(cursor.fetchall()[0][0])
-            cursor.executemany(f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", rows)
-            cursor.execute("SELECT id, digest FROM events WHERE id > ?", (before,))
-        else:
-            cursor.execute(
-                f"INSERT INTO events ({', '.join(_COLUMNS)}) SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in _PG_TYPES)}) "
-                "ON CONFLICT (digest) DO NOTHING RETURNING id, digest",
-                [list(column) for column in zip(*rows)],
-            )
-        ids = {bytes(d): int(i) for i, d in cursor.fetchall()}
-        epc_rows = [(ids[e.digest], epc, relation) for _i, e in fresh if e.digest in ids for epc, relation in e.epcs]
-        if epc_rows and is_sqlite:
-            cursor.executemany("INSERT INTO event_epcs (event_id, epc, relation) VALUES (?, ?, ?)", epc_rows)
-        elif epc_rows:
-            cursor.execute(
-                "INSERT INTO event_epcs (event_id, epc, relation) SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[])",
-                [list(column) for column in zip(*epc_rows)],
-            )
+    ids = insert_events(cursor, is_sqlite, ANCHORED_EVENT_COLUMNS, [_row(e, now, batch_id, i, b"".join(proof(i))) for i, e in fresh])
+    insert_event_epcs(cursor, is_sqlite, [(ids[e.digest], epc, relation) for _i, e in fresh if e.digest in ids for epc, relation in e.epcs])
     cursor.close()
 
 
