@@ -430,7 +430,10 @@ class ScanLog:
                     OwnershipClaim.unit_key == unit_key
                 )
             ).first()
-            state = conn.execute(select(UnitState).where(UnitState.unit_key == unit_key)).scalars().first()
+            state = conn.execute(
+                select(UnitState.decommissioned_at_ms, UnitState.decommissioned_by, UnitState.decommission_reason, UnitState.signals, UnitState.suspected_until_ms)
+                .where(UnitState.unit_key == unit_key)
+            ).first()
         buffered = [(s[6], _placed(s[3], s[4]), s[5]) for s in self._pending_scans if s[0] == unit_key]
         loaded = [(int(r[0]), _placed(r[1], r[3]), bytes(r[2])) for r in rows]
         for scan in sorted(loaded + buffered, key=lambda x: x[0])[-WINDOW_CAP:]:
