@@ -90,13 +90,21 @@ class ApiSettings(BaseSettings):
     clone_min_travel_minutes: float = Field(120.0, ge=0)
     """Scans of one code in two regions closer in time than this are flagged as implausible."""
 
-    clone_evidence_days: float = Field(30.0, gt=0)
+    clone_evidence_days: float = Field(45.0, gt=0)
     """Window the device rules (too_many_devices, devices_in_two_places) look back over: copies
     of one code are sold over weeks, not within a day."""
 
     clone_max_devices_across_regions: int = Field(3, ge=1)
     """More distinct devices than this scanning one code within the evidence window, when it was
     scanned in two or more regions, is a clone signal (devices_in_two_places)."""
+
+    clone_claim_handover_devices: int = Field(2, ge=0)
+    """Devices other than the claimer's that may scan a claimed unit before it is suspicious (a
+    household member, a gift, a resale); each one alerts the manufacturer (handed_on_after_claim)."""
+
+    clone_trade_device_units: int = Field(5, ge=2)
+    """A device that scanned this many different units in a row is a shop's or an inspector's and
+    is not counted by the device rules."""
 
     clone_suspicion_days: float = Field(30.0, gt=0)
     """How long a unit stays suspicious after its last clone signal (shown in its passport)."""

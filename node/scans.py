@@ -14,10 +14,10 @@ Clone signals make the unit suspicious; the suspicion belongs to the unit, so ev
 
 | rule | signal when |
 |---|---|
-| too_many_devices | more distinct devices scanned it than `max_devices` within the evidence window (30 days by default) |
+| too_many_devices | more distinct devices (not counting trade devices, below) scanned it than `max_devices` within the evidence window (45 days by default) |
 | devices_in_two_places | it was scanned in two or more regions and by more than `max_devices_across_regions` distinct devices within the evidence window (a copy sold in another country; a traveller or a gift brings one or two devices, not a market) |
 | implausible_places | within the short window (24 hours by default) it was scanned in more regions than `max_regions`, or in two regions closer in time than `min_travel` |
-| scanned_after_claim | a device other than the claimer's scans it after its buyer claimed it |
+| scanned_after_claim | more devices than `claim_handover_devices` (2 by default) other than the claimer's (and trade devices) scanned it after its buyer claimed it |
 | scanned_after_decommission | a device other than its claimer's scans it after its manufacturer decommissioned it |
 
 Suspicion ages out: it lasts `suspicion` (30 days by default) after the last signal; the
@@ -27,9 +27,14 @@ the manufacturer but do not change the verdict, because one client alone can tri
 | rule | alert when |
 |---|---|
 | too_many_scans | it was scanned more often than `max_scans` within the short window |
+| handed_on_after_claim | a device other than the claimer's scanned it after its buyer claimed it, within `claim_handover_devices` (a household member, a gift, a resale, or the first copy) |
 | unknown_serial | a well-formed code of a registered product that was never issued |
 | bad_issuance_signature | the code carries an issuance signature that is not its manufacturer's (that link's own verdict is suspicious) |
 | lot_mismatch | the link names a lot other than the unit's (that link's own verdict is suspicious) |
+
+Devices that scanned `trade_device_units` different units (a shop's, an inspector's) are not
+counted by the device rules; that count is kept in memory for the most recent DEVICE_CACHE
+devices (after a restart a trade device is recognised again after a few units).
 
 Regions count only when set by the trusted proxy (`region_source` "proxy"); scans without one
 count as devices, not as places. Each trip raises at most one alert per unit, rule and UTC day,
@@ -79,13 +84,14 @@ SUSPICION_RULES = (
     "scanned_after_decommission",
 )
 #: Rules that only alert the manufacturer.
-ALERT_RULES = ("too_many_scans", "unknown_serial", "bad_issuance_signature", "lot_mismatch")
+ALERT_RULES = ("too_many_scans", "handed_on_after_claim", "unknown_serial", "bad_issuance_signature", "lot_mismatch")
 RULES = SUSPICION_RULES + ALERT_RULES
 DecommissionReason = Literal["destroyed", "recalled", "expired", "stolen", "returned", "other"]
 UnitStateName = Literal["active", "claimed", "decommissioned"]
 DAY_MS = 86_400_000
 _SCAN_COLUMNS = ("unit_key", "gtin", "known", "region", "region_source", "device_hash", "at_ms", "flags")
 WINDOW_CAP = 1024
+DEVICE_CACHE = 200_000
 EVIDENCE_SCANS = 20
 
 
@@ -135,8 +141,13 @@ class CloneRules:
     max_regions: int = 2
     min_travel_ms: int = 120 * 60_000
     #: Evidence window: devices (and the regions they scanned in) counted for the device rules.
-    evidence_window_ms: int = 30 * DAY_MS
+    evidence_window_ms: int = 45 * DAY_MS
     max_devices_across_regions: int = 3
+    #: Devices other than the claimer's that may scan a claimed unit before it is suspicious.
+    claim_handover_devices: int = 2
+    #: A device that scanned this many different units in a row is a shop's, a warehouse's or an
+    #: inspector's: it does not count towards the device rules (nor can one phone flag many units).
+    trade_device_units: int = 5
     #: How long a unit stays suspicious after its last clone signal.
     suspicion_ms: int = 30 * DAY_MS
 
@@ -320,6 +331,8 @@ class ScanLog:
         self.cache_size = cache_size
         self.max_failed_claims = max_failed_claims_per_hour
         self._units: OrderedDict[str, _Unit] = OrderedDict()
+        # Per device: (hash of the last unit it scanned, how many different units it scanned in a row).
+        self._device_units: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
         self._lock = threading.RLock()
         # Buffered scan rows, as tuples in _SCAN_COLUMNS order (written by the DB-API directly).
         self._pending_scans: list[tuple[Any, ...]] = []
@@ -495,11 +508,12 @@ class ScanLog:
         with self._lock:
             unit = self._unit(unit_key, now)
             unit.expire(now - self.rules.evidence_window_ms)
+            self._note_device(device, unit_key)
             placed = _placed(region, region_source)
             unit.add((now, placed, device))
             recent = self._short_window(unit, now)
             signals = self._signals(unit, recent, placed, device, now) if known else []
-            alert_only = self._alert_only(recent) if known else []
+            alert_only = self._alert_only(unit, recent, signals, device, now) if known else []
             flags = [*extra_flags, *signals, *alert_only]
             if signals:
                 self._suspect(unit_key, unit, signals, now)
@@ -520,11 +534,23 @@ class ScanLog:
                 self._alerted = {k for k in self._alerted if k[2] == day}  # older days are deduplicated by the table
         return outcome
 
+    def _note_device(self, device: bytes, unit_key: str) -> None:
+        """Count the different units a device scans in a row (bounded: DEVICE_CACHE devices, least recent dropped)."""
+        key = hash(unit_key)
+        last, count = self._device_units.pop(device, (None, 0))
+        self._device_units[device] = (key, count + (key != last))
+        if len(self._device_units) > DEVICE_CACHE:
+            self._device_units.popitem(last=False)
+
+    def _trade(self, device: bytes) -> bool:
+        entry = self._device_units.get(device)
+        return entry is not None and entry[1] >= self.rules.trade_device_units
+
     def _signals(self, unit: _Unit, recent: Sequence[tuple[int, str | None, bytes]], region: str | None, device: bytes, now: int) -> list[Flag]:
         rules = self.rules
         found: list[Flag] = []
         evidence = _span(rules.evidence_window_ms)
-        devices = len(unit.devices)
+        devices = sum(1 for d in unit.devices if not self._trade(d))
         if devices > rules.max_devices:
             found.append(Flag("too_many_devices", f"scanned by {devices} different devices within {evidence}"))
         elif len(unit.regions) >= 2 and devices > rules.max_devices_across_regions:
@@ -535,14 +561,25 @@ class ScanLog:
         if decommission is not None and now > decommission.at_ms and (claim is None or device != claim.device):
             found.append(Flag("scanned_after_decommission", f"scanned after its manufacturer decommissioned it ({decommission.reason}) on {_iso(decommission.at_ms)}"))
         elif claim is not None and now > claim.claimed_at_ms and device != claim.device:
-            found.append(Flag("scanned_after_claim", f"scanned by another device after its owner claimed it on {_iso(claim.claimed_at_ms)}"))
+            others = self._others_since_claim(unit, claim)
+            if others > rules.claim_handover_devices:
+                found.append(Flag("scanned_after_claim", f"scanned by {others} devices other than its owner's after its owner claimed it on {_iso(claim.claimed_at_ms)}"))
         return found
 
-    def _alert_only(self, recent: Sequence[tuple[int, str | None, bytes]]) -> list[Flag]:
+    def _others_since_claim(self, unit: _Unit, claim: _Claim) -> int:
+        """Distinct devices but the claimer's (and trade devices) that scanned the unit after its claim (within the window)."""
+        return len({d for at, _r, d in unit.scans if at > claim.claimed_at_ms and d != claim.device and not self._trade(d)})
+
+    def _alert_only(self, unit: _Unit, recent: Sequence[tuple[int, str | None, bytes]], signals: Sequence[Flag], device: bytes, now: int) -> list[Flag]:
+        found: list[Flag] = []
         scans = len(recent)
         if scans > self.rules.max_scans:
-            return [Flag("too_many_scans", f"scanned {scans} times within {_span(self.rules.window_ms)}")]
-        return []
+            found.append(Flag("too_many_scans", f"scanned {scans} times within {_span(self.rules.window_ms)}"))
+        claim = unit.claim
+        if claim is not None and now > claim.claimed_at_ms and device != claim.device and not signals:
+            found.append(Flag("handed_on_after_claim", f"scanned by another device after its owner claimed it on {_iso(claim.claimed_at_ms)}: "
+                                                        f"a gift, a resale or a copy ({self.rules.claim_handover_devices + 1} such devices make it suspicious)"))
+        return found
 
     def _place_flags(self, recent: Sequence[tuple[int, str | None, bytes]], region: str | None, now: int) -> list[Flag]:
         rules = self.rules

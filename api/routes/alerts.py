@@ -39,7 +39,7 @@ class AlertView(BaseModel):
     gtin: str | None = None
     unit: str = Field(description="Canonical id of the unit the rule tripped for")
     rule: str = Field(description="Clone signals (the unit is shown as suspicious): too_many_devices | devices_in_two_places | implausible_places | "
-                                  "scanned_after_claim | scanned_after_decommission; alert only: too_many_scans | unknown_serial | bad_issuance_signature | lot_mismatch")
+                                  "scanned_after_claim | scanned_after_decommission; alert only: too_many_scans | handed_on_after_claim | unknown_serial | bad_issuance_signature | lot_mismatch")
     detail: str = Field(description="What the rule saw, in words")
     created_at: str = Field(alias="createdAt", description="When the rule first tripped for this unit that UTC day")
     suspected_until: str | None = Field(None, alias="suspectedUntil", description="Until when the unit is shown as suspicious (null: alert only)")

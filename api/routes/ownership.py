@@ -12,8 +12,9 @@ A buyer claims a unit once, with either
   version "1", chainId); the order must cover the unit (its shipmentRef is the unit's, its
   lot's or one of its containers' id hash) and be Delivered, Released or Resolved.
 
-Later scans show the unit as claimed, and a scan from another device is a clone signal
-(`scanned_after_claim`: the unit is then suspicious for every scanner, see node.scans).
+Later scans show the unit as claimed. A scan from another device is a clone signal: the first
+(a household member, a gift, a resale) alerts the manufacturer (`handed_on_after_claim`), more
+make the unit suspicious for every scanner (`scanned_after_claim`; see node.scans).
 
 A manufacturer decommissions a unit (destroyed, recalled, expired, stolen, returned, other) with
 a signed request (api.auth: account, timestamp, signature over method, path and body; replayed

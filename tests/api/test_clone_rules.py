@@ -139,13 +139,27 @@ def test_claim_with_the_right_code_once(log: ScanLog) -> None:
         log.claim_with_code(UNIT, code, device_hash(SALT, "other"))
 
 
-def test_after_a_claim_other_devices_trip_scanned_after_claim(log: ScanLog, clock: Clock) -> None:
+def test_after_a_claim_other_devices_alert_then_trip_scanned_after_claim(log: ScanLog, clock: Clock) -> None:
+    # One or two other devices after a claim are a household member, a gift or a resale as often as a
+    # copy: each alerts the manufacturer; the third makes the unit suspicious for everyone.
     code = new_claim_code()
     log.register_claim_codes([(UNIT, claim_code_hash(UNIT, code))], org_id=1, registered_by="0xM")
     log.claim_with_code(UNIT, code, device_hash(SALT, "owner"))
     clock.advance(1)
     assert scan(log, "owner") == []
-    assert scan(log, "shop") == ["scanned_after_claim"]
+    assert scan(log, "partner") == ["handed_on_after_claim"]
+    assert scan(log, "gift") == ["handed_on_after_claim"]
+    assert log.status(UNIT).suspicion is None
+    assert scan(log, "shop") == ["too_many_devices", "scanned_after_claim"]  # four devices in all, too
+    assert log.status(UNIT).suspicion is not None
+
+
+def test_devices_that_scan_many_units_are_not_counted_as_buyers(log: ScanLog) -> None:
+    for index in range(5):  # a shop's device scans five different units
+        scan(log, "shop-till", unit=f"{UNIT}{index}")
+    for device in ("shop-till", "a", "b", "c"):
+        assert scan(log, device) == []  # three buyers and the till: within max_devices=3
+    assert scan(log, "d") == ["too_many_devices"]
 
 
 def test_guessing_codes_is_cut_off(log: ScanLog) -> None:
@@ -257,17 +271,20 @@ def test_too_many_scans_by_one_phone_alert_the_maker_but_do_not_make_the_unit_su
 # --- unit states: claimed, decommissioned ---------------------------------------------------------------
 
 
-def test_after_a_claim_the_owner_sees_the_suspicion_another_device_caused(log: ScanLog, clock: Clock) -> None:
+def test_after_a_claim_the_owner_sees_the_suspicion_other_devices_caused(log: ScanLog, clock: Clock) -> None:
     code = new_claim_code()
     log.register_claim_codes([(UNIT, claim_code_hash(UNIT, code))], org_id=1, registered_by="0xM")
     assert log.claim_with_code(UNIT, code, device_hash(SALT, "owner")).state == "claimed"
     clock.advance(1)
-    assert scan(log, "copy-buyer") == ["scanned_after_claim"]
+    for device in ("copy-1", "copy-2"):
+        assert scan(log, device) == ["handed_on_after_claim"]
+    assert scan(log, "copy-3") == ["scanned_after_claim"]
     clock.advance(1)
     owner = log.record(UNIT, device=device_hash(SALT, "owner"), region=None, region_source="none", gtin="09521234543213", org_id=1)
-    assert owner.flags == () and owner.ownership.by_this_device
-    assert owner.suspicion is not None and owner.suspicion.reasons[0].rule == "scanned_after_claim"
-    assert "after its owner claimed it on" in owner.suspicion.reasons[0].message
+    assert owner.ownership.by_this_device and "scanned_after_claim" not in {f.rule for f in owner.flags}
+    assert owner.suspicion is not None
+    reasons = {f.rule: f.message for f in owner.suspicion.reasons}
+    assert "scanned by 3 devices other than its owner's after its owner claimed it on" in reasons["scanned_after_claim"]
 
 
 def test_a_decommissioned_unit_scanned_by_another_device_is_a_clone_signal(log: ScanLog, clock: Clock) -> None:
