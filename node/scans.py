@@ -56,7 +56,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import secrets
 import threading
 import time
@@ -72,8 +71,7 @@ from node.db import Database
 from node.db.scans import ClaimCode, OwnershipClaim, Scan, ScanAlert, UnitState
 from node.db.upsert import insert_ignore, upsert
 from node.errors import WaymarkError
-
-log = logging.getLogger(__name__)
+from node.periodic import Periodic
 
 #: Signals that make the unit suspicious.
 SUSPICION_RULES = (
@@ -341,32 +339,17 @@ class ScanLog:
         self._pending_states: dict[str, _Unit] = {}
         self._alerted: set[tuple[str, str, int]] = set()
         self._flush_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._writer = Periodic("scan-log writer", self.flush)
 
     # ---- background writer ------------------------------------------------------------------
 
     def start(self, interval: float = 0.2) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-
-        def run() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.flush()
-                except Exception:  # noqa: BLE001 - keep the buffer and retry at the next tick
-                    log.exception("writing the scan log failed; retrying")
-
-        self._thread = threading.Thread(target=run, name="scan-log-writer", daemon=True)
-        self._thread.start()
+        """Write the buffer every `interval` seconds in a thread of its own (a failed write keeps it for the next)."""
+        self._writer.start(interval)
 
     def stop(self) -> None:
         """Stop the writer and write what is buffered."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._writer.stop()
         self.flush()
 
     def flush(self) -> int:
