@@ -30,8 +30,9 @@ registered by the manufacturer's signed request. Time is compressed: one simulat
 --day-seconds of real time, and the API's clone windows (its defaults: evidence 45 days,
 suspicion 30 days, short window 24 hours, minimum travel 2 hours) are scaled by the same
 factor through its settings; scans are sent at their scheduled time (the lag behind schedule is reported).
-Passports are cached for the whole run (the benchmark measures the clone rules, not passport
-building: scripts/bench/scan.py does).
+Every passport is read once before the stream (a read is not a scan) and cached for the whole
+run: the benchmark measures the clone rules, not passport building (scripts/bench/scan.py does),
+and a cold API on a loaded machine would fall behind the stream's schedule.
 
 A unit counts as flagged when its manufacturer receives an alert of a suspicion rule for it
 (the verdict every scanner sees turns "suspicious" at the same scan); precision and recall are
@@ -280,6 +281,13 @@ class Http:
         self.writer: asyncio.StreamWriter | None = None
 
     async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, bytes]:
+        try:
+            return await self._request(method, path, headers, body)
+        except (asyncio.IncompleteReadError, ConnectionError):  # the server closed an idle keep-alive connection
+            self.close()
+            return await self._request(method, path, headers, body)
+
+    async def _request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, local_addr=(self.local, 0))
         assert self.reader is not None
@@ -298,6 +306,7 @@ class Http:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        self.reader = self.writer = None
 
 
 async def replay(stream: Stream, port: int, paths: dict[int, str], uris: dict[int, str], codes: dict[int, str], day_seconds: float, concurrency: int,
@@ -305,6 +314,7 @@ async def replay(stream: Stream, port: int, paths: dict[int, str], uris: dict[in
     from node.scans import SUSPICION_RULES, new_claim_code
 
     scale = day_seconds / DAY_MS  # real seconds per simulated millisecond
+    await warm(port, uris, concurrency)
     outcome = Outcome()
     lags: list[float] = []
     errors: Counter[str] = Counter()
@@ -353,16 +363,17 @@ async def replay(stream: Stream, port: int, paths: dict[int, str], uris: dict[in
             proxy.close()
             stranger.close()
 
-    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    async def produce() -> None:
+        for index, step in enumerate(stream.steps):
+            await queue.put(step)
+            if index % 5000 == 0:
+                print(f"  {index}/{len(stream.steps)} steps, simulated day {step.at_ms / DAY_MS:.1f}, {len(outcome.flagged_at_ms)} units flagged", flush=True)
+        for _ in range(concurrency):
+            await queue.put(None)
+
     watcher = asyncio.create_task(alerts.run())
-    done = len(stream.steps)
-    for index, step in enumerate(stream.steps):
-        await queue.put(step)
-        if index % 5000 == 0:
-            print(f"  {index}/{done} steps, simulated day {step.at_ms / DAY_MS:.1f}, {len(outcome.flagged_at_ms)} units flagged", flush=True)
-    for _ in workers:
-        await queue.put(None)
-    await asyncio.gather(*workers)
+    # A failing worker fails the run (gather raises its exception) instead of stalling the queue.
+    await asyncio.gather(produce(), *(worker() for _ in range(concurrency)))
     await alerts.settle()
     watcher.cancel()
     lags.sort()
@@ -377,6 +388,28 @@ async def replay(stream: Stream, port: int, paths: dict[int, str], uris: dict[in
         "units_alerted_but_not_shown_suspicious": len(set(alerts.seen) - set(outcome.flagged_at_ms)),
     }
     return outcome, figures
+
+
+async def warm(port: int, uris: dict[int, str], concurrency: int) -> None:
+    """Every unit's passport read once (not a scan): the stream then meets cached passports, so the
+    API keeps to the stream's schedule and the rules see the stream's timing."""
+    from urllib.parse import quote
+
+    started = time.monotonic()
+    pending = list(uris.values())
+
+    async def reader() -> None:
+        http = Http(port, "127.0.0.1")
+        try:
+            while pending:
+                status, _ = await http.request("GET", "/api/v1/passport?uri=" + quote(pending.pop(), safe=""), {"Accept": "application/json"})
+                if status != 200:
+                    raise RuntimeError(f"passport read answered {status}")
+        finally:
+            http.close()
+
+    await asyncio.gather(*(reader() for _ in range(concurrency)))
+    print(f"  {len(uris)} passports read (cached) in {time.monotonic() - started:.1f} s", flush=True)
 
 
 class AlertWatch:
