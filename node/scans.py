@@ -464,6 +464,8 @@ class ScanLog:
     def _short_window(self, unit: _Unit, now: int) -> list[tuple[int, str | None, bytes]]:
         """The scans of the short window, oldest first (at most WINDOW_CAP)."""
         horizon = now - self.rules.window_ms
+        if not unit.scans or unit.scans[0][0] >= horizon:
+            return list(unit.scans)
         recent: list[tuple[int, str | None, bytes]] = []
         for scan in reversed(unit.scans):
             if scan[0] < horizon:
@@ -533,7 +535,9 @@ class ScanLog:
         rules = self.rules
         found: list[Flag] = []
         evidence = _span(rules.evidence_window_ms)
-        devices = sum(1 for d in unit.devices if not self._trade(d))
+        devices = len(unit.devices)
+        if devices > min(rules.max_devices, rules.max_devices_across_regions):  # only then may trade devices matter
+            devices -= sum(1 for d in unit.devices if self._trade(d))
         if devices > rules.max_devices:
             found.append(Flag("too_many_devices", f"scanned by {devices} different devices within {evidence}"))
         elif len(unit.regions) >= 2 and devices > rules.max_devices_across_regions:
