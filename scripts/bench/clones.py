@@ -322,6 +322,7 @@ async def replay(stream: Stream, port: int, paths: dict[int, str], uris: dict[in
     queue: asyncio.Queue[Step | None] = asyncio.Queue(maxsize=concurrency * 4)
     start = time.monotonic()
     first_fake_sent: dict[int, float] = {}
+    proxied: dict[int, set[str]] = defaultdict(set)  # countries the proxy has set for each unit so far
 
     async def worker() -> None:
         nonlocal spoof_regions
@@ -348,12 +349,14 @@ async def replay(stream: Stream, port: int, paths: dict[int, str], uris: dict[in
                 else:
                     if step.region:
                         headers[COUNTRY_HEADER] = step.region
+                        proxied[step.unit].add(step.region)
                     status, content = await proxy.request("GET", paths[step.unit], headers)
                 if status != 200:
                     errors[f"scan {status}"] += 1
                     continue
                 passport = orjson.loads(content)
-                if step.spoof and passport["scans"]["regionsInWindow"]:
+                # A stated country the proxy never set for this unit must not show among its regions.
+                if step.spoof and step.spoof not in proxied[step.unit]:
                     spoof_regions += step.spoof in passport["scans"]["regionsInWindow"]
                 rules = {f["code"] for f in passport["scans"]["flags"]} & set(SUSPICION_RULES)
                 if passport["verdict"] == "suspicious" and rules:
