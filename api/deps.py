@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Annotated
@@ -51,7 +52,6 @@ ScanRateLimit = Annotated[None, Depends(scan_rate_limit)]
 # --- who is scanning, without personal data ---------------------------------------------------
 
 _REGION_RE = re.compile(r"^[A-Za-z]{2}$")
-_LANGUAGE_REGION_RE = re.compile(r"^[A-Za-z]{2,3}[-_]([A-Za-z]{2})\b")
 
 
 @dataclass(frozen=True)
@@ -62,19 +62,24 @@ class ScanContext:
 
 
 def region_of(request: Request, services: Services) -> tuple[str | None, str]:
-    """The scan's coarse region: stated by the client, set by a trusted proxy, or from Accept-Language."""
-    stated = request.headers.get("waymark-region") or request.query_params.get("region")
-    if stated and _REGION_RE.match(stated.strip()):
-        return stated.strip().upper(), "stated"
-    header = services.settings.region_header
-    if header:
-        value = request.headers.get(header)
-        if value and _REGION_RE.match(value.strip()) and value.strip().upper() not in ("XX", "T1"):
-            return value.strip().upper(), "proxy"
-    language = request.headers.get("accept-language", "")
-    match = _LANGUAGE_REGION_RE.match(language.strip())
-    if match:
-        return match.group(1).upper(), "language"
+    """The scan's country, from the operator's trusted proxy only: the configured header, on a
+    connection from a configured proxy address. Anything a client says about its own place
+    (a header, a query parameter, its languages) is ignored: (None, "none")."""
+    settings = services.settings
+    header = settings.trusted_region_header
+    peer = request.client.host if request.client else None
+    if not header or peer is None or not settings.trusted_proxies:
+        return None, "none"
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return None, "none"
+    if not any(address in network for network in settings.trusted_proxies):
+        return None, "none"
+    value = (request.headers.get(header) or "").strip()
+    # XX and T1 are what proxies send for an unknown country and for Tor.
+    if _REGION_RE.match(value) and value.upper() not in ("XX", "T1"):
+        return value.upper(), "proxy"
     return None, "none"
 
 

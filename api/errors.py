@@ -24,7 +24,7 @@ from node.db.engine import DatabaseError
 from node.errors import WaymarkError
 from node.provenance.attestation import SignatureError
 from node.provenance.gs1 import InvalidIdentifier
-from node.scans import AlreadyClaimed, ClaimRejected, InvalidClaimCode
+from node.scans import AlreadyClaimed, AlreadyDecommissioned, ClaimRejected, InvalidClaimCode
 
 log = logging.getLogger("waymark.api")
 
@@ -131,6 +131,7 @@ STATUS: list[tuple[type[BaseException], int]] = [
     (InvalidIdentifier, 400),
     (InvalidClaimCode, 400),
     (AlreadyClaimed, 409),
+    (AlreadyDecommissioned, 409),
     (ClaimRejected, 422),
     (SignatureError, 401),
     (RpcUnreachable, 503),

@@ -82,6 +82,11 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
         max_scans=api.clone_max_scans,
         max_regions=api.clone_max_regions,
         min_travel_ms=int(api.clone_min_travel_minutes * 60_000),
+        evidence_window_ms=int(api.clone_evidence_days * 86_400_000),
+        max_devices_across_regions=api.clone_max_devices_across_regions,
+        claim_handover_devices=api.clone_claim_handover_devices,
+        trade_device_units=api.clone_trade_device_units,
+        suspicion_ms=int(api.clone_suspicion_days * 86_400_000),
     )
     template_path = api.static_dir / "index.html"
     return Services(

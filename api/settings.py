@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, IPvAnyNetwork, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from node.paths import PROJECT_ROOT
@@ -41,7 +41,17 @@ class ApiSettings(BaseSettings):
     """Take the client address from X-Forwarded-For (only behind a proxy that sets it)."""
 
     region_header: str | None = None
-    """Header a trusted proxy sets to the client's country (e.g. CF-IPCountry); unset: not read."""
+    """No longer read (any client could set it): refused at start-up; set trusted_region_header
+    and trusted_proxies instead."""
+
+    trusted_region_header: str | None = None
+    """Header the operator's reverse proxy sets to the client's country (ISO 3166-1 alpha-2, e.g.
+    CF-IPCountry or X-Country-Code); read only on connections from `trusted_proxies`. Unset: every
+    scan's region is unknown (the clone rules then count devices, not places)."""
+
+    trusted_proxies: list[IPvAnyNetwork] = []
+    """Addresses or networks of the reverse proxies whose region header is believed, as JSON
+    (e.g. ["127.0.0.1", "10.0.0.0/8"]); a region header from any other peer is ignored."""
 
     device_salt_file: Path = PROJECT_ROOT / "var" / "api-device-salt"
     """File holding the secret salt of device hashes; created with random bytes when missing."""
@@ -80,6 +90,25 @@ class ApiSettings(BaseSettings):
     clone_min_travel_minutes: float = Field(120.0, ge=0)
     """Scans of one code in two regions closer in time than this are flagged as implausible."""
 
+    clone_evidence_days: float = Field(45.0, gt=0)
+    """Window the device rules (too_many_devices, devices_in_two_places) look back over: copies
+    of one code are sold over weeks, not within a day."""
+
+    clone_max_devices_across_regions: int = Field(3, ge=1)
+    """More distinct devices than this scanning one code within the evidence window, when it was
+    scanned in two or more regions, is a clone signal (devices_in_two_places)."""
+
+    clone_claim_handover_devices: int = Field(2, ge=0)
+    """Devices other than the claimer's that may scan a claimed unit before it is suspicious (a
+    household member, a gift, a resale); each one alerts the manufacturer (handed_on_after_claim)."""
+
+    clone_trade_device_units: int = Field(5, ge=2)
+    """A device that scanned this many different units in a row is a shop's or an inspector's and
+    is not counted by the device rules."""
+
+    clone_suspicion_days: float = Field(30.0, gt=0)
+    """How long a unit stays suspicious after its last clone signal (shown in its passport)."""
+
     signed_request_max_age: int = Field(300, ge=1)
     """Seconds a signed request's timestamp may differ from the server's clock."""
 
@@ -88,3 +117,12 @@ class ApiSettings(BaseSettings):
 
     static_dir: Path = PROJECT_ROOT / "scanner_web"
     """Folder of the scanner page (index.html and its built dist/)."""
+
+    @model_validator(mode="after")
+    def _region_header_moved(self) -> "ApiSettings":
+        if self.region_header is not None:
+            raise ValueError(
+                "WAYMARK_API_REGION_HEADER is no longer read, because any client could set it: name the header in "
+                "WAYMARK_API_TRUSTED_REGION_HEADER and the proxies allowed to set it in WAYMARK_API_TRUSTED_PROXIES"
+            )
+        return self

@@ -9,7 +9,7 @@ events name, the state of an escrow order covering it, and a verdict:
 |---|---|
 | genuine | every event verified (hash, signature, role at the time, Merkle proof, anchor, confirmations), none marked, and the unit was commissioned by its product's manufacturer |
 | unverified | nothing failed, but something is not proven yet (events pending, no commissioning event, product not registered) or an event is marked late or signer_revoked (accepted, never plainly genuine) |
-| suspicious | a check failed, the commissioning was signed by another organisation, the link's issuance signature is not the manufacturer's, or a clone rule tripped |
+| suspicious | a check failed, the commissioning was signed by another organisation, the link's issuance signature is not the manufacturer's, or the unit is suspected of being cloned (node.scans: the same for every scanner, until its suspicion ages out) |
 | unknown | the code is well-formed but nothing on this network carries it (answered 404 by the API) |
 
 Verification of one event is node.verification's (the one rule: event_hash, signature, role,
@@ -20,8 +20,9 @@ the verification record the node wrote when it accepted or imported the event (e
 `role`, `signer_org`, `verified_at_ms`), so a cold passport asks the chain nothing per event;
 the event hash is still recomputed (a stored body edited afterwards fails), the Merkle leaf
 binds the recorded signer, and rows without a record are verified in full. The browser and
-the audit recover every signature themselves. The parts that depend on who scans
-(clone flags, ownership) are added per request by the API (`finish`).
+the audit recover every signature themselves. The unit's clone suspicion, state and ownership
+(node.scans: the same for every scanner) and the link's own flags are added per request by the
+API (`finish`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from node.provenance.attestation import AttestationDomain, SignatureError, kecca
 from node.provenance.event_hash import digest_from_hash
 from node.provenance.gs1 import ContainerId, Identifier, ParsedLink, UnitId, encode_component, recover_issuer
 from node.provenance.merkle import leaf_hash
-from node.scans import Flag, Ownership, ScanOutcome
+from node.scans import Flag, ScanOutcome
 
 Verdict = Literal["genuine", "unverified", "suspicious", "unknown"]
 CheckStatus = Literal["passed", "failed", "pending"]
@@ -191,13 +192,18 @@ class OwnershipView(_Model):
     method: str | None = None
     claimed_at: str | None = None
     by_this_device: bool = False
+    state: Literal["active", "claimed", "decommissioned"] = Field("active", description="active -> claimed (by its buyer) -> decommissioned (by its manufacturer)")
+    decommissioned_at: str | None = None
+    decommission_reason: str | None = None
 
 
 class ScanView(_Model):
-    scans_in_window: int
+    scans_in_window: int = Field(description="Scans within the clone rules' evidence window")
     devices_in_window: int
-    regions_in_window: list[str]
-    flags: list[Reason]
+    regions_in_window: list[str] = Field(description="Countries set by the operator's trusted proxy")
+    flags: list[Reason] = Field(description="The unit's clone signals (the same for every scanner) and the link's own flags")
+    suspected_since: str | None = None
+    suspected_until: str | None = Field(None, description="The unit's suspicion ages out then unless a new signal extends it")
 
 
 class EscrowView(_Model):
@@ -915,11 +921,14 @@ def valid_issuance(chain: ChainView, link: ParsedLink) -> bool:
     return org is not None and issuance_flag(chain, link, org) is None
 
 
-def finish(core: PassportCore, outcome: ScanOutcome | None, ownership: Ownership, extra_flags: Sequence[Flag] = ()) -> bytes:
-    """The passport JSON: the cached core plus this scan's verdict, flags and ownership."""
-    flags = list(outcome.flags if outcome else ()) + [f for f in extra_flags if not outcome or f not in outcome.flags]
+def finish(core: PassportCore, outcome: ScanOutcome, link_flags: Sequence[Flag] = ()) -> bytes:
+    """The passport JSON: the cached core plus the unit's suspicion and ownership (the same for
+    every scanner) and the flags of the link presented (issuance signature, lot)."""
+    suspicion = outcome.suspicion
+    flags = [*(suspicion.reasons if suspicion else ()), *link_flags]
     reasons = [*core.reasons, *({"code": f.rule, "message": f.message} for f in flags)]
     verdict = "suspicious" if flags else core.verdict
+    ownership = outcome.ownership
     dynamic = {
         "escrow": core.order_section(),
         "verdict": verdict,
@@ -929,12 +938,17 @@ def finish(core: PassportCore, outcome: ScanOutcome | None, ownership: Ownership
             "method": ownership.method,
             "claimedAt": _iso_ms(ownership.claimed_at_ms) if ownership.claimed_at_ms else None,
             "byThisDevice": ownership.by_this_device,
+            "state": ownership.state,
+            "decommissionedAt": _iso_ms(ownership.decommissioned_at_ms) if ownership.decommissioned_at_ms else None,
+            "decommissionReason": ownership.decommission_reason,
         },
         "scans": {
-            "scansInWindow": outcome.scans_in_window if outcome else 0,
-            "devicesInWindow": outcome.devices_in_window if outcome else 0,
-            "regionsInWindow": list(outcome.regions_in_window) if outcome else [],
+            "scansInWindow": outcome.scans_in_window,
+            "devicesInWindow": outcome.devices_in_window,
+            "regionsInWindow": list(outcome.regions_in_window),
             "flags": [{"code": f.rule, "message": f.message} for f in flags],
+            "suspectedSince": _iso_ms(suspicion.since_ms) if suspicion else None,
+            "suspectedUntil": _iso_ms(suspicion.until_ms) if suspicion else None,
         },
         "generatedAt": _iso_ms(int(time.time() * 1000)),
     }

@@ -1,4 +1,7 @@
-"""Ownership claims (buyers) and claim-code registration (manufacturers).
+"""Units' states: ownership claims (buyers), claim-code registration and decommissioning (manufacturers).
+
+A unit is `active`, then `claimed` by its buyer, and may be `decommissioned` by its
+manufacturer (from either state). Only these routes move it.
 
 A buyer claims a unit once, with either
 
@@ -9,7 +12,14 @@ A buyer claims a unit once, with either
   version "1", chainId); the order must cover the unit (its shipmentRef is the unit's, its
   lot's or one of its containers' id hash) and be Delivered, Released or Resolved.
 
-Later scans show the unit as claimed, and a scan from another device trips `scanned_after_claim`.
+Later scans show the unit as claimed. A scan from another device is a clone signal: the first
+(a household member, a gift, a resale) alerts the manufacturer (`handed_on_after_claim`), more
+make the unit suspicious for every scanner (`scanned_after_claim`; see node.scans).
+
+A manufacturer decommissions a unit (destroyed, recalled, expired, stolen, returned, other) with
+a signed request (api.auth: account, timestamp, signature over method, path and body; replayed
+requests are refused) by an account of the organisation that registered the unit's GTIN. Any
+later scan by a device other than its claimer's is a clone signal (`scanned_after_decommission`).
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from api.routes.resolver import core_for, parse_any
 from node.passport import EscrowOrders, OwnershipView, shipment_keys
 from node.provenance.attestation import SignatureError, parse_signature, recover_digest
 from node.provenance.gs1 import UnitId
-from node.scans import ClaimRejected, Ownership
+from node.scans import ClaimRejected, DecommissionReason, Ownership
 
 router = APIRouter(prefix="/api/v1", tags=["ownership"])
 
@@ -56,9 +66,16 @@ def ownership_view(ownership: Ownership) -> dict[str, Any]:
     return {
         "claimed": ownership.claimed,
         "method": ownership.method,
-        "claimedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ownership.claimed_at_ms / 1000)) if ownership.claimed_at_ms else None,
+        "claimedAt": _iso(ownership.claimed_at_ms) if ownership.claimed_at_ms else None,
         "byThisDevice": ownership.by_this_device,
+        "state": ownership.state,
+        "decommissionedAt": _iso(ownership.decommissioned_at_ms) if ownership.decommissioned_at_ms else None,
+        "decommissionReason": ownership.decommission_reason,
     }
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 _CLAIM_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -171,3 +188,36 @@ async def register_claim_codes(maker: ManufacturerDep, services: ServicesDep, re
     stored = await anyio.to_thread.run_sync(check_and_store)
     return Registered(registered=stored, already=len({k for k, _ in entries}) - stored)
 
+
+
+# --- manufacturers: decommissioning ----------------------------------------------------------------
+
+
+class Decommission(BaseModel):
+    uri: str = Field(min_length=1, max_length=2048, description="The unit's Digital Link")
+    reason: DecommissionReason = Field(description="Why it leaves circulation")
+
+
+@router.post(
+    "/units/decommission", response_model=OwnershipView, tags=["manufacturers"], summary="Decommission a unit",
+    responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody, "description": "Missing or bad request signature"},
+               403: {"model": ErrorBody, "description": "Not a manufacturer, or not this product's"},
+               404: {"model": ErrorBody, "description": "Unknown code"},
+               409: {"model": ErrorBody, "description": "Already decommissioned"}},
+)
+async def decommission(maker: ManufacturerDep, services: ServicesDep, request: Decommission) -> dict[str, Any]:
+    """Take a unit out of circulation: its state becomes `decommissioned`, and any later scan by a
+    device other than its claimer's is a clone signal (`scanned_after_decommission`).
+
+    Signed request (headers Waymark-Account, Waymark-Timestamp, Waymark-Signature; see api.auth)
+    by an account of the organisation that registered the unit's GTIN.
+    """
+    link = parse_any(request.uri)
+    if not isinstance(link.identifier, UnitId):
+        raise BadRequest("only serialised units can be decommissioned, not logistic units", "uri")
+    await core_for(services, link)
+    unit = link.identifier
+    if await anyio.to_thread.run_sync(services.chain.product_org, unit.gtin) != maker.org_id:
+        raise Forbidden(f"product {unit.gtin} is not registered to organisation {maker.org_id}")
+    result = await anyio.to_thread.run_sync(lambda: services.scans.decommission(unit.canonical_uri, by=maker.account, reason=request.reason))
+    return ownership_view(result)

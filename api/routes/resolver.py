@@ -493,17 +493,17 @@ async def scan(services: Services, link: ParsedLink, context: ScanContext | None
         extra.append(wrong_lot)
     key = link.identifier.canonical_uri
     if context is None:
-        return finish(core, None, services.scans.ownership(key), extra)
+        return finish(core, services.scans.status(key), extra)
     outcome = services.scans.record(
         key, device=context.device, region=context.region, region_source=context.region_source,
         gtin=core.gtin, known=True, org_id=core.manufacturer_org, extra_flags=extra,
     )
     metrics = services.metrics
-    verdict = "suspicious" if outcome.flags else core.verdict
+    verdict = "suspicious" if outcome.suspicion or extra else core.verdict
     metrics.scans.labels(verdict).inc()
     for flag in outcome.flags:
         metrics.flags.labels(flag.rule).inc()
-    return finish(core, outcome, outcome.ownership)
+    return finish(core, outcome, extra)
 
 
 async def _log_unknown(services: Services, unit: UnitId, context: ScanContext) -> None:
@@ -694,7 +694,7 @@ async def options() -> Response:
         **CORS,
         "Allow": ALLOW,
         "Access-Control-Allow-Methods": ALLOW,
-        "Access-Control-Allow-Headers": "Accept, Accept-Language, Waymark-Device, Waymark-Region",
+        "Access-Control-Allow-Headers": "Accept, Accept-Language, Waymark-Device",
         "Access-Control-Max-Age": "86400",
     })
 
@@ -831,8 +831,9 @@ _SCAN_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def scan_uri(_limit: ScanRateLimit, services: ServicesDep, context: ScanContextDep, uri: str = _URI) -> Response:
     """Resolve a code read by the page's camera or typed in, and log the scan (for clone detection).
 
-    Send `Waymark-Device` (a random id the page keeps) and optionally `Waymark-Region`
-    (ISO country code) headers; neither is stored as such. Product- and lot-level codes
+    Send `Waymark-Device` (a random id the page keeps; stored only as a salted hash). The
+    scan's country comes only from the operator's trusted proxy, never from the client.
+    Product- and lot-level codes
     answer their product or lot view (not logged as scans).
     """
     link = parse_any_key(uri)

@@ -2,8 +2,9 @@
 
 Nothing here is personal data: a scan keeps a coarse region (a country code), a salted hash
 of the scanning device and a time; a claim keeps how it was proven (an escrow order id and
-the buyer's account, or only the hash of the one-time code from inside the packaging).
-Migration: node/db/migrations/versions/0002_scans_claims_alerts.py.
+the buyer's account, or only the hash of the one-time code from inside the packaging); a
+unit's state keeps its decommissioning and its clone suspicion, so both survive a restart.
+Migrations: node/db/migrations/versions/0002_scans_claims_alerts.py, 0008_clones_unit_state.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Scan(Base):
     known: Mapped[bool] = mapped_column(Boolean)
     # ISO 3166-1 alpha-2 country, or NULL when neither stated nor derivable.
     region: Mapped[str | None] = mapped_column(String(2))
-    # stated (by the client) | proxy (a trusted proxy's header) | language (Accept-Language) | none
+    # proxy (a trusted proxy's header) | none; older rows may say stated or language (no longer judged)
     region_source: Mapped[str] = mapped_column(String(8))
     # HMAC-SHA256(server salt, device id) truncated to 16 bytes; the device id itself is never stored.
     device_hash: Mapped[bytes] = mapped_column(LargeBinary(16))
@@ -80,3 +81,25 @@ class ScanAlert(Base):
     detail: Mapped[str] = mapped_column(Text)
     day: Mapped[int] = mapped_column(Integer)  # unix day (UTC) of the first trip
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    # Why, as JSON: the scans the rule read (time, region, device tag) and the regions; NULL before 0008.
+    evidence: Mapped[str | None] = mapped_column(Text)
+    # Until when the unit is shown as suspicious unless a new signal extends it; NULL for alert-only rules.
+    suspected_until_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UnitState(Base):
+    """What the clone rules need to remember about a unit beyond its scans (one row once it has any).
+
+    The FMD-like state is active, claimed (an ownership_claims row) or decommissioned (here);
+    the suspicion is the same for every scanner and ends at suspected_until_ms."""
+
+    __tablename__ = "unit_states"
+
+    unit_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    decommissioned_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    decommissioned_by: Mapped[str | None] = mapped_column(String(42))  # the manufacturer's signing account
+    decommission_reason: Mapped[str | None] = mapped_column(String(16))
+    # JSON {rule: {"message", "firstMs", "lastMs"}} of the clone signals that made it suspicious.
+    signals: Mapped[str | None] = mapped_column(Text)
+    suspected_until_ms: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)

@@ -42,6 +42,7 @@ from web3 import Web3
 
 from node.db import ChainLog, Database, EscrowOrderRow, IndexCheckpoint
 from node.db.upsert import insert_ignore, upsert
+from node.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,7 @@ class OrderIndex:
         self._sync_lock = threading.Lock()
         self.checkpoint = 0
         self.synced_at = 0.0
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._syncer = Periodic("escrow-order-index sync", self.sync)
 
     # ---- feeding -------------------------------------------------------------------------------
 
@@ -205,25 +205,10 @@ class OrderIndex:
 
     def start(self, interval: float = 0.5) -> None:
         """Sync every `interval` seconds in a thread of its own until `stop`."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-
-        def run() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.sync()
-                except Exception:  # noqa: BLE001 - keep following; the next round retries
-                    log.exception("syncing the escrow order index failed; retrying")
-
-        self._thread = threading.Thread(target=run, name="escrow-order-index", daemon=True)
-        self._thread.start()
+        self._syncer.start(interval)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._syncer.stop()
 
     # ---- reading -------------------------------------------------------------------------------
 

@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -139,7 +141,12 @@ async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, 
     }
 
 
-def start_api(world_folder: Path, world: object, port: int) -> subprocess.Popen[bytes]:
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: a killed benchmark leaves no API behind
+
+
+def start_api(world_folder: Path, world: object, port: int, settings: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """The API as `waymark api run` starts it, with the run's rate limits and any `settings` (environment)."""
     env = {
         **os.environ,
         "WAYMARK_API_PORT": str(port),
@@ -151,12 +158,13 @@ def start_api(world_folder: Path, world: object, port: int) -> subprocess.Popen[
         "WAYMARK_CHAIN_CHAIN_ID": str(world.chain_settings.chain_id),  # type: ignore[attr-defined]
         "WAYMARK_CHAIN_DEPLOYMENTS_DIR": str(world.chain_settings.deployments_dir),  # type: ignore[attr-defined]
         "WAYMARK_DB_URL": world.database.url,  # type: ignore[attr-defined]
+        **(settings or {}),
     }
     command = [
         sys.executable, "-m", "uvicorn", "--factory", "api.main:app_from_environment", "--host", "127.0.0.1",
         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
     ]
-    process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+    process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True, preexec_fn=_die_with_parent)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -1,7 +1,7 @@
 """sealed documents: keys wrapped per organisation, replication feed, erasure notices (models in node/db/documents.py)
 
 Revision ID: 0009_confidential_sealed
-Revises: 0007_product_master
+Revises: 0008_network_replication
 Create Date: 2026-12-05
 
 `document_keys` (keys in the clear) stays until `DocumentStore.seal_legacy_keys` has wrapped
