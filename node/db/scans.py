@@ -4,7 +4,7 @@ Nothing here is personal data: a scan keeps a coarse region (a country code), a 
 of the scanning device and a time; a claim keeps how it was proven (an escrow order id and
 the buyer's account, or only the hash of the one-time code from inside the packaging); a
 unit's state keeps its decommissioning and its clone suspicion, so both survive a restart.
-Migrations: node/db/migrations/versions/0002_scans_claims_alerts.py, 0008_clones_unit_state.py.
+Migrations: node/db/migrations/versions/0002_scans_claims_alerts.py, 0010_clones_unit_state.py.
 """
 
 from __future__ import annotations
