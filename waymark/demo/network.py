@@ -50,6 +50,8 @@ RESOLVER_NODE = "manufacturer"  # the brand's scan API resolves the codes it pri
 RELAYER_NODE = "operator"  # the marketplace operator runs the escrow relayer, on its own node's database
 # The relayer pays with an account of no organisation (it sends nothing else, so nonces never race).
 RELAYER_ACCOUNT = 16
+#: The header a reverse proxy in front of the scan APIs would set to the country it saw a scan come from.
+REGION_HEADER = "X-Country"
 ORACLE_COUNT = 8  # demo members whose oracles the story uses (see simulation.build_plan)
 
 
@@ -292,6 +294,9 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
                 "WAYMARK_API_DEVICE_SALT_FILE": str(node.home / "api-device-salt"),
                 "WAYMARK_DOCUMENTS_BLOB_DIR": str(node.home / "documents"),
                 "WAYMARK_API_STATIC_DIR": str(page),
+                # The story plays the operator's reverse proxy on loopback (story.Story.scan).
+                "WAYMARK_API_TRUSTED_REGION_HEADER": REGION_HEADER,
+                "WAYMARK_API_TRUSTED_PROXIES": '["127.0.0.1"]',
                 "WAYMARK_API_BROWSER_RPC_URL": rpc_url,
             }) for node in nodes.values()),
     )

@@ -44,7 +44,7 @@ from node.escrow.terms import OrderTerms, State
 from node.provenance.gs1 import UnitId, new_serial
 from node.provenance.labels import qr_png, qr_svg
 from waymark.demo import simulation as sim
-from waymark.demo.network import Network
+from waymark.demo.network import REGION_HEADER, Network
 
 Say = Callable[[str], None]
 
@@ -320,9 +320,11 @@ class Story:
         return dict(response.json())
 
     def scan(self, link: str, *, region: str, device: str) -> Scan:
-        """A phone scans the code: the resolver's JSON answer, from a device in `region`."""
+        """A phone scans the code: the resolver's JSON answer, from a device in `region`. The story
+        stands in for the operator's reverse proxy, which names the country it saw the phone in
+        (REGION_HEADER, trusted from loopback only: a phone that states its own place is not believed)."""
         # Asked on loopback: this machine's own requests never leave it, whatever URL the QR codes carry.
-        response = httpx.get(self.network.api_url + link.removeprefix("https://id.gs1.org"), headers={"Accept": "application/json", "Waymark-Region": region,
+        response = httpx.get(self.network.api_url + link.removeprefix("https://id.gs1.org"), headers={"Accept": "application/json", REGION_HEADER: region,
                                                           "Waymark-Device": device}, timeout=15)
         return Scan(response.status_code, dict(response.json()))
 
