@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import pytest
 
 from node.chain.errors import ContractRevert
-from waymark.demo.processes import port_free
 
 
 @contextmanager
@@ -24,13 +22,3 @@ def reverts(error_name: str, **expected_args: Any) -> Iterator[pytest.ExceptionI
         assert info.value.error_args[name] == value, f"{error_name}.{name}: {info.value}"
 
 
-def free_port_range(count: int) -> int:
-    """The first of `count` consecutive free ports for a demo's oracles. Taken below the kernel's
-    ephemeral range (32768-60999 by default), where no client connection's local port can land
-    while the demo starts, and at random, so that two test workers do not pick the same range."""
-    rng = random.SystemRandom()
-    for _ in range(500):
-        base = rng.randrange(20_000, 32_768 - count)
-        if all(port_free(base + i) for i in range(count)):
-            return base
-    raise AssertionError(f"no {count} consecutive free ports found")

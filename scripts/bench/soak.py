@@ -49,10 +49,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from node.devnet.anvil import free_port  # noqa: E402
 from node.provenance.event_hash import digest_from_hash  # noqa: E402
-from waymark.demo.network import ORACLE_COUNT  # noqa: E402
-from waymark.demo.processes import group_alive, port_free  # noqa: E402
+from waymark.demo.network import MEMBER_NODES, ORACLE_COUNT  # noqa: E402
+from waymark.demo.processes import free_port_range, group_alive, port_free  # noqa: E402
 from waymark.demo.simulation import FACTORY_GLN, GTIN  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -80,12 +79,6 @@ def group_usage(pgid: int) -> tuple[float, float]:
     return rss, cpu
 
 
-def free_port_range(count: int) -> int:
-    for _ in range(200):
-        base = free_port()
-        if base + count < 65536 and all(port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def _die_with_parent() -> None:
@@ -97,8 +90,9 @@ class Demo:
 
     def __init__(self, root: Path, day_seconds: float) -> None:
         self.root = root
-        self.ports = {"--rpc-port": free_port(), "--node-port": free_port(), "--api-port": free_port(),
-                      "--relayer-port": free_port(), "--oracle-port": free_port_range(ORACLE_COUNT)}
+        self.ports = {"--rpc-port": free_port_range(1), "--node-port": free_port_range(len(MEMBER_NODES)),
+                      "--api-port": free_port_range(len(MEMBER_NODES)), "--relayer-port": free_port_range(1),
+                      "--oracle-port": free_port_range(ORACLE_COUNT)}
         command = [sys.executable, "-m", "waymark", "demo", "--root", str(root), "--day-seconds", str(day_seconds),
                    *[str(x) for option, port in self.ports.items() for x in (option, port)]]
         self.process = subprocess.Popen(

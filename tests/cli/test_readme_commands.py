@@ -24,7 +24,7 @@ from pathlib import Path
 
 from node.devnet.anvil import free_port
 from node.paths import PROJECT_ROOT
-from tests.helpers import free_port_range
+from waymark.demo.processes import free_port_range
 from waymark.demo.network import MEMBER_NODES, ORACLE_COUNT
 
 README = PROJECT_ROOT / "README.md"

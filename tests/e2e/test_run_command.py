@@ -27,7 +27,7 @@ import httpx
 
 from node.devnet.anvil import free_port
 from node.paths import PROJECT_ROOT
-from tests.helpers import free_port_range
+from waymark.demo.processes import free_port_range
 from waymark.demo.network import MEMBER_NODES, ORACLE_COUNT
 from waymark.demo.processes import group_alive, port_free
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
-from tests.helpers import free_port_range
+from waymark.demo.processes import free_port_range
 from tests.node.conftest import POSTGRES_URL, postgres_unreachable
 
 ROOT = Path(__file__).resolve().parents[2]

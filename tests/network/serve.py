@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-from tests.helpers import free_port_range
+from waymark.demo.processes import free_port_range
 
 
 @contextmanager

@@ -38,7 +38,7 @@ from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
 from node.devnet.governance import approve_verifier_bundle, publish_document_keys
 from node.errors import WaymarkError
 from node.paths import PROJECT_ROOT
-from waymark.demo.processes import Child, PortTaken, Supervisor, port_free
+from waymark.demo.processes import Child, PortTaken, Supervisor, free_port_range, port_free
 
 # The member nodes (the demo members that run one: node/devnet/consortium.py), in the order their
 # ports are given out, with the organisations whose oracles post to each: its own and those the
@@ -70,7 +70,7 @@ class Ports:
     @classmethod
     def free(cls) -> "Ports":
         """Ports nobody listens on (tests)."""
-        return cls(free_port(), 0, 0, 0, free_port())
+        return cls(free_port_range(1), free_port_range(len(MEMBER_NODES)), free_port_range(len(MEMBER_NODES)), 0, free_port_range(1))
 
     def member_ports(self) -> dict[str, tuple[int, int]]:
         """Each member node's (node port, scan API port)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import random
 import socket
 import subprocess
 import sys
@@ -38,6 +39,11 @@ class PortTaken(WaymarkError):
         super().__init__(f"port {port} for the {what} is taken (another devnet or demo running?); choose another with {option}")
 
 
+class PortsExhausted(WaymarkError):
+    def __init__(self, count: int) -> None:
+        super().__init__(f"no {count} consecutive free ports below the ephemeral range (20000-32767)")
+
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -55,6 +61,19 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
         return True
+
+
+def free_port_range(count: int) -> int:
+    """The first of `count` consecutive free ports for a demo started by the tests or a benchmark.
+    Taken below the kernel's ephemeral range (32768-60999 by default), where no client
+    connection's local port can land while the demo starts, and at random, so that two test
+    workers do not pick the same range."""
+    rng = random.SystemRandom()
+    for _ in range(500):
+        base = rng.randrange(20_000, 32_768 - count)
+        if all(port_free(base + i) for i in range(count)):
+            return base
+    raise PortsExhausted(count)
 
 
 def group_alive(pgid: int) -> bool:
