@@ -310,8 +310,9 @@ def start_network(root: Path, ports: Ports, supervisor: Supervisor, say: Callabl
 
 
 class NotReplicated(WaymarkError):
-    def __init__(self, seconds: float, missing: dict[str, int], batches: int) -> None:
-        lacking = ", ".join(f"{member} lacks {count}" for member, count in missing.items())
+    def __init__(self, seconds: float, missing: dict[str, int], batches: int, anchoring: list[str]) -> None:
+        lacking = ", ".join([f"{member} lacks {count}" for member, count in missing.items() if count]
+                            + [f"{member} still has events to anchor" for member in anchoring])
         super().__init__(f"the member nodes did not all hold the {batches} anchored batches within {seconds:.0f}s ({lacking})")
 
 
@@ -341,18 +342,27 @@ def held_batches(node: MemberNode) -> set[str]:
         after = page["next"]
 
 
+def still_anchoring(node: MemberNode) -> bool:
+    """The node holds events of its own (or its hosted members') not anchored yet, or does not answer."""
+    try:
+        health = httpx.get(f"{node.node_url}/health", timeout=10).json()
+        return bool(health["pending"] or health["unanchoredBatches"])
+    except (httpx.TransportError, ValueError, KeyError):
+        return True
+
+
 def wait_replicated(network: Network, timeout: float) -> dict[str, int]:
-    """Until every member node holds every batch anchored so far (a node holds a batch only whole:
-    the replicator imports it once its leaves rebuild the anchored root and count); those batches.
-    Raises NotReplicated, naming what each node lacks, after `timeout` seconds."""
+    """Until every member node has anchored every event it took in and holds every batch anchored
+    (a node holds a batch only whole: the replicator imports it once its leaves rebuild the
+    anchored root and count), so every node tells the same history; those batches. Raises
+    NotReplicated, naming what each node lacks, after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    batches = anchored_batches(network)
-    pending = dict(network.nodes)
     while True:
-        missing = {member: set(batches) - held_batches(node) for member, node in pending.items()}
-        pending = {member: pending[member] for member, roots in missing.items() if roots}
-        if not pending:
+        anchoring = [member for member, node in network.nodes.items() if still_anchoring(node)]
+        batches = anchored_batches(network)
+        missing = {member: len(set(batches) - held_batches(node)) for member, node in network.nodes.items()}
+        if not anchoring and not any(missing.values()):
             return batches
         if time.monotonic() > deadline:
-            raise NotReplicated(timeout, {member: len(missing[member]) for member in pending}, len(batches))
+            raise NotReplicated(timeout, missing, len(batches), anchoring)
         time.sleep(0.3)
