@@ -223,12 +223,15 @@ class Replicator:
         return sum(self._fetchers.map(self.replicate, due))
 
     def sources(self, batch: NetworkBatch) -> list[str]:
-        """Where to fetch a batch: its on-chain URI, then the peers known to hold it, then the others."""
+        """Where to fetch a batch: its on-chain URI (when under a listed node URL), then the peers known
+        to hold it, then the others."""
         with self.db.session() as s:
             holders = set(s.scalars(select(NetworkHolder.org_id).where(NetworkHolder.root == batch.root)))
         peers = sorted(self.directory.peers(self.own_org), key=lambda p: p.org_id not in holders)
         path = f"/batches/0x{batch.root.hex()}/bundle"
-        urls = [batch.uri] if batch.uri.startswith(("http://", "https://")) else []
+        # The on-chain URI is fetched only under a node URL the directory lists: any member writes
+        # its own URIs, and must not make every node send requests to addresses of its choosing.
+        urls = [batch.uri] if any(batch.uri.startswith(peer.url + "/") for peer in peers) else []
         urls += [peer.url + path for peer in peers]
         return list(dict.fromkeys(urls))
 

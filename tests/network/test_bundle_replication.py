@@ -21,6 +21,7 @@ from node.db.models import NetworkBatch
 from node.devnet.anvil import AnvilProcess
 from node.indexer import Indexer
 from node.network.bundle import MEDIA_TYPE, read_bundle
+from node.network.directory import publish_node_record
 from node.network.replicator import Replicator
 from node.network.verify import Refusal, verify_bundle
 from node.provenance import epcis
@@ -63,6 +64,9 @@ def pair(origin_db: Database, follower_db: Database, chain: ChainClient, deploym
     with serving(create_app(origin, run_indexer=True)) as url:
         origin.node.public_url = url
         origin.organisation = 1
+        # As `waymark node run` does at start: the origin lists its URL in the registry's directory,
+        # the only place the follower's replicator fetches from.
+        publish_node_record(chain, deployment.address("ConsortiumRegistry"), 1, url, MANUFACTURER)
         yield Pair(origin, node_runtime(follower_db, chain, deployment, anvil), url)
 
 
