@@ -22,9 +22,9 @@ from starlette.responses import Response
 from node.chain.errors import ChainError, DeploymentMissing, RpcUnreachable, WrongChainId
 from node.db.engine import DatabaseError
 from node.errors import WaymarkError
-from node.provenance.attestation import SignatureError
-from node.provenance.gs1 import InvalidIdentifier
-from node.scans import AlreadyClaimed, AlreadyDecommissioned, ClaimRejected, InvalidClaimCode
+from node.protocol.attestation import SignatureError
+from node.protocol.gs1 import InvalidIdentifier
+from api.readmodel.scans import AlreadyClaimed, AlreadyDecommissioned, ClaimRejected, InvalidClaimCode
 
 log = logging.getLogger("waymark.api")
 

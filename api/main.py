@@ -37,10 +37,10 @@ from node.chain.client import ChainClient
 from node.chain.deploy import load_deployment
 from node.db import Database
 from node.documents import DocumentSettings, DocumentStore, FileBlobStore
-from node.epcis_rest.corrections import passport_corrections
+from node.member.epcis_rest.corrections import passport_corrections
 from node.escrow.orders import OrderIndex
-from node.passport import ChainView, PassportBuilder
-from node.scans import CloneRules, ScanLog
+from api.readmodel.passport import ChainView, PassportBuilder
+from api.readmodel.scans import CloneRules, ScanLog
 from node.settings import ChainSettings, DatabaseSettings
 
 log = logging.getLogger("waymark.api")

@@ -22,9 +22,9 @@ from api.settings import ApiSettings
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
-from node.passport import ChainView, PassportBuilder, PassportCore
-from node.provenance.gs1 import Identifier
-from node.scans import ScanLog
+from api.readmodel.passport import ChainView, PassportBuilder, PassportCore
+from node.protocol.gs1 import Identifier
+from api.readmodel.scans import ScanLog
 
 
 def load_salt(path: Path) -> bytes:

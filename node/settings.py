@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from node.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_PORT
+from waymark.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_PORT
 from node.paths import DEPLOYMENTS_DIR, PROJECT_ROOT
 
 

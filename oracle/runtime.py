@@ -17,8 +17,8 @@ from eth_account.signers.local import LocalAccount
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, load_deployment
 from node.chain.keystore import load_keystore, refuse_devnet_key
-from node.devnet.anvil import DEVNET_CHAIN_ID
-from node.provenance.attestation import AttestationDomain
+from waymark.devnet.anvil import DEVNET_CHAIN_ID
+from node.protocol.attestation import AttestationDomain
 from node.settings import ChainSettings
 from oracle.adapters.base import FxObservation
 from oracle.adapters.csv_drop import CsvDropFolder
@@ -79,7 +79,7 @@ def signing_account(settings: OracleSettings, chain_id: int) -> LocalAccount:
     if settings.devnet_account is not None:
         if chain_id != DEVNET_CHAIN_ID:
             raise OracleMisconfigured("devnet_account", f"works only on the devnet (chain {DEVNET_CHAIN_ID}), not on chain {chain_id}")
-        from node.devnet.consortium import devnet_account
+        from waymark.devnet.consortium import devnet_account
 
         return devnet_account(settings.devnet_account)
     if settings.keystore is None:
@@ -102,12 +102,12 @@ def organisation_roles(client: ChainClient, consortium_registry: str, account: s
 
 
 class RoleHistory:
-    """`hasRoleAt` from the registry's event history (node.ingest.roles.RoleMirror, what the node
+    """`hasRoleAt` from the registry's event history (node.member.ingest.roles.RoleMirror, what the node
     itself checks). Read again at most every `refresh` seconds, and once more before saying no
     (a role granted a moment ago); None while the chain cannot be read."""
 
     def __init__(self, client: ChainClient, consortium_registry: str, start_block: int, refresh: float = 5.0) -> None:
-        from node.ingest.roles import RoleMirror
+        from node.member.ingest.roles import RoleMirror
 
         self.mirror = RoleMirror(client.w3, consortium_registry, start_block=start_block, refresh_interval=refresh)
 

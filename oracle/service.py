@@ -2,7 +2,7 @@
 
 `Oracle.accept(adapter, data)` validates a source record with its adapter, checks each
 resulting EPCIS event (EPCIS 2.0 validity, a bizStep this organisation may attest), signs
-it (EIP-712 attestation, `node.provenance.attestation`), and queues, in one transaction:
+it (EIP-712 attestation, `node.protocol.attestation`), and queues, in one transaction:
 the documents to upload, the events to capture and the escrow facts the events establish.
 Only then does it answer; the delivery worker (oracle.delivery) does the rest. FX rates are
 signed at once (`fx_signer`, the escrow's FxRate) and kept, newest per pair, for
@@ -43,12 +43,12 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from node.documents.confidential import confidential_fields
-from node.ingest.capture import MAX_FUTURE_SKEW, event_time_problem
-from node.ingest.roles import roles_for_bizstep
-from node.provenance import epcis
-from node.provenance.attestation import AttestationDomain, event_unix_time, sign_attestation
-from node.provenance.epcis import CUSTOMS_NS, EpcisValidationError, validate_event
-from node.provenance.event_hash import EventHashError, primary_object_id
+from node.member.ingest.capture import MAX_FUTURE_SKEW, event_time_problem
+from node.member.ingest.roles import roles_for_bizstep
+from node.protocol import epcis
+from node.protocol.attestation import AttestationDomain, event_unix_time, sign_attestation
+from node.protocol.epcis import CUSTOMS_NS, EpcisValidationError, validate_event
+from node.protocol.event_hash import EventHashError, primary_object_id
 from oracle.adapters import all_adapters
 from oracle.adapters.base import Adapter, Context, FxObservation, Output
 from oracle.adapters.carrier import shipment_refs
@@ -158,7 +158,7 @@ def escrow_fact(event: Mapping[str, Any]) -> str | None:
 
 def event_objects(event: Mapping[str, Any]) -> list[str]:
     """The ids an event names (parent, lists), canonical where they are GS1 keys."""
-    from node.ingest.capture import event_epcs
+    from node.member.ingest.capture import event_epcs
 
     return [epc for epc, _relation in event_epcs(event)]
 

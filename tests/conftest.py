@@ -16,7 +16,7 @@ from eth_account.signers.local import LocalAccount
 from node.chain.build import build
 from node.chain.deploy import Deployment
 from node.chain.client import ChainClient
-from node.devnet.anvil import DEVNET_ACCOUNTS, DEVNET_MNEMONIC, AnvilControl, AnvilProcess, free_port
+from waymark.devnet.anvil import DEVNET_ACCOUNTS, DEVNET_MNEMONIC, AnvilControl, AnvilProcess, free_port
 
 Account.enable_unaudited_hdwallet_features()
 
@@ -63,7 +63,7 @@ def chain(anvil: AnvilProcess, devnet: AnvilControl) -> ChainClient:
 def deployment(chain: ChainClient, accounts: list[LocalAccount], tmp_path: Path) -> Deployment:
     """Waymark deployed with the demo consortium on the test chain (reverted after the test)."""
     from node.chain.deploy import deploy, waymark_steps
-    from node.devnet.consortium import DEPLOYER_INDEX, demo_consortium
+    from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium
 
     deployed, _ = deploy(chain, accounts[DEPLOYER_INDEX], waymark_steps(demo_consortium()), tmp_path / "deployment.json")
     return deployed

@@ -9,7 +9,7 @@ import typer
 from eth_utils.address import is_address
 from rich.table import Table
 
-from node.devnet.besu import (
+from waymark.devnet.besu import (
     DEFAULT_NETWORK_DIR,
     IDENTITY_FILE,
     accounts_before_deployment,
@@ -19,7 +19,7 @@ from node.devnet.besu import (
     load_besu_network,
     member_identity,
 )
-from node.registry import RegistryClient
+from node.chain.registry import RegistryClient
 from waymark.common import ChainId, RpcUrl, connect, console
 
 

@@ -13,10 +13,10 @@ from rich.table import Table
 from node.chain.build import build
 from node.chain.deploy import deploy, is_current, waymark_steps
 from node.chain.errors import DeploymentMissing
-from node.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_PORT, LOG_FILE, devnet_down, devnet_status, devnet_up
-from node.consortium import load_consortium
-from node.devnet.consortium import demo_consortium
-from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
+from waymark.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_PORT, LOG_FILE, devnet_down, devnet_status, devnet_up
+from node.chain.consortium import load_consortium
+from waymark.devnet.consortium import demo_consortium
+from waymark.devnet.escrow import devnet_token_steps, setup_devnet_escrow
 from node.paths import ARTIFACTS_DIR, CONTRACTS_DIR
 from waymark import cmd_besu
 from waymark.common import (

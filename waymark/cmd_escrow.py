@@ -47,7 +47,7 @@ from node.escrow import (
 from node.escrow.signing import sign_customs_return, sign_milestone
 from node.escrow.terms import ZERO_ADDRESS, Attestation, MilestoneKind, currency_bytes, customs_authorities
 from node.errors import WaymarkError
-from node.provenance.gs1 import CANONICAL_RESOLVER, ContainerId, InvalidIdentifier, canonical_id, encode_component, normalize_gtin, validate_sscc
+from node.protocol.gs1 import CANONICAL_RESOLVER, ContainerId, InvalidIdentifier, canonical_id, encode_component, normalize_gtin, validate_sscc
 from waymark.common import (
     AsMember,
     ChainId,
@@ -629,10 +629,10 @@ def relayer_run(
 
     import uvicorn
 
-    from node.devnet.anvil import DEVNET_CHAIN_ID
-    from node.devnet.consortium import devnet_account
-    from node.relayer import RelayerSettings
-    from node.relayer_app import create_relayer_app, load_relayer
+    from waymark.devnet.anvil import DEVNET_CHAIN_ID
+    from waymark.devnet.consortium import devnet_account
+    from node.relayer.service import RelayerSettings
+    from node.relayer.app import create_relayer_app, load_relayer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     overrides = {k: v for k, v in {"host": host, "port": port, "sweep_interval": sweep_interval,

@@ -18,8 +18,8 @@ from eth_account import Account
 from eth_utils.address import is_address, to_checksum_address
 
 from node.chain.keystore import KeystoreError, KeystoreExists, devnet_addresses, keystore_address, read_password_file, write_keystore
-from node.devnet.anvil import DEVNET_CHAIN_ID
-from node.devnet.consortium import DEMO_MEMBERS
+from waymark.devnet.anvil import DEVNET_CHAIN_ID
+from waymark.devnet.consortium import DEMO_MEMBERS
 from waymark.common import (
     DEVNET_KEYSTORE_PASSWORD,
     DEVNET_KEYSTORES,

@@ -2,7 +2,7 @@
 its replication status, and verify proof bundles.
 
 Settings come from the environment (WAYMARK_NODE_*, WAYMARK_CHAIN_*, WAYMARK_DB_*,
-WAYMARK_SIGNER_*; see node/service_settings.py and node/settings.py); options override them.
+WAYMARK_SIGNER_*; see node/member/settings.py and node/settings.py); options override them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from node.proofs import verify_bundle
-from node.service import (
+from node.member.proofs import verify_bundle
+from node.member.runtime import (
     NodeRuntime,
     build_anchorer,
     build_indexer,
@@ -27,7 +27,7 @@ from node.service import (
     load_runtime,
     resolve_organisation,
 )
-from node.service_settings import NodeSettings
+from node.member.settings import NodeSettings
 from node.settings import DatabaseSettings
 from waymark.common import (
     AsMember,
@@ -91,7 +91,7 @@ def run(
 
     import uvicorn
 
-    from node.app import create_app
+    from node.member.app import create_app
 
     runtime = _runtime(rpc_url, chain_id, db, host=host, port=port, check_processes=check_processes)
     account = None
@@ -183,7 +183,7 @@ def replicator_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbU
 @app.command("status")
 def status_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbUrl = None) -> None:
     """The node's replication of other members' batches: held, waiting, withheld (exit 3 if any is withheld)."""
-    from node.network.replicator import replication_status
+    from node.member.network.replicator import replication_status
 
     runtime = _runtime(rpc_url, chain_id, db)
     status = replication_status(runtime.db, runtime.client.chain_id)

@@ -13,8 +13,8 @@ import typer
 from eth_utils.address import is_address
 from rich.table import Table
 
-from node.consortium import node_url_problem, reporting_delay_problem
-from node.registry import (
+from node.chain.consortium import node_url_problem, reporting_delay_problem
+from node.chain.registry import (
     InvalidCompanyPrefix,
     ProposalKind,
     RegistryClient,

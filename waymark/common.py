@@ -14,8 +14,8 @@ from rich.console import Console
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, load_deployment
 from node.chain.keystore import PasswordMissing, load_keystore, read_keystore, read_password_file, refuse_devnet_key, write_keystore
-from node.devnet.anvil import DEVNET_CHAIN_ID
-from node.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, devnet_account
+from waymark.devnet.anvil import DEVNET_CHAIN_ID
+from waymark.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, devnet_account
 from node.errors import WaymarkError
 from node.paths import DEVNET_DIR
 from node.settings import ChainSettings, DatabaseSettings, SignerSettings
@@ -126,7 +126,7 @@ def organisation_namer() -> Any:
     from the registry of the chain this command talked to (None if there is none to ask)."""
     if not SESSIONS:
         return None
-    from node.registry import RegistryClient
+    from node.chain.registry import RegistryClient
 
     session = SESSIONS[-1]
     try:

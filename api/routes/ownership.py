@@ -14,7 +14,7 @@ A buyer claims a unit once, with either
 
 Later scans show the unit as claimed. A scan from another device is a clone signal: the first
 (a household member, a gift, a resale) alerts the manufacturer (`handed_on_after_claim`), more
-make the unit suspicious for every scanner (`scanned_after_claim`; see node.scans).
+make the unit suspicious for every scanner (`scanned_after_claim`; see api.readmodel.scans).
 
 A manufacturer decommissions a unit (destroyed, recalled, expired, stolen, returned, other) with
 a signed request (api.auth: account, timestamp, signature over method, path and body; replayed
@@ -35,10 +35,10 @@ from api.auth import claim_digest
 from api.deps import ManufacturerDep, ScanContextDep, ScanRateLimit, ServicesDep
 from api.errors import BadRequest, ErrorBody, Forbidden
 from api.routes.resolver import core_for, parse_any
-from node.passport import EscrowOrders, OwnershipView, shipment_keys
-from node.provenance.attestation import SignatureError, parse_signature, recover_digest
-from node.provenance.gs1 import UnitId
-from node.scans import ClaimRejected, DecommissionReason, Ownership
+from api.readmodel.passport import EscrowOrders, OwnershipView, shipment_keys
+from node.protocol.attestation import SignatureError, parse_signature, recover_digest
+from node.protocol.gs1 import UnitId
+from api.readmodel.scans import ClaimRejected, DecommissionReason, Ownership
 
 router = APIRouter(prefix="/api/v1", tags=["ownership"])
 
@@ -146,7 +146,7 @@ def _order_id(text: str) -> int:
 
 class ClaimCodeEntry(BaseModel):
     uri: str = Field(min_length=1, max_length=2048, description="The unit's Digital Link")
-    code_hash: str = Field(alias="codeHash", pattern=r"^0x[0-9a-fA-F]{64}$", description="node.scans.claim_code_hash(canonical id, code), 0x hex")
+    code_hash: str = Field(alias="codeHash", pattern=r"^0x[0-9a-fA-F]{64}$", description="api.readmodel.scans.claim_code_hash(canonical id, code), 0x hex")
 
 
 class ClaimCodes(BaseModel):

@@ -16,7 +16,7 @@ Digital Links of every key this network serves resolve here (GS1-Conformant Reso
 Paths are parsed from the raw request path, so percent-encoded characters in a lot or serial
 (`%2F` for `/`) are read exactly as the Digital Link standard says; the checks (check digits,
 qualifier order, character set, lengths, data attributes per AI) are those of
-`node.provenance.gs1`, and a problem is answered 400 naming it. A well-formed code nobody issued
+`node.protocol.gs1`, and a problem is answered 400 naming it. A well-formed code nobody issued
 is 404 with verdict `unknown`. A page view or a JSON resolution of a unit is a scan: it is
 logged (without personal data) and the clone rules see it. `/api/v1/scan?uri=` does the same for
 a link read by the page's camera or typed in; `/api/v1/passport?uri=` returns the passport
@@ -42,10 +42,10 @@ from api.deps import ScanContext, ScanContextDep, ScanRateLimit, ServicesDep, Si
 from api.errors import ApiError, BadRequest, ErrorBody, Forbidden, NotAcceptable, UnknownCode, UnknownCodeBody, error_json, field_for, status_for
 from api.services import Services
 from node.errors import WaymarkError
-from node.locations import LocationRecord, load_locations, store_location
-from node.passport import Passport, PassportCore, finish, issuance_flag, valid_issuance
-from node.product_master import MasterDataError, MasterDataHashMismatch, ProductMaster, lot_view, product_view, store_master
-from node.provenance.gs1 import (
+from api.readmodel.locations import LocationRecord, load_locations, store_location
+from api.readmodel.passport import Passport, PassportCore, finish, issuance_flag, valid_issuance
+from api.readmodel.product_master import MasterDataError, MasterDataHashMismatch, ProductMaster, lot_view, product_view, store_master
+from node.protocol.gs1 import (
     SUPPORTED_PRIMARY_KEYS,
     AnyKey,
     ContainerId,
@@ -60,7 +60,7 @@ from node.provenance.gs1 import (
     parse_key,
     parse_link,
 )
-from node.scans import Flag
+from api.readmodel.scans import Flag
 
 router = APIRouter(tags=["resolver"])
 

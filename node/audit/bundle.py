@@ -3,13 +3,13 @@ against the chain alone, and the evidence source that reads one back.
 
 A bundle covers a product (GTIN), a lot (GTIN + lot), an escrow order, or a time range of
 event times. For the events of a unit it holds the events of every case, pallet and container
-the unit was in at the time (node.history). Files, all JSON:
+the unit was in at the time (node.member.history). Files, all JSON:
 
 | file | content |
 |---|---|
 | manifest.json | format, version, what was selected, when, and the sha-256 of every other file |
 | chain.json | chain id, the deployment's contracts (address, block, ...) and start block |
-| events.json | one proof bundle per event (node.proofs: the event as stored, its attestation, its Merkle proof and leaf index, its root and anchor transaction) |
+| events.json | one proof bundle per event (node.member.proofs: the event as stored, its attestation, its Merkle proof and leaf index, its root and anchor transaction) |
 | roots.json | every root those events are under: event count, anchor transaction, block number and hash, block time and anchoring organisation (as the chain reported them at export) |
 | escrow.json | for an order: its terms (from its `OrderCreated` log), the relayed milestone attestations and the relayer's submissions |
 
@@ -42,11 +42,11 @@ from node.db import Batch, Database, Event, EventEpc
 from node.db.relayer import RelaySignature, RelaySubmission
 from node.errors import WaymarkError
 from node.escrow import EscrowClient, order_key
-from node.history import unit_history
-from node.provenance.attestation import keccak256
-from node.provenance.event_hash import hash_from_digest
-from node.provenance.gs1 import CANONICAL_RESOLVER, encode_component, normalize_gtin
-from node.proofs import PROVENANCE_ABI, proof_bundle
+from node.member.history import unit_history
+from node.protocol.attestation import keccak256
+from node.protocol.event_hash import hash_from_digest
+from node.protocol.gs1 import CANONICAL_RESOLVER, encode_component, normalize_gtin
+from node.member.proofs import PROVENANCE_ABI, proof_bundle
 
 BUNDLE_FORMAT = "waymark-evidence-bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -254,7 +254,7 @@ def _lot_units(db: Database, lot: Lot) -> list[str]:
 
 
 def _canonical_units(event: Mapping[str, Any], marker: str, prefix: str) -> set[str]:
-    from node.ingest.capture import event_epcs
+    from node.member.ingest.capture import event_epcs
 
     raw = [e for key in ("epcList", "childEPCs", "inputEPCList", "outputEPCList") for e in event.get(key) or ()]
     with_lot = {e for e in raw if isinstance(e, str) and marker in e}
@@ -271,7 +271,7 @@ def _range_events(db: Database, selection: TimeRange) -> set[bytes]:
 
 def _shipment_events(db: Database, shipment_ref: bytes) -> set[bytes]:
     """The events of what an order's shipmentRef names: keccak256 of a unit's, a container's or a
-    lot's canonical id (node.passport.shipment_keys). Nothing if it names nothing we hold."""
+    lot's canonical id (api.readmodel.passport.shipment_keys). Nothing if it names nothing we hold."""
     with db.connect() as conn:
         epcs = list(conn.execute(select(EventEpc.epc).distinct()).scalars())
     for epc in epcs:

@@ -8,7 +8,7 @@ What comes out (`ChainHistory`):
 - the registry's history (`RoleState`, the same rule as `ConsortiumRegistry.hasRoleAt`: an
   account holds a role at T when at T it was linked to an Active organisation holding the role;
   a change at T applies from T on; with hosting and the maximum reporting delay), so "did A hold
-  R at T" is a local lookup for any T: the `node.verification.Registry` the audit verifies with;
+  R at T" is a local lookup for any T: the `node.protocol.verification.Registry` the audit verifies with;
 - every BatchAnchored of the ProvenanceRegistry (root, organisation, submitter, count, block,
   block time, transaction);
 - every TradeEscrow log in chain order with its block time, and each order's terms (from
@@ -32,8 +32,8 @@ from node.chain.deploy import Deployment
 from node.chain.logs import LogPager
 from node.errors import WaymarkError
 from node.escrow.terms import OrderTerms
-from node.indexer import LogDecoder
-from node.ingest.roles import RoleState
+from node.member.indexer import LogDecoder
+from node.member.ingest.roles import RoleState
 
 REGISTRY = "ConsortiumRegistry"
 PROVENANCE = "ProvenanceRegistry"

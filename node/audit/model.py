@@ -37,13 +37,13 @@ class DiscrepancyKind(StrEnum):
     """An escrow transition on chain lacks the attestations or the sender its rule needs."""
     LATE = "late"
     """An event verified, but anchored later than the maximum reporting delay after its event time
-    (node.verification's `late` mark): accepted, never plainly genuine."""
+    (node.protocol.verification's `late` mark): accepted, never plainly genuine."""
     SIGNER_REVOKED = "signer_revoked"
     """An event verified, but its attester had lost the role it signed with (or its organisation was
     not active) when the batch was anchored (the `signer_revoked` mark)."""
     BATCH_WITHHELD = "batch_withheld"
     """(node/network) An anchored root whose bundle no member node served within the node's withheld
-    timeout (node.network.replicator.withheld_batches); names the anchoring organisation."""
+    timeout (node.member.network.replicator.withheld_batches); names the anchoring organisation."""
 
 
 class ReportFormatError(WaymarkError):

@@ -1,6 +1,6 @@
 """The audit: every stored event, every anchored root, every escrow transition.
 
-Events (in worker processes, a part of whole batches at a time), by node.verification, the one
+Events (in worker processes, a part of whole batches at a time), by node.protocol.verification, the one
 rule of "verified" (its checks in its order, stopping at the first that fails, so one fault gives
 one discrepancy):
 
@@ -70,11 +70,11 @@ from node.audit.model import AuditReport, Checked, Discrepancy, DiscrepancyKind
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
-from node.ingest.roles import RoleState
-from node.provenance.attestation import AttestationDomain
-from node.provenance.event_hash import hash_from_digest
-from node.provenance.merkle import build_tree_from_hashes, leaf_hash
-from node.verification import (
+from node.member.ingest.roles import RoleState
+from node.protocol.attestation import AttestationDomain
+from node.protocol.event_hash import hash_from_digest
+from node.protocol.merkle import build_tree_from_hashes, leaf_hash
+from node.protocol.verification import (
     Anchor,
     Attested,
     Check,
@@ -177,7 +177,7 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
         checked.append((row, leaf, problem, attested))
 
     # Proofs: where a stored batch's leaves rebuild its anchored root, a stored proof equal to the
-    # tree's own proof needs no hashing; any other proof is walked leaf to root (node.verification).
+    # tree's own proof needs no hashing; any other proof is walked leaf to root (node.protocol.verification).
     reached: dict[int, bytes] = {}
     rebuilt: dict[bytes, bytes] = {}
     for root, positions in by_root.items():
@@ -245,7 +245,7 @@ def _check_part(ctx: _Context, rows: Sequence[StoredEvent]) -> _PartResult:
 
 
 def _attestation(ctx: _Context, row: StoredEvent, loads: Callable[[str], Any]) -> tuple[Problem | None, Attested | None]:
-    """Checks 1-3 of node.verification on the stored row, as a discrepancy if one fails."""
+    """Checks 1-3 of node.protocol.verification on the stored row, as a discrepancy if one fails."""
     digest, body, signer, signature = row[0], row[1], row[2], row[3]
     try:
         event = loads(body)
@@ -502,7 +502,7 @@ def audit_database(client: ChainClient, deployment: Deployment, db: Database, **
 def withheld_as_such(report: AuditReport, db: Database) -> AuditReport:
     """A root the node recorded as withheld (no member node served its bundle in time) is reported
     as BATCH_WITHHELD naming the anchoring organisation, instead of as data missing from this node."""
-    from node.network.replicator import withheld_batches
+    from node.member.network.replicator import withheld_batches
 
     withheld = {"0x" + w.root.hex(): w for w in withheld_batches(db, report.chain_id)}
     if not withheld:

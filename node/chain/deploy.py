@@ -19,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 from node.chain.build import load_artifact
 from node.chain.client import ChainClient
 from node.chain.errors import DeploymentMissing
-from node.consortium import ConsortiumSpec
+from node.chain.consortium import ConsortiumSpec
 
 @dataclass(frozen=True)
 class DeployedContract:

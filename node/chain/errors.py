@@ -101,14 +101,14 @@ class UnknownRevert(ContractRevert):
 def _enums() -> dict[str, type[IntEnum]]:
     # Imported here: the domain packages import this module.
     from node.escrow.terms import MilestoneKind, RefundReason, State
-    from node.registry import OrgStatus, ProposalKind
+    from node.chain.registry import OrgStatus, ProposalKind
 
     return {"State": State, "MilestoneKind": MilestoneKind, "RefundReason": RefundReason,
             "ProposalKind": ProposalKind, "OrgStatus": OrgStatus}
 
 
 def _role_name(value: bytes) -> str | None:
-    from node.consortium import ROLES
+    from node.chain.consortium import ROLES
     from eth_utils.crypto import keccak
 
     return next((role for role in ROLES if keccak(text=role) == value), None)

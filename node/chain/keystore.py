@@ -10,7 +10,7 @@ from typing import cast
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from node.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_MNEMONIC
+from waymark.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_MNEMONIC
 from node.errors import WaymarkError
 
 

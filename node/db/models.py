@@ -105,7 +105,7 @@ class Event(Base):
     # Sibling hashes from leaf to root, 32 bytes each, concatenated.
     proof: Mapped[bytes | None] = mapped_column(LargeBinary)
     # An error declaration: the CBV 2.0 digest of the event it declares erroneous (its own
-    # `digest` is node.provenance.event_hash.record_digest, which adds the declaration).
+    # `digest` is node.protocol.event_hash.record_digest, which adds the declaration).
     corrects: Mapped[bytes | None] = mapped_column(LargeBinary(32), index=True)
 
 
@@ -257,7 +257,7 @@ class IndexCheckpoint(Base):
 
 
 class ProductMaster(Base):
-    """A product's master data (node/product_master.py), stored as the exact bytes whose
+    """A product's master data (api/readmodel/product_master.py), stored as the exact bytes whose
     keccak256 the manufacturer registered on chain (ProvenanceRegistry product metadata hash)."""
 
     __tablename__ = "product_master"
@@ -270,7 +270,7 @@ class ProductMaster(Base):
 
 class LocationMaster(Base):
     """Master data of a place where events happen (a readPoint or bizLocation id): its name and
-    country, registered by a member organisation (node/locations.py)."""
+    country, registered by a member organisation (api/readmodel/locations.py)."""
 
     __tablename__ = "location_master"
 

@@ -1,7 +1,7 @@
 """Sealed documents: inspection reports, certificates of origin, invoices, customs values.
 
 Events never carry them, only their SHA-256 (`wm:documents`, see
-`node.provenance.epcis.document_ref`); what an event may carry is in
+`node.protocol.epcis.document_ref`); what an event may carry is in
 node.documents.confidential. The package, by concern:
 
 * `crypto`      AES-256-GCM per document; its key wrapped per organisation (HPKE: X25519, HKDF-SHA256, AES-256-GCM)

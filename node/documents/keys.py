@@ -98,7 +98,7 @@ class RegistryKeyDirectory:
     """Keys and role holders from the ConsortiumRegistry (cached for `ttl` seconds)."""
 
     def __init__(self, client: Any, deployment: Any, *, ttl: float = 30.0) -> None:
-        from node.registry import RegistryClient
+        from node.chain.registry import RegistryClient
 
         self.registry = RegistryClient(client, deployment)
         self.ttl = ttl
@@ -121,7 +121,7 @@ class RegistryKeyDirectory:
         return self._cached(org_id, lambda: self.registry.node_record(org_id).encryption_key)
 
     def organisations_with_role(self, role: str) -> list[int]:
-        from node.registry import ROLE_IDS, OrgStatus
+        from node.chain.registry import ROLE_IDS, OrgStatus
 
         now = time.monotonic()
         with self._lock:

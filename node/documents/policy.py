@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from node.documents.errors import AccessDenied
-from node.provenance.attestation import to_checksum_address
+from node.protocol.attestation import to_checksum_address
 
-from node.consortium import ATTESTING_ROLES
+from node.chain.consortium import ATTESTING_ROLES
 DEFAULT_ROLE_READERS = ("AUDITOR", "ARBITRATOR")
 ROLE_READERS: dict[str, tuple[str, ...]] = {
     # Personal data (a consignee's contact details): the named parties only, no role-wide tier.
@@ -63,7 +63,7 @@ class ChainMembership:
     (cached for `ttl` seconds, so a revocation is seen within that time)."""
 
     def __init__(self, client: Any, registry_address: str, *, ttl: float = 5.0) -> None:
-        from node.registry import ROLE_IDS
+        from node.chain.registry import ROLE_IDS
 
         self.client = client
         self.contract = client.contract("ConsortiumRegistry", registry_address)

@@ -34,9 +34,9 @@ from node.db.documents import DocumentPeerCursor
 from node.documents.errors import DocumentError
 from node.documents.policy import AccessPolicy
 from node.documents.signing import ErasureNotice, sign_document_request, verify_erasure, verify_upload_proof
-from node.network.audience import normalise_audience
+from node.member.network.audience import normalise_audience
 from node.documents.storage import DocumentStore, parse_digest
-from node.provenance.attestation import PrivateKeyLike
+from node.protocol.attestation import PrivateKeyLike
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from node.documents.errors import DocumentInvalid, Unauthenticated
-from node.network.audience import normalise_audience
-from node.provenance.attestation import (
+from node.member.network.audience import normalise_audience
+from node.protocol.attestation import (
     PrivateKeyLike,
     SignatureError,
     address_of,

@@ -24,9 +24,9 @@ import orjson
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from node.ingest.capture import event_time_problem
-from node.provenance import epcis
-from node.provenance.gs1 import ContainerId, Identifier, InvalidIdentifier, UnitId, check_digit, normalize_gtin, parse_identifier, validate_sscc
+from node.member.ingest.capture import event_time_problem
+from node.protocol import epcis
+from node.protocol.gs1 import ContainerId, Identifier, InvalidIdentifier, UnitId, check_digit, normalize_gtin, parse_identifier, validate_sscc
 from oracle.errors import InputRejected
 from oracle.state import OracleState
 

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from node.provenance import epcis
+from node.protocol import epcis
 from oracle.adapters.base import Adapter, Context, FieldError, Gtin, Ident, Location, ObjectRef, Output, Record, Sscc, Timestamp, lot_uri, offset_of
 from oracle.state import OracleState, Shipment
 

@@ -40,7 +40,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
-from node.provenance import epcis
+from node.protocol import epcis
 from oracle.adapters.base import (
     Adapter, Amount, Context, Country, Currency, DocumentInput, DocumentUpload, FieldError, Ident, Location, Output, Record, Sscc,
     Timestamp, offset_of, rejection,

@@ -1,7 +1,7 @@
 """EPCIS 2.0 capture (`epcis`): whole EPCISDocuments (JSON-LD binding) from the organisation's
 own EPCIS repository or middleware, posted to the oracle's `POST /capture`.
 
-The document is validated as EPCIS 2.0 (`node.provenance.epcis.validate_document`; a failure
+The document is validated as EPCIS 2.0 (`node.protocol.epcis.validate_document`; a failure
 names the field path, e.g. `epcisBody.eventList[3].epcList[0]`); each event is then signed
 with the organisation's key like any other adapter's, queued and delivered to the node.
 Events must come unsigned: one that already carries a `wm:attestation` is refused (send
@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from node.provenance import epcis
+from node.protocol import epcis
 from oracle.adapters.base import Adapter, Context, Output
 from oracle.errors import InputRejected
 
@@ -22,7 +22,7 @@ ATTESTATION_KEY = "wm:attestation"
 
 
 class EpcisDocument(BaseModel):
-    """An EPCIS 2.0 EPCISDocument; see https://ref.gs1.org/standards/epcis/ (validated by node.provenance.epcis)."""
+    """An EPCIS 2.0 EPCISDocument; see https://ref.gs1.org/standards/epcis/ (validated by node.protocol.epcis)."""
 
     model_config = {"extra": "allow"}
 

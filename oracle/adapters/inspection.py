@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from node.provenance import epcis
+from node.protocol import epcis
 from oracle.adapters.base import Adapter, Context, DocumentInput, DocumentUpload, FieldError, Ident, Location, ObjectRef, Output, Record, Timestamp, offset_of
 
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from node.provenance import epcis
+from node.protocol import epcis
 from oracle.adapters.base import Adapter, Context, FieldError, Gtin, Ident, Location, ObjectRef, Output, Record, Timestamp, device_uri, offset_of, unix
 
 _TEMPERATURE_UNITS = {"C": "CEL", "CEL": "CEL", "°C": "CEL", "DEGC": "CEL", "F": "FAH", "FAH": "FAH", "°F": "FAH", "K": "KEL", "KEL": "KEL"}

@@ -11,7 +11,7 @@ becomes one ObjectEvent ADD of the units (`https://id.gs1.org/01/<gtin>/21/<seri
 bizStep commissioning, disposition active, at the site, with the lot (and expiry) in
 `ilmd` and the production order as a `prodorder` business transaction. Serials come from
 the source system (they are printed on the labels: random, at least 64 bits, see
-node.provenance.gs1.new_serial); the same run sent twice is the same event.
+node.protocol.gs1.new_serial); the same run sent twice is the same event.
 
 Packing list (`packing`), JSON:
 
@@ -30,8 +30,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from node.provenance import epcis
-from node.provenance.gs1 import InvalidIdentifier, UnitId
+from node.protocol import epcis
+from node.protocol.gs1 import InvalidIdentifier, UnitId
 from oracle.adapters.base import Adapter, Context, Gtin, Ident, Location, ObjectRef, Output, Record, Sscc, Timestamp, offset_of
 
 

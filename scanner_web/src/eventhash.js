@@ -1,7 +1,7 @@
 // The CBV 2.0 event hash in the browser, so the page checks that an event shown is the event
-// that was signed and anchored. Same rules as node/provenance/event_hash.py (its docstring
+// that was signed and anchored. Same rules as node/protocol/event_hash.py (its docstring
 // explains them); tests/scanner_web/test_eventhash_js.py runs this file under Node against the
-// published CBV 2.0 test vectors, Waymark's record vectors (tests/provenance/data/record_vectors.json:
+// published CBV 2.0 test vectors, Waymark's record vectors (tests/protocol/data/record_vectors.json:
 // error declarations, sensor-only events) and the Python implementation on random events.
 
 import { sha256 } from "@noble/hashes/sha2";
@@ -713,7 +713,7 @@ export function eventHash(event, context) {
   return "ni:///sha-256;" + toHex(eventDigest(event, context)) + "?ver=CBV2.0";
 }
 
-// Waymark stores, attests and anchors an event under its record digest (node/provenance/event_hash.py
+// Waymark stores, attests and anchors an event under its record digest (node/protocol/event_hash.py
 // record_digest). For an ordinary event it is the CBV 2.0 digest. An error declaration shares its CBV
 // hash with the event it declares erroneous (errorDeclaration is not hashed), so it is kept under the
 // SHA-256 of its pre-hash string, CORRECTION_SEPARATOR and its errorDeclaration written canonically.

@@ -1,6 +1,6 @@
 // "Verify here": the page re-checks every event of a passport itself, trusting the server for
-// nothing but the data to check. The rule is node/verification.py's, written again here and held
-// to it by tests/provenance/data/verification_vectors.json (generated from the Python core; run
+// nothing but the data to check. The rule is node/protocol/verification.py's, written again here and held
+// to it by tests/protocol/data/verification_vectors.json (generated from the Python core; run
 // against this file in Chromium by tests/scanner_web/test_verification_vectors.py). Per event,
 // in order, the first failure named:
 //   event_hash    the event shown hashes to the id that was signed and anchored (its record
@@ -94,7 +94,7 @@ export function recoverSigner(digest, signatureHex) {
   return checksumAddress(keccak(uncompressed.slice(1)).slice(12));
 }
 
-// --- who may attest what (node/ingest/roles.py) ----------------------------------------------------
+// --- who may attest what (node/member/ingest/roles.py) ----------------------------------------------------
 
 export const ATTESTING = ["MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE"];
 const STEP_ROLES = {};
@@ -109,7 +109,7 @@ const CUSTOMS_NS = "https://ns.waymark.example/customs/";
 const CUSTOMS_STEPS = ["declared", "cleared", "detained", "returned", "duty_assessed"];
 const CBV_STEP_PREFIXES = ["https://ref.gs1.org/cbv/BizStep-", "urn:epcglobal:cbv:bizstep:"];
 
-// The roles of the table for a step, or null for a step outside it (node/ingest/roles.py
+// The roles of the table for a step, or null for a step outside it (node/member/ingest/roles.py
 // _table_roles); allowedRoles is what the node enforces (roles_for_bizstep): outside the table,
 // any attesting role.
 export function rolesForBizStep(step, context) {
@@ -230,7 +230,7 @@ function readWord(bytes, offset) {
   return BigInt("0x" + toHex(bytes.slice(offset, offset + 32)));
 }
 
-// --- the rule (node/verification.py) ---------------------------------------------------------------
+// --- the rule (node/protocol/verification.py) ---------------------------------------------------------------
 
 // The anchor that counts (verification.py counted_anchor): the organisation's own, else its host's
 // at the anchor time (hosts tried: at the event time and now); null for none.

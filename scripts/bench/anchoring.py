@@ -18,7 +18,7 @@ What is measured (one run, one machine):
    chain: one `anchorBatch` transaction per event (a one-leaf tree each), on a smaller
    sample (--baseline events) since it is one transaction per event.
 4. A sample of proof bundles is fetched from GET /events/{id}/proof and checked with
-   `node.proofs.verify_bundle` against the chain.
+   `node.member.proofs.verify_bundle` against the chain.
 
 Interval mining (--block-time 2): the chain mines a block every 2 seconds, as a Besu/QBFT
 network does, instead of one block per transaction (it is deployed first, then switched). The
@@ -62,18 +62,18 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from node.anchorer import Anchorer  # noqa: E402
+from node.member.anchorer import Anchorer  # noqa: E402
 from node.chain.build import build  # noqa: E402
 from node.chain.client import ChainClient  # noqa: E402
 from node.chain.deploy import deploy, waymark_steps  # noqa: E402
 from node.db import Batch, Database, Event  # noqa: E402
-from node.devnet.anvil import AnvilControl, AnvilProcess, free_port  # noqa: E402
-from node.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
-from node.proofs import verify_bundle  # noqa: E402
-from node.provenance import epcis  # noqa: E402
-from node.provenance.attestation import AttestationDomain, sign_attestation  # noqa: E402
-from node.provenance.gs1 import UnitId  # noqa: E402
-from node.provenance.merkle import leaf_hash  # noqa: E402
+from waymark.devnet.anvil import AnvilControl, AnvilProcess, free_port  # noqa: E402
+from waymark.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
+from node.member.proofs import verify_bundle  # noqa: E402
+from node.protocol import epcis  # noqa: E402
+from node.protocol.attestation import AttestationDomain, sign_attestation  # noqa: E402
+from node.protocol.gs1 import UnitId  # noqa: E402
+from node.protocol.merkle import leaf_hash  # noqa: E402
 
 GTIN = "09521234543213"
 # (member account index, bizStep) of the four attesting members

@@ -49,22 +49,22 @@ from eth_account.messages import encode_typed_data  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from node.anchorer import Anchorer  # noqa: E402
+from node.member.anchorer import Anchorer  # noqa: E402
 from node.audit import DatabaseEvidence, SignedCheckpoint, audit, audit_and_checkpoint, audit_database, load_checkpoint, save_checkpoint  # noqa: E402
 from node.chain.build import build  # noqa: E402
 from node.chain.client import ChainClient  # noqa: E402
 from node.chain.deploy import Deployment, deploy, is_current, load_deployment, waymark_steps  # noqa: E402
 from node.db import Batch, Database, Event  # noqa: E402
-from node.devnet.anvil import AnvilProcess, free_port  # noqa: E402
-from node.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
-from node.ingest.capture import CaptureService, CheckedEvent, event_epcs, unix_ms  # noqa: E402
-from node.ingest.roles import RoleMirror, roles_for_bizstep  # noqa: E402
-from node.provenance import epcis  # noqa: E402
-from node.provenance.attestation import AttestationDomain, attestation_typed_data, sign_attestation  # noqa: E402
-from node.provenance.event_hash import event_digest  # noqa: E402
-from node.provenance.gs1 import UnitId  # noqa: E402
-from node.provenance.merkle import leaf_hash, verify_proof  # noqa: E402
-from node.registry import role_id  # noqa: E402
+from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
+from waymark.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
+from node.member.ingest.capture import CaptureService, CheckedEvent, event_epcs, unix_ms  # noqa: E402
+from node.member.ingest.roles import RoleMirror, roles_for_bizstep  # noqa: E402
+from node.protocol import epcis  # noqa: E402
+from node.protocol.attestation import AttestationDomain, attestation_typed_data, sign_attestation  # noqa: E402
+from node.protocol.event_hash import event_digest  # noqa: E402
+from node.protocol.gs1 import UnitId  # noqa: E402
+from node.protocol.merkle import leaf_hash, verify_proof  # noqa: E402
+from node.chain.registry import role_id  # noqa: E402
 
 GTIN = "09521234543213"
 ATTESTERS = ((1, "commissioning"), (2, "inspecting"), (3, "shipping"), (4, epcis.customs_step("cleared")))

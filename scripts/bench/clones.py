@@ -39,7 +39,7 @@ A unit counts as flagged when its manufacturer receives an alert of a suspicion 
 over units, against the stream's clones. Time to alert: from the first scan of a fake to the
 scan that made the unit suspicious, in simulated hours, and from sending that first fake scan
 to the manufacturer's alerts route showing the alert, in real seconds (polled every 0.25 s).
-`--rules-only` runs the same stream through node.scans.ScanLog in this process with a
+`--rules-only` runs the same stream through api.readmodel.scans.ScanLog in this process with a
 simulated clock (no API, no chain): a quick look at the rules, not the benchmark's figure.
 
 Killed (SIGINT, SIGTERM) it stops the API and the Anvil; SIGKILLed, a guard process (from
@@ -238,7 +238,7 @@ def _quantiles(values: list[float]) -> dict[str, float | None]:
 
 def rules_only(stream: Stream) -> Outcome:
     from node.db import Database
-    from node.scans import SUSPICION_RULES, ClaimRejected, ScanLog, claim_code_hash, device_hash, new_claim_code
+    from api.readmodel.scans import SUSPICION_RULES, ClaimRejected, ScanLog, claim_code_hash, device_hash, new_claim_code
 
     folder = Path(tempfile.mkdtemp(prefix="waymark-bench-clones-"))
     db = Database(f"sqlite:///{folder / 'scans.sqlite3'}")
@@ -311,7 +311,7 @@ class Http:
 
 async def replay(stream: Stream, port: int, paths: dict[int, str], uris: dict[int, str], codes: dict[int, str], day_seconds: float, concurrency: int,
                  alerts: "AlertWatch") -> tuple[Outcome, dict[str, Any]]:
-    from node.scans import SUSPICION_RULES, new_claim_code
+    from api.readmodel.scans import SUSPICION_RULES, new_claim_code
 
     scale = day_seconds / DAY_MS  # real seconds per simulated millisecond
     await warm(port, uris, concurrency)
@@ -426,7 +426,7 @@ class AlertWatch:
 
     async def poll(self, client: httpx.AsyncClient) -> None:
         from api.auth import sign_request
-        from node.scans import SUSPICION_RULES
+        from api.readmodel.scans import SUSPICION_RULES
         from tests.node.story import MANUFACTURER
 
         while True:
@@ -459,8 +459,8 @@ def through_api(stream: Stream, args: argparse.Namespace) -> tuple[Outcome, dict
     from api.auth import sign_request
     from api.settings import ApiSettings
     from node.chain.build import build
-    from node.devnet.anvil import AnvilProcess, free_port
-    from node.scans import claim_code_hash, new_claim_code
+    from waymark.devnet.anvil import AnvilProcess, free_port
+    from api.readmodel.scans import claim_code_hash, new_claim_code
     from scale import Guard
     from scan import start_api
     from tests.api.world import build_world
@@ -523,7 +523,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--min-fakes", type=int, default=3, help="fewest fakes a copied code is printed on (2 shows what codes spread thinly cost)")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent connections sending the stream")
-    parser.add_argument("--rules-only", action="store_true", help="the stream through node.scans in this process, simulated clock (not the benchmark)")
+    parser.add_argument("--rules-only", action="store_true", help="the stream through api.readmodel.scans in this process, simulated clock (not the benchmark)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up of `finally`
 

@@ -19,11 +19,11 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from node.provenance import epcis  # noqa: E402
-from node.provenance.attestation import AttestationDomain, recover_attester, sign_attestation_fields  # noqa: E402
-from node.provenance.event_hash import event_hash  # noqa: E402
-from node.provenance.gs1 import UnitId, make_sscc, new_serial  # noqa: E402
-from node.provenance.merkle import build_tree  # noqa: E402
+from node.protocol import epcis  # noqa: E402
+from node.protocol.attestation import AttestationDomain, recover_attester, sign_attestation_fields  # noqa: E402
+from node.protocol.event_hash import event_hash  # noqa: E402
+from node.protocol.gs1 import UnitId, make_sscc, new_serial  # noqa: E402
+from node.protocol.merkle import build_tree  # noqa: E402
 
 
 def per_call(function: Callable[[], Any], repeat: int) -> float:
@@ -82,7 +82,7 @@ def bench_recover() -> None:
     from eth_account import Account
     from eth_account.messages import encode_typed_data
 
-    from node.provenance.attestation import attestation_typed_data
+    from node.protocol.attestation import attestation_typed_data
 
     account = Account.create()
     domain = AttestationDomain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")

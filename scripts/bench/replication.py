@@ -15,7 +15,7 @@ One run, one machine, one Anvil mining a block every --block-time seconds (as a 
 3. Import rate: a fresh follower node (no anchorer, empty database) started once everything is
    anchored imports all N events: indexing the chain's BatchAnchored logs, fetching every bundle
    from the nodes, verifying every event (hash, signature, role at the event time, anchoring
-   organisation, rebuilt root: node.verification) and storing it with its proof. Reported: events
+   organisation, rebuilt root: node.protocol.verification) and storing it with its proof. Reported: events
    per second from its first import to its last, and from its start to its last import.
 4. Baseline, same run: the events fetched one by one over GET /events/{id} and each verified with
    the same core (hash, signature, role), on a --baseline sample.
@@ -58,14 +58,14 @@ from node.chain.client import ChainClient  # noqa: E402
 from node.chain.deploy import deploy, waymark_steps  # noqa: E402
 from node.db import Batch, Database, Event  # noqa: E402
 from node.db.models import NetworkBatch  # noqa: E402
-from node.devnet.anvil import AnvilControl, AnvilProcess, answers, free_port  # noqa: E402
-from node.devnet.consortium import DEPLOYER_INDEX, demo_consortium, demo_member, devnet_account  # noqa: E402
-from node.ingest.roles import RoleMirror  # noqa: E402
-from node.provenance import epcis  # noqa: E402
-from node.provenance.attestation import AttestationDomain, parse_signature, sign_attestation  # noqa: E402
-from node.provenance.event_hash import digest_from_hash  # noqa: E402
-from node.provenance.gs1 import ContainerId, UnitId, make_sscc  # noqa: E402
-from node.verification import verify_attestation  # noqa: E402
+from waymark.devnet.anvil import AnvilControl, AnvilProcess, answers, free_port  # noqa: E402
+from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium, demo_member, devnet_account  # noqa: E402
+from node.member.ingest.roles import RoleMirror  # noqa: E402
+from node.protocol import epcis  # noqa: E402
+from node.protocol.attestation import AttestationDomain, parse_signature, sign_attestation  # noqa: E402
+from node.protocol.event_hash import digest_from_hash  # noqa: E402
+from node.protocol.gs1 import ContainerId, UnitId, make_sscc  # noqa: E402
+from node.protocol.verification import verify_attestation  # noqa: E402
 
 GTIN = "09521234543213"
 MEMBERS = ("manufacturer", "carrier", "customs")

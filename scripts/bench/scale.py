@@ -16,7 +16,7 @@ For each data set (big first, then small), in a database of its own on the Postg
   Anvil). Printed: events per second of capture plus anchoring (signing, the oracles' work,
   is timed apart), and bytes stored per event (every table and index of the database,
   `pg_database_size`, over the events stored).
-* history: `node.history.unit_history` of random units, one after another, in this process:
+* history: `node.member.history.unit_history` of random units, one after another, in this process:
   p50 and p99 in ms.
 * cold scans: the API started afresh (an empty passport cache, one uvicorn worker as
   `waymark api run` starts it), 50 concurrent clients each scanning random units nobody
@@ -58,14 +58,14 @@ from node.chain.build import build  # noqa: E402
 from node.chain.client import ChainClient  # noqa: E402
 from node.chain.deploy import deploy, waymark_steps  # noqa: E402
 from node.db import Database  # noqa: E402
-from node.devnet.anvil import AnvilProcess, free_port  # noqa: E402
-from node.devnet.consortium import DEPLOYER_INDEX, demo_consortium, devnet_account  # noqa: E402
-from node.history import unit_history  # noqa: E402
-from node.provenance import epcis  # noqa: E402
-from node.provenance.attestation import AttestationDomain  # noqa: E402
-from node.provenance.gs1 import ContainerId, UnitId, make_sscc  # noqa: E402
-from node.service import NodeRuntime, build_anchorer, build_capture  # noqa: E402
-from node.service_settings import NodeSettings  # noqa: E402
+from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
+from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium, devnet_account  # noqa: E402
+from node.member.history import unit_history  # noqa: E402
+from node.protocol import epcis  # noqa: E402
+from node.protocol.attestation import AttestationDomain  # noqa: E402
+from node.protocol.gs1 import ContainerId, UnitId, make_sscc  # noqa: E402
+from node.member.runtime import NodeRuntime, build_anchorer, build_capture  # noqa: E402
+from node.member.settings import NodeSettings  # noqa: E402
 from node.settings import ChainSettings, DatabaseSettings  # noqa: E402
 from tests.api.world import register_product  # noqa: E402
 from tests.node.story import CARRIER, GTIN, INSPECTOR, MANUFACTURER, attested, iso  # noqa: E402

@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import requests  # noqa: E402
 
 from node.chain.build import build  # noqa: E402
-from node.devnet.anvil import AnvilProcess, free_port  # noqa: E402
+from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
 from node.paths import PROJECT_ROOT  # noqa: E402
 from tests.api.world import build_world  # noqa: E402
 

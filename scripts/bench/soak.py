@@ -49,7 +49,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from node.provenance.event_hash import digest_from_hash  # noqa: E402
+from node.protocol.event_hash import digest_from_hash  # noqa: E402
 from waymark.demo.network import MEMBER_NODES, ORACLE_COUNT  # noqa: E402
 from waymark.demo.processes import free_port_range, group_alive, port_free  # noqa: E402
 from waymark.demo.simulation import FACTORY_GLN, GTIN  # noqa: E402

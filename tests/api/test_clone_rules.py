@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from node.db import Database
 from node.db.scans import Scan
-from node.scans import (
+from api.readmodel.scans import (
     DAY_MS,
     WINDOW_CAP,
     AlreadyClaimed,

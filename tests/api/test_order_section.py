@@ -18,10 +18,10 @@ from api.main import create_app
 from node.chain.build import build
 from node.chain.client import ChainClient
 from node.db import ChainLog
-from node.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess, free_port
 from node.escrow import OrderTerms
 from node.escrow.orders import OrderIndex
-from node.service import build_indexer
+from node.member.runtime import build_indexer
 from tests.api.world import World, api_settings, build_world
 from tests.node.escrow_env import EscrowEnv, escrow_env, member
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.services import ENTRY_OVERHEAD, PassportCache, _Entry
-from node.passport import PassportCore
+from api.readmodel.passport import PassportCore
 
 
 def core(size: int) -> PassportCore:

@@ -9,8 +9,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from node.devnet.consortium import devnet_account
-from node.provenance.gs1 import UnitId, sign_issuance, signed_link
+from waymark.devnet.consortium import devnet_account
+from node.protocol.gs1 import UnitId, sign_issuance, signed_link
 from tests.api.conftest import JSON, path_of
 from tests.api.world import World, node_audience
 from tests.node.story import CARRIER, GTIN, MANUFACTURER
@@ -480,8 +480,8 @@ def test_members_register_location_master_data_with_a_signed_request(client: Tes
 
 
 def test_the_page_of_a_unit_with_40_events_ships_a_slim_passport_before_first_paint(client: TestClient, world: World) -> None:
-    from node.service import build_anchorer, build_capture
-    from node.provenance import epcis
+    from node.member.runtime import build_anchorer, build_capture
+    from node.protocol import epcis
     from tests.api.world import journey
     from tests.node.story import LOT, by_anchoring_node, capture_document, iso, lot_story, sscc
 

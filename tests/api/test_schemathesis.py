@@ -24,7 +24,7 @@ from schemathesis.checks import content_type_conformance, not_a_server_error, re
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from node.provenance.gs1 import check_digit
+from node.protocol.gs1 import check_digit
 
 from api.main import create_app
 from api.settings import ApiSettings

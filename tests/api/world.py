@@ -24,15 +24,15 @@ from sqlalchemy import select, update
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.db import Database, Event
-from node.devnet.anvil import AnvilProcess
-from node.devnet.consortium import DEPLOYER_INDEX, demo_consortium, devnet_account
-from node.locations import LocationRecord, store_location
-from node.product_master import master_hash, store_master
-from node.provenance.gs1 import UnitId
-from node.service import NodeRuntime, build_anchorer, build_capture
-from node.service_settings import NodeSettings
+from waymark.devnet.anvil import AnvilProcess
+from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium, devnet_account
+from api.readmodel.locations import LocationRecord, store_location
+from api.readmodel.product_master import master_hash, store_master
+from node.protocol.gs1 import UnitId
+from node.member.runtime import NodeRuntime, build_anchorer, build_capture
+from node.member.settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings
-from node.provenance import epcis
+from node.protocol import epcis
 from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, Story, by_anchoring_node, capture_document, iso, lot_story
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def build_world(anvil: AnvilProcess, folder: Path, *, lots: dict[str, str] | Non
             capture.capture(orjson.dumps(capture_document(events, runtime.domain)))
             continue
         # Each organisation's events anchored by its own node (the inspector's by its host's, the
-        # manufacturer's): node.verification counts no other organisation's anchor.
+        # manufacturer's): node.protocol.verification counts no other organisation's anchor.
         for anchorer, group in by_anchoring_node(events):
             capture.capture(orjson.dumps(capture_document(group, runtime.domain)))
             build_anchorer(runtime, anchorer).drain()
@@ -202,7 +202,7 @@ class ApiServer:
         import uvicorn
 
         from api.main import create_app
-        from node.devnet.anvil import free_port
+        from waymark.devnet.anvil import free_port
 
         self.port = free_port()
         self.settings = api_settings(world, folder, self.port, **overrides)

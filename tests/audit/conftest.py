@@ -18,11 +18,11 @@ from eth_account.signers.local import LocalAccount
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
-from node.devnet.anvil import AnvilProcess
+from waymark.devnet.anvil import AnvilProcess
 from node.escrow import OrderTerms
-from node.relayer import Relayer, SignatureIn
-from node.service import NodeRuntime, build_anchorer, build_capture
-from node.service_settings import NodeSettings
+from node.relayer.service import Relayer, SignatureIn
+from node.member.runtime import NodeRuntime, build_anchorer, build_capture
+from node.member.settings import NodeSettings
 from node.settings import ChainSettings
 from tests.node.escrow_env import DAY, EscrowEnv, escrow_env, member
 from tests.node.story import capture_document, lot_story, story_events
@@ -52,7 +52,7 @@ def audit_db(tmp_path: Path) -> Iterator[Database]:
 def capture_and_anchor(runtime: NodeRuntime, events: list[tuple[dict[str, Any], LocalAccount]], *,
                        check_roles: bool = True) -> None:
     """Capture the events and anchor them as the network does: each organisation's events in
-    batches its own account anchors (node.verification counts only the attester's organisation's
+    batches its own account anchors (node.protocol.verification counts only the attester's organisation's
     anchor, or its host's)."""
     capture = build_capture(runtime)
     by_signer: dict[str, list[tuple[dict[str, Any], LocalAccount]]] = {}

@@ -26,13 +26,13 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.chain.build import build
 from node.db import Database
-from node.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess, free_port
 from node.escrow import OrderTerms, order_key
-from node.provenance.attestation import keccak256
-from node.provenance.event_hash import event_hash
-from node.relayer import Relayer, SignatureIn, Status
-from node.service import NodeRuntime
-from node.service_settings import NodeSettings
+from node.protocol.attestation import keccak256
+from node.protocol.event_hash import event_hash
+from node.relayer.service import Relayer, SignatureIn, Status
+from node.member.runtime import NodeRuntime
+from node.member.settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings
 from tests.api.world import register_product
 from tests.node.escrow_env import EscrowEnv, escrow_env, member

@@ -25,7 +25,7 @@ from node.audit import (
 )
 from node.audit.checkpoint import AuditCheckpoint
 from node.db import Event
-from node.devnet.anvil import AnvilControl
+from waymark.devnet.anvil import AnvilControl
 from tests.audit.conftest import World, capture_and_anchor
 from tests.node.story import lot_story, story_events
 

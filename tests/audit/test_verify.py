@@ -13,14 +13,14 @@ from node.audit import AuditReport, DiscrepancyKind, audit_database
 from node.db import Batch, Event, EventEpc
 from node.escrow import State
 from node.escrow.signing import sign_customs_return
-from node.proofs import build_bundle
-from node.provenance import epcis
-from node.provenance.event_hash import event_hash, hash_from_digest, record_digest
-from node.provenance.gs1 import UnitId
-from node.relayer import Kind, Relayer, SignatureIn
-from node.devnet.anvil import AnvilControl
-from node.registry import ProposalKind, RegistryClient, role_data
-from node.service import build_anchorer, build_capture
+from node.member.proofs import build_bundle
+from node.protocol import epcis
+from node.protocol.event_hash import event_hash, hash_from_digest, record_digest
+from node.protocol.gs1 import UnitId
+from node.relayer.service import Kind, Relayer, SignatureIn
+from waymark.devnet.anvil import AnvilControl
+from node.chain.registry import ProposalKind, RegistryClient, role_data
+from node.member.runtime import build_anchorer, build_capture
 from tests.audit.conftest import World, capture_and_anchor
 from tests.node.escrow_env import DAY, member
 from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, capture_document, iso
@@ -70,7 +70,7 @@ def test_a_batch_of_one_event_whose_proof_is_empty_audits_clean(world: World) ->
 
 
 def test_waymark_audit_verify_and_waymark_node_verify_agree_on_an_event_alone_in_its_batch(world: World, tmp_path: Path) -> None:
-    """Both commands run node.verification: the lone event of a one-event batch (empty proof, its
+    """Both commands run node.protocol.verification: the lone event of a one-event batch (empty proof, its
     leaf is the root) is verified by both, and the same edit of it fails both, by the same check."""
     from typer.testing import CliRunner
 

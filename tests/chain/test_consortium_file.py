@@ -11,7 +11,7 @@ import pytest
 
 from eth_utils.address import to_checksum_address
 
-from node.consortium import DEFAULT_MAX_REPORTING_DELAY, ConsortiumFileError, bps_for_votes, load_consortium, votes_needed
+from node.chain.consortium import DEFAULT_MAX_REPORTING_DELAY, ConsortiumFileError, bps_for_votes, load_consortium, votes_needed
 
 ACCOUNTS = ["0x" + f"{i:02x}" * 20 for i in range(1, 5)]
 

@@ -8,8 +8,8 @@ from eth_account.signers.local import LocalAccount
 
 from node.chain.client import ChainClient
 from node.chain.deploy import deploy, is_current, load_deployment, waymark_steps
-from node.devnet.anvil import AnvilControl
-from node.devnet.consortium import (
+from waymark.devnet.anvil import AnvilControl
+from waymark.devnet.consortium import (
     DEMO_COMPANY_PREFIX,
     DEMO_MAX_REPORTING_DELAY,
     DEMO_MEMBERS,
@@ -19,7 +19,7 @@ from node.devnet.consortium import (
     demo_org_id,
     devnet_account,
 )
-from node.registry import OrgStatus, RegistryClient
+from node.chain.registry import OrgStatus, RegistryClient
 
 
 def test_deploy_records_contracts_and_registers_the_demo_consortium(

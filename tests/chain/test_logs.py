@@ -11,7 +11,7 @@ from web3.exceptions import Web3RPCError
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.chain.logs import BESU_RANGE_REFUSAL, LogPager, LogRangeRefused, is_range_refusal
-from node.devnet.anvil import AnvilControl, AnvilProcess
+from waymark.devnet.anvil import AnvilControl, AnvilProcess
 from tests.chain.besu_limits import logs_limited
 
 

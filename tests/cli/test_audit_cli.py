@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, distinct, func, select, text
 
 from node.db import Event
-from node.provenance.event_hash import digest_from_hash
+from node.protocol.event_hash import digest_from_hash
 from tests.audit.test_bundle import AuditWorld, own_audit_world
 from tests.cli.test_cli import assert_clean_failure, run_cli
 from tests.node.story import GTIN, LOT

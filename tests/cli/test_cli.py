@@ -16,7 +16,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from node.chain.deploy import load_deployment
-from node.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess, free_port
 from node.paths import PROJECT_ROOT
 
 

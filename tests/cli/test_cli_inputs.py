@@ -11,7 +11,7 @@ from eth_utils.crypto import keccak
 from node.chain.build import load_artifact
 from node.chain.errors import ErrorDecoder
 from node.escrow.terms import State
-from node.provenance.gs1 import make_sscc
+from node.protocol.gs1 import make_sscc
 from waymark.cmd_demo import DemoSetupError, resolve_public_url
 from waymark.cmd_escrow import CliInputError, parse_shipment
 

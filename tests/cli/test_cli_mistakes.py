@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from node.devnet.anvil import AnvilControl, AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilControl, AnvilProcess, free_port
 from node.paths import PROJECT_ROOT
 from waymark.cli import main
 

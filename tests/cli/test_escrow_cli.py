@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from node.devnet.anvil import AnvilControl, AnvilProcess, free_port
-from node.devnet.consortium import devnet_account
+from waymark.devnet.anvil import AnvilControl, AnvilProcess, free_port
+from waymark.devnet.consortium import devnet_account
 from node.paths import PROJECT_ROOT
 from tests.cli.test_cli import assert_clean_failure, run_cli
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.devnet.anvil import free_port
+from waymark.devnet.anvil import free_port
 from node.paths import PROJECT_ROOT
 from waymark.demo.processes import free_port_range
 from waymark.demo.network import MEMBER_NODES, ORACLE_COUNT

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from node.devnet.anvil import AnvilControl, AnvilProcess, rpc
-from node.devnet.consortium import devnet_account
+from waymark.devnet.anvil import AnvilControl, AnvilProcess, rpc
+from waymark.devnet.consortium import devnet_account
 from tests.cli.test_cli import assert_clean_failure, run_cli
 
 BUYER = devnet_account(10).address

@@ -17,8 +17,8 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from node.chain.client import ChainClient
-from node.consortium import DEFAULT_MAX_REPORTING_DELAY
-from node.devnet.anvil import AnvilControl
+from node.chain.consortium import DEFAULT_MAX_REPORTING_DELAY
+from waymark.devnet.anvil import AnvilControl
 from tests.helpers import reverts
 
 ZERO_ADDRESS = "0x" + "00" * 20

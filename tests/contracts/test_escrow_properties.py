@@ -37,7 +37,7 @@ from web3.contract import Contract
 
 from node.chain.client import ChainClient
 from node.chain.errors import ContractRevert
-from node.devnet.anvil import AnvilControl, AnvilProcess
+from waymark.devnet.anvil import AnvilControl, AnvilProcess
 from tests.contracts.escrow_world import (
     BPS,
     DAY,

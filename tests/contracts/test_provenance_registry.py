@@ -20,7 +20,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from node.chain.client import ChainClient
-from node.consortium import DEFAULT_MAX_REPORTING_DELAY
+from node.chain.consortium import DEFAULT_MAX_REPORTING_DELAY
 from node.paths import PROJECT_ROOT
 from tests.helpers import reverts
 

@@ -13,8 +13,8 @@ from eth_account.signers.local import LocalAccount
 from web3.logs import DISCARD
 
 from node.chain.client import ChainClient
-from node.consortium import MAX_NODE_URL_LENGTH, MAX_REPORTING_DELAY_LIMIT, node_url_problem
-from node.devnet.anvil import AnvilControl
+from node.chain.consortium import MAX_NODE_URL_LENGTH, MAX_REPORTING_DELAY_LIMIT, node_url_problem
+from waymark.devnet.anvil import AnvilControl
 from tests.contracts.test_consortium_registry import (  # noqa: F401  (c is a fixture)
     ANCHORER,
     CARRIER,

@@ -9,7 +9,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 
 from node.chain.client import ChainClient
-from node.devnet.anvil import AnvilControl
+from waymark.devnet.anvil import AnvilControl
 from tests.contracts.escrow_world import (
     DISPUTE_TIMEOUT,
     FX_QUORUM,

@@ -13,7 +13,7 @@ from eth_utils.abi import function_signature_to_4byte_selector
 from web3.contract import Contract
 
 from node.chain.client import ChainClient
-from node.devnet.anvil import AnvilControl
+from waymark.devnet.anvil import AnvilControl
 from tests.contracts.escrow_world import (
     BPS,
     DAY,

@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from node.chain.client import ChainClient
-from node.devnet.anvil import AnvilControl
+from waymark.devnet.anvil import AnvilControl
 from tests.contracts.escrow_world import (
     CARRIER,
     CUSTOMS,

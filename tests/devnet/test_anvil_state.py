@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from node.devnet.anvil import AnvilProcess, free_port, rpc
+from waymark.devnet.anvil import AnvilProcess, free_port, rpc
 
 
 def test_state_file_keeps_no_historical_states_and_a_restart_keeps_every_block(tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ from eth_keys.datatypes import PrivateKey
 
 from node.chain.client import ChainClient
 from node.chain.deploy import deploy, waymark_steps
-from node.consortium import ConsortiumFileError
-from node.devnet.anvil import AnvilProcess
-from node.devnet.besu import (
+from node.chain.consortium import ConsortiumFileError
+from waymark.devnet.anvil import AnvilProcess
+from waymark.devnet.besu import (
     BESU_DIR,
     BROWSER_RPC_APIS,
     BROWSER_RPC_FOLDER,
@@ -42,9 +42,9 @@ from node.devnet.besu import (
     qbft_extra_data,
     render_network,
 )
-from node.devnet.consortium import DEMO_MEMBERS, demo_consortium
+from waymark.devnet.consortium import DEMO_MEMBERS, demo_consortium
 from node.paths import PROJECT_ROOT
-from node.registry import OrgStatus, ProposalKind, RegistryClient, org_data
+from node.chain.registry import OrgStatus, ProposalKind, RegistryClient, org_data
 
 EXAMPLE_CONSORTIUM = BESU_DIR / "consortium.example.json"
 EXAMPLE_OUTPUT = BESU_DIR / "example"

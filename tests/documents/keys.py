@@ -13,9 +13,9 @@ from pathlib import Path
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.devnet.consortium import DEMO_MEMBERS, devnet_account
+from waymark.devnet.consortium import DEMO_MEMBERS, devnet_account
 from node.documents import OrgKeystore
-from node.registry import RegistryClient
+from node.chain.registry import RegistryClient
 
 
 @dataclass(frozen=True)

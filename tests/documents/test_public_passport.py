@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app as create_api
 from api.settings import ApiSettings
 from node.documents import confidential_fields
-from node.provenance import epcis
+from node.protocol import epcis
 from node.settings import ChainSettings, DatabaseSettings
 from oracle.app import create_app as create_oracle_app
 from tests.documents.keys import OrgKeys

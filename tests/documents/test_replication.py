@@ -29,11 +29,11 @@ from api.main import create_app as create_api
 from api.settings import ApiSettings
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.devnet.anvil import AnvilProcess, free_port
-from node.devnet.consortium import devnet_account
+from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.consortium import devnet_account
 from node.documents import OrgKeystore, erasure_headers, open_sealed, sign_document_request, sign_erasure
-from node.provenance import epcis
-from node.provenance.attestation import AttestationDomain, sign_attestation
+from node.protocol import epcis
+from node.protocol.attestation import AttestationDomain, sign_attestation
 from node.settings import ChainSettings, DatabaseSettings
 from tests.documents.keys import OrgKeys, make_org_keys
 from tests.oracle.journey import GTIN, at

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from node.devnet.consortium import devnet_account
+from waymark.devnet.consortium import devnet_account
 from node.escrow.terms import State
 from waymark.demo.story import DISPUTE_BUYER_SHARE_BPS, SECOND_BUYER, Story, account
 

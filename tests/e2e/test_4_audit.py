@@ -7,7 +7,7 @@
   every token paid into escrow has been withdrawn.
 - Whatever the machine's load, an event the audit sees before its batch is anchored is pending:
   not anchored yet and inside the consortium's maximum reporting delay by the chain's own time
-  (node.verification), never "never anchored"; an event alone in its batch (its proof is empty,
+  (node.protocol.verification), never "never anchored"; an event alone in its batch (its proof is empty,
   its leaf is the root), which a loaded machine makes likely, is verified like any other. Both
   were the cause of the audit story's occasional `event_never_anchored` under load: the auditor
   had its own copy of the Merkle check (an empty proof read as none) and a wall-clock grace since
@@ -30,7 +30,7 @@ import pytest
 from node.audit import AuditReport, audit_database
 from node.db import Database
 from node.escrow.store import order_key
-from node.provenance.event_hash import hash_from_digest
+from node.protocol.event_hash import hash_from_digest
 from tests.e2e.world import deliver, demo_world
 from waymark.demo.story import Story
 

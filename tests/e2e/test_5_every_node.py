@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from node.devnet.consortium import DEMO_MEMBERS, demo_member
+from waymark.devnet.consortium import DEMO_MEMBERS, demo_member
 from tests.e2e.world import replicated
 from waymark.demo.story import Story
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from node.devnet.anvil import free_port
+from waymark.devnet.anvil import free_port
 from node.paths import PROJECT_ROOT
 from waymark.demo.processes import free_port_range
 from waymark.demo.network import MEMBER_NODES, ORACLE_COUNT

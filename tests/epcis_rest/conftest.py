@@ -1,6 +1,6 @@
 """EPCIS REST tests: a node (real Anvil, real database) with its app run in-process, and a
 client that signs every request as a member account would (node.documents' signed requests
-over node.epcis_rest.request_target_digest)."""
+over node.member.epcis_rest.request_target_digest)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
-from node.app import create_app
+from node.member.app import create_app
 from node.documents import sign_document_request
-from node.epcis_rest import request_target_digest
-from node.service import NodeRuntime
+from node.member.epcis_rest import request_target_digest
+from node.member.runtime import NodeRuntime
 from tests.node.conftest import chain_now, db, db_backend, deployment, runtime  # noqa: F401 - fixtures
 from tests.node.story import MANUFACTURER
 

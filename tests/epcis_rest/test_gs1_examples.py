@@ -21,10 +21,10 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
-from node.ingest.roles import roles_for_bizstep
-from node.provenance.epcis import document_events, schema_problems
-from node.provenance.event_hash import event_hash
-from node.service import NodeRuntime
+from node.member.ingest.roles import roles_for_bizstep
+from node.protocol.epcis import document_events, schema_problems
+from node.protocol.event_hash import event_hash
+from node.member.runtime import NodeRuntime
 from tests.node.story import CARRIER, CUSTOMS, INSPECTOR, MANUFACTURER, attested, iso
 
 DATA = Path(__file__).parent / "data" / "gs1"

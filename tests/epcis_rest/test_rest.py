@@ -21,12 +21,12 @@ from fastapi.testclient import TestClient
 
 from node.audit import audit_database
 from node.db import EpcisSubscription
-from node.epcis_rest import corrections_for
-from node.epcis_rest.subscriptions import Deliverer
-from node.provenance import epcis
-from node.provenance.epcis import document_events
-from node.provenance.event_hash import event_hash
-from node.service import NodeRuntime, build_anchorer
+from node.member.epcis_rest import corrections_for
+from node.member.epcis_rest.subscriptions import Deliverer
+from node.protocol import epcis
+from node.protocol.epcis import document_events
+from node.protocol.event_hash import event_hash
+from node.member.runtime import NodeRuntime, build_anchorer
 from tests.epcis_rest.conftest import signing_hook
 from tests.node.story import CARRIER, INSPECTOR, MANUFACTURER, attested, iso, lot_story, story_events
 
@@ -160,7 +160,7 @@ def test_reads_need_a_signature_of_a_member_account(runtime: NodeRuntime, client
     # a signature covers one request: replayed on another query it fails
     registry = runtime.deployment.address("ConsortiumRegistry")
     from node.documents import sign_document_request
-    from node.epcis_rest import request_target_digest
+    from node.member.epcis_rest import request_target_digest
 
     headers = sign_document_request(CARRIER.key, runtime.client.chain_id, registry, "read", request_target_digest("GET", "/epcis/events"),
                                      audience=runtime.node.public_url)

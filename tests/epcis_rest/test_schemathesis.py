@@ -30,17 +30,17 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance, status_code_conformance
 from schemathesis.generation import GenerationMode
 
-from node.app import create_app
+from node.member.app import create_app
 from node.documents import sign_document_request
-from node.epcis_rest import request_target_digest
-from node.ingest.capture import CaptureService
-from node.provenance import epcis
-from node.service import NodeRuntime, build_capture
+from node.member.epcis_rest import request_target_digest
+from node.member.ingest.capture import CaptureService
+from node.protocol import epcis
+from node.member.runtime import NodeRuntime, build_capture
 from tests.node.story import MANUFACTURER, capture_document, lot_story, story_events
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 DESCRIPTION = Path(__file__).parent / "data" / "gs1-epcis-openapi.json"
-# Left out (see node.epcis_rest): the WebSocket upgrade (no operation of its own) and XML.
+# Left out (see node.member.epcis_rest): the WebSocket upgrade (no operation of its own) and XML.
 EXAMPLES_PER_OPERATION = 5
 
 
@@ -82,7 +82,7 @@ def _errata(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 class MemberSignature(requests.auth.AuthBase):
-    """Signs each request as node.epcis_rest expects (node.documents' signed requests)."""
+    """Signs each request as node.member.epcis_rest expects (node.documents' signed requests)."""
 
     def __init__(self, runtime: NodeRuntime) -> None:
         self.chain_id = runtime.client.chain_id

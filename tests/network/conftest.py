@@ -10,9 +10,9 @@ import pytest
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
-from node.devnet.anvil import AnvilProcess
-from node.service import NodeRuntime
-from node.service_settings import NodeSettings
+from waymark.devnet.anvil import AnvilProcess
+from node.member.runtime import NodeRuntime
+from node.member.settings import NodeSettings
 from node.settings import ChainSettings
 from tests.node.conftest import make_database
 

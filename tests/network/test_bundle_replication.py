@@ -13,23 +13,23 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from node.app import create_app
+from node.member.app import create_app
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Batch, Database, Event
 from node.db.models import NetworkBatch
-from node.devnet.anvil import AnvilProcess
-from node.indexer import Indexer
-from node.network.bundle import MEDIA_TYPE, read_bundle
-from node.network.directory import publish_node_record
-from node.network.replicator import Replicator
-from node.network.verify import Refusal, verify_bundle
-from node.provenance import epcis
-from node.service import NodeRuntime, build_anchorer, build_capture, build_indexer, build_replicator, build_role_mirror
-from node.verification import Anchor
+from waymark.devnet.anvil import AnvilProcess
+from node.member.indexer import Indexer
+from node.member.network.bundle import MEDIA_TYPE, read_bundle
+from node.member.network.directory import publish_node_record
+from node.member.network.replicator import Replicator
+from node.member.network.verify import Refusal, verify_bundle
+from node.protocol import epcis
+from node.member.runtime import NodeRuntime, build_anchorer, build_capture, build_indexer, build_replicator, build_role_mirror
+from node.protocol.verification import Anchor
 from tests.network.conftest import node_runtime
 from tests.network.serve import serving
-from node.provenance.gs1 import UnitId
+from node.protocol.gs1 import UnitId
 from tests.node.story import MANUFACTURER, capture_document, iso
 
 GTIN = "09521234543213"

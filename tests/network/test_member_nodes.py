@@ -23,11 +23,11 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.db import Batch, Database, Event
 from node.db.models import NetworkBatch, NetworkFailure
-from node.devnet.anvil import AnvilProcess
-from node.devnet.consortium import demo_consortium, demo_member, demo_org_id
-from node.passport import ChainView, PassportBuilder
-from node.provenance import epcis
-from node.provenance.gs1 import UnitId
+from waymark.devnet.anvil import AnvilProcess
+from waymark.devnet.consortium import demo_consortium, demo_member, demo_org_id
+from api.readmodel.passport import ChainView, PassportBuilder
+from node.protocol import epcis
+from node.protocol.gs1 import UnitId
 from tests.network.harness import NodeProcess, free_ports, node_env, postgres_database, wait_for
 from tests.network.proxy import BundleProxy
 from tests.network.serve import serving
@@ -82,7 +82,7 @@ def _now(chain: ChainClient) -> int:
 
 
 def _capture(node: NodeProcess, events: list[tuple[dict[str, Any], LocalAccount]], chain: ChainClient, deployment: Deployment) -> list[str]:
-    from node.provenance.attestation import AttestationDomain
+    from node.protocol.attestation import AttestationDomain
 
     domain = AttestationDomain(chain.chain_id, deployment.address("ProvenanceRegistry"))
     response = node.post("/capture", orjson.dumps(capture_document(events, domain)))
@@ -162,7 +162,7 @@ def test_each_organisations_events_appear_on_every_node_with_equal_passports(
 
 
 def _domain(chain: ChainClient, deployment: Deployment) -> Any:
-    from node.provenance.attestation import AttestationDomain
+    from node.protocol.attestation import AttestationDomain
 
     return AttestationDomain(chain.chain_id, deployment.address("ProvenanceRegistry"))
 

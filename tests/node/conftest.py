@@ -20,10 +20,10 @@ from sqlalchemy import create_engine, text
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.db import Database
-from node.devnet.anvil import AnvilProcess
-from node.devnet.consortium import demo_consortium
-from node.service import NodeRuntime
-from node.service_settings import NodeSettings
+from waymark.devnet.anvil import AnvilProcess
+from waymark.devnet.consortium import demo_consortium
+from node.member.runtime import NodeRuntime
+from node.member.settings import NodeSettings
 from node.settings import ChainSettings
 
 POSTGRES_URL = os.environ.get("WAYMARK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -17,8 +17,8 @@ from eth_account.signers.local import LocalAccount
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
-from node.devnet.consortium import demo_consortium, devnet_account
-from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
+from waymark.devnet.consortium import demo_consortium, devnet_account
+from waymark.devnet.escrow import devnet_token_steps, setup_devnet_escrow
 from node.escrow import EscrowClient, OrderTerms, TermsStore, schedule
 from node.escrow.signing import sign_milestone
 from node.escrow.terms import Attestation, customs_authorities

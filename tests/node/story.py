@@ -1,6 +1,6 @@
 """The test story: a lot of ceramic units from commissioning to delivery, as signed EPCIS events.
 
-Members are the demo consortium's (node/devnet/consortium.py): manufacturer = dev account 1,
+Members are the demo consortium's (waymark/devnet/consortium.py): manufacturer = dev account 1,
 inspector = 2, carrier = 3, customs = 4. Times are offsets (seconds) from `start`, which the
 tests take from the chain so that every signer already held its role.
 """
@@ -13,10 +13,10 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from node.devnet.consortium import devnet_account
-from node.provenance import epcis
-from node.provenance.attestation import AttestationDomain, sign_attestation
-from node.provenance.gs1 import ContainerId, UnitId, make_sscc
+from waymark.devnet.consortium import devnet_account
+from node.protocol import epcis
+from node.protocol.attestation import AttestationDomain, sign_attestation
+from node.protocol.gs1 import ContainerId, UnitId, make_sscc
 
 GTIN = "09521234543213"
 LOT = "L2025-07"
@@ -71,7 +71,7 @@ def story_events(s: Story) -> list[tuple[dict[str, Any], LocalAccount]]:
 
 def anchored_by() -> dict[str, LocalAccount]:
     """Whose node anchors each signer's events in the demo consortium (the manufacturer's node hosts
-    the inspector): node.verification counts only the attester's organisation's anchor, or its host's."""
+    the inspector): node.protocol.verification counts only the attester's organisation's anchor, or its host's."""
     return {MANUFACTURER.address: MANUFACTURER, INSPECTOR.address: MANUFACTURER, CARRIER.address: CARRIER,
             CUSTOMS.address: CUSTOMS}
 

@@ -10,13 +10,13 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, select
 
-from node.anchorer import Anchorer, AnchorerAlreadyRunning, pending_count
+from node.member.anchorer import Anchorer, AnchorerAlreadyRunning, pending_count
 from node.chain.client import ChainClient
 from node.db import Batch, Database, Event
-from node.devnet.anvil import AnvilControl, AnvilProcess
-from node.ingest.capture import CaptureService
-from node.provenance.merkle import leaf_hash
-from node.service import NodeRuntime, build_anchorer, build_capture
+from waymark.devnet.anvil import AnvilControl, AnvilProcess
+from node.member.ingest.capture import CaptureService
+from node.protocol.merkle import leaf_hash
+from node.member.runtime import NodeRuntime, build_anchorer, build_capture
 from tests.node.story import CARRIER, MANUFACTURER, capture_document, lot_story, story_events
 
 

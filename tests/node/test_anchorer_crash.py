@@ -27,14 +27,14 @@ from sqlalchemy import func, select
 from node.chain.client import ChainClient
 from node.chain.deploy import deploy, waymark_steps
 from node.db import Batch, Database, Event
-from node.devnet.anvil import AnvilControl, AnvilProcess, free_port
-from node.devnet.consortium import demo_consortium
-from node.ingest.capture import CaptureService
-from node.provenance import epcis
-from node.provenance.gs1 import UnitId
-from node.provenance.merkle import leaf_hash, verify_proof
-from node.service import NodeRuntime, build_capture
-from node.service_settings import NodeSettings
+from waymark.devnet.anvil import AnvilControl, AnvilProcess, free_port
+from waymark.devnet.consortium import demo_consortium
+from node.member.ingest.capture import CaptureService
+from node.protocol import epcis
+from node.protocol.gs1 import UnitId
+from node.protocol.merkle import leaf_hash, verify_proof
+from node.member.runtime import NodeRuntime, build_capture
+from node.member.settings import NodeSettings
 from node.settings import ChainSettings
 from tests.node.story import CARRIER, GTIN, MANUFACTURER, capture_document, iso
 
@@ -63,7 +63,7 @@ def _anchorer_env(runtime: NodeRuntime, tmp_path: Path) -> dict[str, str]:
 
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "node.anchorer"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", "node.member.anchorer"], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _batch_count(runtime: NodeRuntime) -> int:

@@ -8,8 +8,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.ingest.capture import CaptureError, precheck_document
-from node.provenance.attestation import AttestationDomain
+from node.member.ingest.capture import CaptureError, precheck_document
+from node.protocol.attestation import AttestationDomain
 from tests.node.story import capture_document, lot_story, story_events
 
 DOMAIN = AttestationDomain(31337, "0x" + "5f" * 20)

@@ -17,11 +17,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from node.app import create_app
+from node.member.app import create_app
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db.documents import DocumentKey, DocumentKeyWrap, StoredDocument
-from node.devnet.consortium import devnet_account
+from waymark.devnet.consortium import devnet_account
 from node.documents import (
     DocumentCorrupt,
     DocumentSettings,
@@ -33,10 +33,10 @@ from node.documents import (
     sign_document_request,
     sign_erasure,
 )
-from node.proofs import verify_bundle
-from node.provenance import epcis
-from node.provenance.attestation import sign_attestation
-from node.service import NodeRuntime, build_anchorer
+from node.member.proofs import verify_bundle
+from node.protocol import epcis
+from node.protocol.attestation import sign_attestation
+from node.member.runtime import NodeRuntime, build_anchorer
 from tests.documents.keys import OrgKeys, make_org_keys
 
 MANUFACTURER, INSPECTOR, CARRIER, CUSTOMS = (devnet_account(i) for i in (1, 2, 3, 4))

@@ -11,8 +11,8 @@ from eth_utils.crypto import keccak
 
 from node.chain.client import ChainClient
 from node.chain.deploy import deploy, is_current
-from node.devnet.anvil import AnvilControl
-from node.devnet.escrow import NotDevnet, devnet_token_steps, setup_devnet_escrow
+from waymark.devnet.anvil import AnvilControl
+from waymark.devnet.escrow import NotDevnet, devnet_token_steps, setup_devnet_escrow
 from node.escrow import (
     EscrowClient,
     FxQuote,
@@ -276,7 +276,7 @@ def test_devnet_set_up_is_idempotent_and_test_tokens_stay_off_other_chains(env: 
     token = env.chain.contract("DevStablecoin", env.usd)
     assert int(env.chain.call(token.functions.balanceOf(member(11).address))) == 1_000_000 * USD
     from node.chain.deploy import waymark_steps
-    from node.devnet.consortium import demo_consortium, devnet_account
+    from waymark.devnet.consortium import demo_consortium, devnet_account
 
     steps = waymark_steps(demo_consortium()) + devnet_token_steps(env.chain.chain_id)
     again, fresh = deploy(env.chain, devnet_account(0), steps, env.record)

@@ -1,6 +1,6 @@
 """Containment edge cases of a unit's history: a children-less DELETE empties the parent, a
 unit moved to another case without an unpacking event leaves the first, nesting is followed;
-events at the same instant follow node.history's rule, whatever order they arrived in."""
+events at the same instant follow node.member.history's rule, whatever order they arrived in."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 from eth_account.signers.local import LocalAccount
 
-from node.history import unit_history
-from node.provenance import epcis
-from node.service import NodeRuntime, build_capture
+from node.member.history import unit_history
+from node.protocol import epcis
+from node.member.runtime import NodeRuntime, build_capture
 from tests.node.conftest import make_database
 from tests.node.story import CARRIER, MANUFACTURER, capture_document, iso, lot_story, sscc
 

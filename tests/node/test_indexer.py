@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import ChainLog, Database
-from node.devnet.anvil import AnvilControl, AnvilProcess
-from node.devnet.consortium import DEMO_MEMBERS
-from node.indexer import Indexer, followed_contracts, stored_logs
+from waymark.devnet.anvil import AnvilControl, AnvilProcess
+from waymark.devnet.consortium import DEMO_MEMBERS
+from node.member.indexer import Indexer, followed_contracts, stored_logs
 
 
 def _indexer(db: Database, chain: ChainClient, deployment: Deployment, confirmations: int = 0) -> Indexer:

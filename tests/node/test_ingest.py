@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from node.db import Database, Event, EventEpc
-from node.ingest.capture import BadAttestation, CaptureService, MalformedCapture, SignerLacksRole
-from node.ingest.roles import in_role_table, roles_for_bizstep
-from node.provenance import epcis
-from node.provenance.event_hash import event_hash
-from node.service import NodeRuntime, build_capture
+from node.member.ingest.capture import BadAttestation, CaptureService, MalformedCapture, SignerLacksRole
+from node.member.ingest.roles import in_role_table, roles_for_bizstep
+from node.protocol import epcis
+from node.protocol.event_hash import event_hash
+from node.member.runtime import NodeRuntime, build_capture
 from tests.node.story import CARRIER, INSPECTOR, MANUFACTURER, attested, capture_document, iso, lot_story, story_events
 
 
@@ -114,7 +114,7 @@ def test_event_dated_before_the_consortium_existed_is_refused(capture: CaptureSe
 
 
 def test_too_many_events_in_one_document(runtime: NodeRuntime, chain_now: int) -> None:
-    from node.ingest.capture import CaptureTooLarge
+    from node.member.ingest.capture import CaptureTooLarge
 
     small = CaptureService(runtime.db, runtime.domain, build_capture(runtime).roles, max_events=2)
     document = capture_document(story_events(lot_story(chain_now))[:3], runtime.domain)

@@ -1,4 +1,4 @@
-"""Which anchor counts for an event (node.verification): the one by the attester's organisation at
+"""Which anchor counts for an event (node.protocol.verification): the one by the attester's organisation at
 the event time, or by the organisation hosting it at the anchor time. A rival that anchors a root
 first takes nothing away, and its anchor counts for nobody."""
 
@@ -16,12 +16,12 @@ from sqlalchemy import select
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Batch
-from node.devnet.consortium import devnet_account
-from node.passport import ChainView, PassportBuilder
+from waymark.devnet.consortium import devnet_account
+from api.readmodel.passport import ChainView, PassportBuilder
 from node.paths import PROJECT_ROOT
-from node.proofs import ChainRegistry
-from node.service import NodeRuntime, build_anchorer, build_capture
-from node.verification import counted_anchor
+from node.member.proofs import ChainRegistry
+from node.member.runtime import NodeRuntime, build_anchorer, build_capture
+from node.protocol.verification import counted_anchor
 from tests.api.world import register_product
 from tests.node.story import CARRIER, CUSTOMS, INSPECTOR, MANUFACTURER, Story, capture_document, lot_story, story_events
 

@@ -16,14 +16,14 @@ from sqlalchemy import update
 
 from node.chain.client import ChainClient
 from node.db import Database
-from node.devnet.anvil import AnvilControl
+from waymark.devnet.anvil import AnvilControl
 from node.escrow import EscrowClient, OrderTerms, State, order_key, schedule
 from node.escrow.signing import EscrowDomain, sign_customs_return, sign_milestone
 from node.escrow.terms import Attestation, customs_authorities
-from node.registry import ProposalKind, RegistryClient, contract_signer_data, org_data
+from node.chain.registry import ProposalKind, RegistryClient, contract_signer_data, org_data
 from node.db.relayer import RelaySubmission
-from node.relayer import Kind, MilestoneAlreadyReached, Outcome, Relayer, SignatureIn, Status
-from node.relayer_app import create_relayer_app
+from node.relayer.service import Kind, MilestoneAlreadyReached, Outcome, Relayer, SignatureIn, Status
+from node.relayer.app import create_relayer_app
 from tests.node.escrow_env import DAY, EscrowEnv, escrow_env, member
 
 

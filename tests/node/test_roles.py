@@ -8,13 +8,13 @@ from web3 import Web3
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.devnet.anvil import AnvilControl
-from node.devnet.consortium import devnet_account
+from waymark.devnet.anvil import AnvilControl
+from waymark.devnet.consortium import devnet_account
 from node.db import Database
-from node.indexer import Indexer, followed_contracts
-from node.consortium import ATTESTING_ROLES
-from node.ingest.roles import RoleMirror, base_from_database
-from node.registry import ProposalKind, RegistryClient, org_data, role_data
+from node.member.indexer import Indexer, followed_contracts
+from node.chain.consortium import ATTESTING_ROLES
+from node.member.ingest.roles import RoleMirror, base_from_database
+from node.chain.registry import ProposalKind, RegistryClient, org_data, role_data
 
 
 def _block_time(chain: ChainClient) -> int:

@@ -7,11 +7,11 @@ from web3 import Web3
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.devnet.anvil import AnvilControl
-from node.devnet.consortium import demo_member, devnet_account
-from node.consortium import ATTESTING_ROLES
-from node.ingest.roles import BIZSTEP_ROLES, RoleMirror, roles_for_bizstep
-from node.registry import ProposalKind, RegistryClient, role_data
+from waymark.devnet.anvil import AnvilControl
+from waymark.devnet.consortium import demo_member, devnet_account
+from node.chain.consortium import ATTESTING_ROLES
+from node.member.ingest.roles import BIZSTEP_ROLES, RoleMirror, roles_for_bizstep
+from node.chain.registry import ProposalKind, RegistryClient, role_data
 
 
 def test_the_mirror_follows_anchorer_grants_and_revocations_as_the_registry_does(

@@ -13,14 +13,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from node.app import create_app
+from node.member.app import create_app
 from node.db import Batch, Event
-from node.devnet.anvil import AnvilControl, AnvilProcess
-from node.ingest.capture import CaptureService
-from node.proofs import verify_bundle
-from node.provenance import epcis
-from node.provenance.event_hash import event_hash
-from node.service import NodeRuntime, build_anchorer, build_capture
+from waymark.devnet.anvil import AnvilControl, AnvilProcess
+from node.member.ingest.capture import CaptureService
+from node.member.proofs import verify_bundle
+from node.protocol import epcis
+from node.protocol.event_hash import event_hash
+from node.member.runtime import NodeRuntime, build_anchorer, build_capture
 from tests.node.story import CARRIER, INSPECTOR, MANUFACTURER, Story, by_anchoring_node, capture_document, iso, lot_story, story_events
 
 
@@ -210,7 +210,7 @@ def test_signer_without_the_role_fails_the_role_check(
     checked = capture.check(orjson.dumps(capture_document([(forged, MANUFACTURER)], runtime.domain)))
     from dataclasses import replace
 
-    from node.provenance.attestation import sign_attestation
+    from node.protocol.attestation import sign_attestation
 
     signature = sign_attestation(INSPECTOR.key, runtime.domain, forged).signature
     capture.store([replace(checked[0], signer=INSPECTOR.address, signature=signature)])

@@ -13,13 +13,13 @@ import orjson
 from sqlalchemy import select, update
 
 from node.db import Event
-from node.devnet.anvil import AnvilControl
-from node.passport import ChainView, PassportBuilder
+from waymark.devnet.anvil import AnvilControl
+from api.readmodel.passport import ChainView, PassportBuilder
 from node.paths import PROJECT_ROOT
-from node.provenance import epcis
-from node.provenance.event_hash import event_hash
-from node.registry import ProposalKind, RegistryClient, role_data
-from node.service import NodeRuntime, build_anchorer, build_capture
+from node.protocol import epcis
+from node.protocol.event_hash import event_hash
+from node.chain.registry import ProposalKind, RegistryClient, role_data
+from node.member.runtime import NodeRuntime, build_anchorer, build_capture
 from tests.api.world import register_product
 from tests.node.story import CARRIER, CUSTOMS, INSPECTOR, MANUFACTURER, capture_document, iso, lot_story, story_events
 

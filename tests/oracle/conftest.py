@@ -11,8 +11,8 @@ import pytest
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.devnet.anvil import AnvilProcess
-from node.devnet.consortium import DEMO_MEMBERS
+from waymark.devnet.anvil import AnvilProcess
+from waymark.devnet.consortium import DEMO_MEMBERS
 from oracle.runtime import OracleRuntime, RoleHistory, build_runtime, escrow_factory, fx_signer_for, organisation_roles
 from oracle.settings import OracleSettings
 from tests.documents.keys import OrgKeys, make_org_keys
@@ -71,7 +71,7 @@ def make_oracle(chain: ChainClient, deployment: Deployment, node: NodeProcess, t
             products_file=products_file, retry_base=0.05, retry_max=0.5, csv_min_age=0, csv_poll=0.1, relayer_url=relayer,
             **overrides,
         )
-        from node.devnet.consortium import devnet_account
+        from waymark.devnet.consortium import devnet_account
 
         account = devnet_account(index)
         consortium = deployment.address("ConsortiumRegistry")
@@ -93,8 +93,8 @@ def make_oracle(chain: ChainClient, deployment: Deployment, node: NodeProcess, t
 def deployment(chain: ChainClient, accounts: list[Any], tmp_path: Path) -> Deployment:
     """Waymark with the demo consortium, and the devnet stablecoins allowlisted in the escrow."""
     from node.chain.deploy import deploy, waymark_steps
-    from node.devnet.consortium import DEPLOYER_INDEX, demo_consortium
-    from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
+    from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium
+    from waymark.devnet.escrow import devnet_token_steps, setup_devnet_escrow
 
     steps = waymark_steps(demo_consortium()) + devnet_token_steps(chain.chain_id)
     deployed, _ = deploy(chain, accounts[DEPLOYER_INDEX], steps, tmp_path / "deployment.json")
@@ -106,13 +106,13 @@ RELAYER_ACCOUNT = 16  # a funded dev account of no organisation: pays for the re
 
 
 def relayer_app(anvil: AnvilProcess, deployment: Deployment, workdir: Path) -> Any:
-    """The real escrow relayer (node/relayer.py) as an ASGI app, its database in `workdir`."""
+    """The real escrow relayer (node/relayer/service/service.py) as an ASGI app, its database in `workdir`."""
     from node.db import Database
-    from node.devnet.consortium import devnet_account
+    from waymark.devnet.consortium import devnet_account
     from node.escrow.client import EscrowClient
     from node.escrow.store import TermsStore
-    from node.relayer import Relayer
-    from node.relayer_app import create_relayer_app
+    from node.relayer.service import Relayer
+    from node.relayer.app import create_relayer_app
 
     client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
     db = Database(f"sqlite:///{workdir / 'relayer.sqlite3'}")

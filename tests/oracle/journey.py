@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from node.provenance.gs1 import UnitId, make_sscc
+from node.protocol.gs1 import UnitId, make_sscc
 
 GTIN = "09521234543213"
 LOT = "L2025-07"

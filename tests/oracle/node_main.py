@@ -13,10 +13,10 @@ from pathlib import Path
 
 import uvicorn
 
-from node.app import create_app
+from node.member.app import create_app
 from node.documents import DocumentSettings
-from node.service import load_runtime
-from node.service_settings import NodeSettings
+from node.member.runtime import load_runtime
+from node.member.settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings
 
 # The node's anchorer signs as the inspector's account (an attester that sends no other

@@ -13,10 +13,10 @@ import httpx
 import orjson
 from fastapi.testclient import TestClient
 
-from node.devnet.consortium import devnet_account
+from waymark.devnet.consortium import devnet_account
 from node.documents import OrgKeystore, confidential_fields, open_sealed, sign_document_request
-from node.provenance import epcis
-from node.provenance.epcis import CUSTOMS_NS
+from node.protocol import epcis
+from node.protocol.epcis import CUSTOMS_NS
 from oracle.app import create_app
 from oracle.runtime import OracleRuntime
 from tests.documents.keys import OrgKeys

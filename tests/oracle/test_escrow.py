@@ -15,13 +15,13 @@ from fastapi.testclient import TestClient
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.devnet.consortium import devnet_account
+from waymark.devnet.consortium import devnet_account
 from node.escrow.client import EscrowClient
 from node.escrow.store import order_key
 from node.escrow.terms import FX_MAX_VALIDITY, Attestation, FxQuote, OrderTerms, State, customs_authorities, schedule
 from oracle.app import create_app
 from oracle.runtime import OracleRuntime
-from node.devnet.anvil import AnvilProcess
+from waymark.devnet.anvil import AnvilProcess
 from tests.oracle.conftest import OracleFactory, relayer_app
 from tests.oracle.journey import Journey
 from tests.oracle.servers import NodeProcess, ServedApp

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy import create_engine, text
 
-from node.devnet.anvil import AnvilProcess
+from waymark.devnet.anvil import AnvilProcess
 from node.paths import PROJECT_ROOT
 from eth_utils.crypto import keccak
 

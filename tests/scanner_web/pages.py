@@ -19,11 +19,11 @@ from typing import Any
 import requests
 
 from api.page_bundle import PageAnchors, build_page
-from node.devnet.anvil import free_port
-from node.devnet.consortium import devnet_account
+from waymark.devnet.anvil import free_port
+from waymark.devnet.consortium import devnet_account
 from node.paths import PROJECT_ROOT
-from node.devnet.governance import approve_verifier_bundle
-from node.registry import RegistryClient
+from waymark.devnet.governance import approve_verifier_bundle
+from node.chain.registry import RegistryClient
 from tests.api.world import World
 
 def approve_bundle(world: World, digest: bytes) -> None:
@@ -64,7 +64,7 @@ def drop_event(database: Path, event_id: str) -> None:
 
 
 class NodeProcess:
-    """A member node's HTTP app (node.app) in its own process, on its own SQLite database."""
+    """A member node's HTTP app (node.member.app) in its own process, on its own SQLite database."""
 
     def __init__(self, world: World, database: Path, folder: Path) -> None:
         self.port = free_port()
@@ -83,7 +83,7 @@ class NodeProcess:
     def start(self) -> "NodeProcess":
         log = (self.folder / "node.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "node.app:app_from_environment", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "--factory", "node.member.app:app_from_environment", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning"],
             env=self.env, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
         )

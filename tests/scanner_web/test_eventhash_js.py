@@ -1,5 +1,5 @@
 """The page's JavaScript CBV 2.0 event hash (scanner_web/src/eventhash.js) under Node agrees with
-the published test vectors and with node/provenance/event_hash.py, so that the browser's
+the published test vectors and with node/protocol/event_hash.py, so that the browser's
 "event hash" check means what the server's does."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from node.ingest.roles import roles_for_bizstep
+from node.member.ingest.roles import roles_for_bizstep
 from node.paths import PROJECT_ROOT
-from node.provenance import epcis
-from node.provenance.attestation import AttestationDomain, sign_attestation
-from node.provenance.event_hash import EventHashError, event_hash, hash_from_digest, prehash, primary_object_id, record_digest, unix_seconds
-from tests.provenance import record_vectors
-from tests.provenance.random_events import a_time, random_event, serial
+from node.protocol import epcis
+from node.protocol.attestation import AttestationDomain, sign_attestation
+from node.protocol.event_hash import EventHashError, event_hash, hash_from_digest, prehash, primary_object_id, record_digest, unix_seconds
+from tests.protocol import record_vectors
+from tests.protocol.random_events import a_time, random_event, serial
 
 VECTORS = PROJECT_ROOT / "tests" / "provenance" / "data" / "cbv_vectors"
 CLI = Path(__file__).parent / "eventhash_cli.mjs"

@@ -27,11 +27,11 @@ import requests
 from api.page_bundle import PageAnchors, build_page
 from node.chain.build import build
 from node.db import Database
-from node.devnet.anvil import AnvilProcess, free_port
-from node.history import unit_history
+from waymark.devnet.anvil import AnvilProcess, free_port
+from node.member.history import unit_history
 from node.paths import PROJECT_ROOT
-from node.provenance import epcis
-from node.service import NodeRuntime, build_anchorer, build_capture
+from node.protocol import epcis
+from node.member.runtime import NodeRuntime, build_anchorer, build_capture
 from tests.api.world import FACTORY, ApiServer, World, build_world
 from tests.node.story import MANUFACTURER, capture_document, iso
 from tests.scanner_web.pages import LyingServer, NodeProcess, copy_database, drop_event, served_page, set_node_record

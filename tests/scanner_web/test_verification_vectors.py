@@ -1,8 +1,8 @@
 """The page's verifier (scanner_web/src/verify.js), run in the Debian chromium, answers every
 verification vector exactly as the Python core did when it wrote them
-(tests/provenance/data/verification_vectors.json, from node/verification.py): each check passing
+(tests/protocol/data/verification_vectors.json, from node/protocol/verification.py): each check passing
 and failing, pending and overdue, the host's anchor, and each mark. A rule changed in the core
-fails tests/provenance/test_verification_vectors.py until the vectors are written again, and then
+fails tests/protocol/test_verification_vectors.py until the vectors are written again, and then
 fails here until verify.js says the same."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from node.paths import PROJECT_ROOT
-from tests.provenance.verification_vectors import PATH
+from tests.protocol.verification_vectors import PATH
 from tests.scanner_web.conftest import CHROMIUM
 
 DRIVER = Path(__file__).parent / "vectors_browser.mjs"

@@ -1,5 +1,5 @@
-// The verification vectors (tests/provenance/data/verification_vectors.json, written from
-// node/verification.py) run through scanner_web/src/verify.js, with the registry and the anchors
+// The verification vectors (tests/protocol/data/verification_vectors.json, written from
+// node/protocol/verification.py) run through scanner_web/src/verify.js, with the registry and the anchors
 // answered from the vectors' tables: intervals [from, until) of unix seconds, until null for
 // "still"; the delay in force is the last row whose from <= t (none: null). Bundled into Chromium
 // by vectors_browser.mjs; returns one {status, failedCheck, marks, overdue, signerOrg, role,

@@ -32,15 +32,15 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.chain.logs import LogPager
 from node.db import Database
-from node.devnet.anvil import DEVNET_CHAIN_ID, AnvilProcess, free_port
-from node.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, demo_consortium, demo_member, devnet_account
-from node.devnet.escrow import devnet_token_steps, setup_devnet_escrow
-from node.devnet.governance import approve_verifier_bundle, publish_document_keys
+from waymark.devnet.anvil import DEVNET_CHAIN_ID, AnvilProcess, free_port
+from waymark.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, demo_consortium, demo_member, devnet_account
+from waymark.devnet.escrow import devnet_token_steps, setup_devnet_escrow
+from waymark.devnet.governance import approve_verifier_bundle, publish_document_keys
 from node.errors import WaymarkError
 from node.paths import PROJECT_ROOT
 from waymark.demo.processes import Child, PortTaken, Supervisor, free_port_range, port_free
 
-# The member nodes (the demo members that run one: node/devnet/consortium.py), in the order their
+# The member nodes (the demo members that run one: waymark/devnet/consortium.py), in the order their
 # ports are given out, with the organisations whose oracles post to each: its own and those the
 # registry records as hosted by it.
 MEMBER_NODES: dict[str, tuple[str, ...]] = {
@@ -328,7 +328,7 @@ def anchored_batches(network: Network) -> dict[str, int]:
 
 def held_batches(node: MemberNode) -> set[str]:
     """The anchored batches a node holds, its own and those it imported (its held-batches feed,
-    node/network/holders.py); empty while it does not answer."""
+    node/member/network/holders.py); empty while it does not answer."""
     held: set[str] = set()
     after = 0
     while True:

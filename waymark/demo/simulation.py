@@ -38,11 +38,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from node.devnet.consortium import DEMO_BUYER_INDICES, DEMO_MEMBERS
+from waymark.devnet.consortium import DEMO_BUYER_INDICES, DEMO_MEMBERS
 from node.errors import WaymarkError
 from node.escrow.terms import ZERO_ADDRESS
-from node.provenance import epcis
-from node.provenance.gs1 import SERIAL_ALPHABET, UnitId, make_sscc
+from node.protocol import epcis
+from node.protocol.gs1 import SERIAL_ALPHABET, UnitId, make_sscc
 
 GTIN = "09521234543213"
 COMPANY_PREFIX = "9521234"
@@ -93,7 +93,7 @@ class Shipment:
     def __post_init__(self) -> None:
         made = datetime.fromtimestamp(self.start, ZONES["VN"])
         self.lot = f"L{made:%Y%m%d}"
-        # 12 characters of 62 symbols: 71 bits, like node.provenance.gs1.new_serial (seedable here for repeatable demos).
+        # 12 characters of 62 symbols: 71 bits, like node.protocol.gs1.new_serial (seedable here for repeatable demos).
         self.serials = ["".join(self.rng.choice(SERIAL_ALPHABET) for _ in range(12)) for _ in range(self.units)]
         base = self.rng.randrange(10**6, 10**8)
         # Up to 12 vases a carton, and at least two cartons (when there are two vases), so each pallet holds goods.
@@ -246,8 +246,8 @@ def start_oracles(
     (its own organisation's node, or its host's); ports `base_port`, +1, ... (free ones if None)."""
     import uvicorn
 
-    from node.devnet.anvil import free_port
-    from node.devnet.consortium import devnet_account
+    from waymark.devnet.anvil import free_port
+    from waymark.devnet.consortium import devnet_account
     from oracle.app import create_app
     from oracle.runtime import RoleHistory, build_runtime, escrow_factory, fx_signer_for, organisation_roles
     from oracle.settings import OracleSettings
@@ -363,7 +363,7 @@ def order_terms(
     organisations and the token's decimals are read from the chain (`EscrowClient.complete`)."""
     from eth_utils.crypto import keccak
 
-    from node.devnet.consortium import devnet_account
+    from waymark.devnet.consortium import devnet_account
     from node.escrow.client import EscrowClient
     from node.escrow.terms import OrderTerms, customs_authorities, schedule
 
@@ -397,7 +397,7 @@ def check_ship_by(terms: Any, escrow: Any) -> None:
 
 def place_order(shipment: Shipment, deployment: Any, client: Any, **options: Any) -> Any:
     """The seller offers the order (`order_terms`) and the buyer funds it; its terms."""
-    from node.devnet.consortium import devnet_account
+    from waymark.devnet.consortium import devnet_account
     from node.escrow.client import EscrowClient
 
     terms = order_terms(shipment, deployment, client, **options)

@@ -37,12 +37,12 @@ import httpx
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
-from node.devnet.consortium import DEMO_BUYER_INDICES, DEMO_MEMBERS, DemoMember, devnet_account
+from waymark.devnet.consortium import DEMO_BUYER_INDICES, DEMO_MEMBERS, DemoMember, devnet_account
 from node.errors import WaymarkError
 from node.escrow.client import EscrowClient
 from node.escrow.terms import OrderTerms, State
-from node.provenance.gs1 import UnitId, new_serial
-from node.provenance.labels import qr_png, qr_svg
+from node.protocol.gs1 import UnitId, new_serial
+from node.protocol.labels import qr_png, qr_svg
 from waymark.demo import simulation as sim
 from waymark.demo.network import REGION_HEADER, Network
 

@@ -1,0 +1,310 @@
+"""Who may attest what, and a fast local answer to `ConsortiumRegistry.hasRoleAt`.
+
+Role per business step
+----------------------
+The signer of an event must hold, at the event's time, one of the roles listed for its
+`bizStep` (a CBV 2.0 term, written bare, as a `cbv:BizStep-` CURIE, as its
+`https://ref.gs1.org/cbv/BizStep-` IRI or as an old `urn:epcglobal:cbv:bizstep:` URN):
+
+| bizStep | roles accepted |
+|---|---|
+| commissioning, encoding, creating_class_instance, assembling, disassembling, decommissioning, destroying, killing, repairing, replacing, installing, removing | MANUFACTURER |
+| packing, unpacking, repackaging | MANUFACTURER, CARRIER |
+| inspecting, sampling | INSPECTOR |
+| shipping, departing, arriving, receiving, loading, unloading, transporting, accepting, collecting, consigning, staging_outbound, void_shipping, picking, storing, stocking, holding, entering_exiting | CARRIER |
+| sensor_reporting | CARRIER, ORACLE |
+| the Waymark customs steps `wmc:declared`, `wmc:cleared`, `wmc:detained`, `wmc:returned`, `wmc:duty_assessed` (`wmc:` = https://ns.waymark.example/customs/) | CUSTOMS |
+| other, cycle_counting, stock_taking, retail_selling, dispensing, reserving; an event with no bizStep | any attesting role (MANUFACTURER, INSPECTOR, CARRIER, CUSTOMS, ORACLE) |
+
+ANCHORER (the role a node's anchor account holds) attests nothing: it is in no row.
+
+A step not in the table (any CBV step missing above, or another vocabulary's IRI) may be
+attested by any attesting role (`attesting_roles`); such events are shown as attested outside
+the role table (`in_role_table`).
+
+The mirror
+----------
+`RoleMirror` replays the registry's own history (OrganisationAdmitted, OrganisationStatusChanged,
+RoleGranted, RoleRevoked, AccountAdded, AccountRemoved, each at its block timestamp) and answers
+`has_role_at` with the same rule as the contract: an account holds a role at T when, at T, it
+was linked to an organisation that was Active and held the role; a change at T applies from T.
+It reads the registry's logs with `eth_getLogs` (from the indexer's database when there,
+then the chain's newest blocks) and refreshes at most every `refresh_interval` seconds, so a
+role change on chain is seen by ingest within that interval. The same history answers who
+hosted whom (HostingChanged) and the maximum reporting delay (MaxReportingDelayChanged) at a
+time: `RoleState` and `RoleMirror` are a `node.protocol.verification.Registry`. Verification of a proof
+bundle asks the chain itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from eth_utils.crypto import keccak
+from web3 import Web3
+
+from node.chain.logs import LogPager
+from node.chain.consortium import ATTESTING_ROLES, ROLES
+from node.member.indexer import LogDecoder
+from node.protocol.epcis import CBV_NS, CUSTOMS_NS, CUSTOMS_PREFIX, CUSTOMS_STEPS, STANDARD_PREFIXES, context_prefixes
+
+
+_BY_ROLES: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("MANUFACTURER",): (
+        "commissioning", "encoding", "creating_class_instance", "assembling", "disassembling",
+        "decommissioning", "destroying", "killing", "repairing", "replacing", "installing", "removing",
+    ),
+    ("MANUFACTURER", "CARRIER"): ("packing", "unpacking", "repackaging"),
+    ("INSPECTOR",): ("inspecting", "sampling"),
+    ("CARRIER",): (
+        "shipping", "departing", "arriving", "receiving", "loading", "unloading", "transporting",
+        "accepting", "collecting", "consigning", "staging_outbound", "void_shipping", "picking",
+        "storing", "stocking", "holding", "entering_exiting",
+    ),
+    ("CARRIER", "ORACLE"): ("sensor_reporting",),
+    ATTESTING_ROLES: ("other", "cycle_counting", "stock_taking", "retail_selling", "dispensing", "reserving"),
+}
+BIZSTEP_ROLES: dict[str, tuple[str, ...]] = {step: roles for roles, steps in _BY_ROLES.items() for step in steps}
+
+_CBV_STEP_PREFIXES = (f"{CBV_NS}BizStep-", "urn:epcglobal:cbv:bizstep:")
+
+
+def _expand(text: str, context: Any) -> str:
+    prefix, sep, rest = text.partition(":")
+    if not sep or rest.startswith("//"):
+        return text
+    declared = context_prefixes(context) if context is not None else {}
+    iri = declared.get(prefix) or STANDARD_PREFIXES.get(prefix) or {CUSTOMS_PREFIX: CUSTOMS_NS}.get(prefix)
+    return iri + rest if iri else text
+
+
+def _table_roles(biz_step: str | None, context: Any) -> tuple[str, ...] | None:
+    if not biz_step:
+        return ATTESTING_ROLES
+    if biz_step in BIZSTEP_ROLES:
+        return BIZSTEP_ROLES[biz_step]
+    expanded = _expand(biz_step, context)
+    for prefix in _CBV_STEP_PREFIXES:
+        if expanded.startswith(prefix):
+            return BIZSTEP_ROLES.get(expanded[len(prefix):])
+    if expanded.startswith(CUSTOMS_NS) and expanded[len(CUSTOMS_NS):] in CUSTOMS_STEPS:
+        return ("CUSTOMS",)
+    return None
+
+
+def roles_for_bizstep(biz_step: str | None, context: Any = None) -> tuple[str, ...]:
+    """The roles that may attest an event with this bizStep: the table's entry, or any
+    attesting role for a step outside the table (EPCIS allows any step; such events are shown
+    as attested outside the table, see `in_role_table`).
+
+    `context` is the event's (or its document's) JSON-LD `@context`, for CURIEs.
+    """
+    return _table_roles(biz_step, context) or ATTESTING_ROLES
+
+
+def in_role_table(biz_step: str | None, context: Any = None) -> bool:
+    """Whether the role table names this bizStep (an event without one counts as listed)."""
+    return _table_roles(biz_step, context) is not None
+
+
+# Every role the registry knows, ANCHORER included (it anchors batches but attests nothing, so it
+# is in no entry of the table above).
+ROLE_NAMES: dict[str, str] = {"0x" + keccak(text=r).hex(): r for r in ROLES}
+
+
+@dataclass
+class _History:
+    """Checkpoints (timestamp, value); a later change at the same timestamp replaces the earlier."""
+
+    times: list[int] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+
+    def push(self, at: int, value: Any) -> None:
+        if self.times and self.times[-1] == at:
+            self.values[-1] = value
+        else:
+            self.times.append(at)
+            self.values.append(value)
+
+    def at(self, moment: int, default: Any) -> Any:
+        i = bisect_right(self.times, moment)
+        return self.values[i - 1] if i else default
+
+
+@dataclass
+class RoleState:
+    """The registry's history, rebuilt from its events in chain order."""
+
+    org_of: dict[str, _History] = field(default_factory=dict)
+    active: dict[int, _History] = field(default_factory=dict)
+    roles: dict[tuple[int, str], _History] = field(default_factory=dict)
+    hosts: dict[int, _History] = field(default_factory=dict)
+    """Hosted organisation -> its host over time (0: none)."""
+    delay: _History = field(default_factory=_History)
+    """The maximum reporting delay over time (seconds)."""
+
+    def apply(self, event: str, args: Mapping[str, Any], at: int) -> None:
+        if event == "OrganisationAdmitted":
+            self.active.setdefault(int(args["orgId"]), _History()).push(at, True)
+        elif event == "OrganisationStatusChanged":
+            self.active.setdefault(int(args["orgId"]), _History()).push(at, int(args["status"]) == 1)
+        elif event in ("RoleGranted", "RoleRevoked"):
+            role = ROLE_NAMES.get(str(args["role"]).lower())
+            if role is not None:
+                self.roles.setdefault((int(args["orgId"]), role), _History()).push(at, event == "RoleGranted")
+        elif event == "AccountAdded":
+            self.org_of.setdefault(Web3.to_checksum_address(args["account"]), _History()).push(at, int(args["orgId"]))
+        elif event == "AccountRemoved":
+            self.org_of.setdefault(Web3.to_checksum_address(args["account"]), _History()).push(at, 0)
+        elif event == "HostingChanged":
+            self.hosts.setdefault(int(args["hostedOrgId"]), _History()).push(at, int(args["hostOrgId"]))
+        elif event == "MaxReportingDelayChanged":
+            self.delay.push(at, int(args["newDelay"]))
+
+    def has_role_at(self, account: str, role: str, at: int) -> bool:
+        history = self.org_of.get(account)
+        org = history.at(at, 0) if history else 0
+        if org == 0:
+            return False
+        status = self.active.get(org)
+        held = self.roles.get((org, role))
+        return bool(status and status.at(at, False) and held and held.at(at, False))
+
+    # The rest of node.protocol.verification.Registry (hasRoleAt is `has_role_at`).
+
+    def organisation_at(self, account: str, at: int) -> int:
+        history = self.org_of.get(Web3.to_checksum_address(account))
+        return int(history.at(at, 0)) if history else 0
+
+    def host_of_at(self, org_id: int, at: int) -> int:
+        history = self.hosts.get(org_id)
+        return int(history.at(at, 0)) if history else 0
+
+    def max_reporting_delay_at(self, at: int) -> int | None:
+        # As the contract: before the first setting (the deployment's), that setting applies.
+        if not self.delay.times:
+            return None
+        return int(self.delay.at(at, self.delay.values[0]))
+
+
+# Registry logs deeper than this under the head are no longer re-read (far beyond any reorg
+# on QBFT, which has immediate finality, or on Anvil).
+SETTLED_DEPTH = 64
+
+RawLog = tuple[int, int, int, str, Mapping[str, Any]]  # block, log index, block time, event, args
+
+
+class RoleMirror:
+    """`hasRoleAt` answered locally from the registry's event history (see the module docstring)."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        registry_address: str,
+        *,
+        start_block: int,
+        refresh_interval: float = 0.5,
+        base_logs: Sequence[RawLog] = (),
+        base_block: int | None = None,
+        pager: LogPager | None = None,
+    ) -> None:
+        self.w3 = w3
+        self.pager = pager or LogPager(w3)
+        self.address = Web3.to_checksum_address(registry_address)
+        self.decoder = LogDecoder(w3, {"ConsortiumRegistry": self.address})
+        self.start_block = start_block
+        self.refresh_interval = refresh_interval
+        self._base = list(base_logs)  # confirmed history taken from the indexer's database
+        self._base_block = base_block if base_block is not None else start_block - 1
+        self._state = RoleState()
+        self._synced_at = -1e9
+        self._lock = threading.Lock()
+        self._timestamps: dict[str, int] = {}
+
+    def has_role_at(self, account: str, role: str, at: int) -> bool:
+        self.refresh()
+        return self._state.has_role_at(account, role, at)
+
+    def any_role_at(self, account: str, roles: Iterable[str], at: int) -> str | None:
+        """The first of `roles` the account held at `at`, or None."""
+        self.refresh()
+        state = self._state
+        for role in roles:
+            if state.has_role_at(account, role, at):
+                return role
+        return None
+
+    def organisation_at(self, account: str, at: int) -> int:
+        """The organisation `account` belonged to at `at` (0: none), by the same history."""
+        self.refresh()
+        return self._state.organisation_at(account, at)
+
+    def host_of_at(self, org_id: int, at: int) -> int:
+        self.refresh()
+        return self._state.host_of_at(org_id, at)
+
+    def snapshot(self) -> RoleState:
+        """The history as now read (a picklable Registry, for checks run in worker processes)."""
+        self.refresh()
+        return self._state
+
+    def max_reporting_delay_at(self, at: int) -> int | None:
+        self.refresh()
+        return self._state.max_reporting_delay_at(at)
+
+    def refresh(self, force: bool = False) -> None:
+        """Re-read the chain's registry events past the confirmed base, if the interval has passed."""
+        if not force and time.monotonic() - self._synced_at < self.refresh_interval:
+            return
+        with self._lock:
+            if not force and time.monotonic() - self._synced_at < self.refresh_interval:
+                return
+            head = int(self.w3.eth.block_number)
+            tail: list[RawLog] = []
+            if head > self._base_block:
+                raw = self.pager.get_logs({"address": self.address}, self._base_block + 1, head)
+                for item in raw:
+                    decoded = self.decoder.decode(item)
+                    if decoded is None:
+                        continue
+                    when = self._block_time(decoded.block_number, decoded.block_hash)
+                    tail.append((decoded.block_number, decoded.log_index, when, decoded.event, decoded.args))
+            history = sorted([*self._base, *tail], key=lambda x: (x[0], x[1]))
+            # Logs this deep under the head are kept instead of fetched again at every refresh.
+            settled = head - SETTLED_DEPTH
+            if settled > self._base_block:
+                self._base = [x for x in history if x[0] <= settled]
+                self._base_block = settled
+            state = RoleState()
+            for _block, _index, when, event, args in history:
+                state.apply(event, args, when)
+            self._state = state  # swapped whole: readers never see a half-built state
+            self._synced_at = time.monotonic()
+
+    def _block_time(self, number: int, block_hash: bytes) -> int:
+        key = block_hash.hex()
+        if key not in self._timestamps:
+            self._timestamps[key] = int(self.w3.eth.get_block(number)["timestamp"])
+        return self._timestamps[key]
+
+
+def base_from_database(db: Any, chain_id: int, registry_address: str) -> tuple[list[RawLog], int | None]:
+    """The registry history the indexer has stored, and the block it is complete up to."""
+    from node.db import ChainCursor, ChainLog
+    from node.member.indexer import CURSOR_NAME
+
+    address = Web3.to_checksum_address(registry_address)
+    with db.session() as s:
+        cursor = s.get(ChainCursor, (chain_id, CURSOR_NAME))
+        if cursor is None:
+            return [], None
+        rows = s.query(ChainLog).filter(
+            ChainLog.chain_id == chain_id, ChainLog.address == address, ChainLog.block_number <= cursor.block_number
+        ).all()
+        return [(r.block_number, r.log_index, r.block_time, r.event, orjson.loads(r.args)) for r in rows], cursor.block_number

@@ -1,0 +1,87 @@
+"""Which member nodes hold which batches: the held-batches feed this node serves, and what the
+passport says about the network (how many member nodes hold each event, withheld records).
+
+The feed (`GET /batches/held?after=<seq>&limit=<n>`) lists the anchored batches this node
+holds in the order of its `batches.id`, never past a batch of its own still waiting to be
+anchored, so a follower's cursor (`next`) never skips one. Peers poll it (node.member.network.replicator)
+into `network_holders`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+
+from node.db import Batch, Database, Event
+from node.db.models import NetworkBatch, NetworkHolder, NetworkPeerCursor
+from node.protocol.event_hash import digest_from_hash
+
+FEED_LIMIT = 5000
+
+
+def held_feed(db: Database, after: int, limit: int = FEED_LIMIT) -> dict[str, Any]:
+    """One page of the held-batches feed: `{"batches": [{"seq", "root"}], "next": <cursor>}`."""
+    limit = max(1, min(limit, FEED_LIMIT))
+    with db.session() as s:
+        fence = s.scalar(select(func.min(Batch.id)).where(Batch.status == "prepared"))
+        query = select(Batch.id, Batch.root).where(Batch.id > after, Batch.status != "prepared")
+        if fence is not None:
+            query = query.where(Batch.id < fence)
+        rows = s.execute(query.order_by(Batch.id).limit(limit)).all()
+    return {
+        "batches": [{"seq": int(i), "root": "0x" + bytes(r).hex()} for i, r in rows],
+        "next": int(rows[-1][0]) if rows else after,
+    }
+
+
+def holder_counts(db: Database, digests: Sequence[bytes]) -> dict[bytes, int]:
+    """Per event digest this node has: how many member nodes hold it (this one, and every peer
+    whose held feed lists the event's batch)."""
+    if not digests:
+        return {}
+    with db.session() as s:
+        rows = s.execute(
+            select(Event.digest, func.count(NetworkHolder.org_id))
+            .outerjoin(Batch, Batch.id == Event.batch_id)
+            .outerjoin(NetworkHolder, NetworkHolder.root == Batch.root)
+            .where(Event.digest.in_(list(digests)))
+            .group_by(Event.digest)
+        ).all()
+    return {bytes(d): 1 + int(n) for d, n in rows}
+
+
+def member_nodes(db: Database) -> int:
+    """Member nodes this node knows of: itself and every peer whose feed it reads."""
+    with db.session() as s:
+        return 1 + int(s.scalar(select(func.count()).select_from(NetworkPeerCursor)) or 0)
+
+
+def withheld_by(db: Database, org_ids: Iterable[int]) -> dict[int, int]:
+    """Withheld batches (count) of each of `org_ids` that has any."""
+    orgs = sorted(set(org_ids))
+    if not orgs:
+        return {}
+    with db.session() as s:
+        rows = s.execute(
+            select(NetworkBatch.org_id, func.count())
+            .where(NetworkBatch.state == "withheld", NetworkBatch.org_id.in_(orgs))
+            .group_by(NetworkBatch.org_id)
+        ).all()
+    return {int(o): int(n) for o, n in rows}
+
+
+def network_section(db: Database, timeline: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The passport's `network` section: member nodes holding each timeline event, and the
+    organisations of the unit's history some of whose batches no member node has served."""
+    counts = holder_counts(db, [digest_from_hash(item["id"]) for item in timeline])
+    orgs = {
+        int(org["id"]) for item in timeline if (org := (item.get("verification") or {}).get("signerOrg")) is not None
+    }
+    withheld = withheld_by(db, orgs)
+    return {
+        "memberNodes": member_nodes(db),
+        "holders": [{"eventId": item["id"], "nodes": counts.get(digest_from_hash(item["id"]), 1)} for item in timeline],
+        "withheld": [{"orgId": org, "batches": n} for org, n in sorted(withheld.items())],
+    }

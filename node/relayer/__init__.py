@@ -1,0 +1,1 @@
+"""The relayer process: collects escrow milestone signatures and submits them once a quorum is reached."""

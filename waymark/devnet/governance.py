@@ -1,0 +1,45 @@
+"""Devnet governance: the demo members' own accounts vote and publish what a real consortium's
+members would each do from their own systems (devnet and tests only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from node.chain.client import ChainClient
+from node.chain.deploy import Deployment
+from waymark.devnet.consortium import DEMO_MEMBERS, demo_org_id, devnet_account
+from node.documents.keys import OrgKeystore
+from node.chain.registry import ProposalKind, RegistryClient, verifier_bundle_data
+
+
+def approve_verifier_bundle(client: ChainClient, deployment: Deployment, digest: bytes) -> bool:
+    """Vote `digest` into ConsortiumRegistry.verifierBundleHash (SetVerifierBundle) with the demo
+    members' accounts, until it passes; False when it was already the approved bundle."""
+    registry = RegistryClient(client, deployment)
+    if registry.verifier_bundle_hash() == digest:
+        return False
+    voters = iter(DEMO_MEMBERS)
+    proposal = registry.propose(ProposalKind.SET_VERIFIER_BUNDLE, verifier_bundle_data(digest), devnet_account(next(voters).account_index))
+    for member in voters:
+        if registry.verifier_bundle_hash() == digest:
+            break
+        registry.vote(proposal, devnet_account(member.account_index))
+    if registry.verifier_bundle_hash() != digest:
+        raise RuntimeError("the demo members' votes did not approve the verifier bundle")
+    return True
+
+
+def publish_document_keys(client: ChainClient, deployment: Deployment, folder: Path) -> dict[str, Path]:
+    """Each demo member's document keystore in `folder` (made once, kept), its public key published
+    in the member's node record (the URL there is kept); member key -> keystore path."""
+    registry = RegistryClient(client, deployment)
+    paths = {}
+    for member in DEMO_MEMBERS:
+        path = folder / f"{member.key}.documents.json"
+        org_id = demo_org_id(member.key)
+        keystore = OrgKeystore.load(path) if path.exists() else OrgKeystore.create(path, org_id)
+        record = registry.node_record(org_id)
+        if record.encryption_key != keystore.public_key:
+            registry.set_node_record(record.url, keystore.public_key, devnet_account(member.account_index))
+        paths[member.key] = path
+    return paths
