@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from node.protocol.attestation import (
+from node.protocol.crypto import (
     PrivateKeyLike,
     SignatureError,
     address_of,

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from node.chain.errors import ChainError, DeploymentMissing, RpcUnreachable, WrongChainId
 from node.db.engine import DatabaseError
 from node.errors import WaymarkError
-from node.protocol.attestation import SignatureError
+from node.protocol.crypto import SignatureError
 from node.protocol.gs1 import InvalidIdentifier
 from api.readmodel.scans import AlreadyClaimed, AlreadyDecommissioned, ClaimRejected, InvalidClaimCode
 

@@ -44,10 +44,12 @@ from eth_account.signers.local import LocalAccount
 
 from node.documents.confidential import confidential_fields
 from node.member.ingest.capture import MAX_FUTURE_SKEW, event_time_problem
-from node.member.ingest.roles import roles_for_bizstep
-from node.protocol import epcis
+from node.protocol.roles import roles_for_bizstep
+from node.protocol import vocabulary
 from node.protocol.attestation import AttestationDomain, event_unix_time, sign_attestation
-from node.protocol.epcis import CUSTOMS_NS, EpcisValidationError, validate_event
+from node.protocol.canonical_ids import event_epcs
+from node.protocol.epcis_validation import EpcisValidationError, validate_event
+from node.protocol.vocabulary import CUSTOMS_NS
 from node.protocol.event_hash import EventHashError, primary_object_id
 from oracle.adapters import all_adapters
 from oracle.adapters.base import Adapter, Context, FxObservation, Output
@@ -62,7 +64,7 @@ RoleAt = Callable[[str, Sequence[str], int], "bool | None"]
 # Job kinds of the queue, in the order the delivery worker serves them.
 DOCUMENT, EVENT, ESCROW = "document", "event", "escrow"
 
-_CBV_STEP = f"{epcis.CBV_NS}BizStep-"
+_CBV_STEP = f"{vocabulary.CBV_NS}BizStep-"
 _FACTS = {"shipping": "shipped", "receiving": "delivered", f"{CUSTOMS_NS}cleared": "customs_cleared", f"{CUSTOMS_NS}returned": "customs_returned"}
 
 
@@ -158,8 +160,6 @@ def escrow_fact(event: Mapping[str, Any]) -> str | None:
 
 def event_objects(event: Mapping[str, Any]) -> list[str]:
     """The ids an event names (parent, lists), canonical where they are GS1 keys."""
-    from node.member.ingest.capture import event_epcs
-
     return [epc for epc, _relation in event_epcs(event)]
 
 
@@ -275,7 +275,7 @@ class Oracle:
                 )
 
     def _queue(self, adapter: str, output: Output) -> Accepted:
-        events = [e if "@context" in e else {"@context": epcis.WAYMARK_CONTEXT, **e} for e in output.events]
+        events = [e if "@context" in e else {"@context": vocabulary.WAYMARK_CONTEXT, **e} for e in output.events]
         for i, event in enumerate(events):
             self.check_event(adapter, i, event)
         # Remember first (idempotent upserts): the escrow facts below look up the shipments this

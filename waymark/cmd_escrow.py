@@ -47,7 +47,15 @@ from node.escrow import (
 from node.escrow.signing import sign_customs_return, sign_milestone
 from node.escrow.terms import ZERO_ADDRESS, Attestation, MilestoneKind, currency_bytes, customs_authorities
 from node.errors import WaymarkError
-from node.protocol.gs1 import CANONICAL_RESOLVER, ContainerId, InvalidIdentifier, canonical_id, encode_component, normalize_gtin, validate_sscc
+from node.protocol.digital_link import canonical_id
+from node.protocol.gs1 import (
+    CANONICAL_RESOLVER,
+    ContainerId,
+    InvalidIdentifier,
+    encode_component,
+    normalize_gtin,
+    validate_sscc,
+)
 from waymark.common import (
     AsMember,
     ChainId,

@@ -21,7 +21,7 @@ from sqlalchemy import delete, insert, select
 from node.db import Database
 from node.db.models import LocationMaster
 from node.errors import WaymarkError
-from node.protocol.event_hash import canonical_gs1_uri
+from node.protocol.canonical_ids import canonical_gs1_uri
 
 
 class LocationError(WaymarkError):

@@ -52,9 +52,12 @@ from api.readmodel.locations import route_by_location
 from node.member.network.holders import network_section
 from api.readmodel.product_master import master_section, recorded_lot
 from node.protocol.verification import Anchor, Attested, Head, Inclusion, Outcome, Recorded, verify_anchoring, verify_attestation
-from node.protocol.attestation import AttestationDomain, SignatureError, keccak256
+from node.protocol.attestation import AttestationDomain
+from node.protocol.crypto import SignatureError, keccak256
 from node.protocol.event_hash import digest_from_hash
-from node.protocol.gs1 import ContainerId, Identifier, ParsedLink, UnitId, encode_component, recover_issuer
+from node.protocol.digital_link import ParsedLink
+from node.protocol.gs1 import ContainerId, Identifier, UnitId, encode_component
+from node.protocol.issuance import recover_issuer
 from node.protocol.merkle import leaf_hash
 from api.readmodel.scans import Flag, ScanOutcome
 

@@ -30,7 +30,7 @@ from sqlalchemy import delete, insert, select
 from node.db import Database, Event, EventEpc
 from node.db.models import ProductMaster as ProductMasterRow
 from node.errors import WaymarkError
-from node.protocol.attestation import keccak256
+from node.protocol.crypto import keccak256
 from node.protocol.event_hash import hash_from_digest
 from node.protocol.gs1 import CANONICAL_RESOLVER, ProductId, encode_component, normalize_gtin
 

@@ -36,7 +36,7 @@ from api.deps import ManufacturerDep, ScanContextDep, ScanRateLimit, ServicesDep
 from api.errors import BadRequest, ErrorBody, Forbidden
 from api.routes.resolver import core_for, parse_any
 from api.readmodel.passport import EscrowOrders, OwnershipView, shipment_keys
-from node.protocol.attestation import SignatureError, parse_signature, recover_digest
+from node.protocol.crypto import SignatureError, parse_signature, recover_digest
 from node.protocol.gs1 import UnitId
 from api.readmodel.scans import ClaimRejected, DecommissionReason, Ownership
 

@@ -45,20 +45,22 @@ from node.errors import WaymarkError
 from api.readmodel.locations import LocationRecord, load_locations, store_location
 from api.readmodel.passport import Passport, PassportCore, finish, issuance_flag, valid_issuance
 from api.readmodel.product_master import MasterDataError, MasterDataHashMismatch, ProductMaster, lot_view, product_view, store_master
-from node.protocol.gs1 import (
+from node.protocol.digital_link import (
     SUPPORTED_PRIMARY_KEYS,
-    AnyKey,
-    ContainerId,
     DigitalLink,
-    GS1Key,
-    InvalidIdentifier,
     ParsedLink,
-    ProductId,
-    UnitId,
-    normalize_gtin,
     parse_identifier,
     parse_key,
     parse_link,
+)
+from node.protocol.gs1 import (
+    AnyKey,
+    ContainerId,
+    GS1Key,
+    InvalidIdentifier,
+    ProductId,
+    UnitId,
+    normalize_gtin,
 )
 from api.readmodel.scans import Flag
 

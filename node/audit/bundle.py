@@ -43,7 +43,8 @@ from node.db.relayer import RelaySignature, RelaySubmission
 from node.errors import WaymarkError
 from node.escrow import EscrowClient, order_key
 from node.member.history import unit_history
-from node.protocol.attestation import keccak256
+from node.protocol.crypto import keccak256
+from node.protocol.canonical_ids import event_epcs
 from node.protocol.event_hash import hash_from_digest
 from node.protocol.gs1 import CANONICAL_RESOLVER, encode_component, normalize_gtin
 from node.member.proofs import PROVENANCE_ABI, proof_bundle
@@ -254,8 +255,6 @@ def _lot_units(db: Database, lot: Lot) -> list[str]:
 
 
 def _canonical_units(event: Mapping[str, Any], marker: str, prefix: str) -> set[str]:
-    from node.member.ingest.capture import event_epcs
-
     raw = [e for key in ("epcList", "childEPCs", "inputEPCList", "outputEPCList") for e in event.get(key) or ()]
     with_lot = {e for e in raw if isinstance(e, str) and marker in e}
     return {canonical for canonical, _relation in event_epcs({"epcList": sorted(with_lot)}) if canonical.startswith(prefix)}

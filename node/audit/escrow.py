@@ -20,7 +20,7 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.escrow.signing import EscrowDomain, confirmation_digest, customs_return_digest, milestone_digest
 from node.escrow.terms import MilestoneKind, OrderTerms, RefundReason
-from node.protocol.attestation import SignatureError, recover_digest
+from node.protocol.crypto import SignatureError, recover_digest
 
 K = DiscrepancyKind
 ZERO = "0x" + "00" * 20

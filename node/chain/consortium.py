@@ -31,14 +31,11 @@ from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 
 from node.errors import WaymarkError
+from node.protocol.roles import ATTESTING_ROLES as ATTESTING_ROLES
+from node.protocol.roles import ROLES as ROLES
 
 #: Basis points in one whole.
 BPS = 10_000
-
-ROLES = ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE", "ARBITRATOR", "AUDITOR", "OPERATOR", "ANCHORER")
-
-#: Roles whose holders attest provenance events. ANCHORER only anchors batches: it attests nothing.
-ATTESTING_ROLES = ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE")
 
 #: The maximum reporting delay a deployment starts with unless its file says otherwise (seconds).
 DEFAULT_MAX_REPORTING_DELAY = 7 * 24 * 3600

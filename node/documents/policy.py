@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from node.documents.errors import AccessDenied
-from node.protocol.attestation import to_checksum_address
+from node.protocol.crypto import to_checksum_address
 
 from node.chain.consortium import ATTESTING_ROLES
 DEFAULT_ROLE_READERS = ("AUDITOR", "ARBITRATOR")

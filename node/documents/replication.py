@@ -36,7 +36,7 @@ from node.documents.policy import AccessPolicy
 from node.documents.signing import ErasureNotice, sign_document_request, verify_erasure, verify_upload_proof
 from node.member.network.audience import normalise_audience
 from node.documents.storage import DocumentStore, parse_digest
-from node.protocol.attestation import PrivateKeyLike
+from node.protocol.crypto import PrivateKeyLike
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from node.documents.errors import DocumentInvalid, Unauthenticated
 from node.member.network.audience import normalise_audience
-from node.protocol.attestation import (
+from node.protocol.crypto import (
     PrivateKeyLike,
     SignatureError,
     address_of,

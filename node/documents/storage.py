@@ -48,7 +48,7 @@ from node.documents.errors import (
 from node.documents.keys import KeyDirectory, OrgKeystore
 from node.documents.policy import role_readers
 from node.documents.signing import ErasureNotice
-from node.protocol.attestation import to_checksum_address
+from node.protocol.crypto import to_checksum_address
 
 DocumentState = Literal["available", "erased", "not_held"]
 

@@ -39,7 +39,7 @@ from sqlalchemy import Connection, bindparam, exists, select
 from sqlalchemy.orm import aliased
 
 from node.db import Batch, Database, Event, EventEpc
-from node.member.ingest.capture import canonical_epc
+from node.protocol.canonical_ids import canonical_epc
 from node.protocol.event_hash import hash_from_digest
 
 FOREVER = 2**62

@@ -37,7 +37,8 @@ from web3 import HTTPProvider, Web3
 
 from node.db import Batch, Database, Event
 from node.errors import WaymarkError
-from node.protocol.attestation import AttestationDomain, keccak256
+from node.protocol.attestation import AttestationDomain
+from node.protocol.crypto import keccak256
 from node.protocol.event_hash import hash_from_digest
 from node.protocol.verification import FAILURES, Anchor, Head, Inclusion, Mark, Status, verify_event
 from node.protocol.verification import Verification as Result

@@ -19,7 +19,8 @@ import qrcode
 import qrcode.constants
 from qrcode.image.pil import PilImage
 
-from node.protocol.gs1 import ContainerId, ParsedLink, UnitId, parse_digital_link
+from node.protocol.digital_link import ParsedLink, parse_digital_link
+from node.protocol.gs1 import ContainerId, UnitId
 
 _LEVELS = {
     "L": qrcode.constants.ERROR_CORRECT_L,

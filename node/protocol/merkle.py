@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from node.errors import WaymarkError
-from node.protocol.attestation import address_bytes, keccak256
+from node.protocol.crypto import address_bytes, keccak256
 
 LEAF_ENCODING = ("bytes32", "address")
 _PAD = b"\x00" * 12

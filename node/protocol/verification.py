@@ -49,19 +49,11 @@ from typing import Any, Literal, Protocol
 from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
 
-from node.member.ingest.roles import roles_for_bizstep
-from node.protocol.attestation import (
-    AttestationDomain,
-    SignatureError,
-    attestation_digest,
-    event_subject,
-    event_unix_time,
-    keccak256,
-    recoverable_form,
-    to_checksum_address,
-)
+from node.protocol.attestation import AttestationDomain, attestation_digest, event_subject, event_unix_time
+from node.protocol.crypto import SignatureError, keccak256, recoverable_form, to_checksum_address
 from node.protocol.event_hash import hash_from_digest, record_digest
 from node.protocol.merkle import build_tree_from_hashes, leaf_hash, process_proof
+from node.protocol.roles import roles_for_bizstep
 
 
 class Check(StrEnum):

@@ -26,7 +26,18 @@ from pydantic.alias_generators import to_camel
 
 from node.member.ingest.capture import event_time_problem
 from node.protocol import epcis
-from node.protocol.gs1 import ContainerId, Identifier, InvalidIdentifier, UnitId, check_digit, normalize_gtin, parse_identifier, validate_sscc
+from node.protocol import timestamps
+from node.protocol import vocabulary
+from node.protocol.digital_link import parse_identifier
+from node.protocol.gs1 import (
+    ContainerId,
+    Identifier,
+    InvalidIdentifier,
+    UnitId,
+    check_digit,
+    normalize_gtin,
+    validate_sscc,
+)
 from oracle.errors import InputRejected
 from oracle.state import OracleState
 
@@ -37,7 +48,7 @@ Json = dict[str, Any]
 
 def _timestamp(value: str) -> str:
     try:
-        epcis.parse_timestamp(value)
+        timestamps.parse_timestamp(value)
     except ValueError as exc:
         if "years" in str(exc):  # well formed, but no such date in the years 1-9999 UTC
             raise
@@ -176,7 +187,7 @@ class Location(Record):
         if self.gln is not None:
             return f"https://id.gs1.org/414/{self.gln}"
         if self.unlocode is not None:
-            return f"{epcis.WAYMARK_NS}unlocode/{self.unlocode}"
+            return f"{vocabulary.WAYMARK_NS}unlocode/{self.unlocode}"
         return None
 
     def read_point(self) -> str | None:
@@ -352,7 +363,7 @@ def device_uri(device_id: str) -> str:
     """A device id as an EPCIS URI: as given if it is one, else under the Waymark namespace."""
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$", device_id):
         return device_id
-    return f"{epcis.WAYMARK_NS}device/{quote(device_id, safe='-._')}"
+    return f"{vocabulary.WAYMARK_NS}device/{quote(device_id, safe='-._')}"
 
 
 def unit_or_container(canonical: str) -> Identifier:
@@ -365,11 +376,11 @@ def lot_uri(gtin: str, lot: str) -> str:
 
 
 def unix(timestamp: str) -> int:
-    return int(epcis.parse_timestamp(timestamp)[0].timestamp())
+    return int(timestamps.parse_timestamp(timestamp)[0].timestamp())
 
 
 def moment(timestamp: str) -> datetime:
-    return epcis.parse_timestamp(timestamp)[0]
+    return timestamps.parse_timestamp(timestamp)[0]
 
 
 ResultLiteral = Literal["conformant", "non_conformant"]

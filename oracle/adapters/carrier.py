@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from node.protocol import epcis
+from node.protocol import vocabulary
 from oracle.adapters.base import Adapter, Context, FieldError, Gtin, Ident, Location, ObjectRef, Output, Record, Sscc, Timestamp, lot_uri, offset_of
 from oracle.state import OracleState, Shipment
 
@@ -133,7 +134,7 @@ class CarrierAdapter(Adapter):
         transactions = None
         transport = record.transport or (Transport.model_validate(known.detail["transport"]) if known and "transport" in known.detail else None)
         if record.status == "shipped" and transport is not None and transport.bill_of_lading:
-            transactions = [epcis.biz_transaction(f"{epcis.WAYMARK_NS}bt/bol/{transport.bill_of_lading}", "bol")]
+            transactions = [epcis.biz_transaction(f"{vocabulary.WAYMARK_NS}bt/bol/{transport.bill_of_lading}", "bol")]
         output.events.append(epcis.object_event(
             epcs=objects, action="OBSERVE", biz_step=step, disposition=disposition, biz_transactions=transactions, **where
         ))

@@ -41,6 +41,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
 from node.protocol import epcis
+from node.protocol import vocabulary
 from oracle.adapters.base import (
     Adapter, Amount, Context, Country, Currency, DocumentInput, DocumentUpload, FieldError, Ident, Location, Output, Record, Sscc,
     Timestamp, offset_of, rejection,
@@ -139,8 +140,8 @@ class CustomsAdapter(Adapter):
             action="OBSERVE",
             event_time=record.lodged_at,
             event_time_zone_offset=offset_of(record.lodged_at),
-            biz_step=epcis.customs_step("declared"),
-            disposition=epcis.customs_disposition("held"),
+            biz_step=vocabulary.customs_step("declared"),
+            disposition=vocabulary.customs_disposition("held"),
             documents=[d.ref() for d in documents],
             extensions=epcis.customs_fields(declaration_id=record.declaration_id, customs_office=record.office),
             read_point=place.get("read_point"),
@@ -184,12 +185,12 @@ class CustomsAdapter(Adapter):
                 documents.append(assessment)
                 refs = [assessment.ref()]
                 events.append(epcis.object_event(
-                    biz_step=epcis.customs_step("duty_assessed"), disposition=epcis.customs_disposition("held"), documents=refs, **common,
+                    biz_step=vocabulary.customs_step("duty_assessed"), disposition=vocabulary.customs_disposition("held"), documents=refs, **common,
                 ))
                 # The escrow pays the duty on the cleared event's fact (the event appended next).
                 escrow_duty[len(events)] = {"amount": record.duty.amount, "currency": record.duty.currency}
             events.append(epcis.object_event(
-                biz_step=epcis.customs_step("cleared"), disposition=epcis.customs_disposition("released"), documents=refs, **common,
+                biz_step=vocabulary.customs_step("cleared"), disposition=vocabulary.customs_disposition("released"), documents=refs, **common,
             ))
         else:
             refs = None
@@ -200,8 +201,8 @@ class CustomsAdapter(Adapter):
                 documents.append(grounds)
                 refs = [grounds.ref()]
             events.append(epcis.object_event(
-                biz_step=epcis.customs_step(record.decision),
-                disposition=epcis.customs_disposition("held" if record.decision == "detained" else "refused"),
+                biz_step=vocabulary.customs_step(record.decision),
+                disposition=vocabulary.customs_disposition("held" if record.decision == "detained" else "refused"),
                 documents=refs, **common,
             ))
         decision = record.decision

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from node.protocol import epcis
+from node.protocol import epcis_validation
 from oracle.adapters.base import Adapter, Context, Output
 from oracle.errors import InputRejected
 
@@ -47,8 +48,8 @@ class EpcisAdapter(Adapter):
                     "already attested: the oracle signs events itself; send attested documents to the node",
                 )
         try:
-            epcis.validate_document(data)
-        except epcis.EpcisValidationError as exc:
+            epcis_validation.validate_document(data)
+        except epcis_validation.EpcisValidationError as exc:
             raise InputRejected(self.name, exc.field, exc.problem) from None
         return _Checked(document=data)
 

@@ -31,6 +31,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from node.protocol import epcis
+from node.protocol import vocabulary
 from node.protocol.gs1 import InvalidIdentifier, UnitId
 from oracle.adapters.base import Adapter, Context, Gtin, Ident, Location, ObjectRef, Output, Record, Sscc, Timestamp, offset_of
 
@@ -120,4 +121,4 @@ class PackingAdapter(Adapter):
 def _urn(kind: str, identifier: str) -> str:
     """A business transaction id as a URI under the Waymark namespace (ERP ids are not URIs)."""
     safe = re.sub(r"[^A-Za-z0-9._~:-]", lambda m: f"%{ord(m.group()):02X}", identifier)
-    return f"{epcis.WAYMARK_NS}bt/{kind}/{safe}"
+    return f"{vocabulary.WAYMARK_NS}bt/{kind}/{safe}"

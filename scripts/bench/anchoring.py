@@ -71,13 +71,14 @@ from waymark.devnet.anvil import AnvilControl, AnvilProcess, free_port  # noqa: 
 from waymark.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
 from node.member.proofs import verify_bundle  # noqa: E402
 from node.protocol import epcis  # noqa: E402
+from node.protocol import vocabulary  # noqa: E402
 from node.protocol.attestation import AttestationDomain, sign_attestation  # noqa: E402
 from node.protocol.gs1 import UnitId  # noqa: E402
 from node.protocol.merkle import leaf_hash  # noqa: E402
 
 GTIN = "09521234543213"
 # (member account index, bizStep) of the four attesting members
-ATTESTERS = ((1, "commissioning"), (2, "inspecting"), (3, "shipping"), (4, epcis.customs_step("cleared")))
+ATTESTERS = ((1, "commissioning"), (2, "inspecting"), (3, "shipping"), (4, vocabulary.customs_step("cleared")))
 
 
 def log(message: str) -> None:

@@ -57,9 +57,12 @@ from node.chain.deploy import Deployment, deploy, is_current, load_deployment, w
 from node.db import Batch, Database, Event  # noqa: E402
 from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
 from waymark.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
-from node.member.ingest.capture import CaptureService, CheckedEvent, event_epcs, unix_ms  # noqa: E402
-from node.member.ingest.roles import RoleMirror, roles_for_bizstep  # noqa: E402
+from node.member.ingest.capture import CaptureService, CheckedEvent, unix_ms  # noqa: E402
+from node.protocol.canonical_ids import event_epcs  # noqa: E402
+from node.member.ingest.roles import RoleMirror  # noqa: E402
+from node.protocol.roles import roles_for_bizstep  # noqa: E402
 from node.protocol import epcis  # noqa: E402
+from node.protocol import vocabulary  # noqa: E402
 from node.protocol.attestation import AttestationDomain, attestation_typed_data, sign_attestation  # noqa: E402
 from node.protocol.event_hash import event_digest  # noqa: E402
 from node.protocol.gs1 import UnitId  # noqa: E402
@@ -67,7 +70,7 @@ from node.protocol.merkle import leaf_hash, verify_proof  # noqa: E402
 from node.chain.registry import role_id  # noqa: E402
 
 GTIN = "09521234543213"
-ATTESTERS = ((1, "commissioning"), (2, "inspecting"), (3, "shipping"), (4, epcis.customs_step("cleared")))
+ATTESTERS = ((1, "commissioning"), (2, "inspecting"), (3, "shipping"), (4, vocabulary.customs_step("cleared")))
 CONTRACTS = ("ConsortiumRegistry", "ProvenanceRegistry")
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from node.protocol import epcis  # noqa: E402
+from node.protocol import vocabulary  # noqa: E402
 from node.protocol.attestation import AttestationDomain, recover_attester, sign_attestation_fields  # noqa: E402
 from node.protocol.event_hash import event_hash  # noqa: E402
 from node.protocol.gs1 import UnitId, make_sscc, new_serial  # noqa: E402
@@ -45,8 +46,8 @@ def events() -> dict[str, dict[str, Any]]:
             parent_id=f"https://id.gs1.org/00/{make_sscc('9506000', int.from_bytes(os.urandom(3), 'big'))}",
             child_epcs=units, action="ADD", event_time=t, biz_step="packing", disposition="container_closed"),
         "ObjectEvent, sensors+docs+customs": epcis.object_event(
-            epcs=units[:3], action="OBSERVE", event_time=t, biz_step=epcis.customs_step("cleared"),
-            disposition=epcis.customs_disposition("released"), read_point="https://id.gs1.org/414/9506000134352",
+            epcs=units[:3], action="OBSERVE", event_time=t, biz_step=vocabulary.customs_step("cleared"),
+            disposition=vocabulary.customs_disposition("released"), read_point="https://id.gs1.org/414/9506000134352",
             biz_transactions=[epcis.biz_transaction("urn:epcglobal:cbv:bt:9506000134352:PO-77", "po")],
             sensor_elements=[epcis.sensor_element([epcis.temperature(4.5), epcis.relative_humidity(61)],
                                                   time="2024-05-01T09:59:00Z")],
@@ -67,7 +68,7 @@ def bench_hash() -> None:
             event_hash(event)
         ours = (time.perf_counter() - start) / len(batch)
         document = epcis.epcis_document(batch[:50])
-        document["@context"] = [epcis.EPCIS_CONTEXT_URL, epcis.WAYMARK_CONTEXT[1]]
+        document["@context"] = [vocabulary.EPCIS_CONTEXT_URL, vocabulary.WAYMARK_CONTEXT[1]]
 
         def package() -> None:
             parsed = json_to_py.event_list_from_epcis_document_json(copy.deepcopy(document))

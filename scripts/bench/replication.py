@@ -62,7 +62,9 @@ from waymark.devnet.anvil import AnvilControl, AnvilProcess, answers, free_port 
 from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium, demo_member, devnet_account  # noqa: E402
 from node.member.ingest.roles import RoleMirror  # noqa: E402
 from node.protocol import epcis  # noqa: E402
-from node.protocol.attestation import AttestationDomain, parse_signature, sign_attestation  # noqa: E402
+from node.protocol import vocabulary  # noqa: E402
+from node.protocol.attestation import AttestationDomain, sign_attestation  # noqa: E402
+from node.protocol.crypto import parse_signature  # noqa: E402
 from node.protocol.event_hash import digest_from_hash  # noqa: E402
 from node.protocol.gs1 import ContainerId, UnitId, make_sscc  # noqa: E402
 from node.protocol.verification import verify_attestation  # noqa: E402
@@ -70,7 +72,7 @@ from node.protocol.verification import verify_attestation  # noqa: E402
 GTIN = "09521234543213"
 MEMBERS = ("manufacturer", "carrier", "customs")
 # each member's own kind of event, signed by its organisation's account
-STEPS = {"manufacturer": "commissioning", "carrier": "shipping", "customs": epcis.customs_step("cleared")}
+STEPS = {"manufacturer": "commissioning", "carrier": "shipping", "customs": vocabulary.customs_step("cleared")}
 _PR_SET_PDEATHSIG = 1
 
 

@@ -10,7 +10,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from waymark.devnet.consortium import devnet_account
-from node.protocol.gs1 import UnitId, sign_issuance, signed_link
+from node.protocol.gs1 import UnitId
+from node.protocol.issuance import sign_issuance, signed_link
 from tests.api.conftest import JSON, path_of
 from tests.api.world import World, node_audience
 from tests.node.story import CARRIER, GTIN, MANUFACTURER

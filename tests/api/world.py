@@ -33,6 +33,7 @@ from node.member.runtime import NodeRuntime, build_anchorer, build_capture
 from node.member.settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings
 from node.protocol import epcis
+from node.protocol import vocabulary
 from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, Story, by_anchoring_node, capture_document, iso, lot_story
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def journey(s: Story) -> Signed:
     Singapore carrier, cleared by customs in Rotterdam, unloaded there and received in Utrecht."""
     t = s.start
     obj, agg = epcis.object_event, epcis.aggregation_event
-    customs = epcis.CUSTOMS_STEP_IRIS
+    customs = vocabulary.CUSTOMS_STEP_IRIS
     alarm = epcis.sensor_element([epcis.temperature(31.5, exception="ALARM_CONDITION", time=iso(t + 6))], time=iso(t + 6))
     lot = s.units[0].lot
     return [

@@ -28,7 +28,7 @@ from node.chain.build import build
 from node.db import Database
 from waymark.devnet.anvil import AnvilProcess, free_port
 from node.escrow import OrderTerms, order_key
-from node.protocol.attestation import keccak256
+from node.protocol.crypto import keccak256
 from node.protocol.event_hash import event_hash
 from node.relayer.service import Relayer, SignatureIn, Status
 from node.member.runtime import NodeRuntime

@@ -19,6 +19,7 @@ from api.main import create_app as create_api
 from api.settings import ApiSettings
 from node.documents import confidential_fields
 from node.protocol import epcis
+from node.protocol import vocabulary
 from node.settings import ChainSettings, DatabaseSettings
 from oracle.app import create_app as create_oracle_app
 from tests.documents.keys import OrgKeys
@@ -119,7 +120,7 @@ def test_an_anonymous_passport_and_its_page_carry_no_commercial_field_of_any_eve
         assert base64.b64encode(INVOICE).decode()[:40] not in rendering
     # What it does show: cleared by customs, at Rotterdam, at its time; and the sealed documents by hash.
     (cleared,) = [item for item in timeline if item["bizStep"] == "wmc:cleared"]
-    assert cleared["bizLocation"] == f"{epcis.WAYMARK_NS}unlocode/NLRTM" and cleared["eventTime"].startswith(at(j.t0, 110)[:10])
+    assert cleared["bizLocation"] == f"{vocabulary.WAYMARK_NS}unlocode/NLRTM" and cleared["eventTime"].startswith(at(j.t0, 110)[:10])
     assert cleared["verification"]["signerOrg"]["id"] == org_keys.org_ids["customs"]
     kinds = {d["type"] for d in passport["documents"]}
     assert {"customs_declaration", "commercial_invoice", "certificate_of_origin", "customs_duty_assessment", "customs_decision",

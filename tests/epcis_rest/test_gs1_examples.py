@@ -21,8 +21,9 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
-from node.member.ingest.roles import roles_for_bizstep
-from node.protocol.epcis import document_events, schema_problems
+from node.protocol.roles import roles_for_bizstep
+from node.protocol.epcis import document_events
+from node.protocol.epcis_validation import schema_problems
 from node.protocol.event_hash import event_hash
 from node.member.runtime import NodeRuntime
 from tests.node.story import CARRIER, CUSTOMS, INSPECTOR, MANUFACTURER, attested, iso

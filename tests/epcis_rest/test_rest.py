@@ -24,6 +24,7 @@ from node.db import EpcisSubscription
 from node.member.epcis_rest import corrections_for
 from node.member.epcis_rest.subscriptions import Deliverer
 from node.protocol import epcis
+from node.protocol import vocabulary
 from node.protocol.epcis import document_events
 from node.protocol.event_hash import event_hash
 from node.member.runtime import NodeRuntime, build_anchorer
@@ -82,7 +83,7 @@ def test_what_capture_used_to_refuse_is_captured(client: TestClient, runtime: No
     and a reading without unit, an AssociationEvent, unprefixed keys nested in an extension,
     a bizStep outside the role table attested by an inspector."""
     t, gtin = chain_now + 1, "https://id.gs1.org/01/09521234543213"
-    common: dict[str, Any] = {"@context": epcis.WAYMARK_CONTEXT, "eventTimeZoneOffset": "+00:00"}
+    common: dict[str, Any] = {"@context": vocabulary.WAYMARK_CONTEXT, "eventTimeZoneOffset": "+00:00"}
     events: list[tuple[dict[str, Any], Any]] = [
         ({**common, "type": "ObjectEvent", "eventTime": iso(t), "action": "OBSERVE", "epcList": [gtin]}, CARRIER),
         ({**common, "type": "ObjectEvent", "eventTime": iso(t + 1), "action": "OBSERVE", "bizStep": "sensor_reporting",

@@ -34,7 +34,7 @@ from node.member.app import create_app
 from node.documents import sign_document_request
 from node.member.epcis_rest import request_target_digest
 from node.member.ingest.capture import CaptureService
-from node.protocol import epcis
+from node.protocol import vocabulary
 from node.member.runtime import NodeRuntime, build_capture
 from tests.node.story import MANUFACTURER, capture_document, lot_story, story_events
 
@@ -153,4 +153,4 @@ def test_no_request_from_gs1s_description_breaks_the_node_or_the_description(run
         "OPTIONS /dispositions/{disposition}", "GET /dispositions/{disposition}",
         "OPTIONS /dispositions/{disposition}/events", "GET /dispositions/{disposition}/events",
     ]
-    assert epcis.EPCIS_CONTEXT_URL  # the node's context is the one the description's documents use
+    assert vocabulary.EPCIS_CONTEXT_URL  # the node's context is the one the description's documents use

@@ -15,6 +15,7 @@ from eth_account.signers.local import LocalAccount
 
 from waymark.devnet.consortium import devnet_account
 from node.protocol import epcis
+from node.protocol import vocabulary
 from node.protocol.attestation import AttestationDomain, sign_attestation
 from node.protocol.gs1 import ContainerId, UnitId, make_sscc
 
@@ -59,7 +60,7 @@ def story_events(s: Story) -> list[tuple[dict[str, Any], LocalAccount]]:
         (agg(parent_id=s.pallet, child_epcs=[s.case], action="ADD", event_time=iso(t + 4), biz_step="packing"), CARRIER),
         (agg(parent_id=s.container, child_epcs=[s.pallet], action="ADD", event_time=iso(t + 5), biz_step="loading"), CARRIER),
         (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 6), biz_step="shipping", disposition="in_transit"), CARRIER),
-        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 7), biz_step=epcis.customs_step("declared"),
+        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 7), biz_step=vocabulary.customs_step("declared"),
              extensions=epcis.customs_fields(declaration_id="NL-2025-0001", customs_office="NL000396")), CUSTOMS),
         (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 8), biz_step="wmc:cleared"), CUSTOMS),
         (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 9), biz_step="arriving"), CARRIER),

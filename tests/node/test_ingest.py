@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 
 from node.db import Database, Event, EventEpc
 from node.member.ingest.capture import BadAttestation, CaptureService, MalformedCapture, SignerLacksRole
-from node.member.ingest.roles import in_role_table, roles_for_bizstep
+from node.protocol.roles import in_role_table, roles_for_bizstep
 from node.protocol import epcis
+from node.protocol import vocabulary
 from node.protocol.event_hash import event_hash
 from node.member.runtime import NodeRuntime, build_capture
 from tests.node.story import CARRIER, INSPECTOR, MANUFACTURER, attested, capture_document, iso, lot_story, story_events
@@ -126,8 +127,8 @@ def test_role_table() -> None:
     assert roles_for_bizstep("commissioning") == ("MANUFACTURER",)
     assert roles_for_bizstep("https://ref.gs1.org/cbv/BizStep-inspecting") == ("INSPECTOR",)
     assert roles_for_bizstep("urn:epcglobal:cbv:bizstep:shipping") == ("CARRIER",)
-    assert roles_for_bizstep("wmc:cleared", epcis.WAYMARK_CONTEXT) == ("CUSTOMS",)
-    assert roles_for_bizstep(epcis.customs_step("duty_assessed")) == ("CUSTOMS",)
+    assert roles_for_bizstep("wmc:cleared", vocabulary.WAYMARK_CONTEXT) == ("CUSTOMS",)
+    assert roles_for_bizstep(vocabulary.customs_step("duty_assessed")) == ("CUSTOMS",)
     assert "CARRIER" in (roles_for_bizstep("packing") or ())
     assert roles_for_bizstep(None) == ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE")
     assert roles_for_bizstep("juggling") == roles_for_bizstep(None)  # outside the table: any attesting role

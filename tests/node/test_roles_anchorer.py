@@ -10,7 +10,8 @@ from node.chain.deploy import Deployment
 from waymark.devnet.anvil import AnvilControl
 from waymark.devnet.consortium import demo_member, devnet_account
 from node.chain.consortium import ATTESTING_ROLES
-from node.member.ingest.roles import BIZSTEP_ROLES, RoleMirror, roles_for_bizstep
+from node.member.ingest.roles import RoleMirror
+from node.protocol.roles import BIZSTEP_ROLES, roles_for_bizstep
 from node.chain.registry import ProposalKind, RegistryClient, role_data
 
 

@@ -19,6 +19,7 @@ from waymark.devnet.anvil import AnvilControl, AnvilProcess
 from node.member.ingest.capture import CaptureService
 from node.member.proofs import verify_bundle
 from node.protocol import epcis
+from node.protocol import vocabulary
 from node.protocol.event_hash import event_hash
 from node.member.runtime import NodeRuntime, build_anchorer, build_capture
 from tests.node.story import CARRIER, INSPECTOR, MANUFACTURER, Story, by_anchoring_node, capture_document, iso, lot_story, story_events
@@ -83,7 +84,7 @@ def test_unit_history_includes_its_containers_while_it_was_inside(
         ("packing", (case,)),  # the case onto the pallet
         ("loading", (case, pallet)),  # the pallet into the container
         ("shipping", (case, pallet, container)),
-        (epcis.customs_step("declared"), (case, pallet, container)),
+        (vocabulary.customs_step("declared"), (case, pallet, container)),
         ("wmc:cleared", (case, pallet, container)),
         ("arriving", (case, pallet, container)),
         ("unloading", (case, pallet)),  # the pallet out of the container

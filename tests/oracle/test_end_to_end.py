@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from waymark.devnet.consortium import devnet_account
 from node.documents import OrgKeystore, confidential_fields, open_sealed, sign_document_request
 from node.protocol import epcis
-from node.protocol.epcis import CUSTOMS_NS
+from node.protocol import vocabulary
+from node.protocol.vocabulary import CUSTOMS_NS
 from oracle.app import create_app
 from oracle.runtime import OracleRuntime
 from tests.documents.keys import OrgKeys
@@ -146,7 +147,7 @@ def test_every_adapter_input_becomes_a_signed_ingested_anchored_event(
     # Customs events say where and when, and name the sealed documents; no value, duty or HS code.
     for event_id in (declared["eventIds"][0], *cleared["eventIds"]):
         assert confidential_fields(anchored[event_id]["event"]) == []
-        assert anchored[event_id]["event"]["bizLocation"]["id"] == f"{epcis.WAYMARK_NS}unlocode/NLRTM"
+        assert anchored[event_id]["event"]["bizLocation"]["id"] == f"{vocabulary.WAYMARK_NS}unlocode/NLRTM"
     clearance = anchored[cleared["eventIds"][1]]["event"]
     assert "wmc:duty" not in clearance and clearance["wmc:customsOffice"] == "NL000396"
     # The duty is in the sealed assessment both customs events name; customs opens it with its keystore.

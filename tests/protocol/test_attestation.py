@@ -12,23 +12,27 @@ from eth_account.messages import SignableMessage, encode_typed_data
 from node.protocol import epcis
 from node.protocol.attestation import (
     ATTESTATION_TYPE,
-    SECP256K1_N,
     AttestationDomain,
-    InvalidKey,
-    SignatureError,
-    address_of,
     attestation_digest,
     attestation_typed_data,
     event_subject,
-    keccak256,
     recover_attester,
     sign_attestation,
     sign_attestation_fields,
     subject_hash,
+)
+from node.protocol.crypto import (
+    SECP256K1_N,
+    InvalidKey,
+    SignatureError,
+    address_of,
+    keccak256,
     to_checksum_address,
 )
 from node.protocol.event_hash import event_digest, event_hash, primary_object_id
 from node.protocol.gs1 import UnitId
+from node.protocol.event_hash import unix_seconds
+from node.protocol.timestamps import parse_timestamp
 
 REGISTRY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
 
@@ -93,9 +97,6 @@ def test_signing_an_event_binds_its_hash_subject_and_time() -> None:
      "2024-12-31T23:59:59.9999Z"],
 )
 def test_event_time_is_truncated_unix_seconds_like_parse_timestamp(when: str) -> None:
-    from node.protocol.epcis import parse_timestamp
-    from node.protocol.event_hash import unix_seconds
-
     assert unix_seconds(when) == int(parse_timestamp(when)[0].timestamp())
 
 

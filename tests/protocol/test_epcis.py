@@ -12,7 +12,8 @@ import pytest
 
 from node.errors import WaymarkError
 from node.protocol import epcis
-from node.protocol.epcis import EpcisValidationError, validate_document, validate_event
+from node.protocol import vocabulary
+from node.protocol.epcis_validation import EpcisValidationError, validate_document, validate_event
 from node.protocol.event_hash import event_hash
 from node.protocol.gs1 import ContainerId, UnitId, make_sscc
 
@@ -42,8 +43,8 @@ def lifecycle() -> list[dict[str, Any]]:
                            disposition="in_transit",
                            sensor_elements=[epcis.sensor_element([epcis.temperature(-18.5), epcis.relative_humidity(40)],
                                                                  start_time=T, end_time="2024-05-01T11:00:00Z")]),
-        epcis.object_event(epcs=[CASE], action="OBSERVE", event_time=T, biz_step=epcis.customs_step("duty_assessed"),
-                           disposition=epcis.customs_disposition("held"),
+        epcis.object_event(epcs=[CASE], action="OBSERVE", event_time=T, biz_step=vocabulary.customs_step("duty_assessed"),
+                           disposition=vocabulary.customs_disposition("held"),
                            extensions=epcis.customs_fields(declaration_id="DECL-9", duty_amount="12.50",
                                                            duty_currency="USD")),
         epcis.transformation_event(input_epcs=UNITS[:2], output_epcs=UNITS[2:], event_time=T,
@@ -54,7 +55,7 @@ def lifecycle() -> list[dict[str, Any]]:
 def test_built_events_are_valid_and_carry_the_waymark_context() -> None:
     for event in lifecycle():
         validate_event(event)
-        assert event["@context"] == epcis.WAYMARK_CONTEXT
+        assert event["@context"] == vocabulary.WAYMARK_CONTEXT
         assert event["eventTime"] == T
         event_hash(event)
 
@@ -149,7 +150,7 @@ def test_document_level_errors_name_the_field() -> None:
         ("type", "EPCISDocumentation", "type"),
         ("schemaVersion", "1.2", "schemaVersion"),
         ("creationDate", "today", "creationDate"),
-        ("@context", [{"wm": epcis.WAYMARK_NS}], "@context"),
+        ("@context", [{"wm": vocabulary.WAYMARK_NS}], "@context"),
     ]:
         bad = copy.deepcopy(document)
         bad[key] = value
@@ -163,7 +164,7 @@ def test_document_level_errors_name_the_field() -> None:
 
 def test_extension_prefixes_come_from_the_document_context() -> None:
     document = epcis.epcis_document(lifecycle(), creation_date=T)
-    document["@context"] = [epcis.EPCIS_CONTEXT_URL, {"wm": epcis.WAYMARK_NS, "wmc": epcis.CUSTOMS_NS, "acme": "https://acme.example/ns/"}]
+    document["@context"] = [vocabulary.EPCIS_CONTEXT_URL, {"wm": vocabulary.WAYMARK_NS, "wmc": vocabulary.CUSTOMS_NS, "acme": "https://acme.example/ns/"}]
     document["epcisBody"]["eventList"][0]["acme:colour"] = "red"
     validate_document(document)
 
@@ -172,16 +173,16 @@ def test_customs_curie_is_accepted_but_hashes_unlike_its_iri() -> None:
     event = lifecycle()[5]
     curie = {**event, "bizStep": "wmc:duty_assessed"}
     validate_event(curie)
-    assert event["bizStep"] == epcis.CUSTOMS_NS + "duty_assessed"
+    assert event["bizStep"] == vocabulary.CUSTOMS_NS + "duty_assessed"
     assert event_hash(curie) != event_hash(event)  # as in the reference algorithm
 
 
 def test_customs_vocabulary_is_namespaced_iris() -> None:
-    assert epcis.customs_step("declared") == "https://ns.waymark.example/customs/declared"
-    assert set(epcis.CUSTOMS_STEPS) == {"declared", "cleared", "detained", "returned", "duty_assessed"}
+    assert vocabulary.customs_step("declared") == "https://ns.waymark.example/customs/declared"
+    assert set(vocabulary.CUSTOMS_STEPS) == {"declared", "cleared", "detained", "returned", "duty_assessed"}
     with pytest.raises(ValueError):
-        epcis.customs_step("bribed")
-    assert epcis.WAYMARK_CONTEXT[1] == {"wm": "https://ns.waymark.example/epcis/",
+        vocabulary.customs_step("bribed")
+    assert vocabulary.WAYMARK_CONTEXT[1] == {"wm": "https://ns.waymark.example/epcis/",
                                         "wmc": "https://ns.waymark.example/customs/"}
 
 
@@ -236,8 +237,8 @@ SENSOR_ONLY = {
 )
 def test_schema_valid_events_are_accepted(description: str, event: dict[str, Any]) -> None:
     validate_document(one_event_document(event))
-    validate_event({"@context": epcis.WAYMARK_CONTEXT, **event})
-    event_hash({"@context": epcis.WAYMARK_CONTEXT, **event})
+    validate_event({"@context": vocabulary.WAYMARK_CONTEXT, **event})
+    event_hash({"@context": vocabulary.WAYMARK_CONTEXT, **event})
 
 
 def test_epcis_query_documents_are_validated_and_their_events_read() -> None:

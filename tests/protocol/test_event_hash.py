@@ -13,10 +13,12 @@ import orjson
 import pytest
 
 from node.protocol import epcis
+from node.protocol import epcis_validation
+from node.protocol import vocabulary
+from node.protocol.canonical_ids import canonical_gs1_uri
+from node.protocol.cbv_values import canonical_time
 from node.protocol.event_hash import (
     EventHashError,
-    canonical_gs1_uri,
-    canonical_time,
     digest_from_hash,
     document_hashes,
     event_digest,
@@ -61,8 +63,8 @@ def waymark_event() -> dict[str, Any]:
         action="OBSERVE",
         event_time="2024-05-01T10:00:00.123+02:00",
         event_time_zone_offset="+02:00",
-        biz_step=epcis.customs_step("cleared"),
-        disposition=epcis.customs_disposition("released"),
+        biz_step=vocabulary.customs_step("cleared"),
+        disposition=vocabulary.customs_disposition("released"),
         read_point="https://id.gs1.org/414/9506000134352/254/7",
         biz_location="https://id.gs1.org/414/9506000134352",
         biz_transactions=[epcis.biz_transaction("urn:epcglobal:cbv:bt:9506000134352:PO-77", "po")],
@@ -83,7 +85,7 @@ def waymark_event() -> dict[str, Any]:
 
 def test_waymark_event_is_valid_and_hashes_to_an_ni_uri() -> None:
     event = waymark_event()
-    epcis.validate_event(event)
+    epcis_validation.validate_event(event)
     event_id = event_hash(event)
     assert event_id.startswith("ni:///sha-256;") and event_id.endswith("?ver=CBV2.0")
     assert digest_from_hash(event_id) == event_digest(event)

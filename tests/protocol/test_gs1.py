@@ -10,6 +10,9 @@ from eth_account.messages import encode_typed_data
 
 from node.errors import WaymarkError
 from node.protocol import gs1
+from node.protocol import digital_link
+from node.protocol import issuance
+from node.protocol.digital_link import parse_digital_link, parse_identifier
 from node.protocol.gs1 import (
     ContainerId,
     InvalidIdentifier,
@@ -18,9 +21,9 @@ from node.protocol.gs1 import (
     make_sscc,
     new_serial,
     normalize_gtin,
-    parse_digital_link,
-    parse_identifier,
 )
+from node.protocol.canonical_ids import canonical_epc
+from node.protocol.labels import human_readable
 
 GTIN13 = "9506000134352"  # GS1's example GTIN-13 (check digit 2)
 GTIN14 = "09506000134352"
@@ -181,21 +184,21 @@ def test_epc_urns_parse_to_the_same_ids_as_digital_links() -> None:
 
 def test_issued_code_signature_recovers_the_manufacturer_offline() -> None:
     manufacturer = Account.create()
-    unit, link = gs1.issue_unit(GTIN13, "LOT-7", private_key=manufacturer.key, chain_id=31337,
+    unit, link = issuance.issue_unit(GTIN13, "LOT-7", private_key=manufacturer.key, chain_id=31337,
                                 resolver="scan.waymark.example")
     # Digital Link 1.4: the GTIN-13 is printed as 13 digits, not padded
     assert link.startswith(f"https://scan.waymark.example/01/{GTIN13}/10/LOT-7/21/{unit.serial}?s=")
-    assert gs1.recover_issuer(link, 31337) == manufacturer.address
-    assert gs1.verify_issuance(link, 31337, manufacturer.address)
+    assert issuance.recover_issuer(link, 31337) == manufacturer.address
+    assert issuance.verify_issuance(link, 31337, manufacturer.address)
     # another chain, another lot, or another serial: the signature no longer matches
-    assert not gs1.verify_issuance(link, 1, manufacturer.address)
+    assert not issuance.verify_issuance(link, 1, manufacturer.address)
     forged_lot = link.replace("/10/LOT-7/", "/10/LOT-8/")
-    assert not gs1.verify_issuance(forged_lot, 31337, manufacturer.address)
+    assert not issuance.verify_issuance(forged_lot, 31337, manufacturer.address)
     forged_serial = link.replace(f"/21/{unit.serial}?", "/21/NEVERISSUED1?")
-    assert not gs1.verify_issuance(forged_serial, 31337, manufacturer.address)
+    assert not issuance.verify_issuance(forged_serial, 31337, manufacturer.address)
     # the resolver host is not part of what was signed
     moved = link.replace("scan.waymark.example", "id.gs1.org")
-    assert gs1.verify_issuance(moved, 31337, manufacturer.address)
+    assert issuance.verify_issuance(moved, 31337, manufacturer.address)
 
 
 def test_issuance_digest_is_standard_eip712() -> None:
@@ -215,17 +218,17 @@ def test_issuance_digest_is_standard_eip712() -> None:
         "message": {"unit": f"https://id.gs1.org/01/{GTIN14}/10/L1/21/S1"},
     }
     reference = Account.sign_message(encode_typed_data(full_message=typed), manufacturer.key)
-    assert gs1.sign_issuance(manufacturer.key, unit, 31337) == reference.signature
+    assert issuance.sign_issuance(manufacturer.key, unit, 31337) == reference.signature
 
 
 def test_unsigned_links_have_no_issuer_and_malformed_signatures_are_rejected() -> None:
     plain = f"https://brand.example/01/{GTIN14}/21/S1"
-    assert gs1.recover_issuer(plain, 31337) is None
-    assert not gs1.verify_issuance(plain, 31337, Account.create().address)
+    assert issuance.recover_issuer(plain, 31337) is None
+    assert not issuance.verify_issuance(plain, 31337, Account.create().address)
     assert "issuance signature" in problem_of(plain + "?s=abcd")
     assert "twice" in problem_of(plain + "?s=" + "00" * 65 + "&s=" + "00" * 65)
     # well-formed length but not a signature of anything
-    assert not gs1.verify_issuance(plain + "?s=" + "00" * 64 + "1b", 31337, Account.create().address)
+    assert not issuance.verify_issuance(plain + "?s=" + "00" * 64 + "1b", 31337, Account.create().address)
 
 
 # --- Digital Link 1.4: every key trade uses, data attributes, one key per item --------------------
@@ -235,48 +238,48 @@ GLN = "9506000000008"  # a GLN with a valid check digit (9506000 00000 8)
 
 def link_problem(uri: str) -> str:
     with pytest.raises(InvalidIdentifier) as caught:
-        gs1.parse_link(uri)
+        digital_link.parse_link(uri)
     return caught.value.problem
 
 
 def test_product_and_lot_level_links_parse_to_product_ids_with_canonical_keys() -> None:
-    product = gs1.parse_link(f"https://brand.example/01/{GTIN13}").key
+    product = digital_link.parse_link(f"https://brand.example/01/{GTIN13}").key
     assert product == gs1.ProductId(GTIN14) and product.level == "product"
     assert product.canonical_uri == f"https://id.gs1.org/01/{GTIN14}"
-    lot = gs1.parse_link(f"https://brand.example/01/{GTIN14}/10/AB%2F1").key
+    lot = digital_link.parse_link(f"https://brand.example/01/{GTIN14}/10/AB%2F1").key
     assert isinstance(lot, gs1.ProductId) and lot.lot == "AB/1" and lot.level == "lot"
     assert lot.canonical_uri == f"https://id.gs1.org/01/{GTIN14}/10/AB%2F1"
 
 
 @pytest.mark.parametrize("gtin", ["96385074", "614141000036", GTIN13])
 def test_short_gtins_are_not_zero_padded_in_the_uri_but_share_one_key(gtin: str) -> None:
-    unit = gs1.parse_link(f"https://brand.example/01/{gtin}/21/S1").key
+    unit = digital_link.parse_link(f"https://brand.example/01/{gtin}/21/S1").key
     assert isinstance(unit, UnitId)
     assert unit.uri("r.example") == f"https://r.example/01/{gtin}/21/S1"
-    padded = gs1.parse_link(f"https://brand.example/01/{gtin.zfill(14)}/21/S1").key
+    padded = digital_link.parse_link(f"https://brand.example/01/{gtin.zfill(14)}/21/S1").key
     assert padded == unit and padded.canonical_uri == unit.canonical_uri == f"https://id.gs1.org/01/{gtin.zfill(14)}/21/S1"
 
 
 def test_consumer_product_variant_is_kept_in_the_link_and_out_of_the_key() -> None:
-    unit = gs1.parse_link(f"https://brand.example/01/{GTIN14}/22/V-2/10/L1/21/S1").key
+    unit = digital_link.parse_link(f"https://brand.example/01/{GTIN14}/22/V-2/10/L1/21/S1").key
     assert isinstance(unit, UnitId) and unit.cpv == "V-2"
     assert unit.uri("r.example") == f"https://r.example/01/{GTIN14}/22/V-2/10/L1/21/S1"
     assert unit.canonical_uri == f"https://id.gs1.org/01/{GTIN14}/21/S1"
 
 
 def test_location_party_and_asset_keys_parse_with_their_qualifiers() -> None:
-    location = gs1.parse_link(f"https://brand.example/414/{GLN}/254/DOCK-3").key
+    location = digital_link.parse_link(f"https://brand.example/414/{GLN}/254/DOCK-3").key
     assert location == gs1.GS1Key("414", GLN, (("254", "DOCK-3"),))
     assert location.canonical_uri == f"https://id.gs1.org/414/{GLN}/254/DOCK-3"
-    assert gs1.parse_link(f"https://brand.example/417/{GLN}").key == gs1.GS1Key("417", GLN)
-    assert gs1.parse_link("https://brand.example/8004/9506000XYZ-1").key == gs1.GS1Key("8004", "9506000XYZ-1")
+    assert digital_link.parse_link(f"https://brand.example/417/{GLN}").key == gs1.GS1Key("417", GLN)
+    assert digital_link.parse_link("https://brand.example/8004/9506000XYZ-1").key == gs1.GS1Key("8004", "9506000XYZ-1")
     assert "check digit" in link_problem("https://brand.example/414/9506000000009")
     assert "254" in link_problem(f"https://brand.example/417/{GLN}/254/A")
     assert "not one this network resolves" in link_problem("https://brand.example/8006/095060001343521001")
 
 
 def test_data_attributes_are_validated_per_ai_and_other_parameters_ignored() -> None:
-    link = gs1.parse_link(f"https://brand.example/01/{GTIN14}/10/L1?17=261231&3103=000150&linkType=gs1:pip&utm_source=x")
+    link = digital_link.parse_link(f"https://brand.example/01/{GTIN14}/10/L1?17=261231&3103=000150&linkType=gs1:pip&utm_source=x")
     assert link.attributes == (("17", "261231"), ("3103", "000150"))
     assert link.canonical_uri == f"https://id.gs1.org/01/{GTIN14}/10/L1"
 
@@ -298,19 +301,17 @@ def test_bad_data_attributes_are_refused_naming_the_ai(query: str, words: str) -
 
 
 def test_a_link_on_any_host_with_any_query_has_the_key_of_its_canonical_form() -> None:
-    from node.member.ingest.capture import canonical_epc
-
     canonical = f"https://id.gs1.org/01/{GTIN14}/21/S1"
     for link in (canonical + "?17=261231", f"https://brand.example/shop/01/{GTIN13}/10/L1/21/S1?17=261231&x=y", canonical):
-        assert gs1.canonical_key(link) == canonical
+        assert digital_link.canonical_key(link) == canonical
         assert canonical_epc(link) == canonical  # how capture indexes events
 
 
 def test_bare_gtin_and_sscc_are_the_same_key_as_their_digital_links() -> None:
-    assert gs1.canonical_key("106141411234567897") == gs1.canonical_key("https://carrier.example/00/106141411234567897")
-    assert gs1.canonical_key(GTIN13) == gs1.canonical_key(f"https://id.gs1.org/01/{GTIN14}") == f"https://id.gs1.org/01/{GTIN14}"
+    assert digital_link.canonical_key("106141411234567897") == digital_link.canonical_key("https://carrier.example/00/106141411234567897")
+    assert digital_link.canonical_key(GTIN13) == digital_link.canonical_key(f"https://id.gs1.org/01/{GTIN14}") == f"https://id.gs1.org/01/{GTIN14}"
     with pytest.raises(InvalidIdentifier, match="bare key"):
-        gs1.canonical_key("12345")
+        digital_link.canonical_key("12345")
 
 
 def test_unit_parser_still_refuses_product_level_and_other_keys() -> None:
@@ -319,7 +320,5 @@ def test_unit_parser_still_refuses_product_level_and_other_keys() -> None:
 
 
 def test_human_readable_lines_keep_the_variant_and_the_data_attributes() -> None:
-    from node.protocol.labels import human_readable
-
     link = f"https://brand.example/01/{GTIN13}/22/V2/10/L1/21/S1?17=261231&linkType=all"
     assert human_readable(link) == [f"(01) {GTIN14}", "(22) V2", "(10) L1", "(21) S1", "(17) 261231"]

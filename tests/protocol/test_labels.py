@@ -15,6 +15,8 @@ from eth_account import Account
 from PIL import Image
 
 from node.protocol import gs1, labels
+from node.protocol import digital_link
+from node.protocol import issuance
 
 REPO = Path(__file__).resolve().parents[2]
 DECODE = r"""
@@ -57,7 +59,7 @@ def rasterise_path(d: str, width: float, height: float, scale: float) -> Image.I
 
 def signed_links(count: int) -> list[str]:
     manufacturer = Account.create()
-    return [gs1.issue_unit("9506000134352", "LOT-24A", private_key=manufacturer.key, chain_id=31337,
+    return [issuance.issue_unit("9506000134352", "LOT-24A", private_key=manufacturer.key, chain_id=31337,
                            resolver="scan.waymark.example")[1] for _ in range(count)]
 
 
@@ -89,7 +91,7 @@ def test_label_page_has_qr_and_human_readable_fields_for_each_unit() -> None:
     texts = [t.text for t in root.iter(f"{ns}text")]
     assert "Lot LOT-24A" in texts
     for link in links:
-        unit = gs1.parse_digital_link(link).identifier
+        unit = digital_link.parse_digital_link(link).identifier
         assert isinstance(unit, gs1.UnitId)
         assert f"(21) {unit.serial}" in texts
     assert texts.count("(01) 09506000134352") == 5

@@ -20,6 +20,7 @@ from node.protocol.merkle import (
     process_proof,
     verify_proof,
 )
+from node.protocol.crypto import keccak256
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,8 +106,6 @@ def test_single_leaf_tree_has_the_leaf_as_root_and_an_empty_proof() -> None:
 
 
 def test_leaf_is_double_hashed_abi_encoding_and_pairs_are_sorted() -> None:
-    from node.protocol.attestation import keccak256
-
     digest, attester = bytes(range(32)), "0x" + "cd" * 20
     encoded = digest + bytes(12) + bytes.fromhex("cd" * 20)
     assert leaf_hash(digest, attester) == keccak256(keccak256(encoded))

@@ -13,6 +13,7 @@ import pytest
 
 from node.protocol.verification import Anchor, Head, Inclusion, Leaf, Mark, Status, verify_batch, verify_event
 from tests.protocol.verification_vectors import DOMAIN, PATH, TableRegistry, anchors_lookup, build, dump
+from node.member.ingest.roles import RoleState
 
 VECTORS: dict[str, Any] = orjson.loads(PATH.read_bytes())
 
@@ -116,8 +117,6 @@ def test_a_batch_vector(case: dict[str, Any]) -> None:
 
 
 def test_the_replayed_registry_history_answers_hosting_and_the_reporting_delay_at_a_time() -> None:
-    from node.member.ingest.roles import RoleState
-
     state = RoleState()
     state.apply("MaxReportingDelayChanged", {"oldDelay": 0, "newDelay": 86_400}, 100)
     state.apply("HostingChanged", {"hostedOrgId": 2, "hostOrgId": 1}, 200)

@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from node.member.ingest.roles import roles_for_bizstep
+from node.protocol.roles import roles_for_bizstep
 from node.paths import PROJECT_ROOT
-from node.protocol import epcis
+from node.protocol import vocabulary
 from node.protocol.attestation import AttestationDomain, sign_attestation
 from node.protocol.event_hash import EventHashError, event_hash, hash_from_digest, prehash, primary_object_id, record_digest, unix_seconds
 from tests.protocol import record_vectors
@@ -70,14 +70,14 @@ def test_javascript_vocabularies_match_the_python_ones() -> None:
     done = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     js = json.loads(done.stdout)
-    assert set(js["b"]) == set(epcis.BIZ_STEPS)
-    assert set(js["d"]) == set(epcis.DISPOSITIONS)
-    assert set(js["t"]) == set(epcis.BIZ_TRANSACTION_TYPES)
-    assert set(js["s"]) == set(epcis.SOURCE_DESTINATION_TYPES)
-    assert set(js["m"]) == set(epcis.MEASUREMENT_TYPES)
-    assert set(js["e"]) == set(epcis.SENSOR_EXCEPTIONS)
-    assert set(js["c"]) == set(epcis.SENSOR_COMPONENTS)
-    assert js["p"] == epcis.STANDARD_PREFIXES
+    assert set(js["b"]) == set(vocabulary.BIZ_STEPS)
+    assert set(js["d"]) == set(vocabulary.DISPOSITIONS)
+    assert set(js["t"]) == set(vocabulary.BIZ_TRANSACTION_TYPES)
+    assert set(js["s"]) == set(vocabulary.SOURCE_DESTINATION_TYPES)
+    assert set(js["m"]) == set(vocabulary.MEASUREMENT_TYPES)
+    assert set(js["e"]) == set(vocabulary.SENSOR_EXCEPTIONS)
+    assert set(js["c"]) == set(vocabulary.SENSOR_COMPONENTS)
+    assert js["p"] == vocabulary.STANDARD_PREFIXES
 
 
 def _subject_or_none(event: dict[str, Any], context: Any = None) -> str | None:

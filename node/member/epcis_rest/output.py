@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from node.member.epcis_rest.query import StoredEvent
-from node.protocol.epcis import EPCIS_CONTEXT_URL, format_timestamp
+from node.protocol.timestamps import format_timestamp
+from node.protocol.vocabulary import EPCIS_CONTEXT_URL
 
 
 def _iso(ms: int) -> str:

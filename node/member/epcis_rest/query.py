@@ -26,14 +26,10 @@ from sqlalchemy import and_, or_, select
 
 from node.db import Database, Event, EventEpc
 from node.errors import WaymarkError
-from node.protocol.epcis import (
-    BIZ_STEP_IRIS,
-    DISPOSITION_IRIS,
-    ERROR_REASON_IRIS,
-    MEASUREMENT_TYPE_IRIS,
-    parse_timestamp,
-)
-from node.protocol.event_hash import canonical_gs1_uri, digest_from_hash, hash_from_digest
+from node.protocol.timestamps import parse_timestamp
+from node.protocol.vocabulary import BIZ_STEP_IRIS, DISPOSITION_IRIS, ERROR_REASON_IRIS, MEASUREMENT_TYPE_IRIS
+from node.protocol.canonical_ids import canonical_gs1_uri
+from node.protocol.event_hash import digest_from_hash, hash_from_digest
 
 MAX_PER_PAGE = 1000
 DEFAULT_PER_PAGE = 30

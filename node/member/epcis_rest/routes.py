@@ -39,7 +39,8 @@ from node.member.epcis_rest.query import (
 from node import strict_json
 from node.errors import WaymarkError
 from node.member.ingest.capture import CaptureError, CaptureService
-from node.protocol.epcis import EPCIS_CONTEXT_URL, format_timestamp
+from node.protocol.timestamps import format_timestamp
+from node.protocol.vocabulary import EPCIS_CONTEXT_URL
 from node.protocol.event_hash import digest_from_hash
 
 EPCIS_VERSION = "2.0.0"

@@ -52,9 +52,12 @@ from node.db import Database
 from node.db.event_rows import EVENT_COLUMNS, existing_events, insert_event_epcs, insert_events
 from node.errors import WaymarkError
 from node.member.ingest.roles import RoleMirror
-from node.protocol.attestation import AttestationDomain, SignatureError, event_subject, event_unix_time, parse_signature
-from node.protocol.epcis import EpcisValidationError, parse_timestamp, validate_document
-from node.protocol.event_hash import EventHashError, canonical_gs1_uri, event_digest, hash_from_digest, record_digest
+from node.protocol.attestation import AttestationDomain, event_subject, event_unix_time
+from node.protocol.crypto import SignatureError, parse_signature
+from node.protocol.epcis_validation import EpcisValidationError, validate_document
+from node.protocol.timestamps import parse_timestamp
+from node.protocol.canonical_ids import canonical_gs1_uri
+from node.protocol.event_hash import EventHashError, event_digest, hash_from_digest, record_digest
 from node.protocol.verification import check_signature, held_role, required_roles
 
 ATTESTATION_KEY = "wm:attestation"

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 import orjson
 
-from node.member.ingest.capture import CheckedEvent, event_epcs, unix_ms
+from node.member.ingest.capture import CheckedEvent, unix_ms
+from node.protocol.canonical_ids import event_epcs
 from node.member.network.bundle import BundleHeader, MalformedBundle, parse_leaf, read_bundle
-from node.protocol.attestation import AttestationDomain, SignatureError, event_subject, parse_signature, to_checksum_address
+from node.protocol.attestation import AttestationDomain, event_subject
+from node.protocol.crypto import SignatureError, parse_signature, to_checksum_address
 from node.protocol.event_hash import EventHashError, digest_from_hash, event_digest, hash_from_digest
 from node.protocol.merkle import MerkleTree, build_tree
 from node.protocol.verification import Anchor, Leaf, Registry, verify_batch
