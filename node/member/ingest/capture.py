@@ -56,7 +56,7 @@ from node.protocol.attestation import AttestationDomain, event_subject, event_un
 from node.protocol.crypto import SignatureError, parse_signature
 from node.protocol.epcis_validation import EpcisValidationError, validate_document
 from node.protocol.timestamps import parse_timestamp
-from node.protocol.canonical_ids import canonical_gs1_uri
+from node.protocol.canonical_ids import event_epcs
 from node.protocol.event_hash import EventHashError, event_digest, hash_from_digest, record_digest
 from node.protocol.verification import check_signature, held_role, required_roles
 
@@ -157,29 +157,6 @@ class CaptureResult:
 
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-def canonical_epc(epc: str) -> str:
-    """The id.gs1.org form of a GS1 key, as the CBV hash writes it; any other URI unchanged."""
-    return canonical_gs1_uri(epc) or epc
-
-
-_EPC_FIELDS = (("epcList", "epc"), ("childEPCs", "child"), ("inputEPCList", "input"), ("outputEPCList", "output"))
-_QUANTITY_FIELDS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
-
-
-def event_epcs(event: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """(canonical id, relation) for each identifier the event names."""
-    found: list[tuple[str, str]] = []
-    if isinstance(event.get("parentID"), str):
-        found.append((canonical_epc(event["parentID"]), "parent"))
-    for key, relation in _EPC_FIELDS:
-        for epc in event.get(key) or ():
-            found.append((canonical_epc(epc), relation))
-    for key in _QUANTITY_FIELDS:
-        for element in event.get(key) or ():
-            found.append((canonical_epc(element["epcClass"]), "quantity"))
-    return tuple(dict.fromkeys(found))
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
 
