@@ -178,19 +178,37 @@ def recoverable_form(signature: bytes) -> bytes:
     return signature[:64] + bytes((v - 27,))
 
 
-def recover_digest(digest: bytes, signature: bytes) -> Address:
-    """Return the checksummed address that signed ``digest``, or raise SignatureError."""
+def recover_account(digest: bytes, signature: bytes) -> bytes:
+    """Return the 20 raw bytes of the account that signed ``digest``, or raise SignatureError.
+
+    Ingest and verification recover thousands of signatures from few attesters, so each public
+    key's address (a keccak) is computed once.
+    """
     if len(digest) != 32:
         raise ValueError(f"a digest has 32 bytes, got {len(digest)}")
     try:
         public = coincurve.PublicKey.from_signature_and_message(
             recoverable_form(signature), digest, hasher=None
-        )
+        ).format(compressed=False)
     except SignatureError:
         raise
     except Exception as error:  # coincurve raises plain Exception/ValueError
         raise SignatureError(f"does not recover to a public key ({error})") from None
-    raw = keccak256(public.format(compressed=False)[1:])[12:]
+    raw = _address_cache.get(public)
+    if raw is None:
+        raw = keccak256(public[1:])[12:]
+        if len(_address_cache) >= 65536:
+            _address_cache.clear()
+        _address_cache[public] = raw
+    return raw
+
+
+_address_cache: dict[bytes, bytes] = {}
+
+
+def recover_digest(digest: bytes, signature: bytes) -> Address:
+    """Return the checksummed address that signed ``digest``, or raise SignatureError."""
+    raw = recover_account(digest, signature)
     address = _checksum_cache.get(raw)
     if address is None:
         # Attesters are few; EIP-55 costs a keccak and a string rebuild per call otherwise.

@@ -31,7 +31,7 @@ The pre-hash string, as implemented here:
 3. Left out entirely: eventID, recordTime, errorDeclaration and certificationInfo (CBV 2.0
    does not hash them), ``@context`` and comments.
 
-Values are canonicalised: whitespace trimmed; times in UTC with millisecond precision and
+Values are canonicalised (:mod:`node.protocol.cbv_values`): whitespace trimmed; times in UTC with millisecond precision and
 ``Z`` (the 3rd decimal rounded up when the 4th is 5-9); numbers without trailing zeros (also
 numeric-looking strings); CBV bare terms, CURIEs into GS1 vocabularies (``cbv:``, ``gs1:``)
 and old CBV URNs as web vocabulary IRIs (other CURIE values are hashed as written, so Waymark
@@ -47,6 +47,9 @@ Error declarations: because ``errorDeclaration`` is not hashed, an error declara
 same CBV hash as the event it declares erroneous (by design of the standard: it names that
 event). Waymark stores, attests and anchors it under :func:`record_digest` (which adds the
 declaration) and links it to the original by the shared CBV hash.
+
+One module because it is one rule: the pre-hash string and the ids and subjects derived from it
+(the canonical values it writes are :mod:`node.protocol.cbv_values`).
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ Marks, on an event that passed every check (accepted, never plainly genuine):
 A batch (`verify_batch`): its ordered leaves must be as many as the anchored count and rebuild
 the anchored root; every event must pass the checks above (the rebuilt root stands for the
 Merkle proofs); the first event and check that fail are named.
+
+One module because it is one rule: the checks, their order and their verdict types read together.
 """
 
 from __future__ import annotations
@@ -46,11 +48,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from coincurve._libsecp256k1 import ffi, lib
-from coincurve.context import GLOBAL_CONTEXT
-
 from node.protocol.attestation import AttestationDomain, attestation_digest, event_subject, event_unix_time
-from node.protocol.crypto import SignatureError, keccak256, recoverable_form, to_checksum_address
+from node.protocol.crypto import SignatureError, recover_digest, to_checksum_address
 from node.protocol.event_hash import hash_from_digest, record_digest
 from node.protocol.merkle import build_tree_from_hashes, leaf_hash, process_proof
 from node.protocol.roles import roles_for_bizstep
@@ -229,38 +228,6 @@ def check_event_hash(event: Mapping[str, Any], claimed: bytes) -> tuple[Outcome,
     return Outcome(Check.EVENT_HASH, "passed", f"the event hashes to its id {hash_from_digest(digest)}"), digest
 
 
-_CTX = GLOBAL_CONTEXT.ctx
-_UNCOMPRESSED = lib.SECP256K1_EC_UNCOMPRESSED
-_addresses: dict[bytes, bytes] = {}
-_checksummed: dict[bytes, str] = {}
-
-
-def recover_address(message: bytes, signature: bytes) -> bytes | str:
-    """The 20-byte account that signed the 32-byte `message`, or a sentence saying why there is none.
-    The acceptance rules are node.protocol.attestation.recoverable_form's; libsecp256k1 is called
-    directly (no key object per signature) and each public key's address is computed once."""
-    try:
-        compact = recoverable_form(signature)
-    except SignatureError as error:
-        return error.problem
-    parsed = ffi.new("secp256k1_ecdsa_recoverable_signature *")
-    if not lib.secp256k1_ecdsa_recoverable_signature_parse_compact(_CTX, parsed, compact[:64], compact[64]):
-        return "cannot be parsed"
-    public = ffi.new("secp256k1_pubkey *")
-    if not lib.secp256k1_ecdsa_recover(_CTX, public, parsed, message):
-        return "does not recover to a public key"
-    out = ffi.new("unsigned char [65]")
-    size = ffi.new("size_t *", 65)
-    lib.secp256k1_ec_pubkey_serialize(_CTX, out, size, public, _UNCOMPRESSED)
-    key = bytes(ffi.buffer(out, 65))
-    address = _addresses.get(key)
-    if address is None:
-        if len(_addresses) >= 65536:
-            _addresses.clear()
-        address = _addresses[key] = keccak256(key[1:])[12:]
-    return address
-
-
 def check_signature(domain: AttestationDomain, digest: bytes, event: Mapping[str, Any], attester: str,
                     signature: bytes) -> tuple[Outcome, str | None, int | None]:
     """2. The EIP-712 attestation over (digest, the body's subject, the body's time) recovers to
@@ -270,14 +237,10 @@ def check_signature(domain: AttestationDomain, digest: bytes, event: Mapping[str
         message = attestation_digest(domain, digest, event_subject(event), event_time)
     except Exception as exc:  # noqa: BLE001 - the body hashed, but may still lack a subject or a valid time
         return Outcome(Check.SIGNATURE, "failed", f"the attested fields cannot be derived: {exc}"), None, None
-    recovered20 = recover_address(message, bytes(signature))
-    if isinstance(recovered20, str):
-        return Outcome(Check.SIGNATURE, "failed", f"the signature does not verify: {recovered20}"), None, event_time
-    recovered = _checksummed.get(recovered20)
-    if recovered is None:  # attesters are few: each account's checksum form is computed once
-        if len(_checksummed) >= 65536:
-            _checksummed.clear()
-        recovered = _checksummed[recovered20] = to_checksum_address(recovered20)
+    try:
+        recovered = recover_digest(message, bytes(signature))
+    except SignatureError as error:
+        return Outcome(Check.SIGNATURE, "failed", f"the signature does not verify: {error.problem}"), None, event_time
     if recovered.lower() != attester.lower():
         return (Outcome(Check.SIGNATURE, "failed", f"the signature recovers to {recovered}, not to the attester {attester}",
                         recovered), recovered, event_time)
@@ -285,7 +248,7 @@ def check_signature(domain: AttestationDomain, digest: bytes, event: Mapping[str
 
 
 def required_roles(event: Mapping[str, Any]) -> tuple[str, ...]:
-    """The roles that may attest this event (node.member.ingest.roles' table for its bizStep)."""
+    """The roles that may attest this event (node.protocol.roles' table for its bizStep)."""
     step = event.get("bizStep")
     return roles_for_bizstep(step if isinstance(step, str) else None, event.get("@context"))
 
