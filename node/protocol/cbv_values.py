@@ -17,6 +17,7 @@ from node.protocol.canonical_ids import canonical_gs1_uri
 from node.protocol.vocabulary import STANDARD_PREFIXES, context_prefixes
 
 NUMERIC_TEXT_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+"""A numeric-looking string: the hash writes it as the number it reads as (through a float)."""
 
 
 def _number_text(number: float) -> str | None:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from concurrent.futures import Executor
 from dataclasses import dataclass
