@@ -48,7 +48,7 @@ same CBV hash as the event it declares erroneous (by design of the standard: it 
 event). Waymark stores, attests and anchors it under :func:`record_digest` (which adds the
 declaration) and links it to the original by the shared CBV hash.
 
-One module because it is one rule: the pre-hash string and the ids and subjects derived from it
+One concern: the CBV 2.0 pre-hash string and the ids and subjects derived from it, one rule
 (the canonical values it writes are :mod:`node.protocol.cbv_values`).
 """
 

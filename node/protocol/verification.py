@@ -38,7 +38,7 @@ A batch (`verify_batch`): its ordered leaves must be as many as the anchored cou
 the anchored root; every event must pass the checks above (the rebuilt root stands for the
 Merkle proofs); the first event and check that fail are named.
 
-One module because it is one rule: the checks, their order and their verdict types read together.
+One concern: the rule of "verified"; the checks, their order and their verdict types read together.
 """
 
 from __future__ import annotations
