@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import sys
 import time
@@ -19,9 +20,15 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from epcis_event_hash_generator import hash_generator, json_to_py  # noqa: E402
+from eth_abi.abi import encode  # noqa: E402
+from eth_account import Account  # noqa: E402
+from eth_account.messages import encode_typed_data  # noqa: E402
+from eth_hash.auto import keccak  # noqa: E402
+
 from node.protocol import epcis  # noqa: E402
 from node.protocol import vocabulary  # noqa: E402
-from node.protocol.attestation import AttestationDomain, recover_attester, sign_attestation_fields  # noqa: E402
+from node.protocol.attestation import AttestationDomain, attestation_typed_data, recover_attester, sign_attestation_fields  # noqa: E402
 from node.protocol.event_hash import event_hash  # noqa: E402
 from node.protocol.gs1 import UnitId, make_sscc, new_serial  # noqa: E402
 from node.protocol.merkle import build_tree  # noqa: E402
@@ -56,11 +63,10 @@ def events() -> dict[str, dict[str, Any]]:
     }
 
 
-def bench_hash() -> None:
-    from epcis_event_hash_generator import hash_generator, json_to_py
-
+def bench_hash() -> dict[str, dict[str, float]]:
     print("CBV 2.0 event hash, per event (distinct events, each hashed once)")
     samples = [events() for _ in range(3000)]
+    figures = {}
     for name in samples[0]:
         batch = [sample[name] for sample in samples]
         start = time.perf_counter()
@@ -77,14 +83,11 @@ def bench_hash() -> None:
         baseline = per_call(package, 3) / 50
         print(f"  {name:36s} ours {ours * 1e6:7.1f} us   epcis-event-hash-generator {baseline * 1e6:8.1f} us"
               f"   x{baseline / ours:,.0f}")
+        figures[name] = {"ours_us": round(ours * 1e6, 1), "baseline_us": round(baseline * 1e6, 1)}
+    return figures
 
 
-def bench_recover() -> None:
-    from eth_account import Account
-    from eth_account.messages import encode_typed_data
-
-    from node.protocol.attestation import attestation_typed_data
-
+def bench_recover() -> dict[str, float]:
     account = Account.create()
     domain = AttestationDomain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
     items = [sign_attestation_fields(account.key, domain, os.urandom(32), os.urandom(32), 1_700_000_000 + i)
@@ -106,12 +109,10 @@ def bench_recover() -> None:
     print("EIP-712 attestation recovery, per signature")
     print(f"  ours {mine * 1e6:7.1f} us ({1 / mine:,.0f}/s)   eth_account {base * 1e6:7.1f} us ({1 / base:,.0f}/s)"
           f"   x{base / mine:.1f}")
+    return {"ours_us": round(mine * 1e6, 1), "baseline_us": round(base * 1e6, 1)}
 
 
-def bench_merkle(leaves: int) -> None:
-    from eth_abi.abi import encode
-    from eth_hash.auto import keccak
-
+def bench_merkle(leaves: int) -> dict[str, float]:
     values = [(os.urandom(32), "0x" + os.urandom(20).hex()) for _ in range(leaves)]
     start = time.perf_counter()
     tree = build_tree(values)
@@ -128,15 +129,16 @@ def bench_merkle(leaves: int) -> None:
     print(f"Merkle tree (OZ StandardMerkleTree layout), {leaves:,} leaves")
     print(f"  build {built:.2f} s, all proofs {proved:.2f} s   "
           f"baseline: leaf hashes alone with eth_abi+eth_hash {generic:.2f} s (extrapolated)")
+    return {"leaves": leaves, "build_s": round(built, 2), "proofs_s": round(proved, 2), "baseline_leaf_hashes_s": round(generic, 2)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leaves", type=int, default=100_000)
     args = parser.parse_args()
-    bench_hash()
-    bench_recover()
-    bench_merkle(args.leaves)
+    summary = {"benchmark": "provenance", "event_hash": bench_hash(), "recovery": bench_recover(), "merkle": bench_merkle(args.leaves),
+               "load_average": round(os.getloadavg()[0], 2)}
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":
