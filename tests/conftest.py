@@ -2,6 +2,12 @@
 
 The chain is snapshotted before each test and reverted after it, so tests never depend on
 each other or on the order they run in.
+
+Also the order the two xdist workers take the modules in (scripts/run-tests.sh runs
+`--dist loadfile --no-loadscope-reorder`: a module is one unit of work, its module-scoped world
+built once): the slowest modules first, so that no worker is left alone with a long module at the
+end while the other idles. (xdist's default order, most tests first, leaves the one-test e2e
+stories, demo runs and property tests for last.)
 """
 
 from __future__ import annotations
@@ -19,6 +25,31 @@ from node.chain.client import ChainClient
 from waymark.devnet.anvil import DEVNET_ACCOUNTS, DEVNET_MNEMONIC, AnvilControl, AnvilProcess, free_port
 
 Account.enable_unaudited_hdwallet_features()
+
+# The modules that take longest (minutes on a loaded 2-core machine: demo networks, browsers,
+# schemathesis, CLI subprocesses, per-test worlds), longest first, from `--durations` of the whole
+# suite and the e2e worlds' start-up (one to two minutes each). Only the order: a module missing here runs after these, in collection order.
+SLOWEST_FIRST = (
+    "tests/e2e/test_run_command.py",
+    "tests/e2e/test_4_audit.py",
+    "tests/e2e/test_1_trade.py",  # stories 1-3 and 5 share a world per worker (tests/e2e/conftest.py)
+    "tests/e2e/test_2_dispute.py",
+    "tests/e2e/test_3_counterfeit.py",
+    "tests/e2e/test_5_every_node.py",
+    "tests/cli/test_readme_commands.py",
+    "tests/api/test_schemathesis.py",
+    "tests/cli/test_cli.py",
+    "tests/scanner_web/test_trust_anchors.py",
+    "tests/scanner_web/test_scanner_page.py",
+    "tests/audit/test_verify.py",
+    "tests/contracts/test_escrow_properties.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest modules first (a stable sort: each module's tests keep their order)."""
+    rank = {module: index for index, module in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
 @pytest.fixture(scope="session")

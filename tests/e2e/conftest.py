@@ -28,7 +28,7 @@ def block_time() -> float | None:
     return float(value) if value else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once a worker leaves tests/e2e, not left running all session
 def delivered(tmp_path_factory: pytest.TempPathFactory, block_time: float | None) -> Iterator[Story]:
     """The world of stories 1-3 and of the every-node test, delivered and replicated: each acts on
     its own order or codes, so they pass in any order."""
