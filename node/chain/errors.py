@@ -8,14 +8,16 @@ by name. Callers catch those classes; only the API maps them to HTTP statuses.
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import IntEnum
 from functools import cache
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
+from node.chain.consortium import ROLES
+from node.chain.contract_enums import BY_SOLIDITY_NAME
 from node.errors import WaymarkError
 
 
@@ -98,31 +100,19 @@ class UnknownRevert(ContractRevert):
         super().__init__({"data": raw or "0x"}, raw)
 
 
-def _enums() -> dict[str, type[IntEnum]]:
-    # Imported here: the domain packages import this module.
-    from node.escrow.terms import MilestoneKind, RefundReason, State
-    from node.chain.registry import OrgStatus, ProposalKind
-
-    return {"State": State, "MilestoneKind": MilestoneKind, "RefundReason": RefundReason,
-            "ProposalKind": ProposalKind, "OrgStatus": OrgStatus}
-
-
-def _role_name(value: bytes) -> str | None:
-    from node.chain.consortium import ROLES
-    from eth_utils.crypto import keccak
-
-    return next((role for role in ROLES if keccak(text=role) == value), None)
+_ROLE_NAMES = {keccak(text=role): role for role in ROLES}
+"""Role ids (keccak of the name, as the contracts define them) -> role names."""
 
 
 def _show(value: Any, name: str = "", param: dict[str, Any] | None = None, namer: Namer | None = None) -> str:
     internal = str((param or {}).get("internalType", ""))
     if internal.startswith("enum ") and isinstance(value, int):
-        enum = _enums().get(internal.rsplit(".", 1)[-1].split()[-1])
+        enum = BY_SOLIDITY_NAME.get(internal.rsplit(".", 1)[-1].split()[-1])
         if enum is not None and value in enum._value2member_map_:
             return enum(value).name
     if isinstance(value, bytes):
         if name.lower().endswith("role") and len(value) == 32:
-            role = _role_name(value)
+            role = _ROLE_NAMES.get(value)
             if role is not None:
                 return role
         return "0x" + value.hex()

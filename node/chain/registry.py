@@ -9,7 +9,6 @@ the maximum reporting delay with its history and the approved verifier bundle ar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
 from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
@@ -20,6 +19,8 @@ from web3.logs import DISCARD
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
+from node.chain.contract_enums import OrgStatus as OrgStatus  # the contract's enums, under their usual names here
+from node.chain.contract_enums import ProposalKind as ProposalKind
 from node.chain.consortium import ROLES, is_company_prefix, node_url_problem, prefix_value, reporting_delay_problem
 from node.errors import WaymarkError
 
@@ -74,25 +75,6 @@ def role_id(name: str) -> bytes:
     if name.upper() not in ROLES:
         raise UnknownRoleName(name)
     return keccak(text=name.upper())
-
-
-class ProposalKind(IntEnum):
-    ADMIT = 0
-    SUSPEND = 1
-    REINSTATE = 2
-    GRANT_ROLE = 3
-    REVOKE_ROLE = 4
-    CHANGE_THRESHOLD = 5
-    ASSIGN_COMPANY_PREFIX = 6
-    APPROVE_CONTRACT_SIGNER = 7
-    SET_MAX_REPORTING_DELAY = 8
-    SET_VERIFIER_BUNDLE = 9
-
-
-class OrgStatus(IntEnum):
-    NONE = 0
-    ACTIVE = 1
-    SUSPENDED = 2
 
 
 @dataclass(frozen=True)

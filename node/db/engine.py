@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import fcntl
 import re
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,13 @@ class Database:
         """A Core connection inside a transaction (the hot paths use Core, not the ORM)."""
         with (self.write_engine if write else self.engine).begin() as conn:
             yield conn
+
+    def write_turns(self) -> AbstractContextManager[Any]:
+        """A new gate for threads of this process that write through one service: a lock where
+        the database takes one writer at a time (SQLite: the threads take turns here rather than
+        in SQLite's busy handler, which sleeps in steps of up to 100 ms), nothing where writers
+        run side by side (PostgreSQL)."""
+        return threading.Lock() if self.is_sqlite else nullcontext()
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration. Safe to call from several processes at once."""

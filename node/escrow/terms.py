@@ -1,4 +1,5 @@
-"""Typed mirrors of TradeEscrow's ABI structs and enums (contracts/interfaces/ITradeEscrow.sol).
+"""Typed mirrors of TradeEscrow's ABI structs (contracts/interfaces/ITradeEscrow.sol); its enums
+are mirrored in node.chain.contract_enums and re-exported here.
 
 An order is named by its terms: `OrderTerms.order_id` is `keccak256(abi.encode(terms))`, as the
 contract computes it, and every call about an order passes the terms in full. The terms are
@@ -11,13 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import IntEnum
 from typing import Any, NewType
 
 from eth_abi.abi import encode as abi_encode
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 
+from node.chain.contract_enums import MilestoneKind as MilestoneKind  # the contract's enums, under their usual names here
+from node.chain.contract_enums import RefundReason as RefundReason
+from node.chain.contract_enums import State as State
 from node.errors import WaymarkError
 
 OrderId = NewType("OrderId", int)
@@ -46,39 +49,6 @@ class InvalidTerms(WaymarkError):
     def __init__(self, field_name: str, problem: str) -> None:
         self.field = field_name
         super().__init__(f"order terms: {field_name}: {problem}")
-
-
-class State(IntEnum):
-    NONE = 0
-    CREATED = 1
-    FUNDED = 2
-    DELIVERED = 3
-    DISPUTED = 4
-    RELEASED = 5
-    REFUNDED = 6
-    CANCELLED = 7
-    RESOLVED = 8
-
-    @property
-    def terminal(self) -> bool:
-        return self in (State.RELEASED, State.REFUNDED, State.CANCELLED, State.RESOLVED)
-
-
-class MilestoneKind(IntEnum):
-    SHIPPED = 0
-    CUSTOMS_CLEARED = 1
-    DELIVERED = 2
-
-    @property
-    def role(self) -> str:
-        """The consortium role whose organisations attest this kind of milestone."""
-        return "CUSTOMS" if self is MilestoneKind.CUSTOMS_CLEARED else "CARRIER"
-
-
-class RefundReason(IntEnum):
-    SHIP_BY_PASSED = 0
-    DELIVER_BY_PASSED = 1
-    CUSTOMS_RETURNED = 2
 
 
 def _uint(name: str, value: int, bits: int) -> int:

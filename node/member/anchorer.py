@@ -31,24 +31,24 @@ Only one anchorer may run against a database; a lock makes a second one fail at 
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, update
 from web3.exceptions import BlockNotFound
 
 from node.chain.client import ChainClient, SentTransaction
 from node.chain.errors import ContractRevert
 from node.db import Batch, Database, Event
+from node.db.event_rows import event_rows
+from node.db.locks import ANCHORER_LOCK, LockHeld, hold
 from node.db.models import NetworkBatch
 from node.errors import WaymarkError
 from node.protocol.merkle import build_tree
@@ -150,28 +150,12 @@ class Anchorer:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold the one-anchorer-per-database lock (released by the OS if the process dies)."""
-        if self.db.is_sqlite:
-            path = f"{self.db.url.database}.anchorer.lock"
-            handle: IO[str] = open(path, "a")
+        with ExitStack() as held:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                raise AnchorerAlreadyRunning(str(self.db.url.database)) from None
-            try:
-                yield
-            finally:
-                handle.close()
-            return
-        with self.db.engine.connect() as conn:
-            if not conn.execute(text("SELECT pg_try_advisory_lock(727378)")).scalar():
-                raise AnchorerAlreadyRunning(self.db.url.render_as_string(hide_password=True))
-            conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(727378)"))
-                conn.commit()
+                held.enter_context(hold(self.db, ANCHORER_LOCK))
+            except LockHeld as taken:
+                raise AnchorerAlreadyRunning(taken.where) from None
+            yield
 
     def recover(self, pool_wait: float = 60.0) -> None:
         """Settle every batch left unfinished by a previous run, and re-check anchored ones.
@@ -281,22 +265,8 @@ class Anchorer:
                     {"root": root, "event_count": len(rows), "status": PREPARED, "created_at_ms": now_ms(), "sends": 0},
                 ).scalar_one()
             )
-            # DB-API directly: SQLAlchemy's per-row parameter handling doubled the cost here.
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            if self.db.is_sqlite:
-                cursor.executemany(
-                    "UPDATE events SET batch_id = ?, leaf_index = ?, proof = ? WHERE id = ? AND batch_id IS NULL",
-                    [(batch_id, i, b"".join(proof(i)), r[0]) for i, r in enumerate(rows)],
-                )
-            else:  # one statement over arrays rather than a round trip per row
-                cursor.execute(
-                    "UPDATE events SET batch_id = %s, leaf_index = u.leaf, proof = u.proof "
-                    "FROM unnest(%b::bigint[], %b::int[], %b::bytea[]) AS u(id, leaf, proof) "
-                    "WHERE events.id = u.id AND events.batch_id IS NULL",
-                    [batch_id, [r[0] for r in rows], list(range(len(rows))), [b"".join(proof(i)) for i in range(len(rows))]],
-                )
-            updated = cursor.rowcount
-            cursor.close()
+            with event_rows(conn) as events:
+                updated = events.batch_pending(batch_id, [r[0] for r in rows], [b"".join(proof(i)) for i in range(len(rows))])
             if updated != len(rows):  # only if a second anchorer ignored the lock
                 raise AnchorerError(f"batch {batch_id}: {updated} of {len(rows)} events were still pending")
         return batch_id, root, len(rows)
@@ -454,18 +424,3 @@ class Anchorer:
 def pending_count(db: Database) -> int:
     with db.session() as s:
         return int(s.scalar(select(func.count()).select_from(Event).where(Event.batch_id.is_(None))) or 0)
-
-
-def main() -> None:  # pragma: no cover - exercised as a subprocess by the crash test
-    """`python -m node.member.anchorer`: run the anchorer from the environment's settings."""
-    from node.member.runtime import build_anchorer, load_runtime
-
-    logging.basicConfig(level=os.environ.get("WAYMARK_LOG_LEVEL", "INFO"))
-    runtime = load_runtime()
-    anchorer = build_anchorer(runtime)
-    stop = threading.Event()
-    anchorer.run(stop, runtime.node.anchorer_poll)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

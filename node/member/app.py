@@ -57,6 +57,8 @@ from node.member.runtime import (
     build_replicator,
     build_role_mirror,
     check_pool,
+    load_runtime,
+    resolve_organisation,
 )
 
 log = logging.getLogger(__name__)
@@ -317,8 +319,6 @@ def create_app(
 def app_from_environment() -> FastAPI:
     """An app from WAYMARK_* settings alone, for `uvicorn --factory` worker processes. Only
     the HTTP API: the anchorer and the indexer run once per database, elsewhere."""
-    from node.member.runtime import load_runtime, resolve_organisation
-
     runtime = load_runtime()
     resolve_organisation(runtime)
     return create_app(runtime, run_indexer=False, run_anchorer=False)

@@ -23,7 +23,8 @@ from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from sqlalchemy import Table, delete, select
 from web3 import Web3
-from web3._utils.events import get_event_data
+from web3.contract.contract import ContractEvent
+from web3.exceptions import BlockNotFound
 from web3.types import LogReceipt
 
 from node.chain.build import load_artifact
@@ -81,16 +82,22 @@ def _json_value(value: Any) -> Any:
 
 
 class LogDecoder:
-    """Decodes the logs of the followed contracts by topic, from their compiled ABIs."""
+    """Decodes the logs of the followed contracts by topic, from their compiled ABIs.
+
+    Each event is decoded by web3's own contract event (`process_log`), made once per
+    (contract, topic) from a one-event ABI, so that overloaded event names need no resolving.
+    """
 
     def __init__(self, w3: Web3, contracts: Mapping[str, str]) -> None:
         self.w3 = w3
         self.names = {to_checksum_address(a): n for n, a in contracts.items()}
-        self._events: dict[tuple[str, bytes], dict[str, Any]] = {}
+        self._events: dict[tuple[str, bytes], ContractEvent] = {}
         for name, address in contracts.items():
+            checksummed = to_checksum_address(address)
             for item in load_artifact(name).abi:
                 if item.get("type") == "event" and not item.get("anonymous"):
-                    self._events[(to_checksum_address(address), event_abi_to_log_topic(item))] = item  # type: ignore[arg-type]
+                    event = w3.eth.contract(address=checksummed, abi=[item]).events[str(item["name"])]()
+                    self._events[(checksummed, event_abi_to_log_topic(item))] = event  # type: ignore[arg-type]
 
     @property
     def addresses(self) -> list[str]:
@@ -103,11 +110,11 @@ class LogDecoder:
         if not topics:
             return None
         address = to_checksum_address(raw["address"])
-        abi = self._events.get((address, bytes(HexBytes(topics[0]))))
-        if abi is None:
+        event = self._events.get((address, bytes(HexBytes(topics[0]))))
+        if event is None:
             return None
-        data = get_event_data(self.w3.codec, abi, raw)
-        return self.names[address], str(abi["name"]), dict(data["args"])
+        data = event.process_log(raw)
+        return self.names[address], str(data["event"]), dict(data["args"])
 
     def decode(self, raw: Mapping[str, Any]) -> DecodedLog | None:
         found = self.event_of(raw)
@@ -166,8 +173,6 @@ class Indexer:
         return bytes(block["hash"]), int(block["timestamp"])
 
     def _block_or_none(self, number: int) -> tuple[bytes, int] | None:
-        from web3.exceptions import BlockNotFound
-
         try:
             return self._block(number)
         except BlockNotFound:

@@ -1,5 +1,5 @@
 """Assembling the node's services from settings: database, chain, deployment, role mirror,
-capture, anchorer, indexer, replicator (and the node directory it reads). Entry points (the CLI, `python -m node.member.anchorer`, the HTTP app)
+capture, anchorer, indexer, replicator (and the node directory it reads). Entry points (the CLI, `python -m node.member.run_anchorer`, the HTTP app)
 build a `NodeRuntime` here; library code receives its parts as arguments."""
 
 from __future__ import annotations
@@ -238,7 +238,9 @@ def build_replicator(runtime: NodeRuntime, roles: RoleMirror | None = None, exec
 
 
 def _warm_up() -> None:
-    import node.member.ingest.capture  # noqa: F401 - the imports are most of a worker's start-up
+    """Nothing to do: a worker process finds this function by importing this module, and with it
+    what the workers run (capture checks, bundle verification): those imports are most of a
+    worker's start-up."""
 
 
 def check_pool(processes: int) -> ProcessPoolExecutor:

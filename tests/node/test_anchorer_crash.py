@@ -63,7 +63,7 @@ def _anchorer_env(runtime: NodeRuntime, tmp_path: Path) -> dict[str, str]:
 
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "node.member.anchorer"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", "node.member.run_anchorer"], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _batch_count(runtime: NodeRuntime) -> int:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
+import node.db
 from node.db import Batch, Database
+from node.db.models import Base
 
 
 def test_migrate_creates_every_table_and_is_idempotent(db: Database) -> None:
@@ -24,15 +31,6 @@ def test_batch_root_is_unique(db: Database) -> None:
 
 
 def test_migrations_build_exactly_the_models(db: Database) -> None:
-    import importlib
-    import pkgutil
-
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    import node.db
-    from node.db.models import Base
-
     for module in pkgutil.iter_modules(node.db.__path__):
         if module.name not in ("migrations", "engine", "upsert"):
             importlib.import_module(f"node.db.{module.name}")

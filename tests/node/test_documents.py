@@ -20,24 +20,31 @@ from sqlalchemy import func, select
 from node.member.app import create_app
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
+from node.db import Database
 from node.db.documents import DocumentKey, DocumentKeyWrap, StoredDocument
 from waymark.devnet.consortium import devnet_account
 from node.documents import (
+    AccessPolicy,
+    ChainMembership,
     DocumentCorrupt,
     DocumentSettings,
     DocumentStore,
     FileBlobStore,
+    StaticKeyDirectory,
     digest_text,
+    encrypt,
     erasure_headers,
     open_sealed,
     sign_document_request,
     sign_erasure,
 )
+from node.documents.replication import DocumentReplicator, PollReport
 from node.member.proofs import verify_bundle
 from node.protocol import epcis
 from node.protocol.attestation import sign_attestation
 from node.member.runtime import NodeRuntime, build_anchorer
 from tests.documents.keys import OrgKeys, make_org_keys
+from tests.node.story import iso
 
 MANUFACTURER, INSPECTOR, CARRIER, CUSTOMS = (devnet_account(i) for i in (1, 2, 3, 4))
 ARBITRATOR, AUDITOR, OUTSIDER = devnet_account(6), devnet_account(7), devnet_account(15)
@@ -169,8 +176,6 @@ def test_each_tier_opens_what_its_policy_allows(api: TestClient, runtime: NodeRu
 
 
 def test_an_auditor_verifies_what_it_cannot_read(api: TestClient, runtime: NodeRuntime, keys: OrgKeys, chain_now: int) -> None:
-    from tests.node.story import iso
-
     # Contact details of a consignee: personal data, sealed for the named parties only (no role tier).
     contact = b'{"consignee": "J. de Vries", "phone": "+31 6 1234 5678"}'
     sealed = upload(api, runtime, contact, CARRIER, "contact_details", readers=str(keys.org_ids["customs"]))
@@ -202,8 +207,6 @@ def test_an_auditor_verifies_what_it_cannot_read(api: TestClient, runtime: NodeR
 def test_erasure_destroys_every_wrapped_key_and_leaves_a_verifiable_hash(
     api: TestClient, runtime: NodeRuntime, blob_dir: Path, keys: OrgKeys, chain_now: int
 ) -> None:
-    from tests.node.story import iso
-
     digest = str(upload(api, runtime)["digest"])
     raw = bytes.fromhex(digest[7:])
     event = epcis.object_event(
@@ -247,8 +250,6 @@ def test_erasure_destroys_every_wrapped_key_and_leaves_a_verifiable_hash(
 
 
 def test_keys_kept_in_the_clear_before_0008_are_sealed_and_deleted(runtime: NodeRuntime, blob_dir: Path, keys: OrgKeys) -> None:
-    from node.documents import StaticKeyDirectory, encrypt
-
     digest = hashlib.sha256(REPORT).digest()
     key, blob = encrypt(REPORT, digest)
     inspector = keys.org_ids["inspector"]
@@ -272,10 +273,6 @@ def test_a_replica_must_show_its_uploader_and_an_erasure_its_owner(
 ) -> None:
     """What a peer serves is checked before this node keeps it: a replica whose owner is not the
     organisation that signed its upload, or an erasure notice not signed by its owner, is skipped."""
-    from node.db import Database
-    from node.documents import AccessPolicy, ChainMembership
-    from node.documents.replication import DocumentReplicator, PollReport
-
     sealed = upload(api, runtime, INVOICE, MANUFACTURER, "commercial_invoice", readers=str(keys.org_ids["customs"]))
     digest = str(sealed["digest"])
     registry = runtime.deployment.address("ConsortiumRegistry")

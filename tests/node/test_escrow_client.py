@@ -10,8 +10,9 @@ import pytest
 from eth_utils.crypto import keccak
 
 from node.chain.client import ChainClient
-from node.chain.deploy import deploy, is_current
+from node.chain.deploy import deploy, is_current, waymark_steps
 from waymark.devnet.anvil import AnvilControl
+from waymark.devnet.consortium import demo_consortium, devnet_account
 from waymark.devnet.escrow import NotDevnet, devnet_token_steps, setup_devnet_escrow
 from node.escrow import (
     EscrowClient,
@@ -275,9 +276,6 @@ def test_devnet_set_up_is_idempotent_and_test_tokens_stay_off_other_chains(env: 
     assert setup_devnet_escrow(env.chain, env.deployment) == []
     token = env.chain.contract("DevStablecoin", env.usd)
     assert int(env.chain.call(token.functions.balanceOf(member(11).address))) == 1_000_000 * USD
-    from node.chain.deploy import waymark_steps
-    from waymark.devnet.consortium import demo_consortium, devnet_account
-
     steps = waymark_steps(demo_consortium()) + devnet_token_steps(env.chain.chain_id)
     again, fresh = deploy(env.chain, devnet_account(0), steps, env.record)
     assert not fresh and again.contracts == env.deployment.contracts

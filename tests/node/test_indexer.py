@@ -4,8 +4,11 @@ cursor, and rolls back and re-indexes when blocks it indexed are replaced (a reo
 from __future__ import annotations
 
 import orjson
+import pytest
+import requests
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, select
+from web3 import HTTPProvider, Web3
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
@@ -13,6 +16,7 @@ from node.db import ChainLog, Database
 from waymark.devnet.anvil import AnvilControl, AnvilProcess
 from waymark.devnet.consortium import DEMO_MEMBERS
 from node.member.indexer import Indexer, followed_contracts, stored_logs
+from tests.chain.besu_limits import logs_limited
 
 
 def _indexer(db: Database, chain: ChainClient, deployment: Deployment, confirmations: int = 0) -> Indexer:
@@ -119,12 +123,6 @@ def test_rolls_back_reverted_blocks_and_reindexes_the_new_chain(
 def test_behind_a_besu_range_limit_the_indexer_pages_halves_and_resumes_from_its_cursor(
     db: Database, anvil: AnvilProcess, chain: ChainClient, deployment: Deployment, devnet: AnvilControl
 ) -> None:
-    import pytest
-    import requests
-    from web3 import HTTPProvider, Web3
-
-    from tests.chain.besu_limits import logs_limited
-
     devnet.mine(100)
     expected = chain.w3.eth.get_logs({"address": list(followed_contracts({n: c.address for n, c in deployment.contracts.items()}).values()),  # type: ignore[typeddict-item]
                                       "fromBlock": deployment.start_block, "toBlock": "latest"})

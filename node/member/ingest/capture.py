@@ -36,10 +36,8 @@ is over that id.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -49,7 +47,7 @@ import orjson
 
 from node import strict_json
 from node.db import Database
-from node.db.event_rows import EVENT_COLUMNS, existing_events, insert_event_epcs, insert_events
+from node.db.event_rows import EVENT_COLUMNS, event_rows
 from node.errors import WaymarkError
 from node.member.ingest.roles import RoleMirror
 from node.protocol.attestation import AttestationDomain, event_subject, event_unix_time
@@ -323,9 +321,7 @@ class CaptureService:
         self.max_events = max_events
         self.max_future_skew = max_future_skew
         self.executor = executor
-        # SQLite has one writer at a time: threads of this process take turns here rather
-        # than in SQLite's busy handler, which sleeps in steps of up to 100 ms.
-        self._write_lock: AbstractContextManager[Any] = threading.Lock() if db.is_sqlite else nullcontext()
+        self._write_turns = db.write_turns()
 
     def capture(self, body: bytes) -> CaptureResult:
         return self.store(self.check(body))
@@ -361,19 +357,16 @@ class CaptureService:
         """
         unique = list({e.digest: e for e in events}.values())
         now = int(time.time() * 1000)
-        with self._write_lock, self.db.connect(write=True) as conn:
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            known = existing_events(cursor, self.db.is_sqlite, [e.digest for e in unique])
+        with self._write_turns, self.db.connect(write=True) as conn, event_rows(conn) as stored:
+            known = stored.existing([e.digest for e in unique])
             fresh = [e for e in unique if e.digest not in known]
             rows = [
                 (e.digest, e.event_type, e.action, e.biz_step, e.event_time, e.event_time_ms, e.subject,
                  e.signer, e.signature, e.role, e.body, now, e.corrects, e.org or None, now)
                 for e in fresh
             ]
-            ids = insert_events(cursor, self.db.is_sqlite, EVENT_COLUMNS, rows)
-            insert_event_epcs(cursor, self.db.is_sqlite,
-                              [(ids[e.digest], epc, relation) for e in fresh if e.digest in ids for epc, relation in e.epcs])
-            cursor.close()
+            ids = stored.insert(EVENT_COLUMNS, rows)
+            stored.insert_epcs([(ids[e.digest], epc, relation) for e in fresh if e.digest in ids for epc, relation in e.epcs])
         return CaptureResult([hash_from_digest(e.digest) for e in events], len(ids), len(events) - len(ids))
 
 

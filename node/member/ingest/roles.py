@@ -32,7 +32,8 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 
 from node.chain.logs import LogPager
-from node.member.indexer import LogDecoder
+from node.db import ChainCursor, ChainLog, Database
+from node.member.indexer import CURSOR_NAME, LogDecoder
 from node.protocol.roles import ROLES
 
 
@@ -217,11 +218,8 @@ class RoleMirror:
         return self._timestamps[key]
 
 
-def base_from_database(db: Any, chain_id: int, registry_address: str) -> tuple[list[RawLog], int | None]:
+def base_from_database(db: Database, chain_id: int, registry_address: str) -> tuple[list[RawLog], int | None]:
     """The registry history the indexer has stored, and the block it is complete up to."""
-    from node.db import ChainCursor, ChainLog
-    from node.member.indexer import CURSOR_NAME
-
     address = Web3.to_checksum_address(registry_address)
     with db.session() as s:
         cursor = s.get(ChainCursor, (chain_id, CURSOR_NAME))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,7 @@ import orjson
 from sqlalchemy import Connection, func, insert, select, update
 
 from node.db import Batch, ChainLog, Database, IndexCheckpoint
-from node.db.event_rows import ANCHORED_EVENT_COLUMNS, existing_events, insert_event_epcs, insert_events
+from node.db.event_rows import ANCHORED_EVENT_COLUMNS, event_rows
 from node.db.models import NetworkBatch, NetworkFailure, NetworkHolder, NetworkPeerCursor
 from node.db.upsert import insert_ignore, upsert
 from node.member.ingest.capture import CheckedEvent
@@ -308,7 +307,7 @@ class Replicator:
                     "submitter": None, "tx_hash": batch.tx_hash, "block_number": batch.block_number,
                     "block_hash": batch.block_hash, "anchored_at_ms": now, "sends": 0,
                 }).scalar_one())
-                _store_events(conn, self.db.is_sqlite, batch_id, verified, now)
+                _store_events(conn, batch_id, verified, now)
             conn.execute(
                 update(NetworkBatch).where(NetworkBatch.root == batch.root, NetworkBatch.org_id == batch.org_id)
                 .values(state=HELD, imported_at_ms=now, source=source, last_error=None)
@@ -321,23 +320,18 @@ class FetchFailed(Exception):
     """A source did not deliver a bundle (connection, status, size)."""
 
 
-
-
-def _store_events(conn: Connection, is_sqlite: bool, batch_id: int, verified: VerifiedBatch, now: int) -> None:
+def _store_events(conn: Connection, batch_id: int, verified: VerifiedBatch, now: int) -> None:
     """Insert the batch's new events; attach pending ones the node already has; leave anchored ones alone.
     DB-API directly, as capture does: per-row ORM parameter handling would dominate."""
     events = verified.events
     proof = verified.tree.proof
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    known = existing_events(cursor, is_sqlite, [e.digest for e in events])
-    attach = [(batch_id, i, b"".join(proof(i)), e.digest) for i, e in enumerate(events) if e.digest in known and known[e.digest] is None]
-    if attach:
-        sql = "UPDATE events SET batch_id = {0}, leaf_index = {0}, proof = {0} WHERE digest = {0} AND batch_id IS NULL"
-        cursor.executemany(sql.format("?" if is_sqlite else "%s"), attach)
-    fresh = [(i, e) for i, e in enumerate(events) if e.digest not in known]
-    ids = insert_events(cursor, is_sqlite, ANCHORED_EVENT_COLUMNS, [_row(e, now, batch_id, i, b"".join(proof(i))) for i, e in fresh])
-    insert_event_epcs(cursor, is_sqlite, [(ids[e.digest], epc, relation) for _i, e in fresh if e.digest in ids for epc, relation in e.epcs])
-    cursor.close()
+    with event_rows(conn) as stored:
+        known = stored.existing([e.digest for e in events])
+        stored.attach_pending(batch_id, [(i, b"".join(proof(i)), e.digest) for i, e in enumerate(events)
+                                         if e.digest in known and known[e.digest] is None])
+        fresh = [(i, e) for i, e in enumerate(events) if e.digest not in known]
+        ids = stored.insert(ANCHORED_EVENT_COLUMNS, [_row(e, now, batch_id, i, b"".join(proof(i))) for i, e in fresh])
+        stored.insert_epcs([(ids[e.digest], epc, relation) for _i, e in fresh if e.digest in ids for epc, relation in e.epcs])
 
 
 def _row(e: CheckedEvent, now: int, batch_id: int, leaf: int, proof: bytes) -> tuple[Any, ...]:
