@@ -30,7 +30,8 @@ from waymark.devnet.anvil import AnvilProcess, free_port
 from node.escrow import OrderTerms, order_key
 from node.protocol.attestation import keccak256
 from node.protocol.event_hash import event_hash
-from node.relayer.service import Relayer, SignatureIn, Status
+from node.relayer.model import SignatureIn, Status
+from node.relayer.service import Relayer
 from node.member.runtime import NodeRuntime
 from node.member.settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings

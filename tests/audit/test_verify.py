@@ -17,7 +17,8 @@ from node.member.proofs import build_bundle
 from node.protocol import epcis
 from node.protocol.event_hash import event_hash, hash_from_digest, record_digest
 from node.protocol.gs1 import UnitId
-from node.relayer.service import Kind, Relayer, SignatureIn
+from node.relayer.model import Kind, SignatureIn
+from node.relayer.service import Relayer
 from waymark.devnet.anvil import AnvilControl
 from node.chain.registry import ProposalKind, RegistryClient, role_data
 from node.member.runtime import build_anchorer, build_capture

@@ -22,7 +22,9 @@ from node.escrow.signing import EscrowDomain, sign_customs_return, sign_mileston
 from node.escrow.terms import Attestation, customs_authorities
 from node.chain.registry import ProposalKind, RegistryClient, contract_signer_data, org_data
 from node.db.relayer import RelaySubmission
-from node.relayer.service import Kind, MilestoneAlreadyReached, Outcome, Relayer, SignatureIn, Status
+from node.relayer.errors import MilestoneAlreadyReached
+from node.relayer.model import Kind, Outcome, SignatureIn, Status
+from node.relayer.service import Relayer
 from node.relayer.app import create_relayer_app
 from tests.node.escrow_env import DAY, EscrowEnv, escrow_env, member
 
