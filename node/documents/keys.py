@@ -25,7 +25,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.chain.registry import ROLE_IDS, OrgStatus, RegistryClient
-from node.documents.crypto import PUBLIC_KEY_BYTES, public_bytes
+from node.documents.crypto import public_bytes
 from node.documents.errors import KeystoreError
 
 
