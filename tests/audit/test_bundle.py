@@ -21,7 +21,18 @@ import orjson
 import pytest
 
 from node.audit import DiscrepancyKind, audit
-from node.audit.bundle import Bundle, BundleEvidence, Lot, NothingToExport, OrderSel, Product, TimeRange, export_bundle, make_selector
+from node.audit.bundle import (
+    Bundle,
+    BundleEvidence,
+    Lot,
+    MalformedEvidenceBundle,
+    NothingToExport,
+    OrderSel,
+    Product,
+    TimeRange,
+    export_bundle,
+    make_selector,
+)
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.chain.build import build
@@ -251,8 +262,6 @@ def test_a_bundle_against_a_chain_without_its_roots_reports_root_not_on_chain(au
 
 
 def test_a_file_that_is_not_a_bundle_is_refused_by_name(tmp_path: Path) -> None:
-    from node.audit.bundle import MalformedEvidenceBundle
-
     (tmp_path / "x.zip").write_bytes(b"PK not really")
     with pytest.raises(MalformedEvidenceBundle, match="not a readable zip"):
         Bundle(tmp_path / "x.zip")
