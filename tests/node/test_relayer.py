@@ -358,8 +358,8 @@ def test_a_crash_while_submitting_is_settled_against_the_chain_on_restart(
     assert r.sweep() == []  # nothing is collecting: no one submits a claimed milestone
 
     assert r.recover() == 2
-    assert r._submission(Kind.MILESTONE, reached.order_id, 0).status == "reached"  # type: ignore[union-attr]
-    assert r._submission(Kind.MILESTONE, pending.order_id, 0).status == "collecting"  # type: ignore[union-attr]
+    assert r.store.submission(Kind.MILESTONE, reached.order_id, 0).status == "reached"  # type: ignore[union-attr]
+    assert r.store.submission(Kind.MILESTONE, pending.order_id, 0).status == "collecting"  # type: ignore[union-attr]
     (outcome,) = r.sweep()
     assert outcome.order_id == pending.order_id and outcome.status is Status.REACHED
     assert len(sent) == 1 and nonce(env) == 1
