@@ -9,7 +9,7 @@ where `audience` is the public base URL of the member node the request is meant 
 request path with its query string exactly as sent, `bodyHash` the keccak256 of the request
 body (of zero bytes for GET) and `timestamp` unix seconds. It sends the headers
 `Waymark-Audience`, `Waymark-Account`, `Waymark-Timestamp` and `Waymark-Signature` (0x + 65
-bytes). The server first checks the audience names itself (node.member.network.audience: a request
+bytes). The server first checks the audience names itself (node.protocol.audience: a request
 signed for another member's node is refused here, not replayable), then recovers the signer,
 checks it is the account named, that the timestamp is within `max_age` seconds of its clock,
 and that a write's signature was not seen before; who the account may act for is decided by
@@ -35,7 +35,7 @@ from node.protocol.crypto import (
     typed_data_digest,
 )
 
-from node.member.network.audience import WrongAudience, check_audience
+from node.protocol.audience import WrongAudience, check_audience
 
 from api.errors import Unauthenticated
 

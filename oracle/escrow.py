@@ -5,7 +5,7 @@ customs_returned) the agent finds the TradeEscrow orders that cover the shipment
 `shipmentRef` is keccak256 of the canonical id of a unit, a lot or a container, the same
 rule as `api.readmodel.passport.shipment_keys`), picks in each funded order the milestone the fact
 reaches, signs it as the organisation (EIP-712, domain "Waymark Escrow", with
-node.escrow.signing) and posts the signature to the relayer (node/relayer/service/app.py), which
+node.escrow.signing) and posts the signature to the relayer (node/relayer/app.py), which
 submits the bundle once k distinct organisations have signed.
 
 | fact | signs | milestone | relayer |
@@ -97,7 +97,7 @@ class Relayer(Protocol):
 
 
 class HttpRelayer:
-    """The relayer's HTTP API (node/relayer/service/app.py)."""
+    """The relayer's HTTP API (node/relayer/app.py)."""
 
     def __init__(self, base_url: str, timeout: float = 15.0) -> None:
         self.base_url = base_url.rstrip("/")

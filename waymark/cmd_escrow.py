@@ -639,7 +639,7 @@ def relayer_run(
 
     from waymark.devnet.anvil import DEVNET_CHAIN_ID
     from waymark.devnet.consortium import devnet_account
-    from node.relayer.service import RelayerSettings
+    from node.relayer.settings import RelayerSettings
     from node.relayer.app import create_relayer_app, load_relayer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

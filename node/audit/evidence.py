@@ -159,25 +159,7 @@ class DatabaseEvidence:
 
     def event_parts(self, target_size: int) -> list[EventPart]:
         """("batches", first batch id, last batch id) ranges, then ("pending", first id, last id)."""
-        parts: list[EventPart] = []
-        with self.db.connect() as conn:
-            sizes = conn.execute(select(Batch.id, Batch.event_count).order_by(Batch.id)).all()
-            start: int | None = None
-            total = 0
-            for batch_id, count in sizes:
-                if start is None:
-                    start = batch_id
-                total += count
-                if total >= target_size:
-                    parts.append(("batches", start, batch_id))
-                    start, total = None, 0
-            if start is not None:
-                parts.append(("batches", start, sizes[-1][0]))
-            pending = conn.execute(select(Event.id).where(Event.batch_id.is_(None)).order_by(Event.id)).scalars().all()
-        for i in range(0, len(pending), target_size):
-            chunk = pending[i:i + target_size]
-            parts.append(("pending", chunk[0], chunk[-1]))
-        return parts
+        return self.event_parts_since(target_size, frozenset())
 
     def event_parts_since(self, target_size: int, covered: frozenset[bytes]) -> list[EventPart]:
         """Like `event_parts`, leaving out the batches whose root is in `covered` (verified by an

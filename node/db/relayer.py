@@ -1,4 +1,4 @@
-"""The escrow relayer's tables (node/relayer/service/service.py): the milestone signatures it accepted, and
+"""The escrow relayer's tables (node/relayer/store.py): the milestone signatures it accepted, and
 each milestone's submission state. Migration 0004."""
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ from node.documents.settings import DocumentSettings
 from node.documents.signing import (
     ErasureNotice,
     erasure_headers,
+    request_target,
+    request_target_digest,
     sign_document_request,
     sign_erasure,
     verify_document_request,
@@ -47,6 +49,6 @@ __all__ = [
     "DocumentStore", "DocumentTooLarge", "ErasureNotice", "FileBlobStore", "KeyDirectory", "KeystoreError", "Membership",
     "MembershipView", "NoEncryptionKey", "OrgKeystore", "RegistryKeyDirectory", "SealedForReader", "StaticKeyDirectory",
     "Unauthenticated", "confidential_fields", "decrypt", "digest_text", "encrypt", "erasure_headers",
-    "open_sealed", "parse_digest", "role_readers", "sha256", "sign_document_request", "sign_erasure", "unwrap_key",
+    "open_sealed", "parse_digest", "request_target", "request_target_digest", "role_readers", "sha256", "sign_document_request", "sign_erasure", "unwrap_key",
     "verify_document_request", "verify_erasure", "wrap_key",
 ]

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 import orjson
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from node.documents.crypto import PUBLIC_KEY_BYTES, public_bytes
+from node.chain.registry import ROLE_IDS, OrgStatus, RegistryClient
+from node.documents.crypto import public_bytes
 from node.documents.errors import KeystoreError
 
 
@@ -98,8 +99,6 @@ class RegistryKeyDirectory:
     """Keys and role holders from the ConsortiumRegistry (cached for `ttl` seconds)."""
 
     def __init__(self, client: Any, deployment: Any, *, ttl: float = 30.0) -> None:
-        from node.chain.registry import RegistryClient
-
         self.registry = RegistryClient(client, deployment)
         self.ttl = ttl
         self._lock = threading.Lock()
@@ -121,8 +120,6 @@ class RegistryKeyDirectory:
         return self._cached(org_id, lambda: self.registry.node_record(org_id).encryption_key)
 
     def organisations_with_role(self, role: str) -> list[int]:
-        from node.chain.registry import ROLE_IDS, OrgStatus
-
         now = time.monotonic()
         with self._lock:
             cached = self._roles

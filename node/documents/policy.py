@@ -31,10 +31,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from node.chain.consortium import ATTESTING_ROLES
+from node.chain.registry import ROLE_IDS
 from node.documents.errors import AccessDenied
 from node.protocol.crypto import to_checksum_address
 
-from node.chain.consortium import ATTESTING_ROLES
 DEFAULT_ROLE_READERS = ("AUDITOR", "ARBITRATOR")
 ROLE_READERS: dict[str, tuple[str, ...]] = {
     # Personal data (a consignee's contact details): the named parties only, no role-wide tier.
@@ -63,8 +64,6 @@ class ChainMembership:
     (cached for `ttl` seconds, so a revocation is seen within that time)."""
 
     def __init__(self, client: Any, registry_address: str, *, ttl: float = 5.0) -> None:
-        from node.chain.registry import ROLE_IDS
-
         self.client = client
         self.contract = client.contract("ConsortiumRegistry", registry_address)
         self.ttl = ttl

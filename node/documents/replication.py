@@ -20,7 +20,6 @@ cursor moves on (a peer cannot stall replication with one bad entry).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,19 +32,14 @@ from node.db import Database
 from node.db.documents import DocumentPeerCursor
 from node.documents.errors import DocumentError
 from node.documents.policy import AccessPolicy
-from node.documents.signing import ErasureNotice, sign_document_request, verify_erasure, verify_upload_proof
-from node.member.network.audience import normalise_audience
+from node.documents.signing import ErasureNotice, request_target_digest, sign_document_request, verify_erasure, verify_upload_proof
 from node.documents.storage import DocumentStore, parse_digest
+from node.protocol.audience import normalise_audience
 from node.protocol.crypto import PrivateKeyLike
 
 log = logging.getLogger(__name__)
 
 FEED_PATH = "/documents/sealed"
-
-
-def feed_digest(method: str, target: str) -> bytes:
-    """What a signed feed request signs as its `digest`: SHA-256 of "<METHOD> <path?query>"."""
-    return hashlib.sha256(f"{method.upper()} {target}".encode()).digest()
 
 
 @dataclass
@@ -99,7 +93,7 @@ class DocumentReplicator:
     def fetch(self, peer: str, after: int) -> dict[str, Any]:
         target = f"{FEED_PATH}?{urlencode({'after': after, 'limit': self.limit})}"
         headers = sign_document_request(
-            self.signer, self.chain_id, self.registry, "replicate", feed_digest("GET", target), audience=peer
+            self.signer, self.chain_id, self.registry, "replicate", request_target_digest("GET", target), audience=peer
         )
         response = self.http.get(peer + target, headers=headers)
         response.raise_for_status()

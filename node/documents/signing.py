@@ -30,12 +30,14 @@ Replaying it changes nothing: erasure is final.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from node.documents.errors import DocumentInvalid, Unauthenticated
-from node.member.network.audience import normalise_audience
+from node.protocol.audience import WrongAudience, check_audience, normalise_audience
 from node.protocol.crypto import (
     PrivateKeyLike,
     SignatureError,
@@ -91,6 +93,19 @@ def sign_document_request(
     }
 
 
+def request_target(scope: Mapping[str, Any]) -> str:
+    """The path and query of an ASGI request exactly as sent (what `request_target_digest` covers)."""
+    raw = scope.get("raw_path") or str(scope["path"]).encode()
+    query = scope.get("query_string") or b""
+    return raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+
+
+def request_target_digest(method: str, target: str) -> bytes:
+    """The `digest` of a signed request that is not about one document (an EPCIS query, the
+    sealed feed): SHA-256 of "<METHOD> <path and query exactly as sent>"."""
+    return hashlib.sha256(f"{method.upper()} {target}".encode()).digest()
+
+
 def _account_and_time(headers: Any, max_age: int | None, now: float | None) -> tuple[str, int, str]:
     values = {h: (headers.get(h) or "").strip() for h in (ACCOUNT_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)}
     missing = [h for h, v in values.items() if not v]
@@ -116,9 +131,12 @@ def verify_document_request(
     """The account that signed this request for this node (`audience`), or Unauthenticated naming the header at fault."""
     account, timestamp, signature = _account_and_time(headers, max_age, now)
     ours = normalise_audience(audience)
-    named = normalise_audience(headers.get(AUDIENCE_HEADER) or "")
-    if named and named != ours:
-        raise Unauthenticated(f"the request was signed for the node at {named}, not for this node ({ours})", AUDIENCE_HEADER)
+    named = (headers.get(AUDIENCE_HEADER) or "").strip()
+    if named:  # without the header the signature still covers this node's audience only
+        try:
+            check_audience(named, ours)
+        except WrongAudience as exc:
+            raise Unauthenticated(str(exc), AUDIENCE_HEADER) from None
     try:
         recovered = recover_digest(request_digest(chain_id, registry, action, digest, timestamp, ours), parse_signature(signature))
     except SignatureError as error:

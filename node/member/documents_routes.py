@@ -33,12 +33,14 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
+from node.chain.registry import RegistryClient
 from node.documents import (
     AccessPolicy,
     ChainMembership,
     DocumentError,
     DocumentErased,
     DocumentInvalid,
+    DocumentNotFound,
     DocumentSettings,
     DocumentStore,
     DocumentTooLarge,
@@ -47,13 +49,16 @@ from node.documents import (
     RegistryKeyDirectory,
     digest_text,
     parse_digest,
+    request_target,
+    request_target_digest,
     sha256,
     verify_document_request,
     verify_erasure,
 )
-from node.documents.replication import FEED_PATH, DocumentReplicator, feed_digest
+from node.documents.replication import FEED_PATH, DocumentReplicator
 from node.documents.signing import erasure_from_headers, upload_proof
-from node.member.network.audience import normalise_audience
+from node.member.runtime import anchor_account
+from node.protocol.audience import normalise_audience
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +76,6 @@ def _error(exc: DocumentError) -> Response:
         body["status"] = "erased"
         body["erasedAtMs"] = exc.erased_at_ms
     return _json(body, exc.status)
-
-
-def _target(request: Request) -> str:
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    query = request.scope.get("query_string") or b""
-    return raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
 
 
 def documents_router(
@@ -164,12 +163,12 @@ def documents_router(
     @router.get(FEED_PATH)
     async def feed(request: Request, after: int = 0, limit: int = feed_limit) -> Response:
         headers = request.headers
-        target = _target(request)
+        target = request_target(request.scope)
 
         def work() -> Response:
             if after < 0 or not 1 <= limit <= feed_limit:
                 raise DocumentInvalid(f"after >= 0 and 1 <= limit <= {feed_limit}", "limit" if after >= 0 else "after")
-            policy.member(signed("replicate", feed_digest("GET", target), headers), "replicate")
+            policy.member(signed("replicate", request_target_digest("GET", target), headers), "replicate")
             entries, last = store.feed(after, limit)
             return _json({"entries": entries, "last": last})
 
@@ -186,22 +185,26 @@ def documents_router(
 
         return await guarded(work)
 
+    def opened(digest: str, headers: Any) -> tuple[bytes, int]:
+        """The digest of a document the signed reader may open, and the reader's organisation."""
+        raw = parse_digest(digest)
+        account = signed("read", raw, headers)
+        meta = store.meta(raw)
+        if meta is None:
+            raise DocumentNotFound(raw)
+        if meta.erased_at_ms is not None:  # public anyway (the status route), and no key is left to deny
+            raise DocumentErased(raw, meta.erased_at_ms)
+        return raw, policy.check_open(account, meta.document_type, meta.sealed_for).org_id
+
     @router.get("/documents/{digest}/sealed")
     async def sealed(digest: str, request: Request) -> Response:
         headers = request.headers
 
         def work() -> Response:
-            raw = parse_digest(digest)
-            account = signed("read", raw, headers)
-            meta = store.meta(raw)
-            if meta is None:
-                return _json({"code": "document_not_found", "message": f"no document {digest_text(raw)} in this store"}, 404)
-            if meta.erased_at_ms is not None:  # public anyway (the status route), and no key is left to deny
-                raise DocumentErased(raw, meta.erased_at_ms)
-            member = policy.check_open(account, meta.document_type, meta.sealed_for)
-            meta, blob, wrapped = store.envelope(raw, member.org_id)
+            raw, org_id = opened(digest, headers)
+            meta, blob, wrapped = store.envelope(raw, org_id)
             return _json({
-                "digest": digest_text(raw), "documentType": meta.document_type, "mediaType": meta.media_type, "orgId": member.org_id,
+                "digest": digest_text(raw), "documentType": meta.document_type, "mediaType": meta.media_type, "orgId": org_id,
                 "ciphertext": base64.b64encode(blob).decode(), "wrappedKey": base64.b64encode(wrapped).decode(),
             })
 
@@ -212,15 +215,7 @@ def documents_router(
         headers = request.headers
 
         def work() -> Response:
-            raw = parse_digest(digest)
-            account = signed("read", raw, headers)
-            meta = store.meta(raw)
-            if meta is None:
-                return _json({"code": "document_not_found", "message": f"no document {digest_text(raw)} in this store"}, 404)
-            if meta.erased_at_ms is not None:
-                raise DocumentErased(raw, meta.erased_at_ms)
-            member = policy.check_open(account, meta.document_type, meta.sealed_for)
-            meta, content = store.read(raw, member.org_id)
+            meta, content = store.read(*opened(digest, headers))
             return Response(
                 content, media_type=meta.media_type,
                 headers={"Waymark-Document-Type": meta.document_type, "Cache-Control": "no-store"},
@@ -238,7 +233,7 @@ def documents_router(
             account = verify_erasure(chain_id, registry_address, notice)
             meta = store.meta(raw)
             if meta is None:
-                return _json({"code": "document_not_found", "message": f"no document {digest_text(raw)} in this store"}, 404)
+                raise DocumentNotFound(raw)
             policy.check_erase(account, meta.owner_org)
             return _json(store.erase(notice).public())
 
@@ -258,8 +253,6 @@ def build_document_store(runtime: Any, settings: DocumentSettings | None = None)
 
 def registry_peers(runtime: Any, extra: list[str]) -> Callable[[], list[str]]:
     """Peer node URLs: the registry's node directory (read at each round) and `extra`."""
-    from node.chain.registry import RegistryClient
-
     registry = RegistryClient(runtime.client, runtime.deployment)
 
     def peers() -> list[str]:
@@ -283,8 +276,6 @@ def build_document_router(
     audience = normalise_audience(runtime.node.public_url)
     replicator = None
     if settings.replicate_interval > 0:
-        from node.member.runtime import anchor_account
-
         replicator = DocumentReplicator(
             store, policy, signer=anchor_account(runtime).key, chain_id=runtime.client.chain_id, registry=registry,
             peers=registry_peers(runtime, settings.peers), own_url=audience, limit=settings.feed_limit,

@@ -1,4 +1,4 @@
-"""HTTP API of the escrow relayer (node/relayer/service/service.py), started by `waymark escrow relayer run`.
+"""HTTP API of the escrow relayer (node/relayer/service.py), started by `waymark escrow relayer run`.
 
     POST /milestones/{orderId}/{milestone}        an oracle's MilestoneAttestation signature
          {"signer": "0x..", "signature": "0x..", "deadline": 1767225600,
@@ -46,20 +46,15 @@ from node.errors import WaymarkError
 from node.escrow.client import EscrowClient
 from node.escrow.store import TermsStore, order_key
 from node.escrow.terms import ZERO_ADDRESS
-from node.relayer.service import (
+from node.relayer.errors import (
     DuplicateSigner,
     DutyWithoutPayee,
-    Kind,
     MilestoneAlreadyReached,
     NoSuchMilestone,
-    OrderClosed,
-    Outcome,
     NotCustomsAuthority,
+    OrderClosed,
     RelayError,
-    Relayer,
-    RelayerSettings,
     RelayUnknownOrder,
-    SignatureIn,
     SignatureMismatch,
     SignatureTooShortLived,
     SignerConflict,
@@ -67,6 +62,9 @@ from node.relayer.service import (
     UnusableOrder,
     WrongMilestoneKind,
 )
+from node.relayer.model import Kind, Outcome, SignatureIn
+from node.relayer.service import Relayer
+from node.relayer.settings import RelayerSettings
 from node.settings import ChainSettings, DatabaseSettings
 
 log = logging.getLogger("waymark.relayer")

@@ -20,7 +20,8 @@ from node.chain.deploy import Deployment
 from node.db import Database
 from waymark.devnet.anvil import AnvilProcess
 from node.escrow import OrderTerms
-from node.relayer.service import Relayer, SignatureIn
+from node.relayer.model import SignatureIn
+from node.relayer.service import Relayer
 from node.member.runtime import NodeRuntime, build_anchorer, build_capture
 from node.member.settings import NodeSettings
 from node.settings import ChainSettings

@@ -21,7 +21,18 @@ import orjson
 import pytest
 
 from node.audit import DiscrepancyKind, audit
-from node.audit.bundle import Bundle, BundleEvidence, Lot, NothingToExport, OrderSel, Product, TimeRange, export_bundle, make_selector
+from node.audit.bundle import (
+    Bundle,
+    BundleEvidence,
+    Lot,
+    MalformedEvidenceBundle,
+    NothingToExport,
+    OrderSel,
+    Product,
+    TimeRange,
+    export_bundle,
+    make_selector,
+)
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.chain.build import build
@@ -30,7 +41,8 @@ from waymark.devnet.anvil import AnvilProcess, free_port
 from node.escrow import OrderTerms, order_key
 from node.protocol.crypto import keccak256
 from node.protocol.event_hash import event_hash
-from node.relayer.service import Relayer, SignatureIn, Status
+from node.relayer.model import SignatureIn, Status
+from node.relayer.service import Relayer
 from node.member.runtime import NodeRuntime
 from node.member.settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings
@@ -250,8 +262,6 @@ def test_a_bundle_against_a_chain_without_its_roots_reports_root_not_on_chain(au
 
 
 def test_a_file_that_is_not_a_bundle_is_refused_by_name(tmp_path: Path) -> None:
-    from node.audit.bundle import MalformedEvidenceBundle
-
     (tmp_path / "x.zip").write_bytes(b"PK not really")
     with pytest.raises(MalformedEvidenceBundle, match="not a readable zip"):
         Bundle(tmp_path / "x.zip")

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
 from node.audit import (
     CheckpointRefused,
@@ -24,7 +25,9 @@ from node.audit import (
     save_checkpoint,
 )
 from node.audit.checkpoint import AuditCheckpoint
+from node.chain.keystore import write_keystore
 from node.db import Event
+from waymark.cmd_audit import app as audit_app
 from waymark.devnet.anvil import AnvilControl
 from tests.audit.conftest import World, capture_and_anchor
 from tests.node.story import lot_story, story_events
@@ -136,23 +139,18 @@ def test_a_checkpoint_whose_block_the_chain_no_longer_has_is_refused(
 def test_the_cli_writes_a_signed_checkpoint_and_reaudits_from_it(
     world: World, accounts: list[LocalAccount], tmp_path: Path
 ) -> None:
-    from typer.testing import CliRunner
-
-    from node.chain.keystore import write_keystore
-    from waymark.cmd_audit import app
-
     keystore = write_keystore(accounts[19], "pw", tmp_path / "auditor.json", light=True)
     (tmp_path / "pw").write_text("pw\n")
     chain = ["--rpc-url", world.chain.rpc_url, "--chain-id", str(world.chain.chain_id),
              "--deployment", str(tmp_path / "deployments" / f"{world.chain.chain_id}.json"),
              "--db", world.db.url.render_as_string(hide_password=False), "--workers", "1"]
     runner = CliRunner()
-    first = runner.invoke(app, ["verify", *chain, "--checkpoint", str(tmp_path / "cp.json"),
+    first = runner.invoke(audit_app, ["verify", *chain, "--checkpoint", str(tmp_path / "cp.json"),
                                 "--auditor-keystore", str(keystore), "--auditor-password-file", str(tmp_path / "pw")])
     assert first.exit_code == 0, first.output
     assert f"signed by {accounts[19].address}" in first.output
     _more_events(world)
-    again = runner.invoke(app, ["verify", *chain, "--since", str(tmp_path / "cp.json"), "--auditor", accounts[19].address])
+    again = runner.invoke(audit_app, ["verify", *chain, "--since", str(tmp_path / "cp.json"), "--auditor", accounts[19].address])
     assert again.exit_code == 0, again.output
-    refused = runner.invoke(app, ["verify", *chain, "--since", str(tmp_path / "cp.json"), "--auditor", accounts[18].address])
+    refused = runner.invoke(audit_app, ["verify", *chain, "--since", str(tmp_path / "cp.json"), "--auditor", accounts[18].address])
     assert refused.exit_code != 0 and isinstance(refused.exception, CheckpointRefused)

@@ -8,8 +8,12 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy import delete, select, text, update
+from typer.testing import CliRunner
 
 from node.audit import AuditReport, DiscrepancyKind, audit_database
+from node.audit.chain import replay
+from node.audit.escrow import check_escrow
+from node.audit.evidence import DatabaseEvidence
 from node.db import Batch, Event, EventEpc
 from node.escrow import State
 from node.escrow.signing import sign_customs_return
@@ -17,7 +21,10 @@ from node.member.proofs import build_bundle
 from node.protocol import epcis
 from node.protocol.event_hash import event_hash, hash_from_digest, record_digest
 from node.protocol.gs1 import UnitId
-from node.relayer.service import Kind, Relayer, SignatureIn
+from node.relayer.model import Kind, SignatureIn
+from node.relayer.service import Relayer
+from waymark.cmd_audit import app as audit_app
+from waymark.cmd_node import app as node_app
 from waymark.devnet.anvil import AnvilControl
 from node.chain.registry import ProposalKind, RegistryClient, role_data
 from node.member.runtime import build_anchorer, build_capture
@@ -72,11 +79,6 @@ def test_a_batch_of_one_event_whose_proof_is_empty_audits_clean(world: World) ->
 def test_waymark_audit_verify_and_waymark_node_verify_agree_on_an_event_alone_in_its_batch(world: World, tmp_path: Path) -> None:
     """Both commands run node.protocol.verification: the lone event of a one-event batch (empty proof, its
     leaf is the root) is verified by both, and the same edit of it fails both, by the same check."""
-    from typer.testing import CliRunner
-
-    from waymark.cmd_audit import app as audit_app
-    from waymark.cmd_node import app as node_app
-
     now = int(world.chain.w3.eth.get_block("latest")["timestamp"])
     lone = epcis.object_event(epcs=[UnitId(GTIN, "ALONE", "LOT1")], action="OBSERVE", event_time=iso(now + 300),
                               biz_step="inspecting")
@@ -274,10 +276,6 @@ def test_a_ruling_by_an_arbitrator_whose_role_was_revoked_before_is_unbacked(wor
     env.escrow.rule(disputed, 2500, b"\x04" * 32, env.arbitrator)
     # The chain itself refuses a ruling without the role, so the auditor's own role history is
     # what is put to the test: forged here by replaying a registry without the grant.
-    from node.audit.chain import replay
-    from node.audit.escrow import check_escrow
-    from node.audit.evidence import DatabaseEvidence
-
     history = replay(world.chain, world.deployment)
     history.roles.roles.pop((6, "ARBITRATOR"))
     found, _ = check_escrow(world.chain, world.deployment, history, DatabaseEvidence(world.db))

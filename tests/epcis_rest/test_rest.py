@@ -21,7 +21,8 @@ from fastapi.testclient import TestClient
 
 from node.audit import audit_database
 from node.db import EpcisSubscription
-from node.member.epcis_rest import corrections_for
+from node.documents import sign_document_request
+from node.member.epcis_rest import corrections_for, request_target_digest
 from node.member.epcis_rest.subscriptions import Deliverer
 from node.protocol import epcis
 from node.protocol import vocabulary
@@ -160,9 +161,6 @@ def test_reads_need_a_signature_of_a_member_account(runtime: NodeRuntime, client
     assert client.get("/epcis/events").status_code == 200
     # a signature covers one request: replayed on another query it fails
     registry = runtime.deployment.address("ConsortiumRegistry")
-    from node.documents import sign_document_request
-    from node.member.epcis_rest import request_target_digest
-
     headers = sign_document_request(CARRIER.key, runtime.client.chain_id, registry, "read", request_target_digest("GET", "/epcis/events"),
                                      audience=runtime.node.public_url)
     client.event_hooks = {"request": [], "response": []}

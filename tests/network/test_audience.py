@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.member.network.audience import WrongAudience, check_audience, normalise_audience
+from node.protocol.audience import WrongAudience, check_audience, normalise_audience
 
 
 @pytest.mark.parametrize("spelling", ["https://node.a.example", "https://NODE.a.example/", "https://node.a.example:443"])

@@ -22,7 +22,9 @@ from node.escrow.signing import EscrowDomain, sign_customs_return, sign_mileston
 from node.escrow.terms import Attestation, customs_authorities
 from node.chain.registry import ProposalKind, RegistryClient, contract_signer_data, org_data
 from node.db.relayer import RelaySubmission
-from node.relayer.service import Kind, MilestoneAlreadyReached, Outcome, Relayer, SignatureIn, Status
+from node.relayer.errors import MilestoneAlreadyReached
+from node.relayer.model import Kind, Outcome, SignatureIn, Status
+from node.relayer.service import Relayer
 from node.relayer.app import create_relayer_app
 from tests.node.escrow_env import DAY, EscrowEnv, escrow_env, member
 
@@ -356,8 +358,8 @@ def test_a_crash_while_submitting_is_settled_against_the_chain_on_restart(
     assert r.sweep() == []  # nothing is collecting: no one submits a claimed milestone
 
     assert r.recover() == 2
-    assert r._submission(Kind.MILESTONE, reached.order_id, 0).status == "reached"  # type: ignore[union-attr]
-    assert r._submission(Kind.MILESTONE, pending.order_id, 0).status == "collecting"  # type: ignore[union-attr]
+    assert r.store.submission(Kind.MILESTONE, reached.order_id, 0).status == "reached"  # type: ignore[union-attr]
+    assert r.store.submission(Kind.MILESTONE, pending.order_id, 0).status == "collecting"  # type: ignore[union-attr]
     (outcome,) = r.sweep()
     assert outcome.order_id == pending.order_id and outcome.status is Status.REACHED
     assert len(sent) == 1 and nonce(env) == 1

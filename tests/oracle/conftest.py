@@ -106,7 +106,7 @@ RELAYER_ACCOUNT = 16  # a funded dev account of no organisation: pays for the re
 
 
 def relayer_app(anvil: AnvilProcess, deployment: Deployment, workdir: Path) -> Any:
-    """The real escrow relayer (node/relayer/service/service.py) as an ASGI app, its database in `workdir`."""
+    """The real escrow relayer (node/relayer/) as an ASGI app, its database in `workdir`."""
     from node.db import Database
     from waymark.devnet.consortium import devnet_account
     from node.escrow.client import EscrowClient

@@ -35,7 +35,10 @@ node.member.epcis_rest.query), `WD_` location hierarchies (no location master da
 """
 
 from node.member.epcis_rest.corrections import Correction, corrections_for, corrections_of, passport_corrections
-from node.member.epcis_rest.routes import EpcisProblem, install_epcis, read_body, request_target_digest
+from node.documents.signing import request_target_digest
+from node.member.epcis_rest.negotiation import read_body
+from node.member.epcis_rest.problems import EpcisProblem
+from node.member.epcis_rest.routes import install_epcis
 
 __all__ = [
     "Correction", "EpcisProblem", "corrections_for", "corrections_of", "passport_corrections", "install_epcis", "read_body",

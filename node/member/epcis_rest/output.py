@@ -11,7 +11,8 @@ from node.protocol.timestamps import format_timestamp
 from node.protocol.vocabulary import EPCIS_CONTEXT_URL
 
 
-def _iso(ms: int) -> str:
+def iso(ms: int) -> str:
+    """Unix milliseconds as an EPCIS timestamp."""
     return format_timestamp(datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
 
 
@@ -25,7 +26,7 @@ def output_event(stored: StoredEvent) -> dict[str, Any]:
     declaration carries its original's). Neither is part of the event hash."""
     event = dict(stored.event)
     event.setdefault("eventID", stored.event_id)
-    event.setdefault("recordTime", _iso(stored.received_at_ms))
+    event.setdefault("recordTime", iso(stored.received_at_ms))
     return event
 
 
@@ -56,6 +57,6 @@ def query_document(
         "@context": document_context,
         "type": "EPCISQueryDocument",
         "schemaVersion": "2.0",
-        "creationDate": _iso(int(datetime.now(timezone.utc).timestamp() * 1000)),
+        "creationDate": iso(int(datetime.now(timezone.utc).timestamp() * 1000)),
         "epcisBody": {"queryResults": results},
     }

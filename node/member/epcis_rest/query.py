@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from sqlalchemy import and_, or_, select
 
-from node.db import Database, Event, EventEpc
+from node.db import Batch, Database, Event, EventEpc
 from node.errors import WaymarkError
 from node.protocol.timestamps import parse_timestamp
 from node.protocol.vocabulary import BIZ_STEP_IRIS, DISPOSITION_IRIS, ERROR_REASON_IRIS, MEASUREMENT_TYPE_IRIS
@@ -75,7 +75,8 @@ PARAMETERS = frozenset(_LISTS | _TIMES | _NUMBERS | _BOOLEANS | _INTEGERS | _OTH
 EVENT_TYPES = ("AggregationEvent", "AssociationEvent", "ObjectEvent", "TransactionEvent", "TransformationEvent")
 
 
-def _ms(text: str) -> int:
+def timestamp_ms(text: str) -> int:
+    """Unix milliseconds of an EPCIS timestamp (ValueError if it is not one)."""
     moment, _ = parse_timestamp(text)
     return int(moment.timestamp() * 1000)
 
@@ -122,7 +123,7 @@ def parse_query(params: Sequence[tuple[str, str]] | Mapping[str, Any], *, allow_
             query.lists[name] = items
         elif name in _TIMES:
             try:
-                query.times[name] = _ms(str(value))
+                query.times[name] = timestamp_ms(str(value))
             except (ValueError, OverflowError):
                 raise QueryParameterError(name, f"expected a date-time with time zone, got {value!r}") from None
         elif name in _NUMBERS:
@@ -233,7 +234,7 @@ def _sensor_values(event: Mapping[str, Any], where: str, key: str) -> list[Any]:
 def _time_ok(values: list[Any], ge: int | None, lt: int | None) -> bool:
     for value in values:
         try:
-            ms = _ms(str(value))
+            ms = timestamp_ms(str(value))
         except ValueError:
             continue
         if (ge is None or ms >= ge) and (lt is None or ms < lt):
@@ -368,8 +369,6 @@ def decode_token(token: str) -> list[int]:
 
 
 def _base_select(query: EventQuery) -> Any:
-    from node.db import Batch
-
     statement = select(
         Event.id, Event.digest, Event.body, Event.received_at_ms, Event.event_time_ms, Event.corrects,
         Event.signer, Event.role, Batch.status,
@@ -426,7 +425,9 @@ def _order(query: EventQuery, statement: Any, after: list[int] | None) -> Any:
     return statement.order_by(column, Event.id)
 
 
-def _rows(db: Database, query: EventQuery, after: list[int] | None, chunk: int) -> Iterator[StoredEvent]:
+def stored_events(db: Database, query: EventQuery, after: list[int] | None, chunk: int) -> Iterator[StoredEvent]:
+    """The stored events the query's indexed parts select, in its order, after the key `after`,
+    read `chunk` rows at a time (the caller applies `matches` for the rest)."""
     base = _base_select(query)
     cursor = after
     while True:
@@ -462,7 +463,7 @@ def run_query(db: Database, query: EventQuery, *, limit: int, token: str | None 
     after = decode_token(token) if token else None
     served = after[2] if after else 0
     if query.max_event_count is not None and after is None:
-        total = sum(1 for e in _rows(db, query, None, 500) if matches(query, e.event, e.event_id))
+        total = sum(1 for e in stored_events(db, query, None, 500) if matches(query, e.event, e.event_id))
         if total > query.max_event_count:
             raise QueryTooLarge(query.max_event_count)
     cap = limit
@@ -471,7 +472,7 @@ def run_query(db: Database, query: EventQuery, *, limit: int, token: str | None 
     found: list[StoredEvent] = []
     more = False
     if cap > 0:
-        for event in _rows(db, query, after, max(2 * cap, 100)):
+        for event in stored_events(db, query, after, max(2 * cap, 100)):
             if not matches(query, event.event, event.event_id):
                 continue
             if len(found) == cap:

@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from node.db import Database, EpcisQuery, EpcisSubscription
 from node.member.epcis_rest.output import query_document
-from node.member.epcis_rest.query import StoredEvent, _rows, matches, parse_query
+from node.member.epcis_rest.query import StoredEvent, matches, parse_query, stored_events
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "GS1-Signature"
@@ -94,7 +94,7 @@ class Deliverer:
             query = parse_query(raw, allow_paging=False)
             events: list[StoredEvent] = []
             last = after
-            for event in _rows(self.db, query, [after, after, 0], self.batch):
+            for event in stored_events(self.db, query, [after, after, 0], self.batch):
                 last = event.row_id
                 if matches(query, event.event, event.event_id):
                     events.append(event)

@@ -1,4 +1,4 @@
-"""escrow relayer: relay_signatures and relay_submissions (models in node/relayer/service/service.py)
+"""escrow relayer: relay_signatures and relay_submissions (models in node/relayer/store.py)
 
 Revision ID: 0004
 Revises: 0003

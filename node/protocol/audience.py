@@ -3,9 +3,10 @@ for one member's node cannot be replayed at another's. The audience is the node'
 URL (as published in the registry's node directory), compared after normalising: scheme and
 host lower-case, default port dropped, no trailing slash.
 
-One rule for every signed request a node accepts (API requests in api/auth.py, document
-requests in node/documents.py): the signed data carries `audience`, and the receiving node
-calls `check_audience(signed_audience, its_public_url)` before anything else.
+One rule for every signed request a node accepts (API requests in api/auth.py, document and
+EPCIS read requests in node/documents/signing.py): the signed data carries `audience`, and the
+receiving node calls `check_audience(signed_audience, its_public_url)` before anything else.
+It lives in node.protocol so that every layer that signs or checks requests may import it.
 """
 
 from __future__ import annotations
