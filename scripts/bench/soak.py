@@ -54,8 +54,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from node.protocol.event_hash import digest_from_hash  # noqa: E402
-from waymark.demo.network import MEMBER_NODES, ORACLE_COUNT  # noqa: E402
-from waymark.demo.processes import free_port_range, group_alive, port_free  # noqa: E402
+from waymark.demo.network import Ports  # noqa: E402
+from waymark.demo.processes import group_alive  # noqa: E402
 from waymark.demo.simulation import FACTORY_GLN, GTIN  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -95,9 +95,9 @@ class Demo:
 
     def __init__(self, root: Path, day_seconds: float) -> None:
         self.root = root
-        self.ports = {"--rpc-port": free_port_range(1), "--node-port": free_port_range(len(MEMBER_NODES)),
-                      "--api-port": free_port_range(len(MEMBER_NODES)), "--relayer-port": free_port_range(1),
-                      "--oracle-port": free_port_range(ORACLE_COUNT)}
+        free = Ports.free()
+        self.ports = {"--rpc-port": free.rpc, "--node-port": free.node, "--api-port": free.api, "--relayer-port": free.relayer,
+                      "--oracle-port": free.oracles}
         command = [sys.executable, "-m", "waymark", "demo", "--root", str(root), "--day-seconds", str(day_seconds),
                    *[str(x) for option, port in self.ports.items() for x in (option, port)]]
         self.process = subprocess.Popen(
