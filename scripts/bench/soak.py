@@ -11,8 +11,9 @@ process of their own (asyncio, open loop: sent on schedule whatever the answers,
 slow API shows as skipped scans, never as a slower generator), each of a unit picked among the
 `--scan-pool` units made last; minute 1 starts once that pool is full, so every minute scans
 the same mix of first and repeat scans and its p99 is comparable with the others. Every minute
-it prints each process's memory (RSS of its whole process group, MB) and CPU (% of one core
-over the minute), the scans answered (per second, skipped), their latency p50/p99 (request sent
+it prints the machine's load average, each process's memory (RSS of its whole process group,
+MB), CPU and the time its main threads waited for a CPU (% of one core over the minute: high on
+a shared, loaded machine), the scans answered (per second, skipped), their latency p50/p99 (request sent
 to answer read), and the counts of events acknowledged by the oracle (202), stored by the node
 and anchored. With `--kill-node-at S` it SIGKILLs the manufacturer's node S seconds in (the
 demo must restart it and say so; nothing acknowledged may be lost).
@@ -72,9 +73,11 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # ---- processes ------------------------------------------------------------------------------
 
 
-def group_usage(pgid: int) -> tuple[float, float]:
-    """(RSS in MB, CPU seconds) summed over the live processes of a process group."""
-    rss = cpu = 0.0
+def group_usage(pgid: int) -> tuple[float, float, float]:
+    """(RSS in MB, CPU seconds, seconds the main threads waited for a CPU) summed over the live
+    processes of a process group. The wait (/proc/PID/schedstat) tells a process starved by a
+    loaded machine from one that is slow itself."""
+    rss = cpu = wait = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -87,7 +90,11 @@ def group_usage(pgid: int) -> tuple[float, float]:
             continue
         cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
         rss += int(fields[21]) * PAGE / 1e6  # rss pages
-    return rss, cpu
+        try:
+            wait += int(Path(f"/proc/{entry}/schedstat").read_text().split()[1]) / 1e9  # ns on a run queue
+        except (OSError, IndexError, ValueError):
+            pass
+    return rss, cpu, wait
 
 
 
@@ -364,6 +371,10 @@ def exactly_once(db: Path, event_ids: list[str]) -> dict[str, int]:
 # ---- figures ------------------------------------------------------------------------------
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}%"
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -445,10 +456,11 @@ def main() -> int:
         minutes: list[dict[str, Any]] = []
         began = time.monotonic()
         last_cpu: dict[str, float] = {}
+        last_wait: dict[str, float] = {}
         pids = demo.pids()
         names = list(pids)  # the demo itself, anvil, each member's node and scan API, the relayer
         for name in names:
-            last_cpu[name] = group_usage(pids[name])[1]
+            _rss, last_cpu[name], last_wait[name] = group_usage(pids[name])
         last_t = time.monotonic()
         killed = False
         total = args.minutes * 60
@@ -474,18 +486,21 @@ def main() -> int:
                                    "scanP50ms": percentile(window["ms"], 0.5), "scanP99ms": percentile(window["ms"], 0.99),
                                    "acknowledged": acknowledged, "stored": stored, "anchored": anchored, **cache}
             row["scansPerSecond"] = round(row["scans"] / (now - last_t), 1)
+            row["loadAverage1m"] = round(os.getloadavg()[0], 1)  # the machine's (shared: other work shows here)
             for name in names:
-                rss, cpu = group_usage(pids[name])
+                rss, cpu, wait = group_usage(pids[name])
                 row[f"{name}MB"] = round(rss, 1)
                 row[f"{name}Cpu%"] = round(100 * (cpu - last_cpu[name]) / (now - last_t), 1) if cpu >= last_cpu[name] else None
-                last_cpu[name] = cpu
+                row[f"{name}Wait%"] = round(100 * (wait - last_wait[name]) / (now - last_t), 1) if wait >= last_wait[name] else None
+                last_cpu[name], last_wait[name] = cpu, wait
             last_t = now
             minutes.append(row)
             p50, p99 = row["scanP50ms"], row["scanP99ms"]
             print(f"min {minute:3d}  scans {row['scans']:5d} ({row['scansPerSecond']}/s, {window['skipped']} skipped) p50 {p50 or 0:7.1f} ms p99 {p99 or 0:7.1f} ms  "
                   f"acknowledged {acknowledged:6d} stored {stored:6d} anchored {anchored:6d}  "
                   f"passport cache {cache.get('passportCacheEntries', 0):.0f} / {cache.get('passportCacheBytes', 0) / 1e6:.0f}MB  "
-                  + "  ".join(f"{n} {row[f'{n}MB']:.0f}MB {row[f'{n}Cpu%'] if row[f'{n}Cpu%'] is not None else '-'}%" for n in names),
+                  + f"load {row['loadAverage1m']}  "
+                  + "  ".join(f"{n} {row[f'{n}MB']:.0f}MB {_pct(row[f'{n}Cpu%'])} cpu {_pct(row[f'{n}Wait%'])} wait" for n in names),
                   flush=True)
         stop.set()
         scans.stop()
