@@ -67,6 +67,11 @@ class PassportCache:
     watermark) and the build is younger than `max_age`, the entry is just kept; otherwise the
     passport is rebuilt. Verification of anchored events does not change, so nothing is lost.
     A code seen for the first time waits for its build, shared by all concurrent scans of it.
+
+    Entries nobody scanned for `max_age` seconds after they went stale are dropped as new ones
+    are stored: a cache full of units scanned once (every new unit, under steady production)
+    would otherwise hold its whole byte budget for good. Such a passport would be rebuilt on
+    its next scan anyway (older than `max_age`), so dropping it costs that scan one build.
     """
 
     def __init__(
@@ -91,6 +96,9 @@ class PassportCache:
             if entry.expires < now and key not in self._inflight:
                 if self.builder.cached_watermark() == entry.watermark and now - entry.built < self.max_age:
                     entry.expires = now + self._ttl(entry.core)  # nothing changed: no thread needed
+                    with self._lock:
+                        if key in self._entries:
+                            self._entries.move_to_end(key)  # refreshed: last in refresh order
                 else:
                     self._start(identifier, entry)  # refresh in the background, answer from the cache now
             return entry.core
@@ -140,7 +148,11 @@ class PassportCache:
                 return  # larger than the whole cache: served, not kept
             self._entries[key] = entry
             self.bytes += entry.cost
-            while len(self._entries) > self.size or self.bytes > self.max_bytes:
+            # Stored order is refresh order: the first entry went longest without a scan refreshing it.
+            refreshed_at = entry.expires - self._ttl(entry.core)
+            idle_before = refreshed_at - self.max_age
+            while self._entries and (len(self._entries) > self.size or self.bytes > self.max_bytes
+                                     or next(iter(self._entries.values())).expires < idle_before):
                 _key, evicted = self._entries.popitem(last=False)
                 self.bytes -= evicted.cost
 
@@ -148,6 +160,7 @@ class PassportCache:
         """Forget every passport (master data changed: each is rebuilt on its next scan)."""
         with self._lock:
             self._entries.clear()
+            self.bytes = 0
 
     def invalidate(self, key: str) -> None:
         with self._lock:

@@ -87,6 +87,7 @@ RULES = SUSPICION_RULES + ALERT_RULES
 DecommissionReason = Literal["destroyed", "recalled", "expired", "stolen", "returned", "other"]
 UnitStateName = Literal["active", "claimed", "decommissioned"]
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 _SCAN_COLUMNS = ("unit_key", "gtin", "known", "region", "region_source", "device_hash", "at_ms", "flags")
 WINDOW_CAP = 1024
 DEVICE_CACHE = 200_000
@@ -237,6 +238,7 @@ class _Unit:
     signals: dict[str, _Signal] = field(default_factory=dict)
     suspected_until_ms: int = 0
     failed_claims: deque[int] = field(default_factory=deque)
+    used_ms: int = 0  # last scan or claim (idle units leave the cache: ScanLog.idle_ms)
 
     def add(self, scan: tuple[int, str | None, bytes]) -> None:
         if len(self.scans) >= WINDOW_CAP:
@@ -321,12 +323,17 @@ class ScanLog:
         *,
         clock: Callable[[], int] | None = None,
         cache_size: int = 100_000,
+        idle_ms: int = 300_000,
         max_failed_claims_per_hour: int = 10,
     ) -> None:
         self.db = db
         self.rules = rules
         self.clock = clock or (lambda: int(time.time() * 1000))
         self.cache_size = cache_size
+        # A unit's state is a copy of its rows (reloaded on its next scan): one not used for
+        # `idle_ms` leaves memory, so units scanned once under steady production do not pile up
+        # to `cache_size` (each holds ~2 KB of deques and counters).
+        self.idle_ms = idle_ms
         self.max_failed_claims = max_failed_claims_per_hour
         self._units: OrderedDict[str, _Unit] = OrderedDict()
         # Per device: (hash of the last unit it scanned, how many different units it scanned in a row).
@@ -402,13 +409,22 @@ class ScanLog:
         unit = self._units.get(unit_key)
         if unit is not None:
             self._units.move_to_end(unit_key)
+            unit.used_ms = now
             return unit
         unit = self._pending_states.get(unit_key) or _Unit()
         if not unit.scans:
             self._load(unit_key, unit, now)
+        unit.used_ms = now
         self._units[unit_key] = unit
-        while len(self._units) > self.cache_size:
-            self._units.popitem(last=False)
+        idle_before = now - self.idle_ms
+        while self._units:  # least recently used first
+            key, oldest = next(iter(self._units.items()))
+            if len(self._units) <= self.cache_size and oldest.used_ms >= idle_before:
+                break
+            if len(self._units) <= self.cache_size and oldest.failed_claims and oldest.failed_claims[-1] > now - HOUR_MS:
+                self._units.move_to_end(key)  # its failed claims count for an hour (the claim limit): kept
+                break
+            del self._units[key]
         return unit
 
     def _load(self, unit_key: str, unit: _Unit, now: int) -> None:

@@ -5,11 +5,18 @@
 
 It starts the demo (its own state folder and free ports), waits for "ready", then for the
 given time sends production records to the manufacturer's oracle (each a run of new serials:
-one commissioning event) and scans of the units made so far to the scan API. Every minute it
-prints each process's memory (RSS of its whole process group, MB) and CPU (% of one core over
-the minute), the scan latency p50/p99 of the minute, and the counts of events acknowledged by
-the oracle (202), stored by the node and anchored. With `--kill-node-at S` it SIGKILLs the
-node S seconds in (the demo must restart it and say so; nothing acknowledged may be lost).
+one commissioning event) and scans to the manufacturer's scan API. The scans come from a
+process of their own (asyncio, open loop: sent on schedule whatever the answers, at most
+`--scan-concurrency` in flight; a scan due while that many wait is counted as skipped, so a
+slow API shows as skipped scans, never as a slower generator), each of a unit picked among the
+`--scan-pool` units made last; minute 1 starts once that pool is full, so every minute scans
+the same mix of first and repeat scans and its p99 is comparable with the others. Every minute
+it prints the machine's load average, each process's memory (RSS of its whole process group,
+MB), CPU and the time its main threads waited for a CPU (% of one core over the minute: high on
+a shared, loaded machine), the scans answered (per second, skipped), their latency p50/p99 (request sent
+to answer read), and the counts of events acknowledged by the oracle (202), stored by the node
+and anchored. With `--kill-node-at S` it SIGKILLs the manufacturer's node S seconds in (the
+demo must restart it and say so; nothing acknowledged may be lost).
 
 At the end it stops the load, waits (bounded) until the oracle's queue is empty and the node
 has anchored everything, and checks every acknowledged event exactly once: stored once,
@@ -26,9 +33,12 @@ SIGTERM from the kernel (PR_SET_PDEATHSIG) and stops its own children the same w
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import json
+import multiprocessing
 import os
+import queue
 import random
 import re
 import signal
@@ -39,10 +49,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -50,20 +61,23 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from node.protocol.event_hash import digest_from_hash  # noqa: E402
-from waymark.demo.network import MEMBER_NODES, ORACLE_COUNT  # noqa: E402
-from waymark.demo.processes import free_port_range, group_alive, port_free  # noqa: E402
+from waymark.demo.network import Ports  # noqa: E402
+from waymark.demo.processes import group_alive  # noqa: E402
 from waymark.demo.simulation import FACTORY_GLN, GTIN  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+KILLED_NODE = "node-manufacturer"  # the node the records go to (--kill-node-at)
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # ---- processes ------------------------------------------------------------------------------
 
 
-def group_usage(pgid: int) -> tuple[float, float]:
-    """(RSS in MB, CPU seconds) summed over the live processes of a process group."""
-    rss = cpu = 0.0
+def group_usage(pgid: int) -> tuple[float, float, float]:
+    """(RSS in MB, CPU seconds, seconds the main threads waited for a CPU) summed over the live
+    processes of a process group. The wait (/proc/PID/schedstat) tells a process starved by a
+    loaded machine from one that is slow itself."""
+    rss = cpu = wait = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -76,7 +90,11 @@ def group_usage(pgid: int) -> tuple[float, float]:
             continue
         cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
         rss += int(fields[21]) * PAGE / 1e6  # rss pages
-    return rss, cpu
+        try:
+            wait += int(Path(f"/proc/{entry}/schedstat").read_text().split()[1]) / 1e9  # ns on a run queue
+        except (OSError, IndexError, ValueError):
+            pass
+    return rss, cpu, wait
 
 
 
@@ -90,9 +108,9 @@ class Demo:
 
     def __init__(self, root: Path, day_seconds: float) -> None:
         self.root = root
-        self.ports = {"--rpc-port": free_port_range(1), "--node-port": free_port_range(len(MEMBER_NODES)),
-                      "--api-port": free_port_range(len(MEMBER_NODES)), "--relayer-port": free_port_range(1),
-                      "--oracle-port": free_port_range(ORACLE_COUNT)}
+        free = Ports.free()
+        self.ports = {"--rpc-port": free.rpc, "--node-port": free.node, "--api-port": free.api, "--relayer-port": free.relayer,
+                      "--oracle-port": free.oracles}
         command = [sys.executable, "-m", "waymark", "demo", "--root", str(root), "--day-seconds", str(day_seconds),
                    *[str(x) for option, port in self.ports.items() for x in (option, port)]]
         self.process = subprocess.Popen(
@@ -144,19 +162,17 @@ class Demo:
 class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
     acknowledged: dict[str, str] = field(default_factory=dict)  # event id -> status URL
-    units: list[str] = field(default_factory=list)
+    units: int = 0
     refused_at_once: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    scan_ms: list[float] = field(default_factory=list)
-    scan_errors: int = 0
-    scan_status: dict[int, int] = field(default_factory=dict)
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def record_load(oracle_url: str, rate: float, stop: threading.Event, tally: Tally, run: str, serials_per_record: int) -> None:
+def record_load(oracle_url: str, rate: float, stop: threading.Event, tally: Tally, run: str, serials_per_record: int,
+                scans: ScanLoad) -> None:
     """Production records at `rate` per second, each a run of new serials (one commissioning event)."""
     client = httpx.Client(base_url=oracle_url, timeout=30)
     lot = f"SOAK{run}"
@@ -181,38 +197,124 @@ def record_load(oracle_url: str, rate: float, stop: threading.Event, tally: Tall
                 answer = response.json()
                 for event_id in answer["eventIds"]:
                     tally.acknowledged[event_id] = answer["statusUrl"]
-                tally.units.extend(f"/01/{GTIN}/10/{lot}/21/{s}" for s in serials)
+                tally.units += len(serials)
+                scans.add_units([f"/01/{GTIN}/10/{lot}/21/{s}" for s in serials])
             else:
                 tally.refused_at_once.append(f"{response.status_code}: {response.text[:200]}")
     client.close()
 
 
-def scan_load(api_url: str, rate: float, stop: threading.Event, tally: Tally, seed: int) -> None:
-    client = httpx.Client(base_url=api_url, timeout=30, headers={"Accept": "application/json"})
+class ScanWindow(TypedDict):
+    """What the scan generator did since the last cut (one minute)."""
+
+    ms: list[float]  # latency of each answered scan, from its request leaving to its answer read
+    due: int  # scans the schedule called for
+    sent: int
+    skipped: int  # due while `concurrency` scans were already in flight: not sent (the API is the bottleneck)
+    errors: int  # no HTTP answer (connection error, timeout)
+    status: dict[int, int]
+    lagMs: float  # worst lateness of a send behind its schedule (the generator's own delay)
+
+
+def _empty_window() -> ScanWindow:
+    return {"ms": [], "due": 0, "sent": 0, "skipped": 0, "errors": 0, "status": {}, "lagMs": 0.0}
+
+
+def scan_worker(api_url: str, rate: float, concurrency: int, pool_size: int, seed: int, units: Any, control: Any) -> None:
+    """The scan load, in a process of its own (its own interpreter and GIL, so the soak's other
+    threads never slow it): open loop at `rate` scans/s, up to `concurrency` in flight, each a unit
+    picked uniformly among the `pool_size` most recently made (so every minute scans the same mix
+    of first and repeat scans). `units` (a queue) brings new unit paths; `control` (a pipe) asks
+    "cut" (answered with the minute's ScanWindow) and "stop" (answered with the last one)."""
+    asyncio.run(_scan_loop(api_url, rate, concurrency, pool_size, seed, units, control))
+
+
+async def _scan_loop(api_url: str, rate: float, concurrency: int, pool_size: int, seed: int, units: Any, control: Any) -> None:
     rng = random.Random(seed)
-    n = 0
-    start = time.monotonic()
-    while not stop.is_set():
-        due = start + n / rate
-        n += 1
-        if stop.wait(max(0.0, due - time.monotonic())):
-            break
-        with tally.lock:
-            if not tally.units:
+    pool: deque[str] = deque(maxlen=pool_size)
+    window = _empty_window()
+    in_flight: set[asyncio.Task[None]] = set()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits, headers={"Accept": "application/json"}) as client:
+
+        async def scan(path: str, forwarded_for: str) -> None:
+            began = time.perf_counter()
+            try:
+                response = await client.get(path, headers={"X-Forwarded-For": forwarded_for})
+            except httpx.HTTPError:
+                window["errors"] += 1
+                return
+            window["ms"].append((time.perf_counter() - began) * 1000)
+            window["status"][response.status_code] = window["status"].get(response.status_code, 0) + 1
+
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        n = 0
+        while True:
+            while True:
+                try:
+                    pool.extend(units.get_nowait())
+                except queue.Empty:
+                    break
+            if control.poll():
+                command = control.recv()
+                if command == "stop":
+                    await asyncio.gather(*in_flight)
+                    control.send(window)
+                    return
+                control.send(window)
+                window = _empty_window()
+            due = start + n / rate
+            now = loop.time()
+            if due > now:
+                await asyncio.sleep(min(due - now, 0.05))
                 continue
-            path = rng.choice(tally.units)
-        began = time.perf_counter()
-        try:
-            response = client.get(path, headers={"X-Forwarded-For": f"10.{rng.randrange(256)}.{rng.randrange(256)}.1"})
-        except httpx.HTTPError:
-            with tally.lock:
-                tally.scan_errors += 1
-            continue
-        elapsed = (time.perf_counter() - began) * 1000
-        with tally.lock:
-            tally.scan_ms.append(elapsed)
-            tally.scan_status[response.status_code] = tally.scan_status.get(response.status_code, 0) + 1
-    client.close()
+            n += 1
+            if not pool:
+                continue
+            window["due"] += 1
+            if len(in_flight) >= concurrency:
+                window["skipped"] += 1
+                continue
+            window["lagMs"] = max(window["lagMs"], (now - due) * 1000)
+            window["sent"] += 1
+            task = asyncio.create_task(scan(rng.choice(pool), f"10.{rng.randrange(256)}.{rng.randrange(256)}.1"))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+
+
+class ScanLoad:
+    """The scan worker process, and the per-minute cut of what it measured."""
+
+    def __init__(self, api_url: str, rate: float, concurrency: int, pool_size: int) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        self.units: Any = context.Queue()
+        self.control, theirs = context.Pipe()
+        self.process = context.Process(target=scan_worker, args=(api_url, rate, concurrency, pool_size, 1, self.units, theirs), daemon=True)
+        self.process.start()
+        self.status: dict[int, int] = {}
+        self.errors = 0
+
+    def add_units(self, paths: list[str]) -> None:
+        self.units.put(paths)
+
+    def cut(self, command: str = "cut") -> ScanWindow:
+        self.control.send(command)
+        if not self.control.poll(60):
+            raise RuntimeError("the scan generator did not answer within 60 s")
+        window: ScanWindow = self.control.recv()
+        for code, count in window["status"].items():
+            self.status[code] = self.status.get(code, 0) + count
+        self.errors += window["errors"]
+        return window
+
+    def stop(self) -> ScanWindow | None:
+        window = self.cut("stop") if self.process.is_alive() else None
+        self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+        return window
 
 
 def api_cache(api_url: str) -> dict[str, float]:
@@ -269,6 +371,10 @@ def exactly_once(db: Path, event_ids: list[str]) -> dict[str, int]:
 # ---- figures ------------------------------------------------------------------------------
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}%"
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -289,18 +395,20 @@ def slope(points: list[tuple[float, float]]) -> float | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0, help="minutes of load (default 30)")
-    parser.add_argument("--short", action="store_true", help="CI size: 2 minutes, 4 records/s, 10 scans/s, 1 warm-up minute")
+    parser.add_argument("--short", action="store_true", help="CI size: 2 minutes, 4 records/s, 10 scans/s over 200 units, 1 warm-up minute")
     parser.add_argument("--records-per-second", type=float, default=10.0)
     parser.add_argument("--serials-per-record", type=int, default=2)
     parser.add_argument("--scans-per-second", type=float, default=50.0)
-    parser.add_argument("--scan-threads", type=int, default=4)
+    parser.add_argument("--scan-concurrency", type=int, default=64, help="scans in flight at most (default 64)")
+    parser.add_argument("--scan-pool", type=int, default=1000,
+                        help="scans pick among this many most recently made units (default 1000); minute 1 starts once it is full")
     parser.add_argument("--warmup-minutes", type=int, default=5, help="minutes left out of the memory-growth slope")
     parser.add_argument("--kill-node-at", type=float, default=None, help="SIGKILL the node this many seconds into the load")
     parser.add_argument("--drain-timeout", type=float, default=300.0, help="seconds to wait for delivery and anchoring at the end")
     parser.add_argument("--root", type=Path, default=None, help="demo state folder (default: a fresh temporary one)")
     args = parser.parse_args()
     if args.short:
-        args.minutes, args.records_per_second, args.scans_per_second, args.warmup_minutes = 2.0, 4.0, 10.0, 1
+        args.minutes, args.records_per_second, args.scans_per_second, args.warmup_minutes, args.scan_pool = 2.0, 4.0, 10.0, 1, 200
 
     temporary = None
     if args.root is None:
@@ -309,6 +417,7 @@ def main() -> int:
     demo = Demo(args.root.resolve(), day_seconds=0.25)
     stop = threading.Event()
     threads: list[threading.Thread] = []
+    started_scans: ScanLoad | None = None
 
     def interrupted(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -319,7 +428,7 @@ def main() -> int:
     exit_code = 1
     try:
         oracles = demo.wait_for(r"^oracles\s+(.*)$", 600).group(1)
-        manufacturer = re.search(r"manufacturer (http://\S+?)(,|$)", oracles)
+        manufacturer = re.search(r"\bmanufacturer (http://[^\s,]+)", oracles)
         assert manufacturer is not None, oracles
         demo.wait_for(r"^ready\b", 900)
         demo.wait_for(r"^press Ctrl-C", 60)
@@ -329,20 +438,29 @@ def main() -> int:
               f"{args.scans_per_second:g} scans/s, {args.minutes:g} min", flush=True)
         tally = Tally()
         run = f"{int(time.time()) % 10**6}"
+        scans = started_scans = ScanLoad(api_url, args.scans_per_second, args.scan_concurrency, args.scan_pool)
         threads.append(threading.Thread(target=record_load, args=(manufacturer.group(1), args.records_per_second, stop, tally, run,
-                                                                   args.serials_per_record), daemon=True))
-        for i in range(args.scan_threads):
-            threads.append(threading.Thread(target=scan_load, args=(api_url, args.scans_per_second / args.scan_threads, stop, tally, i), daemon=True))
+                                                                   args.serials_per_record, scans), daemon=True))
         for thread in threads:
             thread.start()
+        # Lead-in: minute 1 starts once the scan pool is full, so every minute scans the same mix.
+        lead_in_deadline = time.monotonic() + 600
+        while time.monotonic() < lead_in_deadline:
+            with tally.lock:
+                if tally.units >= args.scan_pool:
+                    break
+            time.sleep(0.5)
+        scans.cut()
+        print(f"lead-in done: {tally.units} units made, scan pool full", flush=True)
 
-        names = ["demo", "anvil", "node", "relayer", "api"]
         minutes: list[dict[str, Any]] = []
         began = time.monotonic()
         last_cpu: dict[str, float] = {}
+        last_wait: dict[str, float] = {}
         pids = demo.pids()
+        names = list(pids)  # the demo itself, anvil, each member's node and scan API, the relayer
         for name in names:
-            last_cpu[name] = group_usage(pids[name])[1]
+            _rss, last_cpu[name], last_wait[name] = group_usage(pids[name])
         last_t = time.monotonic()
         killed = False
         total = args.minutes * 60
@@ -351,35 +469,41 @@ def main() -> int:
             next_mark = began + min(total, (minute + 1) * 60)
             while time.monotonic() < next_mark:
                 if args.kill_node_at is not None and not killed and time.monotonic() - began >= args.kill_node_at:
-                    os.killpg(demo.pids()["node"], signal.SIGKILL)
+                    os.killpg(demo.pids()[KILLED_NODE], signal.SIGKILL)
                     killed = True
-                    print(f"soak: killed the node (pid {demo.pids()['node']}) at {time.monotonic() - began:.0f}s", flush=True)
+                    print(f"soak: killed {KILLED_NODE} (pid {demo.pids()[KILLED_NODE]}) at {time.monotonic() - began:.0f}s", flush=True)
                 time.sleep(min(1.0, max(0.0, next_mark - time.monotonic())))
             minute += 1
             now = time.monotonic()
             pids = demo.pids()
+            window = scans.cut()
             with tally.lock:
-                window, tally.scan_ms = tally.scan_ms, []
                 acknowledged = len(tally.acknowledged)
             stored, anchored = db_counts(db)
             cache = api_cache(api_url)
-            row: dict[str, Any] = {"minute": minute, "scans": len(window), "scanP50ms": percentile(window, 0.5),
-                                   "scanP99ms": percentile(window, 0.99), "acknowledged": acknowledged, "stored": stored, "anchored": anchored,
-                                   **cache}
+            row: dict[str, Any] = {"minute": minute, "scans": len(window["ms"]), "scansSent": window["sent"], "scansSkipped": window["skipped"],
+                                   "scanErrors": window["errors"], "scanLagMaxMs": round(window["lagMs"], 1),
+                                   "scanP50ms": percentile(window["ms"], 0.5), "scanP99ms": percentile(window["ms"], 0.99),
+                                   "acknowledged": acknowledged, "stored": stored, "anchored": anchored, **cache}
+            row["scansPerSecond"] = round(row["scans"] / (now - last_t), 1)
+            row["loadAverage1m"] = round(os.getloadavg()[0], 1)  # the machine's (shared: other work shows here)
             for name in names:
-                rss, cpu = group_usage(pids[name])
+                rss, cpu, wait = group_usage(pids[name])
                 row[f"{name}MB"] = round(rss, 1)
                 row[f"{name}Cpu%"] = round(100 * (cpu - last_cpu[name]) / (now - last_t), 1) if cpu >= last_cpu[name] else None
-                last_cpu[name] = cpu
+                row[f"{name}Wait%"] = round(100 * (wait - last_wait[name]) / (now - last_t), 1) if wait >= last_wait[name] else None
+                last_cpu[name], last_wait[name] = cpu, wait
             last_t = now
             minutes.append(row)
             p50, p99 = row["scanP50ms"], row["scanP99ms"]
-            print(f"min {minute:3d}  scans {len(window):5d} p50 {p50 or 0:7.1f} ms p99 {p99 or 0:7.1f} ms  "
+            print(f"min {minute:3d}  scans {row['scans']:5d} ({row['scansPerSecond']}/s, {window['skipped']} skipped) p50 {p50 or 0:7.1f} ms p99 {p99 or 0:7.1f} ms  "
                   f"acknowledged {acknowledged:6d} stored {stored:6d} anchored {anchored:6d}  "
                   f"passport cache {cache.get('passportCacheEntries', 0):.0f} / {cache.get('passportCacheBytes', 0) / 1e6:.0f}MB  "
-                  + "  ".join(f"{n} {row[f'{n}MB']:.0f}MB {row[f'{n}Cpu%'] if row[f'{n}Cpu%'] is not None else '-'}%" for n in names),
+                  + f"load {row['loadAverage1m']}  "
+                  + "  ".join(f"{n} {row[f'{n}MB']:.0f}MB {_pct(row[f'{n}Cpu%'])} cpu {_pct(row[f'{n}Wait%'])} wait" for n in names),
                   flush=True)
         stop.set()
+        scans.stop()
         for thread in threads:
             thread.join(60)
 
@@ -413,7 +537,7 @@ def main() -> int:
             "memoryGrowthMBPerMin": {n: (round(g, 2) if g is not None else None) for n, g in growth.items()},
             "scanP99FirstMs": first_p99, "scanP99LastMs": last_p99,
             "scanP99Ratio": round(last_p99 / first_p99, 2) if first_p99 and last_p99 else None,
-            "scanStatus": {str(k): v for k, v in sorted(tally.scan_status.items())}, "scanErrors": tally.scan_errors,
+            "scanStatus": {str(k): v for k, v in sorted(scans.status.items())}, "scanErrors": scans.errors,
             "acknowledged": len(acknowledged_ids), "submissions": len(status_urls), "refusedAtOnce": len(tally.refused_at_once),
             "refusedAfterAcknowledged": refused_later, "stillPending": still_pending, "exactlyOnce": check,
             "recordErrors": tally.errors[:5], "nodeKilledAt": args.kill_node_at, "demoSaid": restarts,
@@ -431,6 +555,8 @@ def main() -> int:
         exit_code = 130
     finally:
         stop.set()
+        if started_scans is not None and started_scans.process.is_alive():
+            started_scans.process.kill()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         pids_seen: dict[str, int] = {}

@@ -69,8 +69,12 @@ class Ports:
 
     @classmethod
     def free(cls) -> "Ports":
-        """Ports nobody listens on (tests)."""
-        return cls(free_port_range(1), free_port_range(len(MEMBER_NODES)), free_port_range(len(MEMBER_NODES)), 0, free_port_range(1))
+        """Ports nobody listens on (tests, benchmarks), all from one free range: ranges looked up
+        one by one could overlap (a node's port inside the scan APIs' range), none is bound yet."""
+        members = len(MEMBER_NODES)
+        base = free_port_range(2 + 2 * members + ORACLE_COUNT)
+        return cls(rpc=base, node=base + 1, api=base + 1 + members, oracles=base + 1 + 2 * members,
+                   relayer=base + 1 + 2 * members + ORACLE_COUNT)
 
     def member_ports(self) -> dict[str, tuple[int, int]]:
         """Each member node's (node port, scan API port)."""
