@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from functools import cache
 from pathlib import Path
 from typing import cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from waymark.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_MNEMONIC
+from node.chain.devnet_keys import DEVNET_CHAIN_ID, devnet_addresses
 from node.errors import WaymarkError
 
 
@@ -135,16 +134,6 @@ def write_keystore(account: LocalAccount, password: str, path: Path, *, light: b
     path.write_text(json.dumps(data))
     path.chmod(0o600)
     return path
-
-
-@cache
-def devnet_addresses(count: int = 20) -> frozenset[str]:
-    """Addresses derived from the public devnet mnemonic."""
-    Account.enable_unaudited_hdwallet_features()
-    return frozenset(
-        Account.from_mnemonic(DEVNET_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").address
-        for i in range(count)
-    )
 
 
 def refuse_devnet_key(account: LocalAccount, chain_id: int) -> LocalAccount:
