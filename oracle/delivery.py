@@ -16,6 +16,7 @@ offending one is set aside.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import threading
 import time
@@ -135,8 +136,6 @@ class NodeClient:
         return _check(self._post("/capture", content=orjson.dumps(document), headers={"Content-Type": "application/ld+json"}))
 
     def upload(self, payload: Mapping[str, Any]) -> Any:
-        import hashlib
-
         content = base64.b64decode(payload["content"])
         digest = hashlib.sha256(content).digest()
         headers = sign_document_request(

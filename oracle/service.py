@@ -43,7 +43,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from node.documents.confidential import confidential_fields
-from node.member.ingest.capture import MAX_FUTURE_SKEW, event_time_problem
+from node.member.ingest.capture import MAX_FUTURE_SKEW, event_epcs, event_time_problem
 from node.member.ingest.roles import roles_for_bizstep
 from node.protocol import epcis
 from node.protocol.attestation import AttestationDomain, event_unix_time, sign_attestation
@@ -158,8 +158,6 @@ def escrow_fact(event: Mapping[str, Any]) -> str | None:
 
 def event_objects(event: Mapping[str, Any]) -> list[str]:
     """The ids an event names (parent, lists), canonical where they are GS1 keys."""
-    from node.member.ingest.capture import event_epcs
-
     return [epc for epc, _relation in event_epcs(event)]
 
 
