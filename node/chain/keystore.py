@@ -8,6 +8,7 @@ from typing import cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from pydantic import SecretStr
 
 from node.chain.devnet_keys import DEVNET_CHAIN_ID, devnet_addresses
 from node.errors import WaymarkError
@@ -73,6 +74,16 @@ def read_password_file(path: Path) -> str:
     if not lines or not lines[0]:
         raise PasswordFileMissing(path, "is empty (the password goes on its first line)")
     return lines[0]
+
+
+def resolve_password(password: SecretStr | None, password_file: Path | None) -> str:
+    """A keystore's password as settings give it: the password itself, else the first line of the
+    password file (a missing file is its own error, not a wrong password), else empty."""
+    if password is not None:
+        return password.get_secret_value()
+    if password_file is not None:
+        return read_password_file(password_file)
+    return ""
 
 
 class DevnetKeyRefused(KeystoreError):
