@@ -18,8 +18,6 @@ DEVNET_PORT = 8545
 # Anvil's well-known development mnemonic: its keys are public and are refused outside the devnet.
 DEVNET_MNEMONIC = "test test test test test test test test test test test junk"
 DEVNET_ACCOUNTS = 24  # accounts Anvil is started with; 20..23: the node-running demo members' anchor accounts
-#: How many of the mnemonic's first accounts are refused outside the devnet.
-REFUSED_DEVNET_ACCOUNTS = 20
 
 
 def devnet_account(index: int) -> LocalAccount:
@@ -30,6 +28,7 @@ def devnet_account(index: int) -> LocalAccount:
 
 
 @cache
-def devnet_addresses(count: int = REFUSED_DEVNET_ACCOUNTS) -> frozenset[str]:
-    """Addresses derived from the public devnet mnemonic."""
+def devnet_addresses(count: int = DEVNET_ACCOUNTS) -> frozenset[str]:
+    """Addresses of the public devnet mnemonic's first `count` accounts: by default every account
+    the devnet holds, the demo nodes' anchor accounts included."""
     return frozenset(devnet_account(i).address for i in range(count))
