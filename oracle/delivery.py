@@ -61,7 +61,7 @@ class EscrowSink(Protocol):
     def deliver_fact(self, payload: Mapping[str, Any]) -> Any: ...
 
 
-def _check(response: httpx.Response) -> Any:
+def answer_of(response: httpx.Response) -> Any:
     """The decoded answer of a 2xx; Transient or Refused otherwise."""
     if response.status_code < 300:
         return orjson.loads(response.content) if response.content else None
@@ -133,7 +133,7 @@ class NodeClient:
             "creationDate": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "epcisBody": {"eventList": body_events},
         }
-        return _check(self._post("/capture", content=orjson.dumps(document), headers={"Content-Type": "application/ld+json"}))
+        return answer_of(self._post("/capture", content=orjson.dumps(document), headers={"Content-Type": "application/ld+json"}))
 
     def upload(self, payload: Mapping[str, Any]) -> Any:
         content = base64.b64decode(payload["content"])
@@ -145,7 +145,7 @@ class NodeClient:
         headers["Waymark-Document-Type"] = payload["documentType"]
         if payload.get("readers"):
             headers["Waymark-Readers"] = ",".join(str(r) for r in payload["readers"])
-        return _check(self._post("/documents", content=content, headers=headers))
+        return answer_of(self._post("/documents", content=content, headers=headers))
 
 
 class Delivery:
