@@ -10,7 +10,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from waymark.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_PORT
+from node.chain.devnet_keys import DEVNET_CHAIN_ID, DEVNET_PORT
+from node.chain.keystore import resolve_password
 from node.paths import DEPLOYMENTS_DIR, PROJECT_ROOT
 
 
@@ -55,13 +56,7 @@ class SignerSettings(BaseSettings):
     """File whose first line is the keystore password."""
 
     def resolved_password(self) -> str:
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            from node.chain.keystore import read_password_file  # a missing file is its own error, not a wrong password
-
-            return read_password_file(self.password_file)
-        return ""
+        return resolve_password(self.password, self.password_file)
 
 
 class DatabaseSettings(BaseSettings):

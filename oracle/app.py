@@ -33,7 +33,8 @@ from fastapi.responses import Response
 
 from node.strict_json import LARGE_BODY, ErrorBarrier, JsonInputError, JsonLimits, loads, read_body, release_memory
 from oracle.errors import InputRejected, OracleError, UnknownAdapter
-from oracle.runtime import OracleRuntime
+from oracle.escrow import FxSigner
+from oracle.runtime import OracleRuntime, load_runtime
 from oracle.service import submission_report
 
 
@@ -126,8 +127,6 @@ def create_app(runtime: OracleRuntime, *, background: bool = True, max_body_byte
         signed = runtime.state.signed_rate(base.upper(), quote.upper())
         if signed is None:
             return _json({"code": "not_found", "message": f"this oracle signed no {base.upper()}/{quote.upper()} rate"}, 404)
-        from oracle.escrow import FxSigner
-
         signer = runtime.oracle.fx_signer
         if orderId is None or not isinstance(signer, FxSigner):
             return _json(signed)
@@ -167,6 +166,4 @@ def create_app(runtime: OracleRuntime, *, background: bool = True, max_body_byte
 
 def app_from_environment() -> FastAPI:
     """An app from WAYMARK_ORACLE_* and WAYMARK_CHAIN_* settings (for `uvicorn --factory`)."""
-    from oracle.runtime import load_runtime
-
     return create_app(load_runtime())

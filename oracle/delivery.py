@@ -16,6 +16,7 @@ offending one is set aside.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import threading
 import time
@@ -60,7 +61,7 @@ class EscrowSink(Protocol):
     def deliver_fact(self, payload: Mapping[str, Any]) -> Any: ...
 
 
-def _check(response: httpx.Response) -> Any:
+def answer_of(response: httpx.Response) -> Any:
     """The decoded answer of a 2xx; Transient or Refused otherwise."""
     if response.status_code < 300:
         return orjson.loads(response.content) if response.content else None
@@ -132,11 +133,9 @@ class NodeClient:
             "creationDate": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "epcisBody": {"eventList": body_events},
         }
-        return _check(self._post("/capture", content=orjson.dumps(document), headers={"Content-Type": "application/ld+json"}))
+        return answer_of(self._post("/capture", content=orjson.dumps(document), headers={"Content-Type": "application/ld+json"}))
 
     def upload(self, payload: Mapping[str, Any]) -> Any:
-        import hashlib
-
         content = base64.b64decode(payload["content"])
         digest = hashlib.sha256(content).digest()
         headers = sign_document_request(
@@ -146,7 +145,7 @@ class NodeClient:
         headers["Waymark-Document-Type"] = payload["documentType"]
         if payload.get("readers"):
             headers["Waymark-Readers"] = ",".join(str(r) for r in payload["readers"])
-        return _check(self._post("/documents", content=content, headers=headers))
+        return answer_of(self._post("/documents", content=content, headers=headers))
 
 
 class Delivery:

@@ -62,7 +62,7 @@ from node.escrow.signing import EscrowDomain, sign_customs_return, sign_fx_rate,
 from node.escrow.store import order_key
 from node.escrow.terms import BPS, FX_MAX_VALIDITY, MilestoneKind, OrderTerms, State
 from oracle.adapters.base import FxObservation
-from oracle.delivery import Refused, Transient, _check
+from oracle.delivery import Refused, Transient, answer_of
 from oracle.settings import OracleSettings
 from oracle.state import OracleState
 
@@ -111,7 +111,7 @@ class HttpRelayer:
             response = self.http.post(path, content=orjson.dumps(body), headers={"Content-Type": "application/json"})
         except httpx.TransportError as exc:
             raise Transient(f"{self.base_url}{path} unreachable: {type(exc).__name__}: {exc}") from None
-        return _check(response)
+        return answer_of(response)
 
     def post_milestone(self, order_id: int, milestone: int, body: Mapping[str, Any]) -> Any:
         return self._post(f"/milestones/{order_key(order_id)}/{milestone}", body)

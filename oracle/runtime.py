@@ -16,14 +16,18 @@ from eth_account.signers.local import LocalAccount
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, load_deployment
+from node.chain.devnet_keys import DEVNET_CHAIN_ID, devnet_account
 from node.chain.keystore import load_keystore, refuse_devnet_key
-from waymark.devnet.anvil import DEVNET_CHAIN_ID
+from node.documents import ChainMembership
+from node.escrow.signing import EscrowDomain
+from node.member.ingest.roles import RoleMirror
 from node.protocol.attestation import AttestationDomain
 from node.settings import ChainSettings
 from oracle.adapters.base import FxObservation
-from oracle.adapters.csv_drop import CsvDropFolder
+from oracle.csv_drop import CsvDropFolder
 from oracle.delivery import Delivery, EscrowSink, NodeClient
 from oracle.errors import OracleMisconfigured
+from oracle.escrow import EscrowAgent, fx_signer
 from oracle.queue import DurableQueue
 from oracle.service import Oracle, RoleAt, load_products
 from oracle.settings import OracleSettings
@@ -79,8 +83,6 @@ def signing_account(settings: OracleSettings, chain_id: int) -> LocalAccount:
     if settings.devnet_account is not None:
         if chain_id != DEVNET_CHAIN_ID:
             raise OracleMisconfigured("devnet_account", f"works only on the devnet (chain {DEVNET_CHAIN_ID}), not on chain {chain_id}")
-        from waymark.devnet.consortium import devnet_account
-
         return devnet_account(settings.devnet_account)
     if settings.keystore is None:
         raise OracleMisconfigured("keystore", "the oracle signs as its organisation: set WAYMARK_ORACLE_KEYSTORE (+ password file)")
@@ -89,8 +91,6 @@ def signing_account(settings: OracleSettings, chain_id: int) -> LocalAccount:
 
 def organisation_roles(client: ChainClient, consortium_registry: str, account: str) -> frozenset[str] | None:
     """The roles of the account's organisation now, or None if the chain cannot tell us."""
-    from node.documents import ChainMembership
-
     try:
         member = ChainMembership(client, consortium_registry, ttl=0).membership(account)
     except Exception as exc:  # noqa: BLE001 - the oracle runs without the early role check
@@ -107,8 +107,6 @@ class RoleHistory:
     (a role granted a moment ago); None while the chain cannot be read."""
 
     def __init__(self, client: ChainClient, consortium_registry: str, start_block: int, refresh: float = 5.0) -> None:
-        from node.member.ingest.roles import RoleMirror
-
         self.mirror = RoleMirror(client.w3, consortium_registry, start_block=start_block, refresh_interval=refresh)
 
     def __call__(self, account: str, roles: Sequence[str], at: int) -> bool | None:
@@ -218,8 +216,6 @@ def escrow_factory(
         if settings.relayer_url is not None:
             log.warning("no TradeEscrow in the deployment: escrow facts are kept, not attested")
         return None
-    from oracle.escrow import EscrowAgent
-
     return lambda state: EscrowAgent.from_deployment(settings, client, deployment, account, state)
 
 
@@ -229,9 +225,6 @@ def fx_signer_for(
     """Signs FX rates in the deployment's TradeEscrow domain (None without a TradeEscrow)."""
     if "TradeEscrow" not in deployment.contracts:
         return None
-    from node.escrow.signing import EscrowDomain
-    from oracle.escrow import fx_signer
-
     def chain_time() -> int:
         return int(client.w3.eth.get_block("latest")["timestamp"])
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from node.chain.keystore import resolve_password
 from node.paths import PROJECT_ROOT
 
 ALL_ADAPTERS = ("production", "packing", "epcis", "carrier", "iot", "inspection", "customs", "fx")
@@ -101,10 +102,4 @@ class OracleSettings(BaseSettings):
         return self.data_dir / "csv"
 
     def resolved_password(self) -> str:
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            from node.chain.keystore import read_password_file  # a missing file is its own error, not a wrong password
-
-            return read_password_file(self.password_file)
-        return ""
+        return resolve_password(self.password, self.password_file)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+import uvicorn
 
+from api.main import build_services, create_app
+from api.settings import ApiSettings
 from waymark.common import ChainId, RpcUrl, chain_settings, console, database_settings
 
 app = typer.Typer(help="The buyer-facing API: GS1 Digital Link resolver, scan page, passports, claims, alerts.", no_args_is_help=True)
@@ -23,11 +26,6 @@ def run(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the API and the scanner page until Ctrl-C (one process: the clone rules keep their window in it)."""
-    import uvicorn
-
-    from api.main import build_services, create_app
-    from api.settings import ApiSettings
-
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "public_url": public_url, "browser_rpc_url": browser_rpc_url}.items() if v is not None}
     api = ApiSettings(**overrides)
     if "public_url" not in api.model_fields_set:  # unset: the resolver is this server, on its own port

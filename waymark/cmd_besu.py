@@ -9,18 +9,12 @@ import typer
 from eth_utils.address import is_address
 from rich.table import Table
 
-from waymark.devnet.besu import (
-    DEFAULT_NETWORK_DIR,
-    IDENTITY_FILE,
-    accounts_before_deployment,
-    accounts_from_registry,
-    generate,
-    identities_from,
-    load_besu_network,
-    member_identity,
-)
 from node.chain.registry import RegistryClient
 from waymark.common import ChainId, RpcUrl, connect, console
+from waymark.devnet.besu.ceremony import IDENTITY_FILE, identities_from, member_identity
+from waymark.devnet.besu.configs import accounts_before_deployment, accounts_from_registry
+from waymark.devnet.besu.generate import DEFAULT_NETWORK_DIR, generate
+from waymark.devnet.besu.spec import load_besu_network
 
 
 def register(devnet_app: typer.Typer) -> None:

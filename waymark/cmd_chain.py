@@ -13,7 +13,8 @@ from rich.table import Table
 from node.chain.build import build
 from node.chain.deploy import deploy, is_current, waymark_steps
 from node.chain.errors import DeploymentMissing
-from waymark.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_PORT, LOG_FILE, devnet_down, devnet_status, devnet_up
+from node.chain.devnet_keys import DEVNET_CHAIN_ID, DEVNET_PORT
+from waymark.devnet.anvil import LOG_FILE, devnet_down, devnet_status, devnet_up
 from node.chain.consortium import load_consortium
 from waymark.devnet.consortium import demo_consortium
 from waymark.devnet.escrow import devnet_token_steps, setup_devnet_escrow

@@ -17,8 +17,8 @@ import typer
 from eth_account import Account
 from eth_utils.address import is_address, to_checksum_address
 
-from node.chain.keystore import KeystoreError, KeystoreExists, devnet_addresses, keystore_address, read_password_file, write_keystore
-from waymark.devnet.anvil import DEVNET_CHAIN_ID
+from node.chain.devnet_keys import DEVNET_CHAIN_ID, devnet_addresses
+from node.chain.keystore import KeystoreError, KeystoreExists, keystore_address, read_password_file, write_keystore
 from waymark.devnet.consortium import DEMO_MEMBERS
 from waymark.common import (
     DEVNET_KEYSTORE_PASSWORD,

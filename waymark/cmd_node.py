@@ -7,8 +7,8 @@ WAYMARK_SIGNER_*; see node/member/settings.py and node/settings.py); options ove
 
 from __future__ import annotations
 
-import json
 import logging
+import multiprocessing
 import os
 import signal
 import threading
@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import uvicorn
 
+from node.member.app import create_app
+from node.member.network.replicator import replication_status
 from node.member.proofs import verify_bundle
 from node.member.runtime import (
     NodeRuntime,
@@ -87,12 +90,6 @@ def run(
     /batches/{root}/bundle, /health), with the anchorer, the indexer and the replicator in a process
     of their own. The node's organisation is its anchor account's: capture takes only events of it
     and of the organisations it hosts."""
-    import multiprocessing
-
-    import uvicorn
-
-    from node.member.app import create_app
-
     runtime = _runtime(rpc_url, chain_id, db, host=host, port=port, check_processes=check_processes)
     account = None
     if anchorer and (keystore or as_member or runtime.node.anchor_devnet_account is None):
@@ -183,8 +180,6 @@ def replicator_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbU
 @app.command("status")
 def status_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbUrl = None) -> None:
     """The node's replication of other members' batches: held, waiting, withheld (exit 3 if any is withheld)."""
-    from node.member.network.replicator import replication_status
-
     runtime = _runtime(rpc_url, chain_id, db)
     status = replication_status(runtime.db, runtime.client.chain_id)
     console.print(f"batches of other members: {status['held']} held, {status['waiting']} waiting, "

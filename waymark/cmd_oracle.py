@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import uvicorn
 
 from node.errors import WaymarkError
+from oracle.app import create_app
+from oracle.queue import DurableQueue
+from oracle.runtime import load_runtime
 from oracle.settings import ALL_ADAPTERS, OracleSettings
 from waymark.common import AsMember, ChainId, KeystoreOpt, PasswordFileOpt, RpcUrl, chain_settings, connect, console, signer
 
@@ -43,11 +47,6 @@ def run(
 ) -> None:
     """Serve the webhooks (POST /webhooks/{adapter}) and EPCIS capture (POST /capture), watch the CSV
     drop folder, and deliver signed events to the node (and escrow attestations to the relayer)."""
-    import uvicorn
-
-    from oracle.app import create_app
-    from oracle.runtime import load_runtime
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = _settings(
         host=host, port=port, node_url=node_url, relayer_url=relayer_url, data_dir=data_dir, products_file=products,
@@ -86,8 +85,6 @@ def _require_queue(settings: OracleSettings) -> None:
 @app.command("status")
 def status(data_dir: DataDir = None) -> None:
     """Queue counts by kind and state, and the jobs a receiver refused (with its reason)."""
-    from oracle.queue import DurableQueue
-
     settings = _settings(data_dir=data_dir)
     _require_queue(settings)
     queue = DurableQueue(settings.queue_path())
@@ -99,8 +96,6 @@ def status(data_dir: DataDir = None) -> None:
 @app.command("requeue")
 def requeue(data_dir: DataDir = None, kind: Annotated[str | None, typer.Option(help="Only jobs of this kind (event, document, escrow, fx)")] = None) -> None:
     """Send refused jobs again, after fixing their cause (e.g. a role granted)."""
-    from oracle.queue import DurableQueue
-
     settings = _settings(data_dir=data_dir)
     _require_queue(settings)
     count = DurableQueue(settings.queue_path()).requeue_rejected(kind)

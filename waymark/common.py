@@ -11,14 +11,18 @@ import typer
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, load_deployment
+from node.chain.devnet_keys import DEVNET_CHAIN_ID, devnet_account
 from node.chain.keystore import PasswordMissing, load_keystore, read_keystore, read_password_file, refuse_devnet_key, write_keystore
-from waymark.devnet.anvil import DEVNET_CHAIN_ID
-from waymark.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, devnet_account
+from node.chain.registry import RegistryClient
 from node.errors import WaymarkError
 from node.paths import DEVNET_DIR
 from node.settings import ChainSettings, DatabaseSettings, SignerSettings
+from waymark.devnet.consortium import DEMO_BUYER_INDICES, DEMO_MEMBERS, DEPLOYER_INDEX
 
 console = Console()
 err_console = Console(stderr=True)
@@ -48,9 +52,6 @@ def database_settings(url: str | None, *, must_exist: bool = False) -> DatabaseS
     there is a mistyped path, refused before anything (a folder, an empty database) is created."""
     settings = DatabaseSettings(url=url) if url else DatabaseSettings()
     if must_exist:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
         try:
             parsed = make_url(settings.url)
         except ArgumentError:
@@ -126,8 +127,6 @@ def organisation_namer() -> Any:
     from the registry of the chain this command talked to (None if there is none to ask)."""
     if not SESSIONS:
         return None
-    from node.chain.registry import RegistryClient
-
     session = SESSIONS[-1]
     try:
         orgs = RegistryClient(session.client, session.deployment()).organisations()
@@ -158,7 +157,7 @@ def member_index(name: str) -> int:
     if name == "deployer":
         return DEPLOYER_INDEX
     if name == "buyer":
-        return 10
+        return DEMO_BUYER_INDICES[0]
     for member in DEMO_MEMBERS:
         if member.key == name:
             return member.account_index

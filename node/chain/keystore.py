@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from functools import cache
 from pathlib import Path
 from typing import cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from pydantic import SecretStr
 
-from waymark.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_MNEMONIC
+from node.chain.devnet_keys import DEVNET_CHAIN_ID, devnet_addresses
 from node.errors import WaymarkError
 
 
@@ -76,6 +76,16 @@ def read_password_file(path: Path) -> str:
     return lines[0]
 
 
+def resolve_password(password: SecretStr | None, password_file: Path | None) -> str:
+    """A keystore's password as settings give it: the password itself, else the first line of the
+    password file (a missing file is its own error, not a wrong password), else empty."""
+    if password is not None:
+        return password.get_secret_value()
+    if password_file is not None:
+        return read_password_file(password_file)
+    return ""
+
+
 class DevnetKeyRefused(KeystoreError):
     code = "devnet_key_refused"
 
@@ -135,16 +145,6 @@ def write_keystore(account: LocalAccount, password: str, path: Path, *, light: b
     path.write_text(json.dumps(data))
     path.chmod(0o600)
     return path
-
-
-@cache
-def devnet_addresses(count: int = 20) -> frozenset[str]:
-    """Addresses derived from the public devnet mnemonic."""
-    Account.enable_unaudited_hdwallet_features()
-    return frozenset(
-        Account.from_mnemonic(DEVNET_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").address
-        for i in range(count)
-    )
 
 
 def refuse_devnet_key(account: LocalAccount, chain_id: int) -> LocalAccount:

@@ -15,9 +15,9 @@ from eth_account.signers.local import LocalAccount
 from node.member.anchorer import Anchorer
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, load_deployment
+from node.chain.devnet_keys import DEVNET_CHAIN_ID, devnet_account
 from node.chain.keystore import load_keystore, refuse_devnet_key
 from node.db import Database
-from waymark.devnet.anvil import DEVNET_CHAIN_ID
 from node.errors import WaymarkError
 from node.member.indexer import Indexer, followed_contracts
 from node.member.network.directory import Directory, publish_node_record
@@ -110,8 +110,6 @@ def anchor_account(runtime: NodeRuntime) -> LocalAccount:
     if runtime.node.anchor_devnet_account is not None:
         if chain_id != DEVNET_CHAIN_ID:
             raise DevnetAccountOutsideDevnet(chain_id)
-        from waymark.devnet.consortium import devnet_account
-
         return devnet_account(runtime.node.anchor_devnet_account)
     if runtime.signer.keystore is None:
         raise NoAnchorAccount()

@@ -33,7 +33,7 @@ from pydantic import Field, field_validator
 from node.protocol import epcis
 from node.protocol import vocabulary
 from node.protocol.gs1 import InvalidIdentifier, UnitId
-from oracle.adapters.base import Adapter, Context, Gtin, Ident, Location, ObjectRef, Output, Record, Sscc, Timestamp, offset_of
+from oracle.adapters.base import Adapter, Context, FieldError, Gtin, Ident, Location, ObjectRef, Output, Record, Sscc, Timestamp, offset_of
 
 
 class ProductionRun(Record):
@@ -68,8 +68,6 @@ class ProductionAdapter(Adapter):
             try:
                 units.append(UnitId(record.gtin, serial, record.lot))
             except InvalidIdentifier as exc:
-                from oracle.adapters.base import FieldError
-
                 raise FieldError(f"serials[{i}]", exc.problem) from None
         ilmd = {"cbvmda:lotNumber": record.lot}
         if record.expiry is not None:

@@ -13,7 +13,7 @@ from node.chain.errors import ErrorDecoder
 from node.escrow.terms import State
 from node.protocol.gs1 import make_sscc
 from waymark.cmd_demo import DemoSetupError, resolve_public_url
-from waymark.cmd_escrow import CliInputError, parse_shipment
+from waymark.cmd_escrow.inputs import CliInputError, parse_shipment
 
 SSCC = make_sscc("9521234", 434710526)
 

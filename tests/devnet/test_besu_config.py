@@ -22,26 +22,13 @@ from node.chain.client import ChainClient
 from node.chain.deploy import deploy, waymark_steps
 from node.chain.consortium import ConsortiumFileError
 from waymark.devnet.anvil import AnvilProcess
-from waymark.devnet.besu import (
-    BESU_DIR,
-    BROWSER_RPC_APIS,
-    BROWSER_RPC_FOLDER,
-    BLOCK_FORKS,
-    RPC_APIS,
-    GenesisMissing,
-    GenesisWouldChange,
-    accounts_before_deployment,
-    accounts_from_registry,
-    besu_network,
-    decode_qbft_extra_data,
-    generate,
-    load_besu_network,
-    member_identity,
-    parse_enode,
-    public_keys_of,
-    qbft_extra_data,
-    render_network,
-)
+from waymark.devnet.besu.ceremony import member_identity
+from waymark.devnet.besu.configs import BROWSER_RPC_APIS, RPC_APIS, accounts_before_deployment, accounts_from_registry
+from waymark.devnet.besu.errors import GenesisMissing, GenesisWouldChange
+from waymark.devnet.besu.generate import BESU_DIR, generate, public_keys_of, render_network
+from waymark.devnet.besu.genesis import BLOCK_FORKS, decode_qbft_extra_data, qbft_extra_data
+from waymark.devnet.besu.node_keys import parse_enode
+from waymark.devnet.besu.spec import BROWSER_RPC_FOLDER, besu_network, load_besu_network
 from waymark.devnet.consortium import DEMO_MEMBERS, demo_consortium
 from node.paths import PROJECT_ROOT
 from node.chain.registry import OrgStatus, ProposalKind, RegistryClient, org_data

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from waymark.devnet.besu import BESU_DIR, accounts_before_deployment, generate, load_besu_network
+from waymark.devnet.besu.configs import accounts_before_deployment
+from waymark.devnet.besu.generate import BESU_DIR, generate
+from waymark.devnet.besu.spec import load_besu_network
 
 EXAMPLE_CONSORTIUM = BESU_DIR / "consortium.example.json"
 ANCHOR = "0x" + "ab" * 20

@@ -3,6 +3,7 @@ with the demo consortium) and oracles of the demo member organisations talking t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,13 +11,19 @@ from typing import Any
 import pytest
 
 from node.chain.client import ChainClient
-from node.chain.deploy import Deployment
-from waymark.devnet.anvil import AnvilProcess
-from waymark.devnet.consortium import DEMO_MEMBERS
+from node.chain.deploy import Deployment, deploy, waymark_steps
+from node.db import Database
+from node.escrow.client import EscrowClient
+from node.escrow.store import TermsStore
+from node.relayer.app import create_relayer_app
+from node.relayer.service import Relayer
 from oracle.runtime import OracleRuntime, RoleHistory, build_runtime, escrow_factory, fx_signer_for, organisation_roles
 from oracle.settings import OracleSettings
 from tests.documents.keys import OrgKeys, make_org_keys
 from tests.oracle.servers import NodeProcess, ServedApp
+from waymark.devnet.anvil import AnvilProcess
+from waymark.devnet.consortium import DEMO_MEMBERS, DEPLOYER_INDEX, demo_consortium, devnet_account
+from waymark.devnet.escrow import devnet_token_steps, setup_devnet_escrow
 
 PRODUCTS = {
     "09521234543213": {"name": "Glazed stoneware vase, 30 cm", "temperature": {"min": -20, "max": 50}, "humidity": {"min": 10, "max": 85}},
@@ -59,8 +66,6 @@ def make_oracle(chain: ChainClient, deployment: Deployment, node: NodeProcess, t
     """Build the oracle of a demo member (by key: manufacturer, inspector, carrier, ...)."""
     made: list[OracleRuntime] = []
     products_file = tmp_path / "products.json"
-    import json
-
     products_file.write_text(json.dumps(PRODUCTS))
 
     def build(member: str, *, data_dir: Path | None = None, relayer: str | None = None, **overrides: Any) -> OracleRuntime:
@@ -71,8 +76,6 @@ def make_oracle(chain: ChainClient, deployment: Deployment, node: NodeProcess, t
             products_file=products_file, retry_base=0.05, retry_max=0.5, csv_min_age=0, csv_poll=0.1, relayer_url=relayer,
             **overrides,
         )
-        from waymark.devnet.consortium import devnet_account
-
         account = devnet_account(index)
         consortium = deployment.address("ConsortiumRegistry")
         runtime = build_runtime(
@@ -92,10 +95,6 @@ def make_oracle(chain: ChainClient, deployment: Deployment, node: NodeProcess, t
 @pytest.fixture
 def deployment(chain: ChainClient, accounts: list[Any], tmp_path: Path) -> Deployment:
     """Waymark with the demo consortium, and the devnet stablecoins allowlisted in the escrow."""
-    from node.chain.deploy import deploy, waymark_steps
-    from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium
-    from waymark.devnet.escrow import devnet_token_steps, setup_devnet_escrow
-
     steps = waymark_steps(demo_consortium()) + devnet_token_steps(chain.chain_id)
     deployed, _ = deploy(chain, accounts[DEPLOYER_INDEX], steps, tmp_path / "deployment.json")
     setup_devnet_escrow(chain, deployed)
@@ -107,13 +106,6 @@ RELAYER_ACCOUNT = 16  # a funded dev account of no organisation: pays for the re
 
 def relayer_app(anvil: AnvilProcess, deployment: Deployment, workdir: Path) -> Any:
     """The real escrow relayer (node/relayer/) as an ASGI app, its database in `workdir`."""
-    from node.db import Database
-    from waymark.devnet.consortium import devnet_account
-    from node.escrow.client import EscrowClient
-    from node.escrow.store import TermsStore
-    from node.relayer.service import Relayer
-    from node.relayer.app import create_relayer_app
-
     client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
     db = Database(f"sqlite:///{workdir / 'relayer.sqlite3'}")
     db.migrate()

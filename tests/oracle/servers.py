@@ -6,15 +6,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import httpx
+import uvicorn
 
-from waymark.devnet.anvil import free_port
 from node.paths import PROJECT_ROOT
+from waymark.devnet.anvil import free_port
 
 
 @dataclass
@@ -82,8 +85,6 @@ class NodeProcess:
 
     def wait_anchored(self, event_ids: list[str], timeout: float = 60.0) -> dict[str, dict[str, Any]]:
         """Poll GET /events/{id} until every event is anchored (bounded); their answers."""
-        from urllib.parse import quote
-
         deadline = time.monotonic() + timeout
         answers: dict[str, dict[str, Any]] = {}
         while time.monotonic() < deadline:
@@ -104,10 +105,6 @@ class ServedApp:
     """An ASGI app served over real HTTP by uvicorn in a thread (for services the tests run in-process)."""
 
     def __init__(self, app: object) -> None:
-        import threading
-
-        import uvicorn
-
         self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))  # type: ignore[arg-type]
         self.thread = threading.Thread(target=self.server.run, daemon=True)

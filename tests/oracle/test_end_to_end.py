@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 from typing import Any
 from urllib.parse import quote
@@ -13,7 +14,7 @@ import httpx
 import orjson
 from fastapi.testclient import TestClient
 
-from waymark.devnet.consortium import devnet_account
+from node.chain.deploy import load_deployment
 from node.documents import OrgKeystore, confidential_fields, open_sealed, sign_document_request
 from node.protocol import epcis
 from node.protocol import vocabulary
@@ -24,12 +25,11 @@ from tests.documents.keys import OrgKeys
 from tests.oracle.conftest import OracleFactory
 from tests.oracle.journey import GTIN, Journey, at
 from tests.oracle.servers import NodeProcess
+from waymark.devnet.consortium import devnet_account
 
 
 def open_from(node: NodeProcess, keystore: OrgKeystore, account: Any, digest: str) -> bytes:
     """A sealed document from the node, opened with an organisation's keystore (as its member would)."""
-    from node.chain.deploy import load_deployment
-
     raw = bytes.fromhex(digest.removeprefix("sha256:"))
     registry = load_deployment(node.deployment_file).address("ConsortiumRegistry")
     headers = sign_document_request(account.key, node.chain_id, registry, "read", raw, audience=node.url)
@@ -78,8 +78,6 @@ def test_every_adapter_input_becomes_a_signed_ingested_anchored_event(
             assert time.monotonic() < deadline, "CSV file not processed"
             time.sleep(0.05)
         report = next((manufacturer.settings.csv_dir() / "processed").glob("*packing_lot.csv.report.json")).read_text()
-        import json
-
         packed = json.loads(report)
         assert packed["accepted"] == 5 and packed["rejected"] == 0
         # A whole EPCIS document from the manufacturer's own EPCIS repository.

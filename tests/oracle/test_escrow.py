@@ -5,9 +5,11 @@ FX rates signed by two oracles fund an order priced in another currency."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from pathlib import Path
+from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 from eth_utils.crypto import keccak
@@ -15,17 +17,17 @@ from fastapi.testclient import TestClient
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from waymark.devnet.consortium import devnet_account
 from node.escrow.client import EscrowClient
 from node.escrow.store import order_key
 from node.escrow.terms import FX_MAX_VALIDITY, Attestation, FxQuote, OrderTerms, State, customs_authorities, schedule
 from oracle.app import create_app
 from oracle.runtime import OracleRuntime
-from waymark.devnet.anvil import AnvilProcess
 from tests.oracle.conftest import OracleFactory, relayer_app
 from tests.oracle.journey import Journey
 from tests.oracle.servers import NodeProcess, ServedApp
 from tests.oracle.test_end_to_end import post
+from waymark.devnet.anvil import AnvilProcess
+from waymark.devnet.consortium import devnet_account
 
 DAY = 24 * 3600
 SELLER, BUYER = devnet_account(1), devnet_account(10)
@@ -108,8 +110,6 @@ def test_milestones_reached_through_the_relayer_by_two_of_three_oracles(
 
 
 def _escrow_keys(runtime: OracleRuntime) -> list[str]:
-    import sqlite3
-
     with sqlite3.connect(runtime.settings.queue_path()) as conn:
         return [r[0] for r in conn.execute("SELECT key FROM jobs WHERE kind = 'escrow'")]
 
@@ -151,8 +151,6 @@ def test_fx_quotes_signed_by_two_oracles_for_one_order_fund_it_in_euro(
 
 
 def _iso(unix: int) -> str:
-    from datetime import datetime, timezone
-
     return datetime.fromtimestamp(unix, timezone.utc).isoformat()
 
 

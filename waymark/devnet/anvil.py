@@ -15,14 +15,14 @@ from typing import Any
 
 import requests
 
+# The devnet's facts live low, where production reads them; re-exported for the devnet tooling.
+from node.chain.devnet_keys import DEVNET_ACCOUNTS as DEVNET_ACCOUNTS
+from node.chain.devnet_keys import DEVNET_CHAIN_ID as DEVNET_CHAIN_ID
+from node.chain.devnet_keys import DEVNET_MNEMONIC as DEVNET_MNEMONIC
+from node.chain.devnet_keys import DEVNET_PORT as DEVNET_PORT
 from node.errors import WaymarkError
 from node.paths import DEVNET_DIR, NODE_MODULES
 
-DEVNET_CHAIN_ID = 31337
-DEVNET_PORT = 8545
-# Anvil's well-known development mnemonic: its keys are public and are refused outside the devnet.
-DEVNET_MNEMONIC = "test test test test test test test test test test test junk"
-DEVNET_ACCOUNTS = 24  # 20..23: the node-running demo members' anchor accounts
 STATE_DIR = DEVNET_DIR / "anvil" / "state"
 
 

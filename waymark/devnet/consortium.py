@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from node.chain.consortium import DEFAULT_MAX_REPORTING_DELAY, ConsortiumSpec, Member
-from waymark.devnet.anvil import DEVNET_MNEMONIC
+from node.chain.devnet_keys import devnet_account as devnet_account  # re-exported beside the demo members' account indices
 
 
 @dataclass(frozen=True)
@@ -66,12 +63,6 @@ DEMO_THRESHOLD = 3
 # Accounts that are not members: buyers (on chain they are just accounts). Org ids follow the
 # order above (manufacturer = 1 ... port = 11); new members go at the end so ids stay stable.
 DEMO_BUYER_INDICES = (10, 11)
-
-
-def devnet_account(index: int) -> LocalAccount:
-    Account.enable_unaudited_hdwallet_features()
-    # from_mnemonic is an eth_utils combomethod, whose descriptor erases the return type to Any.
-    return cast(LocalAccount, Account.from_mnemonic(DEVNET_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}"))
 
 
 #: The demo's maximum reporting delay: the demo dates its events at the wall clock (simulated days

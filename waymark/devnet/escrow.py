@@ -15,8 +15,9 @@ from eth_account.signers.local import LocalAccount
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, Step
-from waymark.devnet.anvil import DEVNET_ACCOUNTS, DEVNET_CHAIN_ID, DevnetError
-from waymark.devnet.consortium import DEMO_BUYER_INDICES, DEMO_MEMBERS, DEPLOYER_INDEX, devnet_account
+from node.chain.devnet_keys import DEVNET_ACCOUNTS, DEVNET_CHAIN_ID, devnet_account
+from waymark.devnet.anvil import DevnetError
+from waymark.devnet.consortium import DEMO_BUYER_INDICES, DEMO_MEMBERS, DEPLOYER_INDEX
 
 
 @dataclass(frozen=True)

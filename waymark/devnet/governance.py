@@ -7,9 +7,10 @@ from pathlib import Path
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from waymark.devnet.consortium import DEMO_MEMBERS, demo_org_id, devnet_account
-from node.documents.keys import OrgKeystore
+from node.chain.devnet_keys import devnet_account
 from node.chain.registry import ProposalKind, RegistryClient, verifier_bundle_data
+from node.documents.keys import OrgKeystore
+from waymark.devnet.consortium import DEMO_MEMBERS, demo_org_id
 
 
 def approve_verifier_bundle(client: ChainClient, deployment: Deployment, digest: bytes) -> bool:

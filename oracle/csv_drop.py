@@ -43,7 +43,7 @@ import orjson
 
 from node.strict_json import LARGE_BODY, release_memory
 from oracle.errors import InputRejected, UnknownAdapter
-from oracle.service import Oracle
+from oracle.service import Oracle, submission_report
 
 log = logging.getLogger(__name__)
 
@@ -330,8 +330,6 @@ class CsvDropFolder:
                 log.exception("%s: cannot update the report", report_path.name)
 
     def _follow(self, report_path: Path) -> None:
-        from oracle.service import submission_report
-
         if not report_path.exists():
             self._following.discard(report_path)
             return
