@@ -38,11 +38,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from waymark.devnet.consortium import DEMO_BUYER_INDICES, DEMO_MEMBERS
+import httpx
+import uvicorn
+from eth_utils.crypto import keccak
+
 from node.errors import WaymarkError
-from node.escrow.terms import ZERO_ADDRESS
+from node.escrow.client import EscrowClient
+from node.escrow.terms import ZERO_ADDRESS, OrderTerms, customs_authorities, schedule
 from node.protocol import epcis
 from node.protocol.gs1 import SERIAL_ALPHABET, UnitId, make_sscc
+from oracle.app import create_app
+from oracle.runtime import RoleHistory, build_runtime, escrow_factory, fx_signer_for, organisation_roles
+from oracle.settings import OracleSettings
+from waymark.devnet.anvil import free_port
+from waymark.devnet.consortium import DEMO_BUYER_INDICES, DEMO_MEMBERS, devnet_account
 
 GTIN = "09521234543213"
 COMPANY_PREFIX = "9521234"
@@ -244,13 +253,6 @@ def start_oracles(
 ) -> dict[str, RunningOracle]:
     """Serve the oracle of each member in a thread of this process, posting to `node_urls[member]`
     (its own organisation's node, or its host's); ports `base_port`, +1, ... (free ones if None)."""
-    import uvicorn
-
-    from waymark.devnet.anvil import free_port
-    from waymark.devnet.consortium import devnet_account
-    from oracle.app import create_app
-    from oracle.runtime import RoleHistory, build_runtime, escrow_factory, fx_signer_for, organisation_roles
-    from oracle.settings import OracleSettings
 
     running: dict[str, RunningOracle] = {}
     consortium = deployment.address("ConsortiumRegistry")
@@ -288,7 +290,6 @@ def start_oracles(
 
 def send(step: Step, oracle: RunningOracle) -> str:
     """Hand one source record to an oracle as its source system would; what the oracle made of it."""
-    import httpx
 
     if step.channel == "csv":
         inbox = oracle.runtime.settings.csv_dir() / "inbox"
@@ -361,11 +362,7 @@ def order_terms(
     The three demo customs organisations are the order's customs authorities, and a duty of up
     to 25% of the deposit is paid without the buyer's further signature; the parties'
     organisations and the token's decimals are read from the chain (`EscrowClient.complete`)."""
-    from eth_utils.crypto import keccak
 
-    from waymark.devnet.consortium import devnet_account
-    from node.escrow.client import EscrowClient
-    from node.escrow.terms import OrderTerms, customs_authorities, schedule
 
     if "TradeEscrow" not in deployment.contracts or "DevStablecoin:wEUR" not in deployment.contracts:
         raise NoEscrowInDeployment()
@@ -397,8 +394,6 @@ def check_ship_by(terms: Any, escrow: Any) -> None:
 
 def place_order(shipment: Shipment, deployment: Any, client: Any, **options: Any) -> Any:
     """The seller offers the order (`order_terms`) and the buyer funds it; its terms."""
-    from waymark.devnet.consortium import devnet_account
-    from node.escrow.client import EscrowClient
 
     terms = order_terms(shipment, deployment, client, **options)
     escrow = EscrowClient.from_deployment(client, deployment)
