@@ -33,13 +33,8 @@ SIGTERM from the kernel (PR_SET_PDEATHSIG) and stops its own children the same w
 from __future__ import annotations
 
 import argparse
-import asyncio
-import ctypes
 import json
-import multiprocessing
 import os
-import queue
-import random
 import re
 import signal
 import sqlite3
@@ -49,11 +44,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import httpx
 
@@ -62,8 +56,11 @@ sys.path.insert(0, str(ROOT))
 
 from node.protocol.event_hash import digest_from_hash  # noqa: E402
 from waymark.demo.network import Ports  # noqa: E402
-from waymark.demo.processes import group_alive  # noqa: E402
+from waymark.demo.processes import die_with_parent, group_alive  # noqa: E402
 from waymark.demo.simulation import FACTORY_GLN, GTIN  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from soak_scans import ScanLoad  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 KILLED_NODE = "node-manufacturer"  # the node the records go to (--kill-node-at)
@@ -99,10 +96,6 @@ def group_usage(pgid: int) -> tuple[float, float, float]:
 
 
 
-def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class Demo:
     """`waymark demo` as a child in a session of its own; its output read by a thread."""
 
@@ -117,7 +110,7 @@ class Demo:
             command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
             # Scans come from many simulated phones (X-Forwarded-For), not all from one rate-limited address.
             env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "WAYMARK_API_TRUST_FORWARDED_FOR": "true"},
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self.lines: list[str] = []
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -202,119 +195,6 @@ def record_load(oracle_url: str, rate: float, stop: threading.Event, tally: Tall
             else:
                 tally.refused_at_once.append(f"{response.status_code}: {response.text[:200]}")
     client.close()
-
-
-class ScanWindow(TypedDict):
-    """What the scan generator did since the last cut (one minute)."""
-
-    ms: list[float]  # latency of each answered scan, from its request leaving to its answer read
-    due: int  # scans the schedule called for
-    sent: int
-    skipped: int  # due while `concurrency` scans were already in flight: not sent (the API is the bottleneck)
-    errors: int  # no HTTP answer (connection error, timeout)
-    status: dict[int, int]
-    lagMs: float  # worst lateness of a send behind its schedule (the generator's own delay)
-
-
-def _empty_window() -> ScanWindow:
-    return {"ms": [], "due": 0, "sent": 0, "skipped": 0, "errors": 0, "status": {}, "lagMs": 0.0}
-
-
-def scan_worker(api_url: str, rate: float, concurrency: int, pool_size: int, seed: int, units: Any, control: Any) -> None:
-    """The scan load, in a process of its own (its own interpreter and GIL, so the soak's other
-    threads never slow it): open loop at `rate` scans/s, up to `concurrency` in flight, each a unit
-    picked uniformly among the `pool_size` most recently made (so every minute scans the same mix
-    of first and repeat scans). `units` (a queue) brings new unit paths; `control` (a pipe) asks
-    "cut" (answered with the minute's ScanWindow) and "stop" (answered with the last one)."""
-    asyncio.run(_scan_loop(api_url, rate, concurrency, pool_size, seed, units, control))
-
-
-async def _scan_loop(api_url: str, rate: float, concurrency: int, pool_size: int, seed: int, units: Any, control: Any) -> None:
-    rng = random.Random(seed)
-    pool: deque[str] = deque(maxlen=pool_size)
-    window = _empty_window()
-    in_flight: set[asyncio.Task[None]] = set()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits, headers={"Accept": "application/json"}) as client:
-
-        async def scan(path: str, forwarded_for: str) -> None:
-            began = time.perf_counter()
-            try:
-                response = await client.get(path, headers={"X-Forwarded-For": forwarded_for})
-            except httpx.HTTPError:
-                window["errors"] += 1
-                return
-            window["ms"].append((time.perf_counter() - began) * 1000)
-            window["status"][response.status_code] = window["status"].get(response.status_code, 0) + 1
-
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        n = 0
-        while True:
-            while True:
-                try:
-                    pool.extend(units.get_nowait())
-                except queue.Empty:
-                    break
-            if control.poll():
-                command = control.recv()
-                if command == "stop":
-                    await asyncio.gather(*in_flight)
-                    control.send(window)
-                    return
-                control.send(window)
-                window = _empty_window()
-            due = start + n / rate
-            now = loop.time()
-            if due > now:
-                await asyncio.sleep(min(due - now, 0.05))
-                continue
-            n += 1
-            if not pool:
-                continue
-            window["due"] += 1
-            if len(in_flight) >= concurrency:
-                window["skipped"] += 1
-                continue
-            window["lagMs"] = max(window["lagMs"], (now - due) * 1000)
-            window["sent"] += 1
-            task = asyncio.create_task(scan(rng.choice(pool), f"10.{rng.randrange(256)}.{rng.randrange(256)}.1"))
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-
-
-class ScanLoad:
-    """The scan worker process, and the per-minute cut of what it measured."""
-
-    def __init__(self, api_url: str, rate: float, concurrency: int, pool_size: int) -> None:
-        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-        self.units: Any = context.Queue()
-        self.control, theirs = context.Pipe()
-        self.process = context.Process(target=scan_worker, args=(api_url, rate, concurrency, pool_size, 1, self.units, theirs), daemon=True)
-        self.process.start()
-        self.status: dict[int, int] = {}
-        self.errors = 0
-
-    def add_units(self, paths: list[str]) -> None:
-        self.units.put(paths)
-
-    def cut(self, command: str = "cut") -> ScanWindow:
-        self.control.send(command)
-        if not self.control.poll(60):
-            raise RuntimeError("the scan generator did not answer within 60 s")
-        window: ScanWindow = self.control.recv()
-        for code, count in window["status"].items():
-            self.status[code] = self.status.get(code, 0) + count
-        self.errors += window["errors"]
-        return window
-
-    def stop(self) -> ScanWindow | None:
-        window = self.cut("stop") if self.process.is_alive() else None
-        self.process.join(30)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
-        return window
 
 
 def api_cache(api_url: str) -> dict[str, float]:
