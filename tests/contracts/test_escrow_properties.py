@@ -41,7 +41,6 @@ from waymark.devnet.anvil import AnvilControl, AnvilProcess
 from tests.contracts.escrow_world import (
     BPS,
     DAY,
-    UNIT18,
     EscrowWorld,
     State,
     Step,

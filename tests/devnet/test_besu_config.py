@@ -1,7 +1,11 @@
 """The Besu QBFT configuration is correct by construction: no Besu runs here, so these tests check
 every generated file against Besu's documented formats, against the node keys it was made from
 (derived again with eth_keys, not the generator's own code), and against a ConsortiumRegistry
-deployed on a real Anvil, before and after a governance vote suspends an organisation."""
+deployed on a real Anvil, before and after a governance vote suspends an organisation.
+
+One concern: the generated network as one whole (genesis, node configs, allowlists, the browser
+node, the key ceremony) checked against the same keys and registry; split, each part would build
+the network again."""
 
 from __future__ import annotations
 

@@ -7,12 +7,11 @@ import time
 
 import orjson
 import pytest
-from eth_account.signers.local import LocalAccount
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from node.member.anchorer import Anchorer, AnchorerAlreadyRunning, pending_count
 from node.chain.client import ChainClient
-from node.db import Batch, Database, Event
+from node.db import Batch, Event
 from waymark.devnet.anvil import AnvilControl, AnvilProcess
 from node.member.ingest.capture import CaptureService
 from node.protocol.merkle import leaf_hash

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 
 import orjson
 import pytest
@@ -15,7 +14,7 @@ from node.protocol import epcis
 from node.protocol import vocabulary
 from node.protocol.event_hash import event_hash
 from node.member.runtime import NodeRuntime, build_capture
-from tests.node.story import CARRIER, INSPECTOR, MANUFACTURER, attested, capture_document, iso, lot_story, story_events
+from tests.node.story import CARRIER, INSPECTOR, MANUFACTURER, capture_document, iso, lot_story, story_events
 
 
 def _count(db: Database) -> int:

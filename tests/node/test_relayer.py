@@ -17,7 +17,7 @@ from sqlalchemy import update
 from node.chain.client import ChainClient
 from node.db import Database
 from waymark.devnet.anvil import AnvilControl
-from node.escrow import EscrowClient, OrderTerms, State, order_key, schedule
+from node.escrow import EscrowClient, OrderTerms, State, order_key
 from node.escrow.signing import EscrowDomain, sign_customs_return, sign_milestone
 from node.escrow.terms import Attestation, customs_authorities
 from node.chain.registry import ProposalKind, RegistryClient, contract_signer_data, org_data

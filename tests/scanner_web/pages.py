@@ -21,7 +21,6 @@ import requests
 from api.page_bundle import PageAnchors, build_page
 from waymark.devnet.anvil import free_port
 from waymark.devnet.consortium import devnet_account
-from node.paths import PROJECT_ROOT
 from waymark.devnet.governance import approve_verifier_bundle
 from node.chain.registry import RegistryClient
 from tests.api.world import World
