@@ -39,7 +39,8 @@ from node.db import Database
 from node.documents import DocumentSettings, DocumentStore, FileBlobStore
 from node.member.epcis_rest.corrections import passport_corrections
 from node.escrow.orders import OrderIndex
-from api.readmodel.passport import ChainView, PassportBuilder
+from api.readmodel.chain_view import ChainView
+from api.readmodel.passport import PassportBuilder
 from api.readmodel.scans import CloneRules, ScanLog
 from node.settings import ChainSettings, DatabaseSettings
 

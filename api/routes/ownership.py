@@ -35,7 +35,8 @@ from api.auth import claim_digest
 from api.deps import ManufacturerDep, ScanContextDep, ScanRateLimit, ServicesDep
 from api.errors import BadRequest, ErrorBody, Forbidden
 from api.routes.resolver import core_for, parse_any
-from api.readmodel.passport import EscrowOrders, OwnershipView, shipment_keys
+from api.readmodel.escrow import EscrowOrders, shipment_keys
+from api.readmodel.schema import OwnershipView
 from node.protocol.attestation import SignatureError, parse_signature, recover_digest
 from node.protocol.gs1 import UnitId
 from api.readmodel.scans import ClaimRejected, DecommissionReason, Ownership

@@ -43,7 +43,8 @@ from api.errors import ApiError, BadRequest, ErrorBody, Forbidden, NotAcceptable
 from api.services import Services
 from node.errors import WaymarkError
 from api.readmodel.locations import LocationRecord, load_locations, store_location
-from api.readmodel.passport import Passport, PassportCore, finish, issuance_flag, valid_issuance
+from api.readmodel.passport import PassportCore, finish, issuance_flag, valid_issuance
+from api.readmodel.schema import Passport
 from api.readmodel.product_master import MasterDataError, MasterDataHashMismatch, ProductMaster, lot_view, product_view, store_master
 from node.protocol.gs1 import (
     SUPPORTED_PRIMARY_KEYS,

@@ -118,14 +118,15 @@ def register_product(client: ChainClient, deployment: Deployment, gtin: str = GT
         client.transact(registry.functions.registerProduct(int(gtin), metadata_hash), sender=MANUFACTURER)
 
 
-def build_world(anvil: AnvilProcess, folder: Path, *, lots: dict[str, str] | None = None, lot_size: int = 4) -> World:
-    """Deploy and populate. `lots` maps a lot name to genuine | pending | tampered."""
+def build_world(anvil: AnvilProcess, folder: Path, *, lots: dict[str, str] | None = None, lot_size: int = 4, db_url: str | None = None) -> World:
+    """Deploy and populate. `lots` maps a lot name to genuine | pending | tampered; the database
+    is a SQLite file in `folder` unless `db_url` names another (an empty PostgreSQL database)."""
     lots = lots or {"genuine": "genuine", "pending": "pending", "tampered": "tampered"}
     client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
     chain_settings = ChainSettings(rpc_url=anvil.rpc_url, chain_id=anvil.chain_id, deployments_dir=folder / "deployments")
     deployment, _ = deploy(client, devnet_account(DEPLOYER_INDEX), waymark_steps(demo_consortium()), chain_settings.deployment_file)
     register_product(client, deployment)
-    database = DatabaseSettings(url=f"sqlite:///{folder / 'waymark.sqlite3'}")
+    database = DatabaseSettings(url=db_url or f"sqlite:///{folder / 'waymark.sqlite3'}")
     db = Database(database.url)
     db.migrate()
     store_master(db, GTIN, PRODUCT_MASTER, master_hash(PRODUCT_MASTER))
