@@ -41,7 +41,8 @@ from node.member.epcis_rest.corrections import passport_corrections
 from node.escrow.orders import OrderIndex
 from api.readmodel.chain_view import ChainView
 from api.readmodel.passport import PassportBuilder
-from api.readmodel.scans import CloneRules, ScanLog
+from api.readmodel.clone_rules import CloneRules
+from api.readmodel.scans import ScanLog
 from node.settings import ChainSettings, DatabaseSettings
 
 log = logging.getLogger("waymark.api")

@@ -35,7 +35,8 @@ from api.readmodel.chain_view import ChainView
 from api.readmodel.escrow import order_levels
 from api.readmodel.locations import route_by_location
 from api.readmodel.product_master import master_section, recorded_lot
-from api.readmodel.scans import Flag, ScanOutcome
+from api.readmodel.clone_rules import Flag
+from api.readmodel.scans import ScanOutcome
 from api.readmodel.schema import Verdict
 from api.readmodel.timeline import (
     DocumentStatus,

@@ -39,7 +39,9 @@ from api.readmodel.escrow import EscrowOrders, shipment_keys
 from api.readmodel.schema import OwnershipView
 from node.protocol.attestation import SignatureError, parse_signature, recover_digest
 from node.protocol.gs1 import UnitId
-from api.readmodel.scans import ClaimRejected, DecommissionReason, Ownership
+from api.readmodel.claim_codes import ClaimRejected
+from api.readmodel.clone_rules import DecommissionReason
+from api.readmodel.scans import Ownership
 
 router = APIRouter(prefix="/api/v1", tags=["ownership"])
 

@@ -61,7 +61,7 @@ from node.protocol.gs1 import (
     parse_key,
     parse_link,
 )
-from api.readmodel.scans import Flag
+from api.readmodel.clone_rules import Flag
 
 router = APIRouter(tags=["resolver"])
 
@@ -493,6 +493,8 @@ async def scan(services: Services, link: ParsedLink, context: ScanContext | None
     if wrong_lot is not None:
         extra.append(wrong_lot)
     key = link.identifier.canonical_uri
+    if not services.scans.is_loaded(key):  # its first scan: read its window off the event loop
+        await anyio.to_thread.run_sync(services.scans.preload, key)
     if context is None:
         return finish(core, services.scans.status(key), extra)
     outcome = services.scans.record(

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from api.auth import sign_claim, sign_request
 from api.main import create_app
 from waymark.devnet.consortium import devnet_account
-from api.readmodel.scans import claim_code_hash, new_claim_code
+from api.readmodel.claim_codes import claim_code_hash, new_claim_code
 from tests.api.conftest import JSON, path_of
 from tests.api.world import World, api_settings, node_audience
 from tests.node.story import CARRIER, GTIN, MANUFACTURER
