@@ -30,7 +30,7 @@ from api import errors
 from api.auth import RequestVerifier
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import alerts, audit, health, ownership, resolver
+from api.routes import alerts, answers, audit, digital_link, health, ownership, resolver
 from api.services import PassportCache, Services, load_salt
 from api.settings import ApiSettings
 from node.chain.client import ChainClient
@@ -186,7 +186,7 @@ def create_app(
 
     @app.get("/", response_class=Response, include_in_schema=False)
     async def home(request: Request) -> Response:
-        return resolver.page(request.app.state.services, 200)
+        return answers.page(request.app.state.services, 200)
 
     return app
 
@@ -207,7 +207,7 @@ def openapi_spec(app: FastAPI) -> dict[str, Any]:
                 answer["content"] = {"application/json": {"schema": error_ref}}
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
-    linkset = resolver.Linkset.model_json_schema(ref_template="#/components/schemas/{model}")
+    linkset = digital_link.Linkset.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, definition in linkset.pop("$defs", {}).items():
         schemas.setdefault(name, definition)
     schemas["Linkset"] = linkset

@@ -171,7 +171,7 @@ class UnitWindow:
         return "decommissioned" if self.decommission else "claimed" if self.claim else "active"
 
 
-def signals(rules: CloneRules, trade: Trade, unit: UnitWindow, recent: Sequence[tuple[int, str | None, bytes]], region: str | None, device: bytes, now: int) -> list[Flag]:
+def clone_signals(rules: CloneRules, trade: Trade, unit: UnitWindow, recent: Sequence[tuple[int, str | None, bytes]], region: str | None, device: bytes, now: int) -> list[Flag]:
     found: list[Flag] = []
     within = span(rules.evidence_window_ms)
     devices = len(unit.devices)
@@ -198,7 +198,7 @@ def others_since_claim(trade: Trade, unit: UnitWindow, claim: Claim) -> int:
     return len({d for at, _r, d in unit.scans if at > claim.claimed_at_ms and d != claim.device and not trade(d)})
 
 
-def alert_only(rules: CloneRules, unit: UnitWindow, recent: Sequence[tuple[int, str | None, bytes]], signals: Sequence[Flag], device: bytes, now: int) -> list[Flag]:
+def alert_only_flags(rules: CloneRules, unit: UnitWindow, recent: Sequence[tuple[int, str | None, bytes]], signals: Sequence[Flag], device: bytes, now: int) -> list[Flag]:
     found: list[Flag] = []
     scans = len(recent)
     if scans > rules.max_scans:
@@ -226,7 +226,7 @@ def place_flags(rules: CloneRules, recent: Sequence[tuple[int, str | None, bytes
     return []
 
 
-def evidence(rules: CloneRules, unit: UnitWindow, now: int) -> dict[str, Any]:
+def evidence_of(rules: CloneRules, unit: UnitWindow, now: int) -> dict[str, Any]:
     """Why, for an alert: the latest scans the rules read, the regions, the unit's state."""
     latest = list(unit.scans)[-EVIDENCE_SCANS:]
     evidence: dict[str, Any] = {
@@ -250,7 +250,7 @@ def iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
-def placed(region: object, source: object) -> str | None:
+def trusted_region(region: object, source: object) -> str | None:
     """The region the place rules use: only one a trusted proxy set. Older rows whose region a
     client stated (or Accept-Language suggested) are kept but never judged: anyone can say anything."""
     return region if isinstance(region, str) and source == "proxy" else None

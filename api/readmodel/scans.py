@@ -52,11 +52,11 @@ from api.readmodel.clone_rules import (
     Suspicion,
     UnitStateName,
     UnitWindow,
-    alert_only,
-    evidence,
+    alert_only_flags,
+    clone_signals,
+    evidence_of,
     iso,
-    placed,
-    signals,
+    trusted_region,
 )
 from node.db import Database
 from node.db.scans import ClaimCode, OwnershipClaim, Scan, ScanAlert, UnitState
@@ -270,8 +270,8 @@ class ScanLog:
     def _fill(self, unit_key: str, unit: UnitWindow, read: tuple[Sequence[Any], Any, Any]) -> None:
         """Put what `_read` found, and the scans still buffered, into the unit's window. Caller holds the lock."""
         rows, claim, state = read
-        buffered = [(s[6], placed(s[3], s[4]), s[5]) for s in self._pending_scans if s[0] == unit_key]
-        loaded = [(int(r[0]), placed(r[1], r[3]), bytes(r[2])) for r in rows]
+        buffered = [(s[6], trusted_region(s[3], s[4]), s[5]) for s in self._pending_scans if s[0] == unit_key]
+        loaded = [(int(r[0]), trusted_region(r[1], r[3]), bytes(r[2])) for r in rows]
         for scan in sorted(loaded + buffered, key=lambda x: x[0])[-WINDOW_CAP:]:
             unit.add(scan)
         if claim is not None:
@@ -334,11 +334,11 @@ class ScanLog:
             unit = self._unit(unit_key, now)
             unit.expire(now - self.rules.evidence_window_ms)
             self._note_device(device, unit_key)
-            placed = placed(region, region_source)
+            placed = trusted_region(region, region_source)
             unit.add((now, placed, device))
             recent = self._short_window(unit, now)
-            signals = signals(self.rules, self._trade, unit, recent, placed, device, now) if known else []
-            alert_only = alert_only(self.rules, unit, recent, signals, device, now) if known else []
+            signals = clone_signals(self.rules, self._trade, unit, recent, placed, device, now) if known else []
+            alert_only = alert_only_flags(self.rules, unit, recent, signals, device, now) if known else []
             flags = [*extra_flags, *signals, *alert_only]
             if signals:
                 self._suspect(unit_key, unit, signals, now)
@@ -353,7 +353,7 @@ class ScanLog:
                 suspected = flag.rule in SUSPICION_RULES
                 self._pending_alerts.append({
                     "org_id": org_id, "gtin": gtin, "unit_key": unit_key, "rule": flag.rule, "detail": flag.message, "day": day, "created_at_ms": now,
-                    "evidence": json.dumps(evidence(self.rules, unit, now)), "suspected_until_ms": unit.suspected_until_ms if suspected else None,
+                    "evidence": json.dumps(evidence_of(self.rules, unit, now)), "suspected_until_ms": unit.suspected_until_ms if suspected else None,
                 })
             if len(self._alerted) > 4 * self.cache_size:
                 self._alerted = {k for k in self._alerted if k[2] == day}  # older days are deduplicated by the table

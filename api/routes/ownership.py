@@ -34,7 +34,8 @@ from pydantic import BaseModel, Field
 from api.auth import claim_digest
 from api.deps import ManufacturerDep, ScanContextDep, ScanRateLimit, ServicesDep
 from api.errors import BadRequest, ErrorBody, Forbidden
-from api.routes.resolver import core_for, parse_any
+from api.routes.answers import core_for
+from api.routes.digital_link import parse_any
 from api.readmodel.escrow import EscrowOrders, shipment_keys
 from api.readmodel.schema import OwnershipView
 from node.protocol.attestation import SignatureError, parse_signature, recover_digest
