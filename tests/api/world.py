@@ -11,20 +11,25 @@ access would).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
 import orjson
+import requests
+import uvicorn
 from sqlalchemy import select, update
 
+from api.main import create_app
+from api.settings import ApiSettings
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.db import Database, Event
-from waymark.devnet.anvil import AnvilProcess
+from waymark.devnet.anvil import AnvilProcess, free_port
 from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium, devnet_account
 from api.readmodel.locations import LocationRecord, store_location
 from api.readmodel.product_master import master_hash, store_master
@@ -34,9 +39,6 @@ from node.member.settings import NodeSettings
 from node.settings import ChainSettings, DatabaseSettings
 from node.protocol import epcis
 from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, Story, by_anchoring_node, capture_document, iso, lot_story
-
-if TYPE_CHECKING:
-    from api.settings import ApiSettings
 
 Signed = list[tuple[dict[str, Any], LocalAccount]]
 
@@ -190,9 +192,7 @@ def _unix(text: str) -> int:
 # --- running the API against a world ------------------------------------------------------------
 
 
-def api_settings(world: World, folder: Path, port: int = 8700, **overrides: Any) -> "ApiSettings":
-    from api.settings import ApiSettings
-
+def api_settings(world: World, folder: Path, port: int = 8700, **overrides: Any) -> ApiSettings:
     values: dict[str, Any] = {
         "port": port,
         "public_url": f"http://127.0.0.1:{port}",
@@ -209,11 +209,6 @@ class ApiServer:
     """The API served by uvicorn on a free port, in a thread of this process."""
 
     def __init__(self, world: World, folder: Path, **overrides: Any) -> None:
-        import uvicorn
-
-        from api.main import create_app
-        from waymark.devnet.anvil import free_port
-
         self.port = free_port()
         self.settings = api_settings(world, folder, self.port, **overrides)
         self.app = create_app(self.settings, world.chain_settings, world.database)
@@ -221,11 +216,7 @@ class ApiServer:
         self.server = uvicorn.Server(config)
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "ApiServer":
-        import threading
-
-        import requests
-
+    def __enter__(self) -> ApiServer:
         self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
