@@ -64,7 +64,7 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
     deployment = load_deployment(chain.deployment_file)
     db = Database(database.url)
     db.migrate()
-    view = ChainView(client, deployment)
+    view = ChainView(client, deployment, db=db)  # registry history from the indexed logs, the newest from the chain
     orders = OrderIndex(db, client.chain_id)  # escrow orders by shipment key, synced from the indexed logs
     # Passports show each document as available / erased / not held, from the node's store.
     documents = DocumentStore(db, FileBlobStore(DocumentSettings().blob_dir))

@@ -25,7 +25,8 @@ from typing import Any
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.member.ingest.roles import RoleMirror
+from node.db import Database
+from node.member.ingest.roles import RoleMirror, base_from_database
 from node.protocol.attestation import AttestationDomain, keccak256
 from node.protocol.verification import Anchor
 
@@ -66,7 +67,9 @@ class ChainView:
     """Read-only, cached views of the registries for passports, claims and authorisation; a
     node.protocol.verification Registry and AnchorOf."""
 
-    def __init__(self, client: ChainClient, deployment: Deployment, *, ttl: float = 30.0) -> None:
+    def __init__(self, client: ChainClient, deployment: Deployment, *, ttl: float = 30.0, db: Database | None = None) -> None:
+        """With the node's `db`, the mirror starts from the registry logs its indexer stored, so
+        that only the newest blocks are asked of the chain (a long chain is never read whole)."""
         self.client = client
         self.chain_id = client.chain_id
         self.provenance_address = deployment.address("ProvenanceRegistry")
@@ -76,8 +79,9 @@ class ChainView:
         self.consortium = client.contract("ConsortiumRegistry", self.consortium_address)
         self.domain = AttestationDomain(self.chain_id, self.provenance_address)
         # Refreshed by `_registry` when the head moves, never by the mirror's own clock.
+        base, base_block = base_from_database(db, self.chain_id, self.consortium_address) if db is not None else ([], None)
         self._mirror = RoleMirror(client.w3, self.consortium_address, start_block=deployment.start_block,
-                                  refresh_interval=math.inf, pager=client.logs)
+                                  refresh_interval=math.inf, base_logs=base, base_block=base_block, pager=client.logs)
         self._mirrored_head: int | None = None
         self._mirror_lock = threading.Lock()
         self._orgs = TTLCache(ttl)
