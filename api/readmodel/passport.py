@@ -58,10 +58,6 @@ from node.protocol.gs1 import ContainerId, Identifier, ParsedLink, UnitId, recov
 from node.protocol.verification import Head
 
 
-class PassportError(WaymarkError):
-    code = "passport_error"
-
-
 def documents_not_held(_digest: str) -> Literal["available", "erased", "not_held"]:
     """Hook: this API holds no document store yet, so every document is shown as not held here."""
     return "not_held"
