@@ -43,6 +43,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -455,8 +456,6 @@ def main() -> int:
         if schema is not None and not options.keep:
             Database(options.db, schema=schema).drop_schema()
         if not options.keep:
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)
         else:
             log(f"work directory kept: {work}")

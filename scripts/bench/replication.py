@@ -34,6 +34,7 @@ import argparse
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -346,8 +347,6 @@ def main() -> int:
             node.stop()
         anvil.stop()
         if not options.keep:
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)
         else:
             log(f"work directory kept: {work}")

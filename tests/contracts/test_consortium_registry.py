@@ -1,6 +1,9 @@
 """ConsortiumRegistry against a real Anvil: membership and roles change only by votes of a share
 of the active members, accounts are linked only with their own consent, and role history answers
-"did this account hold this role at that time"."""
+"did this account hold this role at that time".
+
+One concern: the registry contract's specification, one test per "reverts if" line and per rule of
+its governance; split across files, the shared world and helpers would be written twice."""
 
 from __future__ import annotations
 

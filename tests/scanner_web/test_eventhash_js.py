@@ -18,7 +18,7 @@ from node.protocol.event_hash import EventHashError, event_hash, hash_from_diges
 from tests.protocol import record_vectors
 from tests.protocol.random_events import a_time, random_event, serial
 
-VECTORS = PROJECT_ROOT / "tests" / "provenance" / "data" / "cbv_vectors"
+VECTORS = PROJECT_ROOT / "tests" / "protocol" / "data" / "cbv_vectors"
 CLI = Path(__file__).parent / "eventhash_cli.mjs"
 GS1_EXAMPLES = PROJECT_ROOT / "tests" / "epcis_rest" / "data" / "gs1"
 _OBJECT_FIELDS = (
