@@ -107,9 +107,6 @@ class Alert:
     suspected_until_ms: int | None = None
 
 
-# --- the log ----------------------------------------------------------------------------------
-
-
 class ScanLog:
     """Scan log, clone rules, unit states, claims and alerts over one database (one API process)."""
 

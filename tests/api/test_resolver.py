@@ -1,4 +1,6 @@
-"""The resolver: verdicts, content negotiation, Digital Link edge cases, structured errors."""
+"""The resolver: verdicts, content negotiation, Digital Link edge cases, structured errors.
+
+One concern: what the GS1 resolver answers for a code, as a client sees it."""
 
 from __future__ import annotations
 
