@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from api.readmodel.scans import SUSPICION_RULES, ClaimRejected, ScanLog, claim_code_hash, device_hash, new_claim_code
+from api.readmodel.claim_codes import ClaimRejected, claim_code_hash, device_hash, new_claim_code
+from api.readmodel.clone_rules import SUSPICION_RULES
+from api.readmodel.scans import ScanLog
 from node.db import Database
 
 HOUR_MS = 3_600_000

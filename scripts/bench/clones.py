@@ -71,7 +71,8 @@ from scale import Guard  # noqa: E402
 from scan import start_api  # noqa: E402
 
 from api.auth import sign_request  # noqa: E402
-from api.readmodel.scans import SUSPICION_RULES, claim_code_hash, new_claim_code  # noqa: E402
+from api.readmodel.claim_codes import claim_code_hash, new_claim_code  # noqa: E402
+from api.readmodel.clone_rules import SUSPICION_RULES  # noqa: E402
 from api.settings import ApiSettings  # noqa: E402
 from node.chain.build import build  # noqa: E402
 from tests.api.world import build_world  # noqa: E402

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from api.readmodel.passport import PassportCore
-from api.readmodel.scans import CloneRules, ScanLog, device_hash
+from api.readmodel.claim_codes import device_hash
+from api.readmodel.clone_rules import CloneRules
+from api.readmodel.scans import ScanLog
 from api.services import ENTRY_OVERHEAD, PassportCache, _Entry
 from node.db import Database
 
