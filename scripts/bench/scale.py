@@ -42,6 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,17 +58,19 @@ from eth_account.signers.local import LocalAccount  # noqa: E402
 import scan as scan_bench  # noqa: E402
 from node.chain.build import build  # noqa: E402
 from node.chain.client import ChainClient  # noqa: E402
-from node.chain.deploy import deploy, waymark_steps  # noqa: E402
+from node.chain.deploy import deploy, load_deployment, waymark_steps  # noqa: E402
 from node.db import Database  # noqa: E402
 from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
 from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium, devnet_account  # noqa: E402
 from node.member.history import unit_history  # noqa: E402
+from node.member.ingest.capture import CheckedEvent, precheck_document  # noqa: E402
 from node.protocol import epcis  # noqa: E402
 from node.protocol.attestation import AttestationDomain  # noqa: E402
 from node.protocol.gs1 import ContainerId, UnitId, make_sscc  # noqa: E402
 from node.member.runtime import NodeRuntime, build_anchorer, build_capture  # noqa: E402
 from node.member.settings import NodeSettings  # noqa: E402
 from node.settings import ChainSettings, DatabaseSettings  # noqa: E402
+from node.strict_json import JsonLimits  # noqa: E402
 from tests.api.world import register_product  # noqa: E402
 from tests.node.story import CARRIER, GTIN, INSPECTOR, MANUFACTURER, attested, iso  # noqa: E402
 
@@ -164,16 +168,65 @@ def container_events(index: int, start: int, units: int) -> tuple[list[tuple[dic
     return events, [u.uri("http://x").removeprefix("http://x") for u in unit_ids]
 
 
+def prepare_container(index: int, start: int, units: int, domain: AttestationDomain, max_future_skew: int) -> tuple[list[CheckedEvent], float, float]:
+    """In a worker process: one container's events signed by their members as a capture document
+    (what the members send), then the node's own capture checks that need no registry history
+    (`precheck_document`: what `CaptureService.precheck` runs in its worker processes).
+    Returns the checked events, the seconds spent signing and the seconds spent checking."""
+    began = time.perf_counter()
+    signed, _serials = container_events(index, start, units)
+    document = epcis.epcis_document([e for e, _ in signed])
+    document["epcisBody"]["eventList"] = [attested(e, signer, domain) for e, signer in signed]
+    body = orjson.dumps(document)
+    signing = time.perf_counter() - began
+    began = time.perf_counter()
+    checked = precheck_document(body, domain, len(signed), max_future_skew, JsonLimits(max_bytes=len(body) + 1))
+    return checked, signing, time.perf_counter() - began
+
+
+def container_serials(index: int, units: int) -> list[str]:
+    """The unit paths (/01/<gtin>/21/<serial>/10/<lot>) of container `index`, as container_events names them."""
+    base = index * CONTAINER_UNITS
+    lot = f"L{index:06d}"
+    return [UnitId(GTIN, f"B{base + i:010d}", lot).uri("http://x").removeprefix("http://x") for i in range(units)]
+
+
 def admin(url: str, statement: str) -> None:
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
         conn.execute(statement)
+
+
+def database_exists(url: str, name: str) -> bool:
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
 
 def database_url(server: str, name: str) -> str:
     return server.rsplit("/", 1)[0] + "/" + name
 
 
-def load(data: DataSet, client: ChainClient, chain_settings: ChainSettings, deployment: Any, start: int) -> None:
+class Progress:
+    """What a kept data set has loaded so far (a JSON file beside the kept chain state): a long
+    load resumes where it stopped and its rate adds up over every run that loaded it."""
+
+    def __init__(self, path: Path | None, start: int) -> None:
+        self.path = path
+        self.values: dict[str, Any] = {"start": start, "containers": 0, "events": 0, "wall_seconds": 0.0, "node_seconds": 0.0,
+                                       "signing_cpu_seconds": 0.0, "check_cpu_seconds": 0.0}
+        if path is not None and path.exists():
+            self.values.update(json.loads(path.read_text()))
+
+    def save(self) -> None:
+        if self.path is not None:
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(self.values))
+            temporary.replace(self.path)
+
+
+def load(data: DataSet, client: ChainClient, chain_settings: ChainSettings, deployment: Any, progress: Progress, workers: int) -> None:
+    """Load `data.units` units (resuming after what `progress` says is loaded): worker processes sign
+    and check containers ahead; this process checks roles, stores (`CaptureService`) and anchors
+    (`Anchorer`) each container's events in order, as the node does."""
     db = Database(data.url)
     db.migrate()
     settings = NodeSettings(max_future_skew=10**9, role_refresh_interval=5.0, batch_size=20_000, max_batch_delay=0.05)
@@ -181,36 +234,59 @@ def load(data: DataSet, client: ChainClient, chain_settings: ChainSettings, depl
     domain = AttestationDomain(client.chain_id, deployment.address("ProvenanceRegistry"))
     capture = build_capture(runtime)
     anchorer = build_anchorer(runtime, MANUFACTURER)
-    signing = node_time = 0.0
-    events = 0
+    anchorer.drain(timeout=600)  # what an interrupted run left pending
     containers = (data.units + CONTAINER_UNITS - 1) // CONTAINER_UNITS
-    for index in range(containers):
-        size = min(CONTAINER_UNITS, data.units - index * CONTAINER_UNITS)
-        began = time.perf_counter()
-        signed, serials = container_events(index, start, size)
-        document = epcis.epcis_document([e for e, _ in signed])
-        document["epcisBody"]["eventList"] = [attested(e, signer, domain) for e, signer in signed]
-        body = orjson.dumps(document)
-        signing += time.perf_counter() - began
-        began = time.perf_counter()
-        capture.capture(body)
-        anchorer.drain(timeout=600)
-        node_time += time.perf_counter() - began
-        events += len(signed)
-        data.serials.extend(serials)
-        if index % 10 == 9 or index == containers - 1:
-            print(f"  {data.name}: {len(data.serials):,} units, {events:,} events; node {events / node_time:,.0f} events/s "
-                  f"(signing apart: {signing:.0f} s)", flush=True)
+    values = progress.values
+    first = int(values["containers"])
+    run_began = time.perf_counter()
+    run_events = 0
+    with ProcessPoolExecutor(workers) as pool:
+        ahead: deque[Future[tuple[list[CheckedEvent], float, float]]] = deque()
+        upcoming = iter(range(first, containers))
+        for index in range(first, containers):
+            while len(ahead) < 2 * workers and (following := next(upcoming, None)) is not None:
+                size = min(CONTAINER_UNITS, data.units - following * CONTAINER_UNITS)
+                ahead.append(pool.submit(prepare_container, following, values["start"], size, domain, capture.max_future_skew))
+            waited = time.perf_counter()
+            checked, signing, checking = ahead.popleft().result()
+            began = time.perf_counter()
+            stored = capture.store(capture.check_roles(checked))
+            anchorer.drain(timeout=600)
+            now = time.perf_counter()
+            values["node_seconds"] += now - began
+            values["wall_seconds"] += now - waited
+            values["signing_cpu_seconds"] += signing
+            values["check_cpu_seconds"] += checking
+            values["events"] += stored.new
+            values["containers"] = index + 1
+            run_events += stored.new
+            progress.save()
+            if index % 10 == 9 or index == containers - 1:
+                print(f"  {data.name}: {(index + 1) * CONTAINER_UNITS:,} units, {values['events']:,} events; "
+                      f"{run_events / (now - run_began):,.0f} events/s this run; node (roles, store, anchor) "
+                      f"{values['events'] / values['node_seconds']:,.0f} events/s", flush=True)
+    loaded = int(values["containers"])
+    data.serials.extend(s for i in range(loaded) for s in container_serials(i, min(CONTAINER_UNITS, data.units - i * CONTAINER_UNITS)))
+    db.dispose()
+
+
+def measure_database(data: DataSet, progress: Progress) -> None:
+    """Bytes stored per event and unit-history timings of the loaded data set."""
+    admin(data.url, "VACUUM ANALYZE")
     with psycopg.connect(data.url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         size_bytes = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
         stored = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])  # type: ignore[index]
         anchored = int(conn.execute("SELECT count(*) FROM events WHERE batch_id IS NOT NULL").fetchone()[0])  # type: ignore[index]
-        conn.execute("ANALYZE")
+    values = progress.values
     data.figures.update(
         units=len(data.serials), events=stored, anchored_events=anchored,
-        load_events_per_s=round(events / node_time, 1), signing_seconds=round(signing, 1),
+        load_events_per_s=round(values["events"] / max(values["wall_seconds"], 1e-9), 1),
+        node_events_per_s=round(values["events"] / max(values["node_seconds"], 1e-9), 1),
+        load_wall_seconds=round(values["wall_seconds"], 1), signing_cpu_seconds=round(values["signing_cpu_seconds"], 1),
+        check_cpu_seconds=round(values["check_cpu_seconds"], 1),
         bytes_per_event=round(size_bytes / max(1, stored), 1), database_bytes=size_bytes,
     )
+    db = Database(data.url)
     samples = random.Random(1).sample(data.serials, min(300, len(data.serials)))
     timings = []
     for path in samples:
@@ -245,42 +321,67 @@ def main() -> None:
     parser.add_argument("--small-factor", type=int, default=100, help="the small data set has this many times fewer units")
     parser.add_argument("--seconds", type=float, default=10.0, help="most seconds of cold scans per data set")
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=2, help="processes signing and checking containers ahead of the store")
+    parser.add_argument("--keep", metavar="NAME", help="keep the big data set in database NAME (and its chain state in "
+                        "--state-dir) across runs: a run resumes its load where the last one stopped")
+    parser.add_argument("--state-dir", type=Path, help="where a kept data set's chain state lives (default: <tmp>/waymark-<NAME>)")
+    parser.add_argument("--phase", choices=("both", "load", "measure"), default="both",
+                        help="load: load the big set (resumable with --keep) and stop; measure: measure what --keep holds")
     parser.add_argument("--postgres", default=os.environ.get("WAYMARK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
                         help="a database on the server; the run creates and drops databases of its own beside it")
     args = parser.parse_args()
     if args.units < args.small_factor:
         parser.error("--units must be at least --small-factor")
+    if args.phase != "both" and not args.keep:
+        parser.error("--phase load/measure need --keep NAME")
 
     guard = Guard()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
     build()
-    anvil = AnvilProcess(port=free_port())
+    folder = Path(tempfile.mkdtemp(prefix="waymark-bench-scale-"))
+    state = args.state_dir or (Path(tempfile.gettempdir()) / f"waymark-{args.keep}" if args.keep else folder)
+    state.mkdir(parents=True, exist_ok=True)
+    anvil = AnvilProcess(port=free_port(), state_file=state / "anvil.json" if args.keep else None)
     anvil.start()
     assert anvil.process is not None
     guard.watch(anvil.process.pid)
-    folder = Path(tempfile.mkdtemp(prefix="waymark-bench-scale-"))
     tag = f"wm_scale_{os.getpid()}"
+    big_name = args.keep or f"{tag}_big"
     sets = [
-        DataSet("big", args.units, database_url(args.postgres, f"{tag}_big"), f"{tag}_big", [], {}),
+        DataSet("big", args.units, database_url(args.postgres, big_name), big_name, [], {}),
         DataSet("small", args.units // args.small_factor, database_url(args.postgres, f"{tag}_small"), f"{tag}_small", [], {}),
     ]
+    if args.phase == "load":
+        sets = sets[:1]
     try:
         client = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
-        chain_settings = ChainSettings(rpc_url=anvil.rpc_url, chain_id=anvil.chain_id, deployments_dir=folder / "deployments")
-        deployment, _ = deploy(client, devnet_account(DEPLOYER_INDEX), waymark_steps(demo_consortium()), chain_settings.deployment_file)
+        chain_settings = ChainSettings(rpc_url=anvil.rpc_url, chain_id=anvil.chain_id, deployments_dir=state / "deployments")
+        if chain_settings.deployment_file.exists():
+            deployment = load_deployment(chain_settings.deployment_file)
+        else:
+            deployment, _ = deploy(client, devnet_account(DEPLOYER_INDEX), waymark_steps(demo_consortium()), chain_settings.deployment_file)
         register_product(client, deployment)
         start = int(client.w3.eth.get_block("latest")["timestamp"]) + 1
         load_before = [round(x, 2) for x in os.getloadavg()]
         for data in sets:
-            guard.drop_at_end(args.postgres, data.database)
-            admin(args.postgres, f"DROP DATABASE IF EXISTS {data.database}")
-            admin(args.postgres, f"CREATE DATABASE {data.database}")
-            print(f"loading the {data.name} data set: {data.units:,} units ...", flush=True)
-            load(data, client, chain_settings, deployment, start)
+            kept = data.database == args.keep
+            if not kept:
+                guard.drop_at_end(args.postgres, data.database)
+                admin(args.postgres, f"DROP DATABASE IF EXISTS {data.database}")
+            if not database_exists(args.postgres, data.database):
+                admin(args.postgres, f"CREATE DATABASE {data.database}")
+            progress = Progress(state / f"{data.database}.json" if kept else None, start)
+            if args.phase == "measure" and kept:
+                data.units = int(progress.values["containers"]) * CONTAINER_UNITS  # what the load reached
+            print(f"loading the {data.name} data set: {data.units:,} units (from {int(progress.values['containers']) * CONTAINER_UNITS:,}) ...", flush=True)
+            load(data, client, chain_settings, deployment, progress, args.workers)
+            if args.phase == "load":
+                return
+            measure_database(data, progress)
             f = data.figures
-            print(f"{data.name}: {f['events']:,} events ({f['anchored_events']:,} anchored), load {f['load_events_per_s']:,.0f} events/s, "
-                  f"{f['bytes_per_event']:,.0f} bytes/event; unit history p50 {f['history_p50_ms']} ms p99 {f['history_p99_ms']} ms "
-                  f"({f['history_events']} events)", flush=True)
+            print(f"{data.name}: {f['units']:,} units, {f['events']:,} events ({f['anchored_events']:,} anchored), load {f['load_events_per_s']:,.0f} events/s "
+                  f"(node part {f['node_events_per_s']:,.0f} events/s), {f['bytes_per_event']:,.0f} bytes/event; unit history p50 "
+                  f"{f['history_p50_ms']} ms p99 {f['history_p99_ms']} ms ({f['history_events']} events)", flush=True)
         for data in sets:
             cold_scans(data, folder, chain_settings, guard, args.concurrency, args.seconds)
             c = data.figures["cold_scans"]
@@ -308,6 +409,8 @@ def main() -> None:
     finally:
         anvil.stop()
         for data in sets:
+            if data.database == args.keep:
+                continue
             try:
                 admin(args.postgres, f"DROP DATABASE IF EXISTS {data.database} WITH (FORCE)")
             except psycopg.Error as error:
