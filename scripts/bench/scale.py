@@ -269,6 +269,21 @@ class Progress:
             temporary.replace(self.path)
 
 
+def vacuum_as_autovacuum(url: str, stop: threading.Event) -> None:
+    """When the server's autovacuum is off (a test server's setting): vacuum `events` as
+    autovacuum would, by the table's own thresholds (node/db migration 0011), until `stop`."""
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if conn.execute("SHOW autovacuum").fetchone() != ("off",):
+            return
+        print("  the server's autovacuum is off: this run vacuums events as autovacuum would (the table's thresholds)", flush=True)
+        while not stop.wait(20.0):
+            options = dict(o.split("=", 1) for o in conn.execute("SELECT coalesce(reloptions, '{}') FROM pg_class WHERE relname = 'events'").fetchone()[0])  # type: ignore[index]
+            live, dead = conn.execute("SELECT n_live_tup, n_dead_tup FROM pg_stat_user_tables WHERE relname = 'events'").fetchone()  # type: ignore[misc]
+            if dead > float(options.get("autovacuum_vacuum_threshold", 50)) + float(options.get("autovacuum_vacuum_scale_factor", 0.2)) * live:
+                conn.execute("VACUUM events")
+
+
 def load(data: DataSet, client: ChainClient, chain_settings: ChainSettings, deployment: Any, progress: Progress, workers: int,
          writers: int) -> None:
     """Load `data.units` units (resuming after what `progress` says is stored), the node's way:
@@ -292,6 +307,8 @@ def load(data: DataSet, client: ChainClient, chain_settings: ChainSettings, depl
     stop = threading.Event()
     anchoring = threading.Thread(target=anchorer.run, args=(stop,), name="anchorer")
     anchoring.start()
+    vacuuming = threading.Thread(target=vacuum_as_autovacuum, args=(data.url, stop), name="vacuum", daemon=True)
+    vacuuming.start()
     with ProcessPoolExecutor(workers) as pool:
         ahead: deque[tuple[int, Future[tuple[list[CheckedEvent], float, float]]]] = deque()
         upcoming = iter(todo)
