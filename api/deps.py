@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from api.auth import SignedBy
 from api.errors import Forbidden, RateLimited
 from api.services import Services
-from api.readmodel.scans import device_hash
+from api.readmodel.claim_codes import device_hash
 
 
 async def get_services(request: Request) -> Services:

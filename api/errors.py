@@ -24,7 +24,7 @@ from node.db.engine import DatabaseError
 from node.errors import WaymarkError
 from node.protocol.attestation import SignatureError
 from node.protocol.gs1 import InvalidIdentifier
-from api.readmodel.scans import AlreadyClaimed, AlreadyDecommissioned, ClaimRejected, InvalidClaimCode
+from api.readmodel.claim_codes import AlreadyClaimed, AlreadyDecommissioned, ClaimRejected, InvalidClaimCode
 
 log = logging.getLogger("waymark.api")
 

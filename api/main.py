@@ -30,7 +30,7 @@ from api import errors
 from api.auth import RequestVerifier
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import alerts, audit, health, ownership, resolver
+from api.routes import alerts, answers, audit, digital_link, health, ownership, resolver
 from api.services import PassportCache, Services, load_salt
 from api.settings import ApiSettings
 from node.chain.client import ChainClient
@@ -39,8 +39,10 @@ from node.db import Database
 from node.documents import DocumentSettings, DocumentStore, FileBlobStore
 from node.member.epcis_rest.corrections import passport_corrections
 from node.escrow.orders import OrderIndex
-from api.readmodel.passport import ChainView, PassportBuilder
-from api.readmodel.scans import CloneRules, ScanLog
+from api.readmodel.chain_view import ChainView
+from api.readmodel.passport import PassportBuilder
+from api.readmodel.clone_rules import CloneRules
+from api.readmodel.scans import ScanLog
 from node.settings import ChainSettings, DatabaseSettings
 
 log = logging.getLogger("waymark.api")
@@ -62,7 +64,7 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
     deployment = load_deployment(chain.deployment_file)
     db = Database(database.url)
     db.migrate()
-    view = ChainView(client, deployment)
+    view = ChainView(client, deployment, db=db)  # registry history from the indexed logs, the newest from the chain
     orders = OrderIndex(db, client.chain_id)  # escrow orders by shipment key, synced from the indexed logs
     # Passports show each document as available / erased / not held, from the node's store.
     documents = DocumentStore(db, FileBlobStore(DocumentSettings().blob_dir))
@@ -184,7 +186,7 @@ def create_app(
 
     @app.get("/", response_class=Response, include_in_schema=False)
     async def home(request: Request) -> Response:
-        return resolver.page(request.app.state.services, 200)
+        return answers.page(request.app.state.services, 200)
 
     return app
 
@@ -205,7 +207,7 @@ def openapi_spec(app: FastAPI) -> dict[str, Any]:
                 answer["content"] = {"application/json": {"schema": error_ref}}
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
-    linkset = resolver.Linkset.model_json_schema(ref_template="#/components/schemas/{model}")
+    linkset = digital_link.Linkset.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, definition in linkset.pop("$defs", {}).items():
         schemas.setdefault(name, definition)
     schemas["Linkset"] = linkset

@@ -22,7 +22,8 @@ from api.settings import ApiSettings
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
-from api.readmodel.passport import ChainView, PassportBuilder, PassportCore
+from api.readmodel.chain_view import ChainView
+from api.readmodel.passport import PassportBuilder, PassportCore
 from node.protocol.gs1 import Identifier
 from api.readmodel.scans import ScanLog
 
@@ -55,7 +56,7 @@ class _Entry:
 
     @property
     def cost(self) -> int:
-        return ENTRY_OVERHEAD + (len(self.core.json) if self.core is not None else 0)
+        return ENTRY_OVERHEAD + (self.core.size if self.core is not None else 0)
 
 
 class PassportCache:

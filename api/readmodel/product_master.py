@@ -121,16 +121,34 @@ def store_master(db: Database, gtin: str, content: bytes, registered_hash: bytes
     return master
 
 
+def stored_master(db: Database, gtin: str) -> bytes | None:
+    """The master data bytes of `gtin` exactly as stored (None if none are held)."""
+    with db.connect() as conn:
+        row = conn.execute(select(ProductMasterRow.content).where(ProductMasterRow.gtin == gtin)).scalar()
+    return bytes(row) if row is not None else None
+
+
+_CHECKED: dict[tuple[bytes, bytes], dict[str, Any] | None] = {}  # (content, stored hash) -> data, or None if they disagree
+_CHECKED_SIZE = 1024
+
+
 def load_master(db: Database, gtin: str) -> tuple[dict[str, Any], bytes] | None:
-    """The stored master data of `gtin` as JSON data, with its hash (None if none is held)."""
+    """The stored master data of `gtin` as JSON data, with its hash (None if none is held).
+    The hash check and validation of a content are done once per (content, hash) read: every
+    passport of a product shows the same master data."""
     with db.connect() as conn:
         row = conn.execute(select(ProductMasterRow.content, ProductMasterRow.content_hash).where(ProductMasterRow.gtin == gtin)).first()
     if row is None:
         return None
     content, digest = bytes(row[0]), bytes(row[1])
-    if master_hash(content) != digest:  # edited in the database: never shown
-        return None
-    return ProductMaster.model_validate(orjson.loads(content)).model_dump(exclude_none=True), digest
+    key = (content, digest)
+    if key not in _CHECKED:
+        if len(_CHECKED) >= _CHECKED_SIZE:
+            _CHECKED.clear()
+        # edited in the database (the content no longer hashes to its hash): never shown
+        _CHECKED[key] = ProductMaster.model_validate(orjson.loads(content)).model_dump(exclude_none=True) if master_hash(content) == digest else None
+    data = _CHECKED[key]
+    return (dict(data), digest) if data is not None else None
 
 
 def master_section(db: Database, gtin: str, registered_hash: bytes | None) -> dict[str, Any]:

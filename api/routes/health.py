@@ -13,7 +13,7 @@ from sqlalchemy import text
 from starlette.responses import Response
 
 from api.deps import ServicesDep
-from api.routes.resolver import config_json
+from api.routes.answers import config_json
 
 router = APIRouter(tags=["health"])
 

@@ -34,11 +34,15 @@ from pydantic import BaseModel, Field
 from api.auth import claim_digest
 from api.deps import ManufacturerDep, ScanContextDep, ScanRateLimit, ServicesDep
 from api.errors import BadRequest, ErrorBody, Forbidden
-from api.routes.resolver import core_for, parse_any
-from api.readmodel.passport import EscrowOrders, OwnershipView, shipment_keys
+from api.routes.answers import core_for
+from api.routes.digital_link import parse_any
+from api.readmodel.escrow import EscrowOrders, shipment_keys
+from api.readmodel.schema import OwnershipView
 from node.protocol.attestation import SignatureError, parse_signature, recover_digest
 from node.protocol.gs1 import UnitId
-from api.readmodel.scans import ClaimRejected, DecommissionReason, Ownership
+from api.readmodel.claim_codes import ClaimRejected
+from api.readmodel.clone_rules import DecommissionReason
+from api.readmodel.scans import Ownership
 
 router = APIRouter(prefix="/api/v1", tags=["ownership"])
 

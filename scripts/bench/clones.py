@@ -238,7 +238,9 @@ def _quantiles(values: list[float]) -> dict[str, float | None]:
 
 def rules_only(stream: Stream) -> Outcome:
     from node.db import Database
-    from api.readmodel.scans import SUSPICION_RULES, ClaimRejected, ScanLog, claim_code_hash, device_hash, new_claim_code
+    from api.readmodel.claim_codes import ClaimRejected, claim_code_hash, device_hash, new_claim_code
+    from api.readmodel.clone_rules import SUSPICION_RULES
+    from api.readmodel.scans import ScanLog
 
     folder = Path(tempfile.mkdtemp(prefix="waymark-bench-clones-"))
     db = Database(f"sqlite:///{folder / 'scans.sqlite3'}")
@@ -311,7 +313,8 @@ class Http:
 
 async def replay(stream: Stream, port: int, paths: dict[int, str], uris: dict[int, str], codes: dict[int, str], day_seconds: float, concurrency: int,
                  alerts: "AlertWatch") -> tuple[Outcome, dict[str, Any]]:
-    from api.readmodel.scans import SUSPICION_RULES, new_claim_code
+    from api.readmodel.claim_codes import new_claim_code
+    from api.readmodel.clone_rules import SUSPICION_RULES
 
     scale = day_seconds / DAY_MS  # real seconds per simulated millisecond
     await warm(port, uris, concurrency)
@@ -426,7 +429,7 @@ class AlertWatch:
 
     async def poll(self, client: httpx.AsyncClient) -> None:
         from api.auth import sign_request
-        from api.readmodel.scans import SUSPICION_RULES
+        from api.readmodel.clone_rules import SUSPICION_RULES
         from tests.node.story import MANUFACTURER
 
         while True:
@@ -460,7 +463,7 @@ def through_api(stream: Stream, args: argparse.Namespace) -> tuple[Outcome, dict
     from api.settings import ApiSettings
     from node.chain.build import build
     from waymark.devnet.anvil import AnvilProcess, free_port
-    from api.readmodel.scans import claim_code_hash, new_claim_code
+    from api.readmodel.claim_codes import claim_code_hash, new_claim_code
     from scale import Guard
     from scan import start_api
     from tests.api.world import build_world

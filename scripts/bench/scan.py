@@ -233,7 +233,7 @@ def main() -> None:
             api.terminate()
             api.wait(timeout=15)
             api = None
-        at50 = results["warm"].get("50")
+        at50 = results["cold"].get("50")  # issue 15's target: scans of units whose passport is not cached
         summary = {
             "benchmark": "scan",
             "cores": os.cpu_count(),
@@ -244,7 +244,7 @@ def main() -> None:
             "passport_bytes": size,
             "seconds_per_run": args.seconds,
             "results": results,
-            "targets": {"p99_ms_at_50": TARGET_P99_MS_AT_50, "scans_per_second": TARGET_SCANS_PER_S, "applies_to": "warm"},
+            "targets": {"p99_ms_at_50": TARGET_P99_MS_AT_50, "scans_per_second": TARGET_SCANS_PER_S, "applies_to": "cold"},
             "met": bool(at50 and at50["p99_ms"] <= TARGET_P99_MS_AT_50 and at50["per_second"] >= TARGET_SCANS_PER_S and at50["errors"] == 0),
         }
         print(json.dumps(summary))

@@ -10,19 +10,9 @@ from sqlalchemy import select
 
 from node.db import Database
 from node.db.scans import Scan
-from api.readmodel.scans import (
-    DAY_MS,
-    WINDOW_CAP,
-    AlreadyClaimed,
-    AlreadyDecommissioned,
-    ClaimRejected,
-    CloneRules,
-    ScanLog,
-    claim_code_hash,
-    device_hash,
-    new_claim_code,
-    normalize_claim_code,
-)
+from api.readmodel.claim_codes import AlreadyClaimed, AlreadyDecommissioned, ClaimRejected, claim_code_hash, device_hash, new_claim_code, normalize_claim_code
+from api.readmodel.clone_rules import DAY_MS, WINDOW_CAP, CloneRules
+from api.readmodel.scans import ScanLog
 
 UNIT = "https://id.gs1.org/01/09521234543213/21/ABC"
 SALT = b"s" * 32

@@ -7,13 +7,18 @@ import re
 from dataclasses import replace
 from typing import Any
 
+import jsonschema_rs
 from fastapi.testclient import TestClient
+
+from api.auth import sign_request
+from node.member.runtime import build_anchorer, build_capture
+from node.protocol import epcis
 
 from waymark.devnet.consortium import devnet_account
 from node.protocol.gs1 import UnitId, sign_issuance, signed_link
 from tests.api.conftest import JSON, path_of
-from tests.api.world import World, node_audience
-from tests.node.story import CARRIER, GTIN, MANUFACTURER
+from tests.api.world import PRODUCT_MASTER, World, journey, node_audience
+from tests.node.story import CARRIER, GTIN, LOT, MANUFACTURER, by_anchoring_node, capture_document, iso, lot_story, sscc
 
 # --- verdicts ------------------------------------------------------------------------------
 
@@ -340,8 +345,6 @@ GS1_DESCRIPTION_SCHEMA = {
 
 
 def schema_errors(schema: dict[str, Any], data: Any) -> list[str]:
-    import jsonschema_rs
-
     return [error.message for error in jsonschema_rs.validator_for(schema).iter_errors(data)]
 
 
@@ -447,8 +450,6 @@ def test_a_link_naming_another_lot_than_the_units_is_flagged_suspicious(client: 
 
 
 def test_master_data_is_stored_only_when_it_hashes_to_the_hash_registered_on_chain(client: TestClient, world: World) -> None:
-    from tests.api.world import PRODUCT_MASTER
-
     url = f"/api/v1/products/{GTIN}/master"
     assert client.get(url).content == PRODUCT_MASTER
     forged = PRODUCT_MASTER.replace(b"Glazed", b"Golden")
@@ -461,9 +462,6 @@ def test_master_data_is_stored_only_when_it_hashes_to_the_hash_registered_on_cha
 
 
 def test_members_register_location_master_data_with_a_signed_request(client: TestClient, world: World) -> None:
-    from api.auth import sign_request
-    from tests.node.story import CARRIER
-
     body = json.dumps({"id": "https://id.gs1.org/414/9521234000051", "name": "Ho Chi Minh City depot", "country": "VN"}).encode()
     signed = sign_request(CARRIER.key, world.client.chain_id, "PUT", "/api/v1/locations", body, audience=node_audience(client))
     response = client.put("/api/v1/locations", content=body, headers={**signed, "Content-Type": "application/json"})
@@ -480,11 +478,6 @@ def test_members_register_location_master_data_with_a_signed_request(client: Tes
 
 
 def test_the_page_of_a_unit_with_40_events_ships_a_slim_passport_before_first_paint(client: TestClient, world: World) -> None:
-    from node.member.runtime import build_anchorer, build_capture
-    from node.protocol import epcis
-    from tests.api.world import journey
-    from tests.node.story import LOT, by_anchoring_node, capture_document, iso, lot_story, sscc
-
     start = int(world.client.w3.eth.get_block("latest")["timestamp"]) + 1
     # Serials and containers of its own: the world's lots were made from the same chain clock.
     story = replace(lot_story(start, 2), units=[UnitId(GTIN, f"S{start}P{i:04d}", LOT) for i in range(2)],

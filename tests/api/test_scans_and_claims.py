@@ -15,11 +15,13 @@ import orjson
 import pytest
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from api.auth import sign_claim, sign_request
 from api.main import create_app
+from api.settings import ApiSettings
 from waymark.devnet.consortium import devnet_account
-from api.readmodel.scans import claim_code_hash, new_claim_code
+from api.readmodel.claim_codes import claim_code_hash, new_claim_code
 from tests.api.conftest import JSON, path_of
 from tests.api.world import World, api_settings, node_audience
 from tests.node.story import CARRIER, GTIN, MANUFACTURER
@@ -312,9 +314,5 @@ def test_a_signed_write_cannot_be_replayed(client: TestClient, world: World) -> 
 
 
 def test_the_old_region_header_setting_is_refused_and_names_what_replaces_it() -> None:
-    from pydantic import ValidationError
-
-    from api.settings import ApiSettings
-
     with pytest.raises(ValidationError, match="WAYMARK_API_TRUSTED_REGION_HEADER"):
         ApiSettings(region_header="CF-IPCountry")

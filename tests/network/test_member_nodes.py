@@ -25,7 +25,8 @@ from node.db import Batch, Database, Event
 from node.db.models import NetworkBatch, NetworkFailure
 from waymark.devnet.anvil import AnvilProcess
 from waymark.devnet.consortium import demo_consortium, demo_member, demo_org_id
-from api.readmodel.passport import ChainView, PassportBuilder
+from api.readmodel.chain_view import ChainView
+from api.readmodel.passport import PassportBuilder
 from node.protocol import epcis
 from node.protocol.gs1 import UnitId
 from tests.network.harness import NodeProcess, free_ports, node_env, postgres_database, wait_for

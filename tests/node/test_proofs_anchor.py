@@ -17,7 +17,8 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Batch
 from waymark.devnet.consortium import devnet_account
-from api.readmodel.passport import ChainView, PassportBuilder
+from api.readmodel.chain_view import ChainView
+from api.readmodel.passport import PassportBuilder
 from node.paths import PROJECT_ROOT
 from node.member.proofs import ChainRegistry
 from node.member.runtime import NodeRuntime, build_anchorer, build_capture

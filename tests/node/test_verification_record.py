@@ -14,7 +14,8 @@ from sqlalchemy import select, update
 
 from node.db import Event
 from waymark.devnet.anvil import AnvilControl
-from api.readmodel.passport import ChainView, PassportBuilder
+from api.readmodel.chain_view import ChainView
+from api.readmodel.passport import PassportBuilder
 from node.paths import PROJECT_ROOT
 from node.protocol import epcis
 from node.protocol.event_hash import event_hash

@@ -1,0 +1,179 @@
+"""What the read model asks of the chain, cached so that a cold passport costs no RPC per scan.
+
+* The registry's history (roles, organisations, hosting and the maximum reporting delay at a
+  time: node.protocol.verification's `Registry`) is answered in memory by a `RoleMirror`
+  (node.member.ingest.roles) that replays the ConsortiumRegistry's logs. It re-reads the newest
+  logs when the head has moved (seen at most once a second), in whichever thread asks first
+  while the others read the state as it is: one eth_getLogs per new block for the whole
+  process, never one per scan or per event.
+* Anchors are cached per (root, organisation) for `ttl` seconds: every unit whose events share a
+  batch shares the lookup.
+* The head (number and time of the latest block) is read once a second.
+* Current facts (an account's organisation and roles now, a product's registration, an
+  organisation's name) are cached per account, product or organisation for `ttl` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from node.chain.client import ChainClient
+from node.chain.deploy import Deployment
+from node.db import Database
+from node.member.ingest.roles import RoleMirror, base_from_database
+from node.protocol.attestation import AttestationDomain, keccak256
+from node.protocol.verification import Anchor
+
+
+@dataclass(frozen=True)
+class OrgInfo:
+    id: int
+    name: str
+    country: str
+
+    def ref(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "country": self.country}
+
+
+class TTLCache:
+    """A bounded map whose entries expire; `get` loads a missing or expired entry (outside the lock)."""
+
+    def __init__(self, ttl: float, size: int = 10_000) -> None:
+        self.ttl, self.size = ttl, size
+        self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, load: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        value = load()
+        with self._lock:
+            self._data[key] = (now + self.ttl, value)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+        return value
+
+
+class ChainView:
+    """Read-only, cached views of the registries for passports, claims and authorisation; a
+    node.protocol.verification Registry and AnchorOf."""
+
+    def __init__(self, client: ChainClient, deployment: Deployment, *, ttl: float = 30.0, db: Database | None = None) -> None:
+        """With the node's `db`, the mirror starts from the registry logs its indexer stored, so
+        that only the newest blocks are asked of the chain (a long chain is never read whole)."""
+        self.client = client
+        self.chain_id = client.chain_id
+        self.provenance_address = deployment.address("ProvenanceRegistry")
+        self.consortium_address = deployment.address("ConsortiumRegistry")
+        self.escrow_address = deployment.contracts["TradeEscrow"].address if "TradeEscrow" in deployment.contracts else None
+        self.provenance = client.contract("ProvenanceRegistry", self.provenance_address)
+        self.consortium = client.contract("ConsortiumRegistry", self.consortium_address)
+        self.domain = AttestationDomain(self.chain_id, self.provenance_address)
+        # Refreshed by `_registry` when the head moves, never by the mirror's own clock.
+        base, base_block = base_from_database(db, self.chain_id, self.consortium_address) if db is not None else ([], None)
+        self._mirror = RoleMirror(client.w3, self.consortium_address, start_block=deployment.start_block,
+                                  refresh_interval=math.inf, base_logs=base, base_block=base_block, pager=client.logs)
+        self._mirrored_head: int | None = None
+        self._mirror_lock = threading.Lock()
+        self._orgs = TTLCache(ttl)
+        self._current = TTLCache(ttl)
+        self._anchors = TTLCache(ttl, size=200_000)
+        self._latest = TTLCache(1.0, 1)
+
+    # ---- the registry's history (node.protocol.verification.Registry), from the mirror ----------
+
+    def has_role_at(self, account: str, role: str, at: int) -> bool:
+        return self._registry().has_role_at(account, role, at)
+
+    def organisation_at(self, account: str, at: int) -> int:
+        """The organisation `account` belonged to at unix time `at` (0: none)."""
+        return self._registry().organisation_at(account, at)
+
+    def host_of_at(self, org_id: int, at: int) -> int:
+        return self._registry().host_of_at(org_id, at)
+
+    def max_reporting_delay_at(self, at: int) -> int | None:
+        return self._registry().max_reporting_delay_at(at)
+
+    def _registry(self) -> RoleMirror:
+        """The mirror, re-read first if the head moved since its last refresh. The first read
+        waits for it; later ones refresh in the thread that gets the lock, the rest go on with
+        the state as it is (at most one block old)."""
+        head = self.head()
+        if head != self._mirrored_head:
+            first = self._mirrored_head is None
+            if self._mirror_lock.acquire(blocking=first):
+                try:
+                    if head != self._mirrored_head:
+                        self._mirror.refresh(force=True)
+                        self._mirrored_head = head
+                finally:
+                    self._mirror_lock.release()
+        return self._mirror
+
+    # ---- anchors and the head ----------------------------------------------------------------
+
+    def anchor_of(self, root: bytes, org_id: int) -> Anchor | None:
+        """`org_id`'s anchor of `root` (anchorOfOrganisation; node.protocol.verification.AnchorOf), kept for
+        the cache's time: which anchor counts for an event is node.protocol.verification's rule."""
+        def load() -> Anchor | None:
+            org, block_number, timestamp, count = self.client.call(self.provenance.functions.anchorOfOrganisation(root, org_id))
+            return Anchor(root, int(org), int(block_number), int(timestamp), int(count)) if int(org) else None
+
+        return self._anchors.get((root, org_id), load)  # type: ignore[no-any-return]
+
+    def head(self) -> int:
+        """The latest block's number (read at most once a second)."""
+        return self._head()[0]
+
+    def head_time(self) -> int:
+        """The latest block's time (read with its number)."""
+        return self._head()[1]
+
+    def _head(self) -> tuple[int, int]:
+        def load() -> tuple[int, int]:
+            block = self.client.w3.eth.get_block("latest")
+            return int(block["number"]), int(block["timestamp"])
+
+        return self._latest.get("latest", load)  # type: ignore[no-any-return]
+
+    # ---- current facts --------------------------------------------------------------------------
+
+    def organisation(self, org_id: int) -> OrgInfo | None:
+        def load() -> OrgInfo | None:
+            if org_id <= 0 or org_id > int(self.client.call(self.consortium.functions.organisationCount())):
+                return None
+            _id, name, country, _meta, _status = self.client.call(self.consortium.functions.organisation(org_id))
+            return OrgInfo(int(org_id), str(name), bytes(country).decode("ascii", "replace"))
+
+        return self._orgs.get(org_id, load)  # type: ignore[no-any-return]
+
+    def current_org(self, account: str) -> int:
+        return int(self._current.get(("orgOf", account), lambda: int(self.client.call(self.consortium.functions.organisationOf(account)))))
+
+    def has_role(self, account: str, role: str) -> bool:
+        return bool(self._current.get(("hasRole", account, role), lambda: bool(self.client.call(self.consortium.functions.hasRole(account, keccak256(role.encode()))))))
+
+    def product_org(self, gtin: str) -> int | None:
+        """The organisation that registered product class `gtin` (None if unregistered)."""
+        return self._product(gtin)[0]
+
+    def product_hash(self, gtin: str) -> bytes | None:
+        """The master data hash registered with product class `gtin` (None if unregistered)."""
+        return self._product(gtin)[1]
+
+    def _product(self, gtin: str) -> tuple[int | None, bytes | None]:
+        def load() -> tuple[int | None, bytes | None]:
+            org_id, _registered_at, metadata = self.client.call(self.provenance.functions.productOf(int(gtin)))
+            return (int(org_id) or None), (bytes(metadata) if org_id else None)
+
+        return self._current.get(("product", gtin), load)  # type: ignore[no-any-return]

@@ -1,0 +1,235 @@
+"""One timeline event of a passport: the stored attestation read by index, its verification, and
+how it is shown.
+
+Verification of one event is node.protocol.verification's (the one rule: event_hash, signature,
+role, merkle_proof, anchor, confirmations, and the marks). Signature and role are taken from the
+record the node wrote when it accepted or imported the event (events `role`, `signer_org`,
+`verified_at_ms`), so a cold passport asks the chain nothing per event; the event hash is still
+recomputed (a stored body edited afterwards fails), the Merkle leaf binds the recorded signer,
+and rows without a record are verified in full. The registry's history comes from the
+ChainView's mirror and anchors from its per-root cache (api.readmodel.chain_view). The browser
+and the audit recover every signature themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import orjson
+from sqlalchemy import bindparam, select
+
+from api.readmodel.chain_view import ChainView
+from node.db import Batch, Database, Event
+from node.member.history import HistoryEntry
+from node.protocol.merkle import leaf_hash
+from node.protocol.verification import Attested, Head, Inclusion, Outcome, Recorded, verify_anchoring, verify_attestation
+
+DocumentStatus = Callable[[str], Literal["available", "erased", "not_held"]]
+MEMO_SIZE = 200_000
+
+
+@dataclass(frozen=True)
+class StoredAttestation:
+    digest: bytes
+    signer: str
+    signature: bytes
+    subject: bytes
+    leaf_index: int | None
+    proof: bytes | None
+    root: bytes | None
+    batch_status: str | None
+    tx_hash: bytes | None
+    role: str | None = None
+    signer_org: int | None = None
+    verified_at_ms: int | None = None  # when the node checked signature and role (accept or import)
+
+    @property
+    def recorded(self) -> Recorded | None:
+        """The node's record of its own signature and role check, if it has one."""
+        if self.verified_at_ms is None or self.signer_org is None or not self.role:
+            return None
+        return Recorded(self.role, self.signer_org, self.verified_at_ms)
+
+
+_STORED_ATTESTATIONS = (  # built once: building a statement costs more than running it
+    select(
+        Event.digest, Event.signer, Event.signature, Event.subject, Event.leaf_index, Event.proof,
+        Batch.root, Batch.status, Batch.tx_hash, Event.role, Event.signer_org, Event.verified_at_ms,
+    )
+    .outerjoin(Batch, Batch.id == Event.batch_id)
+    .where(Event.digest.in_(bindparam("digests", expanding=True)))
+)
+
+
+def stored_attestations(db: Database, digests: Sequence[bytes]) -> dict[bytes, StoredAttestation]:
+    """Signature, proof and batch of stored events, by digest (one query on the digest index)."""
+    if not digests:
+        return {}
+    with db.connect() as conn:
+        rows = conn.execute(_STORED_ATTESTATIONS, {"digests": list(digests)}).all()
+    return {
+        bytes(r[0]): StoredAttestation(
+            bytes(r[0]), r[1], bytes(r[2]), bytes(r[3]), r[4], bytes(r[5]) if r[5] is not None else None,
+            bytes(r[6]) if r[6] is not None else None, r[7], bytes(r[8]) if r[8] is not None else None,
+            r[9], int(r[10]) if r[10] is not None else None, int(r[11]) if r[11] is not None else None,
+        )
+        for r in rows
+    }
+
+
+class EventVerifier:
+    """node.protocol.verification's checks of stored events, as the passport shows them.
+
+    Checks 1-3 (hash, signature, role at the event time) depend only on the stored data and the
+    registry's past, so their outcome is remembered under a key covering all of it (a changed row
+    gets a new key: an edited body is re-hashed and fails); proof, anchor, confirmations and
+    marks are checked at each build, from cached chain facts.
+    """
+
+    def __init__(self, chain: ChainView, confirmations: int) -> None:
+        self.chain = chain
+        self.confirmations = confirmations
+        self._memo: dict[bytes, tuple[tuple[Outcome, ...], Attested | None]] = {}
+
+    def verify(self, event: Mapping[str, Any], stored: StoredAttestation, head: Head) -> dict[str, Any]:
+        chain = self.chain
+        key = _memo_key(event, stored)
+        memo = self._memo.get(key)
+        if memo is None:
+            memo = verify_attestation(chain.domain, event, stored.digest, stored.signer, stored.signature, chain,
+                                      recorded=stored.recorded)
+            if memo[1] is not None:
+                if len(self._memo) >= MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[key] = memo
+        anchored = stored.root is not None and stored.proof is not None and stored.batch_status in ("anchored", "confirmed")
+        inclusion = Inclusion.from_concatenated(stored.root, stored.proof) if anchored else None  # type: ignore[arg-type]
+        result = verify_anchoring(stored.digest, *memo, chain, inclusion, chain.anchor_of, head, confirmations=self.confirmations)
+        org = chain.organisation(result.signer_org) if result.signer_org else None
+        attested = memo[1]
+        return {
+            "status": result.status.value,
+            "failedCheck": result.failed_check.value if result.failed_check else None,
+            "failure": result.failure,
+            "checks": [o.to_json() for o in result.outcomes],
+            "marks": sorted(m.value for m in result.marks),
+            "signer": stored.signer,
+            "signature": hex_of(stored.signature),
+            "subject": hex_of(stored.subject),
+            "signerOrg": org.ref() if org else None,
+            "signerRole": result.role,
+            "merkle": {
+                "root": hex_of(inclusion.root), "leaf": hex_of(leaf_hash(stored.digest, attested.signer)),
+                "leafIndex": stored.leaf_index, "proof": [hex_of(p) for p in inclusion.proof],
+            } if inclusion is not None and attested is not None else None,
+            "anchor": {
+                "txHash": hex_of(stored.tx_hash) if stored.tx_hash else None,
+                "blockNumber": result.anchor.block_number,
+                "blockTime": result.anchor.timestamp,
+                "orgId": result.anchor.org_id,
+                "confirmations": result.confirmations,
+            } if result.anchor is not None else None,
+        }
+
+
+def _memo_key(event: Mapping[str, Any], stored: StoredAttestation) -> bytes:
+    return hashlib.sha256(
+        orjson.dumps(event, option=orjson.OPT_SORT_KEYS) + stored.digest + stored.signature + stored.subject
+        + stored.signer.encode() + f"|{stored.role}|{stored.signer_org}|{stored.verified_at_ms}".encode()
+    ).digest()
+
+
+def timeline_event(entry: HistoryEntry, attestation: StoredAttestation, verification: dict[str, Any]) -> dict[str, Any]:
+    """One event as the passport's timeline shows it (TimelineEvent in api.readmodel.schema)."""
+    event = entry.event
+    return {
+        "id": entry.event_id,
+        "digest": hex_of(attestation.digest),
+        "type": entry.event_type,
+        "action": event.get("action") if isinstance(event.get("action"), str) else None,
+        "bizStep": short_step(event.get("bizStep")),
+        "disposition": _short_disposition(event.get("disposition")),
+        "eventTime": iso_ms(entry.event_time_ms),
+        "eventTimeUnix": entry.event_time_ms // 1000,
+        "readPoint": _location_id(event.get("readPoint")),
+        "bizLocation": _location_id(event.get("bizLocation")),
+        "via": list(entry.via),
+        "event": event,
+        "verification": verification,
+    }
+
+
+def documents_of(entry: HistoryEntry, status: DocumentStatus) -> list[dict[str, Any]]:
+    """The documents an event names (`wm:documents`), with whether this node holds them."""
+    found = []
+    event: Mapping[str, Any] = entry.event
+    for ref in event.get("wm:documents") or ():
+        if not isinstance(ref, Mapping):
+            continue
+        digest = ref.get("wm:digest")
+        if not isinstance(digest, str):
+            continue
+        found.append({"type": str(ref.get("wm:documentType", "document")), "digest": digest, "status": status(digest), "eventId": entry.event_id})
+    return found
+
+
+def excursions_of(entry: HistoryEntry) -> list[dict[str, Any]]:
+    """The sensor reports of an event that carry an exception (an excursion)."""
+    found = []
+    event: Mapping[str, Any] = entry.event
+    for element in event.get("sensorElementList") or ():
+        if not isinstance(element, Mapping):
+            continue
+        raw_metadata = element.get("sensorMetadata")
+        metadata: Mapping[str, Any] = raw_metadata if isinstance(raw_metadata, Mapping) else {}
+        for report in element.get("sensorReport") or ():
+            if not isinstance(report, Mapping) or not report.get("exception"):
+                continue
+            value = report.get("value")
+            found.append({
+                "eventId": entry.event_id,
+                "time": str(report.get("time") or metadata.get("time") or event.get("eventTime") or ""),
+                "type": str(report.get("type", "")).rsplit("/", 1)[-1],
+                "value": float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
+                "uom": report.get("uom") if isinstance(report.get("uom"), str) else None,
+                "exception": str(report.get("exception")).rsplit("/", 1)[-1],
+            })
+    return found
+
+
+def hex_of(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def short_step(step: Any) -> str | None:
+    if not isinstance(step, str):
+        return None
+    for prefix in ("https://ref.gs1.org/cbv/BizStep-", "urn:epcglobal:cbv:bizstep:", "cbv:BizStep-"):
+        if step.startswith(prefix):
+            return step[len(prefix):]
+    if step.startswith("https://ns.waymark.example/customs/"):
+        return "wmc:" + step.rsplit("/", 1)[1]
+    return step
+
+
+def _short_disposition(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    for prefix in ("https://ref.gs1.org/cbv/Disp-", "urn:epcglobal:cbv:disp:", "cbv:Disp-"):
+        if value.startswith(prefix):
+            return value[len(prefix):]
+    return value
+
+
+def _location_id(value: Any) -> str | None:
+    if isinstance(value, Mapping) and isinstance(value.get("id"), str):
+        return str(value["id"])
+    return None
