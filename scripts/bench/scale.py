@@ -270,18 +270,27 @@ class Progress:
 
 
 def vacuum_as_autovacuum(url: str, stop: threading.Event) -> None:
-    """When the server's autovacuum is off (a test server's setting): vacuum `events` as
-    autovacuum would, by the table's own thresholds (node/db migration 0011), until `stop`."""
+    """When the server's autovacuum is off (a test server's setting), do its work until `stop`:
+    vacuum a table once its dead rows pass its thresholds (node/db migration 0011 sets those of
+    `events`), analyze it once its changes pass them. Without statistics the planner took a
+    history's per-event probe of event_epcs for a sequential scan of the whole table (1.6 s
+    instead of 4 ms at 500,000 events)."""
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as conn:
         if conn.execute("SHOW autovacuum").fetchone() != ("off",):
             return
-        print("  the server's autovacuum is off: this run vacuums events as autovacuum would (the table's thresholds)", flush=True)
+        print("  the server's autovacuum is off: this run vacuums and analyzes as autovacuum would", flush=True)
         while not stop.wait(20.0):
-            options = dict(o.split("=", 1) for o in conn.execute("SELECT coalesce(reloptions, '{}') FROM pg_class WHERE relname = 'events'").fetchone()[0])  # type: ignore[index]
-            live, dead = conn.execute("SELECT n_live_tup, n_dead_tup FROM pg_stat_user_tables WHERE relname = 'events'").fetchone()  # type: ignore[misc]
-            if dead > float(options.get("autovacuum_vacuum_threshold", 50)) + float(options.get("autovacuum_vacuum_scale_factor", 0.2)) * live:
-                conn.execute("VACUUM events")
+            tables = conn.execute(
+                "SELECT s.relname, s.n_live_tup, s.n_dead_tup, s.n_mod_since_analyze, coalesce(c.reloptions, '{}') "
+                "FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+            ).fetchall()
+            for name, live, dead, changed, reloptions in tables:
+                options = dict(o.split("=", 1) for o in reloptions)
+                if dead > float(options.get("autovacuum_vacuum_threshold", 50)) + float(options.get("autovacuum_vacuum_scale_factor", 0.2)) * live:
+                    conn.execute(f'VACUUM "{name}"')
+                if changed > float(options.get("autovacuum_analyze_threshold", 50)) + float(options.get("autovacuum_analyze_scale_factor", 0.1)) * live:
+                    conn.execute(f'ANALYZE "{name}"')
 
 
 def load(data: DataSet, client: ChainClient, chain_settings: ChainSettings, deployment: Any, progress: Progress, workers: int,
