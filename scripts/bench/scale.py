@@ -488,6 +488,7 @@ def main() -> None:
             progress = Progress(state / f"{data.database}.json" if kept else None, start)
             if args.phase == "measure" and kept:
                 data.units = int(progress.values["containers"]) * CONTAINER_UNITS  # what the load reached
+                sets[1].units = data.units // args.small_factor
             print(f"loading the {data.name} data set: {data.units:,} units (from {int(progress.values['containers']) * CONTAINER_UNITS:,}) ...", flush=True)
             load(data, client, chain_settings, deployment, progress, args.workers, args.writers)
             if args.phase == "load":
