@@ -501,7 +501,7 @@ def main() -> None:
         for data in sets:
             cold_scans(data, folder, chain_settings, guard, args.concurrency, args.seconds)
             c = data.figures["cold_scans"]
-            print(f"{data.name}: cold scans c={args.concurrency} {c['per_second']:,.1f}/s p50 {c['p50_ms']} ms p99 {c['p99_ms']} ms "
+            print(f"{data.name}: cold scans ({data.figures['verdict']} passports of {data.figures['passport_bytes']:,} bytes) c={args.concurrency} {c['per_second']:,.1f}/s p50 {c['p50_ms']} ms p99 {c['p99_ms']} ms "
                   f"errors {c['errors']} (server cpu {c['server_cpu']}, client cpu {c['client_cpu']})", flush=True)
         big, small = (s.figures["cold_scans"] for s in sets)
         growth = 1 - big["per_second"] / small["per_second"] if small["per_second"] else float("nan")
