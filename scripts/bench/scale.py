@@ -369,7 +369,7 @@ def load(data: DataSet, client: ChainClient, chain_settings: ChainSettings, depl
             anchoring.join()
     anchorer.drain(timeout=600)  # what the run stored last (and what an interrupted run left pending)
     progress.stored(-1, 0, 0.0, 0.0)  # the anchoring of the last containers counts too
-    print(f"  {data.name}: {int(values['containers']) * CONTAINER_UNITS:,} units, {values['events']:,} events anchored; "
+    print(f"  {data.name}: {min(data.units, int(values['containers']) * CONTAINER_UNITS):,} units, {values['events']:,} events anchored; "
           f"{counted[0] / (time.perf_counter() - run_began):,.0f} events/s this run", flush=True)
     loaded = int(values["containers"])
     data.serials.extend(s for i in range(loaded) for s in container_serials(i, min(CONTAINER_UNITS, data.units - i * CONTAINER_UNITS)))
