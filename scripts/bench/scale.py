@@ -48,6 +48,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -531,6 +532,7 @@ def main() -> None:
                 admin(args.postgres, f"DROP DATABASE IF EXISTS {data.database} WITH (FORCE)")
             except psycopg.Error as error:
                 print(f"could not drop {data.database}: {error}", file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)  # the run's own files (a kept set's live in --state-dir)
         guard.close()
 
 
