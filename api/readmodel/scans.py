@@ -20,21 +20,21 @@ scan is bounded by WINDOW_CAP.
 Ownership: a buyer claims a unit with the one-time code from inside its packaging (only a
 hash of it is stored, registered by the manufacturer), or with the escrow order that bought
 it (checked by the caller against the chain). A unit is claimed once.
+
+One concern: the scan log, one lock over each unit's window and state that scans, claims and
+decommissions read and change together (the rules themselves are clone_rules').
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-import secrets
 import threading
 import time
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-
-from typing import Any, Literal, cast, get_args
+from dataclasses import dataclass
+from typing import Any, cast, get_args
 
 from sqlalchemy import Table, select, update
 
@@ -56,13 +56,11 @@ from api.readmodel.clone_rules import (
     alert_only_flags,
     clone_signals,
     evidence_of,
-    iso,
     trusted_region,
 )
 from node.db import Database
 from node.db.scans import ClaimCode, OwnershipClaim, Scan, ScanAlert, UnitState
 from node.db.upsert import insert_ignore, upsert
-from node.errors import WaymarkError
 from node.periodic import Periodic
 
 _SCAN_COLUMNS = ("unit_key", "gtin", "known", "region", "region_source", "device_hash", "at_ms", "flags")

@@ -16,7 +16,7 @@ from api.readmodel.clone_rules import Flag
 from api.readmodel.locations import load_locations
 from api.readmodel.passport import PassportCore, finish, issuance_flag, valid_issuance
 from api.readmodel.product_master import lot_view, product_view
-from api.routes.digital_link import CORS, JSON, LANGUAGES, Kind, base_url
+from api.routes.digital_link import CORS, LANGUAGES, Kind, base_url
 from api.services import Services
 from node.errors import WaymarkError
 from node.protocol.digital_link import DigitalLink, ParsedLink

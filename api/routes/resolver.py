@@ -48,7 +48,6 @@ from api.routes.digital_link import (
     LINKSET,
     PAGE_PREFIX,
     Kind,
-    Linkset,
     ResolverDescription,
     PathParam,
     base_url,

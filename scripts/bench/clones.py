@@ -42,8 +42,8 @@ to the manufacturer's alerts route showing the alert, in real seconds (polled ev
 `--rules-only` runs the same stream through api.readmodel.scans.ScanLog in this process with a
 simulated clock (no API, no chain): a quick look at the rules, not the benchmark's figure.
 
-Killed (SIGINT, SIGTERM) it stops the API and the Anvil; SIGKILLed, a guard process (from
-scripts/bench/scale.py) stops them. The last line printed is one JSON object.
+Killed (SIGINT, SIGTERM) it stops the API and the Anvil; SIGKILLed, a guard process
+(scripts/bench/guard.py) stops them. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 import requests  # noqa: E402
 from clone_stream import DAY_MS, Outcome, Step, Stream, generate, quantiles, rules_only, score  # noqa: E402
-from scale import Guard  # noqa: E402
+from guard import Guard  # noqa: E402
 from scan import start_api  # noqa: E402
 
 from api.auth import sign_request  # noqa: E402

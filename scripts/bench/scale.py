@@ -50,7 +50,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -86,6 +85,7 @@ from node.member.runtime import NodeRuntime, build_anchorer, build_capture  # no
 from node.member.settings import NodeSettings  # noqa: E402
 from node.settings import ChainSettings, DatabaseSettings  # noqa: E402
 from node.strict_json import JsonLimits  # noqa: E402
+from guard import Guard  # noqa: E402
 from tests.api.world import register_product  # noqa: E402
 from tests.node.story import CARRIER, GTIN, INSPECTOR, MANUFACTURER, attested, iso  # noqa: E402
 
@@ -93,55 +93,6 @@ TARGET_COLD_PER_S = 1000.0
 TARGET_COLD_P99_MS = 25.0
 TARGET_GROWTH = 0.20  # the big set's cold scans within 20% of the small set's
 CONTAINER_UNITS = 1000
-
-GUARD = r"""
-import os, signal, sys, time
-pids, databases = [], []
-for line in sys.stdin:  # until the run's end closes the pipe, however it ended
-    if line.strip().isdigit():
-        pids.append(int(line))
-    elif line.startswith("db "):
-        databases.append(line.split()[1:3])
-for sig in (signal.SIGTERM, signal.SIGKILL):
-    for pid in pids:
-        try:
-            os.killpg(pid, sig) if os.getpgid(pid) == pid else os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-    time.sleep(2)
-if databases:
-    import psycopg
-    for url, name in databases:
-        try:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        except psycopg.Error:
-            pass
-"""
-
-
-class Guard:
-    """Kills the registered processes when this process ends (its stdin pipe closes)."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-c", GUARD], stdin=subprocess.PIPE, start_new_session=True)
-
-    def watch(self, pid: int) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(f"{pid}\n".encode())
-        self.process.stdin.flush()
-
-    def drop_at_end(self, server: str, database: str) -> None:
-        """Drop `database` (of the server `server` names) when this process ends."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(f"db {server.replace('postgresql+psycopg://', 'postgresql://')} {database}\n".encode())
-        self.process.stdin.flush()
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
-
 
 @dataclass
 class DataSet:

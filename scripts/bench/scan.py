@@ -35,11 +35,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -52,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import requests  # noqa: E402
 
 from node.chain.build import build  # noqa: E402
+from waymark.demo.processes import die_with_parent  # noqa: E402
 from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
 from node.paths import PROJECT_ROOT  # noqa: E402
 from tests.api.world import build_world  # noqa: E402
@@ -141,10 +140,6 @@ async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, 
     }
 
 
-def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: a killed benchmark leaves no API behind
-
-
 def start_api(world_folder: Path, world: object, port: int, settings: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """The API as `waymark api run` starts it, with the run's rate limits and any `settings` (environment)."""
     env = {
@@ -164,7 +159,7 @@ def start_api(world_folder: Path, world: object, port: int, settings: dict[str, 
         sys.executable, "-m", "uvicorn", "--factory", "api.main:app_from_environment", "--host", "127.0.0.1",
         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
     ]
-    process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True, preexec_fn=_die_with_parent)
+    process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True, preexec_fn=die_with_parent)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
