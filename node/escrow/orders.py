@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -104,7 +103,6 @@ class OrderIndex:
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self.checkpoint = 0
-        self.synced_at = 0.0
         self._syncer = Periodic("escrow-order-index sync", self.sync)
 
     # ---- feeding -------------------------------------------------------------------------------
@@ -118,13 +116,19 @@ class OrderIndex:
                 done = self._sync_once()
                 total += done
                 if done < self.batch:
-                    self.synced_at = time.monotonic()
                     return total
 
-    def fresh(self, max_age: float = 0.2) -> None:
-        """Sync unless a sync finished less than `max_age` seconds ago (for a passport's first
-        build, so an order indexed just before the first scan is already there)."""
-        if time.monotonic() - self.synced_at >= max_age:
+    def fresh(self) -> None:
+        """Sync if the node stored TradeEscrow logs past the checkpoint (one indexed read), so an
+        order indexed just before a passport's first build is already there. (A time-based skip
+        missed an order indexed right after a background sync.)"""
+        with self.db.connect() as conn:
+            newer = conn.execute(
+                select(ChainLog.id)
+                .where(ChainLog.chain_id == self.chain_id, ChainLog.contract == "TradeEscrow", ChainLog.id > self.checkpoint)
+                .limit(1)
+            ).scalar()
+        if newer is not None:
             self.sync()
 
     def _sync_once(self) -> int:

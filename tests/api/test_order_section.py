@@ -158,3 +158,14 @@ def test_the_order_index_rebuilds_when_the_chain_reorganised_under_its_checkpoin
     fresh = OrderIndex(world.db, world.client.chain_id)  # nothing held in memory: what the table says
     assert [o.state for o in fresh.orders_for([lot_key])[lot_key]] == ["Created"]
     assert orders.checkpoint < last
+
+
+def test_an_order_indexed_right_after_a_sync_is_seen_by_the_next_fresh(setting: Any) -> None:
+    world, env, _client = setting
+    key = container_of(world, "unrelated")
+    terms = env.open(env.terms(shipment_ref=keccak(text=key), salt=salt()))  # on chain, not yet indexed
+    orders = OrderIndex(world.db, world.client.chain_id)
+    orders.sync()  # a sync has just finished (the background syncer's, say)
+    index(world)  # the node stores the new order's logs a moment later
+    orders.fresh()  # a passport's first build, at once
+    assert terms.order_id in {o.order_id for o in orders.orders_for([keccak(text=key)])[keccak(text=key)]}
