@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from api.services import Services
-from node.protocol.gs1 import AnyKey, ContainerId, GS1Key, InvalidIdentifier, ProductId, UnitId
-from node.protocol.digital_link import DigitalLink, ParsedLink, parse_identifier, parse_key, parse_link
+from node.protocol.gs1 import AnyKey, ContainerId, InvalidIdentifier, ProductId, UnitId
+from node.protocol.digital_link import DigitalLink, ParsedLink, parse_identifier, parse_key, parse_link, unit_or_container
 
 
 HTML = "text/html"
@@ -81,16 +81,6 @@ def _parse_any_link(uri: str) -> DigitalLink:
         raise InvalidIdentifier(uri, f"not a URL: {error}") from None
 
 
-def _unit_or_container(link: DigitalLink, uri: str) -> ParsedLink:
-    parsed = link.as_parsed()
-    if parsed is None:
-        if isinstance(link.key, ProductId):
-            raise InvalidIdentifier(uri, "a unit link needs a serial (/21/<serial>)")
-        ai = link.key.ai if isinstance(link.key, GS1Key) else "?"
-        raise InvalidIdentifier(uri, f"({ai}) is not a unit's or container's primary key")
-    return parsed
-
-
 @lru_cache(maxsize=65_536)
 def parse_path(raw_target: str) -> DigitalLink:
     """Parse `/01/...`, `/00/...`, `/414/...` (raw, percent-encoded, with its query) as a Digital Link."""
@@ -117,7 +107,7 @@ def parse_any_key(text: str) -> DigitalLink:
 
 def parse_any(text: str) -> ParsedLink:
     """A unit or container code, as `parse_any_key` reads it (for claims and ownership)."""
-    return _unit_or_container(parse_any_key(text), text)
+    return unit_or_container(parse_any_key(text), text)
 
 
 def raw_target(request: Request) -> str:

@@ -302,7 +302,11 @@ def parse_digital_link(uri: str) -> ParsedLink:
     order, check digit, character set, length, percent-encoding, a malformed signature or
     data attribute. Product-, lot-level and other keys: see :func:`parse_link`.
     """
-    link = parse_link(uri)
+    return unit_or_container(parse_link(uri), uri)
+
+
+def unit_or_container(link: DigitalLink, uri: str) -> ParsedLink:
+    """`link` as a unit's or a container's link, or InvalidIdentifier saying what it lacks."""
     parsed = link.as_parsed()
     if parsed is None:
         if isinstance(link.key, ProductId):
