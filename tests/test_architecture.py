@@ -234,3 +234,17 @@ def test_modules_over_500_lines_say_why_they_are_one_concern() -> None:
         if lines > MAX_LINES and "One concern:" not in docstring:
             long.append(f"{path.relative_to(REPO)}: {lines} lines")
     assert long == [], "modules over 500 lines without a docstring saying why they are one concern:\n" + "\n".join(long)
+
+
+DIALECT_WORDS = ("is_sqlite", "paramstyle", "dialect.name", "sqlite_insert", "postgresql.insert")
+
+
+def test_database_dialects_differ_only_in_the_storage_layer() -> None:
+    branches = [
+        f"{path.relative_to(REPO)}:{number}"
+        for module, path in MODULES.items()
+        if not module.startswith("node.db")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if any(word in line for word in DIALECT_WORDS)
+    ]
+    assert branches == [], "dialect branches outside node/db:\n" + "\n".join(branches)

@@ -59,11 +59,10 @@ from api.readmodel.clone_rules import (
     trusted_region,
 )
 from node.db import Database
-from node.db.scans import ClaimCode, OwnershipClaim, Scan, ScanAlert, UnitState
+from node.db.scans import ClaimCode, OwnershipClaim, Scan, ScanAlert, UnitState, insert_scans
 from node.db.upsert import insert_ignore, upsert
 from node.periodic import Periodic
 
-_SCAN_COLUMNS = ("unit_key", "gtin", "known", "region", "region_source", "device_hash", "at_ms", "flags")
 DEVICE_CACHE = 200_000
 
 
@@ -129,7 +128,7 @@ class ScanLog:
         # Per device: (hash of the last unit it scanned, how many different units it scanned in a row).
         self._device_units: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
         self._lock = threading.RLock()
-        # Buffered scan rows, as tuples in _SCAN_COLUMNS order (written by the DB-API directly).
+        # Buffered scan rows, as tuples in node.db.scans.SCAN_COLUMNS order (written by the DB-API directly).
         self._pending_scans: list[tuple[Any, ...]] = []
         self._pending_alerts: list[dict[str, object]] = []
         # Units whose suspicion changed since the last write (the latest values are written).
@@ -166,11 +165,7 @@ class ScanLog:
             try:
                 with self.db.connect(write=True) as conn:
                     if scans:
-                        # Straight to the driver: executemany of tuples runs in C, so the writer
-                        # holds the GIL (and stalls the event loop) for far less than ORM rows would.
-                        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-                        sql = f"INSERT INTO scans ({', '.join(_SCAN_COLUMNS)}) VALUES ({', '.join([mark] * len(_SCAN_COLUMNS))})"
-                        conn.exec_driver_sql(sql, scans)
+                        insert_scans(conn, scans)
                     if states:
                         conn.execute(upsert(conn, cast(Table, UnitState.__table__), ("unit_key",), ("signals", "suspected_until_ms", "updated_at_ms")), states)
                     if alerts:
