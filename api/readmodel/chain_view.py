@@ -43,25 +43,46 @@ class OrgInfo:
 
 
 class TTLCache:
-    """A bounded map whose entries expire; `get` loads a missing or expired entry (outside the lock)."""
+    """A bounded map whose entries expire; `get` loads a missing or expired entry (outside the lock).
+
+    One load per key at a time: while one thread reloads an expired entry, the others are answered
+    with the expired value (at most one load's duration older), and without one they wait for that
+    load. Without this, every request in flight when a busy entry (the chain head, once a second)
+    expires would ask the chain the same question at once.
+    """
 
     def __init__(self, ttl: float, size: int = 10_000) -> None:
         self.ttl, self.size = ttl, size
         self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+        self._loading: dict[Any, threading.Event] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Any, load: Callable[[], Any]) -> Any:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._data.get(key)
-            if hit is not None and hit[0] > now:
-                return hit[1]
-        value = load()
-        with self._lock:
-            self._data[key] = (now + self.ttl, value)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
-        return value
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                hit = self._data.get(key)
+                if hit is not None and hit[0] > now:
+                    return hit[1]
+                loading = self._loading.get(key)
+                if loading is None:
+                    loading = self._loading[key] = threading.Event()
+                    break  # this thread loads
+                if hit is not None:
+                    return hit[1]  # another thread is reloading it: the expired value meanwhile
+            loading.wait()  # nothing to answer with yet: wait for the other thread's load, then look again
+        try:
+            value = load()
+            with self._lock:
+                self._data[key] = (time.monotonic() + self.ttl, value)
+                self._data.move_to_end(key)
+                while len(self._data) > self.size:
+                    self._data.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                del self._loading[key]
+            loading.set()  # a failed load lets the waiters try themselves
 
 
 class ChainView:

@@ -44,7 +44,10 @@ class Story:
 
 def lot_story(start: int, size: int = 4) -> Story:
     units = [UnitId(GTIN, f"S{start}X{i:04d}", LOT) for i in range(size)]
-    return Story(start, units, sscc(1000 + start % 10**6), sscc(2000 + start % 10**6), sscc(3000 + start % 10**6), UnitId(GTIN, f"S{start}STRAY", LOT))
+    # Each kind of container numbered in its own range: stories that start 1,000 s apart must not
+    # share a case with another's pallet (the scan benchmark's lots start 100 s apart).
+    case, pallet, container = (sscc(kind * 10**8 + start % 10**8) for kind in (1, 2, 3))
+    return Story(start, units, case, pallet, container, UnitId(GTIN, f"S{start}STRAY", LOT))
 
 
 def story_events(s: Story) -> list[tuple[dict[str, Any], LocalAccount]]:

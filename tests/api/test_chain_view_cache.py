@@ -1,0 +1,68 @@
+"""The chain view's TTL cache loads each key once at a time: a busy entry expiring under load
+(the chain head, once a second) is asked of the chain once, not by every request in flight."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from api.readmodel.chain_view import TTLCache
+
+
+def test_while_one_thread_reloads_an_expired_entry_the_others_get_the_old_value() -> None:
+    cache = TTLCache(ttl=0.0)  # every entry expired as soon as it is stored
+    assert cache.get("head", lambda: 1) == 1
+    loading, release = threading.Event(), threading.Event()
+
+    def slow_load() -> int:
+        loading.set()
+        release.wait(30)
+        return 2
+
+    with ThreadPoolExecutor(1) as pool:
+        reloaded = pool.submit(cache.get, "head", slow_load)
+        assert loading.wait(30)
+        calls: list[int] = []
+        assert cache.get("head", lambda: calls.append(1) or 3) == 1  # not loaded again: the old value
+        assert calls == []
+        release.set()
+        assert reloaded.result(30) == 2
+
+
+def test_concurrent_first_reads_of_a_key_share_one_load() -> None:
+    cache = TTLCache(ttl=60.0)
+    release = threading.Event()
+    loads: list[int] = []
+
+    def load() -> str:
+        loads.append(1)
+        release.wait(30)
+        return "value"
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [pool.submit(cache.get, "org", load) for _ in range(8)]
+        release.set()
+        assert [a.result(30) for a in answers] == ["value"] * 8
+    assert loads == [1]
+
+
+def test_a_failed_load_is_raised_and_the_next_read_loads_again() -> None:
+    cache = TTLCache(ttl=60.0)
+
+    def broken() -> int:
+        raise ConnectionError("chain unreachable")
+
+    with pytest.raises(ConnectionError):
+        cache.get("org", broken)
+    assert cache.get("org", lambda: 7) == 7
+
+
+def test_the_cache_keeps_at_most_size_entries_dropping_the_oldest() -> None:
+    cache = TTLCache(ttl=60.0, size=2)
+    for key in ("a", "b", "c"):
+        cache.get(key, lambda key=key: key.upper())
+    calls: list[str] = []
+    assert cache.get("a", lambda: calls.append("a") or "A2") == "A2" and calls == ["a"]  # "a" was dropped
+    assert cache.get("c", lambda: "never") == "C"
