@@ -69,6 +69,10 @@ class PassportCache:
     passport is rebuilt. Verification of anchored events does not change, so nothing is lost.
     A code seen for the first time waits for its build, shared by all concurrent scans of it.
 
+    At most `build_threads` builds run at once, in threads of their own limit: a build is CPU
+    work under the GIL, so more at once add no throughput, only connection-pool waits and a slower
+    event loop for the scans the cache already answers; further builds queue in arrival order.
+
     Entries nobody scanned for `max_age` seconds after they went stale are dropped as new ones
     are stored: a cache full of units scanned once (every new unit, under steady production)
     would otherwise hold its whole byte budget for good. Such a passport would be rebuilt on
@@ -76,7 +80,8 @@ class PassportCache:
     """
 
     def __init__(
-        self, builder: PassportBuilder, *, ttl: float, pending_ttl: float, size: int, max_age: float = 300.0, max_bytes: int = 64 * 1024 * 1024
+        self, builder: PassportBuilder, *, ttl: float, pending_ttl: float, size: int, max_age: float = 300.0, max_bytes: int = 64 * 1024 * 1024,
+        build_threads: int = 4,
     ) -> None:
         self.builder = builder
         self.ttl, self.pending_ttl, self.size, self.max_age = ttl, pending_ttl, size, max_age
@@ -87,6 +92,8 @@ class PassportCache:
         self._inflight: dict[str, asyncio.Future[PassportCore | None]] = {}
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()  # keeps background refreshes referenced
+        self.build_threads = build_threads
+        self._build_limiter: anyio.CapacityLimiter | None = None  # made in the event loop, on first use
         self.builds = 0
 
     async def get(self, identifier: Identifier) -> PassportCore | None:
@@ -123,9 +130,13 @@ class PassportCache:
         future: asyncio.Future[PassportCore | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
 
+        if self._build_limiter is None:
+            self._build_limiter = anyio.CapacityLimiter(self.build_threads)
+        limiter = self._build_limiter
+
         async def refresh() -> None:
             try:
-                entry = await anyio.to_thread.run_sync(self._refresh, identifier, old)
+                entry = await anyio.to_thread.run_sync(self._refresh, identifier, old, limiter=limiter)
             except BaseException as error:  # noqa: BLE001 - handed to whoever waits on it
                 future.set_exception(error)
                 future.exception()  # retrieved: a background refresh has nobody waiting

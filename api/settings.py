@@ -72,6 +72,10 @@ class ApiSettings(BaseSettings):
     """Most bytes of passport JSON kept in the cache (one passport is from about 1 KB to a few hundred KB);
     the least recently used go first."""
 
+    passport_build_threads: int = Field(4, ge=1, le=64)
+    """Most passports built at once (the rest queue): builds are CPU work, so a few keep the cores
+    busy while the event loop stays free to answer from the cache."""
+
     scan_flush_interval: float = Field(0.2, gt=0)
     """Seconds between writes of buffered scan records to the database."""
 

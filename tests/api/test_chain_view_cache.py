@@ -25,7 +25,12 @@ def test_while_one_thread_reloads_an_expired_entry_the_others_get_the_old_value(
         reloaded = pool.submit(cache.get, "head", slow_load)
         assert loading.wait(30)
         calls: list[int] = []
-        assert cache.get("head", lambda: calls.append(1) or 3) == 1  # not loaded again: the old value
+
+        def load_again() -> int:
+            calls.append(1)
+            return 3
+
+        assert cache.get("head", load_again) == 1  # not loaded again: the old value
         assert calls == []
         release.set()
         assert reloaded.result(30) == 2
@@ -62,7 +67,12 @@ def test_a_failed_load_is_raised_and_the_next_read_loads_again() -> None:
 def test_the_cache_keeps_at_most_size_entries_dropping_the_oldest() -> None:
     cache = TTLCache(ttl=60.0, size=2)
     for key in ("a", "b", "c"):
-        cache.get(key, lambda key=key: key.upper())
+        cache.get(key, key.upper)
     calls: list[str] = []
-    assert cache.get("a", lambda: calls.append("a") or "A2") == "A2" and calls == ["a"]  # "a" was dropped
+
+    def reload_a() -> str:
+        calls.append("a")
+        return "A2"
+
+    assert cache.get("a", reload_a) == "A2" and calls == ["a"]  # "a" was dropped
     assert cache.get("c", lambda: "never") == "C"

@@ -3,10 +3,14 @@ cannot grow the API's memory past its budget, whatever the entry limit."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from typing import Any
 
 from api.services import ENTRY_OVERHEAD, PassportCache, _Entry
 from api.readmodel.passport import PassportCore
+from node.protocol.gs1 import UnitId
 
 
 def core(size: int) -> PassportCore:
@@ -51,3 +55,48 @@ def test_the_entry_limit_still_applies_to_small_passports() -> None:
     for i in range(10):
         passports._store(f"u{i}", _Entry(0.0, core(10), (), 0.0))
     assert len(passports) == 3
+
+
+class _CountingBuilder:
+    """Builds block until released; records how many ran at once (no database, no chain)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+        self.release = threading.Event()
+
+    def watermark(self) -> tuple[Any, ...]:
+        return ()
+
+    def cached_watermark(self) -> tuple[Any, ...] | None:
+        return ()
+
+    def build(self, identifier: Any) -> PassportCore:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        self.release.wait(30)
+        with self.lock:
+            self.running -= 1
+        return core(10)
+
+
+def test_no_more_than_build_threads_passports_are_built_at_once() -> None:
+    builder = _CountingBuilder()
+    passports = PassportCache(builder, ttl=60, pending_ttl=2, size=1000, build_threads=3)  # type: ignore[arg-type]
+    units = [UnitId("09521234543213", f"S{i}", "L1") for i in range(12)]
+
+    async def scan_all() -> list[PassportCore | None]:
+        scans = [asyncio.ensure_future(passports.get(unit)) for unit in units]
+        deadline = time.monotonic() + 30
+        while builder.running < 3 and time.monotonic() < deadline:  # the first three builds started; the rest must queue
+            await asyncio.sleep(0)
+        for _ in range(100):  # let every queued scan reach the limiter
+            await asyncio.sleep(0)
+        assert builder.running == 3
+        builder.release.set()
+        return await asyncio.gather(*scans)
+
+    built = asyncio.run(scan_all())
+    assert all(c is not None for c in built) and len(passports) == 12
+    assert builder.most == 3
