@@ -332,8 +332,11 @@ class DocumentStore:
             raw = parse_digest(digest)
         except DocumentInvalid:
             return "not_held"
-        found = self.meta(raw)
-        return found.status if found is not None else "not_held"
+        with self.db.connect() as conn:  # one indexed read per passport document (not the whole metadata)
+            held = conn.execute(select(StoredDocument.erased_at_ms).where(StoredDocument.digest == raw)).first()
+        if held is None:
+            return "not_held"
+        return "erased" if held[0] is not None else "available"
 
     def envelope(self, digest: bytes, org_id: int) -> tuple[DocumentMeta, bytes, bytes]:
         """(metadata, ciphertext, the key wrapped for `org_id`): what that organisation opens itself."""

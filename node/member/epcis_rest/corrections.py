@@ -57,8 +57,8 @@ def corrections_of(db: Database, digests: Sequence[bytes]) -> dict[bytes, list[C
     """The error declarations of several events in one indexed read, by corrected digest."""
     if not digests:
         return {}
-    with db.session() as s:
-        rows = s.execute(
+    with db.connect() as conn:  # Core: the passport build reads this for every timeline
+        rows = conn.execute(
             select(Event.digest, Event.corrects, Event.body, Event.signer, Event.role, Batch.status)
             .outerjoin(Batch, Batch.id == Event.batch_id)
             .where(Event.corrects.in_(list(digests)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from node.db import Batch, Database, Event
 from node.db.models import NetworkBatch, NetworkHolder, NetworkPeerCursor
@@ -36,52 +36,58 @@ def held_feed(db: Database, after: int, limit: int = FEED_LIMIT) -> dict[str, An
     }
 
 
-def holder_counts(db: Database, digests: Sequence[bytes]) -> dict[bytes, int]:
+def holder_counts(conn: Connection, digests: Sequence[bytes]) -> dict[bytes, int]:
     """Per event digest this node has: how many member nodes hold it (this one, and every peer
     whose held feed lists the event's batch)."""
     if not digests:
         return {}
-    with db.session() as s:
-        rows = s.execute(
-            select(Event.digest, func.count(NetworkHolder.org_id))
-            .outerjoin(Batch, Batch.id == Event.batch_id)
-            .outerjoin(NetworkHolder, NetworkHolder.root == Batch.root)
-            .where(Event.digest.in_(list(digests)))
-            .group_by(Event.digest)
-        ).all()
+    rows = conn.execute(_HOLDER_COUNTS, {"digests": list(digests)}).all()
     return {bytes(d): 1 + int(n) for d, n in rows}
 
 
-def member_nodes(db: Database) -> int:
+def member_nodes(conn: Connection) -> int:
     """Member nodes this node knows of: itself and every peer whose feed it reads."""
-    with db.session() as s:
-        return 1 + int(s.scalar(select(func.count()).select_from(NetworkPeerCursor)) or 0)
+    return 1 + int(conn.execute(_PEERS).scalar() or 0)
 
 
-def withheld_by(db: Database, org_ids: Iterable[int]) -> dict[int, int]:
+def withheld_by(conn: Connection, org_ids: Iterable[int]) -> dict[int, int]:
     """Withheld batches (count) of each of `org_ids` that has any."""
     orgs = sorted(set(org_ids))
     if not orgs:
         return {}
-    with db.session() as s:
-        rows = s.execute(
-            select(NetworkBatch.org_id, func.count())
-            .where(NetworkBatch.state == "withheld", NetworkBatch.org_id.in_(orgs))
-            .group_by(NetworkBatch.org_id)
-        ).all()
+    rows = conn.execute(_WITHHELD, {"orgs": orgs}).all()
     return {int(o): int(n) for o, n in rows}
+
+
+# Built once (building a statement costs more than running it); Core on one connection, not an
+# ORM session per query: each passport build runs all three.
+_HOLDER_COUNTS = (
+    select(Event.digest, func.count(NetworkHolder.org_id))
+    .outerjoin(Batch, Batch.id == Event.batch_id)
+    .outerjoin(NetworkHolder, NetworkHolder.root == Batch.root)
+    .where(Event.digest.in_(bindparam("digests", expanding=True)))
+    .group_by(Event.digest)
+)
+_PEERS = select(func.count()).select_from(NetworkPeerCursor)
+_WITHHELD = (
+    select(NetworkBatch.org_id, func.count())
+    .where(NetworkBatch.state == "withheld", NetworkBatch.org_id.in_(bindparam("orgs", expanding=True)))
+    .group_by(NetworkBatch.org_id)
+)
 
 
 def network_section(db: Database, timeline: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The passport's `network` section: member nodes holding each timeline event, and the
     organisations of the unit's history some of whose batches no member node has served."""
-    counts = holder_counts(db, [digest_from_hash(item["id"]) for item in timeline])
     orgs = {
         int(org["id"]) for item in timeline if (org := (item.get("verification") or {}).get("signerOrg")) is not None
     }
-    withheld = withheld_by(db, orgs)
+    with db.connect() as conn:
+        counts = holder_counts(conn, [digest_from_hash(item["id"]) for item in timeline])
+        withheld = withheld_by(conn, orgs)
+        members = member_nodes(conn)
     return {
-        "memberNodes": member_nodes(db),
+        "memberNodes": members,
         "holders": [{"eventId": item["id"], "nodes": counts.get(digest_from_hash(item["id"]), 1)} for item in timeline],
         "withheld": [{"orgId": org, "batches": n} for org, n in sorted(withheld.items())],
     }
