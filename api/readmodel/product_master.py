@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from sqlalchemy import delete, insert, select
 
+from api.readmodel.times import iso_ms
 from node.db import Database, Event, EventEpc
 from node.db.models import ProductMaster as ProductMasterRow
 from node.errors import WaymarkError
@@ -229,10 +230,6 @@ def _event_rows(db: Database, gtin: str) -> list[tuple[int, bytes, int, str | No
     return list(found.values())
 
 
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
-
-
 def lots_of(db: Database, gtin: str) -> dict[str, dict[str, Any]]:
     """Per lot of `gtin`: its units, production, inspection and recall state, from the events."""
     rows = _event_rows(db, gtin)
@@ -257,7 +254,7 @@ def lots_of(db: Database, gtin: str) -> dict[str, dict[str, Any]]:
             if unit not in unit_lot:
                 unit_lot[unit] = lot
                 entry["units"] += 1
-        entry["producedAt"] = entry["producedAt"] or _iso(at)
+        entry["producedAt"] = entry["producedAt"] or iso_ms(at)
     for _id, digest, at, step, body, epcs in rows:
         named = {e[len(prefix):] for e in epcs if e.startswith(prefix)}
         named |= {unit_lot[e] for e in epcs if e in unit_lot}
@@ -267,10 +264,10 @@ def lots_of(db: Database, gtin: str) -> dict[str, dict[str, Any]]:
             entry = lot_entry(lot)
             entry["events"].append(hash_from_digest(digest))
             if short_step == "inspecting":
-                entry["inspections"].append({"time": _iso(at), "disposition": disposition, "eventId": hash_from_digest(digest)})
+                entry["inspections"].append({"time": iso_ms(at), "disposition": disposition, "eventId": hash_from_digest(digest)})
             if disposition == "recalled" or short_step == "recalling":
                 entry["recalled"] = True
-                entry["recalledAt"] = entry["recalledAt"] or _iso(at)
+                entry["recalledAt"] = entry["recalledAt"] or iso_ms(at)
     return lots
 
 
