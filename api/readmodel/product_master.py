@@ -30,6 +30,7 @@ from sqlalchemy import delete, insert, select
 from api.readmodel.times import iso_ms
 from node.db import Database, Event, EventEpc
 from node.db.models import ProductMaster as ProductMasterRow
+from node.db.prefix import prefix_range
 from node.errors import WaymarkError
 from node.protocol.crypto import keccak256
 from node.protocol.event_hash import hash_from_digest
@@ -205,19 +206,15 @@ _STEP_PREFIXES = ("https://ref.gs1.org/cbv/BizStep-", "urn:epcglobal:cbv:bizstep
 _DISP_PREFIXES = ("https://ref.gs1.org/cbv/Disp-", "urn:epcglobal:cbv:disp:", "cbv:Disp-")
 
 
-def _gtin_units(gtin: str) -> str:
-    return f"https://{CANONICAL_RESOLVER}/01/{gtin}/21/%"
-
-
 def _event_rows(db: Database, gtin: str) -> list[tuple[int, bytes, int, str | None, dict[str, Any], list[str]]]:
     """Events naming units of `gtin` or a lot of it as a class: (id, digest, time, step, body, epcs)."""
-    prefix_units = _gtin_units(gtin)
-    prefix_lots = f"https://{CANONICAL_RESOLVER}/01/{gtin}/10/%"
+    units = f"https://{CANONICAL_RESOLVER}/01/{gtin}/21/"
+    lots = f"https://{CANONICAL_RESOLVER}/01/{gtin}/10/"
     with db.connect() as conn:
         rows = conn.execute(
             select(Event.id, Event.digest, Event.event_time_ms, Event.biz_step, Event.body, EventEpc.epc)
             .join(EventEpc, EventEpc.event_id == Event.id)
-            .where(EventEpc.epc.like(prefix_units) | EventEpc.epc.like(prefix_lots))
+            .where(prefix_range(EventEpc.epc, units) | prefix_range(EventEpc.epc, lots))
             .order_by(Event.event_time_ms, Event.id)
         ).all()
     found: dict[int, tuple[int, bytes, int, str | None, dict[str, Any], list[str]]] = {}
