@@ -59,7 +59,12 @@ def test_a_passport_build_costs_no_round_trip_per_checkout(world: World, service
     checkouts: list[object] = []
     pings: list[object] = []
     event.listen(services.db.engine, "checkout", lambda *args: checkouts.append(args))
-    monkeypatch.setattr(services.db.engine.dialect, "do_ping", lambda conn: pings.append(conn) or True)
+
+    def ping(conn: object) -> bool:
+        pings.append(conn)
+        return True
+
+    monkeypatch.setattr(services.db.engine.dialect, "do_ping", ping)
     assert services.builder.build(world.unit("genuine")) is not None
     assert services.builder.build(world.unit("genuine", 1)) is not None
     assert len(checkouts) >= 10 and pings == []
