@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 
+from api.readmodel.times import iso_ms
 from node.errors import WaymarkError
 
 
@@ -33,7 +33,7 @@ class AlreadyClaimed(ClaimRejected):
 
     def __init__(self, unit_key: str, claimed_at_ms: int) -> None:
         self.claimed_at_ms = claimed_at_ms
-        super().__init__(unit_key, "already_claimed", f"it was already claimed at {_iso(claimed_at_ms)}")
+        super().__init__(unit_key, "already_claimed", f"it was already claimed at {iso_ms(claimed_at_ms)}")
 
 
 class AlreadyDecommissioned(ScanError):
@@ -41,7 +41,7 @@ class AlreadyDecommissioned(ScanError):
 
     def __init__(self, unit_key: str, at_ms: int) -> None:
         self.unit_key, self.at_ms = unit_key, at_ms
-        super().__init__(f"{unit_key} was already decommissioned at {_iso(at_ms)}")
+        super().__init__(f"{unit_key} was already decommissioned at {iso_ms(at_ms)}")
 
 
 class InvalidClaimCode(ScanError):
@@ -80,5 +80,3 @@ def device_hash(salt: bytes, device_id: str) -> bytes:
     return hmac.new(salt, b"device\x00" + device_id.encode("utf-8", "replace"), hashlib.sha256).digest()[:16]
 
 
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))

@@ -39,11 +39,12 @@ log (api.readmodel.scans) keeps the windows, logs the scans and raises the alert
 
 from __future__ import annotations
 
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from api.readmodel.times import iso_ms
 
 #: Signals that make the unit suspicious.
 SUSPICION_RULES = (
@@ -187,11 +188,11 @@ def clone_signals(rules: CloneRules, trade: Trade, unit: UnitWindow, recent: Seq
     found.extend(place_flags(rules, recent, region, now))
     claim, decommission = unit.claim, unit.decommission
     if decommission is not None and now > decommission.at_ms and (claim is None or device != claim.device):
-        found.append(Flag("scanned_after_decommission", f"scanned after its manufacturer decommissioned it ({decommission.reason}) on {iso(decommission.at_ms)}"))
+        found.append(Flag("scanned_after_decommission", f"scanned after its manufacturer decommissioned it ({decommission.reason}) on {iso_ms(decommission.at_ms)}"))
     elif claim is not None and now > claim.claimed_at_ms and device != claim.device:
         others = others_since_claim(trade, unit, claim)
         if others > rules.claim_handover_devices:
-            found.append(Flag("scanned_after_claim", f"scanned by {others} devices other than its owner's after its owner claimed it on {iso(claim.claimed_at_ms)}"))
+            found.append(Flag("scanned_after_claim", f"scanned by {others} devices other than its owner's after its owner claimed it on {iso_ms(claim.claimed_at_ms)}"))
     return found
 
 
@@ -207,7 +208,7 @@ def alert_only_flags(rules: CloneRules, unit: UnitWindow, recent: Sequence[tuple
         found.append(Flag("too_many_scans", f"scanned {scans} times within {span(rules.window_ms)}"))
     claim = unit.claim
     if claim is not None and now > claim.claimed_at_ms and device != claim.device and not signals:
-        found.append(Flag("handed_on_after_claim", f"scanned by another device after its owner claimed it on {iso(claim.claimed_at_ms)}: "
+        found.append(Flag("handed_on_after_claim", f"scanned by another device after its owner claimed it on {iso_ms(claim.claimed_at_ms)}: "
                                                     f"a gift, a resale or a copy ({rules.claim_handover_devices + 1} such devices make it suspicious)"))
     return found
 
@@ -232,7 +233,7 @@ def evidence_of(rules: CloneRules, unit: UnitWindow, now: int) -> dict[str, Any]
     """Why, for an alert: the latest scans the rules read, the regions, the unit's state."""
     latest = list(unit.scans)[-EVIDENCE_SCANS:]
     evidence: dict[str, Any] = {
-        "scans": [{"at": iso(at), "region": region, "device": device[:4].hex()} for at, region, device in latest],
+        "scans": [{"at": iso_ms(at), "region": region, "device": device[:4].hex()} for at, region, device in latest],
         "scansInEvidenceWindow": len(unit.scans),
         "devicesInEvidenceWindow": len(unit.devices),
         "devicesPerRegion": {region: len(devices) for region, devices in sorted(unit.regions.items())},
@@ -240,16 +241,12 @@ def evidence_of(rules: CloneRules, unit: UnitWindow, now: int) -> dict[str, Any]
         "state": unit.state(),
     }
     if unit.claim is not None:
-        evidence["claimedAt"] = iso(unit.claim.claimed_at_ms)
+        evidence["claimedAt"] = iso_ms(unit.claim.claimed_at_ms)
         evidence["claimDevice"] = unit.claim.device[:4].hex() if unit.claim.device else None
     if unit.decommission is not None:
-        evidence["decommissionedAt"] = iso(unit.decommission.at_ms)
+        evidence["decommissionedAt"] = iso_ms(unit.decommission.at_ms)
         evidence["decommissionReason"] = unit.decommission.reason
     return evidence
-
-
-def iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 def trusted_region(region: object, source: object) -> str | None:

@@ -38,12 +38,12 @@ from api.readmodel.product_master import master_section, recorded_lot
 from api.readmodel.clone_rules import Flag
 from api.readmodel.scans import ScanOutcome
 from api.readmodel.schema import Verdict
+from api.readmodel.times import iso_ms
 from api.readmodel.timeline import (
     DocumentStatus,
     EventVerifier,
     documents_of,
     excursions_of,
-    iso_ms,
     stored_attestations,
     timeline_event,
 )
@@ -334,20 +334,11 @@ def finish(core: PassportCore, outcome: ScanOutcome, link_flags: Sequence[Flag] 
     suspicion = outcome.suspicion
     flags = [*(suspicion.reasons if suspicion else ()), *link_flags]
     reasons = [*core.reasons, *({"code": f.rule, "message": f.message} for f in flags)]
-    ownership = outcome.ownership
     return orjson.dumps({
         "escrow": core.order_section(),
         "verdict": "suspicious" if flags else core.verdict,
         "reasons": reasons,
-        "ownership": {
-            "claimed": ownership.claimed,
-            "method": ownership.method,
-            "claimedAt": iso_ms(ownership.claimed_at_ms) if ownership.claimed_at_ms else None,
-            "byThisDevice": ownership.by_this_device,
-            "state": ownership.state,
-            "decommissionedAt": iso_ms(ownership.decommissioned_at_ms) if ownership.decommissioned_at_ms else None,
-            "decommissionReason": ownership.decommission_reason,
-        },
+        "ownership": outcome.ownership.view(),
         "scans": {
             "scansInWindow": outcome.scans_in_window,
             "devicesInWindow": outcome.devices_in_window,

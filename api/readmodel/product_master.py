@@ -27,8 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from sqlalchemy import delete, insert, select
 
+from api.readmodel.times import iso_ms
 from node.db import Database, Event, EventEpc
 from node.db.models import ProductMaster as ProductMasterRow
+from node.db.prefix import prefix_range
 from node.errors import WaymarkError
 from node.protocol.crypto import keccak256
 from node.protocol.event_hash import hash_from_digest
@@ -204,19 +206,15 @@ _STEP_PREFIXES = ("https://ref.gs1.org/cbv/BizStep-", "urn:epcglobal:cbv:bizstep
 _DISP_PREFIXES = ("https://ref.gs1.org/cbv/Disp-", "urn:epcglobal:cbv:disp:", "cbv:Disp-")
 
 
-def _gtin_units(gtin: str) -> str:
-    return f"https://{CANONICAL_RESOLVER}/01/{gtin}/21/%"
-
-
 def _event_rows(db: Database, gtin: str) -> list[tuple[int, bytes, int, str | None, dict[str, Any], list[str]]]:
     """Events naming units of `gtin` or a lot of it as a class: (id, digest, time, step, body, epcs)."""
-    prefix_units = _gtin_units(gtin)
-    prefix_lots = f"https://{CANONICAL_RESOLVER}/01/{gtin}/10/%"
+    units = f"https://{CANONICAL_RESOLVER}/01/{gtin}/21/"
+    lots = f"https://{CANONICAL_RESOLVER}/01/{gtin}/10/"
     with db.connect() as conn:
         rows = conn.execute(
             select(Event.id, Event.digest, Event.event_time_ms, Event.biz_step, Event.body, EventEpc.epc)
             .join(EventEpc, EventEpc.event_id == Event.id)
-            .where(EventEpc.epc.like(prefix_units) | EventEpc.epc.like(prefix_lots))
+            .where(prefix_range(EventEpc.epc, units) | prefix_range(EventEpc.epc, lots))
             .order_by(Event.event_time_ms, Event.id)
         ).all()
     found: dict[int, tuple[int, bytes, int, str | None, dict[str, Any], list[str]]] = {}
@@ -227,10 +225,6 @@ def _event_rows(db: Database, gtin: str) -> list[tuple[int, bytes, int, str | No
             found[int(event_id)] = entry
         entry[5].append(str(epc))
     return list(found.values())
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
 
 
 def lots_of(db: Database, gtin: str) -> dict[str, dict[str, Any]]:
@@ -257,7 +251,7 @@ def lots_of(db: Database, gtin: str) -> dict[str, dict[str, Any]]:
             if unit not in unit_lot:
                 unit_lot[unit] = lot
                 entry["units"] += 1
-        entry["producedAt"] = entry["producedAt"] or _iso(at)
+        entry["producedAt"] = entry["producedAt"] or iso_ms(at)
     for _id, digest, at, step, body, epcs in rows:
         named = {e[len(prefix):] for e in epcs if e.startswith(prefix)}
         named |= {unit_lot[e] for e in epcs if e in unit_lot}
@@ -267,10 +261,10 @@ def lots_of(db: Database, gtin: str) -> dict[str, dict[str, Any]]:
             entry = lot_entry(lot)
             entry["events"].append(hash_from_digest(digest))
             if short_step == "inspecting":
-                entry["inspections"].append({"time": _iso(at), "disposition": disposition, "eventId": hash_from_digest(digest)})
+                entry["inspections"].append({"time": iso_ms(at), "disposition": disposition, "eventId": hash_from_digest(digest)})
             if disposition == "recalled" or short_step == "recalling":
                 entry["recalled"] = True
-                entry["recalledAt"] = entry["recalledAt"] or _iso(at)
+                entry["recalledAt"] = entry["recalledAt"] or iso_ms(at)
     return lots
 
 

@@ -58,6 +58,7 @@ from api.readmodel.clone_rules import (
     evidence_of,
     trusted_region,
 )
+from api.readmodel.times import iso_ms
 from node.db import Database
 from node.db.scans import ClaimCode, OwnershipClaim, Scan, ScanAlert, UnitState, insert_scans
 from node.db.upsert import insert_ignore, upsert
@@ -76,6 +77,18 @@ class Ownership:
     state: UnitStateName = "active"
     decommissioned_at_ms: int | None = None
     decommission_reason: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        """As answered (schema.OwnershipView): by the ownership routes and in the passport."""
+        return {
+            "claimed": self.claimed,
+            "method": self.method,
+            "claimedAt": iso_ms(self.claimed_at_ms) if self.claimed_at_ms else None,
+            "byThisDevice": self.by_this_device,
+            "state": self.state,
+            "decommissionedAt": iso_ms(self.decommissioned_at_ms) if self.decommissioned_at_ms else None,
+            "decommissionReason": self.decommission_reason,
+        }
 
 
 UNCLAIMED = Ownership(False)

@@ -133,12 +133,14 @@ class ProductInfo(_Model):
 
 
 class OwnershipView(_Model):
+    """The unit's state, the same in the passport and in the ownership routes' answers."""
+
     claimed: bool
     method: str | None = None
-    claimed_at: str | None = None
+    claimed_at: str | None = Field(None, description="UTC with milliseconds, as every time in these answers: 2025-01-31T12:00:00.250Z")
     by_this_device: bool = False
     state: Literal["active", "claimed", "decommissioned"] = Field("active", description="active -> claimed (by its buyer) -> decommissioned (by its manufacturer)")
-    decommissioned_at: str | None = None
+    decommissioned_at: str | None = Field(None, description="UTC with milliseconds")
     decommission_reason: str | None = None
 
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Literal
 
 import orjson
 from sqlalchemy import bindparam, select
 
 from api.readmodel.chain_view import ChainView
+from api.readmodel.times import iso_ms
 from node.db import Batch, Database, Event
 from node.member.history import HistoryEntry
 from node.protocol.merkle import leaf_hash
@@ -203,10 +203,6 @@ def excursions_of(entry: HistoryEntry) -> list[dict[str, Any]]:
 
 def hex_of(data: bytes) -> str:
     return "0x" + data.hex()
-
-
-def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def short_step(step: Any) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import anyio
@@ -11,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import ManufacturerDep, ServicesDep
 from api.errors import ErrorBody
+from api.readmodel.times import iso_ms
 
 router = APIRouter(prefix="/api/v1", tags=["manufacturers"])
 
@@ -71,16 +71,12 @@ async def alerts(
     found = await anyio.to_thread.run_sync(lambda: services.scans.alerts(maker.org_id, after_id=after, limit=limit, gtin=gtin))
     return AlertPage(
         alerts=[
-            AlertView(id=a.id, gtin=a.gtin, unit=a.unit_key, rule=a.rule, detail=a.detail, createdAt=_iso(a.created_at_ms),
-                      suspectedUntil=_iso(a.suspected_until_ms) if a.suspected_until_ms else None, evidence=_evidence(a.evidence))
+            AlertView(id=a.id, gtin=a.gtin, unit=a.unit_key, rule=a.rule, detail=a.detail, createdAt=iso_ms(a.created_at_ms),
+                      suspectedUntil=iso_ms(a.suspected_until_ms) if a.suspected_until_ms else None, evidence=_evidence(a.evidence))
             for a in found
         ],
         nextAfter=found[-1].id if found else after,
     )
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 def _evidence(stored: dict[str, Any] | None) -> AlertEvidence | None:

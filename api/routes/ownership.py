@@ -24,7 +24,6 @@ later scan by a device other than its claimer's is a clone signal (`scanned_afte
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -42,7 +41,6 @@ from node.protocol.crypto import SignatureError, parse_signature, recover_digest
 from node.protocol.gs1 import UnitId
 from api.readmodel.claim_codes import ClaimRejected
 from api.readmodel.clone_rules import DecommissionReason
-from api.readmodel.scans import Ownership
 
 router = APIRouter(prefix="/api/v1", tags=["ownership"])
 
@@ -66,22 +64,6 @@ class EscrowClaim(BaseModel):
 ClaimRequest = Annotated[CodeClaim | EscrowClaim, Body(discriminator="method")]
 
 
-def ownership_view(ownership: Ownership) -> dict[str, Any]:
-    return {
-        "claimed": ownership.claimed,
-        "method": ownership.method,
-        "claimedAt": _iso(ownership.claimed_at_ms) if ownership.claimed_at_ms else None,
-        "byThisDevice": ownership.by_this_device,
-        "state": ownership.state,
-        "decommissionedAt": _iso(ownership.decommissioned_at_ms) if ownership.decommissioned_at_ms else None,
-        "decommissionReason": ownership.decommission_reason,
-    }
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
-
-
 _CLAIM_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Malformed code or request"},
     401: {"model": ErrorBody, "description": "The escrow claim's signature does not verify"},
@@ -96,7 +78,7 @@ _CLAIM_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def ownership(_limit: ScanRateLimit, services: ServicesDep, context: ScanContextDep, uri: str = Query(..., min_length=1, max_length=2048)) -> dict[str, Any]:
     link = parse_any(uri)
     await core_for(services, link)
-    return ownership_view(services.scans.ownership(link.identifier.canonical_uri, context.device))
+    return services.scans.ownership(link.identifier.canonical_uri, context.device).view()
 
 
 @router.post("/ownership/claims", status_code=201, response_model=OwnershipView, responses=_CLAIM_RESPONSES, summary="Claim ownership of a unit")
@@ -131,7 +113,7 @@ async def claim(_limit: ScanRateLimit, services: ServicesDep, context: ScanConte
         metrics.claims.labels(request.method, error.reason).inc()
         raise
     metrics.claims.labels(request.method, "claimed").inc()
-    return ownership_view(result)
+    return result.view()
 
 
 def _order_id(text: str) -> int:
@@ -224,4 +206,4 @@ async def decommission(maker: ManufacturerDep, services: ServicesDep, request: D
     if await anyio.to_thread.run_sync(services.chain.product_org, unit.gtin) != maker.org_id:
         raise Forbidden(f"product {unit.gtin} is not registered to organisation {maker.org_id}")
     result = await anyio.to_thread.run_sync(lambda: services.scans.decommission(unit.canonical_uri, by=maker.account, reason=request.reason))
-    return ownership_view(result)
+    return result.view()

@@ -3,13 +3,17 @@
 SQLite runs in WAL mode with a busy timeout, and write transactions start with
 `BEGIN IMMEDIATE`, so several processes (ingest, anchorer, indexer) can share one file
 without a reader's snapshot going stale under a writer. PostgreSQL may be given a schema,
-which becomes the connection's search path (the tests give each test its own).
+which becomes the connection's search path (the tests give each test its own). A pooled
+PostgreSQL connection that the server closed (a restart, pg_terminate_backend, an idle
+timeout) is replaced when it is checked out, found by asking the kernel rather than the
+server (`_discard_closed_connections`).
 """
 
 from __future__ import annotations
 
 import fcntl
 import re
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -20,12 +24,18 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.errors import WaymarkError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# TCP keepalives (libpq's; the URL may set its own): an idle pooled connection whose server
+# vanished without closing it (host gone, a firewall dropping the flow) errors within about
+# 90 s, which the checkout sees (`_discard_closed_connections`); they also keep firewalls'
+# idle flows alive. Not used over a Unix socket, where the kernel always knows.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10, "keepalives_count": 3}
 
 
 class DatabaseError(WaymarkError):
@@ -59,12 +69,13 @@ class Database:
             self.engine = create_engine(self.url, connect_args={"timeout": 60})
             _sqlite_pragmas(self.engine)
         else:
-            connect_args: dict[str, Any] = {}
+            connect_args: dict[str, Any] = {k: v for k, v in _KEEPALIVES.items() if k not in self.url.query}
             if schema is not None:
                 if not _SCHEMA_NAME.fullmatch(schema):
                     raise InvalidSchemaName(schema)
                 connect_args["options"] = f"-csearch_path={schema}"
-            self.engine = create_engine(self.url, connect_args=connect_args, pool_size=pool_size, pool_pre_ping=True)
+            self.engine = create_engine(self.url, connect_args=connect_args, pool_size=pool_size)
+            _discard_closed_connections(self.engine)
             if schema is not None:
                 with self.engine.begin() as conn:
                     conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
@@ -127,6 +138,28 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _discard_closed_connections(engine: Engine) -> None:
+    """Replace a pooled connection that the server has closed, at checkout, without a round trip.
+
+    A connection resting in the pool has nothing to read: its socket is readable only when the
+    server has written its goodbye and closed it (restart, pg_terminate_backend, idle timeout),
+    or, rarely, sent something unasked (then it is replaced all the same). So the kernel is
+    asked, not the server: pool_pre_ping's `SELECT 1` cost a round trip at each of the ten or so
+    checkouts of a passport build. A checkout listener raising DisconnectionError makes the pool
+    open a new connection in its place."""
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if dbapi_conn.closed or _readable(dbapi_conn.fileno()):
+            raise DisconnectionError("the server closed this pooled connection")
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)  # POLLHUP and POLLERR are always reported
+    return bool(poller.poll(0))
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

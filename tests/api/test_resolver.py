@@ -426,6 +426,12 @@ def test_a_lot_level_link_shows_its_production_inspection_and_recall_state(clien
     assert lot["kind"] == "lot" and lot["lot"] == unit.lot
     assert lot["producedAt"] and lot["recalled"] is False
     assert lot["inspections"][0]["eventId"].startswith("ni:///sha-256;")
+    # The lot's times are its events' times as the passport's timeline writes them (milliseconds).
+    timeline = client.get(path_of(world, "genuine"), headers=JSON).json()["timeline"]
+    commissioned = [e["eventTime"] for e in timeline if e["bizStep"] == "commissioning" and not e["via"]]
+    inspected = {e["id"]: e["eventTime"] for e in timeline}
+    assert lot["producedAt"] <= commissioned[0] and len(lot["producedAt"]) == len(commissioned[0])
+    assert lot["inspections"][0]["time"] == inspected[lot["inspections"][0]["eventId"]]
     assert lot["master"]["name"] == "Glazed stoneware vase, 30 cm"
     assert client.get(f"/01/{unit.gtin}/10/{unit.lot}", headers={"Accept": "text/html"}, follow_redirects=False).headers["location"] == \
         f"https://scan.example/passport/01/{unit.gtin}/10/{unit.lot}"

@@ -5,6 +5,7 @@ signed requests."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.api.conftest import JSON, path_of
 from tests.api.world import World, api_settings, node_audience
 from tests.node.story import CARRIER, GTIN, MANUFACTURER
 
+MS_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")  # how the API writes every time
 COUNTRY = "X-Country"  # the header the operator's reverse proxy sets
 PROXY = "10.20.30.40"
 
@@ -173,6 +175,8 @@ def test_claim_with_the_packaging_code_then_other_scans_are_flagged(client: Test
 
     mine = scan(client, path_of(world, "claims", 0), "buyer-phone")
     assert mine["verdict"] == "genuine" and mine["ownership"]["claimed"] and mine["ownership"]["byThisDevice"]
+    # One answer, one spelling: the claim's answer is the passport's ownership section, times in milliseconds.
+    assert mine["ownership"] == ok.json() and MS_TIME.fullmatch(ok.json()["claimedAt"])
     # One or two other devices are a household or a gift as often as a copy: they alert the maker only.
     for other in ("partner-phone", "gift-recipient"):
         assert scan(client, path_of(world, "claims", 0), other)["verdict"] == "genuine"
@@ -184,8 +188,8 @@ def test_claim_with_the_packaging_code_then_other_scans_are_flagged(client: Test
     owners = scan(client, path_of(world, "claims", 0), "buyer-phone")
     assert owners["verdict"] == "suspicious" and owners["ownership"]["byThisDevice"]
     assert [f["code"] for f in owners["scans"]["flags"]] == ["scanned_after_claim"]
-    status = client.get("/api/v1/ownership", params={"uri": unit.uri()}, headers={"Waymark-Device": "x"})
-    assert status.json()["claimed"] is True and status.json()["state"] == "claimed"
+    status = client.get("/api/v1/ownership", params={"uri": unit.uri()}, headers={"Waymark-Device": "buyer-phone"})
+    assert status.json() == owners["ownership"]
 
 
 def test_a_unit_without_a_registered_code_cannot_be_claimed_by_code(client: TestClient, world: World) -> None:
@@ -249,7 +253,8 @@ def test_an_alert_says_which_rule_which_scans_and_regions_and_when(proxied: Test
     alerts = signed_get(proxied, world, f"/api/v1/alerts?gtin={GTIN}&limit=1000").json()["alerts"]
     (alert,) = [a for a in alerts if a["unit"] == unit.canonical_uri]
     assert alert["rule"] == "implausible_places" and "scanned in NL and BR" in alert["detail"]
-    created = time.mktime(time.strptime(alert["createdAt"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    assert MS_TIME.fullmatch(alert["createdAt"])
+    created = time.mktime(time.strptime(alert["createdAt"], "%Y-%m-%dT%H:%M:%S.%fZ")) - time.timezone
     assert before - 1 <= created <= time.time() + 1
     evidence = alert["evidence"]
     assert [s["region"] for s in evidence["scans"]] == ["NL", "BR"]
@@ -279,6 +284,8 @@ def test_a_decommissioned_unit_scanned_by_any_device_is_suspicious_and_says_why(
     assert twice.status_code == 409 and twice.json()["code"] == "already_decommissioned"
     seen = scan(client, path, "market-stall")
     assert seen["verdict"] == "suspicious" and seen["ownership"]["state"] == "decommissioned"
+    assert seen["ownership"] == done.json() and MS_TIME.fullmatch(done.json()["decommissionedAt"])
+    assert done.json()["decommissionedAt"] in seen["scans"]["flags"][0]["message"]
     assert [f["code"] for f in seen["scans"]["flags"]] == ["scanned_after_decommission"]
     assert "decommissioned it (stolen)" in seen["scans"]["flags"][0]["message"]
     alerts = signed_get(client, world, f"/api/v1/alerts?gtin={GTIN}&limit=1000").json()["alerts"]
