@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 
-from api.readmodel.times import iso_ms
+from node.protocol.timestamps import iso_ms
 from node.errors import WaymarkError
 
 

@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from api.readmodel.times import iso_ms
+from node.protocol.timestamps import iso_ms
 
 #: Signals that make the unit suspicious.
 SUSPICION_RULES = (

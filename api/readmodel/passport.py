@@ -38,7 +38,7 @@ from api.readmodel.product_master import master_section, recorded_lot
 from api.readmodel.clone_rules import Flag
 from api.readmodel.scans import ScanOutcome
 from api.readmodel.schema import Verdict
-from api.readmodel.times import iso_ms
+from node.protocol.timestamps import iso_ms
 from api.readmodel.timeline import (
     DocumentStatus,
     EventVerifier,

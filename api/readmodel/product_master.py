@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from sqlalchemy import delete, insert, select
 
-from api.readmodel.times import iso_ms
+from node.protocol.timestamps import iso_ms
 from node.db import Database, Event, EventEpc
 from node.db.models import ProductMaster as ProductMasterRow
 from node.db.prefix import prefix_range

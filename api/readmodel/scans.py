@@ -58,7 +58,7 @@ from api.readmodel.clone_rules import (
     evidence_of,
     trusted_region,
 )
-from api.readmodel.times import iso_ms
+from node.protocol.timestamps import iso_ms
 from node.db import Database
 from node.db.scans import ClaimCode, OwnershipClaim, Scan, ScanAlert, UnitState, insert_scans
 from node.db.upsert import insert_ignore, upsert

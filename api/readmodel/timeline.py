@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import bindparam, select
 
 from api.readmodel.chain_view import ChainView
-from api.readmodel.times import iso_ms
+from node.protocol.timestamps import iso_ms
 from node.db import Batch, Database, Event
 from node.member.history import HistoryEntry
 from node.protocol.merkle import leaf_hash

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import ManufacturerDep, ServicesDep
 from api.errors import ErrorBody
-from api.readmodel.times import iso_ms
+from node.protocol.timestamps import iso_ms
 
 router = APIRouter(prefix="/api/v1", tags=["manufacturers"])
 

@@ -51,6 +51,15 @@ def format_timestamp(moment: datetime | str) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def iso_ms(ms: int) -> str:
+    """Unix milliseconds as EPCIS writes a time (`2025-01-31T12:00:00.250Z`): exact, integer
+    arithmetic (a float of milliseconds rounds x.999 to x.998 in far years)."""
+    return format_timestamp(_UNIX_EPOCH + timedelta(milliseconds=ms))
+
+
 def format_offset(moment: datetime | None = None, offset: str | None = None) -> str:
     """``eventTimeZoneOffset`` (``+HH:MM``) from an explicit offset or an aware datetime."""
     if offset is not None:

@@ -16,6 +16,7 @@ from node.protocol import vocabulary
 from node.protocol.epcis_validation import EpcisValidationError, validate_document, validate_event
 from node.protocol.event_hash import event_hash
 from node.protocol.gs1 import ContainerId, UnitId, make_sscc
+from node.protocol.timestamps import iso_ms
 
 GTIN = "09506000134352"
 UNITS = [UnitId(GTIN, f"S{i:03d}xYz", "LOT-1") for i in range(4)]
@@ -78,6 +79,16 @@ def test_event_time_is_written_in_utc_with_the_offset_kept_apart() -> None:
     event = epcis.object_event(epcs=UNITS, action="OBSERVE", event_time=local)
     assert event["eventTime"] == "2024-05-01T10:00:00.250Z"
     assert event["eventTimeZoneOffset"] == "+02:00"
+
+
+@pytest.mark.parametrize("ms, written", [
+    (0, "1970-01-01T00:00:00.000Z"),
+    (1_738_324_800_250, "2025-01-31T12:00:00.250Z"),
+    (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),  # a float of seconds would give .998
+    (-1, "1969-12-31T23:59:59.999Z"),
+])
+def test_unix_milliseconds_are_written_exactly_as_epcis_times(ms: int, written: str) -> None:
+    assert iso_ms(ms) == written
 
 
 def error_of(document: dict[str, Any]) -> EpcisValidationError:

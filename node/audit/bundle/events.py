@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from node.audit.bundle.selection import Lot, Product, Selector, TimeRange
 from node.db import Database, Event, EventEpc
+from node.db.prefix import prefix_range
 from node.member.history import unit_history
 from node.protocol.canonical_ids import event_epcs
 from node.protocol.crypto import keccak256
@@ -32,7 +33,7 @@ def _with_histories(db: Database, units: Iterable[str], direct: Iterable[bytes] 
 
 def _product_units(db: Database, gtin: str) -> list[str]:
     with db.connect() as conn:
-        rows = conn.execute(select(EventEpc.epc).where(EventEpc.epc.like(_unit_prefix(gtin) + "%")).distinct()).scalars()
+        rows = conn.execute(select(EventEpc.epc).where(prefix_range(EventEpc.epc, _unit_prefix(gtin))).distinct()).scalars()
         return list(rows)
 
 
@@ -57,7 +58,7 @@ def _lot_units(db: Database, lot: Lot) -> list[str]:
     with db.connect() as conn:
         rows = conn.execute(
             select(Event.id, Event.body).where(
-                Event.id.in_(select(EventEpc.event_id).where(EventEpc.epc.like(prefix + "%")))
+                Event.id.in_(select(EventEpc.event_id).where(prefix_range(EventEpc.epc, prefix)))
             )
         ).all()
         ids_of_lot: list[int] = []
@@ -70,7 +71,7 @@ def _lot_units(db: Database, lot: Lot) -> list[str]:
                 units.update(_canonical_units(event, marker, prefix))
         if ids_of_lot:
             named = conn.execute(
-                select(EventEpc.epc).where(EventEpc.event_id.in_(ids_of_lot), EventEpc.epc.like(prefix + "%"))
+                select(EventEpc.epc).where(EventEpc.event_id.in_(ids_of_lot), prefix_range(EventEpc.epc, prefix))
             ).scalars()
             units.update(named)
     return sorted(units)
@@ -111,7 +112,7 @@ def _lot_numbers(db: Database, gtin: str) -> set[str]:
     with db.connect() as conn:
         bodies = conn.execute(
             select(Event.body).where(
-                Event.id.in_(select(EventEpc.event_id).where(EventEpc.epc.like(f"https://{CANONICAL_RESOLVER}/01/{gtin}/%"))),
+                Event.id.in_(select(EventEpc.event_id).where(prefix_range(EventEpc.epc, f"https://{CANONICAL_RESOLVER}/01/{gtin}/"))),
                 Event.body.like("%lotNumber%"),
             )
         ).scalars()
@@ -131,7 +132,7 @@ def select_events(db: Database, selector: Selector, shipment_ref: bytes | None =
         classes = [f"https://{CANONICAL_RESOLVER}/01/{selector.gtin}"]
         with db.connect() as conn:
             classes += conn.execute(
-                select(EventEpc.epc).where(EventEpc.epc.like(f"https://{CANONICAL_RESOLVER}/01/{selector.gtin}/10/%")).distinct()
+                select(EventEpc.epc).where(prefix_range(EventEpc.epc, f"https://{CANONICAL_RESOLVER}/01/{selector.gtin}/10/")).distinct()
             ).scalars()
         return _with_histories(db, units, _class_events(db, classes))
     if isinstance(selector, Lot):

@@ -14,7 +14,8 @@ from sqlalchemy import and_, select
 from web3 import Web3
 
 from node.audit.bundle.events import select_events
-from node.audit.bundle.format import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST, BundleError, iso_ms, sha256_hex
+from node.audit.bundle.format import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST, BundleError, sha256_hex
+from node.protocol.timestamps import iso_ms
 from node.audit.bundle.selection import OrderSel, Selector
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment

@@ -4,7 +4,6 @@ that cannot be read or written."""
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 from node.errors import WaymarkError
@@ -30,6 +29,3 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def iso_ms(ms: int) -> str:
-    """Unix milliseconds as an ISO 8601 UTC time with milliseconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Union
 
-from node.audit.bundle.format import BundleError, iso_ms
+from node.audit.bundle.format import BundleError
+from node.protocol.timestamps import iso_ms
 from node.errors import WaymarkError
 from node.escrow import order_key
 from node.protocol.gs1 import CANONICAL_RESOLVER, encode_component, normalize_gtin

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from node.db import CaptureJob
 from node.member.epcis_rest.interface import PREFIX, EpcisInterface, link_next, now_ms, paging_only
 from node.member.epcis_rest.negotiation import negotiate, parse_json, read_body
-from node.member.epcis_rest.output import iso
+from node.protocol.timestamps import iso_ms
 from node.member.epcis_rest.problems import EpcisProblem, capture_problem, moved, problem_body
 from node.member.ingest.capture import CaptureError, CaptureService
 from node.protocol.vocabulary import EPCIS_CONTEXT_URL
@@ -90,7 +90,7 @@ def add_capture_routes(router: APIRouter, interface: EpcisInterface) -> None:
             raise EpcisProblem(400, "ValidationException", "Not an EPCIS event", "expected one event object")
         context = event.pop("@context", [EPCIS_CONTEXT_URL])
         document = {"@context": context, "type": "EPCISDocument", "schemaVersion": "2.0",
-                    "creationDate": iso(now_ms()), "epcisBody": {"eventList": [event]}}
+                    "creationDate": iso_ms(now_ms()), "epcisBody": {"eventList": [event]}}
         service: CaptureService = request.app.state.capture
         try:
             result = await anyio.to_thread.run_sync(service.capture, orjson.dumps(document))
@@ -128,14 +128,14 @@ def _int_token(token: str | None) -> int | None:
 def _job_json(job: CaptureJob) -> dict[str, Any]:
     out: dict[str, Any] = {
         "captureID": job.id,
-        "createdAt": iso(job.created_at_ms),
+        "createdAt": iso_ms(job.created_at_ms),
         "running": bool(job.running),
         "success": bool(job.success),
         "captureErrorBehaviour": job.error_behaviour,
         "errors": orjson.loads(job.errors),
     }
     if job.finished_at_ms is not None:
-        out["finishedAt"] = iso(job.finished_at_ms)
+        out["finishedAt"] = iso_ms(job.finished_at_ms)
     out["eventIDs"] = orjson.loads(job.event_ids)
     return out
 

@@ -7,13 +7,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from node.member.epcis_rest.query import StoredEvent
-from node.protocol.timestamps import format_timestamp
+from node.protocol.timestamps import iso_ms
 from node.protocol.vocabulary import EPCIS_CONTEXT_URL
-
-
-def iso(ms: int) -> str:
-    """Unix milliseconds as an EPCIS timestamp."""
-    return format_timestamp(datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
 
 
 def collection(members: Sequence[str]) -> dict[str, Any]:
@@ -26,7 +21,7 @@ def output_event(stored: StoredEvent) -> dict[str, Any]:
     declaration carries its original's). Neither is part of the event hash."""
     event = dict(stored.event)
     event.setdefault("eventID", stored.event_id)
-    event.setdefault("recordTime", iso(stored.received_at_ms))
+    event.setdefault("recordTime", iso_ms(stored.received_at_ms))
     return event
 
 
@@ -57,6 +52,6 @@ def query_document(
         "@context": document_context,
         "type": "EPCISQueryDocument",
         "schemaVersion": "2.0",
-        "creationDate": iso(int(datetime.now(timezone.utc).timestamp() * 1000)),
+        "creationDate": iso_ms(int(datetime.now(timezone.utc).timestamp() * 1000)),
         "epcisBody": {"queryResults": results},
     }

@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select
 from node.db import EpcisQuery, EpcisSubscription, Event
 from node.member.epcis_rest.interface import PREFIX, EpcisInterface, now_ms
 from node.member.epcis_rest.negotiation import parse_json, read_body
-from node.member.epcis_rest.output import iso
+from node.protocol.timestamps import iso_ms
 from node.member.epcis_rest.problems import EpcisProblem
 from node.member.epcis_rest.query import QueryParameterError, parse_query, timestamp_ms
 
@@ -128,7 +128,7 @@ def add_query_routes(router: APIRouter, interface: EpcisInterface) -> None:
             ))
         interface.delivery_wakeup.set()
         location = f"{PREFIX}/queries/{query_name}/subscriptions/{subscription_id}"
-        return interface.json({"subscriptionID": subscription_id, "dest": dest, "stream": True, "createdAt": iso(now_ms())},
+        return interface.json({"subscriptionID": subscription_id, "dest": dest, "stream": True, "createdAt": iso_ms(now_ms())},
                               201, headers={"Location": location})
 
     @router.get("/queries/{query_name}")
@@ -177,4 +177,4 @@ def _subscription_request(body: Any) -> tuple[str, str | None]:
 
 def _subscription_json(sub: EpcisSubscription) -> dict[str, Any]:
     return {"subscriptionID": sub.id, "queryName": sub.query_name, "dest": sub.dest, "stream": True,
-            "createdAt": iso(sub.created_at_ms), "reportIfEmpty": bool(sub.report_if_empty)}
+            "createdAt": iso_ms(sub.created_at_ms), "reportIfEmpty": bool(sub.report_if_empty)}
