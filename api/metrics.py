@@ -41,7 +41,7 @@ class Metrics:
         self.rate_limited = Counter("waymark_api_rate_limited_total", "Requests refused by the rate limit", registry=self.registry)
         self.passport_builds = Counter("waymark_api_passport_builds_total", "Passports built (cache misses)", registry=self.registry)
         self.cache_size = Gauge("waymark_api_passport_cache_entries", "Passports held in the cache", registry=self.registry)
-        self.cache_bytes = Gauge("waymark_api_passport_cache_bytes", "Bytes of passports held in the cache", registry=self.registry)
+        self.cache_bytes = Gauge("waymark_api_passport_cache_bytes", "Bytes of passports held in the cache (compressed)", registry=self.registry)
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def observe(self, route: str, status: int, seconds: float) -> None:

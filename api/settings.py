@@ -69,8 +69,8 @@ class ApiSettings(BaseSettings):
     """Most passports kept in the cache."""
 
     passport_cache_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
-    """Most bytes of passport JSON kept in the cache (one passport is from about 1 KB to a few hundred KB);
-    the least recently used go first."""
+    """Most bytes of passports kept in the cache, held compressed (one passport's JSON is from about
+    1 KB to a few hundred KB, about five times less packed); the least recently used go first."""
 
     passport_build_threads: int = Field(4, ge=1, le=64)
     """Most passports built at once (the rest queue): builds are CPU work, so a few keep the cores

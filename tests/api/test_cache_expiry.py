@@ -37,7 +37,7 @@ def test_passports_not_scanned_for_max_age_are_dropped_as_new_ones_arrive() -> N
     # What stays: the units stored within the last ttl + max_age seconds, not all 1,200.
     assert len(passports) == int(TTL + MAX_AGE) + 1
     assert next(iter(passports._entries)) == f"unit-{1199 - int(TTL + MAX_AGE)}"
-    assert passports.bytes == len(passports) * (len(core().json) + ENTRY_OVERHEAD)
+    assert passports.bytes == len(passports) * (core().size + ENTRY_OVERHEAD)
 
 
 def test_a_passport_refreshed_by_scans_stays() -> None:

@@ -4,6 +4,7 @@ cannot grow the API's memory past its budget, whatever the entry limit."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from typing import Any
@@ -14,7 +15,8 @@ from node.protocol.gs1 import UnitId
 
 
 def core(size: int) -> PassportCore:
-    return PassportCore({"timeline": [], "padding": "x" * size}, "genuine", [], False, "09521234543213", 1)
+    """A passport that holds about `size` bytes in the cache (random padding: it does not compress below that)."""
+    return PassportCore({"timeline": [], "padding": os.urandom(size).hex()}, "genuine", [], False, "09521234543213", 1)
 
 
 def cache(max_bytes: int, size: int = 50_000) -> PassportCache:
@@ -29,7 +31,7 @@ def test_large_passports_are_evicted_by_bytes_least_recently_used_first() -> Non
         assert passports.bytes <= passports.max_bytes
     assert len(passports) == 4  # 4 x (200 KB + overhead) fit in 1 MB, not 5
     assert list(passports._entries) == [f"unit-{i}" for i in range(16, 20)]
-    assert passports.bytes == sum(len(e.core.json) + ENTRY_OVERHEAD for e in passports._entries.values() if e.core is not None)
+    assert passports.bytes == sum(e.core.size + ENTRY_OVERHEAD for e in passports._entries.values() if e.core is not None)
 
 
 def test_replacing_and_invalidating_keep_the_byte_count_exact() -> None:
@@ -37,7 +39,7 @@ def test_replacing_and_invalidating_keep_the_byte_count_exact() -> None:
     passports._store("a", _Entry(0.0, core(100_000), (), 0.0))
     passports._store("a", _Entry(0.0, core(10_000), (), 0.0))
     passports._store("b", _Entry(0.0, None, (), 0.0))
-    assert passports.bytes == len(core(10_000).json) + 2 * ENTRY_OVERHEAD
+    assert passports.bytes == passports._entries["a"].cost + ENTRY_OVERHEAD
     passports.invalidate("a")
     passports.invalidate("b")
     assert passports.bytes == 0 and len(passports) == 0
@@ -100,3 +102,11 @@ def test_no_more_than_build_threads_passports_are_built_at_once() -> None:
     built = asyncio.run(scan_all())
     assert all(c is not None for c in built) and len(passports) == 12
     assert builder.most == 3
+
+
+def test_a_passport_is_held_compressed_and_served_unchanged() -> None:
+    body = {"timeline": [{"id": f"ni:///sha-256;{i:064x}?ver=CBV2.0", "via": [], "event": {"bizStep": "shipping", "readPoint": "urn:epc:id:sgln:9521234.00001.0"}}
+                         for i in range(40)], "verdict": "genuine", "link": "https://id.gs1.org/01/09521234543213/21/S1"}
+    passport = PassportCore(body, "genuine", [], False, "09521234543213", 1)
+    assert passport.body == body and list(passport.parts) == list(body)
+    assert passport.size * 4 < len(passport.json)  # repetitive JSON: held at least four times smaller
