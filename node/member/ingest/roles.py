@@ -103,7 +103,9 @@ class RoleState:
     # The rest of node.protocol.verification.Registry (hasRoleAt is `has_role_at`).
 
     def organisation_at(self, account: str, at: int) -> int:
-        history = self.org_of.get(Web3.to_checksum_address(account))
+        # Keys are checksummed; ingest asks with checksummed (recovered) accounts, so convert
+        # only on a miss (EIP-55 costs a keccak and a string rebuild per call).
+        history = self.org_of.get(account) or self.org_of.get(Web3.to_checksum_address(account))
         return int(history.at(at, 0)) if history else 0
 
     def host_of_at(self, org_id: int, at: int) -> int:
