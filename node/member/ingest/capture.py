@@ -39,8 +39,9 @@ import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -145,6 +146,14 @@ class CheckedEvent:
     @property
     def event_id(self) -> str:
         return hash_from_digest(self.digest)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Checked in worker processes, thousands a second: a plain tuple of the fields pickles
+        # and unpickles several times faster than the slots' default state.
+        return (CheckedEvent, _checked_fields(self))
+
+
+_checked_fields = attrgetter(*(f.name for f in fields(CheckedEvent)))
 
 
 @dataclass(frozen=True)
