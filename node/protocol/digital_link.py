@@ -204,6 +204,13 @@ def parse_link(uri: str) -> DigitalLink:
     """
     if not isinstance(uri, str) or not uri:
         raise InvalidIdentifier(str(uri), "empty")
+    return _parse_link(uri)
+
+
+# A document names the same units and containers in several events (commissioning, inspecting,
+# packing, ...): parsed once each. The answers are immutable; refusals are not kept.
+@lru_cache(maxsize=8192)
+def _parse_link(uri: str) -> DigitalLink:
     if _WHITESPACE_RE.search(uri):  # \s is str.isspace's set, searched at C speed
         raise InvalidIdentifier(uri, "contains whitespace")
     try:
