@@ -161,7 +161,7 @@ def _parse_time(text: str) -> datetime | None:
     if match is None:
         return None
     try:
-        year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+        year, month, day, hour, minute, second = map(int, match.groups()[:6])
         moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
     except ValueError:
         return None

@@ -25,7 +25,6 @@ from biip.gs1_element_strings import GS1ElementString
 from node.protocol.crypto import SignatureError, parse_signature
 from node.protocol.gs1 import (
     CANONICAL_RESOLVER,
-    CSET82,
     AnyKey,
     ContainerId,
     GS1Key,
@@ -37,6 +36,7 @@ from node.protocol.gs1 import (
     check_digit,
     is_digits,
     normalize_gtin,
+    outside_cset82,
     validate_sscc,
 )
 
@@ -73,6 +73,7 @@ _PRIMARY_QUALIFIERS: dict[str, tuple[str, ...]] = {
     "8004": ("7040",),
 }
 _AI_RE = re.compile(r"^\d{2,4}$")
+_WHITESPACE_RE = re.compile(r"\s")
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,14 @@ def parse_link(uri: str) -> DigitalLink:
     """
     if not isinstance(uri, str) or not uri:
         raise InvalidIdentifier(str(uri), "empty")
-    if any(char.isspace() for char in uri):
+    return _parse_link(uri)
+
+
+# A document names the same units and containers in several events (commissioning, inspecting,
+# packing, ...): parsed once each. The answers are immutable; refusals are not kept.
+@lru_cache(maxsize=8192)
+def _parse_link(uri: str) -> DigitalLink:
+    if _WHITESPACE_RE.search(uri):  # \s is str.isspace's set, searched at C speed
         raise InvalidIdentifier(uri, "contains whitespace")
     try:
         parts = urlsplit(uri)
@@ -343,11 +351,9 @@ def _check_percent_encoding(uri: str, key: str, raw: str) -> None:
         decoded = unquote(raw, errors="strict")
     except UnicodeDecodeError:
         raise InvalidIdentifier(uri, f"/{key}/ value {raw!r} is not UTF-8 once decoded") from None
-    bad = sorted({char for char in decoded if char not in CSET82})
+    bad = outside_cset82(decoded)
     if bad:
-        raise InvalidIdentifier(
-            uri, f"/{key}/ value {decoded!r} has characters outside the GS1 AI set: {''.join(bad)!r}"
-        )
+        raise InvalidIdentifier(uri, f"/{key}/ value {decoded!r} has characters outside the GS1 AI set: {bad!r}")
 
 
 _SGTIN_RE = re.compile(r"^urn:epc:id:sgtin:(\d{6,12})\.(\d{1,7})\.(.+)$")

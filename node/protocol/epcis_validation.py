@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NoReturn
+from typing import Any, NoReturn
 
 import jsonschema_rs
 
@@ -45,6 +46,7 @@ class EpcisValidationError(WaymarkError):
 
 _ABSOLUTE_URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
 _CURIE_KEY_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*):([^\s/][^\s]*)$")
+_GS1_KEY_PATH_RE = re.compile(r"/(01|00|gtin|sscc)/\d")
 
 _STANDARD_KEYS = {
     "@context", "type", "eventTime", "eventTimeZoneOffset", "recordTime", "eventID",
@@ -82,7 +84,7 @@ class _Validator:
         lowered = text.lower()
         gs1_like = lowered.startswith(("urn:epc:id:sgtin:", "urn:epc:id:sscc:")) or (
             lowered.startswith(("https://", "http://"))
-            and re.search(r"/(01|00|gtin|sscc)/\d", text) is not None
+            and _GS1_KEY_PATH_RE.search(text) is not None
         )
         if not gs1_like:
             return

@@ -109,7 +109,7 @@ def unix_seconds(value: str) -> int:
     if match is None:
         raise EventHashError(f"not a timestamp: {value!r}")
     try:
-        year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+        year, month, day, hour, minute, second = map(int, match.groups()[:6])
         moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
     except ValueError:
         raise EventHashError(f"not a timestamp: {value!r}") from None

@@ -18,8 +18,10 @@ Two URI forms matter:
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Union
 from urllib.parse import quote
 
@@ -58,6 +60,7 @@ def is_digits(value: str) -> bool:
     return value.isascii() and value.isdigit()
 
 
+@lru_cache(maxsize=4096)  # ingest checks thousands of units of a few products a second
 def normalize_gtin(gtin: str) -> str:
     """Validate a GTIN-8/12/13/14 and return it zero-padded to 14 digits."""
     if not is_digits(gtin):
@@ -104,8 +107,17 @@ def make_sscc(company_prefix: str, serial_reference: int | str, extension_digit:
 
 # --- lots and serials ---------------------------------------------------------------------
 
-CSET82 = frozenset("!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
+_CSET82_CHARS = "!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+CSET82 = frozenset(_CSET82_CHARS)
 """GS1 AI encodable character set 82 (GS1 General Specifications, figure 7.11-1)."""
+_OUTSIDE_CSET82 = re.compile(f"[^{re.escape(_CSET82_CHARS)}]")
+
+
+def outside_cset82(value: str) -> str:
+    """The characters of ``value`` outside CSet 82, sorted, once each ("" when there are none)."""
+    if _OUTSIDE_CSET82.search(value) is None:  # the common case, at C speed
+        return ""
+    return "".join(sorted({char for char in value if char not in CSET82}))
 
 SERIAL_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 """Characters of generated serials: a subset of CSet 82 that never needs percent-encoding."""
@@ -119,11 +131,9 @@ def check_ai_value(value: str, label: str, max_length: int) -> str:
         raise InvalidIdentifier(value, f"the {label} is empty")
     if len(value) > max_length:
         raise InvalidIdentifier(value, f"the {label} has at most {max_length} characters, not {len(value)}")
-    bad = sorted({char for char in value if char not in CSET82})
+    bad = outside_cset82(value)
     if bad:
-        raise InvalidIdentifier(
-            value, f"the {label} has characters outside the GS1 AI set: {''.join(bad)!r}"
-        )
+        raise InvalidIdentifier(value, f"the {label} has characters outside the GS1 AI set: {bad!r}")
     return value
 
 

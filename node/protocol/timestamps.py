@@ -27,7 +27,7 @@ def parse_timestamp(text: str) -> tuple[datetime, str]:
     match = _TIMESTAMP_RE.match(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"not an ISO 8601 timestamp with time zone: {text!r}")
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    year, month, day, hour, minute, second = map(int, match.groups()[:6])
     fraction = match.group(7) or ""
     micro = int((fraction + "000000")[:6])
     zone = match.group(8)

@@ -237,14 +237,21 @@ def check_signature(domain: AttestationDomain, digest: bytes, event: Mapping[str
         message = attestation_digest(domain, digest, event_subject(event), event_time)
     except Exception as exc:  # noqa: BLE001 - the body hashed, but may still lack a subject or a valid time
         return Outcome(Check.SIGNATURE, "failed", f"the attested fields cannot be derived: {exc}"), None, None
+    outcome, recovered = check_attestation_signature(message, attester, signature)
+    return outcome, recovered, event_time
+
+
+def check_attestation_signature(message: bytes, attester: str, signature: bytes) -> tuple[Outcome, str | None]:
+    """Check 2 once the attestation digest `message` is built (capture has derived its fields
+    already): the signature recovers to `attester`. Returns the outcome and the recovered account."""
     try:
         recovered = recover_digest(message, bytes(signature))
     except SignatureError as error:
-        return Outcome(Check.SIGNATURE, "failed", f"the signature does not verify: {error.problem}"), None, event_time
+        return Outcome(Check.SIGNATURE, "failed", f"the signature does not verify: {error.problem}"), None
     if recovered.lower() != attester.lower():
-        return (Outcome(Check.SIGNATURE, "failed", f"the signature recovers to {recovered}, not to the attester {attester}",
-                        recovered), recovered, event_time)
-    return Outcome(Check.SIGNATURE, "passed", f"EIP-712 signature by {recovered}"), recovered, event_time
+        return Outcome(Check.SIGNATURE, "failed", f"the signature recovers to {recovered}, not to the attester {attester}",
+                       recovered), recovered
+    return Outcome(Check.SIGNATURE, "passed", f"EIP-712 signature by {recovered}"), recovered
 
 
 def required_roles(event: Mapping[str, Any]) -> tuple[str, ...]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pickle
+import time
 
 import orjson
 import pytest
 from sqlalchemy import func, select
 
 from node.db import Database, Event, EventEpc
-from node.member.ingest.capture import BadAttestation, CaptureService, MalformedCapture, SignerLacksRole
+from node.member.ingest.capture import BadAttestation, CaptureService, MalformedCapture, SignerLacksRole, precheck_document
+from node.protocol.attestation import AttestationDomain
 from node.protocol.roles import in_role_table, roles_for_bizstep
 from node.protocol import epcis
 from node.protocol import vocabulary
@@ -132,3 +135,12 @@ def test_role_table() -> None:
     assert roles_for_bizstep(None) == ("MANUFACTURER", "INSPECTOR", "CARRIER", "CUSTOMS", "ORACLE")
     assert roles_for_bizstep("juggling") == roles_for_bizstep(None)  # outside the table: any attesting role
     assert not in_role_table("juggling") and in_role_table("commissioning") and in_role_table(None)
+
+
+def test_checked_events_come_back_from_a_worker_process_unchanged() -> None:
+    # Checks run in worker processes: what they answer is pickled there and read here.
+    domain = AttestationDomain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
+    document = capture_document(story_events(lot_story(int(time.time()) - 1000)), domain)
+    checked = precheck_document(orjson.dumps(document), domain, 100, 300)
+    checked[0].org, checked[0].role = 7, "MANUFACTURER"
+    assert pickle.loads(pickle.dumps(checked)) == checked

@@ -103,7 +103,9 @@ class RoleState:
     # The rest of node.protocol.verification.Registry (hasRoleAt is `has_role_at`).
 
     def organisation_at(self, account: str, at: int) -> int:
-        history = self.org_of.get(Web3.to_checksum_address(account))
+        # Keys are checksummed; ingest asks with checksummed (recovered) accounts, so convert
+        # only on a miss (EIP-55 costs a keccak and a string rebuild per call).
+        history = self.org_of.get(account) or self.org_of.get(Web3.to_checksum_address(account))
         return int(history.at(at, 0)) if history else 0
 
     def host_of_at(self, org_id: int, at: int) -> int:
@@ -147,9 +149,11 @@ class RoleMirror:
         self._base = list(base_logs)  # confirmed history taken from the indexer's database
         self._base_block = base_block if base_block is not None else start_block - 1
         self._state = RoleState()
+        self._history: list[RawLog] | None = None  # what `_state` was built from
         self._synced_at = -1e9
         self._lock = threading.Lock()
         self._timestamps: dict[str, int] = {}
+        self._unsettled: dict[tuple[bytes, int], RawLog | None] = {}  # decoded logs of the blocks read again
 
     def has_role_at(self, account: str, role: str, at: int) -> bool:
         self.refresh()
@@ -191,25 +195,38 @@ class RoleMirror:
                 return
             head = int(self.w3.eth.block_number)
             tail: list[RawLog] = []
+            seen: dict[tuple[bytes, int], RawLog | None] = {}
             if head > self._base_block:
                 raw = self.pager.get_logs({"address": self.address}, self._base_block + 1, head)
                 for item in raw:
-                    decoded = self.decoder.decode(item)
-                    if decoded is None:
-                        continue
-                    when = self._block_time(decoded.block_number, decoded.block_hash)
-                    tail.append((decoded.block_number, decoded.log_index, when, decoded.event, decoded.args))
+                    # The unsettled blocks are read again at every refresh: a log (block hash, index)
+                    # already decoded is taken as it was; one a reorg removed is no longer listed.
+                    key = (bytes(item["blockHash"]), int(item["logIndex"]))
+                    entry = self._unsettled[key] if key in self._unsettled else self._decode(item)
+                    seen[key] = entry
+                    if entry is not None:
+                        tail.append(entry)
+            self._unsettled = seen
             history = sorted([*self._base, *tail], key=lambda x: (x[0], x[1]))
             # Logs this deep under the head are kept instead of fetched again at every refresh.
             settled = head - SETTLED_DEPTH
             if settled > self._base_block:
                 self._base = [x for x in history if x[0] <= settled]
                 self._base_block = settled
-            state = RoleState()
-            for _block, _index, when, event, args in history:
-                state.apply(event, args, when)
-            self._state = state  # swapped whole: readers never see a half-built state
+            if history != self._history:  # most refreshes find nothing new
+                state = RoleState()
+                for _block, _index, when, event, args in history:
+                    state.apply(event, args, when)
+                self._state = state  # swapped whole: readers never see a half-built state
+                self._history = history
             self._synced_at = time.monotonic()
+
+    def _decode(self, item: Any) -> RawLog | None:
+        decoded = self.decoder.decode(item)
+        if decoded is None:
+            return None
+        when = self._block_time(decoded.block_number, decoded.block_hash)
+        return (decoded.block_number, decoded.log_index, when, decoded.event, decoded.args)
 
     def _block_time(self, number: int, block_hash: bytes) -> int:
         key = block_hash.hex()
