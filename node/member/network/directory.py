@@ -50,11 +50,6 @@ class Directory:
         self._refresh()
         return self._urls.get(org_id) or self._urls.get(self._hosts.get(org_id, 0))
 
-    def hosted_by(self, org_id: int) -> set[int]:
-        """Organisations `org_id`'s node hosts now."""
-        self._refresh()
-        return {hosted for hosted, host in self._hosts.items() if host == org_id}
-
     def peers(self, own_org: int | None) -> list[Peer]:
         """Every other member node in the directory."""
         self._refresh()
