@@ -5,7 +5,7 @@ each other or on the order they run in.
 
 Also the order the two xdist workers take the modules in (scripts/run-tests.sh runs
 `--dist loadfile --no-loadscope-reorder`: a module is one unit of work, its module-scoped world
-built once): the slowest modules first, so that no worker is left alone with a long module at the
+built once, and the e2e stories that share a world are one unit together): the slowest modules first, so that no worker is left alone with a long module at the
 end while the other idles. (xdist's default order, most tests first, leaves the one-test e2e
 stories, demo runs and property tests for last.)
 """
@@ -33,7 +33,7 @@ Account.enable_unaudited_hdwallet_features()
 SLOWEST_FIRST = (
     "tests/e2e/test_run_command.py",
     "tests/e2e/test_4_audit.py",
-    "tests/e2e/test_1_trade.py",  # stories 1-3 and 5 share a world per worker (tests/e2e/conftest.py)
+    "tests/e2e/test_1_trade.py",  # stories 1-3 and 5 share one world: one unit of work (ModuleScheduling)
     "tests/e2e/test_2_dispute.py",
     "tests/e2e/test_3_counterfeit.py",
     "tests/e2e/test_5_every_node.py",
