@@ -64,18 +64,20 @@ def show(env: dict[str, str], order_id: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def relayer_url(cli_env: dict[str, str]) -> Iterator[str]:
+def relayer_url(cli_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "waymark", "escrow", "relayer", "run", "--port", str(port), "--sweep-interval", "0.5"],
-        cwd=PROJECT_ROOT, env={**os.environ, **cli_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    log = tmp_path / "relayer.log"  # a file, not a pipe nobody reads: a full pipe would stop the relayer
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "waymark", "escrow", "relayer", "run", "--port", str(port), "--sweep-interval", "0.5"],
+            cwd=PROJECT_ROOT, env={**os.environ, **cli_env}, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"relayer exited: {process.stdout.read() if process.stdout else ''}")
+                raise AssertionError(f"relayer exited: {log.read_text()}")
             try:
                 if httpx.get(url + "/health", timeout=1).status_code == 200:
                     break
