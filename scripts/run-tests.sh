@@ -5,8 +5,9 @@ cd "$(dirname "$0")/.."
 mkdir -p test-artifacts
 # Types first (mypy --strict, [tool.mypy] in pyproject.toml): an error fails the run in seconds.
 .venv/bin/mypy node api oracle waymark scripts/bench tests
-# Two workers on a 2-core machine; each worker starts its own Anvil. A module is one unit of work,
-# taken slowest first (the order tests/conftest.py gives), not xdist's most-tests-first.
+# Two workers on a 2-core machine; each worker starts its own Anvil. A module is one unit of work
+# (the e2e stories that share a world are one unit together: tests/conftest.py), taken slowest
+# first (the order tests/conftest.py gives), not xdist's most-tests-first.
 PYTEST=(.venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -p no:cacheprovider)
 if [ "$#" -ne 0 ]; then
   exec "${PYTEST[@]}" "$@"

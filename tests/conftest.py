@@ -5,7 +5,7 @@ each other or on the order they run in.
 
 Also the order the two xdist workers take the modules in (scripts/run-tests.sh runs
 `--dist loadfile --no-loadscope-reorder`: a module is one unit of work, its module-scoped world
-built once): the slowest modules first, so that no worker is left alone with a long module at the
+built once, and the e2e stories that share a world are one unit together): the slowest modules first, so that no worker is left alone with a long module at the
 end while the other idles. (xdist's default order, most tests first, leaves the one-test e2e
 stories, demo runs and property tests for last.)
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from xdist.scheduler import LoadFileScheduling
 
 from node.chain.build import build
 from node.chain.deploy import Deployment
@@ -32,7 +33,7 @@ Account.enable_unaudited_hdwallet_features()
 SLOWEST_FIRST = (
     "tests/e2e/test_run_command.py",
     "tests/e2e/test_4_audit.py",
-    "tests/e2e/test_1_trade.py",  # stories 1-3 and 5 share a world per worker (tests/e2e/conftest.py)
+    "tests/e2e/test_1_trade.py",  # stories 1-3 and 5 share one world: one unit of work (ModuleScheduling)
     "tests/e2e/test_2_dispute.py",
     "tests/e2e/test_3_counterfeit.py",
     "tests/e2e/test_5_every_node.py",
@@ -50,6 +51,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slowest modules first (a stable sort: each module's tests keep their order)."""
     rank = {module: index for index, module in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
+# The e2e stories that share one world (tests/e2e/conftest.py, `delivered`): one unit of work, so
+# that one worker builds it (a demo network, minutes of CPU) instead of each worker its own.
+SHARED_E2E_WORLD = ("tests/e2e/test_1_trade.py", "tests/e2e/test_2_dispute.py", "tests/e2e/test_3_counterfeit.py",
+                    "tests/e2e/test_5_every_node.py")
+
+
+class ModuleScheduling(LoadFileScheduling):  # type: ignore[misc]  # (xdist ships no types)
+    """`--dist loadfile` (a module is a unit of work), but the modules of SHARED_E2E_WORLD are one unit."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = super()._split_scope(nodeid)
+        return "the e2e stories' shared world" if module in SHARED_E2E_WORLD else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LoadFileScheduling | None:
+    return ModuleScheduling(config, log) if config.getoption("dist") == "loadfile" else None
 
 
 @pytest.fixture(scope="session")

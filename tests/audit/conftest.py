@@ -2,10 +2,11 @@
 one event attested by an account without the role (stored past the role check, for the
 SIGNER_LACKED_ROLE case, only when asked), an order carried to release through the relayer
 (stored attestations), and an order reached directly by a submitter and settled by an arbitrator
-(calldata only). Real Anvil, real SQLite."""
+(calldata only). Real Anvil, real SQLite. Built once per module; each test gets its own copy."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +19,17 @@ from eth_account.signers.local import LocalAccount
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
-from waymark.devnet.anvil import AnvilProcess
+from waymark.devnet.anvil import AnvilControl, AnvilProcess
 from node.escrow import OrderTerms
 from node.relayer.model import SignatureIn
 from node.relayer.service import Relayer
 from node.member.runtime import NodeRuntime, build_anchorer, build_capture
 from node.member.settings import NodeSettings
 from node.settings import ChainSettings
-from tests.node.escrow_env import DAY, EscrowEnv, escrow_env, member
+from tests.node.escrow_env import DAY, EscrowEnv, attach_escrow_env, escrow_env, member
 from tests.node.story import capture_document, lot_story, story_events
+
+DB_FILE = "node.sqlite3"
 
 
 @dataclass
@@ -38,16 +41,6 @@ class World:
     env: EscrowEnv
     relayed: OrderTerms  # milestones through the relayer, released on the buyer's confirmation
     direct: OrderTerms  # shipped by a direct submission, disputed, ruled by the arbitrator
-
-
-@pytest.fixture
-def audit_db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'node.sqlite3'}")
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def capture_and_anchor(runtime: NodeRuntime, events: list[tuple[dict[str, Any], LocalAccount]], *,
@@ -65,17 +58,64 @@ def capture_and_anchor(runtime: NodeRuntime, events: list[tuple[dict[str, Any], 
         build_anchorer(runtime, group[0][1]).drain()
 
 
-@pytest.fixture
-def world(audit_db: Database, chain: ChainClient, anvil: AnvilProcess, tmp_path: Path) -> World:
-    env = escrow_env(chain, tmp_path)
+def node_runtime(db: Database, chain: ChainClient, deployment: Deployment) -> NodeRuntime:
     settings = NodeSettings(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500, max_batch_delay=0.2)
-    runtime = NodeRuntime(settings, ChainSettings(rpc_url=anvil.rpc_url, chain_id=anvil.chain_id, confirmations=0), audit_db, chain,
-                          env.deployment)
+    return NodeRuntime(settings, ChainSettings(rpc_url=chain.rpc_url, chain_id=chain.chain_id, confirmations=0), db, chain, deployment)
+
+
+@dataclass(frozen=True)
+class BuiltWorld:
+    """The world as built, once per module: its chain state and its files (database, deployment
+    record, escrow terms) in folder."""
+    folder: Path
+    deployment: Deployment
+    relayed: OrderTerms
+    direct: OrderTerms
+
+
+@pytest.fixture(scope="module")
+def built_world(anvil: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltWorld]:
+    """Built once per module (deploying, capturing, anchoring and settling take seconds); every
+    test gets a world of its own from it (`world`). The module's chain changes are undone at its end."""
+    control = AnvilControl(anvil.rpc_url)
+    before = control.snapshot()
+    try:
+        folder = tmp_path_factory.mktemp("audit-world")
+        chain = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
+        db = Database(f"sqlite:///{folder / DB_FILE}")
+        db.migrate()
+        try:
+            built = build_world(db, chain, folder)
+        finally:
+            db.dispose()  # closed: its files are copied whole
+        yield BuiltWorld(folder, built.deployment, built.relayed, built.direct)
+    finally:
+        control.revert(before)
+
+
+@pytest.fixture
+def world(built_world: BuiltWorld, chain: ChainClient, tmp_path: Path) -> Iterator[World]:
+    """The module's world, the test's own: the chain at the state it was built in (`chain` reverts
+    to it after the test; `built_world`, of a wider scope, is set up before `chain` takes its
+    snapshot), fresh clients, and a copy of its files in tmp_path."""
+    shutil.copytree(built_world.folder, tmp_path, dirs_exist_ok=True)
+    db = Database(f"sqlite:///{tmp_path / DB_FILE}")
+    try:
+        env = attach_escrow_env(chain, built_world.deployment, tmp_path)
+        yield World(db, chain, env.deployment, node_runtime(db, chain, env.deployment), env, built_world.relayed,
+                    built_world.direct)
+    finally:
+        db.dispose()
+
+
+def build_world(db: Database, chain: ChainClient, folder: Path) -> World:
+    env = escrow_env(chain, folder)
+    runtime = node_runtime(db, chain, env.deployment)
     now = int(chain.w3.eth.get_block("latest")["timestamp"])
     for start in (now, now + 100):  # two lots, each in four batches (one per organisation)
         capture_and_anchor(runtime, story_events(lot_story(start)))
 
-    relayer = Relayer(audit_db, env.escrow, member(15), min_lifetime=60)
+    relayer = Relayer(db, env.escrow, member(15), min_lifetime=60)
     relayed = env.open(env.terms(salt=1))
     for milestone in range(len(relayed.milestones)):
         pool = env.customs if relayed.milestones[milestone].role == "CUSTOMS" else env.carriers
@@ -90,4 +130,4 @@ def world(audit_db: Database, chain: ChainClient, anvil: AnvilProcess, tmp_path:
     env.reach(direct, 0)
     env.escrow.dispute(direct, b"\x01" * 32, env.buyer)
     env.escrow.rule(direct, 5000, b"\x02" * 32, env.arbitrator)
-    return World(audit_db, chain, env.deployment, runtime, env, relayed, direct)
+    return World(db, chain, env.deployment, runtime, env, relayed, direct)

@@ -17,6 +17,7 @@ from node.db import Event
 from node.protocol.event_hash import digest_from_hash
 from tests.audit.test_bundle import AuditWorld, own_audit_world
 from tests.cli.test_cli import assert_clean_failure, run_cli
+from tests.cli.test_cli_mistakes import fails
 from tests.node.story import GTIN, LOT
 
 
@@ -104,13 +105,15 @@ def test_verify_of_an_edited_bundle_names_the_file_and_the_discrepancy_and_exits
     assert "The bundle was altered after export" in (tmp_path / "r.html").read_text()
 
 
-def test_export_usage_errors_exit_2_with_one_message(world: AuditWorld, tmp_path: Path) -> None:
-    both = run_cli("audit", "export", "--product", GTIN, "--order", "0x01", *chain_args(world), "--db", world.database.url)
-    assert_clean_failure(both, 2, "name exactly one of")
-    half = run_cli("audit", "export", "--from", "2025-01-01T00:00:00Z", *chain_args(world), "--db", world.database.url)
-    assert_clean_failure(half, 2, "a time range needs both from and to")
-    nothing = run_cli("audit", "export", "--lot", GTIN, "NOPE", "--out", str(tmp_path / "x.zip"), *chain_args(world), "--db", world.database.url)
-    assert_clean_failure(nothing, 1, "the database holds no anchored event for lot NOPE")
+def test_export_usage_errors_exit_2_with_one_message(world: AuditWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Run through the console script's entry point in this process, as tests/cli/test_cli_mistakes.py
+    # runs mistakes (a subprocess per case takes seconds on a loaded machine).
+    fails(capsys, 2, "audit", "export", "--product", GTIN, "--order", "0x01", *chain_args(world), "--db", world.database.url,
+          says=("name exactly one of",))
+    fails(capsys, 2, "audit", "export", "--from", "2025-01-01T00:00:00Z", *chain_args(world), "--db", world.database.url,
+          says=("a time range needs both from and to",))
+    fails(capsys, 1, "audit", "export", "--lot", GTIN, "NOPE", "--out", str(tmp_path / "x.zip"), *chain_args(world),
+          "--db", world.database.url, says=("the database holds no anchored event for lot NOPE",))
 
 
 def test_verify_of_a_bundle_of_another_chain_exits_3(world: AuditWorld, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,8 @@ def test_every_readme_command_block_runs_against_the_demo(tmp_path: Path) -> Non
                 break
         else:
             raise AssertionError("the demo was not ready in time:\n" + "".join(seen[-40:]))
+        # Keep reading what the demo says: a pipe nobody reads fills up and stops the demo where it prints.
+        threading.Thread(target=seen.extend, args=(demo.stdout,), daemon=True).start()
 
         blocks = [b for b in sh_blocks(README.read_text()) if b.runs]
         script = ["set -eo pipefail"]

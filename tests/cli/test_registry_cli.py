@@ -12,6 +12,7 @@ import pytest
 from waymark.devnet.anvil import AnvilControl, AnvilProcess, rpc
 from waymark.devnet.consortium import devnet_account
 from tests.cli.test_cli import assert_clean_failure, run_cli
+from tests.cli.test_cli_mistakes import fails
 
 BUYER = devnet_account(10).address
 
@@ -52,10 +53,18 @@ def test_prefix_by_vote_and_account_by_offer_and_acceptance(cli_env: dict[str, s
     assert BUYER in ok("registry", "orgs", env=cli_env)
 
 
-def test_bad_prefix_and_threshold_are_refused_before_touching_the_chain(cli_env: dict[str, str]) -> None:
-    assert_clean_failure(run_cli("registry", "propose", "prefix", "3", "12ab", "--as", "manufacturer", env=cli_env), 2, "GS1 Company Prefix")
-    assert_clean_failure(run_cli("registry", "propose", "threshold", "10001", "--as", "manufacturer", env=cli_env), 2)
-    assert_clean_failure(run_cli("registry", "account", "accept", "5", "--as", "buyer", env=cli_env), 7, "RegistryNoOffer")
+@pytest.fixture
+def in_process(cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """cli_env for commands run through the console script's entry point in this process, as
+    tests/cli/test_cli_mistakes.py runs mistakes (a subprocess per case takes seconds on a loaded machine)."""
+    for name, value in cli_env.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_bad_prefix_and_threshold_are_refused_before_touching_the_chain(in_process: None, capsys: pytest.CaptureFixture[str]) -> None:
+    fails(capsys, 2, "registry", "propose", "prefix", "3", "12ab", "--as", "manufacturer", says=("GS1 Company Prefix",))
+    fails(capsys, 2, "registry", "propose", "threshold", "10001", "--as", "manufacturer")
+    fails(capsys, 7, "registry", "account", "accept", "5", "--as", "buyer", says=("RegistryNoOffer",))
 
 
 def block_number(anvil: AnvilProcess) -> int:
@@ -114,8 +123,10 @@ BAD_INPUTS: list[tuple[tuple[str, ...], str]] = [
 ]
 
 
-def test_bad_node_records_and_parameters_are_refused_before_any_transaction(cli_env: dict[str, str], anvil: AnvilProcess) -> None:
+def test_bad_node_records_and_parameters_are_refused_before_any_transaction(
+    in_process: None, anvil: AnvilProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = block_number(anvil)
     for args, phrase in BAD_INPUTS:
-        assert_clean_failure(run_cli("registry", *args, "--as", "manufacturer", env=cli_env), 2, phrase)
+        fails(capsys, 2, "registry", *args, "--as", "manufacturer", says=(phrase,))
     assert block_number(anvil) == before

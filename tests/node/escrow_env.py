@@ -86,11 +86,20 @@ class EscrowEnv:
 
 
 def escrow_env(chain: ChainClient, tmp_path: Path) -> EscrowEnv:
-    record = tmp_path / "deployments" / f"{chain.chain_id}.json"
     steps = waymark_steps(demo_consortium()) + devnet_token_steps(chain.chain_id)
-    deployment, _ = deploy(chain, devnet_account(0), steps, record)
+    deployment, _ = deploy(chain, devnet_account(0), steps, deployment_record(chain, tmp_path))
     setup_devnet_escrow(chain, deployment)
-    escrow = EscrowClient.from_deployment(chain, deployment, TermsStore(tmp_path / "terms.json"))
+    return attach_escrow_env(chain, deployment, tmp_path)
+
+
+def deployment_record(chain: ChainClient, folder: Path) -> Path:
+    return folder / "deployments" / f"{chain.chain_id}.json"
+
+
+def attach_escrow_env(chain: ChainClient, deployment: Deployment, folder: Path) -> EscrowEnv:
+    """The env of a deployment escrow_env made, its files (deployment record, terms) in folder."""
+    record = deployment_record(chain, folder)
+    escrow = EscrowClient.from_deployment(chain, deployment, TermsStore(folder / "terms.json"))
     return EscrowEnv(
         chain=chain, deployment=deployment, record=record, escrow=escrow,
         usd=deployment.address("DevStablecoin:wUSD"), eur=deployment.address("DevStablecoin:wEUR"),
