@@ -82,12 +82,13 @@ def network_section(db: Database, timeline: Sequence[Mapping[str, Any]]) -> dict
     orgs = {
         int(org["id"]) for item in timeline if (org := (item.get("verification") or {}).get("signerOrg")) is not None
     }
+    digests = [digest_from_hash(item["id"]) for item in timeline]
     with db.connect() as conn:
-        counts = holder_counts(conn, [digest_from_hash(item["id"]) for item in timeline])
+        counts = holder_counts(conn, digests)
         withheld = withheld_by(conn, orgs)
         members = member_nodes(conn)
     return {
         "memberNodes": members,
-        "holders": [{"eventId": item["id"], "nodes": counts.get(digest_from_hash(item["id"]), 1)} for item in timeline],
+        "holders": [{"eventId": item["id"], "nodes": counts.get(digest, 1)} for item, digest in zip(timeline, digests)],
         "withheld": [{"orgId": org, "batches": n} for org, n in sorted(withheld.items())],
     }
