@@ -7,12 +7,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from waymark.devnet.anvil import AnvilControl, AnvilProcess, free_port
@@ -20,6 +18,7 @@ from waymark.devnet.consortium import devnet_account
 from node.paths import PROJECT_ROOT
 from tests.cli.test_cli import run_cli
 from tests.cli.test_cli_mistakes import fails
+from waymark.demo.processes import await_answer
 
 BUYER = devnet_account(10).address
 PLATFORM = devnet_account(5).address
@@ -75,17 +74,8 @@ def relayer_url(cli_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"relayer exited: {log.read_text()}")
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "relayer did not answer within 60 s"
-            time.sleep(0.2)
+        answer = await_answer(url + "/health", 60, running=lambda: process.poll() is None, ready=lambda r: r.status_code == 200)
+        assert answer is not None, f"relayer exited: {log.read_text()}"
         yield url
     finally:
         process.terminate()

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
-from waymark.demo.processes import free_port_range
 from tests.node.conftest import POSTGRES_URL, postgres_unreachable
+from waymark.demo.processes import NoAnswer, await_answer, free_port_range
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,18 +47,15 @@ class NodeProcess:
                 [sys.executable, "-m", "waymark", "node", "run", *self.extra],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"node {self.name} exited with {self.process.returncode}:\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"node {self.name} did not answer within {timeout}s:\n{self.log.read_text()[-4000:]}")
+        process = self.process
+        try:
+            answer = await_answer(f"{self.url}/health", timeout, running=lambda: process.poll() is None, ready=lambda r: r.status_code == 200)
+        except NoAnswer as exc:
+            self.kill()
+            raise RuntimeError(f"node {self.name}: {exc}:\n{self.log.read_text()[-4000:]}") from None
+        if answer is None:
+            raise RuntimeError(f"node {self.name} exited with {process.returncode}:\n{self.log.read_text()[-4000:]}")
+        return self
 
     def _signal_group(self, sig: int) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -18,6 +18,7 @@ import uvicorn
 
 from node.paths import PROJECT_ROOT
 from waymark.devnet.anvil import free_port
+from waymark.demo.processes import NoAnswer, await_answer
 
 
 @dataclass
@@ -50,18 +51,16 @@ class NodeProcess:
              "--blobs", str(self.workdir / "blobs"), *self._document_args()],
             cwd=PROJECT_ROOT, stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"node exited with {self.process.returncode}: {(self.workdir / 'node.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code in (200, 503):
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"node did not answer within {timeout}s")
+        process = self.process
+        try:
+            answer = await_answer(f"{self.url}/health", timeout, running=lambda: process.poll() is None,
+                                  ready=lambda r: r.status_code in (200, 503))
+        except NoAnswer:
+            self.stop()
+            raise
+        if answer is None:
+            raise RuntimeError(f"node exited with {process.returncode}: {(self.workdir / 'node.log').read_text()[-3000:]}")
+        return self
 
     def _document_args(self) -> list[str]:
         args = ["--keystore", str(self.keystore)] if self.keystore else []

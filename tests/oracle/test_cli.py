@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +16,7 @@ from waymark.devnet.anvil import AnvilProcess, free_port
 from node.paths import PROJECT_ROOT
 from tests.oracle.journey import Journey
 from tests.oracle.servers import NodeProcess
+from waymark.demo.processes import await_answer
 
 
 def test_waymark_oracle_run_delivers_a_webhook_record(anvil: AnvilProcess, node: NodeProcess, deployment_file: Path, chain_now: int, tmp_path: Path) -> None:
@@ -34,16 +34,9 @@ def test_waymark_oracle_run_delivers_a_webhook_record(anvil: AnvilProcess, node:
     log = open(tmp_path / "oracle.log", "wb")
     process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "oracle.log").read_text()
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the oracle did not start"
-                time.sleep(0.2)
-        assert health["account"] == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # the manufacturer's dev account
+        answer = await_answer(f"http://127.0.0.1:{port}/health", 60, running=lambda: process.poll() is None)
+        assert answer is not None, (tmp_path / "oracle.log").read_text()
+        assert answer.json()["account"] == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # the manufacturer's dev account
         adapters = [a["name"] for a in httpx.get(f"http://127.0.0.1:{port}/adapters", timeout=5).json()]
         assert adapters == ["production", "packing"]
         response = httpx.post(f"http://127.0.0.1:{port}/webhooks/production", json=Journey(chain_now + 5, tag=9).production(), timeout=10)

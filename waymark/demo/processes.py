@@ -34,6 +34,35 @@ class ChildFailed(WaymarkError):
         super().__init__(f"{name} {detail} (log {log})" + (f":\n{tail}" if tail else ""))
 
 
+class NoAnswer(WaymarkError):
+    def __init__(self, url: str, timeout: float, last_error: str) -> None:
+        super().__init__(f"no answer from {url} within {timeout:.0f}s (last attempt: {last_error})")
+
+
+def await_answer(
+    url: str, timeout: float, running: Callable[[], bool] = lambda: True,
+    ready: Callable[[httpx.Response], bool] = lambda _: True,
+) -> httpx.Response | None:
+    """GET `url` until an answer is `ready` (returned), or None once `running()` is false; raises
+    NoAnswer after `timeout` seconds. Only connecting is retried quickly: once connected, an answer
+    may take the rest of the time (a first answer on a loaded machine can take seconds; giving up
+    after one second and asking again could go on for ever)."""
+    deadline = time.monotonic() + timeout
+    last_error = "no attempt"
+    while (remaining := deadline - time.monotonic()) > 0:
+        if not running():
+            return None
+        try:
+            response = httpx.get(url, timeout=httpx.Timeout(max(remaining, 1.0), connect=1.0))
+            if ready(response):
+                return response
+            last_error = f"HTTP {response.status_code}"
+        except httpx.TransportError as exc:
+            last_error = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.1)
+    raise NoAnswer(url, timeout, last_error)
+
+
 class PortTaken(WaymarkError):
     def __init__(self, what: str, port: int, option: str) -> None:
         super().__init__(f"port {port} for the {what} is taken (another devnet or demo running?); choose another with {option}")
@@ -125,20 +154,16 @@ class Child:
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        """Poll the health URL (any HTTP answer counts: the server is up) until `timeout`."""
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ChildFailed(self.name, f"exited with code {self.process.returncode}", self.log)
-            if self.health_url is None:
-                return
-            try:
-                httpx.get(self.health_url, timeout=1.0)
-                return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise ChildFailed(self.name, f"did not answer on {self.health_url} within {timeout:.0f}s", self.log)
+        """Wait until the health URL answers (any HTTP answer counts: the server is up), at most `timeout` s."""
+        process = self.process
+        assert process is not None
+        try:
+            if self.health_url is not None:
+                await_answer(self.health_url, timeout, running=lambda: process.poll() is None)
+        except NoAnswer as exc:
+            raise ChildFailed(self.name, f"did not answer: {exc}", self.log) from None
+        if process.poll() is not None:
+            raise ChildFailed(self.name, f"exited with code {process.returncode}", self.log)
 
     def stop(self, grace: float = 15.0) -> None:
         if self.process is not None:
