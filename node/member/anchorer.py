@@ -122,16 +122,20 @@ class Anchorer:
         self.max_in_flight = max_in_flight
         self.stuck_after = stuck_after
         self._in_flight: dict[int, _InFlight] = {}
+        self._watched_head: tuple[int, bytes] | None = None  # the chain head the last check_anchored saw whole
         self._lock_handle: Any = None
         self._org_id: int | None = None
 
     # ---- life cycle ----------------------------------------------------------------------
 
     def run(self, stop: threading.Event, poll: float = 0.05) -> None:
-        """Recover, then anchor until `stop` is set."""
+        """Recover, then anchor until `stop` is set. After a round with nothing to do it waits
+        `poll` seconds, twice as long after each further idle round, up to 4 x `poll` (an idle
+        node should not ask the chain and its database twenty times a second)."""
         with self.exclusive():
             recovered = False
             failures = 0
+            idle_wait = poll
             while not stop.is_set():
                 try:
                     if not recovered:
@@ -144,8 +148,11 @@ class Anchorer:
                     log.exception("anchoring failed (%d in a row); retrying", failures)
                     worked = False
                     stop.wait(min(5.0, poll * 2**failures))
-                if not worked:
-                    stop.wait(poll)
+                if worked:
+                    idle_wait = poll
+                else:
+                    stop.wait(idle_wait)
+                    idle_wait = min(idle_wait * 2, poll * 4)
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -363,26 +370,23 @@ class Anchorer:
     def check_anchored(self, full: bool = False) -> None:
         """Confirm anchors deep enough; re-open batches whose anchor the chain lost.
 
-        Newest first: once a recorded block still has its hash, every older block does too
-        (each block commits to its parent), so the walk stops there unless `full`.
+        Nothing to do while the chain's head is the one the last check saw (number and hash: a
+        same-height reorg counts). Newest first: once a recorded block still has its hash, every
+        older block does too (each block commits to its parent), so only the anchored batches and
+        the newest confirmed one are looked at, unless `full` (recovery) checks every block.
         """
-        with self.db.session() as s:
-            rows = s.execute(
-                select(Batch.id, Batch.root, Batch.status, Batch.block_number, Batch.block_hash)
-                .where(Batch.status.in_((ANCHORED, CONFIRMED)), Batch.root.not_in(select(NetworkBatch.root)))  # imported: not ours to re-send
-                .order_by(Batch.block_number.desc(), Batch.id.desc())
-            ).all()
-        if not rows:
+        latest = self.client.w3.eth.get_block("latest")
+        head = (int(latest["number"]), bytes(latest["hash"]))
+        if not full and head == self._watched_head:
             return
-        head = int(self.client.w3.eth.block_number)
         checked_blocks: dict[int, bool] = {}
         lost = False
-        for batch_id, root, status, number, block_hash in rows:
+        for batch_id, root, status, number, block_hash in self._anchored_rows(full):
             number = int(number or 0)  # anchored batches always have a block
             if number not in checked_blocks:
                 checked_blocks[number] = self._block_hash(number) == block_hash
             if checked_blocks[number]:
-                if status == ANCHORED and head - number >= self.confirmations:
+                if status == ANCHORED and head[0] - number >= self.confirmations:
                     self._set_status(batch_id, CONFIRMED)
                 if status == CONFIRMED and not full:
                     break
@@ -394,6 +398,22 @@ class Anchorer:
         if lost:
             # The chain went back: nonces this client counted up were never used there.
             self._reconnect()
+        else:
+            self._watched_head = head
+
+    def _anchored_rows(self, full: bool) -> list[Any]:
+        """Batches of ours on chain (imported ones are not ours to re-send), newest first: every
+        one if `full`, else the anchored ones and the newest confirmed one."""
+        columns = select(Batch.id, Batch.root, Batch.status, Batch.block_number, Batch.block_hash).where(
+            Batch.root.not_in(select(NetworkBatch.root))
+        )
+        newest_first = (Batch.block_number.desc(), Batch.id.desc())
+        with self.db.session() as s:
+            if full:
+                return list(s.execute(columns.where(Batch.status.in_((ANCHORED, CONFIRMED))).order_by(*newest_first)).all())
+            anchored = s.execute(columns.where(Batch.status == ANCHORED)).all()
+            newest_confirmed = s.execute(columns.where(Batch.status == CONFIRMED).order_by(*newest_first).limit(1)).all()
+        return sorted([*anchored, *newest_confirmed], key=lambda row: (row[3] or 0, row[0]), reverse=True)
 
     def _reconnect(self) -> None:
         self._in_flight.clear()  # sent on a branch the chain left; the batches are prepared again

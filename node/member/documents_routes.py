@@ -33,7 +33,6 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from node.chain.registry import RegistryClient
 from node.documents import (
     AccessPolicy,
     ChainMembership,
@@ -57,7 +56,7 @@ from node.documents import (
 )
 from node.documents.replication import FEED_PATH, DocumentReplicator
 from node.documents.signing import erasure_from_headers, upload_proof
-from node.member.runtime import anchor_account
+from node.member.runtime import NodeRuntime, anchor_account, build_directory
 from node.protocol.audience import normalise_audience
 
 log = logging.getLogger(__name__)
@@ -251,12 +250,12 @@ def build_document_store(runtime: Any, settings: DocumentSettings | None = None)
     return DocumentStore(runtime.db, FileBlobStore(settings.blob_dir), directory=directory, keystore=keystore, max_bytes=settings.max_bytes)
 
 
-def registry_peers(runtime: Any, extra: list[str]) -> Callable[[], list[str]]:
-    """Peer node URLs: the registry's node directory (read at each round) and `extra`."""
-    registry = RegistryClient(runtime.client, runtime.deployment)
+def registry_peers(runtime: NodeRuntime, extra: list[str]) -> Callable[[], list[str]]:
+    """Peer node URLs: `extra` and the registry's node directory (node.member.network.directory's cache)."""
+    directory = build_directory(runtime)
 
     def peers() -> list[str]:
-        return [*extra, *(record.url for record in registry.node_directory() if record.url)]
+        return [*extra, *(peer.url for peer in directory.peers(None))]
 
     return peers
 

@@ -62,7 +62,7 @@ class NodeSettings(BaseSettings):
     """Seconds an anchor transaction may wait unmined before it is replaced (same nonce)."""
 
     anchorer_poll: float = Field(default=0.05, gt=0)
-    """Seconds the anchorer sleeps when it has nothing to do."""
+    """Seconds the anchorer sleeps when it has nothing to do (doubled after each further idle round, up to 4 times this)."""
 
     indexer_poll: float = Field(default=0.5, gt=0)
     """Seconds between indexer polls of the chain."""

@@ -25,13 +25,16 @@ class Peer:
 
 
 class Directory:
-    """Node URLs and hosting by organisation (node.chain.registry's readers), re-read at most every `ttl` seconds."""
+    """Node URLs and hosting by organisation (node.chain.registry's readers), re-read at most every
+    `ttl` seconds, and only when the chain's head is not the block the last read saw (the directory
+    changes only by transactions: an idle network costs one call per `ttl`)."""
 
     def __init__(self, client: ChainClient, registry_address: str, *, ttl: float = 5.0) -> None:
         self.registry = RegistryClient(client, registry_address)
         self.ttl = ttl
         self._lock = threading.Lock()
         self._read_at = -1e9
+        self._read_block: bytes | None = None
         self._urls: dict[int, str] = {}
         self._hosts: dict[int, int] = {}
 
@@ -39,10 +42,13 @@ class Directory:
         with self._lock:
             if time.monotonic() - self._read_at < self.ttl:
                 return
-            urls = {r.org_id: r.url.rstrip("/") for r in self.registry.node_directory() if r.has_node}
-            count = int(self.registry.client.call(self.registry.contract.functions.organisationCount()))
-            self._urls = urls
-            self._hosts = {org: self.registry.host_of(org) for org in range(1, count + 1)}
+            head = bytes(self.registry.client.w3.eth.get_block("latest")["hash"])
+            if head != self._read_block:
+                urls = {r.org_id: r.url.rstrip("/") for r in self.registry.node_directory() if r.has_node}
+                count = int(self.registry.client.call(self.registry.contract.functions.organisationCount()))
+                self._urls = urls
+                self._hosts = {org: self.registry.host_of(org) for org in range(1, count + 1)}
+                self._read_block = head
             self._read_at = time.monotonic()
 
     def url_of(self, org_id: int) -> str | None:
