@@ -51,13 +51,24 @@ def format_timestamp(moment: datetime | str) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+
+
+def moment_ms(moment: datetime) -> int:
+    """Unix milliseconds of an aware datetime (exact integer arithmetic, for ordering)."""
+    return (moment - UNIX_EPOCH) // _MS
+
+
+def unix_ms(timestamp: str) -> int:
+    """Unix milliseconds of an EPCIS time."""
+    return moment_ms(parse_timestamp(timestamp)[0])
 
 
 def iso_ms(ms: int) -> str:
     """Unix milliseconds as EPCIS writes a time (`2025-01-31T12:00:00.250Z`): exact, integer
     arithmetic (a float of milliseconds rounds x.999 to x.998 in far years)."""
-    return format_timestamp(_UNIX_EPOCH + timedelta(milliseconds=ms))
+    return format_timestamp(UNIX_EPOCH + ms * _MS)
 
 
 def format_offset(moment: datetime | None = None, offset: str | None = None) -> str:

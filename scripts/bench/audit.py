@@ -57,7 +57,8 @@ from node.chain.deploy import Deployment, deploy, is_current, load_deployment, w
 from node.db import Batch, Database, Event  # noqa: E402
 from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
 from waymark.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
-from node.member.ingest.capture import CaptureService, CheckedEvent, unix_ms  # noqa: E402
+from node.member.ingest.capture import CaptureService, CheckedEvent  # noqa: E402
+from node.protocol.timestamps import unix_ms  # noqa: E402
 from node.protocol.canonical_ids import event_epcs  # noqa: E402
 from node.member.ingest.roles import RoleMirror  # noqa: E402
 from node.protocol.roles import roles_for_bizstep  # noqa: E402

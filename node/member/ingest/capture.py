@@ -40,7 +40,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
@@ -54,7 +54,7 @@ from node.member.ingest.roles import RoleMirror
 from node.protocol.attestation import AttestationDomain, attestation_digest, event_subject, event_unix_time
 from node.protocol.crypto import SignatureError, parse_signature
 from node.protocol.epcis_validation import EpcisValidationError, validate_document
-from node.protocol.timestamps import parse_timestamp
+from node.protocol.timestamps import UNIX_EPOCH, moment_ms, parse_timestamp
 from node.protocol.canonical_ids import event_epcs
 from node.protocol.event_hash import EventHashError, event_digest, hash_from_digest, record_digest
 from node.protocol.verification import check_attestation_signature, held_role, required_roles
@@ -164,16 +164,6 @@ class CaptureResult:
 
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MS = timedelta(milliseconds=1)
-
-
-def unix_ms(timestamp: str) -> int:
-    """Unix milliseconds of an event time (exact integer arithmetic, for ordering)."""
-    moment, _offset = parse_timestamp(timestamp)
-    return (moment - _EPOCH) // _MS
-
-
 # An attestation's eventTime is a uint64 of unix seconds: nothing before 1970 can be signed.
 MAX_FUTURE_SKEW = 300  # the node's default (WAYMARK_NODE_MAX_FUTURE_SKEW); oracles check the same
 
@@ -187,9 +177,9 @@ def checked_event_time(timestamp: Any, now: float | None, max_future_skew: int =
     if not isinstance(timestamp, str):
         raise ValueError(f"expected an ISO 8601 time with a time zone, got {type(timestamp).__name__}")
     moment, _fraction = parse_timestamp(timestamp)
-    if moment < _EPOCH:
+    if moment < UNIX_EPOCH:
         raise ValueError(f"{timestamp!r} is before 1970-01-01T00:00:00Z, the earliest time an attestation can carry")
-    if now is not None and (moment - _EPOCH).total_seconds() > now + max_future_skew:
+    if now is not None and (moment - UNIX_EPOCH).total_seconds() > now + max_future_skew:
         raise ValueError(f"{timestamp!r} is more than {max_future_skew}s in the future")
     return moment
 
@@ -267,7 +257,7 @@ def _precheck_event(
         moment = checked_event_time(event.get("eventTime"), latest - skew, skew)
     except ValueError as exc:
         raise MalformedCapture(f"{path}.eventTime", str(exc)) from None
-    event_time_ms = (moment - _EPOCH) // _MS  # unix_ms, from the time parsed once
+    event_time_ms = moment_ms(moment)  # from the time parsed once
     try:
         event_time = event_unix_time(event)  # the attested seconds, exactly as signers compute them
     except (EventHashError, ValueError, OverflowError) as exc:

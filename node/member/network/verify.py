@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from node.member.ingest.capture import CheckedEvent, unix_ms
+from node.member.ingest.capture import CheckedEvent
+from node.protocol.timestamps import unix_ms
 from node.protocol.canonical_ids import event_epcs
 from node.member.network.bundle import BundleHeader, MalformedBundle, parse_leaf, read_bundle
 from node.protocol.attestation import AttestationDomain, event_subject
