@@ -57,6 +57,9 @@ class TTLCache:
         self._loading: dict[Any, threading.Event] = {}
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._data)
+
     def get(self, key: Any, load: Callable[[], Any]) -> Any:
         while True:
             now = time.monotonic()
@@ -74,10 +77,15 @@ class TTLCache:
         try:
             value = load()
             with self._lock:
-                self._data[key] = (time.monotonic() + self.ttl, value)
+                now = time.monotonic()
+                self._data[key] = (now + self.ttl, value)
                 self._data.move_to_end(key)
-                while len(self._data) > self.size:
+                # Oldest first, and one ttl for all: expired entries leave from the front (a
+                # process that runs for days holds what it loaded in the last ttl, not `size`).
+                oldest = next(iter(self._data))
+                while oldest != key and (len(self._data) > self.size or self._data[oldest][0] <= now):
                     self._data.popitem(last=False)
+                    oldest = next(iter(self._data))
             return value
         finally:
             with self._lock:

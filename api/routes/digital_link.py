@@ -81,13 +81,13 @@ def _parse_any_link(uri: str) -> DigitalLink:
         raise InvalidIdentifier(uri, f"not a URL: {error}") from None
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=4_096)  # hot codes; small, so that a day of new codes does not grow memory
 def parse_path(raw_target: str) -> DigitalLink:
     """Parse `/01/...`, `/00/...`, `/414/...` (raw, percent-encoded, with its query) as a Digital Link."""
     return _parse_any_link("https://resolver.invalid" + raw_target)
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=4_096)  # hot codes; small, so that a day of new codes does not grow memory
 def parse_any_key(text: str) -> DigitalLink:
     """Parse what a camera read or a person typed: a Digital Link on any host, a path, or an EPC URN."""
     value = text.strip()

@@ -76,3 +76,14 @@ def test_the_cache_keeps_at_most_size_entries_dropping_the_oldest() -> None:
 
     assert cache.get("a", reload_a) == "A2" and calls == ["a"]  # "a" was dropped
     assert cache.get("c", lambda: "never") == "C"
+
+
+def test_expired_entries_leave_when_others_are_stored() -> None:
+    cache = TTLCache(ttl=0.0, size=1_000)  # every entry expired as soon as it is stored
+    for key in range(50):
+        assert cache.get(key, lambda key=key: key * 2) == key * 2  # type: ignore[misc]
+    assert len(cache) == 1  # only the one just stored, not 50 of the 1,000 allowed
+    fresh = TTLCache(ttl=60.0, size=3)
+    for key in range(5):
+        fresh.get(key, lambda: None)
+    assert len(fresh) == 3  # unexpired entries leave by size, oldest first
