@@ -14,6 +14,7 @@ and the audit recover every signature themselves.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,7 +30,9 @@ from node.protocol.merkle import leaf_hash
 from node.protocol.verification import Attested, Head, Inclusion, Outcome, Recorded, verify_anchoring, verify_attestation
 
 DocumentStatus = Callable[[str], Literal["available", "erased", "not_held"]]
-MEMO_SIZE = 200_000
+# Outcomes of checks 1-3 remembered (about 1 KB each): the events of recently built passports;
+# older ones leave first, so a scan API running for days holds the same amount.
+MEMO_SIZE = 16_384
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class EventVerifier:
         self.chain = chain
         self.confirmations = confirmations
         self._memo: dict[bytes, tuple[tuple[Outcome, ...], Attested | None]] = {}
+        self._memo_lock = threading.Lock()  # builds run on several threads
 
     def verify(self, event: Mapping[str, Any], stored: StoredAttestation, head: Head) -> dict[str, Any]:
         chain = self.chain
@@ -103,9 +107,10 @@ class EventVerifier:
             memo = verify_attestation(chain.domain, event, stored.digest, stored.signer, stored.signature, chain,
                                       recorded=stored.recorded)
             if memo[1] is not None:
-                if len(self._memo) >= MEMO_SIZE:
-                    self._memo.clear()
-                self._memo[key] = memo
+                with self._memo_lock:
+                    while len(self._memo) >= MEMO_SIZE:
+                        del self._memo[next(iter(self._memo))]  # the oldest (dicts keep insertion order)
+                    self._memo[key] = memo
         anchored = stored.root is not None and stored.proof is not None and stored.batch_status in ("anchored", "confirmed")
         inclusion = Inclusion.from_concatenated(stored.root, stored.proof) if anchored else None  # type: ignore[arg-type]
         result = verify_anchoring(stored.digest, *memo, chain, inclusion, chain.anchor_of, head, confirmations=self.confirmations)

@@ -10,10 +10,12 @@ import subprocess
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import select, update
 
 from node.db import Event
 from waymark.devnet.anvil import AnvilControl
+from api.readmodel import timeline as timeline_module
 from api.readmodel.chain_view import ChainView
 from api.readmodel.passport import PassportBuilder
 from node.paths import PROJECT_ROOT
@@ -127,3 +129,17 @@ def test_a_backdated_event_from_a_revoked_key_is_marked_on_the_passport_and_by_t
     assert out["status"] == "marked", out
     in_browser = {item["id"]: r["marks"] for item, r in zip(core.body["timeline"], out["results"]) if r["marks"]}
     assert in_browser == marked
+
+
+def test_the_remembered_outcomes_stay_bounded(runtime: NodeRuntime, chain_now: int,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    story = _captured(runtime, chain_now)
+    monkeypatch.setattr(timeline_module, "MEMO_SIZE", 3)
+    builder = PassportBuilder(runtime.db, ChainView(runtime.client, runtime.deployment), resolver_url="http://r", browser_rpc_url="http://b")
+    first = builder.build(story.units[0])
+    assert first is not None and len(first.body["timeline"]) > 3
+    memo = builder.verifier._memo
+    assert len(memo) == 3  # not one per event
+    again = builder.build(story.units[0])  # most outcomes checked again: the same answer
+    assert again is not None and again.body["timeline"] == first.body["timeline"]
+    assert len(memo) == 3
