@@ -30,9 +30,10 @@ from node.protocol.merkle import leaf_hash
 from node.protocol.verification import Attested, Head, Inclusion, Outcome, Recorded, verify_anchoring, verify_attestation
 
 DocumentStatus = Callable[[str], Literal["available", "erased", "not_held"]]
-# Outcomes of checks 1-3 remembered (about 1 KB each): the events of recently built passports;
-# older ones leave first, so a scan API running for days holds the same amount.
-MEMO_SIZE = 16_384
+# Outcomes of checks 1-3 remembered (about 1.3 KB each), the least recently used leaving first:
+# the events of recently built passports (a container's, shared by many units, stay), so a scan
+# API running for days holds the same amount.
+MEMO_SIZE = 4_096
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,17 @@ class EventVerifier:
     def verify(self, event: Mapping[str, Any], stored: StoredAttestation, head: Head) -> dict[str, Any]:
         chain = self.chain
         key = _memo_key(event, stored)
-        memo = self._memo.get(key)
+        with self._memo_lock:
+            memo = self._memo.pop(key, None)
+            if memo is not None:
+                self._memo[key] = memo  # now the most recently used (dicts keep insertion order)
         if memo is None:
             memo = verify_attestation(chain.domain, event, stored.digest, stored.signer, stored.signature, chain,
                                       recorded=stored.recorded)
             if memo[1] is not None:
                 with self._memo_lock:
                     while len(self._memo) >= MEMO_SIZE:
-                        del self._memo[next(iter(self._memo))]  # the oldest (dicts keep insertion order)
+                        del self._memo[next(iter(self._memo))]  # the least recently used
                     self._memo[key] = memo
         anchored = stored.root is not None and stored.proof is not None and stored.batch_status in ("anchored", "confirmed")
         inclusion = Inclusion.from_concatenated(stored.root, stored.proof) if anchored else None  # type: ignore[arg-type]
