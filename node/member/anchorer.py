@@ -351,6 +351,7 @@ class Anchorer:
         return True
 
     def _record(self, batch_id: int, tx_hash: Any, block_number: int, block_hash: Any, gas_used: int) -> None:
+        self._watched_head = None  # a new anchor to watch, even if the head has not moved since the last check
         with self.db.connect(write=True) as conn:
             conn.execute(
                 update(Batch)

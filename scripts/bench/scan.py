@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import requests  # noqa: E402
 
 from node.chain.build import build  # noqa: E402
-from waymark.demo.processes import die_with_parent  # noqa: E402
+from waymark.demo.processes import NoAnswer, await_answer, die_with_parent  # noqa: E402
 from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
 from node.paths import PROJECT_ROOT  # noqa: E402
 from tests.api.world import build_world  # noqa: E402
@@ -160,15 +160,14 @@ def start_api(world_folder: Path, world: object, port: int, settings: dict[str, 
         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
     ]
     process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True, preexec_fn=die_with_parent)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:
-                return process
-        except requests.RequestException:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the API did not start")
+    try:
+        if await_answer(f"http://127.0.0.1:{port}/health/live", 60, running=lambda: process.poll() is None,
+                        ready=lambda r: r.status_code == 200) is not None:
+            return process
+    except NoAnswer as exc:
+        process.kill()
+        raise SystemExit(f"the API did not start: {exc}") from None
+    raise SystemExit(f"the API exited with code {process.returncode}")
 
 
 def main() -> None:

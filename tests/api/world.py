@@ -20,7 +20,6 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 import orjson
-import requests
 import uvicorn
 from sqlalchemy import select, update
 
@@ -29,6 +28,7 @@ from api.settings import ApiSettings
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.db import Database, Event
+from waymark.demo.processes import await_answer
 from waymark.devnet.anvil import AnvilProcess, free_port
 from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium, devnet_account
 from api.readmodel.locations import LocationRecord, store_location
@@ -220,15 +220,9 @@ class ApiServer:
     def __enter__(self) -> ApiServer:
         self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/health/live", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("the API server did not start")
+        if await_answer(self.url + "/health/live", 30, running=self.thread.is_alive, ready=lambda r: r.status_code == 200) is None:
+            raise RuntimeError("the API server's thread ended before it answered")
+        return self
 
     def __exit__(self, *_exc: object) -> None:
         self.server.should_exit = True

@@ -161,6 +161,24 @@ def test_confirmed_only_under_enough_blocks(runtime: NodeRuntime, chain_now: int
         assert s.scalar(select(Batch.status)) == "confirmed"
 
 
+def test_an_anchor_recorded_after_its_block_was_watched_is_still_confirmed(runtime: NodeRuntime, chain_now: int) -> None:
+    # The anchor's receipt came late: the watch already saw its block as the head. On an idle
+    # chain no new block comes, and the watch must not wait for one.
+    _ingest(runtime, chain_now)
+    anchorer = _anchorer(runtime)
+    assert anchorer.form_batch(force=True) is not None
+    anchorer._fill(force=True)
+    for flight in list(anchorer._in_flight.values()):
+        anchorer.client.w3.eth.wait_for_transaction_receipt(flight.sent.tx_hash, timeout=30, poll_latency=0.01)
+    anchorer.check_anchored()  # sees the anchor's block as the head; nothing recorded yet
+    _settle_in_flight(anchorer)
+    with runtime.db.session() as s:
+        assert s.scalar(select(Batch.status)) == "anchored"
+    anchorer.check_anchored()  # the same head
+    with runtime.db.session() as s:
+        assert s.scalar(select(Batch.status)) == "confirmed"
+
+
 def test_a_second_anchorer_on_the_same_database_is_refused(runtime: NodeRuntime) -> None:
     first, second = _anchorer(runtime), _anchorer(runtime)
     with first.exclusive():

@@ -40,8 +40,7 @@ class NoAnswer(WaymarkError):
 
 
 def await_answer(
-    url: str, timeout: float, running: Callable[[], bool] = lambda: True,
-    ready: Callable[[httpx.Response], bool] = lambda _: True,
+    url: str, timeout: float, running: Callable[[], bool], ready: Callable[[httpx.Response], bool] = lambda _: True,
 ) -> httpx.Response | None:
     """GET `url` until an answer is `ready` (returned), or None once `running()` is false; raises
     NoAnswer after `timeout` seconds. Only connecting is retried quickly: once connected, an answer
