@@ -94,10 +94,13 @@ def _terms_field(terms: Any, name: str, index: int) -> Any:
 class OrderIndex:
     """The `escrow_orders` table: fed by `sync`, read by `orders_for` and `order_of`."""
 
-    def __init__(self, db: Database, chain_id: int, *, batch: int = 1000, cache_size: int = 100_000) -> None:
+    def __init__(self, db: Database, chain_id: int, *, batch: int = 1000, cache_size: int = 16_384) -> None:
         self.db = db
         self.chain_id = chain_id
         self.batch = batch
+        # Shipment keys (units, cases, pallets, containers) and their orders, least recently used
+        # leaving first. Most keys name no order; each unit ever scanned added one, so 100,000
+        # grew for hours. Containers' keys, shared by many units, stay.
         self.cache_size = cache_size
         self._by_key: OrderedDict[bytes, tuple[IndexedOrder, ...]] = OrderedDict()
         self._lock = threading.Lock()

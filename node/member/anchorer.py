@@ -32,9 +32,10 @@ Only one anchorer may run against a database; a lock makes a second one fail at 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +111,8 @@ class Anchorer:
         uri_prefix: str = "",
         max_in_flight: int = 8,
         stuck_after: float = 30.0,
+        min_interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.client = client
@@ -121,6 +124,9 @@ class Anchorer:
         self.uri_prefix = uri_prefix
         self.max_in_flight = max_in_flight
         self.stuck_after = stuck_after
+        self.min_interval = min_interval
+        self.clock = clock
+        self._last_formed = -math.inf  # clock() when this anchorer last formed a batch
         self._in_flight: dict[int, _InFlight] = {}
         self._watched_head: tuple[int, bytes] | None = None  # the chain head the last check_anchored saw whole
         self._lock_handle: Any = None
@@ -259,8 +265,7 @@ class Anchorer:
             ).all()
         if not rows:
             return None
-        oldest = min(r[3] for r in rows)
-        if not force and len(rows) < self.batch_size and now_ms() - oldest < self.max_delay_ms:
+        if not force and len(rows) < self.batch_size and not self._partial_batch_due(min(r[3] for r in rows)):
             return None
         tree = build_tree([(bytes(r[1]), r[2]) for r in rows])
         root = tree.root
@@ -276,7 +281,16 @@ class Anchorer:
                 updated = events.batch_pending(batch_id, [r[0] for r in rows], [b"".join(proof(i)) for i in range(len(rows))])
             if updated != len(rows):  # only if a second anchorer ignored the lock
                 raise AnchorerError(f"batch {batch_id}: {updated} of {len(rows)} events were still pending")
+        self._last_formed = self.clock()
         return batch_id, root, len(rows)
+
+    def _partial_batch_due(self, oldest_received_ms: int) -> bool:
+        """A batch smaller than `batch_size` goes once its oldest event waited `max_delay`, and
+        not sooner than `min_interval` after the previous batch: each anchor is a transaction every
+        validator keeps for good, so a steady stream costs one per interval, while an event after a
+        quiet spell still waits only `max_delay`."""
+        return (now_ms() - oldest_received_ms >= self.max_delay_ms
+                and self.clock() - self._last_formed >= self.min_interval)
 
     # ---- sending and settling -----------------------------------------------------------
 

@@ -155,6 +155,7 @@ def build_anchorer(runtime: NodeRuntime, account: LocalAccount | None = None) ->
         account or anchor_account(runtime),
         batch_size=runtime.node.batch_size,
         max_delay=runtime.node.max_batch_delay,
+        min_interval=runtime.node.anchor_interval,
         confirmations=runtime.node.confirmations,
         uri_prefix=runtime.node.public_url.rstrip("/") + "/batches/",
         max_in_flight=runtime.node.max_in_flight,

@@ -30,6 +30,13 @@ class NodeSettings(BaseSettings):
     max_batch_delay: float = Field(default=1.0, gt=0)
     """Seconds the oldest pending event may wait before a batch smaller than `batch_size` is anchored."""
 
+    anchor_interval: float = Field(default=5.0, ge=0)
+    """Seconds at least between two batches smaller than `batch_size` (a full one goes at once).
+    Every anchor is a transaction each validator keeps for good: under a steady stream of events
+    this bounds the node to one anchor per interval (12 a minute; the embedded Anvil holds about
+    28 KB per transaction in memory), while an event after a quiet spell still waits only
+    `max_batch_delay`. 0: no bound."""
+
     confirmations: int = Field(default=0, ge=0)
     """Blocks on top of a block before the indexer stores its logs and an anchor counts as confirmed."""
 

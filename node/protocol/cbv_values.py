@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Mapping
 
 from node.protocol.canonical_ids import canonical_gs1_uri
@@ -61,21 +62,10 @@ def _expand_curie(text: str, prefixes: Mapping[str, str]) -> str:
     return text
 
 
-_canon_cache: dict[str, str] = {}
-_CANON_CACHE_SIZE = 50_000  # ~15 MB at most
-
-
 def canon(value: Any, ctx: Context) -> str:
     """Canonical text of a scalar value (not a time field)."""
     if isinstance(value, str):
-        cached = _canon_cache.get(value)
-        if cached is not None:
-            return cached
-        canonical = _canon_text(value)
-        if len(_canon_cache) >= _CANON_CACHE_SIZE:
-            _canon_cache.clear()
-        _canon_cache[value] = canonical
-        return canonical
+        return _canon_text(value)
     if value is True:
         return "true"
     if value is False:
@@ -90,6 +80,9 @@ def canon(value: Any, ctx: Context) -> str:
     return canon(str(value), ctx)
 
 
+# The repeated values (vocabulary, locations, products) stay; a unit's own identifiers are seen
+# once each, so a big cache only grew with every unit a long-running process hashed.
+@lru_cache(maxsize=4_096)
 def _canon_text(value: str) -> str:
     """Canonical text of a string value; depends on nothing but the string."""
     text = value.strip()

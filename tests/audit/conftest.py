@@ -59,7 +59,7 @@ def capture_and_anchor(runtime: NodeRuntime, events: list[tuple[dict[str, Any], 
 
 
 def node_runtime(db: Database, chain: ChainClient, deployment: Deployment) -> NodeRuntime:
-    settings = NodeSettings(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500, max_batch_delay=0.2)
+    settings = NodeSettings(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500, max_batch_delay=0.2, anchor_interval=0)
     return NodeRuntime(settings, ChainSettings(rpc_url=chain.rpc_url, chain_id=chain.chain_id, confirmations=0), db, chain, deployment)
 
 

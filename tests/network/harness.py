@@ -111,6 +111,7 @@ def node_env(*, rpc_url: str, chain_id: int, deployments: Path, db_url: str, por
         # event times follow the chain's clock, which earlier tests may have moved ahead
         "WAYMARK_NODE_MAX_FUTURE_SKEW": str(10**9),
         "WAYMARK_NODE_MAX_BATCH_DELAY": "0.2",
+        "WAYMARK_NODE_ANCHOR_INTERVAL": "0",
         "WAYMARK_NODE_INDEXER_POLL": "0.1",
         "WAYMARK_NODE_REPLICATION_POLL": "0.1",
         "WAYMARK_NODE_HOLDERS_POLL": "0.2",

@@ -83,6 +83,28 @@ def test_waits_for_a_full_batch_or_the_maximum_delay(runtime: NodeRuntime, chain
     assert formed is not None and formed[2] == 12
 
 
+def test_a_steady_stream_forms_at_most_one_partial_batch_per_interval(runtime: NodeRuntime, chain_now: int) -> None:
+    clock = [1000.0]
+    runtime.node.anchor_interval = 5.0
+    anchorer = _anchorer(runtime, batch_size=100, max_delay=0)  # every pending event is overdue
+    anchorer.clock = lambda: clock[0]
+    _ingest(runtime, chain_now)
+    lot = pending_count(runtime.db)
+    assert (first := anchorer.form_batch()) is not None and first[2] == lot  # after a quiet spell: at once
+    _ingest(runtime, chain_now + 1000)
+    clock[0] += 4.9
+    assert anchorer.form_batch() is None  # partial, and the previous batch is 4.9 s old
+    clock[0] += 0.1
+    assert (second := anchorer.form_batch()) is not None and second[2] == lot
+    anchorer.batch_size = lot + 1
+    _ingest(runtime, chain_now + 2000)
+    _ingest(runtime, chain_now + 3000)
+    assert (full := anchorer.form_batch()) is not None and full[2] == lot + 1  # a full batch goes at once
+    assert anchorer.form_batch() is None  # what is left is a partial batch again
+    clock[0] += 5.0
+    assert (rest := anchorer.form_batch()) is not None and rest[2] == lot - 1
+
+
 def test_a_batch_prepared_but_never_sent_is_sent_on_restart(runtime: NodeRuntime, chain_now: int) -> None:
     _ingest(runtime, chain_now)
     crashed = _anchorer(runtime)

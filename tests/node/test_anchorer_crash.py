@@ -55,6 +55,7 @@ def _anchorer_env(runtime: NodeRuntime, tmp_path: Path) -> dict[str, str]:
         "WAYMARK_DB_URL": url,
         "WAYMARK_NODE_BATCH_SIZE": "25",
         "WAYMARK_NODE_MAX_BATCH_DELAY": "0.05",
+        "WAYMARK_NODE_ANCHOR_INTERVAL": "0",
         "WAYMARK_NODE_ANCHORER_POLL": "0.02",
         "WAYMARK_NODE_ANCHOR_DEVNET_ACCOUNT": "1",
         "WAYMARK_LOG_LEVEL": "WARNING",

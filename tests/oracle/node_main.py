@@ -40,7 +40,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     settings = NodeSettings(
         port=args.port, public_url=f"http://127.0.0.1:{args.port}", max_future_skew=10**9, role_refresh_interval=0.1,
-        batch_size=500, max_batch_delay=0.2, indexer_poll=0.2, anchor_devnet_account=args.anchor_account,
+        batch_size=500, max_batch_delay=0.2, anchor_interval=0, indexer_poll=0.2, anchor_devnet_account=args.anchor_account,
     )
     runtime = load_runtime(settings, ChainSettings(rpc_url=args.rpc_url, chain_id=args.chain_id), DatabaseSettings(url=args.db), deployment_file=args.deployment)
     app = create_app(runtime, run_indexer=True, run_anchorer=True, documents=DocumentSettings(
