@@ -418,6 +418,7 @@ def main() -> int:
             "scanP99FirstMs": first_p99, "scanP99LastMs": last_p99,
             "scanP99Ratio": round(last_p99 / first_p99, 2) if first_p99 and last_p99 else None,
             "scanStatus": {str(k): v for k, v in sorted(scans.status.items())}, "scanErrors": scans.errors,
+            "scanErrorKinds": scans.error_kinds,
             "acknowledged": len(acknowledged_ids), "submissions": len(status_urls), "refusedAtOnce": len(tally.refused_at_once),
             "refusedAfterAcknowledged": refused_later, "stillPending": still_pending, "exactlyOnce": check,
             "recordErrors": tally.errors[:5], "nodeKilledAt": args.kill_node_at, "demoSaid": restarts,

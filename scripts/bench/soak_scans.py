@@ -23,12 +23,13 @@ class ScanWindow(TypedDict):
     sent: int
     skipped: int  # due while `concurrency` scans were already in flight: not sent (the API is the bottleneck)
     errors: int  # no HTTP answer (connection error, timeout)
+    errorKinds: dict[str, int]  # those errors by exception class, e.g. ReadTimeout, RemoteProtocolError
     status: dict[int, int]
     lagMs: float  # worst lateness of a send behind its schedule (the generator's own delay)
 
 
 def _empty_window() -> ScanWindow:
-    return {"ms": [], "due": 0, "sent": 0, "skipped": 0, "errors": 0, "status": {}, "lagMs": 0.0}
+    return {"ms": [], "due": 0, "sent": 0, "skipped": 0, "errors": 0, "errorKinds": {}, "status": {}, "lagMs": 0.0}
 
 
 def scan_worker(api_url: str, rate: float, concurrency: int, pool_size: int, seed: int, units: Any, control: Any) -> None:
@@ -52,8 +53,10 @@ async def _scan_loop(api_url: str, rate: float, concurrency: int, pool_size: int
             began = time.perf_counter()
             try:
                 response = await client.get(path, headers={"X-Forwarded-For": forwarded_for})
-            except httpx.HTTPError:
+            except httpx.HTTPError as error:
                 window["errors"] += 1
+                kind = type(error).__name__
+                window["errorKinds"][kind] = window["errorKinds"].get(kind, 0) + 1
                 return
             window["ms"].append((time.perf_counter() - began) * 1000)
             window["status"][response.status_code] = window["status"].get(response.status_code, 0) + 1
@@ -105,6 +108,7 @@ class ScanLoad:
         self.process.start()
         self.status: dict[int, int] = {}
         self.errors = 0
+        self.error_kinds: dict[str, int] = {}
 
     def add_units(self, paths: list[str]) -> None:
         self.units.put(paths)
@@ -117,6 +121,8 @@ class ScanLoad:
         for code, count in window["status"].items():
             self.status[code] = self.status.get(code, 0) + count
         self.errors += window["errors"]
+        for kind, count in window["errorKinds"].items():
+            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + count
         return window
 
     def stop(self) -> ScanWindow | None:
