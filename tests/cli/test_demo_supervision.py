@@ -105,3 +105,11 @@ def test_children_started_together_are_stopped_together_after_those_started_late
     assert sorted(lines[:2]) == ["term node-a", "term node-b"], lines
     assert sorted(lines[2:4]) == ["exit node-a", "exit node-b"], lines
     assert lines[4:] == ["term chain", "exit chain"], lines
+
+
+def test_every_service_starts_with_two_malloc_arenas_unless_told_otherwise(tmp_path: Path) -> None:
+    show = "import os; print(os.environ.get('MALLOC_ARENA_MAX'))"
+    for name, env, expected in (("default", {}, "2"), ("own", {"MALLOC_ARENA_MAX": "4"}, "4")):
+        child = Child(name, [sys.executable, "-c", show], tmp_path / f"{name}.log", env=env).start()
+        assert child.process is not None and child.process.wait(timeout=30) == 0
+        assert (tmp_path / f"{name}.log").read_text().strip() == expected

@@ -130,6 +130,13 @@ def stop_group(process: subprocess.Popen[bytes], grace: float = 15.0, kill_wait:
         time.sleep(0.05)
 
 
+# glibc gives threads that allocate at once arenas of their own (up to 8 per core), and memory
+# freed in one stays held apart from the others: a scan API answering 50 scans/s grew about 1 MB
+# a minute for half an hour with its caches full; with two arenas it levels off within minutes
+# (scripts/bench/soak.py). Python allocates under its GIL anyway, so more arenas buy little.
+CHILD_ENV = {"MALLOC_ARENA_MAX": "2"}
+
+
 @dataclass
 class Child:
     """One service of the demo, run as `argv` until stopped."""
@@ -147,7 +154,7 @@ class Child:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 list(self.argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env}, cwd=self.cwd, start_new_session=True,
+                env={**os.environ, **CHILD_ENV, **self.env}, cwd=self.cwd, start_new_session=True,
                 preexec_fn=die_with_parent if sys.platform == "linux" else None,
             )
         return self
