@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from node.chain.errors import ContractRevert
+from node.member.settings import NodeSettings
 
 
 @contextmanager
@@ -22,3 +23,11 @@ def reverts(error_name: str, **expected_args: Any) -> Iterator[pytest.ExceptionI
         assert info.value.error_args[name] == value, f"{error_name}.{name}: {info.value}"
 
 
+
+
+def fast_node_settings(**overrides: Any) -> NodeSettings:
+    """A test node's settings: any event time accepted (tests follow the chain's clock), roles
+    re-read at once, and small batches anchored without the production pacing."""
+    settings: dict[str, Any] = dict(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500,
+                                    max_batch_delay=0.2, anchor_interval=0)
+    return NodeSettings(**{**settings, **overrides})

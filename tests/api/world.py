@@ -35,7 +35,7 @@ from api.readmodel.locations import LocationRecord, store_location
 from api.readmodel.product_master import master_hash, store_master
 from node.protocol.gs1 import UnitId
 from node.member.runtime import NodeRuntime, build_anchorer, build_capture
-from node.member.settings import NodeSettings
+from tests.helpers import fast_node_settings
 from node.settings import ChainSettings, DatabaseSettings
 from node.protocol import epcis
 from node.protocol import vocabulary
@@ -135,7 +135,7 @@ def build_world(anvil: AnvilProcess, folder: Path, *, lots: dict[str, str] | Non
     store_master(db, GTIN, PRODUCT_MASTER, master_hash(PRODUCT_MASTER))
     for record in LOCATIONS:
         store_location(db, record, org_id=3)  # the carrier's organisation registered the places it calls at
-    node = NodeSettings(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500, max_batch_delay=0.05, anchor_interval=0)
+    node = fast_node_settings(max_batch_delay=0.05)
     runtime = NodeRuntime(node, chain_settings, db, client, deployment)
     world = World(anvil, client, deployment, chain_settings, database, db, runtime)
     capture = build_capture(runtime)

@@ -24,7 +24,7 @@ from node.escrow import OrderTerms
 from node.relayer.model import SignatureIn
 from node.relayer.service import Relayer
 from node.member.runtime import NodeRuntime, build_anchorer, build_capture
-from node.member.settings import NodeSettings
+from tests.helpers import fast_node_settings
 from node.settings import ChainSettings
 from tests.node.escrow_env import DAY, EscrowEnv, attach_escrow_env, escrow_env, member
 from tests.node.story import capture_document, lot_story, story_events
@@ -59,7 +59,7 @@ def capture_and_anchor(runtime: NodeRuntime, events: list[tuple[dict[str, Any], 
 
 
 def node_runtime(db: Database, chain: ChainClient, deployment: Deployment) -> NodeRuntime:
-    settings = NodeSettings(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500, max_batch_delay=0.2, anchor_interval=0)
+    settings = fast_node_settings()
     return NodeRuntime(settings, ChainSettings(rpc_url=chain.rpc_url, chain_id=chain.chain_id, confirmations=0), db, chain, deployment)
 
 

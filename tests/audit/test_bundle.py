@@ -44,7 +44,7 @@ from node.protocol.event_hash import event_hash
 from node.relayer.model import SignatureIn, Status
 from node.relayer.service import Relayer
 from node.member.runtime import NodeRuntime
-from node.member.settings import NodeSettings
+from tests.helpers import fast_node_settings
 from node.settings import ChainSettings, DatabaseSettings
 from tests.api.world import register_product
 from tests.node.escrow_env import EscrowEnv, escrow_env, member
@@ -92,7 +92,7 @@ def build_audit_world(anvil: AnvilProcess, folder: Path) -> AuditWorld:
     database = DatabaseSettings(url=f"sqlite:///{folder / 'waymark.sqlite3'}")
     db = Database(database.url)
     db.migrate()
-    node = NodeSettings(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500, max_batch_delay=0.05, anchor_interval=0)
+    node = fast_node_settings(max_batch_delay=0.05)
     runtime = NodeRuntime(node, chain_settings, db, client, env.deployment)
     # Dated an hour ahead: a chain deployed later in the module (the one without the roots) must
     # also have granted the roles by the event times, however long the tests before it took.

@@ -12,15 +12,14 @@ from node.chain.deploy import Deployment
 from node.db import Database
 from waymark.devnet.anvil import AnvilProcess
 from node.member.runtime import NodeRuntime
-from node.member.settings import NodeSettings
+from tests.helpers import fast_node_settings
 from node.settings import ChainSettings
 from tests.node.conftest import make_database
 
 
 def node_runtime(db: Database, chain: ChainClient, deployment: Deployment, anvil: AnvilProcess, **settings: object) -> NodeRuntime:
     """A node on the test chain; event times follow the chain's clock (future-skew check relaxed)."""
-    node = NodeSettings(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500, max_batch_delay=0.2, anchor_interval=0,
-                        withheld_after=1.0, replication_retry_base=0.1, replication_retry_max=0.5, **settings)  # type: ignore[arg-type]
+    node = fast_node_settings(withheld_after=1.0, replication_retry_base=0.1, replication_retry_max=0.5, **settings)
     return NodeRuntime(node, ChainSettings(rpc_url=anvil.rpc_url, chain_id=anvil.chain_id), db, chain, deployment)
 
 

@@ -23,7 +23,7 @@ from node.db import Database
 from waymark.devnet.anvil import AnvilProcess
 from waymark.devnet.consortium import demo_consortium
 from node.member.runtime import NodeRuntime
-from node.member.settings import NodeSettings
+from tests.helpers import fast_node_settings
 from node.settings import ChainSettings
 
 POSTGRES_URL = os.environ.get("WAYMARK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -79,7 +79,7 @@ def deployment(chain: ChainClient, accounts: list[LocalAccount], tmp_path: Path)
 def runtime(db: Database, chain: ChainClient, deployment: Deployment, anvil: AnvilProcess) -> NodeRuntime:
     """A node on the test chain and database. Event times in tests follow the chain's clock,
     which earlier tests may have moved ahead of the wall clock: the future-skew check is relaxed."""
-    settings = NodeSettings(max_future_skew=10**9, role_refresh_interval=0.05, batch_size=500, max_batch_delay=0.2, anchor_interval=0)
+    settings = fast_node_settings()
     return NodeRuntime(settings, ChainSettings(rpc_url=anvil.rpc_url, chain_id=anvil.chain_id), db, chain, deployment)
 
 
