@@ -130,9 +130,7 @@ class PassportCache:
         future: asyncio.Future[PassportCore | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
 
-        if self._build_limiter is None:
-            self._build_limiter = anyio.CapacityLimiter(self.build_threads)
-        limiter = self._build_limiter
+        limiter = self.limiter
 
         async def refresh() -> None:
             try:
@@ -150,6 +148,16 @@ class PassportCache:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return future
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The threads builds run in (made in the event loop, on first use). A scan's other reads
+        of the database (a unit's scan window) take turns in them too: reads that release the
+        GIL around every statement contend for it when many threads run them at once, and each
+        thread then gets less done than one alone."""
+        if self._build_limiter is None:
+            self._build_limiter = anyio.CapacityLimiter(self.build_threads)
+        return self._build_limiter
 
     def _store(self, key: str, entry: _Entry) -> None:
         with self._lock:

@@ -72,9 +72,12 @@ class ApiSettings(BaseSettings):
     """Most bytes of passports kept in the cache, held compressed (one passport's JSON is from about
     1 KB to a few hundred KB, about five times less packed); the least recently used go first."""
 
-    passport_build_threads: int = Field(4, ge=1, le=64)
-    """Most passports built at once (the rest queue): builds are CPU work, so a few keep the cores
-    busy while the event loop stays free to answer from the cache."""
+    passport_build_threads: int | None = Field(None, ge=1, le=64)
+    """Most passports built at once, with the scan path's other database reads (the rest queue).
+    Default: 1 on SQLite, 4 on PostgreSQL. On SQLite a build is CPU work that releases the GIL
+    around each of its short statements, so builds in more threads contend for it and get fewer
+    done (scripts/bench/scan.py: 131 cold scans/s with one, 85 with four); on PostgreSQL a
+    build also waits for the server's answers, which more threads overlap."""
 
     scan_flush_interval: float = Field(0.2, gt=0)
     """Seconds between writes of buffered scan records to the database."""

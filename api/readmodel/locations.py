@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 
 from node.db import Database
 from node.db.models import LocationMaster
@@ -57,13 +57,16 @@ def store_location(db: Database, record: LocationRecord, org_id: int) -> None:
         ))
 
 
+_LOCATIONS = select(LocationMaster.location, LocationMaster.content).where(LocationMaster.location.in_(bindparam("keys", expanding=True)))  # built once
+
+
 def load_locations(db: Database, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Master data of the given location ids (any spelling), by the id as given."""
     keys = {location_id: location_key(location_id) for location_id in ids}
     if not keys:
         return {}
     with db.connect() as conn:
-        rows = conn.execute(select(LocationMaster.location, LocationMaster.content).where(LocationMaster.location.in_(set(keys.values())))).all()
+        rows = conn.execute(_LOCATIONS, {"keys": sorted(set(keys.values()))}).all()
     by_key = {str(r[0]): orjson.loads(r[1]) for r in rows}
     found: dict[str, dict[str, Any]] = {}
     for location_id, key in keys.items():

@@ -187,8 +187,12 @@ class PassportBuilder:
 
     def build(self, identifier: Identifier) -> PassportCore | None:
         """The passport core of a unit or container; None if nothing on this network names it."""
-        entries = self.history(self.db, identifier.canonical_uri)
-        return self._assemble(identifier, entries) if entries else None
+        with self.db.snapshot():  # one connection and transaction for the build's reads
+            entries = self.history(self.db, identifier.canonical_uri)
+            core = self._assemble(identifier, entries) if entries else None
+        # After the snapshot: bringing the order index up to date writes, and the snapshot's
+        # reads would not see what it wrote.
+        return self._with_orders(identifier, core) if core is not None else None
 
     def watermark(self) -> tuple[Any, ...]:
         """What the node's tables look like, cheaply: if it has not changed since a passport was
@@ -221,7 +225,7 @@ class PassportBuilder:
 
     def issued_only(self, identifier: UnitId) -> PassportCore:
         """The passport of a code its manufacturer signed but which has no events yet."""
-        return self._assemble(identifier, [])
+        return self._with_orders(identifier, self._assemble(identifier, []))
 
     # ---- assembly ------------------------------------------------------------------------------
 
@@ -308,7 +312,10 @@ class PassportBuilder:
             "chain": self.chain_info,
             "network": network,
         }
-        core = PassportCore(body, verdict_of(failed, reasons), reasons, pending, gtin, manufacturer_org)
+        return PassportCore(body, verdict_of(failed, reasons), reasons, pending, gtin, manufacturer_org)
+
+    def _with_orders(self, identifier: Identifier, core: PassportCore) -> PassportCore:
+        """The core with the escrow order keys it is looked up by, the index up to date and its orders in memory."""
         if self.orders is not None:
             core.order_levels = order_levels(identifier, core.containers)
             core.orders = self.orders

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 
 from node.protocol.timestamps import iso_ms
 from node.db import Database, Event, EventEpc
@@ -130,6 +130,7 @@ def stored_master(db: Database, gtin: str) -> bytes | None:
     return bytes(row) if row is not None else None
 
 
+_MASTER = select(ProductMasterRow.content, ProductMasterRow.content_hash).where(ProductMasterRow.gtin == bindparam("gtin"))  # per passport: built once
 _CHECKED: dict[tuple[bytes, bytes], dict[str, Any] | None] = {}  # (content, stored hash) -> data, or None if they disagree
 _CHECKED_SIZE = 1024
 
@@ -139,7 +140,7 @@ def load_master(db: Database, gtin: str) -> tuple[dict[str, Any], bytes] | None:
     The hash check and validation of a content are done once per (content, hash) read: every
     passport of a product shows the same master data."""
     with db.connect() as conn:
-        row = conn.execute(select(ProductMasterRow.content, ProductMasterRow.content_hash).where(ProductMasterRow.gtin == gtin)).first()
+        row = conn.execute(_MASTER, {"gtin": gtin}).first()
     if row is None:
         return None
     content, digest = bytes(row[0]), bytes(row[1])

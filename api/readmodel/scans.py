@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast, get_args
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 
 from api.readmodel.claim_codes import AlreadyClaimed, AlreadyDecommissioned, ClaimRejected, InvalidClaimCode, ScanError, claim_code_hash
 from api.readmodel.clone_rules import (
@@ -68,6 +68,20 @@ from node.periodic import Periodic
 # device scans all day and stays; a phone seen once leaves. 200,000 filled for hours under steady
 # traffic (about 250 bytes each); this many fill within minutes and then hold about 4 MB.
 DEVICE_CACHE = 16_384
+
+
+# A unit's first scan reads these three (built once: building a statement costs more than running it).
+# The newest WINDOW_CAP scans at most: loading a unit costs the same however often it was scanned.
+_WINDOW = (
+    select(Scan.at_ms, Scan.region, Scan.device_hash, Scan.region_source)
+    .where(Scan.unit_key == bindparam("unit"), Scan.at_ms >= bindparam("since"))
+    .order_by(Scan.at_ms.desc(), Scan.id.desc())
+    .limit(WINDOW_CAP)
+)
+_CLAIM = select(OwnershipClaim.method, OwnershipClaim.claimed_at_ms, OwnershipClaim.device_hash).where(OwnershipClaim.unit_key == bindparam("unit"))
+_STATE = select(
+    UnitState.decommissioned_at_ms, UnitState.decommissioned_by, UnitState.decommission_reason, UnitState.signals, UnitState.suspected_until_ms,
+).where(UnitState.unit_key == bindparam("unit"))
 
 
 @dataclass(frozen=True)
@@ -269,22 +283,9 @@ class ScanLog:
         """The unit's scans in the evidence window (the newest WINDOW_CAP), its claim and its state, from the database."""
         since = now - self.rules.evidence_window_ms
         with self.db.connect() as conn:
-            # The newest WINDOW_CAP scans at most: loading a unit costs the same however often it was scanned.
-            rows = conn.execute(
-                select(Scan.at_ms, Scan.region, Scan.device_hash, Scan.region_source)
-                .where(Scan.unit_key == unit_key, Scan.at_ms >= since)
-                .order_by(Scan.at_ms.desc(), Scan.id.desc())
-                .limit(WINDOW_CAP)
-            ).all()
-            claim = conn.execute(
-                select(OwnershipClaim.method, OwnershipClaim.claimed_at_ms, OwnershipClaim.device_hash).where(
-                    OwnershipClaim.unit_key == unit_key
-                )
-            ).first()
-            state = conn.execute(
-                select(UnitState.decommissioned_at_ms, UnitState.decommissioned_by, UnitState.decommission_reason, UnitState.signals, UnitState.suspected_until_ms)
-                .where(UnitState.unit_key == unit_key)
-            ).first()
+            rows = conn.execute(_WINDOW, {"unit": unit_key, "since": since}).all()
+            claim = conn.execute(_CLAIM, {"unit": unit_key}).first()
+            state = conn.execute(_STATE, {"unit": unit_key}).first()
         return rows, claim, state
 
     def _fill(self, unit_key: str, unit: UnitWindow, read: tuple[Sequence[Any], Any, Any]) -> None:

@@ -213,7 +213,7 @@ async def scan(services: Services, link: ParsedLink, context: ScanContext | None
         extra.append(wrong_lot)
     key = link.identifier.canonical_uri
     if not services.scans.is_loaded(key):  # its first scan: read its window off the event loop
-        await anyio.to_thread.run_sync(services.scans.preload, key)
+        await anyio.to_thread.run_sync(services.scans.preload, key, limiter=services.passports.limiter)
     if context is None:
         return finish(core, services.scans.status(key), extra)
     outcome = services.scans.record(

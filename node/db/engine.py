@@ -82,6 +82,7 @@ class Database:
         self.write_engine = self.engine.execution_options(waymark_write=True)
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._snapshot = threading.local()  # this thread's open `snapshot()` connection, if any
 
     def session(self) -> Session:
         """A session for reads (and writes that cannot race: none in the services)."""
@@ -95,9 +96,31 @@ class Database:
 
     @contextmanager
     def connect(self, write: bool = False) -> Iterator[Connection]:
-        """A Core connection inside a transaction (the hot paths use Core, not the ORM)."""
+        """A Core connection inside a transaction (the hot paths use Core, not the ORM). A read
+        inside this thread's `snapshot()` uses the snapshot's connection and transaction."""
+        shared = None if write else getattr(self._snapshot, "conn", None)
+        if shared is not None:
+            yield shared
+            return
         with (self.write_engine if write else self.engine).begin() as conn:
             yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read of this thread inside the block shares one connection and one transaction,
+        so a reader that asks many small questions (a passport build: ten or so) checks out a
+        connection and begins a transaction once, not per question (on SQLite the reads also see
+        one state of the database). Nested blocks join the outer one; writes take their own, and
+        on SQLite what they commit is not seen by the block's reads: write before or after it."""
+        if getattr(self._snapshot, "conn", None) is not None:
+            yield
+            return
+        with self.engine.begin() as conn:
+            self._snapshot.conn = conn
+            try:
+                yield
+            finally:
+                self._snapshot.conn = None
 
     def write_turns(self) -> AbstractContextManager[Any]:
         """A new gate for threads of this process that write through one service: a lock where

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -71,6 +71,9 @@ def parse_digest(text: str) -> bytes:
     if not _HEX64.fullmatch(raw):
         raise DocumentInvalid(f"a document digest is sha256:<64 hex digits>, got {text!r}", "digest")
     return bytes.fromhex(raw)
+
+
+_ERASED_AT = select(StoredDocument.erased_at_ms).where(StoredDocument.digest == bindparam("digest"))  # per passport document: built once
 
 
 class BlobStore(Protocol):
@@ -333,7 +336,7 @@ class DocumentStore:
         except DocumentInvalid:
             return "not_held"
         with self.db.connect() as conn:  # one indexed read per passport document (not the whole metadata)
-            held = conn.execute(select(StoredDocument.erased_at_ms).where(StoredDocument.digest == raw)).first()
+            held = conn.execute(_ERASED_AT, {"digest": raw}).first()
         if held is None:
             return "not_held"
         return "erased" if held[0] is not None else "available"

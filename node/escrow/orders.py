@@ -57,6 +57,11 @@ _FINAL = {
 }
 
 
+_NEWER_LOG = (  # per passport build (`fresh`): built once
+    select(ChainLog.id)
+    .where(ChainLog.chain_id == bindparam("chain_id"), ChainLog.contract == "TradeEscrow", ChainLog.id > bindparam("checkpoint"))
+    .limit(1)
+)
 _BY_REFS = select(EscrowOrderRow).where(
     EscrowOrderRow.chain_id == bindparam("chain_id"), EscrowOrderRow.shipment_ref.in_(bindparam("refs", expanding=True))
 )
@@ -126,11 +131,7 @@ class OrderIndex:
         order indexed just before a passport's first build is already there. (A time-based skip
         missed an order indexed right after a background sync.)"""
         with self.db.connect() as conn:
-            newer = conn.execute(
-                select(ChainLog.id)
-                .where(ChainLog.chain_id == self.chain_id, ChainLog.contract == "TradeEscrow", ChainLog.id > self.checkpoint)
-                .limit(1)
-            ).scalar()
+            newer = conn.execute(_NEWER_LOG, {"chain_id": self.chain_id, "checkpoint": self.checkpoint}).scalar()
         if newer is not None:
             self.sync()
 

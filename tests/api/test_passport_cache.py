@@ -1,5 +1,6 @@
 """The passport cache is bounded by bytes as well as by entries: passports of a few hundred KB
-cannot grow the API's memory past its budget, whatever the entry limit."""
+cannot grow the API's memory past its budget, whatever the entry limit; builds, and the scan
+path's other database reads, run in a bounded number of threads."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ import asyncio
 import os
 import threading
 import time
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from api.services import ENTRY_OVERHEAD, PassportCache, _Entry
+import orjson
+
 from api.readmodel.passport import PassportCore
+from api.readmodel.scans import ScanLog
+from api.routes.answers import scan
+from api.services import ENTRY_OVERHEAD, PassportCache, _Entry
+from node.db import Database
+from node.protocol.digital_link import ParsedLink
 from node.protocol.gs1 import UnitId
 
 
@@ -110,3 +119,42 @@ def test_a_passport_is_held_compressed_and_served_unchanged() -> None:
     passport = PassportCore(body, "genuine", [], False, "09521234543213", 1)
     assert passport.body == body and list(passport.parts) == list(body)
     assert passport.size * 4 < len(passport.json)  # repetitive JSON: held at least four times smaller
+
+
+def test_a_units_first_scan_reads_its_window_in_the_build_threads(tmp_path: Path) -> None:
+    """With one build thread, the window read of a unit whose passport is cached waits while
+    another unit's passport is built: the scan path's database reads take turns in the build
+    threads instead of contending for the GIL in threads of their own."""
+    db = Database(f"sqlite:///{tmp_path / 'scans.sqlite3'}")
+    db.migrate()
+    builder = _CountingBuilder()
+    passports = PassportCache(builder, ttl=60, pending_ttl=2, size=1000, build_threads=1)  # type: ignore[arg-type]
+    scans = ScanLog(db)
+    builds_running_at_preload: list[int] = []
+    real_preload = scans.preload
+
+    def preload(key: str) -> None:
+        builds_running_at_preload.append(builder.running)
+        real_preload(key)
+
+    scans.preload = preload  # type: ignore[method-assign]
+    services: Any = SimpleNamespace(passports=passports, scans=scans)
+    cold, cached = UnitId("09521234543213", "S1", "L1"), UnitId("09521234543213", "S2", "L1")
+    passports._store(cached.canonical_uri, _Entry(time.monotonic() + 60, core(10), (), time.monotonic()))
+
+    async def both() -> list[bytes]:
+        first = asyncio.ensure_future(scan(services, ParsedLink(cold, "", None), None))
+        deadline = time.monotonic() + 30
+        while builder.running < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0)
+        second = asyncio.ensure_future(scan(services, ParsedLink(cached, "", None), None))
+        for _ in range(100):  # the cached unit's scan reaches its window read and must wait there
+            await asyncio.sleep(0.001)
+        assert builds_running_at_preload == [] and not second.done()
+        builder.release.set()
+        return list(await asyncio.gather(first, second))
+
+    answers = asyncio.run(both())
+    assert all(orjson.loads(a)["verdict"] == "genuine" for a in answers)
+    assert builds_running_at_preload == [0, 0]
+    db.dispose()

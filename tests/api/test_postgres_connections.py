@@ -1,5 +1,5 @@
-"""Passports on PostgreSQL: a checkout asks the server nothing (a build checks out about ten
-connections), and a build after the server closed every pooled connection (as a restart
+"""Passports on PostgreSQL: a checkout asks the server nothing, and a build checks out a few
+connections, not one per query; a build after the server closed every pooled connection (as a restart
 does) succeeds on new ones."""
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def test_a_passport_build_costs_no_round_trip_per_checkout(world: World, service
     monkeypatch.setattr(services.db.engine.dialect, "do_ping", ping)
     assert services.builder.build(world.unit("genuine")) is not None
     assert services.builder.build(world.unit("genuine", 1)) is not None
-    assert len(checkouts) >= 10 and pings == []
+    # A build's reads share one checkout (Database.snapshot); the order index takes its own:
+    # a few per build, not one per query (about ten each before), and none of them pings.
+    assert 2 <= len(checkouts) <= 8 and pings == []
 
 
 def test_a_passport_builds_after_the_server_closed_every_pooled_connection(world: World, services: Services) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from node.db import Batch, Database, Event
 from node.protocol.event_hash import digest_from_hash, hash_from_digest
@@ -53,17 +53,20 @@ def corrections_for(db: Database, event_id: str | bytes) -> list[Correction]:
     return corrections_of(db, [digest]).get(digest, [])
 
 
+_CORRECTIONS = (  # built once: building a statement costs more than running it
+    select(Event.digest, Event.corrects, Event.body, Event.signer, Event.role, Batch.status)
+    .outerjoin(Batch, Batch.id == Event.batch_id)
+    .where(Event.corrects.in_(bindparam("digests", expanding=True)))
+    .order_by(Event.id)
+)
+
+
 def corrections_of(db: Database, digests: Sequence[bytes]) -> dict[bytes, list[Correction]]:
     """The error declarations of several events in one indexed read, by corrected digest."""
     if not digests:
         return {}
     with db.connect() as conn:  # Core: the passport build reads this for every timeline
-        rows = conn.execute(
-            select(Event.digest, Event.corrects, Event.body, Event.signer, Event.role, Batch.status)
-            .outerjoin(Batch, Batch.id == Event.batch_id)
-            .where(Event.corrects.in_(list(digests)))
-            .order_by(Event.id)
-        ).all()
+        rows = conn.execute(_CORRECTIONS, {"digests": list(digests)}).all()
     found: dict[bytes, list[Correction]] = {}
     for row in rows:
         corrected = bytes(row.corrects)
