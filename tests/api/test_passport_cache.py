@@ -137,7 +137,7 @@ def test_a_units_first_scan_reads_its_window_in_the_build_threads(tmp_path: Path
         builds_running_at_preload.append(builder.running)
         real_preload(key)
 
-    scans.preload = preload  # type: ignore[method-assign]
+    scans.preload = preload  # type: ignore[method-assign,assignment]
     services: Any = SimpleNamespace(passports=passports, scans=scans)
     cold, cached = UnitId("09521234543213", "S1", "L1"), UnitId("09521234543213", "S2", "L1")
     passports._store(cached.canonical_uri, _Entry(time.monotonic() + 60, core(10), (), time.monotonic()))
