@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import Connection, bindparam, exists, select
+from sqlalchemy import Connection, Integer, and_, bindparam, cast, exists, literal, select
 from sqlalchemy.orm import aliased
 
 from node.db import Batch, Database, Event, EventEpc
@@ -83,12 +83,23 @@ def order_key(event_time_ms: int, event_type: str, action: str | None, digest: b
 
 
 # One statement, built once (building a SQLAlchemy statement costs more than running it on an
-# index): every event naming any of `epcs`, with how it names it, the parent of an
-# aggregation, and whether that aggregation names children. A history reads the unit's
-# rows, then its parents', then theirs (one round trip per level of nesting), and decides
-# containment and what applies from them, instead of a query per interval and per check.
+# index): every event naming the unit or any identifier above it, with how it names it, the
+# parent of an aggregation, and whether that aggregation names children. "Above" is every
+# parent an aggregation put the unit into, and theirs, MAX_DEPTH levels up, whenever it
+# happened: one round trip for the whole history, whose containment and what applies are
+# then decided from these rows, not a query per level of nesting, interval or check.
 _parent = aliased(EventEpc)
 _child = aliased(EventEpc)
+_up_child = aliased(EventEpc)
+_up_parent = aliased(EventEpc)
+_above = select(cast(bindparam("unit", type_=EventEpc.epc.type), EventEpc.epc.type).label("epc"), cast(literal(0), Integer).label("depth")).cte("above", recursive=True)
+_above = _above.union(
+    select(_up_parent.epc, _above.c.depth + 1)
+    .join(_up_child, and_(_up_child.epc == _above.c.epc, _up_child.relation == "child"))
+    .join(Event, and_(Event.id == _up_child.event_id, Event.event_type == "AggregationEvent"))
+    .join(_up_parent, and_(_up_parent.event_id == _up_child.event_id, _up_parent.relation == "parent"))
+    .where(_above.c.depth < MAX_DEPTH)
+)
 _NAMING = (
     select(
         Event.id, Event.event_time_ms, Event.event_type, Event.action, Event.digest, EventEpc.epc, EventEpc.relation,
@@ -96,7 +107,7 @@ _NAMING = (
         exists().where(_child.event_id == Event.id, _child.relation == "child"),
     )
     .join(EventEpc, EventEpc.event_id == Event.id)
-    .where(EventEpc.epc.in_(bindparam("epcs", expanding=True)))
+    .where(EventEpc.epc.in_(select(_above.c.epc)))
 )
 _ROWS = (
     select(
@@ -127,25 +138,14 @@ class _Naming:
 
 
 class _Namings:
-    """The events naming each identifier, read in bulk and kept for one history."""
+    """The events naming a unit and every identifier above it, read at once for one history."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.of: dict[str, list[_Naming]] = {}
-
-    def load(self, epcs: set[str]) -> None:
-        wanted = sorted(e for e in epcs if e not in self.of)
-        if not wanted:
-            return
-        for epc in wanted:
-            self.of[epc] = []
-        for r in self.conn.execute(_NAMING, {"epcs": wanted}).all():
-            self.of[r[5]].append(_Naming(int(r[0]), int(r[1]), r[2], r[3], bytes(r[4]), r[6], r[7], bool(r[8])))
-        for epc in wanted:
-            self.of[epc].sort(key=lambda n: n.order)
-
-    def parents_named(self, child: str) -> set[str]:
-        return {n.parent for n in self.of.get(child, ()) if n.relation == "child" and n.event_type == "AggregationEvent" and n.parent}
+    def __init__(self, conn: Connection, unit: str) -> None:
+        self.of: dict[str, list[_Naming]] = {unit: []}
+        for r in conn.execute(_NAMING, {"unit": unit}).all():
+            self.of.setdefault(r[5], []).append(_Naming(int(r[0]), int(r[1]), r[2], r[3], bytes(r[4]), r[6], r[7], bool(r[8])))
+        for namings in self.of.values():
+            namings.sort(key=lambda n: n.order)
 
 
 def containment(namings: _Namings, child: str) -> list[Interval]:
@@ -185,11 +185,8 @@ def ancestry(namings: _Namings, unit: str) -> list[Interval]:
     """Every (transitive) container of `unit`, with the time it was (transitively) inside it."""
     result: list[Interval] = []
     frontier = [Interval(unit, unit, -FOREVER, FOREVER)]
-    namings.load({unit})
     known: dict[str, list[Interval]] = {}
     for _depth in range(MAX_DEPTH):
-        # the parents this level names, read in one round trip (their emptying DELETEs end intervals)
-        namings.load({p for outer in frontier for p in namings.parents_named(outer.parent)})
         next_frontier = []
         for outer in frontier:
             if outer.parent not in known:
@@ -211,7 +208,7 @@ def unit_history(db: Database, identifier: str) -> list[HistoryEntry]:
     """Events about the unit and about its containers while it was inside them, oldest first."""
     unit = canonical_epc(identifier)
     with db.connect() as conn:
-        namings = _Namings(conn)
+        namings = _Namings(conn, unit)
         intervals = ancestry(namings, unit)
         found: dict[int, tuple[str, ...]] = {n.event_id: () for n in namings.of[unit]}
         for interval in intervals:

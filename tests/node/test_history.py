@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import event
 from eth_account.signers.local import LocalAccount
 
 from node.member.history import unit_history
@@ -112,4 +113,43 @@ def test_events_at_the_same_instant_give_one_history_whatever_their_arrival_orde
         ("packing", ()),
         ("receiving", (second_case,)),
         ("unpacking", ()),
+    ]
+
+
+def test_a_history_is_read_in_two_statements_however_deep_the_nesting_and_a_cycle_ends(runtime: NodeRuntime, chain_now: int) -> None:
+    """Unit in case in pallet in container: the namings of all four come in one statement, the
+    events in a second. Bad data that packs the container into the case (a cycle) ends."""
+    s = lot_story(chain_now, size=1)
+    t = chain_now
+    unit = s.units[0]
+    obj, agg = epcis.object_event, epcis.aggregation_event
+    events = [
+        (agg(parent_id=s.case, child_epcs=[unit], action="ADD", event_time=iso(t + 1), biz_step="packing"), MANUFACTURER),
+        (agg(parent_id=s.pallet, child_epcs=[s.case], action="ADD", event_time=iso(t + 2), biz_step="packing"), CARRIER),
+        (agg(parent_id=s.container, child_epcs=[s.pallet], action="ADD", event_time=iso(t + 3), biz_step="loading"), CARRIER),
+        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 4), biz_step="shipping"), CARRIER),
+        (agg(parent_id=s.case, child_epcs=[s.container], action="ADD", event_time=iso(t + 5), biz_step="packing"), CARRIER),  # a cycle
+        (obj(epcs=[s.container], action="OBSERVE", event_time=iso(t + 6), biz_step="arriving"), CARRIER),
+    ]
+    build_capture(runtime).capture(orjson.dumps(capture_document(events, runtime.domain)))
+    selects: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            selects.append(statement)
+
+    event.listen(runtime.db.engine, "before_cursor_execute", count)
+    try:
+        history = [(h.biz_step, h.via) for h in unit_history(runtime.db, unit.canonical_uri)]
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", count)
+    assert len(selects) == 2
+    inside = (s.case.canonical_uri, s.pallet.canonical_uri, s.container.canonical_uri)
+    assert history == [
+        ("packing", ()),
+        ("packing", inside[:1]),  # the case into the pallet
+        ("loading", inside[:2]),  # the pallet into the container
+        ("shipping", inside),
+        ("packing", inside),  # the container, named as a child, into the case
+        ("arriving", inside),
     ]
