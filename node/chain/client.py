@@ -22,7 +22,7 @@ from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
-from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
+from web3.types import BlockIdentifier, Nonce, RPCEndpoint, TxParams, TxReceipt, Wei
 
 from node.chain.build import all_artifacts, load_artifact
 from node.chain.logs import BESU_MAX_LOGS_RANGE, LogPager
@@ -79,7 +79,12 @@ class ChainClient:
         max_log_range: int = BESU_MAX_LOGS_RANGE,
     ) -> None:
         self.rpc_url = rpc_url
-        self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": request_timeout}))
+        # eth_chainId answered once per thread, not asked again before every eth_call and
+        # eth_estimateGas by web3's validation middleware (three requests per call became one;
+        # the chain id is checked against `expected_chain_id` here, once).
+        provider = HTTPProvider(rpc_url, request_kwargs={"timeout": request_timeout},
+                                cache_allowed_requests=True, cacheable_requests={RPCEndpoint("eth_chainId")})
+        self.w3 = Web3(provider)
         self.receipt_timeout = receipt_timeout
         self.resubmissions = resubmissions
         try:

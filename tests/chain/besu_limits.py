@@ -3,7 +3,7 @@
 Besu refuses an `eth_getLogs` whose `toBlock - fromBlock` exceeds `--rpc-max-logs-range` with
 JSON-RPC error -32005 "Requested range exceeds maximum RPC range limit". Anvil has no such limit,
 so this front forwards every request to Anvil and answers over-wide `eth_getLogs` itself with
-Besu's error. It records every `eth_getLogs` range asked, and can be told to fail (HTTP 503)
+Besu's error. It records every method asked and every `eth_getLogs` range, and can be told to fail (HTTP 503)
 after a number of them, as a node going away in the middle of a sync.
 """
 
@@ -31,6 +31,8 @@ class LogsLimitedNode:
     fail_after: int | None = None
     """Answer HTTP 503 to eth_getLogs once this many have been answered (None: never)."""
     url: str = ""
+    methods: list[str] = field(default_factory=list)
+    """The method of every request forwarded or answered, in order."""
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any] | None:
         if request.get("method") != "eth_getLogs":
@@ -55,6 +57,7 @@ def logs_limited(upstream: str, max_logs_range: int) -> Iterator[LogsLimitedNode
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             request = json.loads(body)
+            node.methods.append(str(request.get("method")) if isinstance(request, dict) else "batch")
             if (request.get("method") == "eth_getLogs" and node.fail_after is not None
                     and node.answered() >= node.fail_after):
                 self.send_response(503)

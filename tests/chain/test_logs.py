@@ -83,3 +83,16 @@ def test_the_chain_clients_readers_share_one_pager_that_keeps_what_it_learned(
         client.logs.get_logs({"address": deployment.address("ConsortiumRegistry")}, 0, head)
     assert learned <= 10
     assert not any(r for _a, _b, r in node.asked[asked_before:])  # the second read was never refused
+
+
+def test_a_contract_call_is_one_request_to_the_node(anvil: AnvilProcess, deployment: Deployment) -> None:
+    """web3's validation middleware asks eth_chainId before every eth_call; the client answers
+    that from its first reply, so a call costs the node (and the scan waiting on it) one request."""
+    with logs_limited(anvil.rpc_url, max_logs_range=5_000) as node:
+        client = ChainClient(node.url, expected_chain_id=anvil.chain_id)
+        registry = client.contract("ProvenanceRegistry", deployment.address("ProvenanceRegistry"))
+        client.call(registry.functions.productOf(1))
+        node.methods.clear()
+        for _ in range(3):
+            client.call(registry.functions.productOf(1))
+    assert node.methods == ["eth_call"] * 3
