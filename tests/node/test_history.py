@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import event as sa_event
 from eth_account.signers.local import LocalAccount
 
 from node.member.history import unit_history
@@ -138,11 +138,11 @@ def test_a_history_is_read_in_two_statements_however_deep_the_nesting_and_a_cycl
         if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             selects.append(statement)
 
-    event.listen(runtime.db.engine, "before_cursor_execute", count)
+    sa_event.listen(runtime.db.engine, "before_cursor_execute", count)
     try:
         history = [(h.biz_step, h.via) for h in unit_history(runtime.db, unit.canonical_uri)]
     finally:
-        event.remove(runtime.db.engine, "before_cursor_execute", count)
+        sa_event.remove(runtime.db.engine, "before_cursor_execute", count)
     assert len(selects) == 2
     inside = (s.case.canonical_uri, s.pallet.canonical_uri, s.container.canonical_uri)
     assert history == [
