@@ -99,7 +99,7 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
         chain=view,
         builder=builder,
         passports=PassportCache(builder, ttl=api.passport_ttl, pending_ttl=api.pending_passport_ttl, size=api.passport_cache_size, max_age=api.passport_max_age,
-                                max_bytes=api.passport_cache_bytes, build_threads=api.passport_build_threads or (1 if db.is_sqlite else 4)),
+                                max_bytes=api.passport_cache_bytes, build_threads=api.passport_build_threads or db.read_threads()),
         scans=ScanLog(db, rules),
         limiter=RateLimiter(api.rate_limit_per_minute, api.rate_limit_burst),
         verifier=RequestVerifier(client.chain_id, api.signed_request_max_age, audience=api.public_url),

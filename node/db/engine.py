@@ -122,6 +122,13 @@ class Database:
             finally:
                 self._snapshot.conn = None
 
+    def read_threads(self) -> int:
+        """How many threads of one process usefully read at once: on SQLite one (its short
+        statements release and retake the GIL each time, so readers in more threads contend for
+        it and get fewer reads done), on PostgreSQL four (a read also waits for the server, and
+        more threads overlap the waits)."""
+        return 1 if self.is_sqlite else 4
+
     def write_turns(self) -> AbstractContextManager[Any]:
         """A new gate for threads of this process that write through one service: a lock where
         the database takes one writer at a time (SQLite: the threads take turns here rather than
