@@ -10,6 +10,15 @@ from pathlib import Path
 from waymark.devnet.anvil import AnvilProcess, free_port, rpc
 
 
+def _dumped_head(state: Path) -> int | None:
+    """The head block of the state Anvil dumped, None while there is none or it is being written
+    (Anvil writes its interval dump in place: a read can meet half of it)."""
+    try:
+        return json.loads(state.read_text()).get("best_block_number")  # type: ignore[no-any-return]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
 def test_state_file_keeps_no_historical_states_and_a_restart_keeps_every_block(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     anvil = AnvilProcess(port=free_port(), state_file=state, log_file=tmp_path / "anvil.log", state_interval=1, history_states=16).start()
@@ -20,7 +29,7 @@ def test_state_file_keeps_no_historical_states_and_a_restart_keeps_every_block(t
         head = int(rpc(anvil.rpc_url, "eth_blockNumber"), 16)
         assert head == 200
         deadline = time.monotonic() + 15  # the interval dump (every second here)
-        while not (state.exists() and json.loads(state.read_text()).get("best_block_number") == head):
+        while _dumped_head(state) != head:
             assert time.monotonic() < deadline, "no interval dump of the state"
             time.sleep(0.1)
     finally:
