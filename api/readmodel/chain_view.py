@@ -6,8 +6,10 @@
   logs when the head has moved (seen at most once a second), in whichever thread asks first
   while the others read the state as it is: one eth_getLogs per new block for the whole
   process, never one per scan or per event.
-* Anchors are cached per (root, organisation) for `ttl` seconds: every unit whose events share a
-  batch shares the lookup.
+* Anchors are read from the BatchAnchored logs the node's indexer stored (one indexed read; the
+  indexer keeps only confirmed blocks and rolls back what a reorganisation removed) and, for a
+  root not indexed yet, from the chain; either way cached per (root, organisation) for `ttl`
+  seconds: every unit whose events share a batch shares the lookup.
 * The head (number and time of the latest block) is read once a second.
 * Current facts (an account's organisation and roles now, a product's registration, an
   organisation's name) are cached per account, product or organisation for `ttl` seconds.
@@ -23,13 +25,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+from eth_utils.address import to_checksum_address
+from sqlalchemy import bindparam, select
+
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.db import Database
+from node.db import ChainLog, Database
 from node.member.ingest.roles import RoleMirror, base_from_database
 from node.protocol.attestation import AttestationDomain
 from node.protocol.crypto import keccak256
 from node.protocol.verification import Anchor
+
+
+# A root's BatchAnchored logs as indexed (ix_chain_logs_event_key): one per anchoring organisation.
+_ANCHORED = (
+    select(ChainLog.block_number, ChainLog.block_time, ChainLog.args)
+    .where(ChainLog.event == "BatchAnchored", ChainLog.key == bindparam("key"), ChainLog.chain_id == bindparam("chain_id"),
+           ChainLog.address == bindparam("address"))
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,8 @@ class ChainView:
         self.provenance = client.contract("ProvenanceRegistry", self.provenance_address)
         self.consortium = client.contract("ConsortiumRegistry", self.consortium_address)
         self.domain = AttestationDomain(self.chain_id, self.provenance_address)
+        self.db = db
+        self._indexed_address = to_checksum_address(self.provenance_address)  # as the indexer stores it
         # Refreshed by `_registry` when the head moves, never by the mirror's own clock.
         base, base_block = base_from_database(db, self.chain_id, self.consortium_address) if db is not None else ([], None)
         self._mirror = RoleMirror(client.w3, self.consortium_address, start_block=deployment.start_block,
@@ -156,10 +172,26 @@ class ChainView:
         """`org_id`'s anchor of `root` (anchorOfOrganisation; node.protocol.verification.AnchorOf), kept for
         the cache's time: which anchor counts for an event is node.protocol.verification's rule."""
         def load() -> Anchor | None:
+            indexed = self._indexed_anchor(root, org_id)
+            if indexed is not None:
+                return indexed
             org, block_number, timestamp, count = self.client.call(self.provenance.functions.anchorOfOrganisation(root, org_id))
             return Anchor(root, int(org), int(block_number), int(timestamp), int(count)) if int(org) else None
 
         return self._anchors.get((root, org_id), load)  # type: ignore[no-any-return]
+
+    def _indexed_anchor(self, root: bytes, org_id: int) -> Anchor | None:
+        """`org_id`'s anchor of `root` as the node's indexer stored its BatchAnchored log (the
+        contract keeps at most one anchor of a root per organisation); None if not indexed."""
+        if self.db is None or org_id <= 0:
+            return None
+        with self.db.connect() as conn:
+            rows = conn.execute(_ANCHORED, {"chain_id": self.chain_id, "address": self._indexed_address, "key": "0x" + root.hex()}).all()
+        for block_number, block_time, args in rows:
+            logged = orjson.loads(args)
+            if int(logged["orgId"]) == org_id:
+                return Anchor(root, org_id, int(block_number), int(block_time), int(logged["eventCount"]))
+        return None
 
     def head(self) -> int:
         """The latest block's number (read at most once a second)."""

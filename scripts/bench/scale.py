@@ -23,8 +23,9 @@ For each data set (big first, then small), in a database of its own on the Postg
   with an executor, while the members' signing runs in the same processes; the role check and
   the storage with the verification record (`CaptureService.check_roles`, `.store`) in
   --writers threads; the node's anchorer (Merkle batches anchored on an Anvil) in a thread of
-  its own, as the node runs it. Printed: events per second of the whole load, wall clock
-  (signing included, summed over the runs that loaded a kept set), and bytes stored per event
+  its own, as the node runs it; then the node's indexer follows the chain into the database.
+  Printed: events per second of the whole load, wall clock (signing included, summed over the
+  runs that loaded a kept set), and bytes stored per event
   (every table and index of the database, `pg_database_size` after VACUUM, over the events).
 * history: `node.member.history.unit_history` of random units, one after another, in this process:
   p50 and p99 in ms.
@@ -81,7 +82,7 @@ from node.member.ingest.capture import CheckedEvent, precheck_document  # noqa: 
 from node.protocol import epcis  # noqa: E402
 from node.protocol.attestation import AttestationDomain  # noqa: E402
 from node.protocol.gs1 import ContainerId, UnitId, make_sscc  # noqa: E402
-from node.member.runtime import NodeRuntime, build_anchorer, build_capture  # noqa: E402
+from node.member.runtime import NodeRuntime, build_anchorer, build_capture, build_indexer  # noqa: E402
 from node.member.settings import NodeSettings  # noqa: E402
 from node.settings import ChainSettings, DatabaseSettings  # noqa: E402
 from node.strict_json import JsonLimits  # noqa: E402
@@ -320,6 +321,7 @@ def load(data: DataSet, client: ChainClient, chain_settings: ChainSettings, depl
             pool.shutdown(cancel_futures=True)
             anchoring.join()
     anchorer.drain(timeout=600)  # what the run stored last (and what an interrupted run left pending)
+    build_indexer(runtime).step()  # the node's indexer follows the chain into the database: passports read anchors there
     progress.stored(-1, 0, 0.0, 0.0)  # the anchoring of the last containers counts too
     print(f"  {data.name}: {min(data.units, int(values['containers']) * CONTAINER_UNITS):,} units, {values['events']:,} events anchored; "
           f"{counted[0] / (time.perf_counter() - run_began):,.0f} events/s this run", flush=True)

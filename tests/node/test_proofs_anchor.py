@@ -16,12 +16,14 @@ from sqlalchemy import select
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Batch
+from tests.chain.besu_limits import logs_limited
+from waymark.devnet.anvil import AnvilProcess
 from waymark.devnet.consortium import devnet_account
 from api.readmodel.chain_view import ChainView
 from api.readmodel.passport import PassportBuilder
 from node.paths import PROJECT_ROOT
 from node.member.proofs import ChainRegistry
-from node.member.runtime import NodeRuntime, build_anchorer, build_capture
+from node.member.runtime import NodeRuntime, build_anchorer, build_capture, build_indexer
 from node.protocol.verification import counted_anchor
 from tests.api.world import register_product
 from tests.node.story import CARRIER, CUSTOMS, INSPECTOR, MANUFACTURER, Story, capture_document, lot_story, story_events
@@ -115,3 +117,26 @@ def test_the_pages_verifier_counts_the_same_anchor_as_the_passport(runtime: Node
     on_passport = [(item["verification"]["anchor"]["orgId"], item["verification"]["anchor"]["blockNumber"]) for item in core.body["timeline"]]
     assert in_browser == on_passport
     assert {a for r, a in zip(out["results"], in_browser) if r["signerOrg"] == 1} == {(1, ours)}
+
+
+def test_a_passport_reads_anchors_the_indexer_stored_and_asks_the_chain_only_for_a_root_not_indexed_yet(
+    runtime: NodeRuntime, anvil: AnvilProcess, chain_now: int
+) -> None:
+    events = story_events(lot_story(chain_now, size=1))
+    _anchor_as(runtime, [(e, s) for e, s in events if s is MANUFACTURER], MANUFACTURER)
+    build_indexer(runtime).step()
+    _anchor_as(runtime, [(e, s) for e, s in events if s is CARRIER], CARRIER)  # anchored after the indexer's step
+    with runtime.db.session() as s:
+        indexed_root, fresh_root = s.scalars(select(Batch.root).order_by(Batch.id)).all()
+    from_chain = ChainView(runtime.client, runtime.deployment)  # no database: every anchor asked of the chain
+    with logs_limited(anvil.rpc_url, max_logs_range=5_000) as node:
+        view = ChainView(ChainClient(node.url, expected_chain_id=anvil.chain_id), runtime.deployment, db=runtime.db)
+        node.methods.clear()
+        indexed = view.anchor_of(indexed_root, 1)
+        assert "eth_call" not in node.methods
+        assert indexed is not None and indexed == from_chain.anchor_of(indexed_root, 1)
+        fresh = view.anchor_of(fresh_root, 3)
+        assert node.methods.count("eth_call") == 1
+        assert fresh is not None and fresh == from_chain.anchor_of(fresh_root, 3)
+        # An organisation with no anchor of an indexed root: not in the index, so the chain says none.
+        assert view.anchor_of(indexed_root, 3) is None and from_chain.anchor_of(indexed_root, 3) is None
