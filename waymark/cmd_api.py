@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 
-from api.main import build_services, create_app
 from api.settings import ApiSettings
 from waymark.common import ChainId, RpcUrl, chain_settings, console, database_settings
 
@@ -26,6 +24,10 @@ def run(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the API and the scanner page until Ctrl-C (one process: the clone rules keep their window in it)."""
+    import uvicorn  # the server's stack, loaded by the command that runs it (waymark.cli)
+
+    from api.main import build_services, create_app
+
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "public_url": public_url, "browser_rpc_url": browser_rpc_url}.items() if v is not None}
     api = ApiSettings(**overrides)
     if "public_url" not in api.model_fields_set:  # unset: the resolver is this server, on its own port

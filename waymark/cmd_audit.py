@@ -14,31 +14,25 @@ from __future__ import annotations
 import time
 import zipfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from node.audit import AuditReport, DatabaseEvidence, SignedCheckpoint, audit, audit_and_checkpoint, load_checkpoint, save_checkpoint
-from node.audit.bundle import (
-    BundleEvidence,
-    InvalidSelection,
-    Lot,
-    OrderSel,
-    Product,
-    Selector,
-    export_bundle,
-    make_selector,
-)
-from node.audit.report import CHECKED_TITLES, KIND_TITLES, write_html, write_json
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, load_deployment
 from node.chain.errors import ChainError, WrongChainId
-from node.db import Database
 from node.chain.keystore import load_keystore
 from node.settings import SignerSettings
 from waymark.common import ChainId, InputFileError, RpcUrl, chain_settings, console, database_settings, read_input
+
+if TYPE_CHECKING:
+    from node.audit import AuditReport
+    from node.audit.bundle import Selector
+
+# The audit engine and the database layer are imported where they are used, so that the CLI's
+# other commands start without loading them (waymark.cli).
 
 EXIT_DISCREPANCIES = 6
 SHOWN = 25  # discrepancies listed on the terminal; the JSON and HTML reports hold them all
@@ -84,6 +78,8 @@ class _Bars:
 
 
 def _summary(report: AuditReport, manifest_problems: list[str]) -> Table:
+    from node.audit.report import CHECKED_TITLES, KIND_TITLES
+
     table = Table(title=f"Audit of chain {report.chain_id}, blocks {report.from_block}-{report.to_block}", title_justify="left")
     table.add_column("checked")
     table.add_column("count", justify="right")
@@ -134,6 +130,11 @@ def verify_command(
     it are verified again. Without --since the audit is a full replay.
 
     Exit code 0 when nothing is wrong, 6 when discrepancies are found."""
+    from node.audit import DatabaseEvidence, SignedCheckpoint, audit, audit_and_checkpoint, load_checkpoint, save_checkpoint
+    from node.audit.bundle import BundleEvidence
+    from node.audit.report import write_html, write_json
+    from node.db import Database
+
     manifest_problems: list[str] = []
     if bundle is not None:
         from_bundle = BundleEvidence(bundle)
@@ -209,6 +210,8 @@ def verify_command(
 
 def _selector(product: str | None, lot: tuple[str, str] | None, order: str | None,
               time_from: str | None, time_to: str | None) -> Selector:
+    from node.audit.bundle import InvalidSelection, make_selector
+
     try:
         return make_selector(product=lot[0] if lot else product, lot=lot[1] if lot else None, order=order,
                              time_from=time_from, time_to=time_to)
@@ -218,6 +221,8 @@ def _selector(product: str | None, lot: tuple[str, str] | None, order: str | Non
 
 
 def _default_out(selector: Selector) -> Path:
+    from node.audit.bundle import Lot, OrderSel, Product
+
     if isinstance(selector, Product):
         name = f"product-{selector.gtin}"
     elif isinstance(selector, Lot):
@@ -246,6 +251,9 @@ def export_command(
     and Merkle proofs (a unit's with those of every case, pallet and container it was in), their
     roots and anchor transactions, an order's relayed attestations, the chain's id and contract
     addresses, and a manifest of sha-256 hashes. `waymark audit verify --bundle` checks it."""
+    from node.audit.bundle import export_bundle
+    from node.db import Database
+
     if product and lot:
         raise typer.BadParameter("--lot names its product: give --lot GTIN LOT alone", param_hint="--lot")
     selector = _selector(product, lot, order, time_from, time_to)

@@ -26,9 +26,8 @@ import typer
 
 from node.errors import WaymarkError
 from node.paths import PROJECT_ROOT
-from waymark.demo.network import MEMBER_NODES, RESOLVER_NODE, Ports, start_network, wait_replicated
+from waymark.demo.layout import MEMBER_NODES, RESOLVER_NODE, Ports
 from waymark.demo.processes import Supervisor
-from waymark.demo.story import Story
 
 DEFAULT_ROOT = PROJECT_ROOT / "var" / "demo"
 REPLICATION_WAIT = 60.0
@@ -105,6 +104,9 @@ def demo(
     """Start Anvil, deploy with the demo consortium, start the member nodes (each with its scan API),
     the relayer and the oracles, play the story (or find it played), wait until every node holds
     every anchored batch, print the scanner URL and "ready", and serve until Ctrl-C."""
+    from waymark.demo.network import start_network, wait_replicated  # the demo's stack, loaded by the command (waymark.cli)
+    from waymark.demo.story import Story
+
     started = time.monotonic()
     root = root.resolve()
     ports = Ports(rpc=rpc_port, node=node_port, api=api_port, oracles=oracle_port, relayer=relayer_port)

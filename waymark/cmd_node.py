@@ -13,23 +13,10 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import uvicorn
 
-from node.member.app import create_app
-from node.member.network.replicator import replication_status
-from node.member.proofs import verify_bundle
-from node.member.runtime import (
-    NodeRuntime,
-    build_anchorer,
-    build_indexer,
-    build_replicator,
-    check_pool,
-    load_runtime,
-    resolve_organisation,
-)
 from node.member.settings import NodeSettings
 from node.settings import DatabaseSettings
 from waymark.common import (
@@ -46,12 +33,20 @@ from waymark.common import (
     signer,
 )
 
+if TYPE_CHECKING:
+    from node.member.runtime import NodeRuntime
+
+# The node's stack (server, runtime, replicator) is imported by the commands that use it, so that
+# the CLI's other commands start without loading it (waymark.cli).
+
 app = typer.Typer(help="The Waymark node: capture API, anchorer, indexer; proof verification.", no_args_is_help=True)
 
 DbUrl = Annotated[str | None, typer.Option("--db", help="Database URL [env WAYMARK_DB_URL]")]
 
 
 def _runtime(rpc_url: str | None, chain_id: int | None, db_url: str | None, **node: Any) -> NodeRuntime:
+    from node.member.runtime import load_runtime
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = NodeSettings(**{k: v for k, v in node.items() if v is not None})
     database = database_settings(db_url)
@@ -90,6 +85,11 @@ def run(
     /batches/{root}/bundle, /health), with the anchorer, the indexer and the replicator in a process
     of their own. The node's organisation is its anchor account's: capture takes only events of it
     and of the organisations it hosts."""
+    import uvicorn
+
+    from node.member.app import create_app
+    from node.member.runtime import build_anchorer, build_indexer, build_replicator, check_pool, load_runtime, resolve_organisation
+
     runtime = _runtime(rpc_url, chain_id, db, host=host, port=port, check_processes=check_processes)
     account = None
     if anchorer and (keystore or as_member or runtime.node.anchor_devnet_account is None):
@@ -155,6 +155,8 @@ def anchorer_command(
     as_member: AsMember = None,
 ) -> None:
     """Run only the anchorer (one per database; safe to kill and restart at any time)."""
+    from node.member.runtime import build_anchorer
+
     runtime = _runtime(rpc_url, chain_id, db)
     account = None
     if keystore or as_member or runtime.node.anchor_devnet_account is None:
@@ -165,6 +167,8 @@ def anchorer_command(
 @app.command("indexer")
 def indexer_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbUrl = None) -> None:
     """Run only the indexer (resumes from its last block)."""
+    from node.member.runtime import build_indexer
+
     runtime = _runtime(rpc_url, chain_id, db)
     build_indexer(runtime).run(_until_signalled(), runtime.node.indexer_poll)
 
@@ -172,6 +176,8 @@ def indexer_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbUrl 
 @app.command("replicator")
 def replicator_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbUrl = None) -> None:
     """Run only the replicator (needs the indexer's tables; resumes where it stopped)."""
+    from node.member.runtime import build_replicator, resolve_organisation
+
     runtime = _runtime(rpc_url, chain_id, db)
     resolve_organisation(runtime)
     build_replicator(runtime).run(_until_signalled(), runtime.node.replication_poll)
@@ -180,6 +186,8 @@ def replicator_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbU
 @app.command("status")
 def status_command(rpc_url: RpcUrl = None, chain_id: ChainId = None, db: DbUrl = None) -> None:
     """The node's replication of other members' batches: held, waiting, withheld (exit 3 if any is withheld)."""
+    from node.member.network.replicator import replication_status
+
     runtime = _runtime(rpc_url, chain_id, db)
     status = replication_status(runtime.db, runtime.client.chain_id)
     console.print(f"batches of other members: {status['held']} held, {status['waiting']} waiting, "
@@ -200,6 +208,8 @@ def verify_command(
 ) -> None:
     """Check a proof bundle against the chain alone. Exit code 0 if verified (marks, if any, are
     printed), 1 if a check failed or is still pending."""
+    from node.member.proofs import verify_bundle
+
     settings = chain_settings(rpc_url, chain_id)
     result = verify_bundle(read_json(bundle, "a proof bundle (JSON, as GET /events/{id}/proof returns it)"), settings.rpc_url, min_confirmations=confirmations, registry_address=registry)
     for check in result.checks:

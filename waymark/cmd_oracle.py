@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 
 from node.errors import WaymarkError
-from oracle.app import create_app
 from oracle.queue import DurableQueue
-from oracle.runtime import load_runtime
 from oracle.settings import ALL_ADAPTERS, OracleSettings
 from waymark.common import AsMember, ChainId, KeystoreOpt, PasswordFileOpt, RpcUrl, chain_settings, connect, console, signer
 
@@ -47,6 +44,11 @@ def run(
 ) -> None:
     """Serve the webhooks (POST /webhooks/{adapter}) and EPCIS capture (POST /capture), watch the CSV
     drop folder, and deliver signed events to the node (and escrow attestations to the relayer)."""
+    import uvicorn  # the server's stack, loaded by the command that runs it (waymark.cli)
+
+    from oracle.app import create_app
+    from oracle.runtime import load_runtime
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = _settings(
         host=host, port=port, node_url=node_url, relayer_url=relayer_url, data_dir=data_dir, products_file=products,

@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from node.protocol.event_hash import digest_from_hash  # noqa: E402
-from waymark.demo.network import Ports  # noqa: E402
+from waymark.demo.layout import Ports  # noqa: E402
 from waymark.demo.processes import die_with_parent, group_alive  # noqa: E402
 from waymark.demo.simulation import FACTORY_GLN, GTIN  # noqa: E402
 

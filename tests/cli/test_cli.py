@@ -36,6 +36,20 @@ def assert_clean_failure(result: subprocess.CompletedProcess[str], exit_code: in
         assert phrase in output, output
 
 
+# What the commands that serve (node, API, oracle, relayer, demo) and the audit load: a registry,
+# key or escrow command, or --help, starts without them.
+SERVER_STACKS = ("fastapi", "uvicorn", "alembic", "node.db", "node.member.app", "api.main", "oracle.app", "node.relayer.app",
+                 "node.audit", "waymark.demo.network")
+
+
+def test_the_cli_starts_without_loading_the_servers_or_the_audit_engine() -> None:
+    probe = f"import sys, waymark.cli; print(sorted(m for m in {SERVER_STACKS!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+    # ... and a command that serves still finds its stack: the node's help, then its own start-up.
+    assert run_cli("node", "run", "--help").returncode == 0
+
+
 def test_wrong_rpc_url_ends_with_one_message_and_exit_code_3() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = run_cli("status", "--rpc-url", url)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from waymark.devnet.consortium import DEMO_MEMBERS
-from waymark.demo.network import MEMBER_NODES, RELAYER_NODE, MemberNode, Ports, member_home
+from waymark.demo.layout import MEMBER_NODES, RELAYER_NODE, Ports
+from waymark.demo.network import MemberNode, member_home
 from waymark.demo.processes import PortTaken, port_free
 from waymark.demo.simulation import CARRIERS_DELIVERED, CARRIERS_SHIPPED, CUSTOMS_PARTIES, FX_ORACLES
 

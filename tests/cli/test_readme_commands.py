@@ -26,7 +26,7 @@ from pathlib import Path
 from waymark.devnet.anvil import free_port
 from node.paths import PROJECT_ROOT
 from waymark.demo.processes import free_port_range
-from waymark.demo.network import MEMBER_NODES, ORACLE_COUNT
+from waymark.demo.layout import MEMBER_NODES, ORACLE_COUNT
 
 README = PROJECT_ROOT / "README.md"
 SKIP_MARK = "# not run:"

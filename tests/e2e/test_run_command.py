@@ -28,7 +28,7 @@ import httpx
 from waymark.devnet.anvil import free_port
 from node.paths import PROJECT_ROOT
 from waymark.demo.processes import free_port_range
-from waymark.demo.network import MEMBER_NODES, ORACLE_COUNT
+from waymark.demo.layout import MEMBER_NODES, ORACLE_COUNT
 from waymark.demo.processes import group_alive, port_free
 
 READY_WITHIN = 300.0

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from waymark.demo.network import Ports, start_network, wait_replicated
+from waymark.demo.layout import Ports
+from waymark.demo.network import start_network, wait_replicated
 from waymark.demo.processes import Supervisor
 from waymark.demo.story import Story
 

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-import uvicorn
 from eth_account.signers.local import LocalAccount
 
 from node.chain.devnet_keys import DEVNET_CHAIN_ID, devnet_account
@@ -17,7 +16,6 @@ from node.errors import WaymarkError
 from node.escrow import order_key
 from node.escrow.signing import sign_customs_return, sign_milestone
 from node.escrow.terms import ZERO_ADDRESS
-from node.relayer.app import create_relayer_app, load_relayer
 from node.relayer.settings import RelayerSettings
 from waymark.cmd_escrow.inputs import parse_address, parse_span
 from waymark.cmd_escrow.session import OrderIdArg, TermsStoreOpt, open_escrow, order_terms, say
@@ -96,6 +94,10 @@ def relayer_run(
 ) -> None:
     """Serve POST /milestones/{orderId}/{milestone} (and /customs-returns/...) for oracles, and submit
     each milestone once its quorum of signatures is in. The signer pays for the submissions."""
+    import uvicorn  # the server's stack, loaded by the command that runs it (waymark.cli)
+
+    from node.relayer.app import create_relayer_app, load_relayer
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     overrides = {k: v for k, v in {"host": host, "port": port, "sweep_interval": sweep_interval,
                                    "terms_store": terms_store}.items() if v is not None}

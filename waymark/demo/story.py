@@ -44,7 +44,8 @@ from node.escrow.terms import OrderTerms, State
 from node.protocol.gs1 import UnitId, new_serial
 from node.protocol.labels import qr_png, qr_svg
 from waymark.demo import simulation as sim
-from waymark.demo.network import REGION_HEADER, Network
+from waymark.demo.layout import REGION_HEADER
+from waymark.demo.network import Network
 
 Say = Callable[[str], None]
 
