@@ -53,7 +53,7 @@ from node.db import Batch, Database, Event
 from node.errors import WaymarkError
 from node.escrow.orders import OrderIndex
 from node.member.history import HistoryEntry, unit_history
-from node.member.network.holders import network_section
+from node.member.network.holders import network_mark, network_section
 from node.protocol.crypto import SignatureError
 from node.protocol.event_hash import digest_from_hash
 from node.protocol.gs1 import ContainerId, Identifier, UnitId
@@ -196,7 +196,8 @@ class PassportBuilder:
 
     def watermark(self) -> tuple[Any, ...]:
         """What the node's tables look like, cheaply: if it has not changed since a passport was
-        built, no event was added, anchored or re-anchored since, and the passport still holds.
+        built, no event was added, anchored or re-anchored since, nothing the network section
+        shows changed (holders, withheld batches, peers), and the passport still holds.
         (An edit in place of a stored row is not seen here; passports are rebuilt after a
         maximum age anyway, and the browser re-checks every event itself.)"""
         now = time.monotonic()
@@ -214,6 +215,7 @@ class PassportBuilder:
                 conn.execute(select(func.max(Batch.anchored_at_ms))).scalar(),
                 conn.execute(select(func.max(Batch.block_number))).scalar(),
                 conn.execute(select(func.count()).select_from(Batch).where(Batch.status == "prepared")).scalar(),
+                *network_mark(conn),
             )
         self._watermark = (now, mark)
         return mark

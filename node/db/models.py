@@ -346,6 +346,8 @@ class NetworkHolder(Base):
     """A member node (by organisation) that said, in its held-batches feed, that it holds a batch."""
 
     __tablename__ = "network_holders"
+    # The newest sighting is the passports' cue that the network section changed (node.member.network.holders).
+    __table_args__ = (Index("ix_network_holders_seen_at_ms", "seen_at_ms"),)
 
     root: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     org_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -69,11 +69,21 @@ _HOLDER_COUNTS = (
     .group_by(Event.digest)
 )
 _PEERS = select(func.count()).select_from(NetworkPeerCursor)
+_NEWEST_HOLDER = select(func.max(NetworkHolder.seen_at_ms))  # ix_network_holders_seen_at_ms
+_WITHHELD_BATCHES = select(func.count()).select_from(NetworkBatch).where(NetworkBatch.state == "withheld")  # ix_network_batches_state_next
 _WITHHELD = (
     select(NetworkBatch.org_id, func.count())
     .where(NetworkBatch.state == "withheld", NetworkBatch.org_id.in_(bindparam("orgs", expanding=True)))
     .group_by(NetworkBatch.org_id)
 )
+
+
+def network_mark(conn: Connection) -> tuple[Any, ...]:
+    """What this node knows of the network, in three index probes: it moves when a peer is seen
+    holding another batch, a batch turns withheld or is served after all, or a peer appears. The
+    passport's network section is made of these, so the passport cache watches it too
+    (api.readmodel.passport's watermark)."""
+    return (conn.execute(_NEWEST_HOLDER).scalar(), conn.execute(_WITHHELD_BATCHES).scalar(), conn.execute(_PEERS).scalar())
 
 
 def network_section(db: Database, timeline: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
