@@ -25,25 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from eth_utils.address import to_checksum_address
-from sqlalchemy import bindparam, select
-
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from node.db import ChainLog, Database
+from node.db import Database
+from node.member.indexer import indexed_anchors
 from node.member.ingest.roles import RoleMirror, base_from_database
 from node.protocol.attestation import AttestationDomain
 from node.protocol.crypto import keccak256
 from node.protocol.verification import Anchor
-
-
-# A root's BatchAnchored logs as indexed (ix_chain_logs_event_key): one per anchoring organisation.
-_ANCHORED = (
-    select(ChainLog.block_number, ChainLog.block_time, ChainLog.args)
-    .where(ChainLog.event == "BatchAnchored", ChainLog.key == bindparam("key"), ChainLog.chain_id == bindparam("chain_id"),
-           ChainLog.address == bindparam("address"))
-)
 
 
 @dataclass(frozen=True)
@@ -123,7 +112,6 @@ class ChainView:
         self.consortium = client.contract("ConsortiumRegistry", self.consortium_address)
         self.domain = AttestationDomain(self.chain_id, self.provenance_address)
         self.db = db
-        self._indexed_address = to_checksum_address(self.provenance_address)  # as the indexer stores it
         # Refreshed by `_registry` when the head moves, never by the mirror's own clock.
         base, base_block = base_from_database(db, self.chain_id, self.consortium_address) if db is not None else ([], None)
         self._mirror = RoleMirror(client.w3, self.consortium_address, start_block=deployment.start_block,
@@ -186,12 +174,8 @@ class ChainView:
         if self.db is None or org_id <= 0:
             return None
         with self.db.connect() as conn:
-            rows = conn.execute(_ANCHORED, {"chain_id": self.chain_id, "address": self._indexed_address, "key": "0x" + root.hex()}).all()
-        for block_number, block_time, args in rows:
-            logged = orjson.loads(args)
-            if int(logged["orgId"]) == org_id:
-                return Anchor(root, org_id, int(block_number), int(block_time), int(logged["eventCount"]))
-        return None
+            anchors = indexed_anchors(conn, self.chain_id, self.provenance_address, root)
+        return next((anchor for anchor in anchors if anchor.org_id == org_id), None)
 
     def head(self) -> int:
         """The latest block's number (read at most once a second)."""

@@ -459,7 +459,7 @@ class Anchorer:
 # The next batch's events: the oldest pending ones (ix_events_pending), and how many there are
 # of them and since when the oldest waits.
 _PENDING = select(Event.id, Event.digest, Event.signer).where(Event.batch_id.is_(None)).order_by(Event.id)
-_NEXT = select(Event.received_at_ms).where(Event.batch_id.is_(None)).order_by(Event.id).limit(bindparam("size")).subquery()
+_NEXT = _PENDING.with_only_columns(Event.received_at_ms).limit(bindparam("size")).subquery()
 _NEXT_BATCH = select(func.count(), func.min(_NEXT.c.received_at_ms))
 
 

@@ -250,7 +250,7 @@ def create_app(
             registry=runtime.registry_address,
             root=raw,
             event_count=count,
-            org_id=anchoring_org(runtime.db, runtime.client.chain_id, raw) or runtime.organisation,
+            org_id=anchoring_org(runtime.db, runtime.client.chain_id, runtime.registry_address, raw) or runtime.organisation,
         )
         return StreamingResponse(
             stream_bundle(runtime.db, batch_id, header),

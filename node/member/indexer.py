@@ -21,7 +21,7 @@ import orjson
 from eth_utils.abi import event_abi_to_log_topic
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Connection, Table, bindparam, delete, select
 from web3 import Web3
 from web3.contract.contract import ContractEvent
 from web3.exceptions import BlockNotFound
@@ -32,6 +32,7 @@ from node.chain.logs import LogPager
 from node.db import ChainBlock, ChainCursor, ChainLog, Database
 from node.db.upsert import insert_ignore, upsert
 from node.errors import WaymarkError
+from node.protocol.verification import Anchor
 
 log = logging.getLogger(__name__)
 
@@ -333,3 +334,23 @@ def stored_logs(db: Database, chain_id: int, event: str | None = None, contract:
 def followed_contracts(addresses: Mapping[str, str], names: Iterable[str] = ("ConsortiumRegistry", "ProvenanceRegistry", "TradeEscrow")) -> dict[str, str]:
     """The contracts of a deployment the indexer follows (TradeEscrow once it is deployed)."""
     return {n: addresses[n] for n in names if n in addresses}
+
+
+# A root's BatchAnchored logs of one ProvenanceRegistry, as indexed (ix_chain_logs_event_key).
+_ANCHORED = (
+    select(ChainLog.block_number, ChainLog.block_time, ChainLog.args)
+    .where(ChainLog.event == "BatchAnchored", ChainLog.key == bindparam("key"), ChainLog.chain_id == bindparam("chain_id"),
+           ChainLog.address == bindparam("address"))
+    .order_by(ChainLog.id)
+)
+
+
+def indexed_anchors(conn: Connection, chain_id: int, registry: str, root: bytes) -> list[Anchor]:
+    """The anchors of `root` whose BatchAnchored logs the indexer stored, the first anchor first
+    (the contract keeps at most one anchor of a root per organisation)."""
+    rows = conn.execute(_ANCHORED, {"chain_id": chain_id, "address": to_checksum_address(registry), "key": "0x" + root.hex()}).all()
+    anchors = []
+    for block_number, block_time, args in rows:
+        logged = orjson.loads(args)
+        anchors.append(Anchor(root, int(logged["orgId"]), int(block_number), int(block_time), int(logged["eventCount"])))
+    return anchors

@@ -41,6 +41,7 @@ from node.paths import PROJECT_ROOT
 from waymark.demo.layout import MEMBER_NODES, REGION_HEADER, RELAYER_ACCOUNT, RELAYER_NODE, RESOLVER_NODE, Ports
 from waymark.demo.processes import Child, Supervisor
 
+
 @dataclass(frozen=True)
 class MemberNode:
     """One member's node: its own database, anchorer, indexer and scan API."""

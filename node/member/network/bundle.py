@@ -16,8 +16,9 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from node.db import Batch, ChainLog, Database, Event
+from node.db import Batch, Database, Event
 from node.errors import WaymarkError
+from node.member.indexer import indexed_anchors
 from node.protocol.event_hash import hash_from_digest
 
 MEDIA_TYPE = "application/vnd.waymark.batch-bundle.v1+ndjson"
@@ -69,16 +70,11 @@ def held_batch(db: Database, root: bytes) -> tuple[int, int] | None:
     return int(row[0]), int(row[1])
 
 
-def anchoring_org(db: Database, chain_id: int, root: bytes) -> int | None:
-    """The organisation whose BatchAnchored log (as indexed) carries `root`; None if not indexed yet."""
-    with db.session() as s:
-        args = s.scalar(
-            select(ChainLog.args)
-            .where(ChainLog.chain_id == chain_id, ChainLog.event == "BatchAnchored", ChainLog.key == "0x" + root.hex())
-            .order_by(ChainLog.id)
-            .limit(1)
-        )
-    return int(orjson.loads(args)["orgId"]) if args else None
+def anchoring_org(db: Database, chain_id: int, registry: str, root: bytes) -> int | None:
+    """The organisation whose BatchAnchored log (as indexed) carries `root` first; None if not indexed yet."""
+    with db.connect() as conn:
+        anchors = indexed_anchors(conn, chain_id, registry, root)
+    return anchors[0].org_id if anchors else None
 
 
 def stream_bundle(db: Database, batch_id: int, header: BundleHeader) -> Iterator[bytes]:
