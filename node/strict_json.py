@@ -121,7 +121,10 @@ def _check_depth(raw: bytes, limit: int) -> None:
     escapes out, strings out, then innermost bracket pairs peeled off once per level)."""
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return
-    brackets = _STRING.sub(b"", raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _KEEP))
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in raw else raw
+    # an empty pair of quotes is a string without brackets (or two strings with none between
+    # them): taken out at C speed first, since most strings hold no bracket
+    brackets = _STRING.sub(b"", unescaped.translate(None, _KEEP).replace(b'""', b""))
     for _ in range(limit):
         brackets, removed = _INNERMOST.subn(b"", brackets)
         if not brackets or not removed:

@@ -314,11 +314,17 @@ class Anchorer:
         self._in_flight[batch_id] = _InFlight(batch_id, root, count, sent)
 
     def collect(self) -> bool:
-        """Record the in-flight batches whose transaction was mined; replace stuck ones. True if any settled."""
+        """Record the in-flight batches whose transaction was mined; replace stuck ones. True if any settled.
+
+        Receipts are asked in nonce order and only up to the first transaction not mined: an
+        account's transactions are mined in nonce order, so none after it can be (on a chain with
+        2 s blocks and 8 in flight, one receipt asked per round instead of eight)."""
         settled = False
+        blocked = False  # an earlier nonce is not mined yet
         for batch_id, flight in sorted(self._in_flight.items(), key=lambda item: item[1].sent.nonce):
-            receipt = self.client.receipt_of(flight.sent)
+            receipt = None if blocked else self.client.receipt_of(flight.sent)
             if receipt is None:
+                blocked = True
                 if time.monotonic() - flight.sent.sent_at > self.stuck_after:
                     log.warning("anchor of batch %d (nonce %d) not mined after %.0fs; replacing it",
                                 batch_id, flight.sent.nonce, self.stuck_after)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from node.member.anchorer import Anchorer, AnchorerAlreadyRunning, pending_count
 from node.chain.client import ChainClient
+from tests.chain.besu_limits import logs_limited
 from node.db import Batch, Event
 from waymark.devnet.anvil import AnvilControl, AnvilProcess
 from node.member.ingest.capture import CaptureService
@@ -247,6 +248,31 @@ def test_several_anchor_transactions_are_in_flight_before_a_block_is_mined(
     with runtime.db.session() as s:
         blocks = set(s.scalars(select(Batch.block_number)).all())
     assert len(blocks) == 1  # all four batches in one block
+    _assert_all_anchored_once(runtime)
+
+
+def test_receipts_are_asked_only_up_to_the_first_anchor_not_mined(
+    runtime: NodeRuntime, chain_now: int, devnet: AnvilControl
+) -> None:
+    _ingest(runtime, chain_now)  # 12 events
+    anchorer = _anchorer(runtime, batch_size=3, max_delay=0)
+    devnet.set_automine(False)
+    try:
+        with logs_limited(runtime.client.rpc_url, max_logs_range=5_000) as node:
+            anchorer.client = ChainClient(node.url, expected_chain_id=runtime.client.chain_id)
+            anchorer.step()
+            assert anchorer.in_flight == 4
+            node.methods.clear()
+            assert anchorer.collect() is False
+            # nonces are mined in order: the first one not mined answers for the three after it
+            assert node.methods.count("eth_getTransactionReceipt") == 1
+            devnet.mine()
+            node.methods.clear()
+            assert anchorer.collect() is True
+            assert node.methods.count("eth_getTransactionReceipt") == 4
+    finally:
+        devnet.set_automine(True)
+    assert anchorer.in_flight == 0
     _assert_all_anchored_once(runtime)
 
 
