@@ -96,6 +96,23 @@ class EventRows:
                 [list(column) for column in zip(*rows)],
             )
 
+    def pending(self, limit: int) -> list[tuple[int, bytes, str]]:
+        """The anchorer's queue: the oldest `limit` pending events (id, digest, signer), in id order.
+        (Read through SQLAlchemy, its result rows cost 6 us each against under 1 us here.)"""
+        self.cursor.execute(f"SELECT id, digest, signer {self._queue}", (limit,))
+        return [(int(row_id), bytes(digest), signer) for row_id, digest, signer in self.cursor.fetchall()]
+
+    def next_batch(self, limit: int) -> tuple[int, int | None]:
+        """How many events the queue's next `limit` are, and when the oldest of them was received (ms)."""
+        self.cursor.execute(f"SELECT count(*), min(received_at_ms) FROM (SELECT received_at_ms {self._queue}) AS next_batch", (limit,))
+        count, oldest_ms = self.cursor.fetchall()[0]
+        return int(count), None if oldest_ms is None else int(oldest_ms)
+
+    @property
+    def _queue(self) -> str:
+        # ix_events_pending holds exactly the pending events, in id order
+        return f"FROM events WHERE batch_id IS NULL ORDER BY id LIMIT {'?' if self._sqlite else '%s'}"
+
     def batch_pending(self, batch_id: int, ids: Sequence[int], proofs: Sequence[bytes]) -> int:
         """Put the pending events `ids` into batch `batch_id`, the i-th at leaf i with proof
         `proofs[i]`; the number of them that were still pending (and so were put)."""

@@ -80,8 +80,16 @@ class Event(Base):
             postgresql_where=text("batch_id IS NULL"),
         ),
         # A batch's events in leaf order: a bundle streams them in chunks, each chunk one range
-        # read (by batch_id alone every chunk re-read and sorted the whole batch).
-        Index("ix_events_batch_leaf", "batch_id", "leaf_index"),
+        # read (by batch_id alone every chunk re-read and sorted the whole batch). Anchored
+        # events only: with pending ones in it, SQLite answered the queue's `batch_id IS NULL`
+        # from this index and sorted the whole queue (migration 0013).
+        Index(
+            "ix_events_batch_leaf",
+            "batch_id",
+            "leaf_index",
+            sqlite_where=text("batch_id IS NOT NULL"),
+            postgresql_where=text("batch_id IS NOT NULL"),
+        ),
         # Error declarations are rare: only they are indexed (a full index held a NULL entry
         # for every event and was written at every insert and anchoring).
         Index(

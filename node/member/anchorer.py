@@ -42,7 +42,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from web3.exceptions import BlockNotFound
 
 from node.chain.client import ChainClient, SentTransaction
@@ -256,18 +256,18 @@ class Anchorer:
         keeps writing meanwhile): only this anchorer assigns events to batches (see `exclusive`)
         and ingest never changes a stored event, so what was read is still pending.
         """
-        with self.db.connect() as conn:
+        with self.db.connect() as conn, event_rows(conn) as queue:
             if not force:
                 # Whether a batch is due, counted by the database: most rounds under a steady stream
                 # find a partial batch not due yet, and reading its rows each round cost 3-4 times
                 # as much (8-11 ms against 2.4-3.0 ms at 3,000 pending events on SQLite).
-                count, oldest_ms = conn.execute(_NEXT_BATCH, {"size": self.batch_size}).one()
-                if not count or (count < self.batch_size and not self._partial_batch_due(int(oldest_ms))):
+                count, oldest_ms = queue.next_batch(self.batch_size)
+                if not count or (count < self.batch_size and not self._partial_batch_due(oldest_ms or 0)):
                     return None
-            rows = conn.execute(_PENDING.limit(self.batch_size)).all()
+            rows = queue.pending(self.batch_size)
         if not rows:
             return None
-        tree = build_tree([(bytes(r[1]), r[2]) for r in rows])
+        tree = build_tree([(digest, signer) for _id, digest, signer in rows])
         root = tree.root
         proof = tree.proof
         with self.db.connect(write=True) as conn:
@@ -460,13 +460,6 @@ class Anchorer:
                     select(Batch.id, Batch.root, Batch.event_count).where(Batch.status == status).order_by(Batch.id)
                 )
             ]
-
-
-# The next batch's events: the oldest pending ones (ix_events_pending), and how many there are
-# of them and since when the oldest waits.
-_PENDING = select(Event.id, Event.digest, Event.signer).where(Event.batch_id.is_(None)).order_by(Event.id)
-_NEXT = _PENDING.with_only_columns(Event.received_at_ms).limit(bindparam("size")).subquery()
-_NEXT_BATCH = select(func.count(), func.min(_NEXT.c.received_at_ms))
 
 
 def pending_count(db: Database) -> int:

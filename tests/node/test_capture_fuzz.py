@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.member.ingest.capture import CaptureError, precheck_document
-from node.protocol.attestation import AttestationDomain
+from node.member.ingest.capture import CaptureError, checked_event_time, precheck_document
+from node.protocol.attestation import AttestationDomain, event_unix_time
+from node.protocol.timestamps import moment_ms
 from tests.node.story import capture_document, lot_story, story_events
 
 DOMAIN = AttestationDomain(31337, "0x" + "5f" * 20)
@@ -57,3 +59,22 @@ def test_arbitrary_bodies_are_refused_cleanly(body: bytes) -> None:
         precheck_document(body, DOMAIN, 10_000, 10**9)
     except CaptureError:
         pass
+
+
+@st.composite
+def event_times(draw: st.DrawFn) -> str:
+    """Event times as writers spell them: any second of 1970-9999, 0-9 decimals, Z or an offset."""
+    moment = draw(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)))
+    decimals = draw(st.integers(0, 9))
+    fraction = "." + "".join(draw(st.lists(st.sampled_from("0123456789"), min_size=decimals, max_size=decimals))) if decimals else ""
+    zone = draw(st.sampled_from(["Z", "+00:00", "+05:30", "-09:45", "+14:00", "-12:00"]))
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + zone
+
+
+@settings(max_examples=500, deadline=None)
+@given(event_times())
+def test_capture_attests_the_seconds_signers_compute(text: str) -> None:
+    # capture derives the attested eventTime from the time it parsed for its checks; signers
+    # compute it with event_unix_time: the two must agree on every time capture accepts
+    moment = checked_event_time(text, None)
+    assert moment_ms(moment) // 1000 == event_unix_time({"eventTime": text})
