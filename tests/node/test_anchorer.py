@@ -237,42 +237,26 @@ def test_several_anchor_transactions_are_in_flight_before_a_block_is_mined(
     anchorer = _anchorer(runtime, batch_size=3, max_delay=0)
     devnet.set_automine(False)
     try:
-        anchorer.step()
-        assert anchorer.in_flight == 4 and _pool_size(runtime) == 4  # four nonces in the pool at once
-        assert _anchored_logs(runtime) == []
-        devnet.mine()
-        anchorer.step()
+        with logs_limited(runtime.client.rpc_url, max_logs_range=5_000) as node:
+            anchorer.client = ChainClient(node.url, expected_chain_id=runtime.client.chain_id)
+            anchorer.step()
+            assert anchorer.in_flight == 4 and _pool_size(runtime) == 4  # four nonces in the pool at once
+            assert _anchored_logs(runtime) == []
+            node.methods.clear()
+            assert anchorer.collect() is False
+            # an account's transactions are mined in nonce order: the first one not mined answers
+            # for the three after it
+            assert node.methods.count("eth_getTransactionReceipt") == 1
+            devnet.mine()
+            node.methods.clear()
+            anchorer.step()
+            assert node.methods.count("eth_getTransactionReceipt") == 4
     finally:
         devnet.set_automine(True)
     assert anchorer.in_flight == 0
     with runtime.db.session() as s:
         blocks = set(s.scalars(select(Batch.block_number)).all())
     assert len(blocks) == 1  # all four batches in one block
-    _assert_all_anchored_once(runtime)
-
-
-def test_receipts_are_asked_only_up_to_the_first_anchor_not_mined(
-    runtime: NodeRuntime, chain_now: int, devnet: AnvilControl
-) -> None:
-    _ingest(runtime, chain_now)  # 12 events
-    anchorer = _anchorer(runtime, batch_size=3, max_delay=0)
-    devnet.set_automine(False)
-    try:
-        with logs_limited(runtime.client.rpc_url, max_logs_range=5_000) as node:
-            anchorer.client = ChainClient(node.url, expected_chain_id=runtime.client.chain_id)
-            anchorer.step()
-            assert anchorer.in_flight == 4
-            node.methods.clear()
-            assert anchorer.collect() is False
-            # nonces are mined in order: the first one not mined answers for the three after it
-            assert node.methods.count("eth_getTransactionReceipt") == 1
-            devnet.mine()
-            node.methods.clear()
-            assert anchorer.collect() is True
-            assert node.methods.count("eth_getTransactionReceipt") == 4
-    finally:
-        devnet.set_automine(True)
-    assert anchorer.in_flight == 0
     _assert_all_anchored_once(runtime)
 
 
