@@ -2,7 +2,7 @@
 times smaller, loaded and measured in the same run.
 
     .venv/bin/python scripts/bench/scale.py [--units 1000000] [--small-factor 100] [--seconds 10]
-        [--concurrency 50] [--workers 2] [--writers 3] [--keep NAME [--state-dir DIR]]
+        [--rounds 4] [--concurrency 50] [--workers 2] [--writers 3] [--keep NAME [--state-dir DIR]]
         [--phase both|load|measure] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 A big load takes hours on a small machine, so it can be kept and resumed: with `--keep NAME`
@@ -29,10 +29,12 @@ For each data set (big first, then small), in a database of its own on the Postg
   (every table and index of the database, `pg_database_size` after VACUUM, over the events).
 * history: `node.member.history.unit_history` of random units, one after another, in this process:
   p50 and p99 in ms.
-* cold scans: the API started afresh (one uvicorn worker as `waymark api run` starts it); one
-  unit outside the measured ones is scanned first (the process's start-up, not a passport);
-  then, with no measured unit's passport cached, 50 concurrent clients each scanning random
-  units nobody scanned before (each unit once), JSON answers, for --seconds: scans/s, p50, p99.
+* cold scans: an API started afresh for each set (one uvicorn worker as `waymark api run` starts
+  it), both running; one unit outside the measured ones is scanned first (the process's
+  start-up, not a passport); then, with no measured unit's passport cached, 50 concurrent
+  clients each scanning random units nobody scanned before (each unit once), JSON answers, for
+  --seconds per set, split into --rounds rounds that alternate between the sets (big, small,
+  big, ...), so a drift of the machine's speed meets both alike: scans/s, p50, p99.
 
 Targets (issue 15): cold scans of the big set at least 1,000/s with p99 at most 25 ms, and
 within 20% of the small set. The machine's cores and load average are printed with them; the
@@ -361,33 +363,48 @@ def measure_database(data: DataSet, progress: Progress) -> None:
     db.dispose()
 
 
-def cold_scans(data: DataSet, folder: Path, chain_settings: ChainSettings, guard: Guard, concurrency: int, seconds: float) -> None:
-    port = free_port()
-    world = type("World", (), {"chain_settings": chain_settings, "database": DatabaseSettings(url=data.url)})()
-    api = scan_bench.start_api(folder, world, port)
-    guard.watch(api.pid)
+def cold_scans(sets: list[DataSet], folder: Path, chain_settings: ChainSettings, guard: Guard, concurrency: int,
+               seconds: float, rounds: int) -> None:
+    """Cold scans of every data set, each behind an API of its own, in `rounds` alternating rounds
+    (big, small, big, small, ...): the machine's speed drifts by a fifth within minutes here, and
+    measured one after the other the two sets would meet different machines."""
+    apis: list[tuple[DataSet, int, Any, list[list[bytes]]]] = []
     try:
-        # One unit left out of the measured ones is scanned first: the process's own start-up
-        # (its chain and registry caches) is not a cold passport; no measured unit is cached.
-        *measured, spare = data.serials
-        first = requests.get(f"http://127.0.0.1:{port}{spare}", headers={"Accept": "application/json"}, timeout=300)
-        if first.status_code != 200:
-            raise SystemExit(f"the first scan answered {first.status_code}: {first.text[:300]}")
-        data.figures["verdict"] = first.json().get("verdict")
-        data.figures["passport_bytes"] = len(first.content)
-        paths = [p.encode() for p in measured]
-        figures = asyncio.run(scan_bench.load(port, paths, concurrency, seconds, True, api.pid, cold=True, reached=[]))
+        for data in sets:
+            port = free_port()
+            world = type("World", (), {"chain_settings": chain_settings, "database": DatabaseSettings(url=data.url)})()
+            api = scan_bench.start_api(folder, world, port)
+            guard.watch(api.pid)
+            # One unit left out of the measured ones is scanned first: the process's own start-up
+            # (its chain and registry caches) is not a cold passport; no measured unit is cached.
+            *measured, spare = data.serials
+            first = requests.get(f"http://127.0.0.1:{port}{spare}", headers={"Accept": "application/json"}, timeout=300)
+            if first.status_code != 200:
+                raise SystemExit(f"the first scan answered {first.status_code}: {first.text[:300]}")
+            data.figures["verdict"] = first.json().get("verdict")
+            data.figures["passport_bytes"] = len(first.content)
+            paths = [p.encode() for p in measured]
+            random.Random(11).shuffle(paths)
+            apis.append((data, port, api, [paths[r::rounds] for r in range(rounds)]))  # each unit in one round only
+        runs: dict[str, list[scan_bench.LoadRun]] = {data.name: [] for data, *_ in apis}
+        for r in range(rounds):
+            for data, port, api, shares in apis:
+                runs[data.name].append(asyncio.run(scan_bench.run_load(
+                    port, shares[r], concurrency, seconds / rounds, True, api.pid, cold=True, reached=[])))
+        for data, *_ in apis:
+            data.figures["cold_scans"] = scan_bench.summary(runs[data.name])
     finally:
-        api.terminate()
-        api.wait(timeout=15)
-    data.figures["cold_scans"] = figures
+        for _data, _port, api, _shares in apis:
+            api.terminate()
+            api.wait(timeout=15)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--units", type=int, default=1_000_000, help="units of the big data set")
     parser.add_argument("--small-factor", type=int, default=100, help="the small data set has this many times fewer units")
-    parser.add_argument("--seconds", type=float, default=10.0, help="most seconds of cold scans per data set")
+    parser.add_argument("--seconds", type=float, default=10.0, help="most seconds of cold scans per data set (all rounds)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds of cold scans (big, small, big, ...) the seconds are split into")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2, help="processes signing and checking containers ahead of the store")
     parser.add_argument("--writers", type=int, default=3, help="threads storing checked containers")
@@ -452,8 +469,8 @@ def main() -> None:
             print(f"{data.name}: {f['units']:,} units, {f['events']:,} events ({f['anchored_events']:,} anchored), load {f['load_events_per_s']:,.0f} events/s, "
                   f"{f['bytes_per_event']:,.0f} bytes/event; unit history p50 "
                   f"{f['history_p50_ms']} ms p99 {f['history_p99_ms']} ms ({f['history_events']} events)", flush=True)
+        cold_scans(sets, folder, chain_settings, guard, args.concurrency, args.seconds, args.rounds)
         for data in sets:
-            cold_scans(data, folder, chain_settings, guard, args.concurrency, args.seconds)
             c = data.figures["cold_scans"]
             print(f"{data.name}: cold scans ({data.figures['verdict']} passports of {data.figures['passport_bytes']:,} bytes) c={args.concurrency} {c['per_second']:,.1f}/s p50 {c['p50_ms']} ms p99 {c['p99_ms']} ms "
                   f"errors {c['errors']} (server cpu {c['server_cpu']}, client cpu {c['client_cpu']})", flush=True)

@@ -43,6 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -103,8 +105,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, device_header: bool, server_pid: int,
-               *, cold: bool = False, reached: list[bytes] | None = None) -> dict[str, float]:
+@dataclass
+class LoadRun:
+    """One closed-loop run: every latency measured, the errors, and the time and CPU it took."""
+
+    latencies: list[float]
+    errors: int
+    measured: float  # seconds the rate is over
+    elapsed: float
+    client_cpu: float  # CPU-seconds of this load generator
+    server_cpu: float  # CPU-seconds of the API process
+
+
+async def run_load(port: int, paths: list[bytes], concurrency: int, seconds: float, device_header: bool, server_pid: int,
+                   *, cold: bool = False, reached: list[bytes] | None = None) -> LoadRun:
     start = time.perf_counter()
     warmup_until = start if cold else start + 1.0  # a cold run measures from its first request
     deadline = warmup_until + seconds
@@ -123,21 +137,30 @@ async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, 
     client_before, server_before = time.process_time(), cpu_seconds(server_pid)
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
-    measured = elapsed if cold else seconds
-    client_cpu = (time.process_time() - client_before) / elapsed
-    server_cpu = (cpu_seconds(server_pid) - server_before) / elapsed
-    latencies.sort()
+    return LoadRun(latencies, len(errors), elapsed if cold else seconds, elapsed,
+                   time.process_time() - client_before, cpu_seconds(server_pid) - server_before)
+
+
+def summary(runs: Sequence[LoadRun]) -> dict[str, float]:
+    """The figures of one or more runs against the same server, taken together."""
+    latencies = sorted(latency for run in runs for latency in run.latencies)
     n = len(latencies)
+    elapsed = sum(run.elapsed for run in runs)
     return {
         "requests": n,
-        "per_second": round(n / measured, 1),
+        "per_second": round(n / sum(run.measured for run in runs), 1),
         "p50_ms": round(1000 * latencies[n // 2], 2) if n else float("nan"),
         "p99_ms": round(1000 * latencies[min(n - 1, int(n * 0.99))], 2) if n else float("nan"),
         "mean_ms": round(1000 * statistics.fmean(latencies), 2) if n else float("nan"),
-        "errors": len(errors),
-        "server_cpu": round(server_cpu, 2),  # cores used by the API process
-        "client_cpu": round(client_cpu, 2),  # cores used by this load generator
+        "errors": sum(run.errors for run in runs),
+        "server_cpu": round(sum(run.server_cpu for run in runs) / elapsed, 2),  # cores used by the API process
+        "client_cpu": round(sum(run.client_cpu for run in runs) / elapsed, 2),  # cores used by this load generator
     }
+
+
+async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, device_header: bool, server_pid: int,
+               *, cold: bool = False, reached: list[bytes] | None = None) -> dict[str, float]:
+    return summary([await run_load(port, paths, concurrency, seconds, device_header, server_pid, cold=cold, reached=reached)])
 
 
 def start_api(world_folder: Path, world: object, port: int, settings: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
