@@ -1,10 +1,13 @@
 """The demo's member-node topology and ports, without starting anything: which node each
 organisation's oracles post to, where each node's database lives, which URL the registry's node
-directory gets with and without a public URL."""
+directory gets with and without a public URL; the port ranges tests and benchmarks reserve."""
 
 from __future__ import annotations
 
+import random
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,8 @@ import pytest
 from waymark.devnet.consortium import DEMO_MEMBERS
 from waymark.demo.layout import MEMBER_NODES, RELAYER_NODE, Ports
 from waymark.demo.network import MemberNode, member_home
-from waymark.demo.processes import PortTaken, port_free
+from node.paths import PROJECT_ROOT
+from waymark.demo.processes import PortTaken, free_port_range, port_free
 from waymark.demo.simulation import CARRIERS_DELIVERED, CARRIERS_SHIPPED, CUSTOMS_PARTIES, FX_ORACLES
 
 def test_four_members_run_nodes_and_every_oracle_of_the_story_posts_to_its_own_or_its_hosts_node() -> None:
@@ -52,3 +56,23 @@ def test_the_nodes_get_consecutive_ports_and_a_taken_one_is_named_with_its_optio
         assert not port_free(port)
         with pytest.raises(PortTaken, match=f"port {port} for the scan APIs .*--api-port"):
             Ports(rpc=0, node=0, api=port, oracles=0, relayer=0).check_free()
+
+
+def test_a_port_range_one_process_reserved_is_handed_to_no_other_until_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from waymark.demo.processes import free_port_range; "
+                               "print(free_port_range(5), flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, cwd=PROJECT_ROOT, text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        base = int(holder.stdout.readline())
+        # drawn first, the held range is passed over (its ports are not bound yet: free to a bind)
+        draws = iter([base - 2, base + 1000])
+        monkeypatch.setattr(random.SystemRandom, "randrange", lambda _self, _start, _stop: next(draws))
+        assert port_free(base) and free_port_range(5) == base + 1000
+    finally:
+        holder.kill()
+        holder.wait(10)
+    draws = iter([base - 2])
+    assert free_port_range(5) == base - 2  # the holder is gone: its lock went with it

@@ -11,12 +11,14 @@ go with it, and nothing is left behind.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import signal
 import random
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -91,16 +93,43 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+# Lock files of the ports this process reserved (their descriptors stay open until it ends).
+_RESERVED: list[int] = []
+
+
+def _reserve(port: int) -> int | None:
+    """An exclusive lock on `port` among this machine's processes: flock on a lock file in the temp
+    folder, released by the kernel when the holder ends however it ends; its descriptor, or None
+    if another process (or another reservation of this one) holds it."""
+    fd = os.open(os.path.join(tempfile.gettempdir(), f"waymark-port-{port}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def free_port_range(count: int) -> int:
-    """The first of `count` consecutive free ports for a demo started by the tests or a benchmark.
-    Taken below the kernel's ephemeral range (32768-60999 by default), where no client
-    connection's local port can land while the demo starts, and at random, so that two test
-    workers do not pick the same range."""
+    """The first of `count` consecutive free ports for a demo started by the tests or a benchmark,
+    reserved for this process until it ends. Taken below the kernel's ephemeral range (32768-60999
+    by default), where no client connection's local port can land while the demo starts, at
+    random, and reserved (`_reserve`): two test runs side by side once drew overlapping ranges,
+    both found them free, and each network's node lost its port to the other's."""
     rng = random.SystemRandom()
     for _ in range(500):
         base = rng.randrange(20_000, 32_768 - count)
-        if all(port_free(base + i) for i in range(count)):
+        held: list[int] = []
+        for port in range(base, base + count):
+            fd = _reserve(port)
+            if fd is None:
+                break
+            held.append(fd)
+        if len(held) == count and all(port_free(base + i) for i in range(count)):
+            _RESERVED.extend(held)
             return base
+        for fd in held:
+            os.close(fd)
     raise PortsExhausted(count)
 
 
