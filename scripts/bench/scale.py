@@ -42,6 +42,9 @@ load generator runs on the same machine. The last line printed is one JSON objec
 
 A guard process started first kills every process this run started (Anvil, the API) and drops
 the run's own databases (not a kept one) when the run ends in any way, SIGKILL included.
+
+One concern: the scale benchmark of issue 15, whose load (resumable), measurements and report
+share its data sets, chain and guard.
 """
 
 from __future__ import annotations
