@@ -38,6 +38,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -270,6 +271,7 @@ def main() -> None:
             api.terminate()
             api.wait(timeout=15)
         anvil.stop()
+        shutil.rmtree(folder, ignore_errors=True)  # the world's databases and keys (hundreds of MB at 20,000 units)
 
 
 if __name__ == "__main__":
