@@ -56,6 +56,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -366,40 +367,50 @@ def measure_database(data: DataSet, progress: Progress) -> None:
     db.dispose()
 
 
+@dataclass(frozen=True)
+class ScanTarget:
+    """One data set's API for the cold scans, and its measured units shared out over the rounds."""
+
+    data: DataSet
+    port: int
+    api: subprocess.Popen[bytes]
+    rounds: list[list[bytes]]
+
+
 def cold_scans(sets: list[DataSet], folder: Path, chain_settings: ChainSettings, guard: Guard, concurrency: int,
                seconds: float, rounds: int) -> None:
     """Cold scans of every data set, each behind an API of its own, in `rounds` alternating rounds
     (big, small, big, small, ...): the machine's speed drifts by a fifth within minutes here, and
     measured one after the other the two sets would meet different machines."""
-    apis: list[tuple[DataSet, int, Any, list[list[bytes]]]] = []
+    targets: list[ScanTarget] = []
     try:
         for data in sets:
+            # One unit left out of the measured ones is scanned first: the process's own start-up
+            # (its chain and registry caches) is not a cold passport; no measured unit is cached.
+            *measured, spare = data.serials
+            paths = [p.encode() for p in measured]
+            random.Random(11).shuffle(paths)
             port = free_port()
             world = type("World", (), {"chain_settings": chain_settings, "database": DatabaseSettings(url=data.url)})()
             api = scan_bench.start_api(folder, world, port)
             guard.watch(api.pid)
-            # One unit left out of the measured ones is scanned first: the process's own start-up
-            # (its chain and registry caches) is not a cold passport; no measured unit is cached.
-            *measured, spare = data.serials
+            targets.append(ScanTarget(data, port, api, [paths[r::rounds] for r in range(rounds)]))  # each unit in one round only
             first = requests.get(f"http://127.0.0.1:{port}{spare}", headers={"Accept": "application/json"}, timeout=300)
             if first.status_code != 200:
                 raise SystemExit(f"the first scan answered {first.status_code}: {first.text[:300]}")
             data.figures["verdict"] = first.json().get("verdict")
             data.figures["passport_bytes"] = len(first.content)
-            paths = [p.encode() for p in measured]
-            random.Random(11).shuffle(paths)
-            apis.append((data, port, api, [paths[r::rounds] for r in range(rounds)]))  # each unit in one round only
-        runs: dict[str, list[scan_bench.LoadRun]] = {data.name: [] for data, *_ in apis}
+        runs: dict[str, list[scan_bench.LoadRun]] = {target.data.name: [] for target in targets}
         for r in range(rounds):
-            for data, port, api, shares in apis:
-                runs[data.name].append(asyncio.run(scan_bench.run_load(
-                    port, shares[r], concurrency, seconds / rounds, True, api.pid, cold=True, reached=[])))
-        for data, *_ in apis:
-            data.figures["cold_scans"] = scan_bench.summary(runs[data.name])
+            for target in targets:
+                runs[target.data.name].append(asyncio.run(scan_bench.run_load(
+                    target.port, target.rounds[r], concurrency, seconds / rounds, True, target.api.pid, cold=True, reached=[])))
+        for target in targets:
+            target.data.figures["cold_scans"] = scan_bench.summary(runs[target.data.name])
     finally:
-        for _data, _port, api, _shares in apis:
-            api.terminate()
-            api.wait(timeout=15)
+        for target in targets:
+            target.api.terminate()
+            target.api.wait(timeout=15)
 
 
 def main() -> None:
