@@ -6,7 +6,8 @@ deployment and the database still agree): an Anvil of its own with its state on 
 Waymark contracts deployed, N events (ObjectEvents about serialised units; bizSteps
 commissioning / inspecting / shipping / customs cleared) signed by the four attesting demo
 members in worker processes, stored through the node's capture store (CaptureService.store,
-the rows ingest writes) and anchored by the node's anchorer in batches of --batch-size.
+the rows ingest writes) and anchored in batches of --batch-size by the anchorer of the member
+node hosting each signer (the audit refuses an event anchored by any other organisation).
 
 Timed:
 1. `node.audit.audit_database` with `--workers` processes (default: every core): the whole
@@ -56,7 +57,7 @@ from node.chain.client import ChainClient  # noqa: E402
 from node.chain.deploy import Deployment, deploy, is_current, load_deployment, waymark_steps  # noqa: E402
 from node.db import Batch, Database, Event  # noqa: E402
 from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
-from waymark.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
+from waymark.devnet.consortium import DEMO_MEMBERS, demo_consortium, demo_member, devnet_account  # noqa: E402
 from node.member.ingest.capture import CaptureService, CheckedEvent  # noqa: E402
 from node.protocol.timestamps import unix_ms  # noqa: E402
 from node.protocol.canonical_ids import event_epcs  # noqa: E402
@@ -88,13 +89,15 @@ def iso(unix: float) -> str:
 # ---- set-up --------------------------------------------------------------------------------
 
 
-def _sign(args: tuple[int, int, int, int, str]) -> list[CheckedEvent]:
-    """Worker: events [first, last) signed, as the rows ingest would store."""
-    first, last, start, chain_id, registry = args
+def _sign(args: tuple[int, int, int, int, str, tuple[int, ...]]) -> list[CheckedEvent]:
+    """Worker: the events in [first, last) of the given attesters, signed, as the rows ingest would store."""
+    first, last, start, chain_id, registry, attesters = args
     domain = AttestationDomain(chain_id, registry)
     keys = {i: devnet_account(i) for i, _ in ATTESTERS}
     out = []
     for n in range(first, last):
+        if n % len(ATTESTERS) not in attesters:
+            continue
         index, step = ATTESTERS[n % len(ATTESTERS)]
         event = epcis.object_event(
             epcs=[UnitId(GTIN, f"A{start}N{n:07d}", "LOT1")], action="OBSERVE",
@@ -114,18 +117,33 @@ def _sign(args: tuple[int, int, int, int, str]) -> list[CheckedEvent]:
     return out
 
 
+def anchoring_nodes() -> dict[int, tuple[int, ...]]:
+    """The anchor account of each member node, with the attesters (indices into ATTESTERS) whose
+    events it anchors: an event must be anchored by its signer's organisation or by the one hosting
+    it, as the audit checks."""
+    nodes: dict[int, list[int]] = {}
+    for i, (account_index, _) in enumerate(ATTESTERS):
+        member = next(m for m in DEMO_MEMBERS if m.account_index == account_index)
+        host = demo_member(member.hosted_by) if member.hosted_by else member
+        assert host.anchor_account_index is not None, f"{host.key} runs no node"
+        nodes.setdefault(host.anchor_account_index, []).append(i)
+    return {account: tuple(attesters) for account, attesters in nodes.items()}
+
+
 def store_and_anchor(client: ChainClient, deployment: Deployment, db: Database, first: int, last: int, start: int,
                      batch_size: int) -> None:
-    """Sign events [first, last), store them as ingest does and anchor them (not timed)."""
+    """Sign events [first, last), store them as ingest does and anchor them (not timed): node by
+    node, each storing its own members' events and anchoring them from its own account."""
     registry = deployment.address("ProvenanceRegistry")
     step = 5_000
-    jobs = [(i, min(i + step, last), start, client.chain_id, registry) for i in range(first, last, step)]
     capture = CaptureService(db, AttestationDomain(client.chain_id, registry),
                              RoleMirror(client.w3, deployment.address("ConsortiumRegistry"), start_block=0))
     with get_context("fork").Pool(os.cpu_count() or 2) as pool:
-        for rows in pool.imap(_sign, jobs):
-            capture.store(rows)
-    Anchorer(db, client, registry, devnet_account(1), batch_size=batch_size).drain(timeout=3600)
+        for anchor_account, attesters in anchoring_nodes().items():
+            jobs = [(i, min(i + step, last), start, client.chain_id, registry, attesters) for i in range(first, last, step)]
+            for rows in pool.imap(_sign, jobs):
+                capture.store(rows)
+            Anchorer(db, client, registry, devnet_account(anchor_account), batch_size=batch_size).drain(timeout=3600)
 
 
 def build_world(work: Path, events: int, batch_size: int) -> tuple[AnvilProcess, ChainClient, Deployment, Database]:
@@ -157,21 +175,11 @@ def build_world(work: Path, events: int, batch_size: int) -> tuple[AnvilProcess,
     deployment, _ = deploy(client, devnet_account(0), waymark_steps(demo_consortium()), record)
     db = Database(f"sqlite:///{db_path}")
     db.migrate()
-    registry = deployment.address("ProvenanceRegistry")
     start = int(client.w3.eth.get_block("latest")["timestamp"])
-    log(f"signing {events} events ...")
+    log(f"signing, storing and anchoring {events} events in batches of {batch_size} ...")
     t = time.perf_counter()
-    step = 5_000
-    jobs = [(i, min(i + step, events), start, anvil.chain_id, registry) for i in range(0, events, step)]
-    capture = CaptureService(db, AttestationDomain(anvil.chain_id, registry),
-                             RoleMirror(client.w3, deployment.address("ConsortiumRegistry"), start_block=0))
-    with get_context("fork").Pool(os.cpu_count() or 2) as pool:
-        for rows in pool.imap(_sign, jobs):
-            capture.store(rows)
-    log(f"signed and stored in {time.perf_counter() - t:.1f}s; anchoring in batches of {batch_size} ...")
-    t = time.perf_counter()
-    Anchorer(db, client, registry, devnet_account(1), batch_size=batch_size).drain(timeout=3600)
-    log(f"anchored in {time.perf_counter() - t:.1f}s")
+    store_and_anchor(client, deployment, db, 0, events, start, batch_size)
+    log(f"done in {time.perf_counter() - t:.1f}s")
     complete.write_text(json.dumps({"events": events, "start": start}))
     return anvil, client, deployment, db
 
