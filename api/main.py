@@ -31,16 +31,14 @@ from api.auth import RequestVerifier
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
 from api.routes import alerts, answers, audit, digital_link, health, ownership, resolver
-from api.services import PassportCache, Services, load_salt
+from api.build_pool import BuildPool
+from api.services import PassportCache, Services, load_salt, passport_builder
 from api.settings import ApiSettings
 from node.chain.client import ChainClient
 from node.chain.deploy import load_deployment
 from node.db import Database
-from node.documents import DocumentSettings, DocumentStore, FileBlobStore
-from node.member.epcis_rest.corrections import passport_corrections
 from node.escrow.orders import OrderIndex
 from api.readmodel.chain_view import ChainView
-from api.readmodel.passport import PassportBuilder
 from api.readmodel.clone_rules import CloneRules
 from api.readmodel.scans import ScanLog
 from node.settings import ChainSettings, DatabaseSettings
@@ -66,18 +64,7 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
     db.migrate()
     view = ChainView(client, deployment, db=db)  # registry history from the indexed logs, the newest from the chain
     orders = OrderIndex(db, client.chain_id)  # escrow orders by shipment key, synced from the indexed logs
-    # Passports show each document as available / erased / not held, from the node's store.
-    documents = DocumentStore(db, FileBlobStore(DocumentSettings().blob_dir))
-    builder = PassportBuilder(
-        db,
-        view,
-        resolver_url=api.public_url,
-        browser_rpc_url=api.browser_rpc_url or chain.rpc_url,
-        confirmations=chain.confirmations,
-        orders=orders,
-        document_status=documents.status,
-        corrections=passport_corrections(db),
-    )
+    builder = passport_builder(api, chain, db, view, orders)
     rules = CloneRules(
         window_ms=int(api.clone_window_hours * 3_600_000),
         max_devices=api.clone_max_devices,
@@ -99,7 +86,9 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
         chain=view,
         builder=builder,
         passports=PassportCache(builder, ttl=api.passport_ttl, pending_ttl=api.pending_passport_ttl, size=api.passport_cache_size, max_age=api.passport_max_age,
-                                max_bytes=api.passport_cache_bytes, build_threads=api.passport_build_threads or db.read_threads()),
+                                max_bytes=api.passport_cache_bytes,
+                                # Each build process kept busy: one build running, the next one waiting.
+                                build_threads=api.passport_build_threads or max(db.read_threads(), 2 * api.passport_build_processes)),
         scans=ScanLog(db, rules),
         limiter=RateLimiter(api.rate_limit_per_minute, api.rate_limit_burst),
         verifier=RequestVerifier(client.chain_id, api.signed_request_max_age, audience=api.public_url),
@@ -142,6 +131,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(api, chain, database)
+        pool = BuildPool(api.passport_build_processes, api, chain, database) if api.passport_build_processes else None
+        if pool is not None:
+            pool.start()
+            services.builder.elsewhere = pool.build
         services.scans.start(api.scan_flush_interval)
         if services.builder.orders is not None:
             services.builder.orders.start()
@@ -154,6 +147,8 @@ def create_app(
             if services.builder.orders is not None:
                 services.builder.orders.stop()
             services.scans.stop()
+            if pool is not None:
+                pool.close()
             services.db.dispose()
 
     app = FastAPI(

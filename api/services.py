@@ -24,6 +24,10 @@ from node.chain.deploy import Deployment
 from node.db import Database
 from api.readmodel.chain_view import ChainView
 from api.readmodel.passport import PassportBuilder, PassportCore
+from node.documents import DocumentSettings, DocumentStore, FileBlobStore
+from node.escrow.orders import OrderIndex
+from node.member.epcis_rest.corrections import passport_corrections
+from node.settings import ChainSettings
 from node.protocol.gs1 import Identifier
 from api.readmodel.scans import ScanLog
 
@@ -42,6 +46,22 @@ def load_salt(path: Path) -> bytes:
     tmp.replace(path)
     return salt
 
+
+
+def passport_builder(api: ApiSettings, chain: ChainSettings, db: Database, view: ChainView, orders: OrderIndex | None) -> PassportBuilder:
+    """The API's passport builder (the same in the API process and in its build processes)."""
+    # Passports show each document as available / erased / not held, from the node's store.
+    documents = DocumentStore(db, FileBlobStore(DocumentSettings().blob_dir))
+    return PassportBuilder(
+        db,
+        view,
+        resolver_url=api.public_url,
+        browser_rpc_url=api.browser_rpc_url or chain.rpc_url,
+        confirmations=chain.confirmations,
+        orders=orders,
+        document_status=documents.status,
+        corrections=passport_corrections(db),
+    )
 
 
 ENTRY_OVERHEAD = 1024  # bytes an entry costs beyond its passport's JSON (objects, keys, the LRU's links)

@@ -79,6 +79,11 @@ class ApiSettings(BaseSettings):
     done (scripts/bench/scan.py: 131 cold scans/s with one, 85 with four); on PostgreSQL a
     build also waits for the server's answers, which more threads overlap."""
 
+    passport_build_processes: int = Field(0, ge=0, le=64)
+    """Worker processes that build passports (api.build_pool); 0 builds them in the API process's
+    own threads. One process builds on one core at a time, so on a server with cores to spare a
+    few processes raise the cold scans per second; each opens its own database connections."""
+
     scan_flush_interval: float = Field(0.2, gt=0)
     """Seconds between writes of buffered scan records to the database."""
 

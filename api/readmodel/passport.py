@@ -176,6 +176,9 @@ class PassportBuilder:
         self.history = history
         self.corrections = corrections
         self.verifier = EventVerifier(chain, confirmations)
+        # Builds the core in another process when set (api.build_pool): the API process then
+        # keeps only what a scan needs of it, so cold passports are built on more than one core.
+        self.elsewhere: Callable[[Identifier], PassportCore | None] | None = None
         self._watermark: tuple[float, tuple[Any, ...]] | None = None
         self.chain_info = {
             "chainId": chain.chain_id,
@@ -187,12 +190,17 @@ class PassportBuilder:
 
     def build(self, identifier: Identifier) -> PassportCore | None:
         """The passport core of a unit or container; None if nothing on this network names it."""
+        core = self.elsewhere(identifier) if self.elsewhere is not None else self.build_core(identifier)
+        # After the core's snapshot: bringing the order index up to date writes, and the
+        # snapshot's reads would not see what it wrote.
+        return self._with_orders(identifier, core) if core is not None else None
+
+    def build_core(self, identifier: Identifier) -> PassportCore | None:
+        """The core from the database and the chain alone, without the escrow orders the API
+        process keeps (what a build process returns)."""
         with self.db.snapshot():  # one connection and transaction for the build's reads
             entries = self.history(self.db, identifier.canonical_uri)
-            core = self._assemble(identifier, entries) if entries else None
-        # After the snapshot: bringing the order index up to date writes, and the snapshot's
-        # reads would not see what it wrote.
-        return self._with_orders(identifier, core) if core is not None else None
+            return self._assemble(identifier, entries) if entries else None
 
     def watermark(self) -> tuple[Any, ...]:
         """What the node's tables look like, cheaply: if it has not changed since a passport was

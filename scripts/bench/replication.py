@@ -31,7 +31,6 @@ however it ends (SIGKILL included: PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
@@ -59,6 +58,7 @@ from node.chain.client import ChainClient  # noqa: E402
 from node.chain.deploy import deploy, waymark_steps  # noqa: E402
 from node.db import Batch, Database, Event  # noqa: E402
 from node.db.models import NetworkBatch  # noqa: E402
+from node.lifetime import die_with_parent  # noqa: E402
 from waymark.devnet.anvil import AnvilControl, AnvilProcess, answers, free_port  # noqa: E402
 from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium, demo_member, devnet_account  # noqa: E402
 from node.member.ingest.roles import RoleMirror  # noqa: E402
@@ -74,16 +74,15 @@ GTIN = "09521234543213"
 MEMBERS = ("manufacturer", "carrier", "customs")
 # each member's own kind of event, signed by its organisation's account
 STEPS = {"manufacturer": "commissioning", "carrier": "shipping", "customs": vocabulary.customs_step("cleared")}
-_PR_SET_PDEATHSIG = 1
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def die_with_parent() -> None:
+def die_with_kill() -> None:
     """In a child, before exec: the kernel SIGKILLs it when this benchmark process ends."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent(signal.SIGKILL)
 
 
 def iso(unix: float) -> str:
@@ -147,7 +146,7 @@ class Node:
         self.started = time.time()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "waymark", "node", "run", *([] if anchor else ["--no-anchorer"])],
-            env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
+            env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_kill,
         )
 
     @property
@@ -263,7 +262,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="waymark-replication-"))
     anvil = AnvilProcess(port=free_port())
     anvil.process = subprocess.Popen(anvil.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=die_with_parent)
+                                     start_new_session=True, preexec_fn=die_with_kill)
     nodes: dict[str, Node] = {}
     try:
         wait_until("anvil answers", lambda: answers(anvil.rpc_url), 30, 0.05)

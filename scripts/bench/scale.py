@@ -30,7 +30,7 @@ For each data set (big first, then small), in a database of its own on the Postg
 * history: `node.member.history.unit_history` of random units, one after another, in this process:
   p50 and p99 in ms.
 * cold scans: an API started afresh for each set (one uvicorn worker as `waymark api run` starts
-  it), both running; one unit outside the measured ones is scanned first (the process's
+  it, passports built by --build-processes processes, default one per core), both running; one unit outside the measured ones is scanned first (the process's
   start-up, not a passport); then, with no measured unit's passport cached, 50 concurrent
   clients each scanning random units nobody scanned before (each unit once), JSON answers, for
   --seconds per set, split into --rounds rounds that alternate between the sets (big, small,
@@ -378,7 +378,7 @@ class ScanTarget:
 
 
 def cold_scans(sets: list[DataSet], folder: Path, chain_settings: ChainSettings, guard: Guard, concurrency: int,
-               seconds: float, rounds: int) -> None:
+               seconds: float, rounds: int, build_processes: int) -> None:
     """Cold scans of every data set, each behind an API of its own, in `rounds` alternating rounds
     (big, small, big, small, ...): the machine's speed drifts by a fifth within minutes here, and
     measured one after the other the two sets would meet different machines."""
@@ -392,7 +392,7 @@ def cold_scans(sets: list[DataSet], folder: Path, chain_settings: ChainSettings,
             random.Random(11).shuffle(paths)
             port = free_port()
             world = type("World", (), {"chain_settings": chain_settings, "database": DatabaseSettings(url=data.url)})()
-            api = scan_bench.start_api(folder, world, port)
+            api = scan_bench.start_api(folder, world, port, {"WAYMARK_API_PASSPORT_BUILD_PROCESSES": str(build_processes)})
             guard.watch(api.pid)
             targets.append(ScanTarget(data, port, api, [paths[r::rounds] for r in range(rounds)]))  # each unit in one round only
             first = requests.get(f"http://127.0.0.1:{port}{spare}", headers={"Accept": "application/json"}, timeout=300)
@@ -420,6 +420,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="most seconds of cold scans per data set (all rounds)")
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds of cold scans (big, small, big, ...) the seconds are split into")
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--build-processes", type=int, default=os.cpu_count() or 1,
+                        help="the API's passport build processes (WAYMARK_API_PASSPORT_BUILD_PROCESSES; 0: its own threads)")
     parser.add_argument("--workers", type=int, default=2, help="processes signing and checking containers ahead of the store")
     parser.add_argument("--writers", type=int, default=3, help="threads storing checked containers")
     parser.add_argument("--keep", metavar="NAME", help="keep the big data set in database NAME (and its chain state in "
@@ -483,7 +485,7 @@ def main() -> None:
             print(f"{data.name}: {f['units']:,} units, {f['events']:,} events ({f['anchored_events']:,} anchored), load {f['load_events_per_s']:,.0f} events/s, "
                   f"{f['bytes_per_event']:,.0f} bytes/event; unit history p50 "
                   f"{f['history_p50_ms']} ms p99 {f['history_p99_ms']} ms ({f['history_events']} events)", flush=True)
-        cold_scans(sets, folder, chain_settings, guard, args.concurrency, args.seconds, args.rounds)
+        cold_scans(sets, folder, chain_settings, guard, args.concurrency, args.seconds, args.rounds, args.build_processes)
         for data in sets:
             c = data.figures["cold_scans"]
             print(f"{data.name}: cold scans ({data.figures['verdict']} passports of {data.figures['passport_bytes']:,} bytes) c={args.concurrency} {c['per_second']:,.1f}/s p50 {c['p50_ms']} ms p99 {c['p99_ms']} ms "
@@ -497,6 +499,7 @@ def main() -> None:
             "load_average_before": load_before,
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "concurrency": args.concurrency,
+            "build_processes": args.build_processes,
             "big": sets[0].figures,
             "small": sets[1].figures,
             "cold_rate_drop_big_vs_small": round(growth, 3),

@@ -10,7 +10,6 @@ go with it, and nothing is left behind.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import signal
@@ -28,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from node.errors import WaymarkError
+from node.lifetime import die_with_parent as die_with_parent  # re-exported: the demo and benchmarks start children with it
 
 
 class ChildFailed(WaymarkError):
@@ -72,15 +72,6 @@ class PortTaken(WaymarkError):
 class PortsExhausted(WaymarkError):
     def __init__(self, count: int) -> None:
         super().__init__(f"no {count} consecutive free ports below the ephemeral range (20000-32767)")
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the demo dies, even by SIGKILL, so a demo
-    that could not clean up leaves no orphan."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

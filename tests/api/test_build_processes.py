@@ -1,0 +1,144 @@
+"""Passports built in worker processes (api.build_pool): the same passport as a build in the API
+process, for every kind of unit; the API serves scans with them; a worker that dies is replaced;
+and no worker outlives the API, even one killed by SIGKILL."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.build_pool import BuildPool
+from api.main import build_services, create_app
+from api.services import Services
+from node.chain.build import build
+from node.paths import PROJECT_ROOT
+from node.protocol.gs1 import Identifier, UnitId
+from tests.api.world import World, api_settings, build_world
+from waymark.demo.processes import await_answer
+from waymark.devnet.anvil import AnvilProcess, free_port
+
+JSON = {"Accept": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    build()
+    anvil = AnvilProcess(port=free_port()).start()
+    try:
+        yield build_world(anvil, tmp_path_factory.mktemp("world"), lots={"genuine": "genuine", "tampered": "tampered", "pending": "pending"},
+                          lot_size=2)
+    finally:
+        anvil.stop()
+
+
+@pytest.fixture(scope="module")
+def services(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    built = build_services(api_settings(world, tmp_path_factory.mktemp("api")), world.chain_settings, world.database)
+    yield built
+    built.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def pool(world: World, services: Services) -> Iterator[BuildPool]:
+    started = BuildPool(2, services.settings, world.chain_settings, world.database)
+    started.start()
+    yield started
+    started.close()
+
+
+def workers() -> list[multiprocessing.process.BaseProcess]:
+    return [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
+def identifiers(world: World) -> list[Identifier]:
+    story = world.lots["genuine"]
+    return [world.unit("genuine"), world.unit("genuine", 1), world.unit("tampered"), world.unit("pending"), story.case, story.container, story.stray]
+
+
+def test_a_build_process_builds_the_same_passport_core_as_the_api_process(world: World, services: Services, pool: BuildPool) -> None:
+    verdicts = set()
+    for identifier in identifiers(world):
+        here, there = services.builder.build_core(identifier), pool.build(identifier)
+        assert here is not None and there is not None, identifier.canonical_uri
+        assert (there.body, there.verdict, there.reasons, there.pending, there.containers) == \
+            (here.body, here.verdict, here.reasons, here.pending, here.containers), identifier.canonical_uri
+        verdicts.add(there.verdict)
+    assert {"genuine", "unverified", "suspicious"} & verdicts and len(verdicts) >= 2  # kinds of passports, not one
+    assert pool.build(UnitId(world.unit("genuine").gtin, "NEVER-MADE", "LOT1")) is None
+
+
+def test_a_build_process_that_dies_is_replaced_and_the_build_is_done_again(world: World, pool: BuildPool) -> None:
+    assert pool.build(world.unit("genuine")) is not None
+    before = workers()
+    assert len(before) >= 2
+    os.kill(before[0].pid or 0, signal.SIGKILL)
+    before[0].join(timeout=10)
+    core = pool.build(world.unit("genuine", 1))
+    assert core is not None and core.verdict == "genuine"
+    assert pool.build(world.unit("tampered")) is not None  # the new workers go on building
+
+
+def test_the_api_serves_scans_from_build_processes_and_stops_them_when_it_stops(world: World, tmp_path: Path) -> None:
+    already = {p.pid for p in workers()}
+    settings = api_settings(world, tmp_path, public_url="https://scan.example", passport_build_processes=2)
+    with TestClient(create_app(settings, world.chain_settings, world.database), base_url="https://scan.example") as client:
+        started = [p for p in workers() if p.pid not in already]
+        assert len(started) == 2
+        answer = client.get(world.unit("genuine").uri("https://scan.example").removeprefix("https://scan.example"), headers=JSON)
+        assert answer.status_code == 200 and answer.json()["verdict"] == "genuine"
+        assert len(answer.json()["timeline"]) >= 5
+        assert client.app.state.services.passports.builds >= 1  # type: ignore[attr-defined]
+    for process in started:
+        process.join(timeout=10)
+        assert not process.is_alive()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_no_build_process_outlives_an_api_killed_by_sigkill(world: World, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "WAYMARK_API_PORT": str(port), "WAYMARK_API_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "WAYMARK_API_DEVICE_SALT_FILE": str(tmp_path / "device-salt"), "WAYMARK_API_PASSPORT_BUILD_PROCESSES": "2",
+        "WAYMARK_CHAIN_RPC_URL": world.chain_settings.rpc_url, "WAYMARK_CHAIN_CHAIN_ID": str(world.chain_settings.chain_id),
+        "WAYMARK_CHAIN_DEPLOYMENTS_DIR": str(world.chain_settings.deployments_dir), "WAYMARK_DB_URL": world.database.url,
+    }
+    api = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api.main:app_from_environment", "--host", "127.0.0.1",
+                            "--port", str(port), "--log-level", "warning"], env=env, cwd=PROJECT_ROOT)
+    try:
+        assert await_answer(f"http://127.0.0.1:{port}/health/live", 60, running=lambda: api.poll() is None,
+                            ready=lambda r: r.status_code == 200) is not None
+        children = children_of(api.pid)
+        assert len(children) >= 2  # the build processes (and multiprocessing's resource tracker)
+    finally:
+        api.kill()
+        api.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while (left := [pid for pid in children if Path(f"/proc/{pid}").exists()]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    described = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:200] for pid in left}
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert described == {}, "build processes outlived the API"
