@@ -92,6 +92,7 @@ class PassportCache:
     At most `build_threads` builds run at once, in threads of their own limit: a build is CPU
     work under the GIL, so more at once add no throughput, only connection-pool waits and a slower
     event loop for the scans the cache already answers; further builds queue in arrival order.
+    With build processes (api.build_pool) these threads only wait for them.
 
     Entries nobody scanned for `max_age` seconds after they went stale are dropped as new ones
     are stored: a cache full of units scanned once (every new unit, under steady production)
