@@ -24,7 +24,7 @@ PRODUCT_PACKAGES = ("node", "api", "oracle", "waymark")
 MAX_LINES = 500
 
 _ROOT = {"node.errors", "node.paths"}
-_SHARED = _ROOT | {"node.protocol", "node.settings", "node.strict_json", "node.periodic"}
+_SHARED = _ROOT | {"node.protocol", "node.settings", "node.strict_json", "node.periodic", "node.lifetime"}
 _CORE = _SHARED | {"node.chain", "node.db"}
 _NODE = _CORE | {"node.escrow", "node.documents", "node.member", "node.audit"}
 
@@ -35,6 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "node.protocol": {"node.errors"},
     "node.strict_json": {"node.errors"},
     "node.periodic": {"node.errors"},
+    "node.lifetime": set(),
     "node.settings": _ROOT | {"node.chain"},
     "node.chain": _ROOT | {"node.protocol", "node.settings"},
     "node.db": _ROOT | {"node.protocol", "node.settings"},
