@@ -43,6 +43,12 @@ class Metrics:
         self.cache_size = Gauge("waymark_api_passport_cache_entries", "Passports held in the cache", registry=self.registry)
         self.cache_bytes = Gauge("waymark_api_passport_cache_bytes", "Bytes of passports held in the cache (compressed)", registry=self.registry)
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._builds_counted = 0
+
+    def count_builds(self, total: int) -> None:
+        """Bring the builds counter up to the passport cache's own count (read when scraped)."""
+        self.passport_builds.inc(total - self._builds_counted)
+        self._builds_counted = total
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         key = (route, status)

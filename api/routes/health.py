@@ -70,6 +70,7 @@ async def live() -> Response:
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus metrics."""
     services.metrics.cache_size.set(len(services.passports))
+    services.metrics.count_builds(services.passports.builds)
     services.metrics.cache_bytes.set(services.passports.bytes)
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,6 +88,22 @@ def test_health_and_metrics(client: TestClient, world: World) -> None:
     assert 'waymark_api_scans_total{verdict="genuine"}' in text
     assert 'waymark_api_request_seconds_bucket{le="0.025",route="/01/{gtin}/..."}' in text
     assert "waymark_api_passport_cache_entries" in text
+
+
+def builds_total(client: TestClient) -> float:
+    match = re.search(r"^waymark_api_passport_builds_total (\S+)$", client.get("/metrics").text, re.M)
+    assert match is not None
+    return float(match.group(1))
+
+
+def test_metrics_count_the_passports_built(client: TestClient, world: World) -> None:
+    unit = world.unit("edges", 5)
+    client.app.state.services.passports.invalidate(unit.canonical_uri)  # type: ignore[attr-defined]
+    before = builds_total(client)
+    assert client.get(path_of(world, "edges", 5), headers=JSON).status_code == 200  # a cache miss: built
+    after = builds_total(client)
+    assert after >= before + 1
+    assert builds_total(client) == after  # scraping again counts nothing twice
 
 
 def test_openapi_documents_every_route_and_error_shape(client: TestClient) -> None:
