@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -72,6 +73,33 @@ class PortTaken(WaymarkError):
 class PortsExhausted(WaymarkError):
     def __init__(self, count: int) -> None:
         super().__init__(f"no {count} consecutive free ports below the ephemeral range (20000-32767)")
+
+
+def listening_sessions(port: int) -> set[int] | None:
+    """The session ids of the processes listening on TCP `port` that this user may look at (Linux
+    /proc); None where /proc does not tell."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN on the port
+                inodes.add(f"socket:[{fields[9]}]")
+    if not Path("/proc/net/tcp").exists():
+        return None
+    sessions: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                sessions.add(int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3]))
+        except OSError:
+            continue  # ended meanwhile, or another user's
+    return sessions
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -180,7 +208,9 @@ class Child:
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        """Wait until the health URL answers (any HTTP answer counts: the server is up), at most `timeout` s."""
+        """Wait until the health URL answers (any HTTP answer counts: the server is up), at most
+        `timeout` s, and check the answer came from this child: a process of its session listens
+        on the port (where /proc tells), not some other server that took the port first."""
         process = self.process
         assert process is not None
         try:
@@ -190,6 +220,10 @@ class Child:
             raise ChildFailed(self.name, f"did not answer: {exc}", self.log) from None
         if process.poll() is not None:
             raise ChildFailed(self.name, f"exited with code {process.returncode}", self.log)
+        port = urlsplit(self.health_url).port if self.health_url is not None else None
+        sessions = listening_sessions(port) if port is not None else None
+        if sessions is not None and process.pid not in sessions:
+            raise ChildFailed(self.name, f"is not what answers on port {port}: another process listens there", self.log)
 
     def stop(self, grace: float = 15.0) -> None:
         if self.process is not None:
