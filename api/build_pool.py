@@ -52,8 +52,8 @@ def _build_core(identifier: Identifier) -> PassportCore | None:
     return _builder.build_core(identifier)
 
 
-def _ready() -> bool:
-    return _builder is not None
+def _ready() -> None:
+    """Answered once a worker's initializer has set up its builder (a failing one breaks the pool)."""
 
 
 class BuildPool:
@@ -75,8 +75,8 @@ class BuildPool:
         reach) stop the API's start-up instead of failing its first scans."""
         executor = self._executor
         try:
-            if not all(f.result() for f in [executor.submit(_ready) for _ in range(self.processes)]):
-                raise RuntimeError("a passport build process did not set up its builder")
+            for ready in [executor.submit(_ready) for _ in range(self.processes)]:
+                ready.result()
         except BrokenProcessPool as error:
             raise RuntimeError("the passport build processes could not start: their error is in the log above") from error
 
