@@ -57,7 +57,9 @@ from node.chain.client import ChainClient  # noqa: E402
 from node.chain.deploy import Deployment, deploy, is_current, load_deployment, waymark_steps  # noqa: E402
 from node.db import Batch, Database, Event  # noqa: E402
 from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
-from waymark.devnet.consortium import DEMO_MEMBERS, demo_consortium, demo_member, devnet_account  # noqa: E402
+from waymark.devnet.consortium import DEMO_MEMBERS, demo_consortium, devnet_account  # noqa: E402
+from waymark.demo.layout import MEMBER_NODES  # noqa: E402
+from waymark.demo.network import anchor_account  # noqa: E402
 from node.member.ingest.capture import CaptureService, CheckedEvent  # noqa: E402
 from node.protocol.timestamps import unix_ms  # noqa: E402
 from node.protocol.canonical_ids import event_epcs  # noqa: E402
@@ -119,15 +121,15 @@ def _sign(args: tuple[int, int, int, int, str, tuple[int, ...]]) -> list[Checked
 
 def anchoring_nodes() -> dict[int, tuple[int, ...]]:
     """The anchor account of each member node, with the attesters (indices into ATTESTERS) whose
-    events it anchors: an event must be anchored by its signer's organisation or by the one hosting
-    it, as the audit checks."""
-    nodes: dict[int, list[int]] = {}
-    for i, (account_index, _) in enumerate(ATTESTERS):
-        member = next(m for m in DEMO_MEMBERS if m.account_index == account_index)
-        host = demo_member(member.hosted_by) if member.hosted_by else member
-        assert host.anchor_account_index is not None, f"{host.key} runs no node"
-        nodes.setdefault(host.anchor_account_index, []).append(i)
-    return {account: tuple(attesters) for account, attesters in nodes.items()}
+    events it anchors, its own members' and those it hosts (MEMBER_NODES): an event must be
+    anchored by its signer's organisation or by the one hosting it, as the audit checks."""
+    key_of = {m.account_index: m.key for m in DEMO_MEMBERS}
+    nodes = {}
+    for node, members in MEMBER_NODES.items():
+        attesters = tuple(i for i, (account_index, _) in enumerate(ATTESTERS) if key_of[account_index] in members)
+        if attesters:
+            nodes[anchor_account(node)] = attesters
+    return nodes
 
 
 def store_and_anchor(client: ChainClient, deployment: Deployment, db: Database, first: int, last: int, start: int,
@@ -139,11 +141,11 @@ def store_and_anchor(client: ChainClient, deployment: Deployment, db: Database, 
     capture = CaptureService(db, AttestationDomain(client.chain_id, registry),
                              RoleMirror(client.w3, deployment.address("ConsortiumRegistry"), start_block=0))
     with get_context("fork").Pool(os.cpu_count() or 2) as pool:
-        for anchor_account, attesters in anchoring_nodes().items():
+        for account, attesters in anchoring_nodes().items():
             jobs = [(i, min(i + step, last), start, client.chain_id, registry, attesters) for i in range(first, last, step)]
             for rows in pool.imap(_sign, jobs):
                 capture.store(rows)
-            Anchorer(db, client, registry, devnet_account(anchor_account), batch_size=batch_size).drain(timeout=3600)
+            Anchorer(db, client, registry, devnet_account(account), batch_size=batch_size).drain(timeout=3600)
 
 
 def build_world(work: Path, events: int, batch_size: int) -> tuple[AnvilProcess, ChainClient, Deployment, Database]:
