@@ -71,6 +71,7 @@ from node.chain.deploy import deploy, waymark_steps  # noqa: E402
 from node.db import Batch, Database, Event  # noqa: E402
 from waymark.devnet.anvil import AnvilControl, AnvilProcess, free_port  # noqa: E402
 from waymark.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
+from waymark.demo.processes import process_stats  # noqa: E402
 from node.member.proofs import verify_bundle  # noqa: E402
 from node.protocol import epcis  # noqa: E402
 from node.protocol.attestation import AttestationDomain, sign_attestation  # noqa: E402
@@ -156,15 +157,11 @@ def cpu_seconds(session_leader: int) -> dict[str, float]:
     found: dict[str, float] = {}
     postgres = 0.0
     tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid, fields in process_stats():
         try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
         program = cmdline.split(" ", 1)[0]
         if program.startswith("postgres") or program.endswith("/postgres"):
             postgres += (int(fields[11]) + int(fields[12])) / tick
@@ -172,7 +169,7 @@ def cpu_seconds(session_leader: int) -> dict[str, float]:
         if int(fields[3]) != session_leader:  # field 6 of stat: session id
             continue
         name = "anvil" if "anvil" in cmdline else cmdline.split(" -c ")[-1][:60] if "multiprocessing" in cmdline else cmdline[-60:]
-        found[f"{entry.name} {name}"] = (int(fields[11]) + int(fields[12])) / tick
+        found[f"{pid} {name}"] = (int(fields[11]) + int(fields[12])) / tick
     if postgres and session_leader:
         found["postgresql server (all its processes)"] = postgres
     return found

@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import requests  # noqa: E402
 
 from node.chain.build import build  # noqa: E402
-from waymark.demo.processes import NoAnswer, await_answer, die_with_parent  # noqa: E402
+from waymark.demo.processes import NoAnswer, await_answer, die_with_parent, process_stats  # noqa: E402
 from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
 from node.paths import PROJECT_ROOT  # noqa: E402
 from tests.api.world import build_world  # noqa: E402
@@ -105,17 +105,8 @@ async def client(port: int, paths: list[bytes], extra: bytes, deadline: float, w
 def cpu_seconds(session: int) -> float:
     """User + system CPU seconds so far of every process of a session (from /proc): the API, which
     start_api starts as a session leader, and its passport build processes."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        if int(fields[3]) == session:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    ticks = sum(int(f[11]) + int(f[12]) for _pid, f in process_stats() if int(f[3]) == session)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from node.protocol.event_hash import digest_from_hash  # noqa: E402
 from waymark.demo.layout import Ports  # noqa: E402
-from waymark.demo.processes import die_with_parent, group_alive  # noqa: E402
+from waymark.demo.processes import die_with_parent, group_alive, process_stats  # noqa: E402
 from waymark.demo.simulation import FACTORY_GLN, GTIN  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -75,20 +75,13 @@ def group_usage(pgid: int) -> tuple[float, float, float]:
     processes of a process group. The wait (/proc/PID/schedstat) tells a process starved by a
     loaded machine from one that is slow itself."""
     rss = cpu = wait = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
+    for pid, fields in process_stats():
         if int(fields[2]) != pgid:  # field 5: pgrp
             continue
         cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
         rss += int(fields[21]) * PAGE / 1e6  # rss pages
         try:
-            wait += int(Path(f"/proc/{entry}/schedstat").read_text().split()[1]) / 1e9  # ns on a run queue
+            wait += int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9  # ns on a run queue
         except (OSError, IndexError, ValueError):
             pass
     return rss, cpu, wait

@@ -23,7 +23,7 @@ from node.chain.build import build
 from node.paths import PROJECT_ROOT
 from node.protocol.gs1 import Identifier, UnitId
 from tests.api.world import World, api_settings, build_world
-from waymark.demo.processes import await_answer
+from waymark.demo.processes import await_answer, process_stats
 from waymark.devnet.anvil import AnvilProcess, free_port
 
 JSON = {"Accept": "application/json"}
@@ -102,17 +102,8 @@ def test_the_api_serves_scans_from_build_processes_and_stops_them_when_it_stops(
         assert not process.is_alive()
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+def children_of(parent: int) -> list[int]:
+    return [pid for pid, fields in process_stats() if int(fields[1]) == parent]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -75,9 +75,25 @@ class PortsExhausted(WaymarkError):
         super().__init__(f"no {count} consecutive free ports below the ephemeral range (20000-32767)")
 
 
+def process_stats() -> Iterator[tuple[int, list[str]]]:
+    """Every process this user may read (Linux /proc), as its pid and the fields of its
+    /proc/PID/stat after the command name: [1] parent, [2] process group, [3] session, [11] and
+    [12] user and system CPU ticks, [21] resident pages. Processes that end meanwhile are passed over."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        yield int(entry.name), stat[stat.rindex(")") + 2 :].split()  # the name may hold ")" and spaces
+
+
 def listening_sessions(port: int) -> set[int] | None:
     """The session ids of the processes listening on TCP `port` that this user may look at (Linux
     /proc); None where /proc does not tell."""
+    if not Path("/proc/net/tcp").exists():
+        return None
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -88,15 +104,11 @@ def listening_sessions(port: int) -> set[int] | None:
             fields = line.split()
             if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN on the port
                 inodes.add(f"socket:[{fields[9]}]")
-    if not Path("/proc/net/tcp").exists():
-        return None
     sessions: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid, fields in process_stats() if inodes else ():
         try:
-            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
-                sessions.add(int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3]))
+            if any(os.readlink(fd) in inodes for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                sessions.add(int(fields[3]))
         except OSError:
             continue  # ended meanwhile, or another user's
     return sessions
