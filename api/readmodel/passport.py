@@ -15,9 +15,9 @@ events name, the state of an escrow order covering it, and a verdict:
 The parts live beside this module: the response schema (api.readmodel.schema), chain facts
 (api.readmodel.chain_view: the registry's history from a log mirror, anchors per root), one
 timeline event and its verification (api.readmodel.timeline), escrow keys (api.readmodel.escrow).
-A cold passport is a few indexed reads of the node's tables (the history, the stored
-attestations with their recorded verification, corrections, holders, places, master data) and
-no chain call per scan. The unit's clone suspicion, state and ownership (api.readmodel.scans:
+A cold passport is a few indexed reads of the node's tables (the history with each event's
+stored attestation, recorded verification and holders in one statement; corrections, withheld
+batches, places, master data) and no chain call per scan. The unit's clone suspicion, state and ownership (api.readmodel.scans:
 the same for every scanner), its escrow order (by index) and the link's own flags are added per
 request by the API (`finish`).
 """
@@ -46,7 +46,8 @@ from api.readmodel.timeline import (
     EventVerifier,
     documents_of,
     excursions_of,
-    stored_attestations,
+    ATTESTATION_COLUMNS,
+    stored_attestation,
     timeline_event,
 )
 from node.db import Batch, Database, Event
@@ -55,7 +56,6 @@ from node.escrow.orders import OrderIndex
 from node.member.history import HistoryEntry, unit_history
 from node.member.network.holders import network_mark, network_section
 from node.protocol.crypto import SignatureError
-from node.protocol.event_hash import digest_from_hash
 from node.protocol.gs1 import ContainerId, Identifier, UnitId
 from node.protocol.digital_link import ParsedLink
 from node.protocol.issuance import recover_issuer
@@ -164,7 +164,6 @@ class PassportBuilder:
         confirmations: int = 0,
         document_status: DocumentStatus = documents_not_held,
         orders: OrderIndex | None = None,
-        history: Callable[[Database, str], list[HistoryEntry]] = unit_history,
         corrections: Callable[[Sequence[str]], Mapping[str, dict[str, Any]]] = corrections_none,
     ) -> None:
         self.db = db
@@ -173,7 +172,6 @@ class PassportBuilder:
         self.confirmations = confirmations
         self.document_status = document_status
         self.orders = orders
-        self.history = history
         self.corrections = corrections
         self.verifier = EventVerifier(chain, confirmations)
         # Builds the core in another process when set (api.build_pool): the API process then
@@ -199,7 +197,7 @@ class PassportBuilder:
         """The core from the database and the chain alone, without the escrow orders the API
         process keeps (what a build process returns)."""
         with self.db.snapshot():  # one connection and transaction for the build's reads
-            entries = self.history(self.db, identifier.canonical_uri)
+            entries = unit_history(self.db, identifier.canonical_uri, ATTESTATION_COLUMNS)
             return self._assemble(identifier, entries) if entries else None
 
     def watermark(self) -> tuple[Any, ...]:
@@ -242,17 +240,16 @@ class PassportBuilder:
     def _assemble(self, identifier: Identifier, entries: list[HistoryEntry]) -> PassportCore:
         chain = self.chain
         head = Head(chain.head(), chain.head_time())
-        stored = stored_attestations(self.db, [digest_from_hash(e.event_id) for e in entries])
         timeline: list[dict[str, Any]] = []
         reasons: list[dict[str, str]] = []
         documents: list[dict[str, Any]] = []
         excursions: list[dict[str, Any]] = []
         failed = pending = False
         marked: dict[str, list[dict[str, Any]]] = {}
+        peers_holding = []
         for entry in entries:
-            attestation = stored.get(digest_from_hash(entry.event_id))
-            if attestation is None:  # removed between the two reads
-                continue
+            attestation = stored_attestation(entry)
+            peers_holding.append(attestation.peers_holding)
             item = timeline_event(entry, attestation, self.verifier.verify(entry.event, attestation, head))
             timeline.append(item)
             status = item["verification"]["status"]
@@ -298,7 +295,7 @@ class PassportBuilder:
                 f"anchored later than the consortium's maximum reporting delay after its event time: {named}" if mark == "late"
                 else f"signed by an account that had lost its role before the record was anchored: {named}")})
         # How widely the unit's records are held (node.member.network): holders per event, withheld records.
-        network = network_section(self.db, timeline)
+        network = network_section(self.db, timeline, peers_holding)
         for withheld in network["withheld"]:
             reasons.append({"code": "records_withheld", "message": f"some records are withheld: organisation {withheld['orgId']} "
                             f"anchored {withheld['batches']} batch(es) no member node has served"})

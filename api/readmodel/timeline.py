@@ -1,5 +1,5 @@
-"""One timeline event of a passport: the stored attestation read by index, its verification, and
-how it is shown.
+"""One timeline event of a passport: the stored attestation (read with the unit's history, in
+the same statement: ATTESTATION_COLUMNS), its verification, and how it is shown.
 
 Verification of one event is node.protocol.verification's (the one rule: event_hash, signature,
 role, merkle_proof, anchor, confirmations, and the marks). Signature and role are taken from the
@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import bindparam, select
 
 from api.readmodel.chain_view import ChainView
 from node.protocol.timestamps import iso_ms
-from node.db import Batch, Database, Event
+from node.db import Batch, Event
 from node.member.history import HistoryEntry
+from node.member.network.holders import PEERS_HOLDING_BATCH
+from node.protocol.event_hash import digest_from_hash
 from node.protocol.merkle import leaf_hash
 from node.protocol.verification import Attested, Head, Inclusion, Outcome, Recorded, verify_anchoring, verify_attestation
 
@@ -45,11 +46,12 @@ class StoredAttestation:
     leaf_index: int | None
     proof: bytes | None
     root: bytes | None
-    batch_status: str | None
+    anchored: bool  # its batch is anchored or confirmed
     tx_hash: bytes | None
     role: str | None = None
     signer_org: int | None = None
     verified_at_ms: int | None = None  # when the node checked signature and role (accept or import)
+    peers_holding: int = 0  # peers seen holding its batch (node.member.network.holders)
 
     @property
     def recorded(self) -> Recorded | None:
@@ -59,30 +61,24 @@ class StoredAttestation:
         return Recorded(self.role, self.signer_org, self.verified_at_ms)
 
 
-_STORED_ATTESTATIONS = (  # built once: building a statement costs more than running it
-    select(
-        Event.digest, Event.signer, Event.signature, Event.subject, Event.leaf_index, Event.proof,
-        Batch.root, Batch.status, Batch.tx_hash, Event.role, Event.signer_org, Event.verified_at_ms,
-    )
-    .outerjoin(Batch, Batch.id == Event.batch_id)
-    .where(Event.digest.in_(bindparam("digests", expanding=True)))
+# What a passport reads of each event beyond its history entry, in the history's own statement
+# (node.member.history's `extra`): one read for the events, their attestations and holders.
+ATTESTATION_COLUMNS = (
+    Event.signature, Event.subject, Event.leaf_index, Event.proof, Batch.root, Batch.tx_hash,
+    Event.signer_org, Event.verified_at_ms, PEERS_HOLDING_BATCH,
 )
 
 
-def stored_attestations(db: Database, digests: Sequence[bytes]) -> dict[bytes, StoredAttestation]:
-    """Signature, proof and batch of stored events, by digest (one query on the digest index)."""
-    if not digests:
-        return {}
-    with db.connect() as conn:
-        rows = conn.execute(_STORED_ATTESTATIONS, {"digests": list(digests)}).all()
-    return {
-        bytes(r[0]): StoredAttestation(
-            bytes(r[0]), r[1], bytes(r[2]), bytes(r[3]), r[4], bytes(r[5]) if r[5] is not None else None,
-            bytes(r[6]) if r[6] is not None else None, r[7], bytes(r[8]) if r[8] is not None else None,
-            r[9], int(r[10]) if r[10] is not None else None, int(r[11]) if r[11] is not None else None,
-        )
-        for r in rows
-    }
+def stored_attestation(entry: HistoryEntry) -> StoredAttestation:
+    """The attestation of a history entry read with ATTESTATION_COLUMNS."""
+    signature, subject, leaf_index, proof, root, tx_hash, signer_org, verified_at_ms, peers = entry.extra
+    return StoredAttestation(
+        digest_from_hash(entry.event_id), entry.signer, bytes(signature), bytes(subject), leaf_index,
+        bytes(proof) if proof is not None else None, bytes(root) if root is not None else None, entry.anchored,
+        bytes(tx_hash) if tx_hash is not None else None, entry.role,
+        int(signer_org) if signer_org is not None else None, int(verified_at_ms) if verified_at_ms is not None else None,
+        int(peers or 0),
+    )
 
 
 class EventVerifier:
@@ -115,7 +111,7 @@ class EventVerifier:
                     while len(self._memo) >= MEMO_SIZE:
                         del self._memo[next(iter(self._memo))]  # the least recently used
                     self._memo[key] = memo
-        anchored = stored.root is not None and stored.proof is not None and stored.batch_status in ("anchored", "confirmed")
+        anchored = stored.root is not None and stored.proof is not None and stored.anchored
         inclusion = Inclusion.from_concatenated(stored.root, stored.proof) if anchored else None  # type: ignore[arg-type]
         result = verify_anchoring(stored.digest, *memo, chain, inclusion, chain.anchor_of, head, confirmations=self.confirmations)
         org = chain.organisation(result.signer_org) if result.signer_org else None

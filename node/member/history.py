@@ -33,9 +33,11 @@ returned in the same order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Unpack
 
 import orjson
-from sqlalchemy import Connection, Integer, and_, bindparam, cast, exists, literal, select
+from sqlalchemy import Connection, Integer, Select, and_, bindparam, cast, exists, literal, select
 from sqlalchemy.orm import aliased
 
 from node.db import Batch, Database, Event, EventEpc
@@ -68,6 +70,7 @@ class HistoryEntry:
     anchored: bool
     via: tuple[str, ...]  # () for events about the unit itself, else the container path
     event: dict[str, object] = field(compare=False)
+    extra: tuple[Any, ...] = field(default=(), compare=False)  # the values of the caller's extra columns
 
 
 def phase(event_type: str, action: str | None) -> int:
@@ -109,14 +112,19 @@ _NAMING = (
     .join(EventEpc, EventEpc.event_id == Event.id)
     .where(EventEpc.epc.in_(select(_above.c.epc)))
 )
-_ROWS = (
-    select(
-        Event.id, Event.digest, Event.event_time_ms, Event.event_type, Event.action, Event.biz_step,
-        Event.signer, Event.role, Event.body, Batch.status,
+
+
+@lru_cache(maxsize=8)
+def _rows(extra: tuple[Any, ...]) -> Select[Unpack[tuple[Any, ...]]]:
+    """The history's events by id, with the `extra` columns a caller asks for (built once per set)."""
+    return (
+        select(
+            Event.id, Event.digest, Event.event_time_ms, Event.event_type, Event.action, Event.biz_step,
+            Event.signer, Event.role, Event.body, Batch.status, *extra,
+        )
+        .outerjoin(Batch, Batch.id == Event.batch_id)
+        .where(Event.id.in_(bindparam("ids", expanding=True)))
     )
-    .outerjoin(Batch, Batch.id == Event.batch_id)
-    .where(Event.id.in_(bindparam("ids", expanding=True)))
-)
 
 
 @dataclass(frozen=True)
@@ -204,8 +212,10 @@ def ancestry(namings: _Namings, unit: str) -> list[Interval]:
     return result
 
 
-def unit_history(db: Database, identifier: str) -> list[HistoryEntry]:
-    """Events about the unit and about its containers while it was inside them, oldest first."""
+def unit_history(db: Database, identifier: str, extra: tuple[Any, ...] = ()) -> list[HistoryEntry]:
+    """Events about the unit and about its containers while it was inside them, oldest first.
+    `extra` columns (of `events`, its batch in `batches`, or correlated to them) are read with
+    the events, in the same statement, and returned in each entry's `extra`."""
     unit = canonical_epc(identifier)
     with db.connect() as conn:
         namings = _Namings(conn, unit)
@@ -221,7 +231,7 @@ def unit_history(db: Database, identifier: str) -> list[HistoryEntry]:
                 found.setdefault(n.event_id, interval.path)
         if not found:
             return []
-        rows = conn.execute(_ROWS, {"ids": list(found)}).all()
+        rows = conn.execute(_rows(extra), {"ids": list(found)}).all()
     rows = sorted(rows, key=lambda r: order_key(int(r.event_time_ms), r.event_type, r.action, bytes(r.digest)))
     return [
         HistoryEntry(
@@ -234,6 +244,7 @@ def unit_history(db: Database, identifier: str) -> list[HistoryEntry]:
             anchored=r.status in ("anchored", "confirmed"),
             via=found[int(r.id)],
             event=orjson.loads(r.body),
+            extra=tuple(r[10:]),
         )
         for r in rows
     ]

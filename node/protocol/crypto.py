@@ -11,6 +11,7 @@ rejected rather than normalised, so that one message has exactly one valid signa
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, NewType, Protocol, Union
 
 import coincurve
@@ -83,6 +84,12 @@ def to_checksum_address(address: str | bytes) -> Address:
             raise ValueError(f"an address has 40 hex digits, got {address!r}")
         hex_lower = text.lower()
         bytes.fromhex(hex_lower)  # raises ValueError on non-hex
+    return _checksummed(hex_lower)
+
+
+@lru_cache(maxsize=4096)
+def _checksummed(hex_lower: str) -> Address:
+    # Remembered: a network has few accounts and every verified event names one (tens of us each).
     nibbles = keccak256(hex_lower.encode("ascii")).hex()
     return Address(
         "0x"

@@ -14,9 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select
 
-from node.db import Batch, Database, Event
+from node.db import Batch, Database
 from node.db.models import NetworkBatch, NetworkHolder, NetworkPeerCursor
-from node.protocol.event_hash import digest_from_hash
 
 FEED_LIMIT = 5000
 
@@ -36,13 +35,9 @@ def held_feed(db: Database, after: int, limit: int = FEED_LIMIT) -> dict[str, An
     }
 
 
-def holder_counts(conn: Connection, digests: Sequence[bytes]) -> dict[bytes, int]:
-    """Per event digest this node has: how many member nodes hold it (this one, and every peer
-    whose held feed lists the event's batch)."""
-    if not digests:
-        return {}
-    rows = conn.execute(_HOLDER_COUNTS, {"digests": list(digests)}).all()
-    return {bytes(d): 1 + int(n) for d, n in rows}
+# Peers seen holding an event's batch, as a column of a statement that reads events joined to
+# their batches (the passport reads it with the unit's history: node.member.history's `extra`).
+PEERS_HOLDING_BATCH = select(func.count(NetworkHolder.org_id)).where(NetworkHolder.root == Batch.root).correlate(Batch).scalar_subquery()
 
 
 def member_nodes(conn: Connection) -> int:
@@ -60,14 +55,7 @@ def withheld_by(conn: Connection, org_ids: Iterable[int]) -> dict[int, int]:
 
 
 # Built once (building a statement costs more than running it); Core on one connection, not an
-# ORM session per query: each passport build runs all three.
-_HOLDER_COUNTS = (
-    select(Event.digest, func.count(NetworkHolder.org_id))
-    .outerjoin(Batch, Batch.id == Event.batch_id)
-    .outerjoin(NetworkHolder, NetworkHolder.root == Batch.root)
-    .where(Event.digest.in_(bindparam("digests", expanding=True)))
-    .group_by(Event.digest)
-)
+# ORM session per query: each passport build runs both.
 _PEERS = select(func.count()).select_from(NetworkPeerCursor)
 _NEWEST_HOLDER = select(func.max(NetworkHolder.seen_at_ms))  # ix_network_holders_seen_at_ms
 _WITHHELD_BATCHES = select(func.count()).select_from(NetworkBatch).where(NetworkBatch.state == "withheld")  # ix_network_batches_state_next
@@ -86,19 +74,18 @@ def network_mark(conn: Connection) -> tuple[Any, ...]:
     return (conn.execute(_NEWEST_HOLDER).scalar(), conn.execute(_WITHHELD_BATCHES).scalar(), conn.execute(_PEERS).scalar())
 
 
-def network_section(db: Database, timeline: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The passport's `network` section: member nodes holding each timeline event, and the
-    organisations of the unit's history some of whose batches no member node has served."""
+def network_section(db: Database, timeline: Sequence[Mapping[str, Any]], peers_holding: Sequence[int]) -> dict[str, Any]:
+    """The passport's `network` section: member nodes holding each timeline event (this node and
+    `peers_holding` of each, read with the history: PEERS_HOLDING_BATCH), and the organisations
+    of the unit's history some of whose batches no member node has served."""
     orgs = {
         int(org["id"]) for item in timeline if (org := (item.get("verification") or {}).get("signerOrg")) is not None
     }
-    digests = [digest_from_hash(item["id"]) for item in timeline]
     with db.connect() as conn:
-        counts = holder_counts(conn, digests)
         withheld = withheld_by(conn, orgs)
         members = member_nodes(conn)
     return {
         "memberNodes": members,
-        "holders": [{"eventId": item["id"], "nodes": counts.get(digest, 1)} for item, digest in zip(timeline, digests)],
+        "holders": [{"eventId": item["id"], "nodes": 1 + peers} for item, peers in zip(timeline, peers_holding, strict=True)],
         "withheld": [{"orgId": org, "batches": n} for org, n in sorted(withheld.items())],
     }
