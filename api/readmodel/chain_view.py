@@ -7,9 +7,11 @@
   while the others read the state as it is: one eth_getLogs per new block for the whole
   process, never one per scan or per event.
 * Anchors are read from the BatchAnchored logs the node's indexer stored (one indexed read; the
-  indexer keeps only confirmed blocks and rolls back what a reorganisation removed) and, for a
-  root not indexed yet, from the chain; either way cached per (root, organisation) for `ttl`
-  seconds: every unit whose events share a batch shares the lookup.
+  indexer keeps only confirmed blocks and rolls back what a reorganisation removed).
+  An anchor not in the index is asked of the chain only while the indexer has not stored every
+  block up to the head (a root anchored since, or one organisation's anchor after another's):
+  otherwise the index answers none, as the chain would. Either way cached per (root,
+  organisation) for `ttl` seconds: every unit whose events share a batch shares the lookup.
 * The head (number and time of the latest block) is read once a second.
 * Current facts (an account's organisation and roles now, a product's registration, an
   organisation's name) are cached per account, product or organisation for `ttl` seconds.
@@ -28,7 +30,7 @@ from typing import Any
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
-from node.member.indexer import indexed_anchors
+from node.member.indexer import indexed_anchors, indexed_through
 from node.member.ingest.roles import RoleMirror, base_from_database
 from node.protocol.attestation import AttestationDomain
 from node.protocol.crypto import keccak256
@@ -121,7 +123,9 @@ class ChainView:
         self._orgs = TTLCache(ttl)
         self._current = TTLCache(ttl)
         self._anchors = TTLCache(ttl, size=200_000)
+        self._anchor_on_chain = client.view(self.provenance, "anchorOfOrganisation")
         self._latest = TTLCache(1.0, 1)
+        self._indexed_through = TTLCache(1.0, 1)
 
     # ---- the registry's history (node.protocol.verification.Registry), from the mirror ----------
 
@@ -160,10 +164,16 @@ class ChainView:
         """`org_id`'s anchor of `root` (anchorOfOrganisation; node.protocol.verification.AnchorOf), kept for
         the cache's time: which anchor counts for an event is node.protocol.verification's rule."""
         def load() -> Anchor | None:
+            # Asked before the index is read: if the indexer had stored every block up to the head
+            # then, what the index holds now is what the chain held at the head.
+            covered = self._index_covers_head()
             indexed = self._indexed_anchor(root, org_id)
-            if indexed is not None:
+            if indexed is not None or covered or org_id <= 0:
                 return indexed
-            org, block_number, timestamp, count = self.client.call(self.provenance.functions.anchorOfOrganisation(root, org_id))
+            # Not in the index, which lags the head: an organisation with no anchor of the root,
+            # or an anchor in a block the indexer has not stored yet (a new root, or a front-run
+            # one anchored by its owner after a rival). Only the chain can tell.
+            org, block_number, timestamp, count = self._anchor_on_chain(root, org_id)
             return Anchor(root, int(org), int(block_number), int(timestamp), int(count)) if int(org) else None
 
         return self._anchors.get((root, org_id), load)  # type: ignore[no-any-return]
@@ -176,6 +186,20 @@ class ChainView:
         with self.db.connect() as conn:
             anchors = indexed_anchors(conn, self.chain_id, self.provenance_address, root)
         return next((anchor for anchor in anchors if anchor.org_id == org_id), None)
+
+    def _index_covers_head(self) -> bool:
+        """Whether the node's indexer has stored every block up to the head (its cursor read at
+        most once a second, as the head is)."""
+        if self.db is None:
+            return False
+        db = self.db
+
+        def load() -> int | None:
+            with db.connect() as conn:
+                return indexed_through(conn, self.chain_id)
+
+        through: int | None = self._indexed_through.get("cursor", load)
+        return through is not None and through >= self.head()
 
     def head(self) -> int:
         """The latest block's number (read at most once a second)."""

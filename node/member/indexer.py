@@ -354,3 +354,12 @@ def indexed_anchors(conn: Connection, chain_id: int, registry: str, root: bytes)
         logged = orjson.loads(args)
         anchors.append(Anchor(root, int(logged["orgId"]), int(block_number), int(block_time), int(logged["eventCount"])))
     return anchors
+
+
+_INDEXED_THROUGH = select(ChainCursor.block_number).where(ChainCursor.chain_id == bindparam("chain_id"), ChainCursor.name == CURSOR_NAME)
+
+
+def indexed_through(conn: Connection, chain_id: int) -> int | None:
+    """The last block the node's indexer stored (its cursor), None before its first step: every
+    log of the followed contracts up to it is in the index."""
+    return conn.execute(_INDEXED_THROUGH, {"chain_id": chain_id}).scalar()

@@ -29,7 +29,9 @@ For each data set (big first, then small), in a database of its own on the Postg
   (every table and index of the database, `pg_database_size` after VACUUM, over the events).
 * history: `node.member.history.unit_history` of random units, one after another, in this process:
   p50 and p99 in ms.
-* cold scans: an API started afresh for each set (one uvicorn worker as `waymark api run` starts
+* cold scans: the sets share one chain, so first each set's indexer follows it up to the head
+  again (a node's indexer runs all the time; the big set's would otherwise lag by the small
+  set's anchors); then an API started afresh for each set (one uvicorn worker as `waymark api run` starts
   it, passports built by --build-processes processes, default one per core), both running; one unit outside the measured ones is scanned first (the process's
   start-up, not a passport); then, with no measured unit's passport cached, 50 concurrent
   clients each scanning random units nobody scanned before (each unit once), JSON answers, for
@@ -336,6 +338,13 @@ def load(data: DataSet, client: ChainClient, chain_settings: ChainSettings, depl
     db.dispose()
 
 
+def follow_chain(data: DataSet, client: ChainClient, chain_settings: ChainSettings, deployment: Any) -> None:
+    """One step of the data set's indexer, up to the head: as a node's running indexer keeps it."""
+    db = Database(data.url)
+    build_indexer(NodeRuntime(NodeSettings(), chain_settings, db, client, deployment)).step()
+    db.dispose()
+
+
 def measure_database(data: DataSet, progress: Progress) -> None:
     """Bytes stored per event and unit-history timings of the loaded data set."""
     admin(data.url, "VACUUM ANALYZE")
@@ -485,6 +494,8 @@ def main() -> None:
             print(f"{data.name}: {f['units']:,} units, {f['events']:,} events ({f['anchored_events']:,} anchored), load {f['load_events_per_s']:,.0f} events/s, "
                   f"{f['bytes_per_event']:,.0f} bytes/event; unit history p50 "
                   f"{f['history_p50_ms']} ms p99 {f['history_p99_ms']} ms ({f['history_events']} events)", flush=True)
+        for data in sets:  # every set shares the chain: the big set's node follows what the small set anchored since
+            follow_chain(data, client, chain_settings, deployment)
         cold_scans(sets, folder, chain_settings, guard, args.concurrency, args.seconds, args.rounds, args.build_processes)
         for data in sets:
             c = data.figures["cold_scans"]

@@ -118,3 +118,21 @@ def test_a_transaction_mined_a_second_after_its_estimate_has_gas_for_a_new_histo
     assert int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"]) == linked_at + 1
     at = registry.contract.functions.organisationOfAt
     assert chain.call(at(spare.address, linked_at)) == 1 and chain.call(at(spare.address, linked_at + 1)) == 0
+
+
+def test_a_lean_view_call_answers_as_the_contract_call_does(chain: ChainClient, deployment: Deployment) -> None:
+    consortium = chain.contract("ConsortiumRegistry", deployment.address("ConsortiumRegistry"))
+    provenance = chain.contract("ProvenanceRegistry", deployment.address("ProvenanceRegistry"))
+    calls = (
+        (consortium, "organisationCount", ()),  # one number
+        (consortium, "organisation", (1,)),  # one struct, with strings and bytes
+        (consortium, "isOffered", ("0x" + "11" * 20, 1)),  # a bool
+        (provenance, "anchorOfOrganisation", (b"\x01" * 32, 1)),  # the struct of a root nobody anchored
+    )
+    for contract, name, args in calls:
+        assert chain.view(contract, name)(*args) == chain.call(getattr(contract.functions, name)(*args)), name
+    with pytest.raises(ContractRevert) as lean:
+        chain.view(consortium, "organisation")(999)
+    with pytest.raises(ContractRevert) as full:
+        chain.call(consortium.functions.organisation(999))
+    assert type(lean.value) is type(full.value) and str(lean.value) == str(full.value)
