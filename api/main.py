@@ -87,8 +87,10 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
         builder=builder,
         passports=PassportCache(builder, ttl=api.passport_ttl, pending_ttl=api.pending_passport_ttl, size=api.passport_cache_size, max_age=api.passport_max_age,
                                 max_bytes=api.passport_cache_bytes,
-                                # Each build process kept busy: one build running, the next one waiting.
-                                build_threads=api.passport_build_threads or max(db.read_threads(), 2 * api.passport_build_processes)),
+                                # Each build process kept busy while its answers travel back and the API
+                                # reads what else the scans need: with two builds per process in flight,
+                                # the processes waited (scan.py: 158-210 cold scans/s, 200-228 with four).
+                                build_threads=api.passport_build_threads or max(db.read_threads(), 4 * api.passport_build_processes)),
         scans=ScanLog(db, rules),
         limiter=RateLimiter(api.rate_limit_per_minute, api.rate_limit_burst),
         verifier=RequestVerifier(client.chain_id, api.signed_request_max_age, audience=api.public_url),

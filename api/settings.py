@@ -77,7 +77,8 @@ class ApiSettings(BaseSettings):
     Default: 1 on SQLite, 4 on PostgreSQL. On SQLite a build is CPU work that releases the GIL
     around each of its short statements, so builds in more threads contend for it and get fewer
     done (scripts/bench/scan.py: 131 cold scans/s with one, 85 with four); on PostgreSQL a
-    build also waits for the server's answers, which more threads overlap."""
+    build also waits for the server's answers, which more threads overlap. With build processes,
+    at least 4 per process: these threads then only wait for the processes' answers."""
 
     passport_build_processes: int = Field(0, ge=0, le=64)
     """Worker processes that build passports (api.build_pool); 0 builds them in the API process's
