@@ -17,9 +17,9 @@ The parts live beside this module: the response schema (api.readmodel.schema), c
 timeline event and its verification (api.readmodel.timeline), escrow keys (api.readmodel.escrow).
 A cold passport is a few indexed reads of the node's tables (the history with each event's
 stored attestation, recorded verification and holders in one statement; corrections, withheld
-batches, places, master data) and no chain call per scan. The unit's clone suspicion, state and ownership (api.readmodel.scans:
-the same for every scanner), its escrow order (by index) and the link's own flags are added per
-request by the API (`finish`).
+batches, places, master data) and no chain call per scan. The unit's clone suspicion, state and
+ownership (api.readmodel.scans: the same for every scanner), its escrow order (by index) and the
+link's own flags are added per request by the API (`finish`).
 """
 
 from __future__ import annotations
