@@ -6,12 +6,14 @@
   logs when the head has moved (seen at most once a second), in whichever thread asks first
   while the others read the state as it is: one eth_getLogs per new block for the whole
   process, never one per scan or per event.
-* Anchors are read from the BatchAnchored logs the node's indexer stored (one indexed read; the
-  indexer keeps only confirmed blocks and rolls back what a reorganisation removed).
-  An anchor not in the index is asked of the chain only while the indexer has not stored every
-  block up to the head (a root anchored since, or one organisation's anchor after another's):
-  otherwise the index answers none, as the chain would. Either way cached per (root,
-  organisation) for `ttl` seconds: every unit whose events share a batch shares the lookup.
+* Anchors are read from the BatchAnchored logs the node's indexer stored (the indexer keeps
+  only confirmed blocks and rolls back what a reorganisation removed): every root of a passport
+  not cached yet in one indexed read (`prefetch_anchors`), kept per root for `ttl` seconds, so
+  every unit whose events share a batch shares the lookup. An anchor not in the index is asked
+  of the chain only if the indexer had not stored every block up to the head when the root was
+  read (a root anchored since, or one organisation's anchor after another's); otherwise the
+  index answers none, as the chain would. The chain's answers are kept per (root,
+  organisation) for `ttl` seconds.
 * The head (number and time of the latest block) is read once a second.
 * Current facts (an account's organisation and roles now, a product's registration, an
   organisation's name) are cached per account, product or organisation for `ttl` seconds.
@@ -23,14 +25,14 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
-from node.member.indexer import indexed_anchors, indexed_through
+from node.member.indexer import indexed_anchors, indexed_anchors_of, indexed_through
 from node.member.ingest.roles import RoleMirror, base_from_database
 from node.protocol.attestation import AttestationDomain
 from node.protocol.crypto import keccak256
@@ -45,6 +47,16 @@ class OrgInfo:
 
     def ref(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "country": self.country}
+
+
+@dataclass(frozen=True)
+class RootAnchors:
+    """A root's anchors read from the node's index. `complete` if the indexer had stored every
+    block up to the head when they were read (asked before the read): then an organisation
+    missing from `anchors` had no anchor of the root at that head, as the chain would say."""
+
+    anchors: tuple[Anchor, ...]
+    complete: bool
 
 
 class TTLCache:
@@ -82,20 +94,35 @@ class TTLCache:
         try:
             value = load()
             with self._lock:
-                now = time.monotonic()
-                self._data[key] = (now + self.ttl, value)
-                self._data.move_to_end(key)
-                # Oldest first, and one ttl for all: expired entries leave from the front (a
-                # process that runs for days holds what it loaded in the last ttl, not `size`).
-                oldest = next(iter(self._data))
-                while oldest != key and (len(self._data) > self.size or self._data[oldest][0] <= now):
-                    self._data.popitem(last=False)
-                    oldest = next(iter(self._data))
+                self._store(key, value)
             return value
         finally:
             with self._lock:
                 del self._loading[key]
             loading.set()  # a failed load lets the waiters try themselves
+
+    def missing(self, keys: Iterable[Any]) -> list[Any]:
+        """The keys without an entry that has not expired, in the order given."""
+        now = time.monotonic()
+        with self._lock:
+            return [key for key in keys if (hit := self._data.get(key)) is None or hit[0] <= now]
+
+    def put(self, key: Any, value: Any) -> None:
+        """Store a value loaded by the caller (several at once: `missing`, then one read for all)."""
+        with self._lock:
+            self._store(key, value)
+
+    def _store(self, key: Any, value: Any) -> None:
+        """Caller holds the lock."""
+        now = time.monotonic()
+        self._data[key] = (now + self.ttl, value)
+        self._data.move_to_end(key)
+        # Oldest first, and one ttl for all: expired entries leave from the front (a process
+        # that runs for days holds what it loaded in the last ttl, not `size`).
+        oldest = next(iter(self._data))
+        while oldest != key and (len(self._data) > self.size or self._data[oldest][0] <= now):
+            self._data.popitem(last=False)
+            oldest = next(iter(self._data))
 
 
 class ChainView:
@@ -122,7 +149,8 @@ class ChainView:
         self._mirror_lock = threading.Lock()
         self._orgs = TTLCache(ttl)
         self._current = TTLCache(ttl)
-        self._anchors = TTLCache(ttl, size=200_000)
+        self._anchors = TTLCache(ttl, size=200_000)  # asked of the chain, by (root, organisation)
+        self._root_anchors = TTLCache(ttl, size=200_000)  # read from the index, by root
         self._anchor_on_chain = client.view(self.provenance, "anchorOfOrganisation")
         self._latest = TTLCache(1.0, 1)
         self._indexed_through = TTLCache(1.0, 1)
@@ -163,29 +191,48 @@ class ChainView:
     def anchor_of(self, root: bytes, org_id: int) -> Anchor | None:
         """`org_id`'s anchor of `root` (anchorOfOrganisation; node.protocol.verification.AnchorOf), kept for
         the cache's time: which anchor counts for an event is node.protocol.verification's rule."""
+        if org_id <= 0:
+            return None
+        if self.db is not None:
+            indexed = self._indexed(root)
+            own = next((anchor for anchor in indexed.anchors if anchor.org_id == org_id), None)
+            if own is not None or indexed.complete:
+                return own
+
+        # Not in an index that lags the head: an organisation with no anchor of the root, or an
+        # anchor in a block the indexer has not stored yet (a new root, or a front-run one
+        # anchored by its owner after a rival). Only the chain can tell.
         def load() -> Anchor | None:
-            # Asked before the index is read: if the indexer had stored every block up to the head
-            # then, what the index holds now is what the chain held at the head.
-            covered = self._index_covers_head()
-            indexed = self._indexed_anchor(root, org_id)
-            if indexed is not None or covered or org_id <= 0:
-                return indexed
-            # Not in the index, which lags the head: an organisation with no anchor of the root,
-            # or an anchor in a block the indexer has not stored yet (a new root, or a front-run
-            # one anchored by its owner after a rival). Only the chain can tell.
             org, block_number, timestamp, count = self._anchor_on_chain(root, org_id)
             return Anchor(root, int(org), int(block_number), int(timestamp), int(count)) if int(org) else None
 
         return self._anchors.get((root, org_id), load)  # type: ignore[no-any-return]
 
-    def _indexed_anchor(self, root: bytes, org_id: int) -> Anchor | None:
-        """`org_id`'s anchor of `root` as the node's indexer stored its BatchAnchored log (the
-        contract keeps at most one anchor of a root per organisation); None if not indexed."""
-        if self.db is None or org_id <= 0:
-            return None
+    def prefetch_anchors(self, roots: Iterable[bytes]) -> None:
+        """Read the indexed anchors of every root not cached yet in one statement (a passport's
+        roots, before its events are verified one by one)."""
+        if self.db is None:
+            return
+        missing = self._root_anchors.missing(dict.fromkeys(roots))
+        if not missing:
+            return
+        complete = self._index_covers_head()  # before the read: see RootAnchors
         with self.db.connect() as conn:
-            anchors = indexed_anchors(conn, self.chain_id, self.provenance_address, root)
-        return next((anchor for anchor in anchors if anchor.org_id == org_id), None)
+            found = indexed_anchors_of(conn, self.chain_id, self.provenance_address, missing)
+        for root in missing:
+            self._root_anchors.put(root, RootAnchors(tuple(found.get(root, ())), complete))
+
+    def _indexed(self, root: bytes) -> RootAnchors:
+        """The root's anchors as the node's indexer stored their BatchAnchored logs."""
+        assert self.db is not None
+        db = self.db
+
+        def load() -> RootAnchors:
+            complete = self._index_covers_head()  # before the read: see RootAnchors
+            with db.connect() as conn:
+                return RootAnchors(tuple(indexed_anchors(conn, self.chain_id, self.provenance_address, root)), complete)
+
+        return self._root_anchors.get(root, load)  # type: ignore[no-any-return]
 
     def _index_covers_head(self) -> bool:
         """Whether the node's indexer has stored every block up to the head (its cursor read at

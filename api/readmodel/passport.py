@@ -246,9 +246,10 @@ class PassportBuilder:
         excursions: list[dict[str, Any]] = []
         failed = pending = False
         marked: dict[str, list[dict[str, Any]]] = {}
+        attestations = [stored_attestation(entry) for entry in entries]
+        chain.prefetch_anchors(a.root for a in attestations if a.root is not None)  # one read for the events' batches
         peers_holding = []
-        for entry in entries:
-            attestation = stored_attestation(entry)
+        for entry, attestation in zip(entries, attestations):
             peers_holding.append(attestation.peers_holding)
             item = timeline_event(entry, attestation, self.verifier.verify(entry.event, attestation, head))
             timeline.append(item)

@@ -336,10 +336,10 @@ def followed_contracts(addresses: Mapping[str, str], names: Iterable[str] = ("Co
     return {n: addresses[n] for n in names if n in addresses}
 
 
-# A root's BatchAnchored logs of one ProvenanceRegistry, as indexed (ix_chain_logs_event_key).
+# Roots' BatchAnchored logs of one ProvenanceRegistry, as indexed (ix_chain_logs_event_key).
 _ANCHORED = (
-    select(ChainLog.block_number, ChainLog.block_time, ChainLog.args)
-    .where(ChainLog.event == "BatchAnchored", ChainLog.key == bindparam("key"), ChainLog.chain_id == bindparam("chain_id"),
+    select(ChainLog.key, ChainLog.block_number, ChainLog.block_time, ChainLog.args)
+    .where(ChainLog.event == "BatchAnchored", ChainLog.key.in_(bindparam("keys", expanding=True)), ChainLog.chain_id == bindparam("chain_id"),
            ChainLog.address == bindparam("address"))
     .order_by(ChainLog.id)
 )
@@ -348,11 +348,20 @@ _ANCHORED = (
 def indexed_anchors(conn: Connection, chain_id: int, registry: str, root: bytes) -> list[Anchor]:
     """The anchors of `root` whose BatchAnchored logs the indexer stored, the first anchor first
     (the contract keeps at most one anchor of a root per organisation)."""
-    rows = conn.execute(_ANCHORED, {"chain_id": chain_id, "address": to_checksum_address(registry), "key": "0x" + root.hex()}).all()
-    anchors = []
-    for block_number, block_time, args in rows:
+    return indexed_anchors_of(conn, chain_id, registry, [root]).get(root, [])
+
+
+def indexed_anchors_of(conn: Connection, chain_id: int, registry: str, roots: Iterable[bytes]) -> dict[bytes, list[Anchor]]:
+    """`indexed_anchors` of several roots in one read, by root (roots with none left out)."""
+    keys = {"0x" + root.hex(): root for root in roots}
+    if not keys:
+        return {}
+    rows = conn.execute(_ANCHORED, {"chain_id": chain_id, "address": to_checksum_address(registry), "keys": list(keys)}).all()
+    anchors: dict[bytes, list[Anchor]] = {}
+    for key, block_number, block_time, args in rows:
         logged = orjson.loads(args)
-        anchors.append(Anchor(root, int(logged["orgId"]), int(block_number), int(block_time), int(logged["eventCount"])))
+        root = keys[str(key)]
+        anchors.setdefault(root, []).append(Anchor(root, int(logged["orgId"]), int(block_number), int(block_time), int(logged["eventCount"])))
     return anchors
 
 

@@ -87,3 +87,14 @@ def test_expired_entries_leave_when_others_are_stored() -> None:
     for key in range(5):
         fresh.get(key, lambda: None)
     assert len(fresh) == 3  # unexpired entries leave by size, oldest first
+
+
+def test_values_put_by_the_caller_are_served_and_missing_lists_what_is_not_cached() -> None:
+    cache = TTLCache(ttl=60.0, size=10)
+    cache.put("a", 1)
+    assert cache.missing(["a", "b"]) == ["b"]
+    assert cache.get("a", lambda: 2) == 1
+    expiring = TTLCache(ttl=0.0, size=10)  # every entry expired as soon as it is stored
+    expiring.put("a", 1)
+    assert expiring.missing(["b", "a"]) == ["b", "a"]
+    assert expiring.get("a", lambda: 2) == 2

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
@@ -151,3 +151,29 @@ def test_a_passport_reads_anchors_the_indexer_stored_and_asks_the_chain_only_whi
         assert caught_up.anchor_of(fresh_root, 3) == fresh
         assert caught_up.anchor_of(indexed_root, 3) is None and caught_up.anchor_of(fresh_root, 1) is None
         assert "eth_call" not in node.methods
+
+
+def test_a_passport_reads_the_anchors_of_all_its_batches_in_one_statement_and_shows_what_the_chain_says(
+    runtime: NodeRuntime, chain_now: int
+) -> None:
+    story, _root, _ours, _rivals = _front_run(runtime, chain_now)  # four batches, one of them front-run
+    build_indexer(runtime).step()  # up to the head: the index answers for the chain
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if "chain_logs" in statement and "BatchAnchored" in str(parameters):
+            reads.append(statement)
+
+    indexed = PassportBuilder(runtime.db, ChainView(runtime.client, runtime.deployment, db=runtime.db), resolver_url="http://r", browser_rpc_url="http://b")
+    event.listen(runtime.db.engine, "before_cursor_execute", count)
+    try:
+        core = indexed.build(story.units[0])
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", count)
+    from_chain = PassportBuilder(runtime.db, ChainView(runtime.client, runtime.deployment), resolver_url="http://r", browser_rpc_url="http://b")
+    expected = from_chain.build(story.units[0])
+    assert core is not None and expected is not None
+    assert len(reads) == 1
+    assert core.verdict == expected.verdict == "genuine", core.reasons
+    assert [item["verification"]["anchor"] for item in core.body["timeline"]] == [item["verification"]["anchor"] for item in expected.body["timeline"]]
+    assert len({item["verification"]["merkle"]["root"] for item in core.body["timeline"]}) == 4
