@@ -32,7 +32,7 @@ from typing import Any
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
-from node.member.indexer import indexed_anchors, indexed_anchors_of, indexed_through
+from node.member.indexer import indexed_anchors_of, indexed_through
 from node.member.ingest.roles import RoleMirror, base_from_database
 from node.protocol.attestation import AttestationDomain
 from node.protocol.crypto import keccak256
@@ -214,25 +214,22 @@ class ChainView:
         if self.db is None:
             return
         missing = self._root_anchors.missing(dict.fromkeys(roots))
-        if not missing:
-            return
-        complete = self._index_covers_head()  # before the read: see RootAnchors
-        with self.db.connect() as conn:
-            found = indexed_anchors_of(conn, self.chain_id, self.provenance_address, missing)
-        for root in missing:
-            self._root_anchors.put(root, RootAnchors(tuple(found.get(root, ())), complete))
+        if missing:
+            for root, read in self._read_indexed(self.db, missing).items():
+                self._root_anchors.put(root, read)
 
     def _indexed(self, root: bytes) -> RootAnchors:
         """The root's anchors as the node's indexer stored their BatchAnchored logs."""
-        assert self.db is not None
         db = self.db
+        assert db is not None
+        return self._root_anchors.get(root, lambda: self._read_indexed(db, [root])[root])  # type: ignore[no-any-return]
 
-        def load() -> RootAnchors:
-            complete = self._index_covers_head()  # before the read: see RootAnchors
-            with db.connect() as conn:
-                return RootAnchors(tuple(indexed_anchors(conn, self.chain_id, self.provenance_address, root)), complete)
-
-        return self._root_anchors.get(root, load)  # type: ignore[no-any-return]
+    def _read_indexed(self, db: Database, roots: list[bytes]) -> dict[bytes, RootAnchors]:
+        """The roots' anchors from the index in one read, each with whether it is complete."""
+        complete = self._index_covers_head()  # before the read: see RootAnchors
+        with db.connect() as conn:
+            found = indexed_anchors_of(conn, self.chain_id, self.provenance_address, roots)
+        return {root: RootAnchors(tuple(found.get(root, ())), complete) for root in roots}
 
     def _index_covers_head(self) -> bool:
         """Whether the node's indexer has stored every block up to the head (its cursor read at
