@@ -5,7 +5,10 @@ process runs Python on one core at a time: with builds in its own threads the AP
 more cold scans per second than one core builds. With `WAYMARK_API_PASSPORT_BUILD_PROCESSES=N`,
 N worker processes build passport cores (`PassportBuilder.build_core`); the API process keeps
 everything a scan shares with other scans: the passport cache, the scan log and its clone rules,
-claims, rate limits and the escrow order index.
+claims, rate limits and the escrow order index. A worker also reads, in its build's snapshot,
+the orders of the unit's shipment keys and, for a unit the scan log does not hold, its scan
+window; the API process takes them where nothing it wrote since could have changed them
+(`OrderIndex.take`, `ScanLog.take_window`), so that a cold scan reads nothing in the API process.
 
 Each worker opens its own database connections and its own read-only chain caches, from the
 same settings as the API. Workers are started with `spawn` (the API process runs threads, which
@@ -24,7 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
 from api.readmodel.chain_view import ChainView
-from api.readmodel.passport import PassportBuilder, PassportCore
+from api.readmodel.passport import BuildAsk, Built, PassportBuilder
 from api.services import passport_builder
 from api.settings import ApiSettings
 from node.chain.client import ChainClient
@@ -47,9 +50,9 @@ def _start_worker(parent: int, api: ApiSettings, chain: ChainSettings, database:
     _builder = passport_builder(api, chain, db, ChainView(client, load_deployment(chain.deployment_file), db=db), orders=None)
 
 
-def _build_core(identifier: Identifier) -> PassportCore | None:
+def _build_core(identifier: Identifier, ask: BuildAsk) -> Built | None:
     assert _builder is not None, "not a build worker"
-    return _builder.build_core(identifier)
+    return _builder.build_core(identifier, ask)
 
 
 def _ready() -> None:
@@ -80,17 +83,18 @@ class BuildPool:
         except BrokenProcessPool as error:
             raise RuntimeError("the passport build processes could not start: their error is in the log above") from error
 
-    def build(self, identifier: Identifier) -> PassportCore | None:
+    def build(self, identifier: Identifier, ask: BuildAsk = BuildAsk()) -> Built | None:
+        """`PassportBuilder.build_core` in a worker."""
         executor = self._executor
         try:
-            return executor.submit(_build_core, identifier).result()
+            return executor.submit(_build_core, identifier, ask).result()
         except BrokenProcessPool:
             log.warning("a passport build process died; starting new ones and building %s again", identifier.canonical_uri)
             with self._lock:
                 if self._executor is executor:
                     executor.shutdown(wait=False, cancel_futures=True)
                     self._executor = self._new_executor()
-            return self._executor.submit(_build_core, identifier).result()
+            return self._executor.submit(_build_core, identifier, ask).result()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

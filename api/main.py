@@ -77,6 +77,8 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
         trade_device_units=api.clone_trade_device_units,
         suspicion_ms=int(api.clone_suspicion_days * 86_400_000),
     )
+    scans = ScanLog(db, rules)
+    builder.scans = scans  # a unit's first build reads its scan window too
     template_path = api.static_dir / "index.html"
     return Services(
         settings=api,
@@ -91,7 +93,7 @@ def build_services(api: ApiSettings, chain: ChainSettings, database: DatabaseSet
                                 # reads what else the scans need: with two builds per process in flight,
                                 # the processes waited (scan.py: 158-210 cold scans/s, 200-228 with four).
                                 build_threads=api.passport_build_threads or max(db.read_threads(), 4 * api.passport_build_processes)),
-        scans=ScanLog(db, rules),
+        scans=scans,
         limiter=RateLimiter(api.rate_limit_per_minute, api.rate_limit_burst),
         verifier=RequestVerifier(client.chain_id, api.signed_request_max_age, audience=api.public_url),
         metrics=Metrics(),

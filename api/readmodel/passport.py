@@ -28,6 +28,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from itertools import accumulate
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
@@ -38,7 +39,7 @@ from api.readmodel.escrow import order_levels
 from api.readmodel.locations import route_by_location
 from api.readmodel.product_master import master_section, recorded_lot
 from api.readmodel.clone_rules import Flag
-from api.readmodel.scans import ScanOutcome
+from api.readmodel.scans import ScanLog, ScanOutcome, UnitRead, read_window
 from api.readmodel.schema import Verdict
 from node.protocol.timestamps import iso_ms
 from api.readmodel.timeline import (
@@ -52,7 +53,7 @@ from api.readmodel.timeline import (
 )
 from node.db import Batch, Database, Event
 from node.errors import WaymarkError
-from node.escrow.orders import OrderIndex
+from node.escrow.orders import OrderIndex, OrderRead, read_orders
 from node.member.history import HistoryEntry, unit_history
 from node.member.network.holders import network_mark, network_section
 from node.protocol.crypto import SignatureError
@@ -144,6 +145,25 @@ class PassportCore:
         return {"state": order.state} if order is not None else None
 
 
+@dataclass(frozen=True)
+class BuildAsk:
+    """What a build reads for the API process besides the core, in the core's snapshot: the
+    orders of the unit's shipment keys against the API's escrow order index checkpoint, and the
+    unit's scan window from `window_since` (for a unit the scan log does not hold)."""
+
+    order_checkpoint: int | None = None
+    window_since: int | None = None
+
+
+@dataclass(frozen=True)
+class Built:
+    """A passport core, with what its `BuildAsk` asked for (None where it asked for nothing)."""
+
+    core: PassportCore
+    orders: OrderRead | None = None
+    window: UnitRead | None = None
+
+
 def verdict_of(failed: bool, reasons: Sequence[Mapping[str, str]]) -> Verdict:
     """suspicious if a check failed, else unverified if anything is not proven, else genuine."""
     if failed:
@@ -176,7 +196,9 @@ class PassportBuilder:
         self.verifier = EventVerifier(chain, confirmations)
         # Builds the core in another process when set (api.build_pool): the API process then
         # keeps only what a scan needs of it, so cold passports are built on more than one core.
-        self.elsewhere: Callable[[Identifier], PassportCore | None] | None = None
+        self.elsewhere: Callable[[Identifier, BuildAsk], Built | None] | None = None
+        # The API's scan log: a unit's first build reads its scan window too (`BuildAsk`).
+        self.scans: ScanLog | None = None
         self._watermark: tuple[float, tuple[Any, ...]] | None = None
         self.chain_info = {
             "chainId": chain.chain_id,
@@ -188,17 +210,35 @@ class PassportBuilder:
 
     def build(self, identifier: Identifier) -> PassportCore | None:
         """The passport core of a unit or container; None if nothing on this network names it."""
-        core = self.elsewhere(identifier) if self.elsewhere is not None else self.build_core(identifier)
+        key = identifier.canonical_uri
+        window = self.scans.window_ask(key) if self.scans is not None else None
+        ask = BuildAsk(self.orders.checkpoint if self.orders is not None else None, window.since if window is not None else None)
+        built = (self.elsewhere or self.build_core)(identifier, ask)
+        if built is None:
+            return None
+        if self.scans is not None and window is not None and built.window is not None:
+            self.scans.take_window(key, window, built.window)
         # After the core's snapshot: bringing the order index up to date writes, and the
         # snapshot's reads would not see what it wrote.
-        return self._with_orders(identifier, core) if core is not None else None
+        return self._with_orders(identifier, built.core, built.orders)
 
-    def build_core(self, identifier: Identifier) -> PassportCore | None:
-        """The core from the database and the chain alone, without the escrow orders the API
-        process keeps (what a build process returns)."""
+    def build_core(self, identifier: Identifier, ask: BuildAsk = BuildAsk()) -> Built | None:
+        """The core from the database and the chain alone (what a build process returns), with
+        what `ask` asks for read in the same snapshot: the orders of the unit's shipment keys
+        (`node.escrow.orders.read_orders`) and its scan window (`api.readmodel.scans.read_window`).
+        None if nothing on this network names the unit."""
         with self.db.snapshot():  # one connection and transaction for the build's reads
             entries = unit_history(self.db, identifier.canonical_uri, ATTESTATION_COLUMNS)
-            return self._assemble(identifier, entries) if entries else None
+            if not entries:
+                return None
+            core = self._assemble(identifier, entries)
+            orders = window = None
+            if ask.order_checkpoint is not None:
+                keys = (key for level in order_levels(identifier, core.containers) for key in level)
+                orders = read_orders(self.db, self.chain.chain_id, ask.order_checkpoint, keys)
+            if ask.window_since is not None:
+                window = read_window(self.db, identifier.canonical_uri, ask.window_since)
+            return Built(core, orders, window)
 
     def watermark(self) -> tuple[Any, ...]:
         """What the node's tables look like, cheaply: if it has not changed since a passport was
@@ -322,13 +362,13 @@ class PassportBuilder:
         }
         return PassportCore(body, verdict_of(failed, reasons), reasons, pending, gtin, manufacturer_org)
 
-    def _with_orders(self, identifier: Identifier, core: PassportCore) -> PassportCore:
-        """The core with the escrow order keys it is looked up by, the index up to date and its orders in memory."""
+    def _with_orders(self, identifier: Identifier, core: PassportCore, read: OrderRead | None = None) -> PassportCore:
+        """The core with the escrow order keys it is looked up by, the index up to date and its
+        orders in memory before the first scan (from the build's `read` where it still holds)."""
         if self.orders is not None:
             core.order_levels = order_levels(identifier, core.containers)
             core.orders = self.orders
-            self.orders.fresh()
-            self.orders.orders_for(k for level in core.order_levels for k in level)  # in memory before the first scan
+            self.orders.take(read, (k for level in core.order_levels for k in level))
         return core
 
 

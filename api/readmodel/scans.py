@@ -83,6 +83,36 @@ _STATE = select(
     UnitState.decommissioned_at_ms, UnitState.decommissioned_by, UnitState.decommission_reason, UnitState.signals, UnitState.suspected_until_ms,
 ).where(UnitState.unit_key == bindparam("unit"))
 
+# Batches of the writer whose units are remembered (`ScanLog._written`): a unit's window read
+# after the log last wrote any of them can be checked against what was written since. 64 is
+# about 13 s of batches at the default interval, far longer than a passport build takes.
+WRITES_TRACKED = 64
+
+UnitRead = tuple[list[tuple[Any, ...]], tuple[Any, ...] | None, tuple[Any, ...] | None]
+"""A unit's scans in its evidence window (newest first, at most WINDOW_CAP), claim and state, as
+plain tuples in the column order of _WINDOW, _CLAIM and _STATE (so that a build process can hand
+them over)."""
+
+
+def read_window(db: Database, unit_key: str, since: int) -> UnitRead:
+    """What the database holds of a unit for its scan window: one connection, three indexed reads
+    (a passport build's snapshot, when a build process reads them for the API's scan log)."""
+    with db.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(_WINDOW, {"unit": unit_key, "since": since}).all()]
+        claim = conn.execute(_CLAIM, {"unit": unit_key}).first()
+        state = conn.execute(_STATE, {"unit": unit_key}).first()
+    return rows, (tuple(claim) if claim is not None else None), (tuple(state) if state is not None else None)
+
+
+@dataclass(frozen=True)
+class WindowAsk:
+    """A unit's window to be read (`read_window` from `since`) for a log whose writer had the
+    count `writes` when it was asked for (see `ScanLog.take_window`)."""
+
+    since: int
+    writes: int
+    now: int
+
 
 @dataclass(frozen=True)
 class Ownership:
@@ -164,8 +194,11 @@ class ScanLog:
         # Units whose suspicion changed since the last write (the latest values are written).
         self._pending_states: dict[str, UnitWindow] = {}
         # Odd while the writer is writing a batch it took from the buffers: a unit read from the
-        # database meanwhile may miss scans that are in neither (see `preload`).
+        # database meanwhile may miss scans that are in neither (see `take_window`). Each batch is
+        # numbered by the odd count it set; `_written` holds the last batch that wrote each unit,
+        # for the units of the last WRITES_TRACKED batches.
         self._writes = 0
+        self._written: OrderedDict[str, int] = OrderedDict()
         self._alerted: set[tuple[str, str, int]] = set()
         self._flush_lock = threading.Lock()
         self._writer = Periodic("scan-log writer", self.flush)
@@ -192,6 +225,7 @@ class ScanLog:
                 if not scans and not alerts and not states:
                     return 0
                 self._writes += 1
+                self._note_written([scan[0] for scan in scans] + list(changed))
             try:
                 with self.db.connect(write=True) as conn:
                     if scans:
@@ -247,20 +281,48 @@ class ScanLog:
     def preload(self, unit_key: str) -> None:
         """Read a unit's window and state into memory if it is not there yet, without holding the
         log's lock while the database answers (the API calls this in a worker thread before
-        `record`, so that a unit's first scan does not read the database on the event loop).
-        If the writer wrote a batch meanwhile, what was read is dropped: `record` loads it."""
+        `record`, so that a unit's first scan does not read the database on the event loop)."""
+        ask = self.window_ask(unit_key)
+        if ask is not None:
+            self.take_window(unit_key, ask, read_window(self.db, unit_key, ask.since))
+
+    def window_ask(self, unit_key: str) -> WindowAsk | None:
+        """What to read of a unit that is not in memory (None if it is): a passport build reads it
+        in its own snapshot, so that the unit's first scan reads nothing more (`take_window`)."""
         now = self.clock()
         with self._lock:
             if unit_key in self._units or unit_key in self._pending_states:
-                return
-            writes = self._writes
-        read = self._read(unit_key, now)
+                return None
+            return WindowAsk(now - self.rules.evidence_window_ms, self._writes, now)
+
+    def take_window(self, unit_key: str, ask: WindowAsk, read: UnitRead) -> None:
+        """Keep a unit's window read after `ask`, unless the unit is in memory by now or the
+        writer may have written its scans or state between the two (a read that missed scans
+        neither the database nor the buffer held then); its first scan then reads it again."""
         with self._lock:
-            if unit_key in self._units or writes % 2 or writes != self._writes:
+            if unit_key in self._units or unit_key in self._pending_states or self._written_since(unit_key, ask.writes):
                 return
-            unit = UnitWindow(used_ms=now)
+            unit = UnitWindow(used_ms=ask.now)
             self._fill(unit_key, unit, read)
             self._keep(unit_key, unit)
+
+    def _note_written(self, unit_keys: Iterable[str]) -> None:
+        """Remember the units of the batch numbered `_writes`, and forget batches beyond WRITES_TRACKED. Caller holds the lock."""
+        batch, written = self._writes, self._written
+        for key in unit_keys:
+            written[key] = batch
+            written.move_to_end(key)
+        while written and next(iter(written.values())) <= batch - 2 * WRITES_TRACKED:
+            written.popitem(last=False)
+
+    def _written_since(self, unit_key: str, writes: int) -> bool:
+        """Whether a batch the writer started at or after the count `writes` wrote the unit (a batch
+        in progress then counts: a read may or may not see it), or may have: batches too old to
+        be remembered count as having written it. Caller holds the lock."""
+        first = writes if writes % 2 else writes + 1  # the first batch a read after `writes` may have missed
+        if first <= self._writes - 2 * WRITES_TRACKED:
+            return True
+        return self._written.get(unit_key, 0) >= first
 
     def _keep(self, unit_key: str, unit: UnitWindow) -> None:
         """Cache the unit; drop the least recently used beyond `cache_size`, and those idle for
@@ -277,19 +339,10 @@ class ScanLog:
             del self._units[key]
 
     def _load(self, unit_key: str, unit: UnitWindow, now: int) -> None:
-        self._fill(unit_key, unit, self._read(unit_key, now))
+        self._fill(unit_key, unit, read_window(self.db, unit_key, now - self.rules.evidence_window_ms))
 
-    def _read(self, unit_key: str, now: int) -> tuple[Sequence[Any], Any, Any]:
-        """The unit's scans in the evidence window (the newest WINDOW_CAP), its claim and its state, from the database."""
-        since = now - self.rules.evidence_window_ms
-        with self.db.connect() as conn:
-            rows = conn.execute(_WINDOW, {"unit": unit_key, "since": since}).all()
-            claim = conn.execute(_CLAIM, {"unit": unit_key}).first()
-            state = conn.execute(_STATE, {"unit": unit_key}).first()
-        return rows, claim, state
-
-    def _fill(self, unit_key: str, unit: UnitWindow, read: tuple[Sequence[Any], Any, Any]) -> None:
-        """Put what `_read` found, and the scans still buffered, into the unit's window. Caller holds the lock."""
+    def _fill(self, unit_key: str, unit: UnitWindow, read: UnitRead) -> None:
+        """Put what `read_window` found, and the scans still buffered, into the unit's window. Caller holds the lock."""
         rows, claim, state = read
         buffered = [(s[6], trusted_region(s[3], s[4]), s[5]) for s in self._pending_scans if s[0] == unit_key]
         loaded = [(int(r[0]), trusted_region(r[1], r[3]), bytes(r[2])) for r in rows]
@@ -298,11 +351,12 @@ class ScanLog:
         if claim is not None:
             unit.claim = Claim(claim[0], int(claim[1]), bytes(claim[2]) if claim[2] is not None else None)
         if state is not None:
-            if state.decommissioned_at_ms is not None:
-                unit.decommission = Decommission(int(state.decommissioned_at_ms), state.decommissioned_by or "", state.decommission_reason or "other")
-            if state.signals:
-                unit.signals = {rule: Signal(v["message"], int(v["firstMs"]), int(v["lastMs"])) for rule, v in json.loads(state.signals).items()}
-            unit.suspected_until_ms = int(state.suspected_until_ms or 0)
+            decommissioned_at_ms, decommissioned_by, decommission_reason, signals, suspected_until_ms = state
+            if decommissioned_at_ms is not None:
+                unit.decommission = Decommission(int(decommissioned_at_ms), decommissioned_by or "", decommission_reason or "other")
+            if signals:
+                unit.signals = {rule: Signal(v["message"], int(v["firstMs"]), int(v["lastMs"])) for rule, v in json.loads(signals).items()}
+            unit.suspected_until_ms = int(suspected_until_ms or 0)
 
     @staticmethod
     def _ownership(unit: UnitWindow, device: bytes | None) -> Ownership:

@@ -96,6 +96,36 @@ def _terms_field(terms: Any, name: str, index: int) -> Any:
     return None
 
 
+@dataclass(frozen=True)
+class OrderRead:
+    """The orders of some shipment keys as one snapshot of the database held them, when it held
+    no TradeEscrow log past `checkpoint` (what a passport build process hands the API's index)."""
+
+    checkpoint: int
+    orders: dict[bytes, tuple[IndexedOrder, ...]]
+
+
+def read_orders(db: Database, chain_id: int, checkpoint: int, keys: Iterable[bytes]) -> OrderRead | None:
+    """The orders naming each key, read as an index at `checkpoint` would hold them; None if a
+    TradeEscrow log past the checkpoint is stored (the index must sync before it answers).
+    One connection (a passport build's snapshot), two indexed reads."""
+    with db.connect() as conn:
+        if conn.execute(_NEWER_LOG, {"chain_id": chain_id, "checkpoint": checkpoint}).scalar() is not None:
+            return None
+        return OrderRead(checkpoint, _orders_by_key(conn, chain_id, list(dict.fromkeys(keys))))
+
+
+def _orders_by_key(conn: Any, chain_id: int, keys: Sequence[bytes]) -> dict[bytes, tuple[IndexedOrder, ...]]:
+    """Each key's orders from `escrow_orders`, oldest first (a key naming no order: empty)."""
+    loaded: dict[bytes, list[IndexedOrder]] = {k: [] for k in keys}
+    if keys:
+        for r in conn.execute(_BY_REFS, {"chain_id": chain_id, "refs": list(keys)}).all():
+            loaded[bytes(r.shipment_ref)].append(
+                IndexedOrder(int(r.order_id, 16), bytes(r.shipment_ref), r.buyer, r.seller, r.state, int(r.created_block), int(r.created_time))
+            )
+    return {key: tuple(sorted(orders, key=lambda o: (o.created_block, o.order_id))) for key, orders in loaded.items()}
+
+
 class OrderIndex:
     """The `escrow_orders` table: fed by `sync`, read by `orders_for` and `order_of`."""
 
@@ -231,22 +261,37 @@ class OrderIndex:
                     found[key] = hit
         missing = [k for k in wanted if k not in found]
         if missing:
-            loaded: dict[bytes, list[IndexedOrder]] = {k: [] for k in missing}
             with self.db.connect() as conn:
-                rows = conn.execute(_BY_REFS, {"chain_id": self.chain_id, "refs": missing}).all()
-            for r in rows:
-                loaded[bytes(r.shipment_ref)].append(
-                    IndexedOrder(int(r.order_id, 16), bytes(r.shipment_ref), r.buyer, r.seller, r.state, int(r.created_block), int(r.created_time))
-                )
+                loaded = _orders_by_key(conn, self.chain_id, missing)
             with self._lock:
-                for key, orders in loaded.items():
-                    value = tuple(sorted(orders, key=lambda o: (o.created_block, o.order_id)))
-                    found[key] = value
-                    self._by_key[key] = value
-                    self._by_key.move_to_end(key)
-                while len(self._by_key) > self.cache_size:
-                    self._by_key.popitem(last=False)
+                self._remember(loaded, replace=True)
+            found.update(loaded)
         return found
+
+    def take(self, read: OrderRead | None, keys: Iterable[bytes]) -> None:
+        """Bring the index up to date and the orders of `keys` into memory, taking what a
+        passport build read in its own snapshot (`read_orders`) when the index has not moved
+        since the checkpoint that read was checked against; otherwise as `fresh` and
+        `orders_for` do, from the database."""
+        with self._lock:
+            if read is not None and read.checkpoint == self.checkpoint:
+                # No TradeEscrow log past the checkpoint was stored when the build read, and no
+                # sync has applied one since: the rows it read are the index's rows now. (A sync
+                # drops the keys it touched after it moves the checkpoint, so what is put here
+                # from an older read is dropped again.)
+                self._remember(read.orders, replace=False)
+                return
+        self.fresh()
+        self.orders_for(keys)
+
+    def _remember(self, orders: Mapping[bytes, tuple[IndexedOrder, ...]], *, replace: bool) -> None:
+        """Keep `orders` in memory, least recently used leaving first beyond `cache_size`. Caller holds the lock."""
+        for key, value in orders.items():
+            if replace or key not in self._by_key:
+                self._by_key[key] = value
+            self._by_key.move_to_end(key)
+        while len(self._by_key) > self.cache_size:
+            self._by_key.popitem(last=False)
 
     def order_of(self, levels: Sequence[Sequence[bytes]]) -> IndexedOrder | None:
         """The order a unit belongs to, given its keys by level (see the module's rule)."""

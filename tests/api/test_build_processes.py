@@ -12,11 +12,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 from fastapi.testclient import TestClient
 
 from api.build_pool import BuildPool
+from api.readmodel.passport import BuildAsk
 from api.main import build_services, create_app
 from api.services import Services
 from node.chain.build import build
@@ -67,8 +70,13 @@ def identifiers(world: World) -> list[Identifier]:
 def test_a_build_process_builds_the_same_passport_core_as_the_api_process(world: World, services: Services, pool: BuildPool) -> None:
     verdicts = set()
     for identifier in identifiers(world):
-        here, there = services.builder.build_core(identifier), pool.build(identifier)
-        assert here is not None and there is not None, identifier.canonical_uri
+        ask = BuildAsk(order_checkpoint=0, window_since=0)
+        built_here, built_there = services.builder.build_core(identifier, ask), pool.build(identifier, ask)
+        assert built_here is not None and built_there is not None, identifier.canonical_uri
+        here, there = built_here.core, built_there.core
+        # what the API process asked for besides: the unit's escrow orders and scan window, read in the build's snapshot
+        assert built_there.orders is not None and built_there.window is not None
+        assert (built_there.orders, built_there.window) == (built_here.orders, built_here.window)
         assert (there.body, there.verdict, there.reasons, there.pending, there.containers) == \
             (here.body, here.verdict, here.reasons, here.pending, here.containers), identifier.canonical_uri
         verdicts.add(there.verdict)
@@ -82,8 +90,8 @@ def test_a_build_process_that_dies_is_replaced_and_the_build_is_done_again(world
     assert len(before) >= 2
     os.kill(before[0].pid or 0, signal.SIGKILL)
     before[0].join(timeout=10)
-    core = pool.build(world.unit("genuine", 1))
-    assert core is not None and core.verdict == "genuine"
+    built = pool.build(world.unit("genuine", 1))
+    assert built is not None and built.core.verdict == "genuine"
     assert pool.build(world.unit("tampered")) is not None  # the new workers go on building
 
 
@@ -93,10 +101,24 @@ def test_the_api_serves_scans_from_build_processes_and_stops_them_when_it_stops(
     with TestClient(create_app(settings, world.chain_settings, world.database), base_url="https://scan.example") as client:
         started = [p for p in workers() if p.pid not in already]
         assert len(started) == 2
-        answer = client.get(world.unit("genuine").uri("https://scan.example").removeprefix("https://scan.example"), headers=JSON)
+        services = client.app.state.services  # type: ignore[attr-defined]
+        reads: list[str] = []
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.lstrip().upper().startswith("SELECT") and any(t in statement for t in ("escrow_orders", "scans", "ownership_claims", "unit_states")):
+                reads.append(statement)
+
+        sa_event.listen(services.db.engine, "before_cursor_execute", count)
+        try:
+            answer = client.get(world.unit("genuine").uri("https://scan.example").removeprefix("https://scan.example"), headers={**JSON, "Waymark-Device": "d1"})
+        finally:
+            sa_event.remove(services.db.engine, "before_cursor_execute", count)
         assert answer.status_code == 200 and answer.json()["verdict"] == "genuine"
         assert len(answer.json()["timeline"]) >= 5
-        assert client.app.state.services.passports.builds >= 1  # type: ignore[attr-defined]
+        assert services.passports.builds >= 1
+        # The unit's escrow orders and scan window were read by the build process, in its build's
+        # snapshot: the API process read neither for this cold scan.
+        assert reads == [] and services.scans.is_loaded(world.unit("genuine").canonical_uri)
     for process in started:
         process.join(timeout=10)
         assert not process.is_alive()

@@ -12,7 +12,7 @@ from node.db import Database
 from node.db.scans import Scan
 from api.readmodel.claim_codes import AlreadyClaimed, AlreadyDecommissioned, ClaimRejected, claim_code_hash, device_hash, new_claim_code, normalize_claim_code
 from api.readmodel.clone_rules import DAY_MS, WINDOW_CAP, CloneRules
-from api.readmodel.scans import ScanLog
+from api.readmodel.scans import WRITES_TRACKED, ScanLog, read_window
 
 UNIT = "https://id.gs1.org/01/09521234543213/21/ABC"
 SALT = b"s" * 32
@@ -115,6 +115,52 @@ def test_the_window_survives_a_restart(db: Database, clock: Clock, log: ScanLog)
     log.flush()
     restarted = ScanLog(db, log.rules, clock=clock)
     assert scan(restarted, "d") == ["too_many_devices"]
+
+
+def test_a_window_read_by_a_passport_build_is_kept_unless_the_units_scans_were_written_meanwhile(db: Database, clock: Clock) -> None:
+    """A passport build process reads a cold unit's window in its own snapshot (window_ask, then
+    read_window elsewhere, then take_window). The read is kept only if the writer wrote none of
+    the unit's scans between the ask and the take: a read made before such a write would miss
+    scans that are then in neither the database nor the buffer."""
+    rules = CloneRules(max_devices=5, max_scans=50)
+    earlier = ScanLog(db, rules, clock=clock)  # another API process, before this one started
+    for device in "ab":
+        scan(earlier, device)
+    earlier.flush()
+    other = "https://id.gs1.org/01/09521234543213/21/OTHER"
+
+    log = ScanLog(db, rules, clock=clock, cache_size=1)
+    ask = log.window_ask(UNIT)
+    assert ask is not None
+    read = read_window(db, UNIT, ask.since)
+    scan(log, "x", unit=other)
+    log.flush()  # the writer wrote another unit's scan meanwhile: the read still holds
+    log.take_window(UNIT, ask, read)
+    assert log.is_loaded(UNIT) and log.window_ask(UNIT) is None
+    assert scan(log, "c") == []  # buffered
+
+    scan(log, "y", unit=other)  # the unit leaves memory (a cache of one unit); c is still buffered
+    assert not log.is_loaded(UNIT)
+    ask = log.window_ask(UNIT)
+    assert ask is not None
+    stale = read_window(db, UNIT, ask.since)  # a and b: c is not written yet
+    log.flush()
+    log.take_window(UNIT, ask, stale)
+    assert not log.is_loaded(UNIT)  # dropped: the unit's first scan reads its window again, c in it
+    assert scan(log, "d") == [] and scan(log, "e") == []
+    assert scan(log, "f") == ["too_many_devices"]  # a, b, c, d, e before it
+
+
+def test_a_window_read_older_than_the_batches_the_log_remembers_is_dropped(db: Database, clock: Clock) -> None:
+    log = ScanLog(db, CloneRules(max_devices=3), clock=clock)
+    ask = log.window_ask(UNIT)
+    assert ask is not None
+    read = read_window(db, UNIT, ask.since)
+    for i in range(WRITES_TRACKED + 1):
+        scan(log, "a", unit=f"https://id.gs1.org/01/09521234543213/21/N{i}")
+        log.flush()
+    log.take_window(UNIT, ask, read)
+    assert not log.is_loaded(UNIT)
 
 
 def test_claim_with_the_right_code_once(log: ScanLog) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from eth_utils.crypto import keccak
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event as sa_event, select
 
 from api.main import create_app
 from node.chain.build import build
@@ -20,7 +20,7 @@ from node.chain.client import ChainClient
 from node.db import ChainLog
 from waymark.devnet.anvil import AnvilProcess, free_port
 from node.escrow import OrderTerms
-from node.escrow.orders import OrderIndex
+from node.escrow.orders import OrderIndex, read_orders
 from node.member.runtime import build_indexer
 from tests.api.world import World, api_settings, build_world
 from tests.node.escrow_env import EscrowEnv, escrow_env, member
@@ -169,3 +169,41 @@ def test_an_order_indexed_right_after_a_sync_is_seen_by_the_next_fresh(setting: 
     index(world)  # the node stores the new order's logs a moment later
     orders.fresh()  # a passport's first build, at once
     assert terms.order_id in {o.order_id for o in orders.orders_for([keccak(text=key)])[keccak(text=key)]}
+
+
+def test_the_index_takes_the_orders_a_build_read_only_while_it_has_not_moved_since(setting: Any) -> None:
+    """A passport build process reads the unit's orders in its own snapshot (read_orders) against
+    the checkpoint the API's index had when the build was asked for; the index takes them without
+    reading the database itself, unless a sync moved it meanwhile."""
+    world, env, _client = setting
+    chain_id, key = world.client.chain_id, keccak(text=container_of(world, "unrelated"))
+    index(world)
+    orders = OrderIndex(world.db, chain_id)
+    orders.sync()
+    read = read_orders(world.db, chain_id, orders.checkpoint, [key])
+    assert read is not None and read.orders[key] == OrderIndex(world.db, chain_id).orders_for([key])[key]
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    sa_event.listen(world.db.engine, "before_cursor_execute", count)
+    try:
+        orders.take(read, [key])
+        held = orders.orders_for([key])[key]
+    finally:
+        sa_event.remove(world.db.engine, "before_cursor_execute", count)
+    assert statements == [] and held == read.orders[key]
+
+    # A new order naming the key: a read against the checkpoint before its logs is refused ...
+    before = read
+    terms = env.open(env.terms(shipment_ref=key, salt=salt()))
+    index(world)
+    assert read_orders(world.db, chain_id, orders.checkpoint, [key]) is None
+    # ... and a read made before them is not taken by an index that has synced since: it shows the new order.
+    moved = OrderIndex(world.db, chain_id)
+    moved.sync()
+    assert moved.checkpoint > before.checkpoint
+    moved.take(before, [key])
+    assert terms.order_id in {o.order_id for o in moved.orders_for([key])[key]}
+    assert terms.order_id not in {o.order_id for o in before.orders[key]}
