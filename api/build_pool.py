@@ -19,6 +19,7 @@ build is tried once more on it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -60,7 +61,7 @@ def _ready() -> None:
 
 
 class BuildPool:
-    """N worker processes building passport cores; `build` is called from the API's build threads."""
+    """N worker processes building passport cores; `build` is awaited on the API's event loop."""
 
     def __init__(self, processes: int, api: ApiSettings, chain: ChainSettings, database: DatabaseSettings) -> None:
         self.processes = processes
@@ -83,18 +84,18 @@ class BuildPool:
         except BrokenProcessPool as error:
             raise RuntimeError("the passport build processes could not start: their error is in the log above") from error
 
-    def build(self, identifier: Identifier, ask: BuildAsk = BuildAsk()) -> Built | None:
-        """`PassportBuilder.build_core` in a worker."""
+    async def build(self, identifier: Identifier, ask: BuildAsk = BuildAsk()) -> Built | None:
+        """`PassportBuilder.build_core` in a worker, awaited on the event loop."""
         executor = self._executor
         try:
-            return executor.submit(_build_core, identifier, ask).result()
+            return await asyncio.wrap_future(executor.submit(_build_core, identifier, ask))
         except BrokenProcessPool:
             log.warning("a passport build process died; starting new ones and building %s again", identifier.canonical_uri)
             with self._lock:
                 if self._executor is executor:
                     executor.shutdown(wait=False, cancel_futures=True)
                     self._executor = self._new_executor()
-            return self._executor.submit(_build_core, identifier, ask).result()
+            return await asyncio.wrap_future(self._executor.submit(_build_core, identifier, ask))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -138,7 +138,7 @@ def create_app(
         pool = BuildPool(api.passport_build_processes, api, chain, database) if api.passport_build_processes else None
         if pool is not None:
             pool.start()
-            services.builder.elsewhere = pool.build
+            services.builder.remote = pool.build
         services.scans.start(api.scan_flush_interval)
         if services.builder.orders is not None:
             services.builder.orders.start()

@@ -92,7 +92,8 @@ class PassportCache:
     At most `build_threads` builds run at once, in threads of their own limit: a build is CPU
     work under the GIL, so more at once add no throughput, only connection-pool waits and a slower
     event loop for the scans the cache already answers; further builds queue in arrival order.
-    With build processes (api.build_pool) these threads only wait for them.
+    With build processes (api.build_pool) no thread waits for them: the event loop awaits at most
+    `build_threads` builds at once.
 
     Entries nobody scanned for `max_age` seconds after they went stale are dropped as new ones
     are stored: a cache full of units scanned once (every new unit, under steady production)
@@ -135,11 +136,27 @@ class PassportCache:
         return await asyncio.shield(waiting)
 
     def _refresh(self, identifier: Identifier, old: _Entry | None) -> _Entry:
+        """`old` kept if nothing changed since it was built, else a new build (in this thread)."""
         now = time.monotonic()
         mark = self.builder.watermark()
+        return self._kept(old, mark, now) or self._built(self.builder.build(identifier), mark, now)
+
+    async def _refresh_remote(self, identifier: Identifier, old: _Entry | None) -> _Entry:
+        """`_refresh` with the build in a build process, awaited on the event loop: a thread
+        only reads the watermark when the one in memory is more than a second old."""
+        now = time.monotonic()
+        mark = self.builder.cached_watermark()
+        if mark is None:
+            mark = await anyio.to_thread.run_sync(self.builder.watermark)
+        return self._kept(old, mark, now) or self._built(await self.builder.build_remote(identifier), mark, now)
+
+    def _kept(self, old: _Entry | None, mark: tuple[object, ...], now: float) -> _Entry | None:
+        """`old` for another ttl if the node's tables have not changed since it was built and it is younger than max_age."""
         if old is not None and old.watermark == mark and now - old.built < self.max_age:
             return _Entry(now + self._ttl(old.core), old.core, mark, old.built)
-        core = self.builder.build(identifier)
+        return None
+
+    def _built(self, core: PassportCore | None, mark: tuple[object, ...], now: float) -> _Entry:
         self.builds += 1
         return _Entry(now + self._ttl(core), core, mark, now)
 
@@ -155,7 +172,11 @@ class PassportCache:
 
         async def refresh() -> None:
             try:
-                entry = await anyio.to_thread.run_sync(self._refresh, identifier, old, limiter=limiter)
+                if self.builder.remote is not None:
+                    async with limiter:  # as many in flight as there are build threads otherwise
+                        entry = await self._refresh_remote(identifier, old)
+                else:
+                    entry = await anyio.to_thread.run_sync(self._refresh, identifier, old, limiter=limiter)
             except BaseException as error:  # noqa: BLE001 - handed to whoever waits on it
                 future.set_exception(error)
                 future.exception()  # retrieved: a background refresh has nobody waiting

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from itertools import accumulate
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import anyio
 import orjson
 from sqlalchemy import func, select
 
@@ -39,7 +40,7 @@ from api.readmodel.escrow import order_levels
 from api.readmodel.locations import route_by_location
 from api.readmodel.product_master import master_section, recorded_lot
 from api.readmodel.clone_rules import Flag
-from api.readmodel.scans import ScanLog, ScanOutcome, UnitRead, read_window
+from api.readmodel.scans import ScanLog, ScanOutcome, UnitRead, WindowAsk, read_window
 from api.readmodel.schema import Verdict
 from node.protocol.timestamps import iso_ms
 from api.readmodel.timeline import (
@@ -196,7 +197,8 @@ class PassportBuilder:
         self.verifier = EventVerifier(chain, confirmations)
         # Builds the core in another process when set (api.build_pool): the API process then
         # keeps only what a scan needs of it, so cold passports are built on more than one core.
-        self.elsewhere: Callable[[Identifier, BuildAsk], Built | None] | None = None
+        # Awaited on the event loop (`build_remote`): no thread of the API process waits for it.
+        self.remote: Callable[[Identifier, BuildAsk], Awaitable[Built | None]] | None = None
         # The API's scan log: a unit's first build reads its scan window too (`BuildAsk`).
         self.scans: ScanLog | None = None
         self._watermark: tuple[float, tuple[Any, ...]] | None = None
@@ -209,17 +211,39 @@ class PassportBuilder:
         }
 
     def build(self, identifier: Identifier) -> PassportCore | None:
-        """The passport core of a unit or container; None if nothing on this network names it."""
-        key = identifier.canonical_uri
-        window = self.scans.window_ask(key) if self.scans is not None else None
-        ask = BuildAsk(self.orders.checkpoint if self.orders is not None else None, window.since if window is not None else None)
-        built = (self.elsewhere or self.build_core)(identifier, ask)
+        """The passport core of a unit or container, built in this process; None if nothing on
+        this network names it."""
+        window, ask = self._ask(identifier)
+        built = self.build_core(identifier, ask)
         if built is None:
             return None
+        if not self._take(identifier, window, built):
+            self._refresh_orders(built.core)
+        return built.core
+
+    async def build_remote(self, identifier: Identifier) -> PassportCore | None:
+        """`build`, with the core built by `remote` (a build process) and awaited on the event
+        loop; only an order index that moved since the ask reads the database, in a thread."""
+        assert self.remote is not None, "no build processes"
+        window, ask = self._ask(identifier)
+        built = await self.remote(identifier, ask)
+        if built is None:
+            return None
+        if not self._take(identifier, window, built):
+            await anyio.to_thread.run_sync(self._refresh_orders, built.core)
+        return built.core
+
+    def _ask(self, identifier: Identifier) -> tuple[WindowAsk | None, BuildAsk]:
+        """What a build reads for this process besides the core (see BuildAsk)."""
+        window = self.scans.window_ask(identifier.canonical_uri) if self.scans is not None else None
+        return window, BuildAsk(self.orders.checkpoint if self.orders is not None else None, window.since if window is not None else None)
+
+    def _take(self, identifier: Identifier, window: WindowAsk | None, built: Built) -> bool:
+        """Keep what the build read for this process where it still holds (in memory, no
+        database): the unit's scan window, and the orders of its shipment keys, which the core
+        is given. False if the order index must read them again (`_refresh_orders`)."""
         if self.scans is not None and window is not None and built.window is not None:
-            self.scans.take_window(key, window, built.window)
-        # After the core's snapshot: bringing the order index up to date writes, and the
-        # snapshot's reads would not see what it wrote.
+            self.scans.take_window(identifier.canonical_uri, window, built.window)
         return self._with_orders(identifier, built.core, built.orders)
 
     def build_core(self, identifier: Identifier, ask: BuildAsk = BuildAsk()) -> Built | None:
@@ -273,7 +297,10 @@ class PassportBuilder:
 
     def issued_only(self, identifier: UnitId) -> PassportCore:
         """The passport of a code its manufacturer signed but which has no events yet."""
-        return self._with_orders(identifier, self._assemble(identifier, []))
+        core = self._assemble(identifier, [])
+        if not self._with_orders(identifier, core, None):
+            self._refresh_orders(core)
+        return core
 
     # ---- assembly ------------------------------------------------------------------------------
 
@@ -362,14 +389,22 @@ class PassportBuilder:
         }
         return PassportCore(body, verdict_of(failed, reasons), reasons, pending, gtin, manufacturer_org)
 
-    def _with_orders(self, identifier: Identifier, core: PassportCore, read: OrderRead | None = None) -> PassportCore:
-        """The core with the escrow order keys it is looked up by, the index up to date and its
-        orders in memory before the first scan (from the build's `read` where it still holds)."""
-        if self.orders is not None:
-            core.order_levels = order_levels(identifier, core.containers)
-            core.orders = self.orders
-            self.orders.take(read, (k for level in core.order_levels for k in level))
-        return core
+    def _with_orders(self, identifier: Identifier, core: PassportCore, read: OrderRead | None) -> bool:
+        """Give the core the escrow order keys it is looked up by and the index; True if the
+        index holds their orders now (taken from `read`), False if `_refresh_orders` must read
+        them before the first scan."""
+        if self.orders is None:
+            return True
+        core.order_levels = order_levels(identifier, core.containers)
+        core.orders = self.orders
+        return self.orders.take(read)
+
+    def _refresh_orders(self, core: PassportCore) -> None:
+        """Bring the order index up to date and the core's orders into memory, from the database.
+        After the core's snapshot: bringing the index up to date writes, and the snapshot's reads
+        would not see what it wrote."""
+        assert self.orders is not None
+        self.orders.refresh(k for level in core.order_levels for k in level)
 
 
 # --- per-scan completion ---------------------------------------------------------------------------

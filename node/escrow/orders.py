@@ -268,19 +268,22 @@ class OrderIndex:
             found.update(loaded)
         return found
 
-    def take(self, read: OrderRead | None, keys: Iterable[bytes]) -> None:
-        """Bring the index up to date and the orders of `keys` into memory, taking what a
-        passport build read in its own snapshot (`read_orders`) when the index has not moved
-        since the checkpoint that read was checked against; otherwise as `fresh` and
-        `orders_for` do, from the database."""
+    def take(self, read: OrderRead | None) -> bool:
+        """Keep the orders a passport build read in its own snapshot (`read_orders`) if the index
+        has not moved since the checkpoint that read was checked against; True if it kept them.
+        In memory only: otherwise the caller brings them in with `refresh`."""
         with self._lock:
-            if read is not None and read.checkpoint == self.checkpoint:
-                # No TradeEscrow log past the checkpoint was stored when the build read, and no
-                # sync has applied one since: the rows it read are the index's rows now. (A sync
-                # drops the keys it touched after it moves the checkpoint, so what is put here
-                # from an older read is dropped again.)
-                self._remember(read.orders, replace=False)
-                return
+            if read is None or read.checkpoint != self.checkpoint:
+                return False
+            # No TradeEscrow log past the checkpoint was stored when the build read, and no sync
+            # has applied one since: the rows it read are the index's rows now. (A sync drops the
+            # keys it touched after it moves the checkpoint, so what is put here from an older
+            # read is dropped again.)
+            self._remember(read.orders, replace=False)
+            return True
+
+    def refresh(self, keys: Iterable[bytes]) -> None:
+        """Bring the index up to date (`fresh`) and the orders of `keys` into memory, from the database."""
         self.fresh()
         self.orders_for(keys)
 

@@ -4,6 +4,7 @@ and no worker outlives the API, even one killed by SIGKILL."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import signal
@@ -71,7 +72,7 @@ def test_a_build_process_builds_the_same_passport_core_as_the_api_process(world:
     verdicts = set()
     for identifier in identifiers(world):
         ask = BuildAsk(order_checkpoint=0, window_since=0)
-        built_here, built_there = services.builder.build_core(identifier, ask), pool.build(identifier, ask)
+        built_here, built_there = services.builder.build_core(identifier, ask), asyncio.run(pool.build(identifier, ask))
         assert built_here is not None and built_there is not None, identifier.canonical_uri
         here, there = built_here.core, built_there.core
         # what the API process asked for besides: the unit's escrow orders and scan window, read in the build's snapshot
@@ -81,18 +82,18 @@ def test_a_build_process_builds_the_same_passport_core_as_the_api_process(world:
             (here.body, here.verdict, here.reasons, here.pending, here.containers), identifier.canonical_uri
         verdicts.add(there.verdict)
     assert {"genuine", "unverified", "suspicious"} & verdicts and len(verdicts) >= 2  # kinds of passports, not one
-    assert pool.build(UnitId(world.unit("genuine").gtin, "NEVER-MADE", "LOT1")) is None
+    assert asyncio.run(pool.build(UnitId(world.unit("genuine").gtin, "NEVER-MADE", "LOT1"))) is None
 
 
 def test_a_build_process_that_dies_is_replaced_and_the_build_is_done_again(world: World, pool: BuildPool) -> None:
-    assert pool.build(world.unit("genuine")) is not None
+    assert asyncio.run(pool.build(world.unit("genuine"))) is not None
     before = workers()
     assert len(before) >= 2
     os.kill(before[0].pid or 0, signal.SIGKILL)
     before[0].join(timeout=10)
-    built = pool.build(world.unit("genuine", 1))
+    built = asyncio.run(pool.build(world.unit("genuine", 1)))
     assert built is not None and built.core.verdict == "genuine"
-    assert pool.build(world.unit("tampered")) is not None  # the new workers go on building
+    assert asyncio.run(pool.build(world.unit("tampered"))) is not None  # the new workers go on building
 
 
 def test_the_api_serves_scans_from_build_processes_and_stops_them_when_it_stops(world: World, tmp_path: Path) -> None:

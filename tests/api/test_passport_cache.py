@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -71,6 +72,8 @@ def test_the_entry_limit_still_applies_to_small_passports() -> None:
 class _CountingBuilder:
     """Builds block until released; records how many ran at once (no database, no chain)."""
 
+    remote = None  # builds in this process's threads
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.running = self.most = 0
@@ -92,9 +95,9 @@ class _CountingBuilder:
         return core(10)
 
 
-def test_no_more_than_build_threads_passports_are_built_at_once() -> None:
-    builder = _CountingBuilder()
-    passports = PassportCache(builder, ttl=60, pending_ttl=2, size=1000, build_threads=3)  # type: ignore[arg-type]
+def scan_twelve_units_with_three_build_threads(builder: Any, release: Callable[[], None]) -> PassportCache:
+    """Twelve first scans at once: three builds start and the rest queue until `release`."""
+    passports = PassportCache(builder, ttl=60, pending_ttl=2, size=1000, build_threads=3)
     units = [UnitId("09521234543213", f"S{i}", "L1") for i in range(12)]
 
     async def scan_all() -> list[PassportCore | None]:
@@ -105,12 +108,51 @@ def test_no_more_than_build_threads_passports_are_built_at_once() -> None:
         for _ in range(100):  # let every queued scan reach the limiter
             await asyncio.sleep(0)
         assert builder.running == 3
-        builder.release.set()
+        release()
         return await asyncio.gather(*scans)
 
     built = asyncio.run(scan_all())
-    assert all(c is not None for c in built) and len(passports) == 12
+    assert all(c is not None for c in built) and len(passports) == 12 and passports.builds == 12
+    return passports
+
+
+def test_no_more_than_build_threads_passports_are_built_at_once() -> None:
+    builder = _CountingBuilder()
+    scan_twelve_units_with_three_build_threads(builder, builder.release.set)
     assert builder.most == 3
+
+
+class _RemoteBuilder:
+    """Builds in build processes: awaited on the event loop until released; records how many
+    ran at once and in which threads they were awaited (no database, no chain)."""
+
+    remote = object()  # set: builds go to build processes
+
+    def __init__(self) -> None:
+        self.running = self.most = 0
+        self.release = asyncio.Event()
+        self.threads: set[int] = set()
+
+    def watermark(self) -> tuple[Any, ...]:
+        return ()
+
+    def cached_watermark(self) -> tuple[Any, ...] | None:
+        return ()
+
+    async def build_remote(self, identifier: Any) -> PassportCore:
+        self.threads.add(threading.get_ident())
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await self.release.wait()
+        self.running -= 1
+        return core(10)
+
+
+def test_builds_in_build_processes_are_awaited_on_the_event_loop_at_most_build_threads_at_once() -> None:
+    builder = _RemoteBuilder()
+    scan_twelve_units_with_three_build_threads(builder, builder.release.set)
+    assert builder.most == 3
+    assert builder.threads == {threading.get_ident()}  # the event loop's: no thread waited for a build process
 
 
 def test_a_passport_is_held_compressed_and_served_unchanged() -> None:
