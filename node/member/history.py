@@ -85,6 +85,11 @@ def order_key(event_time_ms: int, event_type: str, action: str | None, digest: b
     return (event_time_ms, phase(event_type, action), bytes(digest))
 
 
+def _sql(value: str | int) -> ColumnElement[Any]:
+    """A constant of this module written into the SQL text (never a caller's value)."""
+    return literal_column(f"'{value}'" if isinstance(value, str) else str(int(value)))
+
+
 # One statement, built once (building a SQLAlchemy statement costs more than running it on an
 # index): every event naming the unit or any identifier above it, with how it names it, the
 # parent of an aggregation, and whether that aggregation names children. "Above" is every
@@ -96,11 +101,6 @@ def order_key(event_time_ms: int, event_type: str, action: str | None, digest: b
 # parameters too, the generic plan's estimates were worse than each value's own plan, so the
 # server planned it again at every build: about 0.8 ms of its CPU per cold passport, more than
 # the statement's execution on a warm cache.
-def _sql(value: str | int) -> ColumnElement[Any]:
-    """A constant of this module written into the SQL text (never a caller's value)."""
-    return literal_column(f"'{value}'" if isinstance(value, str) else str(int(value)))
-
-
 _parent = aliased(EventEpc)
 _child = aliased(EventEpc)
 _up_child = aliased(EventEpc)
