@@ -17,7 +17,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 
@@ -28,13 +28,19 @@ from node.member.history import HistoryEntry
 from node.member.network.holders import PEERS_HOLDING_BATCH
 from node.protocol.event_hash import digest_from_hash
 from node.protocol.merkle import leaf_hash
-from node.protocol.verification import Attested, Head, Inclusion, Outcome, Recorded, verify_anchoring, verify_attestation
+from node.protocol.verification import (
+    Attested, Head, Inclusion, Outcome, Recorded, check_merkle_proof, verify_anchoring, verify_attestation,
+)
 
 DocumentStatus = Callable[[str], Literal["available", "erased", "not_held"]]
-# Outcomes of checks 1-3 remembered (about 1.3 KB each), the least recently used leaving first:
-# the events of recently built passports (a container's, shared by many units, stay), so a scan
-# API running for days holds the same amount.
+# Outcomes of checks 1-3 remembered (about 1.3 KB each), and apart those of check 4 with the proof
+# in hex (about 1 KB), MEMO_SIZE of each, the least recently used leaving first: the events of
+# recently built passports (a container's, shared by many units, stay), so a scan API running for
+# days holds the same amount.
 MEMO_SIZE = 4_096
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True)
@@ -94,28 +100,27 @@ class EventVerifier:
         self.chain = chain
         self.confirmations = confirmations
         self._memo: dict[bytes, tuple[tuple[Outcome, ...], Attested | None]] = {}
+        self._proofs: dict[tuple[bytes, bytes, bytes], _Proved] = {}
         self._memo_lock = threading.Lock()  # builds run on several threads
 
     def verify(self, event: Mapping[str, Any], stored: StoredAttestation, head: Head) -> dict[str, Any]:
         chain = self.chain
         key = _memo_key(event, stored)
-        with self._memo_lock:
-            memo = self._memo.pop(key, None)
-            if memo is not None:
-                self._memo[key] = memo  # now the most recently used (dicts keep insertion order)
+        memo = self._recall(self._memo, key)
         if memo is None:
             memo = verify_attestation(chain.domain, event, stored.digest, stored.signer, stored.signature, chain,
                                       recorded=stored.recorded)
             if memo[1] is not None:
-                with self._memo_lock:
-                    while len(self._memo) >= MEMO_SIZE:
-                        del self._memo[next(iter(self._memo))]  # the least recently used
-                    self._memo[key] = memo
-        anchored = stored.root is not None and stored.proof is not None and stored.anchored
-        inclusion = Inclusion.from_concatenated(stored.root, stored.proof) if anchored else None  # type: ignore[arg-type]
-        result = verify_anchoring(stored.digest, *memo, chain, inclusion, chain.anchor_of, head, confirmations=self.confirmations)
-        org = chain.organisation(result.signer_org) if result.signer_org else None
+                self._keep(self._memo, key, memo)
         attested = memo[1]
+        inclusion = proved = None
+        if stored.root is not None and stored.proof is not None and stored.anchored:
+            inclusion = Inclusion.from_concatenated(stored.root, stored.proof)
+            if attested is not None:
+                proved = self._proved(key, attested, inclusion, stored.proof)
+        result = verify_anchoring(stored.digest, *memo, chain, inclusion, chain.anchor_of, head, confirmations=self.confirmations,
+                                  proved=proved.outcome if proved is not None else None)
+        org = chain.organisation(result.signer_org) if result.signer_org else None
         return {
             "status": result.status.value,
             "failedCheck": result.failed_check.value if result.failed_check else None,
@@ -128,9 +133,8 @@ class EventVerifier:
             "signerOrg": org.ref() if org else None,
             "signerRole": result.role,
             "merkle": {
-                "root": hex_of(inclusion.root), "leaf": hex_of(leaf_hash(stored.digest, attested.signer)),
-                "leafIndex": stored.leaf_index, "proof": [hex_of(p) for p in inclusion.proof],
-            } if inclusion is not None and attested is not None else None,
+                "root": proved.root, "leaf": proved.leaf, "leafIndex": stored.leaf_index, "proof": list(proved.proof),
+            } if proved is not None else None,
             "anchor": {
                 "txHash": hex_of(stored.tx_hash) if stored.tx_hash else None,
                 "blockNumber": result.anchor.block_number,
@@ -139,6 +143,45 @@ class EventVerifier:
                 "confirmations": result.confirmations,
             } if result.anchor is not None else None,
         }
+
+
+    def _proved(self, key: bytes, attested: Attested, inclusion: Inclusion, proof: bytes) -> _Proved:
+        """Check 4 and the proof as the passport shows it: a function of the attestation (`key`),
+        the root and the proof alone, so kept like checks 1-3. An event of a case, pallet or
+        container is in the passport of every unit it held: its proof is hashed once, not once
+        per unit."""
+        proof_key = (key, inclusion.root, proof)
+        proved = self._recall(self._proofs, proof_key)
+        if proved is None:
+            proved = _Proved(
+                check_merkle_proof(attested.digest, attested.signer, inclusion), hex_of(inclusion.root),
+                hex_of(leaf_hash(attested.digest, attested.signer)), tuple(hex_of(p) for p in inclusion.proof),
+            )
+            self._keep(self._proofs, proof_key, proved)
+        return proved
+
+    def _recall(self, memo: dict[_K, _V], key: _K) -> _V | None:
+        with self._memo_lock:
+            value = memo.pop(key, None)
+            if value is not None:
+                memo[key] = value  # now the most recently used (dicts keep insertion order)
+        return value
+
+    def _keep(self, memo: dict[_K, _V], key: _K, value: _V) -> None:
+        with self._memo_lock:
+            while len(memo) >= MEMO_SIZE:
+                del memo[next(iter(memo))]  # the least recently used
+            memo[key] = value
+
+
+@dataclass(frozen=True)
+class _Proved:
+    """Check 4's outcome for one event's proof, and the proof in hex as the passport shows it."""
+
+    outcome: Outcome
+    root: str
+    leaf: str
+    proof: tuple[str, ...]
 
 
 def _memo_key(event: Mapping[str, Any], stored: StoredAttestation) -> bytes:

@@ -411,9 +411,12 @@ def verify_anchoring(
     head: Head,
     *,
     confirmations: int = 0,
+    proved: Outcome | None = None,
 ) -> Verification:
     """Checks 4-6 and the marks, after `verify_attestation` (whose result a caller may keep: it
-    depends on the event alone, and the registry's past)."""
+    depends on the event alone, and the registry's past). `proved`: check 4's outcome for this
+    attestation and `inclusion`, where the caller kept it (`check_merkle_proof` depends on them
+    alone); otherwise it is checked here."""
     outcomes = list(attestation)
     if attested is None:
         return Verification(event_id, Status.FAILED, tuple(outcomes))
@@ -425,7 +428,8 @@ def verify_anchoring(
         detail = "not anchored yet" + (", and past the maximum reporting delay" if overdue else "")
         outcomes.extend(Outcome(c, "pending", detail) for c in (Check.MERKLE_PROOF, Check.ANCHOR, Check.CONFIRMATIONS))
         return Verification(event_id, Status.PENDING, tuple(outcomes), overdue=overdue, **known)
-    proved = check_merkle_proof(attested.digest, attested.signer, inclusion)
+    if proved is None:
+        proved = check_merkle_proof(attested.digest, attested.signer, inclusion)
     outcomes.append(proved)
     if proved.status != "passed":
         return Verification(event_id, Status.FAILED, tuple(outcomes), **known)

@@ -90,6 +90,27 @@ def test_an_edited_body_or_signer_still_fails_with_a_record(runtime: NodeRuntime
     assert failed == {"inspecting": "event_hash", "commissioning": "merkle_proof"}
 
 
+def test_a_proof_edited_after_a_build_fails_at_the_next_build_of_the_same_builder(runtime: NodeRuntime, chain_now: int) -> None:
+    """Check 4 is remembered per attestation, root and proof: a changed proof is checked again."""
+    story = _captured(runtime, chain_now)
+    builder = PassportBuilder(runtime.db, ChainView(runtime.client, runtime.deployment), resolver_url="http://r", browser_rpc_url="http://b")
+    first = builder.build(story.units[0])
+    assert first is not None and all(item["verification"]["status"] == "verified" for item in first.body["timeline"])
+    assert builder.verifier._proofs  # remembered
+    with runtime.db.connect(write=True) as conn:
+        row = conn.execute(select(Event.id, Event.digest, Event.proof).where(Event.biz_step.like("%packing%"))).first()
+        assert row is not None and row.proof
+        packing, digest = row.id, row.digest
+        edited_proof = bytes([row.proof[0] ^ 1]) + row.proof[1:]
+        conn.execute(update(Event).where(Event.id == packing).values(proof=edited_proof))
+    again = builder.build(story.units[0])
+    assert again is not None
+    failed = {item["bizStep"]: item["verification"]["failedCheck"] for item in again.body["timeline"] if item["verification"]["status"] == "failed"}
+    assert failed == {"packing": "merkle_proof"}
+    edited = next(item for item in again.body["timeline"] if item["digest"] == "0x" + bytes(digest).hex())
+    assert edited["verification"]["merkle"]["proof"][0] == "0x" + edited_proof[:32].hex()
+
+
 def test_a_backdated_event_from_a_revoked_key_is_marked_on_the_passport_and_by_the_pages_verifier(
     runtime: NodeRuntime, chain_now: int
 ) -> None:
@@ -138,8 +159,8 @@ def test_the_remembered_outcomes_stay_bounded(runtime: NodeRuntime, chain_now: i
     builder = PassportBuilder(runtime.db, ChainView(runtime.client, runtime.deployment), resolver_url="http://r", browser_rpc_url="http://b")
     first = builder.build(story.units[0])
     assert first is not None and len(first.body["timeline"]) > 3
-    memo = builder.verifier._memo
-    assert len(memo) == 3  # not one per event
+    memo, proofs = builder.verifier._memo, builder.verifier._proofs
+    assert len(memo) == 3 and len(proofs) == 3  # not one per event
     again = builder.build(story.units[0])  # most outcomes checked again: the same answer
     assert again is not None and again.body["timeline"] == first.body["timeline"]
-    assert len(memo) == 3
+    assert len(memo) == 3 and len(proofs) == 3
