@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam, delete, insert, select
 
 from node.db import Database
+from node.db.plain import PlainSelect
 from node.db.models import LocationMaster
 from node.errors import WaymarkError
 from node.protocol.canonical_ids import canonical_gs1_uri
@@ -57,7 +58,7 @@ def store_location(db: Database, record: LocationRecord, org_id: int) -> None:
         ))
 
 
-_LOCATIONS = select(LocationMaster.location, LocationMaster.content).where(LocationMaster.location.in_(bindparam("keys", expanding=True)))  # built once
+_LOCATIONS = PlainSelect(select(LocationMaster.location, LocationMaster.content).where(LocationMaster.location.in_(bindparam("keys", expanding=True))))  # built once
 
 
 def load_locations(db: Database, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -66,7 +67,7 @@ def load_locations(db: Database, ids: Sequence[str]) -> dict[str, dict[str, Any]
     if not keys:
         return {}
     with db.connect() as conn:
-        rows = conn.execute(_LOCATIONS, {"keys": sorted(set(keys.values()))}).all()
+        rows = _LOCATIONS.rows(conn, {"keys": sorted(set(keys.values()))})
     by_key = {str(r[0]): orjson.loads(r[1]) for r in rows}
     found: dict[str, dict[str, Any]] = {}
     for location_id, key in keys.items():

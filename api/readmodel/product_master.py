@@ -30,6 +30,7 @@ from sqlalchemy import bindparam, delete, insert, select
 from node.protocol.timestamps import iso_ms
 from node.db import Database, Event, EventEpc
 from node.db.models import ProductMaster as ProductMasterRow
+from node.db.plain import PlainSelect
 from node.db.prefix import prefix_range
 from node.errors import WaymarkError
 from node.protocol.crypto import keccak256
@@ -130,7 +131,7 @@ def stored_master(db: Database, gtin: str) -> bytes | None:
     return bytes(row) if row is not None else None
 
 
-_MASTER = select(ProductMasterRow.content, ProductMasterRow.content_hash).where(ProductMasterRow.gtin == bindparam("gtin"))  # per passport: built once
+_MASTER = PlainSelect(select(ProductMasterRow.content, ProductMasterRow.content_hash).where(ProductMasterRow.gtin == bindparam("gtin")))  # per passport: built once
 _CHECKED: dict[tuple[bytes, bytes], dict[str, Any] | None] = {}  # (content, stored hash) -> data, or None if they disagree
 _CHECKED_SIZE = 1024
 
@@ -140,10 +141,10 @@ def load_master(db: Database, gtin: str) -> tuple[dict[str, Any], bytes] | None:
     The hash check and validation of a content are done once per (content, hash) read: every
     passport of a product shows the same master data."""
     with db.connect() as conn:
-        row = conn.execute(_MASTER, {"gtin": gtin}).first()
-    if row is None:
+        rows = _MASTER.rows(conn, {"gtin": gtin})
+    if not rows:
         return None
-    content, digest = bytes(row[0]), bytes(row[1])
+    content, digest = bytes(rows[0][0]), bytes(rows[0][1])
     key = (content, digest)
     if key not in _CHECKED:
         if len(_CHECKED) >= _CHECKED_SIZE:

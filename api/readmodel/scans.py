@@ -60,6 +60,7 @@ from api.readmodel.clone_rules import (
 )
 from node.protocol.timestamps import iso_ms
 from node.db import Database
+from node.db.plain import PlainSelect
 from node.db.scans import ClaimCode, OwnershipClaim, Scan, ScanAlert, UnitState, insert_scans
 from node.db.upsert import insert_ignore, upsert
 from node.periodic import Periodic
@@ -72,16 +73,18 @@ DEVICE_CACHE = 16_384
 
 # A unit's first scan reads these three (built once: building a statement costs more than running it).
 # The newest WINDOW_CAP scans at most: loading a unit costs the same however often it was scanned.
-_WINDOW = (
+_WINDOW = PlainSelect(
     select(Scan.at_ms, Scan.region, Scan.device_hash, Scan.region_source)
     .where(Scan.unit_key == bindparam("unit"), Scan.at_ms >= bindparam("since"))
     .order_by(Scan.at_ms.desc(), Scan.id.desc())
     .limit(WINDOW_CAP)
 )
-_CLAIM = select(OwnershipClaim.method, OwnershipClaim.claimed_at_ms, OwnershipClaim.device_hash).where(OwnershipClaim.unit_key == bindparam("unit"))
-_STATE = select(
+_CLAIM = PlainSelect(
+    select(OwnershipClaim.method, OwnershipClaim.claimed_at_ms, OwnershipClaim.device_hash).where(OwnershipClaim.unit_key == bindparam("unit"))
+)
+_STATE = PlainSelect(select(
     UnitState.decommissioned_at_ms, UnitState.decommissioned_by, UnitState.decommission_reason, UnitState.signals, UnitState.suspected_until_ms,
-).where(UnitState.unit_key == bindparam("unit"))
+).where(UnitState.unit_key == bindparam("unit")))
 
 # Batches of the writer whose units are remembered (`ScanLog._written`): a unit's window read
 # after the log last wrote any of them can be checked against what was written since. 64 is
@@ -98,10 +101,10 @@ def read_window(db: Database, unit_key: str, since: int) -> UnitRead:
     """What the database holds of a unit for its scan window: one connection, three indexed reads
     (a passport build's snapshot, when a build process reads them for the API's scan log)."""
     with db.connect() as conn:
-        rows = [tuple(r) for r in conn.execute(_WINDOW, {"unit": unit_key, "since": since}).all()]
-        claim = conn.execute(_CLAIM, {"unit": unit_key}).first()
-        state = conn.execute(_STATE, {"unit": unit_key}).first()
-    return rows, (tuple(claim) if claim is not None else None), (tuple(state) if state is not None else None)
+        rows = _WINDOW.rows(conn, {"unit": unit_key, "since": since})
+        claims = _CLAIM.rows(conn, {"unit": unit_key})
+        states = _STATE.rows(conn, {"unit": unit_key})
+    return rows, (claims[0] if claims else None), (states[0] if states else None)
 
 
 @dataclass(frozen=True)

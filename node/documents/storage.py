@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from node.db import Database
+from node.db.plain import PlainSelect
 from node.db.documents import DocumentFeedEntry, DocumentKey, DocumentKeyWrap, StoredDocument
 from node.documents.crypto import decrypt, encrypt, sha256, unwrap_key, wrap_key
 from node.documents.errors import (
@@ -73,7 +74,7 @@ def parse_digest(text: str) -> bytes:
     return bytes.fromhex(raw)
 
 
-_ERASED_AT = select(StoredDocument.erased_at_ms).where(StoredDocument.digest == bindparam("digest"))  # per passport document: built once
+_ERASED_AT = PlainSelect(select(StoredDocument.erased_at_ms).where(StoredDocument.digest == bindparam("digest")))  # per passport document: built once
 
 
 class BlobStore(Protocol):
@@ -336,10 +337,10 @@ class DocumentStore:
         except DocumentInvalid:
             return "not_held"
         with self.db.connect() as conn:  # one indexed read per passport document (not the whole metadata)
-            held = conn.execute(_ERASED_AT, {"digest": raw}).first()
-        if held is None:
+            held = _ERASED_AT.rows(conn, {"digest": raw})
+        if not held:
             return "not_held"
-        return "erased" if held[0] is not None else "available"
+        return "erased" if held[0][0] is not None else "available"
 
     def envelope(self, digest: bytes, org_id: int) -> tuple[DocumentMeta, bytes, bytes]:
         """(metadata, ciphertext, the key wrapped for `org_id`): what that organisation opens itself."""

@@ -40,6 +40,7 @@ from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
 from web3 import Web3
 
 from node.db import ChainLog, Database, EscrowOrderRow, IndexCheckpoint
+from node.db.plain import PlainSelect
 from node.db.upsert import insert_ignore, upsert
 from node.periodic import Periodic
 
@@ -57,13 +58,16 @@ _FINAL = {
 }
 
 
-_NEWER_LOG = (  # per passport build (`fresh`): built once
+_NEWER_LOG = PlainSelect(  # per passport build (`fresh`): built once
     select(ChainLog.id)
     .where(ChainLog.chain_id == bindparam("chain_id"), ChainLog.contract == "TradeEscrow", ChainLog.id > bindparam("checkpoint"))
     .limit(1)
 )
-_BY_REFS = select(EscrowOrderRow).where(
-    EscrowOrderRow.chain_id == bindparam("chain_id"), EscrowOrderRow.shipment_ref.in_(bindparam("refs", expanding=True))
+_BY_REFS = PlainSelect(
+    select(
+        EscrowOrderRow.order_id, EscrowOrderRow.shipment_ref, EscrowOrderRow.buyer, EscrowOrderRow.seller,
+        EscrowOrderRow.state, EscrowOrderRow.created_block, EscrowOrderRow.created_time,
+    ).where(EscrowOrderRow.chain_id == bindparam("chain_id"), EscrowOrderRow.shipment_ref.in_(bindparam("refs", expanding=True)))
 )
 
 
@@ -110,7 +114,7 @@ def read_orders(db: Database, chain_id: int, checkpoint: int, keys: Iterable[byt
     TradeEscrow log past the checkpoint is stored (the index must sync before it answers).
     One connection (a passport build's snapshot), two indexed reads."""
     with db.connect() as conn:
-        if conn.execute(_NEWER_LOG, {"chain_id": chain_id, "checkpoint": checkpoint}).scalar() is not None:
+        if _NEWER_LOG.rows(conn, {"chain_id": chain_id, "checkpoint": checkpoint}):
             return None
         return OrderRead(checkpoint, _orders_by_key(conn, chain_id, list(dict.fromkeys(keys))))
 
@@ -119,10 +123,8 @@ def _orders_by_key(conn: Any, chain_id: int, keys: Sequence[bytes]) -> dict[byte
     """Each key's orders from `escrow_orders`, oldest first (a key naming no order: empty)."""
     loaded: dict[bytes, list[IndexedOrder]] = {k: [] for k in keys}
     if keys:
-        for r in conn.execute(_BY_REFS, {"chain_id": chain_id, "refs": list(keys)}).all():
-            loaded[bytes(r.shipment_ref)].append(
-                IndexedOrder(int(r.order_id, 16), bytes(r.shipment_ref), r.buyer, r.seller, r.state, int(r.created_block), int(r.created_time))
-            )
+        for order_id, ref, buyer, seller, state, created_block, created_time in _BY_REFS.rows(conn, {"chain_id": chain_id, "refs": list(keys)}):
+            loaded[bytes(ref)].append(IndexedOrder(int(order_id, 16), bytes(ref), buyer, seller, state, int(created_block), int(created_time)))
     return {key: tuple(sorted(orders, key=lambda o: (o.created_block, o.order_id))) for key, orders in loaded.items()}
 
 
@@ -161,8 +163,8 @@ class OrderIndex:
         order indexed just before a passport's first build is already there. (A time-based skip
         missed an order indexed right after a background sync.)"""
         with self.db.connect() as conn:
-            newer = conn.execute(_NEWER_LOG, {"chain_id": self.chain_id, "checkpoint": self.checkpoint}).scalar()
-        if newer is not None:
+            newer = _NEWER_LOG.rows(conn, {"chain_id": self.chain_id, "checkpoint": self.checkpoint})
+        if newer:
             self.sync()
 
     def _sync_once(self) -> int:

@@ -34,13 +34,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Unpack
+from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Integer, Select, and_, bindparam, cast, exists, literal_column, select
+from sqlalchemy import ColumnElement, Connection, Integer, and_, bindparam, cast, exists, literal_column, select
 from sqlalchemy.orm import aliased
 
 from node.db import Batch, Database, Event, EventEpc
+from node.db.plain import PlainSelect
 from node.protocol.canonical_ids import canonical_epc
 from node.protocol.event_hash import hash_from_digest
 
@@ -114,7 +115,7 @@ _above = _above.union(
     .join(_up_parent, and_(_up_parent.event_id == _up_child.event_id, _up_parent.relation == _sql("parent")))
     .where(_above.c.depth < _sql(MAX_DEPTH))
 )
-_NAMING = (
+_NAMING = PlainSelect(
     select(
         Event.id, Event.event_time_ms, Event.event_type, Event.action, Event.digest, EventEpc.epc, EventEpc.relation,
         select(_parent.epc).where(_parent.event_id == Event.id, _parent.relation == _sql("parent")).limit(_sql(1)).scalar_subquery(),
@@ -126,9 +127,9 @@ _NAMING = (
 
 
 @lru_cache(maxsize=8)
-def _rows(extra: tuple[Any, ...]) -> Select[Unpack[tuple[Any, ...]]]:
+def _rows(extra: tuple[Any, ...]) -> PlainSelect:
     """The history's events by id, with the `extra` columns a caller asks for (built once per set)."""
-    return (
+    return PlainSelect(
         select(
             Event.id, Event.digest, Event.event_time_ms, Event.event_type, Event.action, Event.biz_step,
             Event.signer, Event.role, Event.body, Batch.status, *extra,
@@ -161,7 +162,7 @@ class _Namings:
 
     def __init__(self, conn: Connection, unit: str) -> None:
         self.of: dict[str, list[_Naming]] = {unit: []}
-        for r in conn.execute(_NAMING, {"unit": unit}).all():
+        for r in _NAMING.rows(conn, {"unit": unit}):
             self.of.setdefault(r[5], []).append(_Naming(int(r[0]), int(r[1]), r[2], r[3], bytes(r[4]), r[6], r[7], bool(r[8])))
         for namings in self.of.values():
             namings.sort(key=lambda n: n.order)
@@ -242,19 +243,20 @@ def unit_history(db: Database, identifier: str, extra: tuple[Any, ...] = ()) -> 
                 found.setdefault(n.event_id, interval.path)
         if not found:
             return []
-        rows = conn.execute(_rows(extra), {"ids": list(found)}).all()
-    rows = sorted(rows, key=lambda r: order_key(int(r.event_time_ms), r.event_type, r.action, bytes(r.digest)))
+        rows = _rows(extra).rows(conn, {"ids": list(found)})
+    # (id, digest, event_time_ms, event_type, action, biz_step, signer, role, body, status, *extra)
+    rows.sort(key=lambda r: order_key(int(r[2]), r[3], r[4], bytes(r[1])))
     return [
         HistoryEntry(
-            event_id=hash_from_digest(bytes(r.digest)),
-            event_time_ms=int(r.event_time_ms),
-            event_type=r.event_type,
-            biz_step=r.biz_step,
-            signer=r.signer,
-            role=r.role,
-            anchored=r.status in ("anchored", "confirmed"),
-            via=found[int(r.id)],
-            event=orjson.loads(r.body),
+            event_id=hash_from_digest(bytes(r[1])),
+            event_time_ms=int(r[2]),
+            event_type=r[3],
+            biz_step=r[5],
+            signer=r[6],
+            role=r[7],
+            anchored=r[9] in ("anchored", "confirmed"),
+            via=found[int(r[0])],
+            event=orjson.loads(r[8]),
             extra=tuple(r[10:]),
         )
         for r in rows

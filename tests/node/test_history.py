@@ -162,7 +162,7 @@ def test_postgresql_plans_the_history_statement_once_per_connection(runtime: Nod
     (With its constants as parameters, a server holding 5,114,000 events planned it at every
     execution, 25 custom plans of 25, about 0.8 ms each; this small database does not show
     that, so the statement's parameters are checked as well.)"""
-    compiled = _NAMING.compile(dialect=postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]
+    compiled = _NAMING.statement.compile(dialect=postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]
     assert list(compiled.params) == ["unit"]
     if runtime.db.is_sqlite:
         return  # SQLite has no plan cache to speak of; the [postgres] case runs the server's check

@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import bindparam, select
 
 from node.db import Batch, Database, Event
+from node.db.plain import PlainSelect
 from node.protocol.event_hash import digest_from_hash, hash_from_digest
 
 
@@ -53,7 +54,7 @@ def corrections_for(db: Database, event_id: str | bytes) -> list[Correction]:
     return corrections_of(db, [digest]).get(digest, [])
 
 
-_CORRECTIONS = (  # built once: building a statement costs more than running it
+_CORRECTIONS = PlainSelect(  # built once: building a statement costs more than running it
     select(Event.digest, Event.corrects, Event.body, Event.signer, Event.role, Batch.status)
     .outerjoin(Batch, Batch.id == Event.batch_id)
     .where(Event.corrects.in_(bindparam("digests", expanding=True)))
@@ -65,23 +66,23 @@ def corrections_of(db: Database, digests: Sequence[bytes]) -> dict[bytes, list[C
     """The error declarations of several events in one indexed read, by corrected digest."""
     if not digests:
         return {}
-    with db.connect() as conn:  # Core: the passport build reads this for every timeline
-        rows = conn.execute(_CORRECTIONS, {"digests": list(digests)}).all()
+    with db.connect() as conn:  # the passport build reads this for every timeline
+        rows = _CORRECTIONS.rows(conn, {"digests": list(digests)})
     found: dict[bytes, list[Correction]] = {}
-    for row in rows:
-        corrected = bytes(row.corrects)
-        event = orjson.loads(row.body)
+    for digest, corrects, body, signer, role, status in rows:
+        corrected = bytes(corrects)
+        event = orjson.loads(body)
         declaration = event.get("errorDeclaration") or {}
         found.setdefault(corrected, []).append(
             Correction(
-                record_id=hash_from_digest(bytes(row.digest)),
+                record_id=hash_from_digest(bytes(digest)),
                 event_id=hash_from_digest(corrected),
                 declaration_time=declaration.get("declarationTime"),
                 reason=declaration.get("reason"),
                 corrective_event_ids=tuple(declaration.get("correctiveEventIDs") or ()),
-                signer=row.signer,
-                role=row.role,
-                status="pending" if row.status in (None, "prepared") else str(row.status),
+                signer=signer,
+                role=role,
+                status="pending" if status in (None, "prepared") else str(status),
                 event=event,
             )
         )

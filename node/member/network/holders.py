@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, func, select
 
 from node.db import Batch, Database
 from node.db.models import NetworkBatch, NetworkHolder, NetworkPeerCursor
+from node.db.plain import PlainSelect
 
 FEED_LIMIT = 5000
 
@@ -42,7 +43,7 @@ PEERS_HOLDING_BATCH = select(func.count(NetworkHolder.org_id)).where(NetworkHold
 
 def member_nodes(conn: Connection) -> int:
     """Member nodes this node knows of: itself and every peer whose feed it reads."""
-    return 1 + int(conn.execute(_PEERS).scalar() or 0)
+    return 1 + int(_PEERS.rows(conn)[0][0] or 0)
 
 
 def withheld_by(conn: Connection, org_ids: Iterable[int]) -> dict[int, int]:
@@ -50,16 +51,15 @@ def withheld_by(conn: Connection, org_ids: Iterable[int]) -> dict[int, int]:
     orgs = sorted(set(org_ids))
     if not orgs:
         return {}
-    rows = conn.execute(_WITHHELD, {"orgs": orgs}).all()
-    return {int(o): int(n) for o, n in rows}
+    return {int(o): int(n) for o, n in _WITHHELD.rows(conn, {"orgs": orgs})}
 
 
-# Built once (building a statement costs more than running it); Core on one connection, not an
-# ORM session per query: each passport build runs both.
-_PEERS = select(func.count()).select_from(NetworkPeerCursor)
+# Built once (building a statement costs more than running it); on one connection, not an ORM
+# session per query: each passport build runs _PEERS and _WITHHELD.
+_PEERS = PlainSelect(select(func.count()).select_from(NetworkPeerCursor))
 _NEWEST_HOLDER = select(func.max(NetworkHolder.seen_at_ms))  # ix_network_holders_seen_at_ms
 _WITHHELD_BATCHES = select(func.count()).select_from(NetworkBatch).where(NetworkBatch.state == "withheld")  # ix_network_batches_state_next
-_WITHHELD = (
+_WITHHELD = PlainSelect(
     select(NetworkBatch.org_id, func.count())
     .where(NetworkBatch.state == "withheld", NetworkBatch.org_id.in_(bindparam("orgs", expanding=True)))
     .group_by(NetworkBatch.org_id)
@@ -71,7 +71,7 @@ def network_mark(conn: Connection) -> tuple[Any, ...]:
     holding another batch, a batch turns withheld or is served after all, or a peer appears. The
     passport's network section is made of these, so the passport cache watches it too
     (api.readmodel.passport's watermark)."""
-    return (conn.execute(_NEWEST_HOLDER).scalar(), conn.execute(_WITHHELD_BATCHES).scalar(), conn.execute(_PEERS).scalar())
+    return (conn.execute(_NEWEST_HOLDER).scalar(), conn.execute(_WITHHELD_BATCHES).scalar(), _PEERS.rows(conn)[0][0])
 
 
 def network_section(db: Database, timeline: Sequence[Mapping[str, Any]], peers_holding: Sequence[int]) -> dict[str, Any]:
