@@ -113,13 +113,12 @@ class EventVerifier:
             if memo[1] is not None:
                 self._keep(self._memo, key, memo)
         attested = memo[1]
-        inclusion = proved = None
-        if stored.root is not None and stored.proof is not None and stored.anchored:
-            inclusion = Inclusion.from_concatenated(stored.root, stored.proof)
-            if attested is not None:
-                proved = self._proved(key, attested, inclusion, stored.proof)
-        result = verify_anchoring(stored.digest, *memo, chain, inclusion, chain.anchor_of, head, confirmations=self.confirmations,
-                                  proved=proved.outcome if proved is not None else None)
+        # Without checks 1-3 passed, verify_anchoring stops before the proof: none is needed.
+        proved = None
+        if stored.root is not None and stored.proof is not None and stored.anchored and attested is not None:
+            proved = self._proved(key, attested, stored.root, stored.proof)
+        result = verify_anchoring(stored.digest, *memo, chain, proved.inclusion if proved is not None else None, chain.anchor_of,
+                                  head, confirmations=self.confirmations, proved=proved.outcome if proved is not None else None)
         org = chain.organisation(result.signer_org) if result.signer_org else None
         return {
             "status": result.status.value,
@@ -145,16 +144,17 @@ class EventVerifier:
         }
 
 
-    def _proved(self, key: bytes, attested: Attested, inclusion: Inclusion, proof: bytes) -> _Proved:
+    def _proved(self, key: bytes, attested: Attested, root: bytes, proof: bytes) -> _Proved:
         """Check 4 and the proof as the passport shows it: a function of the attestation (`key`),
         the root and the proof alone, so kept like checks 1-3. An event of a case, pallet or
         container is in the passport of every unit it held: its proof is hashed once, not once
         per unit."""
-        proof_key = (key, inclusion.root, proof)
+        proof_key = (key, root, proof)
         proved = self._recall(self._proofs, proof_key)
         if proved is None:
+            inclusion = Inclusion.from_concatenated(root, proof)
             proved = _Proved(
-                check_merkle_proof(attested.digest, attested.signer, inclusion), hex_of(inclusion.root),
+                inclusion, check_merkle_proof(attested.digest, attested.signer, inclusion), hex_of(root),
                 hex_of(leaf_hash(attested.digest, attested.signer)), tuple(hex_of(p) for p in inclusion.proof),
             )
             self._keep(self._proofs, proof_key, proved)
@@ -178,6 +178,7 @@ class EventVerifier:
 class _Proved:
     """Check 4's outcome for one event's proof, and the proof in hex as the passport shows it."""
 
+    inclusion: Inclusion
     outcome: Outcome
     root: str
     leaf: str
