@@ -143,7 +143,6 @@ class EventVerifier:
             } if result.anchor is not None else None,
         }
 
-
     def _proved(self, key: bytes, attested: Attested, root: bytes, proof: bytes) -> _Proved:
         """Check 4 and the proof as the passport shows it: a function of the attestation (`key`),
         the root and the proof alone, so kept like checks 1-3. An event of a case, pallet or
