@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, or_, select, update
 from web3 import Web3
 
 from node.db import ChainLog, Database, EscrowOrderRow, IndexCheckpoint
@@ -119,7 +119,7 @@ def read_orders(db: Database, chain_id: int, checkpoint: int, keys: Iterable[byt
         return OrderRead(checkpoint, _orders_by_key(conn, chain_id, list(dict.fromkeys(keys))))
 
 
-def _orders_by_key(conn: Any, chain_id: int, keys: Sequence[bytes]) -> dict[bytes, tuple[IndexedOrder, ...]]:
+def _orders_by_key(conn: Connection, chain_id: int, keys: Sequence[bytes]) -> dict[bytes, tuple[IndexedOrder, ...]]:
     """Each key's orders from `escrow_orders`, oldest first (a key naming no order: empty)."""
     loaded: dict[bytes, list[IndexedOrder]] = {k: [] for k in keys}
     if keys:
