@@ -85,15 +85,39 @@ def test_a_build_process_builds_the_same_passport_core_as_the_api_process(world:
     assert asyncio.run(pool.build(UnitId(world.unit("genuine").gtin, "NEVER-MADE", "LOT1"))) is None
 
 
-def test_a_build_process_that_dies_is_replaced_and_the_build_is_done_again(world: World, pool: BuildPool) -> None:
+def test_build_processes_that_die_are_replaced_and_the_build_is_done_again(world: World, pool: BuildPool, caplog: pytest.LogCaptureFixture) -> None:
     assert asyncio.run(pool.build(world.unit("genuine"))) is not None
     before = workers()
-    assert len(before) >= 2
-    os.kill(before[0].pid or 0, signal.SIGKILL)
-    before[0].join(timeout=10)
+    assert len(before) == 2
+    for process in before:  # every worker: the build can only be done on a new one
+        os.kill(process.pid or 0, signal.SIGKILL)
+        process.join(timeout=10)
     built = asyncio.run(pool.build(world.unit("genuine", 1)))
     assert built is not None and built.core.verdict == "genuine"
+    assert "a passport build process died; building" in caplog.text
     assert asyncio.run(pool.build(world.unit("tampered"))) is not None  # the new workers go on building
+    assert len(workers()) == 2 and not {p.pid for p in workers()} & {p.pid for p in before}
+
+
+def test_builds_at_once_each_come_back_to_their_caller_and_a_failing_build_raises_its_error(world: World, pool: BuildPool) -> None:
+    async def many() -> list[Any]:
+        units = [world.unit("genuine"), world.unit("genuine", 1), world.unit("tampered"), world.unit("pending")] * 5
+        return list(await asyncio.gather(*(pool.build(unit, BuildAsk(order_checkpoint=0, window_since=0)) for unit in units),
+                                         pool.build(None, BuildAsk()), return_exceptions=True))  # type: ignore[arg-type]
+
+    *built, failed = asyncio.run(many())
+    assert [b.core.verdict for b in built[:4]] * 5 == [b.core.verdict for b in built]
+    assert isinstance(failed, AttributeError)  # the build's own error, raised in the API process
+    assert asyncio.run(pool.build(world.unit("genuine"))) is not None  # the worker that raised goes on building
+
+    async def cancelled_then_another() -> Any:
+        first = asyncio.ensure_future(pool.build(world.unit("genuine")))
+        await asyncio.sleep(0)
+        first.cancel()  # its scan went away: the answer that comes later is dropped
+        return await pool.build(world.unit("tampered"))
+
+    after_cancel, again = asyncio.run(cancelled_then_another()), asyncio.run(pool.build(world.unit("tampered")))
+    assert after_cancel is not None and again is not None and after_cancel.core.verdict == again.core.verdict
 
 
 def test_the_api_serves_scans_from_build_processes_and_stops_them_when_it_stops(world: World, tmp_path: Path) -> None:
