@@ -25,7 +25,6 @@ link's own flags are added per request by the API (`finish`).
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from itertools import accumulate
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Any, Literal
 
 import anyio
 import orjson
+import zstandard
 from sqlalchemy import func, select
 
 from api.readmodel.chain_view import ChainView
@@ -81,8 +81,10 @@ class PassportCore:
     Kept serialised and compressed, not as the dicts it was built from: a cache of thousands of
     passports as nested dicts would be millions of objects for every full garbage collection to
     walk (a pause felt by every request in flight), and the JSON of a passport (tens of KB: every
-    event with its signature and proof) packs about five times smaller with zlib at level 1, so
-    the cache's byte budget holds five times as many passports for ~0.1 ms of unpacking per scan.
+    event with its signature and proof) packs six times smaller with Zstandard at level 1, so
+    the cache's byte budget holds six times as many passports. Zstandard, not zlib: for a 40 KB
+    passport it packs 3.5 times faster (78 vs 275 us) and unpacks, at every scan, 3.3 times faster
+    (26 vs 86 us), into 15 % fewer bytes than zlib at its fastest level.
     A scan's own keys are added beside the unpacked top-level values (`parts`, orjson fragments)
     and the whole is serialised by orjson (`finish`).
     """
@@ -104,7 +106,7 @@ class PassportCore:
         values = [orjson.dumps(value) for value in body.values()]
         ends = list(accumulate(len(v) for v in values))
         self._spans = tuple(zip(body, [0, *ends], ends))  # (key, start, end) of each value in the packed JSON
-        self._packed = zlib.compress(b"".join(values), 1)
+        self._packed = zstandard.compress(b"".join(values), 1)
         self.size = len(self._packed)
         """Bytes held (compressed)."""
         self.verdict: Verdict = verdict
@@ -125,7 +127,7 @@ class PassportCore:
     @property
     def parts(self) -> dict[str, orjson.Fragment]:
         """The top-level values, unpacked, as orjson fragments (serialised as they are)."""
-        raw = zlib.decompress(self._packed)
+        raw = zstandard.decompress(self._packed)
         return {key: orjson.Fragment(raw[start:end]) for key, start, end in self._spans}
 
     @property
