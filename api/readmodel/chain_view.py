@@ -33,7 +33,7 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.db import Database
 from node.member.indexer import indexed_anchors_of, indexed_through
-from node.member.ingest.roles import RoleMirror, base_from_database
+from node.member.ingest.roles import RoleMirror, RoleState, base_from_database
 from node.protocol.attestation import AttestationDomain
 from node.protocol.crypto import keccak256
 from node.protocol.verification import Anchor
@@ -169,6 +169,11 @@ class ChainView:
 
     def max_reporting_delay_at(self, at: int) -> int | None:
         return self._registry().max_reporting_delay_at(at)
+
+    def registry(self) -> RoleState:
+        """The registry's history as of the head, as one state: for a build's many questions (a few
+        per event), asked of it directly rather than each through the head's cache and the mirror."""
+        return self._registry().snapshot()
 
     def _registry(self) -> RoleMirror:
         """The mirror, re-read first if the head moved since its last refresh. The first read

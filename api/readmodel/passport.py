@@ -309,6 +309,7 @@ class PassportBuilder:
     def _assemble(self, identifier: Identifier, entries: list[HistoryEntry]) -> PassportCore:
         chain = self.chain
         head = Head(chain.head(), chain.head_time())
+        registry = chain.registry()
         timeline: list[dict[str, Any]] = []
         reasons: list[dict[str, str]] = []
         documents: list[dict[str, Any]] = []
@@ -320,7 +321,7 @@ class PassportBuilder:
         peers_holding = []
         for entry, attestation in zip(entries, attestations):
             peers_holding.append(attestation.peers_holding)
-            item = timeline_event(entry, attestation, self.verifier.verify(entry.event, attestation, head))
+            item = timeline_event(entry, attestation, self.verifier.verify(entry, attestation, head, registry))
             timeline.append(item)
             status = item["verification"]["status"]
             if status == "failed" and not failed:

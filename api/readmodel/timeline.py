@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-import orjson
 
 from api.readmodel.chain_view import ChainView
 from node.protocol.timestamps import iso_ms
@@ -29,7 +28,7 @@ from node.member.network.holders import PEERS_HOLDING_BATCH
 from node.protocol.event_hash import digest_from_hash
 from node.protocol.merkle import leaf_hash
 from node.protocol.verification import (
-    Attested, Head, Inclusion, Outcome, Recorded, check_merkle_proof, verify_anchoring, verify_attestation,
+    Attested, Head, Inclusion, Outcome, Recorded, Registry, check_merkle_proof, verify_anchoring, verify_attestation,
 )
 
 DocumentStatus = Callable[[str], Literal["available", "erased", "not_held"]]
@@ -103,12 +102,14 @@ class EventVerifier:
         self._proofs: dict[tuple[bytes, bytes, bytes], _Proved] = {}
         self._memo_lock = threading.Lock()  # builds run on several threads
 
-    def verify(self, event: Mapping[str, Any], stored: StoredAttestation, head: Head) -> dict[str, Any]:
-        chain = self.chain
-        key = _memo_key(event, stored)
+    def verify(self, entry: HistoryEntry, stored: StoredAttestation, head: Head, registry: Registry) -> dict[str, Any]:
+        """The event's verification as the passport shows it, against the chain at `head` and the
+        registry as of it (`ChainView.registry`, read once per passport)."""
+        chain, event = self.chain, entry.event
+        key = _memo_key(entry, stored)
         memo = self._recall(self._memo, key)
         if memo is None:
-            memo = verify_attestation(chain.domain, event, stored.digest, stored.signer, stored.signature, chain,
+            memo = verify_attestation(chain.domain, event, stored.digest, stored.signer, stored.signature, registry,
                                       recorded=stored.recorded)
             if memo[1] is not None:
                 self._keep(self._memo, key, memo)
@@ -117,7 +118,7 @@ class EventVerifier:
         proved = None
         if stored.root is not None and stored.proof is not None and stored.anchored and attested is not None:
             proved = self._proved(key, attested, stored.root, stored.proof)
-        result = verify_anchoring(stored.digest, *memo, chain, proved.inclusion if proved is not None else None, chain.anchor_of,
+        result = verify_anchoring(stored.digest, *memo, registry, proved.inclusion if proved is not None else None, chain.anchor_of,
                                   head, confirmations=self.confirmations, proved=proved.outcome if proved is not None else None)
         org = chain.organisation(result.signer_org) if result.signer_org else None
         return {
@@ -184,9 +185,11 @@ class _Proved:
     proof: tuple[str, ...]
 
 
-def _memo_key(event: Mapping[str, Any], stored: StoredAttestation) -> bytes:
+def _memo_key(entry: HistoryEntry, stored: StoredAttestation) -> bytes:
+    """Everything checks 1-3 read: the event as stored (its text: any edit is a new key), its
+    attestation and the node's record of its checks."""
     return hashlib.sha256(
-        orjson.dumps(event, option=orjson.OPT_SORT_KEYS) + stored.digest + stored.signature + stored.subject
+        entry.body.encode() + stored.digest + stored.signature + stored.subject
         + stored.signer.encode() + f"|{stored.role}|{stored.signer_org}|{stored.verified_at_ms}".encode()
     ).digest()
 

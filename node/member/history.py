@@ -71,6 +71,7 @@ class HistoryEntry:
     anchored: bool
     via: tuple[str, ...]  # () for events about the unit itself, else the container path
     event: dict[str, object] = field(compare=False)
+    body: str = field(compare=False, repr=False)  # the event as stored (JSON text), which `event` parses
     extra: tuple[Any, ...] = field(default=(), compare=False)  # the values of the caller's extra columns
 
 
@@ -257,6 +258,7 @@ def unit_history(db: Database, identifier: str, extra: tuple[Any, ...] = ()) -> 
             anchored=r[9] in ("anchored", "confirmed"),
             via=found[int(r[0])],
             event=orjson.loads(r[8]),
+            body=r[8],
             extra=tuple(r[10:]),
         )
         for r in rows
