@@ -37,7 +37,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Integer, and_, bindparam, cast, exists, literal_column, select
+from sqlalchemy import ColumnElement, Connection, Integer, and_, bindparam, case, cast, exists, false, literal_column, select
 from sqlalchemy.orm import aliased
 
 from node.db import Batch, Database, Event, EventEpc
@@ -116,11 +116,14 @@ _above = _above.union(
     .join(_up_parent, and_(_up_parent.event_id == _up_child.event_id, _up_parent.relation == _sql("parent")))
     .where(_above.c.depth < _sql(MAX_DEPTH))
 )
+# The parent, and whether children are named, matter for aggregations alone: the CASE keeps
+# the two lookups from running for every other event (most of a history's rows).
+_aggregation = Event.event_type == _sql("AggregationEvent")
 _NAMING = PlainSelect(
     select(
         Event.id, Event.event_time_ms, Event.event_type, Event.action, Event.digest, EventEpc.epc, EventEpc.relation,
-        select(_parent.epc).where(_parent.event_id == Event.id, _parent.relation == _sql("parent")).limit(_sql(1)).scalar_subquery(),
-        exists().where(_child.event_id == Event.id, _child.relation == _sql("child")),
+        case((_aggregation, select(_parent.epc).where(_parent.event_id == Event.id, _parent.relation == _sql("parent")).limit(_sql(1)).scalar_subquery())),
+        case((_aggregation, exists().where(_child.event_id == Event.id, _child.relation == _sql("child"))), else_=false()),
     )
     .join(EventEpc, EventEpc.event_id == Event.id)
     .where(EventEpc.epc.in_(select(_above.c.epc)))
