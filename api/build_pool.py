@@ -59,6 +59,10 @@ class WorkerDied(RuntimeError):
     """A build process ended before it answered."""
 
 
+class PoolClosed(RuntimeError):
+    """A build asked of, or still waiting on, a pool that was closed."""
+
+
 def _frame(request: int, value: Any) -> bytes:
     body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEAD.pack(request, len(body)) + body
@@ -82,7 +86,10 @@ def _serve(sock: socket.socket, api: ApiSettings, chain: ChainSettings, database
             out = _frame(request, answer)
         except Exception as error:  # an exception that does not pickle: its text does
             out = _frame(request, (False, RuntimeError(f"a passport build failed: {answer[1]!r} ({error})")))
-        sock.sendall(out)
+        try:
+            sock.sendall(out)
+        except (BrokenPipeError, ConnectionResetError):  # the pool closed while this build ran
+            return
 
 
 @dataclass(eq=False)
@@ -104,6 +111,7 @@ class BuildPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: asyncio.Semaphore | None = None
         self._requests = 0
+        self._closed = False
         self._workers = [self._start_worker() for _ in range(processes)]
 
     def _start_worker(self) -> _Worker:
@@ -145,6 +153,8 @@ class BuildPool:
             return await self._build(identifier, ask)
 
     async def _build(self, identifier: Identifier, ask: BuildAsk) -> Built | None:
+        if self._closed:
+            raise PoolClosed("the passport build processes were stopped")
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._attach(loop)
@@ -228,8 +238,14 @@ class BuildPool:
         worker.process.join(timeout=0)
 
     def close(self) -> None:
-        """Close every worker's socket (each ends at its next read) and wait for them to end."""
+        """Close every worker's socket (each ends at its next read) and wait for them to end; a
+        build still waiting fails with PoolClosed."""
+        self._closed = True
         for worker in self._workers:
+            for answer in worker.pending.values():
+                if not answer.done():
+                    answer.set_exception(PoolClosed("the passport build processes were stopped"))
+            worker.pending.clear()
             if not worker.dead and self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(worker.sock.fileno())
             worker.sock.close()

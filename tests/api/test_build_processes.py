@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import event as sa_event
 from fastapi.testclient import TestClient
 
-from api.build_pool import BuildPool
+from api.build_pool import BuildPool, PoolClosed
 from api.readmodel.passport import BuildAsk
 from api.main import build_services, create_app
 from api.services import Services
@@ -118,6 +118,24 @@ def test_builds_at_once_each_come_back_to_their_caller_and_a_failing_build_raise
 
     after_cancel, again = asyncio.run(cancelled_then_another()), asyncio.run(pool.build(world.unit("tampered")))
     assert after_cancel is not None and again is not None and after_cancel.core.verdict == again.core.verdict
+
+
+def test_a_build_waiting_when_the_pool_closes_fails_and_no_worker_is_started_after(world: World, services: Services) -> None:
+    pool = BuildPool(1, services.settings, world.chain_settings, world.database)
+    pool.start()
+    started = {p.pid for p in workers()}
+
+    async def build_then_close() -> None:
+        waiting = asyncio.ensure_future(pool.build(world.unit("genuine")))
+        await asyncio.sleep(0)  # sent, not answered yet
+        pool.close()
+        with pytest.raises(PoolClosed):
+            await waiting
+        with pytest.raises(PoolClosed):
+            await pool.build(world.unit("genuine"))
+
+    asyncio.run(build_then_close())
+    assert {p.pid for p in workers()} <= started  # closed: its worker ended, none took its place
 
 
 def test_the_api_serves_scans_from_build_processes_and_stops_them_when_it_stops(world: World, tmp_path: Path) -> None:
