@@ -261,7 +261,7 @@ class Supervisor:
         max_restarts: int = 5,
         window: float = 300.0,
         max_backoff: float = 30.0,
-        ready_timeout: float = 90.0,
+        ready_timeout: float = 300.0,
     ) -> None:
         self.children: list[Child] = []
         self.waves: list[list[Child]] = []  # the children of each `start` call
@@ -274,8 +274,11 @@ class Supervisor:
         self._lock = threading.Lock()
         self._given_up: set[str] = set()
 
-    def start(self, *children: Child, timeout: float = 90.0) -> None:
-        """Start these children together and wait until each is ready."""
+    def start(self, *children: Child, timeout: float = 300.0) -> None:
+        """Start these children together and wait until each is ready. A child that ends fails the
+        start at once; one still running gets `timeout` seconds: a member node's start (imports,
+        migrations, publishing itself on the chain) took over 90 s on a 2-vCPU VM running about
+        three times slower than usual, with three demo networks starting at once."""
         self.waves.append(list(children))
         for child in children:
             self.children.append(child.start())
