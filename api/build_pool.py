@@ -102,6 +102,14 @@ class _Worker:
     dead: bool = False
 
 
+def _fail_pending(worker: _Worker, error: Exception) -> None:
+    """Fail every build still waiting on `worker` (one whose scan went away is left as it is)."""
+    for answer in worker.pending.values():
+        if not answer.done():
+            answer.set_exception(error)
+    worker.pending.clear()
+
+
 class BuildPool:
     """N worker processes building passport cores; `build` is awaited on the API's event loop."""
 
@@ -231,10 +239,7 @@ class BuildPool:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(worker.sock.fileno())
         worker.sock.close()
-        for answer in worker.pending.values():
-            if not answer.done():
-                answer.set_exception(WorkerDied(f"passport build process {worker.process.pid} ended"))
-        worker.pending.clear()
+        _fail_pending(worker, WorkerDied(f"passport build process {worker.process.pid} ended"))
         worker.process.join(timeout=0)
 
     def close(self) -> None:
@@ -242,10 +247,7 @@ class BuildPool:
         build still waiting fails with PoolClosed."""
         self._closed = True
         for worker in self._workers:
-            for answer in worker.pending.values():
-                if not answer.done():
-                    answer.set_exception(PoolClosed("the passport build processes were stopped"))
-            worker.pending.clear()
+            _fail_pending(worker, PoolClosed("the passport build processes were stopped"))
             if not worker.dead and self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(worker.sock.fileno())
             worker.sock.close()

@@ -127,7 +127,7 @@ class TTLCache:
 
 class ChainView:
     """Read-only, cached views of the registries for passports, claims and authorisation; a
-    node.protocol.verification Registry and AnchorOf."""
+    node.protocol.verification AnchorOf, and its Registry as of the head (`registry`)."""
 
     def __init__(self, client: ChainClient, deployment: Deployment, *, ttl: float = 30.0, db: Database | None = None) -> None:
         """With the node's `db`, the mirror starts from the registry logs its indexer stored, so
@@ -156,19 +156,6 @@ class ChainView:
         self._indexed_through = TTLCache(1.0, 1)
 
     # ---- the registry's history (node.protocol.verification.Registry), from the mirror ----------
-
-    def has_role_at(self, account: str, role: str, at: int) -> bool:
-        return self._registry().has_role_at(account, role, at)
-
-    def organisation_at(self, account: str, at: int) -> int:
-        """The organisation `account` belonged to at unix time `at` (0: none)."""
-        return self._registry().organisation_at(account, at)
-
-    def host_of_at(self, org_id: int, at: int) -> int:
-        return self._registry().host_of_at(org_id, at)
-
-    def max_reporting_delay_at(self, at: int) -> int | None:
-        return self._registry().max_reporting_delay_at(at)
 
     def registry(self) -> RoleState:
         """The registry's history as of the head, as one state: for a build's many questions (a few

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-
 from api.readmodel.chain_view import ChainView
 from node.protocol.timestamps import iso_ms
 from node.db import Batch, Event
