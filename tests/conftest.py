@@ -23,7 +23,8 @@ from xdist.scheduler import LoadFileScheduling
 from node.chain.build import build
 from node.chain.deploy import Deployment
 from node.chain.client import ChainClient
-from waymark.devnet.anvil import DEVNET_ACCOUNTS, DEVNET_MNEMONIC, AnvilControl, AnvilProcess, free_port
+from waymark.devnet.anvil import DEVNET_ACCOUNTS, DEVNET_MNEMONIC, AnvilControl, AnvilProcess
+from waymark.ports import free_port
 
 Account.enable_unaudited_hdwallet_features()
 

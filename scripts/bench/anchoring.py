@@ -69,7 +69,8 @@ from node.chain.build import build  # noqa: E402
 from node.chain.client import ChainClient  # noqa: E402
 from node.chain.deploy import deploy, waymark_steps  # noqa: E402
 from node.db import Batch, Database, Event  # noqa: E402
-from waymark.devnet.anvil import AnvilControl, AnvilProcess, free_port  # noqa: E402
+from waymark.devnet.anvil import AnvilControl, AnvilProcess  # noqa: E402
+from waymark.ports import free_port  # noqa: E402
 from waymark.devnet.consortium import demo_consortium, devnet_account  # noqa: E402
 from waymark.demo.processes import process_stats  # noqa: E402
 from node.member.proofs import verify_bundle  # noqa: E402

@@ -56,7 +56,8 @@ from node.chain.build import build  # noqa: E402
 from node.chain.client import ChainClient  # noqa: E402
 from node.chain.deploy import Deployment, deploy, is_current, load_deployment, waymark_steps  # noqa: E402
 from node.db import Batch, Database, Event  # noqa: E402
-from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
+from waymark.devnet.anvil import AnvilProcess  # noqa: E402
+from waymark.ports import free_port  # noqa: E402
 from waymark.devnet.consortium import DEMO_MEMBERS, demo_consortium, devnet_account  # noqa: E402
 from waymark.demo.layout import MEMBER_NODES  # noqa: E402
 from waymark.demo.network import anchor_account  # noqa: E402

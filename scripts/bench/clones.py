@@ -77,7 +77,8 @@ from api.settings import ApiSettings  # noqa: E402
 from node.chain.build import build  # noqa: E402
 from tests.api.world import build_world  # noqa: E402
 from tests.node.story import MANUFACTURER  # noqa: E402
-from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
+from waymark.devnet.anvil import AnvilProcess  # noqa: E402
+from waymark.ports import free_port  # noqa: E402
 
 TARGET_PRECISION = 0.95
 TARGET_RECALL = 0.90

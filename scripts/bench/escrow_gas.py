@@ -40,7 +40,8 @@ from web3.types import TxReceipt  # noqa: E402
 
 from node.chain.build import build  # noqa: E402
 from node.chain.client import ChainClient  # noqa: E402
-from waymark.devnet.anvil import DEVNET_MNEMONIC, AnvilControl, AnvilProcess, free_port  # noqa: E402
+from waymark.devnet.anvil import DEVNET_MNEMONIC, AnvilControl, AnvilProcess  # noqa: E402
+from waymark.ports import free_port  # noqa: E402
 from tests.contracts.escrow_world import EscrowWorld, deploy_world, empty_fx  # noqa: E402
 
 TARGET = 450_000

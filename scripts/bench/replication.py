@@ -59,7 +59,8 @@ from node.chain.deploy import deploy, waymark_steps  # noqa: E402
 from node.db import Batch, Database, Event  # noqa: E402
 from node.db.models import NetworkBatch  # noqa: E402
 from node.lifetime import die_with_parent  # noqa: E402
-from waymark.devnet.anvil import AnvilControl, AnvilProcess, answers, free_port  # noqa: E402
+from waymark.devnet.anvil import AnvilControl, AnvilProcess, answers  # noqa: E402
+from waymark.ports import free_port  # noqa: E402
 from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium, demo_member, devnet_account  # noqa: E402
 from node.member.ingest.roles import RoleMirror  # noqa: E402
 from node.protocol import epcis  # noqa: E402

@@ -83,7 +83,8 @@ from node.chain.client import ChainClient  # noqa: E402
 from node.chain.consortium import ConsortiumSpec  # noqa: E402
 from node.chain.deploy import deploy, load_deployment, waymark_steps  # noqa: E402
 from node.db import Database  # noqa: E402
-from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
+from waymark.devnet.anvil import AnvilProcess  # noqa: E402
+from waymark.ports import free_port  # noqa: E402
 from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium, demo_org_id, devnet_account  # noqa: E402
 from node.member.history import unit_history  # noqa: E402
 from node.member.ingest.capture import CheckedEvent, precheck_document  # noqa: E402

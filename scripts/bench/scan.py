@@ -56,7 +56,8 @@ import requests  # noqa: E402
 
 from node.chain.build import build  # noqa: E402
 from waymark.demo.processes import NoAnswer, await_answer, die_with_parent, process_stats  # noqa: E402
-from waymark.devnet.anvil import AnvilProcess, free_port  # noqa: E402
+from waymark.devnet.anvil import AnvilProcess  # noqa: E402
+from waymark.ports import free_port  # noqa: E402
 from node.paths import PROJECT_ROOT  # noqa: E402
 from tests.api.world import build_world  # noqa: E402
 

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from node.chain.build import build
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 from tests.api.world import World, api_settings, build_world
 
 LOTS = {"genuine": "genuine", "pending": "pending", "tampered": "tampered", "clones": "genuine", "claims": "genuine", "edges": "genuine"}

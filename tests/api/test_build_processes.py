@@ -28,7 +28,8 @@ from node.paths import PROJECT_ROOT
 from node.protocol.gs1 import Identifier, UnitId
 from tests.api.world import World, api_settings, build_world
 from waymark.demo.processes import await_answer, process_stats
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 
 JSON = {"Accept": "application/json"}
 

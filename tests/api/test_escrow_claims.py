@@ -16,7 +16,8 @@ from api.auth import sign_claim
 from api.main import create_app
 from node.chain.build import build
 from node.chain.client import ChainClient
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 from node.member.runtime import build_indexer
 from tests.api.world import World, api_settings, build_world
 from tests.node.escrow_env import EscrowEnv, escrow_env, member

@@ -18,7 +18,8 @@ from api.main import create_app
 from node.chain.build import build
 from node.chain.client import ChainClient
 from node.db import ChainLog
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 from node.escrow import OrderTerms
 from node.escrow.orders import OrderIndex, read_orders
 from node.member.runtime import build_indexer

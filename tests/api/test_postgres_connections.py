@@ -16,7 +16,8 @@ from node.chain.build import build
 from tests.api.world import World, api_settings, build_world
 from tests.network.harness import postgres_database
 from tests.node.conftest import POSTGRES_URL
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 
 pytestmark = pytest.mark.postgres
 

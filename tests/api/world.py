@@ -29,7 +29,8 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, deploy, waymark_steps
 from node.db import Database, Event
 from waymark.demo.processes import await_answer
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium, devnet_account
 from api.readmodel.locations import LocationRecord, store_location
 from api.readmodel.product_master import master_hash, store_master

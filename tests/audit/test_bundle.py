@@ -37,7 +37,8 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.chain.build import build
 from node.db import Database
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 from node.escrow import OrderTerms, order_key
 from node.protocol.crypto import keccak256
 from node.protocol.event_hash import event_hash

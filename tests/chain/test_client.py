@@ -10,7 +10,8 @@ from eth_account.signers.local import LocalAccount
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.chain.errors import ContractRevert, RpcUnreachable, WrongChainId, revert_class
-from waymark.devnet.anvil import AnvilControl, AnvilProcess, free_port, rpc
+from waymark.devnet.anvil import AnvilControl, AnvilProcess, rpc
+from waymark.ports import free_port
 from node.chain.registry import ProposalKind, RegistryClient, org_data
 from tests.helpers import reverts
 

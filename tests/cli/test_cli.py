@@ -16,7 +16,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from node.chain.deploy import load_deployment
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 from node.paths import PROJECT_ROOT
 
 

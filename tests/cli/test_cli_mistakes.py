@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from waymark.devnet.anvil import AnvilControl, AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilControl, AnvilProcess
+from waymark.ports import free_port
 from node.paths import PROJECT_ROOT
 from waymark.cli import main
 

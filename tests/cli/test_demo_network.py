@@ -16,7 +16,8 @@ from waymark.devnet.consortium import DEMO_MEMBERS
 from waymark.demo.layout import MEMBER_NODES, RELAYER_NODE, Ports
 from waymark.demo.network import MemberNode, member_home
 from node.paths import PROJECT_ROOT
-from waymark.demo.processes import PortTaken, free_port_range, port_free
+from waymark.demo.processes import PortTaken
+from waymark.ports import EPHEMERAL_START, FIRST_PORT, free_port, free_port_range, port_free
 from waymark.demo.simulation import CARRIERS_DELIVERED, CARRIERS_SHIPPED, CUSTOMS_PARTIES, FX_ORACLES
 
 def test_four_members_run_nodes_and_every_oracle_of_the_story_posts_to_its_own_or_its_hosts_node() -> None:
@@ -60,7 +61,7 @@ def test_the_nodes_get_consecutive_ports_and_a_taken_one_is_named_with_its_optio
 
 def test_a_port_range_one_process_reserved_is_handed_to_no_other_until_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from waymark.demo.processes import free_port_range; "
+        [sys.executable, "-c", "import time; from waymark.ports import free_port_range; "
                                "print(free_port_range(5), flush=True); time.sleep(120)"],
         stdout=subprocess.PIPE, cwd=PROJECT_ROOT, text=True,
     )
@@ -76,3 +77,14 @@ def test_a_port_range_one_process_reserved_is_handed_to_no_other_until_it_ends(m
         holder.wait(10)
     draws = iter([base - 2])
     assert free_port_range(5) == base - 2  # the holder is gone: its lock went with it
+
+
+def test_a_single_free_port_is_below_the_ephemeral_range_and_reserved_until_this_process_ends() -> None:
+    """Below 32768 no outgoing connection's local port can take it before its server binds it."""
+    port = free_port()
+    assert FIRST_PORT <= port < EPHEMERAL_START and port_free(port)
+    other = subprocess.run(
+        [sys.executable, "-c", f"from waymark.ports import _reserve; print(_reserve({port}))"],
+        capture_output=True, cwd=PROJECT_ROOT, text=True, check=True,
+    )
+    assert other.stdout.strip() == "None"  # another process cannot reserve it

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from waymark.devnet.anvil import free_port
+from waymark.ports import free_port
 from waymark.demo.processes import Child, ChildFailed
 
 # Answers every request after 1.5 s: longer than a connect attempt may take, as a node's first

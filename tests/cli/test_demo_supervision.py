@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from waymark.devnet.anvil import free_port
+from waymark.ports import free_port
 from waymark.demo.processes import Child, Supervisor, group_alive
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from waymark.devnet.anvil import AnvilControl, AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilControl, AnvilProcess
+from waymark.ports import free_port
 from waymark.devnet.consortium import devnet_account
 from node.paths import PROJECT_ROOT
 from tests.cli.test_cli import run_cli

@@ -23,9 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from waymark.devnet.anvil import free_port
+from waymark.ports import free_port, free_port_range
 from node.paths import PROJECT_ROOT
-from waymark.demo.processes import free_port_range
 from waymark.demo.layout import MEMBER_NODES, ORACLE_COUNT
 
 README = PROJECT_ROOT / "README.md"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from waymark.devnet.anvil import AnvilProcess, free_port, rpc
+from waymark.devnet.anvil import AnvilProcess, rpc
+from waymark.ports import free_port
 
 TOPIC = "0x" + "ab" * 32
 # Runtime: LOG1(calldata, TOPIC); the init code returns it.

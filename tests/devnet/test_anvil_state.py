@@ -7,7 +7,8 @@ import json
 import time
 from pathlib import Path
 
-from waymark.devnet.anvil import AnvilProcess, free_port, rpc
+from waymark.devnet.anvil import AnvilProcess, rpc
+from waymark.ports import free_port
 
 
 def _dumped_head(state: Path) -> int | None:

@@ -29,7 +29,8 @@ from api.main import create_app as create_api
 from api.settings import ApiSettings
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 from waymark.devnet.consortium import devnet_account
 from node.documents import OrgKeystore, erasure_headers, open_sealed, sign_document_request, sign_erasure
 from node.protocol import epcis

@@ -25,11 +25,10 @@ from typing import Any
 
 import httpx
 
-from waymark.devnet.anvil import free_port
+from waymark.ports import free_port, free_port_range, port_free
 from node.paths import PROJECT_ROOT
-from waymark.demo.processes import free_port_range
 from waymark.demo.layout import MEMBER_NODES, ORACLE_COUNT
-from waymark.demo.processes import group_alive, port_free
+from waymark.demo.processes import group_alive
 
 READY_WITHIN = 300.0
 STOP_WITHIN = 60.0

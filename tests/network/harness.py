@@ -23,7 +23,8 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from tests.node.conftest import POSTGRES_URL, postgres_unreachable
-from waymark.demo.processes import NoAnswer, await_answer, free_port_range
+from waymark.demo.processes import NoAnswer, await_answer
+from waymark.ports import free_port_range
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-from waymark.demo.processes import free_port_range
+from waymark.ports import free_port_range
 
 
 @contextmanager

@@ -27,7 +27,8 @@ from sqlalchemy import func, select
 from node.chain.client import ChainClient
 from node.chain.deploy import deploy, waymark_steps
 from node.db import Batch, Database, Event
-from waymark.devnet.anvil import AnvilControl, AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilControl, AnvilProcess
+from waymark.ports import free_port
 from waymark.devnet.consortium import demo_consortium
 from node.member.ingest.capture import CaptureService
 from node.protocol import epcis

@@ -17,7 +17,7 @@ import httpx
 import uvicorn
 
 from node.paths import PROJECT_ROOT
-from waymark.devnet.anvil import free_port
+from waymark.ports import free_port
 from waymark.demo.processes import NoAnswer, await_answer
 
 

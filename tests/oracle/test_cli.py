@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 from node.paths import PROJECT_ROOT
 from tests.oracle.journey import Journey
 from tests.oracle.servers import NodeProcess

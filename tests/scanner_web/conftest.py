@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from node.chain.build import build
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 from node.paths import PROJECT_ROOT
 from tests.api.world import ApiServer, World, build_world
 from tests.scanner_web.pages import served_page

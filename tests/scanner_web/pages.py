@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from api.page_bundle import PageAnchors, build_page
-from waymark.devnet.anvil import free_port
+from waymark.ports import free_port
 from waymark.devnet.consortium import devnet_account
 from waymark.devnet.governance import approve_verifier_bundle
 from node.chain.registry import RegistryClient

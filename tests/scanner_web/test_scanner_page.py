@@ -17,7 +17,8 @@ from eth_utils.crypto import keccak
 
 from node.chain.build import build
 from node.chain.client import ChainClient
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 from node.member.runtime import build_capture, build_indexer
 from tests.api.world import ApiServer, World, build_world, journey
 from tests.scanner_web.pages import served_page

@@ -27,7 +27,8 @@ import requests
 from api.page_bundle import PageAnchors, build_page
 from node.chain.build import build
 from node.db import Database
-from waymark.devnet.anvil import AnvilProcess, free_port
+from waymark.devnet.anvil import AnvilProcess
+from waymark.ports import free_port
 from node.member.history import unit_history
 from node.paths import PROJECT_ROOT
 from node.protocol import epcis

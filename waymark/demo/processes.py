@@ -10,14 +10,10 @@ go with it, and nothing is left behind.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
-import random
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -70,11 +66,6 @@ class PortTaken(WaymarkError):
         super().__init__(f"port {port} for the {what} is taken (another devnet or demo running?); choose another with {option}")
 
 
-class PortsExhausted(WaymarkError):
-    def __init__(self, count: int) -> None:
-        super().__init__(f"no {count} consecutive free ports below the ephemeral range (20000-32767)")
-
-
 def process_stats() -> Iterator[tuple[int, list[str]]]:
     """Every process this user may read (Linux /proc), as its pid and the fields of its
     /proc/PID/stat after the command name: [1] parent, [2] process group, [3] session, [11] and
@@ -112,56 +103,6 @@ def listening_sessions(port: int) -> set[int] | None:
         except OSError:
             continue  # ended meanwhile, or another user's
     return sessions
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-# Lock files of the ports this process reserved (their descriptors stay open until it ends).
-_RESERVED: list[int] = []
-
-
-def _reserve(port: int) -> int | None:
-    """An exclusive lock on `port` among this machine's processes: flock on a lock file in the temp
-    folder, released by the kernel when the holder ends however it ends; its descriptor, or None
-    if another process (or another reservation of this one) holds it."""
-    fd = os.open(os.path.join(tempfile.gettempdir(), f"waymark-port-{port}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def free_port_range(count: int) -> int:
-    """The first of `count` consecutive free ports for a demo started by the tests or a benchmark,
-    reserved for this process until it ends. Taken below the kernel's ephemeral range (32768-60999
-    by default), where no client connection's local port can land while the demo starts, at
-    random, and reserved (`_reserve`): two test runs side by side once drew overlapping ranges,
-    both found them free, and each network's node lost its port to the other's."""
-    rng = random.SystemRandom()
-    for _ in range(500):
-        base = rng.randrange(20_000, 32_768 - count)
-        held: list[int] = []
-        for port in range(base, base + count):
-            fd = _reserve(port)
-            if fd is None:
-                break
-            held.append(fd)
-        if len(held) == count and all(port_free(base + i) for i in range(count)):
-            _RESERVED.extend(held)
-            return base
-        for fd in held:
-            os.close(fd)
-    raise PortsExhausted(count)
 
 
 def group_alive(pgid: int) -> bool:

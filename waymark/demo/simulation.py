@@ -50,7 +50,7 @@ from node.protocol.gs1 import SERIAL_ALPHABET, UnitId, make_sscc
 from oracle.app import create_app
 from oracle.runtime import RoleHistory, build_runtime, escrow_factory, fx_signer_for, organisation_roles
 from oracle.settings import OracleSettings
-from waymark.devnet.anvil import free_port
+from waymark.ports import free_port
 from waymark.devnet.consortium import DEMO_BUYER_INDICES, DEMO_MEMBERS, devnet_account
 
 GTIN = "09521234543213"

@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -49,12 +48,6 @@ def anvil_binary() -> Path:
     if not path.exists():
         raise AnvilNotInstalled(path)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rpc(url: str, method: str, params: list[Any] | None = None, timeout: float = 5.0) -> Any:
