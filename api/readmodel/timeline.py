@@ -27,14 +27,15 @@ from node.member.network.holders import PEERS_HOLDING_BATCH
 from node.protocol.event_hash import digest_from_hash
 from node.protocol.merkle import leaf_hash
 from node.protocol.verification import (
-    Attested, Head, Inclusion, Outcome, Recorded, Registry, check_merkle_proof, verify_anchoring, verify_attestation,
+    Anchor, Attested, Head, Inclusion, Outcome, Recorded, Registry, check_confirmations, check_merkle_proof, confirmations_of,
+    verify_anchoring, verify_attestation,
 )
 
 DocumentStatus = Callable[[str], Literal["available", "erased", "not_held"]]
-# Outcomes of checks 1-3 remembered (about 1.3 KB each), and apart those of check 4 with the proof
-# in hex (about 1 KB), MEMO_SIZE of each, the least recently used leaving first: the events of
-# recently built passports (a container's, shared by many units, stay), so a scan API running for
-# days holds the same amount.
+# Outcomes of checks 1-3 remembered (about 1.3 KB each), apart those of check 4 with the proof in
+# hex (about 1 KB), and verifications as shown (about 4 KB), MEMO_SIZE of each, the least recently
+# used leaving first: the events of recently built passports (a container's, shared by many units,
+# stay), so a scan API running for days holds the same amount.
 MEMO_SIZE = 4_096
 
 _K = TypeVar("_K")
@@ -90,8 +91,11 @@ class EventVerifier:
 
     Checks 1-3 (hash, signature, role at the event time) depend only on the stored data and the
     registry's past, so their outcome is remembered under a key covering all of it (a changed row
-    gets a new key: an edited body is re-hashed and fails); proof, anchor, confirmations and
-    marks are checked at each build, from cached chain facts.
+    gets a new key: an edited body is re-hashed and fails); check 4 likewise, with the root and
+    the proof. The whole verification as shown is remembered too, once the event's own
+    organisation anchored it (`_Shown`): at a later build it is taken again while the registry's
+    state is the same object (the mirror swaps it whole when the registry changes) and the chain
+    still reports the same anchor, and only the confirmations are counted again at the head.
     """
 
     def __init__(self, chain: ChainView, confirmations: int) -> None:
@@ -99,16 +103,21 @@ class EventVerifier:
         self.confirmations = confirmations
         self._memo: dict[bytes, tuple[tuple[Outcome, ...], Attested | None]] = {}
         self._proofs: dict[tuple[bytes, bytes, bytes], _Proved] = {}
+        self._shown: dict[tuple[Any, ...], _Shown] = {}
         self._memo_lock = threading.Lock()  # builds run on several threads
 
     def verify(self, entry: HistoryEntry, stored: StoredAttestation, head: Head, registry: Registry) -> dict[str, Any]:
         """The event's verification as the passport shows it, against the chain at `head` and the
         registry as of it (`ChainView.registry`, read once per passport)."""
-        chain, event = self.chain, entry.event
+        chain = self.chain
         key = _memo_key(entry, stored)
+        shown_key = (key, stored.root, stored.proof, stored.leaf_index, stored.tx_hash, stored.anchored)
+        kept = self._recall(self._shown, shown_key)
+        if kept is not None and kept.registry is registry and chain.anchor_of(kept.anchor.root, kept.anchor.org_id) == kept.anchor:
+            return kept.at(head, self.confirmations, self._signer_org(kept.anchor.org_id))
         memo = self._recall(self._memo, key)
         if memo is None:
-            memo = verify_attestation(chain.domain, event, stored.digest, stored.signer, stored.signature, registry,
+            memo = verify_attestation(chain.domain, entry.event, stored.digest, stored.signer, stored.signature, registry,
                                       recorded=stored.recorded)
             if memo[1] is not None:
                 self._keep(self._memo, key, memo)
@@ -119,8 +128,7 @@ class EventVerifier:
             proved = self._proved(key, attested, stored.root, stored.proof)
         result = verify_anchoring(stored.digest, *memo, registry, proved.inclusion if proved is not None else None, chain.anchor_of,
                                   head, confirmations=self.confirmations, proved=proved.outcome if proved is not None else None)
-        org = chain.organisation(result.signer_org) if result.signer_org else None
-        return {
+        shown = {
             "status": result.status.value,
             "failedCheck": result.failed_check.value if result.failed_check else None,
             "failure": result.failure,
@@ -129,7 +137,7 @@ class EventVerifier:
             "signer": stored.signer,
             "signature": hex_of(stored.signature),
             "subject": hex_of(stored.subject),
-            "signerOrg": org.ref() if org else None,
+            "signerOrg": self._signer_org(result.signer_org),
             "signerRole": result.role,
             "merkle": {
                 "root": proved.root, "leaf": proved.leaf, "leafIndex": stored.leaf_index, "proof": list(proved.proof),
@@ -142,6 +150,13 @@ class EventVerifier:
                 "confirmations": result.confirmations,
             } if result.anchor is not None else None,
         }
+        if result.anchor is not None and result.anchor.org_id == result.signer_org:
+            self._keep(self._shown, shown_key, _Shown(registry, result.anchor, shown))
+        return shown
+
+    def _signer_org(self, org_id: int) -> dict[str, Any] | None:
+        org = self.chain.organisation(org_id) if org_id else None
+        return org.ref() if org else None
 
     def _proved(self, key: bytes, attested: Attested, root: bytes, proof: bytes) -> _Proved:
         """Check 4 and the proof as the passport shows it: a function of the attestation (`key`),
@@ -171,6 +186,28 @@ class EventVerifier:
             while len(memo) >= MEMO_SIZE:
                 del memo[next(iter(memo))]  # the least recently used
             memo[key] = value
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """An event's verification as shown, once checks 1-5 passed with its own organisation's
+    anchor. All of it depends on the stored attestation (the key it is kept under), the registry's
+    state and that anchor, but the confirmations, which depend on the head. (An anchor by a
+    hosting organisation is not kept: which host counts also depends on the head's time.)"""
+
+    registry: Registry
+    anchor: Anchor
+    shown: dict[str, Any]
+
+    def at(self, head: Head, required: int, signer_org: dict[str, Any] | None) -> dict[str, Any]:
+        """The verification shown at `head` (a new dict; the kept one is not changed)."""
+        depth = confirmations_of(self.anchor, head)
+        status, confirmed = check_confirmations(depth, required)
+        shown = self.shown
+        return {
+            **shown, "status": status.value, "checks": [*shown["checks"][:-1], confirmed.to_json()],
+            "signerOrg": signer_org, "anchor": {**shown["anchor"], "confirmations": depth},
+        }
 
 
 @dataclass(frozen=True)

@@ -440,14 +440,24 @@ def verify_anchoring(
         return Verification(event_id, Status.FAILED, tuple(outcomes), **known)
     outcomes.append(Outcome(Check.ANCHOR, "passed", f"anchored by organisation {anchor.org_id} in block "
                                                     f"{anchor.block_number} at {anchor.timestamp}"))
-    depth = max(0, head.block_number - anchor.block_number)
+    depth = confirmations_of(anchor, head)
     known.update(anchor=anchor, confirmations=depth,
                  marks=marks_of(registry, attested.signer, attested.role, attested.event_time, anchor))
-    if depth < confirmations:
-        outcomes.append(Outcome(Check.CONFIRMATIONS, "pending", f"{depth} of {confirmations} confirmations"))
-        return Verification(event_id, Status.PENDING, tuple(outcomes), **known)
-    outcomes.append(Outcome(Check.CONFIRMATIONS, "passed", f"{depth} blocks on top; {confirmations} required"))
-    return Verification(event_id, Status.VERIFIED, tuple(outcomes), **known)
+    status, confirmed = check_confirmations(depth, confirmations)
+    outcomes.append(confirmed)
+    return Verification(event_id, status, tuple(outcomes), **known)
+
+
+def confirmations_of(anchor: Anchor, head: Head) -> int:
+    """Blocks on top of the anchor's at `head`."""
+    return max(0, head.block_number - anchor.block_number)
+
+
+def check_confirmations(depth: int, required: int) -> tuple[Status, Outcome]:
+    """6. At least `required` blocks on top of the anchor's: the event's status once checks 1-5 passed."""
+    if depth < required:
+        return Status.PENDING, Outcome(Check.CONFIRMATIONS, "pending", f"{depth} of {required} confirmations")
+    return Status.VERIFIED, Outcome(Check.CONFIRMATIONS, "passed", f"{depth} blocks on top; {required} required")
 
 
 def _not_anchored(root: bytes, org_id: int) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from typing import Any
 
 import orjson
@@ -159,8 +160,85 @@ def test_the_remembered_outcomes_stay_bounded(runtime: NodeRuntime, chain_now: i
     builder = PassportBuilder(runtime.db, ChainView(runtime.client, runtime.deployment), resolver_url="http://r", browser_rpc_url="http://b")
     first = builder.build(story.units[0])
     assert first is not None and len(first.body["timeline"]) > 3
-    memo, proofs = builder.verifier._memo, builder.verifier._proofs
-    assert len(memo) == 3 and len(proofs) == 3  # not one per event
+    memo, proofs, shown = builder.verifier._memo, builder.verifier._proofs, builder.verifier._shown
+    assert len(memo) == 3 and len(proofs) == 3 and len(shown) == 3  # not one per event
     again = builder.build(story.units[0])  # most outcomes checked again: the same answer
     assert again is not None and again.body["timeline"] == first.body["timeline"]
-    assert len(memo) == 3 and len(proofs) == 3
+    assert len(memo) == 3 and len(proofs) == 3 and len(shown) == 3
+
+
+def _builder(runtime: NodeRuntime, confirmations: int = 0) -> PassportBuilder:
+    return PassportBuilder(runtime.db, ChainView(runtime.client, runtime.deployment), resolver_url="http://r",
+                           browser_rpc_url="http://b", confirmations=confirmations)
+
+
+def _at_head(builder: PassportBuilder, runtime: NodeRuntime) -> None:
+    """Until the builder's chain view reads the chain's head (it reads it at most once a second)."""
+    head = runtime.client.w3.eth.block_number
+    deadline = time.monotonic() + 10
+    while builder.chain.head() != head:
+        assert time.monotonic() < deadline, "the chain view did not read the new head"
+        time.sleep(0.05)
+
+
+def _counting_anchoring(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The events verify_anchoring checks from now on (their digests)."""
+    checked: list[bytes] = []
+    real = timeline_module.verify_anchoring
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        checked.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(timeline_module, "verify_anchoring", counted)
+    return checked
+
+
+def test_a_kept_verification_is_shown_again_with_the_confirmations_counted_at_the_new_head(
+    runtime: NodeRuntime, chain_now: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event its own organisation anchored keeps its verification as shown; a later build takes
+    it again and counts only the confirmations at the new head (pending turns verified), and shows
+    what a new builder shows at that head. The inspector's events, anchored by its host, are
+    checked again."""
+    story = _captured(runtime, chain_now)
+    unit, required = story.units[0], 50
+    builder = _builder(runtime, required)
+    first = builder.build(unit)
+    assert first is not None
+    timeline = first.body["timeline"]
+    own = [item["id"] for item in timeline if item["verification"]["anchor"]["orgId"] == item["verification"]["signerOrg"]["id"]]
+    assert 0 < len(own) < len(timeline)  # the inspector's are its host's anchors
+    assert all(item["verification"]["status"] == "pending" for item in timeline)  # fewer than 50 blocks on top
+    assert len(builder.verifier._shown) == len(own)
+
+    AnvilControl(runtime.client.rpc_url).mine(required)
+    _at_head(builder, runtime)
+    checked = _counting_anchoring(monkeypatch)
+    again = builder.build(unit)
+    assert again is not None
+    assert len(checked) == len(timeline) - len(own)  # only the hosted organisation's events
+    assert all(item["verification"]["status"] == "verified" for item in again.body["timeline"])
+    depth = {item["id"]: item["verification"]["anchor"]["confirmations"] for item in timeline}
+    assert all(item["verification"]["anchor"]["confirmations"] == depth[item["id"]] + required for item in again.body["timeline"])
+    assert again.body["timeline"] == _builder(runtime, required).build(unit).body["timeline"]  # type: ignore[union-attr]
+
+
+def test_a_registry_change_makes_every_kept_verification_checked_again(
+    runtime: NodeRuntime, chain_now: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept verifications hold for one state of the registry: once the consortium changes it,
+    the next build checks every event again."""
+    story = _captured(runtime, chain_now)
+    unit = story.units[0]
+    builder = _builder(runtime)
+    first = builder.build(unit)
+    assert first is not None and builder.verifier._shown
+    registry = RegistryClient(runtime.client, runtime.deployment)
+    proposal = registry.propose(ProposalKind.REVOKE_ROLE, role_data(3, "CARRIER"), MANUFACTURER)
+    assert any(registry.vote(proposal, voter) for voter in (INSPECTOR, CARRIER, CUSTOMS))
+    _at_head(builder, runtime)
+    checked = _counting_anchoring(monkeypatch)
+    again = builder.build(unit)
+    assert again is not None and len(checked) == len(first.body["timeline"])
+    assert again.body["timeline"] == _builder(runtime).build(unit).body["timeline"]  # type: ignore[union-attr]
