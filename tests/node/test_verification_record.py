@@ -22,6 +22,7 @@ from api.readmodel.passport import PassportBuilder
 from node.paths import PROJECT_ROOT
 from node.protocol import epcis
 from node.protocol.event_hash import event_hash
+from node.protocol.verification import verify_anchoring
 from node.chain.registry import ProposalKind, RegistryClient, role_data
 from node.member.runtime import NodeRuntime, build_anchorer, build_capture
 from tests.api.world import register_product
@@ -184,7 +185,7 @@ def _at_head(builder: PassportBuilder, runtime: NodeRuntime) -> None:
 def _counting_anchoring(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """The events verify_anchoring checks from now on (their digests)."""
     checked: list[bytes] = []
-    real = timeline_module.verify_anchoring
+    real = verify_anchoring
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         checked.append(args[0])
