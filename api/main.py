@@ -28,6 +28,7 @@ from starlette.responses import Response
 
 from api import errors
 from api.auth import RequestVerifier
+from api.compression import CompressedAnswers
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
 from api.routes import alerts, answers, audit, digital_link, health, ownership, resolver
@@ -168,8 +169,11 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     errors.install(app)
-    # Inner first: the resolver's fast path, then metrics around everything.
+    # Inner first: the resolver's fast path, compression of what it and the routes answer, then
+    # metrics around everything.
     app.add_middleware(ResolverFastPath, services=lambda: getattr(app.state, "services", None))
+    if api.compress:
+        app.add_middleware(CompressedAnswers)
     app.add_middleware(MetricsMiddleware, metrics=lambda: getattr(getattr(app.state, "services", None), "metrics", None))
     app.include_router(health.router)
     app.include_router(resolver.router)

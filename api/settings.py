@@ -128,6 +128,10 @@ class ApiSettings(BaseSettings):
     docs: bool = True
     """Serve the OpenAPI documentation at /docs and the spec at /openapi.json."""
 
+    compress: bool = True
+    """Answer with Zstandard or gzip where the client accepts it (api.compression): a passport
+    is about 50 KB of JSON and 9 KB compressed. Off where a proxy in front compresses already."""
+
     static_dir: Path = PROJECT_ROOT / "scanner_web"
     """Folder of the scanner page (index.html and its built dist/)."""
 

@@ -14,8 +14,9 @@ Each of C concurrent clients keeps one HTTP/1.1 keep-alive connection and sends 
 request as soon as the previous answer is read (closed loop, no think time):
 
 * baseline: GET /health/live (a constant answer: the server's and the load generator's floor)
-* cold:     GET /01/<gtin>/10/<lot>/21/<serial> with Accept: application/json and a device id
-            per client, each request for a unit nobody scanned since the API started (the
+* cold:     GET /01/<gtin>/10/<lot>/21/<serial> with Accept: application/json, a browser's
+            Accept-Encoding (the answer comes with Zstandard; --accept-encoding identity: as it
+            is), and a device id per client, each request for a unit nobody scanned since the API started (the
             clients share the units out, in random order, each unit once): every answer is
             built from the database and the chain (the usual case: most units are scanned
             once or twice in their life). Runs until every unit was scanned once or
@@ -61,6 +62,8 @@ from waymark.ports import free_port  # noqa: E402
 from node.paths import PROJECT_ROOT  # noqa: E402
 from tests.api.world import build_world  # noqa: E402
 
+# What a browser sends (Chrome since 123, Firefox since 126): the API answers with Zstandard.
+BROWSER_ACCEPT_ENCODING = "gzip, deflate, br, zstd"
 TARGET_P99_MS_AT_50 = 25.0
 TARGET_SCANS_PER_S = 1000.0
 
@@ -123,7 +126,7 @@ class LoadRun:
 
 
 async def run_load(port: int, paths: list[bytes], concurrency: int, seconds: float, device_header: bool, server_pid: int,
-                   *, cold: bool = False, reached: list[bytes] | None = None) -> LoadRun:
+                   *, cold: bool = False, reached: list[bytes] | None = None, accept_encoding: str = BROWSER_ACCEPT_ENCODING) -> LoadRun:
     start = time.perf_counter()
     warmup_until = start if cold else start + 1.0  # a cold run measures from its first request
     deadline = warmup_until + seconds
@@ -135,7 +138,7 @@ async def run_load(port: int, paths: list[bytes], concurrency: int, seconds: flo
     errors: list[str] = []
     tasks = []
     for i in range(concurrency):
-        extra = b"Accept: application/json\r\n"
+        extra = b"Accept: application/json\r\nAccept-Encoding: " + accept_encoding.encode() + b"\r\n"
         if device_header:
             extra += b"Waymark-Device: bench-device-%d\r\n" % i
         tasks.append(client(port, paths, extra, deadline, warmup_until, latencies, errors, seed=i, queue=queue, reached=reached))
@@ -164,8 +167,9 @@ def summary(runs: Sequence[LoadRun]) -> dict[str, float]:
 
 
 async def load(port: int, paths: list[bytes], concurrency: int, seconds: float, device_header: bool, server_pid: int,
-               *, cold: bool = False, reached: list[bytes] | None = None) -> dict[str, float]:
-    return summary([await run_load(port, paths, concurrency, seconds, device_header, server_pid, cold=cold, reached=reached)])
+               *, cold: bool = False, reached: list[bytes] | None = None, accept_encoding: str = BROWSER_ACCEPT_ENCODING) -> dict[str, float]:
+    return summary([await run_load(port, paths, concurrency, seconds, device_header, server_pid, cold=cold, reached=reached,
+                                   accept_encoding=accept_encoding)])
 
 
 def start_api(world_folder: Path, world: object, port: int, settings: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -208,6 +212,8 @@ def main() -> None:
     parser.add_argument("--cold-seconds", type=float, default=20.0, help="most seconds per cold run (it ends earlier once every unit was scanned)")
     parser.add_argument("--units", type=int, default=20_000, help="distinct units")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--accept-encoding", default=BROWSER_ACCEPT_ENCODING,
+                        help="the clients' Accept-Encoding (default a browser's; `identity`: answers not compressed)")
     parser.add_argument("--build-processes", type=int, default=os.cpu_count() or 1,
                         help="the API's passport build processes (WAYMARK_API_PASSPORT_BUILD_PROCESSES; 0: its own threads)")
     args = parser.parse_args()
@@ -229,9 +235,13 @@ def main() -> None:
         spare = [u for story in world.lots.values() for u in story.units][len(units):]
         port = free_port()
         api = start_api(folder, world, port, api_env)
-        first = requests.get(f"http://127.0.0.1:{port}" + spare[0].uri("http://x").removeprefix("http://x"), headers={"Accept": "application/json"}, timeout=30)
+        sample = f"http://127.0.0.1:{port}" + spare[0].uri("http://x").removeprefix("http://x")
+        first = requests.get(sample, headers={"Accept": "application/json", "Accept-Encoding": "identity"}, timeout=30)
         assert first.status_code == 200 and first.json()["verdict"] == "genuine", first.text[:300]
         size = len(first.content)
+        with requests.get(sample, headers={"Accept": "application/json", "Accept-Encoding": args.accept_encoding}, stream=True, timeout=30) as sent:
+            wire_size = len(sent.raw.read(decode_content=False))  # as it crossed the wire
+        print(f"  a passport: {size:,} bytes of JSON, {wire_size:,} sent to Accept-Encoding: {args.accept_encoding}", flush=True)
         api.terminate()
         api.wait(timeout=15)
         api = None
@@ -253,7 +263,8 @@ def main() -> None:
                 ("warm", reached, True, False, args.seconds),
             )
             for name, route_paths, device, cold, seconds in runs:
-                figures = asyncio.run(load(port, route_paths, concurrency, seconds, device, api.pid, cold=cold, reached=reached if cold else None))
+                figures = asyncio.run(load(port, route_paths, concurrency, seconds, device, api.pid, cold=cold, reached=reached if cold else None,
+                                           accept_encoding=args.accept_encoding))
                 if cold:
                     figures["units_reached"] = len(reached)
                 results[name][str(concurrency)] = figures
@@ -271,6 +282,8 @@ def main() -> None:
             "units": len(units),
             "events_per_passport": len(first.json()["timeline"]),
             "passport_bytes": size,
+            "accept_encoding": args.accept_encoding,
+            "passport_bytes_sent": wire_size,
             "seconds_per_run": args.seconds,
             "build_processes": args.build_processes,
             "results": results,

@@ -1,0 +1,100 @@
+"""Compressed answers (api.compression): the coding chosen from Accept-Encoding as RFC 9110 reads
+it, and the passport, page and linkset answered compressed, the same once decoded."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import orjson
+import pytest
+import zstandard
+from fastapi.testclient import TestClient
+
+from api.compression import MIN_SIZE, chosen_coding
+from api.main import create_app
+from tests.api.conftest import JSON, path_of
+from tests.api.world import World, api_settings
+from tests.node.story import GTIN
+
+
+@pytest.mark.parametrize(("header", "chosen"), [
+    (None, None),
+    ("", None),
+    ("identity", None),
+    ("gzip", "gzip"),
+    ("x-gzip", "gzip"),
+    ("GZip", "gzip"),
+    ("deflate, gzip", "gzip"),
+    ("gzip, deflate, br, zstd", "zstd"),  # a browser's: equal weights, zstd preferred
+    ("gzip;q=1.0, zstd;q=0.5", "gzip"),
+    ("zstd;q=0, gzip", "gzip"),
+    ("gzip;q=0, zstd;q=0", None),
+    ("*", "zstd"),
+    ("*;q=0.5, gzip", "gzip"),
+    ("*, zstd;q=0", "gzip"),
+    ("gzip;q=abc", None),  # a weight that is not a number accepts nothing
+    ("gzip;q=2", None),  # outside 0-1
+    ("gzip ; q=0.001", "gzip"),
+    (" , ,gzip", "gzip"),
+    ("br", None),
+])
+def test_the_coding_follows_the_weights_of_accept_encoding(header: str | None, chosen: str | None) -> None:
+    assert chosen_coding(header) == chosen
+
+
+def _raw(client: TestClient, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """The answer as it came over the wire (not decoded)."""
+    with client.stream(method, path, headers=headers) as response:
+        return response.status_code, dict(response.headers), b"".join(response.iter_raw())
+
+
+def _timeline(body: bytes) -> list[dict[str, object]]:
+    timeline: list[dict[str, object]] = orjson.loads(body)["timeline"]
+    return timeline
+
+
+def test_a_passport_is_answered_in_the_coding_accepted_and_is_the_same_once_decoded(client: TestClient, world: World) -> None:
+    path = path_of(world, "genuine")
+    status, headers, plain = _raw(client, "GET", path, {**JSON, "Accept-Encoding": "identity"})
+    assert status == 200 and "content-encoding" not in headers and len(plain) >= MIN_SIZE
+    assert "accept-encoding" in headers["vary"].lower() and "accept" in headers["vary"].lower()
+
+    status, headers, packed = _raw(client, "GET", path, {**JSON, "Accept-Encoding": "gzip, deflate, br, zstd"})
+    assert status == 200 and headers["content-encoding"] == "zstd" and int(headers["content-length"]) == len(packed)
+    assert len(packed) < len(plain) / 3
+    assert _timeline(zstandard.ZstdDecompressor().decompressobj().decompress(packed)) == _timeline(plain)
+
+    status, headers, packed = _raw(client, "GET", path, {**JSON, "Accept-Encoding": "gzip"})
+    assert status == 200 and headers["content-encoding"] == "gzip" and int(headers["content-length"]) == len(packed)
+    assert _timeline(gzip.decompress(packed)) == _timeline(plain)
+
+
+def test_the_scanner_page_and_the_product_view_are_compressed_and_head_says_the_compressed_length(
+    client: TestClient, world: World,
+) -> None:
+    status, headers, packed = _raw(client, "GET", path_of(world, "genuine"), {"Accept": "text/html", "Accept-Encoding": "gzip"})
+    assert status == 200 and headers["content-encoding"] == "gzip"
+    assert b"waymark-boot" in gzip.decompress(packed)
+
+    product = "/01/" + GTIN
+    status, headers, packed = _raw(client, "GET", product, {**JSON, "Accept-Encoding": "zstd"})
+    plain = _raw(client, "GET", product, {**JSON, "Accept-Encoding": "identity"})[2]
+    assert status == 200 and headers["content-encoding"] == "zstd" and len(plain) >= MIN_SIZE
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(packed) == plain
+    status, head, nothing = _raw(client, "HEAD", product, {**JSON, "Accept-Encoding": "zstd"})
+    assert status == 200 and nothing == b"" and head["content-encoding"] == "zstd" and head["content-length"] == str(len(packed))
+
+
+def test_a_small_answer_is_not_compressed(client: TestClient) -> None:
+    status, headers, body = _raw(client, "GET", "/health/live", {"Accept-Encoding": "gzip, zstd"})
+    assert status == 200 and len(body) < MIN_SIZE and "content-encoding" not in headers
+
+
+def test_an_api_told_not_to_compress_answers_as_it_is(world: World, api_folder: Path) -> None:
+    """WAYMARK_API_COMPRESS=false, for a proxy in front that compresses."""
+    app = create_app(api_settings(world, api_folder, public_url="https://scan.example", compress=False), world.chain_settings, world.database)
+    with TestClient(app, base_url="https://scan.example") as plain_client:
+        status, headers, body = _raw(plain_client, "GET", "/01/" + GTIN, {**JSON, "Accept-Encoding": "zstd, gzip"})
+    assert status == 200 and "content-encoding" not in headers and len(body) >= MIN_SIZE
+    assert orjson.loads(body)
