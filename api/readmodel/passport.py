@@ -35,6 +35,7 @@ import orjson
 import zstandard
 from sqlalchemy import func, select
 
+from api.compression import zstd
 from api.readmodel.chain_view import ChainView
 from api.readmodel.escrow import order_levels
 from api.readmodel.locations import route_by_location
@@ -106,7 +107,7 @@ class PassportCore:
         values = [orjson.dumps(value) for value in body.values()]
         ends = list(accumulate(len(v) for v in values))
         self._spans = tuple(zip(body, [0, *ends], ends))  # (key, start, end) of each value in the packed JSON
-        self._packed = zstandard.compress(b"".join(values), 1)
+        self._packed = zstd(b"".join(values))
         self.size = len(self._packed)
         """Bytes held (compressed)."""
         self.verdict: Verdict = verdict
