@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.compression import MIN_SIZE, chosen_coding
 from api.main import create_app
+from node.paths import PROJECT_ROOT
 from tests.api.conftest import JSON, path_of
 from tests.api.world import World, api_settings
 from tests.node.story import GTIN
@@ -98,3 +99,17 @@ def test_an_api_told_not_to_compress_answers_as_it_is(world: World, api_folder: 
         status, headers, body = _raw(plain_client, "GET", "/01/" + GTIN, {**JSON, "Accept-Encoding": "zstd, gzip"})
     assert status == 200 and "content-encoding" not in headers and len(body) >= MIN_SIZE
     assert orjson.loads(body)
+
+
+@pytest.mark.parametrize("coding", ["zstd", "gzip"])
+def test_the_page_bundle_is_streamed_compressed_and_revalidates_with_its_weakened_etag(client: TestClient, coding: str) -> None:
+    """The bundle (about 390 KB) is sent in chunks: compressed chunk by chunk, without a length."""
+    bundle = (PROJECT_ROOT / "scanner_web" / "dist" / "app.js").read_bytes()
+    status, headers, packed = _raw(client, "GET", "/static/app.js", {"Accept-Encoding": coding})
+    assert status == 200 and headers["content-encoding"] == coding and "content-length" not in headers
+    assert len(packed) < len(bundle) / 2
+    plain = gzip.decompress(packed) if coding == "gzip" else zstandard.ZstdDecompressor().decompressobj().decompress(packed)
+    assert plain == bundle
+    assert headers["etag"].startswith("W/")
+    status, _, body = _raw(client, "GET", "/static/app.js", {"Accept-Encoding": coding, "If-None-Match": headers["etag"]})
+    assert status == 304 and body == b""
