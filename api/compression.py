@@ -112,7 +112,7 @@ class CompressedAnswers:
                 await send(message)
                 return
             headers = [(name, value) for name, value in head.get("headers", ())]
-            if not any(name.lower() == b"content-type" and value.lower().startswith(_TEXTUAL) for name, value in headers):
+            if not any(name.lower() == b"content-type" and _textual(value) for name, value in headers):
                 await send(head)
                 await send(message)
                 return
@@ -146,6 +146,13 @@ class _Stream:
     def next(self, chunk: bytes, *, more: bool) -> bytes:
         packed: bytes = self._compressor.compress(chunk)
         return packed if more else packed + self._compressor.flush()
+
+
+def _textual(content_type: bytes) -> bool:
+    """A type worth compressing. Not an event stream: a compressor holds back what it was given
+    until it has enough, and each event must reach the client when it is sent."""
+    kind = content_type.lower()
+    return kind.startswith(_TEXTUAL) and not kind.startswith(b"text/event-stream")
 
 
 def _weak(etag: bytes) -> bytes:

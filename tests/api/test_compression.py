@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
+import anyio
 import orjson
 import pytest
 import zstandard
 from fastapi.testclient import TestClient
 
-from api.compression import MIN_SIZE, chosen_coding
+from api.compression import MIN_SIZE, CompressedAnswers, chosen_coding
 from api.main import create_app
 from node.paths import PROJECT_ROOT
 from tests.api.conftest import JSON, path_of
@@ -113,3 +115,24 @@ def test_the_page_bundle_is_streamed_compressed_and_revalidates_with_its_weakene
     assert headers["etag"].startswith("W/")
     status, _, body = _raw(client, "GET", "/static/app.js", {"Accept-Encoding": coding, "If-None-Match": headers["etag"]})
     assert status == 304 and body == b""
+
+
+def test_an_event_stream_is_passed_on_as_it_is_sent() -> None:
+    """A compressor would hold each event back until it had enough bytes: events go as they come."""
+    async def events(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b"data: one\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: two\n\n", "more_body": False})
+
+    sent: list[dict[str, Any]] = []
+
+    async def record(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def nothing() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "GET", "path": "/events", "headers": [(b"accept-encoding", b"gzip, zstd")]}
+    anyio.run(CompressedAnswers(events), scope, nothing, record)
+    assert [m.get("body") for m in sent] == [None, b"data: one\n\n", b"data: two\n\n"]
+    assert (b"content-encoding", b"gzip") not in sent[0]["headers"] and all(name != b"content-encoding" for name, _ in sent[0]["headers"])
