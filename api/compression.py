@@ -71,10 +71,8 @@ def zstd(data: bytes) -> bytes:
 
 
 def compress(coding: str, body: bytes) -> bytes:
-    if coding == "zstd":
-        return zstd(body)
-    gzip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # wbits 31: the gzip format
-    return gzip.compress(body) + gzip.flush()
+    """A whole body: Zstandard by this thread's compressor, gzip as a stream of one chunk."""
+    return zstd(body) if coding == "zstd" else _Stream(coding).next(body, more=False)
 
 
 class CompressedAnswers:
@@ -90,8 +88,6 @@ class CompressedAnswers:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        accepted = b",".join(value for name, value in scope["headers"] if name == b"accept-encoding")
-        coding = chosen_coding(accepted.decode("latin-1"))
         start: dict[str, Any] | None = None
         stream: _Stream | None = None
 
@@ -107,19 +103,21 @@ class CompressedAnswers:
                 await send(message)
                 return
             head, start = start, None
-            if message["type"] != "http.response.body":  # an extension's message (a file to send): as it is
-                await send(head)
-                await send(message)
-                return
-            headers = [(name, value) for name, value in head.get("headers", ())]
-            if not any(name.lower() == b"content-type" and _textual(value) for name, value in headers):
+            headers = list(head.get("headers", ()))
+            # An extension's message (a file to send) or a type not worth compressing: as it is.
+            if message["type"] != "http.response.body" or not any(
+                name.lower() == b"content-type" and _textual(value) for name, value in headers
+            ):
                 await send(head)
                 await send(message)
                 return
             headers = _with_vary(headers)
             body, more = message.get("body", b""), bool(message.get("more_body"))
             encoded = any(name.lower() == b"content-encoding" for name, value in headers)
-            if coding is not None and not encoded and (more or len(body) >= MIN_SIZE):
+            # Accept-Encoding is read only for a body worth compressing.
+            coding = None if encoded or not (more or len(body) >= MIN_SIZE) else chosen_coding(
+                b",".join(value for name, value in scope["headers"] if name == b"accept-encoding").decode("latin-1"))
+            if coding is not None:
                 headers = [(name, _weak(value) if name.lower() == b"etag" else value)
                            for name, value in headers if name.lower() != b"content-length"]
                 headers.append((b"content-encoding", coding.encode()))
@@ -141,7 +139,7 @@ class _Stream:
 
     def __init__(self, coding: str) -> None:
         self._compressor: Any = (zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj() if coding == "zstd"
-                                 else zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31))
+                                 else zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31))  # wbits 31: the gzip format
 
     def next(self, chunk: bytes, *, more: bool) -> bytes:
         packed: bytes = self._compressor.compress(chunk)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from waymark.demo.processes import PortTaken
-from waymark.ports import free_port_range, port_free, free_port
+from waymark.ports import free_port, free_port_range, port_free
 from waymark.devnet.consortium import DEMO_MEMBERS
 
 # The member nodes (the demo members that run one: waymark/devnet/consortium.py), in the order their
