@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -22,6 +23,7 @@ from typing import Any, Literal, TypeVar
 from api.readmodel.chain_view import ChainView
 from node.protocol.timestamps import iso_ms
 from node.db import Batch, Event
+from node.member.epcis_rest.corrections import DECLARED_ERRONEOUS
 from node.member.history import HistoryEntry
 from node.member.network.holders import PEERS_HOLDING_BATCH
 from node.protocol.event_hash import digest_from_hash
@@ -33,9 +35,10 @@ from node.protocol.verification import (
 
 DocumentStatus = Callable[[str], Literal["available", "erased", "not_held"]]
 # Outcomes of checks 1-3 remembered (about 1.3 KB each), apart those of check 4 with the proof in
-# hex (about 1 KB), and verifications as shown (about 4 KB), MEMO_SIZE of each, the least recently
-# used leaving first: the events of recently built passports (a container's, shared by many units,
-# stay), so a scan API running for days holds the same amount.
+# hex (about 1 KB), and verifications as shown (about 4 KB), MEMO_SIZE of each, so a scan API
+# running for days holds the same amount. A single unit's events leave first, then the least
+# recently used: with a million units the events of cases, pallets and containers, which every
+# one of their units' builds needs, were pushed out by units built once (EventVerifier).
 MEMO_SIZE = 4_096
 
 _K = TypeVar("_K")
@@ -57,6 +60,7 @@ class StoredAttestation:
     signer_org: int | None = None
     verified_at_ms: int | None = None  # when the node checked signature and role (accept or import)
     peers_holding: int = 0  # peers seen holding its batch (node.member.network.holders)
+    declared_erroneous: bool = False  # an error declaration names it (node.member.epcis_rest.corrections)
 
     @property
     def recorded(self) -> Recorded | None:
@@ -67,22 +71,23 @@ class StoredAttestation:
 
 
 # What a passport reads of each event beyond its history entry, in the history's own statement
-# (node.member.history's `extra`): one read for the events, their attestations and holders.
+# (node.member.history's `extra`): one read for the events, their attestations, holders and
+# whether an error declaration names them.
 ATTESTATION_COLUMNS = (
     Event.signature, Event.subject, Event.leaf_index, Event.proof, Batch.root, Batch.tx_hash,
-    Event.signer_org, Event.verified_at_ms, PEERS_HOLDING_BATCH,
+    Event.signer_org, Event.verified_at_ms, PEERS_HOLDING_BATCH, DECLARED_ERRONEOUS,
 )
 
 
 def stored_attestation(entry: HistoryEntry) -> StoredAttestation:
     """The attestation of a history entry read with ATTESTATION_COLUMNS."""
-    signature, subject, leaf_index, proof, root, tx_hash, signer_org, verified_at_ms, peers = entry.extra
+    signature, subject, leaf_index, proof, root, tx_hash, signer_org, verified_at_ms, peers, declared = entry.extra
     return StoredAttestation(
         digest_from_hash(entry.event_id), entry.signer, bytes(signature), bytes(subject), leaf_index,
         bytes(proof) if proof is not None else None, bytes(root) if root is not None else None, entry.anchored,
         bytes(tx_hash) if tx_hash is not None else None, entry.role,
         int(signer_org) if signer_org is not None else None, int(verified_at_ms) if verified_at_ms is not None else None,
-        int(peers or 0),
+        int(peers or 0), bool(declared),
     )
 
 
@@ -92,18 +97,23 @@ class EventVerifier:
     Checks 1-3 (hash, signature, role at the event time) depend only on the stored data and the
     registry's past, so their outcome is remembered under a key covering all of it (a changed row
     gets a new key: an edited body is re-hashed and fails); check 4 likewise, with the root and
-    the proof. The whole verification as shown is remembered too, once the event's own
-    organisation anchored it (`_Shown`): at a later build it is taken again while the registry's
-    state is the same object (the mirror swaps it whole when the registry changes) and the chain
-    still reports the same anchor, and only the confirmations are counted again at the head.
+    the proof. The whole verification as shown is remembered too, once checks 1-5 passed with the
+    anchor of the event's own organisation or of the one hosting it at the event time (`_Shown`):
+    at a later build it is taken again while it still holds (`_Shown.holds`), and only the
+    confirmations are counted again at the head.
+
+    What is remembered is bounded (MEMO_SIZE of each kind), and an event other passports share
+    (`shared_by_others`: a case's, pallet's or container's, or one naming several units) stays
+    before one of a single unit: a unit's passport is cached whole once built, while the shared
+    events are in the next build of every unit they concern.
     """
 
     def __init__(self, chain: ChainView, confirmations: int) -> None:
         self.chain = chain
         self.confirmations = confirmations
-        self._memo: dict[bytes, tuple[tuple[Outcome, ...], Attested | None]] = {}
-        self._proofs: dict[tuple[bytes, bytes, bytes], _Proved] = {}
-        self._shown: dict[tuple[Any, ...], _Shown] = {}
+        self._memo: OrderedDict[bytes, tuple[tuple[Outcome, ...], Attested | None]] = OrderedDict()
+        self._proofs: OrderedDict[tuple[bytes, bytes, bytes], _Proved] = OrderedDict()
+        self._shown: OrderedDict[tuple[Any, ...], _Shown] = OrderedDict()
         self._memo_lock = threading.Lock()  # builds run on several threads
 
     def verify(self, entry: HistoryEntry, stored: StoredAttestation, head: Head, registry: Registry) -> dict[str, Any]:
@@ -111,21 +121,22 @@ class EventVerifier:
         registry as of it (`ChainView.registry`, read once per passport)."""
         chain = self.chain
         key = _memo_key(entry, stored)
+        shared = shared_by_others(entry)
         shown_key = (key, stored.root, stored.proof, stored.leaf_index, stored.tx_hash, stored.anchored)
         kept = self._recall(self._shown, shown_key)
-        if kept is not None and kept.registry is registry and chain.anchor_of(kept.anchor.root, kept.anchor.org_id) == kept.anchor:
-            return kept.at(head, self.confirmations, self._signer_org(kept.anchor.org_id))
+        if kept is not None and kept.holds(chain, registry):
+            return kept.at(head, self.confirmations, self._signer_org(kept.attester_org))
         memo = self._recall(self._memo, key)
         if memo is None:
             memo = verify_attestation(chain.domain, entry.event, stored.digest, stored.signer, stored.signature, registry,
                                       recorded=stored.recorded)
             if memo[1] is not None:
-                self._keep(self._memo, key, memo)
+                self._keep(self._memo, key, memo, shared)
         attested = memo[1]
         # Without checks 1-3 passed, verify_anchoring stops before the proof: none is needed.
         proved = None
         if stored.root is not None and stored.proof is not None and stored.anchored and attested is not None:
-            proved = self._proved(key, attested, stored.root, stored.proof)
+            proved = self._proved(key, attested, stored.root, stored.proof, shared)
         result = verify_anchoring(stored.digest, *memo, registry, proved.inclusion if proved is not None else None, chain.anchor_of,
                                   head, confirmations=self.confirmations, proved=proved.outcome if proved is not None else None)
         shown = {
@@ -150,15 +161,18 @@ class EventVerifier:
                 "confirmations": result.confirmations,
             } if result.anchor is not None else None,
         }
-        if result.anchor is not None and result.anchor.org_id == result.signer_org:
-            self._keep(self._shown, shown_key, _Shown(registry, result.anchor, shown))
+        anchor, org = result.anchor, result.signer_org
+        # Kept where the anchor that counts does not depend on the head's time: the attester's own
+        # organisation's, or that of its host at the event time (counted_anchor's first choices).
+        if anchor is not None and (anchor.org_id == org or (result.event_time is not None and anchor.org_id == registry.host_of_at(org, result.event_time))):
+            self._keep(self._shown, shown_key, _Shown(registry, anchor, org, shown), shared)
         return shown
 
     def _signer_org(self, org_id: int) -> dict[str, Any] | None:
         org = self.chain.organisation(org_id) if org_id else None
         return org.ref() if org else None
 
-    def _proved(self, key: bytes, attested: Attested, root: bytes, proof: bytes) -> _Proved:
+    def _proved(self, key: bytes, attested: Attested, root: bytes, proof: bytes, shared: bool) -> _Proved:
         """Check 4 and the proof as the passport shows it: a function of the attestation (`key`),
         the root and the proof alone, so kept like checks 1-3. An event of a case, pallet or
         container is in the passport of every unit it held: its proof is hashed once, not once
@@ -171,33 +185,51 @@ class EventVerifier:
                 inclusion, check_merkle_proof(attested.digest, attested.signer, inclusion), hex_of(root),
                 hex_of(leaf_hash(attested.digest, attested.signer)), tuple(hex_of(p) for p in inclusion.proof),
             )
-            self._keep(self._proofs, proof_key, proved)
+            self._keep(self._proofs, proof_key, proved, shared)
         return proved
 
-    def _recall(self, memo: dict[_K, _V], key: _K) -> _V | None:
+    def _recall(self, memo: OrderedDict[_K, _V], key: _K) -> _V | None:
         with self._memo_lock:
-            value = memo.pop(key, None)
+            value = memo.get(key)
             if value is not None:
-                memo[key] = value  # now the most recently used (dicts keep insertion order)
+                memo.move_to_end(key)  # now the most recently used
         return value
 
-    def _keep(self, memo: dict[_K, _V], key: _K, value: _V) -> None:
+    def _keep(self, memo: OrderedDict[_K, _V], key: _K, value: _V, shared: bool) -> None:
+        """Remember `value`: a shared event's as the most recently used; a single unit's only
+        while there is room, as the next to leave (until it is recalled)."""
         with self._memo_lock:
+            if not shared and len(memo) >= MEMO_SIZE:
+                return
             while len(memo) >= MEMO_SIZE:
-                del memo[next(iter(memo))]  # the least recently used
+                memo.popitem(last=False)  # a single unit's, else the least recently used
             memo[key] = value
+            if not shared:
+                memo.move_to_end(key, last=False)
 
 
 @dataclass(frozen=True)
 class _Shown:
-    """An event's verification as shown, once checks 1-5 passed with its own organisation's
-    anchor. All of it depends on the stored attestation (the key it is kept under), the registry's
-    state and that anchor, but the confirmations, which depend on the head. (An anchor by a
-    hosting organisation is not kept: which host counts also depends on the head's time.)"""
+    """An event's verification as shown, once checks 1-5 passed with the anchor of its attester's
+    organisation (`attester_org`) or of the one hosting it at the event time. All of it depends on
+    the stored attestation (the key it is kept under), the registry's state and that anchor, but
+    the confirmations, which depend on the head. (A host found only at the head's time is not
+    kept: which one that is changes with the head.)"""
 
     registry: Registry
     anchor: Anchor
+    attester_org: int
     shown: dict[str, Any]
+
+    def holds(self, chain: ChainView, registry: Registry) -> bool:
+        """Whether counted_anchor would find the same anchor now: the registry's state is the same
+        object (the mirror swaps it whole when the registry changes), the chain still reports that
+        anchor, and for a hosted event its own organisation has not anchored the root since (its
+        own anchor would count first)."""
+        anchor = self.anchor
+        if self.registry is not registry or chain.anchor_of(anchor.root, anchor.org_id) != anchor:
+            return False
+        return anchor.org_id == self.attester_org or chain.anchor_of(anchor.root, self.attester_org) is None
 
     def at(self, head: Head, required: int, signer_org: dict[str, Any] | None) -> dict[str, Any]:
         """The verification shown at `head` (a new dict; the kept one is not changed)."""
@@ -219,6 +251,20 @@ class _Proved:
     root: str
     leaf: str
     proof: tuple[str, ...]
+
+
+def shared_by_others(entry: HistoryEntry) -> bool:
+    """Whether the event is in other units' passports too: it reached the unit through a
+    container (`via`), or it names more than one identifier (a packing, a batch observation, a
+    transformation)."""
+    if entry.via:
+        return True
+    event = entry.event
+    named = 0
+    for field in ("epcList", "childEPCs", "inputEPCList", "outputEPCList"):
+        epcs = event.get(field)
+        named += len(epcs) if isinstance(epcs, list) else 0
+    return named > 1 or "parentID" in event
 
 
 def _memo_key(entry: HistoryEntry, stored: StoredAttestation) -> bytes:

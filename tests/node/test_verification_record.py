@@ -21,7 +21,7 @@ from api.readmodel.chain_view import ChainView
 from api.readmodel.passport import PassportBuilder
 from node.paths import PROJECT_ROOT
 from node.protocol import epcis
-from node.protocol.event_hash import event_hash
+from node.protocol.event_hash import digest_from_hash, event_hash
 from node.protocol.verification import verify_anchoring
 from node.chain.registry import ProposalKind, RegistryClient, role_data
 from node.member.runtime import NodeRuntime, build_anchorer, build_capture
@@ -168,6 +168,32 @@ def test_the_remembered_outcomes_stay_bounded(runtime: NodeRuntime, chain_now: i
     assert len(memo) == 3 and len(proofs) == 3 and len(shown) == 3
 
 
+def test_a_single_units_events_leave_the_remembered_outcomes_before_shared_ones(
+    runtime: NodeRuntime, chain_now: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two units of one lot, each with one event of its own after the eleven shared ones of its
+    history; room is kept for eleven of each kind. The first unit's own event is not kept at the shared
+    ones' cost, so the second unit's build checks only its own event again (least recently used
+    alone, it would push out the first shared event, which that build would check again)."""
+    story = lot_story(chain_now, size=2)
+    own = [epcis.object_event(epcs=[unit], action="OBSERVE", event_time=iso(chain_now + 13), biz_step="encoding") for unit in story.units]
+    shared = story_events(story)
+    for signer, anchorer in ((MANUFACTURER, MANUFACTURER), (INSPECTOR, MANUFACTURER), (CARRIER, CARRIER), (CUSTOMS, CUSTOMS)):
+        mine = [(e, s) for e, s in shared if s is signer] + ([(e, MANUFACTURER) for e in own] if signer is MANUFACTURER else [])
+        build_capture(runtime).capture(orjson.dumps(capture_document(mine, runtime.domain)))
+        build_anchorer(runtime, anchorer).drain()
+    in_history = len(shared) - 1  # the container's departure, once emptied, is not the units'
+    monkeypatch.setattr(timeline_module, "MEMO_SIZE", in_history)
+    builder = _builder(runtime)
+    first = builder.build(story.units[0])
+    assert first is not None and [item["bizStep"] for item in first.body["timeline"]][-1] == "encoding"
+    assert len(first.body["timeline"]) == in_history + 1 and len(builder.verifier._shown) == in_history
+    checked = _counting_anchoring(monkeypatch)
+    second = builder.build(story.units[1])
+    assert second is not None and len(second.body["timeline"]) == in_history + 1
+    assert checked == [digest_from_hash(event_hash(own[1]))]
+
+
 def _builder(runtime: NodeRuntime, confirmations: int = 0) -> PassportBuilder:
     return PassportBuilder(runtime.db, ChainView(runtime.client, runtime.deployment), resolver_url="http://r",
                            browser_rpc_url="http://b", confirmations=confirmations)
@@ -198,31 +224,61 @@ def _counting_anchoring(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 def test_a_kept_verification_is_shown_again_with_the_confirmations_counted_at_the_new_head(
     runtime: NodeRuntime, chain_now: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An event its own organisation anchored keeps its verification as shown; a later build takes
+    """An event anchored by its own organisation, or by the one hosting it at the event time (the
+    inspector's, by the manufacturer's node), keeps its verification as shown; a later build takes
     it again and counts only the confirmations at the new head (pending turns verified), and shows
-    what a new builder shows at that head. The inspector's events, anchored by its host, are
-    checked again."""
+    what a new builder shows at that head."""
     story = _captured(runtime, chain_now)
     unit, required = story.units[0], 50
     builder = _builder(runtime, required)
     first = builder.build(unit)
     assert first is not None
     timeline = first.body["timeline"]
-    own = [item["id"] for item in timeline if item["verification"]["anchor"]["orgId"] == item["verification"]["signerOrg"]["id"]]
-    assert 0 < len(own) < len(timeline)  # the inspector's are its host's anchors
+    hosted = [item for item in timeline if item["verification"]["anchor"]["orgId"] != item["verification"]["signerOrg"]["id"]]
+    assert hosted and all(item["verification"]["signerOrg"]["id"] == 2 for item in hosted)  # the inspector's, by its host
     assert all(item["verification"]["status"] == "pending" for item in timeline)  # fewer than 50 blocks on top
-    assert len(builder.verifier._shown) == len(own)
+    assert len(builder.verifier._shown) == len(timeline)
 
     AnvilControl(runtime.client.rpc_url).mine(required)
     _at_head(builder, runtime)
     checked = _counting_anchoring(monkeypatch)
     again = builder.build(unit)
     assert again is not None
-    assert len(checked) == len(timeline) - len(own)  # only the hosted organisation's events
+    assert checked == []  # every event's verification taken again
     assert all(item["verification"]["status"] == "verified" for item in again.body["timeline"])
     depth = {item["id"]: item["verification"]["anchor"]["confirmations"] for item in timeline}
     assert all(item["verification"]["anchor"]["confirmations"] == depth[item["id"]] + required for item in again.body["timeline"])
     assert again.body["timeline"] == _builder(runtime, required).build(unit).body["timeline"]  # type: ignore[union-attr]
+
+
+def test_a_hosted_events_kept_verification_gives_way_to_its_own_organisations_anchor(
+    runtime: NodeRuntime, chain_now: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inspector's events count their host's anchor until the inspector's organisation anchors
+    the same root itself: from then on its own anchor counts (counted_anchor's first choice), and
+    the kept verification is not taken again, though the registry did not change."""
+    story = _captured(runtime, chain_now)
+    unit = story.units[0]
+    # A chain view that keeps nothing: the inspector's anchor is seen at the next build, not after
+    # the cache's time.
+    builder = PassportBuilder(runtime.db, ChainView(runtime.client, runtime.deployment, ttl=0.0), resolver_url="http://r",
+                              browser_rpc_url="http://b")
+    first = builder.build(unit)
+    assert first is not None and len(builder.verifier._shown) == len(first.body["timeline"])
+    inspected = [item for item in first.body["timeline"] if item["verification"]["signerOrg"]["id"] == 2]
+    assert inspected and all(item["verification"]["anchor"]["orgId"] == 1 for item in inspected)
+    roots = {bytes.fromhex(item["verification"]["merkle"]["root"][2:]) for item in inspected}
+    writer = runtime.client.contract("ProvenanceRegistry", runtime.deployment.address("ProvenanceRegistry"))
+    for root in roots:
+        runtime.client.transact(writer.functions.anchorBatch(root, 1, "inspector://"), sender=INSPECTOR)
+    _at_head(builder, runtime)
+    checked = _counting_anchoring(monkeypatch)
+    again = builder.build(unit)
+    assert again is not None
+    assert len(checked) == len(inspected)  # only the inspector's events checked again
+    shown = {item["id"]: item["verification"]["anchor"]["orgId"] for item in again.body["timeline"]}
+    assert all(shown[item["id"]] == 2 for item in inspected)
+    assert again.body["timeline"] == _builder(runtime).build(unit).body["timeline"]  # type: ignore[union-attr]
 
 
 def test_a_registry_change_makes_every_kept_verification_checked_again(
