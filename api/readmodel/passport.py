@@ -337,7 +337,8 @@ class PassportBuilder:
             documents.extend(documents_of(entry, self.document_status))
             excursions.extend(excursions_of(entry))
 
-        corrections = self.corrections([item["id"] for item in timeline]) if timeline else {}
+        declared = [item["id"] for item, attestation in zip(timeline, attestations) if attestation.declared_erroneous]
+        corrections = self.corrections(declared) if declared else {}
         for item in timeline:
             item["correction"] = corrections.get(item["id"])
         gtin = identifier.gtin if isinstance(identifier, UnitId) else None

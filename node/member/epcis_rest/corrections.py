@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, exists, select
+from sqlalchemy.orm import aliased
 
 from node.db import Batch, Database, Event
 from node.db.plain import PlainSelect
@@ -60,6 +61,13 @@ _CORRECTIONS = PlainSelect(  # built once: building a statement costs more than 
     .where(Event.corrects.in_(bindparam("digests", expanding=True)))
     .order_by(Event.id)
 )
+
+
+# Whether an error declaration names an event, as a column of a statement that reads events (the
+# passport reads it with the unit's history, an index probe of ix_events_corrects per event), so
+# `corrections_of` runs only for the rare timeline that has one.
+_declaration = aliased(Event)
+DECLARED_ERRONEOUS = exists().where(_declaration.corrects == Event.digest).correlate(Event)
 
 
 def corrections_of(db: Database, digests: Sequence[bytes]) -> dict[bytes, list[Correction]]:
