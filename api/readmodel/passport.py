@@ -39,7 +39,7 @@ from api.compression import zstd
 from api.readmodel.chain_view import ChainView
 from api.readmodel.escrow import order_levels
 from api.readmodel.locations import route_by_location
-from api.readmodel.product_master import master_section, recorded_lot
+from api.readmodel.product_master import MasterSections, recorded_lot
 from api.readmodel.clone_rules import Flag
 from api.readmodel.scans import ScanLog, ScanOutcome, UnitRead, WindowAsk, read_window
 from api.readmodel.schema import Verdict
@@ -198,6 +198,7 @@ class PassportBuilder:
         self.orders = orders
         self.corrections = corrections
         self.verifier = EventVerifier(chain, confirmations)
+        self.masters = MasterSections(db)
         # Builds the core in another process when set (api.build_pool): the API process then
         # keeps only what a scan needs of it, so cold passports are built on more than one core.
         # Awaited on the event loop (`build_remote`): no thread of the API process waits for it.
@@ -347,7 +348,7 @@ class PassportBuilder:
         if gtin is not None:
             org = chain.organisation(manufacturer_org) if manufacturer_org else None
             product = {"gtin": gtin, "registered": manufacturer_org is not None, "manufacturer": org.ref() if org else None,
-                       "master": master_section(self.db, gtin, chain.product_hash(gtin)) if manufacturer_org else None}
+                       "master": self.masters.section(gtin, chain.product_hash(gtin)) if manufacturer_org else None}
             if manufacturer_org is None:
                 reasons.append({"code": "product_not_registered", "message": f"product {gtin} is not registered on the chain"})
             commissioning = [t for t in timeline if not t["via"] and t["bizStep"] == "commissioning"]

@@ -168,6 +168,35 @@ def master_section(db: Database, gtin: str, registered_hash: bytes | None) -> di
     return {"status": "verified", "metadataHash": registered, **data}
 
 
+VERIFIED_KEPT_S = 30.0  # as long as a chain view keeps the product's registered hash
+VERIFIED_KEPT = 1024  # products
+
+
+class MasterSections:
+    """`master_section` for one passport builder, kept for VERIFIED_KEPT_S once verified: every
+    passport of a product shows the same master data, which the hash the chain registers
+    certifies, so a cold build reads it from memory instead of the database. Anything else (not
+    held, a hash mismatch) is read at every build: master data stored later shows at once."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._kept: dict[tuple[str, bytes | None], tuple[float, dict[str, Any]]] = {}
+
+    def section(self, gtin: str, registered_hash: bytes | None) -> dict[str, Any]:
+        key = (gtin, registered_hash)
+        now = time.monotonic()
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] > now:
+            return dict(kept[1])
+        section = master_section(self.db, gtin, registered_hash)
+        if section["status"] == "verified":
+            if len(self._kept) >= VERIFIED_KEPT:
+                self._kept.clear()
+            self._kept[key] = (now + VERIFIED_KEPT_S, section)
+            return dict(section)
+        return section
+
+
 # --- lots -----------------------------------------------------------------------------------------
 
 

@@ -107,20 +107,33 @@ class Database:
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
-        """Every read of this thread inside the block shares one connection and one transaction,
-        so a reader that asks many small questions (a passport build: ten or so) checks out a
-        connection and begins a transaction once, not per question (on SQLite the reads also see
-        one state of the database). Nested blocks join the outer one; writes take their own, and
-        on SQLite what they commit is not seen by the block's reads: write before or after it."""
+        """Every read of this thread inside the block shares one connection, so a reader that asks
+        many small questions (a passport build: ten or so) checks out a connection once, not per
+        question. On SQLite the reads share one transaction too, and see one state of the
+        database. On PostgreSQL, whose reads are READ COMMITTED (each statement sees what was
+        committed when it began, inside a transaction or not), they run without one: that saves
+        the BEGIN and COMMIT round trips, two of a passport build's eight. Nested blocks join the
+        outer one; writes take their own, and on SQLite what they commit is not seen by the block's
+        reads: write before or after it."""
         if getattr(self._snapshot, "conn", None) is not None:
             yield
             return
-        with self.engine.begin() as conn:
+        with self._snapshot_connection() as conn:
             self._snapshot.conn = conn
             try:
                 yield
             finally:
                 self._snapshot.conn = None
+
+    @contextmanager
+    def _snapshot_connection(self) -> Iterator[Connection]:
+        if self.is_sqlite:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            # The pool sets the connection back to transactions when it takes it back.
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def read_threads(self) -> int:
         """How many threads of one process usefully read at once: on SQLite one (its short

@@ -1,12 +1,13 @@
-"""`Database.snapshot`: the reads of one thread inside it share one connection and transaction
-(a passport build asks ten or so small questions and begins one transaction for all of them);
-other threads and writes keep their own."""
+"""`Database.snapshot`: the reads of one thread inside it share one connection (a passport build
+asks ten or so small questions), in one transaction on SQLite and in none on PostgreSQL; other
+threads and writes keep their own."""
 
 from __future__ import annotations
 
 import threading
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, insert, select
 
 from node.db import Batch, Database
 
@@ -62,3 +63,25 @@ def test_a_write_committed_meanwhile_is_seen_after_the_snapshot(db: Database) ->
         if db.is_sqlite:
             assert _count(db) == 1  # SQLite: the snapshot's reads see one state of the database
     assert _count(db) == 2
+
+
+def test_a_snapshot_reads_in_one_transaction_on_sqlite_and_in_none_on_postgresql(db: Database) -> None:
+    """PostgreSQL's reads are READ COMMITTED, each statement its own snapshot, in a transaction or
+    not: without one the block saves BEGIN and COMMIT. Its connection goes back to the pool in
+    transactions again, so a write that fails after it leaves nothing behind."""
+    with db.snapshot():
+        with db.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            if db.is_sqlite:
+                assert raw.in_transaction
+            else:
+                assert raw.autocommit
+    with pytest.raises(KeyError):
+        with db.connect(write=True) as conn:
+            conn.execute(insert(Batch).values(root=b"\x01" * 32, event_count=1, status="prepared", created_at_ms=0, sends=0))
+            conn.execute(insert(Batch).values(root=b"\x02" * 32, event_count=1, status="prepared", created_at_ms=0, sends=0))
+            raise KeyError("a failed write")
+    assert _count(db) == 0
+    with db.connect() as conn:
+        assert db.is_sqlite or conn.connection.dbapi_connection is raw and not raw.autocommit

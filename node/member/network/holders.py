@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select, true
 
 from node.db import Batch, Database
 from node.db.models import NetworkBatch, NetworkHolder, NetworkPeerCursor
@@ -41,28 +41,28 @@ def held_feed(db: Database, after: int, limit: int = FEED_LIMIT) -> dict[str, An
 PEERS_HOLDING_BATCH = select(func.count(NetworkHolder.org_id)).where(NetworkHolder.root == Batch.root).correlate(Batch).scalar_subquery()
 
 
-def member_nodes(conn: Connection) -> int:
-    """Member nodes this node knows of: itself and every peer whose feed it reads."""
-    return 1 + int(_PEERS.rows(conn)[0][0] or 0)
+def network_facts(conn: Connection, org_ids: Iterable[int]) -> tuple[int, dict[int, int]]:
+    """In one read: the member nodes this node knows of (itself and every peer whose feed it
+    reads), and the withheld batches (count) of each of `org_ids` that has any."""
+    rows = _NETWORK_FACTS.rows(conn, {"orgs": sorted(set(org_ids))})
+    return 1 + int(rows[0][0] or 0), {int(o): int(n) for _, o, n in rows if o is not None}
 
 
-def withheld_by(conn: Connection, org_ids: Iterable[int]) -> dict[int, int]:
-    """Withheld batches (count) of each of `org_ids` that has any."""
-    orgs = sorted(set(org_ids))
-    if not orgs:
-        return {}
-    return {int(o): int(n) for o, n in _WITHHELD.rows(conn, {"orgs": orgs})}
-
-
-# Built once (building a statement costs more than running it); on one connection, not an ORM
-# session per query: each passport build runs _PEERS and _WITHHELD.
+# Built once (building a statement costs more than running it); each passport build runs
+# _NETWORK_FACTS: the peers' count in every row, joined to one row per organisation with withheld
+# batches (none: one row, its organisation NULL).
 _PEERS = PlainSelect(select(func.count()).select_from(NetworkPeerCursor))
 _NEWEST_HOLDER = select(func.max(NetworkHolder.seen_at_ms))  # ix_network_holders_seen_at_ms
 _WITHHELD_BATCHES = select(func.count()).select_from(NetworkBatch).where(NetworkBatch.state == "withheld")  # ix_network_batches_state_next
-_WITHHELD = PlainSelect(
-    select(NetworkBatch.org_id, func.count())
+_peers = select(func.count().label("peers")).select_from(NetworkPeerCursor).subquery("peers")
+_withheld = (
+    select(NetworkBatch.org_id, func.count().label("batches"))
     .where(NetworkBatch.state == "withheld", NetworkBatch.org_id.in_(bindparam("orgs", expanding=True)))
     .group_by(NetworkBatch.org_id)
+    .subquery("withheld")
+)
+_NETWORK_FACTS = PlainSelect(
+    select(_peers.c.peers, _withheld.c.org_id, _withheld.c.batches).select_from(_peers.outerjoin(_withheld, true()))
 )
 
 
@@ -82,8 +82,7 @@ def network_section(db: Database, timeline: Sequence[Mapping[str, Any]], peers_h
         int(org["id"]) for item in timeline if (org := (item.get("verification") or {}).get("signerOrg")) is not None
     }
     with db.connect() as conn:
-        withheld = withheld_by(conn, orgs)
-        members = member_nodes(conn)
+        members, withheld = network_facts(conn, orgs)
     return {
         "memberNodes": members,
         "holders": [{"eventId": item["id"], "nodes": 1 + peers} for item, peers in zip(timeline, peers_holding, strict=True)],
