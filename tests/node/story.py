@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 from eth_account.signers.local import LocalAccount
 
 from waymark.devnet.consortium import devnet_account
@@ -18,6 +19,7 @@ from node.protocol import epcis
 from node.protocol import vocabulary
 from node.protocol.attestation import AttestationDomain, sign_attestation
 from node.protocol.gs1 import ContainerId, UnitId, make_sscc
+from node.member.runtime import NodeRuntime, build_anchorer, build_capture
 
 GTIN = "09521234543213"
 LOT = "L2025-07"
@@ -87,6 +89,14 @@ def by_anchoring_node(events: list[tuple[dict[str, Any], LocalAccount]]
     for event, signer in events:
         groups.setdefault(anchored_by()[signer.address].address, []).append((event, signer))
     return [(anchored_by()[group[0][1].address], group) for group in groups.values()]
+
+
+def capture_and_anchor(runtime: NodeRuntime, events: list[tuple[dict[str, Any], LocalAccount]]) -> None:
+    """The events captured by the runtime's node, each group anchored by the node that anchors it
+    (`by_anchoring_node`: the inspector's by the manufacturer's, which hosts it)."""
+    for anchorer, group in by_anchoring_node(events):
+        build_capture(runtime).capture(orjson.dumps(capture_document(group, runtime.domain)))
+        build_anchorer(runtime, anchorer).drain()
 
 
 def attested(event: dict[str, Any], signer: LocalAccount, domain: AttestationDomain) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy import delete, event as sa_event, insert
 
@@ -17,17 +16,14 @@ from api.readmodel.passport import PassportBuilder
 from api.readmodel.product_master import master_hash, store_master
 from node.db.models import NetworkBatch, NetworkPeerCursor, ProductMaster as ProductMasterRow
 from node.member.network.holders import network_facts
-from node.member.runtime import NodeRuntime, build_anchorer, build_capture
+from node.member.runtime import NodeRuntime
 from tests.api.world import PRODUCT_MASTER, register_product
-from tests.node.story import CARRIER, CUSTOMS, GTIN, INSPECTOR, MANUFACTURER, capture_document, lot_story, story_events
+from tests.node.story import GTIN, capture_and_anchor, lot_story, story_events
 
 
 def _captured(runtime: NodeRuntime, chain_now: int) -> Any:
     story = lot_story(chain_now, size=1)
-    events = story_events(story)
-    for signer, anchorer in ((MANUFACTURER, MANUFACTURER), (INSPECTOR, MANUFACTURER), (CARRIER, CARRIER), (CUSTOMS, CUSTOMS)):
-        build_capture(runtime).capture(orjson.dumps(capture_document([(e, s) for e, s in events if s is signer], runtime.domain)))
-        build_anchorer(runtime, anchorer).drain()
+    capture_and_anchor(runtime, story_events(story))
     return story
 
 

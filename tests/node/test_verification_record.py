@@ -26,7 +26,7 @@ from node.protocol.verification import verify_anchoring
 from node.chain.registry import ProposalKind, RegistryClient, role_data
 from node.member.runtime import NodeRuntime, build_anchorer, build_capture
 from tests.api.world import register_product
-from tests.node.story import CARRIER, CUSTOMS, INSPECTOR, MANUFACTURER, capture_document, iso, lot_story, story_events
+from tests.node.story import CARRIER, CUSTOMS, INSPECTOR, MANUFACTURER, capture_and_anchor, capture_document, iso, lot_story, story_events
 
 VERIFY_CLI = PROJECT_ROOT / "tests" / "scanner_web" / "verify_cli.mjs"
 
@@ -35,10 +35,7 @@ def _captured(runtime: NodeRuntime, chain_now: int) -> Any:
     """The lot's events captured and anchored, each organisation's by its own node (the inspector's
     by the manufacturer's, which hosts it)."""
     story = lot_story(chain_now, size=1)
-    events = story_events(story)
-    for signer, anchorer in ((MANUFACTURER, MANUFACTURER), (INSPECTOR, MANUFACTURER), (CARRIER, CARRIER), (CUSTOMS, CUSTOMS)):
-        build_capture(runtime).capture(orjson.dumps(capture_document([(e, s) for e, s in events if s is signer], runtime.domain)))
-        build_anchorer(runtime, anchorer).drain()
+    capture_and_anchor(runtime, story_events(story))
     return story
 
 
@@ -178,10 +175,7 @@ def test_a_single_units_events_leave_the_remembered_outcomes_before_shared_ones(
     story = lot_story(chain_now, size=2)
     own = [epcis.object_event(epcs=[unit], action="OBSERVE", event_time=iso(chain_now + 13), biz_step="encoding") for unit in story.units]
     shared = story_events(story)
-    for signer, anchorer in ((MANUFACTURER, MANUFACTURER), (INSPECTOR, MANUFACTURER), (CARRIER, CARRIER), (CUSTOMS, CUSTOMS)):
-        mine = [(e, s) for e, s in shared if s is signer] + ([(e, MANUFACTURER) for e in own] if signer is MANUFACTURER else [])
-        build_capture(runtime).capture(orjson.dumps(capture_document(mine, runtime.domain)))
-        build_anchorer(runtime, anchorer).drain()
+    capture_and_anchor(runtime, [*shared, *((e, MANUFACTURER) for e in own)])
     in_history = len(shared) - 1  # the container's departure, once emptied, is not the units'
     monkeypatch.setattr(timeline_module, "MEMO_SIZE", in_history)
     builder = _builder(runtime)
