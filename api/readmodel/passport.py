@@ -255,7 +255,7 @@ class PassportBuilder:
         what `ask` asks for read in the same snapshot: the orders of the unit's shipment keys
         (`node.escrow.orders.read_orders`) and its scan window (`api.readmodel.scans.read_window`).
         None if nothing on this network names the unit."""
-        with self.db.snapshot():  # one connection and transaction for the build's reads
+        with self.db.snapshot():  # one connection for the build's reads (Database.snapshot)
             entries = unit_history(self.db, identifier.canonical_uri, ATTESTATION_COLUMNS)
             if not entries:
                 return None
