@@ -101,6 +101,12 @@ class TTLCache:
                 del self._loading[key]
             loading.set()  # a failed load lets the waiters try themselves
 
+    def fresh(self, key: Any) -> Any:
+        """The entry's value if it has not expired, else None (nothing is loaded)."""
+        with self._lock:
+            hit = self._data.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     def missing(self, keys: Iterable[Any]) -> list[Any]:
         """The keys without an entry that has not expired, in the order given."""
         now = time.monotonic()

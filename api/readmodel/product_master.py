@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from sqlalchemy import bindparam, delete, insert, select
 
+from api.readmodel.chain_view import TTLCache
 from node.protocol.timestamps import iso_ms
 from node.db import Database, Event, EventEpc
 from node.db.models import ProductMaster as ProductMasterRow
@@ -180,21 +181,17 @@ class MasterSections:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._kept: dict[tuple[str, bytes | None], tuple[float, dict[str, Any]]] = {}
+        self._kept = TTLCache(VERIFIED_KEPT_S, size=VERIFIED_KEPT)
 
     def section(self, gtin: str, registered_hash: bytes | None) -> dict[str, Any]:
         key = (gtin, registered_hash)
-        now = time.monotonic()
-        kept = self._kept.get(key)
-        if kept is not None and kept[0] > now:
-            return dict(kept[1])
-        section = master_section(self.db, gtin, registered_hash)
-        if section["status"] == "verified":
-            if len(self._kept) >= VERIFIED_KEPT:
-                self._kept.clear()
-            self._kept[key] = (now + VERIFIED_KEPT_S, section)
-            return dict(section)
-        return section
+        section: dict[str, Any] | None = self._kept.fresh(key)
+        if section is None:
+            section = master_section(self.db, gtin, registered_hash)
+            if section["status"] != "verified":
+                return section
+            self._kept.put(key, section)
+        return dict(section)  # the kept one is never handed out
 
 
 # --- lots -----------------------------------------------------------------------------------------

@@ -121,11 +121,11 @@ class EventVerifier:
         registry as of it (`ChainView.registry`, read once per passport)."""
         chain = self.chain
         key = _memo_key(entry, stored)
-        shared = shared_by_others(entry)
         shown_key = (key, stored.root, stored.proof, stored.leaf_index, stored.tx_hash, stored.anchored)
         kept = self._recall(self._shown, shown_key)
         if kept is not None and kept.holds(chain, registry):
             return kept.at(head, self.confirmations, self._signer_org(kept.attester_org))
+        shared = shared_by_others(entry)  # how long what is checked below is kept
         memo = self._recall(self._memo, key)
         if memo is None:
             memo = verify_attestation(chain.domain, entry.event, stored.digest, stored.signer, stored.signature, registry,
