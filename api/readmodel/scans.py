@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast, get_args
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, literal_column, select, true, update
 
 from api.readmodel.claim_codes import AlreadyClaimed, AlreadyDecommissioned, ClaimRejected, InvalidClaimCode, ScanError, claim_code_hash
 from api.readmodel.clone_rules import (
@@ -71,20 +71,33 @@ from node.periodic import Periodic
 DEVICE_CACHE = 16_384
 
 
-# A unit's first scan reads these three (built once: building a statement costs more than running it).
-# The newest WINDOW_CAP scans at most: loading a unit costs the same however often it was scanned.
-_WINDOW = PlainSelect(
-    select(Scan.at_ms, Scan.region, Scan.device_hash, Scan.region_source)
+# A unit's first scan reads its window, claim and state in one statement (built once: building a
+# statement costs more than running it): the claim's and the state's columns (each at most one row,
+# their unit_key NULL where there is none) in every row, joined to the newest WINDOW_CAP scans at
+# most (none: one row, the scan's columns NULL), so loading a unit costs the same however often it
+# was scanned.
+_WINDOW = (
+    select(Scan.id, Scan.at_ms, Scan.region, Scan.device_hash, Scan.region_source)
     .where(Scan.unit_key == bindparam("unit"), Scan.at_ms >= bindparam("since"))
     .order_by(Scan.at_ms.desc(), Scan.id.desc())
     .limit(WINDOW_CAP)
+    .subquery("window")
 )
-_CLAIM = PlainSelect(
-    select(OwnershipClaim.method, OwnershipClaim.claimed_at_ms, OwnershipClaim.device_hash).where(OwnershipClaim.unit_key == bindparam("unit"))
+_CLAIM = select(
+    OwnershipClaim.unit_key, OwnershipClaim.method, OwnershipClaim.claimed_at_ms, OwnershipClaim.device_hash,
+).where(OwnershipClaim.unit_key == bindparam("unit")).subquery("claim")
+_STATE = select(
+    UnitState.unit_key, UnitState.decommissioned_at_ms, UnitState.decommissioned_by, UnitState.decommission_reason, UnitState.signals,
+    UnitState.suspected_until_ms,
+).where(UnitState.unit_key == bindparam("unit")).subquery("state")
+_one = select(literal_column("1").label("one")).subquery("one")
+_UNIT_READ = PlainSelect(
+    select(*_CLAIM.c, *_STATE.c, *list(_WINDOW.c)[1:], _WINDOW.c.id)
+    .select_from(_one.outerjoin(_CLAIM, true()).outerjoin(_STATE, true()).outerjoin(_WINDOW, true()))
+    .order_by(_WINDOW.c.at_ms.desc(), _WINDOW.c.id.desc())
 )
-_STATE = PlainSelect(select(
-    UnitState.decommissioned_at_ms, UnitState.decommissioned_by, UnitState.decommission_reason, UnitState.signals, UnitState.suspected_until_ms,
-).where(UnitState.unit_key == bindparam("unit")))
+_CLAIM_END = len(_CLAIM.c)
+_STATE_END = _CLAIM_END + len(_STATE.c)
 
 # Batches of the writer whose units are remembered (`ScanLog._written`): a unit's window read
 # after the log last wrote any of them can be checked against what was written since. 64 is
@@ -93,18 +106,20 @@ WRITES_TRACKED = 64
 
 UnitRead = tuple[list[tuple[Any, ...]], tuple[Any, ...] | None, tuple[Any, ...] | None]
 """A unit's scans in its evidence window (newest first, at most WINDOW_CAP), claim and state, as
-plain tuples in the column order of _WINDOW, _CLAIM and _STATE (so that a build process can hand
-them over)."""
+plain tuples (so that a build process can hand them over): a scan's (at_ms, region, device_hash,
+region_source), a claim's (method, claimed_at_ms, device_hash), a state's (decommissioned_at_ms,
+decommissioned_by, decommission_reason, signals, suspected_until_ms)."""
 
 
 def read_window(db: Database, unit_key: str, since: int) -> UnitRead:
-    """What the database holds of a unit for its scan window: one connection, three indexed reads
-    (a passport build's snapshot, when a build process reads them for the API's scan log)."""
+    """What the database holds of a unit for its scan window, in one statement (`_UNIT_READ`; a
+    passport build's snapshot, when a build process reads it for the API's scan log)."""
     with db.connect() as conn:
-        rows = _WINDOW.rows(conn, {"unit": unit_key, "since": since})
-        claims = _CLAIM.rows(conn, {"unit": unit_key})
-        states = _STATE.rows(conn, {"unit": unit_key})
-    return rows, (claims[0] if claims else None), (states[0] if states else None)
+        rows = _UNIT_READ.rows(conn, {"unit": unit_key, "since": since})
+    first = rows[0]
+    claim = first[1:_CLAIM_END] if first[0] is not None else None
+    state = first[_CLAIM_END + 1:_STATE_END] if first[_CLAIM_END] is not None else None
+    return [row[_STATE_END:-1] for row in rows if row[-1] is not None], claim, state
 
 
 @dataclass(frozen=True)

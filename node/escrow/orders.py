@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, or_, select, true, update
 from web3 import Web3
 
 from node.db import ChainLog, Database, EscrowOrderRow, IndexCheckpoint
@@ -63,12 +63,19 @@ _NEWER_LOG = PlainSelect(  # per passport build (`fresh`): built once
     .where(ChainLog.chain_id == bindparam("chain_id"), ChainLog.contract == "TradeEscrow", ChainLog.id > bindparam("checkpoint"))
     .limit(1)
 )
-_BY_REFS = PlainSelect(
-    select(
-        EscrowOrderRow.order_id, EscrowOrderRow.shipment_ref, EscrowOrderRow.buyer, EscrowOrderRow.seller,
-        EscrowOrderRow.state, EscrowOrderRow.created_block, EscrowOrderRow.created_time,
-    ).where(EscrowOrderRow.chain_id == bindparam("chain_id"), EscrowOrderRow.shipment_ref.in_(bindparam("refs", expanding=True)))
+_ORDER_COLUMNS = (
+    EscrowOrderRow.order_id, EscrowOrderRow.shipment_ref, EscrowOrderRow.buyer, EscrowOrderRow.seller,
+    EscrowOrderRow.state, EscrowOrderRow.created_block, EscrowOrderRow.created_time,
 )
+_BY_REFS = PlainSelect(
+    select(*_ORDER_COLUMNS)
+    .where(EscrowOrderRow.chain_id == bindparam("chain_id"), EscrowOrderRow.shipment_ref.in_(bindparam("refs", expanding=True)))
+)
+# A passport build's read (`read_orders`) in one round trip: the newer-log probe in every row,
+# joined to the keys' orders (none: one row, its order columns NULL).
+_probe = select(_NEWER_LOG.statement.scalar_subquery().label("newer")).subquery("probe")
+_by_refs = _BY_REFS.statement.subquery("orders")
+_ORDERS_AT_CHECKPOINT = PlainSelect(select(_probe.c.newer, *_by_refs.c).select_from(_probe.outerjoin(_by_refs, true())))
 
 
 @dataclass(frozen=True)
@@ -112,19 +119,25 @@ class OrderRead:
 def read_orders(db: Database, chain_id: int, checkpoint: int, keys: Iterable[bytes]) -> OrderRead | None:
     """The orders naming each key, read as an index at `checkpoint` would hold them; None if a
     TradeEscrow log past the checkpoint is stored (the index must sync before it answers).
-    One connection (a passport build's snapshot), two indexed reads."""
+    One statement (a passport build's snapshot), so the probe and the orders see one state."""
+    wanted = list(dict.fromkeys(keys))
     with db.connect() as conn:
-        if _NEWER_LOG.rows(conn, {"chain_id": chain_id, "checkpoint": checkpoint}):
-            return None
-        return OrderRead(checkpoint, _orders_by_key(conn, chain_id, list(dict.fromkeys(keys))))
+        rows = _ORDERS_AT_CHECKPOINT.rows(conn, {"chain_id": chain_id, "checkpoint": checkpoint, "refs": wanted})
+    if rows[0][0] is not None:
+        return None
+    return OrderRead(checkpoint, _grouped(wanted, [row[1:] for row in rows if row[1] is not None]))
 
 
 def _orders_by_key(conn: Connection, chain_id: int, keys: Sequence[bytes]) -> dict[bytes, tuple[IndexedOrder, ...]]:
     """Each key's orders from `escrow_orders`, oldest first (a key naming no order: empty)."""
+    return _grouped(keys, _BY_REFS.rows(conn, {"chain_id": chain_id, "refs": list(keys)}) if keys else [])
+
+
+def _grouped(keys: Sequence[bytes], rows: Iterable[Sequence[Any]]) -> dict[bytes, tuple[IndexedOrder, ...]]:
+    """Rows in the column order of `_ORDER_COLUMNS` as each key's orders, oldest first."""
     loaded: dict[bytes, list[IndexedOrder]] = {k: [] for k in keys}
-    if keys:
-        for order_id, ref, buyer, seller, state, created_block, created_time in _BY_REFS.rows(conn, {"chain_id": chain_id, "refs": list(keys)}):
-            loaded[bytes(ref)].append(IndexedOrder(int(order_id, 16), bytes(ref), buyer, seller, state, int(created_block), int(created_time)))
+    for order_id, ref, buyer, seller, state, created_block, created_time in rows:
+        loaded[bytes(ref)].append(IndexedOrder(int(order_id, 16), bytes(ref), buyer, seller, state, int(created_block), int(created_time)))
     return {key: tuple(sorted(orders, key=lambda o: (o.created_block, o.order_id))) for key, orders in loaded.items()}
 
 
