@@ -96,7 +96,8 @@ from node.member.settings import NodeSettings  # noqa: E402
 from node.settings import ChainSettings, DatabaseSettings  # noqa: E402
 from node.strict_json import JsonLimits  # noqa: E402
 from guard import Guard  # noqa: E402
-from tests.api.world import register_product  # noqa: E402
+from tests.api.world import PRODUCT_MASTER, register_product  # noqa: E402
+from api.readmodel.product_master import master_hash, store_master  # noqa: E402
 from tests.node.story import CARRIER, GTIN, INSPECTOR, MANUFACTURER, attested, iso  # noqa: E402
 
 TARGET_COLD_PER_S = 1000.0
@@ -264,6 +265,9 @@ def load(data: DataSet, client: ChainClient, chain_settings: ChainSettings, depl
     anchorer anchors what is pending in a thread of its own, as the node runs it."""
     db = Database(data.url)
     db.migrate()
+    # The manufacturer publishes the master data whose hash it registered (what its
+    # PUT /api/v1/products/{gtin}/master stores): the passports show it verified, as a real product's do.
+    store_master(db, GTIN, PRODUCT_MASTER, master_hash(PRODUCT_MASTER))
     settings = NodeSettings(max_future_skew=10**9, role_refresh_interval=5.0, batch_size=20_000, max_batch_delay=1.0)
     runtime = NodeRuntime(settings, chain_settings, db, client, deployment)
     domain = AttestationDomain(client.chain_id, deployment.address("ProvenanceRegistry"))
