@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast, get_args
 
-from sqlalchemy import Table, bindparam, literal_column, select, true, update
+from sqlalchemy import Table, bindparam, select, update
 
 from api.readmodel.claim_codes import AlreadyClaimed, AlreadyDecommissioned, ClaimRejected, InvalidClaimCode, ScanError, claim_code_hash
 from api.readmodel.clone_rules import (
@@ -60,7 +60,7 @@ from api.readmodel.clone_rules import (
 )
 from node.protocol.timestamps import iso_ms
 from node.db import Database
-from node.db.plain import PlainSelect
+from node.db.plain import PlainSelect, side_by_side
 from node.db.scans import ClaimCode, OwnershipClaim, Scan, ScanAlert, UnitState, insert_scans
 from node.db.upsert import insert_ignore, upsert
 from node.periodic import Periodic
@@ -73,9 +73,8 @@ DEVICE_CACHE = 16_384
 
 # A unit's first scan reads its window, claim and state in one statement (built once: building a
 # statement costs more than running it): the claim's and the state's columns (each at most one row,
-# their unit_key NULL where there is none) in every row, joined to the newest WINDOW_CAP scans at
-# most (none: one row, the scan's columns NULL), so loading a unit costs the same however often it
-# was scanned.
+# their unit_key NULL where there is none) beside the newest WINDOW_CAP scans at most (none: the
+# scan's columns NULL), so loading a unit costs the same however often it was scanned.
 _WINDOW = (
     select(Scan.id, Scan.at_ms, Scan.region, Scan.device_hash, Scan.region_source)
     .where(Scan.unit_key == bindparam("unit"), Scan.at_ms >= bindparam("since"))
@@ -90,10 +89,9 @@ _STATE = select(
     UnitState.unit_key, UnitState.decommissioned_at_ms, UnitState.decommissioned_by, UnitState.decommission_reason, UnitState.signals,
     UnitState.suspected_until_ms,
 ).where(UnitState.unit_key == bindparam("unit")).subquery("state")
-_one = select(literal_column("1").label("one")).subquery("one")
 _UNIT_READ = PlainSelect(
     select(*_CLAIM.c, *_STATE.c, *list(_WINDOW.c)[1:], _WINDOW.c.id)
-    .select_from(_one.outerjoin(_CLAIM, true()).outerjoin(_STATE, true()).outerjoin(_WINDOW, true()))
+    .select_from(side_by_side(_CLAIM, _STATE, _WINDOW))
     .order_by(_WINDOW.c.at_ms.desc(), _WINDOW.c.id.desc())
 )
 _CLAIM_END = len(_CLAIM.c)

@@ -22,11 +22,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Unpack
 
-from sqlalchemy import Boolean, Connection, LargeBinary
+from sqlalchemy import Boolean, Connection, LargeBinary, literal_column, select, true
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import FromClause, Select, Subquery
 
 from node.db.engine import DatabaseError
+
+
+_ONE_ROW = select(literal_column("1").label("one")).subquery("one")
+
+
+def side_by_side(*parts: Subquery) -> FromClause:
+    """Several small reads as one statement (one round trip): a row that is always there, each of
+    `parts` left-joined to it on true. A part with no rows gives one row of NULLs, so every
+    statement answers at least one row; a part's rows repeat the other parts' columns, so at most
+    one part may have more than one row."""
+    joined: FromClause = _ONE_ROW
+    for part in parts:
+        joined = joined.outerjoin(part, true())
+    return joined
 
 
 class PlainStatementRefused(DatabaseError):

@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, and_, bindparam, delete, or_, select, true, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, or_, select, update
 from web3 import Web3
 
 from node.db import ChainLog, Database, EscrowOrderRow, IndexCheckpoint
-from node.db.plain import PlainSelect
+from node.db.plain import PlainSelect, side_by_side
 from node.db.upsert import insert_ignore, upsert
 from node.periodic import Periodic
 
@@ -71,11 +71,12 @@ _BY_REFS = PlainSelect(
     select(*_ORDER_COLUMNS)
     .where(EscrowOrderRow.chain_id == bindparam("chain_id"), EscrowOrderRow.shipment_ref.in_(bindparam("refs", expanding=True)))
 )
-# A passport build's read (`read_orders`) in one round trip: the newer-log probe in every row,
-# joined to the keys' orders (none: one row, its order columns NULL).
-_probe = select(_NEWER_LOG.statement.scalar_subquery().label("newer")).subquery("probe")
+# A passport build's read (`read_orders`) in one round trip: the newer-log probe beside the keys'
+# orders (none: the order columns NULL).
 _by_refs = _BY_REFS.statement.subquery("orders")
-_ORDERS_AT_CHECKPOINT = PlainSelect(select(_probe.c.newer, *_by_refs.c).select_from(_probe.outerjoin(_by_refs, true())))
+_ORDERS_AT_CHECKPOINT = PlainSelect(
+    select(_NEWER_LOG.statement.scalar_subquery().label("newer"), *_by_refs.c).select_from(side_by_side(_by_refs))
+)
 
 
 @dataclass(frozen=True)

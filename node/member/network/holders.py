@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, true
+from sqlalchemy import Connection, bindparam, func, select
 
 from node.db import Batch, Database
 from node.db.models import NetworkBatch, NetworkHolder, NetworkPeerCursor
-from node.db.plain import PlainSelect
+from node.db.plain import PlainSelect, side_by_side
 
 FEED_LIMIT = 5000
 
@@ -49,8 +49,8 @@ def network_facts(conn: Connection, org_ids: Iterable[int]) -> tuple[int, dict[i
 
 
 # Built once (building a statement costs more than running it); each passport build runs
-# _NETWORK_FACTS: the peers' count in every row, joined to one row per organisation with withheld
-# batches (none: one row, its organisation NULL).
+# _NETWORK_FACTS: the peers' count beside one row per organisation with withheld batches (none:
+# the organisation NULL).
 _PEERS = PlainSelect(select(func.count()).select_from(NetworkPeerCursor))
 _NEWEST_HOLDER = select(func.max(NetworkHolder.seen_at_ms))  # ix_network_holders_seen_at_ms
 _WITHHELD_BATCHES = select(func.count()).select_from(NetworkBatch).where(NetworkBatch.state == "withheld")  # ix_network_batches_state_next
@@ -62,7 +62,7 @@ _withheld = (
     .subquery("withheld")
 )
 _NETWORK_FACTS = PlainSelect(
-    select(_peers.c.peers, _withheld.c.org_id, _withheld.c.batches).select_from(_peers.outerjoin(_withheld, true()))
+    select(_peers.c.peers, _withheld.c.org_id, _withheld.c.batches).select_from(side_by_side(_peers, _withheld))
 )
 
 
