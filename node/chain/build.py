@@ -31,6 +31,12 @@ SOLC_VERSION = "0.8.28"
 COMPILER_SETTINGS: dict[str, Any] = {
     "evmVersion": "cancun",
     "optimizer": {"enabled": True, "runs": 200},
+    # The IR pipeline (Yul, optimised across functions): 2-3 % less gas per order's life than the
+    # legacy code generator and TradeEscrow's runtime code 4.6 KB smaller (contracts/ESCROW.md,
+    # "Gas"), for about 15 s more compiling through solc-js. Its semantic differences from the
+    # legacy generator (state variables initialised with inheritance, `delete` of a struct,
+    # modifiers) touch nothing our contracts rely on; the contract tests hold on both.
+    "viaIR": True,
     "outputSelection": {
         "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "metadata"]}
     },
