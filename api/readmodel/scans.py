@@ -61,6 +61,7 @@ from api.readmodel.clone_rules import (
 from node.protocol.timestamps import iso_ms
 from node.db import Database
 from node.db.plain import PlainSelect, side_by_side
+from node.db.locks import ALERTS_FEED, in_id_order
 from node.db.scans import ClaimCode, OwnershipClaim, Scan, ScanAlert, UnitState, insert_scans
 from node.db.upsert import insert_ignore, upsert
 from node.periodic import Periodic
@@ -244,6 +245,8 @@ class ScanLog:
                 self._note_written([scan[0] for scan in scans] + list(changed))
             try:
                 with self.db.connect(write=True) as conn:
+                    if alerts:
+                        in_id_order(conn, ALERTS_FEED)  # manufacturers read their alerts by id
                     if scans:
                         insert_scans(conn, scans)
                     if states:

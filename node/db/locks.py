@@ -1,7 +1,10 @@
 """Locks that make a service the only one of its kind on a database, held for as long as the
 process runs it and released by the operating system or the server when the process dies
 (no stale lock after a SIGKILL). SQLite: an flock on a file beside the database;
-PostgreSQL: a session advisory lock."""
+PostgreSQL: a session advisory lock.
+
+And the lock that makes appends to a feed read by id commit in the order of their ids
+(`in_id_order`)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
 
 from node.db.engine import Database, DatabaseError
 
 #: PostgreSQL advisory lock keys, one per service (727377 is the migration lock, node.db.engine).
 ANCHORER_LOCK = ("anchorer", 727378)
+
+#: Feeds that peers and clients read by id (`after=`), one key each: the sealed documents'
+#: changes (document_feed.seq), the batches this node holds (batches.id: anchored here or
+#: imported), the clone alerts (scan_alerts.id).
+DOCUMENT_FEED = ("document feed", 727379)
+BATCHES_FEED = ("batches feed", 727380)
+ALERTS_FEED = ("alerts feed", 727381)
 
 
 class LockHeld(DatabaseError):
@@ -54,3 +65,18 @@ def hold(db: Database, lock: tuple[str, int]) -> Iterator[None]:
         finally:
             conn.execute(text(f"SELECT pg_advisory_unlock({int(key)})"))
             conn.commit()
+
+
+def in_id_order(conn: Connection | Session, feed: tuple[str, int]) -> None:
+    """Make what this transaction appends to `feed` commit after everything appended before it.
+
+    A feed's reader keeps the last id it read and asks for the rows after it. On PostgreSQL a
+    row's id is drawn when it is inserted, not when it commits: of two writers, the one with the
+    higher id may commit first, a reader then moves past the lower one, and that row, committed a
+    moment later, is never read. Taken before the transaction's first write, a transaction
+    advisory lock (released at commit or rollback) lets one writer of the feed at a time draw
+    ids and commit. Keyed by schema too: nodes in schemas of one database do not wait for each
+    other. SQLite needs nothing: it has one writer at a time, holding the write lock until commit."""
+    dialect = conn.get_bind().dialect if isinstance(conn, Session) else conn.dialect
+    if dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))"), {"key": feed[1]})

@@ -12,8 +12,10 @@
   ciphertext and keeps the metadata row, digest and notice included: the anchored event still
   names the hash, and the store answers that the document existed and was erased (the passport
   shows "erased"). An erased document is never stored again, by upload or replication.
-* **Feed** (`feed`, `import_entry`): every change gets a sequence number; peers read the feed
-  and import sealed documents and erasure notices (node.documents.replication).
+* **Feed** (`feed`, `import_sealed`, `import_erasure`): every change gets a sequence number, and
+  changes commit in the order of their numbers (node.db.locks.in_id_order), so a peer that read up
+  to one number never misses a lower one; peers read the feed and import sealed documents and
+  erasure notices (node.documents.replication).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sqlalchemy.orm import Session
 from node.db import Database
 from node.db.plain import PlainSelect
 from node.db.documents import DocumentFeedEntry, DocumentKey, DocumentKeyWrap, StoredDocument
+from node.db.locks import DOCUMENT_FEED, in_id_order
 from node.documents.crypto import decrypt, encrypt, sha256, unwrap_key, wrap_key
 from node.documents.errors import (
     DocumentCorrupt,
@@ -253,6 +256,7 @@ class DocumentStore:
         digest = bytes(row.digest)
         try:
             with self.db.write() as s:
+                in_id_order(s, DOCUMENT_FEED)
                 if s.get(StoredDocument, digest) is not None:
                     return False
                 s.add(row)
@@ -275,6 +279,7 @@ class DocumentStore:
         meta = self._require(notice.digest)
         if meta.erased_at_ms is None:
             with self.db.write() as s:
+                in_id_order(s, DOCUMENT_FEED)
                 row = s.get(StoredDocument, notice.digest)
                 assert row is not None
                 if row.erased_at_ms is None:
@@ -285,6 +290,7 @@ class DocumentStore:
 
     @staticmethod
     def _mark_erased(s: Session, row: StoredDocument, notice: ErasureNotice) -> None:
+        """In a transaction that took the document feed's lock first (in_id_order)."""
         s.execute(delete(DocumentKeyWrap).where(DocumentKeyWrap.digest == row.digest))
         s.execute(delete(DocumentKey).where(DocumentKey.digest == row.digest))
         row.erased_at_ms = int(time.time() * 1000)
@@ -307,6 +313,7 @@ class DocumentStore:
                 left += 1
                 continue
             with self.db.write() as s:
+                in_id_order(s, DOCUMENT_FEED)
                 for org, public in keys.items():
                     if s.get(DocumentKeyWrap, (digest, org)) is None:
                         s.add(DocumentKeyWrap(digest=digest, org_id=org, wrapped=wrap_key(key, public, digest, org)))
@@ -449,6 +456,7 @@ class DocumentStore:
             raise DocumentInvalid(f"an erased feed entry lacks or mangles a field: {exc}", "feed") from None
         try:
             with self.db.write() as s:
+                in_id_order(s, DOCUMENT_FEED)
                 s.add(row)
                 s.flush()
                 self._mark_erased(s, row, notice)

@@ -49,7 +49,7 @@ from node.chain.client import ChainClient, SentTransaction
 from node.chain.errors import ContractRevert
 from node.db import Batch, Database, Event
 from node.db.event_rows import event_rows
-from node.db.locks import ANCHORER_LOCK, LockHeld, hold
+from node.db.locks import ANCHORER_LOCK, BATCHES_FEED, LockHeld, hold, in_id_order
 from node.db.models import NetworkBatch
 from node.errors import WaymarkError
 from node.protocol.merkle import build_tree
@@ -271,6 +271,7 @@ class Anchorer:
         root = tree.root
         proof = tree.proof
         with self.db.connect(write=True) as conn:
+            in_id_order(conn, BATCHES_FEED)  # peers read this node's batches by id (held_feed)
             batch_id = int(
                 conn.execute(
                     insert(Batch).returning(Batch.id),

@@ -3,7 +3,8 @@ passport says about the network (how many member nodes hold each event, withheld
 
 The feed (`GET /batches/held?after=<seq>&limit=<n>`) lists the anchored batches this node
 holds in the order of its `batches.id`, never past a batch of its own still waiting to be
-anchored, so a follower's cursor (`next`) never skips one. Peers poll it (node.member.network.replicator)
+anchored, and batches are added in the order of their ids (node.db.locks.in_id_order: the
+anchorer's and the replicator's), so a follower's cursor (`next`) never skips one. Peers poll it (node.member.network.replicator)
 into `network_holders`.
 """
 

@@ -31,6 +31,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from node.db import Batch, ChainLog, Database, IndexCheckpoint
 from node.db.event_rows import ANCHORED_EVENT_COLUMNS, event_rows
+from node.db.locks import BATCHES_FEED, in_id_order
 from node.db.models import NetworkBatch, NetworkFailure, NetworkHolder, NetworkPeerCursor
 from node.db.upsert import insert_ignore, upsert
 from node.member.ingest.capture import CheckedEvent
@@ -300,6 +301,7 @@ class Replicator:
         """Store a verified batch and its events as anchored, in one transaction, idempotently."""
         now = now_ms()
         with self.db.connect(write=True) as conn:
+            in_id_order(conn, BATCHES_FEED)  # peers read this node's batches by id (held_feed)
             # a batch row with this root already (the same events anchored here too) holds them: nothing to add
             if conn.execute(select(Batch.id).where(Batch.root == batch.root)).first() is None:
                 batch_id = int(conn.execute(insert(Batch).returning(Batch.id), {

@@ -1,0 +1,172 @@
+"""Feeds read by id never skip a row: what a node appends to a feed that peers or clients read
+with `after=<last id>` commits in the order of its ids (node.db.locks.in_id_order).
+
+PostgreSQL only: it draws a row's id at the insert, so without the lock a writer that drew a
+higher id could commit while one with a lower id is still open, a reader would move past the
+lower id, and that row would never be read. (SQLite has one writer at a time: nothing to order.)
+
+Each test opens a transaction that has appended to a feed, as another process of the node would,
+and runs the real code path under test beside it: it must wait for that transaction, so that a
+reader meanwhile sees neither row, and afterwards both, the open transaction's first."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import Connection, insert, select, text, update
+
+from api.readmodel.scans import ScanLog
+from api.readmodel.clone_rules import CloneRules
+from node.db import Batch, Database
+from node.db.documents import DocumentFeedEntry
+from node.db.locks import ALERTS_FEED, BATCHES_FEED, DOCUMENT_FEED, in_id_order
+from node.db.models import NetworkBatch
+from node.db.scans import ScanAlert
+from node.documents import DocumentStore, FileBlobStore
+from node.member.network.holders import held_feed
+from node.member.network.verify import VerifiedBatch
+from node.member.runtime import NodeRuntime, build_replicator
+from node.protocol.merkle import build_tree
+from tests.node.story import MANUFACTURER
+from tests.node.test_anchorer import _anchorer, _ingest
+
+WAIT = 20.0  # seconds: bound of the waits below (each ends as soon as its condition holds)
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """This module's tests run on PostgreSQL only (the module docstring says why)."""
+    return str(request.param)
+
+
+def waiting_for(db: Database, feed: tuple[str, int]) -> bool:
+    """Whether a transaction waits for `feed`'s lock in the database's schema."""
+    with db.engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = CAST(:key AS oid) AND objid = CAST(hashtext(current_schema()) AS oid)"
+        ), {"key": feed[1]}).scalar())
+
+
+def appended_beside_an_open_writer(db: Database, feed: tuple[str, int], open_writer_appends: Callable[[Connection], None],
+                                   append: Callable[[], object], read: Callable[[], list[int]]) -> list[int]:
+    """Run `append` while a transaction that appended to `feed` (`open_writer_appends`) is open;
+    check that it waits and that a reader sees nothing until that transaction commits. The ids
+    read at the end."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            append()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failure.append(exc)
+
+    with db.write_engine.connect() as conn:
+        with conn.begin():
+            in_id_order(conn, feed)
+            open_writer_appends(conn)
+            second = threading.Thread(target=run, daemon=True)
+            second.start()
+            deadline = time.monotonic() + WAIT
+            while not waiting_for(db, feed):
+                assert second.is_alive() and not failure, f"the second writer did not wait for the open one: {failure}"
+                assert time.monotonic() < deadline, "the second writer neither waited nor finished"
+                time.sleep(0.01)
+            assert read() == [], "a reader saw a row while an earlier id was still uncommitted"
+    second.join(WAIT)
+    assert not second.is_alive() and not failure, failure
+    ids = read()
+    assert len(ids) == 2 and ids == sorted(ids)
+    return ids
+
+
+def test_a_sealed_document_imported_beside_an_open_writer_enters_the_feed_after_it(db: Database, tmp_path: Path) -> None:
+    store = DocumentStore(db, FileBlobStore(tmp_path / "blobs"))
+    content = b"sealed bytes"
+    digest = hashlib.sha256(b"the document").digest()
+    entry = {
+        "digest": "sha256:" + digest.hex(), "ciphertext": base64.b64encode(content).decode(), "keys": {"7": base64.b64encode(b"k" * 80).decode()},
+        "policy": {"organisations": [], "roles": []}, "documentType": "inspection_report", "mediaType": "application/pdf",
+        "size": len(content), "ownerOrg": 7, "uploadedBy": MANUFACTURER.address, "createdAtMs": 1, "upload": {"account": MANUFACTURER.address},
+    }
+
+    def read() -> list[int]:
+        with db.session() as s:
+            return [int(seq) for seq in s.scalars(select(DocumentFeedEntry.seq).order_by(DocumentFeedEntry.seq))]
+
+    def other_change(conn: Connection) -> None:
+        conn.execute(insert(DocumentFeedEntry), {"digest": b"\x01" * 32})
+
+    first, second = appended_beside_an_open_writer(db, DOCUMENT_FEED, other_change, lambda: store.import_sealed(entry), read)
+    with db.session() as s:
+        assert bytes(s.scalars(select(DocumentFeedEntry.digest).where(DocumentFeedEntry.seq == second)).one()) == digest
+
+
+def _other_batch(conn: Connection) -> None:
+    conn.execute(insert(Batch), {"root": b"\x02" * 32, "event_count": 1, "status": "confirmed", "created_at_ms": 1, "sends": 0})
+
+
+def _held(db: Database) -> list[int]:
+    return [int(b["seq"]) for b in held_feed(db, 0)["batches"]]
+
+
+def test_a_batch_the_anchorer_forms_beside_an_open_writer_follows_it_in_the_held_feed(
+    runtime: NodeRuntime, chain_now: int
+) -> None:
+    _ingest(runtime, chain_now)
+    anchorer = _anchorer(runtime)
+    formed: list[int] = []
+
+    def form_and_anchor() -> None:
+        batch = anchorer.form_batch(force=True)
+        assert batch is not None
+        formed.append(batch[0])
+        with runtime.db.connect(write=True) as conn:  # as its anchoring would: the held feed lists anchored batches
+            conn.execute(update(Batch).where(Batch.id == batch[0]).values(status="anchored"))
+
+    first, second = appended_beside_an_open_writer(runtime.db, BATCHES_FEED, _other_batch, form_and_anchor, lambda: _held(runtime.db))
+    assert formed == [second]
+
+
+def test_a_batch_the_replicator_imports_beside_an_open_writer_follows_it_in_the_held_feed(runtime: NodeRuntime) -> None:
+    replicator = build_replicator(runtime)
+    batch = NetworkBatch(
+        root=b"\x03" * 32, org_id=9, chain_id=runtime.client.chain_id, event_count=0, uri="", block_number=1,
+        block_hash=b"\x04" * 32, block_time=1, tx_hash=b"\x05" * 32, state="waiting", first_seen_ms=1, attempts=0, next_attempt_ms=0,
+    )
+    with runtime.db.write() as s:
+        s.add(batch)
+    verified = VerifiedBatch([], build_tree([(b"\x06" * 32, MANUFACTURER.address)]))
+    try:
+        first, second = appended_beside_an_open_writer(
+            runtime.db, BATCHES_FEED, _other_batch, lambda: replicator.import_batch(batch, verified, "http://peer.example"),
+            lambda: _held(runtime.db),
+        )
+    finally:
+        replicator.close()
+    with runtime.db.session() as s:
+        assert bytes(s.scalars(select(Batch.root).where(Batch.id == second)).one()) == b"\x03" * 32
+
+
+def test_an_alert_written_beside_an_open_writer_follows_it_in_the_alerts_feed(db: Database) -> None:
+    log = ScanLog(db, CloneRules(max_devices=1))
+    unit = "https://id.gs1.org/01/09521234543213/21/FEED1"
+    for device in (b"a" * 16, b"b" * 16):  # two devices where one is allowed: an alert
+        log.record(unit, device=device, region=None, region_source="proxy", gtin="09521234543213", org_id=4)
+
+    def other_alert(conn: Connection) -> None:
+        conn.execute(insert(ScanAlert), {"org_id": 4, "gtin": "09521234543213", "unit_key": unit + "0", "rule": "too_many_devices",
+                                          "detail": "", "day": 1, "created_at_ms": 1, "evidence": orjson.dumps({}).decode()})
+
+    def read() -> list[int]:
+        with db.session() as s:
+            return [int(i) for i in s.scalars(select(ScanAlert.id).order_by(ScanAlert.id))]
+
+    appended_beside_an_open_writer(db, ALERTS_FEED, other_alert, log.flush, read)
