@@ -104,7 +104,7 @@ def test_a_sealed_document_imported_beside_an_open_writer_enters_the_feed_after_
     def other_change(conn: Connection) -> None:
         conn.execute(insert(DocumentFeedEntry), {"digest": b"\x01" * 32})
 
-    first, second = appended_beside_an_open_writer(db, DOCUMENT_FEED, other_change, lambda: store.import_sealed(entry), read)
+    _first, second = appended_beside_an_open_writer(db, DOCUMENT_FEED, other_change, lambda: store.import_sealed(entry), read)
     with db.session() as s:
         assert bytes(s.scalars(select(DocumentFeedEntry.digest).where(DocumentFeedEntry.seq == second)).one()) == digest
 
@@ -131,7 +131,7 @@ def test_a_batch_the_anchorer_forms_beside_an_open_writer_follows_it_in_the_held
         with runtime.db.connect(write=True) as conn:  # as its anchoring would: the held feed lists anchored batches
             conn.execute(update(Batch).where(Batch.id == batch[0]).values(status="anchored"))
 
-    first, second = appended_beside_an_open_writer(runtime.db, BATCHES_FEED, _other_batch, form_and_anchor, lambda: _held(runtime.db))
+    _first, second = appended_beside_an_open_writer(runtime.db, BATCHES_FEED, _other_batch, form_and_anchor, lambda: _held(runtime.db))
     assert formed == [second]
 
 
@@ -145,7 +145,7 @@ def test_a_batch_the_replicator_imports_beside_an_open_writer_follows_it_in_the_
         s.add(batch)
     verified = VerifiedBatch([], build_tree([(b"\x06" * 32, MANUFACTURER.address)]))
     try:
-        first, second = appended_beside_an_open_writer(
+        _first, second = appended_beside_an_open_writer(
             runtime.db, BATCHES_FEED, _other_batch, lambda: replicator.import_batch(batch, verified, "http://peer.example"),
             lambda: _held(runtime.db),
         )
