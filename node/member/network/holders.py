@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, or_, select
+from sqlalchemy.orm import aliased
 
 from node.db import Batch, Database
 from node.db.models import NetworkBatch, NetworkHolder, NetworkPeerCursor
@@ -25,11 +26,12 @@ FEED_LIMIT = 5000
 def held_feed(db: Database, after: int, limit: int = FEED_LIMIT) -> dict[str, Any]:
     """One page of the held-batches feed: `{"batches": [{"seq", "root"}], "next": <cursor>}`."""
     limit = max(1, min(limit, FEED_LIMIT))
+    # The fence and the batches in one statement, so one snapshot: read apart, a batch formed
+    # and followed by an imported one between the two reads would be passed over.
+    prepared = aliased(Batch)
+    fence = select(func.min(prepared.id)).where(prepared.status == "prepared").scalar_subquery()
+    query = select(Batch.id, Batch.root).where(Batch.id > after, Batch.status != "prepared", or_(fence.is_(None), Batch.id < fence))
     with db.session() as s:
-        fence = s.scalar(select(func.min(Batch.id)).where(Batch.status == "prepared"))
-        query = select(Batch.id, Batch.root).where(Batch.id > after, Batch.status != "prepared")
-        if fence is not None:
-            query = query.where(Batch.id < fence)
         rows = s.execute(query.order_by(Batch.id).limit(limit)).all()
     return {
         "batches": [{"seq": int(i), "root": "0x" + bytes(r).hex()} for i, r in rows],
