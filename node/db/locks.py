@@ -21,12 +21,14 @@ from node.db.engine import Database, DatabaseError
 #: PostgreSQL advisory lock keys, one per service (727377 is the migration lock, node.db.engine).
 ANCHORER_LOCK = ("anchorer", 727378)
 
-#: Feeds that peers and clients read by id (`after=`), one key each: the sealed documents'
-#: changes (document_feed.seq), the batches this node holds (batches.id: anchored here or
-#: imported), the clone alerts (scan_alerts.id).
+#: Feeds that peers, clients or the node's own services read by id (`after=`, a checkpoint), one
+#: key each: the sealed documents' changes (document_feed.seq), the batches this node holds
+#: (batches.id: anchored here or imported), the clone alerts (scan_alerts.id), the chain's logs
+#: as the indexer stores them (chain_logs.id: the replicator's and the order index's checkpoints).
 DOCUMENT_FEED = ("document feed", 727379)
 BATCHES_FEED = ("batches feed", 727380)
 ALERTS_FEED = ("alerts feed", 727381)
+CHAIN_LOGS_FEED = ("chain logs", 727382)
 
 
 class LockHeld(DatabaseError):

@@ -30,6 +30,7 @@ from web3.types import LogReceipt
 from node.chain.build import load_artifact
 from node.chain.logs import LogPager
 from node.db import ChainBlock, ChainCursor, ChainLog, Database
+from node.db.locks import CHAIN_LOGS_FEED, in_id_order
 from node.db.upsert import insert_ignore, upsert
 from node.errors import WaymarkError
 from node.protocol.verification import Anchor
@@ -230,6 +231,7 @@ class Indexer:
             return None  # logs from a block that has since been replaced
         with self.db.connect(write=True) as conn:
             if decoded:
+                in_id_order(conn, CHAIN_LOGS_FEED)  # read by id from checkpoints (a second indexer on this database)
                 conn.execute(
                     insert_ignore(conn, _table(ChainLog), ["chain_id", "tx_hash", "log_index"]),
                     [

@@ -1,5 +1,5 @@
-"""Feeds read by id never skip a row: what a node appends to a feed that peers or clients read
-with `after=<last id>` commits in the order of its ids (node.db.locks.in_id_order).
+"""Feeds read by id never skip a row: what a node appends to a feed that peers, clients or its own
+services read with `after=<last id>` commits in the order of its ids (node.db.locks.in_id_order).
 
 PostgreSQL only: it draws a row's id at the insert, so without the lock a writer that drew a
 higher id could commit while one with a lower id is still open, a reader would move past the
@@ -24,15 +24,15 @@ from sqlalchemy import Connection, insert, select, text, update
 
 from api.readmodel.scans import ScanLog
 from api.readmodel.clone_rules import CloneRules
-from node.db import Batch, Database
+from node.db import Batch, ChainLog, Database
 from node.db.documents import DocumentFeedEntry
-from node.db.locks import ALERTS_FEED, BATCHES_FEED, DOCUMENT_FEED, in_id_order
+from node.db.locks import ALERTS_FEED, BATCHES_FEED, CHAIN_LOGS_FEED, DOCUMENT_FEED, in_id_order
 from node.db.models import NetworkBatch
 from node.db.scans import ScanAlert
 from node.documents import DocumentStore, FileBlobStore
 from node.member.network.holders import held_feed
 from node.member.network.verify import VerifiedBatch
-from node.member.runtime import NodeRuntime, build_replicator
+from node.member.runtime import NodeRuntime, build_indexer, build_replicator
 from node.protocol.merkle import build_tree
 from tests.node.story import MANUFACTURER
 from tests.node.test_anchorer import _anchorer, _ingest
@@ -170,3 +170,25 @@ def test_an_alert_written_beside_an_open_writer_follows_it_in_the_alerts_feed(db
             return [int(i) for i in s.scalars(select(ScanAlert.id).order_by(ScanAlert.id))]
 
     appended_beside_an_open_writer(db, ALERTS_FEED, other_alert, log.flush, read)
+
+
+def test_logs_the_indexer_stores_beside_an_open_writer_follow_its_logs(runtime: NodeRuntime) -> None:
+    """A second indexer on the same database (its logs read by id: the replicator's and the order
+    index's checkpoints) waits for the open one; the indexer here stores the deployment's logs."""
+    indexer = build_indexer(runtime)
+
+    def other_log(conn: Connection) -> None:
+        conn.execute(insert(ChainLog), {
+            "chain_id": runtime.client.chain_id + 1, "block_number": 1, "block_hash": b"\x07" * 32, "block_time": 1, "tx_hash": b"\x08" * 32,
+            "log_index": 0, "address": "0x" + "00" * 20, "contract": "ProvenanceRegistry", "event": "BatchAnchored", "key": None, "args": "{}",
+        })
+
+    def read() -> list[int]:
+        with runtime.db.session() as s:
+            ids = [int(i) for i in s.scalars(select(ChainLog.id).order_by(ChainLog.id))]
+        return ids[:1] + ids[-1:] if ids else []  # the other writer's log, and the last this indexer stored
+
+    first, last = appended_beside_an_open_writer(runtime.db, CHAIN_LOGS_FEED, other_log, indexer.step, read)
+    with runtime.db.session() as s:
+        assert s.scalar(select(ChainLog.chain_id).where(ChainLog.id == first)) == runtime.client.chain_id + 1
+        assert s.scalar(select(ChainLog.chain_id).where(ChainLog.id == last)) == runtime.client.chain_id
