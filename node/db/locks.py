@@ -24,11 +24,14 @@ ANCHORER_LOCK = ("anchorer", 727378)
 #: Feeds that peers, clients or the node's own services read by id (`after=`, a checkpoint), one
 #: key each: the sealed documents' changes (document_feed.seq), the batches this node holds
 #: (batches.id: anchored here or imported), the clone alerts (scan_alerts.id), the chain's logs
-#: as the indexer stores them (chain_logs.id: the replicator's and the order index's checkpoints).
+#: as the indexer stores them (chain_logs.id: the replicator's and the order index's checkpoints),
+#: the events (events.id: EPCIS query subscriptions deliver up to one). A transaction that takes
+#: two takes BATCHES_FEED first.
 DOCUMENT_FEED = ("document feed", 727379)
 BATCHES_FEED = ("batches feed", 727380)
 ALERTS_FEED = ("alerts feed", 727381)
 CHAIN_LOGS_FEED = ("chain logs", 727382)
+EVENTS_FEED = ("events", 727383)
 
 
 class LockHeld(DatabaseError):

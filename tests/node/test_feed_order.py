@@ -24,9 +24,10 @@ from sqlalchemy import Connection, insert, select, text, update
 
 from api.readmodel.scans import ScanLog
 from api.readmodel.clone_rules import CloneRules
-from node.db import Batch, ChainLog, Database
+from node.db import Batch, ChainLog, Database, Event
 from node.db.documents import DocumentFeedEntry
-from node.db.locks import ALERTS_FEED, BATCHES_FEED, CHAIN_LOGS_FEED, DOCUMENT_FEED, in_id_order
+from node.db.event_rows import EVENT_COLUMNS, event_rows
+from node.db.locks import ALERTS_FEED, BATCHES_FEED, CHAIN_LOGS_FEED, DOCUMENT_FEED, EVENTS_FEED, in_id_order
 from node.db.models import NetworkBatch
 from node.db.scans import ScanAlert
 from node.documents import DocumentStore, FileBlobStore
@@ -192,3 +193,23 @@ def test_logs_the_indexer_stores_beside_an_open_writer_follow_its_logs(runtime: 
     with runtime.db.session() as s:
         assert s.scalar(select(ChainLog.chain_id).where(ChainLog.id == first)) == runtime.client.chain_id + 1
         assert s.scalar(select(ChainLog.chain_id).where(ChainLog.id == last)) == runtime.client.chain_id
+
+
+def test_events_captured_beside_an_open_writer_follow_its_events(runtime: NodeRuntime, chain_now: int) -> None:
+    """EPCIS query subscriptions deliver events up to an id: events another capture (or an
+    import) is still writing must not be passed over."""
+
+    def other_event(conn: Connection) -> None:
+        with event_rows(conn) as stored:
+            stored.insert(EVENT_COLUMNS, [(b"\x0a" * 32, "ObjectEvent", "OBSERVE", None, 1, 1000, b"\x0b" * 32, MANUFACTURER.address,
+                                           b"\x0c" * 65, "MANUFACTURER", "{}", 1, None, None, None)])
+
+    def read() -> list[int]:
+        with runtime.db.session() as s:
+            ids = [int(i) for i in s.scalars(select(Event.id).order_by(Event.id))]
+        return ids[:1] + ids[-1:] if ids else []  # the other writer's event, and the last one captured
+
+    first, last = appended_beside_an_open_writer(runtime.db, EVENTS_FEED, other_event, lambda: _ingest(runtime, chain_now), read)
+    with runtime.db.session() as s:
+        assert bytes(s.scalars(select(Event.digest).where(Event.id == first)).one()) == b"\x0a" * 32
+        assert bytes(s.scalars(select(Event.digest).where(Event.id == last)).one()) != b"\x0a" * 32

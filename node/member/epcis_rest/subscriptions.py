@@ -5,7 +5,8 @@ Signed: with the subscription's `signatureToken`, the body's HMAC-SHA256 goes in
 `GS1-Signature` header (lower-case hex), so the receiver knows the node sent it. Retried: a
 delivery that fails (no answer, or not 2xx) is tried again after 1, 2, 4 ... s (at most
 `max_backoff` s), and the events stay queued (the subscription's `delivered_up_to` only moves
-on a 2xx). Events are delivered in the order they were stored, at most `batch` per request.
+on a 2xx). Events are delivered in the order they were stored, at most `batch` per request; they
+commit in the order of their ids (node.db.locks.in_id_order), so none is passed over.
 """
 
 from __future__ import annotations

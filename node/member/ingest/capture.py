@@ -49,6 +49,7 @@ import orjson
 from node import strict_json
 from node.db import Database
 from node.db.event_rows import EVENT_COLUMNS, event_rows
+from node.db.locks import EVENTS_FEED, in_id_order
 from node.errors import WaymarkError
 from node.member.ingest.roles import RoleMirror
 from node.protocol.attestation import AttestationDomain, attestation_digest, event_subject
@@ -364,6 +365,7 @@ class CaptureService:
         unique = list({e.digest: e for e in events}.values())
         now = int(time.time() * 1000)
         with self._write_turns, self.db.connect(write=True) as conn, event_rows(conn) as stored:
+            in_id_order(conn, EVENTS_FEED)  # subscriptions deliver events by id
             known = stored.existing([e.digest for e in unique])
             fresh = [e for e in unique if e.digest not in known]
             rows = [

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from node.db import Batch, ChainLog, Database, IndexCheckpoint
 from node.db.event_rows import ANCHORED_EVENT_COLUMNS, event_rows
-from node.db.locks import BATCHES_FEED, in_id_order
+from node.db.locks import BATCHES_FEED, EVENTS_FEED, in_id_order
 from node.db.models import NetworkBatch, NetworkFailure, NetworkHolder, NetworkPeerCursor
 from node.db.upsert import insert_ignore, upsert
 from node.member.ingest.capture import CheckedEvent
@@ -302,6 +302,7 @@ class Replicator:
         now = now_ms()
         with self.db.connect(write=True) as conn:
             in_id_order(conn, BATCHES_FEED)  # peers read this node's batches by id (held_feed)
+            in_id_order(conn, EVENTS_FEED)  # subscriptions deliver events by id
             # a batch row with this root already (the same events anchored here too) holds them: nothing to add
             if conn.execute(select(Batch.id).where(Batch.root == batch.root)).first() is None:
                 batch_id = int(conn.execute(insert(Batch).returning(Batch.id), {
