@@ -195,14 +195,16 @@ def test_logs_the_indexer_stores_beside_an_open_writer_follow_its_logs(runtime: 
         assert s.scalar(select(ChainLog.chain_id).where(ChainLog.id == last)) == runtime.client.chain_id
 
 
+def _other_event(conn: Connection, received_at_ms: int = 1) -> None:
+    with event_rows(conn) as stored:
+        stored.insert(EVENT_COLUMNS, [(b"\x0a" * 32, "ObjectEvent", "OBSERVE", None, 1, 1000, b"\x0b" * 32, MANUFACTURER.address,
+                                       b"\x0c" * 65, "MANUFACTURER", "{}", received_at_ms, None, None, None)])
+
+
 def test_events_captured_beside_an_open_writer_follow_its_events(runtime: NodeRuntime, chain_now: int) -> None:
     """EPCIS query subscriptions deliver events up to an id: events another capture (or an
     import) is still writing must not be passed over."""
-
-    def other_event(conn: Connection) -> None:
-        with event_rows(conn) as stored:
-            stored.insert(EVENT_COLUMNS, [(b"\x0a" * 32, "ObjectEvent", "OBSERVE", None, 1, 1000, b"\x0b" * 32, MANUFACTURER.address,
-                                           b"\x0c" * 65, "MANUFACTURER", "{}", 1, None, None, None)])
+    other_event = _other_event
 
     def read() -> list[int]:
         with runtime.db.session() as s:
@@ -213,3 +215,35 @@ def test_events_captured_beside_an_open_writer_follow_its_events(runtime: NodeRu
     with runtime.db.session() as s:
         assert bytes(s.scalars(select(Event.digest).where(Event.id == first)).one()) == b"\x0a" * 32
         assert bytes(s.scalars(select(Event.digest).where(Event.id == last)).one()) != b"\x0a" * 32
+
+
+def test_a_capture_that_waited_records_its_events_after_the_writer_it_waited_for(runtime: NodeRuntime, chain_now: int) -> None:
+    """EPCIS clients poll by record time (GE_recordTime from the last one seen): a capture that
+    waited for another writer takes its record time once it may write, not before it waited, so
+    record times follow commit order."""
+    captured: list[BaseException] = []
+
+    def capture() -> None:
+        try:
+            _ingest(runtime, chain_now)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            captured.append(exc)
+
+    with runtime.db.write_engine.connect() as conn:
+        with conn.begin():
+            in_id_order(conn, EVENTS_FEED)
+            waiting = threading.Thread(target=capture, daemon=True)
+            waiting.start()
+            deadline = time.monotonic() + WAIT
+            while not waiting_for(runtime.db, EVENTS_FEED):
+                assert waiting.is_alive() and not captured, f"the capture did not wait: {captured}"
+                assert time.monotonic() < deadline, "the capture neither waited nor finished"
+                time.sleep(0.01)
+            time.sleep(0.005)  # the other writer records a later millisecond than any taken before the capture waited
+            recorded = int(time.time() * 1000)
+            _other_event(conn, recorded)
+    waiting.join(WAIT)
+    assert not waiting.is_alive() and not captured, captured
+    with runtime.db.session() as s:
+        times = s.scalars(select(Event.received_at_ms).where(Event.digest != b"\x0a" * 32)).all()
+    assert times and min(times) >= recorded

@@ -363,9 +363,12 @@ class CaptureService:
         processing cost more than the inserts themselves.
         """
         unique = list({e.digest: e for e in events}.values())
-        now = int(time.time() * 1000)
         with self._write_turns, self.db.connect(write=True) as conn, event_rows(conn) as stored:
             in_id_order(conn, EVENTS_FEED)  # subscriptions deliver events by id
+            # The record time (EPCIS recordTime), taken once the events may be written, so record
+            # times follow commit order: a client asking for GE_recordTime of the last one it saw
+            # misses none committed after it (unless this machine's clock steps back).
+            now = int(time.time() * 1000)
             known = stored.existing([e.digest for e in unique])
             fresh = [e for e in unique if e.digest not in known]
             rows = [

@@ -299,10 +299,10 @@ class Replicator:
 
     def import_batch(self, batch: NetworkBatch, verified: VerifiedBatch, source: str) -> None:
         """Store a verified batch and its events as anchored, in one transaction, idempotently."""
-        now = now_ms()
         with self.db.connect(write=True) as conn:
             in_id_order(conn, BATCHES_FEED)  # peers read this node's batches by id (held_feed)
             in_id_order(conn, EVENTS_FEED)  # subscriptions deliver events by id
+            now = now_ms()  # the events' record time, taken once they may be written: in commit order
             # a batch row with this root already (the same events anchored here too) holds them: nothing to add
             if conn.execute(select(Batch.id).where(Batch.root == batch.root)).first() is None:
                 batch_id = int(conn.execute(insert(Batch).returning(Batch.id), {
