@@ -56,30 +56,41 @@ def waiting_for(db: Database, feed: tuple[str, int]) -> bool:
         ), {"key": feed[1]}).scalar())
 
 
+def started(write: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    """`write` running in a thread of its own, and the list its exception (if any) goes to."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            write()
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, failure
+
+
+def wait_until_waiting(db: Database, feed: tuple[str, int], writer: threading.Thread, failure: list[BaseException]) -> None:
+    """Return once `writer` waits for `feed`'s lock; fail if it finished (or failed) instead."""
+    deadline = time.monotonic() + WAIT
+    while not waiting_for(db, feed):
+        assert writer.is_alive() and not failure, f"the second writer did not wait for the open one: {failure}"
+        assert time.monotonic() < deadline, "the second writer neither waited nor finished"
+        time.sleep(0.01)
+
+
 def appended_beside_an_open_writer(db: Database, feed: tuple[str, int], open_writer_appends: Callable[[Connection], None],
                                    append: Callable[[], object], read: Callable[[], list[int]]) -> list[int]:
     """Run `append` while a transaction that appended to `feed` (`open_writer_appends`) is open;
     check that it waits and that a reader sees nothing until that transaction commits. The ids
     read at the end."""
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            append()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
-            failure.append(exc)
-
     with db.write_engine.connect() as conn:
         with conn.begin():
             in_id_order(conn, feed)
             open_writer_appends(conn)
-            second = threading.Thread(target=run, daemon=True)
-            second.start()
-            deadline = time.monotonic() + WAIT
-            while not waiting_for(db, feed):
-                assert second.is_alive() and not failure, f"the second writer did not wait for the open one: {failure}"
-                assert time.monotonic() < deadline, "the second writer neither waited nor finished"
-                time.sleep(0.01)
+            second, failure = started(append)
+            wait_until_waiting(db, feed, second, failure)
             assert read() == [], "a reader saw a row while an earlier id was still uncommitted"
     second.join(WAIT)
     assert not second.is_alive() and not failure, failure
@@ -221,24 +232,11 @@ def test_a_capture_that_waited_records_its_events_after_the_writer_it_waited_for
     """EPCIS clients poll by record time (GE_recordTime from the last one seen): a capture that
     waited for another writer takes its record time once it may write, not before it waited, so
     record times follow commit order."""
-    captured: list[BaseException] = []
-
-    def capture() -> None:
-        try:
-            _ingest(runtime, chain_now)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            captured.append(exc)
-
     with runtime.db.write_engine.connect() as conn:
         with conn.begin():
             in_id_order(conn, EVENTS_FEED)
-            waiting = threading.Thread(target=capture, daemon=True)
-            waiting.start()
-            deadline = time.monotonic() + WAIT
-            while not waiting_for(runtime.db, EVENTS_FEED):
-                assert waiting.is_alive() and not captured, f"the capture did not wait: {captured}"
-                assert time.monotonic() < deadline, "the capture neither waited nor finished"
-                time.sleep(0.01)
+            waiting, captured = started(lambda: _ingest(runtime, chain_now))
+            wait_until_waiting(runtime.db, EVENTS_FEED, waiting, captured)
             time.sleep(0.005)  # the other writer records a later millisecond than any taken before the capture waited
             recorded = int(time.time() * 1000)
             _other_event(conn, recorded)
