@@ -25,7 +25,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -251,12 +252,19 @@ class DocumentStore:
                             uploaded_by=uploaded_by, readers=readers, reader_roles=reader_roles, upload_proof=upload_proof)
         return Sealed(self._require(digest), True, tuple(missing))
 
+    @contextmanager
+    def _changing(self) -> Iterator[Session]:
+        """A write transaction that enters a change in the feed: every write of this store does,
+        so each holds the feed's lock from its start (node.db.locks.in_id_order)."""
+        with self.db.write() as s:
+            in_id_order(s, DOCUMENT_FEED)
+            yield s
+
     def _insert(self, row: StoredDocument, blob: bytes, wraps: dict[int, bytes]) -> bool:
         """Store a new document; False if one with the same digest got there first."""
         digest = bytes(row.digest)
         try:
-            with self.db.write() as s:
-                in_id_order(s, DOCUMENT_FEED)
+            with self._changing() as s:
                 if s.get(StoredDocument, digest) is not None:
                     return False
                 s.add(row)
@@ -278,8 +286,7 @@ class DocumentStore:
         the notice stay, and the change enters the feed. Erasing twice is a no-op."""
         meta = self._require(notice.digest)
         if meta.erased_at_ms is None:
-            with self.db.write() as s:
-                in_id_order(s, DOCUMENT_FEED)
+            with self._changing() as s:
                 row = s.get(StoredDocument, notice.digest)
                 assert row is not None
                 if row.erased_at_ms is None:
@@ -290,7 +297,7 @@ class DocumentStore:
 
     @staticmethod
     def _mark_erased(s: Session, row: StoredDocument, notice: ErasureNotice) -> None:
-        """In a transaction that took the document feed's lock first (in_id_order)."""
+        """In a `_changing` transaction."""
         s.execute(delete(DocumentKeyWrap).where(DocumentKeyWrap.digest == row.digest))
         s.execute(delete(DocumentKey).where(DocumentKey.digest == row.digest))
         row.erased_at_ms = int(time.time() * 1000)
@@ -312,8 +319,7 @@ class DocumentStore:
             except NoEncryptionKey:
                 left += 1
                 continue
-            with self.db.write() as s:
-                in_id_order(s, DOCUMENT_FEED)
+            with self._changing() as s:
                 for org, public in keys.items():
                     if s.get(DocumentKeyWrap, (digest, org)) is None:
                         s.add(DocumentKeyWrap(digest=digest, org_id=org, wrapped=wrap_key(key, public, digest, org)))
@@ -455,8 +461,7 @@ class DocumentStore:
         except (KeyError, TypeError, ValueError) as exc:
             raise DocumentInvalid(f"an erased feed entry lacks or mangles a field: {exc}", "feed") from None
         try:
-            with self.db.write() as s:
-                in_id_order(s, DOCUMENT_FEED)
+            with self._changing() as s:
                 s.add(row)
                 s.flush()
                 self._mark_erased(s, row, notice)

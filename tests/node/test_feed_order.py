@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -80,6 +81,19 @@ def wait_until_waiting(db: Database, feed: tuple[str, int], writer: threading.Th
         time.sleep(0.01)
 
 
+def finished(writer: threading.Thread, failure: list[BaseException]) -> None:
+    """Wait for `writer` (started by `started`) to end; fail if it did not, or failed."""
+    writer.join(WAIT)
+    assert not writer.is_alive() and not failure, failure
+
+
+def first_and_last(db: Database, id_column: Any) -> list[int]:
+    """The lowest and the highest id of a table (none: an empty list)."""
+    with db.session() as s:
+        ids = [int(i) for i in s.scalars(select(id_column).order_by(id_column))]
+    return ids[:1] + ids[-1:] if ids else []
+
+
 def appended_beside_an_open_writer(db: Database, feed: tuple[str, int], open_writer_appends: Callable[[Connection], None],
                                    append: Callable[[], object], read: Callable[[], list[int]]) -> list[int]:
     """Run `append` while a transaction that appended to `feed` (`open_writer_appends`) is open;
@@ -92,8 +106,7 @@ def appended_beside_an_open_writer(db: Database, feed: tuple[str, int], open_wri
             second, failure = started(append)
             wait_until_waiting(db, feed, second, failure)
             assert read() == [], "a reader saw a row while an earlier id was still uncommitted"
-    second.join(WAIT)
-    assert not second.is_alive() and not failure, failure
+    finished(second, failure)
     ids = read()
     assert len(ids) == 2 and ids == sorted(ids)
     return ids
@@ -195,12 +208,9 @@ def test_logs_the_indexer_stores_beside_an_open_writer_follow_its_logs(runtime: 
             "log_index": 0, "address": "0x" + "00" * 20, "contract": "ProvenanceRegistry", "event": "BatchAnchored", "key": None, "args": "{}",
         })
 
-    def read() -> list[int]:
-        with runtime.db.session() as s:
-            ids = [int(i) for i in s.scalars(select(ChainLog.id).order_by(ChainLog.id))]
-        return ids[:1] + ids[-1:] if ids else []  # the other writer's log, and the last this indexer stored
-
-    first, last = appended_beside_an_open_writer(runtime.db, CHAIN_LOGS_FEED, other_log, indexer.step, read)
+    # read: the other writer's log, and the last this indexer stored
+    first, last = appended_beside_an_open_writer(runtime.db, CHAIN_LOGS_FEED, other_log, indexer.step,
+                                                 lambda: first_and_last(runtime.db, ChainLog.id))
     with runtime.db.session() as s:
         assert s.scalar(select(ChainLog.chain_id).where(ChainLog.id == first)) == runtime.client.chain_id + 1
         assert s.scalar(select(ChainLog.chain_id).where(ChainLog.id == last)) == runtime.client.chain_id
@@ -215,14 +225,9 @@ def _other_event(conn: Connection, received_at_ms: int = 1) -> None:
 def test_events_captured_beside_an_open_writer_follow_its_events(runtime: NodeRuntime, chain_now: int) -> None:
     """EPCIS query subscriptions deliver events up to an id: events another capture (or an
     import) is still writing must not be passed over."""
-    other_event = _other_event
-
-    def read() -> list[int]:
-        with runtime.db.session() as s:
-            ids = [int(i) for i in s.scalars(select(Event.id).order_by(Event.id))]
-        return ids[:1] + ids[-1:] if ids else []  # the other writer's event, and the last one captured
-
-    first, last = appended_beside_an_open_writer(runtime.db, EVENTS_FEED, other_event, lambda: _ingest(runtime, chain_now), read)
+    # read: the other writer's event, and the last one captured
+    first, last = appended_beside_an_open_writer(runtime.db, EVENTS_FEED, _other_event, lambda: _ingest(runtime, chain_now),
+                                                 lambda: first_and_last(runtime.db, Event.id))
     with runtime.db.session() as s:
         assert bytes(s.scalars(select(Event.digest).where(Event.id == first)).one()) == b"\x0a" * 32
         assert bytes(s.scalars(select(Event.digest).where(Event.id == last)).one()) != b"\x0a" * 32
@@ -240,8 +245,7 @@ def test_a_capture_that_waited_records_its_events_after_the_writer_it_waited_for
             time.sleep(0.005)  # the other writer records a later millisecond than any taken before the capture waited
             recorded = int(time.time() * 1000)
             _other_event(conn, recorded)
-    waiting.join(WAIT)
-    assert not waiting.is_alive() and not captured, captured
+    finished(waiting, captured)
     with runtime.db.session() as s:
         times = s.scalars(select(Event.received_at_ms).where(Event.digest != b"\x0a" * 32)).all()
     assert times and min(times) >= recorded
