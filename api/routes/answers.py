@@ -8,13 +8,15 @@ from typing import Any
 
 import anyio
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 from api.deps import ScanContext
 from api.errors import UnknownCode, error_json, field_for, status_for
 from api.readmodel.clone_rules import Flag
 from api.readmodel.locations import load_locations
-from api.readmodel.passport import PassportCore, finish, issuance_flag, valid_issuance
+from api.compression import chosen_coding
+from api.readmodel.passport import FinishedPassport, PassportCore, finish, issuance_flag, valid_issuance
 from api.readmodel.product_master import lot_view, product_view
 from api.routes.digital_link import CORS, LANGUAGES, Kind, base_url
 from api.services import Services
@@ -40,6 +42,16 @@ def page(services: Services, status: int, passport: bytes | None = None, error: 
     )
     html = services.page_template.replace(b"<!--WAYMARK-BOOT-->", b'<script id="waymark-boot" type="application/json">' + _script_safe(boot) + b"</script>", 1)
     return Response(html, status_code=status, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store", "Vary": "Accept", **CORS})
+
+
+def passport_response(request: Request, services: Services, passport: FinishedPassport, headers: dict[str, str]) -> Response:
+    """The passport as JSON: to a client whose Accept-Encoding chooses Zstandard (as
+    api.compression chooses for every other answer, unless the API is told not to compress), as
+    the scan's frame followed by the cached core's frame (`FinishedPassport.zstd`), so the core is
+    not unpacked and packed again per scan."""
+    if services.settings.compress and chosen_coding(",".join(request.headers.getlist("accept-encoding"))) == "zstd":
+        return Response(passport.zstd(), media_type="application/json", headers={**headers, "Content-Encoding": "zstd"})
+    return Response(passport.json(), media_type="application/json", headers=headers)
 
 
 _SLIM_VERIFICATION = ("status", "failedCheck", "signer", "signerOrg", "signerRole")
@@ -195,8 +207,8 @@ def lot_flag(link: ParsedLink, core: PassportCore) -> Flag | None:
     return Flag("lot_mismatch", f"the link names lot {unit.lot}, but this unit was commissioned in lot {recorded}")
 
 
-async def scan(services: Services, link: ParsedLink, context: ScanContext | None) -> bytes:
-    """Resolve a code into passport JSON; log it as a scan when `context` is given."""
+async def scan(services: Services, link: ParsedLink, context: ScanContext | None) -> FinishedPassport:
+    """Resolve a code into its passport; log it as a scan when `context` is given."""
     try:
         core = await core_for(services, link)
     except UnknownCode:

@@ -36,7 +36,7 @@ from api.deps import ScanContextDep, ScanRateLimit, ServicesDep, rate_limit, sca
 from api.errors import ErrorBody, NotAcceptable, UnknownCodeBody
 from api.readmodel.schema import Passport
 from api.routes import master_data
-from api.routes.answers import LinkTypeUnavailable, core_for, error_answer, page, scan, slim, view_of, description_of
+from api.routes.answers import LinkTypeUnavailable, core_for, error_answer, page, passport_response, scan, slim, view_of, description_of
 from api.routes.digital_link import (
     AI82_PATTERN,
     ALLOW,
@@ -105,10 +105,10 @@ async def resolve(request: Request, services: Services) -> Response:
             return redirect(page_url(services, key), passed_on_query(request), headers)
         if parsed is None:
             return Response(orjson.dumps(view), media_type=JSON, headers={**headers, **CORS})
-        body = await scan(services, parsed, scan_context(request, services))
+        passport = await scan(services, parsed, scan_context(request, services))
     except WaymarkError as error:
         return error_answer(kind if kind != "linkset" else "json", services, error)
-    return Response(body, media_type=JSON, headers={**headers, **CORS})
+    return passport_response(request, services, passport, {**headers, **CORS})
 
 
 async def show_page(request: Request, services: Services) -> Response:
@@ -122,7 +122,7 @@ async def show_page(request: Request, services: Services) -> Response:
         if parsed is None:
             body = orjson.dumps(await view_of(services, link))
         else:
-            body = slim(await scan(services, parsed, scan_context(request, services)))
+            body = slim((await scan(services, parsed, scan_context(request, services))).json())
     except WaymarkError as error:
         return error_answer("html", services, error)
     response = page(services, 200, passport=body)
@@ -285,7 +285,7 @@ _SCAN_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/api/v1/scan", responses=_SCAN_RESPONSES, response_class=Response, tags=["scan"], summary="Scan a code")
-async def scan_uri(_limit: ScanRateLimit, services: ServicesDep, context: ScanContextDep, uri: str = _URI) -> Response:
+async def scan_uri(request: Request, _limit: ScanRateLimit, services: ServicesDep, context: ScanContextDep, uri: str = _URI) -> Response:
     """Resolve a code read by the page's camera or typed in, and log the scan (for clone detection).
 
     Send `Waymark-Device` (a random id the page keeps; stored only as a salted hash). The
@@ -295,17 +295,21 @@ async def scan_uri(_limit: ScanRateLimit, services: ServicesDep, context: ScanCo
     """
     link = parse_any_key(uri)
     parsed = link.as_parsed()
-    body = orjson.dumps(await view_of(services, link)) if parsed is None else await scan(services, parsed, context)
-    return Response(body, media_type=JSON, headers={"Cache-Control": "no-store", **CORS})
+    headers = {"Cache-Control": "no-store", **CORS}
+    if parsed is None:
+        return Response(orjson.dumps(await view_of(services, link)), media_type=JSON, headers=headers)
+    return passport_response(request, services, await scan(services, parsed, context), headers)
 
 
 @router.get("/api/v1/passport", responses=_SCAN_RESPONSES, response_class=Response, tags=["scan"], summary="Read a passport without scanning")
-async def passport(_limit: ScanRateLimit, services: ServicesDep, uri: str = _URI) -> Response:
+async def passport(request: Request, _limit: ScanRateLimit, services: ServicesDep, uri: str = _URI) -> Response:
     """The passport of a code, without logging a scan (for linkset consumers and auditors)."""
     link = parse_any_key(uri)
     parsed = link.as_parsed()
-    body = orjson.dumps(await view_of(services, link)) if parsed is None else await scan(services, parsed, None)
-    return Response(body, media_type=JSON, headers={"Cache-Control": "no-store", **CORS})
+    headers = {"Cache-Control": "no-store", **CORS}
+    if parsed is None:
+        return Response(orjson.dumps(await view_of(services, link)), media_type=JSON, headers=headers)
+    return passport_response(request, services, await scan(services, parsed, None), headers)
 
 
 router.include_router(master_data.router)

@@ -197,6 +197,6 @@ def test_a_units_first_scan_reads_its_window_in_the_build_threads(tmp_path: Path
         return list(await asyncio.gather(first, second))
 
     answers = asyncio.run(both())
-    assert all(orjson.loads(a)["verdict"] == "genuine" for a in answers)
+    assert all(orjson.loads(a.json())["verdict"] == "genuine" for a in answers)
     assert builds_running_at_preload == [0, 0]
     db.dispose()
