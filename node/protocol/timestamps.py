@@ -48,7 +48,10 @@ def format_timestamp(moment: datetime | str) -> str:
     if moment.tzinfo is None:
         raise ValueError("event times must be time-zone aware")
     utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # Not strftime: glibc's %Y writes the years 1-999 without their leading zeros, which
+    # xsd:dateTime (and parse_timestamp) does not accept.
+    return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}."
+            f"{utc.microsecond // 1000:03d}Z")
 
 
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

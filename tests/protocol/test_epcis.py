@@ -16,7 +16,7 @@ from node.protocol import vocabulary
 from node.protocol.epcis_validation import EpcisValidationError, validate_document, validate_event
 from node.protocol.event_hash import event_hash
 from node.protocol.gs1 import ContainerId, UnitId, make_sscc
-from node.protocol.timestamps import iso_ms
+from node.protocol.timestamps import format_timestamp, iso_ms, unix_ms
 
 GTIN = "09506000134352"
 UNITS = [UnitId(GTIN, f"S{i:03d}xYz", "LOT-1") for i in range(4)]
@@ -86,9 +86,16 @@ def test_event_time_is_written_in_utc_with_the_offset_kept_apart() -> None:
     (1_738_324_800_250, "2025-01-31T12:00:00.250Z"),
     (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),  # a float of seconds would give .998
     (-1, "1969-12-31T23:59:59.999Z"),
+    (-30_641_760_000_000, "0999-01-01T00:00:00.000Z"),  # four digits of year, as xsd:dateTime has them
+    (-62_135_596_800_000, "0001-01-01T00:00:00.000Z"),
 ])
 def test_unix_milliseconds_are_written_exactly_as_epcis_times(ms: int, written: str) -> None:
     assert iso_ms(ms) == written
+    assert unix_ms(written) == ms  # and read back
+
+
+def test_an_event_time_before_the_year_1000_is_written_with_four_digits_of_year() -> None:
+    assert format_timestamp("0999-06-01T10:00:00.5+02:00") == "0999-06-01T08:00:00.500Z"
 
 
 def error_of(document: dict[str, Any]) -> EpcisValidationError:
