@@ -6,6 +6,10 @@ since 2024: Chrome 123, Firefox 126), else gzip (every browser), else the body a
 bodies of a textual type, not encoded already, and of at least MIN_SIZE bytes (a streamed body
 always). Every answer of a textual type says `Vary: Accept-Encoding`, so that a cache keeps the
 encodings apart.
+
+Passports come here packed already where the client chooses Zstandard: the route sends the
+scan's own members as one frame and the cached core as the frame the cache holds
+(`api.routes.answers.passport_response`), so this middleware passes them on as they are.
 """
 
 from __future__ import annotations
