@@ -11,11 +11,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.compression import chosen_coding
 from api.deps import ScanContext
 from api.errors import UnknownCode, error_json, field_for, status_for
 from api.readmodel.clone_rules import Flag
 from api.readmodel.locations import load_locations
-from api.compression import chosen_coding
 from api.readmodel.passport import FinishedPassport, PassportCore, finish, issuance_flag, valid_issuance
 from api.readmodel.product_master import lot_view, product_view
 from api.routes.digital_link import CORS, LANGUAGES, Kind, base_url
