@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from api.readmodel.passport import PassportCore
+from api.readmodel.passport import FinishedPassport, PassportCore
 from api.readmodel.scans import ScanLog
 from api.routes.answers import scan
 from api.services import ENTRY_OVERHEAD, PassportCache, _Entry
@@ -184,7 +184,7 @@ def test_a_units_first_scan_reads_its_window_in_the_build_threads(tmp_path: Path
     cold, cached = UnitId("09521234543213", "S1", "L1"), UnitId("09521234543213", "S2", "L1")
     passports._store(cached.canonical_uri, _Entry(time.monotonic() + 60, core(10), (), time.monotonic()))
 
-    async def both() -> list[bytes]:
+    async def both() -> list[FinishedPassport]:
         first = asyncio.ensure_future(scan(services, ParsedLink(cold, "", None), None))
         deadline = time.monotonic() + 30
         while builder.running < 1 and time.monotonic() < deadline:
