@@ -7,9 +7,11 @@ bodies of a textual type, not encoded already, and of at least MIN_SIZE bytes (a
 always). Every answer of a textual type says `Vary: Accept-Encoding`, so that a cache keeps the
 encodings apart.
 
-Passports come here packed already where the client chooses Zstandard: the route sends the
-scan's own members as one frame and the cached core as the frame the cache holds
-(`api.routes.answers.passport_response`), so this middleware passes them on as they are.
+Passports come here packed already where the client chooses Zstandard: the cache holds each
+passport's core as the start of a frame left open (`zstd_open_frame`), and the route ends that
+frame with the scan's own members as raw blocks (`zstd_closing_blocks`,
+`api.routes.answers.passport_response`): one frame, so any decoder reads it whole (some clients
+stop after a body's first frame), and nothing is packed per scan.
 """
 
 from __future__ import annotations
@@ -72,6 +74,34 @@ def zstd(data: bytes) -> bytes:
     if compressor is None:
         compressor = _compressors.zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
     return compressor.compress(data)
+
+
+def zstd_open_frame(data: bytes) -> bytes:
+    """`data` as the start of a Zstandard frame left open (RFC 8878, 3.1.1): all of it in blocks
+    none of which is the frame's last, without a content size or checksum, so that
+    `zstd_closing_blocks` can end the frame with more data. Decoded alone it gives `data`."""
+    compressor = getattr(_compressors, "zstd_open", None)
+    if compressor is None:
+        compressor = _compressors.zstd_open = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=False, write_checksum=False)
+    packer = compressor.compressobj()
+    return packer.compress(data) + packer.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+
+
+# A raw block's size fits any frame: Block_Maximum_Size is the smaller of the frame's window
+# (never under 1 KiB, Window_Log >= 10) and 128 KiB (RFC 8878, 3.1.1.2.4).
+_RAW_BLOCK_SIZE = 1024
+
+
+def zstd_closing_blocks(data: bytes) -> bytes:
+    """`data` as raw (stored) blocks, the last of them the frame's last (RFC 8878, 3.1.1.2): what
+    ends a frame `zstd_open_frame` began, so that the whole is one frame decoding to both."""
+    blocks = []
+    for start in range(0, max(len(data), 1), _RAW_BLOCK_SIZE):
+        chunk = data[start:start + _RAW_BLOCK_SIZE]
+        last = start + _RAW_BLOCK_SIZE >= len(data)
+        # Block_Header, 3 bytes little-endian: Last_Block (bit 0), Block_Type 0 = Raw (bits 1-2), Block_Size.
+        blocks.append((len(chunk) << 3 | last).to_bytes(3, "little") + chunk)
+    return b"".join(blocks)
 
 
 def compress(coding: str, body: bytes) -> bytes:

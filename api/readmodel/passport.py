@@ -34,7 +34,7 @@ import orjson
 import zstandard
 from sqlalchemy import func, select
 
-from api.compression import zstd
+from api.compression import zstd_closing_blocks, zstd_open_frame
 from api.readmodel.chain_view import ChainView
 from api.readmodel.escrow import order_levels
 from api.readmodel.locations import route_by_location
@@ -85,11 +85,10 @@ class PassportCore:
     the cache's byte budget holds six times as many passports. Zstandard, not zlib: for a 40 KB
     passport it packs 3.5 times faster (78 vs 275 us) and unpacks, at every scan, 3.3 times faster
     (26 vs 86 us), into 15 % fewer bytes than zlib at its fastest level.
-    The packed JSON is the end of a passport object, `,"id":...}`: a scan's own members are
-    written before it (`finish`), and a client that accepts Zstandard gets the scan's members as a
-    frame of their own followed by this frame as it is stored (RFC 8878, 3: a decoder decodes
-    concatenated frames into the concatenation of their contents), so a scan neither unpacks nor
-    packs the core again.
+    The packed JSON is the start of a passport object, `{"id":...` (not closed), packed as a
+    Zstandard frame left open: a scan's own members close the object (`finish`), and a client
+    that accepts Zstandard gets the frame as it is stored, ended by those members as raw blocks
+    (api.compression.zstd_closing_blocks), so a scan neither unpacks nor packs the core again.
     """
 
     __slots__ = (
@@ -110,14 +109,13 @@ class PassportCore:
         spans: list[tuple[str, int, int]] = []  # (key, start, end) of each value in the packed JSON
         at = 0
         for key, value in body.items():
-            member, serialised = b"," + orjson.dumps(key) + b":", orjson.dumps(value)
+            member, serialised = (b"," if pieces else b"{") + orjson.dumps(key) + b":", orjson.dumps(value)
             start = at + len(member)
             at = start + len(serialised)
             pieces += (member, serialised)
             spans.append((key, start, at))
-        pieces.append(b"}")
         self._spans = tuple(spans)
-        self._packed = zstd(b"".join(pieces))
+        self._packed = zstd_open_frame(b"".join(pieces))
         self.size = len(self._packed)
         """Bytes held (compressed)."""
         self.verdict: Verdict = verdict
@@ -137,18 +135,18 @@ class PassportCore:
 
     @property
     def frame(self) -> bytes:
-        """The core's members, `,"id":...}`, as one Zstandard frame."""
+        """The core's members, `{"id":...` (not closed), as a Zstandard frame left open."""
         return self._packed
 
     @property
-    def tail(self) -> bytes:
-        """The core's members, `,"id":...}`, unpacked."""
-        return zstandard.decompress(self._packed)
+    def start(self) -> bytes:
+        """The core's members, `{"id":...` (not closed), unpacked."""
+        return zstandard.ZstdDecompressor().decompressobj().decompress(self._packed)
 
     @property
     def parts(self) -> dict[str, orjson.Fragment]:
         """The top-level values, unpacked, as orjson fragments (serialised as they are)."""
-        raw = self.tail
+        raw = self.start
         return {key: orjson.Fragment(raw[start:end]) for key, start, end in self._spans}
 
     @property
@@ -461,18 +459,19 @@ def valid_issuance(chain: ChainView, link: ParsedLink) -> bool:
 
 @dataclass(frozen=True)
 class FinishedPassport:
-    """One scan's passport: the scan's own members (`head`: a JSON object left open, without its
-    closing brace) followed by the cached core's (`PassportCore.tail`)."""
+    """One scan's passport: the cached core's members (`PassportCore.start`) followed by the
+    scan's own (`members`: `,"escrow":...}`, which close the object)."""
 
-    head: bytes
     core: PassportCore
+    members: bytes
 
     def json(self) -> bytes:
-        return self.head + self.core.tail
+        return self.core.start + self.members
 
     def zstd(self) -> bytes:
-        """The passport JSON as two Zstandard frames: the scan's members, then the core's as cached."""
-        return zstd(self.head) + self.core.frame
+        """The passport JSON as one Zstandard frame: the core's as cached, ended by the scan's
+        members as raw blocks."""
+        return self.core.frame + zstd_closing_blocks(self.members)
 
 
 def finish(core: PassportCore, outcome: ScanOutcome, link_flags: Sequence[Flag] = ()) -> FinishedPassport:
@@ -481,7 +480,7 @@ def finish(core: PassportCore, outcome: ScanOutcome, link_flags: Sequence[Flag] 
     suspicion = outcome.suspicion
     flags = [*(suspicion.reasons if suspicion else ()), *link_flags]
     reasons = [*core.reasons, *({"code": f.rule, "message": f.message} for f in flags)]
-    head = orjson.dumps({
+    members = orjson.dumps({
         "escrow": core.order_section(),
         "verdict": "suspicious" if flags else core.verdict,
         "reasons": reasons,
@@ -496,4 +495,4 @@ def finish(core: PassportCore, outcome: ScanOutcome, link_flags: Sequence[Flag] 
         },
         "generatedAt": iso_ms(int(time.time() * 1000)),
     })
-    return FinishedPassport(head[:-1], core)  # without its "}": the core's members close it
+    return FinishedPassport(core, b"," + members[1:])  # after the core's members, which open the object

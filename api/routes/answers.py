@@ -47,8 +47,8 @@ def page(services: Services, status: int, passport: bytes | None = None, error: 
 def passport_response(request: Request, services: Services, passport: FinishedPassport, headers: dict[str, str]) -> Response:
     """The passport as JSON: to a client whose Accept-Encoding chooses Zstandard (as
     api.compression chooses for every other answer, unless the API is told not to compress), as
-    the scan's frame followed by the cached core's frame (`FinishedPassport.zstd`), so the core is
-    not unpacked and packed again per scan."""
+    the cached core's frame ended by the scan's own members (`FinishedPassport.zstd`), so the core
+    is not unpacked and packed again per scan."""
     if services.settings.compress and chosen_coding(",".join(request.headers.getlist("accept-encoding"))) == "zstd":
         return Response(passport.zstd(), media_type="application/json", headers={**headers, "Content-Encoding": "zstd"})
     return Response(passport.json(), media_type="application/json", headers=headers)

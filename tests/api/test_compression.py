@@ -14,7 +14,7 @@ import pytest
 import zstandard
 from fastapi.testclient import TestClient
 
-from api.compression import MIN_SIZE, CompressedAnswers, chosen_coding
+from api.compression import MIN_SIZE, CompressedAnswers, chosen_coding, zstd_closing_blocks, zstd_open_frame
 from api.main import create_app
 from node.paths import PROJECT_ROOT
 from tests.api.conftest import JSON, path_of
@@ -67,39 +67,47 @@ def test_a_passport_is_answered_in_the_coding_accepted_and_is_the_same_once_deco
     status, headers, packed = _raw(client, "GET", path, {**JSON, "Accept-Encoding": "gzip, deflate, br, zstd"})
     assert status == 200 and headers["content-encoding"] == "zstd" and int(headers["content-length"]) == len(packed)
     assert len(packed) < len(plain) / 3
-    assert _timeline(_zstd_frames(packed)) == _timeline(plain)
+    assert _timeline(zstandard.ZstdDecompressor().decompressobj().decompress(packed)) == _timeline(plain)
 
     status, headers, packed = _raw(client, "GET", path, {**JSON, "Accept-Encoding": "gzip"})
     assert status == 200 and headers["content-encoding"] == "gzip" and int(headers["content-length"]) == len(packed)
     assert _timeline(gzip.decompress(packed)) == _timeline(plain)
 
 
-def _zstd_frames(packed: bytes) -> bytes:
-    """Every frame of a Zstandard body decoded, one after the other, as a browser decodes it (RFC 8878, 3)."""
-    return zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(packed)
-
-
 @pytest.mark.parametrize("route", ["resolver", "scan", "passport"])
-def test_a_zstd_passport_is_the_scans_frame_then_the_cached_cores_frame_and_decodes_to_the_plain_answer(
+def test_a_zstd_passport_is_one_frame_the_cached_core_ended_by_the_scans_members_and_decodes_to_the_plain_answer(
     client: TestClient, world: World, route: str,
 ) -> None:
-    """The core is sent as the frame the cache holds (not unpacked and packed again per scan):
-    the answer is two frames, and decoded it is the plain answer (but for the scan's own counts
-    and time)."""
+    """The core is sent as the cache holds it (not unpacked and packed again per scan), ended by
+    the scan's own members as raw blocks: one frame (a client that reads only a body's first
+    frame reads it whole), which decodes to the plain answer (but for the scan's own counts and
+    time)."""
     path = path_of(world, "genuine")
     url = path if route == "resolver" else f"/api/v1/{route}?uri=" + quote("https://id.example" + path, safe="")
     status, headers, packed = _raw(client, "GET", url, {**JSON, "Accept-Encoding": "zstd"})
     assert status == 200 and headers["content-encoding"] == "zstd" and "accept-encoding" in headers["vary"].lower()
-    first = zstandard.ZstdDecompressor().decompressobj()
-    head = first.decompress(packed)
-    assert head.startswith(b'{"escrow":') and b'"timeline"' not in head
-    assert zstandard.ZstdDecompressor().decompressobj().decompress(first.unused_data).startswith(b',"id":')  # the second frame: the core's
-    decoded = orjson.loads(_zstd_frames(packed))
+    one_frame = zstandard.ZstdDecompressor().decompressobj()  # stops at the end of the first frame
+    decoded_bytes = one_frame.decompress(packed)
+    assert one_frame.eof and one_frame.unused_data == b""
+    assert decoded_bytes.startswith(b'{"id":') and decoded_bytes.endswith(b"}")
+    cached = client.app.state.services.passports._entries[world.unit("genuine").canonical_uri].core  # type: ignore[attr-defined]
+    assert cached is not None and packed.startswith(cached.frame)  # the frame the cache holds, as it is
+    decoded = orjson.loads(decoded_bytes)
     plain = orjson.loads(_raw(client, "GET", url, {**JSON, "Accept-Encoding": "identity"})[2])
     assert list(decoded) == list(plain)
     for moving in ("scans", "generatedAt"):  # this scan's own: counted and timed per request
         del decoded[moving], plain[moving]
     assert decoded == plain
+
+
+@pytest.mark.parametrize("size", [0, 1, 1023, 1024, 1025, 5000])
+def test_raw_blocks_close_an_open_frame_into_one_frame_of_both(size: int) -> None:
+    start = orjson.dumps({"timeline": list(range(3000))})[:-1]
+    end = b',"x":"' + b"y" * size + b'"}'
+    frame = zstd_open_frame(start) + zstd_closing_blocks(end)
+    decoder = zstandard.ZstdDecompressor().decompressobj()
+    assert decoder.decompress(frame) == start + end and decoder.eof and decoder.unused_data == b""
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(zstd_open_frame(start)) == start  # decodable while open
 
 
 def test_the_scanner_page_and_the_product_view_are_compressed_and_head_says_the_compressed_length(
