@@ -64,26 +64,34 @@ def chosen_coding(accept_encoding: str | None) -> str | None:
     return best
 
 
+def request_coding(scope: Any) -> str | None:
+    """`chosen_coding` of an ASGI request's Accept-Encoding (every such header, joined)."""
+    return chosen_coding(b",".join(value for name, value in scope["headers"] if name == b"accept-encoding").decode("latin-1"))
+
+
 _compressors = threading.local()
 
 
-def zstd(data: bytes) -> bytes:
-    """`data` as one Zstandard frame of level 1, by this thread's compressor (a compressor is not
-    safe to share between threads, and a new one for each call costs about 25 us more)."""
-    compressor = getattr(_compressors, "zstd", None)
+def _compressor(kind: str, **params: Any) -> zstandard.ZstdCompressor:
+    """This thread's Zstandard compressor of `kind` (level 1 and `params`): a compressor is not
+    safe to share between threads, and a new one for each call costs about 25 us more."""
+    compressor = getattr(_compressors, kind, None)
     if compressor is None:
-        compressor = _compressors.zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-    return compressor.compress(data)
+        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, **params)
+        setattr(_compressors, kind, compressor)
+    return compressor
+
+
+def zstd(data: bytes) -> bytes:
+    """`data` as one Zstandard frame of level 1."""
+    return _compressor("whole").compress(data)
 
 
 def zstd_open_frame(data: bytes) -> bytes:
     """`data` as the start of a Zstandard frame left open (RFC 8878, 3.1.1): all of it in blocks
     none of which is the frame's last, without a content size or checksum, so that
     `zstd_closing_blocks` can end the frame with more data. Decoded alone it gives `data`."""
-    compressor = getattr(_compressors, "zstd_open", None)
-    if compressor is None:
-        compressor = _compressors.zstd_open = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=False, write_checksum=False)
-    packer = compressor.compressobj()
+    packer = _compressor("open", write_content_size=False, write_checksum=False).compressobj()
     return packer.compress(data) + packer.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
 
 
@@ -149,8 +157,7 @@ class CompressedAnswers:
             body, more = message.get("body", b""), bool(message.get("more_body"))
             encoded = any(name.lower() == b"content-encoding" for name, value in headers)
             # Accept-Encoding is read only for a body worth compressing.
-            coding = None if encoded or not (more or len(body) >= MIN_SIZE) else chosen_coding(
-                b",".join(value for name, value in scope["headers"] if name == b"accept-encoding").decode("latin-1"))
+            coding = None if encoded or not (more or len(body) >= MIN_SIZE) else request_coding(scope)
             if coding is not None:
                 headers = [(name, _weak(value) if name.lower() == b"etag" else value)
                            for name, value in headers if name.lower() != b"content-length"]

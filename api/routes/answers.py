@@ -11,7 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.compression import chosen_coding
+from api.compression import request_coding
 from api.deps import ScanContext
 from api.errors import UnknownCode, error_json, field_for, status_for
 from api.readmodel.clone_rules import Flag
@@ -49,7 +49,7 @@ def passport_response(request: Request, services: Services, passport: FinishedPa
     api.compression chooses for every other answer, unless the API is told not to compress), as
     the cached core's frame ended by the scan's own members (`FinishedPassport.zstd`), so the core
     is not unpacked and packed again per scan."""
-    if services.settings.compress and chosen_coding(",".join(request.headers.getlist("accept-encoding"))) == "zstd":
+    if services.settings.compress and request_coding(request.scope) == "zstd":
         return Response(passport.zstd(), media_type="application/json", headers={**headers, "Content-Encoding": "zstd"})
     return Response(passport.json(), media_type="application/json", headers=headers)
 
