@@ -36,7 +36,10 @@ For each data set (big first, then small), in a database of its own on the Postg
   start-up, not a passport); then, with no measured unit's passport cached, 50 concurrent
   clients each scanning random units nobody scanned before (each unit once), JSON answers, for
   --seconds per set, split into --rounds rounds that alternate between the sets (big, small,
-  big, ...), so a drift of the machine's speed meets both alike: scans/s, p50, p99.
+  big, ...), so a drift of the machine's speed meets both alike: scans/s, p50, p99, and the
+  CPU a cold scan took in each part (ms): the API process, its build processes, the PostgreSQL
+  backends of the set's database (from /proc) and this load generator, which shows what grows
+  with the data.
 
 Targets (issue 15): cold scans of the big set at least 1,000/s with p99 at most 25 ms, and
 within 20% of the small set. The machine's cores and load average are printed with them; the
@@ -85,6 +88,7 @@ from node.chain.deploy import deploy, load_deployment, waymark_steps  # noqa: E4
 from node.db import Database  # noqa: E402
 from waymark.devnet.anvil import AnvilProcess  # noqa: E402
 from waymark.ports import free_port  # noqa: E402
+from waymark.demo.processes import process_stats  # noqa: E402
 from waymark.devnet.consortium import DEPLOYER_INDEX, demo_consortium, demo_org_id, devnet_account  # noqa: E402
 from node.member.history import unit_history  # noqa: E402
 from node.member.ingest.capture import CheckedEvent, precheck_document  # noqa: E402
@@ -381,6 +385,25 @@ def measure_database(data: DataSet, progress: Progress) -> None:
     db.dispose()
 
 
+def cpu_by_part(api_pid: int, server: str, database: str) -> dict[str, float]:
+    """CPU seconds so far of what serves one data set's scans (Linux /proc): the API process, its
+    passport build processes (the rest of its session), and the PostgreSQL backends connected to
+    its database (the API's: nothing else is connected while it is measured)."""
+    with psycopg.connect(server.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        backends = {row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))}
+    seconds = {"api": 0.0, "build_processes": 0.0, "postgres": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid, fields in process_stats():
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if pid == api_pid:
+            seconds["api"] += used
+        elif int(fields[3]) == api_pid:  # start_api makes the API a session leader
+            seconds["build_processes"] += used
+        elif pid in backends:
+            seconds["postgres"] += used
+    return seconds
+
+
 @dataclass(frozen=True)
 class ScanTarget:
     """One data set's API for the cold scans, and its measured units shared out over the rounds."""
@@ -416,12 +439,22 @@ def cold_scans(sets: list[DataSet], folder: Path, chain_settings: ChainSettings,
             data.figures["verdict"] = first.json().get("verdict")
             data.figures["passport_bytes"] = len(first.content)
         runs: dict[str, list[scan_bench.LoadRun]] = {target.data.name: [] for target in targets}
+        # Where a cold scan's CPU goes, per part, summed over the set's rounds: what grows with the data.
+        used: dict[str, dict[str, float]] = {target.data.name: {} for target in targets}
         for r in range(rounds):
             for target in targets:
+                before = cpu_by_part(target.api.pid, target.data.url, target.data.database)
                 runs[target.data.name].append(asyncio.run(scan_bench.run_load(
                     target.port, target.rounds[r], concurrency, seconds / rounds, True, target.api.pid, cold=True, reached=[])))
+                after = cpu_by_part(target.api.pid, target.data.url, target.data.database)
+                for part in after:
+                    used[target.data.name][part] = used[target.data.name].get(part, 0.0) + after[part] - before.get(part, 0.0)
         for target in targets:
-            target.data.figures["cold_scans"] = scan_bench.summary(runs[target.data.name])
+            figures = target.data.figures["cold_scans"] = scan_bench.summary(runs[target.data.name])
+            scans = max(1, int(figures["requests"]))
+            client = sum(run.client_cpu for run in runs[target.data.name])
+            target.data.figures["cold_scan_cpu_ms"] = {
+                part: round(1000 * value / scans, 2) for part, value in {**used[target.data.name], "load_generator": client}.items()}
     finally:
         for target in targets:
             target.api.terminate()
@@ -507,6 +540,7 @@ def main() -> None:
             c = data.figures["cold_scans"]
             print(f"{data.name}: cold scans ({data.figures['verdict']} passports of {data.figures['passport_bytes']:,} bytes) c={args.concurrency} {c['per_second']:,.1f}/s p50 {c['p50_ms']} ms p99 {c['p99_ms']} ms "
                   f"errors {c['errors']} (server cpu {c['server_cpu']}, client cpu {c['client_cpu']})", flush=True)
+            print("  CPU per cold scan, ms: " + ", ".join(f"{part} {ms}" for part, ms in data.figures["cold_scan_cpu_ms"].items()), flush=True)
         big, small = (s.figures["cold_scans"] for s in sets)
         growth = 1 - big["per_second"] / small["per_second"] if small["per_second"] else float("nan")
         summary = {
