@@ -86,6 +86,9 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     mapping(uint256 orderId => LockedRate) private _rates;
     mapping(address token => TokenConfig) private _tokens;
     mapping(address token => mapping(address account => uint256 amount)) private _credits;
+    /// @dev Customs duty paid out of each order so far: `maxDutyBps` caps the whole order's duty,
+    ///      not each customs step's.
+    mapping(uint256 orderId => uint256 duty) private _dutyPaid;
 
     /// @param registry_ The ConsortiumRegistry that answers role questions.
     /// @param disputeTimeout_ Seconds an arbitrator has to rule on a dispute.
@@ -302,8 +305,10 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         uint64 orgId = _registry.organisationWithRole(msg.sender, Roles.ARBITRATOR);
         if (orgId == 0) revert EscrowMissingRole(msg.sender, Roles.ARBITRATOR);
         // The parties' organisations as fixed at creation: unlinking a party's account since then
-        // changes nothing.
-        if (orgId == terms.buyerOrg || orgId == terms.sellerOrg) revert EscrowConflictOfInterest(orderId, msg.sender);
+        // changes nothing. Nor does linking a party's account to an arbitration house since.
+        if (orgId == terms.buyerOrg || orgId == terms.sellerOrg || msg.sender == terms.buyer || msg.sender == terms.seller) {
+            revert EscrowConflictOfInterest(orderId, msg.sender);
+        }
         _requireState(orderId, order.state, State.Disputed);
         uint256 expiresAt = uint256(order.since) + _disputeTimeout;
         if (block.timestamp > expiresAt) revert EscrowDisputeExpired(orderId, expiresAt);
@@ -355,6 +360,11 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     function lockedRate(uint256 orderId) external view returns (uint256 rate, uint64 timestamp) {
         LockedRate memory locked = _rates[orderId];
         return (locked.rate, locked.timestamp);
+    }
+
+    /// @inheritdoc ITradeEscrow
+    function dutyPaid(uint256 orderId) external view returns (uint256) {
+        return _dutyPaid[orderId];
     }
 
     /// @inheritdoc ITradeEscrow
@@ -521,9 +531,10 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         _checkBundle(bundle, signatures, count, terms.customsAuthorities);
     }
 
-    /// @dev The duty's payee, and the buyer's consent to a duty above the cap: the buyer's own
-    ///      signature over the same message, last in `signatures`. Returns how many signatures
-    ///      before it form the customs bundle.
+    /// @dev The duty's payee, and the buyer's consent to a duty above what the cap leaves (the cap
+    ///      less the duty paid at the order's earlier customs steps): the buyer's own signature over
+    ///      the same message, last in `signatures`. Returns how many signatures before it form the
+    ///      customs bundle.
     function _checkDuty(
         OrderTerms calldata terms,
         uint256 orderId,
@@ -535,13 +546,15 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     ) private view returns (uint256 count) {
         _checkDutyPayee(terms, dutyPayee);
         count = signatures.length;
-        uint256 cap;
-        // Unchecked: deposited < 2^96 and maxDutyBps < 2^16.
+        uint256 allowed;
+        // Unchecked: deposited < 2^96 and maxDutyBps < 2^16; the subtraction only when cap > paid.
         unchecked {
-            cap = (deposited * terms.maxDutyBps) / _BPS;
+            uint256 cap = (deposited * terms.maxDutyBps) / _BPS;
+            uint256 paid = _dutyPaid[orderId];
+            allowed = cap > paid ? cap - paid : 0;
         }
-        if (duty <= cap) return count;
-        if (count == 0 || signatures[count - 1].signer != terms.buyer) revert EscrowDutyAboveCap(orderId, duty, cap);
+        if (duty <= allowed) return count;
+        if (count == 0 || signatures[count - 1].signer != terms.buyer) revert EscrowDutyAboveCap(orderId, duty, allowed);
         unchecked {
             --count;
         }
@@ -592,6 +605,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         }
         order.remaining = uint96(remaining);
         _orders[orderId] = order;
+        if (dutyPaid != 0) _dutyPaid[orderId] += dutyPaid;
         _credit(terms.token, dutyPayee, dutyPaid);
         Payout memory payout = _creditSellerSide(terms, released);
         emit MilestoneReached(
@@ -884,9 +898,29 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         if (terms.shipBy <= block.timestamp || terms.deliverBy <= terms.shipBy) {
             revert EscrowInvalidDeadlines(terms.shipBy, terms.deliverBy);
         }
+        _checkCleanWords(terms);
         uint256 authorities = _checkAuthorities(terms);
         _checkSchedule(terms.milestones, authorities);
         _checkParties(terms);
+    }
+
+    /// @dev The terms' words that no other check reads (`reviewWindow`, `disputeWindow`, `salt`)
+    ///      hold nothing beyond their types, as every ABI encoder writes them. The order id and
+    ///      `OrderCreated` carry the words as sent, and `release` and `openDispute`, whose reads
+    ///      validate them, would revert on such a word only after delivery, leaving the order to
+    ///      the buyer's confirmation alone.
+    function _checkCleanWords(OrderTerms calldata terms) private pure {
+        uint256 review;
+        uint256 dispute;
+        uint256 salt;
+        assembly ("memory-safe") {
+            review := calldataload(add(terms, 0x1e0)) // head word 15
+            dispute := calldataload(add(terms, 0x200)) // 16
+            salt := calldataload(add(terms, 0x220)) // 17
+        }
+        if (review > type(uint32).max) revert EscrowNonCanonicalWord(15, review);
+        if (dispute > type(uint32).max) revert EscrowNonCanonicalWord(16, dispute);
+        if (salt > type(uint64).max) revert EscrowNonCanonicalWord(17, salt);
     }
 
     /// @dev The parties' organisations named in the terms are their organisations now: the

@@ -60,7 +60,7 @@ from node.chain.deploy import Deployment
 from node.escrow.client import EscrowClient
 from node.escrow.signing import EscrowDomain, sign_customs_return, sign_fx_rate, sign_milestone
 from node.escrow.store import order_key
-from node.escrow.terms import BPS, FX_MAX_VALIDITY, MilestoneKind, OrderTerms, State
+from node.escrow.terms import FX_MAX_VALIDITY, MilestoneKind, OrderTerms, State
 from oracle.adapters.base import FxObservation
 from oracle.delivery import Refused, Transient, answer_of
 from oracle.settings import OracleSettings
@@ -270,10 +270,11 @@ class EscrowAgent:
         authorities = [a for a in order.terms.customs_authorities if a]
         if self.escrow.organisation_of(payee) not in authorities or payee in (order.terms.buyer, order.terms.seller):
             raise Refused(f"the duty payee {payee} is not an account of a customs authority of the order {authorities}")
-        cap = self.escrow.order(order.order_id).deposited * order.terms.max_duty_bps // BPS
-        if duty > cap:
-            raise Refused(f"a duty of {duty} exceeds the order's cap of {cap} ({order.terms.max_duty_bps} bps of the "
-                          "deposit): it needs the buyer's own signature on chain, or a dispute")
+        allowed = self.escrow.duty_allowance(order.terms, self.escrow.order(order.order_id))
+        if duty > allowed:
+            raise Refused(f"a duty of {duty} exceeds the {allowed} the order's cap leaves ({order.terms.max_duty_bps} bps of "
+                          "the deposit, less the duty its earlier customs steps paid): it needs the buyer's own signature "
+                          "on chain, or a dispute")
 
     def deliver_fact(self, payload: Mapping[str, Any]) -> Any:
         """Attest the fact in every funded order that covers its shipment. Transient problems

@@ -224,8 +224,10 @@ interface ITradeEscrow {
     /// @notice An order with these terms already exists.
     error EscrowOrderExists(uint256 orderId);
     /// @notice The terms are ABI-encoded with the milestones array at `milestonesOffset`
-    ///         instead of the canonical 0x200; order ids are hashed over the canonical layout only.
+    ///         instead of the canonical 0x2e0; order ids are hashed over the canonical layout only.
     error EscrowNonCanonicalTerms(uint256 milestonesOffset);
+    /// @notice Head word `index` of the terms, `word`, has bits set beyond its field's type.
+    error EscrowNonCanonicalWord(uint256 index, uint256 word);
     /// @notice Order `orderId` is in state `current`; the call needs `expected`.
     error EscrowInvalidState(uint256 orderId, State current, State expected);
     /// @notice Only the order's seller may do this.
@@ -313,8 +315,10 @@ interface ITradeEscrow {
     /// @notice A duty must be paid to an account of one of the order's customs authorities,
     ///         never to the escrow, a party, or anyone else.
     error EscrowInvalidDutyPayee(address payee);
-    /// @notice `duty` exceeds the order's cap `cap` and the buyer's signature is not the last of the bundle.
-    error EscrowDutyAboveCap(uint256 orderId, uint256 duty, uint256 cap);
+    /// @notice `duty` exceeds what the order's cap leaves, `allowed` (`maxDutyBps` of the deposit
+    ///         less the duty paid at its earlier customs steps), and the buyer's signature is not
+    ///         the last of the bundle.
+    error EscrowDutyAboveCap(uint256 orderId, uint256 duty, uint256 allowed);
     /// @notice The FX quote is not valid now: issued in the future, expired, or valid for longer
     ///         than one hour.
     error EscrowFxQuoteNotValid(uint64 issuedAt, uint64 expiresAt);
@@ -435,7 +439,8 @@ interface ITradeEscrow {
     ///      EscrowInvalidMilestoneKind; EscrowInvalidQuorum (zero, or a customs quorum above the
     ///      number of customs authorities); EscrowInvalidShares; EscrowPartyOrganisationMismatch
     ///      (the seller is not a linked account of the Active organisation `sellerOrg`, or the
-    ///      buyer's organisation is not `buyerOrg`); EscrowOrderExists.
+    ///      buyer's organisation is not `buyerOrg`); EscrowNonCanonicalTerms and
+    ///      EscrowNonCanonicalWord (terms not as ABI encoders write them); EscrowOrderExists.
     function createOrder(OrderTerms calldata terms) external returns (uint256 orderId);
 
     /// @notice The buyer places an order at the seller's listed terms and funds it, in one
@@ -453,7 +458,7 @@ interface ITradeEscrow {
     ///      EscrowInvalidFees, EscrowInvalidDeadlines, EscrowInvalidDutyCap,
     ///      EscrowInvalidCustomsAuthority, EscrowInvalidMilestoneCount, EscrowInvalidMilestoneKind,
     ///      EscrowInvalidQuorum, EscrowInvalidShares, EscrowPartyOrganisationMismatch,
-    ///      EscrowOrderExists); the FX errors of `fund`; EscrowNothingReceived;
+    ///      EscrowNonCanonicalTerms, EscrowNonCanonicalWord, EscrowOrderExists); the FX errors of `fund`; EscrowNothingReceived;
     ///      EscrowTransferMismatch (more arrived than was due); and SafeERC20FailedOperation when
     ///      the token reports failure.
     function placeOrder(OrderTerms calldata terms, FxQuote calldata fx) external returns (uint256 orderId);
@@ -490,7 +495,8 @@ interface ITradeEscrow {
     ///         A CustomsCleared milestone is attested only by the order's customs authorities and
     ///         may carry a `duty`, paid to `dutyPayee` (an account of one of those authorities)
     ///         out of the order (capped at what remains); every signer signs the same duty and
-    ///         payee. A duty above `maxDutyBps` of the deposit needs the buyer's consent: the
+    ///         payee. `maxDutyBps` of the deposit caps the duty of the whole order: a duty above
+    ///         what the cap leaves after the order's earlier duties needs the buyer's consent: the
     ///         buyer's own MilestoneAttestation signature over the same message, appended as the
     ///         last entry of `signatures` (it does not count towards the quorum); without it the
     ///         call reverts and the order stays Funded (open for a dispute, or a refund after
@@ -543,7 +549,7 @@ interface ITradeEscrow {
     function openDispute(OrderTerms calldata terms, bytes32 evidenceHash) external;
 
     /// @notice An ARBITRATOR (not of `buyerOrg` or `sellerOrg`, the parties' organisations fixed
-    ///         in the terms) decides the dispute
+    ///         in the terms, and neither party's own account) decides the dispute
     ///         before it times out: `buyerShareBps` of what remains is refunded to the buyer,
     ///         the rest goes to the seller side. `rulingHash` identifies the written ruling.
     /// @dev Reverts with EscrowUnknownOrder, EscrowMissingRole, EscrowConflictOfInterest,
@@ -586,6 +592,9 @@ interface ITradeEscrow {
 
     /// @notice The FX rate (18 decimals) and its observation time locked by `orderId`, or zeros.
     function lockedRate(uint256 orderId) external view returns (uint256 rate, uint64 timestamp);
+
+    /// @notice The customs duty paid out of order `orderId` so far (at its CustomsCleared milestones).
+    function dutyPaid(uint256 orderId) external view returns (uint256);
 
     /// @notice What `account` can withdraw in `token`.
     function creditOf(address token, address account) external view returns (uint256);

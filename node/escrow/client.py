@@ -35,6 +35,7 @@ from node.escrow.terms import (
     Order,
     OrderId,
     OrderTerms,
+    BPS,
     PermitSignature,
     State,
     currency_text,
@@ -175,6 +176,17 @@ class EscrowClient:
 
     def order(self, order_id: int) -> Order:
         return Order.from_abi(self.client.call(self.fns.getOrder(order_id)))
+
+    def duty_paid(self, order_id: int) -> int:
+        """The customs duty paid out of the order so far."""
+        return int(self.client.call(self.fns.dutyPaid(order_id)))
+
+    def duty_allowance(self, terms: OrderTerms, order: Order) -> int:
+        """The most duty the order's next customs step may carry without the buyer's own signature,
+        as the contract counts it: `maxDutyBps` of the deposit, less the duty its earlier customs
+        steps paid (the cap is the whole order's)."""
+        cap = order.deposited * terms.max_duty_bps // BPS
+        return max(0, cap - self.duty_paid(terms.order_id))
 
     def credit(self, token: str, account: str) -> int:
         return int(self.client.call(self.fns.creditOf(to_checksum_address(token), to_checksum_address(account))))

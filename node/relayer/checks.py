@@ -17,7 +17,7 @@ from node.escrow.signing import (
     milestone_document,
     recover_signer,
 )
-from node.escrow.terms import BPS, Milestone, MilestoneKind, Order, OrderTerms
+from node.escrow.terms import Milestone, MilestoneKind, Order, OrderTerms
 from node.relayer.errors import (
     DutyAboveCap,
     DutyWithoutPayee,
@@ -106,11 +106,12 @@ def check_signer_organisation(terms: OrderTerms, step: Milestone, sig: Signature
 
 def check_duty(escrow: EscrowClient, terms: OrderTerms, order: Order, sig: SignatureIn) -> None:
     """As the contract: the payee is an account of a customs authority of the order, and the
-    duty is within the cap (a larger one needs the buyer, not the relayer)."""
+    duty is within what the order's cap leaves after its earlier duties (a larger one needs the
+    buyer, not the relayer)."""
     payee = to_checksum_address(sig.duty_payee)
     if payee in (escrow.address, terms.buyer, terms.seller) or \
             escrow.organisation_of(payee) not in [a for a in terms.customs_authorities if a]:
         raise InvalidDutyPayee(payee)
-    cap = order.deposited * terms.max_duty_bps // BPS
-    if sig.duty > cap:
-        raise DutyAboveCap(sig.duty, cap)
+    allowed = escrow.duty_allowance(terms, order)
+    if sig.duty > allowed:
+        raise DutyAboveCap(sig.duty, allowed)

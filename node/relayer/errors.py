@@ -65,8 +65,9 @@ class DutyAboveCap(RelayError):
     code = "duty_above_cap"
     field = "duty"
 
-    def __init__(self, duty: int, cap: int) -> None:
-        super().__init__(f"a duty of {duty} exceeds the order's cap of {cap}: it needs the buyer's own signature, "
+    def __init__(self, duty: int, allowed: int) -> None:
+        super().__init__(f"a duty of {duty} exceeds the {allowed} the order's duty cap leaves (maxDutyBps of the deposit, "
+                         "less the duty its earlier customs steps paid): it needs the buyer's own signature, "
                          "submitted with the bundle (attestMilestone), or a dispute")
 
 

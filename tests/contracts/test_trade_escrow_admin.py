@@ -282,6 +282,22 @@ def test_non_canonical_terms_cannot_reach_an_order_whose_tail_they_change(w: Esc
     assert w.state(t) == State.CREATED
 
 
+@pytest.mark.parametrize(("index", "bits"), [(15, 1 << 32), (16, 1 << 255), (17, 1 << 64)], ids=["reviewWindow", "disputeWindow", "salt"])
+def test_terms_words_with_bits_beyond_their_type_are_refused_when_the_order_is_made(w: EscrowWorld, index: int, bits: int) -> None:
+    """Words no check at creation reads: taken, they would give a new order id, and `release` and
+    `openDispute`, whose reads validate them, would revert only once the goods were delivered."""
+    t = w.terms()
+    for fn, sender in ((w.escrow.functions.createOrder(t.as_tuple()), w.seller),
+                       (w.escrow.functions.placeOrder(t.as_tuple(), empty_fx()), w.buyer)):
+        data = bytearray(bytes.fromhex(fn._encode_transaction_data()[2:]))
+        at = 4 + int.from_bytes(data[4:36], "big") + index * 32
+        word = int.from_bytes(data[at : at + 32], "big") | bits
+        data[at : at + 32] = word.to_bytes(32, "big")
+        with reverts("EscrowNonCanonicalWord", index=index, word=word):
+            raw_send(w, bytes(data), sender)
+    assert w.state(t) == State.NONE
+
+
 # ---- funding ------------------------------------------------------------------------------------------------
 
 

@@ -69,6 +69,19 @@ def test_arbitrator_organisation_that_unlinks_the_buyer_cannot_rule_on_its_dispu
     assert w.credit(w.usd, w.buyer.address) == 0
 
 
+def test_a_party_linked_to_an_arbitration_house_after_the_order_cannot_rule_on_it(w: EscrowWorld) -> None:
+    # The buyer is no member when the order is made; an arbitration house links it afterwards.
+    t = w.open(w.terms())
+    assert t.buyer_org == 0
+    w.attest(t, 0)
+    w.link(w.arbitrator, w.buyer)
+    w.send("openDispute", t.as_tuple(), b"\x01" * 32, sender=w.buyer)
+    with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=w.buyer.address):
+        w.send("resolveDispute", t.as_tuple(), BPS, b"\x02" * 32, sender=w.buyer)
+    assert w.state(t) == State.DISPUTED
+    assert w.credit(w.usd, w.buyer.address) == 0
+
+
 def test_seller_organisation_that_unlinks_the_seller_cannot_attest_its_own_shipment(w: EscrowWorld) -> None:
     # Quorum 1, and the seller's organisation holds CARRIER.
     t = w.open(w.terms(milestones=schedule(2000, 0, 8000, quorum=1)))
@@ -173,7 +186,7 @@ def test_duty_above_the_cap_needs_the_buyers_signature(w: EscrowWorld) -> None:
     w.attest(t, 0)
     cap = t.amount * 500 // BPS
     officer = w.customs[0]
-    with reverts("EscrowDutyAboveCap", orderId=t.order_id, duty=cap + 1, cap=cap):
+    with reverts("EscrowDutyAboveCap", orderId=t.order_id, duty=cap + 1, allowed=cap):
         w.attest(t, 1, signers=[officer], duty=cap + 1, payee=officer.address)
     # The buyer's consent must be the buyer's own signature, last.
     message = {"orderId": t.order_id, "milestone": 1, "duty": cap + 1, "dutyPayee": officer.address}
@@ -186,6 +199,37 @@ def test_duty_above_the_cap_needs_the_buyers_signature(w: EscrowWorld) -> None:
                      sender=w.outsider)
     (event,) = w.events(receipt, "MilestoneReached")
     assert (event.args.duty, event.args.dutyPayee) == (cap + 1, officer.address)
+
+
+def test_the_duty_cap_is_the_whole_orders_not_each_customs_steps(w: EscrowWorld) -> None:
+    """Two customs steps, each with a duty of two thirds of the cap: the second is refused for
+    more than the third left, and what is left is paid; never more than the cap in all."""
+    officer = w.customs[0]
+    t = w.open(w.terms(milestones=schedule(0, 3000, 3000, 4000, quorum=1), max_duty_bps=900,
+                       customs_authorities=(w.org_of[officer.address], 0, 0)))
+    w.attest(t, 0)
+    cap = t.amount * 900 // BPS
+    first = cap * 2 // 3
+    w.attest(t, 1, signers=[officer], duty=first, payee=officer.address)
+    assert w.view("dutyPaid", t.order_id) == first
+    with reverts("EscrowDutyAboveCap", orderId=t.order_id, duty=first, allowed=cap - first):
+        w.attest(t, 2, signers=[officer], duty=first, payee=officer.address)
+    w.attest(t, 2, signers=[officer], duty=cap - first, payee=officer.address)
+    assert w.view("dutyPaid", t.order_id) == cap == w.credit(w.usd, officer.address)
+
+
+def test_a_duty_the_buyer_consented_to_above_the_cap_leaves_nothing_for_later_steps(w: EscrowWorld) -> None:
+    officer = w.customs[0]
+    t = w.open(w.terms(milestones=schedule(0, 3000, 3000, 4000, quorum=1), max_duty_bps=500,
+                       customs_authorities=(w.org_of[officer.address], 0, 0)))
+    w.attest(t, 0)
+    cap = t.amount * 500 // BPS
+    message = {"orderId": t.order_id, "milestone": 1, "duty": cap + 1, "dutyPayee": officer.address}
+    signed = w.bundle([officer], "MilestoneAttestation", message) + w.bundle([w.buyer], "MilestoneAttestation", message, sort=False)
+    w.send("attestMilestone", t.as_tuple(), 1, cap + 1, officer.address, signed, sender=w.outsider)
+    with reverts("EscrowDutyAboveCap", orderId=t.order_id, duty=1, allowed=0):
+        w.attest(t, 2, signers=[officer], duty=1, payee=officer.address)
+    assert w.order(t)[1] == 2  # milestones reached: Shipped and the first customs step
 
 
 def test_duty_at_the_cap_pays_without_further_consent(w: EscrowWorld) -> None:

@@ -19,7 +19,7 @@ from node.db import Database
 from waymark.devnet.anvil import AnvilControl
 from node.escrow import EscrowClient, OrderTerms, State, order_key
 from node.escrow.signing import EscrowDomain, sign_customs_return, sign_milestone
-from node.escrow.terms import Attestation, customs_authorities
+from node.escrow.terms import Attestation, customs_authorities, schedule
 from node.chain.registry import ProposalKind, RegistryClient, contract_signer_data, org_data
 from node.db.relayer import RelaySubmission
 from node.relayer.errors import MilestoneAlreadyReached
@@ -224,6 +224,19 @@ def test_customs_outside_the_orders_authorities_a_foreign_payee_or_a_duty_above_
                   duty=str(cap + 1), dutyPayee=officer.address)
     assert answer.status_code == 422 and answer.json()["code"] == "duty_above_cap", answer.text
     assert env.escrow.order(terms.order_id).milestones_reached == 1
+
+
+def test_a_duty_above_what_the_orders_cap_leaves_after_an_earlier_customs_step_is_refused(env: EscrowEnv, http: TestClient) -> None:
+    terms = env.open(env.terms(milestones=schedule(0, 3000, 3000, 4000, customs_quorum=1), max_duty_bps=500))
+    env.reach(terms, 0)
+    officer, cap = env.customs[0], terms.amount * 500 // 10_000
+    env.escrow.attest_milestone(terms, 1, [env.sign(officer, terms, 1, duty=cap - 1, payee=officer.address)], env.outsider,
+                                duty=cap - 1, duty_payee=officer.address)
+    answer = post(http, terms, 2, env.sign(officer, terms, 2, duty=2, payee=officer.address), duty="2", dutyPayee=officer.address)
+    assert answer.status_code == 422 and answer.json()["code"] == "duty_above_cap", answer.text
+    assert "exceeds the 1 the order's duty cap leaves" in answer.json()["message"]
+    accepted = post(http, terms, 2, env.sign(officer, terms, 2, duty=1, payee=officer.address), duty="1", dutyPayee=officer.address)
+    assert accepted.status_code < 300, accepted.text
 
 
 def test_expired_unknown_and_malformed_submissions_get_one_clear_error_each(env: EscrowEnv, http: TestClient) -> None:
