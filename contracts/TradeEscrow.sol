@@ -304,11 +304,10 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         (uint256 orderId, Order memory order) = _load(terms);
         uint64 orgId = _registry.organisationWithRole(msg.sender, Roles.ARBITRATOR);
         if (orgId == 0) revert EscrowMissingRole(msg.sender, Roles.ARBITRATOR);
-        // The parties' organisations as fixed at creation: unlinking a party's account since then
-        // changes nothing. Nor does linking a party's account to an arbitration house since.
-        if (orgId == terms.buyerOrg || orgId == terms.sellerOrg || msg.sender == terms.buyer || msg.sender == terms.seller) {
-            revert EscrowConflictOfInterest(orderId, msg.sender);
-        }
+        // Only the arbitration houses both parties agreed to (none a party's organisation, checked
+        // at creation); not a party's own account that one of them linked since.
+        if (!_isNamed(terms.arbitrators, orgId)) revert EscrowNotOrderArbitrator(orderId, msg.sender, orgId);
+        if (msg.sender == terms.buyer || msg.sender == terms.seller) revert EscrowConflictOfInterest(orderId, msg.sender);
         _requireState(orderId, order.state, State.Disputed);
         uint256 expiresAt = uint256(order.since) + _disputeTimeout;
         if (block.timestamp > expiresAt) revert EscrowDisputeExpired(orderId, expiresAt);
@@ -568,11 +567,12 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
             revert EscrowInvalidDutyPayee(payee);
         }
         uint64 orgId = _registry.organisationOf(payee);
-        if (!_isAuthority(terms.customsAuthorities, orgId)) revert EscrowInvalidDutyPayee(payee);
+        if (!_isNamed(terms.customsAuthorities, orgId)) revert EscrowInvalidDutyPayee(payee);
     }
 
-    function _isAuthority(uint64[3] calldata authorities, uint64 orgId) private pure returns (bool) {
-        return orgId != 0 && (orgId == authorities[0] || orgId == authorities[1] || orgId == authorities[2]);
+    /// @dev Whether `orgId` is one of the organisations a list of the terms names.
+    function _isNamed(uint64[3] calldata named, uint64 orgId) private pure returns (bool) {
+        return orgId != 0 && (orgId == named[0] || orgId == named[1] || orgId == named[2]);
     }
 
     /// @dev Effects of reaching `milestone`: duty first (capped at what remains), then the
@@ -749,7 +749,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
             if (orgId == gainerOrg || orgId == otherGainerOrg) {
                 revert EscrowConflictOfInterest(bundle.orderId, attestation.signer);
             }
-            if (bundle.customs && !_isAuthority(authorities, orgId)) {
+            if (bundle.customs && !_isNamed(authorities, orgId)) {
                 revert EscrowNotCustomsAuthority(bundle.orderId, attestation.signer, orgId);
             }
             if (orgId <= previousOrg) revert EscrowSignersUnsorted(attestation.signer, orgId, previousOrg);
@@ -819,18 +819,18 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     // ------------------------------------------------------------------------------------------
 
     /// @dev keccak256(abi.encode(terms)), computed over the calldata bytes of `terms` as they
-    ///      lie in the canonical layout (a 0x20 offset word, 23 head words whose last is the offset
-    ///      0x2e0 of `milestones`, its length, three words per milestone) instead of re-encoding
+    ///      lie in the canonical layout (a 0x20 offset word, 26 head words whose last is the offset
+    ///      0x340 of `milestones`, its length, three words per milestone) instead of re-encoding
     ///      field by field, which costs about 3,000 gas more per call. Every ABI library encodes
     ///      canonically; any other offset is refused, because the bytes hashed would then not be
     ///      the bytes the contract reads (a tail of the milestones could change under one id).
     function _idOf(OrderTerms calldata terms) private pure returns (uint256 id) {
         uint256 milestonesOffset;
         assembly ("memory-safe") {
-            milestonesOffset := calldataload(add(terms, 0x2c0))
+            milestonesOffset := calldataload(add(terms, 0x320))
         }
-        if (milestonesOffset != 0x2e0) revert EscrowNonCanonicalTerms(milestonesOffset);
-        uint256 size = 0x300 + terms.milestones.length * 0x60;
+        if (milestonesOffset != 0x340) revert EscrowNonCanonicalTerms(milestonesOffset);
+        uint256 size = 0x360 + terms.milestones.length * 0x60;
         assembly ("memory-safe") {
             let ptr := mload(0x40)
             mstore(ptr, 0x20)
@@ -843,7 +843,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     ///      abi.encode(terms) already (`_idOf` refused any other layout), so the event carries
     ///      exactly the bytes the id was hashed from, without re-encoding them.
     function _emitOrderCreated(OrderTerms calldata terms, uint256 orderId) private {
-        uint256 size = 0x300 + terms.milestones.length * 0x60;
+        uint256 size = 0x360 + terms.milestones.length * 0x60;
         bytes32 topic = OrderCreated.selector;
         address seller = terms.seller;
         address buyer = terms.buyer;
@@ -936,23 +936,33 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         if (buyerOrg != terms.buyerOrg) revert EscrowPartyOrganisationMismatch(terms.buyer, terms.buyerOrg, buyerOrg);
     }
 
-    /// @dev The customs authorities: non-zero ids first, strictly increasing, then zeros; none of
-    ///      them a party's organisation. Returns how many there are. The duty cap is a share.
+    /// @dev The customs authorities and the arbitrators, each list as `_namedCount` wants it.
+    ///      Returns how many customs authorities there are. The duty cap is a share.
     function _checkAuthorities(OrderTerms calldata terms) private pure returns (uint256 count) {
         if (terms.maxDutyBps > _BPS) revert EscrowInvalidDutyCap(terms.maxDutyBps);
+        uint256 bad;
+        (count, bad) = _namedCount(terms.customsAuthorities, terms);
+        if (bad < 3) revert EscrowInvalidCustomsAuthority(bad, terms.customsAuthorities[bad]);
+        (, bad) = _namedCount(terms.arbitrators, terms);
+        if (bad < 3) revert EscrowInvalidArbitrator(bad, terms.arbitrators[bad]);
+    }
+
+    /// @dev A list of organisations in the terms: non-zero ids first, strictly increasing, then
+    ///      zeros; none of them a party's organisation. Returns how many it names, and the index
+    ///      of the first that breaks the rule (3 if none does).
+    function _namedCount(uint64[3] calldata named, OrderTerms calldata terms) private pure returns (uint256 count, uint256 bad) {
         uint64 previous = 0;
         for (uint256 i = 0; i < 3; ++i) {
-            uint64 orgId = terms.customsAuthorities[i];
+            uint64 orgId = named[i];
             if (orgId == 0) {
                 previous = type(uint64).max; // only zeros may follow
                 continue;
             }
-            if (orgId <= previous || orgId == terms.sellerOrg || orgId == terms.buyerOrg) {
-                revert EscrowInvalidCustomsAuthority(i, orgId);
-            }
+            if (orgId <= previous || orgId == terms.sellerOrg || orgId == terms.buyerOrg) return (count, i);
             previous = orgId;
             ++count;
         }
+        return (count, 3);
     }
 
     function _checkFees(OrderTerms calldata terms) private pure {

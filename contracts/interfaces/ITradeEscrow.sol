@@ -64,7 +64,8 @@ pragma solidity ^0.8.24;
 ///      parties' organisations are those named in the terms (`sellerOrg`, `buyerOrg`), checked
 ///      against the registry when the order is created and never looked up again: unlinking an
 ///      account afterwards neither hides nor creates a conflict. Customs milestones and returns
-///      are attested only by the order's `customsAuthorities`.
+///      are attested only by the order's `customsAuthorities`, and its disputes ruled only by
+///      its `arbitrators`.
 interface ITradeEscrow {
     // ------------------------------------------------------------------------------------------
     // Types
@@ -140,6 +141,10 @@ interface ITradeEscrow {
     ///        its CustomsCleared milestones and receive its duty: non-zero ids first, strictly
     ///        increasing, then zeros; none a party's organisation. A customs milestone's quorum is
     ///        at most their number.
+    /// @param arbitrators The ARBITRATOR organisations whose accounts may rule on the order's
+    ///        disputes, agreed by buyer and seller: non-zero ids first, strictly increasing, then
+    ///        zeros; none a party's organisation. All zero: no arbitrator; a dispute is then
+    ///        decided at its timeout by the attested facts (`resolveExpiredDispute`).
     /// @param milestones The schedule, 2 to 5 steps.
     struct OrderTerms {
         address seller;
@@ -162,6 +167,7 @@ interface ITradeEscrow {
         uint64 salt;
         uint16 maxDutyBps;
         uint64[3] customsAuthorities;
+        uint64[3] arbitrators;
         Milestone[] milestones;
     }
 
@@ -224,7 +230,7 @@ interface ITradeEscrow {
     /// @notice An order with these terms already exists.
     error EscrowOrderExists(uint256 orderId);
     /// @notice The terms are ABI-encoded with the milestones array at `milestonesOffset`
-    ///         instead of the canonical 0x2e0; order ids are hashed over the canonical layout only.
+    ///         instead of the canonical 0x340; order ids are hashed over the canonical layout only.
     error EscrowNonCanonicalTerms(uint256 milestonesOffset);
     /// @notice Head word `index` of the terms, `word`, has bits set beyond its field's type.
     error EscrowNonCanonicalWord(uint256 index, uint256 word);
@@ -310,6 +316,12 @@ interface ITradeEscrow {
     /// @notice Customs authority `index` of the terms (`orgId`) is out of order, repeated, after a
     ///         zero, or a party's organisation.
     error EscrowInvalidCustomsAuthority(uint256 index, uint64 orgId);
+    /// @notice Arbitrator `index` of the terms (`orgId`) is out of order, repeated, after a zero,
+    ///         or a party's organisation.
+    error EscrowInvalidArbitrator(uint256 index, uint64 orgId);
+    /// @notice `account` (an arbitrator of organisation `orgId`) is not of an organisation the
+    ///         order's terms name as its arbitrators.
+    error EscrowNotOrderArbitrator(uint256 orderId, address account, uint64 orgId);
     /// @notice `signer` (of organisation `orgId`) is not one of the order's customs authorities.
     error EscrowNotCustomsAuthority(uint256 orderId, address signer, uint64 orgId);
     /// @notice A duty must be paid to an account of one of the order's customs authorities,
@@ -435,7 +447,8 @@ interface ITradeEscrow {
     ///      EscrowInvalidAccount (zero buyer, buyer = seller, zero fee account with a fee);
     ///      EscrowTokenNotAllowed; EscrowTokenDecimalsMismatch; EscrowInvalidAmount;
     ///      EscrowInvalidPriceCurrency; EscrowInvalidFees; EscrowInvalidDeadlines;
-    ///      EscrowInvalidDutyCap; EscrowInvalidCustomsAuthority; EscrowInvalidMilestoneCount;
+    ///      EscrowInvalidDutyCap; EscrowInvalidCustomsAuthority; EscrowInvalidArbitrator;
+    ///      EscrowInvalidMilestoneCount;
     ///      EscrowInvalidMilestoneKind; EscrowInvalidQuorum (zero, or a customs quorum above the
     ///      number of customs authorities); EscrowInvalidShares; EscrowPartyOrganisationMismatch
     ///      (the seller is not a linked account of the Active organisation `sellerOrg`, or the
@@ -456,7 +469,8 @@ interface ITradeEscrow {
     ///      checks of `createOrder` (EscrowInvalidAccount, EscrowTokenNotAllowed,
     ///      EscrowTokenDecimalsMismatch, EscrowInvalidAmount, EscrowInvalidPriceCurrency,
     ///      EscrowInvalidFees, EscrowInvalidDeadlines, EscrowInvalidDutyCap,
-    ///      EscrowInvalidCustomsAuthority, EscrowInvalidMilestoneCount, EscrowInvalidMilestoneKind,
+    ///      EscrowInvalidCustomsAuthority, EscrowInvalidArbitrator, EscrowInvalidMilestoneCount,
+    ///      EscrowInvalidMilestoneKind,
     ///      EscrowInvalidQuorum, EscrowInvalidShares, EscrowPartyOrganisationMismatch,
     ///      EscrowNonCanonicalTerms, EscrowNonCanonicalWord, EscrowOrderExists); the FX errors of `fund`; EscrowNothingReceived;
     ///      EscrowTransferMismatch (more arrived than was due); and SafeERC20FailedOperation when
@@ -548,12 +562,13 @@ interface ITradeEscrow {
     ///      Delivered), EscrowDisputeWindowClosed.
     function openDispute(OrderTerms calldata terms, bytes32 evidenceHash) external;
 
-    /// @notice An ARBITRATOR (not of `buyerOrg` or `sellerOrg`, the parties' organisations fixed
-    ///         in the terms, and neither party's own account) decides the dispute
+    /// @notice An ARBITRATOR of one of the organisations the terms name (`arbitrators`), and
+    ///         neither party's own account, decides the dispute
     ///         before it times out: `buyerShareBps` of what remains is refunded to the buyer,
     ///         the rest goes to the seller side. `rulingHash` identifies the written ruling.
-    /// @dev Reverts with EscrowUnknownOrder, EscrowMissingRole, EscrowConflictOfInterest,
-    ///      EscrowInvalidState (not Disputed), EscrowInvalidSplit, EscrowDisputeExpired.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowMissingRole, EscrowNotOrderArbitrator,
+    ///      EscrowConflictOfInterest, EscrowInvalidState (not Disputed), EscrowInvalidSplit,
+    ///      EscrowDisputeExpired.
     function resolveDispute(OrderTerms calldata terms, uint16 buyerShareBps, bytes32 rulingHash) external;
 
     /// @notice Anyone decides a dispute nobody ruled on within `disputeTimeout()` seconds, by the

@@ -34,9 +34,9 @@ MIN_MILESTONES, MAX_MILESTONES = 2, 5
 MILESTONE_ABI = "(uint8,uint16,uint8)"
 TERMS_ABI = (
     "(address,uint64,address,uint64,address,uint8,uint96,bytes3,address,uint16,address,uint16,bytes32,"
-    f"uint40,uint40,uint32,uint32,uint64,uint16,uint64[3],{MILESTONE_ABI}[])"
+    f"uint40,uint40,uint32,uint32,uint64,uint16,uint64[3],uint64[3],{MILESTONE_ABI}[])"
 )
-MAX_CUSTOMS_AUTHORITIES = 3
+MAX_NAMED_ORGANISATIONS = 3  # customs authorities, and arbitrators, of one order
 FX_MAX_VALIDITY = 3600
 """The longest an FX quote may be valid (expiresAt - issuedAt), as the contract checks."""
 
@@ -131,14 +131,24 @@ def schedule(*shares_bps: int, quorum: int = 2, customs_quorum: int | None = Non
     return tuple(steps)
 
 
-def customs_authorities(orgs: Sequence[int]) -> tuple[int, int, int]:
-    """Up to three customs organisation ids as the terms' `customsAuthorities`: sorted, unique,
-    padded with zeros."""
+def named_organisations(orgs: Sequence[int], field: str = "customsAuthorities") -> tuple[int, int, int]:
+    """Up to three organisation ids as a list of the terms names them (`customsAuthorities`,
+    `arbitrators`): sorted, unique, padded with zeros."""
     unique = sorted({int(o) for o in orgs if int(o) != 0})
-    if len(unique) > MAX_CUSTOMS_AUTHORITIES:
-        raise InvalidTerms("customsAuthorities", f"at most {MAX_CUSTOMS_AUTHORITIES} organisations, got {len(unique)}")
-    padded = unique + [0] * (MAX_CUSTOMS_AUTHORITIES - len(unique))
+    if len(unique) > MAX_NAMED_ORGANISATIONS:
+        raise InvalidTerms(field, f"at most {MAX_NAMED_ORGANISATIONS} organisations, got {len(unique)}")
+    padded = unique + [0] * (MAX_NAMED_ORGANISATIONS - len(unique))
     return (padded[0], padded[1], padded[2])
+
+
+def customs_authorities(orgs: Sequence[int]) -> tuple[int, int, int]:
+    """The terms' `customsAuthorities` (`named_organisations`)."""
+    return named_organisations(orgs, "customsAuthorities")
+
+
+def arbitrators(orgs: Sequence[int]) -> tuple[int, int, int]:
+    """The terms' `arbitrators` (`named_organisations`)."""
+    return named_organisations(orgs, "arbitrators")
 
 
 @dataclass(frozen=True)
@@ -149,8 +159,10 @@ class OrderTerms:
     token) and `shipment_ref` the raw bytes32, so that terms read from a log re-encode to the
     same id. `seller_org`, `buyer_org` and `token_decimals` must be what the chain says when the
     order is created (`EscrowClient.complete` reads them); `customs_authorities` (the customs
-    organisations that may clear the order and take its duty) and `max_duty_bps` (the most duty,
-    in basis points of the deposit, paid without the buyer's signature) are agreed by the parties.
+    organisations that may clear the order and take its duty), `max_duty_bps` (the most duty,
+    in basis points of the deposit, paid without the buyer's signature) and `arbitrators` (the
+    arbitration houses that may rule on its disputes; none: a dispute is decided at its timeout by
+    the attested facts) are agreed by the parties.
     """
 
     seller: str
@@ -174,6 +186,7 @@ class OrderTerms:
     token_decimals: int = 0
     max_duty_bps: int = 0
     customs_authorities: tuple[int, int, int] = (0, 0, 0)
+    arbitrators: tuple[int, int, int] = (0, 0, 0)
 
     def __post_init__(self) -> None:
         for name in ("seller", "buyer", "token", "platform", "carrier"):
@@ -190,12 +203,8 @@ class OrderTerms:
         _uint("buyerOrg", self.buyer_org, 64)
         _uint("tokenDecimals", self.token_decimals, 8)
         _uint("maxDutyBps", self.max_duty_bps, 16)
-        authorities = tuple(self.customs_authorities)
-        if len(authorities) != MAX_CUSTOMS_AUTHORITIES:
-            raise InvalidTerms("customsAuthorities", f"{MAX_CUSTOMS_AUTHORITIES} organisation ids (0 for none) expected")
-        for org in authorities:
-            _uint("customsAuthorities", org, 64)
-        object.__setattr__(self, "customs_authorities", authorities)
+        object.__setattr__(self, "customs_authorities", named_exactly(self.customs_authorities, "customsAuthorities"))
+        object.__setattr__(self, "arbitrators", named_exactly(self.arbitrators, "arbitrators"))
         object.__setattr__(self, "price_currency", currency_bytes(self.price_currency))
         if not isinstance(self.shipment_ref, bytes) or len(self.shipment_ref) != 32:
             raise InvalidTerms("shipmentRef", "must be 32 bytes")
@@ -228,6 +237,7 @@ class OrderTerms:
             self.salt,
             self.max_duty_bps,
             list(self.customs_authorities),
+            list(self.arbitrators),
             [m.as_abi() for m in self.milestones],
         )
 
@@ -259,14 +269,15 @@ class OrderTerms:
         if isinstance(value, Mapping):
             names = ("seller", "sellerOrg", "buyer", "buyerOrg", "token", "tokenDecimals", "amount", "priceCurrency",
                      "platform", "platformFeeBps", "carrier", "carrierFeeBps", "shipmentRef", "shipBy", "deliverBy",
-                     "reviewWindow", "disputeWindow", "salt", "maxDutyBps", "customsAuthorities", "milestones")
+                     "reviewWindow", "disputeWindow", "salt", "maxDutyBps", "customsAuthorities", "arbitrators", "milestones")
             value = [value[n] for n in names]
         (seller, seller_org, buyer, buyer_org, token, decimals, amount, currency, platform, platform_fee, carrier,
-         carrier_fee, ref, ship_by, deliver_by, review, dispute, salt, max_duty, authorities, milestones) = value
+         carrier_fee, ref, ship_by, deliver_by, review, dispute, salt, max_duty, authorities, judges, milestones) = value
         return cls(
             seller=seller, seller_org=int(seller_org), buyer=buyer, buyer_org=int(buyer_org), token=token,
             token_decimals=int(decimals), max_duty_bps=int(max_duty),
-            customs_authorities=customs_authorities_exact(authorities),
+            customs_authorities=named_exactly(authorities, "customsAuthorities"),
+            arbitrators=named_exactly(judges, "arbitrators"),
             amount=int(amount), price_currency=bytes(currency),
             platform=platform, platform_fee_bps=int(platform_fee), carrier=carrier, carrier_fee_bps=int(carrier_fee),
             shipment_ref=bytes(ref), ship_by=int(ship_by), deliver_by=int(deliver_by), review_window=int(review),
@@ -284,6 +295,7 @@ class OrderTerms:
             "tokenDecimals": self.token_decimals,
             "maxDutyBps": self.max_duty_bps,
             "customsAuthorities": [str(o) for o in self.customs_authorities],
+            "arbitrators": [str(o) for o in self.arbitrators],
             "amount": str(self.amount),
             "priceCurrency": self.currency,
             "platform": self.platform,
@@ -321,7 +333,8 @@ class OrderTerms:
                 token=data["token"],
                 token_decimals=int(data.get("tokenDecimals", 0)),
                 max_duty_bps=int(data.get("maxDutyBps", 0)),
-                customs_authorities=customs_authorities_exact(data.get("customsAuthorities", (0, 0, 0))),
+                customs_authorities=named_exactly(data.get("customsAuthorities", (0, 0, 0)), "customsAuthorities"),
+                arbitrators=named_exactly(data.get("arbitrators", (0, 0, 0)), "arbitrators"),
                 amount=int(data["amount"]),
                 price_currency=currency_bytes(data.get("priceCurrency")),
                 platform=data.get("platform", ZERO_ADDRESS),
@@ -420,11 +433,14 @@ class PermitSignature:
         return (self.value, self.deadline, self.v, self.r, self.s)
 
 
-def customs_authorities_exact(orgs: Sequence[Any]) -> tuple[int, int, int]:
-    """Three organisation ids exactly as given (terms read back must re-encode to the same id)."""
+def named_exactly(orgs: Sequence[Any], field: str) -> tuple[int, int, int]:
+    """Three organisation ids (uint64) exactly as given, in a list of the terms (`field`): terms
+    read back must re-encode to the same id."""
     values = [int(o) for o in orgs]
-    if len(values) != MAX_CUSTOMS_AUTHORITIES:
-        raise InvalidTerms("customsAuthorities", f"{MAX_CUSTOMS_AUTHORITIES} organisation ids (0 for none) expected")
+    if len(values) != MAX_NAMED_ORGANISATIONS:
+        raise InvalidTerms(field, f"{MAX_NAMED_ORGANISATIONS} organisation ids (0 for none) expected")
+    for org in values:
+        _uint(field, org, 64)
     return (values[0], values[1], values[2])
 
 

@@ -25,6 +25,7 @@ BUYER = devnet_account(10).address
 PLATFORM = devnet_account(5).address
 CUSTOMS = devnet_account(4).address
 BROKER = devnet_account(12).address
+ARBITRATOR = devnet_account(6).address
 
 
 @pytest.fixture
@@ -51,7 +52,8 @@ def ok(*args: str, env: dict[str, str]) -> str:
 def create_order(env: dict[str, str], *extra: str) -> str:
     out = ok("escrow", "create", "--as", "manufacturer", "--buyer", BUYER, "--token", "wUSD", "--amount", "1250.50",
              "--platform", PLATFORM, "--platform-fee-bps", "100", "--shipment", "SSCC 00 0614141 123456789 0",
-             "--customs-authority", CUSTOMS, "--customs-authority", BROKER, "--max-duty-bps", "500", *extra,
+             "--customs-authority", CUSTOMS, "--customs-authority", BROKER, "--max-duty-bps", "500",
+             "--arbitrator", ARBITRATOR, *extra,
              env=env)
     order_id = out.strip().splitlines()[-1]
     assert order_id.startswith("0x") and len(order_id) == 66, out

@@ -66,7 +66,7 @@ class Reason(IntEnum):
 
 TERMS_ABI = (
     "(address,uint64,address,uint64,address,uint8,uint96,bytes3,address,uint16,address,uint16,bytes32,"
-    "uint40,uint40,uint32,uint32,uint64,uint16,uint64[3],(uint8,uint16,uint8)[])"
+    "uint40,uint40,uint32,uint32,uint64,uint16,uint64[3],uint64[3],(uint8,uint16,uint8)[])"
 )
 FX_MAX_VALIDITY = 3600
 MAX_DUTY_BPS = 1_000
@@ -145,6 +145,7 @@ class Terms:
     token_decimals: int = 6
     max_duty_bps: int = MAX_DUTY_BPS
     customs_authorities: tuple[int, int, int] = (0, 0, 0)
+    arbitrators: tuple[int, int, int] = (0, 0, 0)
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
@@ -168,6 +169,7 @@ class Terms:
             self.salt,
             self.max_duty_bps,
             list(self.customs_authorities),
+            list(self.arbitrators),
             [m.as_tuple() for m in self.milestones],
         )
 
@@ -256,6 +258,7 @@ class EscrowWorld:
             carrier_fee_bps=200,
             shipment_ref=keccak(text="SSCC 00 0614141 123456789 0"),
             customs_authorities=self.customs_orgs(),
+            arbitrators=(self.org_of[self.arbitrator.address], 0, 0),
         )
         chosen = base.but(**overrides)
         derived: dict[str, Any] = {}

@@ -250,10 +250,10 @@ def non_canonical(calldata: bytes) -> bytes:
     """The same terms with the milestones array moved one word further (a valid, odd encoding)."""
     selector, body = calldata[:4], bytearray(calldata[4:])
     first_arg = int.from_bytes(body[:32], "big")
-    offset_word = first_arg + 22 * 32
-    assert int.from_bytes(body[offset_word : offset_word + 32], "big") == 0x2E0
-    body[offset_word : offset_word + 32] = (0x300).to_bytes(32, "big")
-    array_at = first_arg + 0x2E0
+    offset_word = first_arg + 25 * 32
+    assert int.from_bytes(body[offset_word : offset_word + 32], "big") == 0x340
+    body[offset_word : offset_word + 32] = (0x360).to_bytes(32, "big")
+    array_at = first_arg + 0x340
     return selector + bytes(body[:array_at]) + b"\0" * 32 + bytes(body[array_at:])
 
 
@@ -265,7 +265,7 @@ def raw_send(w: EscrowWorld, data: bytes, sender: LocalAccount) -> Any:
 def test_create_reverts_when_terms_are_encoded_non_canonically(w: EscrowWorld) -> None:
     t = w.terms()
     data = bytes.fromhex(w.escrow.functions.createOrder(t.as_tuple())._encode_transaction_data()[2:])
-    with reverts("EscrowNonCanonicalTerms", milestonesOffset=0x300):
+    with reverts("EscrowNonCanonicalTerms", milestonesOffset=0x360):
         raw_send(w, non_canonical(data), w.seller)
     assert w.state(t) == State.NONE
 
@@ -277,7 +277,7 @@ def test_non_canonical_terms_cannot_reach_an_order_whose_tail_they_change(w: Esc
     w.create(t)
     data = bytearray(non_canonical(bytes.fromhex(w.escrow.functions.cancelOrder(t.as_tuple())._encode_transaction_data()[2:])))
     data[-1] ^= 0x01  # the last milestone's quorum, outside the canonical hash window
-    with reverts("EscrowNonCanonicalTerms", milestonesOffset=0x300):
+    with reverts("EscrowNonCanonicalTerms", milestonesOffset=0x360):
         raw_send(w, bytes(data), w.seller)
     assert w.state(t) == State.CREATED
 

@@ -50,12 +50,14 @@ def escrow_holdings(w: EscrowWorld, token: Contract) -> int:
 # ---- 1. the parties' organisations are fixed when the order is created ---------------------------------------
 
 
-def test_arbitrator_organisation_that_unlinks_the_buyer_cannot_rule_on_its_dispute(w: EscrowWorld) -> None:
+def test_arbitrator_organisation_of_the_buyer_cannot_be_named_nor_rule_after_unlinking_it(w: EscrowWorld) -> None:
     # The arbitration house's account is the buyer when the order is made.
     w.give_eth(w.arbitrator.address)
     w.link(w.arbitrator, w.buyer)
     house = w.org_of[w.arbitrator.address]
-    t = w.open(w.terms())
+    with reverts("EscrowInvalidArbitrator", index=0, orgId=house):
+        w.create(w.terms(arbitrators=(house, 0, 0)))
+    t = w.open(w.terms(arbitrators=(0, 0, 0)))
     assert t.buyer_org == house
     w.deliver(t)
     # Then it unlinks the buyer (no vote needed) and a colleague rules a full refund.
@@ -63,7 +65,7 @@ def test_arbitrator_organisation_that_unlinks_the_buyer_cannot_rule_on_its_dispu
     w.chain.transact(w.registry.functions.removeAccount(w.buyer.address), sender=w.arbitrator)
     assert w.organisation_of(w.buyer.address) == 0
     w.send("openDispute", t.as_tuple(), b"\x01" * 32, sender=w.buyer)
-    with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=judge.address):
+    with reverts("EscrowNotOrderArbitrator", orderId=t.order_id, account=judge.address, orgId=house):
         w.send("resolveDispute", t.as_tuple(), BPS, b"\x02" * 32, sender=judge)
     assert w.state(t) == State.DISPUTED
     assert w.credit(w.usd, w.buyer.address) == 0

@@ -21,7 +21,7 @@ from waymark.devnet.consortium import demo_consortium, devnet_account
 from waymark.devnet.escrow import devnet_token_steps, setup_devnet_escrow
 from node.escrow import EscrowClient, OrderTerms, TermsStore, schedule
 from node.escrow.signing import sign_milestone
-from node.escrow.terms import Attestation, customs_authorities
+from node.escrow.terms import Attestation, arbitrators, customs_authorities
 
 DAY = 24 * 3600
 USD = 10**6  # one wUSD (6 decimals)
@@ -61,6 +61,7 @@ class EscrowEnv:
             ship_by=now + 7 * DAY, deliver_by=now + 30 * DAY, milestones=schedule(0, 3000, 7000),
             platform=member(5).address, platform_fee_bps=100, shipment_ref=b"\x11" * 32, max_duty_bps=1_000,
             customs_authorities=customs_authorities([self.escrow.organisation_of(a.address) for a in self.customs]),
+            arbitrators=arbitrators([self.escrow.organisation_of(self.arbitrator.address)]),
         )
         chosen = base.but(**overrides)
         complete = self.escrow.complete(chosen)

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from node.escrow import EscrowClient, InvalidTerms, OrderTerms, State, order_key
-from node.escrow.terms import ZERO_ADDRESS, MilestoneKind, currency_bytes, customs_authorities
+from node.escrow.terms import ZERO_ADDRESS, MilestoneKind, currency_bytes, named_organisations
 from waymark.cmd_escrow.inputs import (
     CliInputError,
     decimal_units,
@@ -68,6 +68,10 @@ def create(
              "of it (repeat for up to 3; needed when the schedule has customs milestones)")] = None,
     max_duty_bps: Annotated[int, typer.Option(
         help="Most customs duty paid without the buyer's signature, in basis points of the deposit")] = 0,
+    arbitrator: Annotated[list[str] | None, typer.Option(
+        "--arbitrator",
+        help="An arbitration organisation buyer and seller agree may rule on the order's disputes: its id, or an "
+             "account of it (repeat for up to 3; none: a dispute is decided at its timeout by the attested facts)")] = None,
     rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None,
     as_member: AsMember = None, terms_store: TermsStoreOpt = None,
 ) -> None:
@@ -98,7 +102,8 @@ def create(
         shipment_ref=shipment_ref,
         review_window=parse_span(review_window, "--review-window"),
         dispute_window=parse_span(dispute_window, "--dispute-window"), salt=salt,
-        max_duty_bps=max_duty_bps, customs_authorities=_authorities(escrow, customs_authority or []),
+        max_duty_bps=max_duty_bps, customs_authorities=_organisations(escrow, customs_authority or [], "--customs-authority"),
+        arbitrators=_organisations(escrow, arbitrator or [], "--arbitrator"),
     )
     _check_customs_quorum(terms)
     terms = escrow.complete(terms)
@@ -126,21 +131,21 @@ def _check_customs_quorum(terms: OrderTerms) -> None:
             )
 
 
-def _authorities(escrow: EscrowClient, given: list[str]) -> tuple[int, int, int]:
-    """Organisation ids, given as ids or as an account of the organisation."""
+def _organisations(escrow: EscrowClient, given: list[str], option: str) -> tuple[int, int, int]:
+    """Organisation ids for a list of the terms, given as ids or as an account of the organisation."""
     orgs = []
     for text in given:
         if text.isdigit():
             orgs.append(int(text))
             continue
-        org = escrow.organisation_of(parse_address(text, "--customs-authority"))
+        org = escrow.organisation_of(parse_address(text, option))
         if org == 0:
-            raise CliInputError("--customs-authority", f"{text} is an account of no organisation")
+            raise CliInputError(option, f"{text} is an account of no organisation")
         orgs.append(org)
     try:
-        return customs_authorities(orgs)
+        return named_organisations(orgs, option.removeprefix("--"))
     except InvalidTerms as exc:
-        raise CliInputError("--customs-authority", str(exc)) from None
+        raise CliInputError(option, str(exc)) from None
 
 
 

@@ -44,7 +44,7 @@ from eth_utils.crypto import keccak
 
 from node.errors import WaymarkError
 from node.escrow.client import EscrowClient
-from node.escrow.terms import ZERO_ADDRESS, OrderTerms, customs_authorities, schedule
+from node.escrow.terms import ZERO_ADDRESS, OrderTerms, arbitrators, customs_authorities, schedule
 from node.protocol import epcis
 from node.protocol.gs1 import SERIAL_ALPHABET, UnitId, make_sscc
 from oracle.app import create_app
@@ -378,6 +378,7 @@ def order_terms(
         salt=shipment.rng.randrange(2**32), max_duty_bps=2_500,
         customs_authorities=customs_authorities(
             [escrow.organisation_of(devnet_account(member_index(m)).address) for m in ("customs", "broker", "port")]),
+        arbitrators=arbitrators([escrow.organisation_of(devnet_account(member_index("arbitrator")).address)]),
     )
     terms = escrow.complete(terms)
     if ship_by_ahead:
