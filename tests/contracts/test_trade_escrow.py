@@ -393,38 +393,6 @@ def test_resolve_reverts_when_caller_is_not_arbitrator(w: EscrowWorld) -> None:
         w.send("resolveDispute", t.as_tuple(), 5000, b"\x02" * 32, sender=w.outsider)
 
 
-def test_terms_cannot_name_a_partys_organisation_as_arbitrator(w: EscrowWorld) -> None:
-    seller_org = w.org_of[w.seller.address]  # it holds the ARBITRATOR role too
-    with reverts("EscrowInvalidArbitrator", index=0, orgId=seller_org):
-        w.create(w.terms(arbitrators=(seller_org, 0, 0)))
-    house = w.org_of[w.arbitrator.address]
-    with reverts("EscrowInvalidArbitrator", index=1, orgId=house):  # repeated
-        w.create(w.terms(arbitrators=(house, house, 0)))
-    with reverts("EscrowInvalidArbitrator", index=2, orgId=house):  # after a zero
-        w.create(w.terms(arbitrators=(0, 0, house)))
-
-
-def test_only_an_arbitrator_the_terms_name_rules(w: EscrowWorld) -> None:
-    t = w.open(w.terms())
-    w.send("openDispute", t.as_tuple(), b"\x01" * 32, sender=w.buyer)
-    # The seller's own organisation holds the ARBITRATOR role, but the terms name the house.
-    with reverts("EscrowNotOrderArbitrator", orderId=t.order_id, account=w.seller.address, orgId=w.org_of[w.seller.address]):
-        w.send("resolveDispute", t.as_tuple(), 0, b"\x02" * 32, sender=w.seller)
-    w.send("resolveDispute", t.as_tuple(), 5000, b"\x02" * 32, sender=w.arbitrator)
-    assert w.state(t) == State.RESOLVED
-
-
-def test_without_arbitrators_no_one_rules_and_the_timeout_decides(w: EscrowWorld, devnet: AnvilControl) -> None:
-    t = w.open(w.terms(arbitrators=(0, 0, 0)))
-    w.send("openDispute", t.as_tuple(), b"\x01" * 32, sender=w.buyer)
-    with reverts("EscrowNotOrderArbitrator", orderId=t.order_id, account=w.arbitrator.address, orgId=w.org_of[w.arbitrator.address]):
-        w.send("resolveDispute", t.as_tuple(), 0, b"\x02" * 32, sender=w.arbitrator)
-    devnet.increase_time(DISPUTE_TIMEOUT + 1)
-    w.send("resolveExpiredDispute", t.as_tuple(), sender=w.outsider)
-    assert w.state(t) == State.RESOLVED
-    assert w.credit(w.usd, w.buyer.address) == t.amount  # nothing was delivered: refunded
-
-
 def test_resolve_reverts_when_not_disputed(w: EscrowWorld) -> None:
     t = w.open(w.terms())
     with reverts("EscrowInvalidState", current=State.FUNDED, expected=State.DISPUTED):

@@ -1,7 +1,8 @@
 """TradeEscrow against a hostile member (issue 11, points 1 to 4), each attack played with the
 adversary's own accounts on a real Anvil: account links changed in the middle of an order, a
-customs organisation the order does not name, a token that charges the sender on top, FX
-quotes that are stale, foreign or replayed, and a token relisted with other decimals."""
+customs organisation the order does not name, an arbitrator the terms do not name, a duty cap
+spent over several customs steps, a token that charges the sender on top, FX quotes that are
+stale, foreign or replayed, and a token relisted with other decimals."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
 from node.chain.client import ChainClient
+from waymark.devnet.anvil import AnvilControl
 from tests.contracts.escrow_world import (
     BPS,
+    DISPUTE_TIMEOUT,
     FX_MAX_VALIDITY,
     UNIT6,
     UNIT18,
@@ -69,6 +72,38 @@ def test_arbitrator_organisation_of_the_buyer_cannot_be_named_nor_rule_after_unl
         w.send("resolveDispute", t.as_tuple(), BPS, b"\x02" * 32, sender=judge)
     assert w.state(t) == State.DISPUTED
     assert w.credit(w.usd, w.buyer.address) == 0
+
+
+def test_terms_cannot_name_a_partys_organisation_as_arbitrator(w: EscrowWorld) -> None:
+    seller_org = w.org_of[w.seller.address]  # it holds the ARBITRATOR role too
+    with reverts("EscrowInvalidArbitrator", index=0, orgId=seller_org):
+        w.create(w.terms(arbitrators=(seller_org, 0, 0)))
+    house = w.org_of[w.arbitrator.address]
+    with reverts("EscrowInvalidArbitrator", index=1, orgId=house):  # repeated
+        w.create(w.terms(arbitrators=(house, house, 0)))
+    with reverts("EscrowInvalidArbitrator", index=2, orgId=house):  # after a zero
+        w.create(w.terms(arbitrators=(0, 0, house)))
+
+
+def test_only_an_arbitrator_the_terms_name_rules(w: EscrowWorld) -> None:
+    t = w.open(w.terms())
+    w.send("openDispute", t.as_tuple(), b"\x01" * 32, sender=w.buyer)
+    # The seller's own organisation holds the ARBITRATOR role, but the terms name the house.
+    with reverts("EscrowNotOrderArbitrator", orderId=t.order_id, account=w.seller.address, orgId=w.org_of[w.seller.address]):
+        w.send("resolveDispute", t.as_tuple(), 0, b"\x02" * 32, sender=w.seller)
+    w.send("resolveDispute", t.as_tuple(), 5000, b"\x02" * 32, sender=w.arbitrator)
+    assert w.state(t) == State.RESOLVED
+
+
+def test_without_arbitrators_no_one_rules_and_the_timeout_decides(w: EscrowWorld, devnet: AnvilControl) -> None:
+    t = w.open(w.terms(arbitrators=(0, 0, 0)))
+    w.send("openDispute", t.as_tuple(), b"\x01" * 32, sender=w.buyer)
+    with reverts("EscrowNotOrderArbitrator", orderId=t.order_id, account=w.arbitrator.address, orgId=w.org_of[w.arbitrator.address]):
+        w.send("resolveDispute", t.as_tuple(), 0, b"\x02" * 32, sender=w.arbitrator)
+    devnet.increase_time(DISPUTE_TIMEOUT + 1)
+    w.send("resolveExpiredDispute", t.as_tuple(), sender=w.outsider)
+    assert w.state(t) == State.RESOLVED
+    assert w.credit(w.usd, w.buyer.address) == t.amount  # nothing was delivered: refunded
 
 
 def test_a_party_linked_to_an_arbitration_house_after_the_order_cannot_rule_on_it(w: EscrowWorld) -> None:
