@@ -218,6 +218,10 @@ class EscrowClient:
         fn = self.registry.functions.organisationWithRole(to_checksum_address(account), keccak(text=role))
         return int(self.client.call(fn))
 
+    def organisation_holds(self, org_id: int, role: str) -> bool:
+        """Whether organisation `org_id` holds `role` now."""
+        return bool(self.client.call(self.registry.functions.orgHasRole(org_id, keccak(text=role))))
+
     def show(self, order_id: int) -> OrderView:
         terms = self.terms(order_id)
         order = self.order(order_id)

@@ -18,6 +18,7 @@ from eth_account import Account
 
 from waymark.devnet.anvil import AnvilControl, AnvilProcess
 from waymark.ports import free_port
+from waymark.devnet.consortium import devnet_account
 from node.paths import PROJECT_ROOT
 from waymark.cli import main
 
@@ -129,6 +130,15 @@ def test_a_customs_milestone_without_customs_authorities_is_refused_before_any_t
     buyer = Account.create().address  # the default schedule clears customs: the order must say by whom
     fails(capsys, 2, "escrow", "create", "--buyer", buyer, "--token", "wUSD", "--amount", "5", "--as", "manufacturer",
           says=("--customs-authority", "milestone 1 (customs clearance) needs 2", "names 0"))
+
+
+def test_organisations_named_in_the_terms_without_their_role_are_refused_before_any_transaction(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    buyer, carrier = Account.create().address, devnet_account(3).address
+    for option, role in (("--arbitrator", "ARBITRATOR"), ("--customs-authority", "CUSTOMS")):
+        fails(capsys, 2, "escrow", "create", "--buyer", buyer, "--token", "wUSD", "--amount", "5", "--schedule", "0,10000",
+              option, carrier, "--as", "manufacturer", says=(option, f"({carrier}) does not hold the {role} role"))
 
 
 def test_a_wrong_role_names_the_role_and_the_accounts_organisation(env: Path, capsys: pytest.CaptureFixture[str]) -> None:

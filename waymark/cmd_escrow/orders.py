@@ -102,8 +102,9 @@ def create(
         shipment_ref=shipment_ref,
         review_window=parse_span(review_window, "--review-window"),
         dispute_window=parse_span(dispute_window, "--dispute-window"), salt=salt,
-        max_duty_bps=max_duty_bps, customs_authorities=_organisations(escrow, customs_authority or [], "--customs-authority"),
-        arbitrators=_organisations(escrow, arbitrator or [], "--arbitrator"),
+        max_duty_bps=max_duty_bps,
+        customs_authorities=_organisations(escrow, customs_authority or [], "--customs-authority", "CUSTOMS"),
+        arbitrators=_organisations(escrow, arbitrator or [], "--arbitrator", "ARBITRATOR"),
     )
     _check_customs_quorum(terms)
     terms = escrow.complete(terms)
@@ -131,16 +132,20 @@ def _check_customs_quorum(terms: OrderTerms) -> None:
             )
 
 
-def _organisations(escrow: EscrowClient, given: list[str], option: str) -> tuple[int, int, int]:
-    """Organisation ids for a list of the terms, given as ids or as an account of the organisation."""
+def _organisations(escrow: EscrowClient, given: list[str], option: str, role: str) -> tuple[int, int, int]:
+    """Organisation ids for a list of the terms, given as ids or as an account of the organisation;
+    each must hold `role` (the contract checks it only when one of its accounts acts, too late to
+    change the terms)."""
     orgs = []
     for text in given:
         if text.isdigit():
-            orgs.append(int(text))
-            continue
-        org = escrow.organisation_of(parse_address(text, option))
-        if org == 0:
-            raise CliInputError(option, f"{text} is an account of no organisation")
+            org = int(text)
+        else:
+            org = escrow.organisation_of(parse_address(text, option))
+            if org == 0:
+                raise CliInputError(option, f"{text} is an account of no organisation")
+        if not escrow.organisation_holds(org, role):
+            raise CliInputError(option, f"organisation {org} ({text}) does not hold the {role} role")
         orgs.append(org)
     try:
         return named_organisations(orgs, option.removeprefix("--"))
