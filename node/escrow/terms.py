@@ -276,8 +276,8 @@ class OrderTerms:
         return cls(
             seller=seller, seller_org=int(seller_org), buyer=buyer, buyer_org=int(buyer_org), token=token,
             token_decimals=int(decimals), max_duty_bps=int(max_duty),
-            customs_authorities=named_exactly(authorities, "customsAuthorities"),
-            arbitrators=named_exactly(judges, "arbitrators"),
+            customs_authorities=named_exactly([int(o) for o in authorities], "customsAuthorities"),
+            arbitrators=named_exactly([int(o) for o in judges], "arbitrators"),
             amount=int(amount), price_currency=bytes(currency),
             platform=platform, platform_fee_bps=int(platform_fee), carrier=carrier, carrier_fee_bps=int(carrier_fee),
             shipment_ref=bytes(ref), ship_by=int(ship_by), deliver_by=int(deliver_by), review_window=int(review),
@@ -333,8 +333,8 @@ class OrderTerms:
                 token=data["token"],
                 token_decimals=int(data.get("tokenDecimals", 0)),
                 max_duty_bps=int(data.get("maxDutyBps", 0)),
-                customs_authorities=named_exactly(data.get("customsAuthorities", (0, 0, 0)), "customsAuthorities"),
-                arbitrators=named_exactly(data.get("arbitrators", (0, 0, 0)), "arbitrators"),
+                customs_authorities=named_exactly([int(o) for o in data.get("customsAuthorities", (0, 0, 0))], "customsAuthorities"),
+                arbitrators=named_exactly([int(o) for o in data.get("arbitrators", (0, 0, 0))], "arbitrators"),
                 amount=int(data["amount"]),
                 price_currency=currency_bytes(data.get("priceCurrency")),
                 platform=data.get("platform", ZERO_ADDRESS),
@@ -434,9 +434,9 @@ class PermitSignature:
 
 
 def named_exactly(orgs: Sequence[Any], field: str) -> tuple[int, int, int]:
-    """Three organisation ids (uint64) exactly as given, in a list of the terms (`field`): terms
-    read back must re-encode to the same id."""
-    values = [int(o) for o in orgs]
+    """Three organisation ids (uint64 integers) exactly as given, in a list of the terms (`field`):
+    terms read back must re-encode to the same id."""
+    values = list(orgs)
     if len(values) != MAX_NAMED_ORGANISATIONS:
         raise InvalidTerms(field, f"{MAX_NAMED_ORGANISATIONS} organisation ids (0 for none) expected")
     for org in values:

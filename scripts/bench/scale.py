@@ -390,7 +390,9 @@ def cpu_by_part(api_pid: int, server: str, database: str) -> dict[str, float]:
     passport build processes (the rest of its session), and the PostgreSQL backends connected to
     its database (the API's: nothing else is connected while it is measured)."""
     with psycopg.connect(server.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-        backends = {row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))}
+        # Not this connection's own backend: it ends here, and its start-up is not a scan's.
+        backends = {row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (database,))}
     seconds = {"api": 0.0, "build_processes": 0.0, "postgres": 0.0}
     tick = os.sysconf("SC_CLK_TCK")
     for pid, fields in process_stats():
