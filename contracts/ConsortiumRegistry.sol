@@ -123,7 +123,8 @@ contract ConsortiumRegistry is IConsortiumRegistry {
 
     /// @param founders Organisations admitted Active at deployment, with their accounts, roles, GS1
     ///        Company Prefixes, node records and hosting.
-    /// @param thresholdBps_ Share of Active members whose votes pass a proposal, in basis points (1..10000).
+    /// @param thresholdBps_ Share of Active members whose votes pass a proposal, in basis points
+    ///        (5001..10000: more than half).
     /// @param maxReportingDelay_ Maximum reporting delay in seconds (1 .. MAX_REPORTING_DELAY_LIMIT).
     /// @param verifierBundleHash_ sha-256 of the approved scanner-page verifier bundle; zero for none yet.
     constructor(
@@ -132,7 +133,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         uint64 maxReportingDelay_,
         bytes32 verifierBundleHash_
     ) {
-        if (thresholdBps_ == 0 || thresholdBps_ > _BPS) revert RegistryInvalidThreshold(thresholdBps_);
+        _checkThreshold(thresholdBps_);
         if (founders.length == 0) revert RegistryLastActiveMember(0);
         for (uint256 i = 0; i < founders.length; ++i) {
             _found(founders[i]);
@@ -510,6 +511,13 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         }
     }
 
+    /// @dev More than half of the Active members, at most all of them. At half or less, two
+    ///      coalitions that share no member could each pass proposals against the other, and a
+    ///      minority could lower the threshold until one member alone passes anything.
+    function _checkThreshold(uint256 thresholdBps_) private pure {
+        if (thresholdBps_ <= _BPS / 2 || thresholdBps_ > _BPS) revert RegistryInvalidThreshold(thresholdBps_);
+    }
+
     /// @dev ceil(Active members * threshold share); at least 1 while a member is Active.
     function _requiredVotes() private view returns (uint256) {
         return Math.ceilDiv(_activeMembers * _thresholdBps, _BPS);
@@ -587,7 +595,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
             if (commit) _setRole(orgId, org, role, bit, false);
         } else if (kind == ProposalKind.ChangeThreshold) {
             uint256 newThresholdBps = abi.decode(data, (uint256));
-            if (newThresholdBps == 0 || newThresholdBps > _BPS) revert RegistryInvalidThreshold(newThresholdBps);
+            _checkThreshold(newThresholdBps);
             if (commit) {
                 uint256 oldThresholdBps = _thresholdBps;
                 _thresholdBps = newThresholdBps;

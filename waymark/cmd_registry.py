@@ -13,7 +13,7 @@ import typer
 from eth_utils.address import is_address
 from rich.table import Table
 
-from node.chain.consortium import node_url_problem, reporting_delay_problem
+from node.chain.consortium import BPS, MIN_THRESHOLD_BPS, node_url_problem, reporting_delay_problem
 from node.chain.registry import (
     InvalidCompanyPrefix,
     ProposalKind,
@@ -136,7 +136,8 @@ def propose_revoke(org_id: int, role: str, rpc_url: RpcUrl = None, chain_id: Cha
 
 @propose_app.command("threshold")
 def propose_threshold(
-    threshold_bps: Annotated[int, typer.Argument(help="Share of the active members, in basis points (5001 = a majority)", min=1, max=10_000)],
+    threshold_bps: Annotated[int, typer.Argument(help="Share of the active members, in basis points: more than half (5001 = a majority) up to all (10000)",
+                                     min=MIN_THRESHOLD_BPS, max=BPS)],
     rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None, as_member: AsMember = None,
 ) -> None:
     """Change the share of active members whose votes pass a proposal (rounded up to whole votes)."""

@@ -27,6 +27,9 @@ pragma solidity ^0.8.24;
 ///      Votes. Each Active organisation has one vote per proposal. The threshold is a fraction of
 ///      the Active members in basis points, rounded up: `threshold() = ceil(activeMemberCount() *
 ///      thresholdBps() / 10000)`, computed when a vote is counted, so it grows with the membership.
+///      `thresholdBps` is more than half (5001..10000), at deployment and in every ChangeThreshold:
+///      at half or less, two coalitions sharing no member could each pass proposals against the
+///      other, and a minority could vote the threshold down until one member alone passes anything.
 ///      At execution only the votes of organisations that are Active and have not been suspended
 ///      since they voted count (`countedVotes`); a suspended member's earlier votes are void (once
 ///      reinstated it may vote again). `Proposal.votes` counts the organisations that ever voted.
@@ -154,7 +157,8 @@ interface IConsortiumRegistry {
     error RegistryUnknownRole(bytes32 role);
     /// @notice `role` appears twice in a list of roles.
     error RegistryDuplicateRole(bytes32 role);
-    /// @notice `thresholdBps` is zero or above 10000 (basis points of the Active members).
+    /// @notice `thresholdBps` is not more than half of the Active members (5000 or less) or is above
+    ///         10000 (basis points of the Active members).
     error RegistryInvalidThreshold(uint256 thresholdBps);
     /// @notice Suspending organisation `orgId` would leave no Active member to govern.
     error RegistryLastActiveMember(uint64 orgId);

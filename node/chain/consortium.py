@@ -3,10 +3,11 @@
 The same file drives the registry's deployment and the Besu network's generated
 configuration, so the two cannot disagree.
 
-The threshold is a share of the Active members in basis points (`thresholdBps`, 1..10000), the
-votes a proposal needs being that share of the members rounded up, so it keeps its weight as
-membership grows. A file may instead give `threshold`, a number of the founding members' votes;
-it is turned into the basis points that need exactly that many votes among the founders.
+The threshold is a share of the Active members in basis points (`thresholdBps`, 5001..10000:
+more than half, as the registry requires), the votes a proposal needs being that share of the
+members rounded up, so it keeps its weight as membership grows. A file may instead give
+`threshold`, a number of the founding members' votes (more than half of them); it is turned into
+the basis points that need exactly that many votes among the founders.
 Each member may list `gs1CompanyPrefixes`: the GS1 Company Prefixes (4 to 12 digits, leading
 zeros significant) inside which it registers products.
 
@@ -36,6 +37,8 @@ from node.protocol.roles import ROLES as ROLES
 
 #: Basis points in one whole.
 BPS = 10_000
+#: The smallest threshold the registry accepts: more than half of the Active members.
+MIN_THRESHOLD_BPS = BPS // 2 + 1
 
 #: The maximum reporting delay a deployment starts with unless its file says otherwise (seconds).
 DEFAULT_MAX_REPORTING_DELAY = 7 * 24 * 3600
@@ -76,7 +79,7 @@ class Member:
 
 @dataclass(frozen=True)
 class ConsortiumSpec:
-    #: Share of the Active members whose votes pass a proposal, in basis points (1..10000).
+    #: Share of the Active members whose votes pass a proposal, in basis points (5001..10000).
     threshold_bps: int
     members: tuple[Member, ...]
     #: The consortium chain's id (optional top-level `chainId`); None where the file has none.
@@ -146,7 +149,8 @@ def votes_needed(threshold_bps: int, active_members: int) -> int:
 
 
 def bps_for_votes(votes: int, members: int) -> int:
-    """The largest share in basis points that needs exactly `votes` of `members` votes (members < 10000)."""
+    """The largest share in basis points that needs exactly `votes` of `members` votes (members <= 5000,
+    so that more than half of them gives more than MIN_THRESHOLD_BPS)."""
     return votes * BPS // members
 
 
@@ -235,11 +239,14 @@ def load_consortium(path: Path) -> ConsortiumSpec:
     if threshold_bps is not None and threshold is not None:
         raise ConsortiumFileError(path, "thresholdBps", "give thresholdBps or threshold, not both")
     if threshold_bps is not None:
-        if not _is_int(threshold_bps) or not 1 <= threshold_bps <= BPS:
-            raise ConsortiumFileError(path, "thresholdBps", f"must be a whole number of basis points from 1 to {BPS}")
-    elif not _is_int(threshold) or not 1 <= threshold <= len(members):
-        raise ConsortiumFileError(path, "threshold", f"must be a whole number from 1 to {len(members)} (or give thresholdBps)")
+        if not _is_int(threshold_bps) or not MIN_THRESHOLD_BPS <= threshold_bps <= BPS:
+            raise ConsortiumFileError(path, "thresholdBps", f"must be a whole number of basis points from {MIN_THRESHOLD_BPS} "
+                                                            f"to {BPS} (more than half of the members)")
     else:
+        fewest = len(members) // 2 + 1
+        if not _is_int(threshold) or not fewest <= threshold <= len(members):
+            raise ConsortiumFileError(path, "threshold", f"must be a whole number from {fewest} to {len(members)}, more than half "
+                                                         f"of the {len(members)} members (or give thresholdBps)")
         threshold_bps = bps_for_votes(threshold, len(members))
     chain_id = data.get("chainId")
     if chain_id is not None and (not _is_int(chain_id) or not 1 <= chain_id <= MAX_CHAIN_ID):

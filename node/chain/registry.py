@@ -143,6 +143,9 @@ class RegistryClient:
         """The share of the Active members whose votes pass a proposal, in basis points."""
         return int(self.client.call(self.contract.functions.thresholdBps()))
 
+    def proposal_executed(self, proposal_id: int) -> bool:
+        return bool(self.client.call(self.contract.functions.proposal(proposal_id))[5])
+
     def counted_votes(self, proposal_id: int) -> int:
         """Votes for the proposal that count now (voters Active and not suspended since they voted)."""
         return int(self.client.call(self.contract.functions.countedVotes(proposal_id)))

@@ -30,7 +30,7 @@ def test_threshold_bps_is_read_and_gives_votes_rounded_up(tmp_path: Path) -> Non
     assert spec.threshold_bps == 5_001 and spec.threshold == 3  # a majority of 4
 
 
-@pytest.mark.parametrize("votes", [1, 2, 3, 4])
+@pytest.mark.parametrize("votes", [3, 4])
 def test_a_threshold_in_votes_becomes_the_share_that_needs_exactly_those_votes(tmp_path: Path, votes: int) -> None:
     spec = load_consortium(write(tmp_path, threshold=votes))
     assert spec.threshold == votes and spec.threshold_bps == bps_for_votes(votes, 4)
@@ -44,12 +44,22 @@ def test_votes_needed_rounds_up_for_every_membership() -> None:
 @pytest.mark.parametrize(
     ("top", "field"),
     [({"thresholdBps": 0}, "thresholdBps"), ({"thresholdBps": 10_001}, "thresholdBps"),
-     ({"thresholdBps": 5_000, "threshold": 2}, "thresholdBps"), ({}, "threshold"), ({"threshold": 5}, "threshold")],
+     ({"thresholdBps": 5_000, "threshold": 2}, "thresholdBps"), ({}, "threshold"), ({"threshold": 5}, "threshold"),
+     # Half of the members or less is no majority: two coalitions could each pass proposals.
+     ({"thresholdBps": 5_000}, "thresholdBps"), ({"thresholdBps": 2_500}, "thresholdBps"), ({"threshold": 2}, "threshold"),
+     ({"threshold": 1}, "threshold")],
 )
 def test_bad_thresholds_are_refused_by_field(tmp_path: Path, top: dict[str, Any], field: str) -> None:
     with pytest.raises(ConsortiumFileError) as info:
         load_consortium(write(tmp_path, **top))
     assert info.value.field == field
+
+
+def test_a_threshold_of_half_says_a_majority_is_needed(tmp_path: Path) -> None:
+    with pytest.raises(ConsortiumFileError, match="from 3 to 4, more than half of the 4 members"):
+        load_consortium(write(tmp_path, threshold=2))
+    with pytest.raises(ConsortiumFileError, match="from 5001 to 10000"):
+        load_consortium(write(tmp_path, thresholdBps=5_000))
 
 
 def test_founders_company_prefixes_are_read_and_passed_to_the_constructor(tmp_path: Path) -> None:
@@ -76,7 +86,7 @@ def test_node_urls_anchor_accounts_keys_and_hosts_are_read_and_passed_to_the_con
         {"name": "Courier", "country": "NL", "account": ACCOUNTS[1], "roles": ["CARRIER"], "hostedBy": "Maker"},
         {"name": "Customs", "country": "NL", "account": ACCOUNTS[3], "roles": ["CUSTOMS"], "anchorAccounts": [ACCOUNTS[3][:-2] + "ff"]},
     ]
-    spec = load_consortium(write(tmp_path, members=members, threshold=1, maxReportingDelay=3600,
+    spec = load_consortium(write(tmp_path, members=members, threshold=2, maxReportingDelay=3600,
                                  verifierBundleHash="0x" + "22" * 32))
     maker, courier, customs = spec.members
     assert customs.roles == ("CUSTOMS", "ANCHORER")  # anchor accounts: it will run a node, its URL published later
@@ -84,11 +94,11 @@ def test_node_urls_anchor_accounts_keys_and_hosts_are_read_and_passed_to_the_con
     assert courier.roles == ("CARRIER",) and courier.host == 1 and maker.host == 0
     assert spec.founding_members()[0][6:] == ([to_checksum_address(ACCOUNTS[2])], "https://node.maker.example", bytes.fromhex("11" * 32), 0)
     assert spec.founding_members()[1][6:] == ([], "", b"\0" * 32, 1)
-    assert spec.constructor_args()[1:] == [3_333, 3600, bytes.fromhex("22" * 32)]
+    assert spec.constructor_args()[1:] == [6_666, 3600, bytes.fromhex("22" * 32)]
 
 
 def test_the_reporting_delay_defaults_to_seven_days(tmp_path: Path) -> None:
-    assert load_consortium(write(tmp_path, threshold=1)).max_reporting_delay == DEFAULT_MAX_REPORTING_DELAY == 7 * 24 * 3600
+    assert load_consortium(write(tmp_path, threshold=3)).max_reporting_delay == DEFAULT_MAX_REPORTING_DELAY == 7 * 24 * 3600
 
 
 @pytest.mark.parametrize(
@@ -108,7 +118,7 @@ def test_bad_node_fields_are_refused_by_field(tmp_path: Path, extra: dict[str, A
     members = [{"name": f"Member {i}", "country": "NL", "account": a, "roles": ["CARRIER"]} for i, a in enumerate(ACCOUNTS)]
     members[0].update(extra)
     with pytest.raises(ConsortiumFileError) as info:
-        load_consortium(write(tmp_path, members=members, threshold=1))
+        load_consortium(write(tmp_path, members=members, threshold=3))
     assert info.value.field == field
 
 
@@ -118,5 +128,5 @@ def test_bad_node_fields_are_refused_by_field(tmp_path: Path, extra: dict[str, A
                                             ({"verifierBundleHash": "0xabc"}, "verifierBundleHash")])
 def test_bad_consortium_parameters_are_refused_by_field(tmp_path: Path, top: dict[str, Any], field: str) -> None:
     with pytest.raises(ConsortiumFileError) as info:
-        load_consortium(write(tmp_path, threshold=1, **top))
+        load_consortium(write(tmp_path, threshold=3, **top))
     assert info.value.field == field

@@ -153,7 +153,7 @@ def test_a_wrong_role_names_the_role_and_the_accounts_organisation(env: Path, ca
 
 
 def test_registry_proposal_by_an_account_of_no_member_names_it(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    fails(capsys, 7, "registry", "propose", "threshold", "2", "--as", "buyer", says=("RegistryNotActiveMember", "of no organisation"))
+    fails(capsys, 7, "registry", "propose", "threshold", "5001", "--as", "buyer", says=("RegistryNotActiveMember", "of no organisation"))
 
 
 # ---- bad input: exit code 2 ------------------------------------------------------------------------

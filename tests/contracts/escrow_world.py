@@ -217,6 +217,23 @@ class EscrowWorld:
     def now(self) -> int:
         return int(self.chain.w3.eth.get_block("latest")["timestamp"])
 
+    def govern(self, kind: int, data: bytes, proposer: LocalAccount | None = None) -> TxReceipt:
+        """Pass a registry proposal as the members would: `proposer` (the operator) proposes, and
+        the carriers, customs, oracles and the arbitration house vote until it executes (more than
+        half of the Active members). The receipt of the transaction that executed it."""
+        executed = self.registry.events.ProposalExecuted()
+        by = proposer or self.operator
+        receipt = self.chain.transact(self.registry.functions.propose(kind, data), sender=by)
+        (created,) = self.registry.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
+        voters = [a for a in (*self.carriers, *self.customs, *self.oracles, self.arbitrator) if a.address != by.address]
+        for voter in voters:
+            if executed.process_receipt(receipt, errors=DISCARD):
+                break
+            fund_for_gas(self.chain, voter, self.deployer)
+            receipt = self.chain.transact(self.registry.functions.vote(created.args.proposalId), sender=voter)
+        assert executed.process_receipt(receipt, errors=DISCARD), f"proposal {created.args.proposalId} did not pass"
+        return receipt
+
     def send(self, fn: str, *args: Any, sender: LocalAccount) -> TxReceipt:
         return self.chain.transact(getattr(self.escrow.functions, fn)(*args), sender=sender)
 
@@ -425,17 +442,22 @@ def founder(name: str, country: bytes, account: str, roles: list[bytes]) -> tupl
     return (name, country, keccak(text=f"meta:{name}"), account, roles, [], [], "", b"\0" * 32, 0)
 
 
-def link_account(chain: ChainClient, registry: Contract, account: LocalAccount, by: LocalAccount, funder: LocalAccount) -> None:
-    """Links `account` to `by`'s organisation as the registry demands: an offer, then the account's own acceptance."""
-    chain.transact(registry.functions.addAccount(account.address), sender=by)
+def fund_for_gas(chain: ChainClient, account: LocalAccount, funder: LocalAccount) -> None:
+    """One ether from `funder` to an account that has none, so that it can send transactions."""
     if chain.w3.eth.get_balance(account.address) == 0:
         tx = {"from": funder.address, "to": account.address, "value": 10**18, "gas": 21_000, "chainId": chain.chain_id}
         chain.send(tx, funder)  # type: ignore[arg-type]
+
+
+def link_account(chain: ChainClient, registry: Contract, account: LocalAccount, by: LocalAccount, funder: LocalAccount) -> None:
+    """Links `account` to `by`'s organisation as the registry demands: an offer, then the account's own acceptance."""
+    chain.transact(registry.functions.addAccount(account.address), sender=by)
+    fund_for_gas(chain, account, funder)
     chain.transact(registry.functions.acceptAccount(chain.call(registry.functions.organisationOf(by.address))), sender=account)
 
 
 def deploy_world(chain: ChainClient, accounts: list[LocalAccount]) -> EscrowWorld:
-    """Consortium (threshold 1), escrow, two stablecoins allowlisted as USD and EUR."""
+    """Consortium (a majority: 7 of its 12 founders), escrow, two stablecoins allowlisted as USD and EUR."""
     deployer, seller, buyer, platform, carrier_payee, operator, arbitrator, outsider = accounts[:8]
     carriers = [signer_key(f"carrier{i}") for i in range(3)]
     customs = [signer_key(f"customs{i}") for i in range(3)]
@@ -446,7 +468,7 @@ def deploy_world(chain: ChainClient, accounts: list[LocalAccount]) -> EscrowWorl
     founders += [founder(f"Oracle {i}", b"CH", a.address, [ORACLE]) for i, a in enumerate(oracles)]
     founders += [founder("Arbitration House", b"DE", arbitrator.address, [ARBITRATOR])]
     founders += [founder("Marketplace Operator", b"NL", operator.address, [OPERATOR])]
-    registry = chain.deploy("ConsortiumRegistry", founders, 1, DEFAULT_MAX_REPORTING_DELAY, b"\0" * 32, sender=deployer)
+    registry = chain.deploy("ConsortiumRegistry", founders, 5_001, DEFAULT_MAX_REPORTING_DELAY, b"\0" * 32, sender=deployer)
     org_of = {f[3]: i + 1 for i, f in enumerate(founders)}
     seller_org_signer = signer_key("seller-org-carrier")
     link_account(chain, registry, seller_org_signer, seller, deployer)

@@ -87,7 +87,8 @@ def founder(
 
 @dataclass
 class Consortium:
-    """Four founders (org ids 1..4), threshold 50% (2 of 4). members[i] is the first account of org i + 1."""
+    """Four founders (org ids 1..4), threshold 50.01%: more than half, 3 of 4. members[i] is the first
+    account of org i + 1."""
 
     chain: ChainClient
     registry: Contract
@@ -107,10 +108,17 @@ class Consortium:
     def vote(self, sender: LocalAccount, proposal_id: int) -> TxReceipt:
         return self.chain.transact(self.registry.functions.vote(proposal_id), sender=sender)
 
-    def pass_proposal(self, kind: Kind, *args: Any, by: tuple[int, int] = (0, 1)) -> TxReceipt:
-        """Propose by one member and vote by another: with threshold 2 the vote executes it."""
-        proposal_id = self.propose(self.members[by[0]], kind, *args)
-        return self.vote(self.members[by[1]], proposal_id)
+    def pass_proposal(self, kind: Kind, *args: Any, by: tuple[int, ...] = (0, 1, 2)) -> TxReceipt:
+        """Propose by members[by[0]], then vote by the others in `by`, in turn, until the vote that
+        reaches the threshold executes it: 3 of the fixture's 4 at 50.01%, 2 once one of them is
+        suspended. Fails if `by` runs out first. Returns the receipt of the executing transaction."""
+        proposal_id, receipt = self.propose_raw(self.members[by[0]], kind, encode(kind, *args))
+        for voter in by[1:]:
+            if self.events(receipt, "ProposalExecuted"):
+                break
+            receipt = self.vote(self.members[voter], proposal_id)
+        assert self.events(receipt, "ProposalExecuted"), f"members {by} did not reach the threshold"
+        return receipt
 
     def view(self, name: str, *args: Any) -> Any:
         return self.chain.call(getattr(self.registry.functions, name)(*args))
@@ -146,7 +154,7 @@ def c(chain: ChainClient, accounts: list[LocalAccount]) -> Consortium:
         founder("Bluewater Ocean Freight", b"SG", members[2], [CARRIER]),
         founder("Fjord Assurance AS", b"NO", members[3], [AUDITOR]),
     ]
-    receipt = deploy_registry(chain, accounts[0], founders, 5_000)
+    receipt = deploy_registry(chain, accounts[0], founders, 5_001)
     registry = chain.contract("ConsortiumRegistry", str(receipt["contractAddress"]))
     consortium = Consortium(chain, registry, members, accounts[5:], accounts[0], 0)
     consortium.deployed_at = consortium.block_time(receipt)
@@ -159,7 +167,7 @@ def c(chain: ChainClient, accounts: list[LocalAccount]) -> Consortium:
 def test_constructor_admits_founders_active_with_their_roles_and_accounts(c: Consortium) -> None:
     assert c.view("organisationCount") == 4
     assert c.view("activeMemberCount") == 4
-    assert c.view("threshold") == 2 and c.view("thresholdBps") == 5_000
+    assert c.view("threshold") == 3 and c.view("thresholdBps") == 5_001
     org = c.view("organisation", 1)
     assert org == (1, "Lumen Ceramics Co.", b"VN", keccak(text="meta:Lumen Ceramics Co."), Status.ACTIVE)
     assert set(c.view("rolesOf", 1)) == {MANUFACTURER, ORACLE}
@@ -171,7 +179,7 @@ def test_constructor_admits_founders_active_with_their_roles_and_accounts(c: Con
 
 
 def test_constructor_emits_what_the_indexer_mirrors(chain: ChainClient, accounts: list[LocalAccount]) -> None:
-    receipt = deploy_registry(chain, accounts[0], [founder("Solo Works", b"DE", accounts[1], [CUSTOMS], ["9521234"])], 1)
+    receipt = deploy_registry(chain, accounts[0], [founder("Solo Works", b"DE", accounts[1], [CUSTOMS], ["9521234"])], 10_000)
     registry = chain.contract("ConsortiumRegistry", str(receipt["contractAddress"]))
     (admitted,) = registry.events.OrganisationAdmitted().process_receipt(receipt, errors=DISCARD)
     assert admitted.args.orgId == 1 and admitted.args.firstAccount == accounts[1].address
@@ -180,7 +188,7 @@ def test_constructor_emits_what_the_indexer_mirrors(chain: ChainClient, accounts
     (added,) = registry.events.AccountAdded().process_receipt(receipt, errors=DISCARD)
     assert added.args.account == accounts[1].address and added.args.addedBy == ZERO_ADDRESS
     (changed,) = registry.events.ThresholdChanged().process_receipt(receipt, errors=DISCARD)
-    assert (changed.args.oldThresholdBps, changed.args.newThresholdBps) == (0, 1)
+    assert (changed.args.oldThresholdBps, changed.args.newThresholdBps) == (0, 10_000)
     (prefix,) = registry.events.CompanyPrefixAssigned().process_receipt(receipt, errors=DISCARD)
     assert (prefix.args.orgId, prefix.args.value, prefix.args.digits) == (1, 9521234, 7)
 
@@ -201,26 +209,32 @@ def test_constructor_reverts_when_threshold_exceeds_all_members(chain: ChainClie
         deploy_registry(chain, accounts[0], [founder("A", b"DE", accounts[1], [])], 10_001)
 
 
+def test_constructor_reverts_when_threshold_is_half_of_the_members(chain: ChainClient, accounts: list[LocalAccount]) -> None:
+    founders = [founder("A", b"DE", accounts[1], []), founder("B", b"FR", accounts[2], [])]
+    with reverts("RegistryInvalidThreshold", thresholdBps=5_000):
+        deploy_registry(chain, accounts[0], founders, 5_000)
+
+
 def test_constructor_reverts_when_founders_overlap_in_company_prefixes(chain: ChainClient, accounts: list[LocalAccount]) -> None:
     founders = [founder("A", b"DE", accounts[1], [], ["952123"]), founder("B", b"FR", accounts[2], [], ["9521234"])]
     with reverts("RegistryCompanyPrefixTaken", value=9521234, digits=7):
-        deploy_registry(chain, accounts[0], founders, 5_000)
+        deploy_registry(chain, accounts[0], founders, 5_001)
 
 
 def test_constructor_reverts_when_founders_share_an_account(chain: ChainClient, accounts: list[LocalAccount]) -> None:
     founders = [founder("A", b"DE", accounts[1], []), founder("B", b"FR", accounts[1], [])]
     with reverts("RegistryAccountTaken", account=accounts[1].address, orgId=1):
-        deploy_registry(chain, accounts[0], founders, 1)
+        deploy_registry(chain, accounts[0], founders, 5_001)
 
 
 def test_constructor_reverts_when_founder_country_is_invalid(chain: ChainClient, accounts: list[LocalAccount]) -> None:
     with reverts("RegistryInvalidCountry", country=b"de"):
-        deploy_registry(chain, accounts[0], [founder("A", b"de", accounts[1], [])], 1)
+        deploy_registry(chain, accounts[0], [founder("A", b"de", accounts[1], [])], 10_000)
 
 
 def test_deployer_has_no_privilege(c: Consortium) -> None:
     with reverts("RegistryNotActiveMember", account=c.deployer.address):
-        c.propose(c.deployer, Kind.THRESHOLD, 1)
+        c.propose(c.deployer, Kind.THRESHOLD, 10_000)
     with reverts("RegistryNotActiveMember", account=c.deployer.address):
         c.propose(c.deployer, Kind.PREFIX, 1, 9521234, 7)
     with reverts("RegistryNotActiveMember", account=c.deployer.address):
@@ -242,12 +256,14 @@ def test_proposal_below_threshold_does_nothing(c: Consortium) -> None:
 
 def test_proposal_executes_in_the_vote_that_reaches_threshold(c: Consortium) -> None:
     proposal_id = c.propose(c.members[1], Kind.GRANT, 1, CUSTOMS)
+    c.vote(c.members[3], proposal_id)
+    assert not c.view("orgHasRole", 1, CUSTOMS)  # 2 of the 3 votes
     receipt = c.vote(c.members[2], proposal_id)
     assert c.view("orgHasRole", 1, CUSTOMS)
     assert c.view("hasRole", c.members[0].address, CUSTOMS)
     assert c.view("proposal", proposal_id)[5] is True
     (voted,) = c.events(receipt, "Voted")
-    assert (voted.args.orgId, voted.args.voter, voted.args.votes) == (3, c.members[2].address, 2)
+    assert (voted.args.orgId, voted.args.voter, voted.args.votes) == (3, c.members[2].address, 3)
     (granted,) = c.events(receipt, "RoleGranted")
     assert (granted.args.orgId, granted.args.role) == (1, CUSTOMS)
     (executed,) = c.events(receipt, "ProposalExecuted")
@@ -255,8 +271,9 @@ def test_proposal_executes_in_the_vote_that_reaches_threshold(c: Consortium) -> 
 
 
 def test_threshold_of_one_executes_inside_propose(chain: ChainClient, accounts: list[LocalAccount]) -> None:
-    receipt = deploy_registry(chain, accounts[0], [founder("Solo Works", b"DE", accounts[1], [])], 1)
+    receipt = deploy_registry(chain, accounts[0], [founder("Solo Works", b"DE", accounts[1], [])], 5_001)
     registry = chain.contract("ConsortiumRegistry", str(receipt["contractAddress"]))
+    assert registry.functions.threshold().call() == 1  # more than half of one member is one vote
     chain.transact(registry.functions.propose(Kind.GRANT, encode(Kind.GRANT, 1, OPERATOR)), sender=accounts[1])
     assert registry.functions.orgHasRole(1, OPERATOR).call()
 
@@ -275,10 +292,10 @@ def test_admit_organisation_by_vote(c: Consortium) -> None:
     assert (admitted.args.orgId, admitted.args.name, admitted.args.country) == (5, "Customs Office Rotterdam", b"NL")
     assert len(c.events(receipt, "RoleGranted")) == 2
     # The newcomer is a voting member straight away, and the threshold grew with the membership.
-    assert c.view("threshold") == 3  # 50% of 5, rounded up
+    assert c.view("threshold") == 3  # 50.01% of 5, rounded up
     proposal_id = c.propose(newcomer, Kind.THRESHOLD, 6_000)
     c.vote(c.members[0], proposal_id)
-    assert c.view("thresholdBps") == 5_000
+    assert c.view("thresholdBps") == 5_001
     c.vote(c.members[1], proposal_id)
     assert c.view("thresholdBps") == 6_000 and c.view("threshold") == 3
 
@@ -302,7 +319,7 @@ def test_change_threshold_by_vote(c: Consortium) -> None:
     receipt = c.pass_proposal(Kind.THRESHOLD, 10_000)
     assert c.view("threshold") == 4
     (changed,) = c.events(receipt, "ThresholdChanged")
-    assert (changed.args.oldThresholdBps, changed.args.newThresholdBps) == (5_000, 10_000)
+    assert (changed.args.oldThresholdBps, changed.args.newThresholdBps) == (5_001, 10_000)
     # Now three votes do nothing and the fourth executes.
     proposal_id = c.propose(c.members[0], Kind.GRANT, 2, ORACLE)
     c.vote(c.members[1], proposal_id)
@@ -313,7 +330,7 @@ def test_change_threshold_by_vote(c: Consortium) -> None:
 
 
 def test_revoke_role_by_vote(c: Consortium) -> None:
-    receipt = c.pass_proposal(Kind.REVOKE, 1, ORACLE, by=(1, 2))
+    receipt = c.pass_proposal(Kind.REVOKE, 1, ORACLE, by=(1, 2, 3))
     assert set(c.view("rolesOf", 1)) == {MANUFACTURER}
     (revoked,) = c.events(receipt, "RoleRevoked")
     assert (revoked.args.orgId, revoked.args.role) == (1, ORACLE)
@@ -324,19 +341,20 @@ def test_execute_runs_a_proposal_that_has_enough_votes_after_threshold_was_lower
     waiting = c.propose(c.members[0], Kind.GRANT, 3, ORACLE)
     c.vote(c.members[1], waiting)
     c.vote(c.members[2], waiting)  # 3 of 4: waits
-    lower = c.propose(c.members[0], Kind.THRESHOLD, 5_000)
+    lower = c.propose(c.members[0], Kind.THRESHOLD, 5_001)
     c.vote(c.members[1], lower)
     c.vote(c.members[2], lower)
     c.vote(c.members[3], lower)
-    assert c.view("threshold") == 2 and not c.view("orgHasRole", 3, ORACLE)
+    assert c.view("threshold") == 3 and not c.view("orgHasRole", 3, ORACLE)
     c.send("execute", waiting, sender=c.members[3])
     assert c.view("orgHasRole", 3, ORACLE)
 
 
 def test_execute_reverts_when_votes_are_below_threshold(c: Consortium) -> None:
     proposal_id = c.propose(c.members[0], Kind.GRANT, 3, ORACLE)
-    with reverts("RegistryBelowThreshold", proposalId=proposal_id, votes=1, threshold=2):
-        c.send("execute", proposal_id, sender=c.members[1])
+    c.vote(c.members[1], proposal_id)
+    with reverts("RegistryBelowThreshold", proposalId=proposal_id, votes=2, threshold=3):
+        c.send("execute", proposal_id, sender=c.members[2])
 
 
 def test_propose_reverts_when_caller_is_not_a_member(c: Consortium) -> None:
@@ -364,11 +382,10 @@ def test_vote_reverts_when_caller_is_not_a_member(c: Consortium) -> None:
 
 
 def test_vote_reverts_when_organisation_already_voted(c: Consortium) -> None:
-    c.pass_proposal(Kind.THRESHOLD, 7_500)
     proposal_id = c.propose(c.members[0], Kind.GRANT, 2, ORACLE)
     with reverts("RegistryAlreadyVoted", proposalId=proposal_id, orgId=1):
         c.vote(c.members[0], proposal_id)  # the proposer's organisation voted when proposing
-    c.vote(c.members[1], proposal_id)
+    c.vote(c.members[1], proposal_id)  # 2 of the 3 votes: the proposal stays open
     # Another account of the same organisation does not get a second vote.
     c.link(c.outsiders[0], by=c.members[1])
     with reverts("RegistryAlreadyVoted", proposalId=proposal_id, orgId=2):
@@ -393,25 +410,29 @@ def test_vote_reverts_when_proposal_has_expired(c: Consortium, devnet: AnvilCont
 
 def test_vote_is_accepted_at_the_deadline_itself(c: Consortium, devnet: AnvilControl) -> None:
     proposal_id = c.propose(c.members[0], Kind.GRANT, 2, ORACLE)
+    c.vote(c.members[1], proposal_id)
     deadline = c.view("proposal", proposal_id)[4]
     devnet.set_next_block_timestamp(deadline)
-    c.vote(c.members[1], proposal_id)
+    c.vote(c.members[2], proposal_id)  # the third vote, at the deadline, executes it
     assert c.view("orgHasRole", 2, ORACLE)
 
 
 def test_vote_reverts_when_proposal_already_executed(c: Consortium) -> None:
     proposal_id = c.propose(c.members[0], Kind.GRANT, 2, ORACLE)
     c.vote(c.members[1], proposal_id)
+    c.vote(c.members[2], proposal_id)
     with reverts("RegistryProposalAlreadyExecuted", proposalId=proposal_id):
-        c.vote(c.members[2], proposal_id)
+        c.vote(c.members[3], proposal_id)
 
 
 def test_vote_reverts_when_the_change_no_longer_applies(c: Consortium) -> None:
     first = c.propose(c.members[0], Kind.GRANT, 2, ORACLE)
     second = c.propose(c.members[2], Kind.GRANT, 2, ORACLE)
+    c.vote(c.members[1], second)  # 2 of the 3 votes
     c.vote(c.members[1], first)
+    c.vote(c.members[3], first)  # the first executes
     with reverts("RegistryRoleAlreadyHeld", orgId=2, role=ORACLE):
-        c.vote(c.members[1], second)
+        c.vote(c.members[3], second)  # the vote that would execute the second
 
 
 # ---- validation of proposal data ---------------------------------------------------------------
@@ -493,11 +514,11 @@ def test_suspend_reverts_when_it_would_leave_no_active_member(chain: ChainClient
         chain.transact(registry.functions.propose(Kind.SUSPEND, encode(Kind.SUSPEND, 1)), sender=accounts[1])
 
 
-def test_change_threshold_reverts_when_zero_or_above_all_members(c: Consortium) -> None:
-    with reverts("RegistryInvalidThreshold", thresholdBps=0):
-        c.propose(c.members[0], Kind.THRESHOLD, 0)
-    with reverts("RegistryInvalidThreshold", thresholdBps=10_001):
-        c.propose(c.members[0], Kind.THRESHOLD, 10_001)
+def test_change_threshold_reverts_when_half_or_less_or_above_all_members(c: Consortium) -> None:
+    for bps in (0, 1, 2_500, 5_000, 10_001):
+        with reverts("RegistryInvalidThreshold", thresholdBps=bps):
+            c.propose(c.members[0], Kind.THRESHOLD, bps)
+    assert c.view("thresholdBps") == 5_001
 
 
 def test_grant_reverts_when_role_is_already_held(c: Consortium) -> None:
@@ -596,7 +617,7 @@ def has_role_at(c: Consortium, account: LocalAccount, role_id: bytes, timestamp:
 def test_has_role_at_answers_before_and_after_a_revoke(c: Consortium, devnet: AnvilControl) -> None:
     lumen = c.members[0]
     devnet.increase_time(3600)
-    receipt = c.pass_proposal(Kind.REVOKE, 1, MANUFACTURER, by=(1, 2))
+    receipt = c.pass_proposal(Kind.REVOKE, 1, MANUFACTURER, by=(1, 2, 3))
     revoked_at = c.block_time(receipt)
     assert revoked_at > c.deployed_at
 
@@ -697,6 +718,7 @@ def test_member_cannot_capture_a_newcomers_first_account_to_block_its_admission(
     assert c.view("organisationOf", newcomer.address) == 0
     # The vote still passes, and the adversary's offer can never take the account.
     c.vote(c.members[2], admission)
+    c.vote(c.members[3], admission)
     assert c.view("organisationOf", newcomer.address) == 5
     assert c.view("accountsOf", 1) == [adversary.address]
     with reverts("RegistryAccountTaken", account=newcomer.address, orgId=5):
@@ -753,30 +775,52 @@ def test_reinstated_organisation_may_vote_again_and_its_old_vote_stays_void(c: C
     with reverts("RegistryAlreadyVoted", proposalId=proposal_id, orgId=4):
         c.vote(c.members[3], proposal_id)
     c.vote(c.members[0], proposal_id)
+    assert not c.view("orgHasRole", 1, CUSTOMS)  # 2 of the 3 votes
+    c.vote(c.members[1], proposal_id)
     assert c.view("orgHasRole", 1, CUSTOMS)
-    assert c.view("proposal", proposal_id)[2] == 2  # organisations that voted, each once
+    assert c.view("proposal", proposal_id)[2] == 3  # organisations that voted, each once
 
 
 def test_threshold_is_a_share_of_active_members_rounded_up(c: Consortium) -> None:
-    assert c.view("threshold") == 2  # 50% of 4
-    c.pass_proposal(Kind.THRESHOLD, 5_001)
-    assert c.view("threshold") == 3  # a majority of 4 is 3
-    c.pass_proposal(Kind.SUSPEND, 4, by=(0, 1))
-    c.vote(c.members[2], c.view("proposalCount"))
-    assert c.view("activeMemberCount") == 3 and c.view("threshold") == 2  # a majority of 3 is 2
+    assert c.view("threshold") == 3  # 50.01% of 4 is 2.0004: a majority of 4 is 3
+    c.pass_proposal(Kind.SUSPEND, 4)
+    assert c.view("activeMemberCount") == 3 and c.view("threshold") == 2  # 1.5003: a majority of 3 is 2
+    c.pass_proposal(Kind.THRESHOLD, 6_667)
+    assert c.view("threshold") == 3  # 66.67% of 3 is 2.0001
 
 
-def test_two_colluders_cannot_pass_a_proposal_once_the_consortium_has_grown(c: Consortium) -> None:
-    # Admitted at 50%: with 4 members two votes pass; the membership then grows to 6.
+def test_three_colluders_cannot_pass_a_proposal_once_the_consortium_has_grown(c: Consortium) -> None:
+    # At 50.01%, with 4 members three votes pass; the membership then grows to 6.
     for i, newcomer in enumerate(c.outsiders[:2]):
-        c.pass_proposal(Kind.ADMIT, f"Newcomer {i}", b"FR", b"\0" * 32, newcomer.address, [CARRIER], by=(1, 2))
-        if i == 1:
-            c.vote(c.members[3], c.view("proposalCount"))  # 5 members: 3 votes now
-    assert c.view("activeMemberCount") == 6 and c.view("threshold") == 3
-    # The two colluders (orgs 1 and 4) now fall short.
+        c.pass_proposal(Kind.ADMIT, f"Newcomer {i}", b"FR", b"\0" * 32, newcomer.address, [CARRIER], by=(1, 2, 3))
+    assert c.view("activeMemberCount") == 6 and c.view("threshold") == 4
+    # The three colluders (orgs 1, 3 and 4) now fall short.
     grab = c.propose(c.members[0], Kind.GRANT, 4, ARBITRATOR)
+    c.vote(c.members[2], grab)
     receipt = c.vote(c.members[3], grab)
     assert not c.events(receipt, "ProposalExecuted") and not c.view("orgHasRole", 4, ARBITRATOR)
+    assert c.view("countedVotes", grab) == 3
+
+
+def test_half_of_the_members_can_neither_pass_a_proposal_nor_vote_the_threshold_down(c: Consortium) -> None:
+    # At 50% two coalitions sharing no member (orgs 1+2 and 3+4) could each suspend the other; now
+    # both proposals stay pending.
+    against_3 = c.propose(c.members[0], Kind.SUSPEND, 3)
+    c.vote(c.members[1], against_3)
+    against_1 = c.propose(c.members[2], Kind.SUSPEND, 1)
+    c.vote(c.members[3], against_1)
+    for proposal_id in (against_3, against_1):
+        assert c.view("countedVotes", proposal_id) == 2 and c.view("proposal", proposal_id)[5] is False
+    assert c.view("activeMemberCount") == 4
+    # Two members alone cannot change the threshold: their two votes leave it pending.
+    change = c.propose(c.members[0], Kind.THRESHOLD, 7_500)
+    receipt = c.vote(c.members[1], change)
+    assert not c.events(receipt, "ProposalExecuted") and c.view("proposal", change)[5] is False
+    assert c.view("thresholdBps") == 5_001 and c.view("threshold") == 3
+    # Nor can anyone propose half or less, the first step towards one member passing anything alone.
+    for bps in (5_000, 2_500, 1):
+        with reverts("RegistryInvalidThreshold", thresholdBps=bps):
+            c.propose(c.members[0], Kind.THRESHOLD, bps)
 
 
 # ---- GS1 company prefixes ----------------------------------------------------------------------------------

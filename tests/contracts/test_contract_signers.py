@@ -38,7 +38,7 @@ def linked_wallet(w: EscrowWorld, owner: LocalAccount, member: LocalAccount) -> 
 
 def approve(w: EscrowWorld, org: int, wallet: str, key: str, proposer: LocalAccount) -> TxReceipt:
     data = abi_encode(["uint64", "address", "address"], [org, wallet, key])
-    return w.chain.transact(w.registry.functions.propose(APPROVE_CONTRACT_SIGNER, data), sender=proposer)
+    return w.govern(APPROVE_CONTRACT_SIGNER, data, proposer)
 
 
 def shipped(w: EscrowWorld, t: Terms, first: LocalAccount, wallet: str, signed_by: LocalAccount | None, raw: bytes = b"") -> TxReceipt:

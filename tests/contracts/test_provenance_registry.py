@@ -64,14 +64,15 @@ class Setup:
         return self.chain.call(getattr(self.provenance.functions, fn)(*args))
 
     def suspend(self, org_id: int) -> None:
-        """Suspend an organisation by the votes of orgs 1 and 2."""
+        """Suspend an organisation by the votes of orgs 1, 2 and 3."""
         self.govern(SUSPEND, abi_encode(["uint64"], [org_id]))
 
     def govern(self, kind: int, data: bytes) -> None:
-        """Pass a proposal by the votes of orgs 1 and 2 (threshold 40%: 2 of 5)."""
+        """Pass a proposal by the votes of orgs 1, 2 and 3 (a majority: 3 of 5, and 3 of 4 after a suspension)."""
         receipt = self.chain.transact(self.registry.functions.propose(kind, data), sender=self.manufacturer)
         (created,) = self.registry.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
-        self.chain.transact(self.registry.functions.vote(created.args.proposalId), sender=self.carrier)
+        for voter in (self.carrier, self.auditor):
+            self.chain.transact(self.registry.functions.vote(created.args.proposalId), sender=voter)
 
     def assign_prefix(self, org_id: int, prefix: str) -> None:
         self.govern(ASSIGN_COMPANY_PREFIX, abi_encode(["uint64", "uint64", "uint8"], [org_id, int(prefix), len(prefix)]))
@@ -94,7 +95,7 @@ def s(chain: ChainClient, accounts: list[LocalAccount]) -> Setup:
             ("Meridian Inspection Services", b"SG", inspector, [INSPECTOR], []),
         ]
     ]
-    registry = chain.deploy("ConsortiumRegistry", founders, 4_000, DEFAULT_MAX_REPORTING_DELAY, b"\0" * 32, sender=accounts[0])
+    registry = chain.deploy("ConsortiumRegistry", founders, 5_001, DEFAULT_MAX_REPORTING_DELAY, b"\0" * 32, sender=accounts[0])
     provenance = chain.deploy("ProvenanceRegistry", registry.address, sender=accounts[0])
     return Setup(chain, registry, provenance, manufacturer, carrier, auditor, oracle, outsider, inspector)
 

@@ -228,21 +228,21 @@ def test_request_host_reverts_when_host_is_unknown(c: Consortium) -> None:
 
 
 def test_request_host_reverts_when_host_is_suspended(c: Consortium) -> None:
-    c.pass_proposal(Kind.SUSPEND, 1, by=(1, 2))
+    c.pass_proposal(Kind.SUSPEND, 1, by=(1, 2, 3))
     with reverts("RegistryOrganisationNotActive", orgId=1):
         c.send("requestHost", 1, sender=c.members[3])
 
 
 def test_suspended_organisations_can_neither_ask_nor_host_nor_end(c: Consortium) -> None:
     c.send("requestHost", 1, sender=c.members[3])
-    c.pass_proposal(Kind.SUSPEND, 1, by=(1, 2))
+    c.pass_proposal(Kind.SUSPEND, 1, by=(1, 2, 3))
     with reverts("RegistryNotActiveMember", account=c.members[0].address):
         c.send("acceptHosting", 4, sender=c.members[0])
     with reverts("RegistryNotActiveMember", account=c.members[0].address):
         c.send("requestHost", 2, sender=c.members[0])
-    c.pass_proposal(Kind.REINSTATE, 1, by=(1, 2))
+    c.pass_proposal(Kind.REINSTATE, 1, by=(1, 2))  # two of the three Active members
     c.send("acceptHosting", 4, sender=c.members[0])
-    c.pass_proposal(Kind.SUSPEND, 1, by=(1, 2))
+    c.pass_proposal(Kind.SUSPEND, 1, by=(1, 2, 3))
     with reverts("RegistryNotActiveMember", account=c.members[0].address):
         c.send("endHosting", 4, sender=c.members[0])
 
@@ -291,8 +291,9 @@ def test_the_reporting_delay_changes_by_vote_and_keeps_its_history(c: Consortium
 
 def test_a_reporting_delay_proposal_needs_the_threshold(c: Consortium) -> None:
     proposal_id = c.propose(c.members[0], Kind.SET_DELAY, 1)
-    assert c.view("maxReportingDelay") == 7 * DAY  # one vote of the two needed
     c.vote(c.members[1], proposal_id)
+    assert c.view("maxReportingDelay") == 7 * DAY  # two votes of the three needed
+    c.vote(c.members[2], proposal_id)
     assert c.view("maxReportingDelay") == 1
 
 
@@ -311,9 +312,10 @@ def test_set_max_reporting_delay_reverts_when_data_is_malformed(c: Consortium, d
 def test_an_executed_delay_proposal_cannot_be_replayed(c: Consortium) -> None:
     proposal_id = c.propose(c.members[0], Kind.SET_DELAY, 3 * DAY)
     c.vote(c.members[1], proposal_id)
+    c.vote(c.members[2], proposal_id)
     for fn in ("vote", "execute"):
         with reverts("RegistryProposalAlreadyExecuted", proposalId=proposal_id):
-            c.send(fn, proposal_id, sender=c.members[2])
+            c.send(fn, proposal_id, sender=c.members[3])
 
 
 def test_the_constructor_reverts_when_the_reporting_delay_is_out_of_bounds(chain: ChainClient, accounts: list[LocalAccount]) -> None:
@@ -333,8 +335,9 @@ def test_the_verifier_bundle_is_approved_by_vote(c: Consortium) -> None:
     assert c.view("verifierBundleHash") == BUNDLE
     newer = hashlib.sha256(b"a newer bundle").digest()
     proposal_id = c.propose(c.members[2], Kind.SET_BUNDLE, newer)
-    assert c.view("verifierBundleHash") == BUNDLE  # not before the threshold is reached
     c.vote(c.members[3], proposal_id)
+    assert c.view("verifierBundleHash") == BUNDLE  # not before the threshold is reached
+    c.vote(c.members[0], proposal_id)
     assert c.view("verifierBundleHash") == newer
 
 
@@ -352,6 +355,7 @@ def test_set_verifier_bundle_reverts_when_data_is_malformed(c: Consortium) -> No
 def test_an_executed_bundle_proposal_cannot_be_replayed_after_a_newer_one(c: Consortium) -> None:
     first = c.propose(c.members[0], Kind.SET_BUNDLE, BUNDLE)
     c.vote(c.members[1], first)
+    c.vote(c.members[2], first)
     c.pass_proposal(Kind.SET_BUNDLE, hashlib.sha256(b"newer").digest())
     with reverts("RegistryProposalAlreadyExecuted", proposalId=first):
         c.send("execute", first, sender=c.members[0])
@@ -386,7 +390,7 @@ def founders_with_nodes(accounts: list[LocalAccount]) -> list[Any]:
 
 
 def test_the_founding_file_links_anchor_accounts_publishes_nodes_and_sets_hosts(chain: ChainClient, accounts: list[LocalAccount]) -> None:
-    receipt = deploy_registry(chain, accounts[0], founders_with_nodes(accounts), 5_000, 3 * DAY, BUNDLE)
+    receipt = deploy_registry(chain, accounts[0], founders_with_nodes(accounts), 5_001, 3 * DAY, BUNDLE)
     registry = chain.contract("ConsortiumRegistry", str(receipt["contractAddress"]))
     at = int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
 
@@ -413,25 +417,25 @@ def test_the_constructor_reverts_when_a_founder_hosts_itself(chain: ChainClient,
     founders = founders_with_nodes(accounts)
     founders[1] = founder("Inspector", b"SG", accounts[2], [], host=2)
     with reverts("RegistrySelfHosting", orgId=2):
-        deploy_registry(chain, accounts[0], founders, 5_000)
+        deploy_registry(chain, accounts[0], founders, 5_001)
 
 
 def test_the_constructor_reverts_when_a_host_is_no_founder(chain: ChainClient, accounts: list[LocalAccount]) -> None:
     founders = founders_with_nodes(accounts)
     founders[1] = founder("Inspector", b"SG", accounts[2], [], host=5)
     with reverts("RegistryUnknownOrganisation", orgId=5):
-        deploy_registry(chain, accounts[0], founders, 5_000)
+        deploy_registry(chain, accounts[0], founders, 5_001)
 
 
 def test_the_constructor_reverts_when_an_anchor_account_is_anothers(chain: ChainClient, accounts: list[LocalAccount]) -> None:
     founders = founders_with_nodes(accounts)
     founders[2] = founder("Carrier", b"SG", accounts[3], [ANCHORER], others=[accounts[5].address])
     with reverts("RegistryAccountTaken", account=accounts[5].address, orgId=1):
-        deploy_registry(chain, accounts[0], founders, 5_000)
+        deploy_registry(chain, accounts[0], founders, 5_001)
 
 
 def test_the_constructor_reverts_when_a_node_url_is_invalid(chain: ChainClient, accounts: list[LocalAccount]) -> None:
     founders = founders_with_nodes(accounts)
     founders[2] = founder("Carrier", b"SG", accounts[3], [ANCHORER], url="https://carrier.example/")
     with reverts("RegistryInvalidNodeUrl", url="https://carrier.example/"):
-        deploy_registry(chain, accounts[0], founders, 5_000)
+        deploy_registry(chain, accounts[0], founders, 5_001)

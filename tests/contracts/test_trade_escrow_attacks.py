@@ -149,9 +149,7 @@ def test_seller_naming_an_address_that_was_never_linked_cannot_create_an_order(w
 
 def test_seller_of_a_suspended_organisation_cannot_create_an_order(w: EscrowWorld) -> None:
     org = w.org_of[w.seller.address]
-    w.chain.transact(
-        w.registry.functions.propose(SUSPEND_ORGANISATION, abi_encode(["uint64"], [org])), sender=w.operator
-    )
+    w.govern(SUSPEND_ORGANISATION, abi_encode(["uint64"], [org]))
     t = w.terms()
     with reverts("EscrowPartyOrganisationMismatch", party=w.seller.address, named=org, actual=0):
         w.create(t)

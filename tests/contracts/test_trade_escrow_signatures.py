@@ -41,8 +41,7 @@ def w(chain: ChainClient, accounts: list[LocalAccount]) -> EscrowWorld:
 
 
 def registry_vote(w: EscrowWorld, kind: int, types: list[str], values: list[object]) -> None:
-    """Threshold 1: a member's proposal executes at once."""
-    w.chain.transact(w.registry.functions.propose(kind, abi_encode(types, values)), sender=w.operator)
+    w.govern(kind, abi_encode(types, values))
 
 
 def submit(
@@ -325,10 +324,7 @@ def test_signer_of_the_sellers_organisation_cannot_return_goods_either(w: Escrow
     t = w.open(w.terms())
     w.attest(t, 0)
     # The seller's organisation holds CUSTOMS as well in this test.
-    w.chain.transact(
-        w.registry.functions.propose(GRANT_ROLE, abi_encode(["uint64", "bytes32"], [w.org_of[w.seller.address], CUSTOMS])),
-        sender=w.operator,
-    )
+    registry_vote(w, GRANT_ROLE, ["uint64", "bytes32"], [w.org_of[w.seller.address], CUSTOMS])
     with reverts("EscrowConflictOfInterest", orderId=t.order_id, account=w.seller_org_signer.address):
         w.customs_return(t, 1, signers=[w.seller_org_signer, w.customs[0]])
 

@@ -3,13 +3,13 @@ revocations, suspensions and new accounts, and sees a change after its refresh i
 
 from __future__ import annotations
 
-from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from waymark.devnet.anvil import AnvilControl
 from waymark.devnet.consortium import devnet_account
+from waymark.devnet.governance import demo_voters, pass_proposal
 from node.db import Database
 from node.member.indexer import Indexer, followed_contracts
 from node.chain.consortium import ATTESTING_ROLES
@@ -19,13 +19,6 @@ from node.chain.registry import ProposalKind, RegistryClient, org_data, role_dat
 
 def _block_time(chain: ChainClient) -> int:
     return int(chain.w3.eth.get_block("latest")["timestamp"])
-
-
-def _pass(registry: RegistryClient, kind: ProposalKind, data: bytes, voters: list[LocalAccount]) -> None:
-    proposal = registry.propose(kind, data, voters[0])
-    for voter in voters[1:]:
-        if registry.vote(proposal, voter):
-            return
 
 
 def test_mirror_matches_has_role_at_through_the_registry_history(
@@ -38,10 +31,10 @@ def test_mirror_matches_has_role_at_through_the_registry_history(
     moments = [_block_time(chain) - 5, _block_time(chain)]
 
     devnet.increase_time(100)
-    _pass(registry, ProposalKind.REVOKE_ROLE, role_data(3, "CARRIER"), members[:3])  # the carrier loses CARRIER
+    pass_proposal(registry, ProposalKind.REVOKE_ROLE, role_data(3, "CARRIER"), demo_voters())  # the carrier loses CARRIER
     moments += [_block_time(chain) - 1, _block_time(chain)]
     devnet.increase_time(100)
-    _pass(registry, ProposalKind.SUSPEND, org_data(2), [members[0], members[2], members[3]])  # the inspector is suspended
+    pass_proposal(registry, ProposalKind.SUSPEND, org_data(2), demo_voters(without=("inspector",)))  # the inspector is suspended
     moments += [_block_time(chain) - 1, _block_time(chain)]
     devnet.increase_time(100)
     registry.offer_account(newcomer.address, members[3])  # customs adds a clerk, who accepts
@@ -68,7 +61,7 @@ def test_mirror_sees_a_revocation_after_its_refresh_interval(
     later = _block_time(chain) + 1000
     assert mirror.has_role_at(carrier.address, "CARRIER", later)
     devnet.increase_time(10)
-    _pass(RegistryClient(chain, deployment), ProposalKind.REVOKE_ROLE, role_data(3, "CARRIER"), [devnet_account(i) for i in (1, 2, 3)])
+    pass_proposal(RegistryClient(chain, deployment), ProposalKind.REVOKE_ROLE, role_data(3, "CARRIER"), demo_voters())
     assert mirror.has_role_at(carrier.address, "CARRIER", later)  # cached: within the interval
     mirror.refresh_interval = 0
     assert not mirror.has_role_at(carrier.address, "CARRIER", later)
@@ -81,7 +74,7 @@ def test_mirror_starts_from_the_indexed_history(
                       chain_id=chain.chain_id, start_block=deployment.start_block)
     indexer.step()
     devnet.increase_time(10)
-    _pass(RegistryClient(chain, deployment), ProposalKind.REVOKE_ROLE, role_data(4, "CUSTOMS"), [devnet_account(i) for i in (1, 2, 4)])
+    pass_proposal(RegistryClient(chain, deployment), ProposalKind.REVOKE_ROLE, role_data(4, "CUSTOMS"), demo_voters(without=("carrier",)))
     address = deployment.address("ConsortiumRegistry")
     base, base_block = base_from_database(db, chain.chain_id, address)
     assert base and base_block is not None and base_block < chain.w3.eth.block_number

@@ -9,6 +9,7 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from waymark.devnet.anvil import AnvilControl
 from waymark.devnet.consortium import demo_member, devnet_account
+from waymark.devnet.governance import demo_voters, pass_proposal
 from node.chain.consortium import ATTESTING_ROLES
 from node.member.ingest.roles import RoleMirror
 from node.protocol.roles import BIZSTEP_ROLES, roles_for_bizstep
@@ -23,16 +24,12 @@ def test_the_mirror_follows_anchorer_grants_and_revocations_as_the_registry_does
     assert anchor_index is not None
     carrier_anchor = devnet_account(anchor_index)
     forwarder = devnet_account(8)  # hosted by the carrier: no ANCHORER
-    voters = [devnet_account(i) for i in (1, 3, 4)]
+    voters = demo_voters(without=("inspector",))
     moments = [int(chain.w3.eth.get_block("latest")["timestamp"])]
     devnet.increase_time(100)
-    proposal = registry.propose(ProposalKind.REVOKE_ROLE, role_data(3, "ANCHORER"), voters[0])
-    registry.vote(proposal, voters[1])
-    registry.vote(proposal, voters[2])
+    pass_proposal(registry, ProposalKind.REVOKE_ROLE, role_data(3, "ANCHORER"), voters)
     devnet.increase_time(100)
-    proposal = registry.propose(ProposalKind.GRANT_ROLE, role_data(8, "ANCHORER"), voters[0])
-    registry.vote(proposal, voters[1])
-    registry.vote(proposal, voters[2])
+    pass_proposal(registry, ProposalKind.GRANT_ROLE, role_data(8, "ANCHORER"), voters)
     now = int(chain.w3.eth.get_block("latest")["timestamp"])
     moments += [now - 150, now - 50, now]
 

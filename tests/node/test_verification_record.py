@@ -24,6 +24,7 @@ from node.protocol import epcis
 from node.protocol.event_hash import digest_from_hash, event_hash
 from node.protocol.verification import verify_anchoring
 from node.chain.registry import ProposalKind, RegistryClient, role_data
+from waymark.devnet.governance import demo_voters, pass_proposal
 from node.member.runtime import NodeRuntime, build_anchorer, build_capture
 from tests.api.world import register_product
 from tests.node.story import CARRIER, CUSTOMS, INSPECTOR, MANUFACTURER, capture_and_anchor, capture_document, iso, lot_story, story_events
@@ -126,8 +127,7 @@ def test_a_backdated_event_from_a_revoked_key_is_marked_on_the_passport_and_by_t
     control = AnvilControl(runtime.client.rpc_url)
     control.set_next_block_timestamp(chain_now + 51 + registry.max_reporting_delay_at(chain_now + 50))
     control.mine()
-    proposal = registry.propose(ProposalKind.REVOKE_ROLE, role_data(3, "CARRIER"), MANUFACTURER)
-    assert any(registry.vote(proposal, voter) for voter in (INSPECTOR, CARRIER, CUSTOMS))
+    pass_proposal(registry, ProposalKind.REVOKE_ROLE, role_data(3, "CARRIER"), demo_voters())
     build_anchorer(runtime, CARRIER).drain()  # the carrier organisation still holds ANCHORER
 
     builder = PassportBuilder(runtime.db, ChainView(runtime.client, runtime.deployment), resolver_url="http://r",
@@ -286,8 +286,7 @@ def test_a_registry_change_makes_every_kept_verification_checked_again(
     first = builder.build(unit)
     assert first is not None and builder.verifier._shown
     registry = RegistryClient(runtime.client, runtime.deployment)
-    proposal = registry.propose(ProposalKind.REVOKE_ROLE, role_data(3, "CARRIER"), MANUFACTURER)
-    assert any(registry.vote(proposal, voter) for voter in (INSPECTOR, CARRIER, CUSTOMS))
+    pass_proposal(registry, ProposalKind.REVOKE_ROLE, role_data(3, "CARRIER"), demo_voters())
     _at_head(builder, runtime)
     checked = _counting_anchoring(monkeypatch)
     again = builder.build(unit)
