@@ -214,6 +214,9 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         Attestation[] calldata signatures
     ) external nonReentrant {
         (uint256 orderId, Order memory order) = _load(terms);
+        // A dispute does not stop the goods: carriers and customs go on attesting what happens
+        // (the attested facts the timeout rule reads); only the seller side's payouts wait.
+        if (order.state != State.Disputed) _requireState(orderId, order.state, State.Funded);
         _requireNext(orderId, order, milestone, terms.milestones.length);
         _verifyMilestone(terms, orderId, order.deposited, milestone, duty, dutyPayee, signatures);
         _reachMilestone(terms, orderId, order, milestone, duty, dutyPayee);
@@ -225,6 +228,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         nonReentrant
     {
         (uint256 orderId, Order memory order) = _load(terms);
+        _requireState(orderId, order.state, State.Funded);
         _requireNext(orderId, order, milestone, terms.milestones.length);
         Milestone calldata step = terms.milestones[milestone];
         if (step.kind != MilestoneKind.CustomsCleared) revert EscrowNotCustomsMilestone(orderId, milestone);
@@ -321,8 +325,17 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         _requireState(orderId, order.state, State.Disputed);
         uint256 expiresAt = uint256(order.since) + _disputeTimeout;
         if (block.timestamp <= expiresAt) revert EscrowDisputeNotExpired(orderId, expiresAt);
-        // The attested facts decide: delivered goods are paid for, undelivered ones refunded.
+        // The attested facts decide, as they would have without the dispute: delivered goods are
+        // paid for, goods overdue (not shipped by shipBy, not delivered by deliverBy) refunded,
+        // and an order still within its deadlines goes on, Funded again (the dispute lapses).
         bool delivered = order.milestonesReached == terms.milestones.length;
+        if (!delivered && block.timestamp <= (order.milestonesReached == 0 ? terms.shipBy : terms.deliverBy)) {
+            order.state = State.Funded;
+            order.since = 0;
+            _orders[orderId] = order;
+            emit DisputeLapsed(orderId);
+            return;
+        }
         _resolve(terms, orderId, order, delivered ? 0 : uint16(_BPS), address(0), bytes32(0));
     }
 
@@ -576,7 +589,9 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     }
 
     /// @dev Effects of reaching `milestone`: duty first (capped at what remains), then the
-    ///      milestone's share of what is left; the Delivered share waits for release.
+    ///      milestone's share of what is left; the Delivered share waits for release. While
+    ///      Disputed, the duty is paid and nothing else: the order stays Disputed (its timeout runs
+    ///      from the opening) and the shares stay in what remains, for the ruling or the timeout rule.
     function _reachMilestone(
         OrderTerms calldata terms,
         uint256 orderId,
@@ -595,7 +610,9 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         unchecked {
             remaining -= dutyPaid;
             order.milestonesReached = milestone + 1;
-            if (milestone + 1 == terms.milestones.length) {
+            if (order.state == State.Disputed) {
+                // held: see above
+            } else if (milestone + 1 == terms.milestones.length) {
                 order.state = State.Delivered;
                 order.since = uint40(block.timestamp);
             } else if (step.shareBps != 0) {
@@ -866,7 +883,6 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     }
 
     function _requireNext(uint256 orderId, Order memory order, uint8 milestone, uint256 count) private pure {
-        _requireState(orderId, order.state, State.Funded);
         uint8 next = order.milestonesReached;
         if (milestone < next) revert EscrowMilestoneAlreadyReached(orderId, milestone);
         if (milestone != next || milestone >= count) revert EscrowMilestoneNotNext(orderId, milestone, next);

@@ -291,8 +291,8 @@ class EscrowAgent:
         refused: list[str] = []
         for order in orders:
             key = order_key(order.order_id)
-            if order.state is not State.FUNDED:
-                results.append({"orderId": key, "skipped": f"the order is {order.state.name}, not FUNDED"})
+            if order.state not in (State.FUNDED, State.DISPUTED):  # a dispute does not stop the goods' milestones
+                results.append({"orderId": key, "skipped": f"the order is {order.state.name}, not FUNDED or DISPUTED"})
                 continue
             milestone = milestone_for(fact, order)
             if milestone is None:

@@ -399,8 +399,11 @@ interface ITradeEscrow {
         RefundReason reason,
         uint256 amount
     );
-    /// @notice `openedBy` (buyer or seller) froze the order; the evidence hashes to `evidenceHash`.
+    /// @notice `openedBy` (buyer or seller) froze the order's payouts; the evidence hashes to `evidenceHash`.
     event DisputeOpened(uint256 indexed orderId, address indexed openedBy, bytes32 evidenceHash);
+    /// @notice Nobody ruled in time and the order was within its deadlines, undelivered: it is
+    ///         Funded again and goes on (resolveExpiredDispute).
+    event DisputeLapsed(uint256 indexed orderId);
     /// @notice The dispute was decided: by `arbitrator`, or by the timeout rule when it is zero.
     event DisputeResolved(
         uint256 indexed orderId,
@@ -515,8 +518,11 @@ interface ITradeEscrow {
     ///         last entry of `signatures` (it does not count towards the quorum); without it the
     ///         call reverts and the order stays Funded (open for a dispute, or a refund after
     ///         `deliverBy`). Intermediate milestones release their share; the Delivered share
-    ///         waits for release.
-    /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Funded),
+    ///         waits for release. While Disputed (a dispute opened before delivery) milestones
+    ///         are still attested, under the same deadlines: a duty is paid, but no share is
+    ///         released and the order stays Disputed; the ruling or the timeout rule decides what
+    ///         remains.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Funded or Disputed),
     ///      EscrowMilestoneAlreadyReached, EscrowMilestoneNotNext, EscrowDeadlinePassed (Shipped
     ///      after shipBy, later milestones after deliverBy), EscrowNotCustomsMilestone (a duty on
     ///      another kind), EscrowInvalidDutyPayee, EscrowDutyAboveCap, and the bundle errors:
@@ -556,8 +562,9 @@ interface ITradeEscrow {
     /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Funded), EscrowDeadlineNotPassed.
     function refund(OrderTerms calldata terms) external;
 
-    /// @notice The buyer or the seller freezes the order, while it is Funded or within the
-    ///         dispute window after delivery, citing evidence by its hash.
+    /// @notice The buyer or the seller freezes the order's payouts, refunds and cancellation, while
+    ///         it is Funded or within the dispute window after delivery, citing evidence by its
+    ///         hash. Milestones are still attested (attestMilestone).
     /// @dev Reverts with EscrowUnknownOrder, EscrowNotParty, EscrowInvalidState (not Funded or
     ///      Delivered), EscrowDisputeWindowClosed.
     function openDispute(OrderTerms calldata terms, bytes32 evidenceHash) external;
@@ -572,9 +579,11 @@ interface ITradeEscrow {
     function resolveDispute(OrderTerms calldata terms, uint16 buyerShareBps, bytes32 rulingHash) external;
 
     /// @notice Anyone decides a dispute nobody ruled on within `disputeTimeout()` seconds, by the
-    ///         attested facts: if the order had reached Delivered, what remains goes to the seller
-    ///         side; otherwise it is refunded to the buyer. Either party can avoid this outcome
-    ///         only by getting an arbitrator to rule in time.
+    ///         attested facts, as they would stand without the dispute: if every milestone was
+    ///         reached (before or during the dispute), what remains goes to the seller side; if the
+    ///         order is overdue (nothing shipped by `shipBy`, or not delivered by `deliverBy`),
+    ///         what remains is refunded to the buyer; otherwise the dispute lapses and the order is
+    ///         Funded again (DisputeLapsed). A party that disputes only to delay gains nothing.
     /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Disputed), EscrowDisputeNotExpired.
     function resolveExpiredDispute(OrderTerms calldata terms) external;
 

@@ -19,7 +19,7 @@ from node.audit.model import Discrepancy, DiscrepancyKind
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.escrow.signing import EscrowDomain, confirmation_digest, customs_return_digest, milestone_digest
-from node.escrow.terms import MilestoneKind, OrderTerms, RefundReason
+from node.escrow.terms import BPS, MilestoneKind, OrderTerms, RefundReason
 from node.protocol.crypto import SignatureError, recover_digest
 
 K = DiscrepancyKind
@@ -204,6 +204,8 @@ class _Checker:
         elif arbitrator == to_checksum_address(ZERO):
             if log.block_time <= order.disputed_at + self.dispute_timeout():
                 self._unbacked(log, order_id, "resolved", "decided by the timeout rule before the dispute timed out")
+            elif order.terms is not None:
+                self._timeout_rule(log, order, order_id, int(log.args["buyerShareBps"]))
         elif not self.history.roles.has_role_at(arbitrator, "ARBITRATOR", log.block_time):
             self._unbacked(log, order_id, "resolved", f"ruled by {arbitrator}, who did not hold ARBITRATOR at "
                            f"{log.block_time}", sender=arbitrator)
@@ -211,6 +213,31 @@ class _Checker:
                 {organisation_at(self.history.roles, p, log.block_time) for p in (order.terms.buyer, order.terms.seller)}
                 - {0}):
             self._unbacked(log, order_id, "resolved", f"ruled by {arbitrator}, of a party's organisation", sender=arbitrator)
+
+    def lapsed(self, log: ChainLog, order: _Order, order_id: int) -> None:
+        """A dispute that lapsed (Funded again): timed out, undelivered, within its deadlines."""
+        if order.disputed_at is None:
+            self._unbacked(log, order_id, "lapsed", "a dispute lapsed that was never opened")
+        elif log.block_time <= order.disputed_at + self.dispute_timeout():
+            self._unbacked(log, order_id, "lapsed", "lapsed before the dispute timed out")
+        elif order.terms is not None:
+            self._timeout_rule(log, order, order_id, None)
+        order.disputed_at = None
+
+    def _timeout_rule(self, log: ChainLog, order: _Order, order_id: int, buyer_share_bps: int | None) -> None:
+        """What the timeout rule decides from the attested facts: delivered, all to the seller side
+        (buyer share 0); overdue (not shipped by shipBy, not delivered by deliverBy), all back to the
+        buyer (10,000); otherwise the dispute lapses (None)."""
+        terms = order.terms
+        assert terms is not None
+        deadline = terms.ship_by if order.reached == 0 else terms.deliver_by
+        due = 0 if order.reached == len(terms.milestones) else BPS if log.block_time > deadline else None
+        if buyer_share_bps != due:
+            decided = "a lapse" if buyer_share_bps is None else f"{buyer_share_bps} basis points to the buyer"
+            rule = "a lapse" if due is None else f"{due} basis points to the buyer"
+            self._unbacked(log, order_id, "lapsed" if buyer_share_bps is None else "resolved",
+                           f"the timeout rule gave {decided}, where {order.reached} of {len(terms.milestones)} milestones "
+                           f"reached at {log.block_time} (ship-by {terms.ship_by}, deliver-by {terms.deliver_by}) give {rule}")
 
     def party_action(self, log: ChainLog, order: _Order, order_id: int, what: str, account_key: str,
                      allowed: Iterable[str]) -> None:
@@ -267,6 +294,8 @@ def check_escrow(client: ChainClient, deployment: Deployment, history: ChainHist
                 checker.party_action(log, order, order_id, "disputed", "openedBy", (terms.buyer, terms.seller))
         elif event == "DisputeResolved":
             checker.resolved(log, order, order_id)
+        elif event == "DisputeLapsed":
+            checker.lapsed(log, order, order_id)
         elif event == "OrderCancelled" and terms is not None:
             checker.party_action(log, order, order_id, "cancelled", "seller", (terms.seller,))
             if order.reached:

@@ -42,7 +42,9 @@ rule the contract enforces, from the auditor's own evidence:
   signed), or without the buyer once the review and dispute windows after delivery passed;
 - OrderRefunded: ShipByPassed / DeliverByPassed only after the deadline; CustomsReturned as above;
 - DisputeResolved: by an account holding ARBITRATOR at the block, or by the timeout rule after
-  `disputeTimeout()`; DisputeOpened by the buyer or the seller; OrderCancelled by the seller
+  `disputeTimeout()` with the share the attested facts give (delivered: none to the buyer;
+  overdue: all); DisputeLapsed after the timeout, undelivered and within the order's deadlines;
+  DisputeOpened by the buyer or the seller; OrderCancelled by the seller
   before shipping; OrderFunded by the buyer (or for it, in placeOrder).
 Any failure: ESCROW_TRANSITION_UNBACKED naming the order and the milestone or transition.
 

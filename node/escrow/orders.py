@@ -9,8 +9,9 @@ state its logs put it in, exactly as TradeEscrow moves it:
 |---|---|
 | OrderCreated | Created |
 | OrderFunded | Funded |
-| MilestoneReached | Delivered after the last milestone of its terms, else unchanged (Funded) |
+| MilestoneReached | Delivered after the last milestone of its terms if Funded, else unchanged (Funded, or Disputed: a dispute's order stays Disputed) |
 | DisputeOpened | Disputed |
+| DisputeLapsed | Funded (nobody ruled in time and the order was within its deadlines) |
 | OrderReleased / OrderRefunded / OrderCancelled / DisputeResolved | Released / Refunded / Cancelled / Resolved |
 
 A log never overwrites the state set by a later one (rows remember the block and log index
@@ -51,6 +52,7 @@ _SHIPMENT_REF, _MILESTONES = 9, 15  # indexes in the OrderTerms tuple when decod
 _FINAL = {
     "OrderFunded": "Funded",
     "DisputeOpened": "Disputed",
+    "DisputeLapsed": "Funded",
     "OrderReleased": "Released",
     "OrderRefunded": "Refunded",
     "OrderCancelled": "Cancelled",
@@ -243,11 +245,11 @@ class OrderIndex:
                 },
             )
             return shipment
-        found = conn.execute(select(EscrowOrderRow.shipment_ref, EscrowOrderRow.milestones).where(where)).first()
+        found = conn.execute(select(EscrowOrderRow.shipment_ref, EscrowOrderRow.milestones, EscrowOrderRow.state).where(where)).first()
         if found is None:
             return None  # an order created before the indexer's start block
         if event == "MilestoneReached":
-            if int(args.get("milestone", -1)) + 1 != int(found.milestones):
+            if int(args.get("milestone", -1)) + 1 != int(found.milestones) or found.state == "Disputed":
                 return None
             state = "Delivered"
         elif event in _FINAL:

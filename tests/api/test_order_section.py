@@ -18,7 +18,7 @@ from api.main import create_app
 from node.chain.build import build
 from node.chain.client import ChainClient
 from node.db import ChainLog
-from waymark.devnet.anvil import AnvilProcess
+from waymark.devnet.anvil import AnvilControl, AnvilProcess
 from waymark.ports import free_port
 from node.escrow import OrderTerms
 from node.escrow.orders import OrderIndex, read_orders
@@ -209,3 +209,26 @@ def test_the_index_takes_the_orders_a_build_read_only_while_it_has_not_moved_sin
     moved.refresh([key])
     assert terms.order_id in {o.order_id for o in moved.orders_for([key])[key]}
     assert terms.order_id not in {o.order_id for o in before.orders[key]}
+
+
+def test_milestones_during_a_dispute_leave_it_disputed_and_a_lapsed_dispute_funded_again(setting: Any) -> None:
+    world, env, _client = setting
+    chain_id = world.client.chain_id
+    delivered_key, lapsing_key = keccak(text=f"delivered while disputed {salt()}"), keccak(text=f"lapsing {salt()}")
+    delivered = env.open(env.terms(shipment_ref=delivered_key, salt=salt()))
+    lapsing = env.open(env.terms(shipment_ref=lapsing_key, salt=salt()))
+    env.reach(lapsing, 0)
+    for terms in (delivered, lapsing):
+        env.escrow.dispute(terms, b"\x01" * 32, env.buyer)
+    deliver(env, delivered)  # every milestone attested during the dispute
+    index(world)
+    orders = OrderIndex(world.db, chain_id)
+    orders.sync()
+    assert [o.state for o in orders.orders_for([delivered_key])[delivered_key]] == ["Disputed"]
+    AnvilControl(world.client.rpc_url).increase_time(env.escrow.dispute_timeout() + 1)
+    env.escrow.resolve_expired(lapsing, env.outsider)  # shipped, within deliver-by: the dispute lapses
+    env.escrow.resolve_expired(delivered, env.outsider)  # delivered: decided for the seller side
+    index(world)
+    orders.sync()
+    shown = orders.orders_for([delivered_key, lapsing_key])
+    assert [o.state for o in shown[lapsing_key]] == ["Funded"] and [o.state for o in shown[delivered_key]] == ["Resolved"]

@@ -3,6 +3,7 @@ each single tamper gives exactly one discrepancy, of the right kind, naming the 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -282,6 +283,32 @@ def test_a_ruling_by_an_arbitrator_whose_role_was_revoked_before_is_unbacked(wor
     assert sorted(d.subject for d in found) == sorted(
         f"order 0x{o:064x} resolved" for o in (world.direct.order_id, disputed.order_id))
     assert all(d.kind is DiscrepancyKind.ESCROW_TRANSITION_UNBACKED for d in found)
+
+
+def test_the_timeout_rule_is_checked_against_the_attested_facts(world: World) -> None:
+    """A dispute that lapsed (shipped, within deliver-by) and one decided for the seller side
+    (delivered during the dispute) are backed; against other terms (deliver-by already passed at
+    the lapse) the same lapse is not."""
+    env = world.env
+    lapsing = env.open(env.terms(salt=5))
+    env.reach(lapsing, 0)
+    delivered = env.open(env.terms(salt=6))
+    for terms in (lapsing, delivered):
+        env.escrow.dispute(terms, b"\x05" * 32, env.buyer)
+    for milestone in range(len(delivered.milestones)):
+        env.reach(delivered, milestone)
+    AnvilControl(world.chain.rpc_url).increase_time(env.escrow.dispute_timeout() + 1)
+    env.escrow.resolve_expired(lapsing, env.outsider)
+    env.escrow.resolve_expired(delivered, env.outsider)
+    assert env.escrow.order(lapsing.order_id).state == State.FUNDED
+    assert env.escrow.order(delivered.order_id).state == State.RESOLVED
+    assert run(world).ok
+    history = replay(world.chain, world.deployment)
+    history.orders[lapsing.order_id] = replace(lapsing, deliver_by=env.now() - DAY)
+    found, _ = check_escrow(world.chain, world.deployment, history, DatabaseEvidence(world.db))
+    assert [(d.kind, d.subject) for d in found] == [
+        (DiscrepancyKind.ESCROW_TRANSITION_UNBACKED, f"order 0x{lapsing.order_id:064x} lapsed")]
+    assert "gave a lapse" in found[0].detail and "give 10000 basis points to the buyer" in found[0].detail
 
 
 def test_a_customs_return_through_the_relayer_is_backed_until_a_stored_signature_is_altered(world: World) -> None:

@@ -134,6 +134,18 @@ def test_a_dispute_is_ruled_by_the_arbitrator_through_the_cli(cli_env: dict[str,
     assert "withdrew 500.2 wUSD" in ok("escrow", "withdraw", "--token", "wUSD", "--as", "buyer", env=env)
 
 
+def test_a_dispute_nobody_rules_on_lapses_through_the_cli_while_the_order_is_within_its_deadlines(
+    cli_env: dict[str, str], devnet: AnvilControl
+) -> None:
+    env = cli_env
+    order_id = create_order(env, "--ship-by", "20d", "--deliver-by", "40d")
+    ok("escrow", "fund", order_id, "--as", "buyer", env=env)
+    ok("escrow", "dispute", order_id, "--as", "buyer", "--evidence-hash", "late", env=env)
+    devnet.increase_time(15 * 24 * 3600)  # past the 14-day dispute timeout, before ship-by
+    assert "dispute lapsed" in ok("escrow", "resolve", order_id, "--as", "operator", env=env)
+    assert show(env, order_id)["order"]["state"] == "FUNDED"
+
+
 def test_bad_input_ends_with_one_clear_message_and_a_non_zero_exit(
     cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

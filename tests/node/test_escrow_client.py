@@ -215,7 +215,7 @@ def test_a_dispute_nobody_rules_on_resolves_by_the_timeout_rule(env: EscrowEnv, 
     devnet.increase_time(env.escrow.dispute_timeout() + 1)
     devnet.mine()
     env.escrow.resolve_expired(terms, env.outsider)
-    assert env.escrow.credit(env.usd, env.buyer.address) == terms.amount  # not delivered: refunded
+    assert env.escrow.credit(env.usd, env.buyer.address) == terms.amount  # not shipped by ship-by: refunded
 
 
 def test_refund_after_ship_by_and_release_after_the_review_window(env: EscrowEnv, devnet: AnvilControl) -> None:

@@ -96,6 +96,8 @@ def test_milestones_reached_through_the_relayer_by_two_of_three_oracles(
     (late,) = [port.queue.info(key) for key in [k for k in _escrow_keys(port)]]
     assert late is not None and late.status == "delivered" and "skipped" in str(late.result)
 
+    # The buyer disputes while the goods are on their way: the oracles' delivery is still attested.
+    escrow.dispute(terms, keccak(text="the buyer's complaint"), BUYER)
     # Delivered: the courier and the forwarder.
     for oracle in (courier, forwarder):
         with TestClient(create_app(oracle)) as app:
@@ -104,7 +106,7 @@ def test_milestones_reached_through_the_relayer_by_two_of_three_oracles(
             post(app, "carrier", j.delivered())
             wait_settled(oracle)
     wait_reached(escrow, terms, 3)
-    assert escrow.order(terms.order_id).state is State.DELIVERED
+    assert escrow.order(terms.order_id).state is State.DISPUTED  # the money waits for the ruling or the timeout
     # The events behind the milestones are on the node, anchored.
     assert node.wait_anchored([shipped["eventIds"][0], cleared["eventIds"][1]])
 

@@ -254,9 +254,15 @@ def rule(
 
 def resolve(order_id: OrderIdArg, rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None,
             password_file: PasswordFileOpt = None, as_member: AsMember = None, terms_store: TermsStoreOpt = None) -> None:
-    """Anyone decides a dispute nobody ruled on in time, by the timeout rule (delivered: seller; else buyer)."""
-    order_transaction(order_id, "resolved by the dispute timeout rule", EscrowClient.resolve_expired,
-                       rpc_url, chain_id, keystore, password_file, as_member, terms_store)
+    """Anyone decides a dispute nobody ruled on in time, by the timeout rule: delivered, the seller side
+    is paid; overdue (not shipped by ship-by, not delivered by deliver-by), the buyer is refunded;
+    otherwise the dispute lapses and the order goes on."""
+    session, escrow = open_escrow(rpc_url, chain_id, terms_store)
+    terms = order_terms(escrow, order_id)
+    receipt = escrow.resolve_expired(terms, signer(session, keystore, password_file, as_member))
+    done = ("dispute lapsed: nobody ruled in time and the order is within its deadlines, so it is funded again and goes on"
+            if escrow.events(receipt, "DisputeLapsed") else "resolved by the dispute timeout rule")
+    print_done(f"order {order_key(terms.order_id)} {done}", receipt)
 
 
 def release(order_id: OrderIdArg, rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None,
