@@ -602,13 +602,13 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
     ) private {
         Milestone calldata step = terms.milestones[milestone];
         uint256 remaining = order.remaining;
-        uint256 dutyPaid = Math.min(duty, remaining);
+        uint256 paidDuty = Math.min(duty, remaining);
         uint256 released = 0; // the Delivered share, and a zero share, release nothing now
-        // Unchecked: dutyPaid <= remaining; milestone < 5; remaining < 2^96 and shareBps < 2^16;
+        // Unchecked: paidDuty <= remaining; milestone < 5; remaining < 2^96 and shareBps < 2^16;
         // shareBps <= _sharesFrom(.., milestone) (it is one of its terms, and not zero here), so
         // released <= remaining.
         unchecked {
-            remaining -= dutyPaid;
+            remaining -= paidDuty;
             order.milestonesReached = milestone + 1;
             if (order.state == State.Disputed) {
                 // held: see above
@@ -622,8 +622,8 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         }
         order.remaining = uint96(remaining);
         _orders[orderId] = order;
-        if (dutyPaid != 0) _dutyPaid[orderId] += dutyPaid;
-        _credit(terms.token, dutyPayee, dutyPaid);
+        if (paidDuty != 0) _dutyPaid[orderId] += paidDuty;
+        _credit(terms.token, dutyPayee, paidDuty);
         Payout memory payout = _creditSellerSide(terms, released);
         emit MilestoneReached(
             orderId,
@@ -631,7 +631,7 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
             terms.buyer,
             milestone,
             step.kind,
-            dutyPaid,
+            paidDuty,
             dutyPayee,
             payout.toSeller,
             payout.platformFee,
