@@ -214,8 +214,8 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         Attestation[] calldata signatures
     ) external nonReentrant {
         (uint256 orderId, Order memory order) = _load(terms);
-        // A dispute does not stop the goods: carriers and customs go on attesting what happens
-        // (the attested facts the timeout rule reads); only the seller side's payouts wait.
+        // A dispute does not stop the goods: carriers and customs go on attesting what happens,
+        // with the payouts the terms tie to it (the attested facts the timeout rule reads).
         if (order.state != State.Disputed) _requireState(orderId, order.state, State.Funded);
         _requireNext(orderId, order, milestone, terms.milestones.length);
         _verifyMilestone(terms, orderId, order.deposited, milestone, duty, dutyPayee, signatures);
@@ -228,7 +228,8 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         nonReentrant
     {
         (uint256 orderId, Order memory order) = _load(terms);
-        _requireState(orderId, order.state, State.Funded);
+        // Goods customs sent back are refunded, disputed or not (a dispute before delivery).
+        if (order.state != State.Disputed) _requireState(orderId, order.state, State.Funded);
         _requireNext(orderId, order, milestone, terms.milestones.length);
         Milestone calldata step = terms.milestones[milestone];
         if (step.kind != MilestoneKind.CustomsCleared) revert EscrowNotCustomsMilestone(orderId, milestone);
@@ -590,8 +591,9 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
 
     /// @dev Effects of reaching `milestone`: duty first (capped at what remains), then the
     ///      milestone's share of what is left; the Delivered share waits for release. While
-    ///      Disputed, the duty is paid and nothing else: the order stays Disputed (its timeout runs
-    ///      from the opening) and the shares stay in what remains, for the ruling or the timeout rule.
+    ///      Disputed the same, but the Delivered milestone leaves the order Disputed and restarts
+    ///      the dispute's timeout: the arbitrator gets a full timeout to judge the delivered goods,
+    ///      as the buyer's review and dispute windows would have run from the delivery.
     function _reachMilestone(
         OrderTerms calldata terms,
         uint256 orderId,
@@ -610,10 +612,8 @@ contract TradeEscrow is ITradeEscrow, EIP712, Pausable, ReentrancyGuardTransient
         unchecked {
             remaining -= paidDuty;
             order.milestonesReached = milestone + 1;
-            if (order.state == State.Disputed) {
-                // held: see above
-            } else if (milestone + 1 == terms.milestones.length) {
-                order.state = State.Delivered;
+            if (milestone + 1 == terms.milestones.length) {
+                if (order.state != State.Disputed) order.state = State.Delivered;
                 order.since = uint40(block.timestamp);
             } else if (step.shareBps != 0) {
                 released = (remaining * step.shareBps) / _sharesFrom(terms.milestones, milestone);

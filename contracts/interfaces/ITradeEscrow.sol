@@ -519,9 +519,9 @@ interface ITradeEscrow {
     ///         call reverts and the order stays Funded (open for a dispute, or a refund after
     ///         `deliverBy`). Intermediate milestones release their share; the Delivered share
     ///         waits for release. While Disputed (a dispute opened before delivery) milestones
-    ///         are still attested, under the same deadlines: a duty is paid, but no share is
-    ///         released and the order stays Disputed; the ruling or the timeout rule decides what
-    ///         remains.
+    ///         are still attested, under the same deadlines and with the same payouts; the
+    ///         Delivered milestone leaves the order Disputed and restarts the dispute's timeout,
+    ///         and the ruling or the timeout rule decides what remains.
     /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Funded or Disputed),
     ///      EscrowMilestoneAlreadyReached, EscrowMilestoneNotNext, EscrowDeadlinePassed (Shipped
     ///      after shipBy, later milestones after deliverBy), EscrowNotCustomsMilestone (a duty on
@@ -538,8 +538,9 @@ interface ITradeEscrow {
 
     /// @notice Customs detained the goods at milestone `milestone` (the next, a CustomsCleared one)
     ///         and returned them: what remains is refunded to the buyer. Needs that milestone's
-    ///         quorum of CustomsReturn signatures from the order's customs authorities. No deadline applies.
-    /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Funded), EscrowMilestoneAlreadyReached,
+    ///         quorum of CustomsReturn signatures from the order's customs authorities. No deadline
+    ///         applies. Also while Disputed (a dispute opened before delivery), which it ends.
+    /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Funded or Disputed), EscrowMilestoneAlreadyReached,
     ///      EscrowMilestoneNotNext, EscrowNotCustomsMilestone, and the bundle errors.
     function attestCustomsReturn(OrderTerms calldata terms, uint8 milestone, Attestation[] calldata signatures)
         external;
@@ -562,9 +563,10 @@ interface ITradeEscrow {
     /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Funded), EscrowDeadlineNotPassed.
     function refund(OrderTerms calldata terms) external;
 
-    /// @notice The buyer or the seller freezes the order's payouts, refunds and cancellation, while
-    ///         it is Funded or within the dispute window after delivery, citing evidence by its
-    ///         hash. Milestones are still attested (attestMilestone).
+    /// @notice The buyer or the seller holds what remains of the order for an arbitrator's ruling
+    ///         (no refund, cancellation, confirmation or release), while it is Funded or within the
+    ///         dispute window after delivery, citing evidence by its hash. Milestones and customs
+    ///         returns are still attested.
     /// @dev Reverts with EscrowUnknownOrder, EscrowNotParty, EscrowInvalidState (not Funded or
     ///      Delivered), EscrowDisputeWindowClosed.
     function openDispute(OrderTerms calldata terms, bytes32 evidenceHash) external;
@@ -579,11 +581,11 @@ interface ITradeEscrow {
     function resolveDispute(OrderTerms calldata terms, uint16 buyerShareBps, bytes32 rulingHash) external;
 
     /// @notice Anyone decides a dispute nobody ruled on within `disputeTimeout()` seconds, by the
-    ///         attested facts, as they would stand without the dispute: if every milestone was
-    ///         reached (before or during the dispute), what remains goes to the seller side; if the
-    ///         order is overdue (nothing shipped by `shipBy`, or not delivered by `deliverBy`),
-    ///         what remains is refunded to the buyer; otherwise the dispute lapses and the order is
-    ///         Funded again (DisputeLapsed). A party that disputes only to delay gains nothing.
+    ///         attested facts, as `release` and `refund` would: if every milestone was reached
+    ///         (before or during the dispute; one reached during it restarted the timeout), what
+    ///         remains goes to the seller side; if the order is overdue (nothing shipped by
+    ///         `shipBy`, or not delivered by `deliverBy`), what remains is refunded to the buyer;
+    ///         otherwise the dispute lapses and the order is Funded again (DisputeLapsed).
     /// @dev Reverts with EscrowUnknownOrder, EscrowInvalidState (not Disputed), EscrowDisputeNotExpired.
     function resolveExpiredDispute(OrderTerms calldata terms) external;
 

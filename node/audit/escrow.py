@@ -136,6 +136,8 @@ class _Checker:
         order.reached = milestone + 1
         if step.kind is MilestoneKind.DELIVERED:
             order.delivered_at = log.block_time
+            if order.disputed_at is not None:  # delivered during a dispute: its timeout starts again
+                order.disputed_at = log.block_time
 
     def customs_return(self, log: ChainLog, order: _Order, order_id: int) -> None:
         terms = order.terms

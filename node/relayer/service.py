@@ -6,7 +6,7 @@ still do something about it:
 
 * the order exists (its terms are found by id: node.escrow) and has that milestone;
 * the milestone is not reached yet and the order can still reach it (not settled; a dispute does
-  not stop milestones, and holds a customs return until it lapses);
+  not stop milestones or customs returns);
 * a duty appears only on a CustomsCleared milestone, and then with a payee that is an account of
   one of the order's customs authorities (never the escrow or a party), and within the order's
   duty cap (`maxDutyBps` of the deposit; a larger duty needs the buyer's own signature, which the
@@ -176,12 +176,10 @@ class Relayer:
         bundle = self.store.bundle(kind, order_id, milestone, quorum, now + self.min_lifetime)
         if bundle is None:
             return self._outcome(kind, order_id, milestone, quorum, Status.COLLECTING)
-        # A milestone is attested while the order is Funded or Disputed (a dispute does not stop
-        # the goods), a customs return only while Funded (after a dispute lapses).
-        open_states = (State.FUNDED, State.DISPUTED) if kind is Kind.MILESTONE else (State.FUNDED,)
-        if order.state not in open_states or order.milestones_reached != milestone:
-            # Quorum stored, but the order is not there yet (not funded, an earlier milestone
-            # pending, or a customs return during a dispute): the sweep tries again later.
+        # Funded or Disputed: a dispute does not stop the goods' milestones or a customs return.
+        if order.state not in (State.FUNDED, State.DISPUTED) or order.milestones_reached != milestone:
+            # Quorum stored, but the order is not there yet (not funded, or an earlier milestone
+            # pending): the sweep tries again later.
             detail = f"waiting: order {order.state.name.lower()}, next milestone {order.milestones_reached}"
             return self._outcome(kind, order_id, milestone, quorum, Status.COLLECTING, detail=detail, collected=quorum)
         duty, payee, chosen = bundle

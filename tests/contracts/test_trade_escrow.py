@@ -321,7 +321,9 @@ def test_cancel_reverts_once_delivered(w: EscrowWorld) -> None:
 # ---- disputes ----------------------------------------------------------------------------------
 
 
-def test_dispute_in_transit_freezes_the_money_not_the_goods_until_an_arbitrator_splits_it(w: EscrowWorld) -> None:
+def test_dispute_in_transit_holds_what_remains_not_the_goods_until_an_arbitrator_splits_it(
+    w: EscrowWorld, devnet: AnvilControl
+) -> None:
     t = w.open(w.terms())
     w.attest(t, 0)
     w.attest(t, 1)
@@ -332,10 +334,12 @@ def test_dispute_in_transit_freezes_the_money_not_the_goods_until_an_arbitrator_
     opened_at = w.now()
     assert w.order(t)[0] == State.DISPUTED and w.order(t)[2] == opened_at
 
-    # The carriers still attest the delivery: recorded, nothing paid out, the order stays Disputed.
+    # The carriers still attest the delivery: its share is held as always, the order stays
+    # Disputed, and its timeout starts again from the delivery.
+    devnet.increase_time(DAY)
     (reached,) = w.events(w.attest(t, 2), "MilestoneReached")
     assert (reached.args.milestone, reached.args.toSeller, reached.args.platformFee, reached.args.carrierFee) == (2, 0, 0, 0)
-    assert w.order(t) == (State.DISPUTED, 3, opened_at, t.amount, remaining)
+    assert w.order(t) == (State.DISPUTED, 3, w.now(), t.amount, remaining) and w.now() >= opened_at + DAY
     with reverts("EscrowInvalidState", current=State.DISPUTED, expected=State.DELIVERED):
         w.send("confirmDelivery", t.as_tuple(), sender=w.buyer)
     with reverts("EscrowInvalidState", current=State.DISPUTED, expected=State.FUNDED):

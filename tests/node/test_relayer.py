@@ -271,22 +271,21 @@ def test_expired_unknown_and_malformed_submissions_get_one_clear_error_each(env:
     assert env.escrow.order(terms.order_id).milestones_reached == 0
 
 
-def test_a_disputed_order_still_reaches_its_milestones_and_holds_a_customs_return(env: EscrowEnv, http: TestClient) -> None:
+def test_a_disputed_order_still_reaches_its_milestones_and_a_customs_return(env: EscrowEnv, http: TestClient) -> None:
     terms = env.open(env.terms())
     env.escrow.dispute(terms, b"\x22" * 32, env.buyer)
-    # A dispute freezes the money, not the goods: the shipment is attested as usual.
+    # A dispute holds what remains for the arbitrator, not the goods: the shipment is attested as usual ...
     for signer in env.carriers[:2]:
         answer = post(http, terms, 0, env.sign(signer, terms, 0))
     assert answer.json()["status"] == "reached", answer.text
     order = env.escrow.order(terms.order_id)
     assert (order.state, order.milestones_reached) == (State.DISPUTED, 1)
-    # A customs return is held (collected, not submitted) while the order is disputed.
+    # ... and so are goods customs sent back: refunded.
     for signer in env.customs[1:]:
         sig = sign_customs_return(signer, env.escrow.domain, terms.order_id, 1, env.now() + DAY)
         answer = http.post(f"/customs-returns/{terms.order_id}/1", json=body(sig))
-    assert answer.status_code == 202 and answer.json()["status"] == "collecting", answer.text
-    assert "waiting: order disputed" in answer.json()["detail"]
-    assert env.escrow.order(terms.order_id).state == State.DISPUTED
+    assert answer.status_code == 202 and answer.json()["status"] == "reached", answer.text
+    assert env.escrow.order(terms.order_id).state == State.REFUNDED
 
 
 def test_a_settled_order_takes_no_more_signatures(env: EscrowEnv, http: TestClient) -> None:

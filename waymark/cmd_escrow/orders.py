@@ -220,7 +220,7 @@ def dispute(
     rpc_url: RpcUrl = None, chain_id: ChainId = None, keystore: KeystoreOpt = None, password_file: PasswordFileOpt = None,
     as_member: AsMember = None, terms_store: TermsStoreOpt = None,
 ) -> None:
-    """The buyer or the seller freezes the order's money (not its milestones) until an arbitrator rules or the dispute times out."""
+    """The buyer or the seller holds what remains of the order (not its milestones) until an arbitrator rules or the dispute times out."""
     digest = evidence_hash(evidence, evidence_hash_text, "--evidence")
     session, escrow = open_escrow(rpc_url, chain_id, terms_store)
     terms = order_terms(escrow, order_id)
