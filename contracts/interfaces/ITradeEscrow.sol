@@ -399,7 +399,8 @@ interface ITradeEscrow {
         RefundReason reason,
         uint256 amount
     );
-    /// @notice `openedBy` (buyer or seller) froze the order's payouts; the evidence hashes to `evidenceHash`.
+    /// @notice `openedBy` (buyer or seller) held what remains of the order for a ruling; the evidence
+    ///         hashes to `evidenceHash`.
     event DisputeOpened(uint256 indexed orderId, address indexed openedBy, bytes32 evidenceHash);
     /// @notice Nobody ruled in time and the order was within its deadlines, undelivered: it is
     ///         Funded again and goes on (resolveExpiredDispute).

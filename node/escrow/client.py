@@ -232,7 +232,7 @@ class EscrowClient:
         if terms.carrier != ZERO_ADDRESS:
             parties["carrier"] = terms.carrier
         credits = {name: self.credit(terms.token, account) for name, account in parties.items()}
-        # Milestones go on during a dispute opened before delivery (its payouts wait).
+        # Milestones go on during a dispute opened before delivery, with their payouts.
         attestable = order.state in (State.FUNDED, State.DISPUTED) and order.milestones_reached < len(terms.milestones)
         nxt = order.milestones_reached if attestable else None
         return OrderView(OrderId(order_id), terms, order, token, credits, self.locked_rate(order_id), nxt)
